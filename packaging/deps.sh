@@ -1,0 +1,31 @@
+#!/bin/sh
+# Installs the Debian packages that tessera's build, `make run` and `make test`
+# need. Idempotent: asks apt only for what is missing, runs `apt-get update`
+# only then, and prints nothing when everything is already present.
+set -eu
+
+PKGS="gcc make pkg-config libfcgi-dev libpq-dev libhiredis-dev libcjson-dev
+libssl-dev libcmocka-dev nginx-light curl jq wrk spawn-fcgi redis-server
+postgresql postgresql-client pgbouncer procps iproute2 python3"
+
+missing=""
+for p in $PKGS; do
+    if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
+        missing="$missing $p"
+    fi
+done
+[ -z "$missing" ] && exit 0
+
+if [ "$(id -u)" -ne 0 ]; then
+    if command -v sudo >/dev/null 2>&1; then SUDO=sudo; else
+        echo "deps.sh: missing packages:$missing (run as root to install them)" >&2
+        exit 1
+    fi
+else
+    SUDO=
+fi
+echo "deps.sh: installing$missing" >&2
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq >/dev/null
+# shellcheck disable=SC2086
+$SUDO apt-get install -y -qq --no-install-recommends $missing >/dev/null
