@@ -1,6 +1,7 @@
 /* A chain of blocks: the first is kept across resets so a typical request
  * allocates nothing from malloc; oversized requests get a block of their own. */
 #include "arena.h"
+#include "err.h"
 
 #include <stdint.h>
 #include <stdio.h>
@@ -16,8 +17,15 @@ struct block {
     _Alignas(ARENA_ALIGN) unsigned char data[];
 };
 
+struct deferred {
+    struct deferred *next;
+    void (*fn)(void *);
+    void *p;
+};
+
 struct arena {
     struct block *head;   /* block being filled */
+    struct deferred *defer;
     struct block *first;  /* kept across resets */
     size_t block_size;
     size_t total;
@@ -45,6 +53,7 @@ struct arena *arena_new(size_t block)
         block = 256;
     a->block_size = block;
     a->total = 0;
+    a->defer = NULL;
     a->first = a->head = block_new(block);
     if (a->first == NULL) {
         free(a);
@@ -62,16 +71,39 @@ static void free_chain(struct block *b, struct block *stop)
     }
 }
 
+/* Deferred records live in the arena itself, so run them before freeing blocks. */
+static void run_deferred(struct arena *a)
+{
+    for (struct deferred *d = a->defer; d != NULL; d = d->next)
+        d->fn(d->p);
+    a->defer = NULL;
+}
+
+int arena_defer(struct arena *a, void (*fn)(void *), void *p)
+{
+    struct deferred *d = arena_alloc(a, sizeof *d);
+
+    if (d == NULL)
+        return ERR_NOMEM;
+    d->fn = fn;
+    d->p = p;
+    d->next = a->defer;
+    a->defer = d;
+    return 0;
+}
+
 void arena_free(struct arena *a)
 {
     if (a == NULL)
         return;
+    run_deferred(a);
     free_chain(a->head, NULL);
     free(a);
 }
 
 void arena_reset(struct arena *a)
 {
+    run_deferred(a);
     /* Blocks are pushed at the head, so the first block ends the chain. */
     free_chain(a->head, a->first);
     a->head = a->first;

@@ -27,6 +27,9 @@ char *arena_strndup(struct arena *a, const char *s, size_t n);
 /* printf into the arena. */
 char *arena_printf(struct arena *a, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 char *arena_vprintf(struct arena *a, const char *fmt, va_list ap);
+/* Runs fn(p) at the next arena_reset/arena_free, newest first: how objects from
+ * other allocators (a cJSON tree) share the request's lifetime. ERR_NOMEM on failure. */
+int arena_defer(struct arena *a, void (*fn)(void *), void *p);
 /* Bytes currently handed out (for tests and the slowlog). */
 size_t arena_used(const struct arena *a);
 
