@@ -47,7 +47,9 @@ static const struct key_def KEYS[] = {
     INT("fleet", "projectors", fleet.projectors, 0, 16, "0", "1"),
     STR("fleet", "listen", fleet.listen, "build/run/tessera.sock", "/run/tessera/tessera.sock", 0),
     STR("fleet", "listen_owner", fleet.listen_owner, "", NULL, 0),
-    {"fleet", "listen_mode", T_OCTAL, OFF(fleet.listen_mode), 0, 0, 0777, NULL, "0660", NULL, 0},
+    /* dev: nginx started as root runs its workers as nobody, who must reach the
+     * socket under build/; production: 0660 plus listen_owner for nginx's group */
+    {"fleet", "listen_mode", T_OCTAL, OFF(fleet.listen_mode), 0, 0, 0777, NULL, "0666", "0660", 0},
     STR("fleet", "control", fleet.control, "build/run/control.sock", "/run/tessera/control.sock", 0),
     STR("fleet", "pid_file", fleet.pid_file, "build/run/tessera.pid", "/run/tessera/tessera.pid", 0),
     INT("fleet", "max_requests", fleet.max_requests, 0, INT_MAX, "0", "100000"),

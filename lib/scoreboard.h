@@ -35,6 +35,7 @@ struct sb_row {
     int64_t req_start_ms;   /* 0 when idle */
     uint64_t rss_kb;
     char last_exit[64];     /* "signal 9", "exit 1", "max_requests", … */
+    char want_exit[32];     /* set by the worker: replace me ("max_requests") */
 };
 
 struct scoreboard {

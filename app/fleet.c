@@ -1,0 +1,783 @@
+/* The fleet master (the PM2 / PHP-FPM part). It binds the FastCGI socket once,
+ * forks the workers that accept on it, and never serves a request itself.
+ *
+ * Slots are the unit of supervision: each has a role and at most one current
+ * process, plus, during a replacement, the retiring one. Replacing a slot
+ * (reload, recycle on max_requests or max_memory) is always the same dance:
+ * fork the successor, wait until it reports ready in the scoreboard, then ask
+ * the predecessor to finish its request and leave. The predecessor hands its
+ * idle kept-alive FastCGI connections to the master over its channel, and the
+ * master passes them to the successor: nginx never finds a cached upstream
+ * connection closed under it, so not even a POST it had already sent fails.
+ *
+ * Crashes restart with exponential backoff (capped), a crash loop is logged,
+ * never spun. Everything is driven from one poll() loop over a signalfd, the
+ * control socket and the workers' channels; no work happens in signal context. */
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <netdb.h>
+#include <poll.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "app.h"
+#include "buf.h"
+#include "fdpass.h"
+#include "log.h"
+
+#define TICK_MS 200
+#define READY_TIMEOUT_MS 15000      /* a successor not ready by then is abandoned */
+#define QUICK_CRASH_MS 5000         /* a death sooner than this after start counts toward backoff */
+#define CRASH_LOOP_AT 3
+
+struct proc {
+    pid_t pid;                      /* 0: none */
+    int row;                        /* scoreboard row */
+    int chan;                       /* master's end of the hand-over channel */
+};
+
+struct slot {
+    int role;                       /* enum sb_role */
+    struct proc cur;                /* the serving process */
+    struct proc old;                /* a retiring predecessor, if any */
+    struct proc next;               /* a successor being started, if any */
+    char replace_why[32];           /* non-empty: replace cur when possible */
+    int64_t next_start_ms;          /* when cur is empty: earliest restart */
+    int64_t next_deadline_ms;       /* successor must be ready by then */
+    int quick_crashes;
+    uint32_t restarts;
+};
+
+struct fleet {
+    struct config cfg;
+    const char *config_path;
+    int listen_fd;
+    int control_fd;
+    int sig_fd;
+    struct scoreboard *sb;
+    struct metrics *metrics;
+    struct slot slot[SB_MAX_ROWS];
+    int nslots;
+    int stopping;
+    int64_t stop_deadline_ms;
+    int reloading;                  /* slots still to replace for a reload */
+};
+
+static int is_unix_path(const char *listen)
+{
+    return strchr(listen, '/') != NULL || strchr(listen, ':') == NULL;
+}
+
+/* Owner "user[:group]" of the unix socket, for nginx to reach it. */
+static int chown_socket(const char *path, const char *owner, char errstr[128])
+{
+    char user[64];
+    const char *colon = strchr(owner, ':');
+    uid_t uid = (uid_t)-1;
+    gid_t gid = (gid_t)-1;
+
+    snprintf(user, sizeof user, "%.*s", colon ? (int)(colon - owner) : (int)strlen(owner), owner);
+    if (user[0] != '\0') {
+        struct passwd *pw = getpwnam(user);
+        if (pw == NULL) {
+            snprintf(errstr, 128, "fleet.listen_owner: no user %s", user);
+            return -1;
+        }
+        uid = pw->pw_uid;
+    }
+    if (colon != NULL && colon[1] != '\0') {
+        struct group *gr = getgrnam(colon + 1);
+        if (gr == NULL) {
+            snprintf(errstr, 128, "fleet.listen_owner: no group %s", colon + 1);
+            return -1;
+        }
+        gid = gr->gr_gid;
+    }
+    if (chown(path, uid, gid) < 0) {
+        snprintf(errstr, 128, "fleet.listen_owner: chown %s: %s", path, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+static int bind_unix(const struct config *cfg, char errstr[128])
+{
+    const char *path = cfg->fleet.listen;
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    int fd;
+
+    if (strlen(path) >= sizeof sa.sun_path) {
+        snprintf(errstr, 128, "fleet.listen: path too long");
+        return -1;
+    }
+    memcpy(sa.sun_path, path, strlen(path) + 1);
+    if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0)
+        goto fail;
+    /* A socket file that nobody answers on is a leftover: take it over. */
+    if (connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0) {
+        snprintf(errstr, 128, "fleet.listen: %s is in use by a running fleet", path);
+        close(fd);
+        return -1;
+    }
+    close(fd);
+    unlink(path);
+    if ((fd = socket(AF_UNIX, SOCK_STREAM, 0)) < 0)
+        goto fail;
+    if (bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0 ||
+        chmod(path, (mode_t)cfg->fleet.listen_mode) < 0)
+        goto fail;
+    if (cfg->fleet.listen_owner[0] != '\0' && chown_socket(path, cfg->fleet.listen_owner, errstr) < 0) {
+        close(fd);
+        return -1;
+    }
+    if (listen(fd, 1024) < 0)
+        goto fail;
+    return fd;
+fail:
+    snprintf(errstr, 128, "fleet.listen: %s: %s", path, strerror(errno));
+    if (fd >= 0)
+        close(fd);
+    return -1;
+}
+
+static int bind_tcp(const struct config *cfg, char errstr[128])
+{
+    char host[256];
+    const char *colon = strrchr(cfg->fleet.listen, ':');
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE};
+    struct addrinfo *ai = NULL;
+    int fd = -1, one = 1;
+
+    snprintf(host, sizeof host, "%.*s", (int)(colon - cfg->fleet.listen), cfg->fleet.listen);
+    int rc = getaddrinfo(host[0] ? host : NULL, colon + 1, &hints, &ai);
+    if (rc != 0) {
+        snprintf(errstr, 128, "fleet.listen: %s: %s", cfg->fleet.listen, gai_strerror(rc));
+        return -1;
+    }
+    fd = socket(ai->ai_family, ai->ai_socktype, ai->ai_protocol);
+    if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0 ||
+        bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 || listen(fd, 1024) < 0) {
+        snprintf(errstr, 128, "fleet.listen: %s: %s", cfg->fleet.listen, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        fd = -1;
+    }
+    freeaddrinfo(ai);
+    return fd;
+}
+
+/* The pid file names the running master; a stale one (dead pid) is replaced. */
+static int write_pid_file(const char *path, char errstr[128])
+{
+    FILE *f = fopen(path, "r");
+    int pid = 0;
+
+    if (f != NULL) {
+        if (fscanf(f, "%d", &pid) == 1 && pid > 0 && pid != getpid() && kill(pid, 0) == 0) {
+            fclose(f);
+            snprintf(errstr, 128, "fleet.pid_file: master %d from %s is still running", pid, path);
+            return -1;
+        }
+        fclose(f);
+    }
+    char tmp[CONFIG_PATH_MAX + 8];
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    if ((f = fopen(tmp, "w")) == NULL || fprintf(f, "%d\n", (int)getpid()) < 0 || fclose(f) != 0 ||
+        rename(tmp, path) < 0) {
+        snprintf(errstr, 128, "fleet.pid_file: %s: %s", path, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+/* Creates the parent folder of a run-time path ("build/run/x.sock"). */
+static void make_parent(const char *path)
+{
+    char dir[CONFIG_PATH_MAX];
+    snprintf(dir, sizeof dir, "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (slash == NULL || slash == dir)
+        return;
+    *slash = '\0';
+    for (char *p = dir + 1; *p; p++)
+        if (*p == '/') {
+            *p = '\0';
+            mkdir(dir, 0755);
+            *p = '/';
+        }
+    mkdir(dir, 0755);
+}
+
+static int free_row(struct fleet *f)
+{
+    for (int i = 0; i < SB_MAX_ROWS; i++)
+        if (f->sb->row[i].state == SB_FREE && f->sb->row[i].pid == 0)
+            return i;
+    return -1;
+}
+
+static void proc_clear(struct fleet *f, struct proc *p, int free_the_row)
+{
+    if (p->chan >= 0)
+        close(p->chan);
+    if (free_the_row && p->row >= 0)
+        memset(&f->sb->row[p->row], 0, sizeof f->sb->row[p->row]);
+    p->pid = 0;
+    p->row = -1;
+    p->chan = -1;
+}
+
+/* Forks a worker for slot s into a fresh scoreboard row; fills *p. */
+static int spawn(struct fleet *f, int s, struct proc *p)
+{
+    struct slot *sl = &f->slot[s];
+    int row = free_row(f), sv[2];
+
+    if (row < 0) {
+        log_msg(LOG_ERROR, "spawn_failed", "slot %d: no free scoreboard row", s);
+        return -1;
+    }
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) {
+        log_msg(LOG_ERROR, "spawn_failed", "slot %d: socketpair: %s", s, strerror(errno));
+        return -1;
+    }
+    struct sb_row *r = &f->sb->row[row];
+    memset(r, 0, sizeof *r);
+    r->slot = s;
+    r->role = sl->role;
+    r->state = SB_STARTING;
+    r->restarts = sl->restarts;
+    r->started_ms = sb_now_ms();
+    pid_t pid = fork();
+    if (pid < 0) {
+        log_msg(LOG_ERROR, "spawn_failed", "slot %d: fork: %s", s, strerror(errno));
+        close(sv[0]);
+        close(sv[1]);
+        memset(r, 0, sizeof *r);
+        return -1;
+    }
+    if (pid == 0) {
+        sigset_t none;
+        sigemptyset(&none);
+        sigprocmask(SIG_SETMASK, &none, NULL);
+        close(sv[0]);
+        close(f->sig_fd);
+        if (f->control_fd >= 0)
+            close(f->control_fd);
+        for (int i = 0; i < f->nslots; i++) {
+            struct proc *ps[] = {&f->slot[i].cur, &f->slot[i].old, &f->slot[i].next};
+            for (int k = 0; k < 3; k++)
+                if (ps[k]->chan >= 0)
+                    close(ps[k]->chan);
+        }
+        log_setup(f->cfg.log.level, sb_role_name(sl->role), s);
+        /* The projector role gets its loop with the CQRS issue; until then it serves like an api worker. */
+        _exit(worker_run(&f->cfg, f->listen_fd, sv[1], s, row, f->metrics, f->sb));
+    }
+    close(sv[1]);
+    r->pid = pid;
+    p->pid = pid;
+    p->row = row;
+    p->chan = sv[0];
+    return 0;
+}
+
+static struct slot *slot_of(struct fleet *f, pid_t pid, struct proc **which)
+{
+    for (int i = 0; i < f->nslots; i++) {
+        struct proc *ps[] = {&f->slot[i].cur, &f->slot[i].old, &f->slot[i].next};
+        for (int k = 0; k < 3; k++)
+            if (ps[k]->pid == pid) {
+                *which = ps[k];
+                return &f->slot[i];
+            }
+    }
+    return NULL;
+}
+
+static void describe_exit(int status, char *buf, size_t sz)
+{
+    if (WIFSIGNALED(status))
+        snprintf(buf, sz, "signal %d (%s)", WTERMSIG(status), strsignal(WTERMSIG(status)));
+    else
+        snprintf(buf, sz, "exit %d", WEXITSTATUS(status));
+}
+
+/* Moves fds a retiring process handed over to its slot's live process. */
+static void forward_conns(struct fleet *f, struct slot *sl, struct proc *from)
+{
+    int fds[FDPASS_MAX], n;
+
+    while (fdpass_recv(from->chan, fds, FDPASS_MAX, &n) == 0 && n > 0) {
+        struct proc *to = sl->cur.pid && !f->stopping ? &sl->cur : NULL;
+        /* No live successor (stopping, or it died): close, as a worker exit would. */
+        if (to == NULL || fdpass_send(to->chan, fds, n) != 0)
+            log_msg(LOG_WARN, "handover_dropped", "slot %d: closed %d kept connections", sl->cur.row, n);
+        for (int i = 0; i < n; i++)
+            close(fds[i]);
+    }
+}
+
+static void reap(struct fleet *f)
+{
+    int status;
+    pid_t pid;
+
+    while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+        struct proc *p;
+        struct slot *sl = slot_of(f, pid, &p);
+        char why[64];
+
+        if (sl == NULL)
+            continue;
+        int s = (int)(sl - f->slot);
+        describe_exit(status, why, sizeof why);
+        int64_t lived = p->row >= 0 ? sb_now_ms() - f->sb->row[p->row].started_ms : 0;
+        int clean = WIFEXITED(status) && WEXITSTATUS(status) == 0;
+
+        if (p == &sl->old) {
+            forward_conns(f, sl, p);
+            log_msg(LOG_INFO, "worker_retired", "slot %d pid %d: %s", s, (int)pid, why);
+            proc_clear(f, p, 1);
+            continue;
+        }
+        if (p == &sl->next) {
+            log_msg(LOG_ERROR, "successor_died", "slot %d pid %d died before ready: %s", s, (int)pid, why);
+            proc_clear(f, p, 1);
+            sl->quick_crashes++;
+            continue;
+        }
+        /* the current process of the slot */
+        int quick = lived < QUICK_CRASH_MS;
+        if (clean && !f->stopping) {
+            log_msg(LOG_INFO, "worker_exit", "slot %d pid %d left: %s", s, (int)pid, why);
+            sl->quick_crashes = 0;
+        } else if (!f->stopping) {
+            sl->quick_crashes = quick ? sl->quick_crashes + 1 : 1;
+            int backoff = 1 << (sl->quick_crashes - 1 < 16 ? sl->quick_crashes - 1 : 16);
+            if (backoff > f->cfg.fleet.restart_backoff_max)
+                backoff = f->cfg.fleet.restart_backoff_max;
+            if (!quick)
+                backoff = 0;
+            sl->next_start_ms = sb_now_ms() + (int64_t)backoff * 1000;
+            struct log_line l;
+            log_begin(&l, LOG_ERROR, sl->quick_crashes >= CRASH_LOOP_AT ? "crash_loop" : "worker_crash");
+            log_int(&l, "worker", s);
+            log_int(&l, "exited_pid", pid);
+            log_str(&l, "exit", why);
+            log_int(&l, "lived_ms", lived);
+            log_int(&l, "quick_crashes", sl->quick_crashes);
+            log_int(&l, "restart_in_s", backoff);
+            log_end(&l);
+        }
+        int row = p->row;
+        p->row = -1; /* keep the row: it shows the slot's state until the restart */
+        proc_clear(f, p, 0);
+        if (row >= 0) {
+            struct sb_row *r = &f->sb->row[row];
+            snprintf(r->last_exit, sizeof r->last_exit, "%s", why);
+            r->state = f->stopping ? SB_FREE : SB_BACKOFF;
+            r->pid = 0;
+            r->req_start_ms = 0;
+            sl->cur.row = f->stopping ? -1 : row; /* reused by the restart */
+            if (f->stopping)
+                memset(r, 0, sizeof *r);
+        }
+        if (!clean || f->stopping)
+            continue;
+        sl->next_start_ms = 0;
+    }
+}
+
+/* Starts slot s's current process (first start or after a death), reusing its row. */
+static void start_cur(struct fleet *f, int s)
+{
+    struct slot *sl = &f->slot[s];
+    char last[64] = "";
+
+    if (sl->cur.row >= 0) { /* a predecessor died: this is a restart */
+        struct sb_row *r = &f->sb->row[sl->cur.row];
+        snprintf(last, sizeof last, "%s", r->last_exit);
+        memset(r, 0, sizeof *r);
+        sl->restarts++;
+        sl->cur.row = -1;
+    }
+    if (spawn(f, s, &sl->cur) != 0) {
+        sl->next_start_ms = sb_now_ms() + 1000;
+        return;
+    }
+    snprintf(f->sb->row[sl->cur.row].last_exit, sizeof last, "%s", last);
+}
+
+static void begin_replace(struct fleet *f, int s, const char *why)
+{
+    struct slot *sl = &f->slot[s];
+
+    if (sl->replace_why[0] == '\0')
+        snprintf(sl->replace_why, sizeof sl->replace_why, "%s", why);
+}
+
+/* Advances replacements: at most one successor starting at a time, fleet-wide,
+ * so capacity never drops and a reload goes slot by slot. */
+static void step_replacements(struct fleet *f)
+{
+    int64_t now = sb_now_ms();
+
+    for (int s = 0; s < f->nslots; s++) {
+        struct slot *sl = &f->slot[s];
+        if (sl->next.pid == 0)
+            continue;
+        struct sb_row *r = &f->sb->row[sl->next.row];
+        if (r->state == SB_IDLE || r->state == SB_BUSY) {
+            /* successor accepting: retire the predecessor */
+            if (sl->old.pid != 0) {
+                /* a previous predecessor is still finishing; it keeps its own record */
+                log_msg(LOG_WARN, "replace_overlap", "slot %d: pid %d still retiring", s, (int)sl->old.pid);
+                kill(sl->old.pid, SIGKILL);
+            }
+            sl->old = sl->cur;
+            sl->cur = sl->next;
+            sl->next = (struct proc){0, -1, -1};
+            if (sl->old.pid != 0) {
+                f->sb->row[sl->old.row].state = SB_RETIRING;
+                kill(sl->old.pid, SIGTERM);
+            }
+            log_msg(LOG_INFO, "worker_replaced", "slot %d: pid %d now serving (%s)", s,
+                    (int)sl->cur.pid, sl->replace_why);
+            f->sb->row[sl->cur.row].restarts = ++sl->restarts;
+            sl->replace_why[0] = '\0';
+        } else if (now > sl->next_deadline_ms) {
+            log_msg(LOG_ERROR, "replace_abandoned", "slot %d: successor pid %d not ready in %d ms; keeping pid %d",
+                    s, (int)sl->next.pid, READY_TIMEOUT_MS, (int)sl->cur.pid);
+            kill(sl->next.pid, SIGKILL);
+            sl->replace_why[0] = '\0';
+        }
+        return; /* one at a time */
+    }
+    for (int s = 0; s < f->nslots; s++) {
+        struct slot *sl = &f->slot[s];
+        if (sl->replace_why[0] == '\0' || sl->cur.pid == 0 || sl->old.pid != 0)
+            continue;
+        if (spawn(f, s, &sl->next) == 0)
+            sl->next_deadline_ms = now + READY_TIMEOUT_MS;
+        return;
+    }
+}
+
+static void check_rows(struct fleet *f)
+{
+    int64_t now = sb_now_ms();
+
+    for (int s = 0; s < f->nslots; s++) {
+        struct slot *sl = &f->slot[s];
+        if (sl->cur.pid == 0 && !f->stopping && now >= sl->next_start_ms)
+            start_cur(f, s);
+        if (sl->cur.pid == 0)
+            continue;
+        struct sb_row *r = &f->sb->row[sl->cur.row];
+        r->rss_kb = sb_rss_kb(sl->cur.pid);
+        if (f->cfg.fleet.request_timeout > 0 && r->req_start_ms != 0 &&
+            now - r->req_start_ms > (int64_t)f->cfg.fleet.request_timeout * 1000) {
+            log_msg(LOG_ERROR, "request_timeout", "slot %d pid %d: request running %lld ms; killed",
+                    s, (int)sl->cur.pid, (long long)(now - r->req_start_ms));
+            kill(sl->cur.pid, SIGKILL);
+            continue;
+        }
+        if (f->cfg.fleet.max_memory_mb > 0 && r->rss_kb > (uint64_t)f->cfg.fleet.max_memory_mb * 1024 &&
+            sl->replace_why[0] == '\0') {
+            log_msg(LOG_WARN, "recycle", "slot %d pid %d: RSS %llu KiB over max_memory_mb = %d", s,
+                    (int)sl->cur.pid, (unsigned long long)r->rss_kb, f->cfg.fleet.max_memory_mb);
+            begin_replace(f, s, "max_memory");
+        }
+        if (r->want_exit[0] != '\0' && sl->replace_why[0] == '\0' && sl->next.pid == 0) {
+            log_msg(LOG_INFO, "recycle", "slot %d pid %d: %s", s, (int)sl->cur.pid, r->want_exit);
+            begin_replace(f, s, r->want_exit);
+        }
+    }
+    step_replacements(f);
+}
+
+static int worker_count(const struct config *cfg)
+{
+    if (cfg->fleet.workers > 0)
+        return cfg->fleet.workers;
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (int)n : 1;
+}
+
+static void set_slots(struct fleet *f)
+{
+    int api = worker_count(&f->cfg), n = api + f->cfg.fleet.projectors;
+
+    if (n > SB_MAX_ROWS / 2)
+        n = SB_MAX_ROWS / 2; /* room for successors and retirees */
+    for (int s = f->nslots; s < n; s++) {
+        memset(&f->slot[s], 0, sizeof f->slot[s]);
+        f->slot[s].cur = f->slot[s].old = f->slot[s].next = (struct proc){0, -1, -1};
+    }
+    for (int s = 0; s < n; s++)
+        f->slot[s].role = s < api ? SB_ROLE_API : SB_ROLE_PROJECTOR;
+    for (int s = n; s < f->nslots; s++)
+        if (f->slot[s].cur.pid != 0) /* fewer slots now: retire the extra ones */
+            kill(f->slot[s].cur.pid, SIGTERM);
+    if (n > f->nslots)
+        f->nslots = n;
+}
+
+static void reload(struct fleet *f)
+{
+    struct config fresh;
+    char errstr[256];
+
+    if (config_load(&fresh, f->config_path, errstr) != 0) {
+        log_msg(LOG_ERROR, "reload_refused", "%s; the running fleet keeps its config", errstr);
+        return;
+    }
+    if (strcmp(fresh.fleet.listen, f->cfg.fleet.listen) != 0 ||
+        strcmp(fresh.fleet.control, f->cfg.fleet.control) != 0)
+        log_msg(LOG_WARN, "reload_partial", "fleet.listen and fleet.control change only on restart");
+    snprintf(fresh.fleet.listen, sizeof fresh.fleet.listen, "%s", f->cfg.fleet.listen);
+    snprintf(fresh.fleet.control, sizeof fresh.fleet.control, "%s", f->cfg.fleet.control);
+    f->cfg = fresh;
+    log_setup(f->cfg.log.level, "master", -1);
+    f->sb->generation++;
+    set_slots(f);
+    for (int s = 0; s < f->nslots; s++)
+        if (f->slot[s].cur.pid != 0)
+            begin_replace(f, s, "reload");
+    log_msg(LOG_INFO, "reload", "rolling restart of %d slots (generation %u)", f->nslots, f->sb->generation);
+}
+
+static void begin_stop(struct fleet *f, const char *why)
+{
+    if (f->stopping)
+        return;
+    f->stopping = 1;
+    f->stop_deadline_ms = sb_now_ms() + (int64_t)f->cfg.fleet.graceful_timeout * 1000;
+    log_msg(LOG_INFO, "stopping", "%s: finishing in-flight requests (up to %d s)", why,
+            f->cfg.fleet.graceful_timeout);
+    /* Stop accepting: no new connection reaches the old socket. */
+    if (is_unix_path(f->cfg.fleet.listen))
+        unlink(f->cfg.fleet.listen);
+    for (int s = 0; s < f->nslots; s++) {
+        struct proc *ps[] = {&f->slot[s].cur, &f->slot[s].old, &f->slot[s].next};
+        for (int k = 0; k < 3; k++)
+            if (ps[k]->pid != 0)
+                kill(ps[k]->pid, SIGTERM);
+    }
+}
+
+static int live_children(const struct fleet *f)
+{
+    int n = 0;
+    for (int s = 0; s < f->nslots; s++)
+        n += (f->slot[s].cur.pid != 0) + (f->slot[s].old.pid != 0) + (f->slot[s].next.pid != 0);
+    return n;
+}
+
+static void serve_control(struct fleet *f)
+{
+    int c = accept4(f->control_fd, NULL, NULL, SOCK_CLOEXEC);
+    char cmd[64] = "";
+    struct buf out;
+
+    if (c < 0)
+        return;
+    struct timeval tv = {.tv_sec = 2};
+    setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    ssize_t n = read(c, cmd, sizeof cmd - 1);
+    if (n > 0)
+        cmd[n] = '\0';
+    cmd[strcspn(cmd, "\r\n")] = '\0';
+    buf_init(&out, 1 << 20);
+    int rc = 0;
+    if (strcmp(cmd, "status") == 0) {
+        rc = sb_render_table(f->sb, &out);
+    } else if (strcmp(cmd, "status-json") == 0) {
+        cJSON *j = sb_to_json(f->sb);
+        char *s = j ? cJSON_PrintUnformatted(j) : NULL;
+        rc = s ? buf_printf(&out, "%s\n", s) : ERR_NOMEM;
+        cJSON_free(s);
+        cJSON_Delete(j);
+    } else if (strcmp(cmd, "reload") == 0) {
+        reload(f);
+        rc = buf_puts(&out, "reloading\n");
+    } else if (strcmp(cmd, "stop") == 0) {
+        begin_stop(f, "stop command");
+        rc = buf_puts(&out, "stopping\n");
+    } else {
+        rc = buf_puts(&out, "unknown command; try status, status-json, reload, stop\n");
+    }
+    if (rc == 0 && out.len > 0) {
+        size_t off = 0;
+        while (off < out.len) {
+            ssize_t w = write(c, out.p + off, out.len - off);
+            if (w <= 0)
+                break;
+            off += (size_t)w;
+        }
+    }
+    buf_cleanup(&out);
+    close(c);
+}
+
+static void on_signal(struct fleet *f)
+{
+    struct signalfd_siginfo si;
+
+    while (read(f->sig_fd, &si, sizeof si) == (ssize_t)sizeof si) {
+        switch (si.ssi_signo) {
+        case SIGCHLD:
+            reap(f);
+            break;
+        case SIGHUP:
+            reload(f);
+            break;
+        case SIGTERM:
+        case SIGINT:
+            begin_stop(f, si.ssi_signo == SIGTERM ? "SIGTERM" : "SIGINT");
+            break;
+        }
+    }
+}
+
+static void log_start(const struct fleet *f)
+{
+    cJSON *j = config_to_json(&f->cfg);
+    char *s = j ? cJSON_PrintUnformatted(j) : NULL;
+    struct log_line l;
+
+    log_begin(&l, LOG_INFO, "start");
+    log_str(&l, "version", TESSERA_VERSION);
+    log_int(&l, "slots", f->nslots);
+    if (s != NULL)
+        log_json(&l, "config", s);
+    log_end(&l);
+    cJSON_free(s);
+    cJSON_Delete(j);
+}
+
+static int fleet_open(struct fleet *f, char errstr[256])
+{
+    sigset_t mask;
+
+    make_parent(f->cfg.fleet.listen);
+    make_parent(f->cfg.fleet.control);
+    make_parent(f->cfg.fleet.pid_file);
+    if (write_pid_file(f->cfg.fleet.pid_file, errstr) != 0)
+        return -1;
+    f->listen_fd = is_unix_path(f->cfg.fleet.listen) ? bind_unix(&f->cfg, errstr) : bind_tcp(&f->cfg, errstr);
+    if (f->listen_fd < 0)
+        return -1;
+    if ((f->control_fd = control_listen(f->cfg.fleet.control, errstr)) < 0)
+        return -1;
+    if ((f->sb = sb_new()) == NULL || (f->metrics = metrics_new()) == NULL) {
+        snprintf(errstr, 256, "shared memory: %s", strerror(errno));
+        return -1;
+    }
+    f->sb->master_pid = getpid();
+    f->sb->started_ms = sb_now_ms();
+    sigemptyset(&mask);
+    sigaddset(&mask, SIGCHLD);
+    sigaddset(&mask, SIGHUP);
+    sigaddset(&mask, SIGTERM);
+    sigaddset(&mask, SIGINT);
+    sigprocmask(SIG_BLOCK, &mask, NULL);
+    if ((f->sig_fd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC)) < 0) {
+        snprintf(errstr, 256, "signalfd: %s", strerror(errno));
+        return -1;
+    }
+    signal(SIGPIPE, SIG_IGN);
+    return 0;
+}
+
+static void fleet_close(struct fleet *f)
+{
+    if (f->listen_fd >= 0)
+        close(f->listen_fd);
+    if (f->control_fd >= 0) {
+        close(f->control_fd);
+        unlink(f->cfg.fleet.control);
+    }
+    if (f->sig_fd >= 0)
+        close(f->sig_fd);
+    if (is_unix_path(f->cfg.fleet.listen))
+        unlink(f->cfg.fleet.listen);
+    unlink(f->cfg.fleet.pid_file);
+    sb_free(f->sb);
+    metrics_free(f->metrics);
+}
+
+int fleet_run(const struct config *cfg, const char *config_path)
+{
+    static struct fleet f; /* one per master process; signal handling reads it via the loop only */
+    char errstr[256];
+    int rc = 0;
+
+    memset(&f, 0, sizeof f);
+    f.cfg = *cfg;
+    f.config_path = config_path;
+    f.listen_fd = f.control_fd = f.sig_fd = -1;
+    log_setup(cfg->log.level, "master", -1);
+    if (fleet_open(&f, errstr) != 0) {
+        log_msg(LOG_ERROR, "fleet_start", "%s", errstr);
+        fleet_close(&f);
+        return 1;
+    }
+    set_slots(&f);
+    log_start(&f);
+
+    while (!f.stopping || live_children(&f) > 0) {
+        struct pollfd p[2 + 3 * SB_MAX_ROWS];
+        struct proc *owner[2 + 3 * SB_MAX_ROWS];
+        struct slot *oslot[2 + 3 * SB_MAX_ROWS];
+        int n = 0;
+
+        p[n++] = (struct pollfd){.fd = f.sig_fd, .events = POLLIN};
+        p[n++] = (struct pollfd){.fd = f.control_fd, .events = POLLIN};
+        for (int s = 0; s < f.nslots; s++) {
+            struct proc *ps[] = {&f.slot[s].cur, &f.slot[s].old, &f.slot[s].next};
+            for (int k = 0; k < 3; k++)
+                if (ps[k]->chan >= 0) {
+                    owner[n] = ps[k];
+                    oslot[n] = &f.slot[s];
+                    p[n++] = (struct pollfd){.fd = ps[k]->chan, .events = POLLIN};
+                }
+        }
+        if (poll(p, (nfds_t)n, TICK_MS) > 0) {
+            if (p[0].revents)
+                on_signal(&f);
+            if (p[1].revents && !f.stopping)
+                serve_control(&f);
+            for (int i = 2; i < n; i++)
+                if (p[i].revents & POLLIN && owner[i]->chan == p[i].fd)
+                    forward_conns(&f, oslot[i], owner[i]);
+        }
+        if (f.stopping && sb_now_ms() > f.stop_deadline_ms) {
+            log_msg(LOG_WARN, "stop_timeout", "graceful_timeout passed: killing %d workers",
+                    live_children(&f));
+            for (int s = 0; s < f.nslots; s++) {
+                struct proc *ps[] = {&f.slot[s].cur, &f.slot[s].old, &f.slot[s].next};
+                for (int k = 0; k < 3; k++)
+                    if (ps[k]->pid != 0)
+                        kill(ps[k]->pid, SIGKILL);
+            }
+            f.stop_deadline_ms = sb_now_ms() + 5000;
+        }
+        if (!f.stopping)
+            check_rows(&f);
+    }
+    log_msg(LOG_INFO, "stopped", "all workers have exited");
+    fleet_close(&f);
+    return rc;
+}

@@ -1,0 +1,124 @@
+/* tessera: subcommand dispatch. Each subcommand loads the configuration the
+ * same way (a config error names the key and exits 2) and hands over to the
+ * module that does the work. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "app.h"
+#include "log.h"
+#include "version.h"
+
+#define EXIT_CONFIG 2
+#define DEFAULT_CONFIG "/etc/tessera/tessera.conf"
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "usage: tessera [-c FILE] COMMAND\n"
+            "  fleet              run the master: bind the socket, supervise the workers\n"
+            "  worker             one FastCGI worker on fd 0 (as spawn-fcgi starts it)\n"
+            "  status [--json]    the fleet's process table\n"
+            "  reload             rolling restart, re-reading the configuration\n"
+            "  stop               graceful stop\n"
+            "  check-config       validate and print the resolved configuration\n"
+            "  version            versions of tessera and its libraries\n"
+            "config: -c FILE, else $TESSERA_CONFIG, else " DEFAULT_CONFIG " if present;\n"
+            "every key can be overridden as TESSERA_SECTION_KEY.\n");
+}
+
+/* The file to read: explicit, from the environment, or the system default if it exists. */
+static const char *config_path(const char *given)
+{
+    if (given != NULL)
+        return given;
+    const char *env = getenv("TESSERA_CONFIG");
+    if (env != NULL && env[0] != '\0')
+        return env;
+    return access(DEFAULT_CONFIG, R_OK) == 0 ? DEFAULT_CONFIG : NULL;
+}
+
+static int cmd_check_config(const struct config *cfg)
+{
+    cJSON *j = config_to_json(cfg);
+    char *s = j ? cJSON_Print(j) : NULL;
+
+    if (s == NULL) {
+        fprintf(stderr, "tessera: out of memory\n");
+        cJSON_Delete(j);
+        return 1;
+    }
+    printf("%s\n", s);
+    cJSON_free(s);
+    cJSON_Delete(j);
+    return 0;
+}
+
+static int cmd_worker(const struct config *cfg)
+{
+    int listening = 0;
+    socklen_t len = sizeof listening;
+
+    /* spawn-fcgi (and the FastCGI convention) hands the listen socket over as fd 0 */
+    if (getsockopt(0, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) < 0 || !listening) {
+        fprintf(stderr, "tessera worker: fd 0 is not a listening socket; run it under "
+                        "spawn-fcgi, or use `tessera fleet`\n");
+        return 1;
+    }
+    log_setup(cfg->log.level, "worker", 0);
+    return worker_run(cfg, 0, -1, 0, -1, NULL, NULL);
+}
+
+int main(int argc, char **argv)
+{
+    const char *given = NULL;
+    struct config cfg;
+    char errstr[256];
+    int i = 1;
+
+    while (i < argc && argv[i][0] == '-') {
+        if (strcmp(argv[i], "-c") == 0 && i + 1 < argc) {
+            given = argv[i + 1];
+            i += 2;
+        } else if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
+            usage(stdout);
+            return 0;
+        } else {
+            usage(stderr);
+            return EXIT_CONFIG;
+        }
+    }
+    if (i >= argc) {
+        usage(stderr);
+        return EXIT_CONFIG;
+    }
+    const char *cmd = argv[i];
+    if (strcmp(cmd, "version") == 0) {
+        version_print(stdout);
+        return 0;
+    }
+    const char *path = config_path(given);
+    if (config_load(&cfg, path, errstr) != 0) {
+        fprintf(stderr, "%s\n", errstr);
+        return EXIT_CONFIG;
+    }
+    log_setup(cfg.log.level, "tessera", -1);
+    if (strcmp(cmd, "check-config") == 0)
+        return cmd_check_config(&cfg);
+    if (strcmp(cmd, "fleet") == 0)
+        return fleet_run(&cfg, path);
+    if (strcmp(cmd, "worker") == 0)
+        return cmd_worker(&cfg);
+    if (strcmp(cmd, "status") == 0) {
+        int json = i + 1 < argc && strcmp(argv[i + 1], "--json") == 0;
+        return control_client(cfg.fleet.control, json ? "status-json" : "status");
+    }
+    if (strcmp(cmd, "reload") == 0 || strcmp(cmd, "stop") == 0)
+        return control_client(cfg.fleet.control, cmd);
+    fprintf(stderr, "tessera: unknown command %s\n", cmd);
+    usage(stderr);
+    return EXIT_CONFIG;
+}
