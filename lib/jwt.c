@@ -1,0 +1,548 @@
+/* jwt: EdDSA (Ed25519) JWS compact tokens.
+ *
+ * Verification is ordered so that the cheapest, most attacker-controlled checks
+ * come first and nothing in the payload is believed before the signature holds:
+ * size cap, three parts, canonical base64url, strict JSON header (lib/json),
+ * alg == "EdDSA" (so "none", HS256 signed with the public key, and friends never
+ * reach a crypto call), crit refused, typ, kid looked up in memory only, then
+ * the 64-byte signature, then the payload's JSON and claims.
+ *
+ * Canonical base64url matters beyond tidiness: the blacklist keys on
+ * SHA-256(token), and a lenient decoder would let a logged-out token come back
+ * under a new spelling of its signature's last character. Likewise, OpenSSL's
+ * Ed25519 verify refuses S >= L (the group order), which closes the other
+ * malleability; tests/unit/test_jwt.c proves both. */
+#include "jwt.h"
+
+#include "crypto.h"
+#include "json.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <openssl/err.h>
+#include <openssl/pem.h>
+
+#define ED25519_SIG_LEN 64
+#define ED25519_PUB_LEN 32
+#define JWT_ALG "EdDSA"
+/* Latest time accepted in exp/nbf/iat: 9999-12-31, well inside double's exact range. */
+#define JWT_TIME_MAX INT64_C(253402300799)
+/* Upper bound on a configured lifetime: keeps exp arithmetic far from overflow. */
+#define JWT_LIFETIME_CAP (INT64_C(10) * 366 * 86400)
+#define JWT_SKEW_CAP 3600
+
+static const struct json_limits JWT_JSON_LIMITS = { .max_depth = 8, .max_nodes = 256 };
+
+static void set_err(char *errstr, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void set_err(char *errstr, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (!errstr)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(errstr, 128, fmt, ap);
+    va_end(ap);
+}
+
+/* ---- keys ------------------------------------------------------------- */
+
+/* Never prompt on a terminal for an encrypted key: a worker has none. */
+static int no_passphrase(char *buf, int size, int rwflag, void *u)
+{
+    (void)buf;
+    (void)size;
+    (void)rwflag;
+    (void)u;
+    return -1;
+}
+
+static int key_fill(struct jwt_key *k, EVP_PKEY *pkey, int can_sign)
+{
+    uint8_t digest[CRYPTO_SHA256_LEN];
+    size_t publen = sizeof(k->pub);
+
+    if (EVP_PKEY_get_raw_public_key(pkey, k->pub, &publen) != 1 || publen != ED25519_PUB_LEN)
+        return ERR_INTERNAL;
+    if (crypto_sha256(k->pub, sizeof(k->pub), digest) != ERR_OK)
+        return ERR_INTERNAL;
+    if (crypto_hex_encode(digest, JWT_KID_LEN / 2, k->kid, sizeof(k->kid)) != ERR_OK)
+        return ERR_INTERNAL;
+    k->pkey = pkey;
+    k->can_sign = can_sign;
+    return ERR_OK;
+}
+
+static const struct jwt_key *keyset_find(const struct jwt_keyset *ks, const char *kid)
+{
+    for (size_t i = 0; i < ks->n; i++)
+        if (strcmp(ks->keys[i].kid, kid) == 0)
+            return &ks->keys[i];
+    return NULL;
+}
+
+/* Reads one PEM file: a private key, or (when public_ok) a public key. */
+static int load_one(const char *path, bool public_ok, EVP_PKEY **pkey, int *can_sign,
+                    char *errstr)
+{
+    BIO *bio;
+    int rc = ERR_OK;
+
+    *pkey = NULL;
+    bio = BIO_new_file(path, "r");
+    if (!bio) {
+        set_err(errstr, "%s: %s", path, strerror(errno ? errno : EIO));
+        ERR_clear_error();
+        return ERR_IO;
+    }
+    *can_sign = 1;
+    *pkey = PEM_read_bio_PrivateKey(bio, NULL, no_passphrase, NULL);
+    if (!*pkey && public_ok && BIO_reset(bio) == 0) {
+        *can_sign = 0;
+        *pkey = PEM_read_bio_PUBKEY(bio, NULL, no_passphrase, NULL);
+    }
+    ERR_clear_error();
+    if (!*pkey) {
+        set_err(errstr, "%s: not a PEM Ed25519 %s (encrypted keys are not supported)",
+                path, public_ok ? "key" : "private key");
+        rc = ERR_INVAL;
+    } else if (!EVP_PKEY_is_a(*pkey, "ED25519")) {
+        set_err(errstr, "%s: key is not Ed25519", path);
+        EVP_PKEY_free(*pkey);
+        *pkey = NULL;
+        rc = ERR_INVAL;
+    }
+    BIO_free(bio);
+    return rc;
+}
+
+int jwt_keyset_load(struct jwt_keyset *ks, const char *const *paths, size_t n,
+                    char errstr[128])
+{
+    int rc = ERR_OK;
+
+    memset(ks, 0, sizeof(*ks));
+    if (n == 0 || !paths) {
+        set_err(errstr, "no JWT key file given");
+        return ERR_INVAL;
+    }
+    if (n > JWT_KEYSET_MAX) {
+        set_err(errstr, "more than %d JWT key files", JWT_KEYSET_MAX);
+        return ERR_NOSPACE;
+    }
+    for (size_t i = 0; i < n; i++) {
+        EVP_PKEY *pkey = NULL;
+        int can_sign = 0;
+        struct jwt_key *k = &ks->keys[ks->n];
+
+        rc = load_one(paths[i], i > 0, &pkey, &can_sign, errstr);
+        if (rc != ERR_OK)
+            goto out;
+        rc = key_fill(k, pkey, can_sign);
+        if (rc != ERR_OK) {
+            EVP_PKEY_free(pkey);
+            set_err(errstr, "%s: cannot read the public key", paths[i]);
+            goto out;
+        }
+        if (keyset_find(ks, k->kid)) {
+            EVP_PKEY_free(pkey);
+            memset(k, 0, sizeof(*k));
+            set_err(errstr, "%s: same key as an earlier file", paths[i]);
+            rc = ERR_INVAL;
+            goto out;
+        }
+        ks->n++;
+    }
+out:
+    if (rc != ERR_OK)
+        jwt_keyset_free(ks);
+    return rc;
+}
+
+void jwt_keyset_free(struct jwt_keyset *ks)
+{
+    if (!ks)
+        return;
+    for (size_t i = 0; i < ks->n; i++)
+        EVP_PKEY_free(ks->keys[i].pkey);
+    memset(ks, 0, sizeof(*ks));
+}
+
+int jwt_keygen(const char *path)
+{
+    EVP_PKEY *pkey = NULL;
+    FILE *f = NULL;
+    int fd, rc = ERR_INTERNAL;
+
+    pkey = EVP_PKEY_Q_keygen(NULL, NULL, "ED25519");
+    if (!pkey)
+        goto out;
+    /* O_EXCL: replacing a signing key silently would log every user out. */
+    fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0) {
+        rc = errno == EEXIST ? ERR_CONFLICT : ERR_IO;
+        goto out;
+    }
+    f = fdopen(fd, "w");
+    if (!f) {
+        close(fd);
+        unlink(path);
+        rc = ERR_IO;
+        goto out;
+    }
+    rc = ERR_OK;
+    if (PEM_write_PrivateKey(f, pkey, NULL, NULL, 0, NULL, NULL) != 1)
+        rc = ERR_INTERNAL;
+    else if (fflush(f) != 0 || fsync(fileno(f)) != 0)
+        rc = ERR_IO;
+    if (fclose(f) != 0 && rc == ERR_OK)
+        rc = ERR_IO;
+    if (rc != ERR_OK)
+        unlink(path);
+out:
+    EVP_PKEY_free(pkey);
+    ERR_clear_error();
+    return rc;
+}
+
+/* ---- sign ------------------------------------------------------------- */
+
+int jwt_sign(const struct jwt_keyset *ks, const cJSON *claims, char **out)
+{
+    const struct jwt_key *k;
+    EVP_MD_CTX *md = NULL;
+    char header[80];
+    char *payload = NULL, *tok = NULL;
+    uint8_t sig[ED25519_SIG_LEN];
+    size_t siglen = sizeof(sig), hlen, plen, hb, pb, total, o = 0, w = 0;
+    int rc = ERR_INVAL, n;
+
+    *out = NULL;
+    if (!ks || ks->n == 0 || !ks->keys[0].can_sign || !cJSON_IsObject(claims))
+        return ERR_INVAL;
+    k = &ks->keys[0];
+    n = snprintf(header, sizeof(header), "{\"alg\":\"" JWT_ALG "\",\"typ\":\"JWT\",\"kid\":\"%s\"}",
+                 k->kid);
+    if (n < 0 || (size_t)n >= sizeof(header))
+        return ERR_INTERNAL;
+    hlen = (size_t)n;
+    payload = cJSON_PrintUnformatted(claims);
+    if (!payload) {
+        rc = ERR_NOMEM;
+        goto out;
+    }
+    plen = strlen(payload);
+    if (plen > JWT_MAX_LEN) {
+        rc = ERR_TOOBIG;
+        goto out;
+    }
+    hb = CRYPTO_B64_LEN(hlen);
+    pb = CRYPTO_B64_LEN(plen);
+    total = hb + 1 + pb + 1 + CRYPTO_B64_LEN(ED25519_SIG_LEN);
+    /* A token verify would refuse is not worth handing out. */
+    if (total > JWT_MAX_LEN) {
+        rc = ERR_TOOBIG;
+        goto out;
+    }
+    tok = malloc(total + 1);
+    if (!tok) {
+        rc = ERR_NOMEM;
+        goto out;
+    }
+    rc = crypto_b64url_encode(header, hlen, tok, total + 1, &w);
+    if (rc != ERR_OK)
+        goto out;
+    o = w;
+    tok[o++] = '.';
+    rc = crypto_b64url_encode(payload, plen, tok + o, total + 1 - o, &w);
+    if (rc != ERR_OK)
+        goto out;
+    o += w;
+    rc = ERR_INTERNAL;
+    md = EVP_MD_CTX_new();
+    if (!md || EVP_DigestSignInit(md, NULL, NULL, NULL, k->pkey) != 1 ||
+        EVP_DigestSign(md, sig, &siglen, (const unsigned char *)tok, o) != 1 ||
+        siglen != ED25519_SIG_LEN)
+        goto out;
+    tok[o++] = '.';
+    rc = crypto_b64url_encode(sig, siglen, tok + o, total + 1 - o, NULL);
+    if (rc != ERR_OK)
+        goto out;
+    *out = tok;
+    tok = NULL;
+out:
+    EVP_MD_CTX_free(md);
+    cJSON_free(payload);
+    free(tok);
+    ERR_clear_error();
+    return rc;
+}
+
+/* ---- verify ----------------------------------------------------------- */
+
+static cJSON *parse_part(const char *b64, size_t len, uint8_t *buf, size_t bufsz)
+{
+    size_t got = 0;
+    cJSON *obj;
+
+    if (len == 0 || crypto_b64url_decode(b64, len, buf, bufsz, &got) != ERR_OK)
+        return NULL;
+    obj = json_parse((const char *)buf, got, &JWT_JSON_LIMITS, NULL);
+    if (obj && !cJSON_IsObject(obj)) {
+        cJSON_Delete(obj);
+        obj = NULL;
+    }
+    return obj;
+}
+
+static enum jwt_status check_header(const struct jwt_keyset *ks, const cJSON *h,
+                                    const struct jwt_key **key)
+{
+    const char *alg = json_get_str(h, "alg");
+    const cJSON *typ = cJSON_GetObjectItemCaseSensitive(h, "typ");
+    const char *kid;
+
+    if (!alg || strcmp(alg, JWT_ALG) != 0)
+        return JWT_BAD_ALG;
+    if (cJSON_GetObjectItemCaseSensitive(h, "crit"))
+        return JWT_BAD_CRIT;
+    /* RFC 7515 says typ compares case-insensitively; RFC 9068 names at+jwt. */
+    if (typ && (!cJSON_IsString(typ) ||
+                (strcasecmp(typ->valuestring, "JWT") != 0 &&
+                 strcasecmp(typ->valuestring, "at+jwt") != 0 &&
+                 strcasecmp(typ->valuestring, "application/at+jwt") != 0)))
+        return JWT_BAD_TYPE;
+    kid = json_get_str(h, "kid");
+    *key = kid ? keyset_find(ks, kid) : NULL;
+    return *key ? JWT_OK : JWT_UNKNOWN_KID;
+}
+
+static bool nonempty_str(const cJSON *obj, const char *name)
+{
+    const char *s = json_get_str(obj, name);
+    return s && *s;
+}
+
+static bool str_or_absent(const cJSON *obj, const char *name)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, name);
+    return !v || cJSON_IsString(v);
+}
+
+/* Reads an optional time claim: ERR_OK with *present set, or ERR_INVAL. */
+static int time_claim(const cJSON *obj, const char *name, int64_t *v, bool *present)
+{
+    int rc = json_get_int(obj, name, 0, JWT_TIME_MAX, v);
+
+    *present = rc == ERR_OK;
+    return rc == ERR_NOTFOUND ? ERR_OK : rc;
+}
+
+static bool aud_matches(const cJSON *aud, const char *want)
+{
+    const cJSON *e;
+
+    if (cJSON_IsString(aud))
+        return strcmp(aud->valuestring, want) == 0;
+    if (!cJSON_IsArray(aud))
+        return false;
+    cJSON_ArrayForEach(e, aud)
+        if (cJSON_IsString(e) && strcmp(e->valuestring, want) == 0)
+            return true;
+    return false;
+}
+
+static enum jwt_status check_claims(const cJSON *c, const struct jwt_expect *x)
+{
+    int64_t expv = 0, nbf = 0, iat = 0, life, skew;
+    bool has_exp, has_nbf, has_iat;
+    const char *iss, *typ;
+
+    if (time_claim(c, "exp", &expv, &has_exp) != ERR_OK || !has_exp ||
+        time_claim(c, "nbf", &nbf, &has_nbf) != ERR_OK ||
+        time_claim(c, "iat", &iat, &has_iat) != ERR_OK)
+        return JWT_BAD_CLAIMS;
+    if (!nonempty_str(c, "sub") || !nonempty_str(c, "org") || !nonempty_str(c, "jti") ||
+        !str_or_absent(c, "role") || !str_or_absent(c, "mode"))
+        return JWT_BAD_CLAIMS;
+
+    if (x->now < 0 || x->now > JWT_TIME_MAX)
+        return JWT_INTERNAL;
+    skew = x->skew < 0 ? 0 : x->skew > JWT_SKEW_CAP ? JWT_SKEW_CAP : x->skew;
+    life = x->max_lifetime > 0 ? x->max_lifetime : JWT_DEFAULT_MAX_LIFETIME;
+    if (life > JWT_LIFETIME_CAP)
+        life = JWT_LIFETIME_CAP;
+    /* exp is bounded: a stolen signing key's long-lived tokens, or a bug that
+     * mints them, do not outlive the configured lifetime. */
+    if (expv - x->now > life + skew || (has_iat && expv - iat > life))
+        return JWT_BAD_CLAIMS;
+    if (x->now >= expv + skew)
+        return JWT_EXPIRED;
+    if ((has_nbf && nbf > x->now + skew) || (has_iat && iat > x->now + skew))
+        return JWT_NOT_YET_VALID;
+
+    iss = json_get_str(c, "iss");
+    if (!x->iss || !iss || strcmp(iss, x->iss) != 0)
+        return JWT_BAD_ISSUER;
+    if (!x->aud || !aud_matches(cJSON_GetObjectItemCaseSensitive(c, "aud"), x->aud))
+        return JWT_BAD_AUDIENCE;
+    /* Other token kinds we might ever sign (invites, say) carry their own typ:
+     * they must never pass as access tokens. */
+    typ = json_get_str(c, "typ");
+    if (cJSON_GetObjectItemCaseSensitive(c, "typ") && (!typ || strcmp(typ, "access") != 0))
+        return JWT_BAD_TYPE;
+    return JWT_OK;
+}
+
+enum jwt_status jwt_verify(const struct jwt_keyset *ks, const char *token, size_t len,
+                           const struct jwt_expect *exp, cJSON **claims_out)
+{
+    const char *d1, *d2;
+    const struct jwt_key *key = NULL;
+    uint8_t buf[JWT_MAX_LEN];
+    uint8_t sig[CRYPTO_B64_DECODED_MAX(JWT_MAX_LEN)];
+    size_t hlen, plen, slen, siglen = 0, got = 0;
+    cJSON *hdr = NULL, *claims = NULL;
+    EVP_MD_CTX *md = NULL;
+    enum jwt_status st;
+
+    if (claims_out)
+        *claims_out = NULL;
+    if (!ks || !exp)
+        return JWT_INTERNAL;
+    if (!token)
+        return JWT_MALFORMED;
+    if (len > JWT_MAX_LEN)
+        return JWT_TOO_BIG;
+
+    d1 = memchr(token, '.', len);
+    d2 = d1 ? memchr(d1 + 1, '.', len - (size_t)(d1 + 1 - token)) : NULL;
+    if (!d2 || memchr(d2 + 1, '.', len - (size_t)(d2 + 1 - token)))
+        return JWT_MALFORMED;
+    hlen = (size_t)(d1 - token);
+    plen = (size_t)(d2 - d1 - 1);
+    slen = len - (size_t)(d2 + 1 - token);
+
+    hdr = parse_part(token, hlen, buf, sizeof(buf));
+    if (!hdr)
+        return JWT_MALFORMED;
+    st = check_header(ks, hdr, &key);
+    cJSON_Delete(hdr);
+    if (st != JWT_OK)
+        return st;
+
+    /* Shape of payload and signature before any crypto; the payload's JSON is
+     * parsed only once the signature has vouched for it. */
+    if (plen == 0 || crypto_b64url_decode(d1 + 1, plen, buf, sizeof(buf), &got) != ERR_OK)
+        return JWT_MALFORMED;
+    if (crypto_b64url_decode(d2 + 1, slen, sig, sizeof(sig), &siglen) != ERR_OK)
+        return JWT_MALFORMED;
+    if (siglen != ED25519_SIG_LEN)
+        return JWT_BAD_SIGNATURE;
+
+    md = EVP_MD_CTX_new();
+    if (!md || EVP_DigestVerifyInit(md, NULL, NULL, NULL, key->pkey) != 1) {
+        st = JWT_INTERNAL;
+        goto out;
+    }
+    if (EVP_DigestVerify(md, sig, siglen, (const unsigned char *)token,
+                         (size_t)(d2 - token)) != 1) {
+        st = JWT_BAD_SIGNATURE;
+        goto out;
+    }
+
+    claims = json_parse((const char *)buf, got, &JWT_JSON_LIMITS, NULL);
+    if (!claims || !cJSON_IsObject(claims)) {
+        st = JWT_MALFORMED;
+        goto out;
+    }
+    st = check_claims(claims, exp);
+    if (st == JWT_OK && claims_out) {
+        *claims_out = claims;
+        claims = NULL;
+    }
+out:
+    EVP_MD_CTX_free(md);
+    cJSON_Delete(claims);
+    ERR_clear_error();
+    return st;
+}
+
+const char *jwt_status_str(enum jwt_status st)
+{
+    switch (st) {
+    case JWT_OK: return "ok";
+    case JWT_TOO_BIG: return "too_big";
+    case JWT_MALFORMED: return "malformed";
+    case JWT_BAD_ALG: return "bad_alg";
+    case JWT_BAD_TYPE: return "bad_type";
+    case JWT_UNKNOWN_KID: return "unknown_kid";
+    case JWT_BAD_CRIT: return "bad_crit";
+    case JWT_BAD_SIGNATURE: return "bad_signature";
+    case JWT_EXPIRED: return "expired";
+    case JWT_NOT_YET_VALID: return "not_yet_valid";
+    case JWT_BAD_ISSUER: return "bad_issuer";
+    case JWT_BAD_AUDIENCE: return "bad_audience";
+    case JWT_BAD_CLAIMS: return "bad_claims";
+    case JWT_INTERNAL: return "internal";
+    }
+    return "unknown";
+}
+
+/* ---- JWKS ------------------------------------------------------------- */
+
+int jwt_jwks(const struct jwt_keyset *ks, char **out)
+{
+    cJSON *root = NULL, *keys, *jwk;
+    char x[CRYPTO_B64_LEN(ED25519_PUB_LEN) + 1];
+    char *printed = NULL;
+    int rc = ERR_NOMEM;
+
+    *out = NULL;
+    if (!ks)
+        return ERR_INVAL;
+    root = cJSON_CreateObject();
+    keys = root ? cJSON_AddArrayToObject(root, "keys") : NULL;
+    if (!keys)
+        goto out;
+    for (size_t i = 0; i < ks->n; i++) {
+        if (crypto_b64url_encode(ks->keys[i].pub, ED25519_PUB_LEN, x, sizeof(x), NULL) != ERR_OK) {
+            rc = ERR_INTERNAL;
+            goto out;
+        }
+        jwk = cJSON_CreateObject();
+        if (!jwk)
+            goto out;
+        if (!cJSON_AddStringToObject(jwk, "kty", "OKP") ||
+            !cJSON_AddStringToObject(jwk, "crv", "Ed25519") ||
+            !cJSON_AddStringToObject(jwk, "x", x) ||
+            !cJSON_AddStringToObject(jwk, "kid", ks->keys[i].kid) ||
+            !cJSON_AddStringToObject(jwk, "alg", JWT_ALG) ||
+            !cJSON_AddStringToObject(jwk, "use", "sig") ||
+            !cJSON_AddItemToArray(keys, jwk)) {
+            cJSON_Delete(jwk);
+            goto out;
+        }
+    }
+    printed = cJSON_PrintUnformatted(root);
+    if (!printed)
+        goto out;
+    /* Copied so every owned string of this module is released with free(),
+     * whatever allocator hooks cJSON has been given. */
+    *out = strdup(printed);
+    rc = *out ? ERR_OK : ERR_NOMEM;
+out:
+    cJSON_free(printed);
+    cJSON_Delete(root);
+    return rc;
+}
