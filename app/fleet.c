@@ -687,6 +687,11 @@ static int fleet_open(struct fleet *f, char errstr[256])
     }
     f->sb->master_pid = getpid();
     f->sb->started_ms = sb_now_ms();
+    /* A master started in the background of a non-interactive shell inherits
+     * SIGINT ignored, and an ignored signal never reaches the signalfd. */
+    signal(SIGINT, SIG_DFL);
+    signal(SIGTERM, SIG_DFL);
+    signal(SIGHUP, SIG_DFL);
     sigemptyset(&mask);
     sigaddset(&mask, SIGCHLD);
     sigaddset(&mask, SIGHUP);

@@ -1,0 +1,111 @@
+# The integration harness, sourced by each suite: starts nginx and a tessera
+# fleet on free loopback ports in a temporary folder, runs cases, and stops
+# everything on exit, also when a case fails. Cases print TAP-style lines
+# (`ok - name` / `not ok - name`) that tests/run.sh counts.
+set -uo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+BUILD=${BUILD:-build}
+case $BUILD in /*) ;; *) BUILD=$ROOT/$BUILD ;; esac
+# The test build carries the debug-only routes (/debug/*); release builds do not.
+TESSERA=${TESSERA:-$BUILD/test/tessera}
+T=$(mktemp -d /tmp/tessera-test.XXXXXX)
+chmod 755 "$T"   # nginx's workers (nobody when run as root) reach the socket through it
+PIDS=()
+NGINX_PID=
+FLEET_PID=
+
+free_port() {
+    python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'
+}
+
+cleanup() {
+    stack_down
+    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+    if [ -n "${KEEP_TMP:-}" ]; then echo "# kept $T"; else rm -rf "$T"; fi
+}
+trap cleanup EXIT
+
+# Starts the fleet (env vars in "$@" override config) and nginx; sets URL.
+stack_up() {
+    local port
+    port=$(free_port)
+    URL=http://127.0.0.1:$port
+    export TESSERA_ENV=test
+    export TESSERA_FLEET_LISTEN=$T/tessera.sock
+    export TESSERA_FLEET_CONTROL=$T/control.sock
+    export TESSERA_FLEET_PID_FILE=$T/tessera.pid
+    export TESSERA_FLEET_WORKERS=${TESSERA_FLEET_WORKERS:-2}
+    "$ROOT/packaging/nginx-conf.sh" "$T/nginx.conf" "$port" "$TESSERA_FLEET_LISTEN" "$T/nginx"
+    env "$@" "$TESSERA" fleet >>"$T/fleet.log" 2>&1 &
+    FLEET_PID=$!
+    nginx -c "$T/nginx.conf" >>"$T/nginx.out" 2>&1 &
+    NGINX_PID=$!
+    wait_ready || { echo "# stack did not come up; fleet log:"; tail -20 "$T/fleet.log" | sed 's/^/# /'; return 1; }
+}
+
+wait_ready() {
+    for _ in $(seq 1 200); do
+        [ "$(curl -s -o /dev/null -w '%{http_code}' "$URL/healthz")" = 200 ] && return 0
+        kill -0 "$FLEET_PID" 2>/dev/null || return 1
+        sleep 0.05
+    done
+    return 1
+}
+
+stack_down() {
+    if [ -n "$NGINX_PID" ]; then
+        kill -QUIT "$NGINX_PID" 2>/dev/null; wait "$NGINX_PID" 2>/dev/null; NGINX_PID=
+    fi
+    if [ -n "$FLEET_PID" ]; then
+        kill -TERM "$FLEET_PID" 2>/dev/null; wait "$FLEET_PID" 2>/dev/null; FLEET_PID=
+    fi
+}
+
+# ok NAME / not_ok NAME [detail]
+ok() { echo "ok - $1"; }
+not_ok() { echo "not ok - $1"; [ $# -gt 1 ] && printf '%s\n' "$2" | sed 's/^/#   /' | head -20; return 0; }
+
+# check NAME COMMAND...: passes when the command succeeds.
+check() {
+    local name=$1; shift
+    local out
+    if out=$("$@" 2>&1); then ok "$name"; else not_ok "$name" "$out"; fi
+}
+
+# req METHOD PATH [curl args...]: sets STATUS, BODY, HDRS (lower-cased header file).
+req() {
+    local method=$1 path=$2; shift 2
+    local how=(-X "$method")
+    local out=-
+    # -X HEAD would wait for the body Content-Length announces
+    [ "$method" = HEAD ] && how=(--head) && out=/dev/null
+    BODY=$(curl -sS -m 30 "${how[@]}" -D "$T/hdrs" -o "$out" -w '\n%{http_code}' "$@" "$URL$path" 2>"$T/curl.err")
+    STATUS=${BODY##*$'\n'}
+    BODY=${BODY%$'\n'*}
+    HDRS=$(tr -d '\r' <"$T/hdrs" | awk 'BEGIN { FS = OFS = ": " } { $1 = tolower($1); print }')
+}
+
+# header NAME: the value of a response header of the last req (name lower-case).
+header() { printf '%s\n' "$HDRS" | sed -n "s/^$1: //p" | head -1; }
+
+# expect NAME STATUS [JQ-FILTER]: the last req answered STATUS and the filter holds on BODY.
+expect() {
+    local name=$1 want=$2 filter=${3:-}
+    if [ "$STATUS" != "$want" ]; then
+        not_ok "$name" "status $STATUS, wanted $want; body: ${BODY:0:300}"
+        return 0
+    fi
+    if [ -n "$filter" ] && ! jq -e "$filter" >/dev/null 2>&1 <<<"$BODY"; then
+        not_ok "$name" "filter failed: $filter; body: ${BODY:0:300}"
+        return 0
+    fi
+    ok "$name"
+}
+
+# expect_error NAME STATUS CODE: the DESIGN §5 envelope with that code and the request id header.
+expect_error() {
+    local rid
+    rid=$(header x-request-id)
+    expect "$1" "$2" ".error.code == \"$3\" and (.error.message | length > 0) and .error.request_id == \"$rid\""
+}
