@@ -1,0 +1,66 @@
+/* libFuzzer harness for json_parse (lib/json.c).
+ *   clang -g -O1 -fsanitize=fuzzer,address,undefined -D_GNU_SOURCE -Ilib \
+ *         -I/usr/include/cjson tests/fuzz/fuzz_json.c lib/json.c lib/err.c -lcjson -lm
+ * Besides memory errors it checks what json_parse promises: whatever it
+ * accepts, plain cJSON accepts too; the tree prints and parses back through
+ * json_parse to an equal tree; and the integer reader never traps on it. */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "json.h"
+
+static void check(int ok)
+{
+    if (!ok)
+        abort();
+}
+
+static void read_members(const cJSON *obj)
+{
+    for (const cJSON *c = obj->child; c != NULL; c = c->next) {
+        int64_t v;
+        int rc = json_get_int(obj, c->string, INT64_MIN, INT64_MAX, &v);
+
+        check(rc == ERR_OK || rc == ERR_INVAL);
+        check((rc == ERR_OK) == (cJSON_IsNumber(c) && c->valuedouble == (double)v));
+        (void)json_get_str(obj, c->string);
+        if (cJSON_IsObject(c))
+            read_members(c);
+    }
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    static const struct json_limits lim = { .max_depth = 24, .max_nodes = 4096 };
+    static const char *const allowed[] = { "a", "b", "id", NULL };
+    enum json_error why;
+    cJSON *root, *plain, *again;
+    char *printed;
+
+    root = json_parse((const char *)data, size, &lim, &why);
+    check((root != NULL) == (why == JSON_OK));
+    check(json_error_str(why) != NULL);
+    if (root == NULL)
+        return 0;
+
+    plain = cJSON_ParseWithLength((const char *)data, size);
+    check(plain != NULL);
+    cJSON_Delete(plain);
+
+    if (cJSON_IsObject(root)) {
+        read_members(root);
+        (void)json_only_keys(root, allowed, NULL);
+    }
+
+    printed = cJSON_PrintUnformatted(root);
+    if (printed != NULL) {
+        again = json_parse(printed, strlen(printed), &lim, &why);
+        check(again != NULL);
+        check(cJSON_Compare(root, again, 1));
+        cJSON_Delete(again);
+        free(printed);
+    }
+    cJSON_Delete(root);
+    return 0;
+}
