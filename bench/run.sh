@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# make bench: tessera against the floor of ../shared/baseline, in the same run
+# and with the same wrk settings (1 thread, CONNS connections, SECS seconds).
+# Each scenario runs RUNS times; the table shows medians and the ratio to the
+# baseline's `mux` case (one fcgi2 worker loop polling kept connections).
+# Usage: bench/run.sh BUILD   env: RUNS=3 SECS=8 CONNS=32
+set -euo pipefail
+build=${1:-build}
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+runs=${RUNS:-3} secs=${SECS:-8} conns=${CONNS:-32}
+baseline=$root/../shared/baseline
+[ -x "$baseline/run.sh" ] || [ -f "$baseline/run.sh" ] || { echo "bench: no $baseline/run.sh" >&2; exit 1; }
+out=$root/bench/results/latest.md
+T=$(mktemp -d /tmp/tessera-bench.XXXXXX); chmod 755 "$T"
+fleet_pid= nginx_pid=
+cleanup() {
+    [ -n "$nginx_pid" ] && kill -QUIT "$nginx_pid" 2>/dev/null && wait "$nginx_pid" 2>/dev/null || true
+    [ -n "$fleet_pid" ] && kill -TERM "$fleet_pid" 2>/dev/null && wait "$fleet_pid" 2>/dev/null || true
+    rm -rf "$T"
+}
+trap cleanup EXIT
+port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
+
+# to_ms "1.23ms" → 1.23 ; wrk prints us, ms or s
+to_ms() { awk -v v="$1" 'BEGIN { n = v + 0; if (v ~ /us$/) n /= 1000; else if (v ~ /ms$/) n = n; else if (v ~ /s$/) n *= 1000; printf "%.3f", n }'; }
+median() { sort -g | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
+
+# Starts the release build behind the same nginx shape as the baseline's (1 nginx worker).
+start_tessera() {
+    local p; p=$(port)
+    export TESSERA_ENV=develop TESSERA_FLEET_LISTEN=$T/tessera.sock TESSERA_FLEET_CONTROL=$T/control.sock \
+           TESSERA_FLEET_PID_FILE=$T/tessera.pid TESSERA_FLEET_WORKERS=2
+    NGINX_WORKERS=1 NGINX_KEEPALIVE=16 packaging/nginx-conf.sh "$T/nginx.conf" "$p" "$T/tessera.sock" "$T/nginx"
+    "$build/tessera" fleet 2>"$T/fleet.log" & fleet_pid=$!
+    nginx -c "$T/nginx.conf" & nginx_pid=$!
+    URL=http://127.0.0.1:$p
+    for _ in $(seq 1 100); do curl -fs "$URL/healthz" >/dev/null && return 0; sleep 0.05; done
+    echo "bench: tessera did not start" >&2; exit 1
+}
+
+# wrk one scenario; prints "rps p50ms p99ms non2xx"
+wrk_case() {
+    local o; o=$(wrk -t1 -c"$conns" -d"${secs}s" --latency "$URL$1")
+    printf '%s %s %s %s\n' "$(awk '/Requests\/sec/ {print $2}' <<<"$o")" \
+        "$(to_ms "$(awk '$1=="50%" {print $2}' <<<"$o")")" "$(to_ms "$(awk '$1=="99%" {print $2}' <<<"$o")")" \
+        "$(awk '/Non-2xx/ {print $NF}' <<<"$o" | grep . || echo 0)"
+}
+
+start_tessera
+declare -A res
+for i in $(seq 1 "$runs"); do
+    echo "bench: run $i/$runs: baseline mux" >&2
+    line=$(ONLY=mux bash "$baseline/run.sh" "$secs" "$conns" | awk '$1 == "mux"')
+    read -r _ rps _ _ p50 _ p99 _ _ <<<"$line"
+    res[mux]+="$rps $(to_ms "$p50") $(to_ms "$p99") 0"$'\n'
+    echo "bench: run $i/$runs: tessera /healthz" >&2
+    res[healthz]+="$(wrk_case /healthz)"$'\n'
+done
+
+{
+    echo "# tessera bench — $(date -u +%Y-%m-%dT%H:%MZ)"
+    echo
+    echo "\`make bench\` (bench/run.sh): wrk -t1 -c$conns -d${secs}s, medians of $runs runs, same run as"
+    echo "\`../shared/baseline/run.sh\` (ONLY=mux). Machine: $(nproc) cores."
+    echo
+    echo "| scenario | req/s | p50 ms | p99 ms | non-2xx | req/s vs mux | p99 vs mux |"
+    echo "|---|---|---|---|---|---|---|"
+    m_rps=$(awk 'NF {print $1}' <<<"${res[mux]}" | median)
+    m_p99=$(awk 'NF {print $3}' <<<"${res[mux]}" | median)
+    for k in mux healthz; do
+        rps=$(awk 'NF {print $1}' <<<"${res[$k]}" | median)
+        p50=$(awk 'NF {print $2}' <<<"${res[$k]}" | median)
+        p99=$(awk 'NF {print $3}' <<<"${res[$k]}" | median)
+        bad=$(awk 'NF {s += $4} END {print s + 0}' <<<"${res[$k]}")
+        name=$k; [ "$k" = healthz ] && name="tessera GET /healthz"; [ "$k" = mux ] && name="baseline mux"
+        printf '| %s | %s | %s | %s | %s | %.2f× | %.2f× |\n' "$name" "$rps" "$p50" "$p99" "$bad" \
+            "$(awk -v a="$rps" -v b="$m_rps" 'BEGIN {print a / b}')" "$(awk -v a="$p99" -v b="$m_p99" 'BEGIN {print a / b}')"
+    done
+    echo
+    echo "Raw runs (req/s p50 p99 non2xx):"
+    for k in mux healthz; do echo; echo "- $k:"; awk 'NF {print "  - " $0}' <<<"${res[$k]}"; done
+} | tee "$out"
