@@ -325,6 +325,11 @@ int worker_run(const struct config *cfg, int listen_fd, int channel_fd, int slot
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGHUP, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
+#ifdef TESSERA_TEST_HOOKS
+    /* The fleet tests' crash loop: a worker that dies before it is ready. */
+    if (getenv("TESSERA_TEST_CRASH_ON_START") != NULL)
+        abort();
+#endif
     if (worker_init(&w, cfg, listen_fd, channel_fd, slot, row, m, sb) != 0) {
         worker_cleanup(&w);
         return 1;
