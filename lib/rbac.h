@@ -1,0 +1,19 @@
+/* rbac: permission checks, Casbin-style with the org as the domain (DESIGN §4).
+ * A permission is "action:object": the action is "area:verb" (records:read,
+ * members:manage) or "*"; the object is "*", a whole service ("crm/" then "*")
+ * or "service/resource".
+ * "*:*" allows everything. Knows nothing of where permissions come from. */
+#ifndef LIB_RBAC_H
+#define LIB_RBAC_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+/* True when one of perms[0..n) allows action on object ("*" when the action
+ * has no object, such as members:manage). */
+bool rbac_allows(const char (*perms)[96], int n, const char *action, const char *object);
+
+/* True for a well-formed permission string (what POST /v1/roles accepts). */
+bool rbac_valid(const char *perm);
+
+#endif
