@@ -11,7 +11,9 @@
  *     memberships at login) are named *_resolve / user_* and documented so.
  *   - Work happens inside engine_begin()/engine_commit() (or engine_rollback()):
  *     one transaction per request on PostgreSQL, the region's lock on memory.
- *     A failed call leaves the transaction usable only for rollback.
+ *     A failed call leaves the transaction usable only for rollback. Global
+ *     calls (users, org creation, apps) work inside any unit; tenant calls in
+ *     a unit begun with a scope must name that same org.
  *   - Records are fixed-size structs copied in and out: no pointer into
  *     storage ever escapes, so nothing the caller holds can dangle.
  * Plaintext personal data never reaches an engine: emails arrive encrypted

@@ -1,0 +1,81 @@
+/* rbac: which permission strings allow which action on which object. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include "rbac.h"
+
+static void star_star_allows_everything(void **state)
+{
+    static const char perms[][96] = {"*:*"};
+    assert_true(rbac_allows(perms, 1, "records:delete", "crm/contacts"));
+    assert_true(rbac_allows(perms, 1, "members:manage", "*"));
+}
+
+static void exact_action_and_object(void **state)
+{
+    static const char perms[][96] = {"records:read:crm/contacts"};
+    assert_true(rbac_allows(perms, 1, "records:read", "crm/contacts"));
+    assert_false(rbac_allows(perms, 1, "records:write", "crm/contacts"));
+    assert_false(rbac_allows(perms, 1, "records:read", "crm/deals"));
+    assert_false(rbac_allows(perms, 1, "records:read", "*"));
+}
+
+static void service_wildcard_covers_only_that_service(void **state)
+{
+    static const char perms[][96] = {"records:read:crm/*"};
+    assert_true(rbac_allows(perms, 1, "records:read", "crm/deals"));
+    assert_false(rbac_allows(perms, 1, "records:read", "crmx/deals"));
+    assert_false(rbac_allows(perms, 1, "records:read", "billing/invoices"));
+}
+
+static void action_prefix_is_not_a_match(void **state)
+{
+    static const char perms[][96] = {"records:read:*"};
+    assert_false(rbac_allows(perms, 1, "records:readall", "x/y"));
+    assert_false(rbac_allows(perms, 1, "records", "x/y"));
+}
+
+static void any_of_several_permissions(void **state)
+{
+    static const char perms[][96] = {"audit:read:*", "keys:manage:*"};
+    assert_true(rbac_allows(perms, 2, "keys:manage", "*"));
+    assert_false(rbac_allows(perms, 2, "members:manage", "*"));
+    assert_false(rbac_allows(perms, 0, "audit:read", "*"));
+}
+
+static void malformed_permissions_allow_nothing(void **state)
+{
+    static const char perms[][96] = {"records", "records:read", ""};
+    assert_false(rbac_allows(perms, 3, "records:read", "*"));
+}
+
+static void validation(void **state)
+{
+    assert_true(rbac_valid("*:*"));
+    assert_true(rbac_valid("records:read:*"));
+    assert_true(rbac_valid("records:write:crm/*"));
+    assert_true(rbac_valid("records:delete:crm/contacts"));
+    assert_false(rbac_valid("records:read"));
+    assert_false(rbac_valid("records:read:crm"));
+    assert_false(rbac_valid("Records:read:*"));
+    assert_false(rbac_valid("records:read:crm/con tacts"));
+    assert_false(rbac_valid("drop table"));
+    assert_false(rbac_valid("records:read:crm/x/y"));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(star_star_allows_everything),
+        cmocka_unit_test(exact_action_and_object),
+        cmocka_unit_test(service_wildcard_covers_only_that_service),
+        cmocka_unit_test(action_prefix_is_not_a_match),
+        cmocka_unit_test(any_of_several_permissions),
+        cmocka_unit_test(malformed_permissions_allow_nothing),
+        cmocka_unit_test(validation),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
