@@ -33,8 +33,11 @@ struct arena {
 
 static struct block *block_new(size_t size)
 {
-    struct block *b = malloc(sizeof *b + size);
+    struct block *b;
 
+    if (size > SIZE_MAX - sizeof *b)
+        return NULL; /* the header on top would wrap to a tiny malloc */
+    b = malloc(sizeof *b + size);
     if (b == NULL)
         return NULL;
     b->next = NULL;

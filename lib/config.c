@@ -366,6 +366,21 @@ const char *config_engine_name(int engine)
     return engine >= 0 && engine <= CONFIG_ENGINE_POSTGRES ? ENGINE_NAMES[engine] : "?";
 }
 
+/* Length of a password key at p, its '=' included, or 0: `password=` or
+ * `password = ` in a key/value DSN (libpq allows spaces around '='), or a URI
+ * query parameter (`?password=` / `&password=`, query set). */
+static size_t password_key(const char *s, const char *p, int query)
+{
+    const char *v;
+
+    if (strncmp(p, "password", 8) != 0 || !(p == s || query || isspace((unsigned char)p[-1])))
+        return 0;
+    v = p + 8;
+    while (!query && isspace((unsigned char)*v))
+        v++;
+    return *v == '=' ? (size_t)(v + 1 - p) : 0;
+}
+
 void config_mask_secret(const char *s, char *out, size_t outsz)
 {
     size_t o = 0;
@@ -388,10 +403,17 @@ void config_mask_secret(const char *s, char *out, size_t outsz)
             p = url_at;
             continue;
         }
-        if (strncmp(p, "password=", 9) == 0 && (p == s || isspace((unsigned char)p[-1]))) {
+        int query = p != s && (p[-1] == '?' || p[-1] == '&');
+        size_t klen = password_key(s, p, query);
+        if (klen != 0) {
             o += (size_t)snprintf(out + o, outsz - o, "password=***");
-            p += 9;
-            if (*p == '\'') {
+            p += klen;
+            while (!query && isspace((unsigned char)*p))
+                p++;
+            if (query) {
+                while (*p != '\0' && *p != '&' && *p != '#')
+                    p++;
+            } else if (*p == '\'') {
                 for (p++; *p != '\0' && *p != '\''; p++)
                     if (*p == '\\' && p[1] != '\0')
                         p++;

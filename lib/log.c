@@ -80,6 +80,14 @@ static void append(struct log_line *l, const char *s, size_t n)
     l->len += n;
 }
 
+/* A field is its key and its value: when the value does not fit, the key
+ * already appended is taken back so the line stays valid JSON. */
+static void field_end(struct log_line *l, size_t mark)
+{
+    if (l->full)
+        l->len = mark;
+}
+
 static void key(struct log_line *l, const char *k)
 {
     char tmp[80];
@@ -115,19 +123,21 @@ void log_strn(struct log_line *l, const char *k, const char *val, size_t n)
 {
     char tmp[LOG_LINE_MAX];
     size_t room = l->len + LOG_TAIL + 96 < sizeof l->buf ? sizeof l->buf - l->len - LOG_TAIL - 96 : 0;
-    size_t used;
+    size_t used, mark = l->len;
 
     if (!l->on)
         return;
     key(l, k);
     if (val == NULL) {
         append(l, "null", 4);
+        field_end(l, mark);
         return;
     }
     size_t e = log_escape(tmp, room, val, n, &used);
     append(l, "\"", 1);
     append(l, tmp, e);
     append(l, "\"", 1);
+    field_end(l, mark);
     if (used < n)
         l->cut = true;
 }
@@ -140,27 +150,35 @@ void log_str(struct log_line *l, const char *k, const char *val)
 void log_int(struct log_line *l, const char *k, long long val)
 {
     char tmp[32];
+    size_t mark = l->len;
 
     if (!l->on)
         return;
     key(l, k);
     append(l, tmp, (size_t)snprintf(tmp, sizeof tmp, "%lld", val));
+    field_end(l, mark);
 }
 
 void log_bool(struct log_line *l, const char *k, bool val)
 {
+    size_t mark = l->len;
+
     if (!l->on)
         return;
     key(l, k);
     append(l, val ? "true" : "false", val ? 4 : 5);
+    field_end(l, mark);
 }
 
 void log_json(struct log_line *l, const char *k, const char *json)
 {
+    size_t mark = l->len;
+
     if (!l->on)
         return;
     key(l, k);
     append(l, json, strlen(json));
+    field_end(l, mark);
 }
 
 void log_end(struct log_line *l)

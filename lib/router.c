@@ -70,6 +70,10 @@ int router_init(struct router *r, const struct route *routes, size_t n, char err
             nseg++;
             p = s + len;
         }
+        if (*p != '\0' && p != routes[i].pattern) {
+            snprintf(errstr, 128, "route %s: trailing slash", routes[i].pattern);
+            goto bad;
+        }
         r->c[i].nseg = nseg;
     }
     return 0;

@@ -1,0 +1,588 @@
+/* Unit tests for lib/config: the INI file (sections, quotes, comments),
+ * TESSERA_SECTION_KEY overrides, per-env defaults, validation whose errors
+ * name the key, and secrets masked wherever settings are printed.
+ * Every test starts with no TESSERA_* variable set and removes its files. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cJSON.h>
+#include <cmocka.h>
+
+#include "config.h"
+
+extern char **environ;
+
+struct fixture {
+    char path[64];          /* the temp config file, "" when none */
+    struct config cfg;
+    char errstr[256];
+};
+
+static void clear_tessera_env(void)
+{
+    char name[128];
+
+    /* unsetenv edits environ: rescan from the start after each removal */
+    for (;;) {
+        char **e = environ;
+        while (*e != NULL && strncmp(*e, "TESSERA_", 8) != 0)
+            e++;
+        if (*e == NULL)
+            return;
+        size_t n = strcspn(*e, "=");
+        snprintf(name, sizeof name, "%.*s", (int)n, *e);
+        if (unsetenv(name) != 0)
+            return;
+    }
+}
+
+static int setup(void **state)
+{
+    static struct fixture f;
+
+    memset(&f, 0, sizeof f);
+    clear_tessera_env();
+    *state = &f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct fixture *f = *state;
+
+    if (f->path[0] != '\0')
+        unlink(f->path);
+    clear_tessera_env();
+    return 0;
+}
+
+/* Writes text to a fresh temp file; returns its path (kept in the fixture). */
+static const char *write_file(struct fixture *f, const char *text)
+{
+    if (f->path[0] != '\0')
+        unlink(f->path);
+    snprintf(f->path, sizeof f->path, "/tmp/tessera-config-XXXXXX");
+    int fd = mkstemp(f->path);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+    close(fd);
+    return f->path;
+}
+
+static int load_text(struct fixture *f, const char *text)
+{
+    return config_load(&f->cfg, write_file(f, text), f->errstr);
+}
+
+/* Asserts a refusal whose message names `key` (and `also`, when not NULL). */
+static void assert_refused(struct fixture *f, int rc, const char *key, const char *also)
+{
+    if (rc != ERR_INVAL)
+        fail_msg("expected ERR_INVAL naming %s, got %d (%s)", key, rc, f->errstr);
+    if (strstr(f->errstr, key) == NULL)
+        fail_msg("errstr does not name %s: %s", key, f->errstr);
+    if (also != NULL && strstr(f->errstr, also) == NULL)
+        fail_msg("errstr does not mention \"%s\": %s", also, f->errstr);
+}
+
+/* ---- defaults per env ---- */
+
+static void test_defaults_without_file_are_develop_with_memory_engine(void **state)
+{
+    struct fixture *f = *state;
+    struct config *c = &f->cfg;
+
+    assert_int_equal(config_load(c, NULL, f->errstr), 0);
+    assert_int_equal(c->env, CONFIG_ENV_DEVELOP);
+    assert_int_equal(c->engine, CONFIG_ENGINE_MEMORY);
+    assert_int_equal(c->fleet.workers, 2);
+    assert_int_equal(c->fleet.projectors, 0);
+    assert_int_equal(c->fleet.listen_mode, 0666);
+    assert_string_equal(c->fleet.listen, "build/run/tessera.sock");
+    assert_int_equal(c->auth.password_cost, 17);
+    assert_string_equal(c->auth.issuer, "tessera");
+    assert_int_equal(c->log.level, 1); /* info */
+    assert_string_equal(c->db.core_dsn, "");
+}
+
+static void test_production_defaults_use_postgres_and_system_paths(void **state)
+{
+    struct fixture *f = *state;
+    struct config *c = &f->cfg;
+
+    setenv("TESSERA_ENV", "production", 1);
+    setenv("TESSERA_DB_CORE_DSN", "host=db dbname=tessera", 1);
+    assert_int_equal(config_load(c, NULL, f->errstr), 0);
+    assert_int_equal(c->env, CONFIG_ENV_PRODUCTION);
+    assert_int_equal(c->engine, CONFIG_ENGINE_POSTGRES);
+    assert_int_equal(c->fleet.workers, 0);
+    assert_int_equal(c->fleet.projectors, 1);
+    assert_int_equal(c->fleet.listen_mode, 0660);
+    assert_string_equal(c->fleet.listen, "/run/tessera/tessera.sock");
+    assert_string_equal(c->auth.signing_key, "/etc/tessera/jwt.pem");
+    assert_int_equal(c->fleet.max_requests, 100000);
+    assert_string_equal(c->db.core_dsn, "host=db dbname=tessera");
+}
+
+static void test_env_in_file_selects_the_defaults(void **state)
+{
+    struct fixture *f = *state;
+
+    assert_int_equal(load_text(f, "env = staging\n[db]\ncore_dsn = host=db\n"), 0);
+    assert_int_equal(f->cfg.env, CONFIG_ENV_STAGING);
+    assert_int_equal(f->cfg.engine, CONFIG_ENGINE_POSTGRES);
+
+    assert_int_equal(load_text(f, "env = test\n"), 0);
+    assert_int_equal(f->cfg.env, CONFIG_ENV_TEST);
+    assert_int_equal(f->cfg.engine, CONFIG_ENGINE_MEMORY);
+}
+
+static void test_production_without_core_dsn_is_refused(void **state)
+{
+    struct fixture *f = *state;
+
+    setenv("TESSERA_ENV", "production", 1);
+    assert_refused(f, config_load(&f->cfg, NULL, f->errstr), "db.core_dsn", NULL);
+}
+
+static void test_engine_postgres_without_core_dsn_is_refused(void **state)
+{
+    struct fixture *f = *state;
+
+    assert_refused(f, load_text(f, "engine = postgres\n"), "db.core_dsn", NULL);
+    assert_int_equal(load_text(f, "engine = postgres\n[db]\ncore_dsn = host=x\n"), 0);
+    assert_int_equal(f->cfg.engine, CONFIG_ENGINE_POSTGRES);
+}
+
+/* ---- the file ---- */
+
+static void test_file_sections_comments_blank_lines_and_whitespace(void **state)
+{
+    struct fixture *f = *state;
+    struct config *c = &f->cfg;
+
+    assert_int_equal(load_text(f,
+                               "# a comment\n"
+                               "; another comment\n"
+                               "\n"
+                               "env = test\n"
+                               "[fleet]\n"
+                               "  workers=4   \n"
+                               "\t# indented comment\n"
+                               "   slowlog_ms   =   0\n"
+                               "[ auth ]\n"
+                               "issuer = me\n"
+                               "[http]\n"
+                               "max_body_kb = 64\n"),
+                     0);
+    assert_int_equal(c->env, CONFIG_ENV_TEST);
+    assert_int_equal(c->fleet.workers, 4);
+    assert_int_equal(c->fleet.slowlog_ms, 0);
+    assert_string_equal(c->auth.issuer, "me");
+    assert_int_equal(c->http.max_body_kb, 64);
+    /* untouched keys keep their defaults */
+    assert_int_equal(c->fleet.projectors, 0);
+}
+
+static void test_file_quotes_are_stripped_once_and_only_when_matching(void **state)
+{
+    struct fixture *f = *state;
+    struct config *c = &f->cfg;
+
+    assert_int_equal(load_text(f,
+                               "[db]\n"
+                               "core_dsn = \"host=x port=5432\"\n"
+                               "test_dsn = 'host=y'\n"
+                               "live_dsn = \"'nested'\"\n"
+                               "[auth]\n"
+                               "issuer = \"unbalanced'\n"
+                               "audience = \" padded \"\n"),
+                     0);
+    assert_string_equal(c->db.core_dsn, "host=x port=5432");
+    assert_string_equal(c->db.test_dsn, "host=y");
+    assert_string_equal(c->db.live_dsn, "'nested'");
+    assert_string_equal(c->auth.issuer, "\"unbalanced'");
+    assert_string_equal(c->auth.audience, " padded ");
+}
+
+static void test_file_repeated_key_last_wins(void **state)
+{
+    struct fixture *f = *state;
+
+    assert_int_equal(load_text(f, "[fleet]\nworkers = 3\nworkers = 5\n"), 0);
+    assert_int_equal(f->cfg.fleet.workers, 5);
+}
+
+static void test_unknown_key_is_refused_naming_section_and_key(void **state)
+{
+    struct fixture *f = *state;
+
+    assert_refused(f, load_text(f, "[fleet]\nworkers = 2\nworkerz = 2\n"), "fleet.workerz", "unknown");
+    assert_non_null(strstr(f->errstr, ":3")); /* and the line */
+    assert_refused(f, load_text(f, "[nosuch]\nkey = 1\n"), "nosuch.key", "unknown");
+    /* a sectioned key written before any section is unknown at top level */
+    assert_refused(f, load_text(f, "workers = 2\n"), "workers", "unknown");
+}
+
+static void test_malformed_lines_are_refused_with_the_line_number(void **state)
+{
+    struct fixture *f = *state;
+
+    assert_refused(f, load_text(f, "[fleet\nworkers = 2\n"), ":1", "section");
+    assert_refused(f, load_text(f, "[fleet] trailing\n"), ":1", "section");
+    assert_refused(f, load_text(f, "[fleet]\n\njust words\n"), ":3", "key = value");
+}
+
+static void test_overlong_line_is_refused(void **state)
+{
+    struct fixture *f = *state;
+    char text[1200] = "[auth]\nissuer = ";
+    size_t n = strlen(text);
+
+    memset(text + n, 'a', 1100);
+    text[n + 1100] = '\n';
+    text[n + 1101] = '\0';
+    assert_refused(f, load_text(f, text), ":2", "longer");
+}
+
+static void test_missing_file_is_refused(void **state)
+{
+    struct fixture *f = *state;
+
+    assert_refused(f, config_load(&f->cfg, "/nonexistent/tessera.ini", f->errstr),
+                   "/nonexistent/tessera.ini", "cannot open");
+}
+
+/* ---- environment overrides ---- */
+
+static void test_env_override_with_non_integer_is_refused_naming_key(void **state)
+{
+    struct fixture *f = *state;
+
+    setenv("TESSERA_FLEET_WORKERS", "abc", 1);
+    assert_refused(f, config_load(&f->cfg, NULL, f->errstr), "fleet.workers",
+                   "TESSERA_FLEET_WORKERS");
+}
+
+static void test_env_overrides_beat_the_file(void **state)
+{
+    struct fixture *f = *state;
+    struct config *c = &f->cfg;
+
+    setenv("TESSERA_FLEET_WORKERS", "8", 1);
+    setenv("TESSERA_AUTH_ISSUER", "from-env", 1);
+    setenv("TESSERA_ENV", "test", 1);
+    assert_int_equal(load_text(f, "env = production\n[fleet]\nworkers = 4\nprojectors = 3\n"
+                                  "[auth]\nissuer = from-file\n"),
+                     0);
+    assert_int_equal(c->fleet.workers, 8);
+    assert_string_equal(c->auth.issuer, "from-env");
+    assert_int_equal(c->env, CONFIG_ENV_TEST);
+    assert_int_equal(c->engine, CONFIG_ENGINE_MEMORY); /* test's default, not production's */
+    assert_int_equal(c->fleet.projectors, 3);          /* not overridden: the file's */
+}
+
+static void test_bad_file_value_is_refused_even_when_env_overrides_it(void **state)
+{
+    struct fixture *f = *state;
+
+    setenv("TESSERA_FLEET_WORKERS", "8", 1);
+    assert_refused(f, load_text(f, "[fleet]\nworkers = lots\n"), "fleet.workers", ":2");
+}
+
+/* ---- values and ranges ---- */
+
+static void test_integers_out_of_range_or_malformed_are_refused(void **state)
+{
+    struct fixture *f = *state;
+    static const char *const bad[] = {"257", "-1", "", "4x", "x4", " 4", "4.0",
+                                      "99999999999999999999"};
+
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        setenv("TESSERA_FLEET_WORKERS", bad[i], 1);
+        assert_refused(f, config_load(&f->cfg, NULL, f->errstr), "fleet.workers", NULL);
+    }
+    setenv("TESSERA_FLEET_WORKERS", "256", 1);
+    assert_int_equal(config_load(&f->cfg, NULL, f->errstr), 0);
+    assert_int_equal(f->cfg.fleet.workers, 256);
+    setenv("TESSERA_FLEET_WORKERS", "0", 1);
+    assert_int_equal(config_load(&f->cfg, NULL, f->errstr), 0);
+    assert_int_equal(f->cfg.fleet.workers, 0);
+
+    unsetenv("TESSERA_FLEET_WORKERS");
+    assert_refused(f, load_text(f, "[auth]\naccess_ttl = 29\n"), "auth.access_ttl", "range");
+    assert_refused(f, load_text(f, "[auth]\npassword_cost = 23\n"), "auth.password_cost", "range");
+    assert_refused(f, load_text(f, "[db]\nconnection_limit = 0\n"), "db.connection_limit", NULL);
+}
+
+static void test_listen_mode_is_octal(void **state)
+{
+    struct fixture *f = *state;
+
+    assert_int_equal(load_text(f, "[fleet]\nlisten_mode = 0600\n"), 0);
+    assert_int_equal(f->cfg.fleet.listen_mode, 0600);
+    assert_int_equal(load_text(f, "[fleet]\nlisten_mode = 640\n"), 0);
+    assert_int_equal(f->cfg.fleet.listen_mode, 0640);
+    assert_refused(f, load_text(f, "[fleet]\nlisten_mode = 0698\n"), "fleet.listen_mode", "octal");
+    assert_refused(f, load_text(f, "[fleet]\nlisten_mode = 01000\n"), "fleet.listen_mode", "range");
+}
+
+static void test_password_cost_below_17_refused_in_production(void **state)
+{
+    struct fixture *f = *state;
+
+    setenv("TESSERA_DB_CORE_DSN", "host=db", 1);
+    assert_refused(f, load_text(f, "env = production\n[auth]\npassword_cost = 12\n"),
+                   "auth.password_cost", NULL);
+    assert_int_equal(load_text(f, "env = production\n[auth]\npassword_cost = 17\n"), 0);
+    assert_int_equal(f->cfg.auth.password_cost, 17);
+}
+
+static void test_password_cost_below_17_allowed_in_test_and_develop(void **state)
+{
+    struct fixture *f = *state;
+
+    assert_int_equal(load_text(f, "env = test\n[auth]\npassword_cost = 10\n"), 0);
+    assert_int_equal(f->cfg.auth.password_cost, 10);
+    assert_int_equal(load_text(f, "env = develop\n[auth]\npassword_cost = 12\n"), 0);
+    assert_int_equal(f->cfg.auth.password_cost, 12);
+}
+
+static void test_enums_accept_their_names_only(void **state)
+{
+    struct fixture *f = *state;
+
+    assert_int_equal(load_text(f, "[log]\nlevel = debug\n"), 0);
+    assert_int_equal(f->cfg.log.level, 0);
+    assert_int_equal(load_text(f, "[log]\nlevel = error\n"), 0);
+    assert_int_equal(f->cfg.log.level, 3);
+    assert_refused(f, load_text(f, "[log]\nlevel = loud\n"), "log.level", "debug|info|warn|error");
+    assert_refused(f, load_text(f, "env = prod\n"), "env", "test|develop|staging|production");
+    assert_refused(f, load_text(f, "engine = sqlite\n"), "engine", "memory|postgres");
+}
+
+static void test_string_longer_than_its_field_is_refused(void **state)
+{
+    struct fixture *f = *state;
+    char text[400] = "[auth]\nissuer = ";
+    size_t n = strlen(text);
+
+    memset(text + n, 'i', 128); /* issuer holds 127 */
+    strcpy(text + n + 128, "\n");
+    assert_refused(f, load_text(f, text), "auth.issuer", "longer");
+    text[n + 127] = '\n';
+    text[n + 128] = '\0';
+    assert_int_equal(load_text(f, text), 0);
+    assert_int_equal(strlen(f->cfg.auth.issuer), 127);
+}
+
+static void test_empty_listen_is_refused(void **state)
+{
+    struct fixture *f = *state;
+
+    assert_refused(f, load_text(f, "[fleet]\nlisten = \"\"\n"), "fleet.listen", NULL);
+}
+
+/* ---- masking and the JSON dump ---- */
+
+static void mask(const char *in, char *out, size_t sz)
+{
+    memset(out, 'X', sz);
+    config_mask_secret(in, out, sz);
+}
+
+static void test_mask_dsn_password(void **state)
+{
+    char out[128];
+
+    mask("host=x password=secret user=y", out, sizeof out);
+    assert_string_equal(out, "host=x password=*** user=y");
+    mask("password=secret", out, sizeof out);
+    assert_string_equal(out, "password=***");
+}
+
+static void test_mask_quoted_dsn_password_with_spaces(void **state)
+{
+    char out[128];
+
+    mask("password='a b'", out, sizeof out);
+    assert_string_equal(out, "password=***");
+    mask("host=x password='a \\' b' user=y", out, sizeof out);
+    assert_string_equal(out, "host=x password=*** user=y");
+}
+
+static void test_mask_url_userinfo_password(void **state)
+{
+    char out[128];
+
+    mask("redis://user:pass@host:6379/0", out, sizeof out);
+    assert_string_equal(out, "redis://user:***@host:6379/0");
+    mask("redis://:pass@host:6379", out, sizeof out);
+    assert_string_equal(out, "redis://:***@host:6379");
+    mask("postgresql://app:s3cr3t@db.internal:5432/core?sslmode=require", out, sizeof out);
+    assert_string_equal(out, "postgresql://app:***@db.internal:5432/core?sslmode=require");
+}
+
+static void test_mask_leaves_strings_without_password_unchanged(void **state)
+{
+    static const char *const same[] = {
+        "redis://host:6379/0",
+        "redis://user@host:6379/0",
+        "redis://host:6379/0?x=a@b",
+        "host=x user=y dbname=z",
+        "mypassword=notakey",
+        "host=x password",
+        "user=password",
+        "",
+    };
+    char out[128];
+
+    for (size_t i = 0; i < sizeof same / sizeof same[0]; i++) {
+        mask(same[i], out, sizeof out);
+        assert_string_equal(out, same[i]);
+    }
+}
+
+static void test_mask_password_in_uri_query_parameter(void **state)
+{
+    char out[128];
+
+    mask("postgresql://app@db/core?sslmode=require&password=s3cr3t", out, sizeof out);
+    assert_string_equal(out, "postgresql://app@db/core?sslmode=require&password=***");
+    mask("postgresql:///core?password=s3cr3t&host=/run/pg", out, sizeof out);
+    assert_string_equal(out, "postgresql:///core?password=***&host=/run/pg");
+}
+
+static void test_mask_dsn_password_with_spaces_around_equals(void **state)
+{
+    char out[128];
+
+    /* libpq allows spaces around '=' in a key/value DSN */
+    mask("host=x password = secret user=y", out, sizeof out);
+    assert_string_equal(out, "host=x password=*** user=y");
+    mask("password= 'a b' user=y", out, sizeof out);
+    assert_string_equal(out, "password=*** user=y");
+}
+
+static void test_mask_output_is_bounded_and_terminated(void **state)
+{
+    char out[12];
+
+    memset(out, 'X', sizeof out);
+    config_mask_secret("host=x password=secret user=y", out, 10);
+    assert_int_equal(strlen(out), 9);
+    assert_memory_equal(out, "host=x pa", 9);
+    assert_int_equal(out[10], 'X');
+    mask("redis://user:pass@host", out, 8);
+    assert_int_equal(strlen(out), 7);
+    assert_null(strstr(out, "pass"));
+    mask("password=secret", out, 1);
+    assert_string_equal(out, "");
+}
+
+static const char *json_str(const cJSON *root, const char *section, const char *key)
+{
+    const cJSON *s = section != NULL ? cJSON_GetObjectItemCaseSensitive(root, section) : root;
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(s, key);
+    if (!cJSON_IsString(v))
+        fail_msg("%s.%s is not a string", section ? section : "", key);
+    return v->valuestring;
+}
+
+static void test_to_json_masks_secrets_and_shows_resolved_values(void **state)
+{
+    struct fixture *f = *state;
+    cJSON *j;
+    char *text;
+
+    assert_int_equal(load_text(f,
+                               "env = production\n"
+                               "[db]\n"
+                               "core_dsn = host=x password=secret user=y\n"
+                               "live_dsn = \"host=z password='a b'\"\n"
+                               "[redis]\n"
+                               "url = redis://user:pass@host:6379/0\n"),
+                     0);
+    j = config_to_json(&f->cfg);
+    assert_non_null(j);
+    assert_string_equal(json_str(j, NULL, "env"), "production");
+    assert_string_equal(json_str(j, NULL, "engine"), "postgres");
+    assert_string_equal(json_str(j, "db", "core_dsn"), "host=x password=*** user=y");
+    assert_string_equal(json_str(j, "db", "live_dsn"), "host=z password=***");
+    assert_string_equal(json_str(j, "redis", "url"), "redis://user:***@host:6379/0");
+    assert_string_equal(json_str(j, "fleet", "listen_mode"), "0660");
+    assert_string_equal(json_str(j, "log", "level"), "info");
+    const cJSON *workers = cJSON_GetObjectItemCaseSensitive(
+        cJSON_GetObjectItemCaseSensitive(j, "fleet"), "workers");
+    assert_true(cJSON_IsNumber(workers));
+    assert_int_equal(workers->valueint, 0);
+
+    text = cJSON_PrintUnformatted(j);
+    assert_non_null(text);
+    assert_null(strstr(text, "secret"));
+    assert_null(strstr(text, "a b"));
+    assert_null(strstr(text, ":pass@"));
+    cJSON_free(text);
+    cJSON_Delete(j);
+    /* the struct itself keeps the real values */
+    assert_string_equal(f->cfg.db.core_dsn, "host=x password=secret user=y");
+}
+
+static void test_env_and_engine_names(void **state)
+{
+    assert_string_equal(config_env_name(CONFIG_ENV_TEST), "test");
+    assert_string_equal(config_env_name(CONFIG_ENV_DEVELOP), "develop");
+    assert_string_equal(config_env_name(CONFIG_ENV_STAGING), "staging");
+    assert_string_equal(config_env_name(CONFIG_ENV_PRODUCTION), "production");
+    assert_string_equal(config_env_name(-1), "?");
+    assert_string_equal(config_env_name(4), "?");
+    assert_string_equal(config_engine_name(CONFIG_ENGINE_MEMORY), "memory");
+    assert_string_equal(config_engine_name(CONFIG_ENGINE_POSTGRES), "postgres");
+    assert_string_equal(config_engine_name(2), "?");
+}
+
+#define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        T(test_defaults_without_file_are_develop_with_memory_engine),
+        T(test_production_defaults_use_postgres_and_system_paths),
+        T(test_env_in_file_selects_the_defaults),
+        T(test_production_without_core_dsn_is_refused),
+        T(test_engine_postgres_without_core_dsn_is_refused),
+        T(test_file_sections_comments_blank_lines_and_whitespace),
+        T(test_file_quotes_are_stripped_once_and_only_when_matching),
+        T(test_file_repeated_key_last_wins),
+        T(test_unknown_key_is_refused_naming_section_and_key),
+        T(test_malformed_lines_are_refused_with_the_line_number),
+        T(test_overlong_line_is_refused),
+        T(test_missing_file_is_refused),
+        T(test_env_override_with_non_integer_is_refused_naming_key),
+        T(test_env_overrides_beat_the_file),
+        T(test_bad_file_value_is_refused_even_when_env_overrides_it),
+        T(test_integers_out_of_range_or_malformed_are_refused),
+        T(test_listen_mode_is_octal),
+        T(test_password_cost_below_17_refused_in_production),
+        T(test_password_cost_below_17_allowed_in_test_and_develop),
+        T(test_enums_accept_their_names_only),
+        T(test_string_longer_than_its_field_is_refused),
+        T(test_empty_listen_is_refused),
+        cmocka_unit_test(test_mask_dsn_password),
+        cmocka_unit_test(test_mask_quoted_dsn_password_with_spaces),
+        cmocka_unit_test(test_mask_url_userinfo_password),
+        cmocka_unit_test(test_mask_leaves_strings_without_password_unchanged),
+        cmocka_unit_test(test_mask_password_in_uri_query_parameter),
+        cmocka_unit_test(test_mask_dsn_password_with_spaces_around_equals),
+        cmocka_unit_test(test_mask_output_is_bounded_and_terminated),
+        T(test_to_json_masks_secrets_and_shows_resolved_values),
+        cmocka_unit_test(test_env_and_engine_names),
+    };
+    return cmocka_run_group_tests_name("config", tests, NULL, NULL);
+}
