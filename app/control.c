@@ -1,6 +1,7 @@
 /* The master's control socket: a unix stream socket, owner-only, through which
  * `tessera status|reload|stop` reach a running fleet. One line in ("status"),
- * the reply out, then close: simple enough to drive with socat in a pinch. */
+ * the reply out, then close: simple enough to drive with socat in a pinch.
+ * A reply that starts with "error:" is a refusal (a reload with a bad config). */
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
@@ -73,17 +74,27 @@ int control_client(const char *path, const char *cmd)
     }
     struct timeval tv = {.tv_sec = 30};
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    size_t len = strlen(cmd);
-    if (write(fd, cmd, len) != (ssize_t)len || write(fd, "\n", 1) != 1) {
+    /* One send, and no SIGPIPE: the master may answer and close before a
+     * second write would land. */
+    char line[128];
+    int len = snprintf(line, sizeof line, "%s\n", cmd);
+    if (len < 0 || (size_t)len >= sizeof line ||
+        send(fd, line, (size_t)len, MSG_NOSIGNAL) != (ssize_t)len) {
         fprintf(stderr, "tessera: control socket: %s\n", strerror(errno));
         goto out;
     }
     rc = 0;
-    while ((n = read(fd, buf, sizeof buf)) > 0)
-        if (fwrite(buf, 1, (size_t)n, stdout) != (size_t)n) {
+    FILE *dst = stdout;
+    for (int first = 1; (n = read(fd, buf, sizeof buf)) > 0; first = 0) {
+        if (first && n >= 6 && memcmp(buf, "error:", 6) == 0) {
+            dst = stderr;
+            rc = 1;
+        }
+        if (fwrite(buf, 1, (size_t)n, dst) != (size_t)n) {
             rc = 1;
             break;
         }
+    }
     if (n < 0) {
         fprintf(stderr, "tessera: control socket: %s\n", strerror(errno));
         rc = 1;

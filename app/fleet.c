@@ -10,9 +10,12 @@
  * master passes them to the successor: nginx never finds a cached upstream
  * connection closed under it, so not even a POST it had already sent fails.
  *
- * Crashes restart with exponential backoff (capped), a crash loop is logged,
- * never spun. Everything is driven from one poll() loop over a signalfd, the
- * control socket and the workers' channels; no work happens in signal context. */
+ * A first crash restarts at once; repeated quick crashes back off
+ * exponentially (capped), a crash loop is logged, never spun; a successor that
+ * keeps dying before it is ready is given up on and the old worker kept.
+ * Everything is driven from one poll() loop over a signalfd, the control socket
+ * and the workers' channels; no work happens in signal context, and nothing in
+ * the loop blocks (a stuck master would stop every restart and reload). */
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
@@ -36,6 +39,7 @@
 #include "log.h"
 
 #define TICK_MS 200
+#define TICK_BUSY_MS 20             /* while a successor starts: promote it promptly */
 #define READY_TIMEOUT_MS 15000      /* a successor not ready by then is abandoned */
 #define QUICK_CRASH_MS 5000         /* a death sooner than this after start counts toward backoff */
 #define CRASH_LOOP_AT 3
@@ -44,7 +48,12 @@ struct proc {
     pid_t pid;                      /* 0: none */
     int row;                        /* scoreboard row */
     int chan;                       /* master's end of the hand-over channel */
+    uint32_t gen;                   /* config generation it was started with */
+    int killed;                     /* SIGKILL sent (request or retire timeout): say it once */
+    int64_t kill_at_ms;             /* retiring: killed if still alive then (graceful_timeout) */
 };
+
+#define PROC_NONE ((struct proc){.pid = 0, .row = -1, .chan = -1})
 
 struct slot {
     int role;                       /* enum sb_role */
@@ -54,7 +63,9 @@ struct slot {
     char replace_why[32];           /* non-empty: replace cur when possible */
     int64_t next_start_ms;          /* when cur is empty: earliest restart */
     int64_t next_deadline_ms;       /* successor must be ready by then */
+    int64_t next_try_ms;            /* after a successor died: earliest new attempt */
     int quick_crashes;
+    int successor_fails;            /* successors that died before ready, in a row */
     uint32_t restarts;
 };
 
@@ -70,7 +81,8 @@ struct fleet {
     int nslots;
     int stopping;
     int64_t stop_deadline_ms;
-    int reloading;                  /* slots still to replace for a reload */
+    int want;                       /* slots wanted by the config; [want, nslots) are retiring */
+    int own_pid_file;               /* we wrote it: remove it on exit, and only then */
 };
 
 static int is_unix_path(const char *listen)
@@ -176,14 +188,39 @@ static int bind_tcp(const struct config *cfg, char errstr[128])
     return fd;
 }
 
-/* The pid file names the running master; a stale one (dead pid) is replaced. */
+/* Whether pid is alive and runs the same program as we do: after a reboot or
+ * a long while, the pid of a stale file may belong to anything. */
+static int is_our_program(pid_t pid)
+{
+    char path[64], theirs[64] = "", ours[64] = "";
+    FILE *f;
+
+    if (kill(pid, 0) != 0 && errno != EPERM)
+        return 0;
+    snprintf(path, sizeof path, "/proc/%d/comm", (int)pid);
+    if ((f = fopen(path, "r")) != NULL) {
+        if (fgets(theirs, sizeof theirs, f) == NULL)
+            theirs[0] = '\0';
+        fclose(f);
+    }
+    if ((f = fopen("/proc/self/comm", "r")) != NULL) {
+        if (fgets(ours, sizeof ours, f) == NULL)
+            ours[0] = '\0';
+        fclose(f);
+    }
+    /* no /proc: trust the live pid, refusing to start is the safe side */
+    return theirs[0] == '\0' || ours[0] == '\0' || strcmp(theirs, ours) == 0;
+}
+
+/* The pid file names the running master; a stale one (dead pid, or a pid now
+ * used by another program) is replaced. */
 static int write_pid_file(const char *path, char errstr[128])
 {
     FILE *f = fopen(path, "r");
     int pid = 0;
 
     if (f != NULL) {
-        if (fscanf(f, "%d", &pid) == 1 && pid > 0 && pid != getpid() && kill(pid, 0) == 0) {
+        if (fscanf(f, "%d", &pid) == 1 && pid > 0 && pid != getpid() && is_our_program(pid)) {
             fclose(f);
             snprintf(errstr, 128, "fleet.pid_file: master %d from %s is still running", pid, path);
             return -1;
@@ -232,9 +269,7 @@ static void proc_clear(struct fleet *f, struct proc *p, int free_the_row)
         close(p->chan);
     if (free_the_row && p->row >= 0)
         memset(&f->sb->row[p->row], 0, sizeof f->sb->row[p->row]);
-    p->pid = 0;
-    p->row = -1;
-    p->chan = -1;
+    *p = PROC_NONE;
 }
 
 /* Forks a worker for slot s into a fresh scoreboard row; fills *p. */
@@ -258,6 +293,7 @@ static int spawn(struct fleet *f, int s, struct proc *p)
     r->state = SB_STARTING;
     r->restarts = sl->restarts;
     r->started_ms = sb_now_ms();
+    r->generation = f->sb->generation;
     pid_t pid = fork();
     if (pid < 0) {
         log_msg(LOG_ERROR, "spawn_failed", "slot %d: fork: %s", s, strerror(errno));
@@ -313,19 +349,129 @@ static void describe_exit(int status, char *buf, size_t sz)
         snprintf(buf, sz, "exit %d", WEXITSTATUS(status));
 }
 
-/* Moves fds a retiring process handed over to its slot's live process. */
-static void forward_conns(struct fleet *f, struct slot *sl, struct proc *from)
+/* Where connections handed over by `from` (of slot s) go: the slot's serving
+ * process, else any other wanted slot's; none while stopping. */
+static struct proc *handover_target(struct fleet *f, int s, const struct proc *from)
+{
+    if (f->stopping)
+        return NULL;
+    if (s < f->want && f->slot[s].cur.pid != 0 && &f->slot[s].cur != from)
+        return &f->slot[s].cur;
+    for (int i = 0; i < f->want; i++)
+        if (f->slot[i].cur.pid != 0 && &f->slot[i].cur != from)
+            return &f->slot[i].cur;
+    return NULL;
+}
+
+/* Moves the fds a retiring process handed over to a live process. Reads only
+ * what is already queued (the channels block: a recv with nothing queued would
+ * stall the master until the worker exits). A channel at end of file is closed,
+ * so poll() stops reporting it while the dying child awaits its reaping. */
+static void forward_conns(struct fleet *f, int s, struct proc *from)
 {
     int fds[FDPASS_MAX], n;
 
-    while (fdpass_recv(from->chan, fds, FDPASS_MAX, &n) == 0 && n > 0) {
-        struct proc *to = sl->cur.pid && !f->stopping ? &sl->cur : NULL;
-        /* No live successor (stopping, or it died): close, as a worker exit would. */
+    while (from->chan >= 0) {
+        struct pollfd p = {.fd = from->chan, .events = POLLIN};
+        if (poll(&p, 1, 0) <= 0)
+            return;
+        if (fdpass_recv(from->chan, fds, FDPASS_MAX, &n) != 0) {
+            close(from->chan); /* end of file (the child is leaving), or broken */
+            from->chan = -1;
+            return;
+        }
+        if (n == 0)
+            continue;
+        struct proc *to = handover_target(f, s, from);
+        /* No live process to take them (stopping, or all dead): close, as a worker exit would. */
         if (to == NULL || fdpass_send(to->chan, fds, n) != 0)
-            log_msg(LOG_WARN, "handover_dropped", "slot %d: closed %d kept connections", sl->cur.row, n);
+            log_msg(LOG_WARN, "handover_dropped", "slot %d: closed %d kept connections", s, n);
         for (int i = 0; i < n; i++)
             close(fds[i]);
     }
+}
+
+/* Delay before restarting a slot whose process died `quick_crashes` times in a
+ * row soon after starting: the first restart is immediate, then 1, 2, 4 … s,
+ * capped by restart_backoff_max. */
+static int backoff_s(const struct fleet *f, int quick_crashes)
+{
+    if (quick_crashes <= 1)
+        return 0;
+    int shift = quick_crashes - 2 < 16 ? quick_crashes - 2 : 16;
+    int b = 1 << shift;
+    return b < f->cfg.fleet.restart_backoff_max ? b : f->cfg.fleet.restart_backoff_max;
+}
+
+/* A successor died before it was ready: try again later, and after a few in a
+ * row give up and keep the serving worker (a broken build or config must not
+ * turn a reload into a fork loop). */
+static void successor_died(struct fleet *f, int s, pid_t pid, const char *why)
+{
+    struct slot *sl = &f->slot[s];
+    int delay = backoff_s(f, ++sl->successor_fails + 1);
+    struct log_line l;
+
+    log_begin(&l, LOG_ERROR, "successor_died");
+    log_int(&l, "worker", s);
+    log_int(&l, "exited_pid", pid);
+    log_str(&l, "exit", why);
+    log_int(&l, "fails", sl->successor_fails);
+    log_end(&l);
+    if (sl->successor_fails >= CRASH_LOOP_AT && sl->cur.pid != 0) {
+        log_msg(LOG_ERROR, "replace_abandoned", "slot %d: %d successors died before ready; pid %d keeps serving (%s)",
+                s, sl->successor_fails, (int)sl->cur.pid, sl->replace_why);
+        sl->replace_why[0] = '\0';
+        sl->successor_fails = 0;
+        return;
+    }
+    sl->next_try_ms = sb_now_ms() + (int64_t)delay * 1000;
+}
+
+/* The serving process of slot s died: keep its row (it shows the slot's last
+ * exit and backoff until the restart) and plan the restart. */
+static void cur_died(struct fleet *f, int s, struct proc *p, int status, const char *why)
+{
+    struct slot *sl = &f->slot[s];
+    int64_t lived = p->row >= 0 ? sb_now_ms() - f->sb->row[p->row].started_ms : 0;
+    int clean = WIFEXITED(status) && WEXITSTATUS(status) == 0;
+    int gone = f->stopping || s >= f->want; /* nothing to restart */
+    int row = p->row;
+
+    if (gone) {
+        log_msg(LOG_INFO, "worker_exit", "slot %d pid %d left: %s", s, (int)p->pid, why);
+    } else if (clean) {
+        log_msg(LOG_INFO, "worker_exit", "slot %d pid %d left: %s; restarting", s, (int)p->pid, why);
+        sl->quick_crashes = 0;
+        sl->next_start_ms = 0;
+    } else {
+        sl->quick_crashes = lived < QUICK_CRASH_MS ? sl->quick_crashes + 1 : 1;
+        int backoff = backoff_s(f, sl->quick_crashes);
+        sl->next_start_ms = sb_now_ms() + (int64_t)backoff * 1000;
+        struct log_line l;
+        log_begin(&l, LOG_ERROR, sl->quick_crashes >= CRASH_LOOP_AT ? "crash_loop" : "worker_crash");
+        log_int(&l, "worker", s);
+        log_int(&l, "exited_pid", p->pid);
+        log_str(&l, "exit", why);
+        log_int(&l, "lived_ms", lived);
+        log_int(&l, "quick_crashes", sl->quick_crashes);
+        log_int(&l, "restart_in_s", backoff);
+        log_end(&l);
+    }
+    p->row = -1;
+    proc_clear(f, p, 0);
+    if (row < 0)
+        return;
+    if (gone) {
+        memset(&f->sb->row[row], 0, sizeof f->sb->row[row]);
+        return;
+    }
+    struct sb_row *r = &f->sb->row[row];
+    snprintf(r->last_exit, sizeof r->last_exit, "%s", why);
+    r->state = SB_BACKOFF;
+    r->pid = 0;
+    r->req_start_ms = 0;
+    sl->cur.row = row; /* reused by the restart */
 }
 
 static void reap(struct fleet *f)
@@ -342,60 +488,18 @@ static void reap(struct fleet *f)
             continue;
         int s = (int)(sl - f->slot);
         describe_exit(status, why, sizeof why);
-        int64_t lived = p->row >= 0 ? sb_now_ms() - f->sb->row[p->row].started_ms : 0;
-        int clean = WIFEXITED(status) && WEXITSTATUS(status) == 0;
-
         if (p == &sl->old) {
-            forward_conns(f, sl, p);
+            forward_conns(f, s, p);
             log_msg(LOG_INFO, "worker_retired", "slot %d pid %d: %s", s, (int)pid, why);
             proc_clear(f, p, 1);
-            continue;
-        }
-        if (p == &sl->next) {
-            log_msg(LOG_ERROR, "successor_died", "slot %d pid %d died before ready: %s", s, (int)pid, why);
+        } else if (p == &sl->next) {
             proc_clear(f, p, 1);
-            sl->quick_crashes++;
-            continue;
+            if (!f->stopping && s < f->want)
+                successor_died(f, s, pid, why);
+        } else {
+            forward_conns(f, s, p);
+            cur_died(f, s, p, status, why);
         }
-        /* the current process of the slot */
-        int quick = lived < QUICK_CRASH_MS;
-        if (clean && !f->stopping) {
-            log_msg(LOG_INFO, "worker_exit", "slot %d pid %d left: %s", s, (int)pid, why);
-            sl->quick_crashes = 0;
-        } else if (!f->stopping) {
-            sl->quick_crashes = quick ? sl->quick_crashes + 1 : 1;
-            int backoff = 1 << (sl->quick_crashes - 1 < 16 ? sl->quick_crashes - 1 : 16);
-            if (backoff > f->cfg.fleet.restart_backoff_max)
-                backoff = f->cfg.fleet.restart_backoff_max;
-            if (!quick)
-                backoff = 0;
-            sl->next_start_ms = sb_now_ms() + (int64_t)backoff * 1000;
-            struct log_line l;
-            log_begin(&l, LOG_ERROR, sl->quick_crashes >= CRASH_LOOP_AT ? "crash_loop" : "worker_crash");
-            log_int(&l, "worker", s);
-            log_int(&l, "exited_pid", pid);
-            log_str(&l, "exit", why);
-            log_int(&l, "lived_ms", lived);
-            log_int(&l, "quick_crashes", sl->quick_crashes);
-            log_int(&l, "restart_in_s", backoff);
-            log_end(&l);
-        }
-        int row = p->row;
-        p->row = -1; /* keep the row: it shows the slot's state until the restart */
-        proc_clear(f, p, 0);
-        if (row >= 0) {
-            struct sb_row *r = &f->sb->row[row];
-            snprintf(r->last_exit, sizeof r->last_exit, "%s", why);
-            r->state = f->stopping ? SB_FREE : SB_BACKOFF;
-            r->pid = 0;
-            r->req_start_ms = 0;
-            sl->cur.row = f->stopping ? -1 : row; /* reused by the restart */
-            if (f->stopping)
-                memset(r, 0, sizeof *r);
-        }
-        if (!clean || f->stopping)
-            continue;
-        sl->next_start_ms = 0;
     }
 }
 
@@ -416,6 +520,7 @@ static void start_cur(struct fleet *f, int s)
         sl->next_start_ms = sb_now_ms() + 1000;
         return;
     }
+    sl->cur.gen = f->sb->generation;
     snprintf(f->sb->row[sl->cur.row].last_exit, sizeof last, "%s", last);
 }
 
@@ -425,6 +530,38 @@ static void begin_replace(struct fleet *f, int s, const char *why)
 
     if (sl->replace_why[0] == '\0')
         snprintf(sl->replace_why, sizeof sl->replace_why, "%s", why);
+}
+
+/* The successor of slot s is accepting: it becomes the serving process and the
+ * predecessor is asked to finish its request and leave. */
+static void promote(struct fleet *f, int s)
+{
+    struct slot *sl = &f->slot[s];
+
+    if (sl->cur.pid == 0) {
+        /* the predecessor died meanwhile: its row only showed the backoff */
+        if (sl->cur.row >= 0)
+            memset(&f->sb->row[sl->cur.row], 0, sizeof f->sb->row[sl->cur.row]);
+        sl->cur = PROC_NONE;
+    } else {
+        sl->old = sl->cur;
+        sl->old.kill_at_ms = sb_now_ms() + (int64_t)f->cfg.fleet.graceful_timeout * 1000;
+        f->sb->row[sl->old.row].state = SB_RETIRING;
+        kill(sl->old.pid, SIGTERM);
+    }
+    sl->cur = sl->next;
+    sl->next = PROC_NONE;
+    sl->quick_crashes = 0;
+    sl->successor_fails = 0;
+    sl->next_start_ms = 0;
+    log_msg(LOG_INFO, "worker_replaced", "slot %d: pid %d now serving (%s)", s, (int)sl->cur.pid,
+            sl->replace_why);
+    f->sb->row[sl->cur.row].restarts = ++sl->restarts;
+    /* started before a later reload: it runs the previous config, so go again */
+    if (sl->cur.gen != f->sb->generation)
+        snprintf(sl->replace_why, sizeof sl->replace_why, "reload");
+    else
+        sl->replace_why[0] = '\0';
 }
 
 /* Advances replacements: at most one successor starting at a time, fleet-wide,
@@ -438,39 +575,58 @@ static void step_replacements(struct fleet *f)
         if (sl->next.pid == 0)
             continue;
         struct sb_row *r = &f->sb->row[sl->next.row];
-        if (r->state == SB_IDLE || r->state == SB_BUSY) {
-            /* successor accepting: retire the predecessor */
-            if (sl->old.pid != 0) {
-                /* a previous predecessor is still finishing; it keeps its own record */
-                log_msg(LOG_WARN, "replace_overlap", "slot %d: pid %d still retiring", s, (int)sl->old.pid);
-                kill(sl->old.pid, SIGKILL);
-            }
-            sl->old = sl->cur;
-            sl->cur = sl->next;
-            sl->next = (struct proc){0, -1, -1};
-            if (sl->old.pid != 0) {
-                f->sb->row[sl->old.row].state = SB_RETIRING;
-                kill(sl->old.pid, SIGTERM);
-            }
-            log_msg(LOG_INFO, "worker_replaced", "slot %d: pid %d now serving (%s)", s,
-                    (int)sl->cur.pid, sl->replace_why);
-            f->sb->row[sl->cur.row].restarts = ++sl->restarts;
-            sl->replace_why[0] = '\0';
-        } else if (now > sl->next_deadline_ms) {
-            log_msg(LOG_ERROR, "replace_abandoned", "slot %d: successor pid %d not ready in %d ms; keeping pid %d",
-                    s, (int)sl->next.pid, READY_TIMEOUT_MS, (int)sl->cur.pid);
+        int ready = r->state == SB_IDLE || r->state == SB_BUSY;
+        if (sl->next.killed) {
+            /* given up on: waiting for its reaping */
+        } else if (ready && sl->old.pid == 0) { /* never two retirees for one slot */
+            promote(f, s);
+        } else if (!ready && now > sl->next_deadline_ms) {
+            log_msg(LOG_ERROR, "successor_timeout", "slot %d: successor pid %d not ready in %d ms; killed",
+                    s, (int)sl->next.pid, READY_TIMEOUT_MS);
             kill(sl->next.pid, SIGKILL);
-            sl->replace_why[0] = '\0';
+            sl->next.killed = 1;
         }
         return; /* one at a time */
     }
-    for (int s = 0; s < f->nslots; s++) {
+    for (int s = 0; s < f->want; s++) {
         struct slot *sl = &f->slot[s];
-        if (sl->replace_why[0] == '\0' || sl->cur.pid == 0 || sl->old.pid != 0)
+        if (sl->replace_why[0] == '\0' || sl->old.pid != 0 || now < sl->next_try_ms)
             continue;
-        if (spawn(f, s, &sl->next) == 0)
+        if (sl->cur.pid == 0) {
+            sl->replace_why[0] = '\0'; /* in backoff: its restart starts afresh anyway */
+            continue;
+        }
+        if (spawn(f, s, &sl->next) == 0) {
+            sl->next.gen = f->sb->generation;
             sl->next_deadline_ms = now + READY_TIMEOUT_MS;
+        }
         return;
+    }
+}
+
+/* Kills p (serving or retiring) if its request ran past request_timeout, or,
+ * retiring, if it outstayed graceful_timeout. */
+static void check_timeouts(struct fleet *f, int s, struct proc *p, int64_t now)
+{
+    if (p->pid == 0 || p->killed)
+        return;
+    struct sb_row *r = &f->sb->row[p->row];
+    if (f->cfg.fleet.request_timeout > 0 && r->req_start_ms != 0 &&
+        now - r->req_start_ms > (int64_t)f->cfg.fleet.request_timeout * 1000) {
+        struct log_line l;
+        log_begin(&l, LOG_ERROR, "request_timeout");
+        log_int(&l, "worker", s);
+        log_int(&l, "killed_pid", p->pid);
+        log_int(&l, "running_ms", now - r->req_start_ms);
+        log_int(&l, "request_timeout_s", f->cfg.fleet.request_timeout);
+        log_end(&l);
+        kill(p->pid, SIGKILL);
+        p->killed = 1;
+    } else if (p->kill_at_ms != 0 && now > p->kill_at_ms) {
+        log_msg(LOG_WARN, "retire_timeout", "slot %d pid %d: still finishing after graceful_timeout = %d s; killed",
+                s, (int)p->pid, f->cfg.fleet.graceful_timeout);
+        kill(p->pid, SIGKILL);
+        p->killed = 1;
     }
 }
 
@@ -480,19 +636,17 @@ static void check_rows(struct fleet *f)
 
     for (int s = 0; s < f->nslots; s++) {
         struct slot *sl = &f->slot[s];
-        if (sl->cur.pid == 0 && !f->stopping && now >= sl->next_start_ms)
+        check_timeouts(f, s, &sl->old, now);
+        /* a successor on its way takes over anyway: no restart meanwhile */
+        if (sl->cur.pid == 0 && s < f->want && sl->next.pid == 0 && now >= sl->next_start_ms)
             start_cur(f, s);
         if (sl->cur.pid == 0)
             continue;
         struct sb_row *r = &f->sb->row[sl->cur.row];
         r->rss_kb = sb_rss_kb(sl->cur.pid);
-        if (f->cfg.fleet.request_timeout > 0 && r->req_start_ms != 0 &&
-            now - r->req_start_ms > (int64_t)f->cfg.fleet.request_timeout * 1000) {
-            log_msg(LOG_ERROR, "request_timeout", "slot %d pid %d: request running %lld ms; killed",
-                    s, (int)sl->cur.pid, (long long)(now - r->req_start_ms));
-            kill(sl->cur.pid, SIGKILL);
+        check_timeouts(f, s, &sl->cur, now);
+        if (sl->cur.killed || s >= f->want)
             continue;
-        }
         if (f->cfg.fleet.max_memory_mb > 0 && r->rss_kb > (uint64_t)f->cfg.fleet.max_memory_mb * 1024 &&
             sl->replace_why[0] == '\0') {
             log_msg(LOG_WARN, "recycle", "slot %d pid %d: RSS %llu KiB over max_memory_mb = %d", s,
@@ -505,6 +659,13 @@ static void check_rows(struct fleet *f)
         }
     }
     step_replacements(f);
+    /* slots a reload removed are forgotten once their processes are gone */
+    while (f->nslots > f->want) {
+        struct slot *sl = &f->slot[f->nslots - 1];
+        if (sl->cur.pid != 0 || sl->old.pid != 0 || sl->next.pid != 0)
+            break;
+        f->nslots--;
+    }
 }
 
 static int worker_count(const struct config *cfg)
@@ -515,6 +676,8 @@ static int worker_count(const struct config *cfg)
     return n > 0 ? (int)n : 1;
 }
 
+/* Sizes the fleet from the config: new slots start on the next tick; slots
+ * beyond the new size are retired (their processes finish and are not restarted). */
 static void set_slots(struct fleet *f)
 {
     int api = worker_count(&f->cfg), n = api + f->cfg.fleet.projectors;
@@ -523,39 +686,64 @@ static void set_slots(struct fleet *f)
         n = SB_MAX_ROWS / 2; /* room for successors and retirees */
     for (int s = f->nslots; s < n; s++) {
         memset(&f->slot[s], 0, sizeof f->slot[s]);
-        f->slot[s].cur = f->slot[s].old = f->slot[s].next = (struct proc){0, -1, -1};
+        f->slot[s].cur = f->slot[s].old = f->slot[s].next = PROC_NONE;
     }
     for (int s = 0; s < n; s++)
         f->slot[s].role = s < api ? SB_ROLE_API : SB_ROLE_PROJECTOR;
-    for (int s = n; s < f->nslots; s++)
-        if (f->slot[s].cur.pid != 0) /* fewer slots now: retire the extra ones */
-            kill(f->slot[s].cur.pid, SIGTERM);
+    f->want = n;
+    for (int s = n; s < f->nslots; s++) {
+        struct slot *sl = &f->slot[s];
+        sl->replace_why[0] = '\0';
+        if (sl->next.pid != 0)
+            kill(sl->next.pid, SIGTERM);
+        if (sl->cur.pid != 0) {
+            sl->cur.kill_at_ms = sb_now_ms() + (int64_t)f->cfg.fleet.graceful_timeout * 1000;
+            f->sb->row[sl->cur.row].state = SB_RETIRING;
+            kill(sl->cur.pid, SIGTERM);
+        } else if (sl->cur.row >= 0) { /* in backoff: nothing to wait for */
+            memset(&f->sb->row[sl->cur.row], 0, sizeof f->sb->row[sl->cur.row]);
+            sl->cur.row = -1;
+        }
+    }
     if (n > f->nslots)
         f->nslots = n;
 }
 
-static void reload(struct fleet *f)
+/* Re-reads the config and starts a rolling restart; on a bad config the
+ * running fleet keeps going unchanged. Returns 0, or -1 with errstr set. */
+static int reload(struct fleet *f, char errstr[256])
 {
     struct config fresh;
-    char errstr[256];
+    char why[256];
 
-    if (config_load(&fresh, f->config_path, errstr) != 0) {
-        log_msg(LOG_ERROR, "reload_refused", "%s; the running fleet keeps its config", errstr);
-        return;
+    if (f->stopping) {
+        snprintf(errstr, 256, "the fleet is stopping");
+        return -1;
+    }
+    if (config_load(&fresh, f->config_path, why) != 0) {
+        log_msg(LOG_ERROR, "reload_refused", "%s; the running fleet keeps its config", why);
+        snprintf(errstr, 256, "%s", why);
+        return -1;
     }
     if (strcmp(fresh.fleet.listen, f->cfg.fleet.listen) != 0 ||
-        strcmp(fresh.fleet.control, f->cfg.fleet.control) != 0)
-        log_msg(LOG_WARN, "reload_partial", "fleet.listen and fleet.control change only on restart");
+        strcmp(fresh.fleet.control, f->cfg.fleet.control) != 0 ||
+        strcmp(fresh.fleet.pid_file, f->cfg.fleet.pid_file) != 0)
+        log_msg(LOG_WARN, "reload_partial", "fleet.listen, fleet.control and fleet.pid_file change only on restart");
     snprintf(fresh.fleet.listen, sizeof fresh.fleet.listen, "%s", f->cfg.fleet.listen);
     snprintf(fresh.fleet.control, sizeof fresh.fleet.control, "%s", f->cfg.fleet.control);
+    snprintf(fresh.fleet.pid_file, sizeof fresh.fleet.pid_file, "%s", f->cfg.fleet.pid_file);
     f->cfg = fresh;
     log_setup(f->cfg.log.level, "master", -1);
     f->sb->generation++;
     set_slots(f);
-    for (int s = 0; s < f->nslots; s++)
+    for (int s = 0; s < f->want; s++) {
+        f->slot[s].successor_fails = 0;
+        f->slot[s].next_try_ms = 0;
         if (f->slot[s].cur.pid != 0)
             begin_replace(f, s, "reload");
-    log_msg(LOG_INFO, "reload", "rolling restart of %d slots (generation %u)", f->nslots, f->sb->generation);
+    }
+    log_msg(LOG_INFO, "reload", "rolling restart of %d slots (generation %u)", f->want, f->sb->generation);
+    return 0;
 }
 
 static void begin_stop(struct fleet *f, const char *why)
@@ -585,16 +773,20 @@ static int live_children(const struct fleet *f)
     return n;
 }
 
+/* One command per connection. A reply starting "error:" makes the client exit 1.
+ * Served while stopping too: status stays useful, and a connection left
+ * pending would wake poll() at once, forever. */
 static void serve_control(struct fleet *f)
 {
     int c = accept4(f->control_fd, NULL, NULL, SOCK_CLOEXEC);
-    char cmd[64] = "";
+    char cmd[64] = "", errstr[256];
     struct buf out;
 
     if (c < 0)
         return;
-    struct timeval tv = {.tv_sec = 2};
+    struct timeval tv = {.tv_sec = 1};
     setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    setsockopt(c, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
     ssize_t n = read(c, cmd, sizeof cmd - 1);
     if (n > 0)
         cmd[n] = '\0';
@@ -610,18 +802,20 @@ static void serve_control(struct fleet *f)
         cJSON_free(s);
         cJSON_Delete(j);
     } else if (strcmp(cmd, "reload") == 0) {
-        reload(f);
-        rc = buf_puts(&out, "reloading\n");
+        if (reload(f, errstr) == 0)
+            rc = buf_printf(&out, "reloading (generation %u)\n", f->sb->generation);
+        else
+            rc = buf_printf(&out, "error: reload refused: %s\n", errstr);
     } else if (strcmp(cmd, "stop") == 0) {
         begin_stop(f, "stop command");
         rc = buf_puts(&out, "stopping\n");
     } else {
-        rc = buf_puts(&out, "unknown command; try status, status-json, reload, stop\n");
+        rc = buf_puts(&out, "error: unknown command; try status, status-json, reload, stop\n");
     }
     if (rc == 0 && out.len > 0) {
         size_t off = 0;
         while (off < out.len) {
-            ssize_t w = write(c, out.p + off, out.len - off);
+            ssize_t w = send(c, out.p + off, out.len - off, MSG_NOSIGNAL);
             if (w <= 0)
                 break;
             off += (size_t)w;
@@ -634,6 +828,7 @@ static void serve_control(struct fleet *f)
 static void on_signal(struct fleet *f)
 {
     struct signalfd_siginfo si;
+    char errstr[256];
 
     while (read(f->sig_fd, &si, sizeof si) == (ssize_t)sizeof si) {
         switch (si.ssi_signo) {
@@ -641,7 +836,8 @@ static void on_signal(struct fleet *f)
             reap(f);
             break;
         case SIGHUP:
-            reload(f);
+            if (reload(f, errstr) != 0 && f->stopping)
+                log_msg(LOG_WARN, "reload_refused", "SIGHUP: %s", errstr);
             break;
         case SIGTERM:
         case SIGINT:
@@ -676,6 +872,7 @@ static int fleet_open(struct fleet *f, char errstr[256])
     make_parent(f->cfg.fleet.pid_file);
     if (write_pid_file(f->cfg.fleet.pid_file, errstr) != 0)
         return -1;
+    f->own_pid_file = 1;
     f->listen_fd = is_unix_path(f->cfg.fleet.listen) ? bind_unix(&f->cfg, errstr) : bind_tcp(&f->cfg, errstr);
     if (f->listen_fd < 0)
         return -1;
@@ -708,17 +905,21 @@ static int fleet_open(struct fleet *f, char errstr[256])
 
 static void fleet_close(struct fleet *f)
 {
-    if (f->listen_fd >= 0)
+    /* Remove only what this master made: a second `tessera fleet` refused at
+     * start must leave the running fleet's socket and pid file alone. */
+    if (f->listen_fd >= 0) {
         close(f->listen_fd);
+        if (is_unix_path(f->cfg.fleet.listen))
+            unlink(f->cfg.fleet.listen);
+    }
     if (f->control_fd >= 0) {
         close(f->control_fd);
         unlink(f->cfg.fleet.control);
     }
     if (f->sig_fd >= 0)
         close(f->sig_fd);
-    if (is_unix_path(f->cfg.fleet.listen))
-        unlink(f->cfg.fleet.listen);
-    unlink(f->cfg.fleet.pid_file);
+    if (f->own_pid_file)
+        unlink(f->cfg.fleet.pid_file);
     sb_free(f->sb);
     metrics_free(f->metrics);
 }
@@ -745,8 +946,8 @@ int fleet_run(const struct config *cfg, const char *config_path)
     while (!f.stopping || live_children(&f) > 0) {
         struct pollfd p[2 + 3 * SB_MAX_ROWS];
         struct proc *owner[2 + 3 * SB_MAX_ROWS];
-        struct slot *oslot[2 + 3 * SB_MAX_ROWS];
-        int n = 0;
+        int oslot[2 + 3 * SB_MAX_ROWS];
+        int n = 0, tick = TICK_MS;
 
         p[n++] = (struct pollfd){.fd = f.sig_fd, .events = POLLIN};
         p[n++] = (struct pollfd){.fd = f.control_fd, .events = POLLIN};
@@ -755,17 +956,20 @@ int fleet_run(const struct config *cfg, const char *config_path)
             for (int k = 0; k < 3; k++)
                 if (ps[k]->chan >= 0) {
                     owner[n] = ps[k];
-                    oslot[n] = &f.slot[s];
+                    oslot[n] = s;
                     p[n++] = (struct pollfd){.fd = ps[k]->chan, .events = POLLIN};
                 }
+            if (f.slot[s].next.pid != 0)
+                tick = TICK_BUSY_MS;
         }
-        if (poll(p, (nfds_t)n, TICK_MS) > 0) {
+        if (poll(p, (nfds_t)n, tick) > 0) {
             if (p[0].revents)
                 on_signal(&f);
-            if (p[1].revents && !f.stopping)
+            if (p[1].revents)
                 serve_control(&f);
+            /* the channel may have been closed and its fd number reused meanwhile */
             for (int i = 2; i < n; i++)
-                if (p[i].revents & POLLIN && owner[i]->chan == p[i].fd)
+                if (p[i].revents && owner[i]->chan == p[i].fd)
                     forward_conns(&f, oslot[i], owner[i]);
         }
         if (f.stopping && sb_now_ms() > f.stop_deadline_ms) {

@@ -41,6 +41,11 @@ static const char *config_path(const char *given)
     return access(DEFAULT_CONFIG, R_OK) == 0 ? DEFAULT_CONFIG : NULL;
 }
 
+static int is_control_command(const char *cmd)
+{
+    return strcmp(cmd, "status") == 0 || strcmp(cmd, "reload") == 0 || strcmp(cmd, "stop") == 0;
+}
+
 static int cmd_check_config(const struct config *cfg)
 {
     cJSON *j = config_to_json(cfg);
@@ -102,8 +107,15 @@ int main(int argc, char **argv)
     }
     const char *path = config_path(given);
     if (config_load(&cfg, path, errstr) != 0) {
-        fprintf(stderr, "%s\n", errstr);
-        return EXIT_CONFIG;
+        /* A broken file must not lock the operator out of the running fleet:
+         * status, reload (which the master refuses, saying why) and stop still
+         * reach it, on the control socket the defaults and environment name. */
+        char again[256];
+        if (!is_control_command(cmd) || config_load(&cfg, NULL, again) != 0) {
+            fprintf(stderr, "%s\n", errstr);
+            return EXIT_CONFIG;
+        }
+        fprintf(stderr, "tessera: warning: %s; trying the control socket %s\n", errstr, cfg.fleet.control);
     }
     log_setup(cfg.log.level, "tessera", -1);
     if (strcmp(cmd, "check-config") == 0)

@@ -3,7 +3,8 @@
 # and with the same wrk settings (1 thread, CONNS connections, SECS seconds).
 # Each scenario runs RUNS times; the table shows medians and the ratio to the
 # baseline's `mux` case (one fcgi2 worker loop polling kept connections).
-# Usage: bench/run.sh BUILD   env: RUNS=3 SECS=8 CONNS=32
+# Then bench/reload.sh: a 10-second wrk run with two rolling reloads, appended.
+# Usage: bench/run.sh BUILD   env: RUNS=3 SECS=8 CONNS=32 RELOAD_SECS=10
 set -euo pipefail
 build=${1:-build}
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -81,3 +82,22 @@ done
     echo "Raw runs (req/s p50 p99 non2xx):"
     for k in mux healthz; do echo; echo "- $k:"; awk 'NF {print "  - " $0}' <<<"${res[$k]}"; done
 } | tee "$out"
+
+# Reload under load, on its own fleet (bench/reload.sh): the acceptance figure
+# of issue 3 is 0 non-2xx and 0 socket errors.
+echo "bench: reload under load (bench/reload.sh)" >&2
+reload=$(SECS=${RELOAD_SECS:-10} CONNS=$conns RELOAD_AT="3 6" bench/reload.sh "$build" 2>/dev/null)
+field() { sed -n "s/.*\b$1=\([^ ]*\).*/\1/p" <<<"$reload"; }
+{
+    echo
+    echo "## Reload under load (bench/reload.sh)"
+    echo
+    echo "wrk -t1 -c$conns -d${RELOAD_SECS:-10}s GET /healthz, \`tessera reload\` at 3 s and 6 s: every"
+    echo "worker replaced twice while the load runs."
+    echo
+    echo "| requests | req/s | non-2xx | socket errors | reloads | worker pids before → after |"
+    echo "|---|---|---|---|---|---|"
+    echo "| $(field requests) | $(field rps) | $(field non2xx) | $(field socket_errors) | $(field reloads) | $(field pids_before) → $(field pids_after) |"
+} | tee -a "$out"
+[ "$(field non2xx)" = 0 ] && [ "$(field socket_errors)" = 0 ] && [ "$(field reloads)" = 2 ] ||
+    { echo "bench: reload under load failed requests: $reload" >&2; exit 1; }

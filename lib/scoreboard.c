@@ -53,8 +53,22 @@ uint64_t sb_rss_kb(pid_t pid)
     return pages_rss * (uint64_t)sysconf(_SC_PAGESIZE) / 1024;
 }
 
+/* The used rows in slot order (a slot's successor or retiree, when it has one,
+ * next to it), so a table reads like `pm2 list` whatever rows restarts took. */
+static int sb_order(const struct scoreboard *sb, int idx[SB_MAX_ROWS])
+{
+    int n = 0;
+
+    for (int slot = 0; slot < SB_MAX_ROWS; slot++)
+        for (int i = 0; i < SB_MAX_ROWS; i++)
+            if (sb->row[i].state != SB_FREE && sb->row[i].slot == slot)
+                idx[n++] = i;
+    return n;
+}
+
 cJSON *sb_to_json(const struct scoreboard *sb)
 {
+    int idx[SB_MAX_ROWS], n = sb_order(sb, idx);
     int64_t now = sb_now_ms();
     cJSON *root = cJSON_CreateObject(), *slots;
 
@@ -65,11 +79,9 @@ cJSON *sb_to_json(const struct scoreboard *sb)
     cJSON_AddNumberToObject(root, "generation", sb->generation);
     if ((slots = cJSON_AddArrayToObject(root, "slots")) == NULL)
         goto fail;
-    for (int i = 0; i < SB_MAX_ROWS; i++) {
-        const struct sb_row *r = &sb->row[i];
+    for (int k = 0; k < n; k++) {
+        const struct sb_row *r = &sb->row[idx[k]];
         cJSON *o;
-        if (r->state == SB_FREE)
-            continue;
         if ((o = cJSON_CreateObject()) == NULL || !cJSON_AddItemToArray(slots, o)) {
             cJSON_Delete(o);
             goto fail;
@@ -86,6 +98,7 @@ cJSON *sb_to_json(const struct scoreboard *sb)
                                 r->req_start_ms ? (double)(now - r->req_start_ms) : 0);
         cJSON_AddNumberToObject(o, "rss_kb", (double)r->rss_kb);
         cJSON_AddStringToObject(o, "last_exit", r->last_exit);
+        cJSON_AddNumberToObject(o, "generation", r->generation);
     }
     return root;
 fail:
@@ -108,16 +121,15 @@ static void uptime(char *buf, size_t sz, int64_t ms)
 
 int sb_render_table(const struct scoreboard *sb, struct buf *out)
 {
+    int idx[SB_MAX_ROWS], n = sb_order(sb, idx);
     int64_t now = sb_now_ms();
     int rc = buf_printf(out, "%-4s %-9s %-8s %-9s %-7s %-8s %-10s %-9s %-9s %s\n", "id", "role",
                         "pid", "state", "uptime", "restarts", "requests", "current", "memory",
                         "last exit");
 
-    for (int i = 0; i < SB_MAX_ROWS && rc == 0; i++) {
-        const struct sb_row *r = &sb->row[i];
+    for (int k = 0; k < n && rc == 0; k++) {
+        const struct sb_row *r = &sb->row[idx[k]];
         char up[16], cur[16] = "-", mem[16];
-        if (r->state == SB_FREE)
-            continue;
         uptime(up, sizeof up, r->pid ? now - r->started_ms : 0);
         if (r->req_start_ms)
             snprintf(cur, sizeof cur, "%lldms", (long long)(now - r->req_start_ms));

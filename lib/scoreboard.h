@@ -36,6 +36,7 @@ struct sb_row {
     uint64_t rss_kb;
     char last_exit[64];     /* "signal 9", "exit 1", "max_requests", … */
     char want_exit[32];     /* set by the worker: replace me ("max_requests") */
+    uint32_t generation;    /* the config generation the process was started with */
 };
 
 struct scoreboard {
@@ -58,10 +59,10 @@ int64_t sb_now_ms(void);
 /* Resident set size of a process in KiB from /proc (0 when unknown). */
 uint64_t sb_rss_kb(pid_t pid);
 
-/* Returns owned: {"master_pid","uptime_s","generation","slots":[{slot,role,pid,…}]}. */
+/* Returns owned: {"master_pid","uptime_s","generation","slots":[{slot,role,pid,…}]}, slots in order. */
 cJSON *sb_to_json(const struct scoreboard *sb);
 
-/* Appends a `pm2 list`-like table of the used rows. */
+/* Appends a `pm2 list`-like table of the used rows, in slot order. */
 int sb_render_table(const struct scoreboard *sb, struct buf *out) ERR_MUST_CHECK;
 
 #endif

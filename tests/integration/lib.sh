@@ -109,3 +109,28 @@ expect_error() {
     rid=$(header x-request-id)
     expect "$1" "$2" ".error.code == \"$3\" and (.error.message | length > 0) and .error.request_id == \"$rid\""
 }
+
+# --- helpers for the fleet suites (load, timing, process facts)
+
+# wait_until SECONDS COMMAND...: polls every 0.1 s until the command succeeds.
+wait_until() {
+    local deadline=$((SECONDS + $1)); shift
+    until "$@" >/dev/null 2>&1; do
+        [ "$SECONDS" -ge "$deadline" ] && return 1
+        sleep 0.1
+    done
+}
+
+# fleet_json [JQ-FILTER]: `tessera status --json` of the running stack, filtered.
+fleet_json() { "$TESSERA" status --json 2>>"$T/cli.err" | jq -c "${1:-.}"; }
+
+# wrk_counts FILE: "requests non2xx socket_errors" from a wrk report.
+wrk_counts() {
+    awk '/ requests in / { req = $1 }
+         /Non-2xx or 3xx responses:/ { bad = $NF }
+         /Socket errors:/ { gsub(",", ""); err = $4 + $6 + $8 + $10 }
+         END { print req + 0, bad + 0, err + 0 }' "$1"
+}
+
+# cpu_ticks PID: user + system CPU time of a process, in clock ticks.
+cpu_ticks() { sed 's/.*) //' "/proc/$1/stat" | awk '{ print $12 + $13 }'; }
