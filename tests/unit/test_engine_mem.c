@@ -1,0 +1,1293 @@
+/* test_engine_mem: every op of the memory engine, tenant isolation across two
+ * orgs, unique constraints, audit paging, several processes on one region, a
+ * worker killed inside a unit of work, and a region that runs out of space. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "engine_mem.h"
+#include "shm.h"
+#include "uuid.h"
+
+#define BIG_REGION (8u << 20)
+
+/* Calls an op of e's table. */
+#define OP(e, op, ...) ((e)->ops->op((e), __VA_ARGS__))
+/* Expects a call to return rc, and shows the engine's reason when it does not. */
+#define EXPECT(e, rc, call)                                                                 \
+    do {                                                                                    \
+        int rc_ = (call);                                                                   \
+        if (rc_ != (rc))                                                                    \
+            fail_msg("%s: got %s, want %s (%s)", #call, err_str(rc_), err_str(rc),          \
+                     (e)->errstr);                                                          \
+    } while (0)
+#define OK(e, call) EXPECT(e, 0, call)
+
+static struct shm_region *region(size_t bytes)
+{
+    char err[128] = "";
+    struct shm_region *r = shm_create(bytes, err);
+
+    if (r == NULL)
+        fail_msg("shm_create: %s", err);
+    return r;
+}
+
+static struct engine *engine(struct shm_region *r)
+{
+    char err[128] = "";
+    struct engine *e = engine_mem_new(r, err);
+
+    if (e == NULL)
+        fail_msg("engine_mem_new: %s", err);
+    return e;
+}
+
+/* A prepared region and an engine on it. */
+static struct engine *fresh(struct shm_region **r, size_t bytes)
+{
+    char err[128] = "";
+
+    *r = region(bytes);
+    if (engine_mem_prepare(*r, err) != 0)
+        fail_msg("engine_mem_prepare: %s", err);
+    return engine(*r);
+}
+
+static void check_region(struct shm_region *r)
+{
+    char err[128] = "";
+
+    assert_int_equal(shm_lock(r), 0);
+    if (shm_check(r, err) != 0)
+        fail_msg("shm_check: %s", err);
+    shm_unlock(r);
+}
+
+static void new_id(char out[ENG_ID])
+{
+    assert_int_equal(uuid_v7(out), 0);
+}
+
+static struct eng_user user_rec(const char *email)
+{
+    struct eng_user u;
+
+    memset(&u, 0, sizeof u);
+    new_id(u.id);
+    snprintf(u.email_enc, sizeof u.email_enc, "sealed:%s", email);
+    snprintf(u.email_hmac, sizeof u.email_hmac, "hmac:%s", email);
+    snprintf(u.password_hash, sizeof u.password_hash, "$scrypt$ln=17,r=8,p=1$salt$hash");
+    u.created_at = 1000;
+    return u;
+}
+
+static struct eng_org org_rec(const char *slug)
+{
+    struct eng_org o;
+
+    memset(&o, 0, sizeof o);
+    new_id(o.id);
+    snprintf(o.name, sizeof o.name, "Org %s", slug);
+    snprintf(o.slug, sizeof o.slug, "%s", slug);
+    snprintf(o.plan, sizeof o.plan, "free");
+    o.created_at = 1000;
+    return o;
+}
+
+static struct eng_scope scope_of(const struct eng_org *o, int mode)
+{
+    struct eng_scope s;
+
+    memset(&s, 0, sizeof s);
+    memcpy(s.org_id, o->id, sizeof s.org_id);
+    s.mode = mode;
+    return s;
+}
+
+static struct eng_membership member_rec(const struct eng_org *o, const struct eng_user *u,
+                                        const char *role, int64_t at)
+{
+    struct eng_membership mb;
+
+    memset(&mb, 0, sizeof mb);
+    memcpy(mb.org_id, o->id, sizeof mb.org_id);
+    memcpy(mb.user_id, u->id, sizeof mb.user_id);
+    snprintf(mb.role, sizeof mb.role, "%s", role);
+    mb.created_at = at;
+    return mb;
+}
+
+static struct eng_api_key key_rec(const struct eng_org *o, int mode, const char *hash, int64_t at)
+{
+    struct eng_api_key k;
+
+    memset(&k, 0, sizeof k);
+    new_id(k.id);
+    memcpy(k.org_id, o->id, sizeof k.org_id);
+    k.mode = mode;
+    snprintf(k.name, sizeof k.name, "key %s", hash);
+    snprintf(k.prefix, sizeof k.prefix, "tk_%s_ab12", engine_mode_name(mode));
+    snprintf(k.key_hash, sizeof k.key_hash, "%s", hash);
+    snprintf(k.role, sizeof k.role, "admin");
+    k.created_at = at;
+    return k;
+}
+
+static struct eng_refresh refresh_rec(const struct eng_org *o, const struct eng_user *u,
+                                      const char *family, const char *hash)
+{
+    struct eng_refresh t;
+
+    memset(&t, 0, sizeof t);
+    new_id(t.id);
+    snprintf(t.family_id, sizeof t.family_id, "%s", family);
+    memcpy(t.user_id, u->id, sizeof t.user_id);
+    memcpy(t.org_id, o->id, sizeof t.org_id);
+    snprintf(t.token_hash, sizeof t.token_hash, "%s", hash);
+    t.created_at = 1000;
+    t.expires_at = 1000 + 30 * 86400;
+    return t;
+}
+
+static struct eng_invite invite_rec(const struct eng_org *o, const char *hash)
+{
+    struct eng_invite i;
+
+    memset(&i, 0, sizeof i);
+    new_id(i.id);
+    memcpy(i.org_id, o->id, sizeof i.org_id);
+    snprintf(i.role, sizeof i.role, "member");
+    snprintf(i.token_hash, sizeof i.token_hash, "%s", hash);
+    i.expires_at = 5000;
+    return i;
+}
+
+static struct eng_audit audit_rec(const struct eng_org *o, const char *id, const char *action)
+{
+    struct eng_audit a;
+
+    memset(&a, 0, sizeof a);
+    snprintf(a.id, sizeof a.id, "%s", id);
+    memcpy(a.org_id, o->id, sizeof a.org_id);
+    snprintf(a.action, sizeof a.action, "%s", action);
+    snprintf(a.target, sizeof a.target, "target");
+    snprintf(a.meta, sizeof a.meta, "{\"n\":1}");
+    a.created_at = 1000;
+    return a;
+}
+
+/* Two orgs, A and B, and a user in each, committed. */
+struct world {
+    struct eng_org a, b;
+    struct eng_user ua, ub;
+    struct eng_scope sa, sb;
+};
+
+static void make_world(struct engine *e, struct world *w)
+{
+    w->a = org_rec("acme");
+    w->b = org_rec("globex");
+    w->ua = user_rec("alice@acme.test");
+    w->ub = user_rec("bob@globex.test");
+    w->sa = scope_of(&w->a, ENG_MODE_TEST);
+    w->sb = scope_of(&w->b, ENG_MODE_TEST);
+    OK(e, engine_begin(e, NULL));
+    OK(e, OP(e, org_create, &w->a));
+    OK(e, OP(e, org_create, &w->b));
+    OK(e, OP(e, user_create, &w->ua));
+    OK(e, OP(e, user_create, &w->ub));
+    OK(e, engine_commit(e));
+}
+
+static void test_calls_outside_a_unit_of_work_are_internal_errors(void **state)
+{
+    struct shm_region *r;
+    struct engine *e = fresh(&r, BIG_REGION), *e2 = engine(r);
+    struct eng_membership mb;
+    struct eng_user u;
+    struct eng_org o;
+    struct world w;
+
+    make_world(e, &w);
+    EXPECT(e, ERR_INTERNAL, OP(e, user_get, w.ua.id, &u));
+    EXPECT(e, ERR_INTERNAL, OP(e, org_get, &w.sa, &o));
+    EXPECT(e, ERR_INTERNAL, engine_commit(e));
+    engine_rollback(e);                                 /* a no-op */
+
+    OK(e, engine_begin(e, &w.sa));
+    EXPECT(e, ERR_INTERNAL, engine_begin(e, &w.sa));
+    EXPECT(e2, ERR_INTERNAL, engine_begin(e2, NULL));   /* this process holds it: no deadlock */
+    OK(e, OP(e, org_get, &w.sa, &o));
+    EXPECT(e, ERR_INTERNAL, OP(e, org_get, &w.sb, &o)); /* not the org it began with */
+    EXPECT(e, ERR_INTERNAL, OP(e, org_get, NULL, &o));
+    mb = member_rec(&w.b, &w.ua, "member", 1);          /* a record of another org */
+    EXPECT(e, ERR_INTERNAL, OP(e, member_put, &w.sa, &mb));
+    OK(e, engine_commit(e));
+
+    /* Begun without a scope: any org may be named (signup makes one). */
+    OK(e2, engine_begin(e2, NULL));
+    OK(e2, OP(e2, org_get, &w.sb, &o));
+    assert_string_equal(o.slug, "globex");
+    OK(e2, engine_commit(e2));
+
+    OK(e, e->ops->ping(e));
+    engine_free(e2);
+    engine_free(e);
+    engine_free(NULL);
+    shm_destroy(r);
+}
+
+static void test_prepare_is_idempotent_and_new_lays_out_lazily(void **state)
+{
+    struct shm_region *r = region(BIG_REGION);
+    struct engine *e = engine(r);
+    struct eng_user u = user_rec("a@b.test"), got;
+    char err[128] = "";
+
+    /* The first unit of work lays the root out; a rollback takes it away again. */
+    OK(e, engine_begin(e, NULL));
+    OK(e, OP(e, user_create, &u));
+    engine_rollback(e);
+    OK(e, engine_begin(e, NULL));
+    EXPECT(e, ERR_NOTFOUND, OP(e, user_get, u.id, &got));
+    OK(e, OP(e, user_create, &u));
+    OK(e, engine_commit(e));
+
+    assert_int_equal(engine_mem_prepare(r, err), 0);
+    assert_int_equal(engine_mem_prepare(r, err), 0);
+    OK(e, engine_begin(e, NULL));
+    OK(e, OP(e, user_get, u.id, &got));
+    assert_string_equal(got.email_hmac, u.email_hmac);
+    OK(e, engine_commit(e));
+    assert_string_equal(e->ops->name, "memory");
+    engine_free(e);
+    shm_destroy(r);
+}
+
+static void test_users_unique_by_id_and_email(void **state)
+{
+    struct shm_region *r;
+    struct engine *e = fresh(&r, BIG_REGION);
+    struct eng_user u = user_rec("alice@x.test"), v = user_rec("bob@x.test"), dup, got;
+    char longphc[ENG_PHC + 8];
+
+    OK(e, engine_begin(e, NULL));
+    OK(e, OP(e, user_create, &u));
+    OK(e, OP(e, user_create, &v));
+    dup = user_rec("alice@x.test");
+    EXPECT(e, ERR_CONFLICT, OP(e, user_create, &dup));
+    dup = user_rec("carol@x.test");
+    memcpy(dup.id, u.id, sizeof dup.id);
+    EXPECT(e, ERR_CONFLICT, OP(e, user_create, &dup));
+    dup.id[0] = '\0';
+    EXPECT(e, ERR_INVAL, OP(e, user_create, &dup));
+    OK(e, engine_commit(e));    /* a conflict changes nothing: the unit of work goes on */
+
+    OK(e, engine_begin(e, NULL));
+    OK(e, OP(e, user_get, u.id, &got));
+    assert_memory_equal(&got, &u, sizeof got);
+    OK(e, OP(e, user_by_email, "hmac:bob@x.test", &got));
+    assert_string_equal(got.id, v.id);
+    EXPECT(e, ERR_NOTFOUND, OP(e, user_by_email, "hmac:nobody", &got));
+    EXPECT(e, ERR_NOTFOUND, OP(e, user_get, "00000000-0000-7000-8000-000000000000", &got));
+
+    OK(e, OP(e, user_set_password, u.id, "$scrypt$new"));
+    OK(e, OP(e, user_set_admin, u.id, true));
+    OK(e, OP(e, user_by_email, u.email_hmac, &got));
+    assert_string_equal(got.password_hash, "$scrypt$new");
+    assert_true(got.is_platform_admin);
+    assert_string_equal(got.email_enc, u.email_enc);
+    memset(longphc, 'x', sizeof longphc - 1);
+    longphc[sizeof longphc - 1] = '\0';
+    EXPECT(e, ERR_INVAL, OP(e, user_set_password, u.id, longphc));
+    EXPECT(e, ERR_NOTFOUND, OP(e, user_set_password, "nope", "$x"));
+    EXPECT(e, ERR_NOTFOUND, OP(e, user_set_admin, "nope", true));
+    OK(e, engine_commit(e));
+
+    OK(e, engine_begin(e, NULL));
+    OK(e, OP(e, user_get, u.id, &got));
+    assert_string_equal(got.password_hash, "$scrypt$new");
+    OK(e, OP(e, user_set_admin, u.id, false));
+    OK(e, OP(e, user_get, u.id, &got));
+    assert_false(got.is_platform_admin);
+    OK(e, engine_commit(e));
+    engine_free(e);
+    check_region(r);
+    shm_destroy(r);
+}
+
+static void test_orgs_unique_by_slug_and_seen_only_by_their_scope(void **state)
+{
+    struct shm_region *r;
+    struct engine *e = fresh(&r, BIG_REGION);
+    struct eng_org dup, got;
+    struct eng_scope nowhere;
+    struct world w;
+
+    make_world(e, &w);
+    OK(e, engine_begin(e, NULL));
+    dup = org_rec("acme");
+    EXPECT(e, ERR_CONFLICT, OP(e, org_create, &dup));
+    dup = org_rec("initech");
+    memcpy(dup.id, w.a.id, sizeof dup.id);
+    EXPECT(e, ERR_CONFLICT, OP(e, org_create, &dup));
+    dup.slug[0] = '\0';
+    EXPECT(e, ERR_INVAL, OP(e, org_create, &dup));
+    OK(e, OP(e, org_get, &w.sa, &got));
+    assert_memory_equal(&got, &w.a, sizeof got);
+    OK(e, OP(e, org_get, &w.sb, &got));
+    assert_string_equal(got.slug, "globex");
+    dup = org_rec("never-made");
+    nowhere = scope_of(&dup, ENG_MODE_TEST);
+    EXPECT(e, ERR_NOTFOUND, OP(e, org_get, &nowhere, &got));
+    OK(e, engine_commit(e));
+    engine_free(e);
+    shm_destroy(r);
+}
+
+static struct eng_app app_rec(const char *name)
+{
+    struct eng_app a;
+
+    memset(&a, 0, sizeof a);
+    new_id(a.id);
+    snprintf(a.name, sizeof a.name, "%s", name);
+    snprintf(a.kind, sizeof a.kind, "microservice");
+    snprintf(a.base_url, sizeof a.base_url, "http://127.0.0.1:9000/%s", name);
+    snprintf(a.status, sizeof a.status, "active");
+    a.created_at = 1000;
+    return a;
+}
+
+static void test_apps_unique_by_name_listed_by_name(void **state)
+{
+    struct shm_region *r;
+    struct engine *e = fresh(&r, BIG_REGION);
+    struct eng_app crm = app_rec("crm"), billing = app_rec("billing"), dup = app_rec("crm"), got,
+                   list[4];
+    size_t n = 99;
+
+    OK(e, engine_begin(e, NULL));
+    OK(e, OP(e, app_list, list, 4, &n));
+    assert_int_equal(n, 0);
+    OK(e, OP(e, app_create, &crm));
+    OK(e, OP(e, app_create, &billing));
+    EXPECT(e, ERR_CONFLICT, OP(e, app_create, &dup));
+    OK(e, engine_commit(e));
+
+    OK(e, engine_begin(e, NULL));
+    OK(e, OP(e, app_get, "crm", &got));
+    assert_memory_equal(&got, &crm, sizeof got);
+    EXPECT(e, ERR_NOTFOUND, OP(e, app_get, "erp", &got));
+    OK(e, OP(e, app_list, list, 4, &n));
+    assert_int_equal(n, 2);
+    assert_string_equal(list[0].name, "billing");
+    assert_string_equal(list[1].name, "crm");
+    OK(e, OP(e, app_list, list, 1, &n));
+    assert_int_equal(n, 1);
+    assert_string_equal(list[0].name, "billing");
+    OK(e, engine_commit(e));
+    engine_free(e);
+    shm_destroy(r);
+}
+
+static void test_members_are_per_org_and_upserted(void **state)
+{
+    struct shm_region *r;
+    struct engine *e = fresh(&r, BIG_REGION);
+    struct eng_membership mb, got, list[8];
+    struct eng_user ghost = user_rec("ghost@x.test");
+    struct world w;
+    size_t n;
+
+    make_world(e, &w);
+    OK(e, engine_begin(e, &w.sa));
+    mb = member_rec(&w.a, &w.ua, "owner", 10);
+    OK(e, OP(e, member_put, &w.sa, &mb));
+    mb = member_rec(&w.a, &w.ub, "member", 20);
+    OK(e, OP(e, member_put, &w.sa, &mb));
+    mb = member_rec(&w.a, &ghost, "member", 30);
+    EXPECT(e, ERR_NOTFOUND, OP(e, member_put, &w.sa, &mb));
+    OK(e, engine_commit(e));
+
+    OK(e, engine_begin(e, &w.sb));
+    mb = member_rec(&w.b, &w.ua, "viewer", 5);
+    OK(e, OP(e, member_put, &w.sb, &mb));
+    /* B sees only its own member; A's are not found. */
+    EXPECT(e, ERR_NOTFOUND, OP(e, member_get, &w.sb, w.ub.id, &got));
+    EXPECT(e, ERR_NOTFOUND, OP(e, member_remove, &w.sb, w.ub.id));
+    OK(e, OP(e, member_list, &w.sb, list, 8, &n));
+    assert_int_equal(n, 1);
+    assert_string_equal(list[0].user_id, w.ua.id);
+    assert_string_equal(list[0].role, "viewer");
+    OK(e, engine_commit(e));
+
+    OK(e, engine_begin(e, &w.sa));
+    OK(e, OP(e, member_get, &w.sa, w.ua.id, &got));
+    assert_string_equal(got.role, "owner");
+    assert_string_equal(got.org_id, w.a.id);
+    OK(e, OP(e, member_list, &w.sa, list, 8, &n));
+    assert_int_equal(n, 2);
+    assert_string_equal(list[0].user_id, w.ua.id);  /* by created_at */
+    assert_string_equal(list[1].user_id, w.ub.id);
+    OK(e, OP(e, member_list, &w.sa, list, 1, &n));
+    assert_int_equal(n, 1);
+
+    /* Upsert: the role changes, created_at stays. */
+    mb = member_rec(&w.a, &w.ub, "admin", 999);
+    OK(e, OP(e, member_put, &w.sa, &mb));
+    OK(e, OP(e, member_get, &w.sa, w.ub.id, &got));
+    assert_string_equal(got.role, "admin");
+    assert_int_equal(got.created_at, 20);
+    OK(e, OP(e, member_list, &w.sa, list, 8, &n));
+    assert_int_equal(n, 2);
+    OK(e, engine_commit(e));
+
+    /* A user's memberships in every org: the login lookup. */
+    OK(e, engine_begin(e, NULL));
+    OK(e, OP(e, user_memberships, w.ua.id, list, 8, &n));
+    assert_int_equal(n, 2);
+    assert_string_equal(list[0].org_id, w.b.id);    /* created 5 */
+    assert_string_equal(list[1].org_id, w.a.id);    /* created 10 */
+    OK(e, OP(e, user_memberships, w.ub.id, list, 8, &n));
+    assert_int_equal(n, 1);
+    assert_string_equal(list[0].role, "admin");
+    OK(e, OP(e, user_memberships, ghost.id, list, 8, &n));
+    assert_int_equal(n, 0);
+    OK(e, engine_commit(e));
+
+    OK(e, engine_begin(e, &w.sa));
+    OK(e, OP(e, member_remove, &w.sa, w.ub.id));
+    EXPECT(e, ERR_NOTFOUND, OP(e, member_remove, &w.sa, w.ub.id));
+    EXPECT(e, ERR_NOTFOUND, OP(e, member_get, &w.sa, w.ub.id, &got));
+    OK(e, OP(e, member_remove, &w.sa, w.ua.id));
+    OK(e, OP(e, member_list, &w.sa, list, 8, &n));
+    assert_int_equal(n, 0);
+    OK(e, engine_commit(e));
+
+    OK(e, engine_begin(e, NULL));
+    OK(e, OP(e, user_memberships, w.ub.id, list, 8, &n));
+    assert_int_equal(n, 0);
+    OK(e, OP(e, user_memberships, w.ua.id, list, 8, &n));
+    assert_int_equal(n, 1);
+    assert_string_equal(list[0].org_id, w.b.id);
+    OK(e, engine_commit(e));
+    engine_free(e);
+    check_region(r);
+    shm_destroy(r);
+}
+
+static struct eng_role role_rec(const struct eng_org *o, const char *name, int nperms)
+{
+    struct eng_role ro;
+
+    memset(&ro, 0, sizeof ro);
+    memcpy(ro.org_id, o->id, sizeof ro.org_id);
+    snprintf(ro.name, sizeof ro.name, "%s", name);
+    for (int i = 0; i < nperms && i < ENG_MAX_PERMS; i++)
+        snprintf(ro.perms[i], sizeof ro.perms[i], "records:read:svc%d/*", i);
+    ro.nperms = nperms;
+    return ro;
+}
+
+static void test_roles_builtins_then_the_orgs_own(void **state)
+{
+    struct shm_region *r;
+    struct engine *e = fresh(&r, BIG_REGION);
+    struct eng_role ro, got, list[8];
+    struct world w;
+    size_t n;
+
+    make_world(e, &w);
+    OK(e, engine_begin(e, NULL));
+    OK(e, OP(e, role_builtin, "admin", &got));
+    assert_string_equal(got.org_id, "");
+    assert_int_equal(got.nperms, ENGINE_BUILTIN_ROLES[1].nperms);
+    EXPECT(e, ERR_NOTFOUND, OP(e, role_builtin, "support", &got));
+    OK(e, engine_commit(e));
+
+    OK(e, engine_begin(e, &w.sa));
+    ro = role_rec(&w.a, "owner", 1);
+    EXPECT(e, ERR_CONFLICT, OP(e, role_put, &w.sa, &ro));
+    ro = role_rec(&w.a, "support", 2);
+    OK(e, OP(e, role_put, &w.sa, &ro));
+    ro = role_rec(&w.a, "auditor", 1);
+    OK(e, OP(e, role_put, &w.sa, &ro));
+    ro = role_rec(&w.a, "bad", 1);
+    ro.nperms = ENG_MAX_PERMS + 1;
+    EXPECT(e, ERR_INVAL, OP(e, role_put, &w.sa, &ro));
+    ro = role_rec(&w.b, "support", 1);
+    EXPECT(e, ERR_INTERNAL, OP(e, role_put, &w.sa, &ro));
+    OK(e, OP(e, role_get, &w.sa, "support", &got));
+    assert_string_equal(got.org_id, w.a.id);
+    assert_int_equal(got.nperms, 2);
+    assert_string_equal(got.perms[1], "records:read:svc1/*");
+    OK(e, OP(e, role_get, &w.sa, "viewer", &got));
+    assert_string_equal(got.org_id, "");
+    EXPECT(e, ERR_NOTFOUND, OP(e, role_get, &w.sa, "nobody", &got));
+    /* Replace. */
+    ro = role_rec(&w.a, "support", 5);
+    OK(e, OP(e, role_put, &w.sa, &ro));
+    OK(e, OP(e, role_get, &w.sa, "support", &got));
+    assert_int_equal(got.nperms, 5);
+    OK(e, OP(e, role_list, &w.sa, list, 8, &n));
+    assert_int_equal(n, ENGINE_NBUILTIN_ROLES + 2);
+    for (size_t i = 0; i < ENGINE_NBUILTIN_ROLES; i++)
+        assert_string_equal(list[i].name, ENGINE_BUILTIN_ROLES[i].name);
+    assert_string_equal(list[ENGINE_NBUILTIN_ROLES].name, "auditor");
+    assert_string_equal(list[ENGINE_NBUILTIN_ROLES + 1].name, "support");
+    OK(e, OP(e, role_list, &w.sa, list, 3, &n));
+    assert_int_equal(n, 3);
+    OK(e, engine_commit(e));
+
+    OK(e, engine_begin(e, &w.sb));
+    EXPECT(e, ERR_NOTFOUND, OP(e, role_get, &w.sb, "support", &got));
+    OK(e, OP(e, role_list, &w.sb, list, 8, &n));
+    assert_int_equal(n, ENGINE_NBUILTIN_ROLES);
+    OK(e, engine_commit(e));
+    engine_free(e);
+    check_region(r);
+    shm_destroy(r);
+}
+
+static void test_api_keys_per_org_and_mode(void **state)
+{
+    struct shm_region *r;
+    struct engine *e = fresh(&r, BIG_REGION);
+    struct eng_api_key k1, k2, k3, kb, dup, got, list[8];
+    struct eng_scope sa_live;
+    struct world w;
+    size_t n;
+
+    make_world(e, &w);
+    sa_live = scope_of(&w.a, ENG_MODE_LIVE);
+    k1 = key_rec(&w.a, ENG_MODE_TEST, "h1", 100);
+    k2 = key_rec(&w.a, ENG_MODE_TEST, "h2", 200);
+    k3 = key_rec(&w.a, ENG_MODE_LIVE, "h3", 300);
+    kb = key_rec(&w.b, ENG_MODE_TEST, "hb", 400);
+    OK(e, engine_begin(e, &w.sa));
+    OK(e, OP(e, api_key_create, &w.sa, &k1));
+    OK(e, OP(e, api_key_create, &w.sa, &k2));
+    OK(e, OP(e, api_key_create, &sa_live, &k3));
+    dup = key_rec(&w.a, ENG_MODE_TEST, "h1", 500);
+    EXPECT(e, ERR_CONFLICT, OP(e, api_key_create, &w.sa, &dup));
+    dup = key_rec(&w.a, 7, "h9", 500);
+    EXPECT(e, ERR_INVAL, OP(e, api_key_create, &w.sa, &dup));
+    OK(e, engine_commit(e));
+    OK(e, engine_begin(e, &w.sb));
+    dup = key_rec(&w.b, ENG_MODE_TEST, "h2", 500);  /* hashes are unique across orgs */
+    EXPECT(e, ERR_CONFLICT, OP(e, api_key_create, &w.sb, &dup));
+    OK(e, OP(e, api_key_create, &w.sb, &kb));
+    OK(e, OP(e, api_key_list, &w.sb, list, 8, &n));
+    assert_int_equal(n, 1);
+    assert_string_equal(list[0].id, kb.id);
+    EXPECT(e, ERR_NOTFOUND, OP(e, api_key_revoke, &w.sb, k1.id, 600));
+    OK(e, engine_commit(e));
+
+    OK(e, engine_begin(e, NULL));
+    OK(e, OP(e, api_key_resolve, "h3", &got));
+    assert_memory_equal(&got, &k3, sizeof got);
+    EXPECT(e, ERR_NOTFOUND, OP(e, api_key_resolve, "nope", &got));
+    OK(e, engine_commit(e));
+
+    OK(e, engine_begin(e, &w.sa));
+    OK(e, OP(e, api_key_list, &w.sa, list, 8, &n));
+    assert_int_equal(n, 2);
+    assert_string_equal(list[0].id, k2.id);         /* newest first */
+    assert_string_equal(list[1].id, k1.id);
+    OK(e, OP(e, api_key_list, &w.sa, list, 1, &n));
+    assert_int_equal(n, 1);
+    assert_string_equal(list[0].id, k2.id);
+    OK(e, OP(e, api_key_list, &sa_live, list, 8, &n));
+    assert_int_equal(n, 1);
+    assert_string_equal(list[0].id, k3.id);
+    OK(e, OP(e, api_key_revoke, &w.sa, k1.id, 700));
+    OK(e, OP(e, api_key_revoke, &w.sa, k1.id, 800));    /* keeps the first time */
+    EXPECT(e, ERR_NOTFOUND, OP(e, api_key_revoke, &w.sa, kb.id, 800));
+    EXPECT(e, ERR_NOTFOUND, OP(e, api_key_revoke, &w.sa, "nope", 800));
+    OK(e, engine_commit(e));
+
+    OK(e, engine_begin(e, NULL));
+    OK(e, OP(e, api_key_resolve, "h1", &got));
+    assert_int_equal(got.revoked_at, 700);
+    OK(e, OP(e, api_key_resolve, "hb", &got));
+    assert_int_equal(got.revoked_at, 0);
+    OK(e, engine_commit(e));
+    engine_free(e);
+    shm_destroy(r);
+}
+
+static void test_refresh_tokens_rotate_and_families_revoke(void **state)
+{
+    struct shm_region *r;
+    struct engine *e = fresh(&r, BIG_REGION);
+    struct eng_refresh t0, t1, t2, t3, other, dup, got;
+    struct eng_user ghost = user_rec("ghost@x.test");
+    struct world w;
+
+    make_world(e, &w);
+    t0 = refresh_rec(&w.a, &w.ua, "fam-1", "r0");
+    t0.revoked_at = 300;                            /* already revoked on its own */
+    t1 = refresh_rec(&w.a, &w.ua, "fam-1", "r1");
+    t2 = refresh_rec(&w.a, &w.ua, "fam-1", "r2");
+    other = refresh_rec(&w.a, &w.ua, "fam-2", "r9");
+    OK(e, engine_begin(e, &w.sa));
+    OK(e, OP(e, refresh_create, &w.sa, &t0));
+    OK(e, OP(e, refresh_create, &w.sa, &t1));
+    OK(e, OP(e, refresh_create, &w.sa, &other));
+    dup = refresh_rec(&w.a, &w.ua, "fam-3", "r1");
+    EXPECT(e, ERR_CONFLICT, OP(e, refresh_create, &w.sa, &dup));
+    dup = refresh_rec(&w.a, &ghost, "fam-3", "r8");
+    EXPECT(e, ERR_NOTFOUND, OP(e, refresh_create, &w.sa, &dup));
+    OK(e, engine_commit(e));
+
+    OK(e, engine_begin(e, NULL));
+    OK(e, OP(e, refresh_resolve, "r1", &got));
+    assert_memory_equal(&got, &t1, sizeof got);
+    EXPECT(e, ERR_NOTFOUND, OP(e, refresh_resolve, "nope", &got));
+    OK(e, engine_commit(e));
+
+    /* Another org can neither use nor revoke A's tokens. */
+    OK(e, engine_begin(e, &w.sb));
+    EXPECT(e, ERR_NOTFOUND, OP(e, refresh_mark_used, &w.sb, t1.id, 400));
+    OK(e, OP(e, refresh_revoke_family, &w.sb, "fam-1", 400));   /* B has no such family */
+    dup = refresh_rec(&w.a, &w.ua, "fam-1", "r7");  /* A's record under B's scope */
+    EXPECT(e, ERR_INTERNAL, OP(e, refresh_create, &w.sb, &dup));
+    OK(e, engine_commit(e));
+
+    /* Rotation: t1 used, t2 made; a second use is refused. */
+    OK(e, engine_begin(e, &w.sa));
+    OK(e, OP(e, refresh_resolve, "r1", &got));
+    assert_int_equal(got.revoked_at, 0);            /* B's revocation did not reach it */
+    OK(e, OP(e, refresh_mark_used, &w.sa, t1.id, 400));
+    EXPECT(e, ERR_CONFLICT, OP(e, refresh_mark_used, &w.sa, t1.id, 401));
+    EXPECT(e, ERR_NOTFOUND, OP(e, refresh_mark_used, &w.sa, "nope", 401));
+    OK(e, OP(e, refresh_create, &w.sa, &t2));
+    OK(e, engine_commit(e));
+
+    OK(e, engine_begin(e, &w.sa));
+    OK(e, OP(e, refresh_revoke_family, &w.sa, "fam-1", 500));
+    OK(e, OP(e, refresh_revoke_family, &w.sa, "fam-404", 500));
+    OK(e, OP(e, refresh_resolve, "r0", &got));
+    assert_int_equal(got.revoked_at, 300);
+    OK(e, OP(e, refresh_resolve, "r1", &got));
+    assert_int_equal(got.revoked_at, 500);
+    assert_int_equal(got.used_at, 400);
+    OK(e, OP(e, refresh_resolve, "r2", &got));
+    assert_int_equal(got.revoked_at, 500);
+    assert_int_equal(got.used_at, 0);
+    OK(e, OP(e, refresh_resolve, "r9", &got));  /* another family */
+    assert_int_equal(got.revoked_at, 0);
+    OK(e, engine_commit(e));
+
+    /* A token made after the revocation is live until the next one. */
+    t3 = refresh_rec(&w.a, &w.ua, "fam-1", "r3");
+    OK(e, engine_begin(e, &w.sa));
+    OK(e, OP(e, refresh_create, &w.sa, &t3));
+    OK(e, OP(e, refresh_resolve, "r3", &got));
+    assert_int_equal(got.revoked_at, 0);
+    OK(e, OP(e, refresh_revoke_family, &w.sa, "fam-1", 900));
+    OK(e, OP(e, refresh_resolve, "r3", &got));
+    assert_int_equal(got.revoked_at, 900);
+    OK(e, OP(e, refresh_resolve, "r2", &got));
+    assert_int_equal(got.revoked_at, 500);
+    OK(e, OP(e, refresh_revoke_family, &w.sa, "fam-1", 950));
+    OK(e, OP(e, refresh_resolve, "r3", &got));
+    assert_int_equal(got.revoked_at, 900);
+    OK(e, engine_commit(e));
+    engine_free(e);
+    check_region(r);
+    shm_destroy(r);
+}
+
+static void test_invites_resolve_and_are_used_once(void **state)
+{
+    struct shm_region *r;
+    struct engine *e = fresh(&r, BIG_REGION);
+    struct eng_invite inv, dup, got;
+    struct world w;
+
+    make_world(e, &w);
+    inv = invite_rec(&w.a, "i1");
+    OK(e, engine_begin(e, &w.sa));
+    OK(e, OP(e, invite_create, &w.sa, &inv));
+    dup = invite_rec(&w.a, "i1");
+    EXPECT(e, ERR_CONFLICT, OP(e, invite_create, &w.sa, &dup));
+    OK(e, engine_commit(e));
+
+    OK(e, engine_begin(e, NULL));
+    OK(e, OP(e, invite_resolve, "i1", &got));
+    assert_memory_equal(&got, &inv, sizeof got);
+    EXPECT(e, ERR_NOTFOUND, OP(e, invite_resolve, "i2", &got));
+    OK(e, engine_commit(e));
+
+    OK(e, engine_begin(e, &w.sb));
+    EXPECT(e, ERR_NOTFOUND, OP(e, invite_mark_used, &w.sb, inv.id, 100));
+    dup = invite_rec(&w.b, "i1");               /* unique across orgs */
+    EXPECT(e, ERR_CONFLICT, OP(e, invite_create, &w.sb, &dup));
+    OK(e, engine_commit(e));
+
+    OK(e, engine_begin(e, &w.sa));
+    OK(e, OP(e, invite_mark_used, &w.sa, inv.id, 100));
+    EXPECT(e, ERR_CONFLICT, OP(e, invite_mark_used, &w.sa, inv.id, 200));
+    EXPECT(e, ERR_NOTFOUND, OP(e, invite_mark_used, &w.sa, "nope", 200));
+    OK(e, OP(e, invite_resolve, "i1", &got));
+    assert_int_equal(got.used_at, 100);
+    OK(e, engine_commit(e));
+    engine_free(e);
+    shm_destroy(r);
+}
+
+static void test_audit_newest_first_paged_by_before_id(void **state)
+{
+    enum { N = 25, NB = 5, PAGE = 10 };
+    struct shm_region *r;
+    struct engine *e = fresh(&r, BIG_REGION);
+    char ids[N][ENG_ID], bids[NB][ENG_ID], before[ENG_ID], after[ENG_ID], latest[ENG_ID];
+    struct eng_audit a, list[PAGE];
+    int order[N];
+    struct world w;
+    size_t n, seen = 0;
+
+    make_world(e, &w);
+    new_id(before);
+    for (int i = 0; i < N; i++) {
+        new_id(ids[i]);
+        order[i] = i;
+    }
+    for (int i = 0; i < NB; i++)
+        new_id(bids[i]);
+    new_id(after);
+    new_id(latest);
+    /* Appended out of id order, as workers racing within a millisecond would. */
+    srand(7);
+    for (int i = N - 1; i > 0; i--) {
+        int j = rand() % (i + 1), t = order[i];
+
+        order[i] = order[j];
+        order[j] = t;
+    }
+    OK(e, engine_begin(e, &w.sa));
+    for (int i = 0; i < N; i++) {
+        a = audit_rec(&w.a, ids[order[i]], "keys.create");
+        OK(e, OP(e, audit_append, &w.sa, &a));
+    }
+    a = audit_rec(&w.a, ids[3], "dup");
+    EXPECT(e, ERR_CONFLICT, OP(e, audit_append, &w.sa, &a));
+    a = audit_rec(&w.a, "not-a-uuid", "bad");
+    EXPECT(e, ERR_INVAL, OP(e, audit_append, &w.sa, &a));
+    OK(e, engine_commit(e));
+    OK(e, engine_begin(e, &w.sb));
+    for (int i = 0; i < NB; i++) {
+        a = audit_rec(&w.b, bids[i], "auth.login");
+        OK(e, OP(e, audit_append, &w.sb, &a));
+    }
+    OK(e, engine_commit(e));
+
+    /* Pages of A: newest first, each starting below the last id of the one before. */
+    OK(e, engine_begin(e, &w.sa));
+    OK(e, OP(e, audit_list, &w.sa, NULL, list, PAGE, &n));
+    for (;;) {
+        for (size_t i = 0; i < n; i++) {
+            assert_string_equal(list[i].id, ids[N - 1 - seen]);
+            assert_string_equal(list[i].org_id, w.a.id);
+            seen++;
+        }
+        if (n < PAGE)
+            break;
+        memcpy(after, list[n - 1].id, sizeof after);
+        OK(e, OP(e, audit_list, &w.sa, after, list, PAGE, &n));
+    }
+    assert_int_equal(seen, N);
+    OK(e, OP(e, audit_list, &w.sa, ids[0], list, PAGE, &n));
+    assert_int_equal(n, 0);
+    OK(e, OP(e, audit_list, &w.sa, "", list, PAGE, &n));
+    assert_int_equal(n, PAGE);
+    assert_string_equal(list[0].id, ids[N - 1]);
+    /* A cursor that is no entry of A still bounds: B's ids, made after all of A's. */
+    OK(e, OP(e, audit_list, &w.sa, bids[0], list, PAGE, &n));
+    assert_int_equal(n, PAGE);
+    assert_string_equal(list[0].id, ids[N - 1]);
+    OK(e, OP(e, audit_list, &w.sa, before, list, PAGE, &n));
+    assert_int_equal(n, 0);
+    OK(e, engine_commit(e));
+
+    OK(e, engine_begin(e, &w.sb));
+    OK(e, OP(e, audit_list, &w.sb, NULL, list, PAGE, &n));
+    assert_int_equal(n, NB);
+    for (size_t i = 0; i < n; i++)
+        assert_string_equal(list[i].id, bids[NB - 1 - i]);
+    OK(e, OP(e, audit_list, &w.sb, latest, list, PAGE, &n));
+    assert_int_equal(n, NB);
+    OK(e, OP(e, audit_list, &w.sb, ids[N - 1], list, PAGE, &n));   /* A's id, older than B's */
+    assert_int_equal(n, 0);
+    a = audit_rec(&w.a, after, "cross");
+    EXPECT(e, ERR_INTERNAL, OP(e, audit_append, &w.sb, &a));
+    OK(e, engine_commit(e));
+    engine_free(e);
+    check_region(r);
+    shm_destroy(r);
+}
+
+static void wait_child(pid_t pid, int *status)
+{
+    assert_int_equal(waitpid(pid, status, 0), pid);
+}
+
+static void test_forked_child_writes_parent_reads(void **state)
+{
+    struct shm_region *r;
+    struct engine *e = fresh(&r, BIG_REGION);
+    struct eng_membership mb;
+    struct eng_user got;
+    struct world w;
+    size_t n;
+    int status;
+    pid_t pid;
+
+    make_world(e, &w);
+    pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        struct engine *c = engine_mem_new(r, NULL);
+        struct eng_membership m = member_rec(&w.a, &w.ub, "admin", 1);
+
+        if (c == NULL || engine_begin(c, &w.sa) != 0 || OP(c, member_put, &w.sa, &m) != 0 ||
+            OP(c, user_set_admin, w.ub.id, true) != 0 || engine_commit(c) != 0)
+            _exit(1);
+        engine_free(c);
+        _exit(0);
+    }
+    wait_child(pid, &status);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+
+    OK(e, engine_begin(e, &w.sa));
+    OK(e, OP(e, member_get, &w.sa, w.ub.id, &mb));
+    assert_string_equal(mb.role, "admin");
+    OK(e, OP(e, user_get, w.ub.id, &got));
+    assert_true(got.is_platform_admin);
+    OK(e, OP(e, member_list, &w.sa, &mb, 1, &n));
+    assert_int_equal(n, 1);
+    OK(e, engine_commit(e));
+    engine_free(e);
+    shm_destroy(r);
+}
+
+static void test_child_killed_inside_a_unit_of_work_leaves_nothing(void **state)
+{
+    struct shm_region *r;
+    struct engine *e = fresh(&r, BIG_REGION);
+    struct eng_api_key key, gotk;
+    struct eng_membership mb;
+    struct eng_audit a, list[4];
+    struct eng_user extra = user_rec("carol@acme.test"), got;
+    struct eng_role ro;
+    struct shm_stats st0, st;
+    char audit_id[ENG_ID];
+    struct world w;
+    int fds[2], status;
+    size_t n;
+    pid_t pid;
+    char c;
+
+    make_world(e, &w);
+    key = key_rec(&w.a, ENG_MODE_TEST, "hk", 100);
+    new_id(audit_id);
+    OK(e, engine_begin(e, &w.sa));
+    mb = member_rec(&w.a, &w.ua, "owner", 1);
+    OK(e, OP(e, member_put, &w.sa, &mb));
+    OK(e, OP(e, api_key_create, &w.sa, &key));
+    a = audit_rec(&w.a, audit_id, "keys.create");
+    OK(e, OP(e, audit_append, &w.sa, &a));
+    OK(e, engine_commit(e));
+    assert_int_equal(shm_lock(r), 0);
+    shm_stats(r, &st0);
+    shm_unlock(r);
+
+    assert_int_equal(pipe(fds), 0);
+    pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        struct engine *ce = engine_mem_new(r, NULL);
+        struct eng_membership m1 = member_rec(&w.a, &extra, "member", 2);
+        struct eng_membership m2 = member_rec(&w.a, &w.ua, "viewer", 3);
+        struct eng_role cr = role_rec(&w.a, "support", 3);
+        struct eng_org co = org_rec("initech");
+        char cid[ENG_ID];
+
+        close(fds[0]);
+        if (ce == NULL || engine_begin(ce, &w.sa) != 0 || OP(ce, user_create, &extra) != 0 ||
+            OP(ce, member_put, &w.sa, &m1) != 0 || OP(ce, member_put, &w.sa, &m2) != 0 ||
+            OP(ce, role_put, &w.sa, &cr) != 0 || OP(ce, api_key_revoke, &w.sa, key.id, 500) != 0 ||
+            OP(ce, user_set_password, w.ua.id, "$changed") != 0 || OP(ce, org_create, &co) != 0)
+            _exit(1);
+        for (int i = 0; i < 50; i++) {
+            struct eng_audit ca;
+
+            if (uuid_v7(cid) != 0)
+                _exit(1);
+            ca = audit_rec(&w.a, cid, "child");
+            if (OP(ce, audit_append, &w.sa, &ca) != 0)
+                _exit(1);
+        }
+        if (write(fds[1], "x", 1) != 1)
+            _exit(1);
+        for (;;)
+            pause();
+    }
+    close(fds[1]);
+    assert_int_equal(read(fds[0], &c, 1), 1);
+    close(fds[0]);
+    assert_int_equal(kill(pid, SIGKILL), 0);
+    wait_child(pid, &status);
+    assert_true(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+
+    OK(e, engine_begin(e, &w.sa));
+    EXPECT(e, ERR_NOTFOUND, OP(e, user_get, extra.id, &got));
+    EXPECT(e, ERR_NOTFOUND, OP(e, user_by_email, extra.email_hmac, &got));
+    OK(e, OP(e, user_get, w.ua.id, &got));
+    assert_string_equal(got.password_hash, w.ua.password_hash);
+    OK(e, OP(e, member_get, &w.sa, w.ua.id, &mb));
+    assert_string_equal(mb.role, "owner");
+    OK(e, OP(e, member_list, &w.sa, &mb, 1, &n));
+    assert_int_equal(n, 1);
+    EXPECT(e, ERR_NOTFOUND, OP(e, role_get, &w.sa, "support", &ro));
+    OK(e, OP(e, api_key_resolve, "hk", &gotk));
+    assert_int_equal(gotk.revoked_at, 0);
+    OK(e, OP(e, audit_list, &w.sa, NULL, list, 4, &n));
+    assert_int_equal(n, 1);
+    assert_string_equal(list[0].id, audit_id);
+    OK(e, engine_commit(e));
+
+    /* The slug the child took is free again, and the region is whole. */
+    OK(e, engine_begin(e, NULL));
+    {
+        struct eng_org again = org_rec("initech");
+
+        OK(e, OP(e, org_create, &again));
+    }
+    OK(e, engine_commit(e));
+    assert_int_equal(shm_lock(r), 0);
+    shm_stats(r, &st);
+    shm_unlock(r);
+    assert_int_equal(st.recoveries, st0.recoveries + 1);
+    check_region(r);
+    engine_free(e);
+    shm_destroy(r);
+}
+
+/* Appends up to max audit entries; the first failure's code, or 0. */
+static int append_many(struct engine *e, const struct world *w, int max, int *done)
+{
+    char id[ENG_ID];
+
+    for (int i = 0; i < max; i++) {
+        struct eng_audit a;
+        int rc;
+
+        new_id(id);
+        a = audit_rec(&w->a, id, "fill");
+        if ((rc = OP(e, audit_append, &w->sa, &a)) != 0)
+            return rc;
+        (*done)++;
+    }
+    return 0;
+}
+
+static size_t audit_count(struct engine *e, const struct world *w)
+{
+    struct eng_audit page[64];
+    char before[ENG_ID] = "";
+    size_t total = 0, n;
+
+    OK(e, engine_begin(e, &w->sa));
+    do {
+        OK(e, OP(e, audit_list, &w->sa, before, page, 64, &n));
+        total += n;
+        if (n > 0)
+            memcpy(before, page[n - 1].id, sizeof before);
+    } while (n == 64);
+    OK(e, engine_commit(e));
+    return total;
+}
+
+static void test_full_region_fails_with_nospace_and_keeps_committed_data(void **state)
+{
+    struct shm_region *r;
+    struct engine *e = fresh(&r, SHM_MIN_BYTES);
+    struct eng_membership mb, got;
+    struct eng_user u;
+    struct eng_org o;
+    struct world w;
+    int committed = 0, pending, rc = 0;
+
+    make_world(e, &w);
+    OK(e, engine_begin(e, &w.sa));
+    mb = member_rec(&w.a, &w.ua, "owner", 1);
+    OK(e, OP(e, member_put, &w.sa, &mb));
+    OK(e, engine_commit(e));
+
+    /* Small units of work until one finds the region full; it is rolled back. */
+    while (rc == 0) {
+        pending = 0;
+        OK(e, engine_begin(e, &w.sa));
+        rc = append_many(e, &w, 8, &pending);
+        if (rc == 0) {
+            OK(e, engine_commit(e));
+            committed += pending;
+        }
+    }
+    assert_int_equal(rc, ERR_NOSPACE);
+    assert_true(committed > 10);
+    mb = member_rec(&w.a, &w.ub, "member", 2);
+    EXPECT(e, ERR_INTERNAL, OP(e, member_put, &w.sa, &mb));   /* spoiled: roll back */
+    engine_rollback(e);
+    check_region(r);
+
+    /* Everything committed before is intact and readable. */
+    OK(e, engine_begin(e, &w.sa));
+    OK(e, OP(e, org_get, &w.sa, &o));
+    assert_string_equal(o.slug, "acme");
+    OK(e, OP(e, user_get, w.ua.id, &u));
+    OK(e, OP(e, member_get, &w.sa, w.ua.id, &got));
+    assert_string_equal(got.role, "owner");
+    EXPECT(e, ERR_NOTFOUND, OP(e, member_get, &w.sa, w.ub.id, &got));
+    OK(e, engine_commit(e));
+    assert_int_equal(audit_count(e, &w), (size_t)committed);
+
+    /* Commit of a spoiled unit of work rolls it back and says why. */
+    OK(e, engine_begin(e, &w.sa));
+    pending = 0;
+    rc = append_many(e, &w, 1000, &pending);
+    assert_int_equal(rc, ERR_NOSPACE);
+    EXPECT(e, ERR_NOSPACE, engine_commit(e));
+    assert_int_equal(audit_count(e, &w), (size_t)committed);
+
+    /* The engine still works: freeing space lets a write through. */
+    OK(e, engine_begin(e, &w.sa));
+    OK(e, OP(e, member_remove, &w.sa, w.ua.id));
+    OK(e, engine_commit(e));
+    OK(e, engine_begin(e, &w.sa));
+    mb = member_rec(&w.a, &w.ub, "member", 2);
+    OK(e, OP(e, member_put, &w.sa, &mb));
+    OK(e, engine_commit(e));
+    OK(e, engine_begin(e, &w.sa));
+    OK(e, OP(e, member_get, &w.sa, w.ub.id, &got));
+    OK(e, engine_commit(e));
+    check_region(r);
+    engine_free(e);
+    shm_destroy(r);
+}
+
+/* One unit of work bigger than the section's undo log: ERR_NOSPACE, and none
+ * of it stays. */
+static void test_unit_of_work_past_the_undo_log_rolls_back_whole(void **state)
+{
+    struct shm_region *r;
+    struct engine *e = fresh(&r, 4u << 20);
+    struct world w;
+    int done = 0, rc;
+
+    make_world(e, &w);
+    OK(e, engine_begin(e, &w.sa));
+    rc = append_many(e, &w, 100000, &done);
+    assert_int_equal(rc, ERR_NOSPACE);
+    assert_true(done > 100);
+    {
+        struct shm_stats st;
+
+        shm_stats(r, &st);      /* the lock is ours: the unit of work holds it */
+        assert_true(st.free > 100 * sizeof(struct eng_audit));  /* the log ran out, not the heap */
+    }
+    engine_rollback(e);
+    assert_int_equal(audit_count(e, &w), 0);
+    OK(e, engine_begin(e, &w.sa));
+    done = 0;
+    assert_int_equal(append_many(e, &w, 50, &done), 0);
+    OK(e, engine_commit(e));
+    assert_int_equal(audit_count(e, &w), 50);
+    check_region(r);
+    engine_free(e);
+    shm_destroy(r);
+}
+
+/* Revoking a family with more tokens than the section's undo log has entries
+ * still fits one unit of work: the tokens themselves are not written. */
+static void test_revoking_a_huge_family_fits_one_unit_of_work(void **state)
+{
+    struct shm_region *r;
+    struct engine *e = fresh(&r, 64u << 20);
+    struct eng_refresh t, got;
+    struct shm_stats st;
+    char hash[ENG_HASH];
+    struct world w;
+    int tokens;
+
+    make_world(e, &w);
+    assert_int_equal(shm_lock(r), 0);
+    shm_stats(r, &st);
+    shm_unlock(r);
+    tokens = (int)st.undo_cap + 1000;
+    for (int i = 0; i < tokens; i++) {
+        if (i % 500 == 0)
+            OK(e, engine_begin(e, &w.sa));
+        snprintf(hash, sizeof hash, "h%d", i);
+        t = refresh_rec(&w.a, &w.ua, "long-session", hash);
+        t.used_at = i + 1 < tokens ? 10 : 0;
+        OK(e, OP(e, refresh_create, &w.sa, &t));
+        if (i % 500 == 499 || i + 1 == tokens)
+            OK(e, engine_commit(e));
+    }
+    OK(e, engine_begin(e, &w.sa));
+    OK(e, OP(e, refresh_revoke_family, &w.sa, "long-session", 77));
+    OK(e, engine_commit(e));
+    OK(e, engine_begin(e, NULL));
+    for (int i = 0; i < tokens; i += 997) {
+        snprintf(hash, sizeof hash, "h%d", i);
+        OK(e, OP(e, refresh_resolve, hash, &got));
+        assert_int_equal(got.revoked_at, 77);
+    }
+    snprintf(hash, sizeof hash, "h%d", tokens - 1);
+    OK(e, OP(e, refresh_resolve, hash, &got));
+    assert_int_equal(got.revoked_at, 77);
+    OK(e, engine_commit(e));
+    engine_free(e);
+    shm_destroy(r);
+}
+
+/* One unit of work of the kill test: a user, its membership, a refresh token
+ * and an audit entry, all named after tag. */
+static int whole_step(struct engine *e, const struct world *w, const char *tag)
+{
+    struct eng_user u = user_rec(tag);
+    struct eng_membership mb = member_rec(&w->a, &u, "member", 7);
+    struct eng_refresh t;
+    struct eng_audit a;
+    char id[ENG_ID], hash[ENG_HASH];
+
+    snprintf(hash, sizeof hash, "rt:%s", tag);
+    t = refresh_rec(&w->a, &u, u.id, hash);
+    if (uuid_v7(id) != 0)
+        return ERR_INTERNAL;
+    a = audit_rec(&w->a, id, "members.add");
+    snprintf(a.target, sizeof a.target, "%s", u.id);
+    if (engine_begin(e, &w->sa) != 0)
+        return ERR_INTERNAL;
+    if (OP(e, user_create, &u) != 0 || OP(e, member_put, &w->sa, &mb) != 0 ||
+        OP(e, refresh_create, &w->sa, &t) != 0 || OP(e, audit_append, &w->sa, &a) != 0) {
+        engine_rollback(e);
+        return ERR_INTERNAL;
+    }
+    return engine_commit(e);
+}
+
+static void test_worker_killed_at_random_points_leaves_whole_units(void **state)
+{
+    enum { ROUNDS = 40, MAXM = 20000 };
+    struct shm_region *r;
+    struct engine *e = fresh(&r, 32u << 20);
+    struct eng_membership *list = calloc(MAXM, sizeof *list);
+    struct eng_audit *audit = calloc(MAXM, sizeof *audit);
+    struct shm_stats st0, st;
+    struct world w;
+    size_t n, na;
+    int status, landed = 0;
+
+    assert_non_null(list);
+    assert_non_null(audit);
+    make_world(e, &w);
+    assert_int_equal(shm_lock(r), 0);
+    shm_stats(r, &st0);
+    shm_unlock(r);
+    srand(11);
+    for (int round = 0; round < ROUNDS; round++) {
+        pid_t pid = fork();
+
+        assert_true(pid >= 0);
+        if (pid == 0) {
+            struct engine *ce = engine_mem_new(r, NULL);
+            char tag[64];
+
+            for (int i = 0; ce != NULL && i < 400; i++) {
+                snprintf(tag, sizeof tag, "u%d-%d", round, i);
+                if (whole_step(ce, &w, tag) != 0)
+                    _exit(1);
+            }
+            _exit(0);
+        }
+        usleep((useconds_t)(rand() % 3000));
+        kill(pid, SIGKILL);
+        wait_child(pid, &status);
+        assert_true(WIFSIGNALED(status) || (WIFEXITED(status) && WEXITSTATUS(status) == 0));
+    }
+
+    /* Every membership has its user, token and audit entry; nothing half-made. */
+    OK(e, engine_begin(e, &w.sa));
+    OK(e, OP(e, member_list, &w.sa, list, MAXM, &n));
+    OK(e, OP(e, audit_list, &w.sa, NULL, audit, MAXM, &na));
+    assert_true(n > 0 && n < MAXM);
+    assert_int_equal(na, n);
+    for (size_t i = 0; i < n; i++) {
+        struct eng_user u;
+        struct eng_refresh t;
+        char hash[ENG_HASH];
+
+        OK(e, OP(e, user_get, list[i].user_id, &u));
+        assert_int_equal(strncmp(u.email_hmac, "hmac:", 5), 0);
+        snprintf(hash, sizeof hash, "rt:%s", u.email_hmac + 5);
+        OK(e, OP(e, refresh_resolve, hash, &t));
+        assert_string_equal(t.user_id, u.id);
+    }
+    for (size_t i = 0; i < na; i++) {
+        struct eng_membership mb;
+
+        OK(e, OP(e, member_get, &w.sa, audit[i].target, &mb));
+    }
+    OK(e, engine_commit(e));
+    assert_int_equal(shm_lock(r), 0);
+    shm_stats(r, &st);
+    shm_unlock(r);
+    landed = (int)(st.recoveries - st0.recoveries);
+    print_message("    %zu units of work kept, %d kills landed inside one\n", n, landed);
+    assert_true(landed > 0);
+    check_region(r);
+    free(list);
+    free(audit);
+    engine_free(e);
+    shm_destroy(r);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_calls_outside_a_unit_of_work_are_internal_errors),
+        cmocka_unit_test(test_prepare_is_idempotent_and_new_lays_out_lazily),
+        cmocka_unit_test(test_users_unique_by_id_and_email),
+        cmocka_unit_test(test_orgs_unique_by_slug_and_seen_only_by_their_scope),
+        cmocka_unit_test(test_apps_unique_by_name_listed_by_name),
+        cmocka_unit_test(test_members_are_per_org_and_upserted),
+        cmocka_unit_test(test_roles_builtins_then_the_orgs_own),
+        cmocka_unit_test(test_api_keys_per_org_and_mode),
+        cmocka_unit_test(test_refresh_tokens_rotate_and_families_revoke),
+        cmocka_unit_test(test_invites_resolve_and_are_used_once),
+        cmocka_unit_test(test_audit_newest_first_paged_by_before_id),
+        cmocka_unit_test(test_forked_child_writes_parent_reads),
+        cmocka_unit_test(test_child_killed_inside_a_unit_of_work_leaves_nothing),
+        cmocka_unit_test(test_worker_killed_at_random_points_leaves_whole_units),
+        cmocka_unit_test(test_full_region_fails_with_nospace_and_keeps_committed_data),
+        cmocka_unit_test(test_unit_of_work_past_the_undo_log_rolls_back_whole),
+        cmocka_unit_test(test_revoking_a_huge_family_fits_one_unit_of_work),
+    };
+
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
