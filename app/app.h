@@ -11,6 +11,11 @@
 
 #include "arena.h"
 #include "config.h"
+#include "crypto.h"
+#include "engine.h"
+#include "jwt.h"
+#include "kv.h"
+#include "password.h"
 #include "http.h"
 #include "metrics.h"
 #include "reqid.h"
@@ -29,6 +34,7 @@ struct worker {
     int channel_fd;             /* to the master (connection hand-over); -1 when none */
     struct metrics *metrics;    /* shared; may be NULL (standalone worker) */
     struct scoreboard *sb;      /* shared; may be NULL */
+    const struct fleet_shared *shared;
     struct router router;
     struct arena *arena;        /* the current request's; reset after each */
     struct reqid_gen ids;
@@ -37,15 +43,51 @@ struct worker {
     uint64_t served;
     int64_t started_ms;
     FCGX_Request conn[WORKER_CONNS];
+
+    /* storage and secrets, opened at start (worker_open_deps) */
+    struct engine *engine;
+    struct kv *kv;                  /* blacklist and cache */
+    struct jwt_keyset keys;
+    struct crypto_keyring ring;
+    struct password_cost pwcost;
+    char *jwks;                     /* the JWKS document, made once */
 };
 
-/* A handler answers through r (http_send*, respond_*) and returns 0, or returns
- * an err.h code and lets the dispatcher answer with the mapped status. */
-typedef int (*handler_fn)(struct worker *w, struct http_request *r);
+/* What the master shares with every worker it forks. */
+struct fleet_shared {
+    struct metrics *metrics;
+    struct scoreboard *sb;
+    struct shm_region *data;        /* memory engine; NULL for postgres */
+    struct shm_region *kvmem;       /* kv when no Redis is configured; NULL otherwise */
+};
+
+/* Who is calling: set by the dispatcher for routes that need auth. */
+struct principal {
+    struct eng_scope scope;         /* org and mode of this request */
+    char user_id[ENG_ID];           /* "" for an API key */
+    char key_id[ENG_ID];            /* "" for a JWT */
+    char family_id[ENG_ID];         /* refresh family of the JWT's session */
+    char role[ENG_ROLE];
+    struct eng_role perms;
+    bool platform_admin;
+    char token_sha[ENG_HASH];       /* the blacklist key's hash */
+    int64_t token_exp;
+};
+
+/* A handler answers with respond_json (held until the request's work commits)
+ * or respond_error, and returns 0; or it returns an err.h code and lets the
+ * dispatcher answer with the mapped status. For routes with auth, p is the
+ * caller and the engine's unit of work is open; otherwise p is NULL and a
+ * handler that needs storage begins and commits its own. */
+typedef int (*handler_fn)(struct worker *w, struct http_request *r, const struct principal *p);
+
+enum route_auth { AUTH_NONE, AUTH_REQUIRED };
 
 struct app_route {
     handler_fn fn;
     const char *label;          /* metrics label, e.g. "GET /v1/auth/me" */
+    int auth;                   /* enum route_auth */
+    const char *perm;           /* action the caller needs on object "*", or NULL */
 };
 
 /* routes.c: the route table, its router rows and metrics labels. */
@@ -56,27 +98,90 @@ extern const size_t APP_NROUTES;
 size_t app_route_labels(const char **out, size_t max);
 
 /* respond.c: err.h code → HTTP status and error code; the only such mapping. */
+/* Holds a reply (takes json) until the request's work has committed. */
+int respond_json(struct http_request *r, int status, cJSON *json);
+/* The same for a tree the request already owns (made with http_own). */
+int respond_owned(struct http_request *r, int status, cJSON *json);
+/* 422 validation_failed with details {field: reason}; takes details. */
+int respond_invalid(struct http_request *r, cJSON *details);
 int respond_status(int err, const char **code);
 /* Sends the error envelope for err with message (a constant or arena string). */
 int respond_error(struct http_request *r, int err, const char *message);
 /* Sends an error envelope with an explicit status and code. */
 int respond_fail(struct http_request *r, int status, const char *code, const char *message);
 
+#define HANDLER(name) int name(struct worker *w, struct http_request *r, const struct principal *p)
+
 /* ops.c */
-int handle_ops_healthz(struct worker *w, struct http_request *r);
-int handle_ops_readyz(struct worker *w, struct http_request *r);
-int handle_ops_metrics(struct worker *w, struct http_request *r);
+HANDLER(handle_ops_healthz);
+HANDLER(handle_ops_readyz);
+HANDLER(handle_ops_metrics);
 #ifdef TESSERA_TEST_HOOKS
-int handle_debug_sleep(struct worker *w, struct http_request *r);
-int handle_debug_echo(struct worker *w, struct http_request *r);
+HANDLER(handle_debug_sleep);
+HANDLER(handle_debug_echo);
 #endif
+
+/* auth.c */
+HANDLER(handle_auth_signup);
+HANDLER(handle_auth_login);
+HANDLER(handle_auth_refresh);
+HANDLER(handle_auth_logout);
+HANDLER(handle_auth_me);
+HANDLER(handle_auth_jwks);
+HANDLER(handle_keys_create);
+HANDLER(handle_keys_list);
+HANDLER(handle_keys_revoke);
+
+/* orgs.c */
+HANDLER(handle_orgs_current);
+HANDLER(handle_members_list);
+HANDLER(handle_members_invite);
+HANDLER(handle_members_update);
+HANDLER(handle_members_remove);
+HANDLER(handle_roles_list);
+HANDLER(handle_roles_create);
+
+/* apps.c */
+HANDLER(handle_apps_list);
+HANDLER(handle_apps_create);
+
+/* audit.c */
+HANDLER(handle_audit_list);
+/* Appends an audit entry in the current unit of work; meta may be NULL (borrowed). */
+int audit_record(struct worker *w, const struct eng_scope *s, const char *actor, const char *action,
+                 const char *target, const cJSON *meta) ERR_MUST_CHECK;
+
+/* authn.c: the caller of a request, from its bearer token; opens the unit of work. */
+int authn_principal(struct worker *w, struct http_request *r, struct principal *p);
+
+/* tokens.c: issuing and hashing credentials */
+/* SHA-256 hex of s. */
+void token_sha256_hex(const char *s, size_t n, char out[ENG_HASH]);
+/* Issues an access token and a refresh token in family (new family when family
+ * is NULL) for user in scope; adds them to obj as access_token, refresh_token,
+ * token_type, expires_in. Inside the caller's unit of work. */
+int token_issue(struct worker *w, const struct eng_scope *s, const char *user_id, const char *role,
+                const char *family, cJSON *obj) ERR_MUST_CHECK;
+/* Normalizes an email (trim, lower-case) into out and checks its shape; ERR_INVAL otherwise. */
+int email_normalize(const char *in, char *out, size_t outsz) ERR_MUST_CHECK;
+/* Seals a normalized email into u->email_enc (AAD: the user id, already set)
+ * and sets u->email_hmac, its blind index. */
+int email_seal(const struct crypto_keyring *ring, struct eng_user *u, const char *email) ERR_MUST_CHECK;
+/* The user's email, decrypted into out (arena); NULL when it does not open. */
+const char *email_open(struct worker *w, struct http_request *r, const struct eng_user *u);
 
 /* worker.c: serves on listen_fd until told to stop; returns the exit status. */
 int worker_run(const struct config *cfg, int listen_fd, int channel_fd, int slot, int row,
-               struct metrics *m, struct scoreboard *sb);
+               const struct fleet_shared *sh);
 
-/* fleet.c: the master; returns the process exit status. */
-int fleet_run(const struct config *cfg, const char *config_path);
+/* fleet.c: the master; returns the process exit status. seed_dir (may be
+ * NULL) is loaded into the memory engine before the workers start. */
+int fleet_run(const struct config *cfg, const char *config_path, const char *seed_dir);
+
+/* seed.c: loads a seed folder's CSV files through the engine, all or nothing;
+ * rows already present are left as they are, so a second run changes nothing. */
+int seed_load(struct engine *e, const struct crypto_keyring *ring, const struct password_cost *cost,
+              const char *dir, char errstr[256]) ERR_MUST_CHECK;
 
 /* control.c: the master's control socket, and its client commands. */
 int control_listen(const char *path, char errstr[128]);

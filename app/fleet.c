@@ -35,8 +35,10 @@
 
 #include "app.h"
 #include "buf.h"
+#include "engine_mem.h"
 #include "fdpass.h"
 #include "log.h"
+#include "shm.h"
 
 #define TICK_MS 200
 #define TICK_BUSY_MS 20             /* while a successor starts: promote it promptly */
@@ -77,6 +79,8 @@ struct fleet {
     int sig_fd;
     struct scoreboard *sb;
     struct metrics *metrics;
+    struct fleet_shared shared;     /* what every worker inherits */
+    const char *seed_dir;
     struct slot slot[SB_MAX_ROWS];
     int nslots;
     int stopping;
@@ -318,7 +322,7 @@ static int spawn(struct fleet *f, int s, struct proc *p)
         }
         log_setup(f->cfg.log.level, sb_role_name(sl->role), s);
         /* The projector role gets its loop with the CQRS issue; until then it serves like an api worker. */
-        _exit(worker_run(&f->cfg, f->listen_fd, sv[1], s, row, f->metrics, f->sb));
+        _exit(worker_run(&f->cfg, f->listen_fd, sv[1], s, row, &f->shared));
     }
     close(sv[1]);
     r->pid = pid;
@@ -863,6 +867,68 @@ static void log_start(const struct fleet *f)
     cJSON_Delete(j);
 }
 
+/* Loads the seed folder into the fresh memory engine, before any worker runs. */
+static int seed_memory(struct fleet *f, char errstr[256])
+{
+    struct crypto_keyring ring;
+    struct password_cost cost = {f->cfg.auth.password_cost, 8, 1};
+    char why[128];
+    int rc;
+
+    if (f->cfg.env == CONFIG_ENV_PRODUCTION) {
+        snprintf(errstr, 256, "seed: refused with env = production (dev data has known passwords)");
+        return -1;
+    }
+    if (crypto_keyring_load(&ring, f->cfg.crypto.data_key, why) != 0) {
+        snprintf(errstr, 256, "crypto.data_key: %s", why);
+        return -1;
+    }
+    struct engine *e = engine_mem_new(f->shared.data, why);
+    if (e == NULL) {
+        snprintf(errstr, 256, "memory engine: %s", why);
+        crypto_keyring_cleanup(&ring);
+        return -1;
+    }
+    rc = seed_load(e, &ring, &cost, f->seed_dir, errstr);
+    engine_free(e);
+    crypto_keyring_cleanup(&ring);
+    if (rc == 0)
+        log_msg(LOG_INFO, "seeded", "loaded %s into the memory engine", f->seed_dir);
+    return rc == 0 ? 0 : -1;
+}
+
+/* The memory engine's region (and the kv's, without Redis), made before the
+ * fork so every worker shares them; they live as long as the master. */
+static int open_memory(struct fleet *f, char errstr[256])
+{
+    char why[128];
+    size_t bytes = (size_t)f->cfg.memory.size_mb << 20;
+
+    if (f->cfg.engine == CONFIG_ENGINE_MEMORY) {
+        if ((f->shared.data = shm_create(bytes, why)) == NULL ||
+            engine_mem_prepare(f->shared.data, why) != 0) {
+            snprintf(errstr, 256, "memory.size_mb: %s", why);
+            return -1;
+        }
+    }
+    if (f->cfg.redis.url[0] == '\0') {
+        /* the blacklist and cache live beside the data: a quarter of its size, at least 16 MiB */
+        size_t kvbytes = bytes / 4 > (16u << 20) ? bytes / 4 : (16u << 20);
+        if ((f->shared.kvmem = shm_create(kvbytes, why)) == NULL) {
+            snprintf(errstr, 256, "kv region: %s", why);
+            return -1;
+        }
+    }
+    if (f->seed_dir != NULL) {
+        if (f->shared.data == NULL) {
+            snprintf(errstr, 256, "seed: --seed loads the memory engine; use `tessera seed` for postgres");
+            return -1;
+        }
+        return seed_memory(f, errstr);
+    }
+    return 0;
+}
+
 static int fleet_open(struct fleet *f, char errstr[256])
 {
     sigset_t mask;
@@ -884,6 +950,10 @@ static int fleet_open(struct fleet *f, char errstr[256])
     }
     f->sb->master_pid = getpid();
     f->sb->started_ms = sb_now_ms();
+    f->shared.metrics = f->metrics;
+    f->shared.sb = f->sb;
+    if (open_memory(f, errstr) != 0)
+        return -1;
     /* A master started in the background of a non-interactive shell inherits
      * SIGINT ignored, and an ignored signal never reaches the signalfd. */
     signal(SIGINT, SIG_DFL);
@@ -922,9 +992,11 @@ static void fleet_close(struct fleet *f)
         unlink(f->cfg.fleet.pid_file);
     sb_free(f->sb);
     metrics_free(f->metrics);
+    shm_destroy(f->shared.data);
+    shm_destroy(f->shared.kvmem);
 }
 
-int fleet_run(const struct config *cfg, const char *config_path)
+int fleet_run(const struct config *cfg, const char *config_path, const char *seed_dir)
 {
     static struct fleet f; /* one per master process; signal handling reads it via the loop only */
     char errstr[256];
@@ -933,6 +1005,7 @@ int fleet_run(const struct config *cfg, const char *config_path)
     memset(&f, 0, sizeof f);
     f.cfg = *cfg;
     f.config_path = config_path;
+    f.seed_dir = seed_dir;
     f.listen_fd = f.control_fd = f.sig_fd = -1;
     log_setup(cfg->log.level, "master", -1);
     if (fleet_open(&f, errstr) != 0) {

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "app.h"
@@ -19,12 +20,13 @@ static void usage(FILE *out)
 {
     fprintf(out,
             "usage: tessera [-c FILE] COMMAND\n"
-            "  fleet              run the master: bind the socket, supervise the workers\n"
+            "  fleet [--seed DIR] run the master: bind the socket, supervise the workers\n"
             "  worker             one FastCGI worker on fd 0 (as spawn-fcgi starts it)\n"
             "  status [--json]    the fleet's process table\n"
             "  reload             rolling restart, re-reading the configuration\n"
             "  stop               graceful stop\n"
             "  check-config       validate and print the resolved configuration\n"
+            "  keygen             make the JWT signing key and the data key (never overwrites)\n"
             "  version            versions of tessera and its libraries\n"
             "config: -c FILE, else $TESSERA_CONFIG, else " DEFAULT_CONFIG " if present;\n"
             "every key can be overridden as TESSERA_SECTION_KEY.\n");
@@ -62,6 +64,46 @@ static int cmd_check_config(const struct config *cfg)
     return 0;
 }
 
+/* Makes the JWT signing key and the data key where the config says, keeping
+ * any that exist (a key is never overwritten: tokens and data depend on it). */
+static void make_dir_of(const char *path)
+{
+    char dir[CONFIG_PATH_MAX];
+    snprintf(dir, sizeof dir, "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (slash == NULL || slash == dir)
+        return;
+    *slash = '\0';
+    for (char *p = dir + 1; *p != '\0'; p++)
+        if (*p == '/') {
+            *p = '\0';
+            mkdir(dir, 0755);
+            *p = '/';
+        }
+    mkdir(dir, 0700); /* the keys' own folder: owner only */
+}
+
+static int cmd_keygen(const struct config *cfg)
+{
+    int rc;
+
+    make_dir_of(cfg->auth.signing_key);
+    make_dir_of(cfg->crypto.data_key);
+    rc = jwt_keygen(cfg->auth.signing_key);
+    if (rc != 0 && rc != ERR_CONFLICT) {
+        fprintf(stderr, "tessera keygen: auth.signing_key %s: %s\n", cfg->auth.signing_key, err_str(rc));
+        return 1;
+    }
+    printf("%s %s\n", cfg->auth.signing_key, rc == ERR_CONFLICT ? "exists, kept" : "created");
+    rc = crypto_keyring_write_new(cfg->crypto.data_key, "k1");
+    if (rc != 0 && rc != ERR_CONFLICT) {
+        fprintf(stderr, "tessera keygen: crypto.data_key %s: %s\n", cfg->crypto.data_key, err_str(rc));
+        return 1;
+    }
+    printf("%s %s\n", cfg->crypto.data_key, rc == ERR_CONFLICT ? "exists, kept" : "created");
+    return 0;
+}
+
 static int cmd_worker(const struct config *cfg)
 {
     int listening = 0;
@@ -74,7 +116,7 @@ static int cmd_worker(const struct config *cfg)
         return 1;
     }
     log_setup(cfg->log.level, "worker", 0);
-    return worker_run(cfg, 0, -1, 0, -1, NULL, NULL);
+    return worker_run(cfg, 0, -1, 0, -1, NULL);
 }
 
 int main(int argc, char **argv)
@@ -120,8 +162,14 @@ int main(int argc, char **argv)
     log_setup(cfg.log.level, "tessera", -1);
     if (strcmp(cmd, "check-config") == 0)
         return cmd_check_config(&cfg);
-    if (strcmp(cmd, "fleet") == 0)
-        return fleet_run(&cfg, path);
+    if (strcmp(cmd, "fleet") == 0) {
+        const char *seed = NULL;
+        if (i + 2 < argc && strcmp(argv[i + 1], "--seed") == 0)
+            seed = argv[i + 2];
+        return fleet_run(&cfg, path, seed);
+    }
+    if (strcmp(cmd, "keygen") == 0)
+        return cmd_keygen(&cfg);
     if (strcmp(cmd, "worker") == 0)
         return cmd_worker(&cfg);
     if (strcmp(cmd, "status") == 0) {

@@ -7,14 +7,14 @@
 #include "buf.h"
 #include "json.h"
 
-int handle_ops_healthz(struct worker *w, struct http_request *r)
+HANDLER(handle_ops_healthz)
 {
     static const char body[] = "{\"status\":\"ok\"}";
 
     return http_send(r, 200, "application/json; charset=utf-8", body, sizeof body - 1);
 }
 
-int handle_ops_readyz(struct worker *w, struct http_request *r)
+HANDLER(handle_ops_readyz)
 {
     cJSON *root = http_own(r, cJSON_CreateObject());
 
@@ -55,7 +55,7 @@ static int render_slots(const struct scoreboard *sb, struct buf *out)
     return rc;
 }
 
-int handle_ops_metrics(struct worker *w, struct http_request *r)
+HANDLER(handle_ops_metrics)
 {
     struct buf out;
     int rc = 0;
@@ -74,7 +74,7 @@ int handle_ops_metrics(struct worker *w, struct http_request *r)
 
 #ifdef TESSERA_TEST_HOOKS
 /* GET /debug/sleep?ms=N: a slow request for the graceful stop and reload tests. */
-int handle_debug_sleep(struct worker *w, struct http_request *r)
+HANDLER(handle_debug_sleep)
 {
     const char *ms = query_get(&r->query, "ms");
     long n = ms != NULL ? strtol(ms, NULL, 10) : 1000;
@@ -93,7 +93,7 @@ int handle_debug_sleep(struct worker *w, struct http_request *r)
 }
 
 /* Echoes what the dispatcher parsed: method, path parameters, query, JSON body. */
-int handle_debug_echo(struct worker *w, struct http_request *r)
+HANDLER(handle_debug_echo)
 {
     cJSON *root = http_own(r, cJSON_CreateObject()), *o;
 

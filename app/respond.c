@@ -31,3 +31,29 @@ int respond_fail(struct http_request *r, int status, const char *code, const cha
 {
     return http_send_error(r, status, code, message, NULL);
 }
+
+int respond_json(struct http_request *r, int status, cJSON *json)
+{
+    if (http_own(r, json) == NULL)
+        return ERR_NOMEM;
+    r->reply_status = status;
+    r->reply = json;
+    return 0;
+}
+
+int respond_owned(struct http_request *r, int status, cJSON *json)
+{
+    r->reply_status = status;
+    r->reply = json;
+    return 0;
+}
+
+int respond_invalid(struct http_request *r, cJSON *details)
+{
+    int rc;
+
+    if (http_own(r, details) == NULL)
+        return ERR_NOMEM;
+    rc = http_send_error(r, 422, "validation_failed", "the request has invalid fields", details);
+    return rc;
+}

@@ -17,9 +17,11 @@
 #include <unistd.h>
 
 #include "app.h"
+#include "engine_mem.h"
 #include "fdpass.h"
 #include "json.h"
 #include "log.h"
+#include "rbac.h"
 
 #define ARENA_BLOCK (64 * 1024)
 #define RSS_EVERY 64            /* requests between RSS samples */
@@ -72,6 +74,34 @@ static int read_json_body(struct worker *w, struct http_request *r)
     return r->json == NULL ? ERR_NOMEM : 0;
 }
 
+/* An authenticated route: the caller is resolved, its permission checked and the
+ * handler run inside one unit of work, committed only when the handler succeeded;
+ * the held reply is sent after the commit, so a client never sees a success the
+ * store did not keep. */
+static int run_authed(struct worker *w, struct http_request *r, const struct app_route *ar)
+{
+    struct principal p;
+    int rc = authn_principal(w, r, &p); /* on success the unit of work is open */
+
+    if (rc != 0 || r->status != 0)
+        return rc;
+    r->mode = engine_mode_name(p.scope.mode);
+    if (ar->perm != NULL && !rbac_allows(p.perms.perms, p.perms.nperms, ar->perm, "*")) {
+        engine_rollback(w->engine);
+        return respond_fail(r, 403, "forbidden", "your role does not allow this");
+    }
+    rc = ar->fn(w, r, &p);
+    if (rc != 0 || r->status != 0 || r->reply == NULL) {
+        engine_rollback(w->engine);
+        return rc;
+    }
+    if ((rc = engine_commit(w->engine)) != 0) {
+        log_msg(LOG_ERROR, "commit_failed", "%s (request %s)", w->engine->errstr, r->request_id);
+        return rc == ERR_NOSPACE ? rc : ERR_UNAVAILABLE;
+    }
+    return 0;
+}
+
 /* Parses, routes and runs one request; on return r->status is set or rc says why not. */
 static int dispatch(struct worker *w, struct http_request *r, int *route_idx)
 {
@@ -122,7 +152,9 @@ static int dispatch(struct worker *w, struct http_request *r, int *route_idx)
             return rc;
     }
     const struct app_route *ar = r->match.route->data;
-    return ar->fn(w, r);
+    if (ar->auth == AUTH_NONE)
+        return ar->fn(w, r, NULL);
+    return run_authed(w, r, ar);
 }
 
 static void access_log(const struct worker *w, const struct http_request *r, int64_t dur_us,
@@ -165,6 +197,8 @@ static void handle(struct worker *w, FCGX_Request *fcgx)
         reqid_next(&w->ids, r.request_id);
 
     int rc = dispatch(w, &r, &route_idx);
+    if (r.status == 0 && rc == 0 && r.reply != NULL)
+        rc = http_send_json(&r, r.reply_status, r.reply);
     if (r.status == 0) {
         const char *code;
         int status = respond_status(rc != 0 ? rc : ERR_INTERNAL, &code);
@@ -265,19 +299,64 @@ static void hand_over(struct worker *w)
         log_msg(LOG_INFO, "handover", "%d kept connections passed to the successor", moved);
 }
 
+/* Storage and secrets: the engine, the kv, the signing keys and the data key. */
+static int open_deps(struct worker *w, const struct fleet_shared *sh)
+{
+    const struct config *cfg = w->cfg;
+    char errstr[128] = "";
+    const char *paths[1] = {cfg->auth.signing_key};
+
+    if (jwt_keyset_load(&w->keys, paths, 1, errstr) != 0) {
+        log_msg(LOG_ERROR, "worker_init", "auth.signing_key: %s", errstr);
+        return ERR_INVAL;
+    }
+    if (jwt_jwks(&w->keys, &w->jwks) != 0)
+        return ERR_NOMEM;
+    if (crypto_keyring_load(&w->ring, cfg->crypto.data_key, errstr) != 0) {
+        log_msg(LOG_ERROR, "worker_init", "crypto.data_key: %s", errstr);
+        return ERR_INVAL;
+    }
+    w->pwcost = (struct password_cost){cfg->auth.password_cost, 8, 1};
+    if (cfg->redis.url[0] != '\0')
+        w->kv = kv_redis_new(cfg->redis.url, cfg->redis.timeout_ms, errstr);
+    else if (sh != NULL && sh->kvmem != NULL)
+        w->kv = kv_shm_new(sh->kvmem, errstr);
+    else
+        snprintf(errstr, sizeof errstr, "no Redis configured and no shared memory (run under the fleet)");
+    if (w->kv == NULL) {
+        log_msg(LOG_ERROR, "worker_init", "kv: %s", errstr);
+        return ERR_UNAVAILABLE;
+    }
+    if (cfg->engine == CONFIG_ENGINE_MEMORY && sh != NULL && sh->data != NULL)
+        w->engine = engine_mem_new(sh->data, errstr);
+    else
+        snprintf(errstr, sizeof errstr, "engine %s is not available in this build",
+                 config_engine_name(cfg->engine));
+    if (w->engine == NULL) {
+        log_msg(LOG_ERROR, "worker_init", "engine: %s", errstr);
+        return ERR_UNAVAILABLE;
+    }
+    return 0;
+}
+
 static int worker_init(struct worker *w, const struct config *cfg, int listen_fd, int channel_fd,
-                       int slot, int row, struct metrics *m, struct scoreboard *sb)
+                       int slot, int row, const struct fleet_shared *sh)
 {
     char errstr[128];
 
     memset(w, 0, sizeof *w);
+    for (int i = 0; i < WORKER_CONNS; i++)
+        w->conn[i].ipcFd = -1; /* until FCGX_InitRequest: cleanup must not close fd 0 */
     w->cfg = cfg;
     w->slot = slot;
     w->row = row;
     w->listen_fd = listen_fd;
     w->channel_fd = channel_fd;
-    w->metrics = m;
-    w->sb = sb;
+    w->shared = sh;
+    w->metrics = sh != NULL ? sh->metrics : NULL;
+    w->sb = sh != NULL ? sh->sb : NULL;
+    if (open_deps(w, sh) != 0)
+        return ERR_UNAVAILABLE;
     w->started_ms = sb_now_ms();
     if (FCGX_Init() != 0) {
         log_msg(LOG_ERROR, "worker_init", "FCGX_Init failed");
@@ -311,10 +390,15 @@ static void worker_cleanup(struct worker *w)
         }
     router_cleanup(&w->router);
     arena_free(w->arena);
+    engine_free(w->engine);
+    kv_free(w->kv);
+    jwt_keyset_free(&w->keys);
+    crypto_keyring_cleanup(&w->ring);
+    free(w->jwks);
 }
 
 int worker_run(const struct config *cfg, int listen_fd, int channel_fd, int slot, int row,
-               struct metrics *m, struct scoreboard *sb)
+               const struct fleet_shared *sh)
 {
     struct worker w;
     const char *why = NULL, *want = NULL;
@@ -330,7 +414,7 @@ int worker_run(const struct config *cfg, int listen_fd, int channel_fd, int slot
     if (getenv("TESSERA_TEST_CRASH_ON_START") != NULL)
         abort();
 #endif
-    if (worker_init(&w, cfg, listen_fd, channel_fd, slot, row, m, sb) != 0) {
+    if (worker_init(&w, cfg, listen_fd, channel_fd, slot, row, sh) != 0) {
         worker_cleanup(&w);
         return 1;
     }

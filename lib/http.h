@@ -38,6 +38,8 @@ struct http_request {
     cJSON *json;                    /* parsed body (arena-owned); NULL when none */
 
     /* response */
+    int reply_status;               /* a reply held back until the work commits; 0: none */
+    cJSON *reply;                   /* its body (arena-owned) */
     int status;                     /* 0 until sent */
     size_t sent_bytes;
     const char *mode;               /* Tessera-Mode to answer with; NULL: none */

@@ -28,7 +28,8 @@ stop() {
 }
 trap stop INT TERM EXIT
 
-"$build/tessera" fleet &
+"$build/tessera" keygen >/dev/null   # build/keys/: dev signing and data keys, kept across runs
+"$build/tessera" fleet --seed seed/dev &
 fleet_pid=$!
 for _ in $(seq 1 100); do
     [ -S "$TESSERA_FLEET_LISTEN" ] && break

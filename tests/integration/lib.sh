@@ -36,8 +36,11 @@ stack_up() {
     export TESSERA_FLEET_CONTROL=$T/control.sock
     export TESSERA_FLEET_PID_FILE=$T/tessera.pid
     export TESSERA_FLEET_WORKERS=${TESSERA_FLEET_WORKERS:-2}
+    export TESSERA_AUTH_SIGNING_KEY=$T/keys/jwt.pem TESSERA_CRYPTO_DATA_KEY=$T/keys/data.key
+    export TESSERA_AUTH_PASSWORD_COST=${TESSERA_AUTH_PASSWORD_COST:-10}   # test-only cost: fast suites
+    "$TESSERA" keygen >/dev/null || return 1
     "$ROOT/packaging/nginx-conf.sh" "$T/nginx.conf" "$port" "$TESSERA_FLEET_LISTEN" "$T/nginx"
-    env "$@" "$TESSERA" fleet >>"$T/fleet.log" 2>&1 &
+    env "$@" "$TESSERA" fleet --seed "${SEED_DIR:-$ROOT/seed/dev}" >>"$T/fleet.log" 2>&1 &
     FLEET_PID=$!
     nginx -c "$T/nginx.conf" >>"$T/nginx.out" 2>&1 &
     NGINX_PID=$!

@@ -1,0 +1,152 @@
+/* Authentication of a request (DESIGN §3 "Tokens, blacklist, modes"):
+ * bearer → blacklist → API key or JWT → org membership and role → mode.
+ * Every failure fails closed; the blacklist is checked before anything else
+ * and a blacklist that cannot be asked is a 503, never a pass. The org's role
+ * is read from storage on every request, so a permission change takes effect
+ * on the next request whatever the token says. */
+#include <stdint.h>
+#include <string.h>
+#include <time.h>
+
+#include "app.h"
+#include "json.h"
+#include "log.h"
+
+#define BEARER_MAX 4096
+
+static int unauthorized(struct http_request *r, const char *code, const char *msg)
+{
+    return respond_fail(r, 401, code, msg);
+}
+
+/* The mode a JWT request asks for: header Tessera-Mode, test by default. */
+static int requested_mode(struct http_request *r, int *mode)
+{
+    const char *h = http_param(r, "HTTP_TESSERA_MODE");
+
+    *mode = h == NULL ? ENG_MODE_TEST : engine_mode_parse(h);
+    return *mode < 0 ? ERR_INVAL : 0;
+}
+
+static int from_api_key(struct worker *w, struct http_request *r, const char *token,
+                        struct principal *p)
+{
+    struct eng_api_key k;
+    int mode, rc;
+
+    if ((rc = engine_begin(w->engine, NULL)) != 0)
+        return rc;
+    rc = w->engine->ops->api_key_resolve(w->engine, p->token_sha, &k);
+    engine_rollback(w->engine);
+    if (rc == ERR_NOTFOUND || (rc == 0 && k.revoked_at != 0))
+        return unauthorized(r, "unauthorized", "unknown or revoked API key");
+    if (rc != 0)
+        return rc;
+    /* the prefix names the key's mode; a key cannot be used for the other one */
+    if (requested_mode(r, &mode) != 0)
+        return respond_fail(r, 400, "invalid_request", "Tessera-Mode must be test or live");
+    if (http_param(r, "HTTP_TESSERA_MODE") != NULL && mode != k.mode)
+        return respond_fail(r, 403, "forbidden", "this API key cannot act in that mode");
+    snprintf(p->scope.org_id, sizeof p->scope.org_id, "%s", k.org_id);
+    p->scope.mode = k.mode;
+    snprintf(p->key_id, sizeof p->key_id, "%s", k.id);
+    snprintf(p->role, sizeof p->role, "%s", k.role);
+    return 0;
+}
+
+static int from_jwt(struct worker *w, struct http_request *r, const char *token, size_t len,
+                    struct principal *p)
+{
+    struct jwt_expect ex = {
+        .iss = w->cfg->auth.issuer,
+        .aud = w->cfg->auth.audience,
+        .now = (int64_t)time(NULL),
+        .skew = 30,
+        .max_lifetime = w->cfg->auth.access_ttl + 60,
+    };
+    cJSON *claims = NULL;
+    enum jwt_status st = jwt_verify(&w->keys, token, len, &ex, &claims);
+
+    if (st == JWT_EXPIRED)
+        return unauthorized(r, "token_expired", "the access token has expired");
+    if (st != JWT_OK)
+        return unauthorized(r, "unauthorized", jwt_status_str(st));
+    http_own(r, claims);
+    const char *sub = json_get_str(claims, "sub"), *org = json_get_str(claims, "org");
+    const char *fam = json_get_str(claims, "fam");
+    int64_t exp;
+    if (sub == NULL || org == NULL || strlen(sub) >= ENG_ID || strlen(org) >= ENG_ID ||
+        json_get_int(claims, "exp", 0, INT64_MAX, &exp) != 0)
+        return unauthorized(r, "unauthorized", "the token lacks sub, org or exp");
+    if (requested_mode(r, &p->scope.mode) != 0)
+        return respond_fail(r, 400, "invalid_request", "Tessera-Mode must be test or live");
+    snprintf(p->scope.org_id, sizeof p->scope.org_id, "%s", org);
+    snprintf(p->user_id, sizeof p->user_id, "%s", sub);
+    if (fam != NULL)
+        snprintf(p->family_id, sizeof p->family_id, "%s", fam);
+    p->token_exp = exp;
+    return 0;
+}
+
+int authn_principal(struct worker *w, struct http_request *r, struct principal *p)
+{
+    const char *h = http_param(r, "HTTP_AUTHORIZATION");
+    bool revoked;
+    int rc;
+
+    memset(p, 0, sizeof *p);
+    if (h == NULL || strncmp(h, "Bearer ", 7) != 0 || h[7] == '\0')
+        return unauthorized(r, "unauthorized", "an Authorization: Bearer token is required");
+    const char *token = h + 7;
+    size_t len = strlen(token);
+    if (len > BEARER_MAX)
+        return unauthorized(r, "unauthorized", "the token is too large");
+    token_sha256_hex(token, len, p->token_sha);
+
+    char key[8 + ENG_HASH];
+    snprintf(key, sizeof key, "bl:%s", p->token_sha);
+    rc = kv_exists(w->kv, key, &revoked);
+    if (rc != 0) {
+        log_msg(LOG_ERROR, "blacklist_unavailable", "%s", w->kv->errstr);
+        return respond_fail(r, 503, "unavailable", "the token blacklist cannot be checked");
+    }
+    if (revoked)
+        return unauthorized(r, "token_revoked", "the token has been revoked");
+
+    if (strncmp(token, "tk_test_", 8) == 0 || strncmp(token, "tk_live_", 8) == 0)
+        rc = from_api_key(w, r, token, p);
+    else
+        rc = from_jwt(w, r, token, len, p);
+    if (rc != 0 || r->status != 0)
+        return rc;
+
+    /* the unit of work the handler runs in; the caller commits or rolls back */
+    if ((rc = engine_begin(w->engine, &p->scope)) != 0)
+        return rc;
+    if (p->user_id[0] != '\0') {
+        struct eng_membership m;
+        struct eng_user u;
+        rc = w->engine->ops->member_get(w->engine, &p->scope, p->user_id, &m);
+        if (rc == 0)
+            rc = w->engine->ops->user_get(w->engine, p->user_id, &u);
+        if (rc == ERR_NOTFOUND) {
+            engine_rollback(w->engine);
+            return unauthorized(r, "unauthorized", "not a member of this organization");
+        }
+        if (rc != 0)
+            goto fail;
+        snprintf(p->role, sizeof p->role, "%s", m.role);
+        p->platform_admin = u.is_platform_admin;
+    }
+    rc = w->engine->ops->role_get(w->engine, &p->scope, p->role, &p->perms);
+    if (rc == ERR_NOTFOUND) {
+        p->perms.nperms = 0; /* a deleted custom role grants nothing */
+        rc = 0;
+    }
+    if (rc != 0)
+        goto fail;
+    return 0;
+fail:
+    engine_rollback(w->engine);
+    return rc;
+}
