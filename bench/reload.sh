@@ -24,13 +24,15 @@ trap cleanup EXIT
 
 p=$(python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])')
 export TESSERA_ENV=develop TESSERA_FLEET_LISTEN=$T/tessera.sock TESSERA_FLEET_CONTROL=$T/control.sock \
-       TESSERA_FLEET_PID_FILE=$T/tessera.pid TESSERA_FLEET_WORKERS=${TESSERA_FLEET_WORKERS:-2}
+       TESSERA_FLEET_PID_FILE=$T/tessera.pid TESSERA_FLEET_WORKERS=${TESSERA_FLEET_WORKERS:-2} \
+       TESSERA_AUTH_SIGNING_KEY=$T/keys/jwt.pem TESSERA_CRYPTO_DATA_KEY=$T/keys/data.key
+"$build/tessera" keygen >/dev/null
 NGINX_WORKERS=1 NGINX_KEEPALIVE=16 packaging/nginx-conf.sh "$T/nginx.conf" "$p" "$T/tessera.sock" "$T/nginx"
 "$build/tessera" fleet 2>"$T/fleet.log" & fleet_pid=$!
 nginx -c "$T/nginx.conf" & nginx_pid=$!
 url=http://127.0.0.1:$p
-for _ in $(seq 1 100); do curl -fs "$url/healthz" >/dev/null && break; sleep 0.05; done
-curl -fs "$url/healthz" >/dev/null || { echo "bench/reload: tessera did not start" >&2; exit 1; }
+for _ in $(seq 1 100); do curl -fs -m 2 "$url/healthz" >/dev/null && break; sleep 0.05; done
+curl -fs -m 2 "$url/healthz" >/dev/null || { echo "bench/reload: tessera did not start" >&2; exit 1; }
 
 pids() { "$build/tessera" status --json | jq -c '[.slots[] | select(.state != "retiring") | .pid] | sort'; }
 before=$(pids)

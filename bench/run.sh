@@ -31,12 +31,14 @@ median() { sort -g | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
 start_tessera() {
     local p; p=$(port)
     export TESSERA_ENV=develop TESSERA_FLEET_LISTEN=$T/tessera.sock TESSERA_FLEET_CONTROL=$T/control.sock \
-           TESSERA_FLEET_PID_FILE=$T/tessera.pid TESSERA_FLEET_WORKERS=2
+           TESSERA_FLEET_PID_FILE=$T/tessera.pid TESSERA_FLEET_WORKERS=2 \
+           TESSERA_AUTH_SIGNING_KEY=$T/keys/jwt.pem TESSERA_CRYPTO_DATA_KEY=$T/keys/data.key
+    "$build/tessera" keygen >/dev/null
     NGINX_WORKERS=1 NGINX_KEEPALIVE=16 packaging/nginx-conf.sh "$T/nginx.conf" "$p" "$T/tessera.sock" "$T/nginx"
     "$build/tessera" fleet 2>"$T/fleet.log" & fleet_pid=$!
     nginx -c "$T/nginx.conf" & nginx_pid=$!
     URL=http://127.0.0.1:$p
-    for _ in $(seq 1 100); do curl -fs "$URL/healthz" >/dev/null && return 0; sleep 0.05; done
+    for _ in $(seq 1 100); do curl -fs -m 2 "$URL/healthz" >/dev/null && return 0; sleep 0.05; done
     echo "bench: tessera did not start" >&2; exit 1
 }
 
