@@ -183,6 +183,11 @@ int fleet_run(const struct config *cfg, const char *config_path, const char *see
 int seed_load(struct engine *e, const struct crypto_keyring *ring, const struct password_cost *cost,
               const char *dir, char errstr[256]) ERR_MUST_CHECK;
 
+/* admin.c: a platform admin with an organization of its own (owner); msg says
+ * what happened, for the operator. */
+int admin_create(struct engine *e, const struct crypto_keyring *ring, const struct password_cost *cost,
+                 const char *email, const char *password, char *msg, size_t msgsz) ERR_MUST_CHECK;
+
 /* control.c: the master's control socket, and its client commands. */
 int control_listen(const char *path, char errstr[128]);
 /* Sends cmd ("status", "status-json", "reload", "stop") and copies the reply to stdout. */

@@ -780,10 +780,39 @@ static int live_children(const struct fleet *f)
 /* One command per connection. A reply starting "error:" makes the client exit 1.
  * Served while stopping too: status stays useful, and a connection left
  * pending would wake poll() at once, forever. */
+/* `tessera admin create`: the memory engine lives in this process's region, so
+ * the master makes the account. Request: "admin-create EMAIL\nPASSWORD". */
+static int control_admin_create(struct fleet *f, char *args, struct buf *out)
+{
+    struct crypto_keyring ring;
+    struct password_cost cost = {f->cfg.auth.password_cost, 8, 1};
+    char why[256] = "";
+    char *nl = strchr(args, '\n');
+    int rc;
+
+    if (f->shared.data == NULL)
+        return buf_puts(out, "error: with engine = postgres, run `tessera admin create` where the database is reachable\n");
+    if (nl == NULL)
+        return buf_puts(out, "error: expected EMAIL, a newline and the password\n");
+    *nl = '\0';
+    char *password = nl + 1;
+    password[strcspn(password, "\r\n")] = '\0';
+    if (crypto_keyring_load(&ring, f->cfg.crypto.data_key, why) != 0)
+        return buf_printf(out, "error: crypto.data_key: %s\n", why);
+    struct engine *e = engine_mem_new(f->shared.data, why);
+    rc = e == NULL ? ERR_UNAVAILABLE : admin_create(e, &ring, &cost, args, password, why, sizeof why);
+    explicit_bzero(password, strlen(password));
+    engine_free(e);
+    crypto_keyring_cleanup(&ring);
+    if (rc == 0)
+        log_msg(LOG_INFO, "admin_created", "%s", why); /* ids only: no email, no password */
+    return buf_printf(out, "%s%s\n", rc == 0 ? "" : "error: ", why);
+}
+
 static void serve_control(struct fleet *f)
 {
     int c = accept4(f->control_fd, NULL, NULL, SOCK_CLOEXEC);
-    char cmd[64] = "", errstr[256];
+    char cmd[2048] = "", errstr[256];
     struct buf out;
 
     if (c < 0)
@@ -794,9 +823,14 @@ static void serve_control(struct fleet *f)
     ssize_t n = read(c, cmd, sizeof cmd - 1);
     if (n > 0)
         cmd[n] = '\0';
-    cmd[strcspn(cmd, "\r\n")] = '\0';
     buf_init(&out, 1 << 20);
     int rc = 0;
+    if (strncmp(cmd, "admin-create ", 13) == 0) {
+        rc = f->stopping ? buf_puts(&out, "error: stopping\n") : control_admin_create(f, cmd + 13, &out);
+        explicit_bzero(cmd, sizeof cmd);
+        goto reply;
+    }
+    cmd[strcspn(cmd, "\r\n")] = '\0';
     if (strcmp(cmd, "status") == 0) {
         rc = sb_render_table(f->sb, &out);
     } else if (strcmp(cmd, "status-json") == 0) {
@@ -816,6 +850,7 @@ static void serve_control(struct fleet *f)
     } else {
         rc = buf_puts(&out, "error: unknown command; try status, status-json, reload, stop\n");
     }
+reply:
     if (rc == 0 && out.len > 0) {
         size_t off = 0;
         while (off < out.len) {

@@ -27,6 +27,7 @@ static void usage(FILE *out)
             "  stop               graceful stop\n"
             "  check-config       validate and print the resolved configuration\n"
             "  keygen             make the JWT signing key and the data key (never overwrites)\n"
+            "  admin create EMAIL make a platform admin (password on stdin) in a running fleet\n"
             "  version            versions of tessera and its libraries\n"
             "config: -c FILE, else $TESSERA_CONFIG, else " DEFAULT_CONFIG " if present;\n"
             "every key can be overridden as TESSERA_SECTION_KEY.\n");
@@ -104,6 +105,28 @@ static int cmd_keygen(const struct config *cfg)
     return 0;
 }
 
+/* The password comes from stdin (one line), never from argv: argv is visible in ps. */
+static int cmd_admin_create(const struct config *cfg, const char *email)
+{
+    char pw[1100], req[1400];
+
+    if (isatty(STDIN_FILENO))
+        fprintf(stderr, "password for %s: ", email);
+    if (fgets(pw, sizeof pw, stdin) == NULL) {
+        fprintf(stderr, "tessera admin create: no password on stdin\n");
+        return 1;
+    }
+    pw[strcspn(pw, "\r\n")] = '\0';
+    if (strchr(email, '\n') != NULL || snprintf(req, sizeof req, "admin-create %s\n%s", email, pw) >= (int)sizeof req) {
+        fprintf(stderr, "tessera admin create: email or password too long\n");
+        return 1;
+    }
+    explicit_bzero(pw, sizeof pw);
+    int rc = control_client(cfg->fleet.control, req);
+    explicit_bzero(req, sizeof req);
+    return rc;
+}
+
 static int cmd_worker(const struct config *cfg)
 {
     int listening = 0;
@@ -178,6 +201,8 @@ int main(int argc, char **argv)
     }
     if (strcmp(cmd, "reload") == 0 || strcmp(cmd, "stop") == 0)
         return control_client(cfg.fleet.control, cmd);
+    if (strcmp(cmd, "admin") == 0 && i + 2 < argc && strcmp(argv[i + 1], "create") == 0)
+        return cmd_admin_create(&cfg, argv[i + 2]);
     fprintf(stderr, "tessera: unknown command %s\n", cmd);
     usage(stderr);
     return EXIT_CONFIG;

@@ -304,3 +304,31 @@ check "after kill -9 during a signup storm every signup that got 201 logs in ($(
 check "no signup answered 500" bash -c "! cat '$T'/storm*.txt | awk '{print \$2}' | grep -qx 500"
 req GET /healthz
 expect "the fleet serves on after the kill" 200 '.status == "ok"'
+
+# --- tessera admin create, through the running fleet's control socket
+out=$(printf 'admin password 1\n' | "$TESSERA" admin create Ops@Example.test 2>&1); rc=$?
+check "admin create makes a platform admin with an org of its own" test "$rc" = 0 -a -n "$(grep 'created platform admin' <<<"$out")"
+login ops@example.test 'admin password 1'
+expect "the new admin logs in as owner of its org" 200 '.role == "owner" and .user.is_platform_admin'
+out=$(printf 'admin password 1\n' | "$TESSERA" admin create ops@example.test 2>&1); rc=$?
+check "admin create refuses an existing email" test "$rc" != 0 -a -n "$(grep 'already exists' <<<"$out")"
+out=$(printf 'short\n' | "$TESSERA" admin create other@example.test 2>&1); rc=$?
+check "admin create refuses a short password" test "$rc" != 0
+check "the admin's password never reaches the log" bash -c "! grep -q 'admin password 1' '$T/fleet.log'"
+
+# --- a full memory engine answers 507 and stays consistent
+stack_down
+stack_up TESSERA_MEMORY_SIZE_MB=1 || { not_ok "a 1 MiB memory engine starts"; exit 1; }
+login bob@globex.test
+BOB=$TOKEN
+seq 1 600 | xargs -P 4 -I{} curl -s -o /dev/null -w '%{http_code}\n' -H "$J" \
+    -d '{"email":"fill{}@full.test","password":"fill-password","org_name":"Fill {}"}' "$URL/v1/auth/signup" >"$T/fill.txt"
+check "filling the memory engine ends in 507 insufficient_storage" grep -qx 507 "$T/fill.txt"
+check "and never in a 500" bash -c "! grep -qx 500 '$T/fill.txt'"
+req POST /v1/auth/signup -H "$J" -d '{"email":"late@full.test","password":"fill-password","org_name":"Late"}'
+expect_error "a write into a full engine gets the envelope with insufficient_storage" 507 insufficient_storage
+req GET /v1/auth/me -H "$(auth "$BOB")"
+expect "reads still work on a full engine and the data written before it filled is intact" 200 '.org.slug == "globex" and .user.email == "bob@globex.test" and .role == "owner"'
+
+req GET /healthz
+expect "the fleet still serves" 200 '.status == "ok"'
