@@ -16,6 +16,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "err.h"
@@ -89,7 +90,7 @@ static inline int kv_bad_key(struct kv *kv, const char *key)
             n++;
     if (key == NULL || n == 0 || n > KV_KEY_MAX) {
         kv->err = ERR_INVAL;
-        strcpy(kv->errstr, "kv: key empty or over KV_KEY_MAX");
+        snprintf(kv->errstr, sizeof kv->errstr, "kv: key empty or over KV_KEY_MAX");
         return ERR_INVAL;
     }
     return 0;
@@ -139,7 +140,7 @@ static inline int ERR_MUST_CHECK kv_del_eq(struct kv *kv, const char *key, const
         return ERR_INVAL;
     if (kv->ops->del_eq == NULL) {
         kv->err = ERR_INTERNAL;
-        strcpy(kv->errstr, "kv: backend has no del_eq");
+        snprintf(kv->errstr, sizeof kv->errstr, "kv: backend has no del_eq");
         return ERR_INTERNAL;
     }
     return kv->ops->del_eq(kv, key, val, len);
