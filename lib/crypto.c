@@ -33,18 +33,6 @@
 #define KEYFILE_LINE_MAX 256
 #define SEAL_HDR_MAX (2 + CRYPTO_KID_MAX)
 
-static void set_err(char *errstr, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static void set_err(char *errstr, const char *fmt, ...)
-{
-    va_list ap;
-
-    if (!errstr)
-        return;
-    va_start(ap, fmt);
-    vsnprintf(errstr, 128, fmt, ap);
-    va_end(ap);
-}
 
 /* ---- primitives ------------------------------------------------------- */
 
@@ -334,7 +322,7 @@ int crypto_keyring_load(struct crypto_keyring *ring, const char *path, char errs
     memset(ring, 0, sizeof(*ring));
     f = fopen(path, "re");
     if (!f) {
-        set_err(errstr, "%s: %s", path, strerror(errno));
+        err_set(errstr, "%s: %s", path, strerror(errno));
         rc = ERR_IO;
         goto out;
     }
@@ -344,7 +332,7 @@ int crypto_keyring_load(struct crypto_keyring *ring, const char *path, char errs
 
         lineno++;
         if (len > KEYFILE_LINE_MAX || memchr(line, '\0', (size_t)len)) {
-            set_err(errstr, "%s:%zu: line too long or binary", path, lineno);
+            err_set(errstr, "%s:%zu: line too long or binary", path, lineno);
             rc = ERR_INVAL;
             goto out;
         }
@@ -357,26 +345,26 @@ int crypto_keyring_load(struct crypto_keyring *ring, const char *path, char errs
         memset(&k, 0, sizeof(k));
         if (parse_key_line(line, &k) != ERR_OK) {
             OPENSSL_cleanse(&k, sizeof(k));
-            set_err(errstr, "%s:%zu: expected `<kid> <64 hex chars>` (kid: 1-%d of A-Za-z0-9_-)",
+            err_set(errstr, "%s:%zu: expected `<kid> <64 hex chars>` (kid: 1-%d of A-Za-z0-9_-)",
                     path, lineno, CRYPTO_KID_MAX);
             rc = ERR_INVAL;
             goto out;
         }
         if (keyring_find(ring, k.kid, strlen(k.kid))) {
-            set_err(errstr, "%s:%zu: duplicate key id '%s'", path, lineno, k.kid);
+            err_set(errstr, "%s:%zu: duplicate key id '%s'", path, lineno, k.kid);
             OPENSSL_cleanse(&k, sizeof(k));
             rc = ERR_INVAL;
             goto out;
         }
         if (ring->n == CRYPTO_KEYRING_MAX) {
             OPENSSL_cleanse(&k, sizeof(k));
-            set_err(errstr, "%s:%zu: more than %d keys", path, lineno, CRYPTO_KEYRING_MAX);
+            err_set(errstr, "%s:%zu: more than %d keys", path, lineno, CRYPTO_KEYRING_MAX);
             rc = ERR_NOSPACE;
             goto out;
         }
         if (derive_bidx_key(k.key, k.bidx_key) != ERR_OK) {
             OPENSSL_cleanse(&k, sizeof(k));
-            set_err(errstr, "%s:%zu: key derivation failed", path, lineno);
+            err_set(errstr, "%s:%zu: key derivation failed", path, lineno);
             rc = ERR_INTERNAL;
             goto out;
         }
@@ -384,10 +372,10 @@ int crypto_keyring_load(struct crypto_keyring *ring, const char *path, char errs
         OPENSSL_cleanse(&k, sizeof(k));
     }
     if (ferror(f)) {
-        set_err(errstr, "%s: read error", path);
+        err_set(errstr, "%s: read error", path);
         rc = ERR_IO;
     } else if (ring->n == 0) {
-        set_err(errstr, "%s: no key in file", path);
+        err_set(errstr, "%s: no key in file", path);
         rc = ERR_INVAL;
     }
 out:

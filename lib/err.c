@@ -1,5 +1,8 @@
 #include "err.h"
 
+#include <stdarg.h>
+#include <stdio.h>
+
 const char *err_str(int code)
 {
     switch (code) {
@@ -20,4 +23,15 @@ const char *err_str(int code)
     case ERR_INTERNAL: return "internal";
     }
     return "unknown";
+}
+
+void err_set(char *errstr, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (errstr == NULL)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(errstr, 128, fmt, ap);
+    va_end(ap);
 }

@@ -28,4 +28,7 @@ enum err_code {
 /* A short constant name for a code ("not_found"); never NULL. */
 const char *err_str(int code);
 
+/* printf into a caller's errstr[128]; a NULL errstr is allowed and ignored. */
+void err_set(char *errstr, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
 #endif

@@ -42,18 +42,6 @@
 
 static const struct json_limits JWT_JSON_LIMITS = { .max_depth = 8, .max_nodes = 256 };
 
-static void set_err(char *errstr, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static void set_err(char *errstr, const char *fmt, ...)
-{
-    va_list ap;
-
-    if (!errstr)
-        return;
-    va_start(ap, fmt);
-    vsnprintf(errstr, 128, fmt, ap);
-    va_end(ap);
-}
 
 /* ---- keys ------------------------------------------------------------- */
 
@@ -101,7 +89,7 @@ static int load_one(const char *path, bool public_ok, EVP_PKEY **pkey, int *can_
     *pkey = NULL;
     bio = BIO_new_file(path, "r");
     if (!bio) {
-        set_err(errstr, "%s: %s", path, strerror(errno ? errno : EIO));
+        err_set(errstr, "%s: %s", path, strerror(errno ? errno : EIO));
         ERR_clear_error();
         return ERR_IO;
     }
@@ -113,11 +101,11 @@ static int load_one(const char *path, bool public_ok, EVP_PKEY **pkey, int *can_
     }
     ERR_clear_error();
     if (!*pkey) {
-        set_err(errstr, "%s: not a PEM Ed25519 %s (encrypted keys are not supported)",
+        err_set(errstr, "%s: not a PEM Ed25519 %s (encrypted keys are not supported)",
                 path, public_ok ? "key" : "private key");
         rc = ERR_INVAL;
     } else if (!EVP_PKEY_is_a(*pkey, "ED25519")) {
-        set_err(errstr, "%s: key is not Ed25519", path);
+        err_set(errstr, "%s: key is not Ed25519", path);
         EVP_PKEY_free(*pkey);
         *pkey = NULL;
         rc = ERR_INVAL;
@@ -133,11 +121,11 @@ int jwt_keyset_load(struct jwt_keyset *ks, const char *const *paths, size_t n,
 
     memset(ks, 0, sizeof(*ks));
     if (n == 0 || !paths) {
-        set_err(errstr, "no JWT key file given");
+        err_set(errstr, "no JWT key file given");
         return ERR_INVAL;
     }
     if (n > JWT_KEYSET_MAX) {
-        set_err(errstr, "more than %d JWT key files", JWT_KEYSET_MAX);
+        err_set(errstr, "more than %d JWT key files", JWT_KEYSET_MAX);
         return ERR_NOSPACE;
     }
     for (size_t i = 0; i < n; i++) {
@@ -151,13 +139,13 @@ int jwt_keyset_load(struct jwt_keyset *ks, const char *const *paths, size_t n,
         rc = key_fill(k, pkey, can_sign);
         if (rc != ERR_OK) {
             EVP_PKEY_free(pkey);
-            set_err(errstr, "%s: cannot read the public key", paths[i]);
+            err_set(errstr, "%s: cannot read the public key", paths[i]);
             goto out;
         }
         if (keyset_find(ks, k->kid)) {
             EVP_PKEY_free(pkey);
             memset(k, 0, sizeof(*k));
-            set_err(errstr, "%s: same key as an earlier file", paths[i]);
+            err_set(errstr, "%s: same key as an earlier file", paths[i]);
             rc = ERR_INVAL;
             goto out;
         }
