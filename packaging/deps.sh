@@ -6,7 +6,7 @@ set -eu
 
 PKGS="gcc make pkg-config libfcgi-dev libpq-dev libhiredis-dev libcjson-dev
 libssl-dev libcmocka-dev nginx-light curl jq wrk spawn-fcgi redis-server
-postgresql postgresql-client pgbouncer procps iproute2 python3"
+postgresql postgresql-client pgbouncer procps iproute2 python3 openssl xxd"
 
 missing=""
 for p in $PKGS; do
