@@ -14,15 +14,35 @@ HANDLER(handle_ops_healthz)
     return http_send(r, 200, "application/json; charset=utf-8", body, sizeof body - 1);
 }
 
+/* Adds {"<name>": {"status": "ok"|"down", "detail": …}} and says whether it is up. */
+static bool check(cJSON *checks, const char *name, const char *kind, int rc, const char *detail)
+{
+    cJSON *o = cJSON_AddObjectToObject(checks, name);
+
+    if (o != NULL) {
+        cJSON_AddStringToObject(o, "status", rc == 0 ? "ok" : "down");
+        cJSON_AddStringToObject(o, "backend", kind);
+        if (rc != 0)
+            cJSON_AddStringToObject(o, "error", detail[0] != '\0' ? detail : err_str(rc));
+    }
+    return rc == 0;
+}
+
+/* Ready means every dependency answers now: the engine and the kv (blacklist). */
 HANDLER(handle_ops_readyz)
 {
-    cJSON *root = http_own(r, cJSON_CreateObject());
+    cJSON *root = http_own(r, cJSON_CreateObject()), *checks;
+    bool up = true;
 
-    /* Dependencies (database pools, Redis) add their checks here as they land. */
-    if (root == NULL || cJSON_AddStringToObject(root, "status", "ready") == NULL ||
-        cJSON_AddObjectToObject(root, "checks") == NULL)
+    if (root == NULL || (checks = cJSON_AddObjectToObject(root, "checks")) == NULL)
         return ERR_NOMEM;
-    return http_send_json(r, 200, root);
+    if (w->engine != NULL)
+        up &= check(checks, "engine", w->engine->ops->name, w->engine->ops->ping(w->engine), w->engine->errstr);
+    if (w->kv != NULL)
+        up &= check(checks, "kv", w->kv->ops->name, kv_ping(w->kv), w->kv->errstr);
+    if (cJSON_AddStringToObject(root, "status", up ? "ready" : "unavailable") == NULL)
+        return ERR_NOMEM;
+    return http_send_json(r, up ? 200 : 503, root);
 }
 
 /* Per-slot gauges from the scoreboard, next to the request counters. */

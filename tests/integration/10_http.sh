@@ -25,7 +25,7 @@ req GET /nope -H 'X-Request-Id: trace-42'
 expect "the error envelope carries the echoed request id" 404 '.error.request_id == "trace-42"'
 
 req GET /readyz
-expect "readyz reports ready with a checks object" 200 '.status == "ready" and (.checks | type == "object")'
+expect "readyz reports each dependency: engine and kv up" 200 '.status == "ready" and .checks.engine.status == "ok" and .checks.engine.backend == "memory" and .checks.kv.status == "ok" and .checks.kv.backend == "shm"'
 
 req HEAD /healthz
 check "HEAD is answered like GET" test "$STATUS" = 200 -a "$(header content-type)" = "application/json; charset=utf-8"
