@@ -23,6 +23,7 @@
 #include "scoreboard.h"
 
 #define WORKER_CONNS 128        /* kept-alive FastCGI connections per worker */
+#define JWT_SEEN_SLOTS 512      /* verified-token cache, direct-mapped */
 
 /* Everything a worker process owns; made at start, freed at exit. The only
  * mutable state outside it are the signal flags in worker.c. */
@@ -51,6 +52,16 @@ struct worker {
     struct crypto_keyring ring;
     struct password_cost pwcost;
     char *jwks;                     /* the JWKS document, made once */
+    /* JWTs this worker has verified, by the SHA-256 the blacklist check computes
+     * anyway: an Ed25519 verify costs as much as the rest of a cheap request.
+     * The blacklist is still asked every time and exp is still honoured. */
+    struct jwt_seen {
+        char sha[ENG_HASH];
+        char sub[ENG_ID];
+        char org[ENG_ID];
+        char fam[ENG_ID];
+        int64_t exp;
+    } jwt_seen[JWT_SEEN_SLOTS];
 };
 
 /* What the master shares with every worker it forks. */

@@ -5,6 +5,7 @@
  * is read from storage on every request, so a permission change takes effect
  * on the next request whatever the token says. */
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 #include <time.h>
 
@@ -54,13 +55,44 @@ static int from_api_key(struct worker *w, struct http_request *r, const char *to
     return 0;
 }
 
+/* The cache slot for a token hash: direct-mapped on its first hex digits. */
+static struct jwt_seen *seen_slot(struct worker *w, const char *sha)
+{
+    unsigned h = 0;
+
+    for (int i = 0; i < 8 && sha[i] != '\0'; i++) /* lowercase hex from token_sha256_hex */
+        h = h * 16 + (unsigned)(sha[i] <= '9' ? sha[i] - '0' : sha[i] - 'a' + 10);
+    return &w->jwt_seen[h % JWT_SEEN_SLOTS];
+}
+
+/* Fills p from claims we verified (now, or earlier and cached). */
+static int claims_to_principal(struct http_request *r, const char *sub, const char *org,
+                               const char *fam, int64_t exp, struct principal *p)
+{
+    if (requested_mode(r, &p->scope.mode) != 0)
+        return respond_fail(r, 400, "invalid_request", "Tessera-Mode must be test or live");
+    snprintf(p->scope.org_id, sizeof p->scope.org_id, "%s", org);
+    snprintf(p->user_id, sizeof p->user_id, "%s", sub);
+    snprintf(p->family_id, sizeof p->family_id, "%s", fam != NULL ? fam : "");
+    p->token_exp = exp;
+    return 0;
+}
+
 static int from_jwt(struct worker *w, struct http_request *r, const char *token, size_t len,
                     struct principal *p)
 {
+    int64_t now = (int64_t)time(NULL);
+    struct jwt_seen *seen = seen_slot(w, p->token_sha);
+
+    if (strcmp(seen->sha, p->token_sha) == 0) {
+        if (now >= seen->exp)
+            return unauthorized(r, "token_expired", "the access token has expired");
+        return claims_to_principal(r, seen->sub, seen->org, seen->fam, seen->exp, p);
+    }
     struct jwt_expect ex = {
         .iss = w->cfg->auth.issuer,
         .aud = w->cfg->auth.audience,
-        .now = (int64_t)time(NULL),
+        .now = now,
         .skew = 30,
         .max_lifetime = w->cfg->auth.access_ttl + 60,
     };
@@ -76,16 +108,15 @@ static int from_jwt(struct worker *w, struct http_request *r, const char *token,
     const char *fam = json_get_str(claims, "fam");
     int64_t exp;
     if (sub == NULL || org == NULL || strlen(sub) >= ENG_ID || strlen(org) >= ENG_ID ||
-        json_get_int(claims, "exp", 0, INT64_MAX, &exp) != 0)
+        (fam != NULL && strlen(fam) >= ENG_ID) || json_get_int(claims, "exp", 0, INT64_MAX, &exp) != 0)
         return unauthorized(r, "unauthorized", "the token lacks sub, org or exp");
-    if (requested_mode(r, &p->scope.mode) != 0)
-        return respond_fail(r, 400, "invalid_request", "Tessera-Mode must be test or live");
-    snprintf(p->scope.org_id, sizeof p->scope.org_id, "%s", org);
-    snprintf(p->user_id, sizeof p->user_id, "%s", sub);
-    if (fam != NULL)
-        snprintf(p->family_id, sizeof p->family_id, "%s", fam);
-    p->token_exp = exp;
-    return 0;
+    /* exp is the only claim whose meaning changes with time; nbf/iat were checked now */
+    snprintf(seen->sha, sizeof seen->sha, "%s", p->token_sha);
+    snprintf(seen->sub, sizeof seen->sub, "%s", sub);
+    snprintf(seen->org, sizeof seen->org, "%s", org);
+    snprintf(seen->fam, sizeof seen->fam, "%s", fam != NULL ? fam : "");
+    seen->exp = exp;
+    return claims_to_principal(r, sub, org, fam, exp, p);
 }
 
 int authn_principal(struct worker *w, struct http_request *r, struct principal *p)
