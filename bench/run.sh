@@ -35,7 +35,7 @@ start_tessera() {
            TESSERA_AUTH_SIGNING_KEY=$T/keys/jwt.pem TESSERA_CRYPTO_DATA_KEY=$T/keys/data.key
     "$build/tessera" keygen >/dev/null
     NGINX_WORKERS=1 NGINX_KEEPALIVE=16 packaging/nginx-conf.sh "$T/nginx.conf" "$p" "$T/tessera.sock" "$T/nginx"
-    "$build/tessera" fleet 2>"$T/fleet.log" & fleet_pid=$!
+    "$build/tessera" fleet --seed seed/dev 2>"$T/fleet.log" & fleet_pid=$!
     nginx -c "$T/nginx.conf" & nginx_pid=$!
     URL=http://127.0.0.1:$p
     for _ in $(seq 1 100); do curl -fs -m 2 "$URL/healthz" >/dev/null && return 0; sleep 0.05; done
@@ -43,14 +43,17 @@ start_tessera() {
 }
 
 # wrk one scenario; prints "rps p50ms p99ms non2xx"
-wrk_case() {
-    local o; o=$(wrk -t1 -c"$conns" -d"${secs}s" --latency "$URL$1")
+wrk_case() { # path [header]
+    local o; o=$(wrk -t1 -c"$conns" -d"${secs}s" --latency ${2:+-H "$2"} "$URL$1")
     printf '%s %s %s %s\n' "$(awk '/Requests\/sec/ {print $2}' <<<"$o")" \
         "$(to_ms "$(awk '$1=="50%" {print $2}' <<<"$o")")" "$(to_ms "$(awk '$1=="99%" {print $2}' <<<"$o")")" \
         "$(awk '/Non-2xx/ {print $NF}' <<<"$o" | grep . || echo 0)"
 }
 
 start_tessera
+# an authenticated read: bearer → blacklist → JWT (cached after the first) → role → org
+token=$(curl -fs -m 5 -H 'Content-Type: application/json' \
+    -d '{"email":"admin@example.com","password":"tessera-dev"}' "$URL/v1/auth/login" | jq -r .access_token)
 declare -A res
 for i in $(seq 1 "$runs"); do
     echo "bench: run $i/$runs: baseline mux" >&2
@@ -59,6 +62,8 @@ for i in $(seq 1 "$runs"); do
     res[mux]+="$rps $(to_ms "$p50") $(to_ms "$p99") 0"$'\n'
     echo "bench: run $i/$runs: tessera /healthz" >&2
     res[healthz]+="$(wrk_case /healthz)"$'\n'
+    echo "bench: run $i/$runs: tessera GET /v1/auth/me (JWT)" >&2
+    res[me]+="$(wrk_case /v1/auth/me "Authorization: Bearer $token")"$'\n'
 done
 
 {
@@ -71,18 +76,19 @@ done
     echo "|---|---|---|---|---|---|---|"
     m_rps=$(awk 'NF {print $1}' <<<"${res[mux]}" | median)
     m_p99=$(awk 'NF {print $3}' <<<"${res[mux]}" | median)
-    for k in mux healthz; do
+    for k in mux healthz me; do
         rps=$(awk 'NF {print $1}' <<<"${res[$k]}" | median)
         p50=$(awk 'NF {print $2}' <<<"${res[$k]}" | median)
         p99=$(awk 'NF {print $3}' <<<"${res[$k]}" | median)
         bad=$(awk 'NF {s += $4} END {print s + 0}' <<<"${res[$k]}")
         name=$k; [ "$k" = healthz ] && name="tessera GET /healthz"; [ "$k" = mux ] && name="baseline mux"
+        [ "$k" = me ] && name="tessera GET /v1/auth/me (JWT, memory engine)"
         printf '| %s | %s | %s | %s | %s | %.2f× | %.2f× |\n' "$name" "$rps" "$p50" "$p99" "$bad" \
             "$(awk -v a="$rps" -v b="$m_rps" 'BEGIN {print a / b}')" "$(awk -v a="$p99" -v b="$m_p99" 'BEGIN {print a / b}')"
     done
     echo
     echo "Raw runs (req/s p50 p99 non2xx):"
-    for k in mux healthz; do echo; echo "- $k:"; awk 'NF {print "  - " $0}' <<<"${res[$k]}"; done
+    for k in mux healthz me; do echo; echo "- $k:"; awk 'NF {print "  - " $0}' <<<"${res[$k]}"; done
 } | tee "$out"
 
 # Reload under load, on its own fleet (bench/reload.sh): the acceptance figure
