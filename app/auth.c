@@ -422,8 +422,12 @@ HANDLER(handle_auth_refresh)
         engine_rollback(w->engine);
         return respond_fail(r, 401, "unauthorized", "no longer a member of this organization");
     }
-    /* within the reuse interval a replay (two tabs, a lost response) gets a fresh pair */
-    if (rc != 0 || (t.used_at == 0 && (rc = w->engine->ops->refresh_mark_used(w->engine, &s, t.id, now)) != 0))
+    if (rc != 0)
+        goto fail;
+    /* Within the reuse interval a replay (two tabs, a lost response) gets a fresh
+     * pair; a concurrent rotation that marked it first (ERR_CONFLICT) is one too. */
+    if (t.used_at == 0 && (rc = w->engine->ops->refresh_mark_used(w->engine, &s, t.id, now)) != 0 &&
+        rc != ERR_CONFLICT)
         goto fail;
     cJSON *root = http_own(r, cJSON_CreateObject());
     if (root == NULL) {
