@@ -113,6 +113,8 @@ size_t app_route_labels(const char **out, size_t max);
 int respond_json(struct http_request *r, int status, cJSON *json);
 /* The same for a tree the request already owns (made with http_own). */
 int respond_owned(struct http_request *r, int status, cJSON *json);
+/* A request-owned {"data": []} for a list reply; *data is the array. NULL on ENOMEM. */
+cJSON *respond_list(struct http_request *r, cJSON **data);
 /* 422 validation_failed with details {field: reason}; takes details. */
 int respond_invalid(struct http_request *r, cJSON *details);
 int respond_status(int err, const char **code);

@@ -29,10 +29,10 @@ HANDLER(handle_apps_list)
 {
     size_t n = 0;
     struct eng_app *apps = arena_alloc(r->arena, sizeof *apps * APPS_MAX);
-    cJSON *root = http_own(r, cJSON_CreateObject()), *data;
+    cJSON *data, *root = respond_list(r, &data);
     int rc;
 
-    if (apps == NULL || root == NULL || (data = cJSON_AddArrayToObject(root, "data")) == NULL)
+    if (apps == NULL || root == NULL)
         return ERR_NOMEM;
     if ((rc = w->engine->ops->app_list(w->engine, apps, APPS_MAX, &n)) != 0)
         return rc;

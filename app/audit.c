@@ -60,8 +60,8 @@ HANDLER(handle_audit_list)
     rc = w->engine->ops->audit_list(w->engine, &p->scope, cursor, page, (size_t)limit, &n);
     if (rc != 0)
         return rc;
-    cJSON *root = http_own(r, cJSON_CreateObject()), *data;
-    if (root == NULL || (data = cJSON_AddArrayToObject(root, "data")) == NULL)
+    cJSON *data, *root = respond_list(r, &data);
+    if (root == NULL)
         return ERR_NOMEM;
     for (size_t i = 0; i < n; i++) {
         cJSON *o = cJSON_CreateObject();

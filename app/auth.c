@@ -586,10 +586,10 @@ HANDLER(handle_keys_list)
 {
     size_t max = 200, n = 0;
     struct eng_api_key *keys = arena_alloc(r->arena, sizeof *keys * max);
-    cJSON *root = http_own(r, cJSON_CreateObject()), *data;
+    cJSON *data, *root = respond_list(r, &data);
     int rc;
 
-    if (keys == NULL || root == NULL || (data = cJSON_AddArrayToObject(root, "data")) == NULL)
+    if (keys == NULL || root == NULL)
         return ERR_NOMEM;
     if ((rc = w->engine->ops->api_key_list(w->engine, &p->scope, keys, max, &n)) != 0)
         return rc;

@@ -76,10 +76,10 @@ HANDLER(handle_members_list)
 {
     size_t n = 0;
     struct eng_membership *ms = arena_alloc(r->arena, sizeof *ms * MEMBERS_MAX);
-    cJSON *root = http_own(r, cJSON_CreateObject()), *data;
+    cJSON *data, *root = respond_list(r, &data);
     int rc;
 
-    if (ms == NULL || root == NULL || (data = cJSON_AddArrayToObject(root, "data")) == NULL)
+    if (ms == NULL || root == NULL)
         return ERR_NOMEM;
     if ((rc = w->engine->ops->member_list(w->engine, &p->scope, ms, MEMBERS_MAX, &n)) != 0)
         return rc;
@@ -239,10 +239,10 @@ HANDLER(handle_roles_list)
 {
     size_t n = 0;
     struct eng_role *roles = arena_alloc(r->arena, sizeof *roles * ROLES_MAX);
-    cJSON *root = http_own(r, cJSON_CreateObject()), *data;
+    cJSON *data, *root = respond_list(r, &data);
     int rc;
 
-    if (roles == NULL || root == NULL || (data = cJSON_AddArrayToObject(root, "data")) == NULL)
+    if (roles == NULL || root == NULL)
         return ERR_NOMEM;
     if ((rc = w->engine->ops->role_list(w->engine, &p->scope, roles, ROLES_MAX, &n)) != 0)
         return rc;

@@ -57,3 +57,12 @@ int respond_invalid(struct http_request *r, cJSON *details)
     rc = http_send_error(r, 422, "validation_failed", "the request has invalid fields", details);
     return rc;
 }
+
+cJSON *respond_list(struct http_request *r, cJSON **data)
+{
+    cJSON *root = http_own(r, cJSON_CreateObject());
+
+    if (root == NULL || (*data = cJSON_AddArrayToObject(root, "data")) == NULL)
+        return NULL;
+    return root;
+}
