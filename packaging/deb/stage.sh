@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Lays out the installed tree of the tessera package in DEST, the same for the
+# .deb and the .rpm, apart from where each distribution keeps things:
+#   stage.sh deb|rpm DEST BUILD_DIR
+# Ships seed/demo only, never seed/dev: no development credentials in a package.
+set -euo pipefail
+flavour=$1 dest=$2 build=$3
+root=$(cd "$(dirname "$0")/../.." && pwd)
+bin=$build/static/tessera
+case $bin in /*) ;; *) bin=$root/$bin ;; esac
+[ -x "$bin" ] || { echo "stage.sh: $bin is missing (make static)" >&2; exit 1; }
+
+rm -rf "$dest"
+install -d -m 0755 "$dest/usr/bin" "$dest/etc/tessera" "$dest/etc/nginx/snippets" \
+    "$dest/usr/share/tessera" "$dest/usr/share/doc/tessera"
+# The one static binary; debug info stays in the build tree.
+install -m 0755 "$bin" "$dest/usr/bin/tessera"
+strip --strip-unneeded --remove-section=.comment --remove-section=.note "$dest/usr/bin/tessera"
+
+install -m 0644 "$root/packaging/tessera.conf" "$dest/etc/tessera/tessera.conf"
+install -m 0644 "$root/nginx/tessera-params.conf" "$root/nginx/tessera-errors.conf" "$dest/etc/nginx/snippets/"
+if compgen -G "$root/sql/*.sql" >/dev/null; then
+    install -d -m 0755 "$dest/usr/share/tessera/sql"
+    install -m 0644 "$root"/sql/*.sql "$dest/usr/share/tessera/sql/"
+fi
+if [ -d "$root/seed/demo" ]; then
+    install -d -m 0755 "$dest/usr/share/tessera/seed/demo"
+    install -m 0644 "$root"/seed/demo/* "$dest/usr/share/tessera/seed/demo/"
+fi
+install -m 0644 "$root/README.md" "$dest/usr/share/doc/tessera/README.md"
+install -m 0644 "$root/packaging/deb/copyright" "$dest/usr/share/doc/tessera/copyright"
+install -d -m 0755 "$dest/usr/share/man/man1"
+gzip -9n <"$root/packaging/deb/tessera.1" >"$dest/usr/share/man/man1/tessera.1.gz"
+chmod 0644 "$dest/usr/share/man/man1/tessera.1.gz"
+
+case $flavour in
+deb)
+    install -d -m 0755 "$dest/etc/nginx/sites-available" "$dest/lib/systemd/system"
+    install -m 0644 "$root/nginx/tessera.conf" "$dest/etc/nginx/sites-available/tessera"
+    install -m 0644 "$root/packaging/tessera.service" "$dest/lib/systemd/system/tessera.service"
+    ;;
+rpm)
+    # RPM distributions: nginx runs as group nginx and reads conf.d/*.conf
+    install -d -m 0755 "$dest/etc/nginx/conf.d" "$dest/usr/lib/systemd/system"
+    install -m 0644 "$root/nginx/tessera.conf" "$dest/etc/nginx/conf.d/tessera.conf"
+    sed 's/^SupplementaryGroups=www-data$/SupplementaryGroups=nginx/' "$root/packaging/tessera.service" \
+        >"$dest/usr/lib/systemd/system/tessera.service"
+    sed -i 's/^listen_owner = tessera:www-data$/listen_owner = tessera:nginx/' "$dest/etc/tessera/tessera.conf"
+    sed -i 's|/etc/nginx/sites-available/tessera|/etc/nginx/conf.d/tessera.conf|' "$dest/etc/tessera/tessera.conf"
+    chmod 0644 "$dest/usr/lib/systemd/system/tessera.service"
+    ;;
+*) echo "stage.sh: deb or rpm, not $flavour" >&2; exit 2 ;;
+esac
