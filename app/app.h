@@ -164,6 +164,25 @@ HANDLER(handle_audit_list);
 int audit_record(struct worker *w, const struct eng_scope *s, const char *actor, const char *action,
                  const char *target, const cJSON *meta) ERR_MUST_CHECK;
 
+/* schema.c: the MicroService API's schemas, and what records.c shares with it */
+HANDLER(handle_schema_get);
+HANDLER(handle_schema_put);
+/* A field, resource or service name: ^[a-z][a-z0-9_]{0,62}$ and not reserved (id, version, …). */
+bool svc_name_ok(const char *s);
+/* 0 when service is an active microservice; otherwise sends the 404 and returns ERR_NOTFOUND. */
+int svc_check(struct worker *w, struct http_request *r, const char *service);
+/* Returns owned: a resource's schema as the API shows it. */
+cJSON *svc_resource_json(const struct eng_resource *res);
+/* Borrowed (the request's arena): printf into at most 512 bytes; NULL when out of memory. */
+const char *svc_printf(struct http_request *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* records.c */
+HANDLER(handle_records_create);
+HANDLER(handle_records_list);
+HANDLER(handle_records_get);
+HANDLER(handle_records_update);
+HANDLER(handle_records_delete);
+
 /* authn.c: the caller of a request, from its bearer token; opens the unit of work. */
 int authn_principal(struct worker *w, struct http_request *r, struct principal *p);
 

@@ -37,6 +37,15 @@ const struct route APP_ROUTES[] = {
 
     ROW(GET, "/v1/audit", handle_audit_list, AUTHED("audit:read")),
 
+    /* the MicroService API: permissions are per service/resource, checked inside */
+    ROW(GET, "/v1/svc/{service}/schema", handle_schema_get, AUTHED(NULL)),
+    ROW(PUT, "/v1/svc/{service}/schema/{resource}", handle_schema_put, AUTHED(NULL)),
+    ROW(POST, "/v1/svc/{service}/{resource}", handle_records_create, AUTHED(NULL)),
+    ROW(GET, "/v1/svc/{service}/{resource}", handle_records_list, AUTHED(NULL)),
+    ROW(GET, "/v1/svc/{service}/{resource}/{id}", handle_records_get, AUTHED(NULL)),
+    ROW(PATCH, "/v1/svc/{service}/{resource}/{id}", handle_records_update, AUTHED(NULL)),
+    ROW(DELETE, "/v1/svc/{service}/{resource}/{id}", handle_records_delete, AUTHED(NULL)),
+
 #ifdef TESSERA_TEST_HOOKS
     ROW(GET, "/debug/sleep", handle_debug_sleep, OPEN),
     ROW(POST, "/debug/echo", handle_debug_echo, OPEN),

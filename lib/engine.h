@@ -25,6 +25,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <cJSON.h>
+
 #include "err.h"
 
 #define ENG_ID 37               /* canonical uuid + NUL */
@@ -134,6 +136,130 @@ struct eng_audit {
     int64_t created_at;
 };
 
+/* ---- resources and records (the MicroService API, DESIGN §3, §5) ----------
+ * A resource's schema belongs to a (service, mode), as the tables of
+ * svc_<service>_sandbox / _live do on PostgreSQL, shared by every org (rows
+ * under RLS); records belong to (org, service, mode, resource): two orgs, two
+ * modes or two services never see each other's records.
+ * Values travel as cJSON trees typed by the schema (null = no value):
+ *   string, text  JSON string of at most ENG_STRING_MAX bytes
+ *   integer       JSON number without fraction in ±ENG_INT_MAX (exact in a double)
+ *   timestamp     the same, unix seconds
+ *   number        finite JSON number;  boolean  true/false;  json  any value
+ *   vector(N)     array of N finite numbers
+ * A pii field (string or text) holds the caller's sealed text and the record's
+ * bidx object its blind index under the field's name: the engine never sees the
+ * plaintext, and filters such a field only by eq on the index.
+ * Every record write appends an outbox entry in the same unit of work. */
+#define ENG_FIELD 64                /* field and resource names: ^[a-z][a-z0-9_]{0,62}$ */
+#define ENG_MAX_FIELDS 200
+#define ENG_DEFAULT 256             /* a field's default, JSON text */
+#define ENG_VIEWS 4096              /* options.views, JSON text */
+#define ENG_STRING_MAX (64u * 1024) /* bytes in a string or text value */
+#define ENG_INT_MAX 9007199254740991LL
+#define ENG_VECTOR_MAX 4096         /* N of vector(N) */
+#define ENG_MAX_FILTERS 16
+#define ENG_IN_MAX 100              /* values of one `in` filter */
+
+enum eng_ftype {
+    ENG_FT_STRING = 1,
+    ENG_FT_TEXT,
+    ENG_FT_INTEGER,
+    ENG_FT_NUMBER,
+    ENG_FT_BOOLEAN,
+    ENG_FT_TIMESTAMP,
+    ENG_FT_JSON,
+    ENG_FT_VECTOR,
+};
+
+struct eng_field {
+    char name[ENG_FIELD];
+    int type;                   /* enum eng_ftype */
+    int dim;                    /* N of vector(N); 0 otherwise */
+    bool required, pii, index;
+    char def[ENG_DEFAULT];      /* default value as JSON text; "" when none */
+};
+
+/* A resource's schema. Large (about 70 KB): callers keep it off small stacks. */
+struct eng_resource {
+    char service[ENG_SLUG];
+    char name[ENG_FIELD];
+    int64_t version;            /* 1 for the first definition, +1 per change */
+    int64_t expire_after;       /* seconds; 0: records never expire */
+    char views[ENG_VIEWS];      /* JSON object text; "" when none */
+    int64_t updated_at;
+    int nfields;
+    struct eng_field fields[ENG_MAX_FIELDS];
+};
+
+/* An explicit rename in a schema change: old field `from` is field `to` of the new definition. */
+struct eng_rename {
+    char from[ENG_FIELD];
+    char to[ENG_FIELD];
+};
+
+/* Why resource_put refused a change (ERR_CONFLICT): the field, a sample record
+ * of the caller's org ("" when only other orgs' records fail) and the reason. */
+struct eng_schema_conflict {
+    char field[ENG_FIELD];
+    char record_id[ENG_ID];
+    char reason[128];
+};
+
+/* A record. data and bidx are cJSON objects; who owns them is said per op. */
+struct eng_record {
+    char id[ENG_ID];            /* uuid v7, made by the caller */
+    int64_t version;            /* 1 on create, +1 per update */
+    int64_t created_at, updated_at;
+    int64_t expires_at;         /* 0: never */
+    cJSON *data;                /* field name → value */
+    cJSON *bidx;                /* pii field name → blind index hex; may be NULL when none */
+};
+
+enum eng_filter_op {
+    ENG_OP_EQ = 1, ENG_OP_NEQ, ENG_OP_GT, ENG_OP_GTE, ENG_OP_LT, ENG_OP_LTE,
+    ENG_OP_LIKE,                /* SQL LIKE: % and _, \ escapes; case-sensitive */
+    ENG_OP_IN,                  /* value: array */
+    ENG_OP_IS,                  /* value: null, true or false */
+};
+
+/* One condition, as data (never text spliced into a query). The field is a
+ * schema field or id, created_at, updated_at; value has the field's type (eq
+ * on a pii field: the blind index hex). Comparisons with null are false, as
+ * in SQL: only `is` matches null. */
+struct eng_filter {
+    char field[ENG_FIELD];
+    int op;                     /* enum eng_filter_op */
+    const cJSON *value;         /* Borrowed */
+};
+
+/* A list query: conditions ANDed; order by one field (id when ""), ties by id
+ * in the same direction; nulls sort after every value (PostgreSQL's default).
+ * Keyset: with has_after, only rows strictly after (after_value, after_id) in
+ * that order. Expired rows (expires_at <= now) are never returned. */
+struct eng_query {
+    struct eng_filter filters[ENG_MAX_FILTERS];
+    size_t nfilters;
+    char order[ENG_FIELD];
+    bool desc;
+    bool has_after;
+    const cJSON *after_value;   /* Borrowed; NULL or a cJSON null for null */
+    char after_id[ENG_ID];
+    int64_t now;
+};
+
+/* The outbox: one entry per record write, for the projector (DESIGN §6). */
+struct eng_outbox {
+    uint64_t seq;               /* increasing per (service, mode) */
+    char org_id[ENG_ID];
+    char service[ENG_SLUG];
+    char resource[ENG_FIELD];
+    char record_id[ENG_ID];
+    char op[8];                 /* "create", "update", "delete" */
+    int64_t version;
+    int64_t created_at;
+};
+
 struct engine;
 
 struct engine_ops {
@@ -189,6 +315,51 @@ struct engine_ops {
     int (*audit_append)(struct engine *e, const struct eng_scope *s, const struct eng_audit *a);
     int (*audit_list)(struct engine *e, const struct eng_scope *s, const char *before_id,
                       struct eng_audit *out, size_t max, size_t *n);
+
+    /* resources and records (the section above). service must name an active
+     * microservice (the caller checks the registry); the mode is the scope's. */
+    /* ERR_NOTFOUND when the resource has no schema yet. */
+    int (*resource_get)(struct engine *e, const struct eng_scope *s, const char *service,
+                        const char *name, struct eng_resource *out);
+    /* Sorted by name. */
+    int (*resource_list)(struct engine *e, const struct eng_scope *s, const char *service,
+                         struct eng_resource *out, size_t max, size_t *n);
+    /* Creates or changes def->name to exactly def (its version is ignored: the
+     * engine sets the next one, and updated_at to now). Fields of the old
+     * definition absent from def are dropped from every record; renamed ones
+     * keep their values; retyped ones are cast in every record of every org
+     * (strict: "12" → 12, "1.5" ↛ integer). ERR_CONFLICT with *why when a value
+     * cannot cast, a new required field has no default while records exist,
+     * a field becomes required while some record lacks it, or a pii field
+     * changes type or flag while records hold it: then nothing has changed.
+     * ERR_INVAL for a malformed def. */
+    int (*resource_put)(struct engine *e, const struct eng_scope *s, const struct eng_resource *def,
+                        const struct eng_rename *ren, size_t nren, int64_t now,
+                        struct eng_schema_conflict *why);
+    /* Stores rec (data and bidx borrowed) with version 1. ERR_NOTFOUND without
+     * a schema, ERR_INVAL when data does not fit it, ERR_CONFLICT for a taken id. */
+    int (*record_create)(struct engine *e, const struct eng_scope *s, const char *service,
+                         const char *resource, const struct eng_record *rec);
+    /* Fills *out; out->data and out->bidx are Returns owned (eng_record_cleanup).
+     * ERR_NOTFOUND for an absent, expired or other org's record. */
+    int (*record_get)(struct engine *e, const struct eng_scope *s, const char *service,
+                      const char *resource, const char *id, int64_t now, struct eng_record *out);
+    /* Replaces the data of rec->id with rec->data/bidx (borrowed) when its
+     * version is if_version (0: any), else ERR_PRECONDITION; sets rec->version,
+     * created_at and expires_at from storage (updated_at is the caller's). */
+    int (*record_update)(struct engine *e, const struct eng_scope *s, const char *service,
+                         const char *resource, struct eng_record *rec, int64_t if_version);
+    /* As update for if_version; ERR_NOTFOUND as get. */
+    int (*record_delete)(struct engine *e, const struct eng_scope *s, const char *service,
+                         const char *resource, const char *id, int64_t if_version, int64_t now);
+    /* Up to max records of q's page into out (each Returns owned, as get).
+     * ERR_INVAL for a filter or order on no such field. */
+    int (*record_list)(struct engine *e, const struct eng_scope *s, const char *service,
+                       const char *resource, const struct eng_query *q, struct eng_record *out,
+                       size_t max, size_t *n);
+    /* The scope org's outbox entries of service after seq, oldest first. */
+    int (*outbox_list)(struct engine *e, const struct eng_scope *s, const char *service,
+                       uint64_t after_seq, struct eng_outbox *out, size_t max, size_t *n);
 };
 
 /* The handle: an implementation's table and state, and the reason of the last failure. */
@@ -224,5 +395,21 @@ extern const size_t ENGINE_NBUILTIN_ROLES;
 /* "test" / "live" ↔ enum eng_mode; -1 for anything else. */
 int engine_mode_parse(const char *s);
 const char *engine_mode_name(int mode);
+
+/* Helpers of the resources section, the same for both engines (engine_mem_records.c). */
+/* "string", "vector(3)" → type and dim; ERR_INVAL otherwise. */
+int eng_ftype_parse(const char *s, int *type, int *dim) ERR_MUST_CHECK;
+/* The type's name into buf ("vector(3)"); returns buf. */
+const char *eng_ftype_name(int type, int dim, char buf[24]);
+/* Borrowed: the field of r named name, or NULL. */
+const struct eng_field *eng_resource_field(const struct eng_resource *r, const char *name);
+/* Whether v (not null) is a value of f's type: 0, or ERR_INVAL with *why (a constant). */
+int eng_value_check(const struct eng_field *f, const cJSON *v, const char **why) ERR_MUST_CHECK;
+/* Returns owned: v (of type from/from_dim, not null) cast to f's type, or NULL
+ * with *why (a constant) when it cannot cast strictly. */
+cJSON *eng_value_cast(const cJSON *v, int from, int from_dim, const struct eng_field *f,
+                      const char **why);
+/* Frees rec->data and rec->bidx and sets them NULL; NULL is a no-op. */
+void eng_record_cleanup(struct eng_record *rec);
 
 #endif

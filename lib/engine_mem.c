@@ -52,6 +52,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "engine_mem_records.h"
 #include "shm.h"
 #include "uuid.h"
 
@@ -1267,6 +1268,25 @@ static int mem_audit_list(struct engine *e, const struct eng_scope *s, const cha
     return 0;
 }
 
+/* ---- hooks for engine_mem_records.c -------------------------------------- */
+
+struct shm_region *engine_mem_region(struct engine *e)
+{
+    return ((struct mem *)e->impl)->r;
+}
+
+int engine_mem_enter_org(struct engine *e, const struct eng_scope *s)
+{
+    uint64_t node;
+
+    return enter_org(e, s, &node);
+}
+
+int engine_mem_broke(struct engine *e, int rc, const char *what)
+{
+    return broke(e, rc, what);
+}
+
 /* ---- the table ------------------------------------------------------------- */
 
 static const struct engine_ops mem_ops = {
@@ -1308,6 +1328,7 @@ static const struct engine_ops mem_ops = {
     .invite_mark_used = mem_invite_mark_used,
     .audit_append = mem_audit_append,
     .audit_list = mem_audit_list,
+    ENGINE_MEM_RECORD_OPS,
 };
 
 struct engine *engine_mem_new(struct shm_region *r, char errstr[128])
