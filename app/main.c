@@ -11,6 +11,7 @@
 
 #include "app.h"
 #include "log.h"
+#include "migrate.h"
 #include "version.h"
 
 #define EXIT_CONFIG 2
@@ -27,6 +28,7 @@ static void usage(FILE *out)
             "  stop               graceful stop\n"
             "  check-config       validate and print the resolved configuration\n"
             "  keygen             make the JWT signing key and the data key (never overwrites)\n"
+            "  migrate [--dry-run] apply the pending sql/ migrations (db.sql_dir, db.migrate_dsn)\n"
             "  admin create EMAIL make a platform admin (password on stdin) in a running fleet\n"
             "  version            versions of tessera and its libraries\n"
             "config: -c FILE, else $TESSERA_CONFIG, else " DEFAULT_CONFIG " if present;\n"
@@ -127,6 +129,38 @@ static int cmd_admin_create(const struct config *cfg, const char *email)
     return rc;
 }
 
+/* Applies db.sql_dir's pending migrations as the migration owner: db.migrate_dsn,
+ * else db.core_dsn (a development database where one role does both). */
+static int cmd_migrate(const struct config *cfg, int argc, char **argv)
+{
+    struct migrate_opts o = {.sql_dir = cfg->db.sql_dir, .out = stdout};
+    struct migrate_report r;
+    char errstr[MIGRATE_ERRSTR];
+
+    for (int k = 0; k < argc; k++) {
+        if (strcmp(argv[k], "--dry-run") != 0) {
+            fprintf(stderr, "tessera migrate: unknown argument %s\n", argv[k]);
+            return EXIT_CONFIG;
+        }
+        o.dry_run = true;
+    }
+    o.dsn = cfg->db.migrate_dsn[0] != '\0' ? cfg->db.migrate_dsn : cfg->db.core_dsn;
+    if (o.dsn[0] == '\0') {
+        fprintf(stderr, "tessera migrate: db.migrate_dsn (or db.core_dsn) is not set\n");
+        return EXIT_CONFIG;
+    }
+    if (migrate_run(&o, &r, errstr) != 0) {
+        fprintf(stderr, "tessera migrate: %s\n", errstr);
+        return 1;
+    }
+    if (o.dry_run)
+        printf("%d of %d migrations pending\n", r.pending, r.files);
+    else
+        printf("%d of %d migrations applied now; %d audit partitions made\n", r.applied, r.files,
+               r.partitions_made);
+    return 0;
+}
+
 static int cmd_worker(const struct config *cfg)
 {
     int listening = 0;
@@ -193,6 +227,8 @@ int main(int argc, char **argv)
     }
     if (strcmp(cmd, "keygen") == 0)
         return cmd_keygen(&cfg);
+    if (strcmp(cmd, "migrate") == 0)
+        return cmd_migrate(&cfg, argc - i - 1, argv + i + 1);
     if (strcmp(cmd, "worker") == 0)
         return cmd_worker(&cfg);
     if (strcmp(cmd, "status") == 0) {

@@ -66,6 +66,8 @@ static const struct key_def KEYS[] = {
     STR("db", "core_dsn", db.core_dsn, "", NULL, 1),
     STR("db", "test_dsn", db.test_dsn, "", NULL, 1),
     STR("db", "live_dsn", db.live_dsn, "", NULL, 1),
+    STR("db", "migrate_dsn", db.migrate_dsn, "", NULL, 1),
+    STR("db", "sql_dir", db.sql_dir, "sql", "/usr/share/tessera/sql", 0),
     INT("db", "connection_limit", db.connection_limit, 1, 64, "2", NULL),
 
     STR("redis", "url", redis.url, "", NULL, 1),

@@ -48,6 +48,8 @@ struct config {
         char core_dsn[CONFIG_DSN_MAX];
         char test_dsn[CONFIG_DSN_MAX];
         char live_dsn[CONFIG_DSN_MAX];
+        char migrate_dsn[CONFIG_DSN_MAX];   /* the migration owner; empty: core_dsn */
+        char sql_dir[CONFIG_PATH_MAX];      /* migrations applied by `tessera migrate` */
         int connection_limit;
     } db;
 

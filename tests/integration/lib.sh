@@ -12,6 +12,7 @@ TESSERA=${TESSERA:-$BUILD/test/tessera}
 T=$(mktemp -d /tmp/tessera-test.XXXXXX)
 chmod 755 "$T"   # nginx's workers (nobody when run as root) reach the socket through it
 PIDS=()
+CLEANUP_HOOKS=()   # commands a helper (pg.sh) adds; run on exit before $T goes
 NGINX_PID=
 FLEET_PID=
 
@@ -22,6 +23,7 @@ free_port() {
 cleanup() {
     stack_down
     for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+    for h in "${CLEANUP_HOOKS[@]}"; do eval "$h" || true; done
     if [ -n "${KEEP_TMP:-}" ]; then echo "# kept $T"; else rm -rf "$T"; fi
 }
 trap cleanup EXIT

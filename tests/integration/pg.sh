@@ -1,0 +1,69 @@
+# Real PostgreSQL and Redis for a suite, sourced after lib.sh: each server runs
+# from the suite's temporary folder $T on a free loopback port and is stopped
+# by lib.sh's cleanup (CLEANUP_HOOKS), also when a case fails.
+#
+# pg_up sets PG_PORT, PG_SOCK (socket folder), PG_OWNER_DSN (the migration
+# owner tessera_owner: LOGIN CREATEROLE BYPASSRLS, owns database `tessera`) and
+# PG_APP_DSN (tessera_app, which the first migration creates). Authentication is
+# trust on the socket and loopback: a scratch cluster only this suite reaches.
+# redis_up sets REDIS_PORT and REDIS_URL.
+
+PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
+PG_DIR=
+REDIS_PID=
+
+# PostgreSQL refuses to run as root: as root, run its programs as the Debian
+# `postgres` system user; otherwise as ourselves.
+pg_as() {
+    if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+
+# pg_psql DB [psql args...]: psql as the cluster's superuser.
+pg_psql() {
+    local db=$1; shift
+    psql -X -q -v ON_ERROR_STOP=1 -h "$PG_SOCK" -p "$PG_PORT" -U postgres -d "$db" "$@"
+}
+
+pg_up() {
+    PG_PORT=$(free_port)
+    PG_DIR=$T/pg
+    PG_SOCK=$T/pgrun
+    mkdir -p "$PG_DIR" "$PG_SOCK"
+    [ "$(id -u)" -eq 0 ] && chown postgres: "$PG_DIR" "$PG_SOCK"
+    chmod 700 "$PG_DIR"
+    pg_as "$PG_BIN/initdb" -D "$PG_DIR" -U postgres -A trust -E UTF8 --locale=C.UTF-8 \
+        --no-sync >"$T/pg-initdb.log" 2>&1 || { sed 's/^/# /' "$T/pg-initdb.log" | tail -20; return 1; }
+    CLEANUP_HOOKS+=("pg_down")
+    pg_as "$PG_BIN/pg_ctl" -D "$PG_DIR" -l "$PG_DIR/server.log" -w -t 30 start \
+        -o "-p $PG_PORT -k $PG_SOCK -c listen_addresses=127.0.0.1 -c fsync=off \
+            -c synchronous_commit=off -c full_page_writes=off -c max_connections=100" \
+        >"$T/pg-ctl.log" 2>&1 || { sed 's/^/# /' "$PG_DIR/server.log" | tail -20; return 1; }
+    pg_psql postgres -c "CREATE ROLE tessera_owner LOGIN CREATEROLE BYPASSRLS" \
+        -c "CREATE DATABASE tessera OWNER tessera_owner" || return 1
+    PG_OWNER_DSN="host=$PG_SOCK port=$PG_PORT dbname=tessera user=tessera_owner"
+    PG_APP_DSN="host=$PG_SOCK port=$PG_PORT dbname=tessera user=tessera_app"
+}
+
+# pg_createdb NAME: another empty database owned by the migration owner.
+pg_createdb() { pg_psql postgres -c "CREATE DATABASE \"$1\" OWNER tessera_owner"; }
+
+pg_down() {
+    [ -n "$PG_DIR" ] && [ -f "$PG_DIR/postmaster.pid" ] &&
+        pg_as "$PG_BIN/pg_ctl" -D "$PG_DIR" -m immediate -w -t 30 stop >/dev/null 2>&1
+    PG_DIR=
+}
+
+redis_up() {
+    REDIS_PORT=$(free_port)
+    redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no \
+        --dir "$T" --logfile "$T/redis.log" >/dev/null 2>&1 &
+    REDIS_PID=$!
+    CLEANUP_HOOKS+=("redis_down")
+    REDIS_URL=redis://127.0.0.1:$REDIS_PORT
+    wait_until 10 redis-cli -p "$REDIS_PORT" ping || { tail -20 "$T/redis.log" | sed 's/^/# /'; return 1; }
+}
+
+redis_down() {
+    [ -n "$REDIS_PID" ] && { kill "$REDIS_PID" 2>/dev/null; wait "$REDIS_PID" 2>/dev/null; }
+    REDIS_PID=
+}
