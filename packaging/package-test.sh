@@ -1,0 +1,324 @@
+#!/usr/bin/env bash
+# `make package-test`: builds the static binary, the .deb and the .rpm; installs
+# the .deb on this machine, checks its files, user and keys; runs the unit's
+# commands as systemd would (as the tessera user, no systemd here) with the
+# installed config, behind the installed nginx site, and runs tests/smoke.sh
+# through it; checks the .rpm lists the same files and its binary runs; then
+# `dpkg --purge` must leave nothing behind.
+#   package-test.sh [BUILD_DIR]      (root: it installs a package)
+# Prints `ok`/`not ok` lines and `N passed, N failed, N skipped`.
+#
+# Until the PostgreSQL engine exists the installed fleet runs with the one
+# override TESSERA_ENGINE=memory (the installed config says postgres); Redis is
+# real (a private redis-server on a free port). `tessera migrate` runs when the
+# binary has it and is reported as skipped otherwise.
+set -uo pipefail
+build=${1:-build}
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+case $build in /*) ;; *) build=$root/$build ;; esac
+[ "$(id -u)" -eq 0 ] || { echo "package-test: run as root (it installs a package)" >&2; exit 2; }
+version=$(cat VERSION)
+deb=$build/tessera_${version}_amd64.deb
+rpm=$build/tessera-$version-1.x86_64.rpm
+T=$(mktemp -d /tmp/tessera-pkg.XXXXXX)
+chmod 755 "$T"
+pass=0 fail=0 skip=0
+started=$SECONDS
+FLEET_PID= NGINX_PID= REDIS_PID=
+made_cert= made_key=
+
+ok() { echo "ok - $1"; pass=$((pass + 1)); }
+not_ok() { echo "not ok - $1"; [ -n "${2:-}" ] && printf '%s\n' "$2" | head -20 | sed 's/^/#   /'; fail=$((fail + 1)); }
+skipped() { echo "ok - $1 # SKIP $2"; skip=$((skip + 1)); }
+check() { # NAME COMMAND...: passes when the command succeeds
+    local name=$1 out; shift
+    if out=$("$@" 2>&1); then ok "$name"; else not_ok "$name" "$out"; fi
+}
+free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
+port_free() { ! ss -Hltn "sport = :$1" | grep -q .; }
+
+cleanup() {
+    [ -n "$NGINX_PID" ] && { kill -QUIT "$NGINX_PID" 2>/dev/null; wait "$NGINX_PID" 2>/dev/null; }
+    [ -n "$FLEET_PID" ] && { kill -TERM "$FLEET_PID" 2>/dev/null; wait "$FLEET_PID" 2>/dev/null; }
+    [ -n "$REDIS_PID" ] && { kill -TERM "$REDIS_PID" 2>/dev/null; wait "$REDIS_PID" 2>/dev/null; }
+    [ -n "$made_cert" ] && rm -f /etc/ssl/certs/tessera.pem
+    [ -n "$made_key" ] && rm -f /etc/ssl/private/tessera.key
+    if dpkg-query -W -f='${Status}' tessera 2>/dev/null | grep -q 'ok installed\|config-files'; then
+        dpkg --purge tessera >/dev/null 2>&1 || true
+    fi
+    rm -rf /run/tessera
+    if [ -n "${KEEP_TMP:-}" ]; then echo "# kept $T"; else rm -rf "$T"; fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# --- the tools this test uses beyond `make test`'s (packaging/deps.sh)
+need=""
+for p in file cpio rpm rpmlint lintian openssl; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || need="$need $p"
+done
+if [ -n "$need" ]; then
+    echo "# installing$need"
+    # shellcheck disable=SC2086
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $need >/dev/null ||
+        { apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $need >/dev/null; }
+fi
+
+# --- build: static binary, .deb, .rpm
+echo "== build"
+t0=$SECONDS
+if make --no-print-directory B="${build#"$root"/}" static deb rpm >"$T/build.log" 2>&1; then
+    ok "make static deb rpm ($((SECONDS - t0)) s)"
+else
+    not_ok "make static deb rpm" "$(grep -v 'warning: Using\|/usr/bin/ld: ' "$T/build.log" | tail -20)"
+    echo "$pass passed, $fail failed, $skip skipped"; exit 1
+fi
+if grep -q 'static-deps: building' "$T/build.log"; then
+    echo "# static-deps: built into the cache this run ($(grep -o 'building [^ ]* [^ ]*' "$T/build.log" | tr '\n' ' '))"
+else
+    echo "# static-deps: reused the cache ($(sed -n 's/.*(cache \(.*\))$/\1/p' "$T/build.log"))"
+fi
+bin=$build/static/tessera
+check "the binary is fully static (ldd: not a dynamic executable)" \
+    bash -c "ldd '$bin' 2>&1 | grep -q 'not a dynamic executable'"
+check "file says statically linked" bash -c "file -b '$bin' | grep -q 'statically linked'"
+"$bin" version >"$T/version.txt" 2>&1
+check "tessera version names every linked library" \
+    bash -c "for l in cJSON OpenSSL libpq hiredis fcgi2; do grep -q \"^  \$l \" '$T/version.txt' || { echo \"no \$l\"; exit 1; }; done"
+sed 's/^/# /' "$T/version.txt"
+echo "# size: $(stat -c %s "$bin") bytes unstripped; .deb $(stat -c %s "$deb"), .rpm $(stat -c %s "$rpm")"
+check "lintian: no errors" bash -c "! grep -q '^E:' '$build/deb/lintian.txt'"
+check "rpmlint: no errors" grep -q ' 0 errors' "$build/rpm/rpmlint.txt"
+
+# --- host names from a static glibc binary: glibc 2.36 links the files and
+# dns NSS modules in, so a lookup needs no shared library of the host. Proven
+# with a probe linked like tessera (static glibc + the cached libpq) and run in
+# an empty chroot that holds only /etc/hosts and /etc/nsswitch.conf.
+echo "== name resolution in a static binary"
+pq=$(sed -n 's/^STATIC_CPPFLAGS := .* -I\(.*\)\/include$/\1/p' "$build/static/deps.mk")
+cat >"$T/probe.c" <<'EOF'
+#include <stdio.h>
+#include <netdb.h>
+#include <libpq-fe.h>
+/* resolves argv[1] with getaddrinfo, then lets libpq connect to it on port argv[2] */
+int main(int argc, char **argv)
+{
+    struct addrinfo *ai = NULL, hints = {.ai_socktype = SOCK_STREAM};
+    int rc = argc == 3 ? getaddrinfo(argv[1], argv[2], &hints, &ai) : EAI_FAIL;
+    char dsn[256];
+
+    printf("getaddrinfo: %s\n", rc ? gai_strerror(rc) : "ok");
+    if (ai != NULL)
+        freeaddrinfo(ai);
+    snprintf(dsn, sizeof dsn, "host=%s port=%s connect_timeout=3 dbname=x user=x", argv[1], argv[2]);
+    PGconn *c = PQconnectdb(dsn);
+    printf("libpq: %s", PQerrorMessage(c));
+    PQfinish(c);
+    return rc != 0;
+}
+EOF
+mkdir -p "$T/chroot/etc" "$T/chroot/bin"
+cp /etc/hosts /etc/nsswitch.conf "$T/chroot/etc/"
+# shellcheck disable=SC2046
+if cc -static -O1 -I"$pq/include" -o "$T/chroot/bin/probe" "$T/probe.c" -L"$pq/lib" \
+        $(sed -n 's/^STATIC_LDLIBS := -static //p' "$build/static/deps.mk") >"$T/probe.log" 2>&1; then
+    closed=$(free_port)
+    chroot "$T/chroot" /bin/probe localhost "$closed" >"$T/probe.out" 2>&1
+    sed 's/^/# /' "$T/probe.out"
+    check "localhost resolves in a static binary with no shared library present" \
+        grep -q '^getaddrinfo: ok' "$T/probe.out"
+    check "libpq (static) resolves localhost and reaches the connect step" \
+        grep -q 'Connection refused' "$T/probe.out"
+else
+    not_ok "the static resolver probe links" "$(tail -5 "$T/probe.log")"
+fi
+
+# --- install the .deb
+echo "== install $deb"
+dpkg-query -W -f='${Status}' tessera 2>/dev/null | grep -q 'installed\|config-files' && dpkg --purge tessera >/dev/null
+if ! dpkg -i "$deb" >"$T/dpkg.log" 2>&1; then
+    not_ok "dpkg -i installs the package" "$(cat "$T/dpkg.log")"
+    echo "$pass passed, $fail failed, $skip skipped"; exit 1
+fi
+ok "dpkg -i installs the package"
+dpkg -L tessera >"$T/deb-files"
+for f in /usr/bin/tessera /etc/tessera/tessera.conf /lib/systemd/system/tessera.service \
+         /etc/nginx/sites-available/tessera /etc/nginx/snippets/tessera-params.conf \
+         /etc/nginx/snippets/tessera-errors.conf /usr/share/tessera /usr/share/doc/tessera/copyright \
+         /usr/share/man/man1/tessera.1.gz; do
+    check "installed: $f" bash -c "grep -qx '$f' '$T/deb-files' && test -e '$f'"
+done
+if [ -n "$(ls sql/*.sql 2>/dev/null)" ]; then
+    check "the migrations are in /usr/share/tessera/sql" \
+        bash -c "for f in sql/*.sql; do test -f /usr/share/tessera/sql/\$(basename \$f) || exit 1; done"
+fi
+check "no dev seed or dev credentials in the package" \
+    bash -c "! grep -q 'seed/dev' '$T/deb-files' && ! grep -rqs -e 'tessera-dev' -e 'admin@example.com' /usr/share/tessera /etc/tessera /usr/bin/tessera"
+check "the installed binary is the static one, stripped" \
+    bash -c "ldd /usr/bin/tessera 2>&1 | grep -q 'not a dynamic' && file -b /usr/bin/tessera | grep -q ', stripped'"
+check "the nginx site is available, not enabled" \
+    bash -c "test -f /etc/nginx/sites-available/tessera && ! test -e /etc/nginx/sites-enabled/tessera"
+check "the config and the nginx files are conffiles" \
+    bash -c "c=\$(dpkg-query -W -f='\${Conffiles}' tessera); for f in /etc/tessera/tessera.conf /etc/nginx/sites-available/tessera /etc/nginx/snippets/tessera-params.conf /etc/nginx/snippets/tessera-errors.conf; do grep -q \" \$f \" <<<\"\$c\" || { echo \"not a conffile: \$f\"; exit 1; }; done"
+check "a tessera system user and group exist" \
+    bash -c "u=\$(getent passwd tessera) && [ \$(cut -d: -f3 <<<\"\$u\") -lt 1000 ] && getent group tessera >/dev/null"
+check "the keys were made on install: 0600, owned by tessera" \
+    bash -c "for k in /etc/tessera/jwt.pem /etc/tessera/data.key; do [ \"\$(stat -c '%a %U' \$k)\" = '600 tessera' ] || { stat -c '%n %a %U' \$k; exit 1; }; done"
+check "/etc/tessera is 0750 root:tessera, the config 0640" \
+    bash -c "[ \"\$(stat -c '%a %U %G' /etc/tessera)\" = '750 root tessera' ] && [ \"\$(stat -c '%a %G' /etc/tessera/tessera.conf)\" = '640 tessera' ]"
+check "the installed config is production on postgres, socket for nginx" \
+    bash -c "setpriv --reuid=tessera --regid=tessera --clear-groups /usr/bin/tessera check-config | jq -e '.env == \"production\" and .engine == \"postgres\" and .fleet.listen == \"/run/tessera/tessera.sock\" and .fleet.listen_owner == \"tessera:www-data\"'"
+jwt_before=$(sha256sum /etc/tessera/jwt.pem)
+dpkg -i "$deb" >"$T/dpkg2.log" 2>&1
+check "a reinstall keeps the keys" test "$(sha256sum /etc/tessera/jwt.pem)" = "$jwt_before"
+unit=/lib/systemd/system/tessera.service
+for want in 'ExecStartPre=/usr/bin/tessera migrate' 'ExecStart=/usr/bin/tessera fleet' \
+            'ExecReload=/usr/bin/tessera reload' 'User=tessera' 'NoNewPrivileges=yes' \
+            'ProtectSystem=strict' 'PrivateTmp=yes' 'RuntimeDirectory=tessera'; do
+    check "the unit has $want" grep -qx "$want" "$unit"
+done
+if command -v systemd-analyze >/dev/null; then
+    check "systemd-analyze verify accepts the unit" \
+        bash -c "out=\$(systemd-analyze verify $unit 2>&1); ! grep -i 'tessera.service' <<<\"\$out\" || { echo \"\$out\"; exit 1; }"
+else
+    skipped "systemd-analyze verify accepts the unit" "no systemd-analyze on this machine"
+fi
+
+# --- the unit's commands, as systemd runs them: user tessera, its
+# supplementary group, no new privileges, /run/tessera made for it.
+echo "== run the unit's commands (no systemd here)"
+as_unit() {
+    local groups
+    groups=$(sed -n 's/^SupplementaryGroups=//p' "$unit" | tr ' ' '\n' | while read -r g; do getent group "$g" | cut -d: -f3; done | paste -sd,)
+    # exec: started in the background, $! is then the fleet itself
+    exec setpriv --reuid=tessera --regid=tessera --groups="${groups:-tessera}" --no-new-privs --inh-caps=-all "$@"
+}
+unit_cmd() { sed -n "s/^$1=//p" "$unit" | head -1; }
+install -d -m 0755 -o tessera -g tessera /run/tessera
+redis_port=$(free_port)
+redis-server --port "$redis_port" --bind 127.0.0.1 --save '' --appendonly no >"$T/redis.log" 2>&1 &
+REDIS_PID=$!
+export TESSERA_ENGINE=memory TESSERA_REDIS_URL=redis://127.0.0.1:$redis_port/0
+pre=$(unit_cmd ExecStartPre)
+if /usr/bin/tessera --help 2>&1 | grep -q '^  migrate'; then
+    # shellcheck disable=SC2086
+    check "ExecStartPre ($pre) succeeds" as_unit $pre
+else
+    skipped "ExecStartPre ($pre)" "this build has no migrate command yet"
+fi
+# shellcheck disable=SC2046
+as_unit $(unit_cmd ExecStart) >"$T/fleet.log" 2>&1 &
+FLEET_PID=$!
+for _ in $(seq 1 100); do [ -S /run/tessera/tessera.sock ] && break; sleep 0.05; done
+check "the fleet, as tessera, binds /run/tessera/tessera.sock 0660 tessera:www-data" \
+    bash -c "[ \"\$(stat -c '%a %U %G' /run/tessera/tessera.sock)\" = '660 tessera www-data' ]"
+
+# --- the installed nginx site, in a test config that includes it
+echo "== nginx with the installed site"
+if [ ! -e /etc/ssl/certs/tessera.pem ] && [ ! -e /etc/ssl/private/tessera.key ]; then
+    mkdir -p /etc/ssl/private
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 1 \
+        -subj /CN=api.example.com -keyout /etc/ssl/private/tessera.key -out /etc/ssl/certs/tessera.pem \
+        >/dev/null 2>&1 && made_cert=1 made_key=1
+fi
+site=/etc/nginx/sites-available/tessera
+http_port=80 https_port=443
+if ! port_free 80 || ! port_free 443; then
+    # ports taken on this machine: a copy of the site on free ports, else the same
+    http_port=$(free_port) https_port=$(free_port)
+    sed -e "s/listen 80;/listen $http_port;/; s/listen \[::\]:80;/listen [::]:$http_port;/" \
+        -e "s/listen 443 /listen $https_port /; s/listen \[::\]:443 /listen [::]:$https_port /" "$site" >"$T/site.conf"
+    site=$T/site.conf
+    echo "# ports 80/443 are in use here: the site runs from a copy on $http_port/$https_port"
+fi
+cat >"$T/nginx.conf" <<EOF
+# as Debian's /etc/nginx/nginx.conf: workers as www-data, sites included in http{}
+user www-data;
+worker_processes 1;
+daemon off;
+pid $T/nginx.pid;
+error_log $T/nginx-error.log warn;
+events { worker_connections 256; }
+http {
+    access_log off;
+    client_body_temp_path $T/nginx-body;
+    fastcgi_temp_path $T/nginx-fastcgi;
+    proxy_temp_path $T/nginx-proxy;
+    uwsgi_temp_path $T/nginx-uwsgi;
+    scgi_temp_path $T/nginx-scgi;
+    include $site;
+}
+EOF
+check "nginx -t accepts the installed site" nginx -t -q -c "$T/nginx.conf"
+nginx -c "$T/nginx.conf" >"$T/nginx.out" 2>&1 &
+NGINX_PID=$!
+https=https://api.example.com:$https_port
+copts="-k --resolve api.example.com:$https_port:127.0.0.1"
+up=
+for _ in $(seq 1 100); do
+    # shellcheck disable=SC2086
+    [ "$(curl -s $copts -o /dev/null -w '%{http_code}' "$https/healthz")" = 200 ] && { up=1; break; }
+    sleep 0.1
+done
+if [ -n "$up" ]; then
+    ok "the installed site serves the installed fleet over TLS"
+    check "http redirects to https" bash -c \
+        "curl -s -o /dev/null -w '%{http_code} %{redirect_url}' -H 'Host: api.example.com' http://127.0.0.1:$http_port/healthz | grep -q '^301 https://api.example.com'"
+    echo "== tests/smoke.sh $https (through the installed site and fleet)"
+    if SMOKE_CURL_OPTS="$copts" tests/smoke.sh "$https" >"$T/smoke.out" 2>&1; then
+        ok "tests/smoke.sh passes against the installed package ($(tail -1 "$T/smoke.out"))"
+    else
+        not_ok "tests/smoke.sh passes against the installed package" "$(cat "$T/smoke.out")"
+    fi
+    sed 's/^/#   /' "$T/smoke.out"
+    # shellcheck disable=SC2046
+    check "ExecReload ($(unit_cmd ExecReload)) reloads the fleet" as_unit $(unit_cmd ExecReload)
+    # shellcheck disable=SC2086
+    check "and it keeps serving" bash -c "curl -fsS $copts '$https/healthz' >/dev/null"
+else
+    not_ok "the installed site serves the installed fleet over TLS" \
+        "$(tail -5 "$T/nginx-error.log" 2>/dev/null; tail -5 "$T/fleet.log")"
+fi
+kill -QUIT "$NGINX_PID" 2>/dev/null; wait "$NGINX_PID" 2>/dev/null; NGINX_PID=
+# systemd stops the unit with SIGTERM to the main process (KillMode=mixed)
+kill -TERM "$FLEET_PID" 2>/dev/null
+stopped=
+for _ in $(seq 1 200); do kill -0 "$FLEET_PID" 2>/dev/null || { stopped=1; break; }; sleep 0.1; done
+wait "$FLEET_PID" 2>/dev/null; FLEET_PID=
+check "SIGTERM stops the fleet gracefully" test -n "$stopped"
+check "no process of the tessera user is left" bash -c "! pgrep -u tessera -l"
+check "the fleet wrote its log to stderr (the journal under systemd)" grep -q '"event"' "$T/fleet.log"
+kill -TERM "$REDIS_PID" 2>/dev/null; wait "$REDIS_PID" 2>/dev/null; REDIS_PID=
+unset TESSERA_ENGINE TESSERA_REDIS_URL
+rm -rf /run/tessera   # RuntimeDirectory goes with the unit
+
+# --- the .rpm: the same files (where each distribution keeps them) and binary
+echo "== $rpm"
+rpm -qp --qf '[%{FILEMODES:perms} %{FILENAMES}\n]' "$rpm" 2>/dev/null | awk '$1 ~ /^-/ { print $2 }' | sort >"$T/rpm-files"
+dpkg-deb -c "$deb" | awk '$1 ~ /^-/ { sub(/^\./, "", $6); print $6 }' |
+    sed -e 's|^/etc/nginx/sites-available/tessera$|/etc/nginx/conf.d/tessera.conf|' \
+        -e 's|^/lib/systemd/|/usr/lib/systemd/|' |
+    grep -v -e '^/usr/share/doc/tessera/changelog.gz$' -e '^/usr/share/lintian/' | sort >"$T/deb-mapped"
+check "rpm -qlp lists the same files as the .deb (nginx site in conf.d)" diff "$T/deb-mapped" "$T/rpm-files"
+check "rpm -qlp lists /etc/nginx/conf.d/tessera.conf" bash -c "rpm -qlp '$rpm' 2>/dev/null | grep -qx /etc/nginx/conf.d/tessera.conf"
+mkdir -p "$T/rpm-root"
+(cd "$T/rpm-root" && rpm2cpio "$rpm" | cpio -idm --quiet 2>/dev/null)
+check "the binary from rpm2cpio runs tessera version" bash -c "'$T/rpm-root/usr/bin/tessera' version | grep -q '^tessera $version'"
+mkdir -p "$T/deb-root" && dpkg-deb -x "$deb" "$T/deb-root"
+check "the .deb and the .rpm carry the same binary" \
+    cmp "$T/deb-root/usr/bin/tessera" "$T/rpm-root/usr/bin/tessera"
+check "the rpm's config gives the socket to nginx's group" \
+    grep -qx 'listen_owner = tessera:nginx' "$T/rpm-root/etc/tessera/tessera.conf"
+
+# --- purge leaves nothing behind
+echo "== dpkg --purge"
+check "dpkg --purge tessera" dpkg --purge tessera
+check "no /etc/tessera after purge" test ! -e /etc/tessera
+check "no tessera user or group after purge" bash -c "! getent passwd tessera && ! getent group tessera"
+check "none of the package's files remain" \
+    bash -c "while read -r f; do [ -d \"\$f\" ] && continue; [ -e \"\$f\" ] && { echo \"left: \$f\"; exit 1; }; done <'$T/deb-files'; test ! -e /usr/share/tessera"
+
+echo "# package-test took $((SECONDS - started)) s"
+echo "$pass passed, $fail failed, $skip skipped"
+[ "$fail" -eq 0 ]
