@@ -51,8 +51,13 @@ migrate --dry-run
 if [ "$RC" = 0 ] && ! grep -q '^would apply' <<<"$OUT"; then ok "--dry-run lists nothing pending after a migrate"
 else not_ok "--dry-run lists nothing pending after a migrate" "rc $RC: $OUT"; fi
 
-check "every statement of 0001_core.sql is idempotent (replayed by hand)" \
-    owner_sql -c "SET client_min_messages = warning" -f "$ROOT/sql/0001_core.sql"
+for f in "$ROOT"/sql/[0-9]*_*.sql; do
+    check "every statement of $(basename "$f") is idempotent (replayed by hand)" \
+        owner_sql -c "SET client_min_messages = warning" -f "$f"
+done
+check "core.resources is keyed by (service, mode, name)" test "$(owner_sql -c "
+    SELECT pg_get_constraintdef(oid) FROM pg_constraint
+    WHERE conrelid = 'core.resources'::regclass AND contype = 'p'")" = "PRIMARY KEY (service, mode, name)"
 
 mkdir "$T/sql" && cp "$ROOT"/sql/*.sql "$T/sql/"
 printf '\n-- an edit after the fact\n' >>"$T/sql/0001_core.sql"
