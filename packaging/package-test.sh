@@ -8,10 +8,11 @@
 #   package-test.sh [BUILD_DIR]      (root: it installs a package)
 # Prints `ok`/`not ok` lines and `N passed, N failed, N skipped`.
 #
-# Until the PostgreSQL engine exists the installed fleet runs with the one
-# override TESSERA_ENGINE=memory (the installed config says postgres); Redis is
-# real (a private redis-server on a free port). `tessera migrate` runs when the
-# binary has it and is reported as skipped otherwise.
+# PostgreSQL and Redis are real, scratch servers on free loopback ports, which
+# the unit's commands reach through TESSERA_DB_*_DSN / TESSERA_REDIS_URL (the
+# installed config names 127.0.0.1:5432 and :6379). ExecStartPre (`tessera
+# migrate`) applies the installed migrations to that PostgreSQL. Until the
+# PostgreSQL engine exists the fleet itself runs with TESSERA_ENGINE=memory.
 set -uo pipefail
 build=${1:-build}
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -25,7 +26,8 @@ T=$(mktemp -d /tmp/tessera-pkg.XXXXXX)
 chmod 755 "$T"
 pass=0 fail=0 skip=0
 started=$SECONDS
-FLEET_PID= NGINX_PID= REDIS_PID=
+FLEET_PID= NGINX_PID= REDIS_PID= PG_DIR=
+PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
 made_cert= made_key=
 
 ok() { echo "ok - $1"; pass=$((pass + 1)); }
@@ -42,6 +44,7 @@ cleanup() {
     [ -n "$NGINX_PID" ] && { kill -QUIT "$NGINX_PID" 2>/dev/null; wait "$NGINX_PID" 2>/dev/null; }
     [ -n "$FLEET_PID" ] && { kill -TERM "$FLEET_PID" 2>/dev/null; wait "$FLEET_PID" 2>/dev/null; }
     [ -n "$REDIS_PID" ] && { kill -TERM "$REDIS_PID" 2>/dev/null; wait "$REDIS_PID" 2>/dev/null; }
+    [ -n "$PG_DIR" ] && runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$PG_DIR" -m immediate -w stop >/dev/null 2>&1
     [ -n "$made_cert" ] && rm -f /etc/ssl/certs/tessera.pem
     [ -n "$made_key" ] && rm -f /etc/ssl/private/tessera.key
     if dpkg-query -W -f='${Status}' tessera 2>/dev/null | grep -q 'ok installed\|config-files'; then
@@ -168,7 +171,7 @@ check "the keys were made on install: 0600, owned by tessera" \
 check "/etc/tessera is 0750 root:tessera, the config 0640" \
     bash -c "[ \"\$(stat -c '%a %U %G' /etc/tessera)\" = '750 root tessera' ] && [ \"\$(stat -c '%a %G' /etc/tessera/tessera.conf)\" = '640 tessera' ]"
 check "the installed config is production on postgres, socket for nginx" \
-    bash -c "setpriv --reuid=tessera --regid=tessera --clear-groups /usr/bin/tessera check-config | jq -e '.env == \"production\" and .engine == \"postgres\" and .fleet.listen == \"/run/tessera/tessera.sock\" and .fleet.listen_owner == \"tessera:www-data\"'"
+    bash -c "setpriv --reuid=tessera --regid=tessera --clear-groups /usr/bin/tessera check-config | jq -e '.env == \"production\" and .engine == \"postgres\" and .fleet.listen == \"/run/tessera/tessera.sock\" and .fleet.listen_owner == \"tessera:www-data\" and .db.sql_dir == \"/usr/share/tessera/sql\"'"
 jwt_before=$(sha256sum /etc/tessera/jwt.pem)
 dpkg -i "$deb" >"$T/dpkg2.log" 2>&1
 check "a reinstall keeps the keys" test "$(sha256sum /etc/tessera/jwt.pem)" = "$jwt_before"
@@ -199,14 +202,33 @@ install -d -m 0755 -o tessera -g tessera /run/tessera
 redis_port=$(free_port)
 redis-server --port "$redis_port" --bind 127.0.0.1 --save '' --appendonly no >"$T/redis.log" 2>&1 &
 REDIS_PID=$!
-export TESSERA_ENGINE=memory TESSERA_REDIS_URL=redis://127.0.0.1:$redis_port/0
-pre=$(unit_cmd ExecStartPre)
-if /usr/bin/tessera --help 2>&1 | grep -q '^  migrate'; then
-    # shellcheck disable=SC2086
-    check "ExecStartPre ($pre) succeeds" as_unit $pre
+# a scratch cluster (trust on loopback), as tests/integration/pg.sh makes one
+pg_port=$(free_port)
+PG_DIR=$T/pg
+install -d -o postgres -g postgres -m 0700 "$PG_DIR" "$T/pgrun"
+if runuser -u postgres -- "$PG_BIN/initdb" -D "$PG_DIR" -U postgres -A trust -E UTF8 --locale=C.UTF-8 \
+        --no-sync >"$T/pg-initdb.log" 2>&1 &&
+   runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$PG_DIR" -l "$PG_DIR/server.log" -w -t 30 start \
+        -o "-p $pg_port -k $T/pgrun -c listen_addresses=127.0.0.1 -c fsync=off" >/dev/null 2>&1 &&
+   psql -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$pg_port" -U postgres -d postgres \
+        -c "CREATE ROLE tessera_owner LOGIN CREATEROLE BYPASSRLS" \
+        -c "CREATE DATABASE tessera OWNER tessera_owner" >"$T/pg-setup.log" 2>&1; then
+    ok "a scratch PostgreSQL for the installed package"
 else
-    skipped "ExecStartPre ($pre)" "this build has no migrate command yet"
+    not_ok "a scratch PostgreSQL for the installed package" "$(tail -5 "$T/pg-initdb.log" "$PG_DIR/server.log" "$T/pg-setup.log" 2>/dev/null)"
 fi
+export TESSERA_DB_MIGRATE_DSN="host=127.0.0.1 port=$pg_port dbname=tessera user=tessera_owner"
+export TESSERA_DB_CORE_DSN="host=127.0.0.1 port=$pg_port dbname=tessera user=tessera_app"
+export TESSERA_REDIS_URL=redis://127.0.0.1:$redis_port/0
+export TESSERA_ENGINE=memory
+pre=$(unit_cmd ExecStartPre)
+# shellcheck disable=SC2086
+check "ExecStartPre ($pre) applies the installed migrations" as_unit $pre
+nsql=$(find /usr/share/tessera/sql -name '*.sql' 2>/dev/null | wc -l)
+check "core.schema_migrations lists every installed migration ($nsql)" \
+    test "$(psql -X -At -h 127.0.0.1 -p "$pg_port" -U postgres -d tessera -c 'SELECT count(*) FROM core.schema_migrations' 2>&1)" = "$nsql"
+# shellcheck disable=SC2086
+check "ExecStartPre again (a restart) applies nothing and succeeds" as_unit $pre
 # shellcheck disable=SC2046
 as_unit $(unit_cmd ExecStart) >"$T/fleet.log" 2>&1 &
 FLEET_PID=$!
@@ -290,7 +312,8 @@ check "SIGTERM stops the fleet gracefully" test -n "$stopped"
 check "no process of the tessera user is left" bash -c "! pgrep -u tessera -l"
 check "the fleet wrote its log to stderr (the journal under systemd)" grep -q '"event"' "$T/fleet.log"
 kill -TERM "$REDIS_PID" 2>/dev/null; wait "$REDIS_PID" 2>/dev/null; REDIS_PID=
-unset TESSERA_ENGINE TESSERA_REDIS_URL
+runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$PG_DIR" -m fast -w stop >/dev/null 2>&1; PG_DIR=
+unset TESSERA_ENGINE TESSERA_REDIS_URL TESSERA_DB_MIGRATE_DSN TESSERA_DB_CORE_DSN
 rm -rf /run/tessera   # RuntimeDirectory goes with the unit
 
 # --- the .rpm: the same files (where each distribution keeps them) and binary
