@@ -2,10 +2,16 @@
 # The smoke test a user runs against any tessera deployment (DESIGN §9):
 #   tests/smoke.sh URL            e.g. tests/smoke.sh https://api.example.com
 # Health and readiness, then a throw-away account through the Auth API: signup
-# (a unique email), login, me, logout, and the revoked token refused.
-# Needs curl and jq. SMOKE_CURL_OPTS adds curl options (e.g. "-k" for a
-# self-signed certificate). Prints `N passed, N failed`; exits 1 on a failure.
-# It writes one organization and user per run (smoke-*@smoke.tessera.test).
+# (a unique email), login, me; with SMOKE_SERVICE set, a schema and a record
+# round trip through the MicroService API; logout, and the revoked token refused.
+#   SMOKE_SERVICE   a microservice app the deployment has for this check (e.g.
+#                   `smoke`, registered once by a platform admin with POST
+#                   /v1/apps); the new user's own organization puts the schema
+#                   of resource `smoke_check` there, writes a record, reads it
+#                   back and deletes it. Unset: the round trip is skipped, said so.
+#   SMOKE_CURL_OPTS extra curl options (e.g. "-k" for a self-signed certificate).
+# Needs curl and jq. Prints `N passed, N failed, N skipped`; exits 1 on a failure.
+# It leaves one organization and user per run (smoke-*@smoke.tessera.test).
 set -uo pipefail
 [ $# -eq 1 ] || { echo "usage: $0 URL" >&2; exit 2; }
 URL=${1%/}
@@ -13,7 +19,7 @@ for tool in curl jq; do
     command -v "$tool" >/dev/null || { echo "smoke: $tool is required" >&2; exit 2; }
 done
 read -r -a CURL_OPTS <<<"${SMOKE_CURL_OPTS:-}"
-pass=0 fail=0
+pass=0 fail=0 skip=0
 J='Content-Type: application/json'
 
 ok() { echo "ok - $1"; pass=$((pass + 1)); }
@@ -58,9 +64,26 @@ auth="Authorization: Bearer ${token:-none}"
 req GET /v1/auth/me -H "$auth"
 expect "me shows the new user" 200 ".user.email == \"$email\""
 
-# --- MicroService API: a schema and a record round trip (PUT a resource
-# schema, POST a record, GET it back, delete it) goes HERE once the
-# MicroService API exists (issue 7 leaves it to that work; no stand-in check).
+# --- MicroService API: a schema and a record round trip
+svc=${SMOKE_SERVICE:-}
+if [ -z "$svc" ]; then
+    echo "ok - schema and record round trip # SKIP set SMOKE_SERVICE to a microservice app of this deployment"
+    skip=$((skip + 1))
+else
+    base=/v1/svc/$svc/smoke_check
+    req PUT "/v1/svc/$svc/schema/smoke_check" -H "$auth" -H "$J" \
+        -d '{"fields":{"note":{"type":"string","required":true},"n":{"type":"integer"}}}'
+    expect "PUT the schema of $svc/smoke_check" 200 '.name == "smoke_check" and .fields.note.type == "string"'
+    req POST "$base" -H "$auth" -H "$J" -d "{\"note\":\"smoke $run\",\"n\":42}"
+    expect "POST a record" 201 ".note == \"smoke $run\" and .n == 42 and .version == 1"
+    id=$(jq -r '.id // "none"' <<<"$BODY" 2>/dev/null)
+    req GET "$base/$id" -H "$auth"
+    expect "GET the record back" 200 ".id == \"$id\" and .note == \"smoke $run\" and .n == 42"
+    req DELETE "$base/$id" -H "$auth"
+    expect "DELETE the record" 204
+    req GET "$base/$id" -H "$auth"
+    expect "the deleted record is gone" 404 '.error.code == "not_found"'
+fi
 
 # --- logout revokes the token
 req POST /v1/auth/logout -H "$auth"
@@ -68,5 +91,5 @@ expect "logout answers 204" 204
 req GET /v1/auth/me -H "$auth"
 expect "the logged-out token is refused: 401 token_revoked" 401 '.error.code == "token_revoked"'
 
-echo "$pass passed, $fail failed"
+echo "$pass passed, $fail failed, $skip skipped"
 [ "$fail" -eq 0 ]
