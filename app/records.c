@@ -657,7 +657,7 @@ HANDLER(handle_records_list)
         http_own(r, recs[i].data);
         http_own(r, recs[i].bidx);
     }
-    if ((root = http_own(r, cJSON_CreateObject())) == NULL || (data = cJSON_AddArrayToObject(root, "data")) == NULL)
+    if ((root = respond_list(r, &data)) == NULL)
         return ERR_NOMEM;
     for (size_t i = 0; i < n && i < (size_t)limit; i++)
         cJSON_AddItemToArray(data, record_json(w, p, &c, &recs[i]));

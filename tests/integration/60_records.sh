@@ -166,3 +166,196 @@ req GET '/v1/svc/crm/companies?name=eq.Initech' -H "$(auth "$BOB")"
 expect "another org's filter finds none of acme's records" 200 '.data | length == 0'
 req GET '/v1/svc/crm/contacts?email=eq.ann@example.com' -H "$(auth "$BOB")"
 expect "another org's pii filter finds nothing" 200 '.data | length == 0'
+
+# --- schema evolution: 10 changes under records, each cast checked, a failing cast changes nothing
+evo() { put_schema evo "$1"; }
+evo '{"fields":{"title":{"type":"string"},"qty":{"type":"string"},"price":{"type":"string"},"flag":{"type":"string"},"when":{"type":"string"}}}'
+post evo '{"title":"a","qty":"12","price":"1.5","flag":"true","when":"2024-01-02T03:04:05Z"}'; R1=$(jq -r .id <<<"$BODY")
+post evo '{"title":"b","qty":"7","price":"2","flag":"false","when":"1700000000"}'; R2=$(jq -r .id <<<"$BODY")
+rows() { req GET '/v1/svc/crm/evo?order=created_at.asc' "${A[@]}"; jq -c "[.data[] | del(.id, .created_at, .updated_at, .version)] | sort_by(.title // .name)" <<<"$BODY"; }
+step() { # n schema expected-rows-json
+    evo "$2"
+    local st=$STATUS ver got
+    ver=$(jq -r .version <<<"$BODY")
+    got=$(rows)
+    if [ "$st" = 200 ] && [ "$ver" = "$1" ] && [ "$(jq -cS . <<<"$got")" = "$(jq -cS . <<<"$3")" ]; then
+        ok "schema change $(( $1 - 1 )) (version $1) keeps every record, cast"
+    else
+        not_ok "schema change $(( $1 - 1 )) (version $1) keeps every record, cast" "status $st version $ver rows $got"
+    fi
+}
+step 2 '{"fields":{"title":{"type":"string"},"qty":{"type":"integer"},"price":{"type":"string"},"flag":{"type":"string"},"when":{"type":"string"}}}' \
+    '[{"title":"a","qty":12,"price":"1.5","flag":"true","when":"2024-01-02T03:04:05Z"},{"title":"b","qty":7,"price":"2","flag":"false","when":"1700000000"}]'
+step 3 '{"fields":{"title":{"type":"string"},"qty":{"type":"integer"},"price":{"type":"number"},"flag":{"type":"string"},"when":{"type":"string"}}}' \
+    '[{"title":"a","qty":12,"price":1.5,"flag":"true","when":"2024-01-02T03:04:05Z"},{"title":"b","qty":7,"price":2,"flag":"false","when":"1700000000"}]'
+step 4 '{"fields":{"title":{"type":"string"},"qty":{"type":"integer"},"price":{"type":"number"},"flag":{"type":"boolean"},"when":{"type":"string"}}}' \
+    '[{"title":"a","qty":12,"price":1.5,"flag":true,"when":"2024-01-02T03:04:05Z"},{"title":"b","qty":7,"price":2,"flag":false,"when":"1700000000"}]'
+step 5 '{"fields":{"title":{"type":"string"},"qty":{"type":"integer"},"price":{"type":"number"},"flag":{"type":"boolean"},"when":{"type":"timestamp"}}}' \
+    '[{"title":"a","qty":12,"price":1.5,"flag":true,"when":1704164645},{"title":"b","qty":7,"price":2,"flag":false,"when":1700000000}]'
+step 6 '{"fields":{"title":{"type":"string"},"qty":{"type":"integer"},"price":{"type":"number"},"flag":{"type":"boolean"},"when":{"type":"timestamp"},"notes":{"type":"text","default":"n/a"}}}' \
+    '[{"title":"a","qty":12,"price":1.5,"flag":true,"when":1704164645,"notes":"n/a"},{"title":"b","qty":7,"price":2,"flag":false,"when":1700000000,"notes":"n/a"}]'
+step 7 '{"fields":{"name":{"type":"string"},"qty":{"type":"integer"},"price":{"type":"number"},"flag":{"type":"boolean"},"when":{"type":"timestamp"},"notes":{"type":"text","default":"n/a"}},"rename":{"title":"name"}}' \
+    '[{"name":"a","qty":12,"price":1.5,"flag":true,"when":1704164645,"notes":"n/a"},{"name":"b","qty":7,"price":2,"flag":false,"when":1700000000,"notes":"n/a"}]'
+step 8 '{"fields":{"name":{"type":"string"},"qty":{"type":"integer"},"price":{"type":"number"},"flag":{"type":"boolean"},"when":{"type":"timestamp"}}}' \
+    '[{"name":"a","qty":12,"price":1.5,"flag":true,"when":1704164645},{"name":"b","qty":7,"price":2,"flag":false,"when":1700000000}]'
+step 9 '{"fields":{"name":{"type":"string"},"qty":{"type":"string"},"price":{"type":"number"},"flag":{"type":"boolean"},"when":{"type":"timestamp"}}}' \
+    '[{"name":"a","qty":"12","price":1.5,"flag":true,"when":1704164645},{"name":"b","qty":"7","price":2,"flag":false,"when":1700000000}]'
+step 10 '{"fields":{"name":{"type":"string"},"qty":{"type":"string"},"price":{"type":"number"},"flag":{"type":"boolean"},"when":{"type":"timestamp"},"tier":{"type":"integer","required":true,"default":1}}}' \
+    '[{"name":"a","qty":"12","price":1.5,"flag":true,"when":1704164645,"tier":1},{"name":"b","qty":"7","price":2,"flag":false,"when":1700000000,"tier":1}]'
+before=$(rows)
+evo '{"fields":{"name":{"type":"string"},"qty":{"type":"string"},"price":{"type":"integer"},"flag":{"type":"boolean"},"when":{"type":"timestamp"},"tier":{"type":"integer","required":true,"default":1}}}'
+expect "a failing cast (1.5 → integer) → 409 naming the field and a sample record" 409 ".error.code == \"conflict\" and (.error.message | test(\"price\")) and (.error.message | test(\"$R1\"))"
+evo '{"fields":{"name":{"type":"string"},"qty":{"type":"string"},"price":{"type":"number"},"flag":{"type":"boolean"},"when":{"type":"timestamp"},"tier":{"type":"integer","required":true},"extra":{"type":"string","required":true}}}'
+expect "a new required field without a default while records exist → 409" 409 '.error.message | test("extra")'
+evo '{"fields":{"name":{"type":"integer"},"qty":{"type":"string"},"price":{"type":"number"},"flag":{"type":"boolean"},"when":{"type":"timestamp"},"tier":{"type":"integer","required":true}}}'
+expect "a string that is not an integer does not cast → 409" 409 '.error.message | test("name")'
+req GET /v1/svc/crm/schema "${A[@]}"
+expect "the refused changes left the schema at version 10" 200 '.resources.evo.version == 10 and .resources.evo.fields.price.type == "number"'
+check "the refused changes left every record as it was" test "$(rows)" = "$before"
+req PATCH "/v1/svc/crm/evo/$R1" "${A[@]}" -H "$J" -d '{"price":3}'
+step 11 '{"fields":{"name":{"type":"string"},"qty":{"type":"string"},"price":{"type":"integer"},"flag":{"type":"boolean"},"when":{"type":"timestamp"},"tier":{"type":"integer","required":true,"default":1}}}' \
+    '[{"name":"a","qty":"12","price":3,"flag":true,"when":1704164645,"tier":1},{"name":"b","qty":"7","price":2,"flag":false,"when":1700000000,"tier":1}]'
+req GET "/v1/svc/crm/evo/$R2" "${A[@]}"
+expect "a record keeps its id and gains a version per change it took" 200 ".id == \"$R2\" and .price == 2"
+
+# --- filters: every op on every type, hand-checked
+put_schema items '{"fields":{"s":{"type":"string"},"n":{"type":"integer"},"x":{"type":"number"},"b":{"type":"boolean"},"t":{"type":"timestamp"},"j":{"type":"json"}}}'
+post items '{"s":"apple","n":1,"x":1.5,"b":true,"t":100,"j":{"a":1}}'
+post items '{"s":"banana","n":2,"x":-2.25,"b":false,"t":200}'
+post items '{"s":"cherry","n":3,"x":10,"b":true,"t":300}'
+post items '{}'
+post items '{"s":"apple pie","n":-5,"x":0,"b":false,"t":50}'
+f() { # query expected-sorted-names (null for the empty record)
+    req GET "/v1/svc/crm/items?$1" "${A[@]}"
+    expect "filter $1" 200 "([.data[] | .s // \"null\"] | sort) == ($2 | sort)"
+}
+f 's=eq.apple' '["apple"]'
+f 's=neq.apple' '["banana","cherry","apple pie"]'
+f 's=gt.banana' '["cherry"]'
+f 's=gte.banana' '["banana","cherry"]'
+f 's=lt.banana' '["apple","apple pie"]'
+f 's=lte.apple' '["apple"]'
+f 's=like.apple%25' '["apple","apple pie"]'
+f 's=like.%25an%25' '["banana"]'
+f 's=like._pple' '["apple"]'
+f 's=in.(apple,cherry)' '["apple","cherry"]'
+f 's=is.null' '["null"]'
+f 'n=eq.2' '["banana"]'
+f 'n=neq.2' '["apple","cherry","apple pie"]'
+f 'n=gt.1' '["banana","cherry"]'
+f 'n=gte.1' '["apple","banana","cherry"]'
+f 'n=lt.1' '["apple pie"]'
+f 'n=lte.-5' '["apple pie"]'
+f 'n=in.1,3' '["apple","cherry"]'
+f 'n=is.null' '["null"]'
+f 'x=eq.1.5' '["apple"]'
+f 'x=neq.10' '["apple","banana","apple pie"]'
+f 'x=gt.0' '["apple","cherry"]'
+f 'x=gte.0' '["apple","cherry","apple pie"]'
+f 'x=lt.0' '["banana"]'
+f 'x=lte.1.5' '["apple","banana","apple pie"]'
+f 'x=in.10,-2.25' '["banana","cherry"]'
+f 'b=eq.true' '["apple","cherry"]'
+f 'b=neq.true' '["banana","apple pie"]'
+f 'b=in.false' '["banana","apple pie"]'
+f 'b=is.true' '["apple","cherry"]'
+f 'b=is.false' '["banana","apple pie"]'
+f 'b=is.null' '["null"]'
+f 't=eq.1970-01-01T00:03:20Z' '["banana"]'
+f 't=neq.50' '["apple","banana","cherry"]'
+f 't=gt.100' '["banana","cherry"]'
+f 't=gte.1970-01-01T00:03:20Z' '["banana","cherry"]'
+f 't=lt.60' '["apple pie"]'
+f 't=lte.100' '["apple","apple pie"]'
+f 't=in.50,300' '["apple pie","cherry"]'
+f 'j=is.null' '["banana","cherry","null","apple pie"]'
+f 'n=gte.1&b=is.true' '["apple","cherry"]'
+f 'created_at=gte.0' '["apple","banana","cherry","null","apple pie"]'
+o() { # query expected-names-in-order
+    req GET "/v1/svc/crm/items?$1" "${A[@]}"
+    expect "order $1" 200 "[.data[] | .s // \"null\"] == $2"
+}
+o 'order=n.asc' '["apple pie","apple","banana","cherry","null"]'
+o 'order=n.desc' '["null","cherry","banana","apple","apple pie"]'
+o 'order=s.asc' '["apple","apple pie","banana","cherry","null"]'
+o 'order=x.desc&b=is.false' '["apple pie","banana"]'
+req GET '/v1/svc/crm/items?order=n.asc&limit=2' "${A[@]}"
+p1=$(jq -c '[.data[] | .s // "null"]' <<<"$BODY"); C1=$(jq -r .next_cursor <<<"$BODY")
+req GET "/v1/svc/crm/items?order=n.asc&limit=2&cursor=$C1" "${A[@]}"
+p2=$(jq -c '[.data[] | .s // "null"]' <<<"$BODY"); C2=$(jq -r .next_cursor <<<"$BODY")
+req GET "/v1/svc/crm/items?order=n.asc&limit=2&cursor=$C2" "${A[@]}"
+p3=$(jq -c '[.data[] | .s // "null"]' <<<"$BODY"); C3=$(jq -r .next_cursor <<<"$BODY")
+check "paging by n across nulls: 2 + 2 + 1, the last page has no next_cursor" \
+    test "$p1$p2$p3$C3" = '["apple pie","apple"]["banana","cherry"]["null"]null'
+
+# --- bad filters, injection attempts, forged cursors: 400 and nothing changes
+bad() { req GET "/v1/svc/crm/items?$1" "${A[@]}"; expect_error "bad list query $1 → 400" 400 invalid_request; }
+bad 'n=eq.abc'
+bad 'n=eq.1.5'
+bad 'n=eq.99999999999999999999'
+bad 'n=like.1'
+bad 'x=eq.NaN'
+bad 'x=eq.inf'
+bad 'b=gt.true'
+bad 'b=eq.yes'
+bad 't=eq.yesterday'
+bad 'j=eq.1'
+bad 's=foo.x'
+bad 's=apple'
+bad 'n=is.true'
+bad 'nope=eq.1'
+bad 's%3BDROP%20TABLE%20items=eq.1'
+bad "s'%20OR%201=1--=eq.x"
+bad 'order=n.sideways'
+bad 'order=j.asc'
+bad 'order=nope'
+bad 'order=n%3B%20DROP%20TABLE%20items'
+bad 'limit=0'
+bad 'limit=101'
+bad 'limit=abc'
+bad 'cursor=garbage'
+bad "order=n.asc&limit=2&cursor=${C1}x"
+bad "order=n.asc&limit=2&cursor=x${C1#?}"
+bad "order=n.desc&limit=2&cursor=$C1"
+bad "n=gte.0&order=n.asc&limit=2&cursor=$C1"
+forged=$(printf '[null,"%s"]' "$R1" | openssl base64 -A | tr '+/' '-_' | tr -d '=').${C1#*.}
+bad "order=n.asc&limit=2&cursor=$forged"
+req GET "/v1/svc/crm/items?s=eq.'%20OR%20'1'='1" "${A[@]}"
+expect "an injection attempt in a value is just a value that matches nothing" 200 '.data | length == 0'
+req GET /v1/svc/crm/items "${A[@]}"
+expect "after all that the resource still holds its 5 records" 200 '.data | length == 5'
+
+# --- expiry
+put_schema sessions '{"fields":{"k":{"type":"string"}},"options":{"expire_after":1}}'
+post sessions '{"k":"v"}'
+expect "a record of an expiring resource carries expires_at" 201 '.expires_at == .created_at + 1'
+SID=$(jq -r .id <<<"$BODY")
+sleep 2.1
+req GET "/v1/svc/crm/sessions/$SID" "${A[@]}"
+expect_error "an expired record is not returned by id" 404 not_found
+req GET /v1/svc/crm/sessions "${A[@]}"
+expect "an expired record is not listed" 200 '.data | length == 0'
+
+# --- paging 1000 records with limit=37 while another client inserts
+put_schema bulk '{"fields":{"k":{"type":"integer"}}}'
+seq 1 1000 | xargs -P 8 -I{} curl -s -o /dev/null -w '%{http_code}\n' -X POST -H "$(auth "$ADMIN")" -H "$J" \
+    -d '{"k":{}}' "$URL/v1/svc/crm/bulk" >"$T/bulk.codes"
+check "1000 records created" test "$(grep -c '^201$' "$T/bulk.codes")" = 1000
+req GET '/v1/svc/crm/bulk?limit=100' "${A[@]}"
+( for i in $(seq 1 300); do curl -s -o /dev/null -X POST -H "$(auth "$ADMIN")" -H "$J" -d "{\"k\":$((5000 + i))}" "$URL/v1/svc/crm/bulk"; done ) &
+INSERTER=$!
+: >"$T/seen"
+cur=; pages=0
+while :; do
+    req GET "/v1/svc/crm/bulk?limit=37${cur:+&cursor=$cur}" "${A[@]}"
+    [ "$STATUS" = 200 ] || break
+    jq -r '.data[] | "\(.k)"' <<<"$BODY" >>"$T/seen"
+    pages=$((pages + 1))
+    cur=$(jq -r '.next_cursor // empty' <<<"$BODY")
+    [ -n "$cur" ] || break
+done
+wait "$INSERTER"
+pre=$(awk '$1 <= 1000' "$T/seen" | sort -n | uniq | wc -l)
+dups=$(sort "$T/seen" | uniq -d | wc -l)
+check "paging with limit=37 under concurrent inserts returns each of the 1000 records exactly once ($pages pages)" \
+    test "$pre" = 1000 -a "$(awk '$1 <= 1000' "$T/seen" | wc -l)" = 1000 -a "$dups" = 0
