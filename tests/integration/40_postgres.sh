@@ -78,6 +78,11 @@ check "a failing file leaves nothing behind (one transaction per file)" test \
     "$(owner_sql -c "SELECT to_regclass('core.half_done') IS NULL AND
         NOT EXISTS (SELECT 1 FROM core.schema_migrations WHERE filename = '9999_broken.sql')")" = t
 rm "$T/sql/9999_broken.sql"
+printf 'CREATE TABLE IF NOT EXISTS core.probe_added_later (id int);\n' >"$T/sql/9998_added_later.sql"
+OUT=$(TESSERA_DB_SQL_DIR=$T/sql "$TESSERA" migrate 2>&1); RC=$?
+if [ "$RC" = 0 ] && [ "$(grep '^applied ' <<<"$OUT")" = "applied 9998_added_later.sql" ]; then
+    ok "a file added later is the only one a migrate then applies"
+else not_ok "a file added later is the only one a migrate then applies" "rc $RC: $OUT"; fi
 
 pg_createdb tessera_race
 RACE_DSN="host=$PG_SOCK port=$PG_PORT dbname=tessera_race user=tessera_owner"
@@ -229,6 +234,14 @@ check "the bootstrap lookups find a credential across orgs with no org set" test
                   (SELECT count(*) FROM core.refresh_resolve(repeat('b', 63) || '2')),
                   (SELECT count(*) FROM core.invite_resolve(repeat('b', 63) || '3')),
                   (SELECT count(*) FROM core.user_memberships('$UB')))")" = 1111
+p3=$(owner_sql -c "SELECT 'audit_log_' || to_char(date_trunc('month', now() AT TIME ZONE 'UTC') + interval '3 month', 'YYYY_MM')")
+check "the app (the projector) makes partitions ahead through core.ensure_audit_partitions" test \
+    "$(app_sql -c "SELECT core.ensure_audit_partitions(3)")" = 1
+check "a partition the app made is the owner's, with RLS forced" test "$(owner_sql -c "
+    SELECT pg_get_userbyid(relowner) || ' ' || relforcerowsecurity FROM pg_class
+    WHERE oid = to_regclass('core.$p3')")" = "tessera_owner true"
+fails_with "core.ensure_audit_partitions refuses more than 24 months ahead" 'out of 0..24' \
+    app_sql -c "SELECT core.ensure_audit_partitions(25)"
 check "the built-in roles are there, once each, with the engine's permissions" test "$(app_sql -c "
     SELECT string_agg(name || '=' || cardinality(permissions), ',' ORDER BY name) FROM core.builtin_roles()")" = \
     "admin=8,member=3,owner=1,viewer=1"
