@@ -95,9 +95,18 @@ if [ ! -f "$pq/.done" ]; then
         --without-perl --without-python --without-tcl >"$pq/configure.log" 2>&1) ||
         { tail -20 "$pq/configure.log" >&2; exit 1; }
     say "building libpq $pq_ver"
-    for d in src/include src/common src/port src/interfaces/libpq; do
-        make -s -C "$pq/src/$d" -j"$jobs" >>"$pq/build.log" 2>&1 &&
-            make -s -C "$pq/src/$d" install >>"$pq/build.log" 2>&1 ||
+    # The generated headers (errcodes.h, …) first: src/common needs them, and
+    # its own prerequisite on them races under -j. The outer make's flags
+    # (jobserver, -s) stay out of PostgreSQL's build.
+    unset MAKEFLAGS MFLAGS MAKELEVEL
+    make -s -C "$pq/src/src/backend" generated-headers >>"$pq/build.log" 2>&1 ||
+        { tail -30 "$pq/build.log" >&2; exit 1; }
+    for d in src/common src/port src/interfaces/libpq; do
+        make -s -C "$pq/src/$d" -j"$jobs" >>"$pq/build.log" 2>&1 ||
+            { tail -30 "$pq/build.log" >&2; exit 1; }
+    done
+    for d in src/include src/interfaces/libpq; do
+        make -s -C "$pq/src/$d" install >>"$pq/build.log" 2>&1 ||
             { tail -30 "$pq/build.log" >&2; exit 1; }
     done
     # libpq.a leaves src/common and src/port out; the _shlib builds are the
