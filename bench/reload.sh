@@ -23,7 +23,7 @@ cleanup() {
 trap cleanup EXIT
 
 p=$(python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])')
-export TESSERA_ENV=develop TESSERA_FLEET_LISTEN=$T/tessera.sock TESSERA_FLEET_CONTROL=$T/control.sock \
+export TESSERA_CONFIG=/dev/null TESSERA_ENV=develop TESSERA_FLEET_LISTEN=$T/tessera.sock TESSERA_FLEET_CONTROL=$T/control.sock \
        TESSERA_FLEET_PID_FILE=$T/tessera.pid TESSERA_FLEET_WORKERS=${TESSERA_FLEET_WORKERS:-2} \
        TESSERA_AUTH_SIGNING_KEY=$T/keys/jwt.pem TESSERA_CRYPTO_DATA_KEY=$T/keys/data.key
 "$build/tessera" keygen >/dev/null

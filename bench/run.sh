@@ -30,7 +30,7 @@ median() { sort -g | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
 # Starts the release build behind the same nginx shape as the baseline's (1 nginx worker).
 start_tessera() {
     local p; p=$(port)
-    export TESSERA_ENV=develop TESSERA_FLEET_LISTEN=$T/tessera.sock TESSERA_FLEET_CONTROL=$T/control.sock \
+    export TESSERA_CONFIG=/dev/null TESSERA_ENV=develop TESSERA_FLEET_LISTEN=$T/tessera.sock TESSERA_FLEET_CONTROL=$T/control.sock \
            TESSERA_FLEET_PID_FILE=$T/tessera.pid TESSERA_FLEET_WORKERS=2 \
            TESSERA_AUTH_SIGNING_KEY=$T/keys/jwt.pem TESSERA_CRYPTO_DATA_KEY=$T/keys/data.key
     "$build/tessera" keygen >/dev/null

@@ -11,6 +11,8 @@ run=$root/$build/run
 mkdir -p "$run"
 
 export TESSERA_ENV=${TESSERA_ENV:-develop}
+# the dev stack never reads an installed package's /etc/tessera/tessera.conf
+export TESSERA_CONFIG=${TESSERA_CONFIG:-/dev/null}
 export TESSERA_FLEET_LISTEN=$run/tessera.sock
 export TESSERA_FLEET_CONTROL=$run/control.sock
 export TESSERA_FLEET_PID_FILE=$run/tessera.pid

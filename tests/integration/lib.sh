@@ -34,6 +34,8 @@ stack_up() {
     port=$(free_port)
     URL=http://127.0.0.1:$port
     export TESSERA_ENV=test
+    # never the machine's /etc/tessera/tessera.conf (an installed package's production settings)
+    export TESSERA_CONFIG=${TESSERA_CONFIG:-/dev/null}
     export TESSERA_FLEET_LISTEN=$T/tessera.sock
     export TESSERA_FLEET_CONTROL=$T/control.sock
     export TESSERA_FLEET_PID_FILE=$T/tessera.pid
