@@ -176,7 +176,17 @@ cJSON *svc_resource_json(const struct eng_resource *res);
 /* Borrowed (the request's arena): printf into at most 512 bytes; NULL when out of memory. */
 const char *svc_printf(struct http_request *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* schema.c: a PUT body ({fields, options, rename}) into res and ren[ENG_MAX_FIELDS];
+ * false with the reasons in details (a 422's) when it does not hold. */
+bool svc_schema_parse(const cJSON *body, const char *service, const char *resource, struct eng_resource *res,
+                      struct eng_rename *ren, size_t *nren, cJSON *details);
+
 /* records.c */
+/* Puts value v (NULL or null: none) of field f into rec->data, sealed with AAD
+ * org|service|resource|id|field and indexed in rec->bidx when f is pii. */
+int records_set_value(const struct crypto_keyring *ring, const struct eng_scope *s, const char *service,
+                      const char *resource, struct eng_record *rec, const struct eng_field *f,
+                      const cJSON *v) ERR_MUST_CHECK;
 HANDLER(handle_records_create);
 HANDLER(handle_records_list);
 HANDLER(handle_records_get);

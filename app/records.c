@@ -74,33 +74,31 @@ static int open_resource(struct worker *w, struct http_request *r, const struct 
             return r->status != 0 ? 0 : rc_;                                \
     } while (0)
 
-static int aad_of(const struct principal *p, const struct rctx *c, const char *id, const char *field,
-                  char *buf, size_t sz)
+static int aad_of(const struct eng_scope *s, const char *service, const char *resource, const char *id,
+                  const char *field, char *buf, size_t sz)
 {
-    int n = snprintf(buf, sz, "%s|%s|%s|%s|%s", p->scope.org_id, c->service, c->resource, id, field);
+    int n = snprintf(buf, sz, "%s|%s|%s|%s|%s", s->org_id, service, resource, id, field);
 
     return n > 0 && (size_t)n < sz ? n : -1;
 }
 
-static int bidx_of(struct worker *w, const struct principal *p, const struct rctx *c, const char *field,
-                   const char *value, char out[ENG_HASH])
+static int bidx_of(const struct crypto_keyring *ring, const struct eng_scope *s, const char *service,
+                   const char *resource, const char *field, const char *value, char out[ENG_HASH])
 {
-    size_t n = strlen(p->scope.org_id) + strlen(c->service) + strlen(c->resource) + strlen(field) +
-               strlen(value) + 8;
+    size_t n = strlen(s->org_id) + strlen(service) + strlen(resource) + strlen(field) + strlen(value) + 8;
     char *buf = malloc(n);
     int rc;
 
     if (buf == NULL)
         return ERR_NOMEM;
-    snprintf(buf, n, "%s\n%s\n%s\n%s\n%s", p->scope.org_id, c->service, c->resource, field, value);
-    rc = crypto_blind_index(&w->ring, buf, out);
+    snprintf(buf, n, "%s\n%s\n%s\n%s\n%s", s->org_id, service, resource, field, value);
+    rc = crypto_blind_index(ring, buf, out);
     free(buf);
     return rc;
 }
 
-/* Puts value v of field f into rec (sealed and indexed when pii). */
-static int set_value(struct worker *w, const struct principal *p, const struct rctx *c,
-                     struct eng_record *rec, const struct eng_field *f, const cJSON *v)
+int records_set_value(const struct crypto_keyring *ring, const struct eng_scope *s, const char *service,
+                      const char *resource, struct eng_record *rec, const struct eng_field *f, const cJSON *v)
 {
     char aad[512], hex[ENG_HASH];
     char *sealed = NULL;
@@ -115,10 +113,10 @@ static int set_value(struct worker *w, const struct principal *p, const struct r
         nv = cJSON_Duplicate(v, true);
         return nv != NULL && cJSON_AddItemToObject(rec->data, f->name, nv) ? 0 : ERR_NOMEM;
     }
-    if ((n = aad_of(p, c, rec->id, f->name, aad, sizeof aad)) < 0)
-        return ERR_INTERNAL;
-    if ((rc = crypto_seal_text(&w->ring, aad, (size_t)n, v->valuestring, strlen(v->valuestring), &sealed)) != 0 ||
-        (rc = bidx_of(w, p, c, f->name, v->valuestring, hex)) != 0) {
+    if (!cJSON_IsString(v) || (n = aad_of(s, service, resource, rec->id, f->name, aad, sizeof aad)) < 0)
+        return ERR_INVAL;
+    if ((rc = crypto_seal_text(ring, aad, (size_t)n, v->valuestring, strlen(v->valuestring), &sealed)) != 0 ||
+        (rc = bidx_of(ring, s, service, resource, f->name, v->valuestring, hex)) != 0) {
         free(sealed);
         return rc;
     }
@@ -154,7 +152,7 @@ static cJSON *record_json(struct worker *w, const struct principal *p, const str
             char aad[512];
             uint8_t *pt = NULL;
             size_t ptlen;
-            int n = aad_of(p, c, rec->id, f->name, aad, sizeof aad);
+            int n = aad_of(&p->scope, c->service, c->resource, rec->id, f->name, aad, sizeof aad);
             if (n > 0 && cJSON_IsString(v) &&
                 crypto_open_text(&w->ring, aad, (size_t)n, v->valuestring, strlen(v->valuestring), &pt,
                                  &ptlen) == 0)
@@ -256,7 +254,7 @@ HANDLER(handle_records_create)
 
         if (x == NULL && f->def[0] != '\0')
             x = def = http_own(r, cJSON_Parse(f->def));
-        if ((rc = set_value(w, p, &c, &rec, f, x)) != 0)
+        if ((rc = records_set_value(&w->ring, &p->scope, c.service, c.resource, &rec, f, x)) != 0)
             return rc;
     }
     rc = w->engine->ops->record_create(w->engine, &p->scope, c.service, c.resource, &rec);
@@ -332,7 +330,7 @@ HANDLER(handle_records_update)
         return respond_fail(r, 412, "precondition_failed",
                             svc_printf(r, "the record is at version %lld", (long long)rec.version));
     cJSON_ArrayForEach(v, r->json) {
-        if ((rc = set_value(w, p, &c, &rec, eng_resource_field(c.res, v->string), v)) != 0)
+        if ((rc = records_set_value(&w->ring, &p->scope, c.service, c.resource, &rec, eng_resource_field(c.res, v->string), v)) != 0)
             return rc;
     }
     rec.updated_at = (int64_t)time(NULL);
@@ -447,7 +445,7 @@ static const char *parse_filter(struct worker *w, struct http_request *r, const 
         char hex[ENG_HASH];
         if (op != ENG_OP_EQ)
             return svc_printf(r, "filter %s: a pii field filters only by eq and is.null", f->name);
-        if (bidx_of(w, p, c, f->name, arg, hex) != 0)
+        if (bidx_of(&w->ring, &p->scope, c->service, c->resource, f->name, arg, hex) != 0)
             return "the blind index is unavailable";
         fl->value = http_own(r, cJSON_CreateString(hex));
     } else if (!orderable(f->type)) {

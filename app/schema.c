@@ -129,8 +129,7 @@ static bool bad(cJSON *details, const char *key, const char *reason)
     return false;
 }
 
-static bool parse_field(const char *name, const cJSON *spec, struct eng_field *f, cJSON *details,
-                        struct http_request *r)
+static bool parse_field(const char *name, const cJSON *spec, struct eng_field *f, cJSON *details)
 {
     static const char *const allowed[] = {"type", "required", "pii", "index", "default", NULL};
     const char *unknown = NULL, *why = "";
@@ -163,8 +162,9 @@ static bool parse_field(const char *name, const cJSON *spec, struct eng_field *f
         if (f->pii)
             return bad(details, key, "a pii field has no default");
         if (eng_value_check(f, v, &why) != 0) {
-            const char *msg = svc_printf(r, "default %s", why);
-            return bad(details, key, msg != NULL ? msg : "bad default");
+            char msg[160];
+            snprintf(msg, sizeof msg, "default %s", why);
+            return bad(details, key, msg);
         }
         if ((text = cJSON_PrintUnformatted(v)) == NULL || strlen(text) >= sizeof f->def) {
             cJSON_free(text);
@@ -237,6 +237,44 @@ static bool parse_options(const cJSON *opts, struct eng_resource *res, cJSON *de
     return parse_views(cJSON_GetObjectItemCaseSensitive(opts, "views"), res, details);
 }
 
+bool svc_schema_parse(const cJSON *body, const char *service, const char *resource, struct eng_resource *res,
+                      struct eng_rename *ren, size_t *nren, cJSON *details)
+{
+    const cJSON *fields = cJSON_GetObjectItemCaseSensitive(body, "fields"), *renames, *x;
+
+    *nren = 0;
+    memset(res, 0, sizeof *res);
+    if (!cJSON_IsObject(fields))
+        return bad(details, "fields", "must be an object of field definitions");
+    if (cJSON_GetArraySize(fields) > ENG_MAX_FIELDS)
+        return bad(details, "fields", "at most 200 fields per resource");
+    snprintf(res->service, sizeof res->service, "%s", service);
+    snprintf(res->name, sizeof res->name, "%s", resource);
+    cJSON_ArrayForEach(x, fields) {
+        if (parse_field(x->string, x, &res->fields[res->nfields], details))
+            res->nfields++;
+    }
+    if (cJSON_GetArraySize(details) == 0)
+        parse_options(cJSON_GetObjectItemCaseSensitive(body, "options"), res, details);
+    renames = cJSON_GetObjectItemCaseSensitive(body, "rename");
+    if (renames != NULL && !cJSON_IsNull(renames)) {
+        if (!cJSON_IsObject(renames) || cJSON_GetArraySize(renames) > ENG_MAX_FIELDS)
+            bad(details, "rename", "must be an object {old_name: new_name}");
+        else
+            cJSON_ArrayForEach(x, renames) {
+                const struct eng_field *to = cJSON_IsString(x) ? eng_resource_field(res, x->valuestring) : NULL;
+                if (!svc_name_ok(x->string) || to == NULL) {
+                    bad(details, "rename", "each old name maps to a field of the new definition");
+                    break;
+                }
+                snprintf(ren[*nren].from, sizeof ren[*nren].from, "%s", x->string);
+                snprintf(ren[*nren].to, sizeof ren[*nren].to, "%s", to->name);
+                (*nren)++;
+            }
+    }
+    return cJSON_GetArraySize(details) == 0;
+}
+
 HANDLER(handle_schema_put)
 {
     static const char *const allowed[] = {"fields", "options", "rename", NULL};
@@ -247,10 +285,9 @@ HANDLER(handle_schema_put)
     struct eng_schema_conflict why;
     const char *unknown = NULL;
     char object[160];
-    const cJSON *fields, *renames, *x;
     cJSON *details = http_own(r, cJSON_CreateObject()), *meta;
     size_t nren = 0;
-    int rc, nf;
+    int rc;
 
     if (res == NULL || details == NULL)
         return ERR_NOMEM;
@@ -266,39 +303,9 @@ HANDLER(handle_schema_put)
         return respond_fail(r, 400, "invalid_request", "the body must be a JSON object");
     if (!json_only_keys(r->json, allowed, &unknown))
         return respond_fail(r, 400, "invalid_request", "the body holds only fields, options and rename");
-    fields = cJSON_GetObjectItemCaseSensitive(r->json, "fields");
-    if (!cJSON_IsObject(fields))
+    if (!cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(r->json, "fields")))
         return respond_fail(r, 400, "invalid_request", "fields must be an object of field definitions");
-    nf = cJSON_GetArraySize(fields);
-    if (nf > ENG_MAX_FIELDS) {
-        cJSON_AddStringToObject(details, "fields", "at most 200 fields per resource");
-        return respond_invalid(r, cJSON_Duplicate(details, true));
-    }
-    memset(res, 0, sizeof *res);
-    snprintf(res->service, sizeof res->service, "%s", service);
-    snprintf(res->name, sizeof res->name, "%s", resource);
-    cJSON_ArrayForEach(x, fields) {
-        if (parse_field(x->string, x, &res->fields[res->nfields], details, r))
-            res->nfields++;
-    }
-    if (cJSON_GetArraySize(details) == 0)
-        parse_options(cJSON_GetObjectItemCaseSensitive(r->json, "options"), res, details);
-    renames = cJSON_GetObjectItemCaseSensitive(r->json, "rename");
-    if (renames != NULL && !cJSON_IsNull(renames)) {
-        if (!cJSON_IsObject(renames) || cJSON_GetArraySize(renames) > ENG_MAX_FIELDS)
-            bad(details, "rename", "must be an object {old_name: new_name}");
-        else
-            cJSON_ArrayForEach(x, renames) {
-                const struct eng_field *to = cJSON_IsString(x) ? eng_resource_field(res, x->valuestring) : NULL;
-                if (!svc_name_ok(x->string) || to == NULL) {
-                    bad(details, "rename", "each old name maps to a field of the new definition");
-                    break;
-                }
-                snprintf(ren[nren].from, sizeof ren[nren].from, "%s", x->string);
-                snprintf(ren[nren].to, sizeof ren[nren].to, "%s", to->name);
-                nren++;
-            }
-    }
+    svc_schema_parse(r->json, service, resource, res, ren, &nren, details);
     if (cJSON_GetArraySize(details) > 0)
         return respond_invalid(r, cJSON_Duplicate(details, true));
     rc = w->engine->ops->resource_put(w->engine, &p->scope, res, ren, nren, (int64_t)time(NULL), &why);

@@ -6,7 +6,10 @@
  *   users.csv          id,email,password,is_platform_admin   (dev passwords only)
  *   memberships.csv    org_id,user_id,role
  *   roles.csv          org_id,name,permissions                (space-separated)
- *   apps.csv           id,name,kind,base_url,status */
+ *   apps.csv           id,name,kind,base_url,status
+ *   schemas.json       {"org_id", "mode", "services": {service: {resource: PUT schema body}}}
+ *   <service>.<resource>.csv  id and field columns: the org's records of a resource
+ *                      in schemas.json, cells cast strictly from text ("" = none) */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,6 +19,7 @@
 
 #include "app.h"
 #include "csv.h"
+#include "json.h"
 #include "rbac.h"
 #include "uuid.h"
 
@@ -233,6 +237,186 @@ static int load_file(struct seeder *s, const char *dir, const struct seed_file *
     return rc < 0 ? rc : 0;
 }
 
+/* ---- the MicroService API's schemas and records ---------------------------- */
+
+/* One cell of a record CSV as a value of f's type: Returns owned, or NULL with *why. */
+static cJSON *cell_value(const struct eng_field *f, const char *cell, const char **why)
+{
+    cJSON *v, *str;
+
+    *why = "does not fit the field's type";
+    if (f->type == ENG_FT_STRING || f->type == ENG_FT_TEXT)
+        v = cJSON_CreateString(cell);
+    else if (f->type == ENG_FT_JSON || f->type == ENG_FT_VECTOR)
+        v = json_parse(cell, strlen(cell), NULL, NULL);
+    else {
+        if ((str = cJSON_CreateString(cell)) == NULL)
+            return NULL;
+        v = eng_value_cast(str, ENG_FT_STRING, 0, f, why);
+        cJSON_Delete(str);
+    }
+    if (v != NULL && eng_value_check(f, v, why) != 0) {
+        cJSON_Delete(v);
+        v = NULL;
+    }
+    return v;
+}
+
+static int load_record(struct seeder *s, const struct eng_scope *sc, const struct eng_resource *res)
+{
+    struct eng_record rec = {0};
+    int rc;
+
+    if ((rc = need_uuid(s, rec.id, "id")) != 0)
+        return rc;
+    rec.created_at = rec.updated_at = s->now;
+    rec.version = 1;
+    rec.expires_at = res->expire_after > 0 ? s->now + res->expire_after : 0;
+    if ((rec.data = cJSON_CreateObject()) == NULL || (rec.bidx = cJSON_CreateObject()) == NULL) {
+        eng_record_cleanup(&rec);
+        return ERR_NOMEM;
+    }
+    for (int i = 0; rc == 0 && i < res->nfields; i++) {
+        const struct eng_field *f = &res->fields[i];
+        const char *cell = col(s, f->name), *why;
+        cJSON *v = NULL;
+
+        if (cell[0] != '\0' && (v = cell_value(f, cell, &why)) == NULL) {
+            char msg[160];
+            snprintf(msg, sizeof msg, "column %s %s", f->name, why);
+            rc = row_error(s, msg);
+        } else if (cell[0] == '\0' && f->def[0] != '\0') {
+            v = cJSON_Parse(f->def);
+        }
+        if (rc == 0)
+            rc = records_set_value(s->ring, sc, res->service, res->name, &rec, f, v);
+        cJSON_Delete(v);
+    }
+    if (rc == 0)
+        rc = tolerate(s->e->ops->record_create(s->e, sc, res->service, res->name, &rec));
+    eng_record_cleanup(&rec);
+    return rc;
+}
+
+static int load_records(struct seeder *s, const char *dir, const struct eng_scope *sc,
+                        const struct eng_resource *res)
+{
+    static const char *const req[] = {"id", NULL};
+    const char *opt[ENG_MAX_FIELDS + 1];
+    char path[512], err[160];
+    struct stat st;
+    int rc;
+
+    snprintf(path, sizeof path, "%s/%s.%s.csv", dir, res->service, res->name);
+    if (stat(path, &st) != 0)
+        return 0;
+    for (int i = 0; i < res->nfields; i++)
+        opt[i] = res->fields[i].name;
+    opt[res->nfields] = NULL;
+    if ((s->csv = csv_open_file(path, NULL, err)) == NULL) {
+        snprintf(s->errstr, 256, "%s", err);
+        return ERR_INVAL;
+    }
+    if ((rc = csv_header_check(s->csv, req, opt, err)) != 0)
+        snprintf(s->errstr, 256, "%s", err);
+    while (rc == 0 && (rc = csv_next(s->csv, &s->row)) == 1)
+        if ((rc = load_record(s, sc, res)) != 0) {
+            char msg[256];
+            snprintf(msg, sizeof msg, "%s:%ld: %s", path, s->row.line,
+                     rc == ERR_INVAL ? s->errstr : err_str(rc));
+            snprintf(s->errstr, 256, "%s", msg);
+        }
+    if (rc < 0 && s->errstr[0] == '\0')
+        snprintf(s->errstr, 256, "%s", csv_errstr(s->csv));
+    csv_close(s->csv);
+    s->csv = NULL;
+    return rc < 0 ? rc : 0;
+}
+
+/* A resource already defined is left as it is (seeding twice changes nothing). */
+static int load_resource(struct seeder *s, const char *dir, const struct eng_scope *sc, const char *service,
+                         const cJSON *body, struct eng_resource *res)
+{
+    struct eng_rename *ren = malloc(sizeof *ren * ENG_MAX_FIELDS);
+    cJSON *details = cJSON_CreateObject();
+    size_t nren = 0;
+    int rc = 0;
+
+    if (ren == NULL || details == NULL) {
+        rc = ERR_NOMEM;
+    } else if (s->e->ops->resource_get(s->e, sc, service, body->string, res) != 0) {
+        if (!svc_name_ok(body->string) || !cJSON_IsObject(body) ||
+            !svc_schema_parse(body, service, body->string, res, ren, &nren, details)) {
+            char *d = cJSON_PrintUnformatted(details);
+            snprintf(s->errstr, 256, "schemas.json: %s/%s: %s", service, body->string, d != NULL ? d : "invalid");
+            cJSON_free(d);
+            rc = ERR_INVAL;
+        } else if ((rc = s->e->ops->resource_put(s->e, sc, res, NULL, 0, s->now, NULL)) != 0) {
+            snprintf(s->errstr, 256, "schemas.json: %s/%s: %s", service, body->string, s->e->errstr);
+        }
+    }
+    if (rc == 0)
+        rc = load_records(s, dir, sc, res);
+    cJSON_Delete(details);
+    free(ren);
+    return rc;
+}
+
+static int load_schemas(struct seeder *s, const char *dir)
+{
+    char path[512], *text = NULL;
+    const cJSON *svc, *body, *org, *mode;
+    struct eng_resource *res = NULL;
+    struct eng_scope sc = {0};
+    cJSON *root = NULL;
+    struct stat st;
+    FILE *fp;
+    int rc = ERR_INVAL;
+
+    snprintf(path, sizeof path, "%s/schemas.json", dir);
+    if (stat(path, &st) != 0)
+        return 0;
+    if (st.st_size > (1 << 20) || (fp = fopen(path, "rb")) == NULL) {
+        snprintf(s->errstr, 256, "%s: unreadable or over 1 MiB", path);
+        return ERR_INVAL;
+    }
+    text = malloc((size_t)st.st_size + 1);
+    if (text != NULL && fread(text, 1, (size_t)st.st_size, fp) == (size_t)st.st_size)
+        root = json_parse(text, (size_t)st.st_size, NULL, NULL);
+    fclose(fp);
+    free(text);
+    org = cJSON_GetObjectItemCaseSensitive(root, "org_id");
+    mode = cJSON_GetObjectItemCaseSensitive(root, "mode");
+    if (!cJSON_IsString(org) || !uuid_valid(org->valuestring) ||
+        !cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(root, "services")) ||
+        (mode != NULL && (!cJSON_IsString(mode) || engine_mode_parse(mode->valuestring) < 0))) {
+        snprintf(s->errstr, 256, "%s: want {\"org_id\": uuid, \"mode\": \"test\"|\"live\", \"services\": {…}}", path);
+        goto out;
+    }
+    scope_of(s, org->valuestring, &sc);
+    sc.mode = mode != NULL ? engine_mode_parse(mode->valuestring) : ENG_MODE_TEST;
+    if ((res = malloc(sizeof *res)) == NULL) {
+        rc = ERR_NOMEM;
+        goto out;
+    }
+    rc = 0;
+    cJSON_ArrayForEach(svc, cJSON_GetObjectItemCaseSensitive(root, "services")) {
+        struct eng_app a;
+        if (s->e->ops->app_get(s->e, svc->string, &a) != 0 || strcmp(a.kind, "microservice") != 0) {
+            snprintf(s->errstr, 256, "%s: %s is not a registered microservice (apps.csv)", path, svc->string);
+            rc = ERR_INVAL;
+            break;
+        }
+        cJSON_ArrayForEach(body, svc) if (rc == 0) rc = load_resource(s, dir, &sc, svc->string, body, res);
+        if (rc != 0)
+            break;
+    }
+out:
+    free(res);
+    cJSON_Delete(root);
+    return rc;
+}
+
 int seed_load(struct engine *e, const struct crypto_keyring *ring, const struct password_cost *cost,
               const char *dir, char errstr[256])
 {
@@ -254,6 +438,10 @@ int seed_load(struct engine *e, const struct crypto_keyring *ring, const struct 
             engine_rollback(e);
             return rc;
         }
+    if ((rc = load_schemas(&s, dir)) != 0) {
+        engine_rollback(e);
+        return rc;
+    }
     if ((rc = engine_commit(e)) != 0)
         snprintf(errstr, 256, "seed: commit: %s", e->errstr);
     return rc;

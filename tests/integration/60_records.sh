@@ -359,3 +359,16 @@ pre=$(awk '$1 <= 1000' "$T/seen" | sort -n | uniq | wc -l)
 dups=$(sort "$T/seen" | uniq -d | wc -l)
 check "paging with limit=37 under concurrent inserts returns each of the 1000 records exactly once ($pages pages)" \
     test "$pre" = 1000 -a "$(awk '$1 <= 1000' "$T/seen" | wc -l)" = 1000 -a "$dups" = 0
+
+# --- seed/demo: the CRM demo loads through --seed (schemas, records, pii sealed)
+stack_down
+rm -rf "$T/keys"
+SEED_DIR=$ROOT/seed/demo stack_up || { not_ok "the stack starts with seed/demo"; exit 1; }
+ok "the stack starts with seed/demo"
+login demo@example.com; DEMO=$TOKEN
+req GET /v1/svc/crm/schema -H "$(auth "$DEMO")"
+expect "the demo defines companies, contacts and deals" 200 '(.resources | keys) == ["companies","contacts","deals"] and .resources.contacts.fields.email.pii and .resources.deals.options.views.pipeline.count'
+req GET '/v1/svc/crm/deals?order=amount.desc' -H "$(auth "$DEMO")"
+expect "demo deals are typed, defaults applied" 200 '[.data[] | .amount] == [250000.5, 80000, 12000] and .data[1].stage == "lead" and .data[0].close_at == 1790812800'
+req GET '/v1/svc/crm/contacts?email=eq.peter@initech.example' -H "$(auth "$DEMO")"
+expect "a demo contact is found by its sealed email" 200 '(.data | length == 1) and .data[0].name == "Peter Gibbons" and .data[0].newsletter == true'
