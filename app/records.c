@@ -13,6 +13,10 @@
  * two tenants do not share an index. Only eq (on the index) and is.null filter
  * them; they cannot be ordered by.
  *
+ * Filter values are text after the operator: timestamps as unix seconds or
+ * YYYY-MM-DDTHH:MM:SSZ, booleans true/false; `in` splits on commas (a string
+ * holding a comma cannot be matched by `in`; use eq).
+ *
  * The cursor is base64url([sort value, id]) "." base64url(HMAC-SHA256), keyed
  * by a key derived from the data key's blind-index key, over the payload and
  * the query it belongs to (service, resource, mode, filters, order): a cursor
@@ -283,11 +287,15 @@ static int load(struct worker *w, struct http_request *r, const struct principal
     }
     if (rc != 0)
         return rc;
-    http_own(r, rec->data);
+    /* http_own frees what it cannot take: never touch those trees again */
     if (rec->bidx == NULL)
         rec->bidx = cJSON_CreateObject();
-    http_own(r, rec->bidx);
-    return rec->bidx != NULL ? 0 : ERR_NOMEM;
+    if ((rec->data = http_own(r, rec->data)) == NULL || (rec->bidx = http_own(r, rec->bidx)) == NULL) {
+        if (rec->data == NULL)
+            cJSON_Delete(rec->bidx);
+        return ERR_NOMEM;
+    }
+    return 0;
 }
 
 HANDLER(handle_records_get)
@@ -652,8 +660,13 @@ HANDLER(handle_records_list)
     if (rc != 0)
         return rc;
     for (size_t i = 0; i < n; i++) {
-        http_own(r, recs[i].data);
-        http_own(r, recs[i].bidx);
+        recs[i].data = http_own(r, recs[i].data);
+        recs[i].bidx = http_own(r, recs[i].bidx);
+        if (recs[i].data == NULL) {
+            for (size_t k = i + 1; k < n; k++)
+                eng_record_cleanup(&recs[k]);
+            return ERR_NOMEM;
+        }
     }
     if ((root = respond_list(r, &data)) == NULL)
         return ERR_NOMEM;

@@ -21,6 +21,9 @@
  * pays for the allocations, so a change over very many records can run out of
  * it (ERR_NOSPACE, the unit of work rolls back whole).
  *
+ * The outbox keeps every entry until the projector (a later issue) consumes
+ * and trims it; until then it grows with the writes, like the audit log.
+ *
  * The value helpers at the end (types, checks, casts) are engine-independent
  * and declared in engine.h. */
 #include "engine_mem_records.h"
