@@ -156,6 +156,13 @@ if [ -n "$(ls sql/*.sql 2>/dev/null)" ]; then
     check "the migrations are in /usr/share/tessera/sql" \
         bash -c "for f in sql/*.sql; do test -f /usr/share/tessera/sql/\$(basename \$f) || exit 1; done"
 fi
+if [ -d seed/demo ]; then
+    if [ -d /usr/share/tessera/seed/demo ]; then
+        ok "seed/demo is installed in /usr/share/tessera/seed/demo"
+    else
+        skipped "seed/demo is installed" "stage.sh left it out: it holds passwords"
+    fi
+fi
 check "no dev seed or dev credentials in the package" \
     bash -c "! grep -q 'seed/dev' '$T/deb-files' && ! grep -rqs -e 'tessera-dev' -e 'admin@example.com' /usr/share/tessera /etc/tessera /usr/bin/tessera"
 check "the installed binary is the static one, stripped" \

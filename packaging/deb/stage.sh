@@ -23,9 +23,22 @@ if compgen -G "$root/sql/*.sql" >/dev/null; then
     install -d -m 0755 "$dest/usr/share/tessera/sql"
     install -m 0644 "$root"/sql/*.sql "$dest/usr/share/tessera/sql/"
 fi
+# seed/demo ships only while it holds no password: a seeded account with a
+# published password (the dev one, `tessera-dev`) is a known login on every
+# deployment that loads it.
+demo_has_credentials() {
+    grep -rqs 'tessera-dev' "$root/seed/demo" && return 0
+    [ -f "$root/seed/demo/users.csv" ] || return 1
+    awk -F, 'NR == 1 { for (i = 1; i <= NF; i++) if ($i == "password") col = i; next }
+             col && $col != "" { found = 1 } END { exit !found }' "$root/seed/demo/users.csv"
+}
 if [ -d "$root/seed/demo" ]; then
-    install -d -m 0755 "$dest/usr/share/tessera/seed/demo"
-    install -m 0644 "$root"/seed/demo/* "$dest/usr/share/tessera/seed/demo/"
+    if demo_has_credentials; then
+        echo "stage.sh: warning: seed/demo holds passwords (users.csv): not shipped" >&2
+    else
+        install -d -m 0755 "$dest/usr/share/tessera/seed/demo"
+        find "$root/seed/demo" -maxdepth 1 -type f -exec install -m 0644 {} "$dest/usr/share/tessera/seed/demo/" \;
+    fi
 fi
 install -m 0644 "$root/README.md" "$dest/usr/share/doc/tessera/README.md"
 install -m 0644 "$root/packaging/deb/copyright" "$dest/usr/share/doc/tessera/copyright"
