@@ -495,6 +495,50 @@ static void test_pii_is_not_plaintext_at_rest(void **state)
     crypto_keyring_cleanup(&ring);
 }
 
+/* A schema change too big for one section's undo log fails with ERR_NOSPACE,
+ * spoils the unit of work, and leaves every record and the schema as they were. */
+static void test_schema_change_past_the_undo_log_rolls_back_whole(void **state)
+{
+    struct fx *f = *state;
+    struct shm_stats st;
+    struct eng_record rec, got;
+    char first[ENG_ID];
+    int made = 0;
+
+    assert_int_equal(shm_lock(f->r), 0);
+    shm_stats(f->r, &st);
+    shm_unlock(f->r);
+    OK(f->e, engine_begin(f->e, &f->sa));
+    define(f->res, "crm", "many", (const char *const[]){"k:string", NULL});
+    OK(f->e, OP(f->e, resource_put, &f->sa, f->res, NULL, 0, 100, NULL));
+    OK(f->e, engine_commit(f->e));
+    /* enough records that rewriting them all takes more undo entries than a section has */
+    while ((size_t)made < st.undo_cap / 4) {
+        OK(f->e, engine_begin(f->e, &f->sa));
+        for (int i = 0; i < 200; i++, made++) {
+            record(&rec, "{\"k\":\"7\"}");
+            if (made == 0)
+                memcpy(first, rec.id, ENG_ID);
+            OK(f->e, OP(f->e, record_create, &f->sa, "crm", "many", &rec));
+            eng_record_cleanup(&rec);
+        }
+        OK(f->e, engine_commit(f->e));
+    }
+    OK(f->e, engine_begin(f->e, &f->sa));
+    define(f->res, "crm", "many", (const char *const[]){"k:integer", NULL});
+    EXPECT(f->e, ERR_NOSPACE, OP(f->e, resource_put, &f->sa, f->res, NULL, 0, 100, NULL));
+    EXPECT(f->e, ERR_INTERNAL, OP(f->e, resource_get, &f->sa, "crm", "many", f->res));
+    EXPECT(f->e, ERR_NOSPACE, engine_commit(f->e));
+    OK(f->e, engine_begin(f->e, &f->sa));
+    OK(f->e, OP(f->e, resource_get, &f->sa, "crm", "many", f->res));
+    assert_int_equal(f->res->version, 1);
+    assert_int_equal(f->res->fields[0].type, ENG_FT_STRING);
+    OK(f->e, OP(f->e, record_get, &f->sa, "crm", "many", first, 2000, &got));
+    assert_string_equal(cJSON_GetObjectItem(got.data, "k")->valuestring, "7");
+    eng_record_cleanup(&got);
+    OK(f->e, engine_commit(f->e));
+}
+
 static void cast_ok(int from, const char *in, const char *to, const char *want)
 {
     struct eng_field fd = {0};
@@ -556,6 +600,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_schema_casts_renames_and_refusals, setup, teardown),
         cmocka_unit_test_setup_teardown(test_list_filters_order_keyset_expiry, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pii_is_not_plaintext_at_rest, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_schema_change_past_the_undo_log_rolls_back_whole, setup, teardown),
         cmocka_unit_test(test_value_casts_are_strict),
     };
 
