@@ -460,11 +460,13 @@ static void test_shm_expired_entries_are_swept_by_writes(void **state)
     base = used();
     for (int i = 0; i < 2000; i++) {
         snprintf(key, sizeof key, "bl:%d", i);
-        assert_int_equal(kv_set(kv, key, "0123456789012345678901234567890123456789", 40, 30), 0);
+        /* a TTL far above the loop's own time even on a loaded machine: the
+         * entries must all be alive when `full` is measured */
+        assert_int_equal(kv_set(kv, key, "0123456789012345678901234567890123456789", 40, 500), 0);
     }
     full = used();
     assert_true(full > base + 2000 * 64);
-    sleep_ms(60);
+    sleep_ms(550);
     /* Nobody reads those keys again; writes elsewhere reclaim them: each of
      * the 2000 held an 80-byte entry block and a 32-byte key block. (The slot
      * array shrinks on a later insert of a new key, not on a replace.) */
