@@ -309,6 +309,21 @@ HANDLER(handle_schema_put)
     if (!cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(r->json, "fields")))
         return respond_fail(r, 400, "invalid_request", "fields must be an object of field definitions");
     svc_schema_parse(r->json, service, resource, res, ren, &nren, details);
+    if (nren > 0 && cJSON_GetArraySize(details) == 0) {
+        /* a rename must name a field the resource has now */
+        struct eng_resource *cur = malloc(sizeof *cur);
+        if (cur == NULL)
+            return ERR_NOMEM;
+        rc = w->engine->ops->resource_get(w->engine, &p->scope, service, resource, cur);
+        for (size_t i = 0; i < nren; i++)
+            if (rc != 0 || eng_resource_field(cur, ren[i].from) == NULL) {
+                bad(details, "rename", "each old name must be a field of the current definition");
+                break;
+            }
+        free(cur);
+        if (rc != 0 && rc != ERR_NOTFOUND)
+            return rc;
+    }
     if (cJSON_GetArraySize(details) > 0)
         return respond_invalid(r, cJSON_Duplicate(details, true));
     rc = w->engine->ops->resource_put(w->engine, &p->scope, res, ren, nren, (int64_t)time(NULL), &why);

@@ -203,6 +203,8 @@ step 9 '{"fields":{"name":{"type":"string"},"qty":{"type":"string"},"price":{"ty
 step 10 '{"fields":{"name":{"type":"string"},"qty":{"type":"string"},"price":{"type":"number"},"flag":{"type":"boolean"},"when":{"type":"timestamp"},"tier":{"type":"integer","required":true,"default":1}}}' \
     '[{"name":"a","qty":"12","price":1.5,"flag":true,"when":1704164645,"tier":1},{"name":"b","qty":"7","price":2,"flag":false,"when":1700000000,"tier":1}]'
 before=$(rows)
+evo '{"fields":{"name":{"type":"string"},"qty":{"type":"string"}},"rename":{"ghost":"name"}}'
+expect "a rename of a field the resource does not have → 422" 422 '.error.details.rename | length > 0'
 evo '{"fields":{"name":{"type":"string"},"qty":{"type":"string"},"price":{"type":"integer"},"flag":{"type":"boolean"},"when":{"type":"timestamp"},"tier":{"type":"integer","required":true,"default":1}}}'
 expect "a failing cast (1.5 → integer) → 409 naming the field and a sample record" 409 ".error.code == \"conflict\" and (.error.message | test(\"price\")) and (.error.message | test(\"$R1\"))"
 evo '{"fields":{"name":{"type":"string"},"qty":{"type":"string"},"price":{"type":"number"},"flag":{"type":"boolean"},"when":{"type":"timestamp"},"tier":{"type":"integer","required":true},"extra":{"type":"string","required":true}}}'
