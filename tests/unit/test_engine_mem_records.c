@@ -12,6 +12,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "crypto.h"
@@ -539,6 +541,47 @@ static void test_schema_change_past_the_undo_log_rolls_back_whole(void **state)
     OK(f->e, engine_commit(f->e));
 }
 
+/* A worker killed after a schema change but before its commit: the next
+ * unit of work finds the old schema and the old values. */
+static void test_worker_killed_inside_a_schema_change_leaves_it_undone(void **state)
+{
+    struct fx *f = *state;
+    struct eng_record rec;
+    char *t;
+    pid_t pid;
+    int status;
+
+    OK(f->e, engine_begin(f->e, &f->sa));
+    define(f->res, "crm", "k", (const char *const[]){"n:string", NULL});
+    OK(f->e, OP(f->e, resource_put, &f->sa, f->res, NULL, 0, 100, NULL));
+    record(&rec, "{\"n\":\"42\"}");
+    OK(f->e, OP(f->e, record_create, &f->sa, "crm", "k", &rec));
+    OK(f->e, engine_commit(f->e));
+    pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        char err[128];
+        struct engine *ce = engine_mem_new(f->r, err);
+        if (ce == NULL || engine_begin(ce, &f->sa) != 0)
+            _exit(2);
+        define(f->res, "crm", "k", (const char *const[]){"n:integer", NULL});
+        if (ce->ops->resource_put(ce, &f->sa, f->res, NULL, 0, 100, NULL) != 0)
+            _exit(3);
+        raise(SIGKILL);
+        _exit(4);
+    }
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+    OK(f->e, engine_begin(f->e, &f->sa));
+    OK(f->e, OP(f->e, resource_get, &f->sa, "crm", "k", f->res));
+    assert_int_equal(f->res->version, 1);
+    t = get_text(f, &f->sa, "k", rec.id);
+    assert_string_equal(t, "{\"n\":\"42\"}");
+    cJSON_free(t);
+    OK(f->e, engine_commit(f->e));
+    eng_record_cleanup(&rec);
+}
+
 static void cast_ok(int from, const char *in, const char *to, const char *want)
 {
     struct eng_field fd = {0};
@@ -601,6 +644,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_list_filters_order_keyset_expiry, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pii_is_not_plaintext_at_rest, setup, teardown),
         cmocka_unit_test_setup_teardown(test_schema_change_past_the_undo_log_rolls_back_whole, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_worker_killed_inside_a_schema_change_leaves_it_undone, setup, teardown),
         cmocka_unit_test(test_value_casts_are_strict),
     };
 
