@@ -216,9 +216,10 @@ const char *email_open(struct worker *w, struct http_request *r, const struct en
 int worker_run(const struct config *cfg, int listen_fd, int channel_fd, int slot, int row,
                const struct fleet_shared *sh);
 
-/* fleet.c: the master; returns the process exit status. seed_dir (may be
- * NULL) is loaded into the memory engine before the workers start. */
-int fleet_run(const struct config *cfg, const char *config_path, const char *seed_dir);
+/* fleet.c: the master; returns the process exit status. The seed folders
+ * (--seed, repeatable) are loaded in order into the memory engine before the
+ * workers start. */
+int fleet_run(const struct config *cfg, const char *config_path, const char *const *seeds, int nseeds);
 
 /* seed.c: loads a seed folder's CSV files through the engine, all or nothing;
  * rows already present are left as they are, so a second run changes nothing. */

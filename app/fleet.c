@@ -80,7 +80,8 @@ struct fleet {
     struct scoreboard *sb;
     struct metrics *metrics;
     struct fleet_shared shared;     /* what every worker inherits */
-    const char *seed_dir;
+    const char *const *seeds;       /* folders for --seed, loaded in order */
+    int nseeds;
     struct slot slot[SB_MAX_ROWS];
     int nslots;
     int stopping;
@@ -924,11 +925,12 @@ static int seed_memory(struct fleet *f, char errstr[256])
         crypto_keyring_cleanup(&ring);
         return -1;
     }
-    rc = seed_load(e, &ring, &cost, f->seed_dir, errstr);
+    rc = 0;
+    for (int i = 0; rc == 0 && i < f->nseeds; i++)
+        if ((rc = seed_load(e, &ring, &cost, f->seeds[i], errstr)) == 0)
+            log_msg(LOG_INFO, "seeded", "loaded %s into the memory engine", f->seeds[i]);
     engine_free(e);
     crypto_keyring_cleanup(&ring);
-    if (rc == 0)
-        log_msg(LOG_INFO, "seeded", "loaded %s into the memory engine", f->seed_dir);
     return rc == 0 ? 0 : -1;
 }
 
@@ -954,7 +956,7 @@ static int open_memory(struct fleet *f, char errstr[256])
             return -1;
         }
     }
-    if (f->seed_dir != NULL) {
+    if (f->nseeds > 0) {
         if (f->shared.data == NULL) {
             snprintf(errstr, 256, "seed: --seed loads the memory engine; use `tessera seed` for postgres");
             return -1;
@@ -1031,7 +1033,7 @@ static void fleet_close(struct fleet *f)
     shm_destroy(f->shared.kvmem);
 }
 
-int fleet_run(const struct config *cfg, const char *config_path, const char *seed_dir)
+int fleet_run(const struct config *cfg, const char *config_path, const char *const *seeds, int nseeds)
 {
     static struct fleet f; /* one per master process; signal handling reads it via the loop only */
     char errstr[256];
@@ -1040,7 +1042,8 @@ int fleet_run(const struct config *cfg, const char *config_path, const char *see
     memset(&f, 0, sizeof f);
     f.cfg = *cfg;
     f.config_path = config_path;
-    f.seed_dir = seed_dir;
+    f.seeds = seeds;
+    f.nseeds = nseeds;
     f.listen_fd = f.control_fd = f.sig_fd = -1;
     log_setup(cfg->log.level, "master", -1);
     if (fleet_open(&f, errstr) != 0) {

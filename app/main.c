@@ -21,7 +21,7 @@ static void usage(FILE *out)
 {
     fprintf(out,
             "usage: tessera [-c FILE] COMMAND\n"
-            "  fleet [--seed DIR] run the master: bind the socket, supervise the workers\n"
+            "  fleet [--seed DIR]... run the master: bind the socket, supervise the workers\n"
             "  worker             one FastCGI worker on fd 0 (as spawn-fcgi starts it)\n"
             "  status [--json]    the fleet's process table\n"
             "  reload             rolling restart, re-reading the configuration\n"
@@ -220,10 +220,16 @@ int main(int argc, char **argv)
     if (strcmp(cmd, "check-config") == 0)
         return cmd_check_config(&cfg);
     if (strcmp(cmd, "fleet") == 0) {
-        const char *seed = NULL;
-        if (i + 2 < argc && strcmp(argv[i + 1], "--seed") == 0)
-            seed = argv[i + 2];
-        return fleet_run(&cfg, path, seed);
+        const char *seeds[8];
+        int nseeds = 0;
+        for (int k = i + 1; k < argc; k += 2) {
+            if (strcmp(argv[k], "--seed") != 0 || k + 1 >= argc || nseeds == 8) {
+                fprintf(stderr, "usage: tessera fleet [--seed DIR]... (at most 8)\n");
+                return EXIT_CONFIG;
+            }
+            seeds[nseeds++] = argv[k + 1];
+        }
+        return fleet_run(&cfg, path, seeds, nseeds);
     }
     if (strcmp(cmd, "keygen") == 0)
         return cmd_keygen(&cfg);

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# `make run`: the fleet (memory engine, dev seed) and nginx in the foreground on
+# `make run`: the fleet (memory engine, dev seed and the CRM demo) and nginx in the foreground on
 # http://127.0.0.1:${PORT:-8080}. Ctrl-C stops both and leaves no process behind.
 # Every run-time file lives under BUILD/run, so it works as root or as anyone.
 set -euo pipefail
@@ -31,7 +31,7 @@ stop() {
 trap stop INT TERM EXIT
 
 "$build/tessera" keygen >/dev/null   # build/keys/: dev signing and data keys, kept across runs
-"$build/tessera" fleet --seed seed/dev &
+"$build/tessera" fleet --seed seed/dev --seed seed/demo &
 fleet_pid=$!
 for _ in $(seq 1 100); do
     [ -S "$TESSERA_FLEET_LISTEN" ] && break

@@ -389,7 +389,7 @@ expect "and the contact still reads decrypted" 200 '.email == "ann@example.com"'
 # --- seed/demo: the CRM demo loads through --seed (schemas, records, pii sealed)
 stack_down
 rm -rf "$T/keys"
-SEED_DIR=$ROOT/seed/demo stack_up || { not_ok "the stack starts with seed/demo"; exit 1; }
+SEED_DIR="$ROOT/seed/dev $ROOT/seed/demo" stack_up || { not_ok "the stack starts with seed/demo"; exit 1; }
 ok "the stack starts with seed/demo"
 login demo@example.com; DEMO=$TOKEN
 req GET /v1/svc/crm/schema -H "$(auth "$DEMO")"
