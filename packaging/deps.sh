@@ -2,11 +2,12 @@
 # Installs the Debian packages that tessera's build, `make run` and `make test`
 # need. Idempotent: asks apt only for what is missing, runs `apt-get update`
 # only then, and prints nothing when everything is already present.
+# Arguments name extra packages for one target (`deps.sh clang` for make fuzz).
 set -eu
 
 PKGS="gcc make pkg-config libfcgi-dev libpq-dev libhiredis-dev libcjson-dev
 libssl-dev libcmocka-dev nginx-light curl jq wrk spawn-fcgi redis-server
-postgresql postgresql-client pgbouncer procps iproute2 python3 openssl xxd"
+postgresql postgresql-client pgbouncer procps iproute2 python3 openssl xxd $*"
 
 missing=""
 for p in $PKGS; do
