@@ -970,6 +970,12 @@ static int fleet_open(struct fleet *f, char errstr[256])
 {
     sigset_t mask;
 
+    /* Say so once, rather than let every worker fail its start in a crash loop. */
+    if (f->cfg.engine != CONFIG_ENGINE_MEMORY) {
+        snprintf(errstr, 256, "engine = %s: this build has only the memory engine (set engine = memory)",
+                 config_engine_name(f->cfg.engine));
+        return -1;
+    }
     make_parent(f->cfg.fleet.listen);
     make_parent(f->cfg.fleet.control);
     make_parent(f->cfg.fleet.pid_file);
