@@ -77,6 +77,7 @@ struct principal {
     struct eng_scope scope;         /* org and mode of this request */
     char user_id[ENG_ID];           /* "" for an API key */
     char key_id[ENG_ID];            /* "" for a JWT */
+    char key_creator[ENG_ID];       /* the user who made the API key */
     char family_id[ENG_ID];         /* refresh family of the JWT's session */
     char role[ENG_ROLE];
     struct eng_role perms;

@@ -12,6 +12,7 @@
 #include "app.h"
 #include "json.h"
 #include "log.h"
+#include "rbac.h"
 #include "uuid.h"
 
 #define PASSWORD_MIN 8
@@ -505,20 +506,6 @@ HANDLER(handle_auth_jwks)
     return http_send(r, 200, "application/json; charset=utf-8", w->jwks, strlen(w->jwks));
 }
 
-/* Role rank for "you cannot hand out more than you hold". */
-static int rank(const char *role)
-{
-    if (strcmp(role, "owner") == 0)
-        return 4;
-    if (strcmp(role, "admin") == 0)
-        return 3;
-    if (strcmp(role, "member") == 0)
-        return 2;
-    if (strcmp(role, "viewer") == 0)
-        return 1;
-    return 2; /* custom roles sit with members */
-}
-
 static cJSON *key_json(const struct eng_api_key *k)
 {
     cJSON *o = cJSON_CreateObject();
@@ -554,10 +541,11 @@ HANDLER(handle_keys_create)
     const char *want = cJSON_HasObjectItem(r->json, "role") ? need_str(r->json, "role", 1, ENG_ROLE - 1, &pr) : p->role;
     if (want != NULL && w->engine->ops->role_get(w->engine, &p->scope, want, &role) != 0)
         problem(&pr, "role", "is not a role of this organization");
-    else if (want != NULL && rank(want) > rank(p->role))
-        problem(&pr, "role", "cannot exceed your own role");
     if (pr.details != NULL)
         return problems_send(r, &pr);
+    /* a key acts with its role: it may carry no permission its creator lacks */
+    if (!rbac_covers(p->perms.perms, p->perms.nperms, role.perms, role.nperms))
+        return respond_fail(r, 403, "forbidden", "a key cannot carry more than you hold");
     if ((rc = crypto_random(raw, sizeof raw)) != 0)
         return rc;
     int n = snprintf(secret, sizeof secret, "tk_%s_", engine_mode_name(p->scope.mode));
@@ -570,10 +558,11 @@ HANDLER(handle_keys_create)
     snprintf(k.prefix, sizeof k.prefix, "%.12s", secret);
     token_sha256_hex(secret, strlen(secret), k.key_hash);
     snprintf(k.role, sizeof k.role, "%s", want);
-    snprintf(k.created_by, sizeof k.created_by, "%s", p->user_id[0] ? p->user_id : p->key_id);
+    /* the person behind it: a key made with a key belongs to that key's creator */
+    snprintf(k.created_by, sizeof k.created_by, "%s", p->user_id[0] ? p->user_id : p->key_creator);
     k.created_at = (int64_t)time(NULL);
     if ((rc = w->engine->ops->api_key_create(w->engine, &p->scope, &k)) != 0 ||
-        (rc = audit_record(w, &p->scope, k.created_by, "keys.create", k.id, NULL)) != 0)
+        (rc = audit_record(w, &p->scope, p->user_id[0] ? p->user_id : p->key_id, "keys.create", k.id, NULL)) != 0)
         return rc;
     cJSON *root = http_own(r, key_json(&k));
     if (root == NULL)

@@ -12,6 +12,7 @@
 #include "app.h"
 #include "json.h"
 #include "log.h"
+#include "rbac.h"
 
 #define BEARER_MAX 4096
 
@@ -51,6 +52,7 @@ static int from_api_key(struct worker *w, struct http_request *r, const char *to
     snprintf(p->scope.org_id, sizeof p->scope.org_id, "%s", k.org_id);
     p->scope.mode = k.mode;
     snprintf(p->key_id, sizeof p->key_id, "%s", k.id);
+    snprintf(p->key_creator, sizeof p->key_creator, "%s", k.created_by);
     snprintf(p->role, sizeof p->role, "%s", k.role);
     return 0;
 }
@@ -105,8 +107,11 @@ static int from_jwt(struct worker *w, struct http_request *r, const char *token,
         return unauthorized(r, "unauthorized", jwt_status_str(st));
     http_own(r, claims);
     const char *sub = json_get_str(claims, "sub"), *org = json_get_str(claims, "org");
-    const char *fam = json_get_str(claims, "fam");
+    const char *fam = json_get_str(claims, "fam"), *typ = json_get_str(claims, "typ");
     int64_t exp;
+    /* only access tokens are accepted here, and only those that say so */
+    if (typ == NULL || strcmp(typ, "access") != 0)
+        return unauthorized(r, "unauthorized", "not an access token");
     if (sub == NULL || org == NULL || strlen(sub) >= ENG_ID || strlen(org) >= ENG_ID ||
         (fam != NULL && strlen(fam) >= ENG_ID) || json_get_int(claims, "exp", 0, INT64_MAX, &exp) != 0)
         return unauthorized(r, "unauthorized", "the token lacks sub, org or exp");
@@ -117,6 +122,24 @@ static int from_jwt(struct worker *w, struct http_request *r, const char *token,
     snprintf(seen->fam, sizeof seen->fam, "%s", fam != NULL ? fam : "");
     seen->exp = exp;
     return claims_to_principal(r, sub, org, fam, exp, p);
+}
+
+/* An API key is only as good as the person who made it: one whose creator has
+ * left the org, or no longer holds what the key carries, stops working. */
+static int key_creator_holds(struct worker *w, struct http_request *r, const struct principal *p)
+{
+    struct eng_membership m;
+    struct eng_role have, carried;
+    int rc = w->engine->ops->member_get(w->engine, &p->scope, p->key_creator, &m);
+
+    if (rc == ERR_NOTFOUND)
+        return unauthorized(r, "unauthorized", "the API key's creator is no longer a member");
+    if (rc != 0 || (rc = w->engine->ops->role_get(w->engine, &p->scope, m.role, &have)) != 0 ||
+        (rc = w->engine->ops->role_get(w->engine, &p->scope, p->role, &carried)) != 0)
+        return rc == ERR_NOTFOUND ? unauthorized(r, "unauthorized", "the API key's role is gone") : rc;
+    if (!rbac_covers(have.perms, have.nperms, carried.perms, carried.nperms))
+        return unauthorized(r, "unauthorized", "the API key carries more than its creator now holds");
+    return 0;
 }
 
 int authn_principal(struct worker *w, struct http_request *r, struct principal *p)
@@ -168,6 +191,12 @@ int authn_principal(struct worker *w, struct http_request *r, struct principal *
             goto fail;
         snprintf(p->role, sizeof p->role, "%s", m.role);
         p->platform_admin = u.is_platform_admin;
+    }
+    if (p->key_id[0] != '\0' && (rc = key_creator_holds(w, r, p)) != 0)
+        goto fail;
+    if (r->status != 0) {
+        engine_rollback(w->engine);
+        return 0;
     }
     rc = w->engine->ops->role_get(w->engine, &p->scope, p->role, &p->perms);
     if (rc == ERR_NOTFOUND) {

@@ -32,10 +32,18 @@ static bool role_name_ok(const char *s)
     return true;
 }
 
-/* Only an owner may make or unmake owners. */
-static bool may_touch_owner(const struct principal *p)
+/* A caller may hand out (or take away) a role only when its own permissions
+ * cover every permission of that role: admins cannot make owners, and a
+ * custom role that manages members cannot promote anyone, itself included,
+ * past what it holds. 0, ERR_NOTFOUND (no such role) or ERR_FORBIDDEN. */
+static int may_grant(struct worker *w, const struct principal *p, const char *role)
 {
-    return strcmp(p->role, "owner") == 0;
+    struct eng_role ro;
+    int rc = w->engine->ops->role_get(w->engine, &p->scope, role, &ro);
+
+    if (rc != 0)
+        return rc;
+    return rbac_covers(p->perms.perms, p->perms.nperms, ro.perms, ro.nperms) ? 0 : ERR_FORBIDDEN;
 }
 
 static int owners(struct worker *w, const struct principal *p, size_t *count)
@@ -74,6 +82,7 @@ HANDLER(handle_orgs_current)
 
 HANDLER(handle_members_list)
 {
+    bool may_see_emails = rbac_allows(p->perms.perms, p->perms.nperms, "members:manage", "*");
     size_t n = 0;
     struct eng_membership *ms = arena_alloc(r->arena, sizeof *ms * MEMBERS_MAX);
     cJSON *data, *root = respond_list(r, &data);
@@ -94,7 +103,8 @@ HANDLER(handle_members_list)
         cJSON_AddStringToObject(o, "role", ms[i].role);
         cJSON_AddNumberToObject(o, "created_at", (double)ms[i].created_at);
         const char *email = NULL;
-        if (w->engine->ops->user_get(w->engine, ms[i].user_id, &u) == 0)
+        /* data minimization: addresses only for those who manage members */
+        if (may_see_emails && w->engine->ops->user_get(w->engine, ms[i].user_id, &u) == 0)
             email = email_open(w, r, &u);
         if (email != NULL)
             cJSON_AddStringToObject(o, "email", email);
@@ -107,7 +117,6 @@ HANDLER(handle_members_invite)
     static const char *const allowed[] = {"role", NULL};
     const char *unknown = NULL;
     struct eng_invite inv = {0};
-    struct eng_role role;
     uint8_t raw[24];
     char token[48];
     int rc;
@@ -119,13 +128,15 @@ HANDLER(handle_members_invite)
         return respond_fail(r, 400, "invalid_request", "role must be a string");
     if (want == NULL)
         want = "member";
-    if (!role_name_ok(want) || w->engine->ops->role_get(w->engine, &p->scope, want, &role) != 0) {
+    if (!role_name_ok(want) || (rc = may_grant(w, p, want)) == ERR_NOTFOUND) {
         cJSON *d = cJSON_CreateObject();
         cJSON_AddStringToObject(d, "role", "is not a role of this organization");
         return respond_invalid(r, d);
     }
-    if (strcmp(want, "owner") == 0 && !may_touch_owner(p))
-        return respond_fail(r, 403, "forbidden", "only an owner can invite an owner");
+    if (rc == ERR_FORBIDDEN)
+        return respond_fail(r, 403, "forbidden", "you cannot invite into a role with more than you hold");
+    if (rc != 0)
+        return rc;
     if ((rc = crypto_random(raw, sizeof raw)) != 0 ||
         (rc = crypto_b64url_encode(raw, sizeof raw, token, sizeof token, NULL)) != 0 ||
         (rc = uuid_v4(inv.id)) != 0)
@@ -153,24 +164,28 @@ HANDLER(handle_members_update)
     static const char *const allowed[] = {"role", NULL};
     const char *uid = router_param(&r->match, "user_id"), *unknown = NULL;
     struct eng_membership m;
-    struct eng_role role;
     size_t n;
     int rc;
 
     if (r->json == NULL || !cJSON_IsObject(r->json) || !json_only_keys(r->json, allowed, &unknown))
         return respond_fail(r, 400, "invalid_request", "a body {\"role\": …} is required");
     const char *want = json_get_str(r->json, "role");
-    if (want == NULL || !role_name_ok(want) || w->engine->ops->role_get(w->engine, &p->scope, want, &role) != 0) {
+    if (want == NULL || !role_name_ok(want) || (rc = may_grant(w, p, want)) == ERR_NOTFOUND) {
         cJSON *d = cJSON_CreateObject();
         cJSON_AddStringToObject(d, "role", "is not a role of this organization");
         return respond_invalid(r, d);
     }
+    if (rc != 0 && rc != ERR_FORBIDDEN)
+        return rc;
+    int grant = rc;
     if (!uuid_valid(uid) || (rc = w->engine->ops->member_get(w->engine, &p->scope, uid, &m)) == ERR_NOTFOUND)
         return respond_fail(r, 404, "not_found", "no such member");
     if (rc != 0)
         return rc;
-    if ((strcmp(want, "owner") == 0 || strcmp(m.role, "owner") == 0) && !may_touch_owner(p))
-        return respond_fail(r, 403, "forbidden", "only an owner can change an owner's role or make owners");
+    if (grant == ERR_FORBIDDEN || (rc = may_grant(w, p, m.role)) == ERR_FORBIDDEN)
+        return respond_fail(r, 403, "forbidden", "you cannot grant or take away more than you hold");
+    if (rc != 0 && rc != ERR_NOTFOUND) /* a member whose custom role was deleted holds nothing */
+        return rc;
     if (strcmp(m.role, "owner") == 0 && strcmp(want, "owner") != 0) {
         if ((rc = owners(w, p, &n)) != 0)
             return rc;
@@ -206,9 +221,11 @@ HANDLER(handle_members_remove)
         return respond_fail(r, 404, "not_found", "no such member");
     if (rc != 0)
         return rc;
+    if ((rc = may_grant(w, p, m.role)) == ERR_FORBIDDEN)
+        return respond_fail(r, 403, "forbidden", "you cannot remove a member who holds more than you");
+    if (rc != 0 && rc != ERR_NOTFOUND)
+        return rc;
     if (strcmp(m.role, "owner") == 0) {
-        if (!may_touch_owner(p))
-            return respond_fail(r, 403, "forbidden", "only an owner can remove an owner");
         if ((rc = owners(w, p, &n)) != 0)
             return rc;
         if (n <= 1)
@@ -285,12 +302,15 @@ HANDLER(handle_roles_create)
             cJSON_AddStringToObject(d, "permissions", "each must look like records:read:crm/contacts");
             return respond_invalid(r, d);
         }
-        /* a role can never grant more than its creator holds */
-        if (!rbac_allows(p->perms.perms, p->perms.nperms, "*", "*") &&
-            strncmp(perm->valuestring, "*:", 2) == 0)
-            return respond_fail(r, 403, "forbidden", "cannot grant * without holding it");
         snprintf(ro.perms[ro.nperms++], ENG_PERM, "%s", perm->valuestring);
     }
+    /* a role never grants more than its author holds, and redefining one (the
+     * author's own, say) needs to cover what it grants today too */
+    struct eng_role existing;
+    if (!rbac_covers(p->perms.perms, p->perms.nperms, ro.perms, ro.nperms) ||
+        (w->engine->ops->role_get(w->engine, &p->scope, name, &existing) == 0 &&
+         !rbac_covers(p->perms.perms, p->perms.nperms, existing.perms, existing.nperms)))
+        return respond_fail(r, 403, "forbidden", "a role cannot grant more than you hold");
     snprintf(ro.org_id, sizeof ro.org_id, "%s", p->scope.org_id);
     snprintf(ro.name, sizeof ro.name, "%s", name);
     rc = w->engine->ops->role_put(w->engine, &p->scope, &ro);

@@ -305,6 +305,7 @@ struct engine_ops {
     int (*api_key_create)(struct engine *e, const struct eng_scope *s, const struct eng_api_key *k);
     int (*api_key_list)(struct engine *e, const struct eng_scope *s, struct eng_api_key *out,
                         size_t max, size_t *n);
+    /* ERR_NOTFOUND for a key of another org or another mode */
     int (*api_key_revoke)(struct engine *e, const struct eng_scope *s, const char *id, int64_t at);
     int (*refresh_create)(struct engine *e, const struct eng_scope *s, const struct eng_refresh *t);
     int (*refresh_mark_used)(struct engine *e, const struct eng_scope *s, const char *id, int64_t at);

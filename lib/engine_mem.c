@@ -1043,6 +1043,8 @@ static int mem_api_key_revoke(struct engine *e, const struct eng_scope *s, const
     if (at <= 0)
         return fail(e, ERR_INVAL, "revocation time not positive");
     k = ptr(m, off);
+    if (k->mode != s->mode) /* test never reaches live, as api_key_list */
+        return fail(e, ERR_NOTFOUND, "no such api key in this mode");
     if (k->revoked_at != 0)
         return 0;
     return set64(e, off + offsetof(struct eng_api_key, revoked_at), (uint64_t)at);

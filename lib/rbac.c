@@ -47,6 +47,23 @@ bool rbac_allows(const char (*perms)[96], int n, const char *action, const char 
     return false;
 }
 
+bool rbac_covers(const char (*have)[96], int nhave, const char (*want)[96], int nwant)
+{
+    for (int i = 0; i < nwant; i++) {
+        size_t alen;
+        const char *obj;
+        char action[96];
+
+        if (!split(want[i], &alen, &obj))
+            return false;
+        memcpy(action, want[i], alen);
+        action[alen] = '\0';
+        if (!rbac_allows(have, nhave, action, obj))
+            return false;
+    }
+    return true;
+}
+
 static bool name_ok(const char *s, size_t n)
 {
     if (n == 0)

@@ -13,6 +13,10 @@
  * has no object, such as members:manage). */
 bool rbac_allows(const char (*perms)[96], int n, const char *action, const char *object);
 
+/* True when have[0..nhave) allows every permission of want[0..nwant): what a
+ * caller must hold to hand a role to anyone (a role, a member, an API key). */
+bool rbac_covers(const char (*have)[96], int nhave, const char (*want)[96], int nwant);
+
 /* True for a well-formed permission string (what POST /v1/roles accepts). */
 bool rbac_valid(const char *perm);
 

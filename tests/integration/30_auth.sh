@@ -313,6 +313,58 @@ check "no signup answered 500" bash -c "! cat '$T'/storm*.txt | awk '{print \$2}
 req GET /healthz
 expect "the fleet serves on after the kill" 200 '.status == "ok"'
 
+# --- nobody hands out more than they hold
+join_as() { # role email → TOKEN of a fresh member of acme in that role
+    req POST /v1/orgs/current/members -H "$(auth "$ADMIN")" -H "$J" -d "{\"role\":\"$1\"}"
+    local inv; inv=$(jq -r .invite_token <<<"$BODY")
+    req POST /v1/auth/signup -H "$J" -d "{\"email\":\"$2\",\"password\":\"joining now\",\"invite_token\":\"$inv\"}"
+    TOKEN=$(jq -r .access_token <<<"$BODY"); NEW_ID=$(jq -r .user.id <<<"$BODY")
+}
+req POST /v1/roles -H "$(auth "$ADMIN")" -H "$J" -d '{"name":"rolemgr","permissions":["roles:manage:*"]}'
+req POST /v1/roles -H "$(auth "$ADMIN")" -H "$J" -d '{"name":"hr","permissions":["members:manage:*"]}'
+req POST /v1/roles -H "$(auth "$ADMIN")" -H "$J" -d '{"name":"keyer","permissions":["keys:manage:*"]}'
+join_as rolemgr rm@acme.test; RM=$TOKEN
+req POST /v1/roles -H "$(auth "$RM")" -H "$J" -d '{"name":"rolemgr","permissions":["roles:manage:*","members:manage:*"]}'
+expect_error "a role manager cannot widen its own role → 403" 403 forbidden
+req POST /v1/roles -H "$(auth "$RM")" -H "$J" -d '{"name":"sidekick","permissions":["audit:read:*"]}'
+expect_error "nor create a role with permissions it lacks → 403" 403 forbidden
+req POST /v1/roles -H "$(auth "$RM")" -H "$J" -d '{"name":"deputy","permissions":["roles:manage:*"]}'
+expect "it can create a role within what it holds" 201 '.name == "deputy"'
+join_as hr hr@acme.test; HR=$TOKEN; HR_ID=$NEW_ID
+req PATCH "/v1/orgs/current/members/$HR_ID" -H "$(auth "$HR")" -H "$J" -d '{"role":"admin"}'
+expect_error "a members:manage custom role cannot promote itself to admin → 403" 403 forbidden
+req POST /v1/orgs/current/members -H "$(auth "$HR")" -H "$J" -d '{"role":"admin"}'
+expect_error "nor invite an admin → 403" 403 forbidden
+req DELETE /v1/orgs/current/members/aaaaaaaa-0000-4000-8000-000000000002 -H "$(auth "$HR")"
+expect_error "nor remove an admin → 403" 403 forbidden
+req POST /v1/orgs/current/members -H "$(auth "$HR")" -H "$J" -d '{"role":"hr"}'
+expect "it can invite into its own role" 201 '.role == "hr"'
+join_as keyer keyer@acme.test; KEYER=$TOKEN
+req POST /v1/auth/api-keys -H "$(auth "$KEYER")" -H "$J" -d '{"name":"k","role":"admin"}'
+expect_error "an API key cannot carry more than its creator holds → 403" 403 forbidden
+req GET /v1/orgs/current/members -H "$(auth "$VICTOR")"
+expect "members' emails are shown only to those who manage members" 200 '(.data | length > 0) and ([.data[] | has("email")] | any | not)'
+req GET /v1/orgs/current/members -H "$(auth "$ADMIN")"
+expect "an owner sees them" 200 '[.data[] | has("email")] | all'
+join_as admin leaver@acme.test; LEAVER=$TOKEN; LEAVER_ID=$NEW_ID
+req POST /v1/auth/api-keys -H "$(auth "$LEAVER")" -H "$J" -d '{"name":"leaver key"}'
+LEAVER_KEY=$(jq -r .key <<<"$BODY")
+req GET /v1/auth/me -H "$(auth "$LEAVER_KEY")"
+expect "an admin's key works while the admin is a member" 200 '.role == "admin"'
+req PATCH "/v1/orgs/current/members/$LEAVER_ID" -H "$(auth "$ADMIN")" -H "$J" -d '{"role":"viewer"}'
+req GET /v1/auth/me -H "$(auth "$LEAVER_KEY")"
+expect_error "a key stops working when its creator is demoted below it" 401 unauthorized
+req DELETE "/v1/orgs/current/members/$LEAVER_ID" -H "$(auth "$ADMIN")"
+req GET /v1/auth/me -H "$(auth "$LEAVER_KEY")"
+expect_error "and when its creator leaves the org" 401 unauthorized
+req POST /v1/auth/api-keys -H "$(auth "$ADMIN")" -H 'Tessera-Mode: live' -H "$J" -d '{"name":"live target"}'
+LIVE_ID=$(jq -r .id <<<"$BODY"); LIVE_SECRET=$(jq -r .key <<<"$BODY")
+req DELETE "/v1/auth/api-keys/$LIVE_ID" -H "$(auth "$ADMIN")"
+expect_error "a test-mode caller cannot revoke a live key → 404" 404 not_found
+req GET /v1/auth/me -H "$(auth "$LIVE_SECRET")"
+expect "and the live key still works" 200 '.mode == "live"'
+reject "a signed token without typ access is not an access token" "$(mint "$hdr" "$(claims 'del(.typ)')")"
+
 # --- tessera admin create, through the running fleet's control socket
 out=$(printf 'admin password 1\n' | "$TESSERA" admin create Ops@Example.test 2>&1); rc=$?
 check "admin create makes a platform admin with an org of its own" test "$rc" = 0 -a -n "$(grep 'created platform admin' <<<"$out")"

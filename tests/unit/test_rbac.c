@@ -52,6 +52,24 @@ static void malformed_permissions_allow_nothing(void **state)
     assert_false(rbac_allows(perms, 3, "records:read", "*"));
 }
 
+static void covers_needs_every_wanted_permission(void **state)
+{
+    static const char owner[][96] = {"*:*"};
+    static const char admin[][96] = {"records:read:*", "members:manage:*", "keys:manage:*"};
+    static const char mgr[][96] = {"roles:manage:*"};
+    static const char want_admin[][96] = {"records:read:*", "members:manage:*"};
+    static const char want_all[][96] = {"*:*"};
+    static const char want_svc[][96] = {"records:read:crm/*", "records:read:crm/deals"};
+
+    assert_true(rbac_covers(owner, 1, want_admin, 2));
+    assert_true(rbac_covers(owner, 1, want_all, 1));
+    assert_true(rbac_covers(admin, 3, want_admin, 2));
+    assert_true(rbac_covers(admin, 3, want_svc, 2));
+    assert_false(rbac_covers(admin, 3, want_all, 1));
+    assert_false(rbac_covers(mgr, 1, want_admin, 2));
+    assert_true(rbac_covers(mgr, 1, want_admin, 0)); /* nothing wanted, nothing needed */
+}
+
 static void validation(void **state)
 {
     assert_true(rbac_valid("*:*"));
@@ -75,6 +93,7 @@ int main(void)
         cmocka_unit_test(action_prefix_is_not_a_match),
         cmocka_unit_test(any_of_several_permissions),
         cmocka_unit_test(malformed_permissions_allow_nothing),
+        cmocka_unit_test(covers_needs_every_wanted_permission),
         cmocka_unit_test(validation),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
