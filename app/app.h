@@ -233,6 +233,7 @@ int admin_create(struct engine *e, const struct crypto_keyring *ring, const stru
                  const char *email, const char *password, char *msg, size_t msgsz) ERR_MUST_CHECK;
 
 /* control.c: the master's control socket, and its client commands. */
+#define CONTROL_LINE_MAX 2048       /* one request line, both ends */
 int control_listen(const char *path, char errstr[128]);
 /* Sends cmd ("status", "status-json", "reload", "stop") and copies the reply to stdout. */
 int control_client(const char *path, const char *cmd);

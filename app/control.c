@@ -76,13 +76,18 @@ int control_client(const char *path, const char *cmd)
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
     /* One send, and no SIGPIPE: the master may answer and close before a
      * second write would land. */
-    char line[128];
+    char line[CONTROL_LINE_MAX];
     int len = snprintf(line, sizeof line, "%s\n", cmd);
-    if (len < 0 || (size_t)len >= sizeof line ||
-        send(fd, line, (size_t)len, MSG_NOSIGNAL) != (ssize_t)len) {
-        fprintf(stderr, "tessera: control socket: %s\n", strerror(errno));
+    if (len < 0 || (size_t)len >= sizeof line) {
+        fprintf(stderr, "tessera: control command too long\n");
         goto out;
     }
+    if (send(fd, line, (size_t)len, MSG_NOSIGNAL) != (ssize_t)len) {
+        fprintf(stderr, "tessera: control socket: %s\n", strerror(errno));
+        explicit_bzero(line, sizeof line);
+        goto out;
+    }
+    explicit_bzero(line, sizeof line); /* admin-create carries a password */
     rc = 0;
     FILE *dst = stdout;
     for (int first = 1; (n = read(fd, buf, sizeof buf)) > 0; first = 0) {

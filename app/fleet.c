@@ -428,6 +428,9 @@ static void successor_died(struct fleet *f, int s, pid_t pid, const char *why)
                 s, sl->successor_fails, (int)sl->cur.pid, sl->replace_why);
         sl->replace_why[0] = '\0';
         sl->successor_fails = 0;
+        /* the reason (want_exit, RSS) is still there: without a pause it would
+         * start the same doomed replacement on the next tick */
+        sl->next_try_ms = sb_now_ms() + (int64_t)f->cfg.fleet.restart_backoff_max * 1000;
         return;
     }
     sl->next_try_ms = sb_now_ms() + (int64_t)delay * 1000;
@@ -442,6 +445,8 @@ static void cur_died(struct fleet *f, int s, struct proc *p, int status, const c
     int clean = WIFEXITED(status) && WEXITSTATUS(status) == 0;
     int gone = f->stopping || s >= f->want; /* nothing to restart */
     int row = p->row;
+
+    sl->replace_why[0] = '\0'; /* the restart replaces it anyway */
 
     if (gone) {
         log_msg(LOG_INFO, "worker_exit", "slot %d pid %d left: %s", s, (int)p->pid, why);
@@ -650,7 +655,7 @@ static void check_rows(struct fleet *f)
         struct sb_row *r = &f->sb->row[sl->cur.row];
         r->rss_kb = sb_rss_kb(sl->cur.pid);
         check_timeouts(f, s, &sl->cur, now);
-        if (sl->cur.killed || s >= f->want)
+        if (sl->cur.killed || s >= f->want || r->state == SB_STARTING || now < sl->next_try_ms)
             continue;
         if (f->cfg.fleet.max_memory_mb > 0 && r->rss_kb > (uint64_t)f->cfg.fleet.max_memory_mb * 1024 &&
             sl->replace_why[0] == '\0') {
@@ -813,12 +818,13 @@ static int control_admin_create(struct fleet *f, char *args, struct buf *out)
 static void serve_control(struct fleet *f)
 {
     int c = accept4(f->control_fd, NULL, NULL, SOCK_CLOEXEC);
-    char cmd[2048] = "", errstr[256];
+    char cmd[CONTROL_LINE_MAX] = "", errstr[256];
     struct buf out;
 
     if (c < 0)
         return;
-    struct timeval tv = {.tv_sec = 1};
+    /* a client that connects and says nothing must not hold the master's loop */
+    struct timeval tv = {.tv_usec = 100 * 1000};
     setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
     setsockopt(c, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
     ssize_t n = read(c, cmd, sizeof cmd - 1);

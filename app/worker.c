@@ -402,7 +402,9 @@ int worker_run(const struct config *cfg, int listen_fd, int channel_fd, int slot
 {
     struct worker w;
     const char *why = NULL, *want = NULL;
-    struct sigaction sa = {.sa_handler = on_retire};
+    /* SA_RESTART: fcgi2 reads and writes with bare read()/write(); a retire
+     * signal must not cut the request in hand (poll() still wakes with EINTR) */
+    struct sigaction sa = {.sa_handler = on_retire, .sa_flags = SA_RESTART};
 
     sigemptyset(&sa.sa_mask);
     sigaction(SIGTERM, &sa, NULL);

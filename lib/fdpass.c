@@ -27,7 +27,7 @@ int fdpass_send(int sock, const int *fds, int n)
     memcpy(CMSG_DATA(c), fds, sizeof(int) * (size_t)n);
     ssize_t w;
     do
-        w = sendmsg(sock, &msg, MSG_NOSIGNAL);
+        w = sendmsg(sock, &msg, MSG_NOSIGNAL | MSG_DONTWAIT); /* never block the master */
     while (w < 0 && errno == EINTR);
     return w == 1 ? 0 : ERR_IO;
 }

@@ -9,7 +9,8 @@
 
 #define FDPASS_MAX 64   /* descriptors per message */
 
-/* Sends fds[0..n) (n ≤ FDPASS_MAX) in one message; the caller still owns and closes its copies. */
+/* Sends fds[0..n) (n ≤ FDPASS_MAX) in one message without blocking (ERR_IO
+ * when the peer's queue is full); the caller still owns and closes its copies. */
 int fdpass_send(int sock, const int *fds, int n) ERR_MUST_CHECK;
 
 /* Receives one message; Returns owned descriptors (close-on-exec) in fds, count in *n.

@@ -1,5 +1,6 @@
 #include "log.h"
 
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -195,6 +196,8 @@ void log_end(struct log_line *l)
     ssize_t off = 0;
     while ((size_t)off < l->len) {
         ssize_t w = write(STDERR_FILENO, l->buf + off, l->len - (size_t)off);
+        if (w < 0 && errno == EINTR)
+            continue;
         if (w <= 0)
             break; /* nowhere left to report a logging failure */
         off += w;

@@ -46,11 +46,14 @@ uint64_t sb_rss_kb(pid_t pid)
     snprintf(path, sizeof path, "/proc/%d/statm", (int)pid);
     if ((f = fopen(path, "r")) == NULL)
         return 0;
-    int n = fscanf(f, "%llu %llu", &pages_total, &pages_rss);
+    unsigned long long pages_shared;
+    int n = fscanf(f, "%llu %llu %llu", &pages_total, &pages_rss, &pages_shared);
     fclose(f);
-    if (n != 2)
+    if (n != 3 || pages_shared > pages_rss)
         return 0;
-    return pages_rss * (uint64_t)sysconf(_SC_PAGESIZE) / 1024;
+    /* Private memory only: the memory engine's region is shared by every
+     * worker and would otherwise count against each of them. */
+    return (pages_rss - pages_shared) * (uint64_t)sysconf(_SC_PAGESIZE) / 1024;
 }
 
 /* The used rows in slot order (a slot's successor or retiree, when it has one,

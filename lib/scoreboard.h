@@ -56,7 +56,8 @@ const char *sb_role_name(int role);
 /* Wall clock in milliseconds. */
 int64_t sb_now_ms(void);
 
-/* Resident set size of a process in KiB from /proc (0 when unknown). */
+/* Private resident memory of a process in KiB from /proc (resident minus
+ * shared: the fleet's shared regions are not one worker's); 0 when unknown. */
 uint64_t sb_rss_kb(pid_t pid);
 
 /* Returns owned: {"master_pid","uptime_s","generation","slots":[{slot,role,pid,…}]}, slots in order. */
