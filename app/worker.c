@@ -216,7 +216,8 @@ static void handle(struct worker *w, FCGX_Request *fcgx)
     if (row != NULL) {
         row->requests = w->served;
         row->req_start_ms = 0;
-        row->state = SB_IDLE;
+        /* the master marked us retiring when it asked us to leave: keep saying so */
+        row->state = worker_retire ? SB_RETIRING : SB_IDLE;
     }
 }
 

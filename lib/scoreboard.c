@@ -32,9 +32,20 @@ const char *sb_role_name(int role)
 
 int64_t sb_now_ms(void)
 {
+    /* Monotonic, and system-wide on Linux, so master and workers compare the
+     * same clock, and a clock step (NTP) can neither fire every request
+     * timeout at once nor switch them off. */
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* A scoreboard time as wall-clock milliseconds, for display. */
+static double wall_ms(int64_t mono)
+{
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    return (double)((int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000 - (sb_now_ms() - mono));
 }
 
 uint64_t sb_rss_kb(pid_t pid)
@@ -93,7 +104,7 @@ cJSON *sb_to_json(const struct scoreboard *sb)
         cJSON_AddStringToObject(o, "role", sb_role_name(r->role));
         cJSON_AddNumberToObject(o, "pid", r->pid);
         cJSON_AddStringToObject(o, "state", sb_state_name(r->state));
-        cJSON_AddNumberToObject(o, "started_at_ms", (double)r->started_ms);
+        cJSON_AddNumberToObject(o, "started_at_ms", wall_ms(r->started_ms));
         cJSON_AddNumberToObject(o, "uptime_s", r->pid ? (double)(now - r->started_ms) / 1000.0 : 0);
         cJSON_AddNumberToObject(o, "restarts", r->restarts);
         cJSON_AddNumberToObject(o, "requests", (double)r->requests);

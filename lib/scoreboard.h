@@ -29,7 +29,7 @@ struct sb_row {
     int role;               /* enum sb_role */
     int state;              /* enum sb_state */
     pid_t pid;
-    int64_t started_ms;     /* wall clock, ms */
+    int64_t started_ms;     /* sb_now_ms() at fork */
     uint32_t restarts;      /* of this slot, since the fleet started */
     uint64_t requests;      /* served by this process */
     int64_t req_start_ms;   /* 0 when idle */
@@ -53,7 +53,7 @@ void sb_free(struct scoreboard *sb);
 const char *sb_state_name(int state);
 const char *sb_role_name(int role);
 
-/* Wall clock in milliseconds. */
+/* Monotonic milliseconds: every time in the scoreboard is on this clock. */
 int64_t sb_now_ms(void);
 
 /* Private resident memory of a process in KiB from /proc (resident minus
