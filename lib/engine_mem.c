@@ -1097,23 +1097,32 @@ static int mem_refresh_create(struct engine *e, const struct eng_scope *s, const
     return 0;
 }
 
-static int mem_refresh_mark_used(struct engine *e, const struct eng_scope *s, const char *id, int64_t at)
+/* Stamps a one-time record (refresh token, invite) of scope's org as used:
+ * map is the org's map it lives in (an offset into struct mem_org), used_at
+ * the offset of its timestamp; a second use is ERR_CONFLICT. */
+static int mark_used(struct engine *e, const struct eng_scope *s, size_t map, size_t used_at,
+                     const char *what, const char *id, int64_t at)
 {
     const struct mem *m = e->impl;
-    const struct mem_refresh *rec;
     uint64_t node, off;
     int rc;
 
     if ((rc = enter_org(e, s, &node)) != 0)
         return rc;
-    if (id == NULL || !map_find(m, ((const struct mem_org *)ptr(m, node))->refresh, id, &off))
-        return fail(e, ERR_NOTFOUND, "no such refresh token");
+    uint64_t org_map = *(const uint64_t *)((const char *)ptr(m, node) + map);
+    if (id == NULL || !map_find(m, org_map, id, &off))
+        return fail(e, ERR_NOTFOUND, "no such %s", what);
     if (at <= 0)
         return fail(e, ERR_INVAL, "use time not positive");
-    rec = ptr(m, off);
-    if (rec->t.used_at != 0)
-        return fail(e, ERR_CONFLICT, "refresh token already used");
-    return set64(e, off + offsetof(struct mem_refresh, t.used_at), (uint64_t)at);
+    if (*(const int64_t *)((const char *)ptr(m, off) + used_at) != 0)
+        return fail(e, ERR_CONFLICT, "%s already used", what);
+    return set64(e, off + used_at, (uint64_t)at);
+}
+
+static int mem_refresh_mark_used(struct engine *e, const struct eng_scope *s, const char *id, int64_t at)
+{
+    return mark_used(e, s, offsetof(struct mem_org, refresh), offsetof(struct mem_refresh, t.used_at),
+                     "refresh token", id, at);
 }
 
 static int mem_refresh_revoke_family(struct engine *e, const struct eng_scope *s, const char *family_id,
@@ -1187,21 +1196,8 @@ static int mem_invite_create(struct engine *e, const struct eng_scope *s, const 
 
 static int mem_invite_mark_used(struct engine *e, const struct eng_scope *s, const char *id, int64_t at)
 {
-    const struct mem *m = e->impl;
-    const struct eng_invite *inv;
-    uint64_t node, off;
-    int rc;
-
-    if ((rc = enter_org(e, s, &node)) != 0)
-        return rc;
-    if (id == NULL || !map_find(m, ((const struct mem_org *)ptr(m, node))->invites, id, &off))
-        return fail(e, ERR_NOTFOUND, "no such invite");
-    if (at <= 0)
-        return fail(e, ERR_INVAL, "use time not positive");
-    inv = ptr(m, off);
-    if (inv->used_at != 0)
-        return fail(e, ERR_CONFLICT, "invite already used");
-    return set64(e, off + offsetof(struct eng_invite, used_at), (uint64_t)at);
+    return mark_used(e, s, offsetof(struct mem_org, invites), offsetof(struct eng_invite, used_at), "invite",
+                     id, at);
 }
 
 /* ---- tenant-scoped: audit -------------------------------------------------- */
