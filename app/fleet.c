@@ -833,8 +833,24 @@ static void serve_control(struct fleet *f)
     buf_init(&out, 1 << 20);
     int rc = 0;
     if (strncmp(cmd, "admin-create ", 13) == 0) {
-        rc = f->stopping ? buf_puts(&out, "error: stopping\n") : control_admin_create(f, cmd + 13, &out);
+        /* Hashing takes a while and the engine's lock may be held by a worker
+         * the master itself must be free to kill (request_timeout): a child
+         * does the work and answers; the master goes back to its loop. */
+        pid_t pid = f->stopping ? -1 : fork();
+        if (pid == 0) {
+            rc = control_admin_create(f, cmd + 13, &out);
+            explicit_bzero(cmd, sizeof cmd);
+            if (rc == 0)
+                send(c, out.p, out.len, MSG_NOSIGNAL);
+            _exit(0);
+        }
         explicit_bzero(cmd, sizeof cmd);
+        if (pid > 0) {
+            buf_cleanup(&out);
+            close(c);
+            return;
+        }
+        rc = buf_puts(&out, f->stopping ? "error: stopping\n" : "error: cannot fork\n");
         goto reply;
     }
     cmd[strcspn(cmd, "\r\n")] = '\0';
