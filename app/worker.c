@@ -403,8 +403,9 @@ int worker_run(const struct config *cfg, int listen_fd, int channel_fd, int slot
 {
     struct worker w;
     const char *why = NULL, *want = NULL;
-    /* SA_RESTART: fcgi2 reads and writes with bare read()/write(); a retire
-     * signal must not cut the request in hand (poll() still wakes with EINTR) */
+    /* fcgi2 reads and writes with bare read()/write(): a retire signal must never
+     * cut the request in hand. They arrive only inside ppoll() (below); SA_RESTART
+     * keeps that true should one ever be delivered elsewhere. */
     struct sigaction sa = {.sa_handler = on_retire, .sa_flags = SA_RESTART};
 
     sigemptyset(&sa.sa_mask);
@@ -412,6 +413,18 @@ int worker_run(const struct config *cfg, int listen_fd, int channel_fd, int slot
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGHUP, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
+    /* The retire signals are blocked except inside ppoll(): one that arrives
+     * while a request runs waits there, and one that arrives between the loop's
+     * check and the wait cannot be missed until the next tick. */
+    sigset_t retire_set, waiting;
+    sigemptyset(&retire_set);
+    sigaddset(&retire_set, SIGTERM);
+    sigaddset(&retire_set, SIGINT);
+    sigaddset(&retire_set, SIGHUP);
+    sigprocmask(SIG_BLOCK, &retire_set, &waiting);
+    sigdelset(&waiting, SIGTERM);
+    sigdelset(&waiting, SIGINT);
+    sigdelset(&waiting, SIGHUP);
 #ifdef TESSERA_TEST_HOOKS
     /* The fleet tests' crash loop: a worker that dies before it is ready. */
     if (getenv("TESSERA_TEST_CRASH_ON_START") != NULL)
@@ -444,7 +457,8 @@ int worker_run(const struct config *cfg, int listen_fd, int channel_fd, int slot
                 p[n] = (struct pollfd){.fd = w.conn[i].ipcFd, .events = POLLIN};
                 owner[n++] = i;
             }
-        int ready = poll(p, (nfds_t)n, POLL_TICK_MS);
+        struct timespec tick = {.tv_sec = POLL_TICK_MS / 1000, .tv_nsec = (POLL_TICK_MS % 1000) * 1000000L};
+        int ready = ppoll(p, (nfds_t)n, &tick, &waiting);
         if (ready < 0 && errno != EINTR) {
             log_msg(LOG_ERROR, "worker_poll", "%s", strerror(errno));
             break;
