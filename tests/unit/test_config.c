@@ -374,7 +374,7 @@ static void test_string_longer_than_its_field_is_refused(void **state)
     size_t n = strlen(text);
 
     memset(text + n, 'i', 128); /* issuer holds 127 */
-    strcpy(text + n + 128, "\n");
+    snprintf(text + n + 128, sizeof text - n - 128, "\n");
     assert_refused(f, load_text(f, text), "auth.issuer", "longer");
     text[n + 127] = '\n';
     text[n + 128] = '\0';

@@ -40,7 +40,7 @@ static int setup(void **state)
 
     if (!fx)
         return -1;
-    strcpy(fx->dir, "/tmp/tessera-test-crypto-XXXXXX");
+    snprintf(fx->dir, sizeof fx->dir, "/tmp/tessera-test-crypto-XXXXXX");
     if (!mkdtemp(fx->dir))
         return -1;
     snprintf(fx->path, sizeof(fx->path), "%s/data.key", fx->dir);

@@ -631,11 +631,10 @@ static void test_cell_export_round_trip(void **state)
 
     for (size_t i = 0; i < N; i++) {
         assert_int_equal(csv_cell_export(cells[i], out, sizeof out), ERR_OK);
-        if (i > 0)
-            strcat(line, ",");
-        strcat(line, out);
+        size_t used = strlen(line);
+        snprintf(line + used, sizeof line - used, "%s%s", i > 0 ? "," : "", out);
     }
-    strcat(line, "\r\n");
+    snprintf(line + strlen(line), sizeof line - strlen(line), "\r\n");
     m = open_str(line);
     assert_int_equal(csv_next(m.r, &row), 1);
     assert_int_equal(row.nfields, N);

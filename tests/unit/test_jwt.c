@@ -45,7 +45,7 @@ static int setup(void **state)
 
     if (!fx)
         return -1;
-    strcpy(fx->dir, "/tmp/tessera-test-jwt-XXXXXX");
+    snprintf(fx->dir, sizeof fx->dir, "/tmp/tessera-test-jwt-XXXXXX");
     if (!mkdtemp(fx->dir))
         return -1;
     snprintf(fx->key1, sizeof(fx->key1), "%s/jwt1.pem", fx->dir);
@@ -413,7 +413,7 @@ static void test_rejects_alg_none(void **state)
     snprintf(hdr, sizeof(hdr), "{\"alg\":\"none\",\"typ\":\"JWT\",\"kid\":\"%s\"}", fx->ks.keys[0].kid);
     input = signing_input(hdr, c);
     tok = malloc(strlen(input) + 2);
-    sprintf(tok, "%s.", input);
+    snprintf(tok, strlen(input) + 2, "%s.", input);
     expect_status(fx, tok, JWT_BAD_ALG);
     /* "None", "NONE" and a real-looking signature change nothing. */
     snprintf(hdr, sizeof(hdr), "{\"alg\":\"None\",\"kid\":\"%s\"}", fx->ks.keys[0].kid);
@@ -580,7 +580,7 @@ static void test_rejects_non_json_and_non_object_parts(void **state)
     free(h);
     /* Trailing bytes after the header object. */
     h = header_with(fx->ks.keys[0].kid, "");
-    strcat(h, " x");
+    snprintf(h + strlen(h), 512 - strlen(h), " x"); /* header_with allocates 512 */
     expect_status(fx, sign_raw(fx->ks.keys[0].pkey, h, c), JWT_MALFORMED);
     free(h);
     free(c);
@@ -700,7 +700,7 @@ static void test_rejects_bad_signature(void **state)
     expect_status(fx, join_sig(input, short_sig, sizeof(short_sig)), JWT_BAD_SIGNATURE);
     input = signing_input(h, c);
     tok = malloc(strlen(input) + 2);
-    sprintf(tok, "%s.", input);
+    snprintf(tok, strlen(input) + 2, "%s.", input);
     free(input);
     expect_status(fx, tok, JWT_BAD_SIGNATURE);
     free(h);
