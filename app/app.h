@@ -227,6 +227,10 @@ int fleet_run(const struct config *cfg, const char *config_path, const char *con
 int seed_load(struct engine *e, const struct crypto_keyring *ring, const struct password_cost *cost,
               const char *dir, char errstr[256]) ERR_MUST_CHECK;
 
+/* store.c: Returns owned (engine_free): the engine config names; data is the
+ * memory engine's region (NULL for postgres). NULL with errstr when it cannot. */
+struct engine *app_engine_new(const struct config *cfg, struct shm_region *data, char errstr[128]);
+
 /* admin.c: a platform admin with an organization of its own (owner); msg says
  * what happened, for the operator. */
 int admin_create(struct engine *e, const struct crypto_keyring *ring, const struct password_cost *cost,

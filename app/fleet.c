@@ -787,7 +787,8 @@ static int live_children(const struct fleet *f)
  * Served while stopping too: status stays useful, and a connection left
  * pending would wake poll() at once, forever. */
 /* `tessera admin create`: the memory engine lives in this process's region, so
- * the master makes the account. Request: "admin-create EMAIL\nPASSWORD". */
+ * the master makes the account (through the configured engine either way, so
+ * the command is the same on postgres). Request: "admin-create EMAIL\nPASSWORD". */
 static int control_admin_create(struct fleet *f, char *args, struct buf *out)
 {
     struct crypto_keyring ring;
@@ -796,8 +797,6 @@ static int control_admin_create(struct fleet *f, char *args, struct buf *out)
     char *nl = strchr(args, '\n');
     int rc;
 
-    if (f->shared.data == NULL)
-        return buf_puts(out, "error: with engine = postgres, run `tessera admin create` where the database is reachable\n");
     if (nl == NULL)
         return buf_puts(out, "error: expected EMAIL, a newline and the password\n");
     *nl = '\0';
@@ -805,7 +804,7 @@ static int control_admin_create(struct fleet *f, char *args, struct buf *out)
     password[strcspn(password, "\r\n")] = '\0';
     if (crypto_keyring_load(&ring, f->cfg.crypto.data_key, why) != 0)
         return buf_printf(out, "error: crypto.data_key: %s\n", why);
-    struct engine *e = engine_mem_new(f->shared.data, why);
+    struct engine *e = app_engine_new(&f->cfg, f->shared.data, why);
     rc = e == NULL ? ERR_UNAVAILABLE : admin_create(e, &ring, &cost, args, password, why, sizeof why);
     explicit_bzero(password, strlen(password));
     engine_free(e);
@@ -992,12 +991,6 @@ static int fleet_open(struct fleet *f, char errstr[256])
 {
     sigset_t mask;
 
-    /* Say so once, rather than let every worker fail its start in a crash loop. */
-    if (f->cfg.engine != CONFIG_ENGINE_MEMORY) {
-        snprintf(errstr, 256, "engine = %s: this build has only the memory engine (set engine = memory)",
-                 config_engine_name(f->cfg.engine));
-        return -1;
-    }
     make_parent(f->cfg.fleet.listen);
     make_parent(f->cfg.fleet.control);
     make_parent(f->cfg.fleet.pid_file);
@@ -1074,6 +1067,17 @@ int fleet_run(const struct config *cfg, const char *config_path, const char *con
     f.nseeds = nseeds;
     f.listen_fd = f.control_fd = f.sig_fd = -1;
     log_setup(cfg->log.level, "master", -1);
+    if (cfg->engine == CONFIG_ENGINE_POSTGRES) {
+        /* A malformed DSN is a config error: say so once, before any worker
+         * fails its start with it. Nothing connects here (pools are lazy). */
+        char why[128];
+        struct engine *probe = app_engine_new(cfg, NULL, why);
+        if (probe == NULL) {
+            log_msg(LOG_ERROR, "fleet_start", "config: %s", why);
+            return 2;
+        }
+        engine_free(probe);
+    }
     if (fleet_open(&f, errstr) != 0) {
         log_msg(LOG_ERROR, "fleet_start", "%s", errstr);
         fleet_close(&f);

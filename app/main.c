@@ -29,6 +29,7 @@ static void usage(FILE *out)
             "  check-config       validate and print the resolved configuration\n"
             "  keygen             make the JWT signing key and the data key (never overwrites)\n"
             "  migrate [--dry-run] apply the pending sql/ migrations (db.sql_dir, db.migrate_dsn)\n"
+            "  seed DIR...         load seed folders into PostgreSQL (idempotent; not in production)\n"
             "  admin create EMAIL make a platform admin (password on stdin) in a running fleet\n"
             "  version            versions of tessera and its libraries\n"
             "config: -c FILE, else $TESSERA_CONFIG, else " DEFAULT_CONFIG " if present;\n"
@@ -161,6 +162,51 @@ static int cmd_migrate(const struct config *cfg, int argc, char **argv)
     return 0;
 }
 
+/* Loads seed folders into PostgreSQL through the engine (as the app role, so
+ * RLS checks every row it writes): each folder all or nothing, a second run
+ * changes nothing. The memory engine is seeded by `fleet --seed` instead: its
+ * data lives only as long as the fleet. */
+static int cmd_seed(const struct config *cfg, int argc, char **argv)
+{
+    struct password_cost cost = {cfg->auth.password_cost, 8, 1};
+    struct crypto_keyring ring;
+    struct engine *e;
+    char why[256];
+    int rc = 0;
+
+    if (argc < 1) {
+        fprintf(stderr, "usage: tessera seed DIR...\n");
+        return EXIT_CONFIG;
+    }
+    if (cfg->engine != CONFIG_ENGINE_POSTGRES) {
+        fprintf(stderr, "tessera seed: engine = %s; the memory engine is seeded by "
+                        "`tessera fleet --seed DIR`\n", config_engine_name(cfg->engine));
+        return EXIT_CONFIG;
+    }
+    if (cfg->env == CONFIG_ENV_PRODUCTION) {
+        fprintf(stderr, "tessera seed: refused with env = production (use a migration for real data)\n");
+        return EXIT_CONFIG;
+    }
+    if (crypto_keyring_load(&ring, cfg->crypto.data_key, why) != 0) {
+        fprintf(stderr, "tessera seed: crypto.data_key: %s\n", why);
+        return EXIT_CONFIG;
+    }
+    if ((e = app_engine_new(cfg, NULL, why)) == NULL) {
+        fprintf(stderr, "tessera seed: %s\n", why);
+        crypto_keyring_cleanup(&ring);
+        return EXIT_CONFIG;
+    }
+    for (int k = 0; k < argc && rc == 0; k++) {
+        if ((rc = seed_load(e, &ring, &cost, argv[k], why)) != 0)
+            fprintf(stderr, "tessera seed: %s\n", why);
+        else
+            printf("seeded %s\n", argv[k]);
+    }
+    engine_free(e);
+    crypto_keyring_cleanup(&ring);
+    return rc == 0 ? 0 : 1;
+}
+
 static int cmd_worker(const struct config *cfg)
 {
     int listening = 0;
@@ -235,6 +281,8 @@ int main(int argc, char **argv)
         return cmd_keygen(&cfg);
     if (strcmp(cmd, "migrate") == 0)
         return cmd_migrate(&cfg, argc - i - 1, argv + i + 1);
+    if (strcmp(cmd, "seed") == 0)
+        return cmd_seed(&cfg, argc - i - 1, argv + i + 1);
     if (strcmp(cmd, "worker") == 0)
         return cmd_worker(&cfg);
     if (strcmp(cmd, "status") == 0) {

@@ -2,6 +2,7 @@
  * and, in test builds only, the hooks the fleet tests drive. */
 #include <stdlib.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "app.h"
 #include "buf.h"
@@ -28,16 +29,28 @@ static bool check(cJSON *checks, const char *name, const char *kind, int rc, con
     return rc == 0;
 }
 
-/* Ready means every dependency answers now: the engine and the kv (blacklist). */
+/* Ready means every dependency answers now: the engine (on postgres, the core
+ * pool and each mode pool this worker has opened) and the kv (blacklist). */
 HANDLER(handle_ops_readyz)
 {
     cJSON *root = http_own(r, cJSON_CreateObject()), *checks;
+    struct eng_pool_info pools[4];
     bool up = true;
 
     if (root == NULL || (checks = cJSON_AddObjectToObject(root, "checks")) == NULL)
         return ERR_NOMEM;
-    if (w->engine != NULL)
+    if (w->engine != NULL && w->engine->ops->pools != NULL) {
+        size_t n = w->engine->ops->pools(w->engine, true, pools, 4);
+        for (size_t i = 0; i < n; i++) {
+            char name[32];
+            if (i > 0 && !pools[i].used)
+                continue; /* a mode this worker never served: nothing to check */
+            snprintf(name, sizeof name, "db_%s", pools[i].name);
+            up &= check(checks, name, w->engine->ops->name, pools[i].ping, pools[i].error);
+        }
+    } else if (w->engine != NULL) {
         up &= check(checks, "engine", w->engine->ops->name, w->engine->ops->ping(w->engine), w->engine->errstr);
+    }
     if (w->kv != NULL)
         up &= check(checks, "kv", w->kv->ops->name, kv_ping(w->kv), w->kv->errstr);
     if (cJSON_AddStringToObject(root, "status", up ? "ready" : "unavailable") == NULL)
@@ -75,6 +88,34 @@ static int render_slots(const struct scoreboard *sb, struct buf *out)
     return rc;
 }
 
+/* This worker's connection pools (the engine's; none on memory). */
+static int render_pools(struct engine *e, int64_t pid, struct buf *out)
+{
+    struct eng_pool_info p[4];
+    size_t n = e->ops->pools != NULL ? e->ops->pools(e, false, p, 4) : 0;
+    static const char *const gauges[] = {"limit", "open", "busy"};
+    static const char *const counters[] = {"connects", "connect_errors", "waits", "errors", "discards"};
+    int rc = 0;
+
+    for (size_t k = 0; k < 3 && n > 0 && rc == 0; k++) {
+        rc = buf_printf(out, "# TYPE tessera_db_pool_%s gauge\n", gauges[k]);
+        for (size_t i = 0; i < n && rc == 0; i++) {
+            int v[] = {p[i].limit, p[i].open, p[i].busy};
+            rc = buf_printf(out, "tessera_db_pool_%s{pool=\"%s\",pid=\"%lld\"} %d\n", gauges[k],
+                            p[i].name, (long long)pid, v[k]);
+        }
+    }
+    for (size_t k = 0; k < 5 && n > 0 && rc == 0; k++) {
+        rc = buf_printf(out, "# TYPE tessera_db_pool_%s_total counter\n", counters[k]);
+        for (size_t i = 0; i < n && rc == 0; i++) {
+            uint64_t v[] = {p[i].connects, p[i].connect_errors, p[i].waits, p[i].errors, p[i].discards};
+            rc = buf_printf(out, "tessera_db_pool_%s_total{pool=\"%s\",pid=\"%lld\"} %llu\n", counters[k],
+                            p[i].name, (long long)pid, (unsigned long long)v[k]);
+        }
+    }
+    return rc;
+}
+
 HANDLER(handle_ops_metrics)
 {
     struct buf out;
@@ -85,6 +126,8 @@ HANDLER(handle_ops_metrics)
         rc = metrics_render(w->metrics, w->labels, w->nlabels, &out);
     if (rc == 0 && w->sb != NULL)
         rc = render_slots(w->sb, &out);
+    if (rc == 0 && w->engine != NULL)
+        rc = render_pools(w->engine, (int64_t)getpid(), &out);
     if (rc == 0)
         rc = http_send(r, 200, "text/plain; version=0.0.4; charset=utf-8", out.p ? out.p : "",
                        out.len);

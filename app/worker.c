@@ -17,7 +17,6 @@
 #include <unistd.h>
 
 #include "app.h"
-#include "engine_mem.h"
 #include "fdpass.h"
 #include "json.h"
 #include "log.h"
@@ -328,12 +327,7 @@ static int open_deps(struct worker *w, const struct fleet_shared *sh)
         log_msg(LOG_ERROR, "worker_init", "kv: %s", errstr);
         return ERR_UNAVAILABLE;
     }
-    if (cfg->engine == CONFIG_ENGINE_MEMORY && sh != NULL && sh->data != NULL)
-        w->engine = engine_mem_new(sh->data, errstr);
-    else
-        snprintf(errstr, sizeof errstr, "engine %s is not available in this build",
-                 config_engine_name(cfg->engine));
-    if (w->engine == NULL) {
+    if ((w->engine = app_engine_new(cfg, sh != NULL ? sh->data : NULL, errstr)) == NULL) {
         log_msg(LOG_ERROR, "worker_init", "engine: %s", errstr);
         return ERR_UNAVAILABLE;
     }

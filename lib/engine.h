@@ -260,6 +260,16 @@ struct eng_outbox {
     int64_t created_at;
 };
 
+/* A connection pool of an engine, for /readyz and /metrics. */
+struct eng_pool_info {
+    char name[16];              /* "core", "test", "live" */
+    bool used;                  /* opened at least once (pools open lazily) */
+    int limit, open, busy;
+    uint64_t connects, connect_errors, waits, errors, discards;
+    int ping;                   /* with ping asked: 0 or why the pool is down */
+    char error[96];
+};
+
 struct engine;
 
 struct engine_ops {
@@ -268,6 +278,9 @@ struct engine_ops {
     int (*commit)(struct engine *e);
     void (*rollback)(struct engine *e);
     int (*ping)(struct engine *e);
+    /* Optional (NULL: no pools). Up to max pools' figures into out; with ping,
+     * each pool in use (and the core one always) is also asked to answer. */
+    size_t (*pools)(struct engine *e, bool ping, struct eng_pool_info *out, size_t max);
     void (*free)(struct engine *e);
 
     /* global: users, orgs (creation), apps */

@@ -43,13 +43,19 @@ else
     suites=("$@")
 fi
 
+# A suite that names "# engines: memory postgres" runs once per engine.
 for s in "${suites[@]}"; do
-    echo "== $s"
-    out=$(mktemp)
-    BUILD=$build bash "$s" 2>&1 | tee "$out"
-    rc=${PIPESTATUS[0]}
-    count "$s" "$out" "$rc"
-    rm -f "$out"
+    engines=$(sed -n 's/^# engines: //p' "$s" | head -1)
+    for eng in ${engines:-memory}; do
+        name=$s
+        [ -n "$engines" ] && name="$s [$eng]"
+        echo "== $name"
+        out=$(mktemp)
+        ENGINE=$eng BUILD=$build bash "$s" 2>&1 | tee "$out"
+        rc=${PIPESTATUS[0]}
+        count "$name" "$out" "$rc"
+        rm -f "$out"
+    done
 done
 
 if [ ${#failed_names[@]} -gt 0 ]; then

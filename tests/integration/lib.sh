@@ -44,9 +44,16 @@ stack_up() {
     export TESSERA_AUTH_PASSWORD_COST=${TESSERA_AUTH_PASSWORD_COST:-10}   # test-only cost: fast suites
     "$TESSERA" keygen >/dev/null || return 1
     "$ROOT/packaging/nginx-conf.sh" "$T/nginx.conf" "$port" "$TESSERA_FLEET_LISTEN" "$T/nginx"
-    local seeds=() d
-    for d in ${SEED_DIR:-$ROOT/seed/dev}; do seeds+=(--seed "$d"); done   # SEED_DIR: folders, in order
-    env "$@" "$TESSERA" fleet "${seeds[@]}" >>"$T/fleet.log" 2>&1 &
+    local seeds=() d engine_env=()
+    if [ "${ENGINE:-memory}" = postgres ]; then
+        # the same suite on PostgreSQL + Redis (tests/run.sh, "# engines:")
+        . "$ROOT/tests/integration/pg.sh"
+        pg_engine_env || return 1
+        engine_env=("${PG_ENV[@]}")
+    else
+        for d in ${SEED_DIR:-$ROOT/seed/dev}; do seeds+=(--seed "$d"); done   # SEED_DIR: folders, in order
+    fi
+    env "$@" "${engine_env[@]}" "$TESSERA" fleet "${seeds[@]}" >>"$T/fleet.log" 2>&1 &
     FLEET_PID=$!
     nginx -c "$T/nginx.conf" >>"$T/nginx.out" 2>&1 &
     NGINX_PID=$!

@@ -8,9 +8,12 @@
 # trust on the socket and loopback: a scratch cluster only this suite reaches.
 # redis_up sets REDIS_PORT and REDIS_URL.
 
+[ -n "${PG_SH_LOADED:-}" ] && return 0   # sourced by a suite and by stack_up: once
+PG_SH_LOADED=1
 PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
 PG_DIR=
 REDIS_PID=
+PG_NDB=0
 
 # PostgreSQL refuses to run as root: as root, run its programs as the Debian
 # `postgres` system user; otherwise as ourselves.
@@ -66,4 +69,26 @@ redis_up() {
 redis_down() {
     [ -n "$REDIS_PID" ] && { kill "$REDIS_PID" 2>/dev/null; wait "$REDIS_PID" 2>/dev/null; }
     REDIS_PID=
+}
+
+# pg_engine_env: for a stack on engine = postgres (ENGINE=postgres, see
+# stack_up): PostgreSQL and Redis up (once per suite), then a fresh database
+# per stack, migrated as the owner and seeded through `tessera seed` with the
+# stack's keys, so every stack starts empty as a memory one does. Sets
+# PG_ENV (the fleet's env assignments) and PG_DB_APP_DSN / PG_DB_OWNER_DSN.
+pg_engine_env() {
+    if [ -z "$PG_DIR" ]; then pg_up || return 1; fi
+    if [ -z "$REDIS_PID" ]; then redis_up || return 1; fi
+    PG_NDB=$((PG_NDB + 1))
+    local db=tessera_s$PG_NDB d
+    pg_createdb "$db" >/dev/null || return 1
+    PG_DB_OWNER_DSN="host=$PG_SOCK port=$PG_PORT dbname=$db user=tessera_owner"
+    PG_DB_APP_DSN="host=$PG_SOCK port=$PG_PORT dbname=$db user=tessera_app"
+    TESSERA_DB_MIGRATE_DSN=$PG_DB_OWNER_DSN TESSERA_DB_SQL_DIR=$ROOT/sql "$TESSERA" migrate \
+        >>"$T/migrate.log" 2>&1 || { tail -5 "$T/migrate.log" | sed 's/^/# /'; return 1; }
+    PG_ENV=(TESSERA_ENGINE=postgres "TESSERA_DB_CORE_DSN=$PG_DB_APP_DSN" "TESSERA_REDIS_URL=$REDIS_URL")
+    for d in ${SEED_DIR:-$ROOT/seed/dev}; do
+        env "${PG_ENV[@]}" "$TESSERA" seed "$d" >>"$T/seed.log" 2>&1 ||
+            { tail -5 "$T/seed.log" | sed 's/^/# /'; return 1; }
+    done
 }

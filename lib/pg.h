@@ -1,0 +1,106 @@
+/* pg: a small, lazily opened pool of libpq connections and the one
+ * transaction a request runs on it (DESIGN §3 "Per-mode connection pools",
+ * §10 "RLS").
+ *
+ * A worker serves one request at a time, so a pool rarely holds more than one
+ * connection; the cap ([db] connection_limit) bounds what a pool may open, and
+ * nothing is opened before the first statement: a worker that only ever
+ * serves test traffic never connects for live.
+ *
+ * Transactions. The first pg_tx_run of a transaction takes a connection and
+ * sends BEGIN, set_config of tessera.org_id and the search_path (both
+ * transaction-local) and the caller's statements in one pipeline: one round
+ * trip. Later runs send their statements, preceded by set_config again when
+ * the org changes. Nothing session-level is ever set, so the pool works
+ * through PgBouncer in transaction mode: statements go unnamed through the
+ * extended protocol, values always as $n parameters, never in the text.
+ *
+ * Failures. A statement that fails leaves the transaction usable only for
+ * pg_tx_rollback. A connection goes back to the pool only when
+ * PQtransactionStatus says idle; anything else is closed and reopened on
+ * demand. When the connection dies under the first run of a transaction
+ * (a restarted server), nothing has happened yet, so that run is retried once
+ * on a fresh connection: after a restart only requests that were in flight
+ * fail. */
+#ifndef LIB_PG_H
+#define LIB_PG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <libpq-fe.h>
+
+#include "err.h"
+
+#define PG_POOL_MAX 64          /* the highest connection_limit config accepts */
+#define PG_STMT_MAX 8           /* statements of one pg_tx_run */
+#define PG_LABEL 16
+
+struct pg_pool;
+
+/* Counters and gauges of one pool, for /metrics and /readyz. */
+struct pg_pool_stats {
+    char label[PG_LABEL];       /* "core", "test", "live" */
+    bool used;                  /* a connection was ever asked for */
+    int limit;
+    int open;                   /* connections open now */
+    int busy;                   /* of which inside a transaction */
+    uint64_t connects;          /* connections made */
+    uint64_t connect_errors;
+    uint64_t waits;             /* acquires that found every connection busy */
+    uint64_t errors;            /* failed statements and lost connections */
+    uint64_t discards;          /* connections closed for not being idle after a transaction */
+};
+
+/* One statement: text with $1..$n and n values (NULL for SQL null). */
+struct pg_stmt {
+    const char *sql;
+    int n;
+    const char *const *vals;
+};
+
+/* A transaction on one pooled connection; zero it (or pg_tx_init) before use. */
+struct pg_tx {
+    struct pg_pool *pool;
+    int slot;                   /* the connection's index; -1 while none is held */
+    bool failed;                /* a statement failed: only rollback is left */
+    char org[40];               /* tessera.org_id now in force ("" none) */
+};
+
+/* Returns owned (pg_pool_free): a pool for dsn that opens at most limit
+ * connections. Nothing connects here; a malformed dsn is refused now, with
+ * the reason in errstr (never the dsn itself: it may hold a password). */
+struct pg_pool *pg_pool_new(const char *label, const char *dsn, int limit, char errstr[128]);
+/* Closes every connection; NULL is a no-op. */
+void pg_pool_free(struct pg_pool *p);
+void pg_pool_stats(const struct pg_pool *p, struct pg_pool_stats *out);
+/* Whether the server answers now, on an idle connection (opening one if none). */
+int pg_pool_ping(struct pg_pool *p, char errstr[128]) ERR_MUST_CHECK;
+
+void pg_tx_init(struct pg_tx *tx, struct pg_pool *p);
+/* Whether the transaction has begun (holds a connection). */
+static inline bool pg_tx_active(const struct pg_tx *tx)
+{
+    return tx->slot >= 0;
+}
+/* Runs the n statements in tx, in one round trip, beginning tx first when it
+ * has not begun (org: tessera.org_id, "" for none; search_path: the schemas,
+ * both only read then or when org differs from tx->org). res[i] receives
+ * statement i's result, owned by the caller (PQclear), on success only.
+ * ERR_UNAVAILABLE when the server cannot be reached; for a failed statement
+ * the code its SQLSTATE maps to (pg_sqlstate_err). errstr gets the reason. */
+int pg_tx_run(struct pg_tx *tx, const char *org, const char *search_path, const struct pg_stmt *st,
+              size_t n, PGresult **res, char errstr[128]) ERR_MUST_CHECK;
+/* Commits and gives the connection back; on failure it was rolled back. A tx
+ * that never began commits trivially. */
+int pg_tx_commit(struct pg_tx *tx, char errstr[128]) ERR_MUST_CHECK;
+/* Rolls back (when begun) and gives the connection back; never fails. */
+void pg_tx_rollback(struct pg_tx *tx);
+
+/* ERR_* for a SQLSTATE: 23505 unique → CONFLICT, 23503 foreign key → NOTFOUND,
+ * 22xxx/23514/23502 → INVAL, 40001/40P01 → CONFLICT, 42501 → FORBIDDEN,
+ * 08xxx/57Pxx/53xxx/55P03/57014 → UNAVAILABLE, else INTERNAL. */
+int pg_sqlstate_err(const char *sqlstate);
+
+#endif
