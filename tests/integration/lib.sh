@@ -51,7 +51,7 @@ stack_up() {
         pg_engine_env || return 1
         engine_env=("${PG_ENV[@]}")
     else
-        for d in ${SEED_DIR:-$ROOT/seed/dev}; do seeds+=(--seed "$d"); done   # SEED_DIR: folders, in order
+        for d in ${SEED_DIR-$ROOT/seed/dev}; do seeds+=(--seed "$d"); done   # SEED_DIR: folders, in order
     fi
     env "$@" "${engine_env[@]}" "$TESSERA" fleet "${seeds[@]}" >>"$T/fleet.log" 2>&1 &
     FLEET_PID=$!

@@ -37,15 +37,21 @@ pg_up() {
     pg_as "$PG_BIN/initdb" -D "$PG_DIR" -U postgres -A trust -E UTF8 --locale=C.UTF-8 \
         --no-sync >"$T/pg-initdb.log" 2>&1 || { sed 's/^/# /' "$T/pg-initdb.log" | tail -20; return 1; }
     CLEANUP_HOOKS+=("pg_down")
-    pg_as "$PG_BIN/pg_ctl" -D "$PG_DIR" -l "$PG_DIR/server.log" -w -t 30 start \
-        -o "-p $PG_PORT -k $PG_SOCK -c listen_addresses=127.0.0.1 -c fsync=off \
-            -c synchronous_commit=off -c full_page_writes=off -c max_connections=100" \
-        >"$T/pg-ctl.log" 2>&1 || { sed 's/^/# /' "$PG_DIR/server.log" | tail -20; return 1; }
+    pg_start || { sed 's/^/# /' "$PG_DIR/server.log" | tail -20; return 1; }
     pg_psql postgres -c "CREATE ROLE tessera_owner LOGIN CREATEROLE BYPASSRLS" \
         -c "CREATE DATABASE tessera OWNER tessera_owner" || return 1
     PG_OWNER_DSN="host=$PG_SOCK port=$PG_PORT dbname=tessera user=tessera_owner"
     PG_APP_DSN="host=$PG_SOCK port=$PG_PORT dbname=tessera user=tessera_app"
 }
+
+# pg_start / pg_stop: the cluster pg_up made, on the same port and socket.
+pg_start() {
+    pg_as "$PG_BIN/pg_ctl" -D "$PG_DIR" -l "$PG_DIR/server.log" -w -t 30 start \
+        -o "-p $PG_PORT -k $PG_SOCK -c listen_addresses=127.0.0.1 -c fsync=off \
+            -c synchronous_commit=off -c full_page_writes=off -c max_connections=100" \
+        >>"$T/pg-ctl.log" 2>&1
+}
+pg_stop() { pg_as "$PG_BIN/pg_ctl" -D "$PG_DIR" -m fast -w -t 30 stop >>"$T/pg-ctl.log" 2>&1; }
 
 # pg_createdb NAME: another empty database owned by the migration owner.
 pg_createdb() { pg_psql postgres -c "CREATE DATABASE \"$1\" OWNER tessera_owner"; }
@@ -87,7 +93,7 @@ pg_engine_env() {
     TESSERA_DB_MIGRATE_DSN=$PG_DB_OWNER_DSN TESSERA_DB_SQL_DIR=$ROOT/sql "$TESSERA" migrate \
         >>"$T/migrate.log" 2>&1 || { tail -5 "$T/migrate.log" | sed 's/^/# /'; return 1; }
     PG_ENV=(TESSERA_ENGINE=postgres "TESSERA_DB_CORE_DSN=$PG_DB_APP_DSN" "TESSERA_REDIS_URL=$REDIS_URL")
-    for d in ${SEED_DIR:-$ROOT/seed/dev}; do
+    for d in ${SEED_DIR-$ROOT/seed/dev}; do
         env "${PG_ENV[@]}" "$TESSERA" seed "$d" >>"$T/seed.log" 2>&1 ||
             { tail -5 "$T/seed.log" | sed 's/^/# /'; return 1; }
     done
