@@ -15,7 +15,9 @@ baseline=$root/../shared/baseline
 out=$root/bench/results/latest.md
 T=$(mktemp -d /tmp/tessera-bench.XXXXXX); chmod 755 "$T"
 fleet_pid= nginx_pid=
+CLEANUP_HOOKS=()    # tests/integration/pg.sh's servers, for the postgres scenarios
 cleanup() {
+    for h in "${CLEANUP_HOOKS[@]}"; do eval "$h" || true; done
     [ -n "$nginx_pid" ] && kill -QUIT "$nginx_pid" 2>/dev/null && wait "$nginx_pid" 2>/dev/null || true
     [ -n "$fleet_pid" ] && kill -TERM "$fleet_pid" 2>/dev/null && wait "$fleet_pid" 2>/dev/null || true
     rm -rf "$T"
@@ -64,7 +66,34 @@ for i in $(seq 1 "$runs"); do
     res[healthz]+="$(wrk_case /healthz)"$'\n'
     echo "bench: run $i/$runs: tessera GET /v1/auth/me (JWT)" >&2
     res[me]+="$(wrk_case /v1/auth/me "Authorization: Bearer $token")"$'\n'
+    echo "bench: run $i/$runs: tessera GET /v1/orgs/current (JWT)" >&2
+    res[org]+="$(wrk_case /v1/orgs/current "Authorization: Bearer $token")"$'\n'
 done
+
+# The same authenticated reads on engine = postgres (+ Redis for the blacklist):
+# a scratch cluster in $T, as the test harness makes one (tests/integration/pg.sh).
+echo "bench: switching the fleet to engine = postgres" >&2
+kill -TERM "$fleet_pid"; wait "$fleet_pid" 2>/dev/null || true; fleet_pid=
+free_port() { port; }
+wait_until() { local d=$((SECONDS + $1)); shift; until "$@" >/dev/null 2>&1; do [ $SECONDS -ge $d ] && return 1; sleep 0.1; done; }
+ROOT=$root TESSERA=$build/tessera
+set +u; . tests/integration/pg.sh; set -u
+pg_up >/dev/null && redis_up || { echo "bench: postgres or redis did not start" >&2; exit 1; }
+TESSERA_DB_MIGRATE_DSN=$PG_OWNER_DSN TESSERA_DB_SQL_DIR=$root/sql "$build/tessera" migrate >/dev/null
+TESSERA_ENGINE=postgres TESSERA_DB_CORE_DSN=$PG_APP_DSN "$build/tessera" seed seed/dev >/dev/null
+TESSERA_ENGINE=postgres TESSERA_DB_CORE_DSN=$PG_APP_DSN TESSERA_REDIS_URL=$REDIS_URL \
+    "$build/tessera" fleet 2>>"$T/fleet.log" & fleet_pid=$!
+for _ in $(seq 1 100); do curl -fs -m 2 "$URL/healthz" >/dev/null && break; sleep 0.05; done
+token=$(curl -fs -m 5 -H 'Content-Type: application/json' \
+    -d '{"email":"admin@example.com","password":"tessera-dev"}' "$URL/v1/auth/login" | jq -r .access_token)
+for i in $(seq 1 "$runs"); do
+    echo "bench: run $i/$runs: postgres GET /v1/auth/me, /v1/orgs/current" >&2
+    res[me_pg]+="$(wrk_case /v1/auth/me "Authorization: Bearer $token")"$'\n'
+    res[org_pg]+="$(wrk_case /v1/orgs/current "Authorization: Bearer $token")"$'\n'
+done
+kill -TERM "$fleet_pid"; wait "$fleet_pid" 2>/dev/null || true; fleet_pid=
+for h in "${CLEANUP_HOOKS[@]}"; do eval "$h" || true; done
+CLEANUP_HOOKS=()
 
 {
     echo "# tessera bench — $(date -u +%Y-%m-%dT%H:%MZ)"
@@ -76,19 +105,22 @@ done
     echo "|---|---|---|---|---|---|---|"
     m_rps=$(awk 'NF {print $1}' <<<"${res[mux]}" | median)
     m_p99=$(awk 'NF {print $3}' <<<"${res[mux]}" | median)
-    for k in mux healthz me; do
+    for k in mux healthz me org me_pg org_pg; do
         rps=$(awk 'NF {print $1}' <<<"${res[$k]}" | median)
         p50=$(awk 'NF {print $2}' <<<"${res[$k]}" | median)
         p99=$(awk 'NF {print $3}' <<<"${res[$k]}" | median)
         bad=$(awk 'NF {s += $4} END {print s + 0}' <<<"${res[$k]}")
         name=$k; [ "$k" = healthz ] && name="tessera GET /healthz"; [ "$k" = mux ] && name="baseline mux"
         [ "$k" = me ] && name="tessera GET /v1/auth/me (JWT, memory engine)"
+        [ "$k" = org ] && name="tessera GET /v1/orgs/current (JWT, memory engine)"
+        [ "$k" = me_pg ] && name="tessera GET /v1/auth/me (JWT, postgres + Redis)"
+        [ "$k" = org_pg ] && name="tessera GET /v1/orgs/current (JWT, postgres + Redis)"
         printf '| %s | %s | %s | %s | %s | %.2f× | %.2f× |\n' "$name" "$rps" "$p50" "$p99" "$bad" \
             "$(awk -v a="$rps" -v b="$m_rps" 'BEGIN {print a / b}')" "$(awk -v a="$p99" -v b="$m_p99" 'BEGIN {print a / b}')"
     done
     echo
     echo "Raw runs (req/s p50 p99 non2xx):"
-    for k in mux healthz me; do echo; echo "- $k:"; awk 'NF {print "  - " $0}' <<<"${res[$k]}"; done
+    for k in mux healthz me org me_pg org_pg; do echo; echo "- $k:"; awk 'NF {print "  - " $0}' <<<"${res[$k]}"; done
 } | tee "$out"
 
 # Reload under load, on its own fleet (bench/reload.sh): the acceptance figure

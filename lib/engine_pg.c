@@ -93,10 +93,10 @@ static int enter(struct engine *e, const struct eng_scope *s, bool tenant, const
 }
 
 static int run_on(struct engine *e, struct pg_tx *tx, const char *org, const char *path,
-                  const struct pg_stmt *st, size_t n, PGresult **res)
+                  const struct pg_stmt *st, size_t n, bool write, PGresult **res)
 {
     char why[128] = "";
-    int rc = pg_tx_run(tx, org, path, st, n, res, why);
+    int rc = pg_tx_run(tx, org, path, st, n, write, res, why);
 
     if (rc != 0)
         return fail(e, rc, "%s", why);
@@ -112,7 +112,7 @@ int engine_pg_core(struct engine *e, const struct eng_scope *s, const struct pg_
 
     if ((rc = enter(e, s, s != NULL, &org)) != 0)
         return rc;
-    return run_on(e, &g->core_tx, org, CORE_PATH, st, n, res);
+    return run_on(e, &g->core_tx, org, CORE_PATH, st, n, true, res);
 }
 
 int engine_pg_data(struct engine *e, const struct eng_scope *s, const char *search_path,
@@ -126,12 +126,13 @@ int engine_pg_data(struct engine *e, const struct eng_scope *s, const char *sear
         return rc;
     if (!mode_ok(s->mode))
         return fail(e, ERR_INTERNAL, "bad mode");
-    return run_on(e, &g->data_tx[s->mode], org, search_path, st, n, res);
+    return run_on(e, &g->data_tx[s->mode], org, search_path, st, n, true, res);
 }
 
-/* One statement on the core pool; *res owned by the caller. */
-static int q(struct engine *e, const struct eng_scope *s, bool tenant, const char *sql, int n,
-             const char *const *vals, PGresult **res)
+/* One statement on the core pool; *res owned by the caller. write: it
+ * changes data (it runs in the unit's explicit transaction, begun by it). */
+static int q_any(struct engine *e, const struct eng_scope *s, bool tenant, bool write, const char *sql,
+                 int n, const char *const *vals, PGresult **res)
 {
     struct pge *g = e->impl;
     const struct pg_stmt st = {sql, n, vals};
@@ -141,15 +142,22 @@ static int q(struct engine *e, const struct eng_scope *s, bool tenant, const cha
     *res = NULL;
     if ((rc = enter(e, s, tenant, &org)) != 0)
         return rc;
-    return run_on(e, &g->core_tx, org, CORE_PATH, &st, 1, res);
+    return run_on(e, &g->core_tx, org, CORE_PATH, &st, 1, write, res);
 }
 
-/* One statement whose result is not needed beyond its row count. */
+/* A read. */
+static int q(struct engine *e, const struct eng_scope *s, bool tenant, const char *sql, int n,
+             const char *const *vals, PGresult **res)
+{
+    return q_any(e, s, tenant, false, sql, n, vals, res);
+}
+
+/* A write whose result is not needed beyond its row count. */
 static int q_rows(struct engine *e, const struct eng_scope *s, bool tenant, const char *sql, int n,
                   const char *const *vals, int *rows)
 {
     PGresult *r;
-    int rc = q(e, s, tenant, sql, n, vals, &r);
+    int rc = q_any(e, s, tenant, true, sql, n, vals, &r);
 
     if (rc == 0)
         *rows = PQntuples(r);
@@ -468,7 +476,7 @@ static int pg_org_create(struct engine *e, const struct eng_org *o)
         "INSERT INTO core.organizations (id, name, slug, plan, created_at) "
         "VALUES ($1, $2, $3, $4, to_timestamp($5)) ON CONFLICT DO NOTHING RETURNING 1",
         5, (const char *[]){o->id, o->name, o->slug, o->plan[0] ? o->plan : "free", at.s}};
-    if ((rc = run_on(e, &g->core_tx, o->id, CORE_PATH, &st, 1, &r)) == 0 && PQntuples(r) == 0)
+    if ((rc = run_on(e, &g->core_tx, o->id, CORE_PATH, &st, 1, true, &r)) == 0 && PQntuples(r) == 0)
         rc = fail(e, ERR_CONFLICT, "org id or slug taken");
     PQclear(r);
     return rc;
@@ -786,13 +794,13 @@ static int pg_org_get(struct engine *e, const struct eng_scope *s, struct eng_or
     return rc;
 }
 
-/* Runs a statement of the shape "WITH … SELECT <found>, <done>": two counts,
+/* Runs a write of the shape "WITH … SELECT <found>, <done>": two counts,
  * so one round trip says both whether what it needed exists and whether it wrote. */
 static int q_counts(struct engine *e, const struct eng_scope *s, const char *sql, int n,
                     const char *const *vals, int64_t *found, int64_t *done)
 {
     PGresult *r;
-    int rc = q(e, s, true, sql, n, vals, &r);
+    int rc = q_any(e, s, true, true, sql, n, vals, &r);
 
     if (rc == 0 && PQntuples(r) != 1)
         rc = fail(e, ERR_INTERNAL, "counts query returned %d rows", PQntuples(r));

@@ -235,15 +235,16 @@ void pg_tx_init(struct pg_tx *tx, struct pg_pool *p)
 }
 
 int pg_tx_run(struct pg_tx *tx, const char *org, const char *search_path, const struct pg_stmt *st,
-              size_t n, PGresult **res, char errstr[128])
+              size_t n, bool write, PGresult **res, char errstr[128])
 {
     struct pg_pool *p = tx->pool;
     struct pg_stmt all[PG_STMT_MAX + 2];
     PGresult *out[PG_STMT_MAX + 2];
     const char *scope[2] = {org, search_path};
+    bool begin = write && !tx->explicit_tx;
+    bool retry_safe = !tx->explicit_tx; /* nothing of an explicit transaction is at stake */
     size_t k = 0, pre;
     char sqlstate[6];
-    bool begin = !pg_tx_active(tx);
     int rc;
 
     if (n == 0 || n > PG_STMT_MAX || strlen(org) >= sizeof tx->org) {
@@ -251,36 +252,33 @@ int pg_tx_run(struct pg_tx *tx, const char *org, const char *search_path, const 
         return ERR_INTERNAL;
     }
     if (tx->failed) {
-        err_set(errstr, "statement after a failure in the same transaction");
+        err_set(errstr, "statement after a failure in the same unit of work");
         return ERR_INTERNAL;
     }
-    if (begin) {
+    if (begin)
         all[k++] = (struct pg_stmt){SQL_BEGIN, 0, NULL};
+    if (!tx->explicit_tx)
         all[k++] = (struct pg_stmt){SQL_SCOPE, 2, scope};
-    } else if (strcmp(org, tx->org) != 0) {
+    else if (strcmp(org, tx->org) != 0)
         all[k++] = (struct pg_stmt){SQL_ORG, 1, scope};
-    }
     pre = k;
     memcpy(all + k, st, n * sizeof *st);
     k += n;
 
     for (int attempt = 0;; attempt++) {
-        if (begin && (rc = acquire(p, &tx->slot, errstr)) != 0)
+        if (tx->slot < 0 && (rc = acquire(p, &tx->slot, errstr)) != 0)
             return rc;
         rc = pipeline(p->conn[tx->slot], all, k, out, sqlstate, errstr);
         if (rc == 0)
             break;
         p->st.errors++;
         if (rc == ERR_UNAVAILABLE && sqlstate[0] == '\0') {
-            /* The connection is gone (or in an unknown state): close it. A
-             * transaction that began in this very run lost nothing: retry once. */
+            /* The connection is gone (or in an unknown state): close it, and
+             * run again on a fresh one when nothing was lost with it. */
             drop(p, tx->slot);
             tx->slot = -1;
-            if (begin && attempt == 0)
+            if (retry_safe && attempt == 0)
                 continue;
-            if (!begin)
-                tx->failed = true;
-            return rc;
         }
         tx->failed = true;
         return rc;
@@ -288,7 +286,10 @@ int pg_tx_run(struct pg_tx *tx, const char *org, const char *search_path, const 
     for (size_t i = 0; i < pre; i++)
         PQclear(out[i]);
     memcpy(res, out + pre, n * sizeof *res);
-    snprintf(tx->org, sizeof tx->org, "%s", org);
+    if (begin)
+        tx->explicit_tx = true;
+    if (tx->explicit_tx)
+        snprintf(tx->org, sizeof tx->org, "%s", org);
     return 0;
 }
 
@@ -297,6 +298,7 @@ static void tx_end(struct pg_tx *tx)
     if (tx->slot >= 0)
         release(tx->pool, tx->slot);
     tx->slot = -1;
+    tx->explicit_tx = false;
     tx->failed = false;
     tx->org[0] = '\0';
 }
@@ -310,7 +312,7 @@ int pg_tx_commit(struct pg_tx *tx, char errstr[128])
         pg_tx_rollback(tx);
         return ERR_INTERNAL;
     }
-    if (tx->slot >= 0) {
+    if (tx->slot >= 0 && tx->explicit_tx) {
         PGconn *c = tx->pool->conn[tx->slot];
         PGresult *r = PQexec(c, "COMMIT");
         if (PQresultStatus(r) != PGRES_COMMAND_OK) {
@@ -343,7 +345,7 @@ int pg_pool_ping(struct pg_pool *p, char errstr[128])
     int rc;
 
     pg_tx_init(&tx, p);
-    rc = pg_tx_run(&tx, "", "pg_catalog", &one, 1, &r, errstr);
+    rc = pg_tx_run(&tx, "", "pg_catalog", &one, 1, false, &r, errstr);
     PQclear(r);
     pg_tx_rollback(&tx);
     return rc;

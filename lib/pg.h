@@ -7,21 +7,27 @@
  * nothing is opened before the first statement: a worker that only ever
  * serves test traffic never connects for live.
  *
- * Transactions. The first pg_tx_run of a transaction takes a connection and
- * sends BEGIN, set_config of tessera.org_id and the search_path (both
- * transaction-local) and the caller's statements in one pipeline: one round
- * trip. Later runs send their statements, preceded by set_config again when
- * the org changes. Nothing session-level is ever set, so the pool works
- * through PgBouncer in transaction mode: statements go unnamed through the
- * extended protocol, values always as $n parameters, never in the text.
+ * Transactions. The first pg_tx_run of a unit of work takes a connection and
+ * keeps it until commit or rollback. Reads before the first write run as
+ * their own pipeline, [set_config of tessera.org_id and the search_path (both
+ * transaction-local), the statements] then Sync: the extended protocol runs
+ * everything up to a Sync in one implicit transaction, so that is one round
+ * trip with no BEGIN and no COMMIT, and the settings end with it. The first
+ * write sends [BEGIN, set_config, statements]: from there on everything runs
+ * in that explicit transaction (set_config again only when the org changes)
+ * until pg_tx_commit. Under READ COMMITTED every statement takes a fresh
+ * snapshot anyway, so a read before the BEGIN sees what it would have seen
+ * inside. Nothing session-level is ever set, so the pool works through
+ * PgBouncer in transaction mode: statements go unnamed through the extended
+ * protocol, values always as $n parameters, never in the text.
  *
  * Failures. A statement that fails leaves the transaction usable only for
  * pg_tx_rollback. A connection goes back to the pool only when
  * PQtransactionStatus says idle; anything else is closed and reopened on
- * demand. When the connection dies under the first run of a transaction
- * (a restarted server), nothing has happened yet, so that run is retried once
- * on a fresh connection: after a restart only requests that were in flight
- * fail. */
+ * demand. When the connection dies under a run outside the explicit
+ * transaction or under the one that begins it (a restarted server), nothing
+ * of the unit of work is lost, so that run is retried once on a fresh
+ * connection: after a restart only requests that were in flight fail. */
 #ifndef LIB_PG_H
 #define LIB_PG_H
 
@@ -60,12 +66,13 @@ struct pg_stmt {
     const char *const *vals;
 };
 
-/* A transaction on one pooled connection; zero it (or pg_tx_init) before use. */
+/* A unit of work on one pooled connection; zero it (or pg_tx_init) before use. */
 struct pg_tx {
     struct pg_pool *pool;
     int slot;                   /* the connection's index; -1 while none is held */
+    bool explicit_tx;           /* BEGIN sent: statements run in one transaction until commit */
     bool failed;                /* a statement failed: only rollback is left */
-    char org[40];               /* tessera.org_id now in force ("" none) */
+    char org[40];               /* tessera.org_id in force in the explicit transaction */
 };
 
 /* Returns owned (pg_pool_free): a pool for dsn that opens at most limit
@@ -79,21 +86,22 @@ void pg_pool_stats(const struct pg_pool *p, struct pg_pool_stats *out);
 int pg_pool_ping(struct pg_pool *p, char errstr[128]) ERR_MUST_CHECK;
 
 void pg_tx_init(struct pg_tx *tx, struct pg_pool *p);
-/* Whether the transaction has begun (holds a connection). */
+/* Whether the unit of work holds a connection. */
 static inline bool pg_tx_active(const struct pg_tx *tx)
 {
     return tx->slot >= 0;
 }
-/* Runs the n statements in tx, in one round trip, beginning tx first when it
- * has not begun (org: tessera.org_id, "" for none; search_path: the schemas,
- * both only read then or when org differs from tx->org). res[i] receives
+/* Runs the n statements in tx in one round trip (org: tessera.org_id, "" for
+ * none; search_path: the schemas). write: they change data, so they run in
+ * the explicit transaction, begun now if it has not been; reads run in it
+ * when it has begun, else in an implicit one of their own. res[i] receives
  * statement i's result, owned by the caller (PQclear), on success only.
  * ERR_UNAVAILABLE when the server cannot be reached; for a failed statement
  * the code its SQLSTATE maps to (pg_sqlstate_err). errstr gets the reason. */
 int pg_tx_run(struct pg_tx *tx, const char *org, const char *search_path, const struct pg_stmt *st,
-              size_t n, PGresult **res, char errstr[128]) ERR_MUST_CHECK;
-/* Commits and gives the connection back; on failure it was rolled back. A tx
- * that never began commits trivially. */
+              size_t n, bool write, PGresult **res, char errstr[128]) ERR_MUST_CHECK;
+/* Commits (when a write began the explicit transaction) and gives the
+ * connection back; on failure it was rolled back. */
 int pg_tx_commit(struct pg_tx *tx, char errstr[128]) ERR_MUST_CHECK;
 /* Rolls back (when begun) and gives the connection back; never fails. */
 void pg_tx_rollback(struct pg_tx *tx);

@@ -77,7 +77,7 @@ static void test_an_unreachable_server_is_unavailable_and_counted(void **state)
     (void)state;
     assert_non_null(p);
     pg_tx_init(&tx, p);
-    assert_int_equal(pg_tx_run(&tx, "", "core", &one, 1, &r, errstr), ERR_UNAVAILABLE);
+    assert_int_equal(pg_tx_run(&tx, "", "core", &one, 1, false, &r, errstr), ERR_UNAVAILABLE);
     assert_null(r);
     assert_false(pg_tx_active(&tx));
     assert_non_null(strstr(errstr, "cannot connect"));
@@ -101,8 +101,8 @@ static void test_bad_run_arguments_are_refused(void **state)
     struct pg_pool *p = pg_pool_new("core", "host=/nonexistent", 1, errstr);
     (void)state;
     pg_tx_init(&tx, p);
-    assert_int_equal(pg_tx_run(&tx, "", "core", &one, 0, r, errstr), ERR_INTERNAL);
-    assert_int_equal(pg_tx_run(&tx, "", "core", &one, PG_STMT_MAX + 1, r, errstr), ERR_INTERNAL);
+    assert_int_equal(pg_tx_run(&tx, "", "core", &one, 0, true, r, errstr), ERR_INTERNAL);
+    assert_int_equal(pg_tx_run(&tx, "", "core", &one, PG_STMT_MAX + 1, true, r, errstr), ERR_INTERNAL);
     pg_pool_free(p);
 }
 
