@@ -54,6 +54,15 @@ static int is_control_command(const char *cmd)
 
 static int cmd_check_config(const struct config *cfg)
 {
+    char why[128];
+
+    /* The engine's own checks (DSNs well-formed, limits): nothing connects. */
+    struct engine *e = cfg->engine == CONFIG_ENGINE_POSTGRES ? app_engine_new(cfg, NULL, why) : NULL;
+    if (cfg->engine == CONFIG_ENGINE_POSTGRES && e == NULL) {
+        fprintf(stderr, "config: %s\n", why);
+        return EXIT_CONFIG;
+    }
+    engine_free(e);
     cJSON *j = config_to_json(cfg);
     char *s = j ? cJSON_Print(j) : NULL;
 

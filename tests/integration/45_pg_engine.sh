@@ -32,6 +32,15 @@ COUNTS="SELECT (SELECT count(*) FROM core.users) || ' ' || (SELECT count(*) FROM
         (SELECT count(*) FROM core.memberships) || ' ' || (SELECT count(*) FROM core.roles) || ' ' ||
         (SELECT count(*) FROM core.apps)"
 
+# --- a malformed DSN is a config error naming the key, never echoing the DSN
+for cmd in check-config fleet; do
+    OUT=$(TESSERA_ENGINE=postgres TESSERA_DB_CORE_DSN="host=x password=hunter2 oops" \
+          TESSERA_FLEET_LISTEN=$T/bad.sock TESSERA_FLEET_CONTROL=$T/bad-control.sock TESSERA_FLEET_PID_FILE=$T/bad.pid \
+          timeout 10 "$TESSERA" $cmd 2>&1); RC=$?
+    check "tessera $cmd with a malformed db.core_dsn exits 2 naming the key, without the password" \
+        test "$RC" = 2 -a -n "$(grep 'db.core_dsn' <<<"$OUT")" -a -z "$(grep hunter2 <<<"$OUT")"
+done
+
 # --- tessera seed
 fresh_db seeded || { not_ok "a migrated database"; exit 1; }
 seed seeded "$ROOT/seed/dev"
