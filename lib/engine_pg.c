@@ -81,10 +81,12 @@ static int enter(struct engine *e, const struct eng_scope *s, bool tenant, const
     if (!g->in_tx)
         return fail(e, ERR_INTERNAL, "call outside a unit of work");
     if (tenant) {
-        if (s == NULL || !filled(s->org_id, sizeof s->org_id) || !uuid_valid(s->org_id))
+        if (s == NULL || !filled(s->org_id, sizeof s->org_id))
             return fail(e, ERR_INTERNAL, "tenant call without a scope");
         if (g->scoped && strcmp(s->org_id, g->scope.org_id) != 0)
             return fail(e, ERR_INTERNAL, "tenant call for an org other than the one begun");
+        if (!uuid_valid(s->org_id))
+            return fail(e, ERR_NOTFOUND, "no such org"); /* as on memory: never a cast error */
         *org = s->org_id;
     } else {
         *org = pg_tx_active(&g->core_tx) ? g->core_tx.org : g->scoped ? g->scope.org_id : "";
