@@ -189,8 +189,8 @@ check "the keys were made on install: 0600, owned by tessera" \
     bash -c "for k in /etc/tessera/jwt.pem /etc/tessera/data.key; do [ \"\$(stat -c '%a %U' \$k)\" = '600 tessera' ] || { stat -c '%n %a %U' \$k; exit 1; }; done"
 check "/etc/tessera is 0750 root:tessera, the config 0640" \
     bash -c "[ \"\$(stat -c '%a %U %G' /etc/tessera)\" = '750 root tessera' ] && [ \"\$(stat -c '%a %G' /etc/tessera/tessera.conf)\" = '640 tessera' ]"
-check "the installed config is production on postgres, socket for nginx" \
-    bash -c "setpriv --reuid=tessera --regid=tessera --clear-groups /usr/bin/tessera check-config | jq -e '.env == \"production\" and .engine == \"postgres\" and .fleet.listen == \"/run/tessera/tessera.sock\" and .fleet.listen_owner == \"tessera:www-data\" and .db.sql_dir == \"/usr/share/tessera/sql\"'"
+check "the installed config: production on postgres, core as tessera_app, migrate as tessera_owner, socket for nginx" \
+    bash -c "setpriv --reuid=tessera --regid=tessera --clear-groups /usr/bin/tessera check-config | jq -e '.env == \"production\" and .engine == \"postgres\" and .fleet.listen == \"/run/tessera/tessera.sock\" and .fleet.listen_owner == \"tessera:www-data\" and .db.sql_dir == \"/usr/share/tessera/sql\" and (.db.core_dsn | test(\"user=tessera_app\")) and (.db.migrate_dsn | test(\"user=tessera_owner\")) and .db.connection_limit >= 1'"
 jwt_before=$(sha256sum /etc/tessera/jwt.pem)
 dpkg -i "$deb" >"$T/dpkg2.log" 2>&1
 check "a reinstall keeps the keys" test "$(sha256sum /etc/tessera/jwt.pem)" = "$jwt_before"
@@ -262,15 +262,18 @@ check "ExecStartPre ($pre) applies the installed migrations" as_unit $pre
 nsql=$(find /usr/share/tessera/sql -name '*.sql' 2>/dev/null | wc -l)
 check "core.schema_migrations lists every installed migration ($nsql)" \
     test "$(sql_as_postgres tessera <<<'SELECT count(*) FROM core.schema_migrations' 2>&1)" = "$nsql"
-check "the migration made tessera_app: LOGIN, NOBYPASSRLS, no superuser or CREATEROLE, owns nothing" \
-    test "$(sql_as_postgres tessera 2>&1 <<'EOF'
-SELECT r.rolcanlogin AND NOT r.rolbypassrls AND NOT r.rolsuper AND NOT r.rolcreaterole
+check "the schema belongs to the migration owner (ExecStartPre used migrate_dsn)" \
+    test "$(sql_as_postgres tessera <<<"SELECT bool_and(tableowner = 'tessera_owner') AND count(*) > 0 FROM pg_tables WHERE schemaname = 'core'" 2>&1)" = t
+# DESIGN §3: the app role owns nothing and cannot bypass RLS (checked again
+# after the smoke test: whatever the fleet creates must not belong to it)
+app_role_sql="SELECT r.rolcanlogin AND NOT r.rolbypassrls AND NOT r.rolsuper AND NOT r.rolcreaterole
    AND NOT EXISTS (SELECT 1 FROM pg_class WHERE relowner = r.oid)
    AND NOT EXISTS (SELECT 1 FROM pg_namespace WHERE nspowner = r.oid)
    AND NOT EXISTS (SELECT 1 FROM pg_proc WHERE proowner = r.oid)
-  FROM pg_roles r WHERE r.rolname = 'tessera_app'
-EOF
-)" = t
+   AND NOT EXISTS (SELECT 1 FROM pg_type WHERE typowner = r.oid)
+  FROM pg_roles r WHERE r.rolname = 'tessera_app'"
+check "the migration made tessera_app: LOGIN, NOBYPASSRLS, no superuser or CREATEROLE, owns nothing" \
+    test "$(sql_as_postgres tessera <<<"$app_role_sql" 2>&1)" = t
 # its password, as an operator gives it one (ALTER ROLE tessera_app PASSWORD)
 if sql_as_postgres tessera >"$T/pg-app.log" 2>&1 <<<"ALTER ROLE tessera_app PASSWORD '$app_pw'"; then
     ok "tessera_app gets a password"
@@ -389,6 +392,8 @@ if [ -n "$up" ]; then
     # the accounts went to PostgreSQL (not some other store), through the app role
     check "PostgreSQL holds the accounts: core.users has the admin and the smoke user" \
         test "$(sql_as_postgres tessera <<<'SELECT count(*) >= 2 FROM core.users' 2>&1)" = t
+    check "after the smoke test tessera_app still owns nothing, still NOBYPASSRLS" \
+        test "$(sql_as_postgres tessera <<<"$app_role_sql" 2>&1)" = t
     check "the fleet's connections are tessera_app's, none the owner's" \
         test "$(sql_as_postgres tessera 2>&1 <<'EOF'
 SELECT count(*) FILTER (WHERE usename = 'tessera_app') > 0 AND count(*) FILTER (WHERE usename = 'tessera_owner') = 0
