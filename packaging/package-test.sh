@@ -8,11 +8,21 @@
 #   package-test.sh [BUILD_DIR]      (root: it installs a package)
 # Prints `ok`/`not ok` lines and `N passed, N failed, N skipped`.
 #
-# PostgreSQL and Redis are real, scratch servers on free loopback ports, which
-# the unit's commands reach through TESSERA_DB_*_DSN / TESSERA_REDIS_URL (the
-# installed config names 127.0.0.1:5432 and :6379). ExecStartPre (`tessera
-# migrate`) applies the installed migrations to that PostgreSQL. Until the
-# PostgreSQL engine exists the fleet itself runs with TESSERA_ENGINE=memory.
+# The fleet runs on the installed config's engine, postgres. PostgreSQL and
+# Redis are real, scratch servers on free loopback ports, which the unit's
+# commands reach through TESSERA_DB_*_DSN / TESSERA_REDIS_URL (the installed
+# config names 127.0.0.1:5432 and :6379; everything else is as installed). The
+# cluster is set up as tessera.conf tells an operator to: a migration owner
+# with BYPASSRLS and CREATEROLE owning database tessera; ExecStartPre
+# (`tessera migrate`, migrate_dsn) creates tessera_app and the schema; the
+# fleet connects as tessera_app. Both roles log in with a password (SCRAM,
+# through the static libpq), generated per run and passed in the environment,
+# never in argv.
+#   PACKAGE_TEST_RECORDS=1 (default)  tests/smoke.sh runs its schema and record
+#       round trip (SMOKE_SERVICE) on postgres too
+#   PACKAGE_TEST_RECORDS=0  auth only: for a build whose PostgreSQL engine
+#       answers records with 503 (lib/engine_pg_records.c not merged yet); the
+#       round trip is reported as skipped, and the run says so
 set -uo pipefail
 build=${1:-build}
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -29,6 +39,8 @@ started=$SECONDS
 FLEET_PID= NGINX_PID= REDIS_PID= PG_DIR=
 PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
 made_cert= made_key=
+records=${PACKAGE_TEST_RECORDS:-1}
+case $records in 0|1) ;; *) echo "package-test: PACKAGE_TEST_RECORDS is 0 or 1, not $records" >&2; exit 2 ;; esac
 
 ok() { echo "ok - $1"; pass=$((pass + 1)); }
 not_ok() { echo "not ok - $1"; [ -n "${2:-}" ] && printf '%s\n' "$2" | head -20 | sed 's/^/#   /'; fail=$((fail + 1)); }
@@ -177,8 +189,8 @@ check "the keys were made on install: 0600, owned by tessera" \
     bash -c "for k in /etc/tessera/jwt.pem /etc/tessera/data.key; do [ \"\$(stat -c '%a %U' \$k)\" = '600 tessera' ] || { stat -c '%n %a %U' \$k; exit 1; }; done"
 check "/etc/tessera is 0750 root:tessera, the config 0640" \
     bash -c "[ \"\$(stat -c '%a %U %G' /etc/tessera)\" = '750 root tessera' ] && [ \"\$(stat -c '%a %G' /etc/tessera/tessera.conf)\" = '640 tessera' ]"
-check "the installed config is production on postgres, socket for nginx" \
-    bash -c "setpriv --reuid=tessera --regid=tessera --clear-groups /usr/bin/tessera check-config | jq -e '.env == \"production\" and .engine == \"postgres\" and .fleet.listen == \"/run/tessera/tessera.sock\" and .fleet.listen_owner == \"tessera:www-data\" and .db.sql_dir == \"/usr/share/tessera/sql\"'"
+check "the installed config: production on postgres, core as tessera_app, migrate as tessera_owner, socket for nginx" \
+    bash -c "setpriv --reuid=tessera --regid=tessera --clear-groups /usr/bin/tessera check-config | jq -e '.env == \"production\" and .engine == \"postgres\" and .fleet.listen == \"/run/tessera/tessera.sock\" and .fleet.listen_owner == \"tessera:www-data\" and .db.sql_dir == \"/usr/share/tessera/sql\" and (.db.core_dsn | test(\"user=tessera_app\")) and (.db.migrate_dsn | test(\"user=tessera_owner\")) and .db.connection_limit >= 1'"
 jwt_before=$(sha256sum /etc/tessera/jwt.pem)
 dpkg -i "$deb" >"$T/dpkg2.log" 2>&1
 check "a reinstall keeps the keys" test "$(sha256sum /etc/tessera/jwt.pem)" = "$jwt_before"
@@ -209,31 +221,65 @@ install -d -m 0755 -o tessera -g tessera /run/tessera
 redis_port=$(free_port)
 redis-server --port "$redis_port" --bind 127.0.0.1 --save '' --appendonly no >"$T/redis.log" 2>&1 &
 REDIS_PID=$!
-# a scratch cluster (trust on loopback), as tests/integration/pg.sh makes one
+# A scratch cluster: the superuser by trust (this script's own psql), every
+# other role by password over TCP, as a production server would ask.
 pg_port=$(free_port)
 PG_DIR=$T/pg
 install -d -o postgres -g postgres -m 0700 "$PG_DIR" "$T/pgrun"
+secret() { head -c 18 /dev/urandom | od -An -tx1 | tr -d ' \n'; }
+owner_pw=$(secret) app_pw=$(secret)
+# every password of this run, one a line (0600): no log may hold one
+(umask 077 && printf '%s\n' "$owner_pw" "$app_pw" >"$T/secrets")
+# sql_as_postgres DB: runs the SQL on stdin as the superuser (secrets stay off argv)
+sql_as_postgres() { psql -X -q -At -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$pg_port" -U postgres -d "$1"; }
 if runuser -u postgres -- "$PG_BIN/initdb" -D "$PG_DIR" -U postgres -A trust -E UTF8 --locale=C.UTF-8 \
         --no-sync >"$T/pg-initdb.log" 2>&1 &&
+   printf '%s\n' 'local all postgres trust' 'host all postgres 127.0.0.1/32 trust' \
+        'host all all 127.0.0.1/32 scram-sha-256' >"$PG_DIR/pg_hba.conf" &&
    runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$PG_DIR" -l "$PG_DIR/server.log" -w -t 30 start \
         -o "-p $pg_port -k $T/pgrun -c listen_addresses=127.0.0.1 -c fsync=off" >/dev/null 2>&1 &&
-   psql -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$pg_port" -U postgres -d postgres \
-        -c "CREATE ROLE tessera_owner LOGIN CREATEROLE BYPASSRLS" \
-        -c "CREATE DATABASE tessera OWNER tessera_owner" >"$T/pg-setup.log" 2>&1; then
-    ok "a scratch PostgreSQL for the installed package"
+   sql_as_postgres postgres >"$T/pg-setup.log" 2>&1 <<EOF
+CREATE ROLE tessera_owner LOGIN CREATEROLE BYPASSRLS PASSWORD '$owner_pw';
+CREATE DATABASE tessera OWNER tessera_owner;
+EOF
+then
+    ok "a scratch PostgreSQL: migration owner tessera_owner (BYPASSRLS), password auth"
 else
     not_ok "a scratch PostgreSQL for the installed package" "$(tail -5 "$T/pg-initdb.log" "$PG_DIR/server.log" "$T/pg-setup.log" 2>/dev/null)"
 fi
-export TESSERA_DB_MIGRATE_DSN="host=127.0.0.1 port=$pg_port dbname=tessera user=tessera_owner"
-export TESSERA_DB_CORE_DSN="host=127.0.0.1 port=$pg_port dbname=tessera user=tessera_app"
+export TESSERA_DB_MIGRATE_DSN="host=127.0.0.1 port=$pg_port dbname=tessera user=tessera_owner password=$owner_pw"
+export TESSERA_DB_CORE_DSN="host=127.0.0.1 port=$pg_port dbname=tessera user=tessera_app password=$app_pw"
 export TESSERA_REDIS_URL=redis://127.0.0.1:$redis_port/0
-export TESSERA_ENGINE=memory
+# What is in force for the unit: the installed config and these overrides, no
+# TESSERA_ENGINE (the engine is the config's).
+(as_unit /usr/bin/tessera check-config) >"$T/check-config.json" 2>&1
+check "the unit's config in force: engine postgres, core as tessera_app, migrate as tessera_owner" \
+    jq -e '.engine == "postgres" and (.db.core_dsn | test("user=tessera_app")) and (.db.migrate_dsn | test("user=tessera_owner"))' "$T/check-config.json"
+check "check-config masks the DSN passwords" bash -c "! grep -qF -f '$T/secrets' '$T/check-config.json'"
 pre=$(unit_cmd ExecStartPre)
 # shellcheck disable=SC2086
 check "ExecStartPre ($pre) applies the installed migrations" as_unit $pre
 nsql=$(find /usr/share/tessera/sql -name '*.sql' 2>/dev/null | wc -l)
 check "core.schema_migrations lists every installed migration ($nsql)" \
-    test "$(psql -X -At -h 127.0.0.1 -p "$pg_port" -U postgres -d tessera -c 'SELECT count(*) FROM core.schema_migrations' 2>&1)" = "$nsql"
+    test "$(sql_as_postgres tessera <<<'SELECT count(*) FROM core.schema_migrations' 2>&1)" = "$nsql"
+check "the schema belongs to the migration owner (ExecStartPre used migrate_dsn)" \
+    test "$(sql_as_postgres tessera <<<"SELECT bool_and(tableowner = 'tessera_owner') AND count(*) > 0 FROM pg_tables WHERE schemaname = 'core'" 2>&1)" = t
+# DESIGN §3: the app role owns nothing and cannot bypass RLS (checked again
+# after the smoke test: whatever the fleet creates must not belong to it)
+app_role_sql="SELECT r.rolcanlogin AND NOT r.rolbypassrls AND NOT r.rolsuper AND NOT r.rolcreaterole
+   AND NOT EXISTS (SELECT 1 FROM pg_class WHERE relowner = r.oid)
+   AND NOT EXISTS (SELECT 1 FROM pg_namespace WHERE nspowner = r.oid)
+   AND NOT EXISTS (SELECT 1 FROM pg_proc WHERE proowner = r.oid)
+   AND NOT EXISTS (SELECT 1 FROM pg_type WHERE typowner = r.oid)
+  FROM pg_roles r WHERE r.rolname = 'tessera_app'"
+check "the migration made tessera_app: LOGIN, NOBYPASSRLS, no superuser or CREATEROLE, owns nothing" \
+    test "$(sql_as_postgres tessera <<<"$app_role_sql" 2>&1)" = t
+# its password, as an operator gives it one (ALTER ROLE tessera_app PASSWORD)
+if sql_as_postgres tessera >"$T/pg-app.log" 2>&1 <<<"ALTER ROLE tessera_app PASSWORD '$app_pw'"; then
+    ok "tessera_app gets a password"
+else
+    not_ok "tessera_app gets a password" "$(cat "$T/pg-app.log")"
+fi
 # shellcheck disable=SC2086
 check "ExecStartPre again (a restart) applies nothing and succeeds" as_unit $pre
 # shellcheck disable=SC2046
@@ -294,25 +340,66 @@ if [ -n "$up" ]; then
     ok "the installed site serves the installed fleet over TLS"
     check "http redirects to https" bash -c \
         "curl -s -o /dev/null -w '%{http_code} %{redirect_url}' -H 'Host: api.example.com' http://127.0.0.1:$http_port/healthz | grep -q '^301 https://api.example.com'"
-    # a platform admin (`tessera admin create`, as the operator would) registers
-    # the service the smoke test's schema and record round trip uses
-    admin_pw=$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')
-    check "tessera admin create makes a platform admin in the installed fleet" \
-        bash -c "printf '%s\n' '$admin_pw' | setpriv --reuid=tessera --regid=tessera --clear-groups /usr/bin/tessera admin create ops@smoke.tessera.test"
     # shellcheck disable=SC2086
-    admin_tok=$(curl -s $copts -H 'Content-Type: application/json' \
-        -d "{\"email\":\"ops@smoke.tessera.test\",\"password\":\"$admin_pw\"}" "$https/v1/auth/login" | jq -r '.access_token // empty')
+    check "readyz: the core pool (postgres) and the kv (redis) answer" bash -c \
+        "curl -s $copts '$https/readyz' | jq -e '.checks.db_core.status == \"ok\" and .checks.db_core.backend == \"postgres\" and .checks.kv.status == \"ok\" and .checks.kv.backend == \"redis\"'"
+    # a platform admin (`tessera admin create`, as the operator would) registers
+    # the service the smoke test's schema and record round trip uses; the
+    # password goes on stdin, the token in a 0600 header file: neither in argv
+    admin_pw=$(secret)
+    printf '%s\n' "$admin_pw" >>"$T/secrets"
+    if (as_unit /usr/bin/tessera admin create ops@smoke.tessera.test) <<<"$admin_pw" >"$T/admin.log" 2>&1; then
+        ok "tessera admin create makes a platform admin in the installed fleet"
+    else
+        not_ok "tessera admin create makes a platform admin in the installed fleet" "$(cat "$T/admin.log")"
+    fi
+    # shellcheck disable=SC2086
+    admin_tok=$(curl -s $copts -H 'Content-Type: application/json' -d @- "$https/v1/auth/login" \
+        <<<"{\"email\":\"ops@smoke.tessera.test\",\"password\":\"$admin_pw\"}" | jq -r '.access_token // empty')
+    (umask 077 && printf 'Authorization: Bearer %s\n' "${admin_tok:-none}" >"$T/admin.hdr")
     # shellcheck disable=SC2086
     check "the admin registers the microservice app smoke" bash -c \
-        "curl -s $copts -o /dev/null -w '%{http_code}' -H 'Authorization: Bearer $admin_tok' -H 'Content-Type: application/json' -d '{\"name\":\"smoke\",\"kind\":\"microservice\"}' '$https/v1/apps' | grep -q 201"
-    echo "== tests/smoke.sh $https (through the installed site and fleet)"
-    if SMOKE_SERVICE=smoke SMOKE_CURL_OPTS="$copts" tests/smoke.sh "$https" >"$T/smoke.out" 2>&1 &&
-       ! grep -q '# SKIP' "$T/smoke.out"; then
-        ok "tests/smoke.sh passes against the installed package ($(tail -1 "$T/smoke.out"))"
+        "curl -s $copts -o /dev/null -w '%{http_code}' -H @'$T/admin.hdr' -H 'Content-Type: application/json' -d '{\"name\":\"smoke\",\"kind\":\"microservice\"}' '$https/v1/apps' | grep -q 201"
+    if [ "$records" = 1 ]; then
+        echo "== tests/smoke.sh $https (through the installed site and fleet; SMOKE_SERVICE=smoke)"
+        SMOKE_SERVICE=smoke SMOKE_CURL_OPTS="$copts" tests/smoke.sh "$https" >"$T/smoke.out" 2>&1
+        smoke_rc=$?
+        if [ "$smoke_rc" -eq 0 ] && ! grep -q '# SKIP' "$T/smoke.out"; then
+            ok "tests/smoke.sh, with the schema and record round trip, passes on postgres ($(tail -1 "$T/smoke.out"))"
+        else
+            not_ok "tests/smoke.sh, with the schema and record round trip, passes on postgres" \
+                "$(tail -1 "$T/smoke.out") (its output follows)"
+            # a 503 says only "unavailable" (and the fleet logs no reason): the
+            # placeholder is recognised in the source this package was built from
+            grep -qs 'records on postgres: not built yet' lib/engine_pg_records.c &&
+                echo "# lib/engine_pg_records.c is still the placeholder (records on postgres answer 503): PACKAGE_TEST_RECORDS=0 tests the rest"
+        fi
     else
-        not_ok "tests/smoke.sh passes against the installed package" "$(cat "$T/smoke.out")"
+        echo "== tests/smoke.sh $https (through the installed site and fleet; auth only, PACKAGE_TEST_RECORDS=0)"
+        env -u SMOKE_SERVICE SMOKE_CURL_OPTS="$copts" tests/smoke.sh "$https" >"$T/smoke.out" 2>&1
+        smoke_rc=$?
+        # exactly the one skip smoke.sh makes without SMOKE_SERVICE, nothing else
+        if [ "$smoke_rc" -eq 0 ] && [ "$(grep -c '# SKIP' "$T/smoke.out")" = 1 ] &&
+           grep -q '^ok - schema and record round trip # SKIP' "$T/smoke.out"; then
+            ok "tests/smoke.sh, auth part, passes on postgres ($(tail -1 "$T/smoke.out"))"
+        else
+            not_ok "tests/smoke.sh, auth part, passes on postgres" "$(tail -1 "$T/smoke.out") (its output follows)"
+        fi
+        skipped "tests/smoke.sh's schema and record round trip on postgres" \
+            "PACKAGE_TEST_RECORDS=0 (records on postgres are not in this build)"
     fi
     sed 's/^/#   /' "$T/smoke.out"
+    # the accounts went to PostgreSQL (not some other store), through the app role
+    check "PostgreSQL holds the accounts: core.users has the admin and the smoke user" \
+        test "$(sql_as_postgres tessera <<<'SELECT count(*) >= 2 FROM core.users' 2>&1)" = t
+    check "after the smoke test tessera_app still owns nothing, still NOBYPASSRLS" \
+        test "$(sql_as_postgres tessera <<<"$app_role_sql" 2>&1)" = t
+    check "the fleet's connections are tessera_app's, none the owner's" \
+        test "$(sql_as_postgres tessera 2>&1 <<'EOF'
+SELECT count(*) FILTER (WHERE usename = 'tessera_app') > 0 AND count(*) FILTER (WHERE usename = 'tessera_owner') = 0
+  FROM pg_stat_activity WHERE datname = 'tessera'
+EOF
+)" = t
     # shellcheck disable=SC2046
     check "ExecReload ($(unit_cmd ExecReload)) reloads the fleet" as_unit $(unit_cmd ExecReload)
     # shellcheck disable=SC2086
@@ -330,9 +417,11 @@ wait "$FLEET_PID" 2>/dev/null; FLEET_PID=
 check "SIGTERM stops the fleet gracefully" test -n "$stopped"
 check "no process of the tessera user is left" bash -c "! pgrep -u tessera -l"
 check "the fleet wrote its log to stderr (the journal under systemd)" grep -q '"event"' "$T/fleet.log"
+check "no password of this run in any log (fleet, smoke, admin, nginx, PostgreSQL)" \
+    bash -c "! grep -lF -f '$T/secrets' '$T'/*.log '$T'/*.out '$PG_DIR/server.log'"
 kill -TERM "$REDIS_PID" 2>/dev/null; wait "$REDIS_PID" 2>/dev/null; REDIS_PID=
 runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$PG_DIR" -m fast -w stop >/dev/null 2>&1; PG_DIR=
-unset TESSERA_ENGINE TESSERA_REDIS_URL TESSERA_DB_MIGRATE_DSN TESSERA_DB_CORE_DSN
+unset TESSERA_REDIS_URL TESSERA_DB_MIGRATE_DSN TESSERA_DB_CORE_DSN
 rm -rf /run/tessera   # RuntimeDirectory goes with the unit
 
 # --- the .rpm: the same files (where each distribution keeps them) and binary

@@ -12,6 +12,8 @@
 #   SMOKE_CURL_OPTS extra curl options (e.g. "-k" for a self-signed certificate).
 # Needs curl and jq. Prints `N passed, N failed, N skipped`; exits 1 on a failure.
 # It leaves one organization and user per run (smoke-*@smoke.tessera.test).
+# Secrets stay out of argv (ps): bodies with the password go to curl on stdin,
+# the bearer token as a header file only this user can read.
 set -uo pipefail
 [ $# -eq 1 ] || { echo "usage: $0 URL" >&2; exit 2; }
 URL=${1%/}
@@ -21,11 +23,14 @@ done
 read -r -a CURL_OPTS <<<"${SMOKE_CURL_OPTS:-}"
 pass=0 fail=0 skip=0
 J='Content-Type: application/json'
+AUTH=$(umask 077 && mktemp "${TMPDIR:-/tmp}/smoke-auth.XXXXXX") || exit 2
+trap 'rm -f "$AUTH"' EXIT
 
 ok() { echo "ok - $1"; pass=$((pass + 1)); }
 not_ok() { echo "not ok - $1"; [ -n "${2:-}" ] && echo "#   $2"; fail=$((fail + 1)); }
 
-# req METHOD PATH [curl args...]: sets STATUS and BODY.
+# req METHOD PATH [curl args...]: sets STATUS and BODY. `-d @-` reads the body
+# from req's stdin; `-H @"$AUTH"` sends the bearer token.
 req() {
     local method=$1 path=$2 out; shift 2
     out=$(curl -sS -m 30 "${CURL_OPTS[@]}" -X "$method" -w '\n%{http_code}' "$@" "$URL$path" 2>&1)
@@ -53,14 +58,15 @@ req GET /readyz
 expect "readyz: the engine and kv are reachable" 200
 
 # --- an account of its own
-req POST /v1/auth/signup -H "$J" \
-    -d "{\"email\":\"$email\",\"password\":\"$password\",\"org_name\":\"Smoke $run\"}"
+req POST /v1/auth/signup -H "$J" -d @- \
+    <<<"{\"email\":\"$email\",\"password\":\"$password\",\"org_name\":\"Smoke $run\"}"
 expect "signup makes a user and an organization" 201 \
     ".user.email == \"$email\" and .role == \"owner\" and (.access_token | length > 0)"
-req POST /v1/auth/login -H "$J" -d "{\"email\":\"$email\",\"password\":\"$password\"}"
+req POST /v1/auth/login -H "$J" -d @- <<<"{\"email\":\"$email\",\"password\":\"$password\"}"
 expect "login answers a bearer token" 200 '.token_type == "Bearer" and (.access_token | split(".") | length == 3)'
 token=$(jq -r '.access_token // empty' <<<"$BODY" 2>/dev/null)
-auth="Authorization: Bearer ${token:-none}"
+printf 'Authorization: Bearer %s\n' "${token:-none}" >"$AUTH"
+auth=@$AUTH
 req GET /v1/auth/me -H "$auth"
 expect "me shows the new user" 200 ".user.email == \"$email\""
 
