@@ -719,6 +719,27 @@ static void set_slots(struct fleet *f)
         f->nslots = n;
 }
 
+/* What the fleet checks and strips in a config it runs with, at start and on
+ * reload: the engine's own checks (a malformed DSN is a config error; nothing
+ * connects), and the migration owner's DSN dropped, since workers never
+ * migrate and that role bypasses RLS: it stays out of every process that
+ * serves requests. */
+static int config_accept(struct config *c, char errstr[256])
+{
+    char why[128];
+
+    explicit_bzero(c->db.migrate_dsn, sizeof c->db.migrate_dsn);
+    if (c->engine == CONFIG_ENGINE_POSTGRES) {
+        struct engine *probe = app_engine_new(c, NULL, why);
+        if (probe == NULL) {
+            snprintf(errstr, 256, "%s", why);
+            return -1;
+        }
+        engine_free(probe);
+    }
+    return 0;
+}
+
 /* Re-reads the config and starts a rolling restart; on a bad config the
  * running fleet keeps going unchanged. Returns 0, or -1 with errstr set. */
 static int reload(struct fleet *f, char errstr[256])
@@ -730,7 +751,7 @@ static int reload(struct fleet *f, char errstr[256])
         snprintf(errstr, 256, "the fleet is stopping");
         return -1;
     }
-    if (config_load(&fresh, f->config_path, why) != 0) {
+    if (config_load(&fresh, f->config_path, why) != 0 || config_accept(&fresh, why) != 0) {
         log_msg(LOG_ERROR, "reload_refused", "%s; the running fleet keeps its config", why);
         snprintf(errstr, 256, "%s", why);
         return -1;
@@ -1067,16 +1088,9 @@ int fleet_run(const struct config *cfg, const char *config_path, const char *con
     f.nseeds = nseeds;
     f.listen_fd = f.control_fd = f.sig_fd = -1;
     log_setup(cfg->log.level, "master", -1);
-    if (cfg->engine == CONFIG_ENGINE_POSTGRES) {
-        /* A malformed DSN is a config error: say so once, before any worker
-         * fails its start with it. Nothing connects here (pools are lazy). */
-        char why[128];
-        struct engine *probe = app_engine_new(cfg, NULL, why);
-        if (probe == NULL) {
-            log_msg(LOG_ERROR, "fleet_start", "config: %s", why);
-            return 2;
-        }
-        engine_free(probe);
+    if (config_accept(&f.cfg, errstr) != 0) {
+        log_msg(LOG_ERROR, "fleet_start", "config: %s", errstr);
+        return 2;
     }
     if (fleet_open(&f, errstr) != 0) {
         log_msg(LOG_ERROR, "fleet_start", "%s", errstr);

@@ -195,15 +195,22 @@ static void handle(struct worker *w, FCGX_Request *fcgx)
     else
         reqid_next(&w->ids, r.request_id);
 
+    /* The reasons a 5xx is logged with are this request's own. */
+    w->engine->errstr[0] = '\0';
+    w->kv->errstr[0] = '\0';
     int rc = dispatch(w, &r, &route_idx);
     if (r.status == 0 && rc == 0 && r.reply != NULL)
         rc = http_send_json(&r, r.reply_status, r.reply);
     if (r.status == 0) {
         const char *code;
         int status = respond_status(rc != 0 ? rc : ERR_INTERNAL, &code);
-        if (status == 500)
-            log_msg(LOG_ERROR, "handler_error", "%s %s: %s (request %s)", r.method_str,
-                    r.path ? r.path : "", err_str(rc), r.request_id);
+        /* The client learns only the status; the log says why (the stores'
+         * reasons never hold values or credentials). */
+        if (status >= 500)
+            log_msg(status == 500 ? LOG_ERROR : LOG_WARN, "handler_error", "%s %s: %s (request %s)%s%s%s%s",
+                    r.method_str, r.path ? r.path : "", err_str(rc), r.request_id,
+                    w->engine->errstr[0] ? "; " : "", w->engine->errstr, w->kv->errstr[0] ? "; " : "",
+                    w->kv->errstr);
         if (http_send_error(&r, status, code, status == 500 ? "internal error" : err_str(rc), NULL) != 0)
             r.status = status; /* nothing more to do: the connection is gone; log what we meant */
     }
