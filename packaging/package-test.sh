@@ -9,15 +9,19 @@
 # Prints `ok`/`not ok` lines and `N passed, N failed, N skipped`.
 #
 # The fleet runs on the installed config's engine, postgres. PostgreSQL and
-# Redis are real, scratch servers on free loopback ports, which the unit's
-# commands reach through TESSERA_DB_*_DSN / TESSERA_REDIS_URL (the installed
-# config names 127.0.0.1:5432 and :6379; everything else is as installed). The
-# cluster is set up as tessera.conf tells an operator to: a migration owner
-# with BYPASSRLS and CREATEROLE owning database tessera; ExecStartPre
-# (`tessera migrate`, migrate_dsn) creates tessera_app and the schema; the
-# fleet connects as tessera_app. Both roles log in with a password (SCRAM,
-# through the static libpq), generated per run and passed in the environment,
-# never in argv.
+# Redis are real, scratch servers on free loopback ports (the installed configs
+# name 127.0.0.1:5432 and :6379; everything else is as installed). The fleet
+# reaches them through TESSERA_DB_CORE_DSN / TESSERA_REDIS_URL; ExecStartPre,
+# which runs as root ('+') with the root-only /etc/tessera/migrate.conf, through
+# that file: its migrate_dsn is rewritten to the scratch owner's, as an operator
+# would, and it runs in an empty environment, as systemd gives it. The cluster
+# is set up as migrate.conf tells an operator to: a migration owner with
+# BYPASSRLS and CREATEROLE owning database tessera; ExecStartPre (`tessera -c
+# /etc/tessera/migrate.conf migrate`) creates tessera_app and the schema; the
+# fleet connects as tessera_app and never sees the owner's DSN. Both roles log
+# in with a password (SCRAM, through the static libpq), generated per run and
+# passed in the environment or written by the shell into the 0600 file, never
+# in argv.
 #   PACKAGE_TEST_RECORDS=1 (default)  tests/smoke.sh runs its schema and record
 #       round trip (SMOKE_SERVICE) on postgres too
 #   PACKAGE_TEST_RECORDS=0  auth only: for a build whose PostgreSQL engine
@@ -49,6 +53,7 @@ check() { # NAME COMMAND...: passes when the command succeeds
     local name=$1 out; shift
     if out=$("$@" 2>&1); then ok "$name"; else not_ok "$name" "$out"; fi
 }
+cannot() { ! ("$@"); } # COMMAND...: succeeds when it fails (a subshell: as_unit execs)
 free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
 port_free() { ! ss -Hltn "sport = :$1" | grep -q .; }
 
@@ -158,7 +163,7 @@ if ! dpkg -i "$deb" >"$T/dpkg.log" 2>&1; then
 fi
 ok "dpkg -i installs the package"
 dpkg -L tessera >"$T/deb-files"
-for f in /usr/bin/tessera /etc/tessera/tessera.conf /lib/systemd/system/tessera.service \
+for f in /usr/bin/tessera /etc/tessera/tessera.conf /etc/tessera/migrate.conf /lib/systemd/system/tessera.service \
          /etc/nginx/sites-available/tessera /etc/nginx/snippets/tessera-params.conf \
          /etc/nginx/snippets/tessera-errors.conf /usr/share/tessera /usr/share/doc/tessera/copyright \
          /usr/share/man/man1/tessera.1.gz; do
@@ -182,20 +187,29 @@ check "the installed binary is the static one, stripped" \
 check "the nginx site is available, not enabled" \
     bash -c "test -f /etc/nginx/sites-available/tessera && ! test -e /etc/nginx/sites-enabled/tessera"
 check "the config and the nginx files are conffiles" \
-    bash -c "c=\$(dpkg-query -W -f='\${Conffiles}' tessera); for f in /etc/tessera/tessera.conf /etc/nginx/sites-available/tessera /etc/nginx/snippets/tessera-params.conf /etc/nginx/snippets/tessera-errors.conf; do grep -q \" \$f \" <<<\"\$c\" || { echo \"not a conffile: \$f\"; exit 1; }; done"
+    bash -c "c=\$(dpkg-query -W -f='\${Conffiles}' tessera); for f in /etc/tessera/tessera.conf /etc/tessera/migrate.conf /etc/nginx/sites-available/tessera /etc/nginx/snippets/tessera-params.conf /etc/nginx/snippets/tessera-errors.conf; do grep -q \" \$f \" <<<\"\$c\" || { echo \"not a conffile: \$f\"; exit 1; }; done"
 check "a tessera system user and group exist" \
     bash -c "u=\$(getent passwd tessera) && [ \$(cut -d: -f3 <<<\"\$u\") -lt 1000 ] && getent group tessera >/dev/null"
 check "the keys were made on install: 0600, owned by tessera" \
     bash -c "for k in /etc/tessera/jwt.pem /etc/tessera/data.key; do [ \"\$(stat -c '%a %U' \$k)\" = '600 tessera' ] || { stat -c '%n %a %U' \$k; exit 1; }; done"
 check "/etc/tessera is 0750 root:tessera, the config 0640" \
     bash -c "[ \"\$(stat -c '%a %U %G' /etc/tessera)\" = '750 root tessera' ] && [ \"\$(stat -c '%a %G' /etc/tessera/tessera.conf)\" = '640 tessera' ]"
-check "the installed config: production on postgres, core as tessera_app, migrate as tessera_owner, socket for nginx" \
-    bash -c "setpriv --reuid=tessera --regid=tessera --clear-groups /usr/bin/tessera check-config | jq -e '.env == \"production\" and .engine == \"postgres\" and .fleet.listen == \"/run/tessera/tessera.sock\" and .fleet.listen_owner == \"tessera:www-data\" and .db.sql_dir == \"/usr/share/tessera/sql\" and (.db.core_dsn | test(\"user=tessera_app\")) and (.db.migrate_dsn | test(\"user=tessera_owner\")) and .db.connection_limit >= 1'"
+check "the installed config: production on postgres, core as tessera_app, no migrate_dsn, socket for nginx" \
+    bash -c "setpriv --reuid=tessera --regid=tessera --clear-groups /usr/bin/tessera check-config | jq -e '.env == \"production\" and .engine == \"postgres\" and .fleet.listen == \"/run/tessera/tessera.sock\" and .fleet.listen_owner == \"tessera:www-data\" and .db.sql_dir == \"/usr/share/tessera/sql\" and (.db.core_dsn | test(\"user=tessera_app\")) and .db.migrate_dsn == \"\" and .db.connection_limit >= 1'"
+check "tessera.conf names no migrate_dsn (not even commented out as a key)" \
+    bash -c "! grep -Eq '^[[:space:]#]*migrate_dsn[[:space:]]*=' /etc/tessera/tessera.conf"
+# The migration owner's DSN (BYPASSRLS) lives in a root-only file of its own.
+check "/etc/tessera/migrate.conf is 0600 root:root" \
+    bash -c "[ \"\$(stat -c '%a %U %G' /etc/tessera/migrate.conf)\" = '600 root root' ] || { stat -c '%n %a %U %G' /etc/tessera/migrate.conf; exit 1; }"
+check "the tessera user cannot read migrate.conf" \
+    bash -c "! setpriv --reuid=tessera --regid=tessera --init-groups cat /etc/tessera/migrate.conf"
+check "migrate.conf loads on its own (as root): production, migrate as tessera_owner, the installed sql_dir" \
+    bash -c "env -i /usr/bin/tessera -c /etc/tessera/migrate.conf check-config | jq -e '.env == \"production\" and .engine == \"postgres\" and (.db.migrate_dsn | test(\"user=tessera_owner\")) and (.db.core_dsn | test(\"user=tessera_app\")) and .db.sql_dir == \"/usr/share/tessera/sql\"'"
 jwt_before=$(sha256sum /etc/tessera/jwt.pem)
 dpkg -i "$deb" >"$T/dpkg2.log" 2>&1
 check "a reinstall keeps the keys" test "$(sha256sum /etc/tessera/jwt.pem)" = "$jwt_before"
 unit=/lib/systemd/system/tessera.service
-for want in 'ExecStartPre=/usr/bin/tessera migrate' 'ExecStart=/usr/bin/tessera fleet' \
+for want in 'ExecStartPre=+/usr/bin/tessera -c /etc/tessera/migrate.conf migrate' 'ExecStart=/usr/bin/tessera fleet' \
             'ExecReload=/usr/bin/tessera reload' 'User=tessera' 'NoNewPrivileges=yes' \
             'ProtectSystem=strict' 'PrivateTmp=yes' 'RuntimeDirectory=tessera'; do
     check "the unit has $want" grep -qx "$want" "$unit"
@@ -217,6 +231,20 @@ as_unit() {
     exec setpriv --reuid=tessera --regid=tessera --groups="${groups:-tessera}" --no-new-privs --inh-caps=-all "$@"
 }
 unit_cmd() { sed -n "s/^$1=//p" "$unit" | head -1; }
+# run_unit_cmd KEY: the unit's KEY= command as systemd runs it: '+' with full
+# privileges (root, no sandbox) and systemd's bare environment, none of this
+# script's TESSERA_* overrides; no prefix as the unit's user (as_unit)
+run_unit_cmd() {
+    local line
+    line=$(unit_cmd "$1")
+    case $line in
+    +*) # shellcheck disable=SC2086
+        env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin ${line#+} ;;
+    [-@!:]*) echo "run_unit_cmd: prefix of '$line' not handled here" >&2; return 1 ;;
+    *) # shellcheck disable=SC2086
+        as_unit $line ;;
+    esac
+}
 install -d -m 0755 -o tessera -g tessera /run/tessera
 redis_port=$(free_port)
 redis-server --port "$redis_port" --bind 127.0.0.1 --save '' --appendonly no >"$T/redis.log" 2>&1 &
@@ -247,22 +275,42 @@ then
 else
     not_ok "a scratch PostgreSQL for the installed package" "$(tail -5 "$T/pg-initdb.log" "$PG_DIR/server.log" "$T/pg-setup.log" 2>/dev/null)"
 fi
-export TESSERA_DB_MIGRATE_DSN="host=127.0.0.1 port=$pg_port dbname=tessera user=tessera_owner password=$owner_pw"
+# The owner's DSN goes into the installed migrate.conf, as an operator would put
+# it; written by the shell (printf is a builtin: no password in argv) into the
+# same file, which keeps its 0600 root:root.
+mc=/etc/tessera/migrate.conf
+owner_dsn="host=127.0.0.1 port=$pg_port dbname=tessera user=tessera_owner password=$owner_pw"
+mc_new=$(while IFS= read -r l; do
+    case $l in
+    migrate_dsn*=*) printf 'migrate_dsn = "%s"\n' "$owner_dsn" ;;
+    *) printf '%s\n' "$l" ;;
+    esac
+done <"$mc")
+printf '%s\n' "$mc_new" >"$mc"
+unset mc_new owner_dsn
+check "migrate.conf names the scratch cluster's owner, and is still 0600 root:root" \
+    bash -c "[ \"\$(grep -c '^migrate_dsn = \"host=127.0.0.1 port=$pg_port dbname=tessera user=tessera_owner password=' $mc)\" = 1 ] && [ \"\$(stat -c '%a %U %G' $mc)\" = '600 root root' ]"
+(env -i /usr/bin/tessera -c "$mc" check-config) >"$T/check-migrate-config.json" 2>&1
+# shellcheck disable=SC2016
+check "migrate.conf in force for ExecStartPre: migrate as tessera_owner on the scratch cluster" \
+    jq -e --arg port "port=$pg_port " '(.db.migrate_dsn | test("user=tessera_owner")) and (.db.migrate_dsn | contains($port))' "$T/check-migrate-config.json"
+check "the fleet's user (as the unit runs it) cannot read migrate.conf, now that it holds a password" \
+    cannot as_unit cat "$mc"
 export TESSERA_DB_CORE_DSN="host=127.0.0.1 port=$pg_port dbname=tessera user=tessera_app password=$app_pw"
 export TESSERA_REDIS_URL=redis://127.0.0.1:$redis_port/0
 # What is in force for the unit: the installed config and these overrides, no
 # TESSERA_ENGINE (the engine is the config's).
 (as_unit /usr/bin/tessera check-config) >"$T/check-config.json" 2>&1
-check "the unit's config in force: engine postgres, core as tessera_app, migrate as tessera_owner" \
-    jq -e '.engine == "postgres" and (.db.core_dsn | test("user=tessera_app")) and (.db.migrate_dsn | test("user=tessera_owner"))' "$T/check-config.json"
-check "check-config masks the DSN passwords" bash -c "! grep -qF -f '$T/secrets' '$T/check-config.json'"
+check "the fleet's config in force: engine postgres, core as tessera_app, no migrate_dsn at all" \
+    jq -e '.engine == "postgres" and (.db.core_dsn | test("user=tessera_app")) and .db.migrate_dsn == ""' "$T/check-config.json"
+check "check-config masks the DSN passwords (tessera.conf and migrate.conf)" \
+    bash -c "! grep -qF -f '$T/secrets' '$T/check-config.json' '$T/check-migrate-config.json'"
 pre=$(unit_cmd ExecStartPre)
-# shellcheck disable=SC2086
-check "ExecStartPre ($pre) applies the installed migrations" as_unit $pre
+check "ExecStartPre ($pre) applies the installed migrations, as root" run_unit_cmd ExecStartPre
 nsql=$(find /usr/share/tessera/sql -name '*.sql' 2>/dev/null | wc -l)
 check "core.schema_migrations lists every installed migration ($nsql)" \
     test "$(sql_as_postgres tessera <<<'SELECT count(*) FROM core.schema_migrations' 2>&1)" = "$nsql"
-check "the schema belongs to the migration owner (ExecStartPre used migrate_dsn)" \
+check "the schema belongs to the migration owner (ExecStartPre used migrate.conf's migrate_dsn)" \
     test "$(sql_as_postgres tessera <<<"SELECT bool_and(tableowner = 'tessera_owner') AND count(*) > 0 FROM pg_tables WHERE schemaname = 'core'" 2>&1)" = t
 # DESIGN §3: the app role owns nothing and cannot bypass RLS (checked again
 # after the smoke test: whatever the fleet creates must not belong to it)
@@ -280,8 +328,7 @@ if sql_as_postgres tessera >"$T/pg-app.log" 2>&1 <<<"ALTER ROLE tessera_app PASS
 else
     not_ok "tessera_app gets a password" "$(cat "$T/pg-app.log")"
 fi
-# shellcheck disable=SC2086
-check "ExecStartPre again (a restart) applies nothing and succeeds" as_unit $pre
+check "ExecStartPre again (a restart) applies nothing and succeeds" run_unit_cmd ExecStartPre
 # shellcheck disable=SC2046
 as_unit $(unit_cmd ExecStart) >"$T/fleet.log" 2>&1 &
 FLEET_PID=$!
@@ -421,7 +468,7 @@ check "no password of this run in any log (fleet, smoke, admin, nginx, PostgreSQ
     bash -c "! grep -lF -f '$T/secrets' '$T'/*.log '$T'/*.out '$PG_DIR/server.log'"
 kill -TERM "$REDIS_PID" 2>/dev/null; wait "$REDIS_PID" 2>/dev/null; REDIS_PID=
 runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$PG_DIR" -m fast -w stop >/dev/null 2>&1; PG_DIR=
-unset TESSERA_REDIS_URL TESSERA_DB_MIGRATE_DSN TESSERA_DB_CORE_DSN
+unset TESSERA_REDIS_URL TESSERA_DB_CORE_DSN
 rm -rf /run/tessera   # RuntimeDirectory goes with the unit
 
 # --- the .rpm: the same files (where each distribution keeps them) and binary
@@ -439,6 +486,10 @@ check "the binary from rpm2cpio runs tessera version" bash -c "'$T/rpm-root/usr/
 mkdir -p "$T/deb-root" && dpkg-deb -x "$deb" "$T/deb-root"
 check "the .deb and the .rpm carry the same binary" \
     cmp "$T/deb-root/usr/bin/tessera" "$T/rpm-root/usr/bin/tessera"
+check "the .deb ships migrate.conf 0600 root:root" \
+    bash -c "dpkg-deb -c '$deb' | grep -Eq '^-rw------- root/root .* \\./etc/tessera/migrate\\.conf\$'"
+check "the .rpm ships migrate.conf as %config(noreplace), 0600 root:root" \
+    bash -c "rpm -qp --qf '[%{FILEMODES:perms} %{FILEUSERNAME} %{FILEGROUPNAME} %{FILEFLAGS:fflags} %{FILENAMES}\n]' '$rpm' 2>/dev/null | grep -qx -- '-rw------- root root cn /etc/tessera/migrate.conf'"
 check "the rpm's config gives the socket to nginx's group" \
     grep -qx 'listen_owner = tessera:nginx' "$T/rpm-root/etc/tessera/tessera.conf"
 

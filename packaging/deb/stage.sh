@@ -18,6 +18,8 @@ install -m 0755 "$bin" "$dest/usr/bin/tessera"
 strip --strip-unneeded --remove-section=.comment --remove-section=.note "$dest/usr/bin/tessera"
 
 install -m 0644 "$root/packaging/tessera.conf" "$dest/etc/tessera/tessera.conf"
+# The migration owner's DSN: root only (0600; the packages own it as root:root).
+install -m 0600 "$root/packaging/migrate.conf" "$dest/etc/tessera/migrate.conf"
 install -m 0644 "$root/nginx/tessera-params.conf" "$root/nginx/tessera-errors.conf" "$dest/etc/nginx/snippets/"
 if compgen -G "$root/sql/*.sql" >/dev/null; then
     install -d -m 0755 "$dest/usr/share/tessera/sql"
