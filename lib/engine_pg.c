@@ -117,8 +117,8 @@ int engine_pg_core(struct engine *e, const struct eng_scope *s, const struct pg_
     return run_on(e, &g->core_tx, org, CORE_PATH, st, n, true, res);
 }
 
-int engine_pg_data(struct engine *e, const struct eng_scope *s, const char *search_path,
-                   const struct pg_stmt *st, size_t n, PGresult **res)
+static int data_run(struct engine *e, const struct eng_scope *s, const char *search_path,
+                    const struct pg_stmt *st, size_t n, bool write, PGresult **res)
 {
     struct pge *g = e->impl;
     const char *org;
@@ -128,7 +128,19 @@ int engine_pg_data(struct engine *e, const struct eng_scope *s, const char *sear
         return rc;
     if (!mode_ok(s->mode))
         return fail(e, ERR_INTERNAL, "bad mode");
-    return run_on(e, &g->data_tx[s->mode], org, search_path, st, n, true, res);
+    return run_on(e, &g->data_tx[s->mode], org, search_path, st, n, write, res);
+}
+
+int engine_pg_data(struct engine *e, const struct eng_scope *s, const char *search_path,
+                   const struct pg_stmt *st, size_t n, PGresult **res)
+{
+    return data_run(e, s, search_path, st, n, true, res);
+}
+
+int engine_pg_data_read(struct engine *e, const struct eng_scope *s, const char *search_path,
+                        const struct pg_stmt *st, size_t n, PGresult **res)
+{
+    return data_run(e, s, search_path, st, n, false, res);
 }
 
 /* One statement on the core pool; *res owned by the caller. write: it

@@ -14,6 +14,11 @@
  * a unit is open and s is its scope; errors are set in e->errstr. */
 int engine_pg_data(struct engine *e, const struct eng_scope *s, const char *search_path,
                    const struct pg_stmt *st, size_t n, PGresult **res) ERR_MUST_CHECK;
+/* engine_pg.c: as engine_pg_data for statements that only read: before the
+ * unit's first write they run in an implicit transaction of their own (one
+ * round trip, no BEGIN/COMMIT; lib/pg.h), after it inside the transaction. */
+int engine_pg_data_read(struct engine *e, const struct eng_scope *s, const char *search_path,
+                        const struct pg_stmt *st, size_t n, PGresult **res) ERR_MUST_CHECK;
 /* engine_pg.c: the same on the core pool. */
 int engine_pg_core(struct engine *e, const struct eng_scope *s, const struct pg_stmt *st, size_t n,
                    PGresult **res) ERR_MUST_CHECK;
