@@ -12,7 +12,7 @@
 # Redis are real, scratch servers on free loopback ports (the installed configs
 # name 127.0.0.1:5432 and :6379; everything else is as installed). The fleet
 # reaches them through TESSERA_DB_CORE_DSN / TESSERA_REDIS_URL; ExecStartPre,
-# which runs as root ('+') with the root-only /etc/tessera/migrate.conf, through
+# which runs as root ('!') with the root-only /etc/tessera/migrate.conf, through
 # that file: its migrate_dsn is rewritten to the scratch owner's, as an operator
 # would, and it runs in an empty environment, as systemd gives it. The cluster
 # is set up as migrate.conf tells an operator to: a migration owner with
@@ -212,7 +212,7 @@ jwt_before=$(sha256sum /etc/tessera/jwt.pem)
 dpkg -i "$deb" >"$T/dpkg2.log" 2>&1
 check "a reinstall keeps the keys" test "$(sha256sum /etc/tessera/jwt.pem)" = "$jwt_before"
 unit=/lib/systemd/system/tessera.service
-for want in 'ExecStartPre=+/usr/bin/tessera -c /etc/tessera/migrate.conf migrate' 'ExecStart=/usr/bin/tessera fleet' \
+for want in 'ExecStartPre=!/usr/bin/tessera -c /etc/tessera/migrate.conf migrate' 'ExecStart=/usr/bin/tessera fleet' \
             'ExecReload=/usr/bin/tessera reload' 'User=tessera' 'NoNewPrivileges=yes' \
             'ProtectSystem=strict' 'PrivateTmp=yes' 'RuntimeDirectory=tessera'; do
     check "the unit has $want" grep -qx "$want" "$unit"
@@ -234,16 +234,17 @@ as_unit() {
     exec setpriv --reuid=tessera --regid=tessera --groups="${groups:-tessera}" --no-new-privs --inh-caps=-all "$@"
 }
 unit_cmd() { sed -n "s/^$1=//p" "$unit" | head -1; }
-# run_unit_cmd KEY: the unit's KEY= command as systemd runs it: '+' with full
-# privileges (root, no sandbox) and systemd's bare environment, none of this
-# script's TESSERA_* overrides; no prefix as the unit's user (as_unit)
+# run_unit_cmd KEY: the unit's KEY= command as systemd runs it: '!' (and '+')
+# as root, in systemd's bare environment, none of this script's TESSERA_*
+# overrides (the sandbox '!' keeps is systemd's, not reproduced here); no
+# prefix as the unit's user (as_unit)
 run_unit_cmd() {
     local line
     line=$(unit_cmd "$1")
     case $line in
-    +*) # shellcheck disable=SC2086
-        env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin ${line#+} ;;
-    [-@!:]*) echo "run_unit_cmd: prefix of '$line' not handled here" >&2; return 1 ;;
+    [+!]*) # shellcheck disable=SC2086
+        env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin ${line#?} ;;
+    [-@:]*) echo "run_unit_cmd: prefix of '$line' not handled here" >&2; return 1 ;;
     *) # shellcheck disable=SC2086
         as_unit $line ;;
     esac
