@@ -4,6 +4,7 @@
 # If-Match, validation, filters on every type, keyset paging under concurrent
 # inserts, tamper-proof cursors, PII, expiry, test/live and service and tenant
 # separation, and bad input.
+# engines: memory postgres
 . "$(dirname "$0")/lib.sh"
 
 stack_up || { not_ok "stack starts"; exit 1; }
