@@ -392,7 +392,11 @@ END $$;
 -- this is the second line of defence, not the API's validation).
 CREATE OR REPLACE FUNCTION core.svc_resource_put(p_service text, p_mode text, p_def jsonb,
                                                  p_renames jsonb, p_now bigint)
-RETURNS jsonb LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+RETURNS jsonb LANGUAGE plpgsql SECURITY DEFINER
+-- Fixed as every SECURITY DEFINER function of core has it (0001; 40_postgres
+-- checks the exact setting): pg_catalog, absent from the list, is searched
+-- first anyway, core is the owner's alone, and every name below is qualified.
+SET search_path = core, pg_temp
 -- the DDL's notices (IF NOT EXISTS skips) are not the client's business
 SET client_min_messages = warning AS $$
 DECLARE
@@ -467,8 +471,8 @@ BEGIN
     -- on commit: it lives and dies inside this transaction.
     CREATE TEMP TABLE IF NOT EXISTS svc_plan (ord bigint, name text, type text, required boolean,
         pii boolean, def jsonb, src text, cur text, src_type text, src_pii boolean) ON COMMIT DROP;
-    TRUNCATE svc_plan;
-    INSERT INTO svc_plan
+    TRUNCATE pg_temp.svc_plan;
+    INSERT INTO pg_temp.svc_plan
     SELECT x.i, x.g->>'name', x.g->>'type', coalesce((x.g->>'required')::boolean, false),
            coalesce((x.g->>'pii')::boolean, false), x.g->'default',
            so.o->>'name', so.o->>'name', so.o->>'type', coalesce((so.o->>'pii')::boolean, false)
@@ -487,7 +491,7 @@ BEGIN
     -- Probe: every refusal is found before anything is altered, so a refused
     -- change returns with nothing changed and no error raised.
     IF v_rows THEN
-        FOR s IN SELECT * FROM svc_plan ORDER BY ord LOOP
+        FOR s IN SELECT * FROM pg_temp.svc_plan ORDER BY ord LOOP
             probe := NULL;
             IF s.src IS NULL THEN
                 IF s.required AND (s.def IS NULL OR s.def = 'null'::jsonb) THEN
@@ -525,20 +529,20 @@ BEGIN
     -- fields), drop every column no field takes its values from, then each
     -- field into place: added (with its default for existing rows) or renamed
     -- and cast by the same function the probe used.
-    FOR s IN SELECT * FROM svc_plan WHERE src IS NOT NULL AND src <> name ORDER BY ord LOOP
+    FOR s IN SELECT * FROM pg_temp.svc_plan WHERE src IS NOT NULL AND src <> name ORDER BY ord LOOP
         n := n + 1;
         EXECUTE format('ALTER TABLE %I.%I RENAME COLUMN %I TO %I', v_schema, v_table, s.src, '_svc_tmp_' || n);
-        UPDATE svc_plan SET cur = '_svc_tmp_' || n WHERE ord = s.ord;
+        UPDATE pg_temp.svc_plan SET cur = '_svc_tmp_' || n WHERE ord = s.ord;
     END LOOP;
     FOR v_col IN SELECT a.attname FROM pg_attribute a
                   WHERE a.attrelid = format('%I.%I', v_schema, v_table)::regclass AND a.attnum > 0
                     AND NOT a.attisdropped
                     AND a.attname NOT IN ('id', 'org_id', 'version', 'created_at', 'updated_at',
                                           'expires_at', '_bidx')
-                    AND a.attname NOT IN (SELECT cur FROM svc_plan WHERE cur IS NOT NULL) LOOP
+                    AND a.attname NOT IN (SELECT cur FROM pg_temp.svc_plan WHERE cur IS NOT NULL) LOOP
         EXECUTE format('ALTER TABLE %I.%I DROP COLUMN %I', v_schema, v_table, v_col);
     END LOOP;
-    FOR s IN SELECT * FROM svc_plan ORDER BY ord LOOP
+    FOR s IN SELECT * FROM pg_temp.svc_plan ORDER BY ord LOOP
         IF s.src IS NULL THEN
             EXECUTE format('ALTER TABLE %I.%I ADD COLUMN %I %s', v_schema, v_table, s.name,
                            core.svc_sql_type(s.type));
@@ -564,17 +568,17 @@ BEGIN
 
     -- Blind indexes follow their fields: renamed with them, gone with them.
     IF v_rows AND ((SELECT count(*) FROM jsonb_array_elements(v_old) o WHERE (o->>'pii')::boolean)
-                   <> (SELECT count(*) FROM svc_plan WHERE pii AND src_pii)
-                   OR EXISTS (SELECT 1 FROM svc_plan WHERE pii AND src_pii AND src <> name)) THEN
+                   <> (SELECT count(*) FROM pg_temp.svc_plan WHERE pii AND src_pii)
+                   OR EXISTS (SELECT 1 FROM pg_temp.svc_plan WHERE pii AND src_pii AND src <> name)) THEN
         SELECT string_agg(format('(%L, %L)', name, src), ', ') INTO v_pairs
-          FROM svc_plan WHERE pii AND src_pii;
+          FROM pg_temp.svc_plan WHERE pii AND src_pii;
         EXECUTE format('UPDATE %I.%I SET _bidx = %s', v_schema, v_table,
                        CASE WHEN v_pairs IS NULL THEN quote_literal('{}') || '::jsonb'
                        ELSE format('(SELECT coalesce(jsonb_object_agg(m.n, _bidx->m.o) '
                                    'FILTER (WHERE _bidx ? m.o), %L::jsonb) FROM (VALUES %s) AS m (n, o))',
                                    '{}', v_pairs) END);
     END IF;
-    DROP TABLE svc_plan;
+    DROP TABLE pg_temp.svc_plan;
 
     INSERT INTO core.resources AS cr (service, mode, name, fields, options, version, expire_after, updated_at)
     VALUES (p_service, p_mode, v_table, v_fields,
