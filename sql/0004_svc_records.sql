@@ -234,7 +234,7 @@ BEGIN
                 to_jsonb(to_char(to_timestamp(v::numeric::bigint) AT TIME ZONE 'UTC',
                                  'YYYY-MM-DD"T"HH24:MI:SS"Z"'))
             WHEN p_from = 'json' THEN
-                CASE WHEN jsonb_typeof(v) = 'string' THEN v ELSE to_jsonb(v::text) END
+                CASE WHEN jsonb_typeof(v) = 'string' THEN v ELSE to_jsonb(core.svc_json_compact(v)) END
         END;
     ELSIF p_to = 'json' THEN
         out := v;
@@ -289,6 +289,29 @@ LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
         WHEN p_to = 'json' THEN format('(%s)', p_expr)
         ELSE format('core.svc_vector(%s)', p_expr)
     END
+$$;
+
+-- jsonb text without the blanks jsonb puts after ',' and ':', as cJSON
+-- prints a value (a json → string cast). Strings are escaped alike by both;
+-- an object's keys come in jsonb's order, not the order they were written.
+CREATE OR REPLACE FUNCTION core.svc_json_compact(v jsonb) RETURNS text
+LANGUAGE plpgsql IMMUTABLE STRICT SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    RETURN CASE jsonb_typeof(v)
+        WHEN 'object' THEN '{' || coalesce((SELECT string_agg(to_jsonb(e.key)::text || ':'
+                                                              || core.svc_json_compact(e.value), ',' ORDER BY i)
+                                            FROM jsonb_each(v) WITH ORDINALITY e (key, value, i)), '') || '}'
+        WHEN 'array' THEN '[' || coalesce((SELECT string_agg(core.svc_json_compact(x), ',' ORDER BY i)
+                                           FROM jsonb_array_elements(v) WITH ORDINALITY a (x, i)), '') || ']'
+        ELSE v::text
+    END;
+END $$;
+
+-- The name of a field's index: "ix_" and 20 hex digits of a hash of table,
+-- field and kind (a column, or a pii field's blind index).
+CREATE OR REPLACE FUNCTION core.svc_index_name(p_table text, p_field text, p_pii boolean) RETURNS text
+LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT 'ix_' || left(md5(p_table || '/' || p_field || CASE WHEN p_pii THEN '/bidx' ELSE '' END), 20)
 $$;
 
 -- ---- the DDL ---------------------------------------------------------------------
@@ -470,11 +493,11 @@ BEGIN
     -- away, else the old field of the same name). A temporary table, dropped
     -- on commit: it lives and dies inside this transaction.
     CREATE TEMP TABLE IF NOT EXISTS svc_plan (ord bigint, name text, type text, required boolean,
-        pii boolean, def jsonb, src text, cur text, src_type text, src_pii boolean) ON COMMIT DROP;
+        pii boolean, idx boolean, def jsonb, src text, cur text, src_type text, src_pii boolean) ON COMMIT DROP;
     TRUNCATE pg_temp.svc_plan;
     INSERT INTO pg_temp.svc_plan
     SELECT x.i, x.g->>'name', x.g->>'type', coalesce((x.g->>'required')::boolean, false),
-           coalesce((x.g->>'pii')::boolean, false), x.g->'default',
+           coalesce((x.g->>'pii')::boolean, false), coalesce((x.g->>'index')::boolean, false), x.g->'default',
            so.o->>'name', so.o->>'name', so.o->>'type', coalesce((so.o->>'pii')::boolean, false)
       FROM jsonb_array_elements(v_fields) WITH ORDINALITY AS x (g, i)
       CROSS JOIN LATERAL (
@@ -578,6 +601,22 @@ BEGIN
                                    'FILTER (WHERE _bidx ? m.o), %L::jsonb) FROM (VALUES %s) AS m (n, o))',
                                    '{}', v_pairs) END);
     END IF;
+    -- Indexes: (org_id, column) for each field flagged index, (org_id, blind
+    -- index) for each pii field (eq is its only filter). Each is named by a
+    -- hash of table, field and kind, so a rename, a dropped flag or a pii
+    -- change drops the old one and makes the new; a retype rebuilds them itself.
+    UPDATE pg_temp.svc_plan SET idx = (idx AND type NOT IN ('json') AND type NOT LIKE 'vector(%') OR pii;
+    FOR v_col IN SELECT i.relname FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid
+                  WHERE x.indrelid = format('%I.%I', v_schema, v_table)::regclass AND i.relname LIKE 'ix\_%'
+                    AND i.relname NOT IN (SELECT core.svc_index_name(v_table, name, pii)
+                                            FROM pg_temp.svc_plan WHERE idx) LOOP
+        EXECUTE format('DROP INDEX %I.%I', v_schema, v_col);
+    END LOOP;
+    FOR s IN SELECT * FROM pg_temp.svc_plan WHERE idx ORDER BY ord LOOP
+        EXECUTE format('CREATE INDEX IF NOT EXISTS %I ON %I.%I (org_id, %s)',
+                       core.svc_index_name(v_table, s.name, s.pii), v_schema, v_table,
+                       CASE WHEN s.pii THEN format('(_bidx->>%L)', s.name) ELSE format('%I', s.name) END);
+    END LOOP;
     DROP TABLE pg_temp.svc_plan;
 
     INSERT INTO core.resources AS cr (service, mode, name, fields, options, version, expire_after, updated_at)
@@ -595,7 +634,8 @@ END $$;
 REVOKE ALL ON FUNCTION core.svc_schema_name(text, text), core.svc_sql_type(text),
     core.svc_g17(double precision), core.svc_text_number(text), core.svc_text_timestamp(text),
     core.svc_value_ok(jsonb, text), core.svc_cast(jsonb, text, text), core.svc_cast_why(text, text),
-    core.svc_vector(jsonb), core.svc_from_jsonb_sql(text, text), core.svc_ensure_schema(text),
+    core.svc_vector(jsonb), core.svc_from_jsonb_sql(text, text), core.svc_json_compact(jsonb),
+    core.svc_index_name(text, text, boolean), core.svc_ensure_schema(text),
     core.svc_create_table(text, text), core.svc_drop_checks(text, text, text),
     core.svc_add_checks(text, text, text, text), core.svc_sample(text, text, text),
     core.svc_resource_put(text, text, jsonb, jsonb, bigint) FROM PUBLIC;

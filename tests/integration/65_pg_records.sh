@@ -20,6 +20,9 @@ app_sql() { psql -X -At -q -v ON_ERROR_STOP=1 "$PG_DB_APP_DSN" "$@"; }
 app_as() { # org sql: one query as tessera_app with tessera.org_id set, its last line
     app_sql -c "SELECT set_config('tessera.org_id', '$1', false)" -c "$2" | tail -1
 }
+same() { # name got want: passes when got is want, showing both otherwise
+    if [ "$2" = "$3" ]; then ok "$1"; else not_ok "$1" "got:  $2"$'\n'"want: $3"; fi
+}
 fails_with() { # name pattern command...
     local name=$1 pat=$2 out; shift 2
     if out=$("$@" 2>&1); then not_ok "$name" "succeeded: $out"
@@ -211,11 +214,12 @@ FROM (SELECT v, f, t, want, core.svc_cast(v::jsonb, f, t)::text AS got FROM (VAL
     ('[1, 2]', 'vector(2)', 'json', '[1, 2]'), ('[1, 2]', 'vector(2)', 'vector(3)', NULL),
     ('[1, 2]', 'json', 'vector(2)', '[1, 2]'), ('[1, "x"]', 'json', 'vector(2)', NULL),
     ('[1, 2]', 'vector(2)', 'integer', NULL), ('{"a": 1}', 'json', 'integer', NULL), ('3', 'json', 'integer', '3'),
-    ('"3"', 'json', 'integer', NULL), ('true', 'json', 'boolean', 'true'), ('12', 'integer', 'json', '12')
+    ('"3"', 'json', 'integer', NULL), ('true', 'json', 'boolean', 'true'), ('12', 'integer', 'json', '12'),
+    ('[1, {"a": true}, "x"]', 'json', 'string', '"[1,{\"a\":true},\"x\"]"')
 ) AS c (v, f, t, want)) x
 WHERE got IS DISTINCT FROM want
 SQL
-check "svc_cast gives eng_value_cast's answer in 70 hand-checked cases" test "$(owner_sql -f "$T/casts.sql")" = 0
+same "svc_cast gives eng_value_cast's answer in 71 hand-checked cases" "$(owner_sql -f "$T/casts.sql")" 0
 
 # --- a refused change leaves the catalog and the rows as they were
 req PUT /v1/svc/crm/schema/deals "${A[@]}" -H "$J" -d '{"fields":{"title":{"type":"string"},"amount":{"type":"string"}}}'
@@ -238,6 +242,20 @@ expect "a swap of two fields by rename" 200 '.version == 2'
 check "the swap moved the values, column by column" test "$(owner_sql -c "
     SELECT string_agg(price || '/' || title || '/' || coalesce(amount, '-'), ',' ORDER BY price) FROM svc_crm_sandbox.deals")" = \
     "a/12/-,b/lots/-"
+
+# --- indexes follow the index flag and pii fields through renames
+ixs() { owner_sql -c "SELECT coalesce(string_agg(d, ' ' ORDER BY d), '') FROM (
+                          SELECT regexp_replace(pg_get_indexdef(indexrelid), '.* USING btree ', '') AS d
+                          FROM pg_index WHERE indrelid = 'svc_crm_sandbox.deals'::regclass AND NOT indisprimary) x"; }
+req PUT /v1/svc/crm/schema/deals "${A[@]}" -H "$J" -d '{"fields":{"title":{"type":"string","index":true},"price":{"type":"string"},"amount":{"type":"string"},"who":{"type":"string","pii":true}}}'
+expect "index flags and a pii field" 200 '.version == 3'
+same "an indexed field and a pii field's blind index get an index each, per org" \
+    "$(ixs)" "(org_id, ((_bidx ->> 'who'::text))) (org_id, title)"
+req PUT /v1/svc/crm/schema/deals "${A[@]}" -H "$J" -d '{"fields":{"name":{"type":"string","index":true},"price":{"type":"string"},"amount":{"type":"string"}},"rename":{"title":"name"}}'
+expect "renaming the indexed field, dropping the pii one" 200 '.version == 4'
+same "the index follows the rename; the blind index's goes with its field" "$(ixs)" "(org_id, name)"
+req PUT /v1/svc/crm/schema/deals "${A[@]}" -H "$J" -d '{"fields":{"name":{"type":"string"},"price":{"type":"string"},"amount":{"type":"string"}}}'
+same "dropping the flag drops the index" "$(ixs)" ""
 
 # --- long service names: shortened deterministically, never shared. The API
 # registers names of at most 40 characters; core.apps (and so seeds) allow 63.
