@@ -334,10 +334,13 @@ static int res_load(struct engine *e, const struct eng_scope *s, const char *ser
     return rc;
 }
 
+/* No lock here: the schema handler reads before it changes, and a share
+ * lock taken then upgraded by svc_resource_put's FOR UPDATE would deadlock two
+ * concurrent changes. Record writes lock when they load the definition. */
 int pgrec_resource_get(struct engine *e, const struct eng_scope *s, const char *service,
                        const char *name, struct eng_resource *out)
 {
-    return res_load(e, s, service, name, true, out, NULL);
+    return res_load(e, s, service, name, false, out, NULL);
 }
 
 int pgrec_resource_list(struct engine *e, const struct eng_scope *s, const char *service,

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The MicroService API (issue 6) through real nginx and a fleet of 2 workers on
-# the memory engine: schemas that evolve under records, records CRUD with
+# The MicroService API (issue 6) through real nginx and a fleet of 2 workers,
+# once per engine (memory, PostgreSQL; 65_pg_records looks at the PostgreSQL
+# side with psql): schemas that evolve under records, records CRUD with
 # If-Match, validation, filters on every type, keyset paging under concurrent
 # inserts, tamper-proof cursors, PII, expiry, test/live and service and tenant
 # separation, and bad input.
