@@ -334,13 +334,16 @@ static int res_load(struct engine *e, const struct eng_scope *s, const char *ser
     return rc;
 }
 
-/* No lock here: the schema handler reads before it changes, and a share
- * lock taken then upgraded by svc_resource_put's FOR UPDATE would deadlock two
- * concurrent changes. Record writes lock when they load the definition. */
+/* With the lock: a handler checks a body against this definition and the
+ * record write that follows must see the same one (the memory engine's region
+ * lock gives it that). The price: two schema changes with renames on one
+ * resource at once (each reads, then changes) each hold the share lock the
+ * other's FOR UPDATE waits for; PostgreSQL breaks that deadlock by failing
+ * one (ERR_CONFLICT), which may simply retry. */
 int pgrec_resource_get(struct engine *e, const struct eng_scope *s, const char *service,
                        const char *name, struct eng_resource *out)
 {
-    return res_load(e, s, service, name, false, out, NULL);
+    return res_load(e, s, service, name, true, out, NULL);
 }
 
 int pgrec_resource_list(struct engine *e, const struct eng_scope *s, const char *service,
@@ -499,7 +502,12 @@ int pgrec_resource_put(struct engine *e, const struct eng_scope *s, const struct
         const char *vals[5] = {def->service, engine_mode_name(s->mode), dj, rj, at};
         const struct pg_stmt st = {"SELECT core.svc_resource_put($1, $2, $3::jsonb, $4::jsonb, $5::bigint)::text",
                                    5, vals};
-        if ((rc = engine_pg_data(e, s, DATA_PATH, &st, 1, &r)) != 0)
+        if ((rc = engine_pg_data(e, s, DATA_PATH, &st, 1, &r)) == ERR_CONFLICT) {
+            /* a deadlock or serialization failure: two changes of one resource met */
+            snprintf(why->field, sizeof why->field, "*");
+            snprintf(why->reason, sizeof why->reason, "another change of this resource ran at the same time; retry");
+        }
+        if (rc != 0)
             goto out;
     }
     rc = PQntuples(r) == 1 ? put_answer(e, PQgetvalue(r, 0, 0), why)
