@@ -16,10 +16,13 @@
  * Schema changes go through core.svc_resource_put, a SECURITY DEFINER
  * function that validates the definition again, probes every cast before it
  * alters anything and answers a refusal as data, so a 409 leaves the unit of
- * work usable. Record writes hold FOR KEY SHARE on the resource's metadata
- * row for the rest of the transaction: a concurrent schema change waits for
- * them (and they for it), so no statement ever names a column that another
- * transaction is renaming or retyping.
+ * work usable. resource_get and the record writes hold FOR KEY SHARE on the
+ * resource's metadata row for the rest of the transaction, and a schema
+ * change takes FOR UPDATE on it: a change waits for the requests already
+ * using the definition and they for it, so a request sees one definition from
+ * its body check to its write, and no statement ever names a column another
+ * transaction is renaming or retyping (the memory engine's region lock gives
+ * the same). The cost is a tuple lock per request on that row.
  *
  * Everything runs on the data pool of the scope's mode (engine_pg_data), the
  * metadata included: a schema change and its DDL are one transaction, and a
@@ -27,7 +30,13 @@
  * identifier in a statement is quoted here (qident) after it passed the
  * name regex; every value is a $n parameter. A record op costs two round
  * trips: the definition (to know the columns), then the statement(s), which
- * go pipelined in one.
+ * go pipelined in one (a handler's own resource_get before it is a third:
+ * the engine keeps no definition across calls, so none can go stale).
+ *
+ * Where it differs from the memory engine, beyond what no API call reaches:
+ * a json value cast to a string prints its object keys in jsonb's order, not
+ * the order they were written, and objects in json fields and options.views
+ * come back in that order too.
  *
  * Values cross as text parameters cast in SQL ($n::bigint …); rows come back
  * as to_jsonb(row), so each column arrives as the JSON value its type gives
