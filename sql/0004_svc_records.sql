@@ -389,7 +389,9 @@ BEGIN
 END $$;
 
 -- A sample row of the caller's org (else of any org) matching p_where:
--- (found, record id or '' when only other orgs' rows match).
+-- (matched, record id or '' when only other orgs' rows match). p_where is SQL
+-- that svc_resource_put builds (names through %I, types from its whitelist);
+-- only the owner may call this.
 CREATE OR REPLACE FUNCTION core.svc_sample(p_schema text, p_table text, p_where text,
                                            OUT matched boolean, OUT record_id text)
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
@@ -454,6 +456,7 @@ BEGIN
                         AND NOT (f->>'name') = ANY (reserved) AND core.svc_sql_type(f->>'type') IS NOT NULL
                         AND jsonb_typeof(coalesce(f->'pii', 'false')) = 'boolean'
                         AND jsonb_typeof(coalesce(f->'required', 'false')) = 'boolean'
+                        AND jsonb_typeof(coalesce(f->'index', 'false')) = 'boolean'
                         AND NOT (coalesce((f->>'pii')::boolean, false) AND (f->>'type') NOT IN ('string', 'text'))
                         AND (f->'default' IS NULL OR f->'default' = 'null'::jsonb
                              OR core.svc_value_ok(f->'default', f->>'type'))
