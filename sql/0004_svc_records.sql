@@ -474,10 +474,12 @@ BEGIN
         END IF;
     END LOOP;
 
-    -- One change of a resource at a time. Record writers hold FOR KEY SHARE on
-    -- the metadata row for their whole transaction, so FOR UPDATE here waits
-    -- for them, and they for this change: nobody writes a column being altered.
-    PERFORM pg_advisory_xact_lock(hashtextextended(v_schema || '.' || v_table, 7));
+    -- One change per data schema at a time (two first resources of a new
+    -- service would otherwise both create its schema). Record writers hold FOR
+    -- KEY SHARE on the metadata row for their whole transaction, so FOR UPDATE
+    -- here waits for them, and they for this change: nobody writes a column
+    -- being altered.
+    PERFORM pg_advisory_xact_lock(hashtextextended('tessera.svc:' || v_schema, 7));
     SELECT fields INTO v_old FROM core.resources
      WHERE service = p_service AND mode = p_mode AND name = v_table FOR UPDATE;
 

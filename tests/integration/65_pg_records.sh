@@ -298,6 +298,17 @@ same "300 concurrent creates all succeed while the schema changes 6 times under 
 same "every record is in the table, cast by the last change" "$(owner_sql -c "
     SELECT (SELECT count(*) FROM svc_crm_sandbox.busy) || ' ' || format_type(a.atttypid, a.atttypmod)
     FROM pg_attribute a WHERE a.attrelid = 'svc_crm_sandbox.busy'::regclass AND a.attname = 'k'")" "300 double precision"
+# --- the first resources of a new service, made at once, make its schema once
+req POST /v1/apps "${A[@]}" -H "$J" -d '{"name":"fresh","kind":"microservice","base_url":"/v1/svc/fresh","status":"active"}'
+FRESH=()
+for r in r1 r2 r3 r4; do
+    curl -s -o /dev/null -w '%{http_code}\n' -X PUT -H "Authorization: Bearer $ADMIN" -H "$J" \
+        -d '{"fields":{"k":{"type":"string"}}}' "$URL/v1/svc/fresh/schema/$r" >>"$T/fresh.codes" &
+    FRESH+=($!)
+done
+wait "${FRESH[@]}"
+same "4 first resources of a new service, created at once, all succeed" "$(sort "$T/fresh.codes" | uniq -c | xargs)" "4 200"
+
 # --- concurrent schema changes with renames: serialised, or one told to retry
 RENAMERS=()
 for i in 1 2 3 4; do
