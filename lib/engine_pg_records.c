@@ -1183,22 +1183,48 @@ static int filter_sql(struct buf *b, struct params *p, const struct eng_resource
     }
 }
 
+/* The keyset's bound for a numeric order: the cursor's value, or the exact
+ * value of the after_id row when the cursor's is that value as printed. A
+ * cursor carries its value as cJSON prints a double, which keeps only 15
+ * digits whenever they read back within DBL_EPSILON (9007199254740991 comes
+ * back as 9007199254740990); this engine stores the exact value, so paging by
+ * the printed one would repeat or skip rows. The row is found by id (the
+ * cursor's other half) and used only when its value is within that rounding
+ * of the cursor's, so a row updated or deleted since falls back to the
+ * cursor as the memory engine reads it. Borrowed rhs in, *anchor out (owned
+ * by the caller's buf). */
+static int keyset_anchor(struct buf *anchor, const struct column *c, const char *schema, const char *table,
+                         const char *rhs, int id_param)
+{
+    int rc = buf_printf(anchor, "coalesce((SELECT _a.%s FROM ", c->sql);
+
+    if (rc == 0)
+        rc = qtable(anchor, schema, table);
+    if (rc == 0)
+        rc = buf_printf(anchor,
+                        " _a WHERE _a.org_id = $1::uuid AND _a.id = $%d::uuid AND abs(_a.%s - %s::double precision) "
+                        "<= abs(%s::double precision) * 4.5e-16), %s)",
+                        id_param, c->sql, rhs, rhs, rhs);
+    return rc;
+}
+
 /* Rows strictly after (after_value, after_id) in the order: nulls after every
  * value ascending, before every value descending, ties by id. */
-static int keyset_sql(struct buf *b, struct params *p, const struct column *c, const struct eng_query *q)
+static int keyset_sql(struct buf *b, struct params *p, const struct column *c, const struct eng_query *q,
+                      const char *schema, const char *table)
 {
     const char *gt = q->desc ? "<" : ">";
     const cJSON *av = q->after_value;
-    char lhs[96], rhs[64];
-    bool oom = false;
-    int k = param(p, q->after_id);
-    const char *id_rhs = uuid_valid(q->after_id) ? "uuid" : NULL;
-    char idcmp[96];
+    char lhs[96], rhs[64], idcmp[96];
+    bool oom = false, by_id = uuid_valid(q->after_id);
+    struct buf anchor;
+    const char *bound = rhs;
+    int k = param(p, q->after_id), rc;
 
     if (k == 0)
         return ERR_NOMEM;
     /* an id that is no uuid still bounds, compared as text as ids sort */
-    if (id_rhs != NULL)
+    if (by_id)
         snprintf(idcmp, sizeof idcmp, "id %s $%d::uuid", gt, k);
     else
         snprintf(idcmp, sizeof idcmp, "id::text COLLATE \"C\" %s $%d::text COLLATE \"C\"", gt, k);
@@ -1209,9 +1235,24 @@ static int keyset_sql(struct buf *b, struct params *p, const struct column *c, c
                        : buf_printf(b, " AND (%s IS NULL AND %s)", c->sql, idcmp);
     if (!scalar(p, c, av, lhs, rhs, &oom))
         return oom ? ERR_NOMEM : ERR_INVAL;
+    buf_init(&anchor, 4096);
+    /* only when the bound keeps the column's type (an integer column's bound
+     * is a bigint unless the cursor's value has a fraction, which no stored
+     * integer printed can have) */
+    if (by_id && c->f != NULL && (c->type == ENG_FT_NUMBER || strstr(rhs, "::bigint") != NULL) &&
+        (c->type == ENG_FT_NUMBER || c->type == ENG_FT_INTEGER || c->type == ENG_FT_TIMESTAMP)) {
+        if ((rc = keyset_anchor(&anchor, c, schema, table, rhs, k)) != 0) {
+            buf_cleanup(&anchor);
+            return rc;
+        }
+        bound = anchor.p;
+    }
     if (q->desc)
-        return buf_printf(b, " AND (%s < %s OR (%s = %s AND %s))", lhs, rhs, lhs, rhs, idcmp);
-    return buf_printf(b, " AND (%s > %s OR (%s = %s AND %s) OR %s IS NULL)", lhs, rhs, lhs, rhs, idcmp, lhs);
+        rc = buf_printf(b, " AND (%s < %s OR (%s = %s AND %s))", lhs, bound, lhs, bound, idcmp);
+    else
+        rc = buf_printf(b, " AND (%s > %s OR (%s = %s AND %s) OR %s IS NULL)", lhs, bound, lhs, bound, idcmp, lhs);
+    buf_cleanup(&anchor);
+    return rc;
 }
 
 static int list_sql(struct engine *e, struct buf *b, struct params *p, const char *org, const char *schema,
@@ -1237,7 +1278,7 @@ static int list_sql(struct engine *e, struct buf *b, struct params *p, const cha
     for (size_t i = 0; rc == 0 && i < q->nfilters; i++)
         rc = filter_sql(b, p, def, &q->filters[i]);
     if (rc == 0 && q->has_after)
-        rc = keyset_sql(b, p, &oc, q);
+        rc = keyset_sql(b, p, &oc, q, schema, resource);
     if (rc == 0 && oc.type == COL_ID)
         rc = buf_printf(b, " ORDER BY id %s", q->desc ? "DESC" : "ASC");
     else if (rc == 0)
