@@ -247,6 +247,18 @@ check "the swap moved the values, column by column" test "$(owner_sql -c "
     SELECT string_agg(price || '/' || title || '/' || coalesce(amount, '-'), ',' ORDER BY price) FROM svc_crm_sandbox.deals")" = \
     "a/12/-,b/lots/-"
 
+# --- numbers are stored exactly (17 digits on the way in, to_jsonb on the way out)
+req PUT /v1/svc/crm/schema/exact "${A[@]}" -H "$J" -d '{"fields":{"n":{"type":"integer"},"x":{"type":"number"}}}'
+req POST /v1/svc/crm/exact "${A[@]}" -H "$J" -d '{"n":9007199254740991,"x":0.30000000000000004}'
+req POST /v1/svc/crm/exact "${A[@]}" -H "$J" -d '{"n":9007199254740990,"x":0.3}'
+same "2^53-1 and 0.30000000000000004 are stored as sent, next to their 15-digit neighbours" "$(owner_sql -c "
+    SELECT string_agg(n || '/' || x::text, ',' ORDER BY n) FROM svc_crm_sandbox.exact")" \
+    "9007199254740990/0.3,9007199254740991/0.30000000000000004"
+req GET '/v1/svc/crm/exact?n=eq.9007199254740991' "${A[@]}"
+expect "eq finds 2^53-1 and not its neighbour" 200 '.data | length == 1'
+req GET '/v1/svc/crm/exact?x=gt.0.3' "${A[@]}"
+expect "gt 0.3 finds 0.30000000000000004 only" 200 '.data | length == 1'
+
 # --- indexes follow the index flag and pii fields through renames
 ixs() { owner_sql -c "SELECT coalesce(string_agg(d, ' ' ORDER BY d), '') FROM (
                           SELECT regexp_replace(pg_get_indexdef(indexrelid), '.* USING btree ', '') AS d
