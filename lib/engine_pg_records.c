@@ -40,7 +40,8 @@
  *
  * Values cross as text parameters cast in SQL ($n::bigint …); rows come back
  * as to_jsonb(row), so each column arrives as the JSON value its type gives
- * (bigint → number, double precision[] → array, jsonb → itself). Expected
+ * (bigint → number, double precision[] → array, jsonb → itself), its members
+ * put back in the schema's order as the memory engine keeps them. Expected
  * outcomes raise no SQL error: ids are checked with uuid_valid first (a
  * malformed id is NOTFOUND), values against the schema (eng_value_check), and
  * a filter whose value cannot be of the column's type becomes a constant
@@ -537,9 +538,36 @@ static int64_t num_member(const cJSON *o, const char *name)
     return cJSON_IsNumber(x) ? (int64_t)x->valuedouble : 0;
 }
 
+/* o's members in the order of def's fields (jsonb orders keys by length,
+ * then bytes; the memory engine keeps the order they were written, which is
+ * the schema's); members def does not know come last. Takes o; NULL when out
+ * of memory. */
+static cJSON *order_like(cJSON *o, const struct eng_resource *def)
+{
+    cJSON *d = cJSON_CreateObject(), *x;
+
+    for (int i = 0; d != NULL && i < def->nfields; i++)
+        if ((x = cJSON_DetachItemFromObjectCaseSensitive(o, def->fields[i].name)) != NULL &&
+            !cJSON_AddItemToObject(d, x->string, x)) {
+            cJSON_Delete(x);
+            cJSON_Delete(d);
+            d = NULL;
+        }
+    while (d != NULL && (x = o->child) != NULL) {
+        cJSON_DetachItemViaPointer(o, x);
+        if (!cJSON_AddItemToObject(d, x->string, x)) {
+            cJSON_Delete(x);
+            cJSON_Delete(d);
+            d = NULL;
+        }
+    }
+    cJSON_Delete(o);
+    return d;
+}
+
 /* A row as to_jsonb(_r) prints it → *out (data and bidx Returns owned). The
  * system columns leave data; so do nulls (a stored record has no null members). */
-static int row_record(const char *text, size_t len, struct eng_record *out)
+static int row_record(const char *text, size_t len, const struct eng_resource *def, struct eng_record *out)
 {
     cJSON *o = cJSON_ParseWithLength(text, len), *x, *next;
     const cJSON *id;
@@ -563,7 +591,11 @@ static int row_record(const char *text, size_t len, struct eng_record *out)
         if (cJSON_IsNull(x) || reserved(x->string))
             cJSON_Delete(cJSON_DetachItemViaPointer(o, x));
     }
-    out->data = o;
+    if ((out->data = order_like(o, def)) == NULL) {
+        cJSON_Delete(out->bidx);
+        out->bidx = NULL;
+        return ERR_NOMEM;
+    }
     return 0;
 }
 
@@ -773,7 +805,7 @@ int pgrec_record_get(struct engine *e, const struct eng_scope *s, const char *se
         goto out;
     if (PQntuples(r) == 0)
         rc = fail(e, ERR_NOTFOUND, "no such record");
-    else if ((rc = row_record(PQgetvalue(r, 0, 0), (size_t)PQgetlength(r, 0, 0), out)) != 0)
+    else if ((rc = row_record(PQgetvalue(r, 0, 0), (size_t)PQgetlength(r, 0, 0), def, out)) != 0)
         rc = fail(e, rc, "record unreadable");
 out:
     PQclear(r);
@@ -1318,7 +1350,7 @@ int pgrec_record_list(struct engine *e, const struct eng_scope *s, const char *s
     if ((rc = run(e, s, (const char *[]){b.p}, &p, 1, &r)) != 0)
         goto out;
     for (int i = 0; i < PQntuples(r) && *n < max; i++) {
-        if ((rc = row_record(PQgetvalue(r, i, 0), (size_t)PQgetlength(r, i, 0), &out[*n])) != 0) {
+        if ((rc = row_record(PQgetvalue(r, i, 0), (size_t)PQgetlength(r, i, 0), def, &out[*n])) != 0) {
             for (size_t j = 0; j < *n; j++)
                 eng_record_cleanup(&out[j]);
             *n = 0;
