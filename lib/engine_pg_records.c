@@ -10,8 +10,9 @@
  * field next to the system columns id, org_id, version, created_at,
  * updated_at, expires_at (unix seconds, NULL: never) and _bidx (pii field →
  * blind index). Each data schema has an outbox, "_outbox", written by the
- * same statement as the record. Tables, outbox and metadata are under RLS
- * like the core tables; tessera_app owns none of them.
+ * same statement as the record. Tables and outboxes are under forced RLS
+ * like the core tenant tables (core.resources is global: a schema is shared
+ * by every org); tessera_app owns none of them.
  *
  * Schema changes go through core.svc_resource_put, a SECURITY DEFINER
  * function that validates the definition again, probes every cast before it
@@ -36,7 +37,11 @@
  * Where it differs from the memory engine, beyond what no API call reaches:
  * a json value cast to a string prints its object keys in jsonb's order, not
  * the order they were written, and objects in json fields and options.views
- * come back in that order too.
+ * come back in that order too; LIKE's _ matches one character, where the
+ * memory engine matches one byte (engine.h says SQL LIKE); and numbers are
+ * kept exactly, where the memory engine stores what cJSON prints (15 digits
+ * when they read back within DBL_EPSILON: 9007199254740991 is kept there as
+ * 9007199254740990).
  *
  * Values cross as text parameters cast in SQL ($n::bigint …); rows come back
  * as to_jsonb(row), so each column arrives as the JSON value its type gives
