@@ -380,7 +380,8 @@ int pgrec_resource_list(struct engine *e, const struct eng_scope *s, const char 
     if (max == 0)
         return 0;
     snprintf(lim, sizeof lim, "%zu", max > LIST_CAP ? (size_t)LIST_CAP : max);
-    if ((rc = engine_pg_data(e, s, DATA_PATH, &st, 1, &r)) != 0)
+    /* A read no write depends on: no transaction of its own (lib/pg.h). */
+    if ((rc = engine_pg_data_read(e, s, DATA_PATH, &st, 1, &r)) != 0)
         return rc;
     for (int i = 0; i < PQntuples(r) && *n < max && rc == 0; i++)
         if ((rc = res_row(r, i, service, &out[*n], NULL)) == 0)
