@@ -551,7 +551,7 @@ static const char *cursor_make(struct worker *w, struct http_request *r, const s
     }
     cJSON_AddItemToArray(arr, v);
     cJSON_AddItemToArray(arr, cJSON_CreateString(last->id));
-    payload = cJSON_PrintUnformatted(arr);
+    payload = json_print(arr);
     cJSON_Delete(arr);
     if (payload == NULL)
         return NULL;

@@ -169,7 +169,7 @@ static bool parse_field(const char *name, const cJSON *spec, struct eng_field *f
             snprintf(msg, sizeof msg, "default %s", why);
             return bad(details, key, msg);
         }
-        if ((text = cJSON_PrintUnformatted(v)) == NULL || strlen(text) >= sizeof f->def) {
+        if ((text = json_print(v)) == NULL || strlen(text) >= sizeof f->def) {
             cJSON_free(text);
             return bad(details, key, "default longer than 255 bytes of JSON");
         }

@@ -37,6 +37,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "json.h"
 #include "shm.h"
 
 #define REC_ROOT "engine.rec"
@@ -273,7 +274,7 @@ static uint64_t blob_new(struct engine *e, const struct eng_record *rec, int *rc
     cJSON_AddItemReferenceToObject(root, "d", rec->data);
     if (rec->bidx != NULL)
         cJSON_AddItemReferenceToObject(root, "b", rec->bidx);
-    text = cJSON_PrintUnformatted(root);
+    text = json_print(root);
     cJSON_Delete(root);
     if (text == NULL)
         return 0;
@@ -1214,7 +1215,7 @@ static cJSON *to_string(const cJSON *v, int from, const char **why)
         cJSON *out;
         if (cJSON_IsString(v))
             return cJSON_CreateString(v->valuestring);
-        if ((text = cJSON_PrintUnformatted(v)) == NULL)
+        if ((text = json_print(v)) == NULL)
             return NULL;
         out = strlen(text) <= ENG_STRING_MAX ? cJSON_CreateString(text) : NULL;
         cJSON_free(text);

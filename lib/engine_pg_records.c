@@ -60,6 +60,7 @@
 #include <string.h>
 
 #include "buf.h"
+#include "json.h"
 #include "uuid.h"
 
 #define fail engine_pg_fail
@@ -225,7 +226,7 @@ static char *value_text(const struct eng_field *f, const cJSON *v)
     case ENG_FT_BOOLEAN:
         return strdup(cJSON_IsTrue(v) ? "t" : "f");
     case ENG_FT_JSON: {
-        char *t = cJSON_PrintUnformatted(v), *out = t != NULL ? strdup(t) : NULL;
+        char *t = json_print(v), *out = t != NULL ? strdup(t) : NULL;
         cJSON_free(t);
         return out;
     }

@@ -7,6 +7,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include "json.h"
+
 void http_request_init(struct http_request *r, FCGX_Request *fcgx, struct arena *a)
 {
     memset(r, 0, sizeof *r);
@@ -147,7 +149,7 @@ int http_send(struct http_request *r, int status, const char *content_type, cons
 
 int http_send_json(struct http_request *r, int status, const cJSON *json)
 {
-    char *text = cJSON_PrintUnformatted(json);
+    char *text = json_print(json);
     int rc;
 
     if (text == NULL)

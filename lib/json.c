@@ -24,6 +24,7 @@
 #include "json.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -487,4 +488,88 @@ bool json_only_keys(const cJSON *obj, const char *const *allowed, const char **u
         }
     }
     return true;
+}
+
+/* Shortest of %.15g, %.16g, %.17g that reads back as d; "" when cJSON's own
+ * printing is already exact (integers in int range, or 15 digits that read back). */
+static void exact_number(double d, char buf[32])
+{
+    buf[0] = '\0';
+    if (isnan(d) || isinf(d) || d == (double)(int)d)
+        return;
+    snprintf(buf, 32, "%1.15g", d);
+    if (strtod(buf, NULL) == d) {
+        buf[0] = '\0';
+        return;
+    }
+    snprintf(buf, 32, "%1.16g", d);
+    if (strtod(buf, NULL) != d)
+        snprintf(buf, 32, "%1.17g", d);
+}
+
+/* Whether some number under item would lose its value through cJSON's printer. */
+static bool has_lossy_number(const cJSON *item)
+{
+    char buf[32];
+
+    if (cJSON_IsNumber(item)) {
+        exact_number(item->valuedouble, buf);
+        return buf[0] != '\0';
+    }
+    for (const cJSON *c = item->child; c != NULL; c = c->next)
+        if (has_lossy_number(c))
+            return true;
+    return false;
+}
+
+/* Replaces every lossy number under item (a copy the caller owns) with a raw
+ * node holding its exact text. */
+static bool make_exact(cJSON *item)
+{
+    char buf[32];
+
+    for (cJSON *c = item->child, *next; c != NULL; c = next) {
+        next = c->next;
+        if (cJSON_IsNumber(c)) {
+            exact_number(c->valuedouble, buf);
+            if (buf[0] == '\0')
+                continue;
+            cJSON *raw = cJSON_CreateRaw(buf);
+            if (raw == NULL)
+                return false;
+            if (c->string != NULL && (raw->string = strdup(c->string)) == NULL) {
+                cJSON_Delete(raw);
+                return false;
+            }
+            cJSON_ReplaceItemViaPointer(item, c, raw);
+        } else if (!make_exact(c)) {
+            return false;
+        }
+    }
+    return true;
+}
+
+char *json_print(const cJSON *item)
+{
+    char buf[32];
+    cJSON *copy;
+    char *out = NULL;
+
+    if (item == NULL)
+        return NULL;
+    if (!has_lossy_number(item))
+        return cJSON_PrintUnformatted(item);
+    if (cJSON_IsNumber(item)) { /* a bare number: its exact text */
+        exact_number(item->valuedouble, buf);
+        size_t n = strlen(buf) + 1;
+        if ((out = cJSON_malloc(n)) != NULL)
+            memcpy(out, buf, n);
+        return out;
+    }
+    if ((copy = cJSON_Duplicate(item, true)) == NULL)
+        return NULL;
+    if (make_exact(copy))
+        out = cJSON_PrintUnformatted(copy);
+    cJSON_Delete(copy);
+    return out;
 }

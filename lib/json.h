@@ -53,4 +53,12 @@ const char *json_get_str(const cJSON *obj, const char *key);
  * otherwise *unknown (may be NULL) is set to the first other name (borrowed). */
 bool json_only_keys(const cJSON *obj, const char *const *allowed, const char **unknown);
 
+/* Returns owned (cJSON_free): item printed compactly, as cJSON_PrintUnformatted
+ * does, except that every number reads back as exactly the same double.
+ * cJSON prints with 15 digits and keeps them when its comparison, which
+ * tolerates an epsilon, says they are close enough: 9007199254740991 comes
+ * out as 9007199254740990. Stored records, responses and cursors need the
+ * value itself. NULL when out of memory. */
+char *json_print(const cJSON *item);
+
 #endif

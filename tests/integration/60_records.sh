@@ -300,10 +300,9 @@ p3=$(jq -c '[.data[] | .s // "null"]' <<<"$BODY"); C3=$(jq -r .next_cursor <<<"$
 check "paging by n across nulls: 2 + 2 + 1, the last page has no next_cursor" \
     test "$p1$p2$p3$C3" = '["apple pie","apple"]["banana","cherry"]["null"]null'
 
-# --- paging by numbers a cursor cannot spell exactly: a cursor carries its
-# value as cJSON prints it, 15 digits when they read back within DBL_EPSILON
-# (9007199254740991 → 9007199254740990, 0.30000000000000004 → 0.3), and no row
-# may repeat or go missing for that
+# --- numbers cJSON alone would print inexactly (15 digits when they read back
+# within DBL_EPSILON: 9007199254740991 → 9007199254740990, 0.30000000000000004
+# → 0.3): stored, returned, filtered and paged by their exact value
 put_schema wide '{"fields":{"j":{"type":"integer"},"k":{"type":"integer"},"x":{"type":"number"}}}'
 for r in '1,9007199254740991,0.3' '2,9007199254740991,0.30000000000000004' '3,9007199254740991,0.3' \
          '4,9007199254740990,0.30000000000000004' '5,9007199254740990,0.3' '6,-9007199254740991,1e-300' \
@@ -322,6 +321,13 @@ for ord in k.asc k.desc x.asc x.desc; do
     check "paging by $ord 2 at a time returns each of 10 records once" \
         test "$(tr ' ' '\n' <<<"$seen" | grep . | sort -n | xargs)" = "1 2 3 4 5 6 7 8 9 10"
 done
+req GET "/v1/svc/crm/wide?j=eq.2" "${A[@]}"
+check "a record's integer 2^53-1 and number 0.30000000000000004 come back exactly" \
+    grep -q '"k":9007199254740991,"x":0.30000000000000004' <<<"$BODY"
+req GET "/v1/svc/crm/wide?k=eq.9007199254740991&order=j" "${A[@]}"
+expect "k=eq.9007199254740991 finds exactly the records that hold it" 200 '[.data[].j] == [1, 2, 3, 9]'
+req GET "/v1/svc/crm/wide?x=eq.0.30000000000000004&order=j" "${A[@]}"
+expect "x=eq.0.30000000000000004 tells it from 0.3" 200 '[.data[].j] == [2, 4, 8]'
 
 # --- bad filters, injection attempts, forged cursors: 400 and nothing changes
 bad() { req GET "/v1/svc/crm/items?$1" "${A[@]}"; expect_error "bad list query $1 → 400" 400 invalid_request; }

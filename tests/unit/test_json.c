@@ -575,6 +575,54 @@ static void test_error_strings(void **state)
     assert_non_null(json_error_str((enum json_error)99));
 }
 
+/* json_print: every number reads back as the same double, where cJSON's own
+ * printer keeps 15 digits (2^53-1 → ...990). */
+static void test_print_keeps_every_number_exact(void **state)
+{
+    static const double cases[] = {9007199254740991.0, -9007199254740991.0, 0.30000000000000004,
+                                   1e300, 5e-324, 123456789012345678.0, 0.1, 3.0, -0.5, 2147483648.0};
+    (void)state;
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        cJSON *o = cJSON_CreateObject(), *a = cJSON_AddArrayToObject(o, "a");
+        cJSON_AddNumberToObject(o, "n", cases[i]);
+        cJSON_AddItemToArray(a, cJSON_CreateNumber(cases[i]));
+        cJSON_AddItemToObject(o, "deep", cJSON_CreateObject());
+        cJSON_AddNumberToObject(cJSON_GetObjectItem(o, "deep"), "x", cases[i]);
+        char *text = json_print(o);
+        assert_non_null(text);
+        cJSON *back = cJSON_Parse(text);
+        assert_non_null(back);
+        assert_true(cJSON_GetObjectItem(back, "n")->valuedouble == cases[i]);
+        assert_true(cJSON_GetArrayItem(cJSON_GetObjectItem(back, "a"), 0)->valuedouble == cases[i]);
+        assert_true(cJSON_GetObjectItem(cJSON_GetObjectItem(back, "deep"), "x")->valuedouble == cases[i]);
+        cJSON_Delete(back);
+        cJSON_free(text);
+        /* the caller's tree is left as it was */
+        assert_true(cJSON_IsNumber(cJSON_GetObjectItem(o, "n")));
+        cJSON_Delete(o);
+        cJSON *bare = cJSON_CreateNumber(cases[i]);
+        text = json_print(bare);
+        assert_non_null(text);
+        assert_true(strtod(text, NULL) == cases[i]);
+        cJSON_free(text);
+        cJSON_Delete(bare);
+    }
+    /* the lossy case this exists for, spelled out */
+    cJSON *n = cJSON_CreateNumber(9007199254740991.0);
+    char *t = json_print(n), *c = cJSON_PrintUnformatted(n);
+    assert_string_equal(t, "9007199254740991");
+    assert_string_equal(c, "9.00719925474099e+15");
+    cJSON_free(t);
+    cJSON_free(c);
+    cJSON_Delete(n);
+    /* trees without such numbers print exactly as cJSON does */
+    cJSON *plain = cJSON_Parse("{\"a\":[1,2.5,\"x\",null,true],\"b\":{\"c\":-3}}");
+    t = json_print(plain);
+    assert_string_equal(t, "{\"a\":[1,2.5,\"x\",null,true],\"b\":{\"c\":-3}}");
+    cJSON_free(t);
+    cJSON_Delete(plain);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -599,6 +647,7 @@ int main(void)
         cmocka_unit_test(test_get_str),
         cmocka_unit_test(test_only_keys),
         cmocka_unit_test(test_error_strings),
+        cmocka_unit_test(test_print_keeps_every_number_exact),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
