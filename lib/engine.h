@@ -345,7 +345,8 @@ struct engine_ops {
      * (strict: "12" → 12, "1.5" ↛ integer). ERR_CONFLICT with *why when a value
      * cannot cast, a new required field has no default while records exist,
      * a field becomes required while some record lacks it, or a pii field
-     * changes type or flag while records hold it: then nothing has changed.
+     * is renamed or changes type or flag while records hold it (a sealed value
+     * is bound to its field's name): then nothing has changed.
      * ERR_INVAL for a malformed def. */
     int (*resource_put)(struct engine *e, const struct eng_scope *s, const struct eng_resource *def,
                         const struct eng_rename *ren, size_t nren, int64_t now,

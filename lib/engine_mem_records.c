@@ -475,8 +475,10 @@ static int transform(const struct eng_resource *old, const struct eng_resource *
         }
         if (f->pii || src->pii) {
             const cJSON *h = rec->bidx != NULL ? cJSON_GetObjectItemCaseSensitive(rec->bidx, src->name) : NULL;
-            if (f->pii != src->pii || f->type != src->type) {
-                *why = "a pii field cannot change its type or pii flag while records hold values";
+            /* A sealed value is bound to its field's name (the caller's AAD):
+             * renamed, it would no longer open, so refuse rather than lose it. */
+            if (f->pii != src->pii || f->type != src->type || strcmp(f->name, src->name) != 0) {
+                *why = "a pii field cannot be renamed or change its type or pii flag while records hold values";
                 goto conflict;
             }
             nv = cJSON_Duplicate(v, true);

@@ -534,9 +534,11 @@ BEGIN
                                                   'reason', 'a record has no value for a field made required');
                     END IF;
                 END IF;
-                IF (s.pii OR s.src_pii) AND (s.pii <> s.src_pii OR s.type <> s.src_type) THEN
+                -- A sealed value is bound to its field's name (the app's AAD):
+                -- renamed, it would no longer open, so refuse rather than lose it.
+                IF (s.pii OR s.src_pii) AND (s.pii <> s.src_pii OR s.type <> s.src_type OR s.src <> s.name) THEN
                     probe := format('%I IS NOT NULL', s.src);
-                    why := 'a pii field cannot change its type or pii flag while records hold values';
+                    why := 'a pii field cannot be renamed or change its type or pii flag while records hold values';
                 ELSIF NOT (s.pii OR s.src_pii) AND s.type <> s.src_type THEN
                     probe := format('%I IS NOT NULL AND core.svc_cast(to_jsonb(%I), %L, %L) IS NULL',
                                     s.src, s.src, s.src_type, s.type);

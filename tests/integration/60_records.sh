@@ -151,6 +151,10 @@ req GET '/v1/svc/crm/contacts?order=email.asc' "${A[@]}"
 expect_error "order by a pii field → 400" 400 invalid_request
 post contacts '{"name":"V","embedding":[1,2]}'
 expect "a vector of the wrong dimension → 422" 422 '.error.details.embedding | length > 0'
+put_schema contacts '{"fields":{"name":{"type":"string","required":true},"mail":{"type":"string","pii":true},"company":{"type":"string","index":true},"score":{"type":"number"},"vip":{"type":"boolean","default":false},"embedding":{"type":"vector(3)"},"meta":{"type":"json"}},"rename":{"email":"mail"},"options":{"views":{"by_company":{"group_by":["company"],"count":true,"sum":["score"]}}}}'
+expect_error "renaming a pii field that holds values → 409 (a sealed value is bound to its name)" 409 conflict
+req GET "/v1/svc/crm/contacts/$ANN" "${A[@]}"
+expect "and the refused rename lost nothing: the email still opens" 200 '.email == "ann@example.com"'
 
 # --- test/live and service separation
 req GET "/v1/svc/crm/companies/$CO" "${LIVE[@]}"
