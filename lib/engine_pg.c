@@ -72,8 +72,8 @@ static bool list_args_ok(const void *out, size_t max, size_t *n)
 
 /* ---- statements ------------------------------------------------------------ */
 
-/* Which org a statement runs for: the call's scope, else the one begun, else
- * whatever the transaction has (global tables have no RLS). */
+/* Which org a statement runs for: the call's scope; NULL for a global call
+ * (users, apps, the SECURITY DEFINER lookups: no RLS, every name qualified). */
 static int enter(struct engine *e, const struct eng_scope *s, bool tenant, const char **org)
 {
     struct pge *g = e->impl;
@@ -89,7 +89,7 @@ static int enter(struct engine *e, const struct eng_scope *s, bool tenant, const
             return fail(e, ERR_NOTFOUND, "no such org"); /* as on memory: never a cast error */
         *org = s->org_id;
     } else {
-        *org = pg_tx_active(&g->core_tx) ? g->core_tx.org : g->scoped ? g->scope.org_id : "";
+        *org = NULL; /* global tables, schema-qualified: no org needed (lib/pg.h) */
     }
     return 0;
 }
@@ -602,9 +602,18 @@ static void role_row(const PGresult *r, int i, struct eng_role *ro)
 static int pg_role_get(struct engine *e, const struct eng_scope *s, const char *name,
                        struct eng_role *out)
 {
+    const char *org;
     PGresult *r;
     int rc;
 
+    /* An org's role never has a built-in's name (role_put refuses it), so a
+     * built-in is answered without a round trip: every request asks for its
+     * caller's role. */
+    if (builtin(name) != NULL) {
+        if ((rc = enter(e, s, true, &org)) != 0)
+            return rc;
+        return pg_role_builtin(e, name, out);
+    }
     if ((rc = q(e, s, true, "SELECT " ROLE_COLS " FROM core.roles WHERE org_id = $1 AND name = $2", 2,
                 (const char *[]){s != NULL ? s->org_id : "", name != NULL ? name : ""}, &r)) != 0)
         return rc;

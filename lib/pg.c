@@ -240,14 +240,15 @@ int pg_tx_run(struct pg_tx *tx, const char *org, const char *search_path, const 
     struct pg_pool *p = tx->pool;
     struct pg_stmt all[PG_STMT_MAX + 2];
     PGresult *out[PG_STMT_MAX + 2];
-    const char *scope[2] = {org, search_path};
     bool begin = write && !tx->explicit_tx;
+    bool global = org == NULL;  /* no tenant table: no org to set, none to change */
+    const char *scope[2] = {global ? (tx->explicit_tx ? tx->org : "") : org, search_path};
     bool retry_safe = !tx->explicit_tx; /* nothing of an explicit transaction is at stake */
     size_t k = 0, pre;
     char sqlstate[6];
     int rc;
 
-    if (n == 0 || n > PG_STMT_MAX || strlen(org) >= sizeof tx->org) {
+    if (n == 0 || n > PG_STMT_MAX || strlen(scope[0]) >= sizeof tx->org) {
         err_set(errstr, "pg_tx_run: bad arguments");
         return ERR_INTERNAL;
     }
@@ -257,9 +258,9 @@ int pg_tx_run(struct pg_tx *tx, const char *org, const char *search_path, const 
     }
     if (begin)
         all[k++] = (struct pg_stmt){SQL_BEGIN, 0, NULL};
-    if (!tx->explicit_tx)
+    if (begin || (!tx->explicit_tx && !global))
         all[k++] = (struct pg_stmt){SQL_SCOPE, 2, scope};
-    else if (strcmp(org, tx->org) != 0)
+    else if (tx->explicit_tx && strcmp(scope[0], tx->org) != 0)
         all[k++] = (struct pg_stmt){SQL_ORG, 1, scope};
     pre = k;
     memcpy(all + k, st, n * sizeof *st);
@@ -289,7 +290,7 @@ int pg_tx_run(struct pg_tx *tx, const char *org, const char *search_path, const 
     if (begin)
         tx->explicit_tx = true;
     if (tx->explicit_tx)
-        snprintf(tx->org, sizeof tx->org, "%s", org);
+        snprintf(tx->org, sizeof tx->org, "%s", scope[0]);
     return 0;
 }
 

@@ -92,7 +92,9 @@ static inline bool pg_tx_active(const struct pg_tx *tx)
     return tx->slot >= 0;
 }
 /* Runs the n statements in tx in one round trip (org: tessera.org_id, "" for
- * none; search_path: the schemas). write: they change data, so they run in
+ * none, NULL when they touch no tenant table and name every schema: outside
+ * the explicit transaction nothing is set for them then; search_path: the
+ * schemas). write: they change data, so they run in
  * the explicit transaction, begun now if it has not been; reads run in it
  * when it has begun, else in an implicit one of their own. res[i] receives
  * statement i's result, owned by the caller (PQclear), on success only.
