@@ -16,6 +16,14 @@ const struct eng_role ENGINE_BUILTIN_ROLES[] = {
 
 const size_t ENGINE_NBUILTIN_ROLES = sizeof ENGINE_BUILTIN_ROLES / sizeof ENGINE_BUILTIN_ROLES[0];
 
+const struct eng_role *engine_builtin_role(const char *name)
+{
+    for (size_t i = 0; name != NULL && i < ENGINE_NBUILTIN_ROLES; i++)
+        if (strcmp(ENGINE_BUILTIN_ROLES[i].name, name) == 0)
+            return &ENGINE_BUILTIN_ROLES[i];
+    return NULL;
+}
+
 void engine_free(struct engine *e)
 {
     if (e != NULL && e->ops != NULL)

@@ -406,6 +406,8 @@ void engine_free(struct engine *e);
  * they cannot drift: owner, admin, member, viewer. */
 extern const struct eng_role ENGINE_BUILTIN_ROLES[];
 extern const size_t ENGINE_NBUILTIN_ROLES;
+/* Borrowed: the built-in role named name, or NULL (also for NULL). */
+const struct eng_role *engine_builtin_role(const char *name);
 
 /* "test" / "live" ↔ enum eng_mode; -1 for anything else. */
 int engine_mode_parse(const char *s);
@@ -424,6 +426,10 @@ int eng_value_check(const struct eng_field *f, const cJSON *v, const char **why)
  * with *why (a constant) when it cannot cast strictly. */
 cJSON *eng_value_cast(const cJSON *v, int from, int from_dim, const struct eng_field *f,
                       const char **why);
+/* Whether rec's data fits def: known fields, values of their types, required
+ * ones present, pii values sealed and with their blind index. 0, or ERR_INVAL
+ * with the reason in why. */
+int eng_record_fits(const struct eng_resource *def, const struct eng_record *rec, char why[128]) ERR_MUST_CHECK;
 /* Frees rec->data and rec->bidx and sets them NULL; NULL is a no-op. */
 void eng_record_cleanup(struct eng_record *rec);
 

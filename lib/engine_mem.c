@@ -729,14 +729,6 @@ static int mem_app_list(struct engine *e, struct eng_app *out, size_t max, size_
     return list_map(e, root(m)->apps, cmp_app, out, sizeof *out, max, n);
 }
 
-static const struct eng_role *builtin(const char *name)
-{
-    for (size_t i = 0; name != NULL && i < ENGINE_NBUILTIN_ROLES; i++)
-        if (strcmp(ENGINE_BUILTIN_ROLES[i].name, name) == 0)
-            return &ENGINE_BUILTIN_ROLES[i];
-    return NULL;
-}
-
 static int mem_role_builtin(struct engine *e, const char *name, struct eng_role *out)
 {
     const struct eng_role *b;
@@ -744,7 +736,7 @@ static int mem_role_builtin(struct engine *e, const char *name, struct eng_role 
 
     if ((rc = enter(e)) != 0)
         return rc;
-    if ((b = builtin(name)) == NULL)
+    if ((b = engine_builtin_role(name)) == NULL)
         return fail(e, ERR_NOTFOUND, "no such built-in role");
     *out = *b;
     return 0;
@@ -923,7 +915,7 @@ static int mem_role_get(struct engine *e, const struct eng_scope *s, const char 
         memcpy(out, ptr(m, off), sizeof *out);
         return 0;
     }
-    if ((b = builtin(name)) == NULL)
+    if ((b = engine_builtin_role(name)) == NULL)
         return fail(e, ERR_NOTFOUND, "no such role");
     *out = *b;
     return 0;
@@ -962,7 +954,7 @@ static int mem_role_put(struct engine *e, const struct eng_scope *s, const struc
     for (int i = 0; i < r->nperms; i++)
         if (!filled(r->perms[i], sizeof r->perms[i]))
             return fail(e, ERR_INVAL, "malformed permission");
-    if (builtin(r->name) != NULL)
+    if (engine_builtin_role(r->name) != NULL)
         return fail(e, ERR_CONFLICT, "role name is a built-in's");
     (void)map_find(m, org->roles, r->name, &old);
     if ((off = rec_new(e, r, sizeof *r)) == 0)

@@ -305,36 +305,12 @@ static bool expired(const struct rec_blob *b, int64_t now)
     return b->expires_at != 0 && b->expires_at <= now;
 }
 
-/* Whether rec's data fits def: known fields, typed values, required ones
- * present, pii values with their index. */
-static int data_fits(struct engine *e, const struct eng_resource *def, const struct eng_record *rec)
+
+static int record_fits(struct engine *e, const struct eng_resource *def, const struct eng_record *rec)
 {
-    const cJSON *v;
-    const char *why;
+    char why[128];
 
-    if (!cJSON_IsObject(rec->data) || (rec->bidx != NULL && !cJSON_IsObject(rec->bidx)))
-        return fail(e, ERR_INVAL, "record data must be an object");
-    cJSON_ArrayForEach(v, rec->data) {
-        const struct eng_field *f = eng_resource_field(def, v->string);
-
-        if (f == NULL)
-            return fail(e, ERR_INVAL, "no field %.64s", v->string);
-        if (cJSON_IsNull(v))
-            continue;
-        if (f->pii) {
-            const cJSON *h = rec->bidx != NULL ? cJSON_GetObjectItemCaseSensitive(rec->bidx, f->name) : NULL;
-            if (!cJSON_IsString(v) || !cJSON_IsString(h))
-                return fail(e, ERR_INVAL, "pii field %s needs its sealed value and index", f->name);
-        } else if (eng_value_check(f, v, &why) != 0) {
-            return fail(e, ERR_INVAL, "field %s: %s", f->name, why);
-        }
-    }
-    for (int i = 0; i < def->nfields; i++) {
-        const cJSON *x = cJSON_GetObjectItemCaseSensitive(rec->data, def->fields[i].name);
-        if (def->fields[i].required && (x == NULL || cJSON_IsNull(x)))
-            return fail(e, ERR_INVAL, "field %s is required", def->fields[i].name);
-    }
-    return 0;
+    return eng_record_fits(def, rec, why) != 0 ? fail(e, ERR_INVAL, "%s", why) : 0;
 }
 
 static int outbox_add(struct engine *e, const struct eng_scope *s, const char *service,
@@ -661,7 +637,7 @@ int memrec_record_create(struct engine *e, const struct eng_scope *s, const char
         return rc;
     if (rec == NULL || memchr(rec->id, 0, sizeof rec->id) == NULL || rec->id[0] == '\0')
         return fail(e, ERR_INVAL, "record without an id");
-    if ((rc = data_fits(e, &((struct rec_res *)P(e, res))->def, rec)) != 0)
+    if ((rc = record_fits(e, &((struct rec_res *)P(e, res))->def, rec)) != 0)
         return rc;
     if ((recs = store_records(e, res, s->org_id, false)) != 0 && find(e, recs, rec->id, NULL))
         return fail(e, ERR_CONFLICT, "record id taken");
@@ -716,7 +692,7 @@ int memrec_record_update(struct engine *e, const struct eng_scope *s, const char
     old = P(e, off);
     if (if_version != 0 && old->version != if_version)
         return fail(e, ERR_PRECONDITION, "version is %" PRId64, old->version);
-    if ((rc = data_fits(e, &((struct rec_res *)P(e, res))->def, rec)) != 0)
+    if ((rc = record_fits(e, &((struct rec_res *)P(e, res))->def, rec)) != 0)
         return rc;
     copy = *rec;
     copy.version = old->version + 1;
@@ -1272,4 +1248,47 @@ void eng_record_cleanup(struct eng_record *rec)
     cJSON_Delete(rec->data);
     cJSON_Delete(rec->bidx);
     rec->data = rec->bidx = NULL;
+}
+
+/* A sealed pii value: base64url of nonce, ciphertext and tag, so somewhat
+ * longer than the plaintext's cap. */
+#define ENG_SEALED_MAX (4u * ENG_STRING_MAX)
+
+int eng_record_fits(const struct eng_resource *def, const struct eng_record *rec, char why[128])
+{
+    const cJSON *v;
+    const char *reason;
+
+    if (!cJSON_IsObject(rec->data) || (rec->bidx != NULL && !cJSON_IsObject(rec->bidx))) {
+        err_set(why, "record data must be an object");
+        return ERR_INVAL;
+    }
+    cJSON_ArrayForEach(v, rec->data) {
+        const struct eng_field *f = eng_resource_field(def, v->string);
+
+        if (f == NULL) {
+            err_set(why, "no field %.64s", v->string);
+            return ERR_INVAL;
+        }
+        if (cJSON_IsNull(v))
+            continue;
+        if (f->pii) {
+            const cJSON *h = rec->bidx != NULL ? cJSON_GetObjectItemCaseSensitive(rec->bidx, f->name) : NULL;
+            if (!cJSON_IsString(v) || !cJSON_IsString(h) || strlen(v->valuestring) > ENG_SEALED_MAX) {
+                err_set(why, "pii field %s needs its sealed value and index", f->name);
+                return ERR_INVAL;
+            }
+        } else if (eng_value_check(f, v, &reason) != 0) {
+            err_set(why, "field %s: %s", f->name, reason);
+            return ERR_INVAL;
+        }
+    }
+    for (int i = 0; i < def->nfields; i++) {
+        const cJSON *x = cJSON_GetObjectItemCaseSensitive(rec->data, def->fields[i].name);
+        if (def->fields[i].required && (x == NULL || cJSON_IsNull(x))) {
+            err_set(why, "field %s is required", def->fields[i].name);
+            return ERR_INVAL;
+        }
+    }
+    return 0;
 }

@@ -564,17 +564,9 @@ static int pg_app_list(struct engine *e, struct eng_app *out, size_t max, size_t
 
 /* ---- roles -------------------------------------------------------------------- */
 
-static const struct eng_role *builtin(const char *name)
-{
-    for (size_t i = 0; name != NULL && i < ENGINE_NBUILTIN_ROLES; i++)
-        if (strcmp(ENGINE_BUILTIN_ROLES[i].name, name) == 0)
-            return &ENGINE_BUILTIN_ROLES[i];
-    return NULL;
-}
-
 static int pg_role_builtin(struct engine *e, const char *name, struct eng_role *out)
 {
-    const struct eng_role *b = builtin(name);
+    const struct eng_role *b = engine_builtin_role(name);
 
     if (b == NULL)
         return fail(e, ERR_NOTFOUND, "no such built-in role");
@@ -609,7 +601,7 @@ static int pg_role_get(struct engine *e, const struct eng_scope *s, const char *
     /* An org's role never has a built-in's name (role_put refuses it), so a
      * built-in is answered without a round trip: every request asks for its
      * caller's role. */
-    if (builtin(name) != NULL) {
+    if (engine_builtin_role(name) != NULL) {
         if ((rc = enter(e, s, true, &org)) != 0)
             return rc;
         return pg_role_builtin(e, name, out);
@@ -670,7 +662,7 @@ static int pg_role_put(struct engine *e, const struct eng_scope *s, const struct
     cJSON_Delete(perms);
     if (json == NULL)
         return fail(e, ERR_NOMEM, "out of memory");
-    if (builtin(ro->name) != NULL) {
+    if (engine_builtin_role(ro->name) != NULL) {
         free(json);
         return fail(e, ERR_CONFLICT, "role name is a built-in's");
     }

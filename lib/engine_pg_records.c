@@ -608,36 +608,12 @@ static int row_record(const char *text, size_t len, const struct eng_resource *d
 
 /* ---- records: writing ----------------------------------------------------------------- */
 
-/* The memory engine's data_fits: known fields, typed values, required ones
- * present, pii values with their index. */
-static int data_fits(struct engine *e, const struct eng_resource *def, const struct eng_record *rec)
+
+static int record_fits(struct engine *e, const struct eng_resource *def, const struct eng_record *rec)
 {
-    const cJSON *v;
-    const char *why;
+    char why[128];
 
-    if (!cJSON_IsObject(rec->data) || (rec->bidx != NULL && !cJSON_IsObject(rec->bidx)))
-        return fail(e, ERR_INVAL, "record data must be an object");
-    cJSON_ArrayForEach(v, rec->data) {
-        const struct eng_field *f = eng_resource_field(def, v->string);
-
-        if (f == NULL)
-            return fail(e, ERR_INVAL, "no field %.64s", v->string);
-        if (cJSON_IsNull(v))
-            continue;
-        if (f->pii) {
-            const cJSON *h = rec->bidx != NULL ? cJSON_GetObjectItemCaseSensitive(rec->bidx, f->name) : NULL;
-            if (!cJSON_IsString(v) || !cJSON_IsString(h) || strlen(v->valuestring) > 4 * ENG_STRING_MAX)
-                return fail(e, ERR_INVAL, "pii field %s needs its sealed value and index", f->name);
-        } else if (eng_value_check(f, v, &why) != 0) {
-            return fail(e, ERR_INVAL, "field %s: %s", f->name, why);
-        }
-    }
-    for (int i = 0; i < def->nfields; i++) {
-        const cJSON *x = cJSON_GetObjectItemCaseSensitive(rec->data, def->fields[i].name);
-        if (def->fields[i].required && (x == NULL || cJSON_IsNull(x)))
-            return fail(e, ERR_INVAL, "field %s is required", def->fields[i].name);
-    }
-    return 0;
+    return eng_record_fits(def, rec, why) != 0 ? fail(e, ERR_INVAL, "%s", why) : 0;
 }
 
 /* The blind indexes of rec's non-null pii values: Returns owned JSON text. */
@@ -722,7 +698,7 @@ int pgrec_record_create(struct engine *e, const struct eng_scope *s, const char 
         rc = fail(e, ERR_INVAL, "record without a valid id");
         goto out;
     }
-    if ((rc = data_fits(e, def, rec)) != 0)
+    if ((rc = record_fits(e, def, rec)) != 0)
         goto out;
     /* $1 id, $2 org, $3 created, $4 updated, $5 expires (null: never), $6 bidx, $7 resource */
     if (param(&p, rec->id) == 0 || param(&p, s->org_id) == 0 || param_own(&p, fmt_i64(rec->created_at)) == 0 ||
@@ -849,7 +825,7 @@ int pgrec_record_update(struct engine *e, const struct eng_scope *s, const char 
         rc = fail(e, ERR_NOTFOUND, "no such record");
         goto out;
     }
-    if ((rc = data_fits(e, def, rec)) != 0)
+    if ((rc = record_fits(e, def, rec)) != 0)
         goto out;
     /* the probe: is the record there (locked), and at which version */
     if (param(&p[0], s->org_id) == 0 || param_own(&p[0], fmt_i64(rec->updated_at)) == 0 ||
