@@ -12,6 +12,7 @@ struct engine *app_engine_new(const struct config *cfg, struct shm_region *data,
             .test_dsn = cfg->db.test_dsn,
             .live_dsn = cfg->db.live_dsn,
             .connection_limit = cfg->db.connection_limit,
+            .prepare = cfg->db.prepare != 0,
         };
         return engine_pg_new(&pc, errstr);
     }

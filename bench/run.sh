@@ -81,7 +81,7 @@ set +u; . tests/integration/pg.sh; set -u
 pg_up >/dev/null && redis_up || { echo "bench: postgres or redis did not start" >&2; exit 1; }
 TESSERA_DB_MIGRATE_DSN=$PG_OWNER_DSN TESSERA_DB_SQL_DIR=$root/sql "$build/tessera" migrate >/dev/null
 TESSERA_ENGINE=postgres TESSERA_DB_CORE_DSN=$PG_APP_DSN "$build/tessera" seed seed/dev >/dev/null
-TESSERA_ENGINE=postgres TESSERA_DB_CORE_DSN=$PG_APP_DSN TESSERA_REDIS_URL=$REDIS_URL \
+TESSERA_ENGINE=postgres TESSERA_DB_CORE_DSN=$PG_APP_DSN TESSERA_REDIS_URL=$REDIS_URL TESSERA_DB_PREPARE=on \
     "$build/tessera" fleet 2>>"$T/fleet.log" & fleet_pid=$!
 for _ in $(seq 1 100); do curl -fs -m 2 "$URL/healthz" >/dev/null && break; sleep 0.05; done
 token=$(curl -fs -m 5 -H 'Content-Type: application/json' \
@@ -113,8 +113,8 @@ CLEANUP_HOOKS=()
         name=$k; [ "$k" = healthz ] && name="tessera GET /healthz"; [ "$k" = mux ] && name="baseline mux"
         [ "$k" = me ] && name="tessera GET /v1/auth/me (JWT, memory engine)"
         [ "$k" = org ] && name="tessera GET /v1/orgs/current (JWT, memory engine)"
-        [ "$k" = me_pg ] && name="tessera GET /v1/auth/me (JWT, postgres + Redis)"
-        [ "$k" = org_pg ] && name="tessera GET /v1/orgs/current (JWT, postgres + Redis)"
+        [ "$k" = me_pg ] && name="tessera GET /v1/auth/me (JWT, postgres + Redis, prepare = on)"
+        [ "$k" = org_pg ] && name="tessera GET /v1/orgs/current (JWT, postgres + Redis, prepare = on)"
         printf '| %s | %s | %s | %s | %s | %.2f× | %.2f× |\n' "$name" "$rps" "$p50" "$p99" "$bad" \
             "$(awk -v a="$rps" -v b="$m_rps" 'BEGIN {print a / b}')" "$(awk -v a="$p99" -v b="$m_p99" 'BEGIN {print a / b}')"
     done

@@ -31,6 +31,7 @@ struct key_def {
 static const char *const ENV_NAMES[] = {"test", "develop", "staging", "production", NULL};
 static const char *const ENGINE_NAMES[] = {"memory", "postgres", NULL};
 static const char *const LEVEL_NAMES[] = {"debug", "info", "warn", "error", NULL};
+static const char *const OFF_ON[] = {"off", "on", NULL};
 
 #define OFF(f) offsetof(struct config, f)
 #define INT(sec, key, field, lo, hi, dev, prod) \
@@ -69,6 +70,9 @@ static const struct key_def KEYS[] = {
     STR("db", "migrate_dsn", db.migrate_dsn, "", NULL, 1),
     STR("db", "sql_dir", db.sql_dir, "sql", "/usr/share/tessera/sql", 0),
     INT("db", "connection_limit", db.connection_limit, 1, 64, "2", NULL),
+    /* off by default: named statements are session state, which PgBouncer in
+     * transaction pooling cannot carry (DESIGN §3); on for direct connections */
+    {"db", "prepare", T_ENUM, OFF(db.prepare), 0, 0, 0, OFF_ON, "off", NULL, 0},
 
     STR("redis", "url", redis.url, "", NULL, 1),
     INT("redis", "timeout_ms", redis.timeout_ms, 1, 60000, "250", NULL),

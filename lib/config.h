@@ -51,6 +51,7 @@ struct config {
         char migrate_dsn[CONFIG_DSN_MAX];   /* the migration owner; empty: core_dsn */
         char sql_dir[CONFIG_PATH_MAX];      /* migrations applied by `tessera migrate` */
         int connection_limit;
+        int prepare;            /* 0 off, 1 on: named statements per connection */
     } db;
 
     struct {

@@ -149,7 +149,7 @@ static int q_any(struct engine *e, const struct eng_scope *s, bool tenant, bool 
                  int n, const char *const *vals, PGresult **res)
 {
     struct pge *g = e->impl;
-    const struct pg_stmt st = {sql, n, vals};
+    const struct pg_stmt st = {sql, n, vals, true}; /* every sql here is a string constant */
     const char *org;
     int rc;
 
@@ -489,7 +489,7 @@ static int pg_org_create(struct engine *e, const struct eng_org *o)
     const struct pg_stmt st = {
         "INSERT INTO core.organizations (id, name, slug, plan, created_at) "
         "VALUES ($1, $2, $3, $4, to_timestamp($5)) ON CONFLICT DO NOTHING RETURNING 1",
-        5, (const char *[]){o->id, o->name, o->slug, o->plan[0] ? o->plan : "free", at.s}};
+        5, (const char *[]){o->id, o->name, o->slug, o->plan[0] ? o->plan : "free", at.s}, true};
     if ((rc = run_on(e, &g->core_tx, o->id, CORE_PATH, &st, 1, true, &r)) == 0 && PQntuples(r) == 0)
         rc = fail(e, ERR_CONFLICT, "org id or slug taken");
     PQclear(r);
@@ -1225,13 +1225,13 @@ struct engine *engine_pg_new(const struct engine_pg_config *c, char errstr[128])
         err_set(errstr, "db.core_dsn is empty");
         goto fail;
     }
-    if ((g->core = pg_pool_new("core", c->core_dsn, c->connection_limit, why)) == NULL) {
+    if ((g->core = pg_pool_new("core", c->core_dsn, c->connection_limit, c->prepare, why)) == NULL) {
         err_set(errstr, "db.core_dsn: %s", why);
         goto fail;
     }
     for (int m = 0; m < 2; m++) {
         const char *d = dsn[m] != NULL && dsn[m][0] != '\0' ? dsn[m] : c->core_dsn;
-        if ((g->data[m] = pg_pool_new(engine_mode_name(m), d, c->connection_limit, why)) == NULL) {
+        if ((g->data[m] = pg_pool_new(engine_mode_name(m), d, c->connection_limit, c->prepare, why)) == NULL) {
             err_set(errstr, "db.%s_dsn: %s", engine_mode_name(m), why);
             goto fail;
         }

@@ -21,6 +21,7 @@ struct engine_pg_config {
     const char *test_dsn;       /* "" or NULL: core_dsn */
     const char *live_dsn;       /* "" or NULL: core_dsn */
     int connection_limit;       /* per pool */
+    bool prepare;               /* keep statements prepared per connection (lib/pg.h): not through PgBouncer */
 };
 
 /* Returns owned (engine_free): the engine; nothing connects yet. NULL with

@@ -334,7 +334,7 @@ static int res_load(struct engine *e, const struct eng_scope *s, const char *ser
         lock ? "SELECT " RES_COLS " FROM core.resources WHERE service = $1 AND mode = $2 AND name = $3 "
                "FOR KEY SHARE"
              : "SELECT " RES_COLS " FROM core.resources WHERE service = $1 AND mode = $2 AND name = $3",
-        3, vals};
+        3, vals, true};
     PGresult *r = NULL;
     int rc;
 
@@ -369,7 +369,7 @@ int pgrec_resource_list(struct engine *e, const struct eng_scope *s, const char 
     const char *vals[3] = {service, engine_mode_name(s != NULL ? s->mode : 0), lim};
     const struct pg_stmt st = {"SELECT " RES_COLS " FROM core.resources WHERE service = $1 AND mode = $2 "
                                "ORDER BY name COLLATE \"C\" LIMIT $3",
-                               3, vals};
+                               3, vals, true};
     PGresult *r = NULL;
     int rc;
 
@@ -518,7 +518,7 @@ int pgrec_resource_put(struct engine *e, const struct eng_scope *s, const struct
     {
         const char *vals[5] = {def->service, engine_mode_name(s->mode), dj, rj, at};
         const struct pg_stmt st = {"SELECT core.svc_resource_put($1, $2, $3::jsonb, $4::jsonb, $5::bigint)::text",
-                                   5, vals};
+                                   5, vals, true};
         if ((rc = engine_pg_data(e, s, DATA_PATH, &st, 1, &r)) == ERR_CONFLICT) {
             /* a deadlock or serialization failure: two changes of one resource met */
             snprintf(why->field, sizeof why->field, "*");
@@ -668,7 +668,7 @@ static int run(struct engine *e, const struct eng_scope *s, const char *const *s
     struct pg_stmt st[PG_STMT_MAX];
 
     for (size_t i = 0; i < n; i++)
-        st[i] = (struct pg_stmt){sql[i], p[i].n, p[i].v};
+        st[i] = (struct pg_stmt){sql[i], p[i].n, p[i].v, false}; /* built per call: never prepared */
     return engine_pg_data(e, s, DATA_PATH, st, n, res);
 }
 
@@ -1358,7 +1358,7 @@ int pgrec_outbox_list(struct engine *e, const struct eng_scope *s, const char *s
     const char *vals[2] = {service, engine_mode_name(s != NULL ? s->mode : 0)};
     const struct pg_stmt st = {"SELECT core.svc_schema_name($1, $2) WHERE EXISTS "
                                "(SELECT 1 FROM core.resources WHERE service = $1 AND mode = $2)",
-                               2, vals};
+                               2, vals, true};
     struct params p = {0};
     struct buf b;
     PGresult *r = NULL, *rows = NULL;

@@ -9,11 +9,21 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* The statements prepared on one connection, named "tp<index>", known by the
+ * address of their text (reuse statements are string constants). */
+struct pg_prepared {
+    const char *sql[PG_PREPARED_MAX];
+    int n;
+    bool unsure;                /* a batch that prepared failed: close, don't guess */
+};
+
 struct pg_pool {
     char *dsn;
     int limit;
+    bool prepare;
     PGconn *conn[PG_POOL_MAX];
     bool busy[PG_POOL_MAX];
+    struct pg_prepared *prep;   /* [limit], when prepare */
     struct pg_pool_stats st;
 };
 
@@ -42,7 +52,7 @@ int pg_sqlstate_err(const char *s)
     return ERR_INTERNAL;
 }
 
-struct pg_pool *pg_pool_new(const char *label, const char *dsn, int limit, char errstr[128])
+struct pg_pool *pg_pool_new(const char *label, const char *dsn, int limit, bool prepare, char errstr[128])
 {
     struct pg_pool *p;
     char *perr = NULL;
@@ -59,12 +69,16 @@ struct pg_pool *pg_pool_new(const char *label, const char *dsn, int limit, char 
         return NULL;
     }
     PQconninfoFree(opts);
-    if ((p = calloc(1, sizeof *p)) == NULL || (p->dsn = strdup(dsn)) == NULL) {
+    if ((p = calloc(1, sizeof *p)) == NULL || (p->dsn = strdup(dsn)) == NULL ||
+        (prepare && (p->prep = calloc((size_t)limit, sizeof *p->prep)) == NULL)) {
+        if (p != NULL)
+            free(p->dsn);
         free(p);
         err_set(errstr, "out of memory");
         return NULL;
     }
     p->limit = limit;
+    p->prepare = prepare;
     snprintf(p->st.label, sizeof p->st.label, "%s", label);
     p->st.limit = limit;
     return p;
@@ -72,6 +86,8 @@ struct pg_pool *pg_pool_new(const char *label, const char *dsn, int limit, char 
 
 static void drop(struct pg_pool *p, int i)
 {
+    if (p->prep != NULL)
+        memset(&p->prep[i], 0, sizeof p->prep[i]); /* a new session knows none */
     if (p->conn[i] != NULL) {
         PQfinish(p->conn[i]);
         p->conn[i] = NULL;
@@ -89,6 +105,7 @@ void pg_pool_free(struct pg_pool *p)
         return;
     for (int i = 0; i < p->limit; i++)
         drop(p, i);
+    free(p->prep);
     free(p->dsn);
     free(p);
 }
@@ -150,7 +167,8 @@ static void release(struct pg_pool *p, int i)
 {
     PGconn *c = p->conn[i];
 
-    if (c != NULL && (PQstatus(c) != CONNECTION_OK || PQtransactionStatus(c) != PQTRANS_IDLE)) {
+    if (c != NULL && (PQstatus(c) != CONNECTION_OK || PQtransactionStatus(c) != PQTRANS_IDLE ||
+                      (p->prep != NULL && p->prep[i].unsure))) {
         p->st.discards++;
         drop(p, i);
         return;
@@ -164,23 +182,78 @@ static void release(struct pg_pool *p, int i)
 /* Sends st[0..n) in one pipeline and reads every result into res. On any
  * failure res is cleared and *sqlstate names the failed statement's SQLSTATE
  * ("" when the connection itself broke). */
-static int pipeline(PGconn *c, const struct pg_stmt *st, size_t n, PGresult **res, char sqlstate[6],
-                    char errstr[128])
+/* The prepared name of a reuse statement on this connection, preparing it
+ * (*fresh) when there is room; -1: send it unnamed. */
+static int prepared_index(struct pg_prepared *pp, const struct pg_stmt *st, bool *fresh)
 {
+    *fresh = false;
+    if (pp == NULL || !st->reuse)
+        return -1;
+    for (int j = 0; j < pp->n; j++)
+        if (pp->sql[j] == st->sql)
+            return j;
+    if (pp->n == PG_PREPARED_MAX)
+        return -1;
+    *fresh = true;
+    pp->sql[pp->n] = st->sql;
+    return pp->n++;
+}
+
+/* Reads the result of a Parse sent ahead of a statement: 0, or the error. */
+static int prepare_result(PGconn *c, char sqlstate[6], char errstr[128])
+{
+    PGresult *r = PQgetResult(c), *extra;
+    int rc = 0;
+
+    if (r == NULL)
+        return ERR_UNAVAILABLE;
+    if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+        const char *code = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+        snprintf(sqlstate, 6, "%s", code != NULL ? code : "");
+        err_set(errstr, "prepare: %.110s", PQerrorMessage(c));
+        rc = code != NULL ? pg_sqlstate_err(code) : ERR_UNAVAILABLE;
+    }
+    PQclear(r);
+    while ((extra = PQgetResult(c)) != NULL)
+        PQclear(extra);
+    return rc;
+}
+
+static int pipeline(PGconn *c, struct pg_prepared *pp, const struct pg_stmt *st, size_t n, PGresult **res,
+                    char sqlstate[6], char errstr[128])
+{
+    bool fresh[PG_STMT_MAX + 2] = {false}, any_fresh = false;
     int rc = 0;
     size_t got = 0;
 
     sqlstate[0] = '\0';
     if (PQenterPipelineMode(c) != 1)
         goto broken;
-    for (size_t i = 0; i < n; i++)
-        if (PQsendQueryParams(c, st[i].sql, st[i].n, NULL, st[i].vals, NULL, NULL, 0) != 1)
+    for (size_t i = 0; i < n; i++) {
+        int j = prepared_index(pp, &st[i], &fresh[i]);
+        char name[16];
+        snprintf(name, sizeof name, "tp%d", j);
+        any_fresh |= fresh[i];
+        if (fresh[i] && PQsendPrepare(c, name, st[i].sql, st[i].n, NULL) != 1)
             goto broken;
+        if (j >= 0 ? PQsendQueryPrepared(c, name, st[i].n, st[i].vals, NULL, NULL, 0) != 1
+                   : PQsendQueryParams(c, st[i].sql, st[i].n, NULL, st[i].vals, NULL, NULL, 0) != 1)
+            goto broken;
+    }
     if (PQpipelineSync(c) != 1)
         goto broken;
     for (; got < n; got++) {
-        PGresult *r = PQgetResult(c), *extra;
-        if (r == NULL)
+        PGresult *r, *extra;
+        char pstate[6] = "";
+        int prc;
+        /* after an earlier failure a Parse is only aborted: keep the first reason */
+        if (fresh[got] && (prc = prepare_result(c, pstate, rc == 0 ? errstr : NULL)) != 0 && rc == 0) {
+            rc = prc;
+            memcpy(sqlstate, pstate, sizeof pstate);
+            if (PQstatus(c) != CONNECTION_OK)
+                goto broken;
+        }
+        if ((r = PQgetResult(c)) == NULL)
             goto broken;
         res[got] = r;
         while ((extra = PQgetResult(c)) != NULL) /* one result per statement, then NULL */
@@ -220,6 +293,10 @@ broken:
     rc = ERR_UNAVAILABLE;
     /* The connection's state is unknown now: the caller closes it. */
 clear:
+    /* Whether a failed batch's Parse messages took effect is not worth
+     * guessing: the connection is closed when it goes back (release). */
+    if (any_fresh)
+        pp->unsure = true;
     for (size_t i = 0; i < got; i++) {
         PQclear(res[i]);
         res[i] = NULL;
@@ -257,11 +334,11 @@ int pg_tx_run(struct pg_tx *tx, const char *org, const char *search_path, const 
         return ERR_INTERNAL;
     }
     if (begin)
-        all[k++] = (struct pg_stmt){SQL_BEGIN, 0, NULL};
+        all[k++] = (struct pg_stmt){SQL_BEGIN, 0, NULL, true};
     if (begin || (!tx->explicit_tx && !global))
-        all[k++] = (struct pg_stmt){SQL_SCOPE, 2, scope};
+        all[k++] = (struct pg_stmt){SQL_SCOPE, 2, scope, true};
     else if (tx->explicit_tx && strcmp(scope[0], tx->org) != 0)
-        all[k++] = (struct pg_stmt){SQL_ORG, 1, scope};
+        all[k++] = (struct pg_stmt){SQL_ORG, 1, scope, true};
     pre = k;
     memcpy(all + k, st, n * sizeof *st);
     k += n;
@@ -269,7 +346,8 @@ int pg_tx_run(struct pg_tx *tx, const char *org, const char *search_path, const 
     for (int attempt = 0;; attempt++) {
         if (tx->slot < 0 && (rc = acquire(p, &tx->slot, errstr)) != 0)
             return rc;
-        rc = pipeline(p->conn[tx->slot], all, k, out, sqlstate, errstr);
+        rc = pipeline(p->conn[tx->slot], p->prep != NULL ? &p->prep[tx->slot] : NULL, all, k, out, sqlstate,
+                      errstr);
         if (rc == 0)
             break;
         p->st.errors++;
@@ -340,7 +418,7 @@ void pg_tx_rollback(struct pg_tx *tx)
 
 int pg_pool_ping(struct pg_pool *p, char errstr[128])
 {
-    static const struct pg_stmt one = {"SELECT 1", 0, NULL};
+    static const struct pg_stmt one = {"SELECT 1", 0, NULL, true};
     struct pg_tx tx;
     PGresult *r = NULL;
     int rc;

@@ -42,6 +42,7 @@
 #define PG_POOL_MAX 64          /* the highest connection_limit config accepts */
 #define PG_STMT_MAX 8           /* statements of one pg_tx_run */
 #define PG_LABEL 16
+#define PG_PREPARED_MAX 64      /* named statements kept per connection */
 
 struct pg_pool;
 
@@ -59,11 +60,14 @@ struct pg_pool_stats {
     uint64_t discards;          /* connections closed for not being idle after a transaction */
 };
 
-/* One statement: text with $1..$n and n values (NULL for SQL null). */
+/* One statement: text with $1..$n and n values (NULL for SQL null). reuse:
+ * sql is a string constant (static storage) the caller sends again and again,
+ * so a pool made with prepare may keep it prepared on each connection. */
 struct pg_stmt {
     const char *sql;
     int n;
     const char *const *vals;
+    bool reuse;
 };
 
 /* A unit of work on one pooled connection; zero it (or pg_tx_init) before use. */
@@ -77,8 +81,12 @@ struct pg_tx {
 
 /* Returns owned (pg_pool_free): a pool for dsn that opens at most limit
  * connections. Nothing connects here; a malformed dsn is refused now, with
- * the reason in errstr (never the dsn itself: it may hold a password). */
-struct pg_pool *pg_pool_new(const char *label, const char *dsn, int limit, char errstr[128]);
+ * the reason in errstr (never the dsn itself: it may hold a password).
+ * prepare: statements marked reuse are prepared once per connection (named,
+ * PG_PREPARED_MAX of them) and then only bound and executed, which spares the
+ * server a parse and plan each time. Named statements are session state: only
+ * for direct connections, never through PgBouncer in transaction pooling. */
+struct pg_pool *pg_pool_new(const char *label, const char *dsn, int limit, bool prepare, char errstr[128]);
 /* Closes every connection; NULL is a no-op. */
 void pg_pool_free(struct pg_pool *p);
 void pg_pool_stats(const struct pg_pool *p, struct pg_pool_stats *out);

@@ -100,16 +100,27 @@ alternate() {
 }
 
 fresh_db single && seed single "$ROOT/seed/dev" || { not_ok "the single-connection database"; exit 1; }
+# prepare = on here: the statements stay prepared on the one connection, and a
+# restart below must lose them with it, not leave the pool asking for them
 TESSERA_FLEET_WORKERS=1 stack_up TESSERA_ENGINE=postgres "TESSERA_DB_CORE_DSN=$(app_dsn single tessera-single)" \
-    TESSERA_DB_CONNECTION_LIMIT=1 TESSERA_REDIS_URL="$REDIS_URL" ||
+    TESSERA_DB_CONNECTION_LIMIT=1 TESSERA_DB_PREPARE=on TESSERA_REDIS_URL="$REDIS_URL" ||
     { not_ok "a one-worker fleet on postgres starts"; exit 1; }
-ok "a one-worker fleet on postgres (connection_limit = 1) starts"
+ok "a one-worker fleet on postgres (connection_limit = 1, prepare = on) starts"
 login alice@acme.test; ALICE=$TOKEN
 login bob@globex.test; BOB=$TOKEN
 check "both logins succeed" test "$ALICE" != null -a "$BOB" != null
 alternate "one pooled connection" 15
 check "all of it went over one server connection" \
     test "$(owner single "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'tessera-single'")" = 1
+pg_psql postgres -c "ALTER SYSTEM SET log_statement = 'all'" -c "SELECT pg_reload_conf()" >/dev/null
+sleep 0.3
+req GET /v1/orgs/current -H "$(auth "$ALICE")"
+req GET /v1/orgs/current -H "$(auth "$ALICE")"
+sleep 0.3
+pg_psql postgres -c "ALTER SYSTEM RESET log_statement" -c "SELECT pg_reload_conf()" >/dev/null
+check "with prepare = on, queries run as named statements (the log says execute tpN), none unnamed" \
+    bash -c "grep -q 'execute tp[0-9]*: SELECT id, name, slug, plan' '$PG_DIR/server.log' &&
+             ! grep -q 'execute <unnamed>: SELECT id, name, slug, plan' '$PG_DIR/server.log'"
 
 req GET /readyz
 expect "readyz reports the core pool and Redis" 200 \

@@ -92,7 +92,9 @@ pg_engine_env() {
     PG_DB_APP_DSN="host=$PG_SOCK port=$PG_PORT dbname=$db user=tessera_app"
     TESSERA_DB_MIGRATE_DSN=$PG_DB_OWNER_DSN TESSERA_DB_SQL_DIR=$ROOT/sql "$TESSERA" migrate \
         >>"$T/migrate.log" 2>&1 || { tail -5 "$T/migrate.log" | sed 's/^/# /'; return 1; }
-    PG_ENV=(TESSERA_ENGINE=postgres "TESSERA_DB_CORE_DSN=$PG_DB_APP_DSN" "TESSERA_REDIS_URL=$REDIS_URL")
+    # prepare = on: direct connections, as the packaged config has it (45 covers off and PgBouncer)
+    PG_ENV=(TESSERA_ENGINE=postgres "TESSERA_DB_CORE_DSN=$PG_DB_APP_DSN" "TESSERA_REDIS_URL=$REDIS_URL"
+        TESSERA_DB_PREPARE=on)
     for d in ${SEED_DIR-$ROOT/seed/dev}; do
         env "${PG_ENV[@]}" "$TESSERA" seed "$d" >>"$T/seed.log" 2>&1 ||
             { tail -5 "$T/seed.log" | sed 's/^/# /'; return 1; }

@@ -34,7 +34,7 @@ static void test_a_malformed_dsn_is_refused_without_quoting_it(void **state)
 {
     char errstr[128] = "";
     (void)state;
-    assert_null(pg_pool_new("core", "host=x password=s3cret-value oops", 2, errstr));
+    assert_null(pg_pool_new("core", "host=x password=s3cret-value oops", 2, false, errstr));
     assert_non_null(strstr(errstr, "not a valid libpq connection string"));
     assert_null(strstr(errstr, "s3cret"));
     assert_null(strstr(errstr, "oops"));
@@ -44,16 +44,16 @@ static void test_the_limit_must_be_within_range(void **state)
 {
     char errstr[128] = "";
     (void)state;
-    assert_null(pg_pool_new("core", "host=/nonexistent", 0, errstr));
+    assert_null(pg_pool_new("core", "host=/nonexistent", 0, false, errstr));
     assert_non_null(strstr(errstr, "connection_limit"));
-    assert_null(pg_pool_new("core", "host=/nonexistent", PG_POOL_MAX + 1, errstr));
+    assert_null(pg_pool_new("core", "host=/nonexistent", PG_POOL_MAX + 1, false, errstr));
 }
 
 static void test_a_new_pool_opens_nothing(void **state)
 {
     char errstr[128] = "";
     struct pg_pool_stats st;
-    struct pg_pool *p = pg_pool_new("live", "host=/nonexistent port=1 dbname=x", 2, errstr);
+    struct pg_pool *p = pg_pool_new("live", "host=/nonexistent port=1 dbname=x", 2, false, errstr);
     (void)state;
     assert_non_null(p);
     pg_pool_stats(p, &st);
@@ -69,11 +69,11 @@ static void test_a_new_pool_opens_nothing(void **state)
 static void test_an_unreachable_server_is_unavailable_and_counted(void **state)
 {
     char errstr[128] = "";
-    static const struct pg_stmt one = {"SELECT 1", 0, NULL};
+    static const struct pg_stmt one = {"SELECT 1", 0, NULL, true};
     struct pg_pool_stats st;
     struct pg_tx tx;
     PGresult *r = NULL;
-    struct pg_pool *p = pg_pool_new("core", "host=/nonexistent port=1 dbname=x connect_timeout=1", 1, errstr);
+    struct pg_pool *p = pg_pool_new("core", "host=/nonexistent port=1 dbname=x connect_timeout=1", 1, false, errstr);
     (void)state;
     assert_non_null(p);
     pg_tx_init(&tx, p);
@@ -95,10 +95,10 @@ static void test_an_unreachable_server_is_unavailable_and_counted(void **state)
 static void test_bad_run_arguments_are_refused(void **state)
 {
     char errstr[128] = "";
-    static const struct pg_stmt one = {"SELECT 1", 0, NULL};
+    static const struct pg_stmt one = {"SELECT 1", 0, NULL, true};
     struct pg_tx tx;
     PGresult *r[PG_STMT_MAX + 1];
-    struct pg_pool *p = pg_pool_new("core", "host=/nonexistent", 1, errstr);
+    struct pg_pool *p = pg_pool_new("core", "host=/nonexistent", 1, false, errstr);
     (void)state;
     pg_tx_init(&tx, p);
     assert_int_equal(pg_tx_run(&tx, "", "core", &one, 0, true, r, errstr), ERR_INTERNAL);
