@@ -20,15 +20,15 @@ struct pg_prepared {
 struct pg_pool {
     char *dsn;
     int limit;
-    bool prepare;
     PGconn *conn[PG_POOL_MAX];
     bool busy[PG_POOL_MAX];
     struct pg_prepared *prep;   /* [limit], when prepare */
     struct pg_pool_stats st;
 };
 
-/* Sent ahead of the caller's statements when a transaction begins; the
- * second one again alone when the org changes inside it. */
+/* Sent ahead of the caller's statements: BEGIN when a write begins the
+ * explicit transaction, the scope then and before every read outside it, the
+ * org alone when it changes inside it (lib/pg.h). */
 static const char SQL_BEGIN[] = "BEGIN";
 static const char SQL_SCOPE[] =
     "SELECT set_config('tessera.org_id', $1, true), set_config('search_path', $2, true)";
@@ -78,7 +78,6 @@ struct pg_pool *pg_pool_new(const char *label, const char *dsn, int limit, bool 
         return NULL;
     }
     p->limit = limit;
-    p->prepare = prepare;
     snprintf(p->st.label, sizeof p->st.label, "%s", label);
     p->st.limit = limit;
     return p;
