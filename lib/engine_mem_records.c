@@ -783,29 +783,54 @@ static bool equal(const cJSON *a, const cJSON *b)
     return cJSON_Compare(a, b, true);
 }
 
+/* The start of the next UTF-8 character (values are valid UTF-8: json_parse
+ * checks); never past the terminating NUL. */
+static const char *next_char(const char *s)
+{
+    do
+        s++;
+    while ((*s & 0xC0) == 0x80);
+    return s;
+}
+
+/* SQL LIKE as PostgreSQL has it: % any run, _ one character (not one byte),
+ * \ escapes. Greedy with one backtrack point, the last %: O(len(s) x len(p))
+ * at worst, where trying every split per % would be exponential in the
+ * number of %s a client may send. */
 static bool like(const char *s, const char *p)
 {
-    for (; *p != '\0'; p++, s++) {
+    const char *star_p = NULL, *star_s = NULL;
+
+    while (*s != '\0') {
         if (*p == '%') {
-            while (p[1] == '%')
+            while (*p == '%')
                 p++;
-            if (p[1] == '\0')
+            if (*p == '\0')
                 return true;
-            for (; *s != '\0'; s++)
-                if (like(s, p + 1))
-                    return true;
-            return like(s, p + 1);
-        }
-        if (*s == '\0')
-            return false;
-        if (*p == '\\' && p[1] != '\0')
-            p++;
-        else if (*p == '_')
+            star_p = p;
+            star_s = s;
             continue;
-        if (*p != *s)
+        }
+        if (*p == '_') {
+            p++;
+            s = next_char(s);
+            continue;
+        }
+        const char *lit = *p == '\\' && p[1] != '\0' ? p + 1 : p;
+        if (*lit != '\0' && *lit == *s) {
+            p = lit + 1;
+            s++;
+            continue;
+        }
+        if (star_p == NULL)
             return false;
+        star_s = next_char(star_s); /* the last % takes one more character */
+        s = star_s;
+        p = star_p;
     }
-    return *s == '\0';
+    while (*p == '%')
+        p++;
+    return *p == '\0';
 }
 
 static bool matches(const struct eng_resource *def, const struct eng_record *rec, const struct eng_filter *f)
