@@ -37,11 +37,8 @@
  * Where it differs from the memory engine, beyond what no API call reaches:
  * a json value cast to a string prints its object keys in jsonb's order, not
  * the order they were written, and objects in json fields and options.views
- * come back in that order too; LIKE's _ matches one character, where the
- * memory engine matches one byte (engine.h says SQL LIKE); and numbers are
- * kept exactly, where the memory engine stores what cJSON prints (15 digits
- * when they read back within DBL_EPSILON: 9007199254740991 is kept there as
- * 9007199254740990).
+ * come back in that order too. (LIKE's _ and numbers past 15 digits, which
+ * differed once, now behave alike on both: one character; exact values.)
  *
  * Values cross as text parameters cast in SQL ($n::bigint …); rows come back
  * as to_jsonb(row), so each column arrives as the JSON value its type gives
