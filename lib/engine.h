@@ -414,6 +414,9 @@ int engine_mode_parse(const char *s);
 const char *engine_mode_name(int mode);
 
 /* Helpers of the resources section, the same for both engines (engine_mem_records.c). */
+/* Whether s (ending within cap bytes) is a resource or field name:
+ * ^[a-z][a-z0-9_]{0,62}$. */
+bool eng_name_valid(const char *s, size_t cap);
 /* "string", "vector(3)" → type and dim; ERR_INVAL otherwise. */
 int eng_ftype_parse(const char *s, int *type, int *dim) ERR_MUST_CHECK;
 /* The type's name into buf ("vector(3)"); returns buf. */

@@ -125,18 +125,6 @@ static uint64_t newmap(struct engine *e, size_t hint)
     return map;
 }
 
-static bool name_ok(const char *s, size_t cap)
-{
-    size_t n = s != NULL ? strnlen(s, cap) : cap;
-
-    if (n == 0 || n >= cap || n > 63 || s[0] < 'a' || s[0] > 'z')
-        return false;
-    for (size_t i = 0; i < n; i++)
-        if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9') || s[i] == '_'))
-            return false;
-    return true;
-}
-
 /* ---- finding things --------------------------------------------------------- */
 
 static struct rec_root *rroot(struct engine *e)
@@ -191,7 +179,7 @@ static uint64_t svc_find(struct engine *e, const struct eng_scope *s, const char
 static bool args_ok(const struct eng_scope *s, const char *service)
 {
     return s != NULL && (s->mode == ENG_MODE_TEST || s->mode == ENG_MODE_LIVE) &&
-           name_ok(service, ENG_SLUG);
+           eng_name_valid(service, ENG_SLUG);
 }
 
 /* The resource's node for a read or write call, or an error. */
@@ -203,7 +191,7 @@ static int res_find(struct engine *e, const struct eng_scope *s, const char *ser
 
     if ((rc = engine_mem_enter_org(e, s)) != 0)
         return rc;
-    if (!args_ok(s, service) || !name_ok(resource, ENG_FIELD))
+    if (!args_ok(s, service) || !eng_name_valid(resource, ENG_FIELD))
         return fail(e, ERR_INVAL, "bad service or resource name");
     sv = svc_find(e, s, service, false);
     if (sv == 0 || !find(e, ((struct rec_svc *)P(e, sv))->resources, resource, res))
@@ -387,13 +375,13 @@ int memrec_resource_list(struct engine *e, const struct eng_scope *s, const char
 
 static bool def_ok(const struct eng_resource *d)
 {
-    if (!name_ok(d->service, sizeof d->service) || !name_ok(d->name, sizeof d->name) ||
+    if (!eng_name_valid(d->service, sizeof d->service) || !eng_name_valid(d->name, sizeof d->name) ||
         d->nfields < 0 || d->nfields > ENG_MAX_FIELDS || d->expire_after < 0 ||
         memchr(d->views, 0, sizeof d->views) == NULL)
         return false;
     for (int i = 0; i < d->nfields; i++) {
         const struct eng_field *f = &d->fields[i];
-        if (!name_ok(f->name, sizeof f->name) || memchr(f->def, 0, sizeof f->def) == NULL ||
+        if (!eng_name_valid(f->name, sizeof f->name) || memchr(f->def, 0, sizeof f->def) == NULL ||
             f->type < ENG_FT_STRING || f->type > ENG_FT_VECTOR ||
             (f->type == ENG_FT_VECTOR) != (f->dim > 0) || f->dim > ENG_VECTOR_MAX ||
             (f->pii && f->type != ENG_FT_STRING && f->type != ENG_FT_TEXT) || (f->pii && f->def[0]))
@@ -595,7 +583,7 @@ int memrec_resource_put(struct engine *e, const struct eng_scope *s, const struc
     if (def == NULL || !args_ok(s, def->service) || !def_ok(def) || (nren > 0 && ren == NULL))
         return fail(e, ERR_INVAL, "malformed resource definition");
     for (size_t i = 0; i < nren; i++)
-        if (!name_ok(ren[i].from, ENG_FIELD) || eng_resource_field(def, ren[i].to) == NULL)
+        if (!eng_name_valid(ren[i].from, ENG_FIELD) || eng_resource_field(def, ren[i].to) == NULL)
             return fail(e, ERR_INVAL, "rename of %.64s names no new field", ren[i].from);
     sv = svc_find(e, s, def->service, false);
     if (sv != 0)
@@ -1316,4 +1304,16 @@ int eng_record_fits(const struct eng_resource *def, const struct eng_record *rec
         }
     }
     return 0;
+}
+
+bool eng_name_valid(const char *s, size_t cap)
+{
+    size_t n = s != NULL ? strnlen(s, cap) : cap;
+
+    if (n == 0 || n >= cap || n > 63 || s[0] < 'a' || s[0] > 'z')
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9') || s[i] == '_'))
+            return false;
+    return true;
 }

@@ -68,19 +68,6 @@
 
 /* ---- names ------------------------------------------------------------------- */
 
-/* Resource and field names: ^[a-z][a-z0-9_]{0,62}$ (engine.h). */
-static bool name_ok(const char *s, size_t cap)
-{
-    size_t n = s != NULL ? strnlen(s, cap) : cap;
-
-    if (n == 0 || n >= cap || n > 63 || s[0] < 'a' || s[0] > 'z')
-        return false;
-    for (size_t i = 0; i < n; i++)
-        if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9') || s[i] == '_'))
-            return false;
-    return true;
-}
-
 /* Service names are app names: ^[a-z0-9][a-z0-9_-]{0,62}$ (core.apps). */
 static bool service_ok(const char *s)
 {
@@ -257,7 +244,7 @@ static int field_from_json(const cJSON *o, struct eng_field *f)
     const cJSON *def = cJSON_GetObjectItemCaseSensitive(o, "default");
 
     memset(f, 0, sizeof *f);
-    if (!cJSON_IsString(name) || !name_ok(name->valuestring, sizeof f->name) ||
+    if (!cJSON_IsString(name) || !eng_name_valid(name->valuestring, sizeof f->name) ||
         !cJSON_IsString(type) || eng_ftype_parse(type->valuestring, &f->type, &f->dim) != 0)
         return ERR_INTERNAL;
     snprintf(f->name, sizeof f->name, "%s", name->valuestring);
@@ -335,7 +322,7 @@ static int res_load(struct engine *e, const struct eng_scope *s, const char *ser
     PGresult *r = NULL;
     int rc;
 
-    if (!scope_ok(s) || !service_ok(service) || !name_ok(name, ENG_FIELD))
+    if (!scope_ok(s) || !service_ok(service) || !eng_name_valid(name, ENG_FIELD))
         return fail(e, ERR_INVAL, "bad service or resource name");
     if ((rc = engine_pg_data(e, s, DATA_PATH, &st, 1, &r)) != 0)
         return rc;
@@ -391,12 +378,12 @@ int pgrec_resource_list(struct engine *e, const struct eng_scope *s, const char 
 /* The memory engine's def_ok, plus the system columns' names. */
 static bool def_ok(const struct eng_resource *d)
 {
-    if (!service_ok(d->service) || !name_ok(d->name, sizeof d->name) || d->nfields < 0 ||
+    if (!service_ok(d->service) || !eng_name_valid(d->name, sizeof d->name) || d->nfields < 0 ||
         d->nfields > ENG_MAX_FIELDS || d->expire_after < 0 || memchr(d->views, 0, sizeof d->views) == NULL)
         return false;
     for (int i = 0; i < d->nfields; i++) {
         const struct eng_field *f = &d->fields[i];
-        if (!name_ok(f->name, sizeof f->name) || reserved(f->name) || memchr(f->def, 0, sizeof f->def) == NULL ||
+        if (!eng_name_valid(f->name, sizeof f->name) || reserved(f->name) || memchr(f->def, 0, sizeof f->def) == NULL ||
             f->type < ENG_FT_STRING || f->type > ENG_FT_VECTOR || (f->type == ENG_FT_VECTOR) != (f->dim > 0) ||
             f->dim > ENG_VECTOR_MAX || (f->pii && f->type != ENG_FT_STRING && f->type != ENG_FT_TEXT) ||
             (f->pii && f->def[0]))
@@ -505,7 +492,7 @@ int pgrec_resource_put(struct engine *e, const struct eng_scope *s, const struct
     if (def == NULL || !scope_ok(s) || !def_ok(def) || (nren > 0 && ren == NULL) || nren > ENG_MAX_FIELDS)
         return fail(e, ERR_INVAL, "malformed resource definition");
     for (size_t i = 0; i < nren; i++)
-        if (!name_ok(ren[i].from, ENG_FIELD) || eng_resource_field(def, ren[i].to) == NULL)
+        if (!eng_name_valid(ren[i].from, ENG_FIELD) || eng_resource_field(def, ren[i].to) == NULL)
             return fail(e, ERR_INVAL, "rename of %.64s names no new field", ren[i].from);
     snprintf(at, sizeof at, "%" PRId64, now);
     if ((dj = def_json(def)) == NULL || (rj = renames_json(ren, nren)) == NULL) {
