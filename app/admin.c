@@ -40,6 +40,7 @@ int admin_create(struct engine *e, const struct crypto_keyring *ring, const stru
     snprintf(o.name, sizeof o.name, "Platform");
     snprintf(o.slug, sizeof o.slug, "platform-%.8s", o.id);
     snprintf(o.plan, sizeof o.plan, "internal");
+    o.platform = true; /* the admin's home: where schema changes are made from */
     o.created_at = now;
     snprintf(s.org_id, sizeof s.org_id, "%s", o.id);
     snprintf(m.org_id, sizeof m.org_id, "%s", o.id);

@@ -161,6 +161,9 @@ HANDLER(handle_apps_create);
 
 /* audit.c */
 HANDLER(handle_audit_list);
+/* Fills *a with a new entry (id, now) of org s; meta may be NULL (borrowed). */
+int audit_entry(const struct eng_scope *s, const char *actor, const char *action, const char *target,
+                const cJSON *meta, struct eng_audit *a) ERR_MUST_CHECK;
 /* Appends an audit entry in the current unit of work; meta may be NULL (borrowed). */
 int audit_record(struct worker *w, const struct eng_scope *s, const char *actor, const char *action,
                  const char *target, const cJSON *meta) ERR_MUST_CHECK;

@@ -9,34 +9,43 @@
 
 #define AUDIT_PAGE_MAX 100
 
-int audit_record(struct worker *w, const struct eng_scope *s, const char *actor, const char *action,
-                 const char *target, const cJSON *meta)
+int audit_entry(const struct eng_scope *s, const char *actor, const char *action, const char *target,
+                const cJSON *meta, struct eng_audit *a)
 {
-    struct eng_audit a = {0};
     int rc;
 
-    if ((rc = uuid_v7(a.id)) != 0)
+    memset(a, 0, sizeof *a);
+    if ((rc = uuid_v7(a->id)) != 0)
         return rc;
-    snprintf(a.org_id, sizeof a.org_id, "%s", s->org_id);
-    snprintf(a.actor, sizeof a.actor, "%s", actor != NULL ? actor : "");
-    snprintf(a.action, sizeof a.action, "%s", action);
-    snprintf(a.target, sizeof a.target, "%s", target != NULL ? target : "");
-    a.created_at = (int64_t)time(NULL);
+    snprintf(a->org_id, sizeof a->org_id, "%s", s->org_id);
+    snprintf(a->actor, sizeof a->actor, "%s", actor != NULL ? actor : "");
+    snprintf(a->action, sizeof a->action, "%s", action);
+    snprintf(a->target, sizeof a->target, "%s", target != NULL ? target : "");
+    a->created_at = (int64_t)time(NULL);
     if (meta != NULL) {
         char *text = cJSON_PrintUnformatted(meta);
         if (text == NULL)
             return ERR_NOMEM;
         size_t n = strlen(text);
-        if (n >= sizeof a.meta) {
+        if (n >= sizeof a->meta) {
             cJSON_free(text);
             return ERR_TOOBIG;
         }
-        memcpy(a.meta, text, n + 1);
+        memcpy(a->meta, text, n + 1);
         cJSON_free(text);
     } else {
-        snprintf(a.meta, sizeof a.meta, "{}");
+        snprintf(a->meta, sizeof a->meta, "{}");
     }
-    return w->engine->ops->audit_append(w->engine, s, &a);
+    return 0;
+}
+
+int audit_record(struct worker *w, const struct eng_scope *s, const char *actor, const char *action,
+                 const char *target, const cJSON *meta)
+{
+    struct eng_audit a;
+    int rc = audit_entry(s, actor, action, target, meta, &a);
+
+    return rc != 0 ? rc : w->engine->ops->audit_append(w->engine, s, &a);
 }
 
 HANDLER(handle_audit_list)

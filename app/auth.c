@@ -106,6 +106,7 @@ static cJSON *org_json(const struct eng_org *o)
     cJSON_AddStringToObject(j, "name", o->name);
     cJSON_AddStringToObject(j, "slug", o->slug);
     cJSON_AddStringToObject(j, "plan", o->plan);
+    cJSON_AddBoolToObject(j, "platform", o->platform);
     cJSON_AddNumberToObject(j, "created_at", (double)o->created_at);
     return j;
 }
@@ -517,6 +518,7 @@ static cJSON *key_json(const struct eng_api_key *k)
     cJSON_AddStringToObject(o, "prefix", k->prefix);
     cJSON_AddStringToObject(o, "mode", engine_mode_name(k->mode));
     cJSON_AddStringToObject(o, "role", k->role);
+    cJSON_AddBoolToObject(o, "platform", k->platform);
     cJSON_AddNumberToObject(o, "created_at", (double)k->created_at);
     if (k->revoked_at)
         cJSON_AddNumberToObject(o, "revoked_at", (double)k->revoked_at);
@@ -527,7 +529,7 @@ static cJSON *key_json(const struct eng_api_key *k)
 
 HANDLER(handle_keys_create)
 {
-    static const char *const allowed[] = {"name", "role", NULL};
+    static const char *const allowed[] = {"name", "role", "platform", NULL};
     struct problems pr = {0};
     struct eng_api_key k = {0};
     struct eng_role role;
@@ -539,10 +541,16 @@ HANDLER(handle_keys_create)
         return rc;
     const char *name = need_str(r->json, "name", 1, 100, &pr);
     const char *want = cJSON_HasObjectItem(r->json, "role") ? need_str(r->json, "role", 1, ENG_ROLE - 1, &pr) : p->role;
+    const cJSON *platform = cJSON_GetObjectItemCaseSensitive(r->json, "platform");
     if (want != NULL && w->engine->ops->role_get(w->engine, &p->scope, want, &role) != 0)
         problem(&pr, "role", "is not a role of this organization");
+    if (platform != NULL && !cJSON_IsBool(platform))
+        problem(&pr, "platform", "must be a boolean");
     if (pr.details != NULL)
         return problems_send(r, &pr);
+    /* a key that acts as a platform admin (schema changes) only from one */
+    if (cJSON_IsTrue(platform) && !p->platform_admin)
+        return respond_fail(r, 403, "forbidden", "only platform admins make platform keys");
     /* a key acts with its role: it may carry no permission its creator lacks */
     if (!rbac_covers(p->perms.perms, p->perms.nperms, role.perms, role.nperms))
         return respond_fail(r, 403, "forbidden", "a key cannot carry more than you hold");
@@ -560,6 +568,7 @@ HANDLER(handle_keys_create)
     snprintf(k.role, sizeof k.role, "%s", want);
     /* the person behind it: a key made with a key belongs to that key's creator */
     snprintf(k.created_by, sizeof k.created_by, "%s", p->user_id[0] ? p->user_id : p->key_creator);
+    k.platform = cJSON_IsTrue(platform);
     k.created_at = (int64_t)time(NULL);
     if ((rc = w->engine->ops->api_key_create(w->engine, &p->scope, &k)) != 0 ||
         (rc = audit_record(w, &p->scope, p->user_id[0] ? p->user_id : p->key_id, "keys.create", k.id, NULL)) != 0)

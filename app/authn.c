@@ -54,6 +54,7 @@ static int from_api_key(struct worker *w, struct http_request *r, const char *to
     snprintf(p->key_id, sizeof p->key_id, "%s", k.id);
     snprintf(p->key_creator, sizeof p->key_creator, "%s", k.created_by);
     snprintf(p->role, sizeof p->role, "%s", k.role);
+    p->platform_admin = k.platform; /* until key_creator_holds has asked whether its creator still is one */
     return 0;
 }
 
@@ -125,8 +126,10 @@ static int from_jwt(struct worker *w, struct http_request *r, const char *token,
 }
 
 /* An API key is only as good as the person who made it: one whose creator has
- * left the org, or no longer holds what the key carries, stops working. */
-static int key_creator_holds(struct worker *w, struct http_request *r, const struct principal *p)
+ * left the org, or no longer holds what the key carries, stops working; a
+ * platform key whose creator is no longer a platform admin acts as an
+ * ordinary key. */
+static int key_creator_holds(struct worker *w, struct http_request *r, struct principal *p)
 {
     struct eng_membership m;
     struct eng_role have, carried;
@@ -134,6 +137,13 @@ static int key_creator_holds(struct worker *w, struct http_request *r, const str
 
     if (rc == ERR_NOTFOUND)
         return unauthorized(r, "unauthorized", "the API key's creator is no longer a member");
+    if (rc == 0 && p->platform_admin) {
+        struct eng_user u;
+        if ((rc = w->engine->ops->user_get(w->engine, p->key_creator, &u)) == 0)
+            p->platform_admin = u.is_platform_admin;
+        else if (rc == ERR_NOTFOUND)
+            return unauthorized(r, "unauthorized", "the API key's creator is gone");
+    }
     if (rc != 0 || (rc = w->engine->ops->role_get(w->engine, &p->scope, m.role, &have)) != 0 ||
         (rc = w->engine->ops->role_get(w->engine, &p->scope, p->role, &carried)) != 0)
         return rc == ERR_NOTFOUND ? unauthorized(r, "unauthorized", "the API key's role is gone") : rc;

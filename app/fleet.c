@@ -31,6 +31,7 @@
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "app.h"
@@ -88,6 +89,8 @@ struct fleet {
     int64_t stop_deadline_ms;
     int want;                       /* slots wanted by the config; [want, nslots) are retiring */
     int own_pid_file;               /* we wrote it: remove it on exit, and only then */
+    pid_t maint_pid;                /* the store's upkeep (maintain) running now; 0 when none */
+    int64_t maint_next_ms;          /* when the next one starts */
 };
 
 static int is_unix_path(const char *listen)
@@ -494,6 +497,10 @@ static void reap(struct fleet *f)
         struct slot *sl = slot_of(f, pid, &p);
         char why[64];
 
+        if (pid == f->maint_pid) {
+            f->maint_pid = 0;
+            continue; /* it logged what it did */
+        }
         if (sl == NULL)
             continue;
         int s = (int)(sl - f->slot);
@@ -782,6 +789,8 @@ static void begin_stop(struct fleet *f, const char *why)
     if (f->stopping)
         return;
     f->stopping = 1;
+    if (f->maint_pid > 0)
+        kill(f->maint_pid, SIGKILL); /* holds nothing an abort would lose: its transaction rolls back */
     f->stop_deadline_ms = sb_now_ms() + (int64_t)f->cfg.fleet.graceful_timeout * 1000;
     log_msg(LOG_INFO, "stopping", "%s: finishing in-flight requests (up to %d s)", why,
             f->cfg.fleet.graceful_timeout);
@@ -802,6 +811,37 @@ static int live_children(const struct fleet *f)
     for (int s = 0; s < f->nslots; s++)
         n += (f->slot[s].cur.pid != 0) + (f->slot[s].old.pid != 0) + (f->slot[s].next.pid != 0);
     return n;
+}
+
+/* The store's upkeep (engine maintain: audit partitions ahead, relayed audit
+ * entries delivered), in a child at start and every maintenance_interval: it
+ * opens its own connections and may wait on the database, which the master
+ * must never do. One at a time; a run still going when the next is due makes
+ * that one wait. The memory engine has nothing to keep. */
+static void maintain(struct fleet *f)
+{
+    if (f->cfg.engine != CONFIG_ENGINE_POSTGRES || f->maint_pid != 0 || f->stopping ||
+        sb_now_ms() < f->maint_next_ms)
+        return;
+    f->maint_next_ms = sb_now_ms() + (int64_t)f->cfg.fleet.maintenance_interval * 1000;
+    pid_t pid = fork();
+    if (pid < 0) {
+        log_msg(LOG_ERROR, "maintenance", "fork: %s", strerror(errno));
+        return;
+    }
+    if (pid > 0) {
+        f->maint_pid = pid;
+        return;
+    }
+    char why[256] = "", report[256] = "";
+    struct engine *e = app_engine_new(&f->cfg, f->shared.data, why);
+    int rc = e == NULL ? ERR_UNAVAILABLE : e->ops->maintain != NULL ? e->ops->maintain(e, time(NULL), report) : 0;
+    if (rc == 0 && report[0] != '\0')
+        log_msg(LOG_INFO, "maintenance", "%s", report);
+    else
+        log_msg(LOG_ERROR, "maintenance", "%s", e != NULL ? e->errstr : why);
+    engine_free(e);
+    _exit(rc == 0 ? 0 : 1);
 }
 
 /* One command per connection. A reply starting "error:" makes the client exit 1.
@@ -1140,8 +1180,10 @@ int fleet_run(const struct config *cfg, const char *config_path, const char *con
             }
             f.stop_deadline_ms = sb_now_ms() + 5000;
         }
-        if (!f.stopping)
+        if (!f.stopping) {
             check_rows(&f);
+            maintain(&f);
+        }
     }
     log_msg(LOG_INFO, "stopped", "all workers have exited");
     fleet_close(&f);

@@ -302,6 +302,13 @@ HANDLER(handle_roles_create)
             cJSON_AddStringToObject(d, "permissions", "each must look like records:read:crm/contacts");
             return respond_invalid(r, d);
         }
+        /* schemas are every org's: the platform's admins shape them (DESIGN §8) */
+        if (strncmp(perm->valuestring, "schema:", 7) == 0) {
+            d = cJSON_CreateObject();
+            cJSON_AddStringToObject(d, "permissions",
+                                    "schema changes are not an org permission: platform admins make them");
+            return respond_invalid(r, d);
+        }
         snprintf(ro.perms[ro.nperms++], ENG_PERM, "%s", perm->valuestring);
     }
     /* a role never grants more than its author holds, and redefining one (the

@@ -1,9 +1,15 @@
 /* The MicroService API's schemas (DESIGN §5, issue 6): GET /v1/svc/{s}/schema
  * and PUT /v1/svc/{s}/schema/{resource}. A service is an app of kind
  * microservice that is active; anything else is a 404 like a missing route.
- * Schemas are per (service, mode); the body is validated here to the last
- * field (422 with details), and the engine casts the records (409 when one
- * cannot cast, nothing changed). Every change is audited in the caller's org. */
+ * Schemas are per (service, mode) and shared by every org that uses the
+ * service, so they are the platform's (DESIGN §8): only a platform admin (or
+ * an API key a platform admin made with "platform": true) may PUT one, from
+ * the platform's org (the engine refuses any other org, the database's DDL
+ * function too). Every authenticated caller may read them. The body is
+ * validated here to the last field (422 with details), and the engine casts
+ * the records (409 naming the field and how many records fail, nothing
+ * changed). Every change is audited in the platform org's trail, committed
+ * with the change or not at all. */
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,15 +18,17 @@
 
 #include "app.h"
 #include "json.h"
-#include "rbac.h"
 
 #define RESOURCES_MAX 64
 #define VIEWS_MAX 16
 #define EXPIRE_MAX (10LL * 366 * 86400)
 
+/* The record's own members, the list's query words, and PostgreSQL's system
+ * columns (a column of that name cannot exist: refused on both engines alike). */
 static const char *const RESERVED[] = {"id", "created_at", "updated_at", "version", "expires_at",
                                        "org_id", "deleted_at", "_score", "cursor", "limit", "order",
-                                       "schema", "search", "views", NULL};
+                                       "schema", "search", "views",
+                                       "tableoid", "cmax", "xmax", "cmin", "xmin", "ctid", "oid", NULL};
 
 const char *svc_printf(struct http_request *r, const char *fmt, ...)
 {
@@ -286,6 +294,7 @@ HANDLER(handle_schema_put)
     struct eng_resource *res = arena_alloc(r->arena, sizeof *res);
     struct eng_rename ren[ENG_MAX_FIELDS];
     struct eng_schema_conflict why;
+    struct eng_audit entry;
     const char *unknown = NULL;
     char object[160];
     cJSON *details = http_own(r, cJSON_CreateObject()), *meta;
@@ -297,8 +306,8 @@ HANDLER(handle_schema_put)
     if ((rc = svc_check(w, r, service)) != 0)
         return 0;
     snprintf(object, sizeof object, "%s/%s", service, resource);
-    if (!rbac_allows(p->perms.perms, p->perms.nperms, "schema:write", object))
-        return respond_fail(r, 403, "forbidden", "your role does not allow schema:write");
+    if (!p->platform_admin)
+        return respond_fail(r, 403, "forbidden", "only platform admins change resource schemas");
     if (!svc_name_ok(resource))
         return respond_fail(r, 400, "invalid_request",
                             "resource names match ^[a-z][a-z0-9_]{0,62}$ and are not reserved");
@@ -326,27 +335,29 @@ HANDLER(handle_schema_put)
     }
     if (cJSON_GetArraySize(details) > 0)
         return respond_invalid(r, cJSON_Duplicate(details, true));
-    rc = w->engine->ops->resource_put(w->engine, &p->scope, res, ren, nren, (int64_t)time(NULL), &why);
+    /* the audit entry goes in with the change: the engine commits both or neither */
+    if ((meta = cJSON_CreateObject()) == NULL)
+        return ERR_NOMEM;
+    cJSON_AddNumberToObject(meta, "fields", res->nfields);
+    cJSON_AddStringToObject(meta, "mode", engine_mode_name(p->scope.mode));
+    rc = audit_entry(&p->scope, p->user_id[0] ? p->user_id : p->key_id, "schema.put", object, meta, &entry);
+    cJSON_Delete(meta);
+    if (rc != 0)
+        return rc;
+    rc = w->engine->ops->resource_put(w->engine, &p->scope, res, ren, nren, entry.created_at, &entry, &why);
     if (rc == ERR_CONFLICT) {
-        const char *msg = svc_printf(r, "field %s: %s%s%s; nothing was changed", why.field,
-                                        why.reason, why.record_id[0] ? " (e.g. record " : "",
-                                        why.record_id[0] ? why.record_id : "");
-        if (msg != NULL && why.record_id[0])
-            msg = svc_printf(r, "%s)", msg);
+        /* the records may be any org's: the field, a count and a sample of
+         * the caller's own org's, never a value or another org's id */
+        const char *msg = svc_printf(r, "field %s: %s (%lld record%s%s%s); nothing was changed", why.field,
+                                     why.reason, (long long)why.count, why.count == 1 ? "" : "s",
+                                     why.record_id[0] ? ", e.g. " : "", why.record_id);
         return respond_fail(r, 409, "conflict", msg != NULL ? msg : "the change does not fit the records");
     }
+    if (rc == ERR_FORBIDDEN)
+        return respond_fail(r, 403, "forbidden", "resource schemas are changed from the platform's organization");
     if (rc != 0)
         return rc;
     if ((rc = w->engine->ops->resource_get(w->engine, &p->scope, service, resource, res)) != 0)
-        return rc;
-    if ((meta = cJSON_CreateObject()) == NULL)
-        return ERR_NOMEM;
-    cJSON_AddNumberToObject(meta, "version", (double)res->version);
-    cJSON_AddNumberToObject(meta, "fields", res->nfields);
-    cJSON_AddStringToObject(meta, "mode", engine_mode_name(p->scope.mode));
-    rc = audit_record(w, &p->scope, p->user_id[0] ? p->user_id : p->key_id, "schema.put", object, meta);
-    cJSON_Delete(meta);
-    if (rc != 0)
         return rc;
     cJSON *out = http_own(r, svc_resource_json(res));
     return out == NULL ? ERR_NOMEM : respond_owned(r, 200, out);

@@ -2,7 +2,7 @@
  * engine interface in one unit of work, so a bad row anywhere leaves nothing
  * behind and the error names file:line. A row whose key already exists is left
  * as it is: seeding twice changes nothing. Files, all optional:
- *   organizations.csv  id,name,slug,plan
+ *   organizations.csv  id,name,slug,plan,platform    (platform: the platform's own org)
  *   users.csv          id,email,password,is_platform_admin   (dev passwords only)
  *   memberships.csv    org_id,user_id,role
  *   roles.csv          org_id,name,permissions                (space-separated)
@@ -89,9 +89,14 @@ static int load_org(struct seeder *s)
     struct eng_org o = {0};
     int rc;
 
+    const char *platform = col(s, "platform");
+
     if ((rc = need_uuid(s, o.id, "id")) || (rc = copy(s, o.name, sizeof o.name, "name", true)) ||
         (rc = copy(s, o.slug, sizeof o.slug, "slug", true)) || (rc = copy(s, o.plan, sizeof o.plan, "plan", false)))
         return rc;
+    if (strcmp(platform, "true") != 0 && strcmp(platform, "false") != 0 && platform[0] != '\0')
+        return row_error(s, "column platform must be true or false");
+    o.platform = strcmp(platform, "true") == 0;
     if (o.plan[0] == '\0')
         snprintf(o.plan, sizeof o.plan, "free");
     o.created_at = s->now;
@@ -187,7 +192,7 @@ struct seed_file {
     int (*load)(struct seeder *s);
 };
 
-static const char *const ORG_REQ[] = {"id", "name", "slug", NULL}, *const ORG_OPT[] = {"plan", NULL};
+static const char *const ORG_REQ[] = {"id", "name", "slug", NULL}, *const ORG_OPT[] = {"plan", "platform", NULL};
 static const char *const USER_REQ[] = {"id", "email", "password", NULL},
                          *const USER_OPT[] = {"is_platform_admin", NULL};
 static const char *const MEM_REQ[] = {"org_id", "user_id", "role", NULL};
@@ -351,7 +356,7 @@ static int load_resource(struct seeder *s, const char *dir, const struct eng_sco
             snprintf(s->errstr, 256, "schemas.json: %s/%s: %s", service, body->string, d != NULL ? d : "invalid");
             cJSON_free(d);
             rc = ERR_INVAL;
-        } else if ((rc = s->e->ops->resource_put(s->e, sc, res, NULL, 0, s->now, NULL)) != 0) {
+        } else if ((rc = s->e->ops->resource_put(s->e, sc, res, NULL, 0, s->now, NULL, NULL)) != 0) {
             snprintf(s->errstr, 256, "schemas.json: %s/%s: %s", service, body->string, s->e->errstr);
         }
     }

@@ -59,6 +59,7 @@ static const struct key_def KEYS[] = {
     INT("fleet", "restart_backoff_max", fleet.restart_backoff_max, 1, 3600, "30", NULL),
     INT("fleet", "request_timeout", fleet.request_timeout, 0, 3600, "60", NULL),
     INT("fleet", "slowlog_ms", fleet.slowlog_ms, 0, 3600000, "500", "1000"),
+    INT("fleet", "maintenance_interval", fleet.maintenance_interval, 1, 86400, "60", NULL),
 
     INT("http", "max_body_kb", http.max_body_kb, 1, 1 << 20, "1024", NULL),
     INT("http", "max_json_depth", http.max_json_depth, 1, 256, "32", NULL),

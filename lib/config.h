@@ -36,6 +36,7 @@ struct config {
         int restart_backoff_max;/* seconds */
         int request_timeout;    /* seconds; 0: none */
         int slowlog_ms;         /* 0: off */
+        int maintenance_interval; /* seconds between the store's upkeep runs (engine maintain) */
     } fleet;
 
     struct {

@@ -3,13 +3,15 @@
 
 #include <string.h>
 
-/* DESIGN §4: owner and admin manage everything; members write records; viewers read. */
+/* DESIGN §4: owner and admin manage everything of their org; members write
+ * records; viewers read. Schemas are the platform's, not an org's: no role
+ * grants changing them (sql/0006_platform_schemas.sql has the same list). */
 const struct eng_role ENGINE_BUILTIN_ROLES[] = {
     {"", "owner", {"*:*"}, 1},
     {"", "admin",
-     {"records:read:*", "records:write:*", "records:delete:*", "schema:write:*", "members:manage:*",
-      "keys:manage:*", "audit:read:*", "roles:manage:*"},
-     8},
+     {"records:read:*", "records:write:*", "records:delete:*", "members:manage:*", "keys:manage:*",
+      "audit:read:*", "roles:manage:*"},
+     7},
     {"", "member", {"records:read:*", "records:write:*", "records:delete:*"}, 3},
     {"", "viewer", {"records:read:*"}, 1},
 };

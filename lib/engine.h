@@ -54,6 +54,10 @@ struct eng_org {
     char name[ENG_NAME];
     char slug[ENG_SLUG];        /* unique */
     char plan[ENG_ROLE];
+    /* The platform's own organization (its admins' home, DESIGN §8): only such
+     * an org may change a service's resource schemas. Set at creation only
+     * (tessera admin create, seed data); signup never sets it. */
+    bool platform;
     int64_t created_at;         /* unix seconds */
 };
 
@@ -90,6 +94,9 @@ struct eng_api_key {
     char key_hash[ENG_HASH];    /* SHA-256 of the whole key; unique */
     char role[ENG_ROLE];        /* the permissions the key acts with */
     char created_by[ENG_ID];
+    /* Made by a platform admin and saying so: acts as one (schema changes)
+     * for as long as its creator still is one. */
+    bool platform;
     int64_t created_at;
     int64_t revoked_at;         /* 0: live */
 };
@@ -198,11 +205,15 @@ struct eng_rename {
     char to[ENG_FIELD];
 };
 
-/* Why resource_put refused a change (ERR_CONFLICT): the field, a sample record
- * of the caller's org ("" when only other orgs' records fail) and the reason. */
+/* Why resource_put refused a change (ERR_CONFLICT): the first field (in the
+ * definition's order) that some record cannot take, how many records (of
+ * every org) cannot take it, one of the caller's org's as a sample ("" when
+ * only other orgs' records fail), and the reason. Never a value, never another
+ * org's id. */
 struct eng_schema_conflict {
     char field[ENG_FIELD];
     char record_id[ENG_ID];
+    int64_t count;
     char reason[128];
 };
 
@@ -347,10 +358,15 @@ struct engine_ops {
      * a field becomes required while some record lacks it, or a pii field
      * is renamed or changes type or flag while records hold it (a sealed value
      * is bound to its field's name): then nothing has changed.
+     * ERR_FORBIDDEN unless the scope's org is the platform's (eng_org.platform):
+     * a schema is shared by every org, so no customer may shape it.
+     * audit (borrowed, its org the scope's; NULL for seed data) is recorded with the change: both
+     * commit or neither does, even where the data lives in another database
+     * than the audit log (the PostgreSQL engine relays it; see engine_pg.c).
      * ERR_INVAL for a malformed def. */
     int (*resource_put)(struct engine *e, const struct eng_scope *s, const struct eng_resource *def,
                         const struct eng_rename *ren, size_t nren, int64_t now,
-                        struct eng_schema_conflict *why);
+                        const struct eng_audit *audit, struct eng_schema_conflict *why);
     /* Stores rec (data and bidx borrowed) with version 1. ERR_NOTFOUND without
      * a schema, ERR_INVAL when data does not fit it, ERR_CONFLICT for a taken id. */
     int (*record_create)(struct engine *e, const struct eng_scope *s, const char *service,
@@ -375,6 +391,13 @@ struct engine_ops {
     /* The scope org's outbox entries of service after seq, oldest first. */
     int (*outbox_list)(struct engine *e, const struct eng_scope *s, const char *service,
                        uint64_t after_seq, struct eng_outbox *out, size_t max, size_t *n);
+
+    /* Optional (NULL: nothing to keep). The store's upkeep, run outside any
+     * unit of work by the fleet's maintenance process at start and then
+     * periodically: audit partitions made ahead, relayed audit entries
+     * delivered. What it did goes into report (a line for the log; "" when
+     * there was nothing to do). */
+    int (*maintain)(struct engine *e, int64_t now, char report[256]);
 };
 
 /* The handle: an implementation's table and state, and the reason of the last failure. */

@@ -472,9 +472,12 @@ nomem:
     return ERR_NOMEM;
 }
 
-/* Every record of every org under the change: ERR_CONFLICT with *why at the
- * first that cannot take it (one of the caller's org preferred as the sample).
- * Writes nothing. */
+/* Every record of every org under the change: ERR_CONFLICT with *why when one
+ * cannot take it. Reported is the first field, in def's order, that some
+ * record fails at (each record stops at its first), with how many records
+ * fail there (of every org) and one of the caller's org's as the sample ("" when
+ * none of its own fails: another org's id is never named), as the PostgreSQL
+ * engine's probe reports it. Writes nothing. */
 static int check_all(struct engine *e, const struct eng_scope *s, uint64_t res,
                      const struct eng_resource *def, const struct eng_rename *ren, size_t nren,
                      struct eng_schema_conflict *why)
@@ -482,14 +485,12 @@ static int check_all(struct engine *e, const struct eng_scope *s, uint64_t res,
     const struct rec_res *rr = P(e, res);
     struct shm_map_entry se, re;
     uint64_t spos = 0;
-    int found = 0;
+    long first = -1;            /* index in def->fields of the reported field */
 
     while (shm_map_next(R(e), rr->stores, &spos, &se)) {
         bool mine = se.klen == strlen(s->org_id) && memcmp(se.key, s->org_id, se.klen) == 0;
         uint64_t recs = ((struct rec_store *)P(e, se.val))->records, rpos = 0;
 
-        if (found && !mine)
-            continue;
         while (shm_map_next(R(e), recs, &rpos, &re)) {
             struct eng_record rec;
             const struct eng_field *bad = NULL;
@@ -503,21 +504,26 @@ static int check_all(struct engine *e, const struct eng_scope *s, uint64_t res,
             cJSON_Delete(d);
             cJSON_Delete(b);
             if (rc == ERR_CONFLICT) {
-                snprintf(why->field, sizeof why->field, "%s", bad->name);
-                snprintf(why->record_id, sizeof why->record_id, "%s", mine ? rec.id : "");
-                snprintf(why->reason, sizeof why->reason, "%s", reason);
-                found = mine ? 2 : 1;
+                long at = (long)(bad - def->fields);
+                if (first < 0 || at < first) {
+                    first = at;
+                    why->count = 0;
+                    why->record_id[0] = '\0';
+                    snprintf(why->field, sizeof why->field, "%s", bad->name);
+                    snprintf(why->reason, sizeof why->reason, "%s", reason);
+                }
+                if (at == first) {
+                    why->count++;
+                    if (mine && why->record_id[0] == '\0')
+                        snprintf(why->record_id, sizeof why->record_id, "%s", rec.id);
+                }
             }
             eng_record_cleanup(&rec);
             if (rc == ERR_NOMEM)
                 return fail(e, rc, "out of memory");
-            if (rc == ERR_CONFLICT)
-                break;
         }
-        if (found == 2)
-            break;
     }
-    if (found)
+    if (first >= 0)
         return fail(e, ERR_CONFLICT, "field %s: %s", why->field, why->reason);
     return 0;
 }
@@ -568,9 +574,10 @@ static int rebuild_all(struct engine *e, uint64_t res, const struct eng_resource
 
 int memrec_resource_put(struct engine *e, const struct eng_scope *s, const struct eng_resource *def,
                         const struct eng_rename *ren, size_t nren, int64_t now,
-                        struct eng_schema_conflict *why)
+                        const struct eng_audit *audit, struct eng_schema_conflict *why)
 {
     struct eng_schema_conflict scratch;
+    struct eng_org org;
     uint64_t sv, res = 0, off;
     struct rec_res *nr;
     int rc;
@@ -578,8 +585,11 @@ int memrec_resource_put(struct engine *e, const struct eng_scope *s, const struc
     if (why == NULL)
         why = &scratch;
     memset(why, 0, sizeof *why);
-    if ((rc = engine_mem_enter_org(e, s)) != 0)
+    if ((rc = engine_mem_enter_org(e, s)) != 0 || (rc = e->ops->org_get(e, s, &org)) != 0)
         return rc;
+    /* a schema is every org's: only the platform's own org may shape it */
+    if (!org.platform)
+        return fail(e, ERR_FORBIDDEN, "schema change from an org that is not the platform's");
     if (def == NULL || !args_ok(s, def->service) || !def_ok(def) || (nren > 0 && ren == NULL))
         return fail(e, ERR_INVAL, "malformed resource definition");
     for (size_t i = 0; i < nren; i++)
@@ -609,7 +619,8 @@ int memrec_resource_put(struct engine *e, const struct eng_scope *s, const struc
         return rc;
     if (res != 0)
         shm_free(R(e), res);
-    return 0;
+    /* the same unit of work: the region's undo log takes both back or neither */
+    return audit != NULL ? e->ops->audit_append(e, s, audit) : 0;
 }
 
 /* ---- records ------------------------------------------------------------------ */

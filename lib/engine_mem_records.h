@@ -23,7 +23,7 @@ int memrec_resource_list(struct engine *e, const struct eng_scope *s, const char
                          struct eng_resource *out, size_t max, size_t *n);
 int memrec_resource_put(struct engine *e, const struct eng_scope *s, const struct eng_resource *def,
                         const struct eng_rename *ren, size_t nren, int64_t now,
-                        struct eng_schema_conflict *why);
+                        const struct eng_audit *audit, struct eng_schema_conflict *why);
 int memrec_record_create(struct engine *e, const struct eng_scope *s, const char *service,
                          const char *resource, const struct eng_record *rec);
 int memrec_record_get(struct engine *e, const struct eng_scope *s, const char *service,

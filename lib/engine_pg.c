@@ -24,6 +24,9 @@
 #include "uuid.h"
 
 #define CORE_PATH "core, pg_catalog"
+#define RELAY_MAX 4             /* relayed audit entries per unit of work (one schema change each) */
+#define RELAY_BATCH 100         /* relay rows one maintenance pass delivers per mode */
+#define AUDIT_MONTHS_AHEAD 3    /* partitions the maintenance keeps ahead of this month */
 
 struct pge {
     struct pg_pool *core;
@@ -33,6 +36,10 @@ struct pge {
     bool in_tx;
     bool scoped;                /* begin got a scope: tenant calls must match it */
     struct eng_scope scope;
+    /* audit entries this unit relayed through core.audit_relay, by mode: their
+     * relay rows are dropped once data and core have both committed */
+    char relay[2][RELAY_MAX][ENG_ID];
+    int nrelay[2];
 };
 
 int engine_pg_fail(struct engine *e, int rc, const char *fmt, ...)
@@ -234,6 +241,54 @@ static void end(struct pge *g)
 {
     g->in_tx = false;
     g->scoped = false;
+    g->nrelay[0] = g->nrelay[1] = 0;
+}
+
+static int pg_audit_append(struct engine *e, const struct eng_scope *s, const struct eng_audit *a);
+
+int engine_pg_relayed(struct engine *e, const struct eng_scope *s, const struct eng_audit *audit)
+{
+    struct pge *g = e->impl;
+    int rc;
+
+    if (!mode_ok(s->mode) || g->nrelay[s->mode] == RELAY_MAX)
+        return fail(e, ERR_INTERNAL, "too many relayed audit entries in one unit of work");
+    if ((rc = pg_audit_append(e, s, audit)) != 0)
+        return rc;
+    snprintf(g->relay[s->mode][g->nrelay[s->mode]++], ENG_ID, "%s", audit->id);
+    return 0;
+}
+
+/* "{id,id}" for a uuid[] parameter; ids are canonical uuids (checked when relayed). */
+static void uuid_array(char (*ids)[ENG_ID], int n, char *out, size_t cap)
+{
+    size_t len = 0;
+
+    out[len++] = '{';
+    for (int i = 0; i < n && len + ENG_ID + 2 < cap; i++)
+        len += (size_t)snprintf(out + len, cap - len, "%s%s", i ? "," : "", ids[i]);
+    snprintf(out + len, cap - len, "}");
+}
+
+/* Drops the relay rows of mode whose entries core.audit_log now holds, on a
+ * unit of its own. A failure only leaves them for the maintenance run, which
+ * finds the entries already logged (ON CONFLICT DO NOTHING). */
+static int relay_done(struct engine *e, int mode, char (*ids)[ENG_ID], int n)
+{
+    struct pge *g = e->impl;
+    char arr[RELAY_BATCH * (ENG_ID + 1) + 4], why[128] = "";
+    PGresult *r = NULL;
+    int rc;
+
+    uuid_array(ids, n, arr, sizeof arr);
+    const struct pg_stmt st = {"SELECT core.audit_relay_done($1::uuid[])", 1, (const char *[]){arr}, true};
+    rc = pg_tx_run(&g->data_tx[mode], NULL, CORE_PATH, &st, 1, true, &r, why);
+    PQclear(r);
+    if (rc == 0)
+        rc = pg_tx_commit(&g->data_tx[mode], why);
+    else
+        pg_tx_rollback(&g->data_tx[mode]);
+    return rc != 0 ? fail(e, rc, "audit relay (%s): %s", engine_mode_name(mode), why) : 0;
 }
 
 static void pg_rollback(struct engine *e)
@@ -262,10 +317,17 @@ static int pg_commit(struct engine *e)
             fail(e, rc, "commit (%s): %s", engine_mode_name(m), why);
     if (rc == 0 && (rc = pg_tx_commit(&g->core_tx, why)) != 0)
         fail(e, rc, "commit (core): %s", why);
-    if (rc != 0)
+    if (rc != 0) {
         pg_rollback(e);
+        return rc;
+    }
+    /* both committed: the relayed entries are in the log; their relay rows may
+     * go (best effort: what stays is found logged by the next maintenance) */
+    for (int m = 0; m < 2; m++)
+        if (g->nrelay[m] > 0)
+            (void)relay_done(e, m, g->relay[m], g->nrelay[m]);
     end(g);
-    return rc;
+    return 0;
 }
 
 static int pg_ping(struct engine *e)
@@ -487,9 +549,10 @@ static int pg_org_create(struct engine *e, const struct eng_org *o)
         return fail(e, ERR_INVAL, "malformed org");
     /* The insert runs as the new org (WITH CHECK); the next call sets its own. */
     const struct pg_stmt st = {
-        "INSERT INTO core.organizations (id, name, slug, plan, created_at) "
-        "VALUES ($1, $2, $3, $4, to_timestamp($5)) ON CONFLICT DO NOTHING RETURNING 1",
-        5, (const char *[]){o->id, o->name, o->slug, o->plan[0] ? o->plan : "free", at.s}, true};
+        "INSERT INTO core.organizations (id, name, slug, plan, is_platform, created_at) "
+        "VALUES ($1, $2, $3, $4, $5, to_timestamp($6)) ON CONFLICT DO NOTHING RETURNING 1",
+        6, (const char *[]){o->id, o->name, o->slug, o->plan[0] ? o->plan : "free", o->platform ? "t" : "f", at.s},
+        true};
     if ((rc = run_on(e, &g->core_tx, o->id, CORE_PATH, &st, 1, true, &r)) == 0 && PQntuples(r) == 0)
         rc = fail(e, ERR_CONFLICT, "org id or slug taken");
     PQclear(r);
@@ -680,7 +743,7 @@ static int pg_role_put(struct engine *e, const struct eng_scope *s, const struct
 
 #define KEY_COLS                                                                     \
     "id, org_id, mode, name, prefix, key_hash, role, coalesce(created_by::text, ''), " \
-    EPOCH("created_at") ", " EPOCH("revoked_at")
+    EPOCH("created_at") ", " EPOCH("revoked_at") ", platform"
 
 static void key_row(const PGresult *r, int i, struct eng_api_key *k)
 {
@@ -695,6 +758,7 @@ static void key_row(const PGresult *r, int i, struct eng_api_key *k)
     cpy(k->created_by, sizeof k->created_by, r, i, 7);
     k->created_at = i64(r, i, 8);
     k->revoked_at = i64(r, i, 9);
+    k->platform = flag(r, i, 10);
 }
 
 #define REFRESH_COLS                                                                   \
@@ -792,7 +856,7 @@ static int pg_org_get(struct engine *e, const struct eng_scope *s, struct eng_or
 {
     PGresult *r;
     int rc = q(e, s, true,
-               "SELECT id, name, slug, plan, " EPOCH("created_at") " FROM core.organizations WHERE id = $1",
+               "SELECT id, name, slug, plan, " EPOCH("created_at") ", is_platform FROM core.organizations WHERE id = $1",
                1, (const char *[]){s != NULL ? s->org_id : ""}, &r);
 
     if (rc == 0 && PQntuples(r) == 0)
@@ -804,6 +868,7 @@ static int pg_org_get(struct engine *e, const struct eng_scope *s, struct eng_or
         cpy(out->slug, sizeof out->slug, r, 0, 2);
         cpy(out->plan, sizeof out->plan, r, 0, 3);
         out->created_at = i64(r, 0, 4);
+        out->platform = flag(r, 0, 5);
     }
     PQclear(r);
     return rc;
@@ -922,11 +987,12 @@ static int pg_api_key_create(struct engine *e, const struct eng_scope *s, const 
         return fail(e, ERR_INVAL, "malformed api key");
     rc = q_rows(e, s, true,
                 "INSERT INTO core.api_keys (id, org_id, mode, name, prefix, key_hash, role, created_by, "
-                "created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, to_timestamp($9)) "
+                "created_at, platform) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, to_timestamp($9), $10) "
                 "ON CONFLICT DO NOTHING RETURNING 1",
-                9,
+                10,
                 (const char *[]){k->id, s->org_id, engine_mode_name(k->mode), k->name, k->prefix,
-                                 k->key_hash, k->role, k->created_by[0] ? k->created_by : NULL, at.s},
+                                 k->key_hash, k->role, k->created_by[0] ? k->created_by : NULL, at.s,
+                                 k->platform ? "t" : "f"},
                 &rows);
     if (rc == 0 && rows == 0)
         rc = fail(e, ERR_CONFLICT, "api key id or hash taken");
@@ -1158,6 +1224,96 @@ static int pg_audit_list(struct engine *e, const struct eng_scope *s, const char
     return rc;
 }
 
+/* ---- upkeep ------------------------------------------------------------------------------ */
+
+/* Delivers mode's relay rows to core.audit_log: read them (data), insert
+ * each as its org with ON CONFLICT DO NOTHING (core: an entry its request
+ * logged already is skipped), commit, then drop the rows (data). Exactly one
+ * log row per relay row, whichever step a crash interrupts. *n: delivered. */
+static int relay_flush(struct engine *e, int mode, int *n)
+{
+    struct pge *g = e->impl;
+    char why[128] = "", ids[RELAY_BATCH][ENG_ID], batch[16];
+    PGresult *r = NULL;
+    int rc, rows;
+
+    *n = 0;
+    snprintf(batch, sizeof batch, "%d", RELAY_BATCH);
+    const struct pg_stmt st = {"SELECT id, org_id, actor, action, target, meta, created_at "
+                               "FROM core.audit_relay_pending($1::int)",
+                               1, (const char *[]){batch}, true};
+    rc = pg_tx_run(&g->data_tx[mode], NULL, CORE_PATH, &st, 1, false, &r, why);
+    pg_tx_rollback(&g->data_tx[mode]);
+    if (rc != 0)
+        return fail(e, rc, "audit relay (%s): %s", engine_mode_name(mode), why);
+    rows = PQntuples(r) < RELAY_BATCH ? PQntuples(r) : RELAY_BATCH;
+    if (rows == 0) {
+        PQclear(r);
+        return 0;
+    }
+    if ((rc = pg_begin(e, NULL)) != 0) {
+        PQclear(r);
+        return rc;
+    }
+    for (int i = 0; rc == 0 && i < rows; i++) {
+        struct eng_audit a = {0};
+        struct eng_scope sc = {.mode = mode};
+        cpy(a.id, sizeof a.id, r, i, 0);
+        cpy(a.org_id, sizeof a.org_id, r, i, 1);
+        cpy(a.actor, sizeof a.actor, r, i, 2);
+        cpy(a.action, sizeof a.action, r, i, 3);
+        cpy(a.target, sizeof a.target, r, i, 4);
+        cpy(a.meta, sizeof a.meta, r, i, 5);
+        a.created_at = i64(r, i, 6);
+        snprintf(sc.org_id, sizeof sc.org_id, "%s", a.org_id);
+        snprintf(ids[i], ENG_ID, "%s", a.id);
+        rc = pg_audit_append(e, &sc, &a);
+        if (rc == ERR_CONFLICT) /* logged already, by its own request */
+            rc = 0;
+    }
+    PQclear(r);
+    if (rc != 0) {
+        pg_rollback(e);
+        return rc;
+    }
+    if ((rc = pg_commit(e)) != 0)
+        return rc;
+    if ((rc = relay_done(e, mode, ids, rows)) == 0)
+        *n = rows;
+    return rc;
+}
+
+static int pg_maintain(struct engine *e, int64_t now, char report[256])
+{
+    struct pge *g = e->impl;
+    char why[128] = "", months[16];
+    PGresult *r = NULL;
+    int rc, made = -1, sent[2] = {0, 0};
+
+    (void)now; /* the server's clock places partitions, as it dates the rows */
+    if (g->in_tx)
+        return fail(e, ERR_INTERNAL, "maintain inside a unit of work");
+    snprintf(months, sizeof months, "%d", AUDIT_MONTHS_AHEAD);
+    const struct pg_stmt st = {"SELECT core.ensure_audit_partitions($1::int)", 1, (const char *[]){months}, true};
+    rc = pg_tx_run(&g->core_tx, NULL, CORE_PATH, &st, 1, true, &r, why);
+    if (rc == 0) {
+        made = atoi(PQgetvalue(r, 0, 0));
+        rc = pg_tx_commit(&g->core_tx, why);
+    } else {
+        pg_tx_rollback(&g->core_tx);
+    }
+    PQclear(r);
+    if (rc != 0)
+        return fail(e, rc, "audit partitions: %s", why);
+    for (int m = 0; m < 2 && rc == 0; m++)
+        rc = relay_flush(e, m, &sent[m]);
+    report[0] = '\0';
+    if (made > 0 || sent[0] > 0 || sent[1] > 0)
+        snprintf(report, 256, "audit partitions made: %d; relayed audit entries delivered: test %d, live %d",
+                 made, sent[0], sent[1]);
+    return rc;
+}
+
 /* ---- the table ------------------------------------------------------------------------ */
 
 static const struct engine_ops PG_OPS = {
@@ -1201,6 +1357,7 @@ static const struct engine_ops PG_OPS = {
     .audit_append = pg_audit_append,
     .audit_list = pg_audit_list,
     ENGINE_PG_RECORD_OPS,
+    .maintain = pg_maintain,
 };
 
 struct engine *engine_pg_new(const struct engine_pg_config *c, char errstr[128])

@@ -465,11 +465,14 @@ static int put_answer(struct engine *e, const char *text, struct eng_schema_conf
     const cJSON *reason = cJSON_GetObjectItemCaseSensitive(o, "reason");
     int rc = 0;
 
+    const cJSON *count = cJSON_GetObjectItemCaseSensitive(o, "count");
+
     if (!cJSON_IsBool(cJSON_GetObjectItemCaseSensitive(o, "ok")))
         rc = fail(e, ERR_INTERNAL, "svc_resource_put: unexpected answer");
     else if (!cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "ok"))) {
         snprintf(why->field, sizeof why->field, "%s", cJSON_IsString(f) ? f->valuestring : "");
         snprintf(why->record_id, sizeof why->record_id, "%s", cJSON_IsString(rid) ? rid->valuestring : "");
+        why->count = cJSON_IsNumber(count) && count->valuedouble >= 1 ? (int64_t)count->valuedouble : 1;
         snprintf(why->reason, sizeof why->reason, "%s", cJSON_IsString(reason) ? reason->valuestring : "");
         rc = fail(e, ERR_CONFLICT, "field %s: %s", why->field, why->reason);
     }
@@ -477,12 +480,46 @@ static int put_answer(struct engine *e, const char *text, struct eng_schema_conf
     return rc;
 }
 
+/* The audit entry as core.svc_resource_put takes it: Returns owned text; NULL
+ * for no entry with *rc 0, or on failure with *rc set. */
+static char *audit_json(struct engine *e, const struct eng_scope *s, const struct eng_audit *a, int *rc)
+{
+    cJSON *o, *meta;
+    char *text = NULL;
+
+    *rc = 0;
+    if (a == NULL)
+        return NULL;
+    if (memchr(a->org_id, 0, sizeof a->org_id) == NULL || strcmp(a->org_id, s->org_id) != 0 ||
+        memchr(a->id, 0, sizeof a->id) == NULL || memchr(a->meta, 0, sizeof a->meta) == NULL) {
+        *rc = fail(e, ERR_INVAL, "malformed audit entry");
+        return NULL;
+    }
+    meta = cJSON_Parse(a->meta[0] ? a->meta : "{}");
+    if ((o = cJSON_CreateObject()) != NULL && meta != NULL) {
+        cJSON_AddStringToObject(o, "id", a->id);
+        cJSON_AddStringToObject(o, "org_id", a->org_id);
+        cJSON_AddStringToObject(o, "actor", a->actor);
+        cJSON_AddStringToObject(o, "action", a->action);
+        cJSON_AddStringToObject(o, "target", a->target);
+        cJSON_AddNumberToObject(o, "created_at", (double)a->created_at);
+        if (cJSON_AddItemToObject(o, "meta", meta))
+            meta = NULL;
+        text = cJSON_PrintUnformatted(o);
+    }
+    cJSON_Delete(meta);
+    cJSON_Delete(o);
+    if (text == NULL)
+        *rc = fail(e, ERR_NOMEM, "out of memory");
+    return text;
+}
+
 int pgrec_resource_put(struct engine *e, const struct eng_scope *s, const struct eng_resource *def,
                        const struct eng_rename *ren, size_t nren, int64_t now,
-                       struct eng_schema_conflict *why)
+                       const struct eng_audit *audit, struct eng_schema_conflict *why)
 {
     struct eng_schema_conflict scratch;
-    char *dj = NULL, *rj = NULL, at[24];
+    char *dj = NULL, *rj = NULL, *aj = NULL, at[24];
     PGresult *r = NULL;
     int rc;
 
@@ -495,14 +532,17 @@ int pgrec_resource_put(struct engine *e, const struct eng_scope *s, const struct
         if (!eng_name_valid(ren[i].from, ENG_FIELD) || eng_resource_field(def, ren[i].to) == NULL)
             return fail(e, ERR_INVAL, "rename of %.64s names no new field", ren[i].from);
     snprintf(at, sizeof at, "%" PRId64, now);
+    if ((aj = audit_json(e, s, audit, &rc)) == NULL && rc != 0)
+        goto out;
     if ((dj = def_json(def)) == NULL || (rj = renames_json(ren, nren)) == NULL) {
         rc = fail(e, ERR_NOMEM, "out of memory");
         goto out;
     }
     {
-        const char *vals[5] = {def->service, engine_mode_name(s->mode), dj, rj, at};
-        const struct pg_stmt st = {"SELECT core.svc_resource_put($1, $2, $3::jsonb, $4::jsonb, $5::bigint)::text",
-                                   5, vals, true};
+        const char *vals[6] = {def->service, engine_mode_name(s->mode), dj, rj, at, aj};
+        const struct pg_stmt st = {
+            "SELECT core.svc_resource_put($1, $2, $3::jsonb, $4::jsonb, $5::bigint, $6::jsonb)::text", 6, vals,
+            true};
         if ((rc = engine_pg_data(e, s, DATA_PATH, &st, 1, &r)) == ERR_CONFLICT) {
             /* a deadlock or serialization failure: two changes of one resource met */
             snprintf(why->field, sizeof why->field, "*");
@@ -513,10 +553,13 @@ int pgrec_resource_put(struct engine *e, const struct eng_scope *s, const struct
     }
     rc = PQntuples(r) == 1 ? put_answer(e, PQgetvalue(r, 0, 0), why)
                            : fail(e, ERR_INTERNAL, "svc_resource_put: no answer");
+    if (rc == 0 && audit != NULL)
+        rc = engine_pg_relayed(e, s, audit);
 out:
     PQclear(r);
     cJSON_free(dj);
     cJSON_free(rj);
+    cJSON_free(aj);
     return rc;
 }
 

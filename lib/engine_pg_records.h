@@ -22,6 +22,11 @@ int engine_pg_data_read(struct engine *e, const struct eng_scope *s, const char 
 /* engine_pg.c: the same on the core pool. */
 int engine_pg_core(struct engine *e, const struct eng_scope *s, const struct pg_stmt *st, size_t n,
                    PGresult **res) ERR_MUST_CHECK;
+/* engine_pg.c: a change of scope s wrote audit's entry into core.audit_relay
+ * in its data transaction: audit goes into core.audit_log in the core one
+ * too, and once both have committed the relay row is dropped (lib/engine.h
+ * resource_put; sql/0006_platform_schemas.sql). */
+int engine_pg_relayed(struct engine *e, const struct eng_scope *s, const struct eng_audit *audit) ERR_MUST_CHECK;
 /* engine_pg.c: "engine pg: <fmt>" into e->errstr; returns rc. */
 int engine_pg_fail(struct engine *e, int rc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
@@ -31,7 +36,7 @@ int pgrec_resource_list(struct engine *e, const struct eng_scope *s, const char 
                         struct eng_resource *out, size_t max, size_t *n);
 int pgrec_resource_put(struct engine *e, const struct eng_scope *s, const struct eng_resource *def,
                        const struct eng_rename *ren, size_t nren, int64_t now,
-                       struct eng_schema_conflict *why);
+                       const struct eng_audit *audit, struct eng_schema_conflict *why);
 int pgrec_record_create(struct engine *e, const struct eng_scope *s, const char *service,
                         const char *resource, const struct eng_record *rec);
 int pgrec_record_get(struct engine *e, const struct eng_scope *s, const char *service,

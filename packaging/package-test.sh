@@ -413,7 +413,7 @@ if [ -n "$up" ]; then
         "curl -s $copts -o /dev/null -w '%{http_code}' -H @'$T/admin.hdr' -H 'Content-Type: application/json' -d '{\"name\":\"smoke\",\"kind\":\"microservice\"}' '$https/v1/apps' | grep -q 201"
     if [ "$records" = 1 ]; then
         echo "== tests/smoke.sh $https (through the installed site and fleet; SMOKE_SERVICE=smoke)"
-        SMOKE_SERVICE=smoke SMOKE_CURL_OPTS="$copts" tests/smoke.sh "$https" >"$T/smoke.out" 2>&1
+        SMOKE_SERVICE=smoke SMOKE_ADMIN_AUTH="$T/admin.hdr" SMOKE_CURL_OPTS="$copts" tests/smoke.sh "$https" >"$T/smoke.out" 2>&1
         smoke_rc=$?
         if [ "$smoke_rc" -eq 0 ] && ! grep -q '# SKIP' "$T/smoke.out"; then
             ok "tests/smoke.sh, with the schema and record round trip, passes on postgres ($(tail -1 "$T/smoke.out"))"

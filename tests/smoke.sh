@@ -6,9 +6,13 @@
 # round trip through the MicroService API; logout, and the revoked token refused.
 #   SMOKE_SERVICE   a microservice app the deployment has for this check (e.g.
 #                   `smoke`, registered once by a platform admin with POST
-#                   /v1/apps); the new user's own organization puts the schema
-#                   of resource `smoke_check` there, writes a record, reads it
-#                   back and deletes it. Unset: the round trip is skipped, said so.
+#                   /v1/apps); a platform admin puts the schema of resource
+#                   `smoke_check` there (schemas are the platform's: the new
+#                   user's own organization is refused it), the new user writes
+#                   a record, reads it back and deletes it. Unset: the round
+#                   trip is skipped, said so.
+#   SMOKE_ADMIN_AUTH with SMOKE_SERVICE: a file holding the header line
+#                   "Authorization: Bearer <a platform admin's token or platform key>".
 #   SMOKE_CURL_OPTS extra curl options (e.g. "-k" for a self-signed certificate).
 # Needs curl and jq. Prints `N passed, N failed, N skipped`; exits 1 on a failure.
 # It leaves one organization and user per run (smoke-*@smoke.tessera.test).
@@ -77,9 +81,11 @@ if [ -z "$svc" ]; then
     skip=$((skip + 1))
 else
     base=/v1/svc/$svc/smoke_check
-    req PUT "/v1/svc/$svc/schema/smoke_check" -H "$auth" -H "$J" \
-        -d '{"fields":{"note":{"type":"string","required":true},"n":{"type":"integer"}}}'
-    expect "PUT the schema of $svc/smoke_check" 200 '.name == "smoke_check" and .fields.note.type == "string"'
+    schema='{"fields":{"note":{"type":"string","required":true},"n":{"type":"integer"}}}'
+    req PUT "/v1/svc/$svc/schema/smoke_check" -H "$auth" -H "$J" -d "$schema"
+    expect "a customer may not change the service's shared schema (403)" 403 '.error.code == "forbidden"'
+    req PUT "/v1/svc/$svc/schema/smoke_check" -H @"${SMOKE_ADMIN_AUTH:-/dev/null}" -H "$J" -d "$schema"
+    expect "a platform admin PUTs the schema of $svc/smoke_check" 200 '.name == "smoke_check" and .fields.note.type == "string"'
     req POST "$base" -H "$auth" -H "$J" -d "{\"note\":\"smoke $run\",\"n\":42}"
     expect "POST a record" 201 ".note == \"smoke $run\" and .n == 42 and .version == 1"
     id=$(jq -r '.id // "none"' <<<"$BODY" 2>/dev/null)

@@ -122,6 +122,8 @@ INSERT INTO core.invites (id, org_id, role, token_hash, created_by, expires_at)
     VALUES (gen_random_uuid(), '$1', 'member', repeat('$3', 63) || '3', '$2', now() + interval '7 days');
 INSERT INTO core.audit_log (id, org_id, actor, action, target)
     VALUES (gen_random_uuid(), '$1', '$2', 'auth.login', '$2');
+INSERT INTO core.audit_relay (id, org_id, actor, action, target, created_at)
+    VALUES (gen_random_uuid(), '$1', '$2', 'schema.put', 'crm/x', now());
 SQL
 }
 check "fixtures for org A and org B go in as the owner" owner_sql -c "$(fixture $A $UA a; fixture $B $UB b)"
@@ -244,4 +246,4 @@ fails_with "core.ensure_audit_partitions refuses more than 24 months ahead" 'out
     app_sql -c "SELECT core.ensure_audit_partitions(25)"
 check "the built-in roles are there, once each, with the engine's permissions" test "$(app_sql -c "
     SELECT string_agg(name || '=' || cardinality(permissions), ',' ORDER BY name) FROM core.builtin_roles()")" = \
-    "admin=8,member=3,owner=1,viewer=1"
+    "admin=7,member=3,owner=1,viewer=1"

@@ -147,7 +147,7 @@ fails_with "tessera_app cannot call the DDL helpers" 'permission denied' \
 
 # svc_resource_put trusts nothing: every name by regex, every type by whitelist
 put_fn() { # def-json [renames-json] [service] [mode]
-    app_sql -c "$set_acme" -c "SELECT core.svc_resource_put('${3:-crm}', '${4:-test}', \$j\$$1\$j\$, \$j\$${2:-[]}\$j\$, 0)"
+    app_sql -c "$set_acme" -c "SELECT core.svc_resource_put('${3:-crm}', '${4:-test}', \$j\$$1\$j\$, \$j\$${2:-[]}\$j\$, 0, NULL)"
 }
 for bad in '{"name":"contacts; DROP TABLE svc_crm_sandbox.contacts","fields":[]}' \
            '{"name":"Contacts","fields":[]}' \

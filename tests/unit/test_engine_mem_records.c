@@ -62,6 +62,7 @@ static int setup(void **state)
     assert_non_null(f->e = engine_mem_new(f->r, err));
     assert_non_null(f->res = calloc(1, sizeof *f->res));
     f->a = org_rec("a");
+    f->a.platform = true; /* schema changes are made from the platform's org */
     f->b = org_rec("b");
     OK(f->e, engine_begin(f->e, NULL));
     OK(f->e, OP(f->e, org_create, &f->a));
@@ -143,10 +144,10 @@ static void test_schema_versions_and_list(void **state)
 
     OK(f->e, engine_begin(f->e, &f->sa));
     define(f->res, "crm", "zeta", (const char *const[]){"a:string", NULL});
-    OK(f->e, OP(f->e, resource_put, &f->sa, f->res, NULL, 0, 100, NULL));
+    OK(f->e, OP(f->e, resource_put, &f->sa, f->res, NULL, 0, 100, NULL, NULL));
     define(f->res, "crm", "alpha", (const char *const[]){"a:string", "v:vector(3)", NULL});
-    OK(f->e, OP(f->e, resource_put, &f->sa, f->res, NULL, 0, 100, NULL));
-    OK(f->e, OP(f->e, resource_put, &f->sa, f->res, NULL, 0, 200, NULL));
+    OK(f->e, OP(f->e, resource_put, &f->sa, f->res, NULL, 0, 100, NULL, NULL));
+    OK(f->e, OP(f->e, resource_put, &f->sa, f->res, NULL, 0, 200, NULL, NULL));
     OK(f->e, OP(f->e, resource_get, &f->sa, "crm", "alpha", f->res));
     assert_int_equal(f->res->version, 2);
     assert_int_equal(f->res->updated_at, 200);
@@ -164,19 +165,57 @@ static void test_schema_versions_and_list(void **state)
     /* a rolled-back change leaves nothing */
     OK(f->e, engine_begin(f->e, &f->sa));
     define(f->res, "crm", "ghost", (const char *const[]){"a:string", NULL});
-    OK(f->e, OP(f->e, resource_put, &f->sa, f->res, NULL, 0, 100, NULL));
+    OK(f->e, OP(f->e, resource_put, &f->sa, f->res, NULL, 0, 100, NULL, NULL));
     engine_rollback(f->e);
     OK(f->e, engine_begin(f->e, &f->sa));
     EXPECT(f->e, ERR_NOTFOUND, OP(f->e, resource_get, &f->sa, "crm", "ghost", f->res));
     /* malformed definitions */
     define(f->res, "crm", "bad", (const char *const[]){"a:string", "a:integer", NULL});
-    EXPECT(f->e, ERR_INVAL, OP(f->e, resource_put, &f->sa, f->res, NULL, 0, 100, NULL));
+    EXPECT(f->e, ERR_INVAL, OP(f->e, resource_put, &f->sa, f->res, NULL, 0, 100, NULL, NULL));
     define(f->res, "crm", "Bad", (const char *const[]){"a:string", NULL});
-    EXPECT(f->e, ERR_INVAL, OP(f->e, resource_put, &f->sa, f->res, NULL, 0, 100, NULL));
+    EXPECT(f->e, ERR_INVAL, OP(f->e, resource_put, &f->sa, f->res, NULL, 0, 100, NULL, NULL));
     define(f->res, "crm", "bad", (const char *const[]){"a:integer:p", NULL});
-    EXPECT(f->e, ERR_INVAL, OP(f->e, resource_put, &f->sa, f->res, NULL, 0, 100, NULL));
+    EXPECT(f->e, ERR_INVAL, OP(f->e, resource_put, &f->sa, f->res, NULL, 0, 100, NULL, NULL));
     OK(f->e, engine_commit(f->e));
     free(list);
+}
+
+/* A schema is every org's: only the platform's org changes it, and its audit
+ * entry is part of the same unit of work. */
+static void test_schema_changes_are_the_platform_orgs(void **state)
+{
+    struct fx *f = *state;
+    struct eng_audit a = {0}, got[4];
+    size_t n = 9;
+
+    OK(f->e, engine_begin(f->e, &f->sb));
+    define(f->res, "crm", "owned", (const char *const[]){"a:string", NULL});
+    EXPECT(f->e, ERR_FORBIDDEN, OP(f->e, resource_put, &f->sb, f->res, NULL, 0, 100, NULL, NULL));
+    engine_rollback(f->e);
+
+    OK(f->e, engine_begin(f->e, &f->sa));
+    EXPECT(f->e, ERR_NOTFOUND, OP(f->e, resource_get, &f->sa, "crm", "owned", f->res));
+    assert_int_equal(uuid_v7(a.id), 0);
+    memcpy(a.org_id, f->a.id, ENG_ID);
+    snprintf(a.action, sizeof a.action, "schema.put");
+    snprintf(a.meta, sizeof a.meta, "{}");
+    a.created_at = 100;
+    define(f->res, "crm", "owned", (const char *const[]){"a:string", NULL});
+    OK(f->e, OP(f->e, resource_put, &f->sa, f->res, NULL, 0, 100, &a, NULL));
+    engine_rollback(f->e); /* the change and its entry go back together */
+    OK(f->e, engine_begin(f->e, &f->sa));
+    EXPECT(f->e, ERR_NOTFOUND, OP(f->e, resource_get, &f->sa, "crm", "owned", f->res));
+    OK(f->e, OP(f->e, audit_list, &f->sa, NULL, got, 4, &n));
+    assert_int_equal(n, 0);
+    define(f->res, "crm", "owned", (const char *const[]){"a:string", NULL});
+    OK(f->e, OP(f->e, resource_put, &f->sa, f->res, NULL, 0, 100, &a, NULL));
+    OK(f->e, engine_commit(f->e));
+    OK(f->e, engine_begin(f->e, &f->sa));
+    OK(f->e, OP(f->e, audit_list, &f->sa, NULL, got, 4, &n));
+    assert_int_equal(n, 1);
+    assert_string_equal(got[0].id, a.id);
+    assert_string_equal(got[0].action, "schema.put");
+    OK(f->e, engine_commit(f->e));
 }
 
 static void test_crud_versions_outbox_and_isolation(void **state)
@@ -189,7 +228,7 @@ static void test_crud_versions_outbox_and_isolation(void **state)
 
     OK(f->e, engine_begin(f->e, &f->sa));
     define(f->res, "crm", "companies", (const char *const[]){"name:string:r", "size:integer", NULL});
-    OK(f->e, OP(f->e, resource_put, &f->sa, f->res, NULL, 0, 100, NULL));
+    OK(f->e, OP(f->e, resource_put, &f->sa, f->res, NULL, 0, 100, NULL, NULL));
     record(&rec, "{\"name\":\"Initech\",\"size\":5}");
     OK(f->e, OP(f->e, record_create, &f->sa, "crm", "companies", &rec));
     EXPECT(f->e, ERR_CONFLICT, OP(f->e, record_create, &f->sa, "crm", "companies", &rec));
@@ -276,7 +315,7 @@ static void test_schema_casts_renames_and_refusals(void **state)
 
     OK(f->e, engine_begin(f->e, &f->sa));
     define(f->res, "crm", "evo", (const char *const[]){"title:string", "qty:string", "price:string", NULL});
-    OK(f->e, OP(f->e, resource_put, &f->sa, f->res, NULL, 0, 100, NULL));
+    OK(f->e, OP(f->e, resource_put, &f->sa, f->res, NULL, 0, 100, NULL, NULL));
     record(&r1, "{\"title\":\"a\",\"qty\":\"12\",\"price\":\"1.5\"}");
     record(&r2, "{\"title\":\"b\",\"qty\":\"7\",\"price\":\"2\"}");
     OK(f->e, OP(f->e, record_create, &f->sa, "crm", "evo", &r1));
@@ -294,20 +333,25 @@ static void test_schema_casts_renames_and_refusals(void **state)
     OK(f->e, engine_commit(f->e));
 
     OK(f->e, engine_begin(f->e, &f->sa));
-    /* qty → integer fails on org b's "x": no sample id of another org is named */
+    /* qty → integer fails on org b's "x" only: counted, but neither its id
+     * nor its value is named */
     define(f->res, "crm", "evo", (const char *const[]){"title:string", "qty:integer", "price:string", NULL});
-    EXPECT(f->e, ERR_CONFLICT, OP(f->e, resource_put, &f->sa, f->res, NULL, 0, 100, &why));
+    EXPECT(f->e, ERR_CONFLICT, OP(f->e, resource_put, &f->sa, f->res, NULL, 0, 100, NULL, &why));
     assert_string_equal(why.field, "qty");
+    assert_int_equal(why.count, 1);
     assert_string_equal(why.record_id, "");
+    assert_null(strstr(why.reason, "\"x\""));
     /* price → integer fails on our "1.5": named */
     define(f->res, "crm", "evo", (const char *const[]){"title:string", "qty:string", "price:integer", NULL});
-    EXPECT(f->e, ERR_CONFLICT, OP(f->e, resource_put, &f->sa, f->res, NULL, 0, 100, &why));
+    EXPECT(f->e, ERR_CONFLICT, OP(f->e, resource_put, &f->sa, f->res, NULL, 0, 100, NULL, &why));
     assert_string_equal(why.field, "price");
+    assert_int_equal(why.count, 1);
     assert_string_equal(why.record_id, r1.id);
     /* a new required field without default while records exist */
     define(f->res, "crm", "evo", (const char *const[]){"title:string", "qty:string", "price:string", "x:string:r", NULL});
-    EXPECT(f->e, ERR_CONFLICT, OP(f->e, resource_put, &f->sa, f->res, NULL, 0, 100, &why));
+    EXPECT(f->e, ERR_CONFLICT, OP(f->e, resource_put, &f->sa, f->res, NULL, 0, 100, NULL, &why));
     assert_string_equal(why.field, "x");
+    assert_int_equal(why.count, 3); /* both of org a's records, and org b's one */
     /* nothing changed, and the unit of work goes on */
     OK(f->e, OP(f->e, resource_get, &f->sa, "crm", "evo", f->res));
     assert_int_equal(f->res->version, 1);
@@ -316,7 +360,7 @@ static void test_schema_casts_renames_and_refusals(void **state)
     cJSON_free(t);
     /* price → number, title renamed to name, qty dropped */
     define(f->res, "crm", "evo", (const char *const[]){"name:string", "price:number", NULL});
-    OK(f->e, OP(f->e, resource_put, &f->sa, f->res, &ren, 1, 100, &why));
+    OK(f->e, OP(f->e, resource_put, &f->sa, f->res, &ren, 1, 100, NULL, &why));
     t = get_text(f, &f->sa, "evo", r1.id);
     assert_string_equal(t, "{\"name\":\"a\",\"price\":1.5}");
     cJSON_free(t);
@@ -328,7 +372,7 @@ static void test_schema_casts_renames_and_refusals(void **state)
     /* a default fills a new field */
     define(f->res, "crm", "evo", (const char *const[]){"name:string", "price:number", "tier:integer:r", NULL});
     snprintf(f->res->fields[2].def, sizeof f->res->fields[2].def, "1");
-    OK(f->e, OP(f->e, resource_put, &f->sa, f->res, NULL, 0, 100, &why));
+    OK(f->e, OP(f->e, resource_put, &f->sa, f->res, NULL, 0, 100, NULL, &why));
     t = get_text(f, &f->sa, "evo", r2.id);
     assert_string_equal(t, "{\"name\":\"b\",\"price\":2,\"tier\":1}");
     cJSON_free(t);
@@ -357,7 +401,7 @@ static void test_list_filters_order_keyset_expiry(void **state)
 
     OK(f->e, engine_begin(f->e, &f->sa));
     define(f->res, "crm", "items", (const char *const[]){"s:string", "n:integer", "b:boolean", NULL});
-    OK(f->e, OP(f->e, resource_put, &f->sa, f->res, NULL, 0, 100, NULL));
+    OK(f->e, OP(f->e, resource_put, &f->sa, f->res, NULL, 0, 100, NULL, NULL));
     for (size_t i = 0; i < 5; i++) {
         record(&rec, rows[i]);
         if (i == 4)
@@ -444,7 +488,7 @@ static void test_pii_is_not_plaintext_at_rest(void **state)
     unlink(path);
     OK(f->e, engine_begin(f->e, &f->sa));
     define(f->res, "crm", "contacts", (const char *const[]){"email:string:p", NULL});
-    OK(f->e, OP(f->e, resource_put, &f->sa, f->res, NULL, 0, 100, NULL));
+    OK(f->e, OP(f->e, resource_put, &f->sa, f->res, NULL, 0, 100, NULL, NULL));
     record(&rec, "{}");
     snprintf(aad, sizeof aad, "%s|crm|contacts|%s|email", f->a.id, rec.id);
     assert_int_equal(crypto_seal_text(&ring, aad, strlen(aad), secret, strlen(secret), &sealed), 0);
@@ -512,7 +556,7 @@ static void test_schema_change_past_the_undo_log_rolls_back_whole(void **state)
     shm_unlock(f->r);
     OK(f->e, engine_begin(f->e, &f->sa));
     define(f->res, "crm", "many", (const char *const[]){"k:string", NULL});
-    OK(f->e, OP(f->e, resource_put, &f->sa, f->res, NULL, 0, 100, NULL));
+    OK(f->e, OP(f->e, resource_put, &f->sa, f->res, NULL, 0, 100, NULL, NULL));
     OK(f->e, engine_commit(f->e));
     /* enough records that rewriting them all takes more undo entries than a section has */
     while ((size_t)made < st.undo_cap / 4) {
@@ -528,7 +572,7 @@ static void test_schema_change_past_the_undo_log_rolls_back_whole(void **state)
     }
     OK(f->e, engine_begin(f->e, &f->sa));
     define(f->res, "crm", "many", (const char *const[]){"k:integer", NULL});
-    EXPECT(f->e, ERR_NOSPACE, OP(f->e, resource_put, &f->sa, f->res, NULL, 0, 100, NULL));
+    EXPECT(f->e, ERR_NOSPACE, OP(f->e, resource_put, &f->sa, f->res, NULL, 0, 100, NULL, NULL));
     EXPECT(f->e, ERR_INTERNAL, OP(f->e, resource_get, &f->sa, "crm", "many", f->res));
     EXPECT(f->e, ERR_NOSPACE, engine_commit(f->e));
     OK(f->e, engine_begin(f->e, &f->sa));
@@ -553,7 +597,7 @@ static void test_worker_killed_inside_a_schema_change_leaves_it_undone(void **st
 
     OK(f->e, engine_begin(f->e, &f->sa));
     define(f->res, "crm", "k", (const char *const[]){"n:string", NULL});
-    OK(f->e, OP(f->e, resource_put, &f->sa, f->res, NULL, 0, 100, NULL));
+    OK(f->e, OP(f->e, resource_put, &f->sa, f->res, NULL, 0, 100, NULL, NULL));
     record(&rec, "{\"n\":\"42\"}");
     OK(f->e, OP(f->e, record_create, &f->sa, "crm", "k", &rec));
     OK(f->e, engine_commit(f->e));
@@ -565,7 +609,7 @@ static void test_worker_killed_inside_a_schema_change_leaves_it_undone(void **st
         if (ce == NULL || engine_begin(ce, &f->sa) != 0)
             _exit(2);
         define(f->res, "crm", "k", (const char *const[]){"n:integer", NULL});
-        if (ce->ops->resource_put(ce, &f->sa, f->res, NULL, 0, 100, NULL) != 0)
+        if (ce->ops->resource_put(ce, &f->sa, f->res, NULL, 0, 100, NULL, NULL) != 0)
             _exit(3);
         raise(SIGKILL);
         _exit(4);
@@ -639,6 +683,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_schema_versions_and_list, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_schema_changes_are_the_platform_orgs, setup, teardown),
         cmocka_unit_test_setup_teardown(test_crud_versions_outbox_and_isolation, setup, teardown),
         cmocka_unit_test_setup_teardown(test_schema_casts_renames_and_refusals, setup, teardown),
         cmocka_unit_test_setup_teardown(test_list_filters_order_keyset_expiry, setup, teardown),
