@@ -134,6 +134,9 @@ refresh "$R0"
 expect "refresh rotates: a new pair" 200 '(.refresh_token | startswith("rt_")) and (.access_token | length > 0)'
 R1=$(jq -r .refresh_token <<<"$BODY"); A1=$(jq -r .access_token <<<"$BODY")
 check "the rotated refresh token differs" test "$R1" != "$R0"
+FAM=$(pad "$(cut -d. -f2 <<<"$A1")" | openssl base64 -d -A | jq -r .fam)
+# seals in the database: "kept|tokens" of the family (postgres only; the memory engine's unit test covers it)
+seals() { "$PG_BIN/psql" "$PG_DB_OWNER_DSN" -Atc "SELECT count(*) FILTER (WHERE child_sealed IS NOT NULL) || '|' || count(*) FROM core.refresh_tokens WHERE family_id = '$FAM'"; }
 refresh "$R0"
 expect "replaying the parent within the reuse interval returns the same child" 200 ".refresh_token == \"$R1\""
 A1b=$(jq -r .access_token <<<"$BODY")
@@ -146,13 +149,16 @@ refresh "$R1"
 expect "the child rotates in its turn" 200 '.refresh_token | startswith("rt_")'
 R2=$(jq -r .refresh_token <<<"$BODY")
 check "into a grandchild of its own" test "$R2" != "$R1" -a "$R2" != "$R0"
+[ "${ENGINE:-memory}" = postgres ] &&
+    check "only the newest rotation's seal is kept: the grandparent's went when its child rotated" test "$(seals)" = "1|3"
 refresh "$R0"
 expect_error "replaying the grandparent, even within the interval → 401 token_revoked" 401 token_revoked
 refresh "$R2"
 expect_error "grandparent replay revokes the family: the newest token → 401 token_revoked" 401 token_revoked
 refresh "$R1"
 expect_error "and the parent with it" 401 token_revoked
-FAM=$(pad "$(cut -d. -f2 <<<"$A1")" | openssl base64 -d -A | jq -r .fam)
+[ "${ENGINE:-memory}" = postgres ] &&
+    check "and no seal of the revoked family is left" test "$(seals)" = "0|3"
 req GET /v1/audit -H "$(auth "$ADMIN")"
 expect "the reuse is audited with its family" 200 "[.data[] | select(.action == \"auth.refresh_reuse\" and .meta.family_id == \"$FAM\")] | length == 1"
 
