@@ -208,6 +208,22 @@ void token_sha256_hex(const char *s, size_t n, char out[ENG_HASH]);
  * token_type, expires_in. Inside the caller's unit of work. */
 int token_issue(struct worker *w, const struct eng_scope *s, const char *user_id, const char *role,
                 const char *family, cJSON *obj) ERR_MUST_CHECK;
+#define TOKEN_REFRESH_TEXT 64   /* "rt_" + 43 base64url characters + NUL, with room */
+/* A new refresh token of user in scope, in family (a new one when NULL): its row
+ * into t, not stored, and its text, shown once, into text. */
+int token_refresh_new(const struct config *cfg, const struct eng_scope *s, const char *user_id,
+                      const char *family, int64_t now, struct eng_refresh *t,
+                      char text[TOKEN_REFRESH_TEXT]) ERR_MUST_CHECK;
+/* A rotation's child text sealed for replays (AAD: parent's org, family and id), and back;
+ * open fails (ERR_INVAL) on any other parent's row. */
+int token_refresh_seal(const struct crypto_keyring *ring, const struct eng_refresh *parent, const char *text,
+                       char out[ENG_SEALED]) ERR_MUST_CHECK;
+int token_refresh_open(const struct crypto_keyring *ring, const struct eng_refresh *parent, const char *sealed,
+                       char text[TOKEN_REFRESH_TEXT]) ERR_MUST_CHECK;
+/* Signs an access token of the session (user, family) at now and adds it, with
+ * refresh_text, to obj as token_issue does. */
+int token_pair_json(struct worker *w, const struct eng_scope *s, const char *user_id, const char *role,
+                    const char *family, const char *refresh_text, int64_t now, cJSON *obj) ERR_MUST_CHECK;
 /* Normalizes an email (trim, lower-case) into out and checks its shape; ERR_INVAL otherwise. */
 int email_normalize(const char *in, char *out, size_t outsz) ERR_MUST_CHECK;
 /* Seals a normalized email into u->email_enc (AAD: the user id, already set)

@@ -9,6 +9,8 @@
 #include <string.h>
 #include <time.h>
 
+#include <openssl/crypto.h>
+
 #include "app.h"
 #include "json.h"
 #include "log.h"
@@ -373,12 +375,42 @@ fail_nolock:
     return rc;
 }
 
+/* RFC 9700 reuse detection: a spent token came back outside what a replay may
+ * be; the family is burnt, in the unit of work the caller opened, and audited. */
+static int refresh_reused(struct worker *w, struct http_request *r, const struct eng_scope *s,
+                          const struct eng_refresh *t, int64_t now)
+{
+    cJSON *meta = cJSON_CreateObject();
+    int rc = ERR_NOMEM;
+
+    if (meta != NULL && cJSON_AddStringToObject(meta, "family_id", t->family_id) != NULL &&
+        cJSON_AddStringToObject(meta, "token_id", t->id) != NULL)
+        rc = w->engine->ops->refresh_revoke_family(w->engine, s, t->family_id, now);
+    if (rc == 0)
+        rc = audit_record(w, s, t->user_id, "auth.refresh_reuse", t->user_id, meta);
+    cJSON_Delete(meta);
+    if (rc != 0) {
+        engine_rollback(w->engine);
+        return rc;
+    }
+    if ((rc = engine_commit(w->engine)) != 0)
+        return rc;
+    log_msg(LOG_WARN, "refresh_reuse", "family %s revoked (request %s)", t->family_id, r->request_id);
+    return respond_fail(r, 401, "token_revoked", "the refresh token was already used");
+}
+
+/* A family has at most one live token (DESIGN §3): the engine's refresh_rotate
+ * decides, atomically against every other refresh of the same token, whether
+ * this one rotates it (the child made here), replays it within the interval
+ * (the child the first use made, opened from its seal) or reuses it. So the
+ * child and its seal are made before asking, and thrown away unless used. */
 HANDLER(handle_auth_refresh)
 {
     static const char *const allowed[] = {"refresh_token", NULL};
     struct problems pr = {0};
-    struct eng_refresh t;
-    char h[ENG_HASH];
+    struct eng_refresh t, child;
+    struct eng_rotation rot;
+    char h[ENG_HASH], text[TOKEN_REFRESH_TEXT], sealed[ENG_SEALED];
     int rc;
 
     if ((rc = body_object(r, allowed)) != 0 || r->status != 0)
@@ -403,46 +435,56 @@ HANDLER(handle_auth_refresh)
         return respond_fail(r, 401, "token_revoked", "the refresh token has been revoked");
     if (t.expires_at <= now)
         return respond_fail(r, 401, "token_expired", "the refresh token has expired");
+    if ((rc = token_refresh_new(w->cfg, &s, t.user_id, t.family_id, now, &child, text)) != 0 ||
+        (rc = token_refresh_seal(&w->ring, &t, text, sealed)) != 0)
+        goto wipe;
     if ((rc = engine_begin(w->engine, &s)) != 0)
-        return rc;
-    if (t.used_at != 0 && now - t.used_at > w->cfg->auth.refresh_reuse_interval) {
-        /* RFC 9700 reuse detection: a spent token came back; the family is burnt */
-        cJSON *meta = cJSON_CreateObject();
-        cJSON_AddStringToObject(meta, "family_id", t.family_id);
-        rc = w->engine->ops->refresh_revoke_family(w->engine, &s, t.family_id, now);
-        if (rc == 0)
-            rc = audit_record(w, &s, t.user_id, "auth.refresh_reuse", t.user_id, meta);
-        cJSON_Delete(meta);
-        if (rc != 0 || (rc = engine_commit(w->engine)) != 0)
-            goto fail;
-        log_msg(LOG_WARN, "refresh_reuse", "family %s revoked (request %s)", t.family_id, r->request_id);
-        return respond_fail(r, 401, "token_revoked", "the refresh token was already used");
-    }
+        goto wipe;
     struct eng_membership m;
     rc = w->engine->ops->member_get(w->engine, &s, t.user_id, &m);
     if (rc == ERR_NOTFOUND) {
         engine_rollback(w->engine);
-        return respond_fail(r, 401, "unauthorized", "no longer a member of this organization");
+        rc = respond_fail(r, 401, "unauthorized", "no longer a member of this organization");
+        goto wipe;
     }
-    if (rc != 0)
+    if (rc != 0 ||
+        (rc = w->engine->ops->refresh_rotate(w->engine, &s, t.id, &child, sealed, now,
+                                             w->cfg->auth.refresh_reuse_interval, &rot)) != 0)
         goto fail;
-    /* Within the reuse interval a replay (two tabs, a lost response) gets a fresh
-     * pair; a concurrent rotation that marked it first (ERR_CONFLICT) is one too. */
-    if (t.used_at == 0 && (rc = w->engine->ops->refresh_mark_used(w->engine, &s, t.id, now)) != 0 &&
-        rc != ERR_CONFLICT)
-        goto fail;
+    switch (rot.outcome) {
+    case ENG_ROTATE_NEW:
+        break;
+    case ENG_ROTATE_REPLAY:
+        /* the same child as the first use got: a second branch never exists */
+        if ((rc = token_refresh_open(&w->ring, &t, rot.sealed, text)) != 0) {
+            log_msg(LOG_ERROR, "refresh_seal", "family %s: the kept child does not open (%s)", t.family_id,
+                    err_str(rc));
+            rc = ERR_INTERNAL;
+            goto fail;
+        }
+        break;
+    case ENG_ROTATE_REUSE:
+        rc = refresh_reused(w, r, &s, &t, now);
+        goto wipe;
+    default: /* revoked since it was resolved: a logout or a reuse elsewhere */
+        engine_rollback(w->engine);
+        rc = respond_fail(r, 401, "token_revoked", "the refresh token has been revoked");
+        goto wipe;
+    }
     cJSON *root = http_own(r, cJSON_CreateObject());
     if (root == NULL) {
         rc = ERR_NOMEM;
         goto fail;
     }
-    if ((rc = token_issue(w, &s, t.user_id, m.role, t.family_id, root)) != 0)
+    if ((rc = token_pair_json(w, &s, t.user_id, m.role, t.family_id, text, now, root)) != 0)
         goto fail;
-    if ((rc = engine_commit(w->engine)) != 0)
-        return rc;
-    return respond_owned(r, 200, root);
+    if ((rc = engine_commit(w->engine)) == 0)
+        rc = respond_owned(r, 200, root);
+    goto wipe;
 fail:
     engine_rollback(w->engine);
+wipe:
+    OPENSSL_cleanse(text, sizeof text);
     return rc;
 }
 

@@ -1,11 +1,14 @@
 /* Credentials tessera issues: access tokens (EdDSA JWTs), refresh tokens
- * (opaque, stored as SHA-256, rotated), and the email handling around users
- * (normalized, sealed with AES-GCM, found by blind index). */
+ * (opaque, stored as SHA-256, rotated; the child of a rotation also kept
+ * sealed for replays within the reuse interval), and the email handling
+ * around users (normalized, sealed with AES-GCM, found by blind index). */
 #include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+
+#include <openssl/crypto.h>
 
 #include "app.h"
 #include "uuid.h"
@@ -91,48 +94,93 @@ static int add_str(cJSON *o, const char *k, const char *v)
     return cJSON_AddStringToObject(o, k, v) != NULL ? 0 : ERR_NOMEM;
 }
 
-int token_issue(struct worker *w, const struct eng_scope *s, const char *user_id, const char *role,
-                const char *family, cJSON *obj)
+int token_refresh_new(const struct config *cfg, const struct eng_scope *s, const char *user_id,
+                      const char *family, int64_t now, struct eng_refresh *t, char text[TOKEN_REFRESH_TEXT])
+{
+    uint8_t raw[REFRESH_BYTES];
+    int rc;
+
+    memset(t, 0, sizeof *t);
+    if ((rc = crypto_random(raw, sizeof raw)) != 0 ||
+        (rc = crypto_b64url_encode(raw, sizeof raw, text + 3, TOKEN_REFRESH_TEXT - 3, NULL)) != 0 ||
+        (rc = uuid_v7(t->id)) != 0)
+        goto out;
+    memcpy(text, "rt_", 3);
+    if (family != NULL)
+        snprintf(t->family_id, sizeof t->family_id, "%s", family);
+    else if ((rc = uuid_v4(t->family_id)) != 0)
+        goto out;
+    snprintf(t->user_id, sizeof t->user_id, "%s", user_id);
+    snprintf(t->org_id, sizeof t->org_id, "%s", s->org_id);
+    t->mode = s->mode;
+    token_sha256_hex(text, strlen(text), t->token_hash);
+    t->created_at = now;
+    t->expires_at = now + cfg->auth.refresh_ttl;
+out:
+    OPENSSL_cleanse(raw, sizeof raw);
+    return rc;
+}
+
+/* The seal's AAD: tenant, family and the parent whose row keeps it (DESIGN §10). */
+static void refresh_aad(const struct eng_refresh *parent, char aad[128])
+{
+    snprintf(aad, 128, "refresh:%s:%s:%s", parent->org_id, parent->family_id, parent->id);
+}
+
+int token_refresh_seal(const struct crypto_keyring *ring, const struct eng_refresh *parent, const char *text,
+                       char out[ENG_SEALED])
+{
+    char aad[128], *sealed = NULL;
+    int rc;
+
+    refresh_aad(parent, aad);
+    if ((rc = crypto_seal_text(ring, aad, strlen(aad), text, strlen(text), &sealed)) != 0)
+        return rc;
+    if (strlen(sealed) >= ENG_SEALED)
+        rc = ERR_TOOBIG;
+    else
+        snprintf(out, ENG_SEALED, "%s", sealed);
+    free(sealed);
+    return rc;
+}
+
+int token_refresh_open(const struct crypto_keyring *ring, const struct eng_refresh *parent, const char *sealed,
+                       char text[TOKEN_REFRESH_TEXT])
+{
+    char aad[128];
+    uint8_t *pt = NULL;
+    size_t len = 0;
+    int rc;
+
+    refresh_aad(parent, aad);
+    if ((rc = crypto_open_text(ring, aad, strlen(aad), sealed, strlen(sealed), &pt, &len)) != 0)
+        return rc;
+    if (len >= TOKEN_REFRESH_TEXT || memchr(pt, '\0', len) != NULL)
+        rc = ERR_INVAL;
+    else
+        memcpy(text, pt, len + 1);  /* crypto_open NUL-terminates */
+    OPENSSL_cleanse(pt, len);
+    free(pt);
+    return rc;
+}
+
+int token_pair_json(struct worker *w, const struct eng_scope *s, const char *user_id, const char *role,
+                    const char *family, const char *refresh_text, int64_t now, cJSON *obj)
 {
     const struct config *cfg = w->cfg;
-    int64_t now = (int64_t)time(NULL);
-    char jti[ENG_ID], fam[ENG_ID], raw_b64[64];
-    uint8_t raw[REFRESH_BYTES];
+    char jti[ENG_ID];
     char *access = NULL;
     cJSON *claims = NULL;
     int rc;
 
     if ((rc = uuid_v4(jti)) != 0)
         return rc;
-    if (family != NULL)
-        snprintf(fam, sizeof fam, "%s", family);
-    else if ((rc = uuid_v4(fam)) != 0)
-        return rc;
-
-    /* the refresh token: random, shown once, stored as its hash */
-    struct eng_refresh t = {0};
-    if ((rc = crypto_random(raw, sizeof raw)) != 0 ||
-        (rc = crypto_b64url_encode(raw, sizeof raw, raw_b64 + 3, sizeof raw_b64 - 3, NULL)) != 0)
-        return rc;
-    memcpy(raw_b64, "rt_", 3);
-    if ((rc = uuid_v7(t.id)) != 0)
-        return rc;
-    snprintf(t.family_id, sizeof t.family_id, "%s", fam);
-    snprintf(t.user_id, sizeof t.user_id, "%s", user_id);
-    snprintf(t.org_id, sizeof t.org_id, "%s", s->org_id);
-    t.mode = s->mode;
-    token_sha256_hex(raw_b64, strlen(raw_b64), t.token_hash);
-    t.created_at = now;
-    t.expires_at = now + cfg->auth.refresh_ttl;
-    if ((rc = w->engine->ops->refresh_create(w->engine, s, &t)) != 0)
-        return rc;
-
-    /* the access token; the org's role is re-read on every request, this one is informational */
+    /* the org's role is re-read on every request, this one is informational */
     rc = ERR_NOMEM;
     if ((claims = cJSON_CreateObject()) == NULL || add_str(claims, "sub", user_id) ||
         add_str(claims, "org", s->org_id) || add_str(claims, "role", role) ||
         add_str(claims, "mode", engine_mode_name(s->mode)) || add_str(claims, "jti", jti) ||
-        add_str(claims, "fam", fam) || add_str(claims, "iss", cfg->auth.issuer) ||
+        add_str(claims, "fam", family) || add_str(claims, "iss", cfg->auth.issuer) ||
         add_str(claims, "aud", cfg->auth.audience) || add_str(claims, "typ", "access") ||
         cJSON_AddNumberToObject(claims, "iat", (double)now) == NULL ||
         cJSON_AddNumberToObject(claims, "exp", (double)(now + cfg->auth.access_ttl)) == NULL)
@@ -140,7 +188,7 @@ int token_issue(struct worker *w, const struct eng_scope *s, const char *user_id
     if ((rc = jwt_sign(&w->keys, claims, &access)) != 0)
         goto out;
     rc = ERR_NOMEM;
-    if (add_str(obj, "access_token", access) || add_str(obj, "refresh_token", raw_b64) ||
+    if (add_str(obj, "access_token", access) || add_str(obj, "refresh_token", refresh_text) ||
         add_str(obj, "token_type", "Bearer") ||
         cJSON_AddNumberToObject(obj, "expires_in", cfg->auth.access_ttl) == NULL)
         goto out;
@@ -148,5 +196,21 @@ int token_issue(struct worker *w, const struct eng_scope *s, const char *user_id
 out:
     cJSON_Delete(claims);
     free(access);
+    return rc;
+}
+
+int token_issue(struct worker *w, const struct eng_scope *s, const char *user_id, const char *role,
+                const char *family, cJSON *obj)
+{
+    int64_t now = (int64_t)time(NULL);
+    char text[TOKEN_REFRESH_TEXT];
+    struct eng_refresh t;
+    int rc;
+
+    /* the refresh token: random, shown once, stored as its hash */
+    if ((rc = token_refresh_new(w->cfg, s, user_id, family, now, &t, text)) == 0 &&
+        (rc = w->engine->ops->refresh_create(w->engine, s, &t)) == 0)
+        rc = token_pair_json(w, s, user_id, role, t.family_id, text, now, obj);
+    OPENSSL_cleanse(text, sizeof text);
     return rc;
 }

@@ -1,4 +1,5 @@
-/* What both engines share: the built-in roles and the mode names. */
+/* What both engines share: the built-in roles, the mode names and the rule
+ * that decides a refresh replay. */
 #include "engine.h"
 
 #include <string.h>
@@ -46,4 +47,14 @@ int engine_mode_parse(const char *s)
 const char *engine_mode_name(int mode)
 {
     return mode == ENG_MODE_LIVE ? "live" : "test";
+}
+
+/* Within the interval, and only while the child is the family's live token:
+ * once it has rotated (or the family was revoked) a replay is reuse. A clock
+ * a little behind the one that marked the parent still counts as within. */
+bool eng_refresh_replayable(const struct eng_refresh *parent, const struct eng_refresh *child,
+                            int64_t now, int64_t reuse_interval)
+{
+    return parent->used_at != 0 && parent->revoked_at == 0 && now - parent->used_at <= reuse_interval &&
+           child != NULL && child->used_at == 0 && child->revoked_at == 0 && child->expires_at > now;
 }

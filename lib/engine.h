@@ -114,6 +114,34 @@ struct eng_refresh {
     int64_t revoked_at;         /* 0: live */
 };
 
+/* ---- refresh rotation (DESIGN §3: a family has at most one live token) ----
+ * refresh_rotate spends a token and stores its successor in one step, atomic
+ * against every other rotation of that token (the region's lock on memory, a
+ * row lock and a compare-and-set on PostgreSQL). The successor's text arrives
+ * sealed by the caller (AES-GCM, AAD org|family|parent: lib/crypto.h), never
+ * in the clear, and is kept only so that a replay of the parent within the
+ * reuse interval can be given that same child. The seal is wiped as soon as
+ * it can no longer be served: when the child rotates in its turn, or when
+ * the family is revoked. Otherwise it lives on, unusable, until the parent
+ * expires (refresh_ttl): after the interval no call ever returns it. */
+#define ENG_SEALED 192          /* a sealed refresh token text (base64url) and its NUL */
+
+enum eng_rotate_outcome {
+    ENG_ROTATE_NEW = 1,         /* the parent was live: now used, the child stored with its seal */
+    ENG_ROTATE_REPLAY,          /* the parent was rotated within the interval and that child is
+                                 * still unused and live: out->child and out->sealed are it */
+    ENG_ROTATE_REUSE,           /* the parent was spent otherwise (the grandparent, after the
+                                 * interval, a child that rotated since): nothing changed; the
+                                 * caller revokes the family and audits in the same unit */
+    ENG_ROTATE_REVOKED,         /* the parent is revoked: nothing changed */
+};
+
+struct eng_rotation {
+    int outcome;                /* enum eng_rotate_outcome */
+    struct eng_refresh child;   /* REPLAY: the child the first use stored */
+    char sealed[ENG_SEALED];    /* REPLAY: its seal, as that call gave it */
+};
+
 struct eng_invite {
     char id[ENG_ID];
     char org_id[ENG_ID];
@@ -332,7 +360,13 @@ struct engine_ops {
     /* ERR_NOTFOUND for a key of another org or another mode */
     int (*api_key_revoke)(struct engine *e, const struct eng_scope *s, const char *id, int64_t at);
     int (*refresh_create)(struct engine *e, const struct eng_scope *s, const struct eng_refresh *t);
-    int (*refresh_mark_used)(struct engine *e, const struct eng_scope *s, const char *id, int64_t at);
+    /* Rotates token parent_id of s's org (the section above): child is its successor
+     * (same family, user and mode; created_at now), sealed the child's sealed text.
+     * ERR_NOTFOUND when the org has no such token; ERR_INVAL for a child of another
+     * family or a malformed one. reuse_interval in seconds. */
+    int (*refresh_rotate)(struct engine *e, const struct eng_scope *s, const char *parent_id,
+                          const struct eng_refresh *child, const char *sealed, int64_t now,
+                          int64_t reuse_interval, struct eng_rotation *out);
     int (*refresh_revoke_family)(struct engine *e, const struct eng_scope *s, const char *family_id,
                                  int64_t at);
     int (*invite_create)(struct engine *e, const struct eng_scope *s, const struct eng_invite *i);
@@ -435,6 +469,11 @@ const struct eng_role *engine_builtin_role(const char *name);
 /* "test" / "live" ↔ enum eng_mode; -1 for anything else. */
 int engine_mode_parse(const char *s);
 const char *engine_mode_name(int mode);
+
+/* Whether a replay of parent (used) gets child (the one its rotation stored; NULL
+ * when none is kept any more) at now: both engines decide a rotation by this. */
+bool eng_refresh_replayable(const struct eng_refresh *parent, const struct eng_refresh *child,
+                            int64_t now, int64_t reuse_interval);
 
 /* Helpers of the resources section, the same for both engines (engine_mem_records.c). */
 /* Whether s (ending within cap bytes) is a resource or field name:

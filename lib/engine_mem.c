@@ -30,7 +30,7 @@
  * map puts, the old one freed), except a few 8-byte words changed with
  * shm_set64: a token's used_at or revoked_at, a family's counters, the links of
  * the audit list. One logged word is as atomic as a map put and costs one undo
- * entry instead of ~15, which is what keeps refresh_mark_used and friends cheap
+ * entry instead of ~15, which is what keeps a rotation and friends cheap
  * and lets the undo log hold a long unit of work.
  *
  * Revoking a refresh family must not fail on a large family (it is the answer
@@ -39,6 +39,12 @@
  * position in the family (seq), and a token's revoked_at reads as the family's
  * when its own is 0 and seq <= revoked_upto. A later revocation that finds
  * tokens made after the first one stamps those few with shm_set64.
+ *
+ * A family serves at most one replay at a time (lib/engine.h, refresh
+ * rotation): the family record holds the one seal kept, with the token whose
+ * rotation stored it and the child it made. The next rotation in the family
+ * replaces it (so the grandparent's seal is gone once its child rotates), a
+ * revocation frees it.
  *
  * The audit list is kept in descending id order; ids are uuid v7, so that is
  * newest first. Ids made by different workers within one millisecond may
@@ -57,7 +63,7 @@
 #include "uuid.h"
 
 #define MEM_ROOT "engine.mem"
-#define MEM_MAGIC 0x316d656d61727374ull     /* "tsramem1" */
+#define MEM_MAGIC 0x326d656d61727374ull     /* "tsramem2": struct mem_family grew the seal */
 #define MEM_ROOT_HINT 64                    /* keys each global map starts sized for */
 #define MEM_ORG_HINT 4                      /* ... each per-org map */
 
@@ -91,6 +97,9 @@ struct mem_family {
     uint64_t count;             /* tokens made in the family: the last seq */
     uint64_t revoked_upto;      /* tokens with seq <= this were revoked ... */
     int64_t revoked_at;         /* ... at this time; 0: never revoked */
+    uint64_t seal;              /* block: the child's sealed text (NUL-terminated); 0: none */
+    uint64_t seal_parent;       /* the struct mem_refresh whose rotation stored it */
+    uint64_t seal_child;        /* ... and the struct mem_refresh that rotation made */
 };
 
 struct mem_refresh {
@@ -1044,17 +1053,16 @@ static int mem_api_key_revoke(struct engine *e, const struct eng_scope *s, const
 
 /* ---- tenant-scoped: refresh tokens ----------------------------------------- */
 
-static int mem_refresh_create(struct engine *e, const struct eng_scope *s, const struct eng_refresh *t)
+/* Stores t in the org at node; *at (may be NULL) gets its record's offset. */
+static int refresh_insert(struct engine *e, const struct eng_scope *s, uint64_t node,
+                          const struct eng_refresh *t, uint64_t *at)
 {
     const struct mem *m = e->impl;
-    const struct mem_org *org;
+    const struct mem_org *org = ptr(m, node);
     struct mem_refresh rec;
-    uint64_t node, fam, off;
+    uint64_t fam, off;
     int rc;
 
-    if ((rc = enter_org(e, s, &node)) != 0)
-        return rc;
-    org = ptr(m, node);
     if ((rc = check_org(e, s, t->org_id, sizeof t->org_id)) != 0)
         return rc;
     if (!filled(t->id, sizeof t->id) || !filled(t->family_id, sizeof t->family_id) ||
@@ -1068,7 +1076,7 @@ static int mem_refresh_create(struct engine *e, const struct eng_scope *s, const
     if (map_find(m, org->refresh, t->id, NULL))
         return fail(e, ERR_CONFLICT, "refresh token id taken");
     if (!map_find(m, org->families, t->family_id, &fam)) {
-        const struct mem_family fresh = {0, 0, 0};
+        const struct mem_family fresh = {0};
 
         if ((fam = rec_new(e, &fresh, sizeof fresh)) == 0)
             return ERR_NOSPACE;
@@ -1086,10 +1094,22 @@ static int mem_refresh_create(struct engine *e, const struct eng_scope *s, const
     if ((rc = map_add(e, org->refresh, t->id, off)) != 0 ||
         (rc = map_add(e, root(m)->refresh_hashes, t->token_hash, off)) != 0)
         return rc;
+    if (at != NULL)
+        *at = off;
     return 0;
 }
 
-/* Stamps a one-time record (refresh token, invite) of scope's org as used:
+static int mem_refresh_create(struct engine *e, const struct eng_scope *s, const struct eng_refresh *t)
+{
+    uint64_t node;
+    int rc;
+
+    if ((rc = enter_org(e, s, &node)) != 0)
+        return rc;
+    return refresh_insert(e, s, node, t, NULL);
+}
+
+/* Stamps a one-time record (an invite) of scope's org as used:
  * map is the org's map it lives in (an offset into struct mem_org), used_at
  * the offset of its timestamp; a second use is ERR_CONFLICT. */
 static int mark_used(struct engine *e, const struct eng_scope *s, size_t map, size_t used_at,
@@ -1111,10 +1131,80 @@ static int mark_used(struct engine *e, const struct eng_scope *s, size_t map, si
     return set64(e, off + used_at, (uint64_t)at);
 }
 
-static int mem_refresh_mark_used(struct engine *e, const struct eng_scope *s, const char *id, int64_t at)
+/* Frees the family's seal, if it keeps one. */
+static int seal_wipe(struct engine *e, uint64_t fam)
 {
-    return mark_used(e, s, offsetof(struct mem_org, refresh), offsetof(struct mem_refresh, t.used_at),
-                     "refresh token", id, at);
+    const struct mem *m = e->impl;
+    uint64_t old = ((const struct mem_family *)ptr(m, fam))->seal;
+    int rc;
+
+    if (old == 0)
+        return 0;
+    if ((rc = set64(e, fam + offsetof(struct mem_family, seal), 0)) != 0)
+        return rc;
+    shm_free(m->r, old);        /* reusable only once the section commits: undo stays safe */
+    return 0;
+}
+
+/* The whole decision runs under the region's lock the unit of work holds, so
+ * no other worker's rotation of the same token can come between. */
+static int mem_refresh_rotate(struct engine *e, const struct eng_scope *s, const char *parent_id,
+                              const struct eng_refresh *child, const char *sealed, int64_t now,
+                              int64_t reuse_interval, struct eng_rotation *out)
+{
+    const struct mem *m = e->impl;
+    const struct mem_refresh *rec;
+    const struct mem_family *f;
+    struct eng_refresh parent, kept;
+    uint64_t node, off, fam, child_off, seal;
+    int rc;
+
+    if ((rc = enter_org(e, s, &node)) != 0)
+        return rc;
+    if (out == NULL || child == NULL || sealed == NULL || !filled(sealed, ENG_SEALED) || now <= 0 ||
+        reuse_interval < 0)
+        return fail(e, ERR_INVAL, "malformed rotation");
+    memset(out, 0, sizeof *out);
+    if (parent_id == NULL || !map_find(m, ((const struct mem_org *)ptr(m, node))->refresh, parent_id, &off))
+        return fail(e, ERR_NOTFOUND, "no such refresh token");
+    rec = ptr(m, off);
+    fam = rec->family;
+    f = ptr(m, fam);
+    refresh_out(m, rec, &parent);
+    if (parent.revoked_at != 0) {
+        out->outcome = ENG_ROTATE_REVOKED;
+        return 0;
+    }
+    if (parent.used_at != 0) {
+        bool kept_here = f->seal != 0 && f->seal_parent == off;
+
+        if (kept_here)
+            refresh_out(m, ptr(m, f->seal_child), &kept);
+        out->outcome = ENG_ROTATE_REUSE;
+        if (eng_refresh_replayable(&parent, kept_here ? &kept : NULL, now, reuse_interval)) {
+            out->outcome = ENG_ROTATE_REPLAY;
+            out->child = kept;
+            snprintf(out->sealed, sizeof out->sealed, "%s", (const char *)ptr(m, f->seal));
+        }
+        return 0;
+    }
+    if (!fits(child->family_id, sizeof child->family_id) || strcmp(child->family_id, parent.family_id) != 0 ||
+        !fits(child->user_id, sizeof child->user_id) || strcmp(child->user_id, parent.user_id) != 0 ||
+        child->mode != parent.mode || child->used_at != 0 || child->revoked_at != 0)
+        return fail(e, ERR_INVAL, "the child is not the parent's successor");
+    if ((rc = refresh_insert(e, s, node, child, &child_off)) != 0)
+        return rc;
+    if ((seal = rec_new(e, sealed, strlen(sealed) + 1)) == 0)
+        return ERR_NOSPACE;
+    /* the family's previous seal (the grandparent's) can no longer be served */
+    if ((rc = seal_wipe(e, fam)) != 0 ||
+        (rc = set64(e, off + offsetof(struct mem_refresh, t.used_at), (uint64_t)now)) != 0 ||
+        (rc = set64(e, fam + offsetof(struct mem_family, seal_parent), off)) != 0 ||
+        (rc = set64(e, fam + offsetof(struct mem_family, seal_child), child_off)) != 0 ||
+        (rc = set64(e, fam + offsetof(struct mem_family, seal), seal)) != 0)
+        return rc;
+    out->outcome = ENG_ROTATE_NEW;
+    return 0;
 }
 
 static int mem_refresh_revoke_family(struct engine *e, const struct eng_scope *s, const char *family_id,
@@ -1136,6 +1226,8 @@ static int mem_refresh_revoke_family(struct engine *e, const struct eng_scope *s
      * no rows (another org's family is never touched). */
     if (family_id == NULL || !map_find(m, org->families, family_id, &fam))
         return 0;
+    if ((rc = seal_wipe(e, fam)) != 0)
+        return rc;
     f = ptr(m, fam);
     if (f->revoked_at == 0) {
         if ((rc = set64(e, fam + offsetof(struct mem_family, revoked_at), (uint64_t)at)) != 0)
@@ -1312,7 +1404,7 @@ static const struct engine_ops mem_ops = {
     .api_key_list = mem_api_key_list,
     .api_key_revoke = mem_api_key_revoke,
     .refresh_create = mem_refresh_create,
-    .refresh_mark_used = mem_refresh_mark_used,
+    .refresh_rotate = mem_refresh_rotate,
     .refresh_revoke_family = mem_refresh_revoke_family,
     .invite_create = mem_invite_create,
     .invite_mark_used = mem_invite_mark_used,

@@ -17,9 +17,9 @@
  *   - member_put and refresh_create need an existing user (ERR_NOTFOUND, as a
  *     foreign key would); member_put keeps created_at of a membership it
  *     updates.
- *   - refresh_mark_used and invite_mark_used refuse an already used one with
- *     ERR_CONFLICT (two racing rotations, or two signups on one invite: the
- *     second loses). api_key_revoke of a revoked key succeeds and keeps the
+ *   - invite_mark_used refuses an already used one with ERR_CONFLICT (two
+ *     signups on one invite: the second loses); refresh_rotate decides a
+ *     second use itself (lib/engine.h, refresh rotation). api_key_revoke of a revoked key succeeds and keeps the
  *     first time. refresh_revoke_family of a family the org has no token of
  *     does nothing and succeeds (another org's family is never touched); its
  *     cost does not grow with the family's size.

@@ -1075,7 +1075,7 @@ static int pg_refresh_create(struct engine *e, const struct eng_scope *s, const 
     return rc;
 }
 
-/* Stamps a one-time row (refresh token, invite) of s's org as used; the
+/* Stamps a one-time row (an invite) of s's org as used; the
  * UPDATE's own condition makes two concurrent uses end with one winner, and
  * only a miss costs a second statement to tell "absent" from "already used". */
 static int mark_used(struct engine *e, const struct eng_scope *s, const char *update, const char *probe,
@@ -1098,13 +1098,115 @@ static int mark_used(struct engine *e, const struct eng_scope *s, const char *up
     return rows == 0 ? fail(e, ERR_NOTFOUND, "no such %s", what) : fail(e, ERR_CONFLICT, "%s already used", what);
 }
 
-static int pg_refresh_mark_used(struct engine *e, const struct eng_scope *s, const char *id, int64_t at)
+/* Rotation in one round trip when the parent is live: the UPDATE's condition
+ * is the compare-and-set (a concurrent rotation holds the row's lock until it
+ * commits; this one then re-reads the row, finds it used and matches
+ * nothing), and the child's INSERT and the wipe of the grandparent's seal hang
+ * on its RETURNING, so all three happen or none. The wipe skips a grandparent
+ * another transaction holds (a replay of it, a revocation of the family):
+ * waiting there, with this row locked, could close a cycle with a revocation
+ * that locks the family's rows the other way round; a seal so left is never
+ * served (its child is used now) and the revocation wipes it. Only a miss pays a second
+ * round trip: the parent under FOR UPDATE (replays and reuse of it queue
+ * behind one another until this transaction ends), then in a statement of its
+ * own, whose snapshot is taken after that lock, the child its rotation made.
+ * Both work through PgBouncer's transaction pooling: nothing outlives the
+ * transaction. */
+static int pg_refresh_rotate(struct engine *e, const struct eng_scope *s, const char *parent_id,
+                             const struct eng_refresh *child, const char *sealed, int64_t now,
+                             int64_t reuse_interval, struct eng_rotation *out)
 {
-    return mark_used(e, s,
-                     "UPDATE core.refresh_tokens SET used_at = to_timestamp($3) "
-                     "WHERE id = $1 AND org_id = $2 AND used_at IS NULL RETURNING 1",
-                     "SELECT 1 FROM core.refresh_tokens WHERE id = $1 AND org_id = $2", "refresh token", id,
-                     at);
+    struct ts c = ts(child != NULL ? child->created_at : 0), x = ts(child != NULL ? child->expires_at : 0),
+              at = ts(now);
+    struct eng_refresh parent, kept;
+    PGresult *res[2] = {NULL, NULL};
+    int64_t rotated, inserted;
+    const char *org;
+    int rc;
+
+    if ((rc = enter(e, s, true, &org)) != 0)
+        return rc;
+    if (out == NULL || child == NULL || sealed == NULL || !filled(sealed, ENG_SEALED) || now <= 0 ||
+        reuse_interval < 0)
+        return fail(e, ERR_INVAL, "malformed rotation");
+    memset(out, 0, sizeof *out);
+    if ((rc = check_org(e, s, child->org_id, sizeof child->org_id)) != 0)
+        return rc;
+    if (!filled(child->id, sizeof child->id) || !uuid_valid(child->id) ||
+        !filled(child->family_id, sizeof child->family_id) || !uuid_valid(child->family_id) ||
+        !filled(child->user_id, sizeof child->user_id) || !uuid_valid(child->user_id) ||
+        !filled(child->token_hash, sizeof child->token_hash) || !mode_ok(child->mode) ||
+        child->used_at != 0 || child->revoked_at != 0)
+        return fail(e, ERR_INVAL, "malformed refresh token");
+    if (parent_id == NULL || !uuid_valid(parent_id))
+        return fail(e, ERR_NOTFOUND, "no such refresh token");
+    rc = q_counts(e, s,
+                  "WITH p AS (UPDATE core.refresh_tokens SET used_at = to_timestamp($9), child_id = $1, "
+                  "           child_sealed = $11 "
+                  "         WHERE id = $10 AND org_id = $4 AND used_at IS NULL AND revoked_at IS NULL "
+                  "           AND family_id = $2 AND user_id = $3 AND mode = $5 RETURNING parent_id), "
+                  "ins AS (INSERT INTO core.refresh_tokens (id, family_id, user_id, org_id, mode, token_hash, "
+                  "        created_at, expires_at, parent_id) "
+                  "        SELECT $1, $2, $3, $4, $5, $6, to_timestamp($7), to_timestamp($8), $10 FROM p "
+                  "        RETURNING 1), "
+                  "wipe AS (UPDATE core.refresh_tokens SET child_sealed = NULL WHERE org_id = $4 AND id IN "
+                  "         (SELECT g.id FROM core.refresh_tokens g, p WHERE g.id = p.parent_id "
+                  "          AND g.org_id = $4 AND g.child_sealed IS NOT NULL FOR UPDATE OF g SKIP LOCKED)) "
+                  "SELECT (SELECT count(*) FROM p), (SELECT count(*) FROM ins)",
+                  11,
+                  (const char *[]){child->id, child->family_id, child->user_id, s->org_id,
+                                   engine_mode_name(child->mode), child->token_hash, c.s, x.s, at.s, parent_id,
+                                   sealed},
+                  &rotated, &inserted);
+    if (rc != 0)
+        return rc;
+    if (rotated == 1) {
+        if (inserted != 1)
+            return fail(e, ERR_INTERNAL, "rotation stored no child");
+        out->outcome = ENG_ROTATE_NEW;
+        return 0;
+    }
+    const char *const key[] = {parent_id, s->org_id};
+    const struct pg_stmt st[2] = {
+        {"SELECT " REFRESH_COLS ", coalesce(child_sealed, '') FROM core.refresh_tokens "
+         "WHERE id = $1 AND org_id = $2 FOR UPDATE",
+         2, key, true},
+        {"SELECT " REFRESH_COLS " FROM core.refresh_tokens WHERE org_id = $2 AND id = "
+         "(SELECT child_id FROM core.refresh_tokens WHERE id = $1 AND org_id = $2)",
+         2, key, true},
+    };
+    if ((rc = engine_pg_core(e, s, st, 2, res)) != 0)
+        return rc;
+    if (PQntuples(res[0]) == 0) {
+        rc = fail(e, ERR_NOTFOUND, "no such refresh token");
+        goto out;
+    }
+    refresh_row(res[0], 0, &parent);
+    if (parent.revoked_at != 0) {
+        out->outcome = ENG_ROTATE_REVOKED;
+        goto out;
+    }
+    if (parent.used_at == 0) { /* live, yet the compare-and-set missed: the child did not match */
+        rc = fail(e, ERR_INVAL, "the child is not the parent's successor");
+        goto out;
+    }
+    bool kept_here = PQntuples(res[1]) == 1 && PQgetvalue(res[0], 0, 10)[0] != '\0';
+    if (kept_here)
+        refresh_row(res[1], 0, &kept);
+    out->outcome = ENG_ROTATE_REUSE;
+    if (eng_refresh_replayable(&parent, kept_here ? &kept : NULL, now, reuse_interval)) {
+        if (strlen(PQgetvalue(res[0], 0, 10)) >= sizeof out->sealed) {
+            rc = fail(e, ERR_INTERNAL, "stored seal too long");
+            goto out;
+        }
+        out->outcome = ENG_ROTATE_REPLAY;
+        out->child = kept;
+        snprintf(out->sealed, sizeof out->sealed, "%s", PQgetvalue(res[0], 0, 10));
+    }
+out:
+    PQclear(res[0]);
+    PQclear(res[1]);
+    return rc;
 }
 
 static int pg_refresh_revoke_family(struct engine *e, const struct eng_scope *s, const char *family_id,
@@ -1121,7 +1223,7 @@ static int pg_refresh_revoke_family(struct engine *e, const struct eng_scope *s,
     if (family_id == NULL || !uuid_valid(family_id))
         return 0; /* no token of this org has it: nothing to revoke */
     return q_rows(e, s, true,
-                  "UPDATE core.refresh_tokens SET revoked_at = to_timestamp($3) "
+                  "UPDATE core.refresh_tokens SET revoked_at = to_timestamp($3), child_sealed = NULL "
                   "WHERE org_id = $1 AND family_id = $2 AND revoked_at IS NULL",
                   3, (const char *[]){s->org_id, family_id, t.s}, &rows);
 }
@@ -1350,7 +1452,7 @@ static const struct engine_ops PG_OPS = {
     .api_key_list = pg_api_key_list,
     .api_key_revoke = pg_api_key_revoke,
     .refresh_create = pg_refresh_create,
-    .refresh_mark_used = pg_refresh_mark_used,
+    .refresh_rotate = pg_refresh_rotate,
     .refresh_revoke_family = pg_refresh_revoke_family,
     .invite_create = pg_invite_create,
     .invite_mark_used = pg_invite_mark_used,

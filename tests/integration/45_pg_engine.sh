@@ -201,6 +201,12 @@ check "40 concurrent org A / org B requests through PgBouncer: each sees only it
     test "$(sort "$T/pgb-concurrent.txt" | uniq -c | tr -s ' \n' ' ')" = " 40 ok "
 req POST /v1/auth/signup -H "$J" -d '{"email":"pgb@example.test","password":"pgbouncer-pass-1","org_name":"Bouncer"}'
 expect "signup (org, user, membership, audit in one transaction) works through PgBouncer" 201
+burst=$(refresh_burst "$(jq -r .refresh_token <<<"$BODY")" 20 pgb-burst)
+children=$(awk '$1 == 200 { print $2 }' <<<"$burst" | sort -u)
+check "20 concurrent refreshes of one token through PgBouncer: all 200, all with one and the same child" \
+    test "$(awk '$1 == 200' <<<"$burst" | wc -l)" = 20 -a "$(wc -l <<<"$children")" = 1 -a "$children" != -
+req POST /v1/auth/refresh -H "$J" -d "{\"refresh_token\":\"$children\"}"
+expect "and that child rotates in its turn" 200 '.refresh_token | startswith("rt_")'
 check "PgBouncer kept a single server connection to PostgreSQL" \
     test "$(owner single "SELECT count(*) FROM pg_stat_activity WHERE datname = 'single' AND usename = 'tessera_app'")" = 1
 stack_down

@@ -150,3 +150,17 @@ wrk_counts() {
 
 # cpu_ticks PID: user + system CPU time of a process, in clock ticks.
 cpu_ticks() { sed 's/.*) //' "/proc/$1/stat" | awk '{ print $12 + $13 }'; }
+
+# refresh_burst TOKEN N ID-PREFIX: N concurrent POST /v1/auth/refresh of one
+# refresh token through nginx (request ids ID-PREFIX-1..N); prints one line per
+# answer, "STATUS REFRESH_TOKEN" ("-" when the body carries none).
+refresh_burst() {
+    local d f
+    d=$(mktemp -d "$T/burst.XXXXXX")
+    seq 1 "$2" | xargs -P "$2" -I{} sh -c 'curl -s -m 30 -o "$1/{}.body" -w "%{http_code}" \
+        -H "Content-Type: application/json" -H "X-Request-Id: $3-{}" \
+        -d "{\"refresh_token\":\"$2\"}" "$4/v1/auth/refresh" >"$1/{}.code"' sh "$d" "$1" "$3" "$URL"
+    for f in "$d"/*.code; do
+        printf '%s %s\n' "$(cat "$f")" "$(jq -r '.refresh_token // "-"' "${f%.code}.body" 2>/dev/null || echo -)"
+    done
+}

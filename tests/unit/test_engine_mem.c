@@ -658,8 +658,9 @@ static void test_refresh_tokens_rotate_and_families_revoke(void **state)
     OK(e, engine_commit(e));
 
     /* Another org can neither use nor revoke A's tokens. */
+    struct eng_rotation rot;
     OK(e, engine_begin(e, &w.sb));
-    EXPECT(e, ERR_NOTFOUND, OP(e, refresh_mark_used, &w.sb, t1.id, 400));
+    EXPECT(e, ERR_NOTFOUND, OP(e, refresh_rotate, &w.sb, t1.id, &t2, "sealed-r2", 400, 10, &rot));
     OK(e, OP(e, refresh_revoke_family, &w.sb, "fam-1", 400));   /* B has no such family */
     dup = refresh_rec(&w.a, &w.ua, "fam-1", "r7");  /* A's record under B's scope */
     EXPECT(e, ERR_INTERNAL, OP(e, refresh_create, &w.sb, &dup));
@@ -669,10 +670,9 @@ static void test_refresh_tokens_rotate_and_families_revoke(void **state)
     OK(e, engine_begin(e, &w.sa));
     OK(e, OP(e, refresh_resolve, "r1", &got));
     assert_int_equal(got.revoked_at, 0);            /* B's revocation did not reach it */
-    OK(e, OP(e, refresh_mark_used, &w.sa, t1.id, 400));
-    EXPECT(e, ERR_CONFLICT, OP(e, refresh_mark_used, &w.sa, t1.id, 401));
-    EXPECT(e, ERR_NOTFOUND, OP(e, refresh_mark_used, &w.sa, "nope", 401));
-    OK(e, OP(e, refresh_create, &w.sa, &t2));
+    OK(e, OP(e, refresh_rotate, &w.sa, t1.id, &t2, "sealed-r2", 400, 10, &rot));
+    assert_int_equal(rot.outcome, ENG_ROTATE_NEW);
+    EXPECT(e, ERR_NOTFOUND, OP(e, refresh_rotate, &w.sa, "nope", &t2, "sealed-r2", 401, 10, &rot));
     OK(e, engine_commit(e));
 
     OK(e, engine_begin(e, &w.sa));
@@ -705,6 +705,102 @@ static void test_refresh_tokens_rotate_and_families_revoke(void **state)
     OK(e, OP(e, refresh_resolve, "r3", &got));
     assert_int_equal(got.revoked_at, 900);
     OK(e, engine_commit(e));
+    engine_free(e);
+    check_region(r);
+    shm_destroy(r);
+}
+
+/* Rotates parent at now with a fresh child named hash; returns the outcome. */
+static int rotate(struct engine *e, const struct world *w, const struct eng_refresh *parent, const char *hash,
+                  int64_t now, struct eng_refresh *child, struct eng_rotation *rot)
+{
+    char sealed[ENG_SEALED];
+
+    *child = refresh_rec(&w->a, &w->ua, parent->family_id, hash);
+    child->created_at = now;
+    snprintf(sealed, sizeof sealed, "sealed:%s", hash);
+    OK(e, engine_begin(e, &w->sa));
+    OK(e, OP(e, refresh_rotate, &w->sa, parent->id, child, sealed, now, 10, rot));
+    OK(e, engine_commit(e));
+    return rot->outcome;
+}
+
+static void test_refresh_rotation_keeps_one_live_branch(void **state)
+{
+    struct shm_region *r;
+    struct engine *e = fresh(&r, BIG_REGION);
+    struct eng_refresh t0, c1, c2, c3, x, got, odd;
+    struct eng_rotation rot;
+    struct world w;
+
+    make_world(e, &w);
+    t0 = refresh_rec(&w.a, &w.ua, "fam-r", "g0");
+    OK(e, engine_begin(e, &w.sa));
+    OK(e, OP(e, refresh_create, &w.sa, &t0));
+    OK(e, engine_commit(e));
+
+    /* The first use rotates; replays within the interval get that same child. */
+    assert_int_equal(rotate(e, &w, &t0, "g1", 2000, &c1, &rot), ENG_ROTATE_NEW);
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(rotate(e, &w, &t0, "g1-again", 2005 + i, &x, &rot), ENG_ROTATE_REPLAY);
+        assert_string_equal(rot.child.id, c1.id);
+        assert_string_equal(rot.child.token_hash, "g1");
+        assert_string_equal(rot.sealed, "sealed:g1");
+    }
+    OK(e, engine_begin(e, NULL));
+    EXPECT(e, ERR_NOTFOUND, OP(e, refresh_resolve, "g1-again", &got));  /* no second branch stored */
+    OK(e, OP(e, refresh_resolve, "g0", &got));
+    assert_int_equal(got.used_at, 2000);                              /* replays do not move it */
+    OK(e, engine_commit(e));
+
+    /* A child of another family is refused and changes nothing. */
+    odd = refresh_rec(&w.a, &w.ua, "fam-other", "odd");
+    OK(e, engine_begin(e, &w.sa));
+    EXPECT(e, ERR_INVAL, OP(e, refresh_rotate, &w.sa, c1.id, &odd, "sealed:odd", 2010, 10, &rot));
+    OK(e, engine_commit(e));
+
+    /* The child rotates: its parent, now a grandparent, is reuse even within the interval. */
+    assert_int_equal(rotate(e, &w, &c1, "g2", 2011, &c2, &rot), ENG_ROTATE_NEW);
+    assert_int_equal(rotate(e, &w, &t0, "g0-late", 2012, &x, &rot), ENG_ROTATE_REUSE);
+    assert_int_equal(rotate(e, &w, &c2, "g3", 2013, &c3, &rot), ENG_ROTATE_NEW);
+    /* The parent after the interval is reuse too, and so is a replay of a child
+     * whose own child has rotated. */
+    assert_int_equal(rotate(e, &w, &c2, "g3-late", 2013 + 11, &x, &rot), ENG_ROTATE_REUSE);
+    assert_int_equal(rotate(e, &w, &c1, "g2-late", 2014, &x, &rot), ENG_ROTATE_REUSE);
+
+    /* Once the family is revoked every token of it says so, and nothing replays. */
+    OK(e, engine_begin(e, &w.sa));
+    OK(e, OP(e, refresh_revoke_family, &w.sa, "fam-r", 2015));
+    OK(e, engine_commit(e));
+    assert_int_equal(rotate(e, &w, &c2, "g3-again", 2016, &x, &rot), ENG_ROTATE_REVOKED);
+    assert_int_equal(rotate(e, &w, &c3, "g4", 2016, &x, &rot), ENG_ROTATE_REVOKED);
+    engine_free(e);
+    check_region(r);
+    shm_destroy(r);
+}
+
+/* A replay served from a rolled-back rotation would be a child nobody stored. */
+static void test_refresh_rotation_rolled_back_leaves_the_parent_live(void **state)
+{
+    struct shm_region *r;
+    struct engine *e = fresh(&r, BIG_REGION);
+    struct eng_refresh t0, c1, x;
+    struct eng_rotation rot;
+    struct world w;
+
+    make_world(e, &w);
+    t0 = refresh_rec(&w.a, &w.ua, "fam-rb", "b0");
+    OK(e, engine_begin(e, &w.sa));
+    OK(e, OP(e, refresh_create, &w.sa, &t0));
+    OK(e, engine_commit(e));
+    c1 = refresh_rec(&w.a, &w.ua, "fam-rb", "b1");
+    OK(e, engine_begin(e, &w.sa));
+    OK(e, OP(e, refresh_rotate, &w.sa, t0.id, &c1, "sealed:b1", 3000, 10, &rot));
+    assert_int_equal(rot.outcome, ENG_ROTATE_NEW);
+    engine_rollback(e);
+    assert_int_equal(rotate(e, &w, &t0, "b1-second", 3001, &x, &rot), ENG_ROTATE_NEW);
+    assert_int_equal(rotate(e, &w, &t0, "b1-third", 3002, &c1, &rot), ENG_ROTATE_REPLAY);
+    assert_string_equal(rot.child.token_hash, "b1-second");
     engine_free(e);
     check_region(r);
     shm_destroy(r);
@@ -1279,6 +1375,8 @@ int main(void)
         cmocka_unit_test(test_roles_builtins_then_the_orgs_own),
         cmocka_unit_test(test_api_keys_per_org_and_mode),
         cmocka_unit_test(test_refresh_tokens_rotate_and_families_revoke),
+        cmocka_unit_test(test_refresh_rotation_keeps_one_live_branch),
+        cmocka_unit_test(test_refresh_rotation_rolled_back_leaves_the_parent_live),
         cmocka_unit_test(test_invites_resolve_and_are_used_once),
         cmocka_unit_test(test_audit_newest_first_paged_by_before_id),
         cmocka_unit_test(test_forked_child_writes_parent_reads),
