@@ -183,7 +183,17 @@ EOF
 [ "$(id -u)" -eq 0 ] && chown -R postgres: "$T/pgb"
 pg_as pgbouncer "$T/pgb/pgbouncer.ini" >/dev/null 2>&1 &
 PB_PID=$!
-CLEANUP_HOOKS+=("kill $PB_PID 2>/dev/null; wait $PB_PID 2>/dev/null")
+# $PB_PID is runuser's (as root), which does not pass its TERM on: stop
+# PgBouncer itself by its pid file, then reap the wrapper
+CLEANUP_HOOKS+=("pb_stop")
+pb_stop() {
+    local pid
+    pid=$(cat "$T/pgb/pgbouncer.pid" 2>/dev/null) && kill "$pid" 2>/dev/null
+    kill "$PB_PID" 2>/dev/null
+    wait "$PB_PID" 2>/dev/null
+    [ -n "$pid" ] && for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    return 0
+}
 wait_until 10 pg_isready -q -h 127.0.0.1 -p "$PB_PORT" -d single -U tessera_app
 TESSERA_FLEET_WORKERS=2 stack_up TESSERA_ENGINE=postgres \
     "TESSERA_DB_CORE_DSN=host=127.0.0.1 port=$PB_PORT dbname=single user=tessera_app application_name=tessera-pgb" \
