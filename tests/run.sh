@@ -8,6 +8,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 pass=0 fail=0
 failed_names=()
+export TESSERA_TEST_RUN=run$$
 
 count() { # name output-file exit-code
     local p f
@@ -57,6 +58,17 @@ for s in "${suites[@]}"; do
         rm -f "$out"
     done
 done
+
+# Every process a suite starts is stopped by it: nginx, PostgreSQL and
+# PgBouncer name the suite's folder on their command line.
+sleep 0.5
+left=$(pgrep -fa "/tmp/tessera-test\.$TESSERA_TEST_RUN\." || true)
+if [ -n "$left" ]; then
+    echo "not ok - no process of the suites is left running"; printf '%s\n' "$left" | sed 's/^/#   /'
+    fail=$((fail + 1)); failed_names+=("leftover processes")
+else
+    echo "ok - no process of the suites is left running"; pass=$((pass + 1))
+fi
 
 if [ ${#failed_names[@]} -gt 0 ]; then
     echo "failed in: ${failed_names[*]}"

@@ -9,7 +9,9 @@ BUILD=${BUILD:-build}
 case $BUILD in /*) ;; *) BUILD=$ROOT/$BUILD ;; esac
 # The test build carries the debug-only routes (/debug/*); release builds do not.
 TESSERA=${TESSERA:-$BUILD/test/tessera}
-T=$(mktemp -d /tmp/tessera-test.XXXXXX)
+# tests/run.sh names its run (TESSERA_TEST_RUN) so it can tell, at the end,
+# that no process of any suite outlived it
+T=$(mktemp -d "/tmp/tessera-test.${TESSERA_TEST_RUN:+$TESSERA_TEST_RUN.}XXXXXX")
 chmod 755 "$T"   # nginx's workers (nobody when run as root) reach the socket through it
 PIDS=()
 CLEANUP_HOOKS=()   # commands a helper (pg.sh) adds; run on exit before $T goes
