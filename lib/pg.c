@@ -226,6 +226,8 @@ static int pipeline(PGconn *c, struct pg_prepared *pp, const struct pg_stmt *st,
     size_t got = 0;
 
     sqlstate[0] = '\0';
+    for (size_t i = 0; i < n; i++)
+        res[i] = NULL;  /* so every failure path frees exactly what arrived */
     if (PQenterPipelineMode(c) != 1)
         goto broken;
     for (size_t i = 0; i < n; i++) {
@@ -296,7 +298,8 @@ clear:
      * guessing: the connection is closed when it goes back (release). */
     if (any_fresh)
         pp->unsure = true;
-    for (size_t i = 0; i < got; i++) {
+    /* every result that arrived, the one a lost connection interrupted too */
+    for (size_t i = 0; i < n; i++) {
         PQclear(res[i]);
         res[i] = NULL;
     }
