@@ -1,7 +1,12 @@
 #!/usr/bin/env bash
 # `make run`: the fleet (memory engine, dev seed and the CRM demo) and nginx in the foreground on
 # http://127.0.0.1:${PORT:-8080}. Ctrl-C stops both and leaves no process behind.
-# Every run-time file lives under BUILD/run, so it works as root or as anyone.
+# The fleet's files live under BUILD/run (so `build/tessera status` finds its
+# control socket); what nginx's workers must reach (the FastCGI socket, their
+# temporary files) lives in a folder of its own under /tmp that they can
+# traverse, since as root they run as nobody and a checkout may sit in a
+# folder only its owner can enter. It exits non-zero, saying why, whenever it
+# cannot serve (the port taken, a part that did not start or stopped).
 set -euo pipefail
 build=${1:-build}
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -9,15 +14,21 @@ cd "$root"
 port=${PORT:-8080}
 run=$root/$build/run
 mkdir -p "$run"
+if ! python3 -c 'import socket,sys; s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(("127.0.0.1", int(sys.argv[1])))' "$port" 2>/dev/null; then
+    echo "tessera: port $port on 127.0.0.1 is taken (another make run?); PORT=NNNN make run picks another" >&2
+    exit 1
+fi
+web=$(mktemp -d /tmp/tessera-dev.XXXXXX)
+chmod 755 "$web"
 
 export TESSERA_ENV=${TESSERA_ENV:-develop}
 # the dev stack never reads an installed package's /etc/tessera/tessera.conf
 export TESSERA_CONFIG=${TESSERA_CONFIG:-/dev/null}
-export TESSERA_FLEET_LISTEN=$run/tessera.sock
+export TESSERA_FLEET_LISTEN=$web/tessera.sock
 export TESSERA_FLEET_CONTROL=$run/control.sock
 export TESSERA_FLEET_PID_FILE=$run/tessera.pid
 
-packaging/nginx-conf.sh "$run/nginx.conf" "$port" "$TESSERA_FLEET_LISTEN" "$run"
+packaging/nginx-conf.sh "$web/nginx.conf" "$port" "$TESSERA_FLEET_LISTEN" "$web"
 
 fleet_pid= nginx_pid=
 stop() {
@@ -26,9 +37,11 @@ stop() {
     [ -n "$fleet_pid" ] && kill -TERM "$fleet_pid" 2>/dev/null || true
     [ -n "$nginx_pid" ] && wait "$nginx_pid" 2>/dev/null || true
     [ -n "$fleet_pid" ] && wait "$fleet_pid" 2>/dev/null || true
+    rm -rf "$web"
     echo "tessera: stopped" >&2
 }
-trap stop INT TERM EXIT
+trap 'stop; exit 0' INT TERM
+trap stop EXIT
 
 "$build/tessera" keygen >/dev/null   # build/keys/: dev signing and data keys, kept across runs
 "$build/tessera" fleet --seed seed/dev --seed seed/demo &
@@ -38,13 +51,22 @@ for _ in $(seq 1 100); do
     kill -0 "$fleet_pid" 2>/dev/null || { echo "tessera: the fleet did not start" >&2; exit 1; }
     sleep 0.05
 done
-nginx -c "$run/nginx.conf" &
+nginx -c "$web/nginx.conf" 2>"$run/nginx.out" &
 nginx_pid=$!
-for _ in $(seq 1 100); do
-    curl -fsS "http://127.0.0.1:$port/healthz" >/dev/null 2>&1 && break
-    kill -0 "$nginx_pid" 2>/dev/null || { echo "tessera: nginx did not start (see $run/nginx-error.log)" >&2; exit 1; }
+served=
+for _ in $(seq 1 200); do
+    kill -0 "$nginx_pid" 2>/dev/null || break
+    kill -0 "$fleet_pid" 2>/dev/null || break
+    # through nginx to a worker: the whole path a request takes
+    [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/healthz")" = 200 ] && { served=1; break; }
     sleep 0.05
 done
+if [ -z "$served" ]; then
+    echo "tessera: not serving on http://127.0.0.1:$port: $(tail -3 "$web/nginx-error.log" "$run/nginx.out" 2>/dev/null | grep -v '^==' | tr -s '\n' ' ')" >&2
+    exit 1
+fi
 echo "tessera: serving on http://127.0.0.1:$port  (status: $build/tessera status; Ctrl-C stops)" >&2
-# Whichever exits first takes the other down with it.
+# Whichever exits first takes the other down with it; only Ctrl-C is a clean stop.
 wait -n "$fleet_pid" "$nginx_pid" || true
+echo "tessera: $( kill -0 "$nginx_pid" 2>/dev/null && echo "the fleet" || echo nginx) stopped unexpectedly" >&2
+exit 1
