@@ -232,6 +232,27 @@ int email_seal(const struct crypto_keyring *ring, struct eng_user *u, const char
 /* The user's email, decrypted into out (arena); NULL when it does not open. */
 const char *email_open(struct worker *w, struct http_request *r, const struct eng_user *u);
 
+/* throttle.c: the failed-login throttle: failures per account and per client
+ * address in kv windows, 429 with Retry-After past a limit; fails open (logged,
+ * counted) when the kv is down. */
+#define THROTTLE_KEY_MAX 96
+struct login_throttle {
+    char acct[THROTTLE_KEY_MAX];    /* thr:login:acct:<hmac of the normalized email> */
+    char addr[THROTTLE_KEY_MAX];    /* thr:login:addr:<hmac of the client address> */
+    bool down;                      /* a kv call failed: no more calls this request */
+    const char *request_id;         /* borrowed from the request, for the log */
+};
+/* The keys of one login attempt: email as sent, the request's REMOTE_ADDR. */
+int throttle_begin(struct worker *w, struct http_request *r, const char *email,
+                   struct login_throttle *t) ERR_MUST_CHECK;
+/* Before any lookup or password work: past a limit sends the 429 (r->status set)
+ * and returns 0, as a handler does; 0 with nothing sent to go on. */
+int throttle_check(struct worker *w, struct http_request *r, struct login_throttle *t) ERR_MUST_CHECK;
+/* One failure (wrong password, unknown email) on both counts. */
+void throttle_failed(struct worker *w, struct login_throttle *t);
+/* A login succeeded: its account's count starts again (the address's does not). */
+void throttle_succeeded(struct worker *w, struct login_throttle *t);
+
 /* worker.c: serves on listen_fd until told to stop; returns the exit status. */
 int worker_run(const struct config *cfg, int listen_fd, int channel_fd, int slot, int row,
                const struct fleet_shared *sh);

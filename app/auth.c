@@ -290,6 +290,7 @@ HANDLER(handle_auth_login)
     char email[256], h[ENG_HASH];
     struct eng_user u;
     struct eng_membership m;
+    struct login_throttle thr;
     bool rehash = false;
     int rc;
 
@@ -300,6 +301,11 @@ HANDLER(handle_auth_login)
     const char *org = cJSON_HasObjectItem(r->json, "org") ? need_str(r->json, "org", 1, 64, &pr) : NULL;
     if (pr.details != NULL)
         return problems_send(r, &pr);
+    /* before the lookup and the scrypt: a throttled attempt costs neither, and
+     * answers alike for a known and an unknown email */
+    if ((rc = throttle_begin(w, r, raw_email, &thr)) != 0 || (rc = throttle_check(w, r, &thr)) != 0 ||
+        r->status != 0)
+        return rc;
     int known = email_normalize(raw_email, email, sizeof email) == 0 &&
                 crypto_blind_index(&w->ring, email, h) == 0;
 
@@ -317,9 +323,12 @@ HANDLER(handle_auth_login)
     /* an unknown email spends the same work as a wrong password */
     if (!known) {
         password_burn(&w->pwcost);
+        throttle_failed(w, &thr);
         return respond_fail(r, 401, "invalid_credentials", "wrong email or password");
     }
     rc = password_verify(pw, strlen(pw), u.password_hash, &w->pwcost, &rehash);
+    if (rc == ERR_UNAUTHORIZED)
+        throttle_failed(w, &thr);   /* outside any unit of work: the kv has a lock of its own */
     char *phc = NULL;
     if (rc == 0 && rehash && password_hash(pw, strlen(pw), &w->pwcost, &phc) != 0)
         phc = NULL; /* a failed upgrade keeps the old hash; the login still stands */
@@ -366,6 +375,7 @@ HANDLER(handle_auth_login)
     cJSON_AddStringToObject(root, "role", m.role);
     if ((rc = engine_commit(w->engine)) != 0)
         return rc;
+    throttle_succeeded(w, &thr);
     return respond_owned(r, 200, root);
 fail:
     engine_rollback(w->engine);

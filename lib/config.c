@@ -85,6 +85,11 @@ static const struct key_def KEYS[] = {
     INT("auth", "refresh_ttl", auth.refresh_ttl, 60, 365 * 86400, "2592000", NULL),
     INT("auth", "refresh_reuse_interval", auth.refresh_reuse_interval, 0, 300, "10", NULL),
     INT("auth", "password_cost", auth.password_cost, 10, 22, "17", NULL),
+    /* failed logins per window: an account's (a guesser on one victim) and a client
+     * address's (a guesser across many), higher because an office or a NAT shares one */
+    INT("auth", "login_max_failures", auth.login_max_failures, 1, 1000000, "10", NULL),
+    INT("auth", "login_max_failures_addr", auth.login_max_failures_addr, 1, 10000000, "100", NULL),
+    INT("auth", "login_window_s", auth.login_window_s, 1, 86400, "900", NULL),
 
     STR("crypto", "data_key", crypto.data_key, "build/keys/data.key", "/etc/tessera/data.key", 0),
 

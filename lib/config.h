@@ -68,6 +68,10 @@ struct config {
         int refresh_ttl;        /* seconds */
         int refresh_reuse_interval; /* seconds */
         int password_cost;      /* scrypt log2(N) */
+        /* failed-login throttle: failures per window, per account and per client address */
+        int login_max_failures;
+        int login_max_failures_addr;
+        int login_window_s;     /* seconds, from the first failure (fixed window) */
     } auth;
 
     struct {

@@ -21,6 +21,7 @@ const char *err_str(int code)
     case ERR_EXPIRED: return "expired";
     case ERR_REVOKED: return "revoked";
     case ERR_INTERNAL: return "internal";
+    case ERR_TOOMANY: return "too_many_requests";
     }
     return "unknown";
 }

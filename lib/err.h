@@ -21,6 +21,7 @@ enum err_code {
     ERR_EXPIRED = -12,     /* token or record past its time */
     ERR_REVOKED = -13,     /* token blacklisted or family revoked */
     ERR_INTERNAL = -14,    /* a bug or an impossible state */
+    ERR_TOOMANY = -15,     /* an attempt or rate limit reached: try again later */
 };
 
 #define ERR_MUST_CHECK __attribute__((warn_unused_result))

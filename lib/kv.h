@@ -1,8 +1,9 @@
-/* kv: a small key-value store interface for the token blacklist and the cache,
- * with two backends: Redis (kv_redis.c, hiredis) and the memory engine's shared
- * region (kv_shm.c). Byte-string values, millisecond TTLs, counters and
- * set-if-absent; no scans, no lists, no pub/sub. Policy (fail closed for the
- * blacklist, open for the cache) belongs to the callers, not here.
+/* kv: a small key-value store interface for the token blacklist, the cache and
+ * the login throttle, with two backends: Redis (kv_redis.c, hiredis) and the
+ * memory engine's shared region (kv_shm.c). Byte-string values, millisecond
+ * TTLs, counters (plain and fixed-window) and set-if-absent; no scans, no
+ * lists, no pub/sub. Policy (fail closed for the blacklist, open for the cache
+ * and the throttle) belongs to the callers, not here.
  *
  * Like hiredis's reply-object functions, a backend is a table of functions
  * (struct kv_ops) behind a handle; callers use the kv_* wrappers below. Every
@@ -38,6 +39,9 @@ struct kv_ops {
     int (*exists_get)(struct kv *kv, const char *ekey, bool *exists, const char *gkey,
                       char **val, size_t *len);
     int (*incr)(struct kv *kv, const char *key, int64_t *out);
+    int (*incr_window)(struct kv *kv, const char *key, uint64_t ttl_ms, int64_t *out,
+                       uint64_t *ttl_left_ms);
+    int (*counter)(struct kv *kv, const char *key, int64_t *out, uint64_t *ttl_left_ms);
     int (*ping)(struct kv *kv);
     void (*free)(struct kv *kv);
 };
@@ -159,6 +163,65 @@ static inline int ERR_MUST_CHECK kv_exists(struct kv *kv, const char *key, bool 
 static inline int ERR_MUST_CHECK kv_incr(struct kv *kv, const char *key, int64_t *out)
 {
     return kv_bad_key(kv, key) ? ERR_INVAL : kv->ops->incr(kv, key, out);
+}
+
+/* Adds 1 to the counter at key and, when that creates it (or it has no TTL),
+ * gives it ttl_ms (> 0): a fixed window that opens with the first increment and
+ * is not extended by later ones (failed-login throttling). *out is the new
+ * count, *ttl_left_ms what remains of the window. Atomic on both backends (one
+ * script on Redis), so two workers never both open a window. ERR_INVAL if the
+ * value is not a decimal int64 or would overflow, or ttl_ms is 0. */
+static inline int ERR_MUST_CHECK kv_incr_window(struct kv *kv, const char *key, uint64_t ttl_ms,
+                                                int64_t *out, uint64_t *ttl_left_ms)
+{
+    *out = 0;
+    *ttl_left_ms = 0;
+    if (kv_bad_key(kv, key))
+        return ERR_INVAL;
+    if (ttl_ms == 0) {
+        kv->err = ERR_INVAL;
+        snprintf(kv->errstr, sizeof kv->errstr, "kv: a window needs a TTL");
+        return ERR_INVAL;
+    }
+    return kv->ops->incr_window(kv, key, ttl_ms, out, ttl_left_ms);
+}
+
+/* Reads a counter without changing it: *out is its value and *ttl_left_ms what
+ * remains of its TTL; a missing or expired key is a count of 0 (not an error),
+ * and a key without a TTL has *ttl_left_ms 0. ERR_INVAL if the value is not a
+ * decimal int64. */
+static inline int ERR_MUST_CHECK kv_counter(struct kv *kv, const char *key, int64_t *out,
+                                            uint64_t *ttl_left_ms)
+{
+    *out = 0;
+    *ttl_left_ms = 0;
+    return kv_bad_key(kv, key) ? ERR_INVAL : kv->ops->counter(kv, key, out, ttl_left_ms);
+}
+
+/* Redis's rule for an integer value (string2ll), which both backends apply:
+ * "0", or an optional '-' then a non-zero digit and up to 18 more digits, in
+ * int64 range; no spaces, no '+', no leading zeros. */
+static inline bool kv_parse_i64(const void *p, uint64_t len, int64_t *out)
+{
+    const unsigned char *s = p;
+    bool neg = len > 0 && s[0] == '-';
+    uint64_t i = neg, limit = neg ? (uint64_t)INT64_MAX + 1 : (uint64_t)INT64_MAX, v = 0;
+
+    if (len == 1 && s[0] == '0') {
+        *out = 0;
+        return true;
+    }
+    if (len == i || len - i > 19 || s[i] < '1' || s[i] > '9')
+        return false;
+    for (; i < len; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return false;
+        v = v * 10 + (uint64_t)(s[i] - '0');
+        if (v > limit)
+            return false;
+    }
+    *out = neg ? (int64_t)(0 - v) : (int64_t)v;
+    return true;
 }
 
 /* 0 if the backend answers. */

@@ -62,6 +62,13 @@ static const char DEL_EQ_SCRIPT[] =
     "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) "
     "else return 0 end";
 
+/* kv_incr_window: INCR, and a PEXPIRE only when the key has no TTL yet (just
+ * made, or set without one), in one atomic step; answers {count, pttl}. */
+static const char INCR_WINDOW_SCRIPT[] =
+    "local n = redis.call('incr', KEYS[1]) local t = redis.call('pttl', KEYS[1]) "
+    "if t < 0 then redis.call('pexpire', KEYS[1], ARGV[1]) t = tonumber(ARGV[1]) end "
+    "return {n, t}";
+
 static int fail(struct kv *kv, int rc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 static int fail(struct kv *kv, int rc, const char *fmt, ...)
@@ -592,6 +599,68 @@ static int kvr_incr(struct kv *kv, const char *key, int64_t *out)
     return 0;
 }
 
+static int kvr_incr_window(struct kv *kv, const char *key, uint64_t ttl_ms, int64_t *out,
+                           uint64_t *ttl_left_ms)
+{
+    struct kv_redis *kr = kv->impl;
+    struct cmd c = {0};
+    redisReply *rep;
+    char ms[24];
+    int rc;
+
+    snprintf(ms, sizeof ms, "%llu", (unsigned long long)ttl_ms);
+    arg_str(&c, "EVAL");
+    arg_str(&c, INCR_WINDOW_SCRIPT);
+    arg_str(&c, "1");
+    arg_str(&c, key);
+    arg_str(&c, ms);
+    /* not repeated after a lost reply: that would count one failure twice */
+    if ((rc = one(kv, kr, false, &c, &rep)) != 0)
+        return rc;
+    if (rep->type == REDIS_REPLY_ARRAY && rep->elements == 2 &&
+        rep->element[0]->type == REDIS_REPLY_INTEGER && rep->element[1]->type == REDIS_REPLY_INTEGER) {
+        *out = (int64_t)rep->element[0]->integer;
+        *ttl_left_ms = rep->element[1]->integer > 0 ? (uint64_t)rep->element[1]->integer : 0;
+        rc = kv->err = 0;
+    } else {
+        rc = reply_unexpected(kv, kr, rep);
+    }
+    freeReplyObject(rep);
+    return rc;
+}
+
+static int kvr_counter(struct kv *kv, const char *key, int64_t *out, uint64_t *ttl_left_ms)
+{
+    struct kv_redis *kr = kv->impl;
+    struct cmd c[2];
+    redisReply *rep[2];
+    int rc = 0;
+
+    memset(c, 0, sizeof c);
+    arg_str(&c[0], "GET");
+    arg_str(&c[0], key);
+    arg_str(&c[1], "PTTL");
+    arg_str(&c[1], key);
+    if ((rc = roundtrip(kv, kr, true, c, 2, rep)) != 0)
+        return rc;
+    if (rep[0]->type != REDIS_REPLY_NIL && rep[0]->type != REDIS_REPLY_STRING) {
+        rc = reply_unexpected(kv, kr, rep[0]);
+    } else if (rep[1]->type != REDIS_REPLY_INTEGER) {
+        rc = reply_unexpected(kv, kr, rep[1]);
+    } else if (rep[0]->type == REDIS_REPLY_STRING && !kv_parse_i64(rep[0]->str, rep[0]->len, out)) {
+        rc = fail(kv, ERR_INVAL, "redis %s: value is not an integer", where(kr));
+    } else {
+        /* PTTL is -2 for no key and -1 for no TTL: both leave 0. The key may
+         * expire between the two commands: a count with 0 left. */
+        if (rep[0]->type == REDIS_REPLY_STRING && rep[1]->integer > 0)
+            *ttl_left_ms = (uint64_t)rep[1]->integer;
+        rc = kv->err = 0;
+    }
+    freeReplyObject(rep[0]);
+    freeReplyObject(rep[1]);
+    return rc;
+}
+
 static int kvr_ping(struct kv *kv)
 {
     struct kv_redis *kr = kv->impl;
@@ -637,6 +706,8 @@ static const struct kv_ops kv_redis_ops = {
     .exists = kvr_exists,
     .exists_get = kvr_exists_get,
     .incr = kvr_incr,
+    .incr_window = kvr_incr_window,
+    .counter = kvr_counter,
     .ping = kvr_ping,
     .free = kvr_free,
 };

@@ -276,31 +276,10 @@ static int kvs_exists_get(struct kv *kv, const char *ekey, bool *exists, const c
     return kv->err = rc;
 }
 
-/* Redis's rule (string2ll): "0", or an optional '-' then a non-zero digit and
- * up to 18 more digits, in int64 range; no spaces, no '+', no leading zeros. */
-static bool parse_i64(const unsigned char *s, uint64_t len, int64_t *out)
-{
-    bool neg = len > 0 && s[0] == '-';
-    uint64_t i = neg, limit = neg ? (uint64_t)INT64_MAX + 1 : (uint64_t)INT64_MAX, v = 0;
-
-    if (len == 1 && s[0] == '0') {
-        *out = 0;
-        return true;
-    }
-    if (len == i || len - i > 19 || s[i] < '1' || s[i] > '9')
-        return false;
-    for (; i < len; i++) {
-        if (s[i] < '0' || s[i] > '9')
-            return false;
-        v = v * 10 + (uint64_t)(s[i] - '0');
-        if (v > limit)
-            return false;
-    }
-    *out = neg ? (int64_t)(0 - v) : (int64_t)v;
-    return true;
-}
-
-static int kvs_incr(struct kv *kv, const char *key, int64_t *out)
+/* INCR; with ttl_ms > 0 also the window rule of kv_incr_window (a counter with
+ * no deadline gets now + ttl_ms), *left set to what remains. ttl_ms 0 keeps
+ * whatever TTL there is, as INCR does. */
+static int incr(struct kv *kv, const char *key, uint64_t ttl_ms, int64_t *out, uint64_t *left)
 {
     struct kv_shm *ks = kv->impl;
     int64_t now = now_ms(), v = 0, expires = 0;
@@ -315,19 +294,56 @@ static int kvs_incr(struct kv *kv, const char *key, int64_t *out)
         const struct kv_entry *ent = shm_ptr(ks->r, e);
 
         expires = ent->expires_ms;
-        if (!parse_i64(ent->bytes, ent->len, &v) || v == INT64_MAX) {
+        if (!kv_parse_i64(ent->bytes, ent->len, &v) || v == INT64_MAX) {
             rc = fail(kv, ERR_INVAL, "value is not an integer or out of range");
             goto out;
         }
     }
+    if (expires == 0 && ttl_ms > 0)
+        expires = deadline(now, ttl_ms);
     n = snprintf(buf, sizeof buf, "%lld", (long long)(v + 1));
     if ((off = entry_new(ks, buf, (size_t)n, expires, now)) == 0) {
         rc = fail(kv, ERR_NOSPACE, "region full");
         goto out;
     }
-    if ((rc = entry_put(kv, ks, key, off)) == 0)
+    if ((rc = entry_put(kv, ks, key, off)) == 0) {
         *out = v + 1;
+        if (left != NULL)
+            *left = expires != 0 ? (uint64_t)(expires - now) : 0;
+    }
 out:
+    shm_unlock(ks->r);
+    return kv->err = rc;
+}
+
+static int kvs_incr(struct kv *kv, const char *key, int64_t *out)
+{
+    return incr(kv, key, 0, out, NULL);
+}
+
+static int kvs_incr_window(struct kv *kv, const char *key, uint64_t ttl_ms, int64_t *out,
+                           uint64_t *ttl_left_ms)
+{
+    return incr(kv, key, ttl_ms, out, ttl_left_ms);
+}
+
+static int kvs_counter(struct kv *kv, const char *key, int64_t *out, uint64_t *ttl_left_ms)
+{
+    struct kv_shm *ks = kv->impl;
+    int64_t now = now_ms();
+    uint64_t e;
+    int rc;
+
+    if ((rc = lock(kv, ks)) != 0)
+        return rc;
+    if ((e = lookup(ks, key, now)) != 0) {
+        const struct kv_entry *ent = shm_ptr(ks->r, e);
+
+        if (!kv_parse_i64(ent->bytes, ent->len, out))
+            rc = fail(kv, ERR_INVAL, "value is not an integer");
+        else if (ent->expires_ms != 0)
+            *ttl_left_ms = (uint64_t)(ent->expires_ms - now);
+    }
     shm_unlock(ks->r);
     return kv->err = rc;
 }
@@ -358,6 +374,8 @@ static const struct kv_ops kv_shm_ops = {
     .exists = kvs_exists,
     .exists_get = kvs_exists_get,
     .incr = kvs_incr,
+    .incr_window = kvs_incr_window,
+    .counter = kvs_counter,
     .ping = kvs_ping,
     .free = kvs_free,
 };

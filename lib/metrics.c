@@ -11,6 +11,15 @@ static const int STATUSES[METRICS_NSTATUS - 1] = {200, 201, 204, 301, 304, 400, 
 static const uint64_t BOUNDS_US[METRICS_NBUCKETS] = {100,   250,    500,    1000,   2500,   5000,
                                                      10000, 25000, 50000, 100000, 500000, 1000000};
 
+/* enum metrics_counter's names (tessera_<name>_total) and help lines, in order. */
+static const struct {
+    const char *name, *help;
+} COUNTERS[METRICS_NCOUNTERS] = {
+    [METRICS_LOGIN_THROTTLED] = {"login_throttled", "Logins refused with 429 after too many failures."},
+    [METRICS_LOGIN_THROTTLE_ERRORS] = {"login_throttle_errors",
+                                       "Failed-login throttle calls to the kv that failed (the login went on unthrottled)."},
+};
+
 struct metrics *metrics_new(void)
 {
     void *p = mmap(NULL, sizeof(struct metrics), PROT_READ | PROT_WRITE,
@@ -43,6 +52,13 @@ void metrics_observe(struct metrics *m, int slot, int route, int status, uint64_
     __atomic_fetch_add(&r->status[status_index(status)], 1, __ATOMIC_RELAXED);
     __atomic_fetch_add(&r->bucket[b], 1, __ATOMIC_RELAXED);
     __atomic_fetch_add(&r->sum_us, dur_us, __ATOMIC_RELAXED);
+}
+
+void metrics_count(struct metrics *m, int slot, int counter)
+{
+    if (m == NULL || slot < 0 || slot >= METRICS_MAX_SLOTS || counter < 0 || counter >= METRICS_NCOUNTERS)
+        return;
+    __atomic_fetch_add(&m->slot[slot].counter[counter], 1, __ATOMIC_RELAXED);
 }
 
 static uint64_t load(const uint64_t *p)
@@ -111,6 +127,14 @@ int metrics_render(const struct metrics *m, const char *const *labels, size_t nr
                          (double)sum / 1e6);
         rc |= buf_printf(out, "tessera_http_request_duration_seconds_count{route=\"%s\"} %llu\n",
                          labels[r], (unsigned long long)total);
+    }
+    for (int c = 0; c < METRICS_NCOUNTERS && rc == 0; c++) {
+        uint64_t n = 0;
+        for (int k = 0; k < METRICS_MAX_SLOTS; k++)
+            n += load(&m->slot[k].counter[c]);
+        rc |= buf_printf(out, "# HELP tessera_%s_total %s\n# TYPE tessera_%s_total counter\ntessera_%s_total %llu\n",
+                         COUNTERS[c].name, COUNTERS[c].help, COUNTERS[c].name, COUNTERS[c].name,
+                         (unsigned long long)n);
     }
     return rc != 0 ? ERR_TOOBIG : 0;
 }

@@ -23,8 +23,18 @@ struct metrics_route {
     uint64_t sum_us;
 };
 
+/* Event counters beside the per-route ones, named in one table (metrics.c) and
+ * rendered as tessera_<name>_total even while 0, so an alert on one has its
+ * series from the first scrape. */
+enum metrics_counter {
+    METRICS_LOGIN_THROTTLED,        /* logins refused 429 by the failed-login throttle */
+    METRICS_LOGIN_THROTTLE_ERRORS,  /* throttle kv calls that failed: logins let through unchecked */
+    METRICS_NCOUNTERS
+};
+
 struct metrics_slot {
     struct metrics_route route[METRICS_MAX_ROUTES];
+    uint64_t counter[METRICS_NCOUNTERS];
 };
 
 struct metrics {
@@ -40,12 +50,17 @@ void metrics_free(struct metrics *m);
  * answered `status` after `dur_us` microseconds. Out-of-range indexes are ignored. */
 void metrics_observe(struct metrics *m, int slot, int route, int status, uint64_t dur_us);
 
+/* Adds 1 to event counter `counter` (enum metrics_counter) of slot; NULL m or
+ * out-of-range indexes are ignored. */
+void metrics_count(struct metrics *m, int slot, int counter);
+
 /* Requests served by one slot, all routes. */
 uint64_t metrics_slot_total(const struct metrics *m, int slot);
 
 /* Appends the Prometheus text exposition of the fleet-wide sums:
- * tessera_http_requests_total{route,status} and
- * tessera_http_request_duration_seconds{route} (histogram). */
+ * tessera_http_requests_total{route,status},
+ * tessera_http_request_duration_seconds{route} (histogram) and the event
+ * counters. */
 int metrics_render(const struct metrics *m, const char *const *route_labels, size_t nroutes,
                    struct buf *out) ERR_MUST_CHECK;
 

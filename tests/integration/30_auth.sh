@@ -415,6 +415,63 @@ out=$(printf 'short\n' | "$TESSERA" admin create other@example.test 2>&1); rc=$?
 check "admin create refuses a short password" test "$rc" != 0
 check "the admin's password never reaches the log" bash -c "! grep -q 'admin password 1' '$T/fleet.log'"
 
+# --- failed-login throttle (issue 11): a stack of its own with small limits,
+# 3 failures per account and 8 per address in 5 s windows. Each case speaks
+# from its own loopback address (curl --interface: nginx's REMOTE_ADDR), so one
+# case's address count never meets another's.
+stack_down
+stack_up TESSERA_AUTH_LOGIN_MAX_FAILURES=3 TESSERA_AUTH_LOGIN_MAX_FAILURES_ADDR=8 TESSERA_AUTH_LOGIN_WINDOW_S=5 ||
+    { not_ok "a stack with small login limits starts"; exit 1; }
+try_login() { # address-suffix email password → STATUS, BODY, HDRS
+    req POST /v1/auth/login --interface "127.0.0.$1" -H "$J" -d "{\"email\":\"$2\",\"password\":\"$3\"}"
+}
+fails() { # address-suffix email N → the N statuses of N wrong passwords, space-separated
+    local i codes=""
+    for i in $(seq 1 "$3"); do try_login "$1" "$2" "wrong password $i"; codes="$codes${codes:+ }$STATUS"; done
+    echo "$codes"
+}
+error_of() { jq -c '.error | del(.request_id)' <<<"$BODY"; }
+req POST /v1/auth/signup -H "$J" -d '{"email":"known@throttle.test","password":"right password","org_name":"Throttle"}'
+expect "signup of the throttle cases' known account" 201 '.role == "owner"'
+KNOWN=$(jq -r .access_token <<<"$BODY")
+check "a known email's first 3 failures answer 401" test "$(fails 11 known@throttle.test 3)" = "401 401 401"
+try_login 11 known@throttle.test "wrong password 4"
+expect_error "the 4th failed login of a known email → 429 too_many_requests" 429 too_many_requests
+known_error=$(error_of); known_retry=$(header retry-after)
+check "with Retry-After in whole seconds within the window ($known_retry)" grep -qxE '[1-5]' <<<"$known_retry"
+try_login 11 known@throttle.test "right password"
+expect_error "while throttled even the right password gets 429 (no guessing oracle)" 429 too_many_requests
+check "an unknown email's first 3 failures answer 401" test "$(fails 11 nobody@throttle.test 3)" = "401 401 401"
+try_login 11 nobody@throttle.test "wrong password 4"
+expect_error "the 4th failed login of an unknown email → 429 too_many_requests" 429 too_many_requests
+check "with Retry-After ($(header retry-after))" grep -qxE '[1-5]' <<<"$(header retry-after)"
+check "known and unknown emails get the same 429 (no enumeration)" test "$(error_of)" = "$known_error"
+req GET '/v1/audit?limit=100' -H "$(auth "$KNOWN")"
+expect "throttled attempts never reach the password check (3 audited failures, not 5)" 200 \
+    '[.data[] | select(.action == "auth.login_failed")] | length == 3'
+try_login 11 admin@example.com tessera-dev
+expect "meanwhile another account logs in from the same address (counts are per account)" 200 '.access_token | length > 0'
+check "victor's first 2 failures answer 401" test "$(fails 12 victor@acme.test 2)" = "401 401"
+try_login 12 victor@acme.test tessera-dev
+expect "a successful login" 200 '.access_token | length > 0'
+check "resets the account's count: 3 more failures answer 401" test "$(fails 12 victor@acme.test 3)" = "401 401 401"
+try_login 12 victor@acme.test "wrong password 4"
+expect_error "and the next is throttled" 429 too_many_requests
+codes=""
+for i in $(seq 1 8); do try_login 13 "spray$i@throttle.test" "wrong password"; codes="$codes${codes:+ }$STATUS"; done
+check "8 failures from one address, each on another email, answer 401" test "$codes" = "401 401 401 401 401 401 401 401"
+try_login 13 spray9@throttle.test "wrong password"
+expect_error "the 9th from that address → 429, though that email never failed" 429 too_many_requests
+try_login 14 spray9@throttle.test "wrong password"
+expect_error "another address is not held back" 401 invalid_credentials
+req GET /metrics
+check "/metrics counts the throttled logins" \
+    awk '$1 == "tessera_login_throttled_total" && $2 >= 5 { found = 1 } END { exit !found }' <<<"$BODY"
+sleep "$known_retry"; sleep 0.5
+try_login 11 known@throttle.test "right password"
+expect "after the window (Retry-After: $known_retry s) the right password logs in" 200 '.access_token | length > 0'
+check "no throttled email reaches the log" bash -c "! grep -q 'throttle.test\|victor@acme' '$T/fleet.log'"
+
 # --- a full memory engine answers 507 and stays consistent
 [ "${ENGINE:-memory}" = memory ] || exit 0
 stack_down

@@ -27,7 +27,20 @@ check "the blacklist entry is SHA-256 of the token in Redis, living until the to
 req GET /v1/auth/me -H "Authorization: Bearer $ALICE"
 expect_error "the logged-out token is refused" 401 token_revoked
 
+# the login throttle counts in Redis, under keys that hold no email
+req POST /v1/auth/login -H "$J" -d '{"email":"bob@globex.test","password":"wrong password"}'
+expect_error "a wrong password → 401" 401 invalid_credentials
+thr=$(redis-cli -p "$REDIS_PORT" --scan --pattern 'thr:login:*' | sort)
+acct=$(grep '^thr:login:acct:' <<<"$thr"); addr=$(grep '^thr:login:addr:' <<<"$thr")
+check "the failure is counted in Redis under thr:login:acct:<hmac> and thr:login:addr:<hmac>" \
+    bash -c "grep -qxE 'thr:login:acct:[0-9a-f]{64}' <<<'$acct' && grep -qxE 'thr:login:addr:[0-9a-f]{64}' <<<'$addr'"
+check "no email in a throttle key" bash -c "! grep -qi 'bob\|globex' <<<'$thr'"
+check "each count lives for the window ([auth] login_window_s, 900 s)" \
+    test "$(redis-cli -p "$REDIS_PORT" get "$acct")" = 1 -a "$(redis-cli -p "$REDIS_PORT" ttl "$acct")" -gt 0 \
+    -a "$(redis-cli -p "$REDIS_PORT" ttl "$acct")" -le 900 -a "$(redis-cli -p "$REDIS_PORT" ttl "$addr")" -gt 0
 login bob@globex.test; BOB=$TOKEN
+check "a successful login deletes its account's count, not its address's" \
+    test "$(redis-cli -p "$REDIS_PORT" exists "$acct")" = 0 -a "$(redis-cli -p "$REDIS_PORT" get "$addr")" = 1
 req GET /v1/auth/me -H "Authorization: Bearer $BOB"
 expect "a live token works" 200 '.org.slug == "globex"'
 redis_down
@@ -38,6 +51,17 @@ req GET /healthz
 expect "healthz stays 200 (liveness is not readiness)" 200 '.status == "ok"'
 req GET /readyz
 expect "readyz says the kv is down" 503 '.status == "unavailable" and .checks.kv.status == "down" and ((.checks.engine // .checks.db_core).status == "ok")'
+thr_errors() { curl -s "$URL/metrics" | awk '$1 == "tessera_login_throttle_errors_total" { print $2 }'; }
+e0=$(thr_errors)
+req POST /v1/auth/login -H "$J" -d '{"email":"bob@globex.test","password":"tessera-dev"}'
+expect "Redis down: a login still works (the throttle fails open)" 200 '(.access_token | length > 0) and .org.slug == "globex"'
+req POST /v1/auth/login -H "$J" -d '{"email":"bob@globex.test","password":"wrong password"}'
+expect_error "and a wrong password is still a 401, not a 503" 401 invalid_credentials
+e1=$(thr_errors)
+check "/metrics counts the throttle's failures ($e0 → $e1)" test "${e1:-0}" -ge $(( ${e0:-0} + 2 ))
+check "and the log says the login went on unthrottled" grep -q '"login_throttle_unavailable"' "$T/fleet.log"
+req GET /v1/auth/me -H "Authorization: Bearer $BOB"
+expect_error "while the blacklist stays fail closed" 503 unavailable
 
 # the same port again, as after a restart of the service
 redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no \

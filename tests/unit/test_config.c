@@ -321,6 +321,28 @@ static void test_integers_out_of_range_or_malformed_are_refused(void **state)
     assert_refused(f, load_text(f, "[db]\nconnection_limit = 0\n"), "db.connection_limit", NULL);
 }
 
+static void test_login_throttle_limits_default_and_are_bounded(void **state)
+{
+    struct fixture *f = *state;
+
+    assert_int_equal(config_load(&f->cfg, NULL, f->errstr), 0);
+    assert_int_equal(f->cfg.auth.login_max_failures, 10);
+    assert_int_equal(f->cfg.auth.login_max_failures_addr, 100);
+    assert_int_equal(f->cfg.auth.login_window_s, 900);
+    setenv("TESSERA_AUTH_LOGIN_MAX_FAILURES", "3", 1);
+    assert_int_equal(load_text(f, "[auth]\nlogin_window_s = 60\nlogin_max_failures_addr = 7\n"), 0);
+    assert_int_equal(f->cfg.auth.login_max_failures, 3);
+    assert_int_equal(f->cfg.auth.login_max_failures_addr, 7);
+    assert_int_equal(f->cfg.auth.login_window_s, 60);
+    setenv("TESSERA_AUTH_LOGIN_MAX_FAILURES", "0", 1);
+    assert_refused(f, config_load(&f->cfg, NULL, f->errstr), "auth.login_max_failures", "range");
+    unsetenv("TESSERA_AUTH_LOGIN_MAX_FAILURES");
+    assert_refused(f, load_text(f, "[auth]\nlogin_window_s = 0\n"), "auth.login_window_s", "range");
+    assert_refused(f, load_text(f, "[auth]\nlogin_window_s = 86401\n"), "auth.login_window_s", "range");
+    assert_refused(f, load_text(f, "[auth]\nlogin_max_failures_addr = x\n"), "auth.login_max_failures_addr",
+                   "integer");
+}
+
 static void test_listen_mode_is_octal(void **state)
 {
     struct fixture *f = *state;
@@ -568,6 +590,7 @@ int main(void)
         T(test_env_overrides_beat_the_file),
         T(test_bad_file_value_is_refused_even_when_env_overrides_it),
         T(test_integers_out_of_range_or_malformed_are_refused),
+        T(test_login_throttle_limits_default_and_are_bounded),
         T(test_listen_mode_is_octal),
         T(test_password_cost_below_17_refused_in_production),
         T(test_password_cost_below_17_allowed_in_test_and_develop),

@@ -345,6 +345,83 @@ static void test_incr_keeps_the_ttl(void **state)
     assert_kv_missing(kv, "c");
 }
 
+static void test_incr_window_opens_the_window_on_the_first_increment_only(void **state)
+{
+    struct kv *kv = *state;
+    int64_t v = 0, c = -1;
+    uint64_t left = 0, first = 0;
+
+    assert_int_equal(kv_counter(kv, "thr:login:acct:x", &c, &left), 0);
+    assert_int_equal(c, 0);
+    assert_int_equal(left, 0);
+    assert_int_equal(kv_incr_window(kv, "thr:login:acct:x", 300, &v, &first), 0);
+    assert_int_equal(v, 1);
+    assert_true(first > 200 && first <= 300);
+    sleep_ms(120);
+    /* later increments count on in the same window: its end does not move */
+    assert_int_equal(kv_incr_window(kv, "thr:login:acct:x", 300, &v, &left), 0);
+    assert_int_equal(v, 2);
+    assert_true(left < first - 80);
+    assert_int_equal(kv_counter(kv, "thr:login:acct:x", &c, &left), 0);
+    assert_int_equal(c, 2);
+    assert_true(left > 0 && left < first - 80);
+    assert_kv_value(kv, "thr:login:acct:x", "2", 1);
+    sleep_ms(250);
+    /* the window is over: the count starts again, in a new window */
+    assert_int_equal(kv_counter(kv, "thr:login:acct:x", &c, &left), 0);
+    assert_int_equal(c, 0);
+    assert_int_equal(left, 0);
+    assert_int_equal(kv_incr_window(kv, "thr:login:acct:x", 300, &v, &left), 0);
+    assert_int_equal(v, 1);
+    assert_true(left > 200 && left <= 300);
+}
+
+static void test_incr_window_gives_a_ttl_to_a_counter_without_one(void **state)
+{
+    struct kv *kv = *state;
+    int64_t v = 0, c = 0;
+    uint64_t left = 0;
+
+    assert_int_equal(kv_set(kv, "n", "5", 1, 0), 0);
+    assert_int_equal(kv_counter(kv, "n", &c, &left), 0);
+    assert_int_equal(c, 5);
+    assert_int_equal(left, 0);
+    assert_int_equal(kv_incr_window(kv, "n", 100, &v, &left), 0);
+    assert_int_equal(v, 6);
+    assert_true(left > 0 && left <= 100);
+    sleep_ms(180);
+    assert_kv_missing(kv, "n");
+    /* kv_incr keeps a window's TTL too */
+    assert_int_equal(kv_incr_window(kv, "n", 100, &v, &left), 0);
+    assert_int_equal(kv_incr(kv, "n", &v), 0);
+    assert_int_equal(v, 2);
+    sleep_ms(180);
+    assert_kv_missing(kv, "n");
+}
+
+static void test_incr_window_and_counter_refuse_what_is_not_a_counter(void **state)
+{
+    struct kv *kv = *state;
+    int64_t v = 7, c = 7;
+    uint64_t left = 7;
+
+    assert_int_equal(kv_incr_window(kv, "w", 0, &v, &left), ERR_INVAL);
+    assert_int_equal(kv->err, ERR_INVAL);
+    assert_kv_missing(kv, "w");
+    assert_int_equal(kv_incr_window(kv, "", 100, &v, &left), ERR_INVAL);
+    assert_int_equal(kv_counter(kv, "", &c, &left), ERR_INVAL);
+    assert_int_equal(kv_set(kv, "w", "abc", 3, 0), 0);
+    assert_int_equal(kv_incr_window(kv, "w", 100, &v, &left), ERR_INVAL);
+    assert_int_equal(kv->err, ERR_INVAL);
+    assert_int_equal(kv_counter(kv, "w", &c, &left), ERR_INVAL);
+    assert_int_equal(kv->err, ERR_INVAL);
+    assert_int_equal(kv_set(kv, "w", "9223372036854775807", 19, 0), 0);
+    assert_int_equal(kv_incr_window(kv, "w", 100, &v, &left), ERR_INVAL);
+    assert_kv_value(kv, "w", "9223372036854775807", 19);
+    assert_int_equal(kv_counter(kv, "w", &c, &left), 0);
+    assert_int_equal(c, INT64_MAX);
+}
+
 static void test_del_and_exists(void **state)
 {
     struct kv *kv = *state;
@@ -411,6 +488,9 @@ static void test_ping_and_bad_keys(void **state)
     X(test_del_eq_only_removes_a_matching_value)              \
     X(test_incr_counts_from_zero_and_rejects_non_integers)    \
     X(test_incr_keeps_the_ttl)                                \
+    X(test_incr_window_opens_the_window_on_the_first_increment_only) \
+    X(test_incr_window_gives_a_ttl_to_a_counter_without_one)  \
+    X(test_incr_window_and_counter_refuse_what_is_not_a_counter) \
     X(test_del_and_exists)                                    \
     X(test_exists_get_answers_both_in_one_call)               \
     X(test_ping_and_bad_keys)
@@ -552,10 +632,16 @@ static void test_redis_nothing_listening_is_unavailable_fast(void **state)
     int64_t t0 = now_ms();
     char *val;
     size_t len;
+    int64_t n;
+    uint64_t left;
 
     assert_non_null(kv);
     assert_int_equal(kv_ping(kv), ERR_UNAVAILABLE);
     assert_int_equal(kv_get(kv, "k", &val, &len), ERR_UNAVAILABLE);
+    /* what the login throttle sees while Redis is away (it fails open on this) */
+    assert_int_equal(kv_counter(kv, "thr:k", &n, &left), ERR_UNAVAILABLE);
+    assert_int_equal(kv_incr_window(kv, "thr:k", 1000, &n, &left), ERR_UNAVAILABLE);
+    assert_int_equal(kv->err, ERR_UNAVAILABLE);
     assert_true(now_ms() - t0 < TIMEOUT_MS);
     assert_non_null(strstr(kv->errstr, "127.0.0.1"));
     kv_free(kv);

@@ -206,6 +206,31 @@ static void test_forked_child_observations_are_visible_to_parent(void **state)
     buf_cleanup(&b);
 }
 
+static void test_event_counters_sum_across_slots_and_show_while_zero(void **state)
+{
+    struct metrics *m = *state;
+    struct buf b;
+
+    render(m, &b);
+    assert_int_equal(sample(b.p, "tessera_login_throttled_total"), 0);
+    assert_int_equal(sample(b.p, "tessera_login_throttle_errors_total"), 0);
+    assert_non_null(strstr(b.p, "# TYPE tessera_login_throttle_errors_total counter"));
+    buf_cleanup(&b);
+    metrics_count(m, 0, METRICS_LOGIN_THROTTLE_ERRORS);
+    metrics_count(m, 5, METRICS_LOGIN_THROTTLE_ERRORS);
+    metrics_count(m, 5, METRICS_LOGIN_THROTTLED);
+    metrics_count(m, -1, METRICS_LOGIN_THROTTLED);
+    metrics_count(m, METRICS_MAX_SLOTS, METRICS_LOGIN_THROTTLED);
+    metrics_count(m, 0, METRICS_NCOUNTERS);
+    metrics_count(NULL, 0, METRICS_LOGIN_THROTTLED);
+    render(m, &b);
+    assert_int_equal(sample(b.p, "tessera_login_throttle_errors_total"), 2);
+    assert_int_equal(sample(b.p, "tessera_login_throttled_total"), 1);
+    buf_cleanup(&b);
+    /* requests are not events: a slot's request total leaves them out */
+    assert_int_equal(metrics_slot_total(m, 5), 0);
+}
+
 static void test_free_null_is_a_no_op(void **state)
 {
     metrics_free(NULL); /* fails by crashing */
@@ -222,6 +247,7 @@ int main(void)
         T(test_out_of_range_slot_or_route_is_ignored),
         T(test_render_past_the_buffer_cap_is_toobig),
         T(test_forked_child_observations_are_visible_to_parent),
+        T(test_event_counters_sum_across_slots_and_show_while_zero),
         cmocka_unit_test(test_free_null_is_a_no_op),
     };
     return cmocka_run_group_tests_name("metrics", tests, NULL, NULL);
