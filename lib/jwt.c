@@ -3,9 +3,11 @@
  * Verification is ordered so that the cheapest, most attacker-controlled checks
  * come first and nothing in the payload is believed before the signature holds:
  * size cap, three parts, canonical base64url, strict JSON header (lib/json),
- * alg == "EdDSA" (so "none", HS256 signed with the public key, and friends never
- * reach a crypto call), crit refused, typ, kid looked up in memory only, then
- * the 64-byte signature, then the payload's JSON and claims.
+ * alg "EdDSA" or "Ed25519" (so "none", HS256 signed with the public key, and
+ * friends never reach a crypto call), crit refused, typ, kid looked up in memory
+ * only and its key pinned to Ed25519 (whichever of the two names the header
+ * uses, the algorithm is the key's, never the token's), then the 64-byte
+ * signature, then the payload's JSON and claims.
  *
  * Canonical base64url matters beyond tidiness: the blacklist keys on
  * SHA-256(token), and a lenient decoder would let a logged-out token come back
@@ -33,7 +35,6 @@
 
 #define ED25519_SIG_LEN 64
 #define ED25519_PUB_LEN 32
-#define JWT_ALG "EdDSA"
 /* Latest time accepted in exp/nbf/iat: 9999-12-31, well inside double's exact range. */
 #define JWT_TIME_MAX INT64_C(253402300799)
 /* Upper bound on a configured lifetime: keeps exp arithmetic far from overflow. */
@@ -79,39 +80,124 @@ static const struct jwt_key *keyset_find(const struct jwt_keyset *ks, const char
     return NULL;
 }
 
-/* Reads one PEM file: a private key, or (when public_ok) a public key. */
+/* A PEM key file is a few hundred bytes; anything near this is not one. */
+#define KEY_FILE_MAX 16384
+
+/* Reads one PEM file: a private key, or (when public_ok) a public key. A
+ * private key readable by anyone but its owner is refused before it is used,
+ * as sshd refuses one: the file's mode, not the operator's intent, is what
+ * every other account on the machine sees. */
 static int load_one(const char *path, bool public_ok, EVP_PKEY **pkey, int *can_sign,
                     char *errstr)
 {
-    BIO *bio;
-    int rc = ERR_OK;
+    char text[KEY_FILE_MAX];
+    struct stat st;
+    BIO *bio = NULL;
+    ssize_t got;
+    size_t len = 0;
+    int fd, rc = ERR_INVAL;
+    bool too_open;
 
     *pkey = NULL;
-    bio = BIO_new_file(path, "r");
-    if (!bio) {
-        err_set(errstr, "%s: %s", path, strerror(errno ? errno : EIO));
-        ERR_clear_error();
+    *can_sign = 0;
+    fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+    if (fd < 0) {
+        err_set(errstr, "%s: %s", path, strerror(errno));
         return ERR_IO;
+    }
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        err_set(errstr, "%s: not a regular file", path);
+        close(fd);
+        return ERR_IO;
+    }
+    too_open = (st.st_mode & 077) != 0;
+    if (!public_ok && too_open)
+        goto too_open;
+    while (len < sizeof(text) && (got = read(fd, text + len, sizeof(text) - len)) != 0) {
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got < 0) {
+            err_set(errstr, "%s: %s", path, strerror(errno));
+            rc = ERR_IO;
+            goto out;
+        }
+        len += (size_t)got;
+    }
+    if (len == sizeof(text)) {
+        err_set(errstr, "%s: larger than a PEM key (%d bytes or more)", path, KEY_FILE_MAX);
+        goto out;
+    }
+    bio = BIO_new_mem_buf(text, (int)len);
+    if (!bio) {
+        err_set(errstr, "%s: out of memory", path);
+        rc = ERR_NOMEM;
+        goto out;
     }
     *can_sign = 1;
     *pkey = PEM_read_bio_PrivateKey(bio, NULL, no_passphrase, NULL);
-    if (!*pkey && public_ok && BIO_reset(bio) == 0) {
+    if (!*pkey && public_ok && BIO_reset(bio) == 1) {
         *can_sign = 0;
         *pkey = PEM_read_bio_PUBKEY(bio, NULL, no_passphrase, NULL);
     }
-    ERR_clear_error();
     if (!*pkey) {
         err_set(errstr, "%s: not a PEM Ed25519 %s (encrypted keys are not supported)",
                 path, public_ok ? "key" : "private key");
-        rc = ERR_INVAL;
-    } else if (!EVP_PKEY_is_a(*pkey, "ED25519")) {
-        err_set(errstr, "%s: key is not Ed25519", path);
+        goto out;
+    }
+    if (*can_sign && too_open)
+        goto too_open;
+    if (!EVP_PKEY_is_a(*pkey, "ED25519")) {
+        err_set(errstr, "%s: key is not Ed25519 (%s)", path, EVP_PKEY_get0_type_name(*pkey)
+                                                               ? EVP_PKEY_get0_type_name(*pkey) : "?");
+        goto out;
+    }
+    rc = ERR_OK;
+    goto out;
+too_open:
+    err_set(errstr, "%s: mode %04o is too open for a private key (group or others have "
+                    "access): chmod 600", path, (unsigned)(st.st_mode & 07777));
+out:
+    if (rc != ERR_OK) {
         EVP_PKEY_free(*pkey);
         *pkey = NULL;
-        rc = ERR_INVAL;
     }
     BIO_free(bio);
+    explicit_bzero(text, sizeof(text));
+    ERR_clear_error();
+    close(fd);
     return rc;
+}
+
+int jwt_keyset_add(struct jwt_keyset *ks, const char *path, char errstr[128])
+{
+    struct jwt_key k;
+    EVP_PKEY *pkey = NULL;
+    int can_sign = 0, rc;
+
+    if (!ks || !path) {
+        err_set(errstr, "no JWT key file given");
+        return ERR_INVAL;
+    }
+    if (ks->n >= JWT_KEYSET_MAX) {
+        err_set(errstr, "%s: more than %d JWT key files", path, JWT_KEYSET_MAX);
+        return ERR_NOSPACE;
+    }
+    rc = load_one(path, ks->n > 0, &pkey, &can_sign, errstr);
+    if (rc != ERR_OK)
+        return rc;
+    memset(&k, 0, sizeof(k));
+    if (key_fill(&k, pkey, can_sign) != ERR_OK) {
+        EVP_PKEY_free(pkey);
+        err_set(errstr, "%s: cannot read the public key", path);
+        return ERR_INTERNAL;
+    }
+    if (keyset_find(ks, k.kid)) {
+        EVP_PKEY_free(pkey);
+        err_set(errstr, "%s: same key as an earlier file (kid %s)", path, k.kid);
+        return ERR_INVAL;
+    }
+    ks->keys[ks->n++] = k;
+    return ERR_OK;
 }
 
 int jwt_keyset_load(struct jwt_keyset *ks, const char *const *paths, size_t n,
@@ -128,33 +214,27 @@ int jwt_keyset_load(struct jwt_keyset *ks, const char *const *paths, size_t n,
         err_set(errstr, "more than %d JWT key files", JWT_KEYSET_MAX);
         return ERR_NOSPACE;
     }
-    for (size_t i = 0; i < n; i++) {
-        EVP_PKEY *pkey = NULL;
-        int can_sign = 0;
-        struct jwt_key *k = &ks->keys[ks->n];
-
-        rc = load_one(paths[i], i > 0, &pkey, &can_sign, errstr);
-        if (rc != ERR_OK)
-            goto out;
-        rc = key_fill(k, pkey, can_sign);
-        if (rc != ERR_OK) {
-            EVP_PKEY_free(pkey);
-            err_set(errstr, "%s: cannot read the public key", paths[i]);
-            goto out;
-        }
-        if (keyset_find(ks, k->kid)) {
-            EVP_PKEY_free(pkey);
-            memset(k, 0, sizeof(*k));
-            err_set(errstr, "%s: same key as an earlier file", paths[i]);
-            rc = ERR_INVAL;
-            goto out;
-        }
-        ks->n++;
-    }
-out:
+    for (size_t i = 0; i < n && rc == ERR_OK; i++)
+        rc = jwt_keyset_add(ks, paths[i], errstr);
     if (rc != ERR_OK)
         jwt_keyset_free(ks);
     return rc;
+}
+
+int jwt_keyset_copy(struct jwt_keyset *dst, const struct jwt_keyset *src)
+{
+    memset(dst, 0, sizeof(*dst));
+    if (!src || src->n > JWT_KEYSET_MAX)
+        return ERR_INTERNAL;
+    dst->sign_alg = src->sign_alg;
+    for (size_t i = 0; i < src->n; i++) {
+        if (EVP_PKEY_up_ref(src->keys[i].pkey) != 1) {
+            jwt_keyset_free(dst);
+            return ERR_INTERNAL;
+        }
+        dst->keys[dst->n++] = src->keys[i];
+    }
+    return ERR_OK;
 }
 
 void jwt_keyset_free(struct jwt_keyset *ks)
@@ -166,30 +246,40 @@ void jwt_keyset_free(struct jwt_keyset *ks)
     memset(ks, 0, sizeof(*ks));
 }
 
-int jwt_keygen(const char *path)
+const char *jwt_alg_name(int alg)
 {
-    EVP_PKEY *pkey = NULL;
-    FILE *f = NULL;
-    int fd, rc = ERR_INTERNAL;
+    return alg == JWT_ALG_ED25519 ? "Ed25519" : "EdDSA";
+}
 
-    pkey = EVP_PKEY_Q_keygen(NULL, NULL, "ED25519");
-    if (!pkey)
-        goto out;
-    /* O_EXCL: replacing a signing key silently would log every user out. */
-    fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
-    if (fd < 0) {
-        rc = errno == EEXIST ? ERR_CONFLICT : ERR_IO;
-        goto out;
+/* Writes pkey (its public half when public_only) as PEM into a new file, never
+ * over an existing one (O_EXCL: ERR_CONFLICT), synced before it counts. When
+ * owner is set and we are root, the file gets that owner: a key made by root
+ * for a fleet that runs as another user must stay readable by that user. On
+ * failure the file is removed. */
+static int write_key_file(const char *path, EVP_PKEY *pkey, int public_only, mode_t mode,
+                          const struct stat *owner)
+{
+    FILE *f;
+    int fd, rc = ERR_OK;
+
+    fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, mode);
+    if (fd < 0)
+        return errno == EEXIST ? ERR_CONFLICT : ERR_IO;
+    /* the umask may have taken bits off a public file's 0644: set them exactly */
+    if (fchmod(fd, mode) != 0 ||
+        (owner && geteuid() == 0 && fchown(fd, owner->st_uid, owner->st_gid) != 0)) {
+        close(fd);
+        unlink(path);
+        return ERR_IO;
     }
     f = fdopen(fd, "w");
     if (!f) {
         close(fd);
         unlink(path);
-        rc = ERR_IO;
-        goto out;
+        return ERR_IO;
     }
-    rc = ERR_OK;
-    if (PEM_write_PrivateKey(f, pkey, NULL, NULL, 0, NULL, NULL) != 1)
+    if ((public_only ? PEM_write_PUBKEY(f, pkey)
+                     : PEM_write_PrivateKey(f, pkey, NULL, NULL, 0, NULL, NULL)) != 1)
         rc = ERR_INTERNAL;
     else if (fflush(f) != 0 || fsync(fileno(f)) != 0)
         rc = ERR_IO;
@@ -197,8 +287,141 @@ int jwt_keygen(const char *path)
         rc = ERR_IO;
     if (rc != ERR_OK)
         unlink(path);
-out:
+    ERR_clear_error();
+    return rc;
+}
+
+int jwt_keygen(const char *path)
+{
+    EVP_PKEY *pkey = EVP_PKEY_Q_keygen(NULL, NULL, "ED25519");
+    int rc;
+
+    if (!pkey) {
+        ERR_clear_error();
+        return ERR_INTERNAL;
+    }
+    /* O_EXCL: replacing a signing key silently would log every user out. */
+    rc = write_key_file(path, pkey, 0, 0600, NULL);
     EVP_PKEY_free(pkey);
+    return rc;
+}
+
+/* The public file of a rotated-out key: <path less .pem>-<kid>.pub.pem. */
+static int rotated_pub_path(const char *path, const char *kid, char *out, size_t outsz)
+{
+    size_t n = strlen(path);
+    int w;
+
+    if (n >= 4 && strcmp(path + n - 4, ".pem") == 0)
+        n -= 4;
+    w = snprintf(out, outsz, "%.*s-%s.pub.pem", (int)n, path, kid);
+    return w < 0 || (size_t)w >= outsz ? ERR_TOOBIG : ERR_OK;
+}
+
+/* fsync of the folder that holds path, so a rename survives a crash. */
+static int sync_dir_of(const char *path)
+{
+    char dir[4096];
+    const char *slash = strrchr(path, '/');
+    int fd, rc = ERR_OK;
+
+    if (!slash)
+        snprintf(dir, sizeof(dir), ".");
+    else if (snprintf(dir, sizeof(dir), "%.*s", slash == path ? 1 : (int)(slash - path), path) >=
+             (int)sizeof(dir))
+        return ERR_TOOBIG;
+    fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return ERR_IO;
+    if (fsync(fd) != 0)
+        rc = ERR_IO;
+    close(fd);
+    return rc;
+}
+
+int jwt_rotate(const char *path, char *pub_path, size_t pubsz, char old_kid[JWT_KID_LEN + 1],
+               char new_kid[JWT_KID_LEN + 1], char errstr[128])
+{
+    struct jwt_keyset cur;
+    struct jwt_key next_key;
+    struct stat owner;
+    EVP_PKEY *next = NULL, *kept = NULL;
+    char tmp[4096];
+    int rc, kept_sign = 0;
+
+    memset(&cur, 0, sizeof(cur));
+    old_kid[0] = new_kid[0] = '\0';
+    if (pubsz > 0)
+        pub_path[0] = '\0';
+    rc = jwt_keyset_add(&cur, path, errstr);
+    if (rc != ERR_OK)
+        return rc == ERR_IO ? ERR_IO : ERR_INVAL;
+    memcpy(old_kid, cur.keys[0].kid, JWT_KID_LEN + 1);
+    if (stat(path, &owner) != 0) {
+        err_set(errstr, "%s: %s", path, strerror(errno));
+        rc = ERR_IO;
+        goto out;
+    }
+    if (rotated_pub_path(path, old_kid, pub_path, pubsz) != ERR_OK ||
+        snprintf(tmp, sizeof(tmp), "%s.next", path) >= (int)sizeof(tmp)) {
+        err_set(errstr, "%s: path too long", path);
+        rc = ERR_TOOBIG;
+        goto out;
+    }
+    rc = write_key_file(pub_path, cur.keys[0].pkey, 1, 0644, &owner);
+    if (rc == ERR_CONFLICT) {
+        /* A rotation that stopped after this step left it: fine if it is ours. */
+        rc = load_one(pub_path, true, &kept, &kept_sign, errstr);
+        if (rc == ERR_OK && EVP_PKEY_eq(kept, cur.keys[0].pkey) == 1)
+            rc = ERR_OK;
+        else if (rc == ERR_OK) {
+            err_set(errstr, "%s: exists and holds another key", pub_path);
+            rc = ERR_CONFLICT;
+        }
+        if (rc != ERR_OK)
+            goto out;
+    } else if (rc != ERR_OK) {
+        err_set(errstr, "%s: cannot write the public key (%s)", pub_path, err_str(rc));
+        goto out;
+    }
+    next = EVP_PKEY_Q_keygen(NULL, NULL, "ED25519");
+    if (!next) {
+        err_set(errstr, "cannot make an Ed25519 key");
+        rc = ERR_INTERNAL;
+        goto out;
+    }
+    /* a .next left by an interrupted rotation was never in use: replace it */
+    if (unlink(tmp) != 0 && errno != ENOENT) {
+        err_set(errstr, "%s: %s", tmp, strerror(errno));
+        rc = ERR_IO;
+        goto out;
+    }
+    rc = write_key_file(tmp, next, 0, 0600, &owner);
+    if (rc != ERR_OK) {
+        err_set(errstr, "%s: cannot write the new key (%s)", tmp, err_str(rc));
+        goto out;
+    }
+    if (rename(tmp, path) != 0) {
+        err_set(errstr, "%s: %s", path, strerror(errno));
+        unlink(tmp);
+        rc = ERR_IO;
+        goto out;
+    }
+    if (sync_dir_of(path) != ERR_OK) {
+        err_set(errstr, "%s: replaced, but its folder could not be synced", path);
+        rc = ERR_IO;
+        goto out;
+    }
+    memset(&next_key, 0, sizeof(next_key));
+    rc = key_fill(&next_key, next, 1);
+    if (rc == ERR_OK)
+        memcpy(new_kid, next_key.kid, JWT_KID_LEN + 1);
+    else
+        err_set(errstr, "%s: cannot read the new public key", path);
+out:
+    EVP_PKEY_free(next);
+    EVP_PKEY_free(kept);
+    jwt_keyset_free(&cur);
     ERR_clear_error();
     return rc;
 }
@@ -219,8 +442,8 @@ int jwt_sign(const struct jwt_keyset *ks, const cJSON *claims, char **out)
     if (!ks || ks->n == 0 || !ks->keys[0].can_sign || !cJSON_IsObject(claims))
         return ERR_INVAL;
     k = &ks->keys[0];
-    n = snprintf(header, sizeof(header), "{\"alg\":\"" JWT_ALG "\",\"typ\":\"JWT\",\"kid\":\"%s\"}",
-                 k->kid);
+    n = snprintf(header, sizeof(header), "{\"alg\":\"%s\",\"typ\":\"JWT\",\"kid\":\"%s\"}",
+                 jwt_alg_name(ks->sign_alg), k->kid);
     if (n < 0 || (size_t)n >= sizeof(header))
         return ERR_INTERNAL;
     hlen = (size_t)n;
@@ -300,7 +523,9 @@ static enum jwt_status check_header(const struct jwt_keyset *ks, const cJSON *h,
     const cJSON *typ = cJSON_GetObjectItemCaseSensitive(h, "typ");
     const char *kid;
 
-    if (!alg || strcmp(alg, JWT_ALG) != 0)
+    /* Two names, one algorithm (RFC 9864 deprecates the polymorphic "EdDSA"
+     * for "Ed25519"); Ed448 and everything else are refused here. */
+    if (!alg || (strcmp(alg, "EdDSA") != 0 && strcmp(alg, "Ed25519") != 0))
         return JWT_BAD_ALG;
     if (cJSON_GetObjectItemCaseSensitive(h, "crit"))
         return JWT_BAD_CRIT;
@@ -312,7 +537,15 @@ static enum jwt_status check_header(const struct jwt_keyset *ks, const cJSON *h,
         return JWT_BAD_TYPE;
     kid = json_get_str(h, "kid");
     *key = kid ? keyset_find(ks, kid) : NULL;
-    return *key ? JWT_OK : JWT_UNKNOWN_KID;
+    if (!*key)
+        return JWT_UNKNOWN_KID;
+    /* The loader admits only Ed25519 keys; this holds the line should a key
+     * set ever be filled another way: no alg name reaches another key type. */
+    if (EVP_PKEY_get_base_id((*key)->pkey) != EVP_PKEY_ED25519) {
+        *key = NULL;
+        return JWT_BAD_ALG;
+    }
+    return JWT_OK;
 }
 
 static bool nonempty_str(const cJSON *obj, const char *name)
@@ -515,7 +748,7 @@ int jwt_jwks(const struct jwt_keyset *ks, char **out)
             !cJSON_AddStringToObject(jwk, "crv", "Ed25519") ||
             !cJSON_AddStringToObject(jwk, "x", x) ||
             !cJSON_AddStringToObject(jwk, "kid", ks->keys[i].kid) ||
-            !cJSON_AddStringToObject(jwk, "alg", JWT_ALG) ||
+            !cJSON_AddStringToObject(jwk, "alg", jwt_alg_name(ks->sign_alg)) ||
             !cJSON_AddStringToObject(jwk, "use", "sig") ||
             !cJSON_AddItemToArray(keys, jwk)) {
             cJSON_Delete(jwk);

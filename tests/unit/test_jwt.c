@@ -291,6 +291,8 @@ static void test_keygen_is_0600_and_never_overwrites(void **state)
     assert_int_equal(jwt_keygen(fx->key1), ERR_CONFLICT);
 }
 
+/* A PEM file of pkey: 0644 for a public half, 0600 for a private key (the
+ * loader refuses one that group or others can reach; tests of that chmod). */
 static void write_pem(const char *path, EVP_PKEY *pkey, int public_only)
 {
     FILE *f = fopen(path, "w");
@@ -301,6 +303,7 @@ static void write_pem(const char *path, EVP_PKEY *pkey, int public_only)
     else
         assert_int_equal(PEM_write_PrivateKey(f, pkey, NULL, NULL, 0, NULL, NULL), 1);
     assert_int_equal(fclose(f), 0);
+    assert_int_equal(chmod(path, public_only ? 0644 : 0600), 0);
 }
 
 static void test_keyset_load_errors(void **state)
@@ -384,6 +387,267 @@ static void test_rotation_old_key_verifies(void **state)
     assert_int_equal(both.n, 0);
 }
 
+/* ---- key files: modes, rotation, copies, alg names --------------------- */
+
+/* As sshd: a private key that group or others can reach is refused, naming
+ * the file and its mode; public halves may be world-readable. */
+static void test_private_key_open_to_group_or_others_is_refused(void **state)
+{
+    struct fixture *fx = *state;
+    static const mode_t bad[] = { 0644, 0640, 0604, 0660, 0620, 0602, 0601, 0610 };
+    struct jwt_keyset ks;
+    char errstr[128], pub[160], want[16];
+    const char *paths[2];
+
+    paths[0] = fx->key1;
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        assert_int_equal(chmod(fx->key1, bad[i]), 0);
+        errstr[0] = '\0';
+        assert_int_equal(jwt_keyset_load(&ks, paths, 1, errstr), ERR_INVAL);
+        assert_int_equal(ks.n, 0);
+        snprintf(want, sizeof(want), "mode %04o", (unsigned)bad[i]);
+        if (!strstr(errstr, want) || !strstr(errstr, fx->key1))
+            fail_msg("mode %04o: %s", (unsigned)bad[i], errstr);
+    }
+    assert_int_equal(chmod(fx->key1, 0400), 0);
+    assert_int_equal(jwt_keyset_load(&ks, paths, 1, errstr), ERR_OK);
+    jwt_keyset_free(&ks);
+    assert_int_equal(chmod(fx->key1, 0600), 0);
+
+    /* A previous key: its public half at 0644 is fine, its private key is not. */
+    snprintf(pub, sizeof(pub), "%s/jwt2.pub.pem", fx->dir);
+    write_pem(pub, fx->other.keys[0].pkey, 1);
+    paths[1] = pub;
+    assert_int_equal(jwt_keyset_load(&ks, paths, 2, errstr), ERR_OK);
+    jwt_keyset_free(&ks);
+    assert_int_equal(chmod(fx->key2, 0644), 0);
+    paths[1] = fx->key2;
+    assert_int_equal(jwt_keyset_load(&ks, paths, 2, errstr), ERR_INVAL);
+    assert_non_null(strstr(errstr, "mode 0644"));
+    assert_non_null(strstr(errstr, fx->key2));
+    assert_int_equal(chmod(fx->key2, 0600), 0);
+    assert_int_equal(jwt_keyset_load(&ks, paths, 2, errstr), ERR_OK);
+    assert_int_equal(ks.keys[1].can_sign, 1);
+    jwt_keyset_free(&ks);
+}
+
+/* keyset_add builds a set one file at a time; a refused file changes nothing. */
+static void test_keyset_add_refuses_without_changing_the_set(void **state)
+{
+    struct fixture *fx = *state;
+    struct jwt_keyset ks;
+    char errstr[128] = "", pub[160];
+
+    memset(&ks, 0, sizeof(ks));
+    snprintf(pub, sizeof(pub), "%s/jwt1.pub.pem", fx->dir);
+    write_pem(pub, fx->ks.keys[0].pkey, 1);
+    /* The first key signs: a public half cannot be it. */
+    assert_int_equal(jwt_keyset_add(&ks, pub, errstr), ERR_INVAL);
+    assert_int_equal(ks.n, 0);
+    assert_int_equal(jwt_keyset_add(&ks, fx->key1, errstr), ERR_OK);
+    assert_int_equal(jwt_keyset_add(&ks, pub, errstr), ERR_INVAL);
+    assert_non_null(strstr(errstr, "same key"));
+    assert_int_equal(jwt_keyset_add(&ks, "/nonexistent/k.pem", errstr), ERR_IO);
+    assert_int_equal(ks.n, 1);
+    assert_string_equal(ks.keys[0].kid, fx->ks.keys[0].kid);
+    assert_int_equal(jwt_keyset_add(&ks, fx->key2, errstr), ERR_OK);
+    assert_int_equal(ks.n, 2);
+    jwt_keyset_free(&ks);
+}
+
+/* Either name of the algorithm verifies, with the same key. */
+static void test_alg_ed25519_verifies_as_eddsa_does(void **state)
+{
+    struct fixture *fx = *state;
+    char *c = claims_with(0, 900, ""), hdr[160];
+
+    snprintf(hdr, sizeof(hdr), "{\"alg\":\"Ed25519\",\"typ\":\"JWT\",\"kid\":\"%s\"}", fx->ks.keys[0].kid);
+    expect_status(fx, sign_raw(fx->ks.keys[0].pkey, hdr, c), JWT_OK);
+    snprintf(hdr, sizeof(hdr), "{\"alg\":\"EdDSA\",\"typ\":\"JWT\",\"kid\":\"%s\"}", fx->ks.keys[0].kid);
+    expect_status(fx, sign_raw(fx->ks.keys[0].pkey, hdr, c), JWT_OK);
+    /* Ed25519 under the wrong key is still a bad signature. */
+    snprintf(hdr, sizeof(hdr), "{\"alg\":\"Ed25519\",\"typ\":\"JWT\",\"kid\":\"%s\"}", fx->ks.keys[0].kid);
+    expect_status(fx, sign_raw(fx->other.keys[0].pkey, hdr, c), JWT_BAD_SIGNATURE);
+    free(c);
+}
+
+/* A key set that somehow holds another key type (the loader admits none):
+ * neither alg name gets a token past the header to that key. */
+static void test_alg_names_with_another_key_type_are_refused(void **state)
+{
+    struct fixture *fx = *state;
+    static const char *const types[][2] = { { "EC", "P-256" }, { "ED448", NULL }, { "X25519", NULL } };
+    static const char *const algs[] = { "Ed25519", "EdDSA" };
+    char *c = claims_with(0, 900, ""), hdr[160];
+
+    for (size_t t = 0; t < sizeof(types) / sizeof(types[0]); t++) {
+        struct jwt_keyset ks;
+        EVP_PKEY *alien = types[t][1] ? EVP_PKEY_Q_keygen(NULL, NULL, types[t][0], types[t][1])
+                                      : EVP_PKEY_Q_keygen(NULL, NULL, types[t][0]);
+
+        assert_non_null(alien);
+        memset(&ks, 0, sizeof(ks));
+        ks.n = 1;
+        ks.keys[0].pkey = alien;
+        snprintf(ks.keys[0].kid, sizeof(ks.keys[0].kid), "a1a1a1a1a1a1a1a1");
+        for (size_t a = 0; a < 2; a++) {
+            char *tok;
+            snprintf(hdr, sizeof(hdr), "{\"alg\":\"%s\",\"kid\":\"a1a1a1a1a1a1a1a1\"}", algs[a]);
+            /* signed with a real Ed25519 key so only the key type can refuse it */
+            tok = sign_raw(fx->ks.keys[0].pkey, hdr, c);
+            if (jwt_verify(&ks, tok, strlen(tok), &EXPECT, NULL) != JWT_BAD_ALG)
+                fail_msg("alg %s with a %s key was not refused as bad_alg", algs[a], types[t][0]);
+            free(tok);
+        }
+        jwt_keyset_free(&ks);
+    }
+    free(c);
+}
+
+/* sign_alg picks the issued header's alg and the JWKS's; both verify. */
+static void test_sign_alg_ed25519_is_issued_and_advertised(void **state)
+{
+    struct fixture *fx = *state;
+    char *tok, *json = NULL, want[128];
+    uint8_t raw[256];
+    size_t n;
+    cJSON *root;
+
+    fx->ks.sign_alg = JWT_ALG_ED25519;
+    tok = signed_std(fx);
+    assert_int_equal(crypto_b64url_decode(tok, (size_t)(strchr(tok, '.') - tok), raw, sizeof(raw) - 1, &n),
+                     ERR_OK);
+    raw[n] = '\0';
+    snprintf(want, sizeof(want), "{\"alg\":\"Ed25519\",\"typ\":\"JWT\",\"kid\":\"%s\"}", fx->ks.keys[0].kid);
+    assert_string_equal((const char *)raw, want);
+    assert_int_equal(verify(fx, tok), JWT_OK);
+    free(tok);
+    assert_int_equal(jwt_jwks(&fx->ks, &json), ERR_OK);
+    root = cJSON_Parse(json);
+    assert_string_equal(cJSON_GetObjectItemCaseSensitive(
+                            cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(root, "keys"), 0), "alg")
+                            ->valuestring,
+                        "Ed25519");
+    cJSON_Delete(root);
+    free(json);
+    assert_string_equal(jwt_alg_name(JWT_ALG_EDDSA), "EdDSA");
+    assert_string_equal(jwt_alg_name(JWT_ALG_ED25519), "Ed25519");
+    assert_string_equal(jwt_alg_name(42), "EdDSA");
+}
+
+/* A copy outlives the set it was made from (a worker frees its own). */
+static void test_keyset_copy_holds_its_own_references(void **state)
+{
+    struct fixture *fx = *state;
+    struct jwt_keyset src, dst;
+    const char *paths[2] = { fx->key1, fx->key2 };
+    char errstr[128] = "", *tok = NULL;
+    cJSON *c = std_claims();
+
+    assert_int_equal(jwt_keyset_load(&src, paths, 2, errstr), ERR_OK);
+    src.sign_alg = JWT_ALG_ED25519;
+    assert_int_equal(jwt_keyset_copy(&dst, &src), ERR_OK);
+    jwt_keyset_free(&src);
+    assert_int_equal(dst.n, 2);
+    assert_int_equal(dst.sign_alg, JWT_ALG_ED25519);
+    assert_string_equal(dst.keys[0].kid, fx->ks.keys[0].kid);
+    assert_int_equal(jwt_sign(&dst, c, &tok), ERR_OK);
+    assert_int_equal(jwt_verify(&dst, tok, strlen(tok), &EXPECT, NULL), JWT_OK);
+    assert_int_equal(verify(fx, tok), JWT_OK);
+    free(tok);
+    cJSON_Delete(c);
+    jwt_keyset_free(&dst);
+}
+
+static mode_t file_mode(const char *path)
+{
+    struct stat st;
+
+    assert_int_equal(stat(path, &st), 0);
+    return st.st_mode & 07777;
+}
+
+/* keygen --rotate: a new key in place, the old one's public half beside it;
+ * with both listed, tokens of either verify; without it, the old ones stop. */
+static void test_rotate_keeps_the_previous_public_half(void **state)
+{
+    struct fixture *fx = *state;
+    struct jwt_keyset ks;
+    char pub[256], pub2[256], want[256], old_kid[JWT_KID_LEN + 1], new_kid[JWT_KID_LEN + 1];
+    char k2[JWT_KID_LEN + 1], errstr[128] = "", *old_tok = signed_std(fx), *new_tok = NULL;
+    const char *paths[3];
+    cJSON *c = std_claims();
+
+    assert_int_equal(jwt_rotate(fx->key1, pub, sizeof(pub), old_kid, new_kid, errstr), ERR_OK);
+    snprintf(want, sizeof(want), "%s/jwt1-%s.pub.pem", fx->dir, fx->ks.keys[0].kid);
+    assert_string_equal(pub, want);
+    assert_string_equal(old_kid, fx->ks.keys[0].kid);
+    assert_string_not_equal(new_kid, old_kid);
+    assert_int_equal(file_mode(fx->key1), 0600);
+    assert_int_equal(file_mode(pub), 0644);
+    snprintf(want, sizeof(want), "%s.next", fx->key1);
+    assert_int_equal(access(want, F_OK), -1);
+
+    paths[0] = fx->key1;
+    paths[1] = pub;
+    assert_int_equal(jwt_keyset_load(&ks, paths, 2, errstr), ERR_OK);
+    assert_string_equal(ks.keys[0].kid, new_kid);
+    assert_string_equal(ks.keys[1].kid, old_kid);
+    assert_int_equal(ks.keys[1].can_sign, 0);
+    assert_int_equal(jwt_sign(&ks, c, &new_tok), ERR_OK);
+    assert_int_equal(jwt_verify(&ks, old_tok, strlen(old_tok), &EXPECT, NULL), JWT_OK);
+    assert_int_equal(jwt_verify(&ks, new_tok, strlen(new_tok), &EXPECT, NULL), JWT_OK);
+    jwt_keyset_free(&ks);
+    /* The previous key removed: its tokens are an unknown kid. */
+    assert_int_equal(jwt_keyset_load(&ks, paths, 1, errstr), ERR_OK);
+    assert_int_equal(jwt_verify(&ks, old_tok, strlen(old_tok), &EXPECT, NULL), JWT_UNKNOWN_KID);
+    assert_int_equal(jwt_verify(&ks, new_tok, strlen(new_tok), &EXPECT, NULL), JWT_OK);
+    jwt_keyset_free(&ks);
+
+    /* A second rotation during the overlap: three keys, each its own file. */
+    assert_int_equal(jwt_rotate(fx->key1, pub2, sizeof(pub2), k2, want, errstr), ERR_OK);
+    assert_string_equal(k2, new_kid);
+    assert_string_not_equal(pub2, pub);
+    paths[1] = pub2;
+    paths[2] = pub;
+    assert_int_equal(jwt_keyset_load(&ks, paths, 3, errstr), ERR_OK);
+    assert_int_equal(jwt_verify(&ks, old_tok, strlen(old_tok), &EXPECT, NULL), JWT_OK);
+    assert_int_equal(jwt_verify(&ks, new_tok, strlen(new_tok), &EXPECT, NULL), JWT_OK);
+    jwt_keyset_free(&ks);
+    free(old_tok);
+    free(new_tok);
+    cJSON_Delete(c);
+}
+
+/* Rotation refuses what a start would refuse, and never leaves half a key. */
+static void test_rotate_refusals_leave_the_signing_key(void **state)
+{
+    struct fixture *fx = *state;
+    struct jwt_keyset ks;
+    char pub[256], clash[256], old_kid[JWT_KID_LEN + 1], new_kid[JWT_KID_LEN + 1], errstr[128] = "";
+    const char *paths[1] = { fx->key1 };
+
+    assert_int_equal(chmod(fx->key1, 0640), 0);
+    assert_int_equal(jwt_rotate(fx->key1, pub, sizeof(pub), old_kid, new_kid, errstr), ERR_INVAL);
+    assert_non_null(strstr(errstr, "mode 0640"));
+    assert_int_equal(chmod(fx->key1, 0600), 0);
+    assert_int_equal(jwt_rotate("/nonexistent/jwt.pem", pub, sizeof(pub), old_kid, new_kid, errstr),
+                     ERR_IO);
+    /* The public file's name taken by another key: refused, the key kept. */
+    snprintf(clash, sizeof(clash), "%s/jwt1-%s.pub.pem", fx->dir, fx->ks.keys[0].kid);
+    write_pem(clash, fx->other.keys[0].pkey, 1);
+    assert_int_equal(jwt_rotate(fx->key1, pub, sizeof(pub), old_kid, new_kid, errstr), ERR_CONFLICT);
+    assert_non_null(strstr(errstr, clash));
+    assert_int_equal(jwt_keyset_load(&ks, paths, 1, errstr), ERR_OK);
+    assert_string_equal(ks.keys[0].kid, fx->ks.keys[0].kid);
+    jwt_keyset_free(&ks);
+    /* The same key there (a rotation stopped half way): it goes on. */
+    assert_int_equal(unlink(clash), 0);
+    write_pem(clash, fx->ks.keys[0].pkey, 1);
+    assert_int_equal(jwt_rotate(fx->key1, pub, sizeof(pub), old_kid, new_kid, errstr), ERR_OK);
+    assert_string_equal(pub, clash);
+}
+
 static void test_sign_refuses_non_object_and_oversize(void **state)
 {
     struct fixture *fx = *state;
@@ -442,8 +706,9 @@ static void test_rejects_other_alg_spellings(void **state)
 {
     struct fixture *fx = *state;
     char *c = claims_with(0, 900, "");
-    static const char *const algs[] = { "\"eddsa\"", "\"Ed25519\"", "\"ES256\"", "\"RS256\"",
-                                        "\"EdDSA \"", "null", "1", "[\"EdDSA\"]" };
+    static const char *const algs[] = { "\"eddsa\"", "\"ed25519\"", "\"Ed448\"", "\"ES256\"",
+                                        "\"RS256\"", "\"EdDSA \"", "\"Ed25519 \"", "null", "1",
+                                        "[\"EdDSA\"]", "[\"Ed25519\"]" };
     char hdr[200];
 
     for (size_t i = 0; i < sizeof(algs) / sizeof(algs[0]); i++) {
@@ -898,6 +1163,14 @@ int main(void)
         T(test_keygen_is_0600_and_never_overwrites),
         T(test_keyset_load_errors),
         T(test_rotation_old_key_verifies),
+        T(test_private_key_open_to_group_or_others_is_refused),
+        T(test_keyset_add_refuses_without_changing_the_set),
+        T(test_alg_ed25519_verifies_as_eddsa_does),
+        T(test_alg_names_with_another_key_type_are_refused),
+        T(test_sign_alg_ed25519_is_issued_and_advertised),
+        T(test_keyset_copy_holds_its_own_references),
+        T(test_rotate_keeps_the_previous_public_half),
+        T(test_rotate_refusals_leave_the_signing_key),
         T(test_sign_refuses_non_object_and_oversize),
         T(test_rejects_alg_none),
         T(test_rejects_hs256_signed_with_public_key),
