@@ -32,6 +32,8 @@ static const char *const ENV_NAMES[] = {"test", "develop", "staging", "productio
 static const char *const ENGINE_NAMES[] = {"memory", "postgres", NULL};
 static const char *const LEVEL_NAMES[] = {"debug", "info", "warn", "error", NULL};
 static const char *const OFF_ON[] = {"off", "on", NULL};
+/* In the order of enum jwt_alg (lib/jwt.h); config knows no jwt. */
+static const char *const JWS_ALG_NAMES[] = {"EdDSA", "Ed25519", NULL};
 
 #define OFF(f) offsetof(struct config, f)
 #define INT(sec, key, field, lo, hi, dev, prod) \
@@ -79,6 +81,9 @@ static const struct key_def KEYS[] = {
     INT("redis", "timeout_ms", redis.timeout_ms, 1, 60000, "250", NULL),
 
     STR("auth", "signing_key", auth.signing_key, "build/keys/jwt.pem", "/etc/tessera/jwt.pem", 0),
+    STR("auth", "verify_keys", auth.verify_keys, "", NULL, 0),
+    /* "EdDSA" until verifiers know RFC 9864's name; both always verify */
+    {"auth", "jws_alg", T_ENUM, OFF(auth.jws_alg), 0, 0, 0, JWS_ALG_NAMES, "EdDSA", NULL, 0},
     STR("auth", "issuer", auth.issuer, "tessera", NULL, 0),
     STR("auth", "audience", auth.audience, "tessera-api", NULL, 0),
     INT("auth", "access_ttl", auth.access_ttl, 30, 86400, "900", NULL),
@@ -329,6 +334,39 @@ static int apply_key(struct config *cfg, const struct key_def *k, const struct e
     return rc;
 }
 
+/* Splits auth.verify_keys (file names between commas or spaces) into
+ * auth.verify_key[]: at most CONFIG_VERIFY_KEYS_MAX, each a path that fits. */
+static int split_verify_keys(struct config *cfg, char errstr[256])
+{
+    const char *p = cfg->auth.verify_keys;
+    int n = 0;
+
+    while (*p != '\0') {
+        size_t len;
+
+        p += strspn(p, ", \t");
+        len = strcspn(p, ", \t");
+        if (len == 0)
+            break;
+        if (n == CONFIG_VERIFY_KEYS_MAX) {
+            snprintf(errstr, 256, "config: auth.verify_keys: more than %d files",
+                     CONFIG_VERIFY_KEYS_MAX);
+            return ERR_INVAL;
+        }
+        if (len >= CONFIG_PATH_MAX) {
+            snprintf(errstr, 256, "config: auth.verify_keys: a file name longer than %d bytes",
+                     CONFIG_PATH_MAX - 1);
+            return ERR_INVAL;
+        }
+        memcpy(cfg->auth.verify_key[n], p, len);
+        cfg->auth.verify_key[n][len] = '\0';
+        n++;
+        p += len;
+    }
+    cfg->auth.nverify_keys = n;
+    return 0;
+}
+
 /* Rules that span keys or depend on env. */
 static int cross_check(const struct config *cfg, char errstr[256])
 {
@@ -365,6 +403,8 @@ int config_load(struct config *cfg, const char *path, char errstr[256])
     for (size_t i = 1; i < NKEYS; i++)
         if ((rc = apply_key(cfg, &KEYS[i], ents, nents, path, errstr)) != 0)
             return rc;
+    if ((rc = split_verify_keys(cfg, errstr)) != 0)
+        return rc;
     return cross_check(cfg, errstr);
 }
 

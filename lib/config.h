@@ -17,6 +17,7 @@ enum config_engine { CONFIG_ENGINE_MEMORY, CONFIG_ENGINE_POSTGRES };
 
 #define CONFIG_PATH_MAX 256
 #define CONFIG_DSN_MAX 512
+#define CONFIG_VERIFY_KEYS_MAX 3     /* auth.verify_keys: previous keys kept during rotations */
 
 struct config {
     int env;                    /* enum config_env */
@@ -62,6 +63,12 @@ struct config {
 
     struct {
         char signing_key[CONFIG_PATH_MAX];
+        /* Previous keys that still verify during a rotation (README): the file
+         * names as written, and split (commas or spaces between names). */
+        char verify_keys[CONFIG_DSN_MAX];
+        int nverify_keys;
+        char verify_key[CONFIG_VERIFY_KEYS_MAX][CONFIG_PATH_MAX];
+        int jws_alg;            /* 0 "EdDSA", 1 "Ed25519": the alg tokens are issued under */
         char issuer[128];
         char audience[128];
         int access_ttl;         /* seconds */

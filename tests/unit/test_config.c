@@ -389,6 +389,45 @@ static void test_enums_accept_their_names_only(void **state)
     assert_refused(f, load_text(f, "engine = sqlite\n"), "engine", "memory|postgres");
 }
 
+/* auth.verify_keys: previous keys during a rotation, split on commas or spaces. */
+static void test_verify_keys_are_split_and_bounded(void **state)
+{
+    struct fixture *f = *state;
+    char text[1200];
+
+    assert_int_equal(load_text(f, "[auth]\n"), 0);
+    assert_int_equal(f->cfg.auth.nverify_keys, 0);
+    assert_int_equal(load_text(f, "[auth]\nverify_keys = /k/a.pub.pem\n"), 0);
+    assert_int_equal(f->cfg.auth.nverify_keys, 1);
+    assert_string_equal(f->cfg.auth.verify_key[0], "/k/a.pub.pem");
+    assert_int_equal(load_text(f, "[auth]\nverify_keys = \"/k/a.pem, /k/b.pem,,  /k/c.pem \"\n"), 0);
+    assert_int_equal(f->cfg.auth.nverify_keys, 3);
+    assert_string_equal(f->cfg.auth.verify_key[0], "/k/a.pem");
+    assert_string_equal(f->cfg.auth.verify_key[1], "/k/b.pem");
+    assert_string_equal(f->cfg.auth.verify_key[2], "/k/c.pem");
+    assert_refused(f, load_text(f, "[auth]\nverify_keys = a b c d\n"), "auth.verify_keys",
+                   "more than 3");
+    /* A removal is an emptied value, from the file or the environment. */
+    setenv("TESSERA_AUTH_VERIFY_KEYS", "", 1);
+    assert_int_equal(load_text(f, "[auth]\nverify_keys = /k/a.pem\n"), 0);
+    assert_int_equal(f->cfg.auth.nverify_keys, 0);
+    unsetenv("TESSERA_AUTH_VERIFY_KEYS");
+    snprintf(text, sizeof text, "[auth]\nverify_keys = /%0300d\n", 0);
+    assert_refused(f, load_text(f, text), "auth.verify_keys", "longer");
+}
+
+static void test_jws_alg_is_eddsa_unless_configured(void **state)
+{
+    struct fixture *f = *state;
+
+    assert_int_equal(load_text(f, "[auth]\n"), 0);
+    assert_int_equal(f->cfg.auth.jws_alg, 0);
+    assert_int_equal(load_text(f, "[auth]\njws_alg = Ed25519\n"), 0);
+    assert_int_equal(f->cfg.auth.jws_alg, 1);
+    assert_refused(f, load_text(f, "[auth]\njws_alg = ES256\n"), "auth.jws_alg", "EdDSA|Ed25519");
+    assert_refused(f, load_text(f, "[auth]\njws_alg = ed25519\n"), "auth.jws_alg", NULL);
+}
+
 static void test_string_longer_than_its_field_is_refused(void **state)
 {
     struct fixture *f = *state;
@@ -595,6 +634,8 @@ int main(void)
         T(test_password_cost_below_17_refused_in_production),
         T(test_password_cost_below_17_allowed_in_test_and_develop),
         T(test_enums_accept_their_names_only),
+        T(test_verify_keys_are_split_and_bounded),
+        T(test_jws_alg_is_eddsa_unless_configured),
         T(test_string_longer_than_its_field_is_refused),
         T(test_empty_listen_is_refused),
         cmocka_unit_test(test_mask_dsn_password),
