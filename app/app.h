@@ -70,6 +70,7 @@ struct fleet_shared {
     struct scoreboard *sb;
     struct shm_region *data;        /* memory engine; NULL for postgres */
     struct shm_region *kvmem;       /* kv when no Redis is configured; NULL otherwise */
+    const struct jwt_keyset *keys;  /* the JWT keys the master loaded (start, reload) */
 };
 
 /* Who is calling: set by the dispatcher for routes that need auth. */
@@ -270,6 +271,12 @@ int seed_load(struct engine *e, const struct crypto_keyring *ring, const struct 
 /* store.c: Returns owned (engine_free): the engine config names; data is the
  * memory engine's region (NULL for postgres). NULL with errstr when it cannot. */
 struct engine *app_engine_new(const struct config *cfg, struct shm_region *data, char errstr[128]);
+
+/* keys.c: the JWT key set the config names: auth.signing_key (signs), then
+ * auth.verify_keys (previous keys, verify only), issuing under auth.jws_alg.
+ * *ks is filled on success; on failure it is empty and errstr names the
+ * config key and the file ("auth.signing_key: FILE: why"). */
+int app_keys_load(const struct config *cfg, struct jwt_keyset *ks, char errstr[256]) ERR_MUST_CHECK;
 
 /* admin.c: a platform admin with an organization of its own (owner); msg says
  * what happened, for the operator. */

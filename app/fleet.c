@@ -81,6 +81,7 @@ struct fleet {
     struct scoreboard *sb;
     struct metrics *metrics;
     struct fleet_shared shared;     /* what every worker inherits */
+    struct jwt_keyset keys;         /* the config's JWT keys (shared.keys); workers copy them */
     const char *const *seeds;       /* folders for --seed, loaded in order */
     int nseeds;
     struct slot slot[SB_MAX_ROWS];
@@ -727,19 +728,24 @@ static void set_slots(struct fleet *f)
 }
 
 /* What the fleet checks and strips in a config it runs with, at start and on
- * reload: the engine's own checks (a malformed DSN is a config error; nothing
- * connects), and the migration owner's DSN dropped, since workers never
- * migrate and that role bypasses RLS: it stays out of every process that
- * serves requests. */
-static int config_accept(struct config *c, char errstr[256])
+ * reload: the JWT keys, loaded into *ks here, before any worker is forked (a
+ * bad key is a refused start or reload, never workers that die one after the
+ * other under a master that stays up); the engine's own checks (a malformed
+ * DSN is a config error; nothing connects); and the migration owner's DSN
+ * dropped, since workers never migrate and that role bypasses RLS: it stays
+ * out of every process that serves requests. */
+static int config_accept(struct config *c, struct jwt_keyset *ks, char errstr[256])
 {
     char why[128];
 
     explicit_bzero(c->db.migrate_dsn, sizeof c->db.migrate_dsn);
+    if (app_keys_load(c, ks, errstr) != 0)
+        return -1;
     if (c->engine == CONFIG_ENGINE_POSTGRES) {
         struct engine *probe = app_engine_new(c, NULL, why);
         if (probe == NULL) {
             snprintf(errstr, 256, "%s", why);
+            jwt_keyset_free(ks);
             return -1;
         }
         engine_free(probe);
@@ -747,18 +753,32 @@ static int config_accept(struct config *c, char errstr[256])
     return 0;
 }
 
+/* Which keys a generation runs with: the operator's check during a rotation. */
+static void log_keys(const struct jwt_keyset *ks)
+{
+    char prev[JWT_KEYSET_MAX * (JWT_KID_LEN + 1) + 1] = "";
+
+    for (size_t i = 1; i < ks->n; i++) {
+        strcat(prev, i > 1 ? " " : "");
+        strcat(prev, ks->keys[i].kid);
+    }
+    log_msg(LOG_INFO, "keys", "JWTs signed by kid %s (alg %s); previous keys that verify: %s",
+            ks->keys[0].kid, jwt_alg_name(ks->sign_alg), prev[0] != '\0' ? prev : "none");
+}
+
 /* Re-reads the config and starts a rolling restart; on a bad config the
  * running fleet keeps going unchanged. Returns 0, or -1 with errstr set. */
 static int reload(struct fleet *f, char errstr[256])
 {
     struct config fresh;
+    struct jwt_keyset fresh_keys;
     char why[256];
 
     if (f->stopping) {
         snprintf(errstr, 256, "the fleet is stopping");
         return -1;
     }
-    if (config_load(&fresh, f->config_path, why) != 0 || config_accept(&fresh, why) != 0) {
+    if (config_load(&fresh, f->config_path, why) != 0 || config_accept(&fresh, &fresh_keys, why) != 0) {
         log_msg(LOG_ERROR, "reload_refused", "%s; the running fleet keeps its config", why);
         snprintf(errstr, 256, "%s", why);
         return -1;
@@ -771,7 +791,12 @@ static int reload(struct fleet *f, char errstr[256])
     snprintf(fresh.fleet.control, sizeof fresh.fleet.control, "%s", f->cfg.fleet.control);
     snprintf(fresh.fleet.pid_file, sizeof fresh.fleet.pid_file, "%s", f->cfg.fleet.pid_file);
     f->cfg = fresh;
+    /* Workers running now hold their own copies; those forked from here on
+     * take the new set. */
+    jwt_keyset_free(&f->keys);
+    f->keys = fresh_keys;
     log_setup(f->cfg.log.level, "master", -1);
+    log_keys(&f->keys);
     f->sb->generation++;
     set_slots(f);
     for (int s = 0; s < f->want; s++) {
@@ -1113,6 +1138,7 @@ static void fleet_close(struct fleet *f)
     metrics_free(f->metrics);
     shm_destroy(f->shared.data);
     shm_destroy(f->shared.kvmem);
+    jwt_keyset_free(&f->keys);
 }
 
 int fleet_run(const struct config *cfg, const char *config_path, const char *const *seeds, int nseeds)
@@ -1128,10 +1154,11 @@ int fleet_run(const struct config *cfg, const char *config_path, const char *con
     f.nseeds = nseeds;
     f.listen_fd = f.control_fd = f.sig_fd = -1;
     log_setup(cfg->log.level, "master", -1);
-    if (config_accept(&f.cfg, errstr) != 0) {
+    if (config_accept(&f.cfg, &f.keys, errstr) != 0) {
         log_msg(LOG_ERROR, "fleet_start", "config: %s", errstr);
         return 2;
     }
+    f.shared.keys = &f.keys;
     if (fleet_open(&f, errstr) != 0) {
         log_msg(LOG_ERROR, "fleet_start", "%s", errstr);
         fleet_close(&f);
@@ -1139,6 +1166,7 @@ int fleet_run(const struct config *cfg, const char *config_path, const char *con
     }
     set_slots(&f);
     log_start(&f);
+    log_keys(&f.keys);
 
     while (!f.stopping || live_children(&f) > 0) {
         struct pollfd p[2 + 3 * SB_MAX_ROWS];

@@ -28,6 +28,8 @@ static void usage(FILE *out)
             "  stop               graceful stop\n"
             "  check-config       validate and print the resolved configuration\n"
             "  keygen             make the JWT signing key and the data key (never overwrites)\n"
+            "  keygen --rotate    a new JWT signing key; the previous one's public half is kept\n"
+            "                     beside it for auth.verify_keys (README: key rotation)\n"
             "  migrate [--dry-run] apply the pending sql/ migrations (db.sql_dir, db.migrate_dsn)\n"
             "  seed DIR...         load seed folders into PostgreSQL (idempotent; not in production)\n"
             "  admin create EMAIL make a platform admin (password on stdin) in a running fleet\n"
@@ -52,18 +54,55 @@ static int is_control_command(const char *cmd)
     return strcmp(cmd, "status") == 0 || strcmp(cmd, "reload") == 0 || strcmp(cmd, "stop") == 0;
 }
 
+/* The key files as check-config shows them: which kid each holds, and which signs. */
+static cJSON *keys_to_json(const struct config *cfg, const struct jwt_keyset *ks)
+{
+    cJSON *arr = cJSON_CreateArray();
+
+    for (size_t k = 0; arr != NULL && k < ks->n; k++) {
+        cJSON *o = cJSON_CreateObject();
+        const char *file = k == 0 ? cfg->auth.signing_key : cfg->auth.verify_key[k - 1];
+        if (o == NULL || !cJSON_AddItemToArray(arr, o)) {
+            cJSON_Delete(o);
+            cJSON_Delete(arr);
+            return NULL;
+        }
+        /* o is the array's now: deleting the array frees it */
+        if (cJSON_AddStringToObject(o, "file", file) == NULL ||
+            cJSON_AddStringToObject(o, "kid", ks->keys[k].kid) == NULL ||
+            cJSON_AddStringToObject(o, "use", k == 0 ? "sign" : "verify") == NULL) {
+            cJSON_Delete(arr);
+            return NULL;
+        }
+    }
+    return arr;
+}
+
 static int cmd_check_config(const struct config *cfg)
 {
-    char why[128];
+    char why[128], keys_why[256];
+    struct jwt_keyset ks;
 
+    /* The keys as the fleet will load them: a key file that is too open, not
+     * Ed25519 or unreadable is a config error here as at start. */
+    if (app_keys_load(cfg, &ks, keys_why) != 0) {
+        fprintf(stderr, "config: %s\n", keys_why);
+        return EXIT_CONFIG;
+    }
+    cJSON *keys = keys_to_json(cfg, &ks);
+    jwt_keyset_free(&ks);
     /* The engine's own checks (DSNs well-formed, limits): nothing connects. */
     struct engine *e = cfg->engine == CONFIG_ENGINE_POSTGRES ? app_engine_new(cfg, NULL, why) : NULL;
     if (cfg->engine == CONFIG_ENGINE_POSTGRES && e == NULL) {
         fprintf(stderr, "config: %s\n", why);
+        cJSON_Delete(keys);
         return EXIT_CONFIG;
     }
     engine_free(e);
     cJSON *j = config_to_json(cfg);
+    if (j != NULL && keys != NULL && cJSON_AddItemToObject(j, "jwt_keys", keys))
+        keys = NULL;
+    cJSON_Delete(keys);
     char *s = j ? cJSON_Print(j) : NULL;
 
     if (s == NULL) {
@@ -96,9 +135,39 @@ static void make_dir_of(const char *path)
     mkdir(dir, 0700); /* the keys' own folder: owner only */
 }
 
-static int cmd_keygen(const struct config *cfg)
+/* `keygen --rotate`: the new signing key in place, the previous one's public
+ * half beside it; the operator then lists that file in auth.verify_keys and
+ * reloads. The running fleet keeps signing with the key it loaded until that
+ * reload, so nothing changes for clients until the config says both keys. */
+static int cmd_keygen_rotate(const struct config *cfg)
+{
+    char pub[CONFIG_PATH_MAX + 64], old_kid[JWT_KID_LEN + 1], new_kid[JWT_KID_LEN + 1], why[128];
+    int rc = jwt_rotate(cfg->auth.signing_key, pub, sizeof pub, old_kid, new_kid, why);
+
+    if (rc != 0) {
+        fprintf(stderr, "tessera keygen --rotate: auth.signing_key: %s\n", why);
+        return rc == ERR_INVAL ? EXIT_CONFIG : 1;
+    }
+    printf("%s: new signing key, kid %s (signs after the next reload or start)\n",
+           cfg->auth.signing_key, new_kid);
+    printf("%s: the previous key's public half, kid %s\n", pub, old_kid);
+    printf("next: set [auth] verify_keys = %s%s%s\n", cfg->auth.verify_keys,
+           cfg->auth.verify_keys[0] != '\0' ? ", " : "", pub);
+    printf("      then `tessera reload`; once %d s (auth.access_ttl) have passed, take it out\n"
+           "      of verify_keys and reload again\n", cfg->auth.access_ttl);
+    return 0;
+}
+
+static int cmd_keygen(const struct config *cfg, int argc, char **argv)
 {
     int rc;
+
+    if (argc == 1 && strcmp(argv[0], "--rotate") == 0)
+        return cmd_keygen_rotate(cfg);
+    if (argc > 0) {
+        fprintf(stderr, "usage: tessera keygen [--rotate]\n");
+        return EXIT_CONFIG;
+    }
 
     make_dir_of(cfg->auth.signing_key);
     make_dir_of(cfg->crypto.data_key);
@@ -287,7 +356,7 @@ int main(int argc, char **argv)
         return fleet_run(&cfg, path, seeds, nseeds);
     }
     if (strcmp(cmd, "keygen") == 0)
-        return cmd_keygen(&cfg);
+        return cmd_keygen(&cfg, argc - i - 1, argv + i + 1);
     if (strcmp(cmd, "migrate") == 0)
         return cmd_migrate(&cfg, argc - i - 1, argv + i + 1);
     if (strcmp(cmd, "seed") == 0)

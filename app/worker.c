@@ -310,11 +310,18 @@ static void hand_over(struct worker *w)
 static int open_deps(struct worker *w, const struct fleet_shared *sh)
 {
     const struct config *cfg = w->cfg;
-    char errstr[128] = "";
-    const char *paths[1] = {cfg->auth.signing_key};
+    char errstr[128] = "", keys_why[256];
 
-    if (jwt_keyset_load(&w->keys, paths, 1, errstr) != 0) {
-        log_msg(LOG_ERROR, "worker_init", "auth.signing_key: %s", errstr);
+    /* Under the fleet the keys are the master's, loaded and checked at start or
+     * reload: every worker of a generation holds the same set, whatever
+     * happens to the files meanwhile (a rotation half done, a chmod). */
+    if (sh != NULL && sh->keys != NULL) {
+        if (jwt_keyset_copy(&w->keys, sh->keys) != 0) {
+            log_msg(LOG_ERROR, "worker_init", "cannot take the master's JWT keys");
+            return ERR_INTERNAL;
+        }
+    } else if (app_keys_load(cfg, &w->keys, keys_why) != 0) {
+        log_msg(LOG_ERROR, "worker_init", "%s", keys_why);
         return ERR_INVAL;
     }
     if (jwt_jwks(&w->keys, &w->jwks) != 0)
