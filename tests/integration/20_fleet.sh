@@ -57,9 +57,12 @@ settled() {
 
 # --- the crash loop runs beside the other cases: its log and CPU are read at the end
 mkdir -p "$T/crash"
-(exec env TESSERA_ENV=test TESSERA_FLEET_WORKERS=2 TESSERA_FLEET_RESTART_BACKOFF_MAX=2 \
+# Keys of its own: the master loads and checks them before it forks a worker.
+crash_keys=(TESSERA_AUTH_SIGNING_KEY="$T/crash/keys/jwt.pem" TESSERA_CRYPTO_DATA_KEY="$T/crash/keys/data.key")
+env TESSERA_ENV=test TESSERA_CONFIG=/dev/null "${crash_keys[@]}" "$TESSERA" keygen >/dev/null
+(exec env TESSERA_ENV=test TESSERA_CONFIG=/dev/null TESSERA_FLEET_WORKERS=2 TESSERA_FLEET_RESTART_BACKOFF_MAX=2 \
     TESSERA_FLEET_LISTEN="$T/crash/tessera.sock" TESSERA_FLEET_CONTROL="$T/crash/control.sock" \
-    TESSERA_FLEET_PID_FILE="$T/crash/tessera.pid" TESSERA_TEST_CRASH_ON_START=1 \
+    TESSERA_FLEET_PID_FILE="$T/crash/tessera.pid" TESSERA_TEST_CRASH_ON_START=1 "${crash_keys[@]}" \
     "$TESSERA" fleet >"$T/crash/fleet.log" 2>&1) &
 CRASH_PID=$!
 CRASH_T0=$SECONDS
