@@ -8,7 +8,7 @@
 #include <time.h>
 
 #include "app.h"
-#include "uuid.h"
+#include "core/uuid.h"
 
 int admin_create(struct engine *e, const struct crypto_keyring *ring, const struct password_cost *cost,
                  const char *raw_email, const char *password, char *msg, size_t msgsz)

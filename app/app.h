@@ -9,18 +9,18 @@
 #include <signal.h>
 #include <stdint.h>
 
-#include "arena.h"
-#include "config.h"
-#include "crypto.h"
-#include "engine.h"
-#include "jwt.h"
-#include "kv.h"
-#include "password.h"
-#include "http.h"
-#include "metrics.h"
-#include "reqid.h"
-#include "router.h"
-#include "scoreboard.h"
+#include "core/arena.h"
+#include "core/config.h"
+#include "security/crypto.h"
+#include "store/engine.h"
+#include "security/jwt.h"
+#include "store/kv.h"
+#include "security/password.h"
+#include "http/http.h"
+#include "fleet/metrics.h"
+#include "http/reqid.h"
+#include "http/router.h"
+#include "fleet/scoreboard.h"
 
 #define WORKER_CONNS 128        /* kept-alive FastCGI connections per worker */
 #define JWT_SEEN_SLOTS 512      /* verified-token cache, direct-mapped */

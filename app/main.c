@@ -10,9 +10,9 @@
 #include <unistd.h>
 
 #include "app.h"
-#include "log.h"
-#include "migrate.h"
-#include "version.h"
+#include "core/log.h"
+#include "store/pg/migrate.h"
+#include "core/version.h"
 
 #define EXIT_CONFIG 2
 #define DEFAULT_CONFIG "/etc/tessera/tessera.conf"

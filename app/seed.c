@@ -18,10 +18,10 @@
 #include <time.h>
 
 #include "app.h"
-#include "csv.h"
-#include "json.h"
-#include "rbac.h"
-#include "uuid.h"
+#include "core/csv.h"
+#include "core/json.h"
+#include "security/rbac.h"
+#include "core/uuid.h"
 
 struct seeder {
     struct engine *e;

@@ -1,8 +1,8 @@
 /* The one place the configured engine is chosen and opened: by each worker,
  * by the master's `admin create` child, and by `tessera seed`. */
 #include "app.h"
-#include "engine_mem.h"
-#include "engine_pg.h"
+#include "store/mem/engine_mem.h"
+#include "store/pg/engine_pg.h"
 
 struct engine *app_engine_new(const struct config *cfg, struct shm_region *data, char errstr[128])
 {

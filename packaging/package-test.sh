@@ -25,7 +25,7 @@
 #   PACKAGE_TEST_RECORDS=1 (default)  tests/smoke.sh runs its schema and record
 #       round trip (SMOKE_SERVICE) on postgres too
 #   PACKAGE_TEST_RECORDS=0  auth only: for a build whose PostgreSQL engine
-#       answers records with 503 (lib/engine_pg_records.c not merged yet); the
+#       answers records with 503 (lib/store/pg/engine_pg_records.c not merged yet); the
 #       round trip is reported as skipped, and the run says so
 set -uo pipefail
 build=${1:-build}
@@ -422,8 +422,8 @@ if [ -n "$up" ]; then
                 "$(tail -1 "$T/smoke.out") (its output follows)"
             # a 503 says only "unavailable" (and the fleet logs no reason): the
             # placeholder is recognised in the source this package was built from
-            grep -qs 'records on postgres: not built yet' lib/engine_pg_records.c &&
-                echo "# lib/engine_pg_records.c is still the placeholder (records on postgres answer 503): PACKAGE_TEST_RECORDS=0 tests the rest"
+            grep -qs 'records on postgres: not built yet' lib/store/pg/engine_pg_records.c &&
+                echo "# lib/store/pg/engine_pg_records.c is still the placeholder (records on postgres answer 503): PACKAGE_TEST_RECORDS=0 tests the rest"
         fi
     else
         echo "== tests/smoke.sh $https (through the installed site and fleet; auth only, PACKAGE_TEST_RECORDS=0)"

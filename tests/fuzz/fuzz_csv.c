@@ -1,6 +1,6 @@
-/* libFuzzer harness for the CSV reader (lib/csv.c).
+/* libFuzzer harness for the CSV reader (lib/core/csv.c).
  *   clang -g -O1 -fsanitize=fuzzer,address,undefined -D_GNU_SOURCE -Ilib \
- *         tests/fuzz/fuzz_csv.c lib/csv.c lib/err.c
+ *         tests/fuzz/fuzz_csv.c lib/core/csv.c lib/core/err.c
  * The first byte picks whether a header is checked; the rest is the file.
  * Besides memory errors it checks the reader's promises (caps honoured, cells
  * without NUL, errors formatted "name:line: …"), and that every row written
@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "csv.h"
+#include "core/csv.h"
 
 static void check(int ok)
 {

@@ -1,6 +1,6 @@
-/* libFuzzer harness for json_parse (lib/json.c).
+/* libFuzzer harness for json_parse (lib/core/json.c).
  *   clang -g -O1 -fsanitize=fuzzer,address,undefined -D_GNU_SOURCE -Ilib \
- *         -I/usr/include/cjson tests/fuzz/fuzz_json.c lib/json.c lib/err.c -lcjson -lm
+ *         -I/usr/include/cjson tests/fuzz/fuzz_json.c lib/core/json.c lib/core/err.c -lcjson -lm
  * Besides memory errors it checks what json_parse promises: whatever it
  * accepts, plain cJSON accepts too; the tree prints and parses back through
  * json_parse to an equal tree; and the integer reader never traps on it. */
@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "json.h"
+#include "core/json.h"
 
 static void check(int ok)
 {

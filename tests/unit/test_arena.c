@@ -10,8 +10,8 @@
 
 #include <cmocka.h>
 
-#include "arena.h"
-#include "err.h"
+#include "core/arena.h"
+#include "core/err.h"
 
 static void test_allocations_are_16_byte_aligned(void **state)
 {

@@ -8,7 +8,7 @@
 
 #include <cmocka.h>
 
-#include "buf.h"
+#include "core/buf.h"
 
 static void test_append_puts_and_printf_concatenate(void **state)
 {

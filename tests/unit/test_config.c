@@ -14,7 +14,7 @@
 #include <cJSON.h>
 #include <cmocka.h>
 
-#include "config.h"
+#include "core/config.h"
 
 extern char **environ;
 

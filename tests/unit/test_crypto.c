@@ -17,7 +17,7 @@
 #include <openssl/kdf.h>
 #include <openssl/params.h>
 
-#include "crypto.h"
+#include "security/crypto.h"
 
 struct fixture {
     char dir[64];

@@ -13,7 +13,7 @@
 
 #include <cmocka.h>
 
-#include "csv.h"
+#include "core/csv.h"
 
 struct mem {
     struct csv_reader *r;

@@ -14,9 +14,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "engine_mem.h"
-#include "shm.h"
-#include "uuid.h"
+#include "store/mem/engine_mem.h"
+#include "store/mem/shm.h"
+#include "core/uuid.h"
 
 #define BIG_REGION (8u << 20)
 

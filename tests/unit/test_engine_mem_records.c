@@ -16,10 +16,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "crypto.h"
-#include "engine_mem.h"
-#include "shm.h"
-#include "uuid.h"
+#include "security/crypto.h"
+#include "store/mem/engine_mem.h"
+#include "store/mem/shm.h"
+#include "core/uuid.h"
 
 #define OP(e, op, ...) ((e)->ops->op((e), __VA_ARGS__))
 #define EXPECT(e, rc, call)                                                                 \

@@ -12,7 +12,7 @@
 
 #include <cmocka.h>
 
-#include "fdpass.h"
+#include "fleet/fdpass.h"
 
 static int setup(void **state)
 {

@@ -11,7 +11,7 @@
 
 #include <cmocka.h>
 
-#include "json.h"
+#include "core/json.h"
 
 static cJSON *parse_n(const char *s, size_t n, const struct json_limits *lim,
                       enum json_error *why)

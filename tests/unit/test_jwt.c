@@ -17,8 +17,8 @@
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 
-#include "crypto.h"
-#include "jwt.h"
+#include "security/crypto.h"
+#include "security/jwt.h"
 
 #define ISS "https://auth.tessera.test"
 #define AUD "tessera"

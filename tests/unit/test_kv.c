@@ -24,8 +24,8 @@
 
 #include <hiredis.h>
 
-#include "kv.h"
-#include "shm.h"
+#include "store/kv.h"
+#include "store/mem/shm.h"
 
 #define TIMEOUT_MS 300
 

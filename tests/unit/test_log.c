@@ -14,7 +14,7 @@
 #include <cJSON.h>
 #include <cmocka.h>
 
-#include "log.h"
+#include "core/log.h"
 
 /* ---- log_escape ---- */
 

@@ -13,7 +13,7 @@
 
 #include <cmocka.h>
 
-#include "metrics.h"
+#include "fleet/metrics.h"
 
 static const char *const LABELS[] = {"healthz", "records_list", "unused"};
 

@@ -11,7 +11,7 @@
 
 #include <cmocka.h>
 
-#include "migrate.h"
+#include "store/pg/migrate.h"
 
 static void test_migration_names_follow_the_pattern(void **state)
 {

@@ -11,7 +11,7 @@
 
 #include <cmocka.h>
 
-#include "password.h"
+#include "security/password.h"
 
 static const struct password_cost FAST = { .ln = 10, .r = 8, .p = 1 };
 static const char PW[] = "correct horse battery staple";

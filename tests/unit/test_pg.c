@@ -9,7 +9,7 @@
 
 #include <cmocka.h>
 
-#include "pg.h"
+#include "store/pg/pg.h"
 
 static void test_sqlstates_map_to_the_error_vocabulary(void **state)
 {

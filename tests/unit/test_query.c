@@ -9,7 +9,7 @@
 
 #include <cmocka.h>
 
-#include "query.h"
+#include "http/query.h"
 
 static int setup(void **state)
 {

@@ -5,7 +5,7 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
-#include "rbac.h"
+#include "security/rbac.h"
 
 static void star_star_allows_everything(void **state)
 {

@@ -8,7 +8,7 @@
 
 #include <cmocka.h>
 
-#include "reqid.h"
+#include "http/reqid.h"
 
 static void test_valid_accepts_the_safe_alphabet(void **state)
 {

@@ -9,7 +9,7 @@
 
 #include <cmocka.h>
 
-#include "router.h"
+#include "http/router.h"
 
 /* The data field identifies the row, so a match can be checked by identity. */
 static const struct route ROUTES[] = {

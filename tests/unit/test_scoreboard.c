@@ -12,7 +12,7 @@
 #include <cJSON.h>
 #include <cmocka.h>
 
-#include "scoreboard.h"
+#include "fleet/scoreboard.h"
 
 static int setup(void **state)
 {

@@ -14,7 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "shm.h"
+#include "store/mem/shm.h"
 
 static struct shm_region *region(size_t bytes)
 {

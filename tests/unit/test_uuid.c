@@ -10,7 +10,7 @@
 
 #include <cmocka.h>
 
-#include "uuid.h"
+#include "core/uuid.h"
 
 static uint64_t now_ms(void)
 {

@@ -1,0 +1,107 @@
+/* The app registry (DESIGN §4): global, no org. Every authenticated caller may
+ * discover apps; only platform admins register them. */
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "app.h"
+#include "core/json.h"
+#include "core/uuid.h"
+
+#define APPS_MAX 200
+
+static cJSON *app_json(const struct eng_app *a)
+{
+    cJSON *o = cJSON_CreateObject();
+
+    if (o == NULL)
+        return NULL;
+    cJSON_AddStringToObject(o, "id", a->id);
+    cJSON_AddStringToObject(o, "name", a->name);
+    cJSON_AddStringToObject(o, "kind", a->kind);
+    cJSON_AddStringToObject(o, "base_url", a->base_url);
+    cJSON_AddStringToObject(o, "status", a->status);
+    cJSON_AddNumberToObject(o, "created_at", (double)a->created_at);
+    return o;
+}
+
+HANDLER(handle_apps_list)
+{
+    size_t n = 0;
+    struct eng_app *apps = arena_alloc(r->arena, sizeof *apps * APPS_MAX);
+    cJSON *data, *root = respond_list(r, &data);
+    int rc;
+
+    if (apps == NULL || root == NULL)
+        return ERR_NOMEM;
+    if ((rc = w->engine->ops->app_list(w->engine, apps, APPS_MAX, &n)) != 0)
+        return rc;
+    for (size_t i = 0; i < n; i++)
+        cJSON_AddItemToArray(data, app_json(&apps[i]));
+    return respond_owned(r, 200, root);
+}
+
+/* Names become URL segments and schema names: ^[a-z][a-z0-9_]{0,40}$. */
+static bool app_name_ok(const char *s)
+{
+    size_t n = s != NULL ? strlen(s) : 0;
+
+    if (n == 0 || n > 40 || s[0] < 'a' || s[0] > 'z')
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9') || s[i] == '_'))
+            return false;
+    return true;
+}
+
+HANDLER(handle_apps_create)
+{
+    static const char *const allowed[] = {"name", "kind", "base_url", "status", NULL};
+    static const char *const kinds[] = {"microservice", "web", "worker", NULL};
+    const char *unknown = NULL;
+    struct eng_app a = {0};
+    cJSON *d = NULL;
+    int rc;
+
+    if (!p->platform_admin)
+        return respond_fail(r, 403, "forbidden", "only platform admins register apps");
+    if (r->json == NULL || !cJSON_IsObject(r->json))
+        return respond_fail(r, 400, "invalid_request", "a JSON object body is required");
+    if (!json_only_keys(r->json, allowed, &unknown)) {
+        d = cJSON_CreateObject();
+        cJSON_AddStringToObject(d, unknown, "is not a known field");
+        return respond_invalid(r, d);
+    }
+    const char *name = json_get_str(r->json, "name"), *kind = json_get_str(r->json, "kind");
+    const char *url = json_get_str(r->json, "base_url"), *status = json_get_str(r->json, "status");
+    bool kind_ok = false;
+    for (int i = 0; kind != NULL && kinds[i] != NULL; i++)
+        kind_ok |= strcmp(kind, kinds[i]) == 0;
+    d = cJSON_CreateObject();
+    if (!app_name_ok(name))
+        cJSON_AddStringToObject(d, "name", "must match ^[a-z][a-z0-9_]{0,39}$");
+    if (!kind_ok)
+        cJSON_AddStringToObject(d, "kind", "must be microservice, web or worker");
+    if (cJSON_HasObjectItem(r->json, "base_url") && (url == NULL || strlen(url) >= ENG_URL))
+        cJSON_AddStringToObject(d, "base_url", "must be a string under 256 characters");
+    if (cJSON_HasObjectItem(r->json, "status") &&
+        (status == NULL || (strcmp(status, "active") != 0 && strcmp(status, "disabled") != 0)))
+        cJSON_AddStringToObject(d, "status", "must be active or disabled");
+    if (cJSON_GetArraySize(d) > 0)
+        return respond_invalid(r, d);
+    cJSON_Delete(d);
+    if ((rc = uuid_v4(a.id)) != 0)
+        return rc;
+    snprintf(a.name, sizeof a.name, "%s", name);
+    snprintf(a.kind, sizeof a.kind, "%s", kind);
+    snprintf(a.base_url, sizeof a.base_url, "%s", url != NULL ? url : "");
+    snprintf(a.status, sizeof a.status, "%s", status != NULL ? status : "active");
+    a.created_at = (int64_t)time(NULL);
+    rc = w->engine->ops->app_create(w->engine, &a);
+    if (rc == ERR_CONFLICT)
+        return respond_fail(r, 409, "conflict", "an app with that name exists");
+    if (rc != 0 || (rc = audit_record(w, &p->scope, p->user_id, "apps.create", a.name, NULL)) != 0)
+        return rc;
+    cJSON *root = http_own(r, app_json(&a));
+    return root == NULL ? ERR_NOMEM : respond_owned(r, 201, root);
+}

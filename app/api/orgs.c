@@ -1,0 +1,330 @@
+/* The caller's organization: its record, members (invite, change role, remove)
+ * and roles. The org always comes from the token, never from the URL or body;
+ * another org's user id is simply not found. An org never loses its last owner. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "app.h"
+#include "core/json.h"
+#include "security/rbac.h"
+#include "core/uuid.h"
+
+#define INVITE_TTL (7 * 86400)
+#define MEMBERS_MAX 1000
+#define ROLES_MAX 64
+
+static const char *actor_of(const struct principal *p)
+{
+    return p->user_id[0] ? p->user_id : p->key_id;
+}
+
+static bool role_name_ok(const char *s)
+{
+    size_t n = strlen(s);
+
+    if (n == 0 || n >= ENG_ROLE || s[0] < 'a' || s[0] > 'z')
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9') || s[i] == '_'))
+            return false;
+    return true;
+}
+
+/* A caller may hand out (or take away) a role only when its own permissions
+ * cover every permission of that role: admins cannot make owners, and a
+ * custom role that manages members cannot promote anyone, itself included,
+ * past what it holds. 0, ERR_NOTFOUND (no such role) or ERR_FORBIDDEN. */
+static int may_grant(struct worker *w, const struct principal *p, const char *role)
+{
+    struct eng_role ro;
+    int rc = w->engine->ops->role_get(w->engine, &p->scope, role, &ro);
+
+    if (rc != 0)
+        return rc;
+    return rbac_covers(p->perms.perms, p->perms.nperms, ro.perms, ro.nperms) ? 0 : ERR_FORBIDDEN;
+}
+
+static int owners(struct worker *w, const struct principal *p, size_t *count)
+{
+    size_t n = 0;
+    struct eng_membership *ms = malloc(sizeof *ms * MEMBERS_MAX);
+    int rc;
+
+    if (ms == NULL)
+        return ERR_NOMEM;
+    *count = 0;
+    rc = w->engine->ops->member_list(w->engine, &p->scope, ms, MEMBERS_MAX, &n);
+    for (size_t i = 0; rc == 0 && i < n; i++)
+        *count += strcmp(ms[i].role, "owner") == 0;
+    free(ms);
+    return rc;
+}
+
+HANDLER(handle_orgs_current)
+{
+    struct eng_org o;
+    int rc = w->engine->ops->org_get(w->engine, &p->scope, &o);
+    cJSON *root;
+
+    if (rc != 0)
+        return rc;
+    if ((root = http_own(r, cJSON_CreateObject())) == NULL)
+        return ERR_NOMEM;
+    cJSON_AddStringToObject(root, "id", o.id);
+    cJSON_AddStringToObject(root, "name", o.name);
+    cJSON_AddStringToObject(root, "slug", o.slug);
+    cJSON_AddStringToObject(root, "plan", o.plan);
+    cJSON_AddNumberToObject(root, "created_at", (double)o.created_at);
+    return respond_owned(r, 200, root);
+}
+
+HANDLER(handle_members_list)
+{
+    bool may_see_emails = rbac_allows(p->perms.perms, p->perms.nperms, "members:manage", "*");
+    size_t n = 0;
+    struct eng_membership *ms = arena_alloc(r->arena, sizeof *ms * MEMBERS_MAX);
+    cJSON *data, *root = respond_list(r, &data);
+    int rc;
+
+    if (ms == NULL || root == NULL)
+        return ERR_NOMEM;
+    if ((rc = w->engine->ops->member_list(w->engine, &p->scope, ms, MEMBERS_MAX, &n)) != 0)
+        return rc;
+    for (size_t i = 0; i < n; i++) {
+        cJSON *o = cJSON_CreateObject();
+        struct eng_user u;
+        if (o == NULL || !cJSON_AddItemToArray(data, o)) {
+            cJSON_Delete(o);
+            return ERR_NOMEM;
+        }
+        cJSON_AddStringToObject(o, "user_id", ms[i].user_id);
+        cJSON_AddStringToObject(o, "role", ms[i].role);
+        cJSON_AddNumberToObject(o, "created_at", (double)ms[i].created_at);
+        const char *email = NULL;
+        /* data minimization: addresses only for those who manage members */
+        if (may_see_emails && w->engine->ops->user_get(w->engine, ms[i].user_id, &u) == 0)
+            email = email_open(w, r, &u);
+        if (email != NULL)
+            cJSON_AddStringToObject(o, "email", email);
+    }
+    return respond_owned(r, 200, root);
+}
+
+HANDLER(handle_members_invite)
+{
+    static const char *const allowed[] = {"role", NULL};
+    const char *unknown = NULL;
+    struct eng_invite inv = {0};
+    uint8_t raw[24];
+    char token[48];
+    int rc;
+
+    if (r->json != NULL && (!cJSON_IsObject(r->json) || !json_only_keys(r->json, allowed, &unknown)))
+        return respond_fail(r, 400, "invalid_request", "the body may hold only a role");
+    const char *want = r->json != NULL ? json_get_str(r->json, "role") : NULL;
+    if (r->json != NULL && cJSON_HasObjectItem(r->json, "role") && want == NULL)
+        return respond_fail(r, 400, "invalid_request", "role must be a string");
+    if (want == NULL)
+        want = "member";
+    if (!role_name_ok(want) || (rc = may_grant(w, p, want)) == ERR_NOTFOUND) {
+        cJSON *d = cJSON_CreateObject();
+        cJSON_AddStringToObject(d, "role", "is not a role of this organization");
+        return respond_invalid(r, d);
+    }
+    if (rc == ERR_FORBIDDEN)
+        return respond_fail(r, 403, "forbidden", "you cannot invite into a role with more than you hold");
+    if (rc != 0)
+        return rc;
+    if ((rc = crypto_random(raw, sizeof raw)) != 0 ||
+        (rc = crypto_b64url_encode(raw, sizeof raw, token, sizeof token, NULL)) != 0 ||
+        (rc = uuid_v4(inv.id)) != 0)
+        return rc;
+    snprintf(inv.org_id, sizeof inv.org_id, "%s", p->scope.org_id);
+    snprintf(inv.role, sizeof inv.role, "%s", want);
+    token_sha256_hex(token, strlen(token), inv.token_hash);
+    snprintf(inv.created_by, sizeof inv.created_by, "%s", actor_of(p));
+    inv.expires_at = (int64_t)time(NULL) + INVITE_TTL;
+    if ((rc = w->engine->ops->invite_create(w->engine, &p->scope, &inv)) != 0 ||
+        (rc = audit_record(w, &p->scope, actor_of(p), "members.invite", inv.id, NULL)) != 0)
+        return rc;
+    cJSON *root = http_own(r, cJSON_CreateObject());
+    if (root == NULL)
+        return ERR_NOMEM;
+    cJSON_AddStringToObject(root, "invite_id", inv.id);
+    cJSON_AddStringToObject(root, "invite_token", token); /* shown once */
+    cJSON_AddStringToObject(root, "role", inv.role);
+    cJSON_AddNumberToObject(root, "expires_at", (double)inv.expires_at);
+    return respond_owned(r, 201, root);
+}
+
+HANDLER(handle_members_update)
+{
+    static const char *const allowed[] = {"role", NULL};
+    const char *uid = router_param(&r->match, "user_id"), *unknown = NULL;
+    struct eng_membership m;
+    size_t n;
+    int rc;
+
+    if (r->json == NULL || !cJSON_IsObject(r->json) || !json_only_keys(r->json, allowed, &unknown))
+        return respond_fail(r, 400, "invalid_request", "a body {\"role\": …} is required");
+    const char *want = json_get_str(r->json, "role");
+    if (want == NULL || !role_name_ok(want) || (rc = may_grant(w, p, want)) == ERR_NOTFOUND) {
+        cJSON *d = cJSON_CreateObject();
+        cJSON_AddStringToObject(d, "role", "is not a role of this organization");
+        return respond_invalid(r, d);
+    }
+    if (rc != 0 && rc != ERR_FORBIDDEN)
+        return rc;
+    int grant = rc;
+    if (!uuid_valid(uid) || (rc = w->engine->ops->member_get(w->engine, &p->scope, uid, &m)) == ERR_NOTFOUND)
+        return respond_fail(r, 404, "not_found", "no such member");
+    if (rc != 0)
+        return rc;
+    if (grant == ERR_FORBIDDEN || (rc = may_grant(w, p, m.role)) == ERR_FORBIDDEN)
+        return respond_fail(r, 403, "forbidden", "you cannot grant or take away more than you hold");
+    if (rc != 0 && rc != ERR_NOTFOUND) /* a member whose custom role was deleted holds nothing */
+        return rc;
+    if (strcmp(m.role, "owner") == 0 && strcmp(want, "owner") != 0) {
+        if ((rc = owners(w, p, &n)) != 0)
+            return rc;
+        if (n <= 1)
+            return respond_fail(r, 409, "conflict", "the last owner cannot be demoted");
+    }
+    cJSON *meta = cJSON_CreateObject();
+    cJSON_AddStringToObject(meta, "from", m.role);
+    cJSON_AddStringToObject(meta, "to", want);
+    snprintf(m.role, sizeof m.role, "%s", want);
+    rc = w->engine->ops->member_put(w->engine, &p->scope, &m);
+    if (rc == 0)
+        rc = audit_record(w, &p->scope, actor_of(p), "members.role", uid, meta);
+    cJSON_Delete(meta);
+    if (rc != 0)
+        return rc;
+    cJSON *root = http_own(r, cJSON_CreateObject());
+    if (root == NULL)
+        return ERR_NOMEM;
+    cJSON_AddStringToObject(root, "user_id", m.user_id);
+    cJSON_AddStringToObject(root, "role", m.role);
+    return respond_owned(r, 200, root);
+}
+
+HANDLER(handle_members_remove)
+{
+    const char *uid = router_param(&r->match, "user_id");
+    struct eng_membership m;
+    size_t n;
+    int rc;
+
+    if (!uuid_valid(uid) || (rc = w->engine->ops->member_get(w->engine, &p->scope, uid, &m)) == ERR_NOTFOUND)
+        return respond_fail(r, 404, "not_found", "no such member");
+    if (rc != 0)
+        return rc;
+    if ((rc = may_grant(w, p, m.role)) == ERR_FORBIDDEN)
+        return respond_fail(r, 403, "forbidden", "you cannot remove a member who holds more than you");
+    if (rc != 0 && rc != ERR_NOTFOUND)
+        return rc;
+    if (strcmp(m.role, "owner") == 0) {
+        if ((rc = owners(w, p, &n)) != 0)
+            return rc;
+        if (n <= 1)
+            return respond_fail(r, 409, "conflict", "the last owner cannot be removed");
+    }
+    if ((rc = w->engine->ops->member_remove(w->engine, &p->scope, uid)) != 0 ||
+        (rc = audit_record(w, &p->scope, actor_of(p), "members.remove", uid, NULL)) != 0)
+        return rc;
+    cJSON *root = http_own(r, cJSON_CreateObject());
+    return root == NULL ? ERR_NOMEM : respond_owned(r, 204, root);
+}
+
+static cJSON *role_json(const struct eng_role *ro)
+{
+    cJSON *o = cJSON_CreateObject(), *perms;
+
+    if (o == NULL)
+        return NULL;
+    cJSON_AddStringToObject(o, "name", ro->name);
+    cJSON_AddBoolToObject(o, "builtin", ro->org_id[0] == '\0');
+    if ((perms = cJSON_AddArrayToObject(o, "permissions")) != NULL)
+        for (int i = 0; i < ro->nperms; i++)
+            cJSON_AddItemToArray(perms, cJSON_CreateString(ro->perms[i]));
+    return o;
+}
+
+HANDLER(handle_roles_list)
+{
+    size_t n = 0;
+    struct eng_role *roles = arena_alloc(r->arena, sizeof *roles * ROLES_MAX);
+    cJSON *data, *root = respond_list(r, &data);
+    int rc;
+
+    if (roles == NULL || root == NULL)
+        return ERR_NOMEM;
+    if ((rc = w->engine->ops->role_list(w->engine, &p->scope, roles, ROLES_MAX, &n)) != 0)
+        return rc;
+    for (size_t i = 0; i < n; i++)
+        cJSON_AddItemToArray(data, role_json(&roles[i]));
+    return respond_owned(r, 200, root);
+}
+
+HANDLER(handle_roles_create)
+{
+    static const char *const allowed[] = {"name", "permissions", NULL};
+    const char *unknown = NULL;
+    struct eng_role ro = {0};
+    cJSON *d = NULL, *perm;
+    int rc;
+
+    if (r->json == NULL || !cJSON_IsObject(r->json))
+        return respond_fail(r, 400, "invalid_request", "a JSON object body is required");
+    if (!json_only_keys(r->json, allowed, &unknown)) {
+        d = cJSON_CreateObject();
+        cJSON_AddStringToObject(d, unknown, "is not a known field");
+        return respond_invalid(r, d);
+    }
+    const char *name = json_get_str(r->json, "name");
+    const cJSON *perms = cJSON_GetObjectItemCaseSensitive(r->json, "permissions");
+    if (name == NULL || !role_name_ok(name)) {
+        d = cJSON_CreateObject();
+        cJSON_AddStringToObject(d, "name", "must match ^[a-z][a-z0-9_]{0,30}$");
+    } else if (!cJSON_IsArray(perms) || cJSON_GetArraySize(perms) < 1 ||
+               cJSON_GetArraySize(perms) > ENG_MAX_PERMS) {
+        d = cJSON_CreateObject();
+        cJSON_AddStringToObject(d, "permissions", "must be an array of 1 to 32 permissions");
+    }
+    if (d != NULL)
+        return respond_invalid(r, d);
+    cJSON_ArrayForEach(perm, perms)
+    {
+        if (!cJSON_IsString(perm) || !rbac_valid(perm->valuestring)) {
+            d = cJSON_CreateObject();
+            cJSON_AddStringToObject(d, "permissions", "each must look like records:read:crm/contacts");
+            return respond_invalid(r, d);
+        }
+        /* schemas are every org's: the platform's admins shape them (DESIGN §8) */
+        if (strncmp(perm->valuestring, "schema:", 7) == 0) {
+            d = cJSON_CreateObject();
+            cJSON_AddStringToObject(d, "permissions",
+                                    "schema changes are not an org permission: platform admins make them");
+            return respond_invalid(r, d);
+        }
+        snprintf(ro.perms[ro.nperms++], ENG_PERM, "%s", perm->valuestring);
+    }
+    /* a role never grants more than its author holds, and redefining one (the
+     * author's own, say) needs to cover what it grants today too */
+    struct eng_role existing;
+    if (!rbac_covers(p->perms.perms, p->perms.nperms, ro.perms, ro.nperms) ||
+        (w->engine->ops->role_get(w->engine, &p->scope, name, &existing) == 0 &&
+         !rbac_covers(p->perms.perms, p->perms.nperms, existing.perms, existing.nperms)))
+        return respond_fail(r, 403, "forbidden", "a role cannot grant more than you hold");
+    snprintf(ro.org_id, sizeof ro.org_id, "%s", p->scope.org_id);
+    snprintf(ro.name, sizeof ro.name, "%s", name);
+    rc = w->engine->ops->role_put(w->engine, &p->scope, &ro);
+    if (rc == ERR_CONFLICT)
+        return respond_fail(r, 409, "conflict", "a built-in role has that name");
+    if (rc != 0 || (rc = audit_record(w, &p->scope, actor_of(p), "roles.put", name, NULL)) != 0)
+        return rc;
+    cJSON *root = http_own(r, role_json(&ro));
+    return root == NULL ? ERR_NOMEM : respond_owned(r, 201, root);
+}

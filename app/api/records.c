@@ -1,0 +1,684 @@
+/* The MicroService API's records (DESIGN §5, issue 6): create, get, patch,
+ * delete and list with filters, order and a keyset cursor.
+ *
+ * Everything the client sends is checked against the resource's schema here,
+ * and handed to the engine as typed data (struct eng_query: filters are data,
+ * never text spliced into a query). Permissions are records:read|write|delete
+ * on "service/resource". The org comes from the token only; another org's id
+ * is simply not found.
+ *
+ * PII fields are sealed here (AES-256-GCM, AAD org|service|resource|id|field,
+ * so a ciphertext moved to another record does not open) with a blind index
+ * that is bound to the same org, service, resource and field: equal values of
+ * two tenants do not share an index. Only eq (on the index) and is.null filter
+ * them; they cannot be ordered by.
+ *
+ * Filter values are text after the operator: timestamps as unix seconds or
+ * YYYY-MM-DDTHH:MM:SSZ, booleans true/false; `in` splits on commas (a string
+ * holding a comma cannot be matched by `in`; use eq).
+ *
+ * The cursor is base64url([sort value, id]) "." base64url(HMAC-SHA256), keyed
+ * by a key derived from the data key's blind-index key, over the payload and
+ * the query it belongs to (service, resource, mode, filters, order): a cursor
+ * altered, forged or replayed on another query is a 400. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "app.h"
+#include "core/json.h"
+#include "security/rbac.h"
+#include "core/uuid.h"
+
+#define LIMIT_DEFAULT 20
+#define LIMIT_MAX 100
+#define CURSOR_MAX 1024
+
+struct rctx {
+    const char *service, *resource;
+    char object[160];           /* "service/resource", the permission's object */
+    struct eng_resource *res;   /* in the arena */
+};
+
+/* The service, the permission and the schema: 0, or the reply is sent (or an error returned). */
+static int open_resource(struct worker *w, struct http_request *r, const struct principal *p,
+                         const char *action, struct rctx *c)
+{
+    int rc;
+
+    c->service = router_param(&r->match, "service");
+    c->resource = router_param(&r->match, "resource");
+    if (svc_check(w, r, c->service) != 0)
+        return ERR_NOTFOUND;
+    if (!svc_name_ok(c->resource)) {
+        respond_fail(r, 404, "not_found", "no such resource");
+        return ERR_NOTFOUND;
+    }
+    snprintf(c->object, sizeof c->object, "%s/%s", c->service, c->resource);
+    if (!rbac_allows(p->perms.perms, p->perms.nperms, action, c->object)) {
+        respond_fail(r, 403, "forbidden", svc_printf(r, "your role does not allow %s", action));
+        return ERR_FORBIDDEN;
+    }
+    if ((c->res = arena_alloc(r->arena, sizeof *c->res)) == NULL)
+        return ERR_NOMEM;
+    rc = w->engine->ops->resource_get(w->engine, &p->scope, c->service, c->resource, c->res);
+    if (rc == ERR_NOTFOUND) {
+        respond_fail(r, 404, "not_found", "no such resource");
+        return rc;
+    }
+    return rc;
+}
+
+/* Reply already sent by open_resource: the handler returns 0; otherwise its error. */
+#define OPEN_OR_RETURN(w, r, p, action, c)                                  \
+    do {                                                                    \
+        int rc_ = open_resource(w, r, p, action, c);                        \
+        if (rc_ != 0)                                                       \
+            return r->status != 0 ? 0 : rc_;                                \
+    } while (0)
+
+static int aad_of(const struct eng_scope *s, const char *service, const char *resource, const char *id,
+                  const char *field, char *buf, size_t sz)
+{
+    int n = snprintf(buf, sz, "%s|%s|%s|%s|%s", s->org_id, service, resource, id, field);
+
+    return n > 0 && (size_t)n < sz ? n : -1;
+}
+
+static int bidx_of(const struct crypto_keyring *ring, const struct eng_scope *s, const char *service,
+                   const char *resource, const char *field, const char *value, char out[ENG_HASH])
+{
+    size_t n = strlen(s->org_id) + strlen(service) + strlen(resource) + strlen(field) + strlen(value) + 8;
+    char *buf = malloc(n);
+    int rc;
+
+    if (buf == NULL)
+        return ERR_NOMEM;
+    snprintf(buf, n, "%s\n%s\n%s\n%s\n%s", s->org_id, service, resource, field, value);
+    rc = crypto_blind_index(ring, buf, out);
+    free(buf);
+    return rc;
+}
+
+int records_set_value(const struct crypto_keyring *ring, const struct eng_scope *s, const char *service,
+                      const char *resource, struct eng_record *rec, const struct eng_field *f, const cJSON *v)
+{
+    char aad[512], hex[ENG_HASH];
+    char *sealed = NULL;
+    cJSON *nv;
+    int rc, n;
+
+    cJSON_DeleteItemFromObjectCaseSensitive(rec->data, f->name);
+    cJSON_DeleteItemFromObjectCaseSensitive(rec->bidx, f->name);
+    if (v == NULL || cJSON_IsNull(v))
+        return 0;
+    if (!f->pii) {
+        nv = cJSON_Duplicate(v, true);
+        return nv != NULL && cJSON_AddItemToObject(rec->data, f->name, nv) ? 0 : ERR_NOMEM;
+    }
+    if (!cJSON_IsString(v) || (n = aad_of(s, service, resource, rec->id, f->name, aad, sizeof aad)) < 0)
+        return ERR_INVAL;
+    if ((rc = crypto_seal_text(ring, aad, (size_t)n, v->valuestring, strlen(v->valuestring), &sealed)) != 0 ||
+        (rc = bidx_of(ring, s, service, resource, f->name, v->valuestring, hex)) != 0) {
+        free(sealed);
+        return rc;
+    }
+    nv = cJSON_CreateString(sealed);
+    free(sealed);
+    if (nv == NULL || !cJSON_AddItemToObject(rec->data, f->name, nv) ||
+        cJSON_AddStringToObject(rec->bidx, f->name, hex) == NULL)
+        return ERR_NOMEM;
+    return 0;
+}
+
+static cJSON *record_json(struct worker *w, const struct principal *p, const struct rctx *c,
+                          const struct eng_record *rec)
+{
+    cJSON *o = cJSON_CreateObject();
+
+    if (o == NULL)
+        return NULL;
+    cJSON_AddStringToObject(o, "id", rec->id);
+    cJSON_AddNumberToObject(o, "created_at", (double)rec->created_at);
+    cJSON_AddNumberToObject(o, "updated_at", (double)rec->updated_at);
+    cJSON_AddNumberToObject(o, "version", (double)rec->version);
+    if (rec->expires_at != 0)
+        cJSON_AddNumberToObject(o, "expires_at", (double)rec->expires_at);
+    for (int i = 0; i < c->res->nfields; i++) {
+        const struct eng_field *f = &c->res->fields[i];
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(rec->data, f->name);
+        cJSON *out = NULL;
+
+        if (v == NULL || cJSON_IsNull(v)) {
+            out = cJSON_CreateNull();
+        } else if (f->pii) {
+            char aad[512];
+            uint8_t *pt = NULL;
+            size_t ptlen;
+            int n = aad_of(&p->scope, c->service, c->resource, rec->id, f->name, aad, sizeof aad);
+            if (n > 0 && cJSON_IsString(v) &&
+                crypto_open_text(&w->ring, aad, (size_t)n, v->valuestring, strlen(v->valuestring), &pt,
+                                 &ptlen) == 0)
+                out = cJSON_CreateString((const char *)pt);
+            else
+                out = cJSON_CreateNull();   /* a key retired too early: never the ciphertext */
+            free(pt);
+        } else {
+            out = cJSON_Duplicate(v, true);
+        }
+        cJSON_AddItemToObject(o, f->name, out);
+    }
+    return o;
+}
+
+/* Checks one member of a body: true when it may be stored (details get the reason otherwise). */
+static bool body_value_ok(struct http_request *r, const struct rctx *c, const cJSON *v, cJSON *details)
+{
+    const struct eng_field *f = eng_resource_field(c->res, v->string);
+    const char *why;
+
+    if (f == NULL) {
+        cJSON_AddStringToObject(details, v->string, "unknown field");
+        return false;
+    }
+    if (cJSON_IsNull(v)) {
+        if (f->required)
+            cJSON_AddStringToObject(details, v->string, "is required");
+        return !f->required;
+    }
+    if (eng_value_check(f, v, &why) != 0) {
+        char tn[24];
+        const char *msg = svc_printf(r, "%s (%s)", why, eng_ftype_name(f->type, f->dim, tn));
+        cJSON_AddStringToObject(details, v->string, msg != NULL ? msg : why);
+        return false;
+    }
+    return true;
+}
+
+static int if_match(struct http_request *r, int64_t *version)
+{
+    const char *h = http_param(r, "HTTP_IF_MATCH");
+    char buf[32];
+    size_t n;
+    char *end;
+
+    *version = 0;
+    if (h == NULL)
+        return 0;
+    n = strlen(h);
+    if (n >= 2 && h[0] == '"' && h[n - 1] == '"') {
+        h++;
+        n -= 2;
+    }
+    if (n == 0 || n >= sizeof buf)
+        return ERR_INVAL;
+    memcpy(buf, h, n);
+    buf[n] = '\0';
+    for (size_t i = 0; i < n; i++)
+        if (buf[i] < '0' || buf[i] > '9')
+            return ERR_INVAL;
+    *version = strtoll(buf, &end, 10);
+    return *version > 0 && *version < ENG_INT_MAX ? 0 : ERR_INVAL;
+}
+
+HANDLER(handle_records_create)
+{
+    struct rctx c;
+    struct eng_record rec = {0};
+    cJSON *details = http_own(r, cJSON_CreateObject()), *out;
+    const cJSON *v;
+    int64_t now = (int64_t)time(NULL);
+    int rc;
+
+    if (details == NULL)
+        return ERR_NOMEM;
+    OPEN_OR_RETURN(w, r, p, "records:write", &c);
+    if (r->json == NULL || !cJSON_IsObject(r->json))
+        return respond_fail(r, 400, "invalid_request", "the body must be a JSON object of fields");
+    cJSON_ArrayForEach(v, r->json) body_value_ok(r, &c, v, details);
+    for (int i = 0; i < c.res->nfields; i++) {
+        const struct eng_field *f = &c.res->fields[i];
+        const cJSON *x = cJSON_GetObjectItemCaseSensitive(r->json, f->name);
+        if (f->required && f->def[0] == '\0' && x == NULL)
+            cJSON_AddStringToObject(details, f->name, "is required");
+    }
+    if (cJSON_GetArraySize(details) > 0)
+        return respond_invalid(r, cJSON_Duplicate(details, true));
+    if ((rec.data = http_own(r, cJSON_CreateObject())) == NULL ||
+        (rec.bidx = http_own(r, cJSON_CreateObject())) == NULL || (rc = uuid_v7(rec.id)) != 0)
+        return ERR_NOMEM;
+    rec.created_at = rec.updated_at = now;
+    rec.expires_at = c.res->expire_after > 0 ? now + c.res->expire_after : 0;
+    rec.version = 1;
+    for (int i = 0; i < c.res->nfields; i++) {
+        const struct eng_field *f = &c.res->fields[i];
+        const cJSON *x = cJSON_GetObjectItemCaseSensitive(r->json, f->name);
+        cJSON *def = NULL;
+
+        if (x == NULL && f->def[0] != '\0')
+            x = def = http_own(r, cJSON_Parse(f->def));
+        if ((rc = records_set_value(&w->ring, &p->scope, c.service, c.resource, &rec, f, x)) != 0)
+            return rc;
+    }
+    rc = w->engine->ops->record_create(w->engine, &p->scope, c.service, c.resource, &rec);
+    if (rc != 0)
+        return rc;
+    if ((out = http_own(r, record_json(w, p, &c, &rec))) == NULL)
+        return ERR_NOMEM;
+    return respond_owned(r, 201, out);
+}
+
+/* The record named by the URL, owned by the request; 0 or an error (404 sent). */
+static int load(struct worker *w, struct http_request *r, const struct principal *p, const struct rctx *c,
+                struct eng_record *rec)
+{
+    const char *id = router_param(&r->match, "id");
+    int rc;
+
+    if (!uuid_valid(id)) {
+        respond_fail(r, 404, "not_found", "no such record");
+        return ERR_NOTFOUND;
+    }
+    rc = w->engine->ops->record_get(w->engine, &p->scope, c->service, c->resource, id, (int64_t)time(NULL), rec);
+    if (rc == ERR_NOTFOUND) {
+        respond_fail(r, 404, "not_found", "no such record");
+        return rc;
+    }
+    if (rc != 0)
+        return rc;
+    /* http_own frees what it cannot take: never touch those trees again */
+    if (rec->bidx == NULL)
+        rec->bidx = cJSON_CreateObject();
+    if ((rec->data = http_own(r, rec->data)) == NULL || (rec->bidx = http_own(r, rec->bidx)) == NULL) {
+        if (rec->data == NULL)
+            cJSON_Delete(rec->bidx);
+        return ERR_NOMEM;
+    }
+    return 0;
+}
+
+HANDLER(handle_records_get)
+{
+    struct rctx c;
+    struct eng_record rec;
+    cJSON *out;
+    int rc;
+
+    OPEN_OR_RETURN(w, r, p, "records:read", &c);
+    if ((rc = load(w, r, p, &c, &rec)) != 0)
+        return r->status != 0 ? 0 : rc;
+    if ((out = http_own(r, record_json(w, p, &c, &rec))) == NULL)
+        return ERR_NOMEM;
+    return respond_owned(r, 200, out);
+}
+
+HANDLER(handle_records_update)
+{
+    struct rctx c;
+    struct eng_record rec;
+    cJSON *details = http_own(r, cJSON_CreateObject()), *out;
+    const cJSON *v;
+    int64_t want;
+    int rc;
+
+    if (details == NULL)
+        return ERR_NOMEM;
+    OPEN_OR_RETURN(w, r, p, "records:write", &c);
+    if (if_match(r, &want) != 0)
+        return respond_fail(r, 400, "invalid_request", "If-Match must be a record version (a positive integer)");
+    if (r->json == NULL || !cJSON_IsObject(r->json))
+        return respond_fail(r, 400, "invalid_request", "the body must be a JSON object of fields");
+    cJSON_ArrayForEach(v, r->json) body_value_ok(r, &c, v, details);
+    if (cJSON_GetArraySize(details) > 0)
+        return respond_invalid(r, cJSON_Duplicate(details, true));
+    if ((rc = load(w, r, p, &c, &rec)) != 0)
+        return r->status != 0 ? 0 : rc;
+    if (want != 0 && want != rec.version)
+        return respond_fail(r, 412, "precondition_failed",
+                            svc_printf(r, "the record is at version %lld", (long long)rec.version));
+    cJSON_ArrayForEach(v, r->json) {
+        if ((rc = records_set_value(&w->ring, &p->scope, c.service, c.resource, &rec, eng_resource_field(c.res, v->string), v)) != 0)
+            return rc;
+    }
+    rec.updated_at = (int64_t)time(NULL);
+    rc = w->engine->ops->record_update(w->engine, &p->scope, c.service, c.resource, &rec, want);
+    if (rc == ERR_PRECONDITION)
+        return respond_fail(r, 412, "precondition_failed", "the record changed meanwhile");
+    if (rc != 0)
+        return rc;
+    if ((out = http_own(r, record_json(w, p, &c, &rec))) == NULL)
+        return ERR_NOMEM;
+    return respond_owned(r, 200, out);
+}
+
+HANDLER(handle_records_delete)
+{
+    struct rctx c;
+    const char *id = router_param(&r->match, "id");
+    int64_t want;
+    int rc;
+
+    OPEN_OR_RETURN(w, r, p, "records:delete", &c);
+    if (if_match(r, &want) != 0)
+        return respond_fail(r, 400, "invalid_request", "If-Match must be a record version (a positive integer)");
+    if (!uuid_valid(id))
+        return respond_fail(r, 404, "not_found", "no such record");
+    rc = w->engine->ops->record_delete(w->engine, &p->scope, c.service, c.resource, id, want, (int64_t)time(NULL));
+    if (rc == ERR_NOTFOUND)
+        return respond_fail(r, 404, "not_found", "no such record");
+    if (rc == ERR_PRECONDITION)
+        return respond_fail(r, 412, "precondition_failed", "the record is at another version");
+    if (rc != 0)
+        return rc;
+    cJSON *root = http_own(r, cJSON_CreateObject());
+    return root == NULL ? ERR_NOMEM : respond_owned(r, 204, root);
+}
+
+/* ---- list ----------------------------------------------------------------- */
+
+/* The type a filter or order sees for a column; NULL for no such column. */
+static const struct eng_field *column_of(const struct rctx *c, const char *name, struct eng_field *sys)
+{
+    memset(sys, 0, sizeof *sys);
+    snprintf(sys->name, sizeof sys->name, "%s", name);
+    if (strcmp(name, "id") == 0) {
+        sys->type = ENG_FT_STRING;
+        return sys;
+    }
+    if (strcmp(name, "created_at") == 0 || strcmp(name, "updated_at") == 0) {
+        sys->type = ENG_FT_TIMESTAMP;
+        return sys;
+    }
+    return eng_resource_field(c->res, name);
+}
+
+static bool orderable(int type)
+{
+    return type == ENG_FT_STRING || type == ENG_FT_TEXT || type == ENG_FT_INTEGER ||
+           type == ENG_FT_NUMBER || type == ENG_FT_BOOLEAN || type == ENG_FT_TIMESTAMP;
+}
+
+/* One filter operand text → a typed value (owned by the request), or NULL. */
+static cJSON *operand(struct http_request *r, const struct eng_field *f, const char *text)
+{
+    cJSON *s = http_own(r, cJSON_CreateString(text));
+    const char *why;
+
+    if (s == NULL)
+        return NULL;
+    if (f->type == ENG_FT_STRING || f->type == ENG_FT_TEXT)
+        return strlen(text) <= ENG_STRING_MAX ? s : NULL;
+    return http_own(r, eng_value_cast(s, ENG_FT_STRING, 0, f, &why));
+}
+
+static const char *const OPS[] = {[ENG_OP_EQ] = "eq", [ENG_OP_NEQ] = "neq", [ENG_OP_GT] = "gt",
+                                  [ENG_OP_GTE] = "gte", [ENG_OP_LT] = "lt", [ENG_OP_LTE] = "lte",
+                                  [ENG_OP_LIKE] = "like", [ENG_OP_IN] = "in", [ENG_OP_IS] = "is"};
+
+/* field=op.value → q's next filter; NULL, or the reason it is refused. */
+static const char *parse_filter(struct worker *w, struct http_request *r, const struct principal *p,
+                                const struct rctx *c, const char *key, const char *val, struct eng_query *q)
+{
+    struct eng_field sysf;
+    const struct eng_field *f = column_of(c, key, &sysf);
+    struct eng_filter *fl;
+    const char *dot = strchr(val, '.'), *arg;
+    int op = 0;
+
+    if (f == NULL)
+        return svc_printf(r, "unknown field %.64s", key);
+    if (q->nfilters >= ENG_MAX_FILTERS)
+        return "at most 16 filters";
+    if (dot == NULL)
+        return svc_printf(r, "filter %s must be op.value (eq neq gt gte lt lte like in is)", f->name);
+    for (int i = ENG_OP_EQ; i <= ENG_OP_IS; i++)
+        if ((size_t)(dot - val) == strlen(OPS[i]) && strncmp(val, OPS[i], (size_t)(dot - val)) == 0)
+            op = i;
+    if (op == 0)
+        return svc_printf(r, "filter %s: unknown operator (eq neq gt gte lt lte like in is)", f->name);
+    arg = dot + 1;
+    fl = &q->filters[q->nfilters];
+    snprintf(fl->field, sizeof fl->field, "%s", f->name);
+    fl->op = op;
+    if (op == ENG_OP_IS) {
+        if (strcmp(arg, "null") == 0)
+            fl->value = http_own(r, cJSON_CreateNull());
+        else if (f->type == ENG_FT_BOOLEAN && (strcmp(arg, "true") == 0 || strcmp(arg, "false") == 0))
+            fl->value = http_own(r, cJSON_CreateBool(arg[0] == 't'));
+        else
+            return svc_printf(r, "filter %s: is takes null%s", f->name,
+                              f->type == ENG_FT_BOOLEAN ? ", true or false" : "");
+    } else if (f->pii) {
+        char hex[ENG_HASH];
+        if (op != ENG_OP_EQ)
+            return svc_printf(r, "filter %s: a pii field filters only by eq and is.null", f->name);
+        if (bidx_of(&w->ring, &p->scope, c->service, c->resource, f->name, arg, hex) != 0)
+            return "the blind index is unavailable";
+        fl->value = http_own(r, cJSON_CreateString(hex));
+    } else if (!orderable(f->type)) {
+        return svc_printf(r, "filter %s: a %s field filters only by is.null", f->name,
+                          f->type == ENG_FT_JSON ? "json" : "vector");
+    } else if (op == ENG_OP_LIKE) {
+        if (f->type != ENG_FT_STRING && f->type != ENG_FT_TEXT)
+            return svc_printf(r, "filter %s: like applies to string and text fields", f->name);
+        fl->value = operand(r, f, arg);
+    } else if (f->type == ENG_FT_BOOLEAN && op != ENG_OP_EQ && op != ENG_OP_NEQ && op != ENG_OP_IN) {
+        return svc_printf(r, "filter %s: a boolean takes eq, neq, in or is", f->name);
+    } else if (op == ENG_OP_IN) {
+        size_t n = strlen(arg), count = 0;
+        char *list;
+        cJSON *arr = http_own(r, cJSON_CreateArray());
+
+        if (n >= 2 && arg[0] == '(' && arg[n - 1] == ')') {
+            arg++;
+            n -= 2;
+        }
+        if (arr == NULL || (list = arena_alloc(r->arena, n + 1)) == NULL)
+            return "out of memory";
+        memcpy(list, arg, n);
+        list[n] = '\0';
+        for (char *save = NULL, *t = strtok_r(list, ",", &save); t != NULL; t = strtok_r(NULL, ",", &save)) {
+            cJSON *x = operand(r, f, t);
+            if (x == NULL || ++count > ENG_IN_MAX)
+                return svc_printf(r, "filter %s: in takes up to 100 comma-separated values of type %s", f->name,
+                                  eng_ftype_name(f->type, f->dim, (char[24]){0}));
+            cJSON_AddItemReferenceToArray(arr, x);
+        }
+        if (count == 0)
+            return svc_printf(r, "filter %s: in needs at least one value", f->name);
+        fl->value = arr;
+    } else {
+        fl->value = operand(r, f, arg);
+    }
+    if (fl->value == NULL) {
+        char tn[24];
+        return svc_printf(r, "filter %s: the value is not a %s", f->name, eng_ftype_name(f->type, f->dim, tn));
+    }
+    q->nfilters++;
+    return NULL;
+}
+
+/* The MAC key for cursors: derived from the current data key's index key. */
+static int cursor_mac(struct worker *w, const struct rctx *c, const struct principal *p, const struct query *qs,
+                      const char *payload, size_t plen, uint8_t mac[CRYPTO_SHA256_LEN])
+{
+    uint8_t key[CRYPTO_SHA256_LEN];
+    static const char label[] = "tessera cursor v1";
+    size_t cap = plen + 256, n;
+    char *msg;
+    int rc;
+
+    if (w->ring.n == 0)
+        return ERR_UNAVAILABLE;
+    for (size_t i = 0; i < qs->n; i++)
+        cap += strlen(qs->p[i].key) + strlen(qs->p[i].value) + 2;
+    if ((msg = malloc(cap)) == NULL)
+        return ERR_NOMEM;
+    n = (size_t)snprintf(msg, cap, "%s\n%s\n%s\n%d\n", p->scope.org_id, c->service, c->resource, p->scope.mode);
+    memcpy(msg + n, payload, plen);
+    n += plen;
+    for (size_t i = 0; i < qs->n; i++) {
+        if (strcmp(qs->p[i].key, "cursor") == 0 || strcmp(qs->p[i].key, "limit") == 0)
+            continue;
+        n += (size_t)snprintf(msg + n, cap - n, "\n%s=%s", qs->p[i].key, qs->p[i].value);
+    }
+    rc = crypto_hmac_sha256(w->ring.keys[0].bidx_key, sizeof w->ring.keys[0].bidx_key, label, sizeof label - 1, key);
+    if (rc == 0)
+        rc = crypto_hmac_sha256(key, sizeof key, msg, n, mac);
+    free(msg);
+    return rc;
+}
+
+static const char *cursor_make(struct worker *w, struct http_request *r, const struct principal *p,
+                               const struct rctx *c, const struct eng_record *last, const char *order)
+{
+    cJSON *arr = cJSON_CreateArray(), *v;
+    char *payload, *out;
+    uint8_t mac[CRYPTO_SHA256_LEN];
+    struct eng_field sysf;
+    size_t plen, blen;
+
+    if (arr == NULL)
+        return NULL;
+    if (strcmp(order, "id") == 0)
+        v = cJSON_CreateString(last->id);
+    else if (column_of(c, order, &sysf) == &sysf)
+        v = cJSON_CreateNumber((double)(order[0] == 'c' ? last->created_at : last->updated_at));
+    else {
+        const cJSON *x = cJSON_GetObjectItemCaseSensitive(last->data, order);
+        v = x != NULL ? cJSON_Duplicate(x, true) : cJSON_CreateNull();
+    }
+    cJSON_AddItemToArray(arr, v);
+    cJSON_AddItemToArray(arr, cJSON_CreateString(last->id));
+    payload = json_print(arr);
+    cJSON_Delete(arr);
+    if (payload == NULL)
+        return NULL;
+    plen = strlen(payload);
+    blen = CRYPTO_B64_LEN(plen) + CRYPTO_B64_LEN(sizeof mac) + 2;
+    out = arena_alloc(r->arena, blen);
+    if (out == NULL || crypto_b64url_encode(payload, plen, out, blen, &plen) != 0 ||
+        cursor_mac(w, c, p, &r->query, out, plen, mac) != 0) {
+        cJSON_free(payload);
+        return NULL;
+    }
+    cJSON_free(payload);
+    out[plen] = '.';
+    if (crypto_b64url_encode(mac, sizeof mac, out + plen + 1, blen - plen - 1, NULL) != 0)
+        return NULL;
+    return out;
+}
+
+/* Checks and opens a cursor into q: true, or false for anything forged, altered or foreign. */
+static bool cursor_open(struct worker *w, struct http_request *r, const struct principal *p,
+                        const struct rctx *c, const char *cur, struct eng_query *q, int order_type)
+{
+    const char *dot = strchr(cur, '.');
+    uint8_t mac[CRYPTO_SHA256_LEN], got[CRYPTO_SHA256_LEN], *raw;
+    size_t plen, glen, rlen;
+    cJSON *arr, *v, *id;
+
+    if (dot == NULL || strlen(cur) > CURSOR_MAX)
+        return false;
+    plen = (size_t)(dot - cur);
+    if (crypto_b64url_decode(dot + 1, strlen(dot + 1), got, sizeof got, &glen) != 0 || glen != sizeof got ||
+        cursor_mac(w, c, p, &r->query, cur, plen, mac) != 0 || !crypto_ct_eq(mac, got, sizeof mac))
+        return false;
+    if ((raw = arena_alloc(r->arena, CRYPTO_B64_DECODED_MAX(plen) + 1)) == NULL ||
+        crypto_b64url_decode(cur, plen, raw, CRYPTO_B64_DECODED_MAX(plen) + 1, &rlen) != 0)
+        return false;
+    arr = http_own(r, json_parse((const char *)raw, rlen, NULL, NULL));
+    if (!cJSON_IsArray(arr) || cJSON_GetArraySize(arr) != 2)
+        return false;
+    v = cJSON_GetArrayItem(arr, 0);
+    id = cJSON_GetArrayItem(arr, 1);
+    if (!cJSON_IsString(id) || !uuid_valid(id->valuestring))
+        return false;
+    if (!cJSON_IsNull(v) &&
+        !((order_type == ENG_FT_STRING || order_type == ENG_FT_TEXT) ? cJSON_IsString(v)
+          : order_type == ENG_FT_BOOLEAN                              ? cJSON_IsBool(v)
+                                                                      : cJSON_IsNumber(v)))
+        return false;
+    q->has_after = true;
+    q->after_value = v;
+    snprintf(q->after_id, sizeof q->after_id, "%s", id->valuestring);
+    return true;
+}
+
+HANDLER(handle_records_list)
+{
+    struct rctx c;
+    struct eng_query q;
+    struct eng_field sysf;
+    const struct eng_field *of;
+    struct eng_record *recs;
+    const char *cursor = NULL, *why;
+    int64_t limit = LIMIT_DEFAULT;
+    cJSON *root, *data;
+    size_t n = 0;
+    int rc;
+
+    OPEN_OR_RETURN(w, r, p, "records:read", &c);
+    memset(&q, 0, sizeof q);
+    snprintf(q.order, sizeof q.order, "id");
+    q.now = (int64_t)time(NULL);
+    for (size_t i = 0; i < r->query.n; i++) {
+        const char *k = r->query.p[i].key, *v = r->query.p[i].value;
+
+        if (strcmp(k, "limit") == 0) {
+            char *end;
+            long long l = strtoll(v, &end, 10);
+            if (v[0] < '0' || v[0] > '9' || *end != '\0' || l < 1 || l > LIMIT_MAX)
+                return respond_fail(r, 400, "invalid_request", "limit must be an integer from 1 to 100");
+            limit = l;
+        } else if (strcmp(k, "cursor") == 0) {
+            cursor = v;
+        } else if (strcmp(k, "order") == 0) {
+            const char *dot = strrchr(v, '.');
+            size_t fl = dot != NULL ? (size_t)(dot - v) : strlen(v);
+            if (fl == 0 || fl >= sizeof q.order)
+                return respond_fail(r, 400, "invalid_request", "order must be field.asc or field.desc");
+            memcpy(q.order, v, fl);
+            q.order[fl] = '\0';
+            if (dot != NULL && strcmp(dot, ".asc") != 0 && strcmp(dot, ".desc") != 0)
+                return respond_fail(r, 400, "invalid_request", "order must be field.asc or field.desc");
+            q.desc = dot != NULL && strcmp(dot, ".desc") == 0;
+        } else if ((why = parse_filter(w, r, p, &c, k, v, &q)) != NULL) {
+            return respond_fail(r, 400, "invalid_request", why);
+        }
+    }
+    of = column_of(&c, q.order, &sysf);
+    if (of == NULL || of->pii || !orderable(of->type))
+        return respond_fail(r, 400, "invalid_request",
+                            "order names id, created_at, updated_at or a scalar field that is not pii");
+    if (cursor != NULL && !cursor_open(w, r, p, &c, cursor, &q, of->type))
+        return respond_fail(r, 400, "invalid_request", "the cursor is not valid for this query");
+    if ((recs = arena_alloc(r->arena, sizeof *recs * (LIMIT_MAX + 1))) == NULL)
+        return ERR_NOMEM;
+    rc = w->engine->ops->record_list(w->engine, &p->scope, c.service, c.resource, &q, recs, (size_t)limit + 1, &n);
+    if (rc != 0)
+        return rc;
+    for (size_t i = 0; i < n; i++) {
+        recs[i].data = http_own(r, recs[i].data);
+        recs[i].bidx = http_own(r, recs[i].bidx);
+        if (recs[i].data == NULL) {
+            for (size_t k = i + 1; k < n; k++)
+                eng_record_cleanup(&recs[k]);
+            return ERR_NOMEM;
+        }
+    }
+    if ((root = respond_list(r, &data)) == NULL)
+        return ERR_NOMEM;
+    for (size_t i = 0; i < n && i < (size_t)limit; i++)
+        cJSON_AddItemToArray(data, record_json(w, p, &c, &recs[i]));
+    if (n > (size_t)limit) {
+        const char *next = cursor_make(w, r, p, &c, &recs[limit - 1], q.order);
+        if (next == NULL)
+            return ERR_NOMEM;
+        cJSON_AddStringToObject(root, "next_cursor", next);
+    } else {
+        cJSON_AddNullToObject(root, "next_cursor");
+    }
+    return respond_owned(r, 200, root);
+}

@@ -1,0 +1,509 @@
+/* The worker: one process, one request at a time, many kept-alive FastCGI
+ * connections. nginx keeps upstream connections open (fastcgi_keep_conn on);
+ * a worker blocked on one idle connection would stall requests queued on the
+ * others, so the listen socket is non-blocking and the worker polls it and
+ * every kept connection, calling FCGX_Accept_r on whichever is readable
+ * (../shared/baseline/mux.c). Each request runs in its own arena, reset in
+ * one call when the request ends. */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "app.h"
+#include "fleet/fdpass.h"
+#include "core/json.h"
+#include "core/log.h"
+#include "security/rbac.h"
+
+#define ARENA_BLOCK (64 * 1024)
+#define RSS_EVERY 64            /* requests between RSS samples */
+#define POLL_TICK_MS 1000
+
+/* Set by signals, read by the loop: fcgi2's own handlers only flag a shutdown
+ * it checks inside accept, and this worker waits in poll(), so it catches
+ * SIGTERM/SIGINT/SIGHUP itself (DESIGN §10). */
+static volatile sig_atomic_t worker_retire;
+
+static void on_retire(int sig)
+{
+    (void)sig;
+    worker_retire = 1;
+}
+
+static int64_t now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+static struct sb_row *my_row(struct worker *w)
+{
+    return w->sb != NULL && w->row >= 0 ? &w->sb->row[w->row] : NULL;
+}
+
+/* Body rules of DESIGN §5: JSON only, capped, strictly parsed. */
+static int read_json_body(struct worker *w, struct http_request *r)
+{
+    const struct config *cfg = w->cfg;
+    int rc = http_read_body(r, (size_t)cfg->http.max_body_kb * 1024);
+
+    if (rc == ERR_TOOBIG)
+        return respond_fail(r, 413, "payload_too_large", "request body is too large");
+    if (rc != 0)
+        return respond_fail(r, 400, "invalid_request", "request body could not be read");
+    if (r->body_len == 0)
+        return 0;
+    if (!http_is_json(r))
+        return respond_fail(r, 415, "unsupported_media_type",
+                            "request body must be application/json");
+    struct json_limits lim = {cfg->http.max_json_depth, cfg->http.max_json_nodes};
+    enum json_error why;
+    cJSON *json = json_parse(r->body, r->body_len, &lim, &why);
+    if (json == NULL)
+        return respond_fail(r, 400, "invalid_json", json_error_str(why));
+    r->json = http_own(r, json);
+    return r->json == NULL ? ERR_NOMEM : 0;
+}
+
+/* An authenticated route: the caller is resolved, its permission checked and the
+ * handler run inside one unit of work, committed only when the handler succeeded;
+ * the held reply is sent after the commit, so a client never sees a success the
+ * store did not keep. */
+static int run_authed(struct worker *w, struct http_request *r, const struct app_route *ar)
+{
+    struct principal p;
+    int rc = authn_principal(w, r, &p); /* on success the unit of work is open */
+
+    if (rc != 0 || r->status != 0)
+        return rc;
+    r->mode = engine_mode_name(p.scope.mode);
+    if (ar->perm != NULL && !rbac_allows(p.perms.perms, p.perms.nperms, ar->perm, "*")) {
+        engine_rollback(w->engine);
+        return respond_fail(r, 403, "forbidden", "your role does not allow this");
+    }
+    rc = ar->fn(w, r, &p);
+    if (rc != 0 || r->status != 0 || r->reply == NULL) {
+        engine_rollback(w->engine);
+        return rc;
+    }
+    if ((rc = engine_commit(w->engine)) != 0) {
+        log_msg(LOG_ERROR, "commit_failed", "%s (request %s)", w->engine->errstr, r->request_id);
+        return rc == ERR_NOSPACE ? rc : ERR_UNAVAILABLE;
+    }
+    return 0;
+}
+
+/* Parses, routes and runs one request; on return r->status is set or rc says why not. */
+static int dispatch(struct worker *w, struct http_request *r, int *route_idx)
+{
+    const char *uri = http_param(r, "REQUEST_URI");
+    const char *qs = http_param(r, "QUERY_STRING");
+    int rc;
+
+    r->method_str = http_param(r, "REQUEST_METHOD");
+    if (r->method_str == NULL)
+        r->method_str = "";
+    r->method = router_method_parse(r->method_str);
+    if (uri == NULL)
+        uri = http_param(r, "DOCUMENT_URI");
+    if (uri == NULL)
+        return respond_fail(r, 400, "invalid_request", "no request URI");
+    const char *q = strchr(uri, '?');
+    size_t plen = q != NULL ? (size_t)(q - uri) : strlen(uri);
+    r->path = arena_strndup(r->arena, uri, plen);
+    if (r->path == NULL)
+        return ERR_NOMEM;
+
+    rc = query_split_path(r->arena, uri, plen, r->segs, ROUTER_MAX_SEGS, &r->nseg);
+    if (rc == ERR_TOOBIG)
+        return respond_fail(r, 404, "not_found", "no such endpoint");
+    if (rc != 0)
+        return respond_fail(r, 400, "invalid_request", "malformed path");
+    rc = query_parse(r->arena, qs, &r->query);
+    if (rc == ERR_TOOBIG)
+        return respond_fail(r, 400, "invalid_request", "too many query parameters");
+    if (rc != 0)
+        return respond_fail(r, 400, "invalid_request", "malformed query string");
+
+    rc = router_match(&w->router, r->method, r->segs, r->nseg, &r->match);
+    if (rc == ERR_NOTFOUND)
+        return respond_fail(r, 404, "not_found", "no such endpoint");
+    if (rc != 0) {
+        char allow[96];
+        router_allow_str(r->match.allow, allow, sizeof allow);
+        const char *v = arena_strdup(r->arena, allow);
+        if (v == NULL || http_add_header(r, "Allow", v) != 0)
+            return ERR_NOMEM;
+        return respond_fail(r, 405, "method_not_allowed", "method not allowed on this endpoint");
+    }
+    *route_idx = (int)(r->match.route - APP_ROUTES);
+
+    if (r->method == ROUTER_POST || r->method == ROUTER_PUT || r->method == ROUTER_PATCH) {
+        if ((rc = read_json_body(w, r)) != 0 || r->status != 0)
+            return rc;
+    }
+    const struct app_route *ar = r->match.route->data;
+    if (ar->auth == AUTH_NONE)
+        return ar->fn(w, r, NULL);
+    return run_authed(w, r, ar);
+}
+
+static void access_log(const struct worker *w, const struct http_request *r, int64_t dur_us,
+                       int route_idx)
+{
+    struct log_line l;
+    int slow = w->cfg->fleet.slowlog_ms > 0 && dur_us / 1000 >= w->cfg->fleet.slowlog_ms;
+
+    log_begin(&l, slow ? LOG_WARN : LOG_INFO, slow ? "slow" : "access");
+    if (!l.on)
+        return;
+    log_str(&l, "request_id", r->request_id);
+    log_str(&l, "method", r->method_str);
+    log_str(&l, "path", r->path != NULL ? r->path : "");
+    log_int(&l, "status", r->status);
+    log_int(&l, "duration_us", dur_us);
+    log_int(&l, "bytes", (long long)r->sent_bytes);
+    log_int(&l, "worker", w->slot);
+    if (slow)
+        log_str(&l, "route", w->labels[route_idx]);
+    log_end(&l);
+}
+
+static void handle(struct worker *w, FCGX_Request *fcgx)
+{
+    struct http_request r;
+    struct sb_row *row = my_row(w);
+    int64_t t0 = now_us();
+    int route_idx = (int)w->nlabels - 1; /* "unmatched" until routed */
+
+    if (row != NULL) {
+        row->req_start_ms = sb_now_ms();
+        row->state = SB_BUSY;
+    }
+    http_request_init(&r, fcgx, w->arena);
+    const char *rid = http_param(&r, "HTTP_X_REQUEST_ID");
+    if (reqid_valid(rid))
+        snprintf(r.request_id, sizeof r.request_id, "%s", rid);
+    else
+        reqid_next(&w->ids, r.request_id);
+
+    /* The reasons a 5xx is logged with are this request's own. */
+    w->engine->errstr[0] = '\0';
+    w->kv->errstr[0] = '\0';
+    int rc = dispatch(w, &r, &route_idx);
+    if (r.status == 0 && rc == 0 && r.reply != NULL)
+        rc = http_send_json(&r, r.reply_status, r.reply);
+    if (r.status == 0) {
+        const char *code;
+        int status = respond_status(rc != 0 ? rc : ERR_INTERNAL, &code);
+        /* The client learns only the status; the log says why (the stores'
+         * reasons never hold values or credentials). */
+        if (status >= 500)
+            log_msg(status == 500 ? LOG_ERROR : LOG_WARN, "handler_error", "%s %s: %s (request %s)%s%s%s%s",
+                    r.method_str, r.path ? r.path : "", err_str(rc), r.request_id,
+                    w->engine->errstr[0] ? "; " : "", w->engine->errstr, w->kv->errstr[0] ? "; " : "",
+                    w->kv->errstr);
+        if (http_send_error(&r, status, code, status == 500 ? "internal error" : err_str(rc), NULL) != 0)
+            r.status = status; /* nothing more to do: the connection is gone; log what we meant */
+    }
+    int64_t dur = now_us() - t0;
+    access_log(w, &r, dur, route_idx);
+    metrics_observe(w->metrics, w->slot, route_idx, r.status, (uint64_t)dur);
+    arena_reset(w->arena);
+    w->served++;
+    if (row != NULL) {
+        row->requests = w->served;
+        row->req_start_ms = 0;
+        /* the master marked us retiring when it asked us to leave: keep saying so */
+        row->state = worker_retire ? SB_RETIRING : SB_IDLE;
+    }
+}
+
+/* Reads the next request on a connection slot (accepting first when the slot
+ * has none) and serves it. fcgi2 closes the connection itself when nginx did. */
+static void serve(struct worker *w, FCGX_Request *req)
+{
+    if (FCGX_Accept_r(req) < 0) {
+        req->ipcFd = -1;    /* closed by nginx, or nothing left to accept */
+        return;
+    }
+    handle(w, req);
+    FCGX_Finish_r(req);     /* keeps the connection when nginx asked to */
+}
+
+static int free_conn(struct worker *w)
+{
+    for (int i = 0; i < WORKER_CONNS; i++)
+        if (w->conn[i].ipcFd < 0)
+            return i;
+    return -1;
+}
+
+/* The reason to leave after the current request, or NULL to go on. */
+static const char *recycle_reason(struct worker *w)
+{
+    const struct config *cfg = w->cfg;
+
+    if (cfg->fleet.max_requests > 0 && w->served >= (uint64_t)cfg->fleet.max_requests)
+        return "max_requests";
+    if (cfg->fleet.max_memory_mb > 0 && (w->served % RSS_EVERY) == 0) {
+        uint64_t rss = sb_rss_kb(getpid());
+        struct sb_row *row = my_row(w);
+        if (row != NULL)
+            row->rss_kb = rss;
+        if (rss > (uint64_t)cfg->fleet.max_memory_mb * 1024)
+            return "max_memory";
+    }
+    return NULL;
+}
+
+/* Takes connections a retiring predecessor handed over (through the master):
+ * idle kept-alive FastCGI connections, possibly with a request already waiting. */
+static int adopt(struct worker *w)
+{
+    int fds[FDPASS_MAX], n, rc = fdpass_recv(w->channel_fd, fds, FDPASS_MAX, &n);
+
+    if (rc == ERR_NOTFOUND)
+        return rc; /* the master is gone */
+    for (int i = 0; rc == 0 && i < n; i++) {
+        int k = free_conn(w);
+        if (k < 0) {
+            close(fds[i]);
+            continue;
+        }
+        /* keepConnection: fcgi2 must not close it when it "finishes" the empty request */
+        w->conn[k].ipcFd = fds[i];
+        w->conn[k].keepConnection = 1;
+    }
+    return 0;
+}
+
+/* Gives every kept connection to the master for our successor. A connection
+ * is only ever idle here (requests run to completion before the loop looks at
+ * signals), so nginx sees no close and no lost request. */
+static void hand_over(struct worker *w)
+{
+    int fds[FDPASS_MAX], n = 0, moved = 0;
+
+    for (int i = 0; i <= WORKER_CONNS; i++) {
+        if (i < WORKER_CONNS && w->conn[i].ipcFd >= 0)
+            fds[n++] = w->conn[i].ipcFd;
+        if (n > 0 && (n == FDPASS_MAX || i == WORKER_CONNS)) {
+            if (w->channel_fd >= 0 && fdpass_send(w->channel_fd, fds, n) == 0)
+                moved += n;
+            n = 0;
+        }
+    }
+    if (moved > 0)
+        log_msg(LOG_INFO, "handover", "%d kept connections passed to the successor", moved);
+}
+
+/* Storage and secrets: the engine, the kv, the signing keys and the data key. */
+static int open_deps(struct worker *w, const struct fleet_shared *sh)
+{
+    const struct config *cfg = w->cfg;
+    char errstr[128] = "", keys_why[256];
+
+    /* Under the fleet the keys are the master's, loaded and checked at start or
+     * reload: every worker of a generation holds the same set, whatever
+     * happens to the files meanwhile (a rotation half done, a chmod). */
+    if (sh != NULL && sh->keys != NULL) {
+        if (jwt_keyset_copy(&w->keys, sh->keys) != 0) {
+            log_msg(LOG_ERROR, "worker_init", "cannot take the master's JWT keys");
+            return ERR_INTERNAL;
+        }
+    } else if (app_keys_load(cfg, &w->keys, keys_why) != 0) {
+        log_msg(LOG_ERROR, "worker_init", "%s", keys_why);
+        return ERR_INVAL;
+    }
+    if (jwt_jwks(&w->keys, &w->jwks) != 0)
+        return ERR_NOMEM;
+    if (crypto_keyring_load(&w->ring, cfg->crypto.data_key, errstr) != 0) {
+        log_msg(LOG_ERROR, "worker_init", "crypto.data_key: %s", errstr);
+        return ERR_INVAL;
+    }
+    w->pwcost = (struct password_cost){cfg->auth.password_cost, 8, 1};
+    if (cfg->redis.url[0] != '\0')
+        w->kv = kv_redis_new(cfg->redis.url, cfg->redis.timeout_ms, errstr);
+    else if (sh != NULL && sh->kvmem != NULL)
+        w->kv = kv_shm_new(sh->kvmem, errstr);
+    else
+        snprintf(errstr, sizeof errstr, "no Redis configured and no shared memory (run under the fleet)");
+    if (w->kv == NULL) {
+        log_msg(LOG_ERROR, "worker_init", "kv: %s", errstr);
+        return ERR_UNAVAILABLE;
+    }
+    if ((w->engine = app_engine_new(cfg, sh != NULL ? sh->data : NULL, errstr)) == NULL) {
+        log_msg(LOG_ERROR, "worker_init", "engine: %s", errstr);
+        return ERR_UNAVAILABLE;
+    }
+    return 0;
+}
+
+static int worker_init(struct worker *w, const struct config *cfg, int listen_fd, int channel_fd,
+                       int slot, int row, const struct fleet_shared *sh)
+{
+    char errstr[128];
+
+    memset(w, 0, sizeof *w);
+    for (int i = 0; i < WORKER_CONNS; i++)
+        w->conn[i].ipcFd = -1; /* until FCGX_InitRequest: cleanup must not close fd 0 */
+    w->cfg = cfg;
+    w->slot = slot;
+    w->row = row;
+    w->listen_fd = listen_fd;
+    w->channel_fd = channel_fd;
+    w->shared = sh;
+    w->metrics = sh != NULL ? sh->metrics : NULL;
+    w->sb = sh != NULL ? sh->sb : NULL;
+    if (open_deps(w, sh) != 0)
+        return ERR_UNAVAILABLE;
+    w->started_ms = sb_now_ms();
+    if (FCGX_Init() != 0) {
+        log_msg(LOG_ERROR, "worker_init", "FCGX_Init failed");
+        return ERR_INTERNAL;
+    }
+    if (router_init(&w->router, APP_ROUTES, APP_NROUTES, errstr) != 0) {
+        log_msg(LOG_ERROR, "worker_init", "route table: %s", errstr);
+        return ERR_INTERNAL;
+    }
+    w->nlabels = app_route_labels(w->labels, METRICS_MAX_ROUTES);
+    if ((w->arena = arena_new(ARENA_BLOCK)) == NULL || reqid_gen_init(&w->ids) != 0) {
+        log_msg(LOG_ERROR, "worker_init", "out of memory or no random source");
+        return ERR_NOMEM;
+    }
+    int fl = fcntl(listen_fd, F_GETFL);
+    if (fl < 0 || fcntl(listen_fd, F_SETFL, fl | O_NONBLOCK) < 0) {
+        log_msg(LOG_ERROR, "worker_init", "listen socket: %s", strerror(errno));
+        return ERR_IO;
+    }
+    for (int i = 0; i < WORKER_CONNS; i++)
+        FCGX_InitRequest(&w->conn[i], listen_fd, 0);
+    return 0;
+}
+
+static void worker_cleanup(struct worker *w)
+{
+    for (int i = 0; i < WORKER_CONNS; i++)
+        if (w->conn[i].ipcFd >= 0) {
+            close(w->conn[i].ipcFd);
+            w->conn[i].ipcFd = -1;
+        }
+    router_cleanup(&w->router);
+    arena_free(w->arena);
+    engine_free(w->engine);
+    kv_free(w->kv);
+    jwt_keyset_free(&w->keys);
+    crypto_keyring_cleanup(&w->ring);
+    free(w->jwks);
+}
+
+int worker_run(const struct config *cfg, int listen_fd, int channel_fd, int slot, int row,
+               const struct fleet_shared *sh)
+{
+    struct worker w;
+    const char *why = NULL, *want = NULL;
+    /* fcgi2 reads and writes with bare read()/write(): a retire signal must never
+     * cut the request in hand. They arrive only inside ppoll() (below); SA_RESTART
+     * keeps that true should one ever be delivered elsewhere. */
+    struct sigaction sa = {.sa_handler = on_retire, .sa_flags = SA_RESTART};
+
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    /* The retire signals are blocked except inside ppoll(): one that arrives
+     * while a request runs waits there, and one that arrives between the loop's
+     * check and the wait cannot be missed until the next tick. */
+    sigset_t retire_set, waiting;
+    sigemptyset(&retire_set);
+    sigaddset(&retire_set, SIGTERM);
+    sigaddset(&retire_set, SIGINT);
+    sigaddset(&retire_set, SIGHUP);
+    sigprocmask(SIG_BLOCK, &retire_set, &waiting);
+    sigdelset(&waiting, SIGTERM);
+    sigdelset(&waiting, SIGINT);
+    sigdelset(&waiting, SIGHUP);
+#ifdef TESSERA_TEST_HOOKS
+    /* The fleet tests' crash loop: a worker that dies before it is ready. */
+    if (getenv("TESSERA_TEST_CRASH_ON_START") != NULL)
+        abort();
+#endif
+    if (worker_init(&w, cfg, listen_fd, channel_fd, slot, row, sh) != 0) {
+        worker_cleanup(&w);
+        return 1;
+    }
+    struct sb_row *me = my_row(&w);
+    if (me != NULL)
+        me->state = SB_IDLE; /* ready: the master may now retire our predecessor */
+    log_msg(LOG_INFO, "worker_ready", "serving");
+
+    while (!worker_retire && why == NULL) {
+        struct pollfd p[WORKER_CONNS + 2];
+        int owner[WORKER_CONNS + 2], n = 0;
+        int spare = free_conn(&w);
+
+        if (spare >= 0) {
+            p[n] = (struct pollfd){.fd = listen_fd, .events = POLLIN};
+            owner[n++] = -1;
+        }
+        if (channel_fd >= 0) {
+            p[n] = (struct pollfd){.fd = channel_fd, .events = POLLIN};
+            owner[n++] = -2;
+        }
+        for (int i = 0; i < WORKER_CONNS; i++)
+            if (w.conn[i].ipcFd >= 0) {
+                p[n] = (struct pollfd){.fd = w.conn[i].ipcFd, .events = POLLIN};
+                owner[n++] = i;
+            }
+        struct timespec tick = {.tv_sec = POLL_TICK_MS / 1000, .tv_nsec = (POLL_TICK_MS % 1000) * 1000000L};
+        int ready = ppoll(p, (nfds_t)n, &tick, &waiting);
+        if (ready < 0 && errno != EINTR) {
+            log_msg(LOG_ERROR, "worker_poll", "%s", strerror(errno));
+            break;
+        }
+        if (ready <= 0) {
+            if (getppid() == 1 && row >= 0) {
+                why = "master_gone";
+                break;
+            }
+            if (me != NULL)
+                me->rss_kb = sb_rss_kb(getpid());
+            continue;
+        }
+        for (int j = 0; j < n && why == NULL; j++) {
+            if (!p[j].revents)
+                continue;
+            if (owner[j] >= 0)
+                serve(&w, &w.conn[owner[j]]);
+            else if (owner[j] == -2) {
+                if (adopt(&w) == ERR_NOTFOUND)
+                    why = "master_gone";
+                continue;
+            } else if ((spare = free_conn(&w)) >= 0)
+                serve(&w, &w.conn[spare]);
+            if (want != NULL || (want = recycle_reason(&w)) == NULL)
+                continue;
+            if (me == NULL)
+                why = want; /* no master to replace us: just leave */
+            else
+                snprintf(me->want_exit, sizeof me->want_exit, "%s", want);
+        }
+    }
+    if (me != NULL)
+        me->state = SB_RETIRING;
+    hand_over(&w);
+    log_msg(LOG_INFO, "worker_exit", "leaving after %llu requests: %s",
+            (unsigned long long)w.served, why != NULL ? why : "asked to stop");
+    worker_cleanup(&w);
+    return 0;
+}

@@ -1,0 +1,536 @@
+/* One table describes every key: where it lives in struct config, its type,
+ * its bounds, its default per env and whether it is a secret. Loading is:
+ * defaults for the env → file → environment, each value validated as it is
+ * applied, so an error always names the key and where the value came from.
+ * The env itself is resolved first (file, then TESSERA_ENV) because the other
+ * defaults depend on it. */
+#include "core/config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum key_type { T_INT, T_OCTAL, T_STR, T_ENUM };
+
+struct key_def {
+    const char *section;        /* "" for top-level keys */
+    const char *name;
+    enum key_type type;
+    size_t offset;
+    size_t size;                /* string capacity */
+    long min, max;              /* ints */
+    const char *const *names;   /* enum value names, NULL-terminated */
+    const char *dev_default;    /* test and develop */
+    const char *prod_default;   /* staging and production; NULL: same as dev */
+    int secret;                 /* mask passwords when printed */
+};
+
+static const char *const ENV_NAMES[] = {"test", "develop", "staging", "production", NULL};
+static const char *const ENGINE_NAMES[] = {"memory", "postgres", NULL};
+static const char *const LEVEL_NAMES[] = {"debug", "info", "warn", "error", NULL};
+static const char *const OFF_ON[] = {"off", "on", NULL};
+/* In the order of enum jwt_alg (lib/security/jwt.h); config knows no jwt. */
+static const char *const JWS_ALG_NAMES[] = {"EdDSA", "Ed25519", NULL};
+
+#define OFF(f) offsetof(struct config, f)
+#define INT(sec, key, field, lo, hi, dev, prod) \
+    {sec, key, T_INT, OFF(field), 0, lo, hi, NULL, dev, prod, 0}
+#define STR(sec, key, field, dev, prod, secret) \
+    {sec, key, T_STR, OFF(field), sizeof(((struct config *)0)->field), 0, 0, NULL, dev, prod, secret}
+
+static const struct key_def KEYS[] = {
+    {"", "env", T_ENUM, OFF(env), 0, 0, 0, ENV_NAMES, "develop", NULL, 0},
+    /* engine's default is derived from env in apply_defaults() */
+    {"", "engine", T_ENUM, OFF(engine), 0, 0, 0, ENGINE_NAMES, "memory", "postgres", 0},
+
+    INT("fleet", "workers", fleet.workers, 0, 256, "2", "0"),
+    INT("fleet", "projectors", fleet.projectors, 0, 16, "0", "1"),
+    STR("fleet", "listen", fleet.listen, "build/run/tessera.sock", "/run/tessera/tessera.sock", 0),
+    STR("fleet", "listen_owner", fleet.listen_owner, "", NULL, 0),
+    /* dev: nginx started as root runs its workers as nobody, who must reach the
+     * socket under build/; production: 0660 plus listen_owner for nginx's group */
+    {"fleet", "listen_mode", T_OCTAL, OFF(fleet.listen_mode), 0, 0, 0777, NULL, "0666", "0660", 0},
+    STR("fleet", "control", fleet.control, "build/run/control.sock", "/run/tessera/control.sock", 0),
+    STR("fleet", "pid_file", fleet.pid_file, "build/run/tessera.pid", "/run/tessera/tessera.pid", 0),
+    INT("fleet", "max_requests", fleet.max_requests, 0, INT_MAX, "0", "100000"),
+    INT("fleet", "max_memory_mb", fleet.max_memory_mb, 0, 1 << 20, "0", "512"),
+    INT("fleet", "graceful_timeout", fleet.graceful_timeout, 1, 3600, "10", "30"),
+    INT("fleet", "restart_backoff_max", fleet.restart_backoff_max, 1, 3600, "30", NULL),
+    INT("fleet", "request_timeout", fleet.request_timeout, 0, 3600, "60", NULL),
+    INT("fleet", "slowlog_ms", fleet.slowlog_ms, 0, 3600000, "500", "1000"),
+    INT("fleet", "maintenance_interval", fleet.maintenance_interval, 1, 86400, "60", NULL),
+
+    INT("http", "max_body_kb", http.max_body_kb, 1, 1 << 20, "1024", NULL),
+    INT("http", "max_json_depth", http.max_json_depth, 1, 256, "32", NULL),
+    INT("http", "max_json_nodes", http.max_json_nodes, 16, 10000000, "100000", NULL),
+
+    STR("db", "core_dsn", db.core_dsn, "", NULL, 1),
+    STR("db", "test_dsn", db.test_dsn, "", NULL, 1),
+    STR("db", "live_dsn", db.live_dsn, "", NULL, 1),
+    STR("db", "migrate_dsn", db.migrate_dsn, "", NULL, 1),
+    STR("db", "sql_dir", db.sql_dir, "sql", "/usr/share/tessera/sql", 0),
+    INT("db", "connection_limit", db.connection_limit, 1, 64, "2", NULL),
+    /* off by default: named statements are session state, which PgBouncer in
+     * transaction pooling cannot carry (DESIGN §3); on for direct connections */
+    {"db", "prepare", T_ENUM, OFF(db.prepare), 0, 0, 0, OFF_ON, "off", NULL, 0},
+
+    STR("redis", "url", redis.url, "", NULL, 1),
+    INT("redis", "timeout_ms", redis.timeout_ms, 1, 60000, "250", NULL),
+
+    STR("auth", "signing_key", auth.signing_key, "build/keys/jwt.pem", "/etc/tessera/jwt.pem", 0),
+    STR("auth", "verify_keys", auth.verify_keys, "", NULL, 0),
+    /* "EdDSA" until verifiers know RFC 9864's name; both always verify */
+    {"auth", "jws_alg", T_ENUM, OFF(auth.jws_alg), 0, 0, 0, JWS_ALG_NAMES, "EdDSA", NULL, 0},
+    STR("auth", "issuer", auth.issuer, "tessera", NULL, 0),
+    STR("auth", "audience", auth.audience, "tessera-api", NULL, 0),
+    INT("auth", "access_ttl", auth.access_ttl, 30, 86400, "900", NULL),
+    INT("auth", "refresh_ttl", auth.refresh_ttl, 60, 365 * 86400, "2592000", NULL),
+    INT("auth", "refresh_reuse_interval", auth.refresh_reuse_interval, 0, 300, "10", NULL),
+    INT("auth", "password_cost", auth.password_cost, 10, 22, "17", NULL),
+    /* failed logins per window: an account's (a guesser on one victim) and a client
+     * address's (a guesser across many), higher because an office or a NAT shares one */
+    INT("auth", "login_max_failures", auth.login_max_failures, 1, 1000000, "10", NULL),
+    INT("auth", "login_max_failures_addr", auth.login_max_failures_addr, 1, 10000000, "100", NULL),
+    INT("auth", "login_window_s", auth.login_window_s, 1, 86400, "900", NULL),
+
+    STR("crypto", "data_key", crypto.data_key, "build/keys/data.key", "/etc/tessera/data.key", 0),
+
+    INT("memory", "size_mb", memory.size_mb, 1, 1 << 16, "64", NULL),
+
+    {"log", "level", T_ENUM, OFF(log.level), 0, 0, 0, LEVEL_NAMES, "info", NULL, 0},
+};
+
+#define NKEYS (sizeof KEYS / sizeof KEYS[0])
+
+/* Where a value came from, for error messages. */
+struct origin {
+    const char *file;
+    int line;
+    const char *envvar;
+};
+
+static void where(const struct origin *o, char *buf, size_t sz)
+{
+    if (o->envvar != NULL)
+        snprintf(buf, sz, " (from %s)", o->envvar);
+    else if (o->file != NULL)
+        snprintf(buf, sz, " (%s:%d)", o->file, o->line);
+    else
+        buf[0] = '\0';
+}
+
+static const struct key_def *find_key(const char *section, const char *name)
+{
+    for (size_t i = 0; i < NKEYS; i++)
+        if (strcmp(KEYS[i].section, section) == 0 && strcmp(KEYS[i].name, name) == 0)
+            return &KEYS[i];
+    return NULL;
+}
+
+static void key_label(const struct key_def *k, char *buf, size_t sz)
+{
+    if (k->section[0] != '\0')
+        snprintf(buf, sz, "%s.%s", k->section, k->name);
+    else
+        snprintf(buf, sz, "%s", k->name);
+}
+
+static int enum_index(const char *const *names, const char *v)
+{
+    for (int i = 0; names[i] != NULL; i++)
+        if (strcmp(names[i], v) == 0)
+            return i;
+    return -1;
+}
+
+/* Sets one key from text; on error writes the message naming the key. */
+static int apply(struct config *cfg, const struct key_def *k, const char *v,
+                 const struct origin *o, char errstr[256])
+{
+    char label[64], from[CONFIG_PATH_MAX + 32];
+    char *field = (char *)cfg + k->offset;
+
+    key_label(k, label, sizeof label);
+    where(o, from, sizeof from);
+    switch (k->type) {
+    case T_INT:
+    case T_OCTAL: {
+        char *end;
+        errno = 0;
+        long n = strtol(v, &end, k->type == T_OCTAL ? 8 : 10);
+        if (errno != 0 || end == v || *end != '\0' || isspace((unsigned char)v[0])) {
+            snprintf(errstr, 256, "config: %s: expected %s, got \"%.40s\"%s", label,
+                     k->type == T_OCTAL ? "an octal mode like 0660" : "an integer", v, from);
+            return ERR_INVAL;
+        }
+        if (n < k->min || n > k->max) {
+            snprintf(errstr, 256, "config: %s: %ld is out of range [%ld, %ld]%s", label, n,
+                     k->min, k->max, from);
+            return ERR_INVAL;
+        }
+        *(int *)field = (int)n;
+        return 0;
+    }
+    case T_STR:
+        if (strlen(v) >= k->size) {
+            snprintf(errstr, 256, "config: %s: longer than %zu bytes%s", label, k->size - 1, from);
+            return ERR_INVAL;
+        }
+        memcpy(field, v, strlen(v) + 1);
+        return 0;
+    case T_ENUM: {
+        int i = enum_index(k->names, v);
+        if (i < 0) {
+            char list[128] = "";
+            for (int j = 0; k->names[j] != NULL; j++) {
+                strncat(list, j ? "|" : "", sizeof list - strlen(list) - 1);
+                strncat(list, k->names[j], sizeof list - strlen(list) - 1);
+            }
+            snprintf(errstr, 256, "config: %s: expected %s, got \"%.40s\"%s", label, list, v, from);
+            return ERR_INVAL;
+        }
+        *(int *)field = i;
+        return 0;
+    }
+    }
+    return ERR_INTERNAL;
+}
+
+/* One parsed `key = value` of the file, kept so env can be resolved first. */
+struct entry {
+    char section[32];
+    char key[64];
+    char value[CONFIG_DSN_MAX];
+    int line;
+};
+
+#define MAX_ENTRIES 128
+
+static char *trim(char *s)
+{
+    while (isspace((unsigned char)*s))
+        s++;
+    char *e = s + strlen(s);
+    while (e > s && isspace((unsigned char)e[-1]))
+        *--e = '\0';
+    return s;
+}
+
+/* Strips one pair of matching quotes, so `dsn = "host=x port=5"` works. */
+static char *unquote(char *v)
+{
+    size_t n = strlen(v);
+    if (n >= 2 && (v[0] == '"' || v[0] == '\'') && v[n - 1] == v[0]) {
+        v[n - 1] = '\0';
+        return v + 1;
+    }
+    return v;
+}
+
+static int read_file(const char *path, struct entry *ents, int *nents, char errstr[256])
+{
+    FILE *f = fopen(path, "r");
+    char line[1024], section[32] = "";
+    int lineno = 0, rc = 0;
+
+    if (f == NULL) {
+        snprintf(errstr, 256, "config: cannot open %s: %s", path, strerror(errno));
+        return ERR_INVAL;
+    }
+    while (fgets(line, sizeof line, f) != NULL) {
+        lineno++;
+        if (strchr(line, '\n') == NULL && !feof(f)) {
+            snprintf(errstr, 256, "config: %s:%d: line longer than %zu bytes", path, lineno,
+                     sizeof line - 2);
+            rc = ERR_INVAL;
+            goto out;
+        }
+        char *s = trim(line);
+        if (*s == '\0' || *s == '#' || *s == ';')
+            continue;
+        if (*s == '[') {
+            char *close = strchr(s, ']');
+            if (close == NULL || close[1] != '\0' || (size_t)(close - s - 1) >= sizeof section) {
+                snprintf(errstr, 256, "config: %s:%d: malformed section header", path, lineno);
+                rc = ERR_INVAL;
+                goto out;
+            }
+            *close = '\0';
+            snprintf(section, sizeof section, "%s", trim(s + 1));
+            continue;
+        }
+        char *eq = strchr(s, '=');
+        if (eq == NULL) {
+            snprintf(errstr, 256, "config: %s:%d: expected key = value", path, lineno);
+            rc = ERR_INVAL;
+            goto out;
+        }
+        *eq = '\0';
+        char *key = trim(s), *val = unquote(trim(eq + 1));
+        if (find_key(section, key) == NULL) {
+            snprintf(errstr, 256, "config: %s%s%s: unknown key (%s:%d)", section,
+                     section[0] ? "." : "", key, path, lineno);
+            rc = ERR_INVAL;
+            goto out;
+        }
+        if (*nents == MAX_ENTRIES) {
+            snprintf(errstr, 256, "config: %s:%d: too many keys", path, lineno);
+            rc = ERR_INVAL;
+            goto out;
+        }
+        struct entry *e = &ents[(*nents)++];
+        snprintf(e->section, sizeof e->section, "%s", section);
+        snprintf(e->key, sizeof e->key, "%s", key);
+        if (strlen(val) >= sizeof e->value) {
+            snprintf(errstr, 256, "config: %s.%s: value too long (%s:%d)", section, key, path,
+                     lineno);
+            rc = ERR_INVAL;
+            goto out;
+        }
+        snprintf(e->value, sizeof e->value, "%s", val);
+        e->line = lineno;
+    }
+out:
+    fclose(f);
+    return rc;
+}
+
+static void env_name(const struct key_def *k, char *buf, size_t sz)
+{
+    size_t n = (size_t)snprintf(buf, sz, "TESSERA_%s%s%s", k->section, k->section[0] ? "_" : "",
+                                k->name);
+    for (size_t i = 0; i < n && i < sz; i++)
+        buf[i] = (char)toupper((unsigned char)buf[i]);
+}
+
+static int is_dev(int env)
+{
+    return env == CONFIG_ENV_TEST || env == CONFIG_ENV_DEVELOP;
+}
+
+/* Every value set so far for one key, in the order file then environment. */
+static int apply_key(struct config *cfg, const struct key_def *k, const struct entry *ents,
+                     int nents, const char *path, char errstr[256])
+{
+    const char *dflt = is_dev(cfg->env) || k->prod_default == NULL ? k->dev_default : k->prod_default;
+    struct origin none = {0};
+    int rc = apply(cfg, k, dflt, &none, errstr);
+
+    for (int i = 0; rc == 0 && i < nents; i++)
+        if (strcmp(ents[i].section, k->section) == 0 && strcmp(ents[i].key, k->name) == 0) {
+            struct origin o = {.file = path, .line = ents[i].line};
+            rc = apply(cfg, k, ents[i].value, &o, errstr);
+        }
+    char var[96];
+    env_name(k, var, sizeof var);
+    const char *ev = getenv(var);
+    if (rc == 0 && ev != NULL) {
+        struct origin o = {.envvar = var};
+        rc = apply(cfg, k, ev, &o, errstr);
+    }
+    return rc;
+}
+
+/* Splits auth.verify_keys (file names between commas or spaces) into
+ * auth.verify_key[]: at most CONFIG_VERIFY_KEYS_MAX, each a path that fits. */
+static int split_verify_keys(struct config *cfg, char errstr[256])
+{
+    const char *p = cfg->auth.verify_keys;
+    int n = 0;
+
+    while (*p != '\0') {
+        size_t len;
+
+        p += strspn(p, ", \t");
+        len = strcspn(p, ", \t");
+        if (len == 0)
+            break;
+        if (n == CONFIG_VERIFY_KEYS_MAX) {
+            snprintf(errstr, 256, "config: auth.verify_keys: more than %d files",
+                     CONFIG_VERIFY_KEYS_MAX);
+            return ERR_INVAL;
+        }
+        if (len >= CONFIG_PATH_MAX) {
+            snprintf(errstr, 256, "config: auth.verify_keys: a file name longer than %d bytes",
+                     CONFIG_PATH_MAX - 1);
+            return ERR_INVAL;
+        }
+        memcpy(cfg->auth.verify_key[n], p, len);
+        cfg->auth.verify_key[n][len] = '\0';
+        n++;
+        p += len;
+    }
+    cfg->auth.nverify_keys = n;
+    return 0;
+}
+
+/* Rules that span keys or depend on env. */
+static int cross_check(const struct config *cfg, char errstr[256])
+{
+    if (cfg->env == CONFIG_ENV_PRODUCTION && cfg->auth.password_cost < 17) {
+        snprintf(errstr, 256,
+                 "config: auth.password_cost: %d is below 17, allowed in test and develop only",
+                 cfg->auth.password_cost);
+        return ERR_INVAL;
+    }
+    if (cfg->engine == CONFIG_ENGINE_POSTGRES && cfg->db.core_dsn[0] == '\0') {
+        snprintf(errstr, 256, "config: db.core_dsn: required when engine = postgres");
+        return ERR_INVAL;
+    }
+    if (cfg->fleet.listen[0] == '\0') {
+        snprintf(errstr, 256, "config: fleet.listen: must not be empty");
+        return ERR_INVAL;
+    }
+    return 0;
+}
+
+int config_load(struct config *cfg, const char *path, char errstr[256])
+{
+    struct entry ents[MAX_ENTRIES];
+    int nents = 0, rc;
+
+    memset(cfg, 0, sizeof *cfg);
+    errstr[0] = '\0';
+    if (path != NULL && (rc = read_file(path, ents, &nents, errstr)) != 0)
+        return rc;
+    /* env first: every other default depends on it */
+    cfg->env = CONFIG_ENV_DEVELOP;
+    if ((rc = apply_key(cfg, &KEYS[0], ents, nents, path, errstr)) != 0)
+        return rc;
+    for (size_t i = 1; i < NKEYS; i++)
+        if ((rc = apply_key(cfg, &KEYS[i], ents, nents, path, errstr)) != 0)
+            return rc;
+    if ((rc = split_verify_keys(cfg, errstr)) != 0)
+        return rc;
+    return cross_check(cfg, errstr);
+}
+
+const char *config_env_name(int env)
+{
+    return env >= 0 && env <= CONFIG_ENV_PRODUCTION ? ENV_NAMES[env] : "?";
+}
+
+const char *config_engine_name(int engine)
+{
+    return engine >= 0 && engine <= CONFIG_ENGINE_POSTGRES ? ENGINE_NAMES[engine] : "?";
+}
+
+/* Length of a password key at p, its '=' included, or 0: `password=` or
+ * `password = ` in a key/value DSN (libpq allows spaces around '='), or a URI
+ * query parameter (`?password=` / `&password=`, query set). */
+static size_t password_key(const char *s, const char *p, int query)
+{
+    const char *v;
+
+    if (strncmp(p, "password", 8) != 0 || !(p == s || query || isspace((unsigned char)p[-1])))
+        return 0;
+    v = p + 8;
+    while (!query && isspace((unsigned char)*v))
+        v++;
+    return *v == '=' ? (size_t)(v + 1 - p) : 0;
+}
+
+void config_mask_secret(const char *s, char *out, size_t outsz)
+{
+    size_t o = 0;
+    const char *url_at = NULL, *scheme = strstr(s, "://");
+
+    if (outsz == 0)
+        return;
+    if (scheme != NULL) {
+        const char *auth_end = strpbrk(scheme + 3, "/?#");
+        const char *at = memchr(scheme + 3, '@', auth_end ? (size_t)(auth_end - scheme - 3)
+                                                          : strlen(scheme + 3));
+        if (at != NULL)
+            url_at = at;
+    }
+    for (const char *p = s; *p != '\0' && o + 1 < outsz;) {
+        if (url_at != NULL && p > scheme + 2 && p < url_at && *p == ':' &&
+            memchr(scheme + 3, ':', (size_t)(p - scheme - 3)) == NULL) {
+            /* user:pass@ → user:***@ */
+            o += (size_t)snprintf(out + o, outsz - o, ":***");
+            p = url_at;
+            continue;
+        }
+        int query = p != s && (p[-1] == '?' || p[-1] == '&');
+        size_t klen = password_key(s, p, query);
+        if (klen != 0) {
+            o += (size_t)snprintf(out + o, outsz - o, "password=***");
+            p += klen;
+            while (!query && isspace((unsigned char)*p))
+                p++;
+            if (query) {
+                while (*p != '\0' && *p != '&' && *p != '#')
+                    p++;
+            } else if (*p == '\'') {
+                for (p++; *p != '\0' && *p != '\''; p++)
+                    if (*p == '\\' && p[1] != '\0')
+                        p++;
+                if (*p == '\'')
+                    p++;
+            } else {
+                while (*p != '\0' && !isspace((unsigned char)*p))
+                    p++;
+            }
+            continue;
+        }
+        out[o++] = *p++;
+    }
+    out[o < outsz ? o : outsz - 1] = '\0';
+}
+
+cJSON *config_to_json(const struct config *cfg)
+{
+    cJSON *root = cJSON_CreateObject();
+
+    if (root == NULL)
+        return NULL;
+    for (size_t i = 0; i < NKEYS; i++) {
+        const struct key_def *k = &KEYS[i];
+        const char *field = (const char *)cfg + k->offset;
+        cJSON *parent = root;
+
+        if (k->section[0] != '\0') {
+            parent = cJSON_GetObjectItemCaseSensitive(root, k->section);
+            if (parent == NULL)
+                parent = cJSON_AddObjectToObject(root, k->section);
+        }
+        if (parent == NULL)
+            goto fail;
+        cJSON *v = NULL;
+        switch (k->type) {
+        case T_INT:
+            v = cJSON_CreateNumber(*(const int *)field);
+            break;
+        case T_OCTAL: {
+            char buf[16];
+            snprintf(buf, sizeof buf, "%04o", (unsigned)*(const int *)field);
+            v = cJSON_CreateString(buf);
+            break;
+        }
+        case T_STR:
+            if (k->secret) {
+                char masked[CONFIG_DSN_MAX];
+                config_mask_secret(field, masked, sizeof masked);
+                v = cJSON_CreateString(masked);
+            } else {
+                v = cJSON_CreateString(field);
+            }
+            break;
+        case T_ENUM:
+            v = cJSON_CreateString(k->names[*(const int *)field]);
+            break;
+        }
+        if (v == NULL || !cJSON_AddItemToObject(parent, k->name, v)) {
+            cJSON_Delete(v);
+            goto fail;
+        }
+    }
+    return root;
+fail:
+    cJSON_Delete(root);
+    return NULL;
+}

@@ -1,0 +1,111 @@
+/* config: tessera's settings, from an INI file, TESSERA_SECTION_KEY environment
+ * overrides and per-env defaults, validated in one pass.
+ * Every key is described once in a table (config.c) that drives parsing,
+ * defaults, validation and the masked dump; there is no other list of keys.
+ * Does not watch files: the fleet re-reads on reload and swaps whole structs. */
+#ifndef LIB_CONFIG_H
+#define LIB_CONFIG_H
+
+#include <cJSON.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "core/err.h"
+
+enum config_env { CONFIG_ENV_TEST, CONFIG_ENV_DEVELOP, CONFIG_ENV_STAGING, CONFIG_ENV_PRODUCTION };
+enum config_engine { CONFIG_ENGINE_MEMORY, CONFIG_ENGINE_POSTGRES };
+
+#define CONFIG_PATH_MAX 256
+#define CONFIG_DSN_MAX 512
+#define CONFIG_VERIFY_KEYS_MAX 3     /* auth.verify_keys: previous keys kept during rotations */
+
+struct config {
+    int env;                    /* enum config_env */
+    int engine;                 /* enum config_engine */
+
+    struct {
+        int workers;            /* 0: one per CPU */
+        int projectors;
+        char listen[CONFIG_PATH_MAX];   /* unix socket path, or host:port */
+        char listen_owner[64];  /* user[:group] for the unix socket; empty: ours */
+        int listen_mode;        /* octal permission bits of the unix socket */
+        char control[CONFIG_PATH_MAX];  /* the master's control socket */
+        char pid_file[CONFIG_PATH_MAX];
+        int max_requests;       /* 0: never recycle on count */
+        int max_memory_mb;      /* 0: never recycle on RSS */
+        int graceful_timeout;   /* seconds */
+        int restart_backoff_max;/* seconds */
+        int request_timeout;    /* seconds; 0: none */
+        int slowlog_ms;         /* 0: off */
+        int maintenance_interval; /* seconds between the store's upkeep runs (engine maintain) */
+    } fleet;
+
+    struct {
+        int max_body_kb;
+        int max_json_depth;
+        int max_json_nodes;
+    } http;
+
+    struct {
+        char core_dsn[CONFIG_DSN_MAX];
+        char test_dsn[CONFIG_DSN_MAX];
+        char live_dsn[CONFIG_DSN_MAX];
+        char migrate_dsn[CONFIG_DSN_MAX];   /* the migration owner; empty: core_dsn */
+        char sql_dir[CONFIG_PATH_MAX];      /* migrations applied by `tessera migrate` */
+        int connection_limit;
+        int prepare;            /* 0 off, 1 on: named statements per connection */
+    } db;
+
+    struct {
+        char url[CONFIG_DSN_MAX];
+        int timeout_ms;
+    } redis;
+
+    struct {
+        char signing_key[CONFIG_PATH_MAX];
+        /* Previous keys that still verify during a rotation (README): the file
+         * names as written, and split (commas or spaces between names). */
+        char verify_keys[CONFIG_DSN_MAX];
+        int nverify_keys;
+        char verify_key[CONFIG_VERIFY_KEYS_MAX][CONFIG_PATH_MAX];
+        int jws_alg;            /* 0 "EdDSA", 1 "Ed25519": the alg tokens are issued under */
+        char issuer[128];
+        char audience[128];
+        int access_ttl;         /* seconds */
+        int refresh_ttl;        /* seconds */
+        int refresh_reuse_interval; /* seconds */
+        int password_cost;      /* scrypt log2(N) */
+        /* failed-login throttle: failures per window, per account and per client address */
+        int login_max_failures;
+        int login_max_failures_addr;
+        int login_window_s;     /* seconds, from the first failure (fixed window) */
+    } auth;
+
+    struct {
+        char data_key[CONFIG_PATH_MAX];
+    } crypto;
+
+    struct {
+        int size_mb;
+    } memory;
+
+    struct {
+        int level;              /* enum log_level */
+    } log;
+};
+
+/* Loads `path` (NULL: defaults and environment only) into *cfg.
+ * On failure returns ERR_INVAL and writes one line naming the key into errstr. */
+int config_load(struct config *cfg, const char *path, char errstr[256]) ERR_MUST_CHECK;
+
+/* Returns owned: the resolved settings as JSON, secrets in DSNs and URLs masked. */
+cJSON *config_to_json(const struct config *cfg);
+
+const char *config_env_name(int env);
+const char *config_engine_name(int engine);
+
+/* Copies s into out with any password in a DSN (`password=…`) or URL
+ * (`scheme://user:pass@`) replaced by "***". */
+void config_mask_secret(const char *s, char *out, size_t outsz);
+
+#endif

@@ -1,0 +1,64 @@
+/* json: strict parsing and small helpers on top of cJSON.
+ * cJSON alone accepts trailing bytes, duplicate keys, raw invalid UTF-8 and
+ * \u0000, and has no depth or node caps (DESIGN §10); json_parse() refuses all
+ * of those before a tree ever reaches a handler. Not a serializer of its own:
+ * output goes through cJSON_PrintUnformatted. */
+#ifndef LIB_JSON_H
+#define LIB_JSON_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cJSON.h>
+
+#include "core/err.h"
+
+struct json_limits {
+    int max_depth;      /* nesting of arrays/objects; 0 → JSON_DEFAULT_DEPTH */
+    int max_nodes;      /* values in the whole document; 0 → JSON_DEFAULT_NODES */
+};
+
+#define JSON_DEFAULT_DEPTH 32
+#define JSON_DEFAULT_NODES 100000
+
+/* Why a parse failed, for the 400's message. */
+enum json_error {
+    JSON_OK = 0,
+    JSON_SYNTAX,        /* not JSON, or trailing bytes after the value */
+    JSON_TOO_DEEP,
+    JSON_TOO_MANY_NODES,
+    JSON_DUPLICATE_KEY,
+    JSON_BAD_UTF8,
+    JSON_NUL_CHAR,      /* \u0000 in a string */
+};
+
+/* Parses exactly buf[0..len) as one JSON value.
+ * Returns owned (cJSON_Delete) tree, or NULL with *why set (why may be NULL). */
+cJSON *json_parse(const char *buf, size_t len, const struct json_limits *lim,
+                  enum json_error *why);
+
+/* A short message for a parse failure ("duplicate key in object"). */
+const char *json_error_str(enum json_error why);
+
+/* Reads an integer member exactly: a JSON number with no fraction that fits in
+ * [min, max]. ERR_NOTFOUND when absent, ERR_INVAL when not such a number. */
+int json_get_int(const cJSON *obj, const char *key, int64_t min, int64_t max,
+                 int64_t *out) ERR_MUST_CHECK;
+
+/* Borrowed (valid while obj lives): a string member, or NULL when absent or not a string. */
+const char *json_get_str(const cJSON *obj, const char *key);
+
+/* True when every member name of obj is in the NULL-terminated list `allowed`;
+ * otherwise *unknown (may be NULL) is set to the first other name (borrowed). */
+bool json_only_keys(const cJSON *obj, const char *const *allowed, const char **unknown);
+
+/* Returns owned (cJSON_free): item printed compactly, as cJSON_PrintUnformatted
+ * does, except that every number reads back as exactly the same double.
+ * cJSON prints with 15 digits and keeps them when its comparison, which
+ * tolerates an epsilon, says they are close enough: 9007199254740991 comes
+ * out as 9007199254740990. Stored records, responses and cursors need the
+ * value itself. NULL when out of memory. */
+char *json_print(const cJSON *item);
+
+#endif

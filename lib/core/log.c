@@ -1,0 +1,221 @@
+#include "core/log.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+
+/* Process-wide, written once by log_setup() before any request: the level and
+ * the identity stamped on every line. */
+static struct {
+    int level;
+    char role[16];
+    int slot;
+} log_state = {LOG_INFO, "tessera", -1};
+
+static const char *const LEVELS[] = {"debug", "info", "warn", "error"};
+
+void log_setup(int level, const char *role, int slot)
+{
+    log_state.level = level;
+    snprintf(log_state.role, sizeof log_state.role, "%s", role);
+    log_state.slot = slot;
+}
+
+int log_slot(void)
+{
+    return log_state.slot;
+}
+
+size_t log_escape(char *out, size_t outsz, const char *s, size_t n, size_t *used)
+{
+    static const char hex[] = "0123456789abcdef";
+    size_t o = 0, i;
+
+    for (i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        char tmp[7];
+        size_t k = 0;
+
+        if (c == '"' || c == '\\') {
+            tmp[k++] = '\\';
+            tmp[k++] = (char)c;
+        } else if (c < 0x20 || c == 0x7f) {
+            tmp[k++] = '\\';
+            tmp[k++] = 'u';
+            tmp[k++] = '0';
+            tmp[k++] = '0';
+            tmp[k++] = hex[c >> 4];
+            tmp[k++] = hex[c & 15];
+        } else if (c >= 0x80) {
+            /* Bytes of untrusted input are not guaranteed UTF-8; keep lines valid. */
+            tmp[k++] = '?';
+        } else {
+            tmp[k++] = (char)c;
+        }
+        if (o + k >= outsz)
+            break;
+        memcpy(out + o, tmp, k);
+        o += k;
+    }
+    if (outsz > 0)
+        out[o] = '\0';
+    if (used != NULL)
+        *used = i;
+    return o;
+}
+
+/* Room kept for the closing "}\n" and a truncation marker. */
+#define LOG_TAIL 32
+
+static void append(struct log_line *l, const char *s, size_t n)
+{
+    if (l->full || l->len + n + LOG_TAIL > sizeof l->buf) {
+        l->full = true;
+        return;
+    }
+    memcpy(l->buf + l->len, s, n);
+    l->len += n;
+}
+
+/* A field is its key and its value: when the value does not fit, the key
+ * already appended is taken back so the line stays valid JSON. */
+static void field_end(struct log_line *l, size_t mark)
+{
+    if (l->full)
+        l->len = mark;
+}
+
+static void key(struct log_line *l, const char *k)
+{
+    char tmp[80];
+    int n = snprintf(tmp, sizeof tmp, ",\"%s\":", k);
+    append(l, tmp, (size_t)n < sizeof tmp ? (size_t)n : sizeof tmp - 1);
+}
+
+void log_begin(struct log_line *l, int level, const char *event)
+{
+    struct timeval tv;
+    struct tm tm;
+    char ts[40];
+
+    l->len = 0;
+    l->full = false;
+    l->cut = false;
+    l->on = level >= log_state.level;
+    if (!l->on)
+        return;
+    gettimeofday(&tv, NULL);
+    gmtime_r(&tv.tv_sec, &tm);
+    strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%S", &tm);
+    l->len = (size_t)snprintf(l->buf, sizeof l->buf, "{\"ts\":\"%s.%06ldZ\",\"level\":\"%s\"", ts,
+                              (long)tv.tv_usec, LEVELS[level]);
+    log_str(l, "event", event);
+    log_str(l, "role", log_state.role);
+    if (log_state.slot >= 0)
+        log_int(l, "slot", log_state.slot);
+    log_int(l, "pid", getpid());
+}
+
+void log_strn(struct log_line *l, const char *k, const char *val, size_t n)
+{
+    char tmp[LOG_LINE_MAX];
+    size_t room = l->len + LOG_TAIL + 96 < sizeof l->buf ? sizeof l->buf - l->len - LOG_TAIL - 96 : 0;
+    size_t used, mark = l->len;
+
+    if (!l->on)
+        return;
+    key(l, k);
+    if (val == NULL) {
+        append(l, "null", 4);
+        field_end(l, mark);
+        return;
+    }
+    size_t e = log_escape(tmp, room, val, n, &used);
+    append(l, "\"", 1);
+    append(l, tmp, e);
+    append(l, "\"", 1);
+    field_end(l, mark);
+    if (used < n)
+        l->cut = true;
+}
+
+void log_str(struct log_line *l, const char *k, const char *val)
+{
+    log_strn(l, k, val, val != NULL ? strlen(val) : 0);
+}
+
+void log_int(struct log_line *l, const char *k, long long val)
+{
+    char tmp[32];
+    size_t mark = l->len;
+
+    if (!l->on)
+        return;
+    key(l, k);
+    append(l, tmp, (size_t)snprintf(tmp, sizeof tmp, "%lld", val));
+    field_end(l, mark);
+}
+
+void log_bool(struct log_line *l, const char *k, bool val)
+{
+    size_t mark = l->len;
+
+    if (!l->on)
+        return;
+    key(l, k);
+    append(l, val ? "true" : "false", val ? 4 : 5);
+    field_end(l, mark);
+}
+
+void log_json(struct log_line *l, const char *k, const char *json)
+{
+    size_t mark = l->len;
+
+    if (!l->on)
+        return;
+    key(l, k);
+    append(l, json, strlen(json));
+    field_end(l, mark);
+}
+
+void log_end(struct log_line *l)
+{
+    if (!l->on)
+        return;
+    if (l->full || l->cut) {
+        /* append() left LOG_TAIL bytes free for exactly this */
+        memcpy(l->buf + l->len, ",\"truncated\":true", 17);
+        l->len += 17;
+    }
+    l->buf[l->len++] = '}';
+    l->buf[l->len++] = '\n';
+    ssize_t off = 0;
+    while ((size_t)off < l->len) {
+        ssize_t w = write(STDERR_FILENO, l->buf + off, l->len - (size_t)off);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            break; /* nowhere left to report a logging failure */
+        off += w;
+    }
+}
+
+void log_msg(int level, const char *event, const char *fmt, ...)
+{
+    struct log_line l;
+    char msg[1024];
+    va_list ap;
+
+    log_begin(&l, level, event);
+    if (!l.on)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    log_str(&l, "msg", msg);
+    log_end(&l);
+}

@@ -1,0 +1,501 @@
+/* engine: the storage interface between API handlers and data (DESIGN §3, §4).
+ * Two implementations sit behind one table of function pointers: the memory
+ * engine (engine_mem.c, one shared-memory region for the whole fleet) and the
+ * PostgreSQL engine (engine_pg.c, RLS per request). Handlers never know which.
+ *
+ * Rules every implementation keeps:
+ *   - Every tenant-scoped call takes a scope (org id + mode); there is no such
+ *     call without one, and an object of another org is ERR_NOTFOUND, never
+ *     ERR_FORBIDDEN. The few lookups that must run before the org is known
+ *     (resolving an API key, a refresh token or an invite by its hash, a user's
+ *     memberships at login) are named *_resolve / user_* and documented so.
+ *   - Work happens inside engine_begin()/engine_commit() (or engine_rollback()):
+ *     one transaction per request on PostgreSQL, the region's lock on memory.
+ *     A failed call leaves the transaction usable only for rollback. Global
+ *     calls (users, org creation, apps) work inside any unit; tenant calls in
+ *     a unit begun with a scope must name that same org.
+ *   - Records are fixed-size structs copied in and out: no pointer into
+ *     storage ever escapes, so nothing the caller holds can dangle.
+ * Plaintext personal data never reaches an engine: emails arrive encrypted
+ * (email_enc) with their blind index (email_hmac), both made by the caller. */
+#ifndef LIB_ENGINE_H
+#define LIB_ENGINE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cJSON.h>
+
+#include "core/err.h"
+
+#define ENG_ID 37               /* canonical uuid + NUL */
+#define ENG_HASH 65             /* 64 hex + NUL (SHA-256, HMAC-SHA256) */
+#define ENG_NAME 128
+#define ENG_SLUG 64
+#define ENG_ROLE 32
+#define ENG_PERM 96             /* "records:write:crm/contacts" */
+#define ENG_MAX_PERMS 32
+#define ENG_EMAIL_ENC 512       /* sealed email, base64url text */
+#define ENG_PHC 256             /* password hash, PHC string */
+#define ENG_URL 256
+#define ENG_META 1024           /* audit meta, serialized JSON */
+
+enum eng_mode { ENG_MODE_TEST = 0, ENG_MODE_LIVE = 1 };
+
+/* Whose data a call may touch. */
+struct eng_scope {
+    char org_id[ENG_ID];
+    int mode;                   /* enum eng_mode */
+};
+
+struct eng_org {
+    char id[ENG_ID];
+    char name[ENG_NAME];
+    char slug[ENG_SLUG];        /* unique */
+    char plan[ENG_ROLE];
+    /* The platform's own organization (its admins' home, DESIGN §8): only such
+     * an org may change a service's resource schemas. Set at creation only
+     * (tessera admin create, seed data); signup never sets it. */
+    bool platform;
+    int64_t created_at;         /* unix seconds */
+};
+
+struct eng_user {
+    char id[ENG_ID];
+    char email_enc[ENG_EMAIL_ENC];
+    char email_hmac[ENG_HASH];  /* unique */
+    char password_hash[ENG_PHC];
+    bool is_platform_admin;
+    int64_t created_at;
+};
+
+struct eng_membership {
+    char org_id[ENG_ID];
+    char user_id[ENG_ID];
+    char role[ENG_ROLE];
+    int64_t created_at;
+};
+
+/* A role: a built-in (org_id "") or an org's own. */
+struct eng_role {
+    char org_id[ENG_ID];
+    char name[ENG_ROLE];
+    char perms[ENG_MAX_PERMS][ENG_PERM];
+    int nperms;
+};
+
+struct eng_api_key {
+    char id[ENG_ID];
+    char org_id[ENG_ID];
+    int mode;
+    char name[ENG_NAME];
+    char prefix[24];            /* "tk_live_ab12" — shown in lists, not secret */
+    char key_hash[ENG_HASH];    /* SHA-256 of the whole key; unique */
+    char role[ENG_ROLE];        /* the permissions the key acts with */
+    char created_by[ENG_ID];
+    /* Made by a platform admin and saying so: acts as one (schema changes)
+     * for as long as its creator still is one. */
+    bool platform;
+    int64_t created_at;
+    int64_t revoked_at;         /* 0: live */
+};
+
+struct eng_refresh {
+    char id[ENG_ID];
+    char family_id[ENG_ID];
+    char user_id[ENG_ID];
+    char org_id[ENG_ID];
+    int mode;
+    char token_hash[ENG_HASH];  /* unique */
+    int64_t created_at;
+    int64_t expires_at;
+    int64_t used_at;            /* 0: not yet rotated */
+    int64_t revoked_at;         /* 0: live */
+};
+
+/* ---- refresh rotation (DESIGN §3: a family has at most one live token) ----
+ * refresh_rotate spends a token and stores its successor in one step, atomic
+ * against every other rotation of that token (the region's lock on memory, a
+ * row lock and a compare-and-set on PostgreSQL). The successor's text arrives
+ * sealed by the caller (AES-GCM, AAD org|family|parent: lib/security/crypto.h), never
+ * in the clear, and is kept only so that a replay of the parent within the
+ * reuse interval can be given that same child. The seal is wiped as soon as
+ * it can no longer be served: when the child rotates in its turn, or when
+ * the family is revoked. Otherwise it lives on, unusable, until the parent
+ * expires (refresh_ttl): after the interval no call ever returns it. */
+#define ENG_SEALED 192          /* a sealed refresh token text (base64url) and its NUL */
+
+enum eng_rotate_outcome {
+    ENG_ROTATE_NEW = 1,         /* the parent was live: now used, the child stored with its seal */
+    ENG_ROTATE_REPLAY,          /* the parent was rotated within the interval and that child is
+                                 * still unused and live: out->child and out->sealed are it */
+    ENG_ROTATE_REUSE,           /* the parent was spent otherwise (the grandparent, after the
+                                 * interval, a child that rotated since): nothing changed; the
+                                 * caller revokes the family and audits in the same unit */
+    ENG_ROTATE_REVOKED,         /* the parent is revoked: nothing changed */
+};
+
+struct eng_rotation {
+    int outcome;                /* enum eng_rotate_outcome */
+    struct eng_refresh child;   /* REPLAY: the child the first use stored */
+    char sealed[ENG_SEALED];    /* REPLAY: its seal, as that call gave it */
+};
+
+struct eng_invite {
+    char id[ENG_ID];
+    char org_id[ENG_ID];
+    char role[ENG_ROLE];
+    char token_hash[ENG_HASH];  /* unique */
+    char created_by[ENG_ID];
+    int64_t expires_at;
+    int64_t used_at;
+};
+
+struct eng_app {
+    char id[ENG_ID];
+    char name[ENG_SLUG];        /* unique; a microservice's name is its URL segment */
+    char kind[ENG_ROLE];        /* "microservice", "web", … */
+    char base_url[ENG_URL];
+    char status[ENG_ROLE];      /* "active", "disabled" */
+    int64_t created_at;
+};
+
+struct eng_audit {
+    char id[ENG_ID];            /* uuid v7: time-ordered */
+    char org_id[ENG_ID];
+    char actor[ENG_ID];         /* user id, key id, or "" for anonymous */
+    char action[ENG_ROLE];      /* "auth.login", "keys.create", … */
+    char target[ENG_NAME];
+    char meta[ENG_META];        /* JSON object text */
+    int64_t created_at;
+};
+
+/* ---- resources and records (the MicroService API, DESIGN §3, §5) ----------
+ * A resource's schema belongs to a (service, mode), as the tables of
+ * svc_<service>_sandbox / _live do on PostgreSQL, shared by every org (rows
+ * under RLS); records belong to (org, service, mode, resource): two orgs, two
+ * modes or two services never see each other's records.
+ * Values travel as cJSON trees typed by the schema (null = no value):
+ *   string, text  JSON string of at most ENG_STRING_MAX bytes
+ *   integer       JSON number without fraction in ±ENG_INT_MAX (exact in a double)
+ *   timestamp     the same, unix seconds
+ *   number        finite JSON number;  boolean  true/false;  json  any value
+ *   vector(N)     array of N finite numbers
+ * A pii field (string or text) holds the caller's sealed text and the record's
+ * bidx object its blind index under the field's name: the engine never sees the
+ * plaintext, and filters such a field only by eq on the index.
+ * Every record write appends an outbox entry in the same unit of work. */
+#define ENG_FIELD 64                /* field and resource names: ^[a-z][a-z0-9_]{0,62}$ */
+#define ENG_MAX_FIELDS 200
+#define ENG_DEFAULT 256             /* a field's default, JSON text */
+#define ENG_VIEWS 4096              /* options.views, JSON text */
+#define ENG_STRING_MAX (64u * 1024) /* bytes in a string or text value */
+#define ENG_INT_MAX 9007199254740991LL
+#define ENG_VECTOR_MAX 4096         /* N of vector(N) */
+#define ENG_MAX_FILTERS 16
+#define ENG_IN_MAX 100              /* values of one `in` filter */
+
+enum eng_ftype {
+    ENG_FT_STRING = 1,
+    ENG_FT_TEXT,
+    ENG_FT_INTEGER,
+    ENG_FT_NUMBER,
+    ENG_FT_BOOLEAN,
+    ENG_FT_TIMESTAMP,
+    ENG_FT_JSON,
+    ENG_FT_VECTOR,
+};
+
+struct eng_field {
+    char name[ENG_FIELD];
+    int type;                   /* enum eng_ftype */
+    int dim;                    /* N of vector(N); 0 otherwise */
+    bool required, pii, index;
+    char def[ENG_DEFAULT];      /* default value as JSON text; "" when none */
+};
+
+/* A resource's schema. Large (about 70 KB): callers keep it off small stacks. */
+struct eng_resource {
+    char service[ENG_SLUG];
+    char name[ENG_FIELD];
+    int64_t version;            /* 1 for the first definition, +1 per change */
+    int64_t expire_after;       /* seconds; 0: records never expire */
+    char views[ENG_VIEWS];      /* JSON object text; "" when none */
+    int64_t updated_at;
+    int nfields;
+    struct eng_field fields[ENG_MAX_FIELDS];
+};
+
+/* An explicit rename in a schema change: old field `from` is field `to` of the new definition. */
+struct eng_rename {
+    char from[ENG_FIELD];
+    char to[ENG_FIELD];
+};
+
+/* Why resource_put refused a change (ERR_CONFLICT): the first field (in the
+ * definition's order) that some record cannot take, how many records (of
+ * every org) cannot take it, one of the caller's org's as a sample ("" when
+ * only other orgs' records fail), and the reason. Never a value, never another
+ * org's id. */
+struct eng_schema_conflict {
+    char field[ENG_FIELD];
+    char record_id[ENG_ID];
+    int64_t count;
+    char reason[128];
+};
+
+/* A record. data and bidx are cJSON objects; who owns them is said per op. */
+struct eng_record {
+    char id[ENG_ID];            /* uuid v7, made by the caller */
+    int64_t version;            /* 1 on create, +1 per update */
+    int64_t created_at, updated_at;
+    int64_t expires_at;         /* 0: never */
+    cJSON *data;                /* field name → value */
+    cJSON *bidx;                /* pii field name → blind index hex; may be NULL when none */
+};
+
+enum eng_filter_op {
+    ENG_OP_EQ = 1, ENG_OP_NEQ, ENG_OP_GT, ENG_OP_GTE, ENG_OP_LT, ENG_OP_LTE,
+    ENG_OP_LIKE,                /* SQL LIKE: % and _, \ escapes; case-sensitive */
+    ENG_OP_IN,                  /* value: array */
+    ENG_OP_IS,                  /* value: null, true or false */
+};
+
+/* One condition, as data (never text spliced into a query). The field is a
+ * schema field or id, created_at, updated_at; value has the field's type (eq
+ * on a pii field: the blind index hex). Comparisons with null are false, as
+ * in SQL: only `is` matches null. */
+struct eng_filter {
+    char field[ENG_FIELD];
+    int op;                     /* enum eng_filter_op */
+    const cJSON *value;         /* Borrowed */
+};
+
+/* A list query: conditions ANDed; order by one field (id when ""), ties by id
+ * in the same direction; nulls sort after every value (PostgreSQL's default).
+ * Keyset: with has_after, only rows strictly after (after_value, after_id) in
+ * that order. Expired rows (expires_at <= now) are never returned. */
+struct eng_query {
+    struct eng_filter filters[ENG_MAX_FILTERS];
+    size_t nfilters;
+    char order[ENG_FIELD];
+    bool desc;
+    bool has_after;
+    const cJSON *after_value;   /* Borrowed; NULL or a cJSON null for null */
+    char after_id[ENG_ID];
+    int64_t now;
+};
+
+/* The outbox: one entry per record write, for the projector (DESIGN §6). */
+struct eng_outbox {
+    uint64_t seq;               /* increasing per (service, mode) */
+    char org_id[ENG_ID];
+    char service[ENG_SLUG];
+    char resource[ENG_FIELD];
+    char record_id[ENG_ID];
+    char op[8];                 /* "create", "update", "delete" */
+    int64_t version;
+    int64_t created_at;
+};
+
+/* A connection pool of an engine, for /readyz and /metrics. */
+struct eng_pool_info {
+    char name[16];              /* "core", "test", "live" */
+    bool used;                  /* opened at least once (pools open lazily) */
+    int limit, open, busy;
+    uint64_t connects, connect_errors, waits, errors, discards;
+    int ping;                   /* with ping asked: 0 or why the pool is down */
+    char error[96];
+};
+
+struct engine;
+
+struct engine_ops {
+    const char *name;
+    int (*begin)(struct engine *e, const struct eng_scope *scope);
+    int (*commit)(struct engine *e);
+    void (*rollback)(struct engine *e);
+    int (*ping)(struct engine *e);
+    /* Optional (NULL: no pools). Up to max pools' figures into out; with ping,
+     * each pool in use (and the core one always) is also asked to answer. */
+    size_t (*pools)(struct engine *e, bool ping, struct eng_pool_info *out, size_t max);
+    void (*free)(struct engine *e);
+
+    /* global: users, orgs (creation), apps */
+    int (*user_create)(struct engine *e, const struct eng_user *u);
+    int (*user_get)(struct engine *e, const char *id, struct eng_user *out);
+    int (*user_by_email)(struct engine *e, const char *email_hmac, struct eng_user *out);
+    int (*user_set_password)(struct engine *e, const char *id, const char *phc);
+    int (*user_set_admin)(struct engine *e, const char *id, bool admin);
+    int (*user_memberships)(struct engine *e, const char *user_id, struct eng_membership *out,
+                            size_t max, size_t *n);
+    int (*org_create)(struct engine *e, const struct eng_org *o);
+    int (*app_create)(struct engine *e, const struct eng_app *a);
+    int (*app_get)(struct engine *e, const char *name, struct eng_app *out);
+    int (*app_list)(struct engine *e, struct eng_app *out, size_t max, size_t *n);
+    int (*role_builtin)(struct engine *e, const char *name, struct eng_role *out);
+
+    /* bootstrap lookups: find the org a credential belongs to */
+    int (*api_key_resolve)(struct engine *e, const char *key_hash, struct eng_api_key *out);
+    int (*refresh_resolve)(struct engine *e, const char *token_hash, struct eng_refresh *out);
+    int (*invite_resolve)(struct engine *e, const char *token_hash, struct eng_invite *out);
+
+    /* tenant-scoped */
+    int (*org_get)(struct engine *e, const struct eng_scope *s, struct eng_org *out);
+    int (*member_put)(struct engine *e, const struct eng_scope *s, const struct eng_membership *m);
+    int (*member_get)(struct engine *e, const struct eng_scope *s, const char *user_id,
+                      struct eng_membership *out);
+    int (*member_list)(struct engine *e, const struct eng_scope *s, struct eng_membership *out,
+                       size_t max, size_t *n);
+    int (*member_remove)(struct engine *e, const struct eng_scope *s, const char *user_id);
+    int (*role_get)(struct engine *e, const struct eng_scope *s, const char *name,
+                    struct eng_role *out);
+    int (*role_list)(struct engine *e, const struct eng_scope *s, struct eng_role *out,
+                     size_t max, size_t *n);
+    int (*role_put)(struct engine *e, const struct eng_scope *s, const struct eng_role *r);
+    int (*api_key_create)(struct engine *e, const struct eng_scope *s, const struct eng_api_key *k);
+    int (*api_key_list)(struct engine *e, const struct eng_scope *s, struct eng_api_key *out,
+                        size_t max, size_t *n);
+    /* ERR_NOTFOUND for a key of another org or another mode */
+    int (*api_key_revoke)(struct engine *e, const struct eng_scope *s, const char *id, int64_t at);
+    int (*refresh_create)(struct engine *e, const struct eng_scope *s, const struct eng_refresh *t);
+    /* Rotates token parent_id of s's org (the section above): child is its successor
+     * (same family, user and mode; created_at now), sealed the child's sealed text.
+     * ERR_NOTFOUND when the org has no such token; ERR_INVAL for a child of another
+     * family or a malformed one. reuse_interval in seconds. */
+    int (*refresh_rotate)(struct engine *e, const struct eng_scope *s, const char *parent_id,
+                          const struct eng_refresh *child, const char *sealed, int64_t now,
+                          int64_t reuse_interval, struct eng_rotation *out);
+    int (*refresh_revoke_family)(struct engine *e, const struct eng_scope *s, const char *family_id,
+                                 int64_t at);
+    int (*invite_create)(struct engine *e, const struct eng_scope *s, const struct eng_invite *i);
+    int (*invite_mark_used)(struct engine *e, const struct eng_scope *s, const char *id, int64_t at);
+    int (*audit_append)(struct engine *e, const struct eng_scope *s, const struct eng_audit *a);
+    int (*audit_list)(struct engine *e, const struct eng_scope *s, const char *before_id,
+                      struct eng_audit *out, size_t max, size_t *n);
+
+    /* resources and records (the section above). service must name an active
+     * microservice (the caller checks the registry); the mode is the scope's. */
+    /* ERR_NOTFOUND when the resource has no schema yet. */
+    int (*resource_get)(struct engine *e, const struct eng_scope *s, const char *service,
+                        const char *name, struct eng_resource *out);
+    /* Sorted by name. */
+    int (*resource_list)(struct engine *e, const struct eng_scope *s, const char *service,
+                         struct eng_resource *out, size_t max, size_t *n);
+    /* Creates or changes def->name to exactly def (its version is ignored: the
+     * engine sets the next one, and updated_at to now). Fields of the old
+     * definition absent from def are dropped from every record; renamed ones
+     * keep their values; retyped ones are cast in every record of every org
+     * (strict: "12" → 12, "1.5" ↛ integer). ERR_CONFLICT with *why when a value
+     * cannot cast, a new required field has no default while records exist,
+     * a field becomes required while some record lacks it, or a pii field
+     * is renamed or changes type or flag while records hold it (a sealed value
+     * is bound to its field's name): then nothing has changed.
+     * ERR_FORBIDDEN unless the scope's org is the platform's (eng_org.platform):
+     * a schema is shared by every org, so no customer may shape it.
+     * audit (borrowed, its org the scope's; NULL for seed data) is recorded with the change: both
+     * commit or neither does, even where the data lives in another database
+     * than the audit log (the PostgreSQL engine relays it; see engine_pg.c).
+     * ERR_INVAL for a malformed def. */
+    int (*resource_put)(struct engine *e, const struct eng_scope *s, const struct eng_resource *def,
+                        const struct eng_rename *ren, size_t nren, int64_t now,
+                        const struct eng_audit *audit, struct eng_schema_conflict *why);
+    /* Stores rec (data and bidx borrowed) with version 1. ERR_NOTFOUND without
+     * a schema, ERR_INVAL when data does not fit it, ERR_CONFLICT for a taken id. */
+    int (*record_create)(struct engine *e, const struct eng_scope *s, const char *service,
+                         const char *resource, const struct eng_record *rec);
+    /* Fills *out; out->data and out->bidx are Returns owned (eng_record_cleanup).
+     * ERR_NOTFOUND for an absent, expired or other org's record. */
+    int (*record_get)(struct engine *e, const struct eng_scope *s, const char *service,
+                      const char *resource, const char *id, int64_t now, struct eng_record *out);
+    /* Replaces the data of rec->id with rec->data/bidx (borrowed) when its
+     * version is if_version (0: any), else ERR_PRECONDITION; sets rec->version,
+     * created_at and expires_at from storage (updated_at is the caller's). */
+    int (*record_update)(struct engine *e, const struct eng_scope *s, const char *service,
+                         const char *resource, struct eng_record *rec, int64_t if_version);
+    /* As update for if_version; ERR_NOTFOUND as get. */
+    int (*record_delete)(struct engine *e, const struct eng_scope *s, const char *service,
+                         const char *resource, const char *id, int64_t if_version, int64_t now);
+    /* Up to max records of q's page into out (each Returns owned, as get).
+     * ERR_INVAL for a filter or order on no such field. */
+    int (*record_list)(struct engine *e, const struct eng_scope *s, const char *service,
+                       const char *resource, const struct eng_query *q, struct eng_record *out,
+                       size_t max, size_t *n);
+    /* The scope org's outbox entries of service after seq, oldest first. */
+    int (*outbox_list)(struct engine *e, const struct eng_scope *s, const char *service,
+                       uint64_t after_seq, struct eng_outbox *out, size_t max, size_t *n);
+
+    /* Optional (NULL: nothing to keep). The store's upkeep, run outside any
+     * unit of work by the fleet's maintenance process at start and then
+     * periodically: audit partitions made ahead, relayed audit entries
+     * delivered. What it did goes into report (a line for the log; "" when
+     * there was nothing to do). */
+    int (*maintain)(struct engine *e, int64_t now, char report[256]);
+};
+
+/* The handle: an implementation's table and state, and the reason of the last failure. */
+struct engine {
+    const struct engine_ops *ops;
+    void *impl;
+    char errstr[128];
+};
+
+/* Starts the request's unit of work; scope may be NULL for global-only work.
+ * ERR_UNAVAILABLE when the store cannot be reached. */
+static inline int engine_begin(struct engine *e, const struct eng_scope *s)
+{
+    return e->ops->begin(e, s);
+}
+static inline int engine_commit(struct engine *e)
+{
+    return e->ops->commit(e);
+}
+static inline void engine_rollback(struct engine *e)
+{
+    e->ops->rollback(e);
+}
+
+/* Frees the engine; NULL is a no-op. */
+void engine_free(struct engine *e);
+
+/* Built-in roles and their permissions (DESIGN §4), shared by both engines so
+ * they cannot drift: owner, admin, member, viewer. */
+extern const struct eng_role ENGINE_BUILTIN_ROLES[];
+extern const size_t ENGINE_NBUILTIN_ROLES;
+/* Borrowed: the built-in role named name, or NULL (also for NULL). */
+const struct eng_role *engine_builtin_role(const char *name);
+
+/* "test" / "live" ↔ enum eng_mode; -1 for anything else. */
+int engine_mode_parse(const char *s);
+const char *engine_mode_name(int mode);
+
+/* Whether a replay of parent (used) gets child (the one its rotation stored; NULL
+ * when none is kept any more) at now: both engines decide a rotation by this. */
+bool eng_refresh_replayable(const struct eng_refresh *parent, const struct eng_refresh *child,
+                            int64_t now, int64_t reuse_interval);
+
+/* Helpers of the resources section, the same for both engines (engine_mem_records.c). */
+/* Whether s (ending within cap bytes) is a resource or field name:
+ * ^[a-z][a-z0-9_]{0,62}$. */
+bool eng_name_valid(const char *s, size_t cap);
+/* "string", "vector(3)" → type and dim; ERR_INVAL otherwise. */
+int eng_ftype_parse(const char *s, int *type, int *dim) ERR_MUST_CHECK;
+/* The type's name into buf ("vector(3)"); returns buf. */
+const char *eng_ftype_name(int type, int dim, char buf[24]);
+/* Borrowed: the field of r named name, or NULL. */
+const struct eng_field *eng_resource_field(const struct eng_resource *r, const char *name);
+/* Whether v (not null) is a value of f's type: 0, or ERR_INVAL with *why (a constant). */
+int eng_value_check(const struct eng_field *f, const cJSON *v, const char **why) ERR_MUST_CHECK;
+/* Returns owned: v (of type from/from_dim, not null) cast to f's type, or NULL
+ * with *why (a constant) when it cannot cast strictly. */
+cJSON *eng_value_cast(const cJSON *v, int from, int from_dim, const struct eng_field *f,
+                      const char **why);
+/* Whether rec's data fits def: known fields, values of their types, required
+ * ones present, pii values sealed and with their blind index. 0, or ERR_INVAL
+ * with the reason in why. */
+int eng_record_fits(const struct eng_resource *def, const struct eng_record *rec, char why[128]) ERR_MUST_CHECK;
+/* Frees rec->data and rec->bidx and sets them NULL; NULL is a no-op. */
+void eng_record_cleanup(struct eng_record *rec);
+
+#endif

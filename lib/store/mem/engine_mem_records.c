@@ -1,0 +1,1330 @@
+/* engine_mem_records: resources (schemas) and records on the memory engine.
+ *
+ * Layout, from the root entry "engine.rec" (made by the first schema write):
+ *
+ *   root: svcs     "<mode>:<service>"  → struct rec_svc
+ *   svc:  resources  resource name     → struct rec_res (the schema + its stores)
+ *         outbox     seq (16 hex)      → struct eng_outbox
+ *   res:  stores     org id            → struct rec_store
+ *   store: records   record id         → struct rec_blob
+ *
+ * A record is stored as one block: its fixed columns and the JSON text
+ * {"d": data, "b": bidx}. Reads parse it; a list parses every record of the
+ * org's store, filters, sorts and pages (exact, O(n log n) a page: this engine
+ * is for tests, development and demos).
+ *
+ * Crash consistency (lib/store/mem/shm.h): records and schemas are replaced
+ * copy-on-write (a new block, one map put, the old block freed). A schema
+ * change first casts every record without writing anything (so a refused
+ * change costs nothing and changes nothing), then builds each store's records
+ * anew in a new map and publishes it with one logged word; the undo log only
+ * pays for the allocations, so a change over very many records can run out of
+ * it (ERR_NOSPACE, the unit of work rolls back whole).
+ *
+ * The outbox keeps every entry until the projector (a later issue) consumes
+ * and trims it; until then it grows with the writes, like the audit log.
+ *
+ * The value helpers at the end (types, checks, casts) are engine-independent
+ * and declared in engine.h. */
+#include "store/mem/engine_mem_records.h"
+
+#include <ctype.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "core/json.h"
+#include "store/mem/shm.h"
+
+#define REC_ROOT "engine.rec"
+#define REC_MAGIC 0x3163657261727374ull     /* "tsrarec1" */
+
+struct rec_root {
+    uint64_t magic;
+    uint64_t svcs;
+};
+
+struct rec_svc {
+    uint64_t resources;
+    uint64_t outbox;
+    uint64_t seq;               /* the last outbox seq */
+};
+
+struct rec_res {
+    uint64_t stores;
+    struct eng_resource def;
+};
+
+struct rec_store {
+    uint64_t records;
+};
+
+struct rec_blob {
+    char id[ENG_ID];
+    int64_t version, created_at, updated_at, expires_at;
+    uint64_t len;               /* of text, without its NUL */
+    char text[];
+};
+
+static int fail(struct engine *e, int rc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+static int fail(struct engine *e, int rc, const char *fmt, ...)
+{
+    va_list ap;
+    int len = snprintf(e->errstr, sizeof e->errstr, "engine mem: ");
+
+    va_start(ap, fmt);
+    vsnprintf(e->errstr + len, sizeof e->errstr - (size_t)len, fmt, ap);
+    va_end(ap);
+    return rc;
+}
+
+static inline struct shm_region *R(struct engine *e)
+{
+    return engine_mem_region(e);
+}
+
+static inline void *P(struct engine *e, uint64_t off)
+{
+    return shm_ptr(R(e), off);
+}
+
+static bool find(struct engine *e, uint64_t map, const char *key, uint64_t *val)
+{
+    return map != 0 && shm_map_get(R(e), map, key, strlen(key), val) == 0;
+}
+
+static int put(struct engine *e, uint64_t map, const char *key, uint64_t val, uint64_t *old)
+{
+    int rc = shm_map_put(R(e), map, key, strlen(key), val, old);
+
+    if (rc >= 0)
+        return 0;
+    return engine_mem_broke(e, rc == ERR_NOSPACE ? rc : ERR_INTERNAL, "index update");
+}
+
+static uint64_t alloc(struct engine *e, size_t n)
+{
+    uint64_t off = shm_alloc(R(e), n);
+
+    if (off == 0)
+        engine_mem_broke(e, ERR_NOSPACE, "region full");
+    return off;
+}
+
+static uint64_t newmap(struct engine *e, size_t hint)
+{
+    uint64_t map = shm_map_new(R(e), hint);
+
+    if (map == 0)
+        engine_mem_broke(e, ERR_NOSPACE, "region full");
+    return map;
+}
+
+/* ---- finding things --------------------------------------------------------- */
+
+static struct rec_root *rroot(struct engine *e)
+{
+    uint64_t off = shm_root_get(R(e), REC_ROOT);
+    struct rec_root *rt = off != 0 ? P(e, off) : NULL;
+
+    return rt != NULL && rt->magic == REC_MAGIC ? rt : NULL;
+}
+
+static void svc_key(const struct eng_scope *s, const char *service, char key[ENG_SLUG + 8])
+{
+    snprintf(key, ENG_SLUG + 8, "%d:%s", s->mode, service);
+}
+
+/* The service's node, or 0 (made when create is set). */
+static uint64_t svc_find(struct engine *e, const struct eng_scope *s, const char *service, bool create)
+{
+    char key[ENG_SLUG + 8];
+    struct rec_root *rt = rroot(e);
+    uint64_t off, rootoff;
+    struct rec_svc *sv;
+
+    svc_key(s, service, key);
+    if (rt != NULL && find(e, rt->svcs, key, &off))
+        return off;
+    if (!create)
+        return 0;
+    if (rt == NULL) {
+        if ((rootoff = alloc(e, sizeof *rt)) == 0)
+            return 0;
+        rt = P(e, rootoff);
+        rt->magic = REC_MAGIC;
+        if ((rt->svcs = newmap(e, 16)) == 0)
+            return 0;
+        if (shm_root_set(R(e), REC_ROOT, rootoff) != 0) {
+            engine_mem_broke(e, ERR_NOSPACE, "root directory");
+            return 0;
+        }
+    }
+    if ((off = alloc(e, sizeof *sv)) == 0)
+        return 0;
+    sv = P(e, off);
+    sv->seq = 0;
+    if ((sv->resources = newmap(e, 8)) == 0 || (sv->outbox = newmap(e, 64)) == 0)
+        return 0;
+    if (put(e, rt->svcs, key, off, NULL) != 0)
+        return 0;
+    return off;
+}
+
+static bool args_ok(const struct eng_scope *s, const char *service)
+{
+    return s != NULL && (s->mode == ENG_MODE_TEST || s->mode == ENG_MODE_LIVE) &&
+           eng_name_valid(service, ENG_SLUG);
+}
+
+/* The resource's node for a read or write call, or an error. */
+static int res_find(struct engine *e, const struct eng_scope *s, const char *service,
+                    const char *resource, uint64_t *res)
+{
+    int rc;
+    uint64_t sv;
+
+    if ((rc = engine_mem_enter_org(e, s)) != 0)
+        return rc;
+    if (!args_ok(s, service) || !eng_name_valid(resource, ENG_FIELD))
+        return fail(e, ERR_INVAL, "bad service or resource name");
+    sv = svc_find(e, s, service, false);
+    if (sv == 0 || !find(e, ((struct rec_svc *)P(e, sv))->resources, resource, res))
+        return fail(e, ERR_NOTFOUND, "no such resource");
+    return 0;
+}
+
+/* The org's store of a resource: its records map, or 0 when it has none (made when create). */
+static uint64_t store_records(struct engine *e, uint64_t res, const char *org, bool create)
+{
+    struct rec_res *rr = P(e, res);
+    struct rec_store *st;
+    uint64_t off;
+
+    if (find(e, rr->stores, org, &off))
+        return ((struct rec_store *)P(e, off))->records;
+    if (!create)
+        return 0;
+    if ((off = alloc(e, sizeof *st)) == 0)
+        return 0;
+    st = P(e, off);
+    if ((st->records = newmap(e, 16)) == 0)
+        return 0;
+    if (put(e, rr->stores, org, off, NULL) != 0)
+        return 0;
+    return st->records;
+}
+
+/* ---- record blobs ------------------------------------------------------------ */
+
+static int blob_parse(const struct rec_blob *b, struct eng_record *out)
+{
+    cJSON *root = cJSON_ParseWithLength(b->text, b->len);
+    cJSON *d, *bi;
+
+    memset(out, 0, sizeof *out);
+    if (root == NULL)
+        return ERR_NOMEM;
+    d = cJSON_DetachItemFromObjectCaseSensitive(root, "d");
+    bi = cJSON_DetachItemFromObjectCaseSensitive(root, "b");
+    cJSON_Delete(root);
+    if (d == NULL) {
+        cJSON_Delete(bi);
+        return ERR_INTERNAL;
+    }
+    memcpy(out->id, b->id, ENG_ID);
+    out->version = b->version;
+    out->created_at = b->created_at;
+    out->updated_at = b->updated_at;
+    out->expires_at = b->expires_at;
+    out->data = d;
+    out->bidx = bi;
+    return 0;
+}
+
+/* A new blob for rec (0 after the unit of work broke, or ERR_NOMEM in *rc). */
+static uint64_t blob_new(struct engine *e, const struct eng_record *rec, int *rc)
+{
+    cJSON *root = cJSON_CreateObject();
+    char *text = NULL;
+    uint64_t off = 0;
+    size_t n;
+
+    *rc = ERR_NOMEM;
+    if (root == NULL)
+        return 0;
+    /* borrowed into the wrapper and taken back before it is freed */
+    cJSON_AddItemReferenceToObject(root, "d", rec->data);
+    if (rec->bidx != NULL)
+        cJSON_AddItemReferenceToObject(root, "b", rec->bidx);
+    text = json_print(root);
+    cJSON_Delete(root);
+    if (text == NULL)
+        return 0;
+    n = strlen(text);
+    if ((off = alloc(e, sizeof(struct rec_blob) + n + 1)) == 0) {
+        *rc = ERR_NOSPACE;
+        cJSON_free(text);
+        return 0;
+    }
+    {
+        struct rec_blob *b = P(e, off);
+
+        memcpy(b->id, rec->id, ENG_ID);
+        b->version = rec->version;
+        b->created_at = rec->created_at;
+        b->updated_at = rec->updated_at;
+        b->expires_at = rec->expires_at;
+        b->len = n;
+        memcpy(b->text, text, n + 1);
+    }
+    cJSON_free(text);
+    *rc = 0;
+    return off;
+}
+
+static bool expired(const struct rec_blob *b, int64_t now)
+{
+    return b->expires_at != 0 && b->expires_at <= now;
+}
+
+
+static int record_fits(struct engine *e, const struct eng_resource *def, const struct eng_record *rec)
+{
+    char why[128];
+
+    return eng_record_fits(def, rec, why) != 0 ? fail(e, ERR_INVAL, "%s", why) : 0;
+}
+
+static int outbox_add(struct engine *e, const struct eng_scope *s, const char *service,
+                      const char *resource, const struct eng_record *rec, const char *op, int64_t now)
+{
+    uint64_t sv = svc_find(e, s, service, false), off;
+    struct rec_svc *node;
+    struct eng_outbox *ob;
+    char key[24];
+
+    if (sv == 0)
+        return fail(e, ERR_INTERNAL, "outbox of a missing service");
+    node = P(e, sv);
+    if ((off = alloc(e, sizeof *ob)) == 0)
+        return ERR_NOSPACE;
+    ob = P(e, off);
+    memset(ob, 0, sizeof *ob);
+    ob->seq = node->seq + 1;
+    snprintf(ob->org_id, sizeof ob->org_id, "%s", s->org_id);
+    snprintf(ob->service, sizeof ob->service, "%s", service);
+    snprintf(ob->resource, sizeof ob->resource, "%s", resource);
+    snprintf(ob->record_id, sizeof ob->record_id, "%s", rec->id);
+    snprintf(ob->op, sizeof ob->op, "%s", op);
+    ob->version = rec->version;
+    ob->created_at = now;
+    snprintf(key, sizeof key, "%016" PRIx64, ob->seq);
+    if (put(e, node->outbox, key, off, NULL) != 0)
+        return ERR_NOSPACE;
+    if (shm_set64(R(e), sv + offsetof(struct rec_svc, seq), ob->seq) != 0)
+        return engine_mem_broke(e, ERR_NOSPACE, "outbox seq");
+    return 0;
+}
+
+/* ---- resources ------------------------------------------------------------- */
+
+int memrec_resource_get(struct engine *e, const struct eng_scope *s, const char *service,
+                        const char *name, struct eng_resource *out)
+{
+    uint64_t res;
+    int rc = res_find(e, s, service, name, &res);
+
+    if (rc != 0)
+        return rc;
+    *out = ((struct rec_res *)P(e, res))->def;
+    return 0;
+}
+
+static int cmp_res(const void *a, const void *b)
+{
+    return strcmp(((const struct eng_resource *)a)->name, ((const struct eng_resource *)b)->name);
+}
+
+int memrec_resource_list(struct engine *e, const struct eng_scope *s, const char *service,
+                         struct eng_resource *out, size_t max, size_t *n)
+{
+    struct shm_map_entry me;
+    uint64_t sv, pos = 0;
+    int rc;
+
+    if (n == NULL || (out == NULL && max > 0))
+        return fail(e, ERR_INVAL, "bad list arguments");
+    *n = 0;
+    if ((rc = engine_mem_enter_org(e, s)) != 0)
+        return rc;
+    if (!args_ok(s, service))
+        return fail(e, ERR_INVAL, "bad service name");
+    if ((sv = svc_find(e, s, service, false)) == 0)
+        return 0;
+    while (*n < max && shm_map_next(R(e), ((struct rec_svc *)P(e, sv))->resources, &pos, &me))
+        out[(*n)++] = ((struct rec_res *)P(e, me.val))->def;
+    qsort(out, *n, sizeof *out, cmp_res);
+    return 0;
+}
+
+static bool def_ok(const struct eng_resource *d)
+{
+    if (!eng_name_valid(d->service, sizeof d->service) || !eng_name_valid(d->name, sizeof d->name) ||
+        d->nfields < 0 || d->nfields > ENG_MAX_FIELDS || d->expire_after < 0 ||
+        memchr(d->views, 0, sizeof d->views) == NULL)
+        return false;
+    for (int i = 0; i < d->nfields; i++) {
+        const struct eng_field *f = &d->fields[i];
+        if (!eng_name_valid(f->name, sizeof f->name) || memchr(f->def, 0, sizeof f->def) == NULL ||
+            f->type < ENG_FT_STRING || f->type > ENG_FT_VECTOR ||
+            (f->type == ENG_FT_VECTOR) != (f->dim > 0) || f->dim > ENG_VECTOR_MAX ||
+            (f->pii && f->type != ENG_FT_STRING && f->type != ENG_FT_TEXT) || (f->pii && f->def[0]))
+            return false;
+        for (int j = 0; j < i; j++)
+            if (strcmp(d->fields[j].name, f->name) == 0)
+                return false;
+    }
+    return true;
+}
+
+/* Where field `to` of the new definition takes its values from: the old field, or NULL. */
+static const struct eng_field *source_of(const struct eng_resource *old, const struct eng_field *to,
+                                         const struct eng_rename *ren, size_t nren)
+{
+    for (size_t i = 0; i < nren; i++)
+        if (strcmp(ren[i].to, to->name) == 0)
+            return eng_resource_field(old, ren[i].from);
+    for (size_t i = 0; i < nren; i++)
+        if (strcmp(ren[i].from, to->name) == 0)
+            return NULL;        /* renamed away: a new field of that name starts empty */
+    return eng_resource_field(old, to->name);
+}
+
+/* Builds the record's data under the new definition: Returns owned in *out,
+ * or an ERR_CONFLICT reason. */
+static int transform(const struct eng_resource *old, const struct eng_resource *def,
+                     const struct eng_rename *ren, size_t nren, const struct eng_record *rec,
+                     cJSON **data, cJSON **bidx, const struct eng_field **bad, const char **why)
+{
+    cJSON *d = cJSON_CreateObject(), *b = cJSON_CreateObject();
+
+    *data = *bidx = NULL;
+    if (d == NULL || b == NULL)
+        goto nomem;
+    for (int i = 0; i < def->nfields; i++) {
+        const struct eng_field *f = &def->fields[i], *src = source_of(old, f, ren, nren);
+        const cJSON *v = src != NULL ? cJSON_GetObjectItemCaseSensitive(rec->data, src->name) : NULL;
+        cJSON *nv = NULL;
+
+        *bad = f;
+        if (v == NULL || cJSON_IsNull(v)) {
+            if (f->def[0] != '\0' && src == NULL)
+                nv = cJSON_Parse(f->def);
+            else if (f->required) {
+                *why = src == NULL ? "a new required field needs a default while records exist"
+                                   : "a record has no value for a field made required";
+                goto conflict;
+            }
+            if (nv != NULL && !cJSON_AddItemToObject(d, f->name, nv)) {
+                cJSON_Delete(nv);
+                goto nomem;
+            }
+            continue;
+        }
+        if (f->pii || src->pii) {
+            const cJSON *h = rec->bidx != NULL ? cJSON_GetObjectItemCaseSensitive(rec->bidx, src->name) : NULL;
+            /* A sealed value is bound to its field's name (the caller's AAD):
+             * renamed, it would no longer open, so refuse rather than lose it. */
+            if (f->pii != src->pii || f->type != src->type || strcmp(f->name, src->name) != 0) {
+                *why = "a pii field cannot be renamed or change its type or pii flag while records hold values";
+                goto conflict;
+            }
+            nv = cJSON_Duplicate(v, true);
+            if (h != NULL)
+                cJSON_AddItemToObject(b, f->name, cJSON_Duplicate(h, true));
+        } else if (src->type == f->type && src->dim == f->dim) {
+            nv = cJSON_Duplicate(v, true);
+        } else if ((nv = eng_value_cast(v, src->type, src->dim, f, why)) == NULL) {
+            goto conflict;
+        }
+        if (nv == NULL || !cJSON_AddItemToObject(d, f->name, nv)) {
+            cJSON_Delete(nv);
+            goto nomem;
+        }
+    }
+    *data = d;
+    *bidx = b;
+    return 0;
+conflict:
+    cJSON_Delete(d);
+    cJSON_Delete(b);
+    return ERR_CONFLICT;
+nomem:
+    cJSON_Delete(d);
+    cJSON_Delete(b);
+    *why = "out of memory";
+    return ERR_NOMEM;
+}
+
+/* Every record of every org under the change: ERR_CONFLICT with *why when one
+ * cannot take it. Reported is the first field, in def's order, that some
+ * record fails at (each record stops at its first), with how many records
+ * fail there (of every org) and one of the caller's org's as the sample ("" when
+ * none of its own fails: another org's id is never named), as the PostgreSQL
+ * engine's probe reports it. Writes nothing. */
+static int check_all(struct engine *e, const struct eng_scope *s, uint64_t res,
+                     const struct eng_resource *def, const struct eng_rename *ren, size_t nren,
+                     struct eng_schema_conflict *why)
+{
+    const struct rec_res *rr = P(e, res);
+    struct shm_map_entry se, re;
+    uint64_t spos = 0;
+    long first = -1;            /* index in def->fields of the reported field */
+
+    while (shm_map_next(R(e), rr->stores, &spos, &se)) {
+        bool mine = se.klen == strlen(s->org_id) && memcmp(se.key, s->org_id, se.klen) == 0;
+        uint64_t recs = ((struct rec_store *)P(e, se.val))->records, rpos = 0;
+
+        while (shm_map_next(R(e), recs, &rpos, &re)) {
+            struct eng_record rec;
+            const struct eng_field *bad = NULL;
+            const char *reason = "";
+            cJSON *d, *b;
+            int rc = blob_parse(P(e, re.val), &rec);
+
+            if (rc != 0)
+                return fail(e, rc, "record unreadable");
+            rc = transform(&rr->def, def, ren, nren, &rec, &d, &b, &bad, &reason);
+            cJSON_Delete(d);
+            cJSON_Delete(b);
+            if (rc == ERR_CONFLICT) {
+                long at = (long)(bad - def->fields);
+                if (first < 0 || at < first) {
+                    first = at;
+                    why->count = 0;
+                    why->record_id[0] = '\0';
+                    snprintf(why->field, sizeof why->field, "%s", bad->name);
+                    snprintf(why->reason, sizeof why->reason, "%s", reason);
+                }
+                if (at == first) {
+                    why->count++;
+                    if (mine && why->record_id[0] == '\0')
+                        snprintf(why->record_id, sizeof why->record_id, "%s", rec.id);
+                }
+            }
+            eng_record_cleanup(&rec);
+            if (rc == ERR_NOMEM)
+                return fail(e, rc, "out of memory");
+        }
+    }
+    if (first >= 0)
+        return fail(e, ERR_CONFLICT, "field %s: %s", why->field, why->reason);
+    return 0;
+}
+
+/* Rebuilds every store's records under def and publishes each with one word. */
+static int rebuild_all(struct engine *e, uint64_t res, const struct eng_resource *def,
+                       const struct eng_rename *ren, size_t nren)
+{
+    const struct rec_res *rr = P(e, res);
+    struct shm_map_entry se, re;
+    uint64_t spos = 0;
+
+    while (shm_map_next(R(e), rr->stores, &spos, &se)) {
+        uint64_t recs = ((struct rec_store *)P(e, se.val))->records, rpos = 0;
+        uint64_t fresh = newmap(e, shm_map_count(R(e), recs) + 1);
+        int rc = 0;
+
+        if (fresh == 0)
+            return ERR_NOSPACE;
+        while (rc == 0 && shm_map_next(R(e), recs, &rpos, &re)) {
+            struct eng_record rec, nrec;
+            const struct eng_field *bad;
+            const char *why;
+            uint64_t off;
+
+            if ((rc = blob_parse(P(e, re.val), &rec)) != 0)
+                break;
+            nrec = rec;
+            rc = transform(&rr->def, def, ren, nren, &rec, &nrec.data, &nrec.bidx, &bad, &why);
+            if (rc == 0 && (off = blob_new(e, &nrec, &rc)) != 0) {
+                if (shm_map_add(R(e), fresh, rec.id, strlen(rec.id), off) != 0)
+                    rc = engine_mem_broke(e, ERR_NOSPACE, "index insert");
+            }
+            eng_record_cleanup(&rec);
+            eng_record_cleanup(&nrec);
+        }
+        if (rc != 0)
+            return engine_mem_broke(e, rc == ERR_NOSPACE ? rc : ERR_INTERNAL, "schema rebuild");
+        if (shm_set64(R(e), se.val + offsetof(struct rec_store, records), fresh) != 0)
+            return engine_mem_broke(e, ERR_NOSPACE, "schema publish");
+        rpos = 0;
+        while (shm_map_next(R(e), recs, &rpos, &re))
+            shm_free(R(e), re.val);
+        shm_map_free(R(e), recs);
+    }
+    return 0;
+}
+
+int memrec_resource_put(struct engine *e, const struct eng_scope *s, const struct eng_resource *def,
+                        const struct eng_rename *ren, size_t nren, int64_t now,
+                        const struct eng_audit *audit, struct eng_schema_conflict *why)
+{
+    struct eng_schema_conflict scratch;
+    struct eng_org org;
+    uint64_t sv, res = 0, off;
+    struct rec_res *nr;
+    int rc;
+
+    if (why == NULL)
+        why = &scratch;
+    memset(why, 0, sizeof *why);
+    if ((rc = engine_mem_enter_org(e, s)) != 0 || (rc = e->ops->org_get(e, s, &org)) != 0)
+        return rc;
+    /* a schema is every org's: only the platform's own org may shape it */
+    if (!org.platform)
+        return fail(e, ERR_FORBIDDEN, "schema change from an org that is not the platform's");
+    if (def == NULL || !args_ok(s, def->service) || !def_ok(def) || (nren > 0 && ren == NULL))
+        return fail(e, ERR_INVAL, "malformed resource definition");
+    for (size_t i = 0; i < nren; i++)
+        if (!eng_name_valid(ren[i].from, ENG_FIELD) || eng_resource_field(def, ren[i].to) == NULL)
+            return fail(e, ERR_INVAL, "rename of %.64s names no new field", ren[i].from);
+    sv = svc_find(e, s, def->service, false);
+    if (sv != 0)
+        find(e, ((struct rec_svc *)P(e, sv))->resources, def->name, &res);
+    if (res != 0 && (rc = check_all(e, s, res, def, ren, nren, why)) != 0)
+        return rc;
+    if (sv == 0 && (sv = svc_find(e, s, def->service, true)) == 0)
+        return ERR_NOSPACE;
+    if ((off = alloc(e, sizeof *nr)) == 0)
+        return ERR_NOSPACE;
+    nr = P(e, off);
+    nr->def = *def;
+    nr->def.version = res != 0 ? ((struct rec_res *)P(e, res))->def.version + 1 : 1;
+    nr->def.updated_at = now;
+    if (res != 0) {
+        nr->stores = ((struct rec_res *)P(e, res))->stores;
+        if ((rc = rebuild_all(e, res, def, ren, nren)) != 0)
+            return rc;
+    } else if ((nr->stores = newmap(e, 4)) == 0) {
+        return ERR_NOSPACE;
+    }
+    if ((rc = put(e, ((struct rec_svc *)P(e, sv))->resources, def->name, off, NULL)) != 0)
+        return rc;
+    if (res != 0)
+        shm_free(R(e), res);
+    /* the same unit of work: the region's undo log takes both back or neither */
+    return audit != NULL ? e->ops->audit_append(e, s, audit) : 0;
+}
+
+/* ---- records ------------------------------------------------------------------ */
+
+int memrec_record_create(struct engine *e, const struct eng_scope *s, const char *service,
+                         const char *resource, const struct eng_record *rec)
+{
+    struct eng_record copy;
+    uint64_t res, recs, off;
+    int rc;
+
+    if ((rc = res_find(e, s, service, resource, &res)) != 0)
+        return rc;
+    if (rec == NULL || memchr(rec->id, 0, sizeof rec->id) == NULL || rec->id[0] == '\0')
+        return fail(e, ERR_INVAL, "record without an id");
+    if ((rc = record_fits(e, &((struct rec_res *)P(e, res))->def, rec)) != 0)
+        return rc;
+    if ((recs = store_records(e, res, s->org_id, false)) != 0 && find(e, recs, rec->id, NULL))
+        return fail(e, ERR_CONFLICT, "record id taken");
+    if (recs == 0 && (recs = store_records(e, res, s->org_id, true)) == 0)
+        return ERR_NOSPACE;
+    copy = *rec;
+    copy.version = 1;
+    if ((off = blob_new(e, &copy, &rc)) == 0)
+        return rc == ERR_NOSPACE ? rc : fail(e, rc, "out of memory");
+    if ((rc = put(e, recs, rec->id, off, NULL)) != 0)
+        return rc;
+    return outbox_add(e, s, service, resource, &copy, "create", copy.updated_at);
+}
+
+/* The live blob of id in the org's store, or ERR_NOTFOUND. */
+static int blob_find(struct engine *e, const struct eng_scope *s, uint64_t res, const char *id,
+                     int64_t now, uint64_t *recs, uint64_t *off)
+{
+    if (id == NULL || (*recs = store_records(e, res, s->org_id, false)) == 0 ||
+        !find(e, *recs, id, off) || expired(P(e, *off), now))
+        return fail(e, ERR_NOTFOUND, "no such record");
+    return 0;
+}
+
+int memrec_record_get(struct engine *e, const struct eng_scope *s, const char *service,
+                      const char *resource, const char *id, int64_t now, struct eng_record *out)
+{
+    uint64_t res, recs, off;
+    int rc;
+
+    if ((rc = res_find(e, s, service, resource, &res)) != 0 ||
+        (rc = blob_find(e, s, res, id, now, &recs, &off)) != 0)
+        return rc;
+    if ((rc = blob_parse(P(e, off), out)) != 0)
+        return fail(e, rc, "record unreadable");
+    return 0;
+}
+
+int memrec_record_update(struct engine *e, const struct eng_scope *s, const char *service,
+                         const char *resource, struct eng_record *rec, int64_t if_version)
+{
+    uint64_t res, recs, off, noff;
+    const struct rec_blob *old;
+    struct eng_record copy;
+    int rc;
+
+    if (rec == NULL)
+        return fail(e, ERR_INVAL, "no record");
+    if ((rc = res_find(e, s, service, resource, &res)) != 0 ||
+        (rc = blob_find(e, s, res, rec->id, rec->updated_at, &recs, &off)) != 0)
+        return rc;
+    old = P(e, off);
+    if (if_version != 0 && old->version != if_version)
+        return fail(e, ERR_PRECONDITION, "version is %" PRId64, old->version);
+    if ((rc = record_fits(e, &((struct rec_res *)P(e, res))->def, rec)) != 0)
+        return rc;
+    copy = *rec;
+    copy.version = old->version + 1;
+    copy.created_at = old->created_at;
+    copy.expires_at = old->expires_at;
+    if ((noff = blob_new(e, &copy, &rc)) == 0)
+        return rc == ERR_NOSPACE ? rc : fail(e, rc, "out of memory");
+    if ((rc = put(e, recs, rec->id, noff, NULL)) != 0)
+        return rc;
+    shm_free(R(e), off);
+    rec->version = copy.version;
+    rec->created_at = copy.created_at;
+    rec->expires_at = copy.expires_at;
+    return outbox_add(e, s, service, resource, &copy, "update", copy.updated_at);
+}
+
+int memrec_record_delete(struct engine *e, const struct eng_scope *s, const char *service,
+                         const char *resource, const char *id, int64_t if_version, int64_t now)
+{
+    uint64_t res, recs, off;
+    struct eng_record gone = {0};
+    const struct rec_blob *old;
+    int rc;
+
+    if ((rc = res_find(e, s, service, resource, &res)) != 0 ||
+        (rc = blob_find(e, s, res, id, now, &recs, &off)) != 0)
+        return rc;
+    old = P(e, off);
+    if (if_version != 0 && old->version != if_version)
+        return fail(e, ERR_PRECONDITION, "version is %" PRId64, old->version);
+    memcpy(gone.id, old->id, ENG_ID);
+    gone.version = old->version + 1;
+    rc = shm_map_del(R(e), recs, id, strlen(id), NULL);
+    if (rc != 0)
+        return engine_mem_broke(e, rc == ERR_NOSPACE ? rc : ERR_INTERNAL, "index delete");
+    shm_free(R(e), off);
+    return outbox_add(e, s, service, resource, &gone, "delete", now);
+}
+
+/* ---- list: filters, order, keyset --------------------------------------------- */
+
+/* The value a query sees for field name of rec (Borrowed, or a scratch number/string). */
+static const cJSON *column(const struct eng_record *rec, const char *name, cJSON *scratch)
+{
+    if (strcmp(name, "id") == 0) {
+        scratch->type = cJSON_String;
+        scratch->valuestring = (char *)rec->id;
+        return scratch;
+    }
+    if (strcmp(name, "created_at") == 0 || strcmp(name, "updated_at") == 0) {
+        scratch->type = cJSON_Number;
+        scratch->valuedouble = (double)(name[0] == 'c' ? rec->created_at : rec->updated_at);
+        return scratch;
+    }
+    return cJSON_GetObjectItemCaseSensitive(rec->data, name);
+}
+
+static bool is_null(const cJSON *v)
+{
+    return v == NULL || cJSON_IsNull(v);
+}
+
+/* Orders two non-null values of one type. */
+static int cmp_values(const cJSON *a, const cJSON *b)
+{
+    if (cJSON_IsNumber(a) && cJSON_IsNumber(b))
+        return (a->valuedouble > b->valuedouble) - (a->valuedouble < b->valuedouble);
+    if (cJSON_IsString(a) && cJSON_IsString(b))
+        return strcmp(a->valuestring, b->valuestring);
+    if (cJSON_IsBool(a) && cJSON_IsBool(b))
+        return cJSON_IsTrue(a) - cJSON_IsTrue(b);
+    return 0;
+}
+
+/* Nulls after every value. */
+static int cmp_nullable(const cJSON *a, const cJSON *b)
+{
+    if (is_null(a) || is_null(b))
+        return is_null(a) - is_null(b);
+    return cmp_values(a, b);
+}
+
+static bool equal(const cJSON *a, const cJSON *b)
+{
+    if (cJSON_IsNumber(a) || cJSON_IsString(a) || cJSON_IsBool(a))
+        return cmp_values(a, b) == 0 && (cJSON_IsBool(a) == cJSON_IsBool(b)) &&
+               (cJSON_IsNumber(a) == cJSON_IsNumber(b));
+    return cJSON_Compare(a, b, true);
+}
+
+/* The start of the next UTF-8 character (values are valid UTF-8: json_parse
+ * checks); never past the terminating NUL. */
+static const char *next_char(const char *s)
+{
+    do
+        s++;
+    while ((*s & 0xC0) == 0x80);
+    return s;
+}
+
+/* SQL LIKE as PostgreSQL has it: % any run, _ one character (not one byte),
+ * \ escapes. Greedy with one backtrack point, the last %: O(len(s) x len(p))
+ * at worst, where trying every split per % would be exponential in the
+ * number of %s a client may send. */
+static bool like(const char *s, const char *p)
+{
+    const char *star_p = NULL, *star_s = NULL;
+
+    while (*s != '\0') {
+        if (*p == '%') {
+            while (*p == '%')
+                p++;
+            if (*p == '\0')
+                return true;
+            star_p = p;
+            star_s = s;
+            continue;
+        }
+        if (*p == '_') {
+            p++;
+            s = next_char(s);
+            continue;
+        }
+        const char *lit = *p == '\\' && p[1] != '\0' ? p + 1 : p;
+        if (*lit != '\0' && *lit == *s) {
+            p = lit + 1;
+            s++;
+            continue;
+        }
+        if (star_p == NULL)
+            return false;
+        star_s = next_char(star_s); /* the last % takes one more character */
+        s = star_s;
+        p = star_p;
+    }
+    while (*p == '%')
+        p++;
+    return *p == '\0';
+}
+
+static bool matches(const struct eng_resource *def, const struct eng_record *rec, const struct eng_filter *f)
+{
+    cJSON scratch = {0};
+    const struct eng_field *fd = eng_resource_field(def, f->field);
+    const cJSON *v = column(rec, f->field, &scratch), *w = f->value;
+    int c;
+
+    if (fd != NULL && fd->pii) {
+        if (f->op == ENG_OP_IS)
+            return cJSON_IsNull(w) == is_null(v);
+        v = rec->bidx != NULL ? cJSON_GetObjectItemCaseSensitive(rec->bidx, f->field) : NULL;
+        return f->op == ENG_OP_EQ && !is_null(v) && cJSON_IsString(w) && equal(v, w);
+    }
+    if (f->op == ENG_OP_IS) {
+        if (cJSON_IsNull(w))
+            return is_null(v);
+        return cJSON_IsBool(v) && cJSON_IsTrue(v) == cJSON_IsTrue(w);
+    }
+    if (is_null(v) || w == NULL)
+        return false;
+    switch (f->op) {
+    case ENG_OP_EQ:
+        return equal(v, w);
+    case ENG_OP_NEQ:
+        return !equal(v, w);
+    case ENG_OP_LIKE:
+        return cJSON_IsString(v) && cJSON_IsString(w) && like(v->valuestring, w->valuestring);
+    case ENG_OP_IN: {
+        const cJSON *x;
+        cJSON_ArrayForEach(x, w) if (equal(v, x)) return true;
+        return false;
+    }
+    default:
+        break;
+    }
+    if (cJSON_IsNumber(v) != cJSON_IsNumber(w) || cJSON_IsString(v) != cJSON_IsString(w) ||
+        cJSON_IsBool(v) != cJSON_IsBool(w) || !(cJSON_IsNumber(v) || cJSON_IsString(v) || cJSON_IsBool(v)))
+        return false;
+    c = cmp_values(v, w);
+    switch (f->op) {
+    case ENG_OP_GT: return c > 0;
+    case ENG_OP_GTE: return c >= 0;
+    case ENG_OP_LT: return c < 0;
+    case ENG_OP_LTE: return c <= 0;
+    default: return false;
+    }
+}
+
+struct sortctx {
+    const char *order;
+    bool desc;
+};
+
+static struct sortctx sort_ctx;     /* qsort has no argument; the worker is single-threaded */
+
+static int cmp_key(const struct eng_record *a, const cJSON *av, const char *bid, const cJSON *bv)
+{
+    int c = cmp_nullable(av, bv);
+
+    if (c == 0)
+        c = strcmp(a->id, bid);
+    return sort_ctx.desc ? -c : c;
+}
+
+static int cmp_rec(const void *pa, const void *pb)
+{
+    const struct eng_record *a = pa, *b = pb;
+    cJSON sa = {0}, sb = {0};
+
+    return cmp_key(a, column(a, sort_ctx.order, &sa), b->id, column(b, sort_ctx.order, &sb));
+}
+
+static bool column_known(const struct eng_resource *def, const char *name)
+{
+    return strcmp(name, "id") == 0 || strcmp(name, "created_at") == 0 ||
+           strcmp(name, "updated_at") == 0 || eng_resource_field(def, name) != NULL;
+}
+
+int memrec_record_list(struct engine *e, const struct eng_scope *s, const char *service,
+                       const char *resource, const struct eng_query *q, struct eng_record *out,
+                       size_t max, size_t *n)
+{
+    const struct eng_resource *def;
+    struct eng_record *all = NULL;
+    struct shm_map_entry me;
+    uint64_t res, recs, pos = 0;
+    size_t count, k = 0;
+    int rc;
+
+    if (n == NULL || q == NULL || (out == NULL && max > 0) || q->nfilters > ENG_MAX_FILTERS)
+        return fail(e, ERR_INVAL, "bad list arguments");
+    *n = 0;
+    if ((rc = res_find(e, s, service, resource, &res)) != 0)
+        return rc;
+    def = &((struct rec_res *)P(e, res))->def;
+    for (size_t i = 0; i < q->nfilters; i++)
+        if (!column_known(def, q->filters[i].field))
+            return fail(e, ERR_INVAL, "no field %.64s", q->filters[i].field);
+    if (q->order[0] != '\0' && !column_known(def, q->order))
+        return fail(e, ERR_INVAL, "no field %.64s", q->order);
+    if ((recs = store_records(e, res, s->org_id, false)) == 0)
+        return 0;
+    count = shm_map_count(R(e), recs);
+    if (count == 0)
+        return 0;
+    if ((all = calloc(count, sizeof *all)) == NULL)
+        return fail(e, ERR_NOMEM, "out of memory");
+    sort_ctx = (struct sortctx){q->order[0] != '\0' ? q->order : "id", q->desc};
+    while (k < count && shm_map_next(R(e), recs, &pos, &me)) {
+        const struct rec_blob *b = P(e, me.val);
+        bool keep = !expired(b, q->now);
+
+        if (keep && (rc = blob_parse(b, &all[k])) != 0)
+            break;
+        for (size_t i = 0; keep && i < q->nfilters; i++)
+            keep = matches(def, &all[k], &q->filters[i]);
+        if (keep && q->has_after) {
+            cJSON sa = {0};
+            keep = cmp_key(&all[k], column(&all[k], sort_ctx.order, &sa), q->after_id, q->after_value) > 0;
+        }
+        if (keep)
+            k++;
+        else
+            eng_record_cleanup(&all[k]);
+    }
+    if (rc != 0) {
+        for (size_t i = 0; i < k; i++)
+            eng_record_cleanup(&all[i]);
+        free(all);
+        return fail(e, rc, "record unreadable");
+    }
+    qsort(all, k, sizeof *all, cmp_rec);
+    for (size_t i = 0; i < k; i++) {
+        if (*n < max)
+            out[(*n)++] = all[i];
+        else
+            eng_record_cleanup(&all[i]);
+    }
+    free(all);
+    return 0;
+}
+
+static int cmp_outbox(const void *a, const void *b)
+{
+    uint64_t x = ((const struct eng_outbox *)a)->seq, y = ((const struct eng_outbox *)b)->seq;
+
+    return (x > y) - (x < y);
+}
+
+int memrec_outbox_list(struct engine *e, const struct eng_scope *s, const char *service,
+                       uint64_t after_seq, struct eng_outbox *out, size_t max, size_t *n)
+{
+    struct shm_map_entry me;
+    struct eng_outbox *all;
+    uint64_t sv, pos = 0;
+    size_t count, k = 0;
+    int rc;
+
+    if (n == NULL || (out == NULL && max > 0))
+        return fail(e, ERR_INVAL, "bad list arguments");
+    *n = 0;
+    if ((rc = engine_mem_enter_org(e, s)) != 0)
+        return rc;
+    if (!args_ok(s, service))
+        return fail(e, ERR_INVAL, "bad service name");
+    if ((sv = svc_find(e, s, service, false)) == 0)
+        return 0;
+    count = shm_map_count(R(e), ((struct rec_svc *)P(e, sv))->outbox);
+    if (count == 0)
+        return 0;
+    if ((all = malloc(count * sizeof *all)) == NULL)
+        return fail(e, ERR_NOMEM, "out of memory");
+    while (k < count && shm_map_next(R(e), ((struct rec_svc *)P(e, sv))->outbox, &pos, &me)) {
+        const struct eng_outbox *ob = P(e, me.val);
+        if (ob->seq > after_seq && strcmp(ob->org_id, s->org_id) == 0)
+            all[k++] = *ob;
+    }
+    qsort(all, k, sizeof *all, cmp_outbox);
+    for (size_t i = 0; i < k && *n < max; i++)
+        out[(*n)++] = all[i];
+    free(all);
+    return 0;
+}
+
+/* ---- value helpers (engine.h) ------------------------------------------------ */
+
+static const char *const TYPE_NAMES[] = {
+    [ENG_FT_STRING] = "string", [ENG_FT_TEXT] = "text", [ENG_FT_INTEGER] = "integer",
+    [ENG_FT_NUMBER] = "number", [ENG_FT_BOOLEAN] = "boolean", [ENG_FT_TIMESTAMP] = "timestamp",
+    [ENG_FT_JSON] = "json", [ENG_FT_VECTOR] = "vector",
+};
+
+int eng_ftype_parse(const char *s, int *type, int *dim)
+{
+    *type = 0;
+    *dim = 0;
+    if (s == NULL)
+        return ERR_INVAL;
+    for (int t = ENG_FT_STRING; t < ENG_FT_VECTOR; t++)
+        if (strcmp(s, TYPE_NAMES[t]) == 0) {
+            *type = t;
+            return 0;
+        }
+    if (strncmp(s, "vector(", 7) == 0) {
+        const char *p = s + 7;
+        long n = 0;
+
+        if (*p < '1' || *p > '9')
+            return ERR_INVAL;
+        for (; *p >= '0' && *p <= '9' && n <= ENG_VECTOR_MAX; p++)
+            n = n * 10 + (*p - '0');
+        if (strcmp(p, ")") != 0 || n > ENG_VECTOR_MAX)
+            return ERR_INVAL;
+        *type = ENG_FT_VECTOR;
+        *dim = (int)n;
+        return 0;
+    }
+    return ERR_INVAL;
+}
+
+const char *eng_ftype_name(int type, int dim, char buf[24])
+{
+    if (type == ENG_FT_VECTOR)
+        snprintf(buf, 24, "vector(%d)", dim);
+    else
+        snprintf(buf, 24, "%s", type >= ENG_FT_STRING && type <= ENG_FT_VECTOR ? TYPE_NAMES[type] : "?");
+    return buf;
+}
+
+const struct eng_field *eng_resource_field(const struct eng_resource *r, const char *name)
+{
+    if (name == NULL)
+        return NULL;
+    for (int i = 0; i < r->nfields; i++)
+        if (strcmp(r->fields[i].name, name) == 0)
+            return &r->fields[i];
+    return NULL;
+}
+
+static bool is_int(const cJSON *v)
+{
+    double d;
+
+    if (!cJSON_IsNumber(v))
+        return false;
+    d = v->valuedouble;
+    return isfinite(d) && d == floor(d) && d >= -(double)ENG_INT_MAX && d <= (double)ENG_INT_MAX;
+}
+
+int eng_value_check(const struct eng_field *f, const cJSON *v, const char **why)
+{
+    const cJSON *x;
+    int n = 0;
+
+    switch (f->type) {
+    case ENG_FT_STRING:
+    case ENG_FT_TEXT:
+        if (!cJSON_IsString(v)) {
+            *why = "must be a string";
+            return ERR_INVAL;
+        }
+        if (strlen(v->valuestring) > ENG_STRING_MAX) {
+            *why = "longer than 65536 bytes";
+            return ERR_INVAL;
+        }
+        return 0;
+    case ENG_FT_INTEGER:
+        *why = "must be an integer within ±9007199254740991";
+        return is_int(v) ? 0 : ERR_INVAL;
+    case ENG_FT_TIMESTAMP:
+        *why = "must be unix seconds (an integer from 0 to 253402300799)";
+        return is_int(v) && v->valuedouble >= 0 && v->valuedouble <= 253402300799.0 ? 0 : ERR_INVAL;
+    case ENG_FT_NUMBER:
+        *why = "must be a number";
+        return cJSON_IsNumber(v) && isfinite(v->valuedouble) ? 0 : ERR_INVAL;
+    case ENG_FT_BOOLEAN:
+        *why = "must be true or false";
+        return cJSON_IsBool(v) ? 0 : ERR_INVAL;
+    case ENG_FT_JSON:
+        return 0;
+    case ENG_FT_VECTOR:
+        *why = "must be an array of numbers of the vector's dimension";
+        if (!cJSON_IsArray(v))
+            return ERR_INVAL;
+        cJSON_ArrayForEach(x, v) {
+            if (!cJSON_IsNumber(x) || !isfinite(x->valuedouble))
+                return ERR_INVAL;
+            n++;
+        }
+        return n == f->dim ? 0 : ERR_INVAL;
+    default:
+        *why = "unknown type";
+        return ERR_INVAL;
+    }
+}
+
+/* "2024-01-31T12:00:00Z" → unix seconds; -1 when not exactly that shape. */
+static int64_t parse_rfc3339(const char *s)
+{
+    struct tm tm = {0};
+    const char *end;
+
+    if (strlen(s) != 20 || s[4] != '-' || s[7] != '-' || s[10] != 'T' || s[19] != 'Z')
+        return -1;
+    end = strptime(s, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    if (end == NULL || *end != '\0')
+        return -1;
+    return (int64_t)timegm(&tm);
+}
+
+static bool all_digits(const char *s, size_t max)
+{
+    size_t i = s[0] == '-' ? 1 : 0;
+
+    if (s[i] == '\0' || strlen(s) > max)
+        return false;
+    for (; s[i] != '\0'; i++)
+        if (!isdigit((unsigned char)s[i]))
+            return false;
+    return true;
+}
+
+static cJSON *from_string(const char *s, const struct eng_field *f, const char **why)
+{
+    char *end;
+    double d;
+
+    switch (f->type) {
+    case ENG_FT_INTEGER:
+        *why = "a string that is not an integer";
+        if (!all_digits(s, 17))
+            return NULL;
+        d = strtod(s, &end);
+        return fabs(d) <= (double)ENG_INT_MAX ? cJSON_CreateNumber(d) : NULL;
+    case ENG_FT_NUMBER:
+        *why = "a string that is not a number";
+        if (s[0] == '\0' || isspace((unsigned char)s[0]) || strpbrk(s, "xXpPnNiI") != NULL)
+            return NULL;
+        d = strtod(s, &end);
+        return *end == '\0' && isfinite(d) ? cJSON_CreateNumber(d) : NULL;
+    case ENG_FT_BOOLEAN:
+        *why = "a string other than \"true\" or \"false\"";
+        if (strcmp(s, "true") == 0 || strcmp(s, "false") == 0)
+            return cJSON_CreateBool(s[0] == 't');
+        return NULL;
+    case ENG_FT_TIMESTAMP: {
+        int64_t t = parse_rfc3339(s);
+        *why = "a string that is not a timestamp (YYYY-MM-DDTHH:MM:SSZ or unix seconds)";
+        if (t < 0 && all_digits(s, 12) && s[0] != '-')
+            t = (int64_t)strtoll(s, NULL, 10);
+        return t >= 0 && t <= 253402300799LL ? cJSON_CreateNumber((double)t) : NULL;
+    }
+    case ENG_FT_JSON:
+        return cJSON_CreateString(s);
+    default:
+        *why = "a string cannot become that type";
+        return NULL;
+    }
+}
+
+static cJSON *to_string(const cJSON *v, int from, const char **why)
+{
+    char buf[64];
+
+    switch (from) {
+    case ENG_FT_INTEGER:
+        snprintf(buf, sizeof buf, "%.0f", v->valuedouble);
+        return cJSON_CreateString(buf);
+    case ENG_FT_NUMBER:
+        snprintf(buf, sizeof buf, "%.17g", v->valuedouble);
+        return cJSON_CreateString(buf);
+    case ENG_FT_BOOLEAN:
+        return cJSON_CreateString(cJSON_IsTrue(v) ? "true" : "false");
+    case ENG_FT_TIMESTAMP: {
+        time_t t = (time_t)v->valuedouble;
+        struct tm tm;
+        if (gmtime_r(&t, &tm) == NULL || strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+            break;
+        return cJSON_CreateString(buf);
+    }
+    case ENG_FT_JSON: {
+        char *text;
+        cJSON *out;
+        if (cJSON_IsString(v))
+            return cJSON_CreateString(v->valuestring);
+        if ((text = json_print(v)) == NULL)
+            return NULL;
+        out = strlen(text) <= ENG_STRING_MAX ? cJSON_CreateString(text) : NULL;
+        cJSON_free(text);
+        return out;
+    }
+    default:
+        break;
+    }
+    *why = "the value cannot become a string";
+    return NULL;
+}
+
+cJSON *eng_value_cast(const cJSON *v, int from, int from_dim, const struct eng_field *f,
+                      const char **why)
+{
+    const char *scratch;
+    cJSON *out = NULL;
+
+    (void)from_dim;
+    if (why == NULL)
+        why = &scratch;
+    *why = "cannot cast";
+    if (from == ENG_FT_STRING || from == ENG_FT_TEXT) {
+        if (f->type == ENG_FT_STRING || f->type == ENG_FT_TEXT)
+            return cJSON_Duplicate(v, true);
+        out = from_string(v->valuestring, f, why);
+    } else if (f->type == ENG_FT_STRING || f->type == ENG_FT_TEXT) {
+        out = to_string(v, from, why);
+    } else if (f->type == ENG_FT_JSON) {
+        out = cJSON_Duplicate(v, true);
+    } else if (from == ENG_FT_BOOLEAN && (f->type == ENG_FT_INTEGER || f->type == ENG_FT_NUMBER)) {
+        out = cJSON_CreateNumber(cJSON_IsTrue(v) ? 1 : 0);
+    } else if (f->type == ENG_FT_BOOLEAN && (from == ENG_FT_INTEGER || from == ENG_FT_NUMBER)) {
+        *why = "only 0 and 1 become booleans";
+        if (cJSON_IsNumber(v) && (v->valuedouble == 0 || v->valuedouble == 1))
+            out = cJSON_CreateBool(v->valuedouble == 1);
+    } else if (from != ENG_FT_VECTOR || f->type == ENG_FT_VECTOR) {
+        /* integer, number, timestamp, json, vector: the value must already be one of the new type */
+        out = cJSON_Duplicate(v, true);
+    }
+    if (out != NULL && eng_value_check(f, out, why) != 0) {
+        cJSON_Delete(out);
+        out = NULL;
+    }
+    return out;
+}
+
+void eng_record_cleanup(struct eng_record *rec)
+{
+    if (rec == NULL)
+        return;
+    cJSON_Delete(rec->data);
+    cJSON_Delete(rec->bidx);
+    rec->data = rec->bidx = NULL;
+}
+
+/* A sealed pii value: base64url of nonce, ciphertext and tag, so somewhat
+ * longer than the plaintext's cap. */
+#define ENG_SEALED_MAX (4u * ENG_STRING_MAX)
+
+int eng_record_fits(const struct eng_resource *def, const struct eng_record *rec, char why[128])
+{
+    const cJSON *v;
+    const char *reason;
+
+    if (!cJSON_IsObject(rec->data) || (rec->bidx != NULL && !cJSON_IsObject(rec->bidx))) {
+        err_set(why, "record data must be an object");
+        return ERR_INVAL;
+    }
+    cJSON_ArrayForEach(v, rec->data) {
+        const struct eng_field *f = eng_resource_field(def, v->string);
+
+        if (f == NULL) {
+            err_set(why, "no field %.64s", v->string);
+            return ERR_INVAL;
+        }
+        if (cJSON_IsNull(v))
+            continue;
+        if (f->pii) {
+            const cJSON *h = rec->bidx != NULL ? cJSON_GetObjectItemCaseSensitive(rec->bidx, f->name) : NULL;
+            if (!cJSON_IsString(v) || !cJSON_IsString(h) || strlen(v->valuestring) > ENG_SEALED_MAX) {
+                err_set(why, "pii field %s needs its sealed value and index", f->name);
+                return ERR_INVAL;
+            }
+        } else if (eng_value_check(f, v, &reason) != 0) {
+            err_set(why, "field %s: %s", f->name, reason);
+            return ERR_INVAL;
+        }
+    }
+    for (int i = 0; i < def->nfields; i++) {
+        const cJSON *x = cJSON_GetObjectItemCaseSensitive(rec->data, def->fields[i].name);
+        if (def->fields[i].required && (x == NULL || cJSON_IsNull(x))) {
+            err_set(why, "field %s is required", def->fields[i].name);
+            return ERR_INVAL;
+        }
+    }
+    return 0;
+}
+
+bool eng_name_valid(const char *s, size_t cap)
+{
+    size_t n = s != NULL ? strnlen(s, cap) : cap;
+
+    if (n == 0 || n >= cap || n > 63 || s[0] < 'a' || s[0] > 'z')
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9') || s[i] == '_'))
+            return false;
+    return true;
+}

@@ -1,0 +1,31 @@
+/* engine_pg: the PostgreSQL engine behind lib/store/engine.h (DESIGN §3).
+ *
+ * A `core` pool for the core schema and a `data` pool per mode for the
+ * services' data schemas, each opened lazily and capped at connection_limit
+ * (lib/store/pg/pg.h). A unit of work is one transaction per pool it touches, begun by
+ * the first statement that needs that pool, with tessera.org_id and the
+ * search_path set transaction-locally first; RLS (sql/0001_core.sql) keeps a
+ * wrong query inside its org even when this code is wrong.
+ *
+ * Expected outcomes (no such row, a unique key taken) are found without
+ * raising SQL errors (ON CONFLICT DO NOTHING, RETURNING, counts), so the
+ * transaction stays usable after them, as the memory engine's does; any other
+ * failed statement spoils the unit of work, which must roll back. */
+#ifndef LIB_ENGINE_PG_H
+#define LIB_ENGINE_PG_H
+
+#include "store/engine.h"
+
+struct engine_pg_config {
+    const char *core_dsn;
+    const char *test_dsn;       /* "" or NULL: core_dsn */
+    const char *live_dsn;       /* "" or NULL: core_dsn */
+    int connection_limit;       /* per pool */
+    bool prepare;               /* keep statements prepared per connection (lib/store/pg/pg.h): not through PgBouncer */
+};
+
+/* Returns owned (engine_free): the engine; nothing connects yet. NULL with
+ * errstr for a malformed DSN or limit (the DSN itself is never quoted). */
+struct engine *engine_pg_new(const struct engine_pg_config *c, char errstr[128]);
+
+#endif

@@ -1,0 +1,61 @@
+/* engine_pg_records: the PostgreSQL engine's resources and records (engine.h's
+ * "resources and records" section), kept out of engine_pg.c. Private to the
+ * two files: engine_pg.c installs the ops below into its table and lends the
+ * records code its transactions through the hooks. */
+#ifndef LIB_ENGINE_PG_RECORDS_H
+#define LIB_ENGINE_PG_RECORDS_H
+
+#include "store/engine.h"
+#include "store/pg/pg.h"
+
+/* engine_pg.c: runs st[0..n) in the unit of work's transaction on the data
+ * pool of s->mode (begun on first use, with tessera.org_id = s->org_id and
+ * search_path as given), results into res (owned by the caller). Checks that
+ * a unit is open and s is its scope; errors are set in e->errstr. */
+int engine_pg_data(struct engine *e, const struct eng_scope *s, const char *search_path,
+                   const struct pg_stmt *st, size_t n, PGresult **res) ERR_MUST_CHECK;
+/* engine_pg.c: as engine_pg_data for statements that only read: before the
+ * unit's first write they run in an implicit transaction of their own (one
+ * round trip, no BEGIN/COMMIT; lib/store/pg/pg.h), after it inside the transaction. */
+int engine_pg_data_read(struct engine *e, const struct eng_scope *s, const char *search_path,
+                        const struct pg_stmt *st, size_t n, PGresult **res) ERR_MUST_CHECK;
+/* engine_pg.c: the same on the core pool. */
+int engine_pg_core(struct engine *e, const struct eng_scope *s, const struct pg_stmt *st, size_t n,
+                   PGresult **res) ERR_MUST_CHECK;
+/* engine_pg.c: a change of scope s wrote audit's entry into core.audit_relay
+ * in its data transaction: audit goes into core.audit_log in the core one
+ * too, and once both have committed the relay row is dropped (lib/store/engine.h
+ * resource_put; sql/0006_platform_schemas.sql). */
+int engine_pg_relayed(struct engine *e, const struct eng_scope *s, const struct eng_audit *audit) ERR_MUST_CHECK;
+/* engine_pg.c: "engine pg: <fmt>" into e->errstr; returns rc. */
+int engine_pg_fail(struct engine *e, int rc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+int pgrec_resource_get(struct engine *e, const struct eng_scope *s, const char *service,
+                       const char *name, struct eng_resource *out);
+int pgrec_resource_list(struct engine *e, const struct eng_scope *s, const char *service,
+                        struct eng_resource *out, size_t max, size_t *n);
+int pgrec_resource_put(struct engine *e, const struct eng_scope *s, const struct eng_resource *def,
+                       const struct eng_rename *ren, size_t nren, int64_t now,
+                       const struct eng_audit *audit, struct eng_schema_conflict *why);
+int pgrec_record_create(struct engine *e, const struct eng_scope *s, const char *service,
+                        const char *resource, const struct eng_record *rec);
+int pgrec_record_get(struct engine *e, const struct eng_scope *s, const char *service,
+                     const char *resource, const char *id, int64_t now, struct eng_record *out);
+int pgrec_record_update(struct engine *e, const struct eng_scope *s, const char *service,
+                        const char *resource, struct eng_record *rec, int64_t if_version);
+int pgrec_record_delete(struct engine *e, const struct eng_scope *s, const char *service,
+                        const char *resource, const char *id, int64_t if_version, int64_t now);
+int pgrec_record_list(struct engine *e, const struct eng_scope *s, const char *service,
+                      const char *resource, const struct eng_query *q, struct eng_record *out,
+                      size_t max, size_t *n);
+int pgrec_outbox_list(struct engine *e, const struct eng_scope *s, const char *service,
+                      uint64_t after_seq, struct eng_outbox *out, size_t max, size_t *n);
+
+#define ENGINE_PG_RECORD_OPS                                                        \
+    .resource_get = pgrec_resource_get, .resource_list = pgrec_resource_list,       \
+    .resource_put = pgrec_resource_put, .record_create = pgrec_record_create,       \
+    .record_get = pgrec_record_get, .record_update = pgrec_record_update,           \
+    .record_delete = pgrec_record_delete, .record_list = pgrec_record_list,         \
+    .outbox_list = pgrec_outbox_list
+
+#endif

@@ -1,0 +1,433 @@
+/* The pool keeps its connections in a small array: a worker is single-threaded
+ * and serves one request at a time, so acquiring is a scan for an idle slot,
+ * and "waiting" can only mean the caller holds every connection already (two
+ * transactions of one request on one pool), which is counted and refused
+ * rather than deadlocked on. */
+#include "store/pg/pg.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* The statements prepared on one connection, named "tp<index>", known by the
+ * address of their text (reuse statements are string constants). */
+struct pg_prepared {
+    const char *sql[PG_PREPARED_MAX];
+    int n;
+    bool unsure;                /* a batch that prepared failed: close, don't guess */
+};
+
+struct pg_pool {
+    char *dsn;
+    int limit;
+    PGconn *conn[PG_POOL_MAX];
+    bool busy[PG_POOL_MAX];
+    struct pg_prepared *prep;   /* [limit], when prepare */
+    struct pg_pool_stats st;
+};
+
+/* Sent ahead of the caller's statements: BEGIN when a write begins the
+ * explicit transaction, the scope then and before every read outside it, the
+ * org alone when it changes inside it (lib/store/pg/pg.h). */
+static const char SQL_BEGIN[] = "BEGIN";
+static const char SQL_SCOPE[] =
+    "SELECT set_config('tessera.org_id', $1, true), set_config('search_path', $2, true)";
+static const char SQL_ORG[] = "SELECT set_config('tessera.org_id', $1, true)";
+
+int pg_sqlstate_err(const char *s)
+{
+    if (s == NULL || strlen(s) != 5)
+        return ERR_UNAVAILABLE; /* no SQLSTATE: the connection broke, not the statement */
+    if (strcmp(s, "23505") == 0 || strcmp(s, "40001") == 0 || strcmp(s, "40P01") == 0)
+        return ERR_CONFLICT;
+    if (strcmp(s, "23503") == 0)
+        return ERR_NOTFOUND;
+    if (strncmp(s, "22", 2) == 0 || strcmp(s, "23514") == 0 || strcmp(s, "23502") == 0)
+        return ERR_INVAL;
+    if (strcmp(s, "42501") == 0)
+        return ERR_FORBIDDEN;
+    if (strncmp(s, "08", 2) == 0 || strncmp(s, "57P", 3) == 0 || strncmp(s, "53", 2) == 0 ||
+        strcmp(s, "55P03") == 0 || strcmp(s, "57014") == 0)
+        return ERR_UNAVAILABLE;
+    return ERR_INTERNAL;
+}
+
+struct pg_pool *pg_pool_new(const char *label, const char *dsn, int limit, bool prepare, char errstr[128])
+{
+    struct pg_pool *p;
+    char *perr = NULL;
+    PQconninfoOption *opts;
+
+    if (limit < 1 || limit > PG_POOL_MAX) {
+        err_set(errstr, "connection_limit %d out of 1..%d", limit, PG_POOL_MAX);
+        return NULL;
+    }
+    /* The parser's message quotes the string it choked on: keep it out of logs. */
+    if ((opts = PQconninfoParse(dsn, &perr)) == NULL) {
+        PQfreemem(perr);
+        err_set(errstr, "not a valid libpq connection string");
+        return NULL;
+    }
+    PQconninfoFree(opts);
+    if ((p = calloc(1, sizeof *p)) == NULL || (p->dsn = strdup(dsn)) == NULL ||
+        (prepare && (p->prep = calloc((size_t)limit, sizeof *p->prep)) == NULL)) {
+        if (p != NULL)
+            free(p->dsn);
+        free(p);
+        err_set(errstr, "out of memory");
+        return NULL;
+    }
+    p->limit = limit;
+    snprintf(p->st.label, sizeof p->st.label, "%s", label);
+    p->st.limit = limit;
+    return p;
+}
+
+static void drop(struct pg_pool *p, int i)
+{
+    if (p->prep != NULL)
+        memset(&p->prep[i], 0, sizeof p->prep[i]); /* a new session knows none */
+    if (p->conn[i] != NULL) {
+        PQfinish(p->conn[i]);
+        p->conn[i] = NULL;
+        p->st.open--;
+    }
+    if (p->busy[i]) {
+        p->busy[i] = false;
+        p->st.busy--;
+    }
+}
+
+void pg_pool_free(struct pg_pool *p)
+{
+    if (p == NULL)
+        return;
+    for (int i = 0; i < p->limit; i++)
+        drop(p, i);
+    free(p->prep);
+    free(p->dsn);
+    free(p);
+}
+
+void pg_pool_stats(const struct pg_pool *p, struct pg_pool_stats *out)
+{
+    *out = p->st;
+}
+
+static int connect_slot(struct pg_pool *p, int i, char errstr[128])
+{
+    /* The DSN's own settings win; these only fill what it leaves out. */
+    static const char *const keys[] = {"connect_timeout", "application_name", "dbname", NULL};
+    const char *vals[] = {"5", "tessera", p->dsn, NULL};
+    PGconn *c = PQconnectdbParams(keys, vals, 1);
+
+    if (c == NULL || PQstatus(c) != CONNECTION_OK) {
+        p->st.connect_errors++;
+        err_set(errstr, "%s pool: cannot connect: %.80s", p->st.label,
+                c != NULL ? PQerrorMessage(c) : "out of memory");
+        PQfinish(c);
+        return ERR_UNAVAILABLE;
+    }
+    p->conn[i] = c;
+    p->st.open++;
+    p->st.connects++;
+    return 0;
+}
+
+/* An idle connection's slot (opening one when none is open and the cap allows). */
+static int acquire(struct pg_pool *p, int *slot, char errstr[128])
+{
+    int free_slot = -1, rc;
+
+    p->st.used = true;
+    for (int i = 0; i < p->limit; i++) {
+        if (p->conn[i] != NULL && !p->busy[i]) {
+            free_slot = i;
+            break;
+        }
+        if (p->conn[i] == NULL && free_slot < 0)
+            free_slot = i;
+    }
+    if (free_slot < 0) {
+        p->st.waits++;
+        err_set(errstr, "%s pool: all %d connections are in use", p->st.label, p->limit);
+        return ERR_UNAVAILABLE;
+    }
+    if (p->conn[free_slot] == NULL && (rc = connect_slot(p, free_slot, errstr)) != 0)
+        return rc;
+    p->busy[free_slot] = true;
+    p->st.busy++;
+    *slot = free_slot;
+    return 0;
+}
+
+/* Gives a connection back, keeping it only when it is healthy and idle. */
+static void release(struct pg_pool *p, int i)
+{
+    PGconn *c = p->conn[i];
+
+    if (c != NULL && (PQstatus(c) != CONNECTION_OK || PQtransactionStatus(c) != PQTRANS_IDLE ||
+                      (p->prep != NULL && p->prep[i].unsure))) {
+        p->st.discards++;
+        drop(p, i);
+        return;
+    }
+    if (p->busy[i]) {
+        p->busy[i] = false;
+        p->st.busy--;
+    }
+}
+
+/* Sends st[0..n) in one pipeline and reads every result into res. On any
+ * failure res is cleared and *sqlstate names the failed statement's SQLSTATE
+ * ("" when the connection itself broke). */
+/* The prepared name of a reuse statement on this connection, preparing it
+ * (*fresh) when there is room; -1: send it unnamed. */
+static int prepared_index(struct pg_prepared *pp, const struct pg_stmt *st, bool *fresh)
+{
+    *fresh = false;
+    if (pp == NULL || !st->reuse)
+        return -1;
+    for (int j = 0; j < pp->n; j++)
+        if (pp->sql[j] == st->sql)
+            return j;
+    if (pp->n == PG_PREPARED_MAX)
+        return -1;
+    *fresh = true;
+    pp->sql[pp->n] = st->sql;
+    return pp->n++;
+}
+
+/* Reads the result of a Parse sent ahead of a statement: 0, or the error. */
+static int prepare_result(PGconn *c, char sqlstate[6], char errstr[128])
+{
+    PGresult *r = PQgetResult(c), *extra;
+    int rc = 0;
+
+    if (r == NULL)
+        return ERR_UNAVAILABLE;
+    if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+        const char *code = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+        snprintf(sqlstate, 6, "%s", code != NULL ? code : "");
+        err_set(errstr, "prepare: %.110s", PQerrorMessage(c));
+        rc = code != NULL ? pg_sqlstate_err(code) : ERR_UNAVAILABLE;
+    }
+    PQclear(r);
+    while ((extra = PQgetResult(c)) != NULL)
+        PQclear(extra);
+    return rc;
+}
+
+static int pipeline(PGconn *c, struct pg_prepared *pp, const struct pg_stmt *st, size_t n, PGresult **res,
+                    char sqlstate[6], char errstr[128])
+{
+    bool fresh[PG_STMT_MAX + 2] = {false}, any_fresh = false;
+    int rc = 0;
+    size_t got = 0;
+
+    sqlstate[0] = '\0';
+    for (size_t i = 0; i < n; i++)
+        res[i] = NULL;  /* so every failure path frees exactly what arrived */
+    if (PQenterPipelineMode(c) != 1)
+        goto broken;
+    for (size_t i = 0; i < n; i++) {
+        int j = prepared_index(pp, &st[i], &fresh[i]);
+        char name[16];
+        snprintf(name, sizeof name, "tp%d", j);
+        any_fresh |= fresh[i];
+        if (fresh[i] && PQsendPrepare(c, name, st[i].sql, st[i].n, NULL) != 1)
+            goto broken;
+        if (j >= 0 ? PQsendQueryPrepared(c, name, st[i].n, st[i].vals, NULL, NULL, 0) != 1
+                   : PQsendQueryParams(c, st[i].sql, st[i].n, NULL, st[i].vals, NULL, NULL, 0) != 1)
+            goto broken;
+    }
+    if (PQpipelineSync(c) != 1)
+        goto broken;
+    for (; got < n; got++) {
+        PGresult *r, *extra;
+        char pstate[6] = "";
+        int prc;
+        /* after an earlier failure a Parse is only aborted: keep the first reason */
+        if (fresh[got] && (prc = prepare_result(c, pstate, rc == 0 ? errstr : NULL)) != 0 && rc == 0) {
+            rc = prc;
+            memcpy(sqlstate, pstate, sizeof pstate);
+            if (PQstatus(c) != CONNECTION_OK)
+                goto broken;
+        }
+        if ((r = PQgetResult(c)) == NULL)
+            goto broken;
+        res[got] = r;
+        while ((extra = PQgetResult(c)) != NULL) /* one result per statement, then NULL */
+            PQclear(extra);
+        ExecStatusType s = PQresultStatus(r);
+        if (s == PGRES_FATAL_ERROR && rc == 0) {
+            const char *code = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+            snprintf(sqlstate, 6, "%s", code != NULL ? code : "");
+            err_set(errstr, "%.120s", PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY) != NULL
+                                          ? PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY)
+                                          : PQerrorMessage(c));
+            rc = pg_sqlstate_err(code);
+            if (PQstatus(c) != CONNECTION_OK)
+                goto broken;
+        } else if (s != PGRES_COMMAND_OK && s != PGRES_TUPLES_OK && s != PGRES_PIPELINE_ABORTED &&
+                   rc == 0) {
+            err_set(errstr, "unexpected result %s", PQresStatus(s));
+            rc = ERR_INTERNAL;
+        }
+    }
+    PGresult *sync = PQgetResult(c);
+    if (sync == NULL || PQresultStatus(sync) != PGRES_PIPELINE_SYNC) {
+        PQclear(sync);
+        goto broken;
+    }
+    PQclear(sync);
+    if (PQexitPipelineMode(c) != 1)
+        goto broken;
+    if (rc != 0)
+        goto clear;
+    return 0;
+
+broken:
+    sqlstate[0] = '\0';
+    if (rc == 0 || PQstatus(c) != CONNECTION_OK)
+        err_set(errstr, "connection lost: %.100s", PQerrorMessage(c));
+    rc = ERR_UNAVAILABLE;
+    /* The connection's state is unknown now: the caller closes it. */
+clear:
+    /* Whether a failed batch's Parse messages took effect is not worth
+     * guessing: the connection is closed when it goes back (release). */
+    if (any_fresh)
+        pp->unsure = true;
+    /* every result that arrived, the one a lost connection interrupted too */
+    for (size_t i = 0; i < n; i++) {
+        PQclear(res[i]);
+        res[i] = NULL;
+    }
+    return rc;
+}
+
+void pg_tx_init(struct pg_tx *tx, struct pg_pool *p)
+{
+    memset(tx, 0, sizeof *tx);
+    tx->pool = p;
+    tx->slot = -1;
+}
+
+int pg_tx_run(struct pg_tx *tx, const char *org, const char *search_path, const struct pg_stmt *st,
+              size_t n, bool write, PGresult **res, char errstr[128])
+{
+    struct pg_pool *p = tx->pool;
+    struct pg_stmt all[PG_STMT_MAX + 2];
+    PGresult *out[PG_STMT_MAX + 2];
+    bool begin = write && !tx->explicit_tx;
+    bool global = org == NULL;  /* no tenant table: no org to set, none to change */
+    const char *scope[2] = {global ? (tx->explicit_tx ? tx->org : "") : org, search_path};
+    bool retry_safe = !tx->explicit_tx; /* nothing of an explicit transaction is at stake */
+    size_t k = 0, pre;
+    char sqlstate[6];
+    int rc;
+
+    if (n == 0 || n > PG_STMT_MAX || strlen(scope[0]) >= sizeof tx->org) {
+        err_set(errstr, "pg_tx_run: bad arguments");
+        return ERR_INTERNAL;
+    }
+    if (tx->failed) {
+        err_set(errstr, "statement after a failure in the same unit of work");
+        return ERR_INTERNAL;
+    }
+    if (begin)
+        all[k++] = (struct pg_stmt){SQL_BEGIN, 0, NULL, true};
+    if (begin || (!tx->explicit_tx && !global))
+        all[k++] = (struct pg_stmt){SQL_SCOPE, 2, scope, true};
+    else if (tx->explicit_tx && strcmp(scope[0], tx->org) != 0)
+        all[k++] = (struct pg_stmt){SQL_ORG, 1, scope, true};
+    pre = k;
+    memcpy(all + k, st, n * sizeof *st);
+    k += n;
+
+    for (int attempt = 0;; attempt++) {
+        if (tx->slot < 0 && (rc = acquire(p, &tx->slot, errstr)) != 0)
+            return rc;
+        rc = pipeline(p->conn[tx->slot], p->prep != NULL ? &p->prep[tx->slot] : NULL, all, k, out, sqlstate,
+                      errstr);
+        if (rc == 0)
+            break;
+        p->st.errors++;
+        if (rc == ERR_UNAVAILABLE && sqlstate[0] == '\0') {
+            /* The connection is gone (or in an unknown state): close it, and
+             * run again on a fresh one when nothing was lost with it. */
+            drop(p, tx->slot);
+            tx->slot = -1;
+            if (retry_safe && attempt == 0)
+                continue;
+        }
+        tx->failed = true;
+        return rc;
+    }
+    for (size_t i = 0; i < pre; i++)
+        PQclear(out[i]);
+    memcpy(res, out + pre, n * sizeof *res);
+    if (begin)
+        tx->explicit_tx = true;
+    if (tx->explicit_tx)
+        snprintf(tx->org, sizeof tx->org, "%s", scope[0]);
+    return 0;
+}
+
+static void tx_end(struct pg_tx *tx)
+{
+    if (tx->slot >= 0)
+        release(tx->pool, tx->slot);
+    tx->slot = -1;
+    tx->explicit_tx = false;
+    tx->failed = false;
+    tx->org[0] = '\0';
+}
+
+int pg_tx_commit(struct pg_tx *tx, char errstr[128])
+{
+    int rc = 0;
+
+    if (tx->failed) {
+        err_set(errstr, "commit after a failed statement");
+        pg_tx_rollback(tx);
+        return ERR_INTERNAL;
+    }
+    if (tx->slot >= 0 && tx->explicit_tx) {
+        PGconn *c = tx->pool->conn[tx->slot];
+        PGresult *r = PQexec(c, "COMMIT");
+        if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+            const char *code = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+            err_set(errstr, "commit: %.100s", PQerrorMessage(c));
+            rc = code != NULL ? pg_sqlstate_err(code) : ERR_UNAVAILABLE;
+            tx->pool->st.errors++;
+        }
+        PQclear(r);
+    }
+    tx_end(tx); /* a connection left in a transaction is closed, not reused */
+    return rc;
+}
+
+void pg_tx_rollback(struct pg_tx *tx)
+{
+    if (tx->slot >= 0) {
+        PGconn *c = tx->pool->conn[tx->slot];
+        if (PQstatus(c) == CONNECTION_OK && PQtransactionStatus(c) != PQTRANS_IDLE)
+            PQclear(PQexec(c, "ROLLBACK"));
+    }
+    tx_end(tx);
+}
+
+int pg_pool_ping(struct pg_pool *p, char errstr[128])
+{
+    static const struct pg_stmt one = {"SELECT 1", 0, NULL, true};
+    struct pg_tx tx;
+    PGresult *r = NULL;
+    int rc;
+
+    pg_tx_init(&tx, p);
+    rc = pg_tx_run(&tx, "", "pg_catalog", &one, 1, false, &r, errstr);
+    PQclear(r);
+    pg_tx_rollback(&tx);
+    return rc;
+}

@@ -1,0 +1,124 @@
+/* pg: a small, lazily opened pool of libpq connections and the one
+ * transaction a request runs on it (DESIGN §3 "Per-mode connection pools",
+ * §10 "RLS").
+ *
+ * A worker serves one request at a time, so a pool rarely holds more than one
+ * connection; the cap ([db] connection_limit) bounds what a pool may open, and
+ * nothing is opened before the first statement: a worker that only ever
+ * serves test traffic never connects for live.
+ *
+ * Transactions. The first pg_tx_run of a unit of work takes a connection and
+ * keeps it until commit or rollback. Reads before the first write run as
+ * their own pipeline, [set_config of tessera.org_id and the search_path (both
+ * transaction-local), the statements] then Sync: the extended protocol runs
+ * everything up to a Sync in one implicit transaction, so that is one round
+ * trip with no BEGIN and no COMMIT, and the settings end with it. The first
+ * write sends [BEGIN, set_config, statements]: from there on everything runs
+ * in that explicit transaction (set_config again only when the org changes)
+ * until pg_tx_commit. Under READ COMMITTED every statement takes a fresh
+ * snapshot anyway, so a read before the BEGIN sees what it would have seen
+ * inside. Nothing session-level is ever set, so the pool works through
+ * PgBouncer in transaction mode: statements go unnamed through the extended
+ * protocol, values always as $n parameters, never in the text.
+ *
+ * Failures. A statement that fails leaves the transaction usable only for
+ * pg_tx_rollback. A connection goes back to the pool only when
+ * PQtransactionStatus says idle; anything else is closed and reopened on
+ * demand. When the connection dies under a run outside the explicit
+ * transaction or under the one that begins it (a restarted server), nothing
+ * of the unit of work is lost, so that run is retried once on a fresh
+ * connection: after a restart only requests that were in flight fail. */
+#ifndef LIB_PG_H
+#define LIB_PG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <libpq-fe.h>
+
+#include "core/err.h"
+
+#define PG_POOL_MAX 64          /* the highest connection_limit config accepts */
+#define PG_STMT_MAX 8           /* statements of one pg_tx_run */
+#define PG_LABEL 16
+#define PG_PREPARED_MAX 64      /* named statements kept per connection */
+
+struct pg_pool;
+
+/* Counters and gauges of one pool, for /metrics and /readyz. */
+struct pg_pool_stats {
+    char label[PG_LABEL];       /* "core", "test", "live" */
+    bool used;                  /* a connection was ever asked for */
+    int limit;
+    int open;                   /* connections open now */
+    int busy;                   /* of which inside a transaction */
+    uint64_t connects;          /* connections made */
+    uint64_t connect_errors;
+    uint64_t waits;             /* acquires that found every connection busy */
+    uint64_t errors;            /* failed statements and lost connections */
+    uint64_t discards;          /* connections closed for not being idle after a transaction */
+};
+
+/* One statement: text with $1..$n and n values (NULL for SQL null). reuse:
+ * sql is a string constant (static storage) the caller sends again and again,
+ * so a pool made with prepare may keep it prepared on each connection. */
+struct pg_stmt {
+    const char *sql;
+    int n;
+    const char *const *vals;
+    bool reuse;
+};
+
+/* A unit of work on one pooled connection; zero it (or pg_tx_init) before use. */
+struct pg_tx {
+    struct pg_pool *pool;
+    int slot;                   /* the connection's index; -1 while none is held */
+    bool explicit_tx;           /* BEGIN sent: statements run in one transaction until commit */
+    bool failed;                /* a statement failed: only rollback is left */
+    char org[40];               /* tessera.org_id in force in the explicit transaction */
+};
+
+/* Returns owned (pg_pool_free): a pool for dsn that opens at most limit
+ * connections. Nothing connects here; a malformed dsn is refused now, with
+ * the reason in errstr (never the dsn itself: it may hold a password).
+ * prepare: statements marked reuse are prepared once per connection (named,
+ * PG_PREPARED_MAX of them) and then only bound and executed, which spares the
+ * server a parse and plan each time. Named statements are session state: only
+ * for direct connections, never through PgBouncer in transaction pooling. */
+struct pg_pool *pg_pool_new(const char *label, const char *dsn, int limit, bool prepare, char errstr[128]);
+/* Closes every connection; NULL is a no-op. */
+void pg_pool_free(struct pg_pool *p);
+void pg_pool_stats(const struct pg_pool *p, struct pg_pool_stats *out);
+/* Whether the server answers now, on an idle connection (opening one if none). */
+int pg_pool_ping(struct pg_pool *p, char errstr[128]) ERR_MUST_CHECK;
+
+void pg_tx_init(struct pg_tx *tx, struct pg_pool *p);
+/* Whether the unit of work holds a connection. */
+static inline bool pg_tx_active(const struct pg_tx *tx)
+{
+    return tx->slot >= 0;
+}
+/* Runs the n statements in tx in one round trip (org: tessera.org_id, "" for
+ * none, NULL when they touch no tenant table and name every schema: outside
+ * the explicit transaction nothing is set for them then; search_path: the
+ * schemas). write: they change data, so they run in
+ * the explicit transaction, begun now if it has not been; reads run in it
+ * when it has begun, else in an implicit one of their own. res[i] receives
+ * statement i's result, owned by the caller (PQclear), on success only.
+ * ERR_UNAVAILABLE when the server cannot be reached; for a failed statement
+ * the code its SQLSTATE maps to (pg_sqlstate_err). errstr gets the reason. */
+int pg_tx_run(struct pg_tx *tx, const char *org, const char *search_path, const struct pg_stmt *st,
+              size_t n, bool write, PGresult **res, char errstr[128]) ERR_MUST_CHECK;
+/* Commits (when a write began the explicit transaction) and gives the
+ * connection back; on failure it was rolled back. */
+int pg_tx_commit(struct pg_tx *tx, char errstr[128]) ERR_MUST_CHECK;
+/* Rolls back (when begun) and gives the connection back; never fails. */
+void pg_tx_rollback(struct pg_tx *tx);
+
+/* ERR_* for a SQLSTATE: 23505 unique → CONFLICT, 23503 foreign key → NOTFOUND,
+ * 22xxx/23514/23502 → INVAL, 40001/40P01 → CONFLICT, 42501 → FORBIDDEN,
+ * 08xxx/57Pxx/53xxx/55P03/57014 → UNAVAILABLE, else INTERNAL. */
+int pg_sqlstate_err(const char *sqlstate);
+
+#endif
