@@ -122,8 +122,6 @@ int respond_invalid(struct http_request *r, cJSON *details);
 int respond_status(int err, const char **code);
 /* Sends the error envelope for err with message (a constant or arena string). */
 int respond_error(struct http_request *r, int err, const char *message);
-/* Sends an error envelope with an explicit status and code. */
-int respond_fail(struct http_request *r, int status, const char *code, const char *message);
 
 #define HANDLER(name) int name(struct worker *w, struct http_request *r, const struct principal *p)
 

@@ -64,9 +64,9 @@ HANDLER(handle_apps_create)
     int rc;
 
     if (!p->platform_admin)
-        return respond_fail(r, 403, "forbidden", "only platform admins register apps");
+        return respond_error(r, ERR_FORBIDDEN, "only platform admins register apps");
     if (r->json == NULL || !cJSON_IsObject(r->json))
-        return respond_fail(r, 400, "invalid_request", "a JSON object body is required");
+        return respond_error(r, ERR_INVAL, "a JSON object body is required");
     if (!json_only_keys(r->json, allowed, &unknown)) {
         d = cJSON_CreateObject();
         cJSON_AddStringToObject(d, unknown, "is not a known field");
@@ -99,7 +99,7 @@ HANDLER(handle_apps_create)
     a.created_at = (int64_t)time(NULL);
     rc = w->engine->ops->app_create(w->engine, &a);
     if (rc == ERR_CONFLICT)
-        return respond_fail(r, 409, "conflict", "an app with that name exists");
+        return respond_error(r, ERR_CONFLICT, "an app with that name exists");
     if (rc != 0 || (rc = audit_record(w, &p->scope, p->user_id, "apps.create", a.name, NULL)) != 0)
         return rc;
     cJSON *root = http_own(r, app_json(&a));

@@ -59,10 +59,10 @@ HANDLER(handle_audit_list)
         char *end;
         limit = strtol(lim, &end, 10);
         if (*lim == '\0' || *end != '\0' || limit < 1 || limit > AUDIT_PAGE_MAX)
-            return respond_fail(r, 400, "invalid_request", "limit must be 1..100");
+            return respond_error(r, ERR_INVAL, "limit must be 1..100");
     }
     if (cursor != NULL && !uuid_valid(cursor))
-        return respond_fail(r, 400, "invalid_request", "malformed cursor");
+        return respond_error(r, ERR_INVAL, "malformed cursor");
     struct eng_audit *page = arena_alloc(r->arena, sizeof *page * (size_t)limit);
     if (page == NULL)
         return ERR_NOMEM;

@@ -72,7 +72,7 @@ static int body_object(struct http_request *r, const char *const *allowed)
     const char *unknown = NULL;
 
     if (r->json == NULL || !cJSON_IsObject(r->json))
-        return respond_fail(r, 400, "invalid_request", "a JSON object body is required");
+        return respond_error(r, ERR_INVAL, "a JSON object body is required");
     if (!json_only_keys(r->json, allowed, &unknown)) {
         struct problems pr = {0};
         problem(&pr, unknown, "is not a known field");
@@ -179,7 +179,7 @@ HANDLER(handle_auth_signup)
         rc = w->engine->ops->invite_resolve(w->engine, h, &inv);
         engine_rollback(w->engine);
         if (rc == ERR_NOTFOUND || (rc == 0 && (inv.used_at != 0 || inv.expires_at < now))) {
-            rc = respond_fail(r, 400, "invalid_request", "the invite is unknown, used or expired");
+            rc = respond_error(r, ERR_INVAL, "the invite is unknown, used or expired");
             goto out;
         }
         if (rc != 0)
@@ -201,7 +201,7 @@ HANDLER(handle_auth_signup)
     rc = w->engine->ops->user_create(w->engine, &u);
     if (rc == ERR_CONFLICT) {
         engine_rollback(w->engine);
-        rc = respond_fail(r, 409, "conflict", "an account with this email already exists");
+        rc = respond_error(r, ERR_CONFLICT, "an account with this email already exists");
         goto out;
     }
     if (rc != 0 || (invite == NULL && (rc = w->engine->ops->org_create(w->engine, &org)) != 0))
@@ -214,7 +214,7 @@ HANDLER(handle_auth_signup)
             goto fail;
         if (inv.used_at != 0) {
             engine_rollback(w->engine);
-            rc = respond_fail(r, 400, "invalid_request", "the invite is unknown, used or expired");
+            rc = respond_error(r, ERR_INVAL, "the invite is unknown, used or expired");
             goto out;
         }
     }
@@ -324,7 +324,7 @@ HANDLER(handle_auth_login)
     if (!known) {
         password_burn(&w->pwcost);
         throttle_failed(w, &thr);
-        return respond_fail(r, 401, "invalid_credentials", "wrong email or password");
+        return respond_error(r, ERR_CREDENTIALS, "wrong email or password");
     }
     rc = password_verify(pw, strlen(pw), u.password_hash, &w->pwcost, &rehash);
     if (rc == ERR_UNAUTHORIZED)
@@ -344,7 +344,7 @@ HANDLER(handle_auth_login)
     free(phc);
     if (rc == ERR_NOTFOUND) {
         engine_rollback(w->engine);
-        return respond_fail(r, verified ? 403 : 401, verified ? "forbidden" : "invalid_credentials",
+        return respond_error(r, verified ? ERR_FORBIDDEN : ERR_CREDENTIALS,
                             verified ? "no membership in that organization" : "wrong email or password");
     }
     if (rc != 0 || (rc = engine_commit(w->engine)) != 0)
@@ -358,7 +358,7 @@ HANDLER(handle_auth_login)
         rc = audit_record(w, &s, u.id, "auth.login_failed", u.id, NULL);
         if (rc != 0 || (rc = engine_commit(w->engine)) != 0)
             goto fail;
-        return respond_fail(r, 401, "invalid_credentials", "wrong email or password");
+        return respond_error(r, ERR_CREDENTIALS, "wrong email or password");
     }
     cJSON *root = http_own(r, cJSON_CreateObject());
     struct eng_org o;
@@ -406,7 +406,7 @@ static int refresh_reused(struct worker *w, struct http_request *r, const struct
     if ((rc = engine_commit(w->engine)) != 0)
         return rc;
     log_msg(LOG_WARN, "refresh_reuse", "family %s revoked (request %s)", t->family_id, r->request_id);
-    return respond_fail(r, 401, "token_revoked", "the refresh token was already used");
+    return respond_error(r, ERR_REVOKED, "the refresh token was already used");
 }
 
 /* A family has at most one live token (DESIGN §3): the engine's refresh_rotate
@@ -434,7 +434,7 @@ HANDLER(handle_auth_refresh)
     rc = w->engine->ops->refresh_resolve(w->engine, h, &t);
     engine_rollback(w->engine);
     if (rc == ERR_NOTFOUND)
-        return respond_fail(r, 401, "unauthorized", "unknown refresh token");
+        return respond_error(r, ERR_UNAUTHORIZED, "unknown refresh token");
     if (rc != 0)
         return rc;
 
@@ -442,9 +442,9 @@ HANDLER(handle_auth_refresh)
     struct eng_scope s = {.mode = t.mode};
     snprintf(s.org_id, sizeof s.org_id, "%s", t.org_id);
     if (t.revoked_at != 0)
-        return respond_fail(r, 401, "token_revoked", "the refresh token has been revoked");
+        return respond_error(r, ERR_REVOKED, "the refresh token has been revoked");
     if (t.expires_at <= now)
-        return respond_fail(r, 401, "token_expired", "the refresh token has expired");
+        return respond_error(r, ERR_EXPIRED, "the refresh token has expired");
     if ((rc = token_refresh_new(w->cfg, &s, t.user_id, t.family_id, now, &child, text)) != 0 ||
         (rc = token_refresh_seal(&w->ring, &t, text, sealed)) != 0)
         goto wipe;
@@ -454,7 +454,7 @@ HANDLER(handle_auth_refresh)
     rc = w->engine->ops->member_get(w->engine, &s, t.user_id, &m);
     if (rc == ERR_NOTFOUND) {
         engine_rollback(w->engine);
-        rc = respond_fail(r, 401, "unauthorized", "no longer a member of this organization");
+        rc = respond_error(r, ERR_UNAUTHORIZED, "no longer a member of this organization");
         goto wipe;
     }
     if (rc != 0 ||
@@ -478,7 +478,7 @@ HANDLER(handle_auth_refresh)
         goto wipe;
     default: /* revoked since it was resolved: a logout or a reuse elsewhere */
         engine_rollback(w->engine);
-        rc = respond_fail(r, 401, "token_revoked", "the refresh token has been revoked");
+        rc = respond_error(r, ERR_REVOKED, "the refresh token has been revoked");
         goto wipe;
     }
     cJSON *root = http_own(r, cJSON_CreateObject());
@@ -505,7 +505,7 @@ HANDLER(handle_auth_logout)
     int rc;
 
     if (p->key_id[0] != '\0')
-        return respond_fail(r, 400, "invalid_request", "API keys are revoked, not logged out");
+        return respond_error(r, ERR_INVAL, "API keys are revoked, not logged out");
     if (p->family_id[0] != '\0' &&
         (rc = w->engine->ops->refresh_revoke_family(w->engine, &p->scope, p->family_id, (int64_t)time(NULL))) != 0)
         return rc;
@@ -515,7 +515,7 @@ HANDLER(handle_auth_logout)
     snprintf(key, sizeof key, "bl:%s", p->token_sha);
     if (ttl > 0 && (rc = kv_set(w->kv, key, "1", 1, (uint64_t)ttl * 1000)) != 0) {
         log_msg(LOG_ERROR, "blacklist_unavailable", "%s", w->kv->errstr);
-        return respond_fail(r, 503, "unavailable", "the token blacklist cannot be written");
+        return respond_error(r, ERR_UNAVAILABLE, "the token blacklist cannot be written");
     }
     cJSON *root = http_own(r, cJSON_CreateObject());
     if (root == NULL)
@@ -602,10 +602,10 @@ HANDLER(handle_keys_create)
         return problems_send(r, &pr);
     /* a key that acts as a platform admin (schema changes) only from one */
     if (cJSON_IsTrue(platform) && !p->platform_admin)
-        return respond_fail(r, 403, "forbidden", "only platform admins make platform keys");
+        return respond_error(r, ERR_FORBIDDEN, "only platform admins make platform keys");
     /* a key acts with its role: it may carry no permission its creator lacks */
     if (!rbac_covers(p->perms.perms, p->perms.nperms, role.perms, role.nperms))
-        return respond_fail(r, 403, "forbidden", "a key cannot carry more than you hold");
+        return respond_error(r, ERR_FORBIDDEN, "a key cannot carry more than you hold");
     if ((rc = crypto_random(raw, sizeof raw)) != 0)
         return rc;
     int n = snprintf(secret, sizeof secret, "tk_%s_", engine_mode_name(p->scope.mode));
@@ -655,10 +655,10 @@ HANDLER(handle_keys_revoke)
     int rc;
 
     if (!uuid_valid(id))
-        return respond_fail(r, 404, "not_found", "no such API key");
+        return respond_error(r, ERR_NOTFOUND, "no such API key");
     rc = w->engine->ops->api_key_revoke(w->engine, &p->scope, id, (int64_t)time(NULL));
     if (rc == ERR_NOTFOUND)
-        return respond_fail(r, 404, "not_found", "no such API key");
+        return respond_error(r, ERR_NOTFOUND, "no such API key");
     if (rc != 0 || (rc = audit_record(w, &p->scope, actor, "keys.revoke", id, NULL)) != 0)
         return rc;
     cJSON *root = http_own(r, cJSON_CreateObject());

@@ -16,11 +16,6 @@
 
 #define BEARER_MAX 4096
 
-static int unauthorized(struct http_request *r, const char *code, const char *msg)
-{
-    return respond_fail(r, 401, code, msg);
-}
-
 /* The mode a JWT request asks for: header Tessera-Mode, test by default. */
 static int requested_mode(struct http_request *r, int *mode)
 {
@@ -41,14 +36,14 @@ static int from_api_key(struct worker *w, struct http_request *r, const char *to
     rc = w->engine->ops->api_key_resolve(w->engine, p->token_sha, &k);
     engine_rollback(w->engine);
     if (rc == ERR_NOTFOUND || (rc == 0 && k.revoked_at != 0))
-        return unauthorized(r, "unauthorized", "unknown or revoked API key");
+        return respond_error(r, ERR_UNAUTHORIZED, "unknown or revoked API key");
     if (rc != 0)
         return rc;
     /* the prefix names the key's mode; a key cannot be used for the other one */
     if (requested_mode(r, &mode) != 0)
-        return respond_fail(r, 400, "invalid_request", "Tessera-Mode must be test or live");
+        return respond_error(r, ERR_INVAL, "Tessera-Mode must be test or live");
     if (http_param(r, "HTTP_TESSERA_MODE") != NULL && mode != k.mode)
-        return respond_fail(r, 403, "forbidden", "this API key cannot act in that mode");
+        return respond_error(r, ERR_FORBIDDEN, "this API key cannot act in that mode");
     snprintf(p->scope.org_id, sizeof p->scope.org_id, "%s", k.org_id);
     p->scope.mode = k.mode;
     snprintf(p->key_id, sizeof p->key_id, "%s", k.id);
@@ -73,7 +68,7 @@ static int claims_to_principal(struct http_request *r, const char *sub, const ch
                                const char *fam, int64_t exp, struct principal *p)
 {
     if (requested_mode(r, &p->scope.mode) != 0)
-        return respond_fail(r, 400, "invalid_request", "Tessera-Mode must be test or live");
+        return respond_error(r, ERR_INVAL, "Tessera-Mode must be test or live");
     snprintf(p->scope.org_id, sizeof p->scope.org_id, "%s", org);
     snprintf(p->user_id, sizeof p->user_id, "%s", sub);
     snprintf(p->family_id, sizeof p->family_id, "%s", fam != NULL ? fam : "");
@@ -89,7 +84,7 @@ static int from_jwt(struct worker *w, struct http_request *r, const char *token,
 
     if (strcmp(seen->sha, p->token_sha) == 0) {
         if (now >= seen->exp)
-            return unauthorized(r, "token_expired", "the access token has expired");
+            return respond_error(r, ERR_EXPIRED, "the access token has expired");
         return claims_to_principal(r, seen->sub, seen->org, seen->fam, seen->exp, p);
     }
     struct jwt_expect ex = {
@@ -103,19 +98,19 @@ static int from_jwt(struct worker *w, struct http_request *r, const char *token,
     enum jwt_status st = jwt_verify(&w->keys, token, len, &ex, &claims);
 
     if (st == JWT_EXPIRED)
-        return unauthorized(r, "token_expired", "the access token has expired");
+        return respond_error(r, ERR_EXPIRED, "the access token has expired");
     if (st != JWT_OK)
-        return unauthorized(r, "unauthorized", jwt_status_str(st));
+        return respond_error(r, ERR_UNAUTHORIZED, jwt_status_str(st));
     http_own(r, claims);
     const char *sub = json_get_str(claims, "sub"), *org = json_get_str(claims, "org");
     const char *fam = json_get_str(claims, "fam"), *typ = json_get_str(claims, "typ");
     int64_t exp;
     /* only access tokens are accepted here, and only those that say so */
     if (typ == NULL || strcmp(typ, "access") != 0)
-        return unauthorized(r, "unauthorized", "not an access token");
+        return respond_error(r, ERR_UNAUTHORIZED, "not an access token");
     if (sub == NULL || org == NULL || strlen(sub) >= ENG_ID || strlen(org) >= ENG_ID ||
         (fam != NULL && strlen(fam) >= ENG_ID) || json_get_int(claims, "exp", 0, INT64_MAX, &exp) != 0)
-        return unauthorized(r, "unauthorized", "the token lacks sub, org or exp");
+        return respond_error(r, ERR_UNAUTHORIZED, "the token lacks sub, org or exp");
     /* exp is the only claim whose meaning changes with time; nbf/iat were checked now */
     snprintf(seen->sha, sizeof seen->sha, "%s", p->token_sha);
     snprintf(seen->sub, sizeof seen->sub, "%s", sub);
@@ -136,19 +131,19 @@ static int key_creator_holds(struct worker *w, struct http_request *r, struct pr
     int rc = w->engine->ops->member_get(w->engine, &p->scope, p->key_creator, &m);
 
     if (rc == ERR_NOTFOUND)
-        return unauthorized(r, "unauthorized", "the API key's creator is no longer a member");
+        return respond_error(r, ERR_UNAUTHORIZED, "the API key's creator is no longer a member");
     if (rc == 0 && p->platform_admin) {
         struct eng_user u;
         if ((rc = w->engine->ops->user_get(w->engine, p->key_creator, &u)) == 0)
             p->platform_admin = u.is_platform_admin;
         else if (rc == ERR_NOTFOUND)
-            return unauthorized(r, "unauthorized", "the API key's creator is gone");
+            return respond_error(r, ERR_UNAUTHORIZED, "the API key's creator is gone");
     }
     if (rc != 0 || (rc = w->engine->ops->role_get(w->engine, &p->scope, m.role, &have)) != 0 ||
         (rc = w->engine->ops->role_get(w->engine, &p->scope, p->role, &carried)) != 0)
-        return rc == ERR_NOTFOUND ? unauthorized(r, "unauthorized", "the API key's role is gone") : rc;
+        return rc == ERR_NOTFOUND ? respond_error(r, ERR_UNAUTHORIZED, "the API key's role is gone") : rc;
     if (!rbac_covers(have.perms, have.nperms, carried.perms, carried.nperms))
-        return unauthorized(r, "unauthorized", "the API key carries more than its creator now holds");
+        return respond_error(r, ERR_UNAUTHORIZED, "the API key carries more than its creator now holds");
     return 0;
 }
 
@@ -160,11 +155,11 @@ int authn_principal(struct worker *w, struct http_request *r, struct principal *
 
     memset(p, 0, sizeof *p);
     if (h == NULL || strncmp(h, "Bearer ", 7) != 0 || h[7] == '\0')
-        return unauthorized(r, "unauthorized", "an Authorization: Bearer token is required");
+        return respond_error(r, ERR_UNAUTHORIZED, "an Authorization: Bearer token is required");
     const char *token = h + 7;
     size_t len = strlen(token);
     if (len > BEARER_MAX)
-        return unauthorized(r, "unauthorized", "the token is too large");
+        return respond_error(r, ERR_UNAUTHORIZED, "the token is too large");
     token_sha256_hex(token, len, p->token_sha);
 
     char key[8 + ENG_HASH];
@@ -172,10 +167,10 @@ int authn_principal(struct worker *w, struct http_request *r, struct principal *
     rc = kv_exists(w->kv, key, &revoked);
     if (rc != 0) {
         log_msg(LOG_ERROR, "blacklist_unavailable", "%s", w->kv->errstr);
-        return respond_fail(r, 503, "unavailable", "the token blacklist cannot be checked");
+        return respond_error(r, ERR_UNAVAILABLE, "the token blacklist cannot be checked");
     }
     if (revoked)
-        return unauthorized(r, "token_revoked", "the token has been revoked");
+        return respond_error(r, ERR_REVOKED, "the token has been revoked");
 
     if (strncmp(token, "tk_test_", 8) == 0 || strncmp(token, "tk_live_", 8) == 0)
         rc = from_api_key(w, r, token, p);
@@ -195,7 +190,7 @@ int authn_principal(struct worker *w, struct http_request *r, struct principal *
             rc = w->engine->ops->user_get(w->engine, p->user_id, &u);
         if (rc == ERR_NOTFOUND) {
             engine_rollback(w->engine);
-            return unauthorized(r, "unauthorized", "not a member of this organization");
+            return respond_error(r, ERR_UNAUTHORIZED, "not a member of this organization");
         }
         if (rc != 0)
             goto fail;

@@ -122,10 +122,10 @@ HANDLER(handle_members_invite)
     int rc;
 
     if (r->json != NULL && (!cJSON_IsObject(r->json) || !json_only_keys(r->json, allowed, &unknown)))
-        return respond_fail(r, 400, "invalid_request", "the body may hold only a role");
+        return respond_error(r, ERR_INVAL, "the body may hold only a role");
     const char *want = r->json != NULL ? json_get_str(r->json, "role") : NULL;
     if (r->json != NULL && cJSON_HasObjectItem(r->json, "role") && want == NULL)
-        return respond_fail(r, 400, "invalid_request", "role must be a string");
+        return respond_error(r, ERR_INVAL, "role must be a string");
     if (want == NULL)
         want = "member";
     if (!role_name_ok(want) || (rc = may_grant(w, p, want)) == ERR_NOTFOUND) {
@@ -134,7 +134,7 @@ HANDLER(handle_members_invite)
         return respond_invalid(r, d);
     }
     if (rc == ERR_FORBIDDEN)
-        return respond_fail(r, 403, "forbidden", "you cannot invite into a role with more than you hold");
+        return respond_error(r, ERR_FORBIDDEN, "you cannot invite into a role with more than you hold");
     if (rc != 0)
         return rc;
     if ((rc = crypto_random(raw, sizeof raw)) != 0 ||
@@ -168,7 +168,7 @@ HANDLER(handle_members_update)
     int rc;
 
     if (r->json == NULL || !cJSON_IsObject(r->json) || !json_only_keys(r->json, allowed, &unknown))
-        return respond_fail(r, 400, "invalid_request", "a body {\"role\": …} is required");
+        return respond_error(r, ERR_INVAL, "a body {\"role\": …} is required");
     const char *want = json_get_str(r->json, "role");
     if (want == NULL || !role_name_ok(want) || (rc = may_grant(w, p, want)) == ERR_NOTFOUND) {
         cJSON *d = cJSON_CreateObject();
@@ -179,18 +179,18 @@ HANDLER(handle_members_update)
         return rc;
     int grant = rc;
     if (!uuid_valid(uid) || (rc = w->engine->ops->member_get(w->engine, &p->scope, uid, &m)) == ERR_NOTFOUND)
-        return respond_fail(r, 404, "not_found", "no such member");
+        return respond_error(r, ERR_NOTFOUND, "no such member");
     if (rc != 0)
         return rc;
     if (grant == ERR_FORBIDDEN || (rc = may_grant(w, p, m.role)) == ERR_FORBIDDEN)
-        return respond_fail(r, 403, "forbidden", "you cannot grant or take away more than you hold");
+        return respond_error(r, ERR_FORBIDDEN, "you cannot grant or take away more than you hold");
     if (rc != 0 && rc != ERR_NOTFOUND) /* a member whose custom role was deleted holds nothing */
         return rc;
     if (strcmp(m.role, "owner") == 0 && strcmp(want, "owner") != 0) {
         if ((rc = owners(w, p, &n)) != 0)
             return rc;
         if (n <= 1)
-            return respond_fail(r, 409, "conflict", "the last owner cannot be demoted");
+            return respond_error(r, ERR_CONFLICT, "the last owner cannot be demoted");
     }
     cJSON *meta = cJSON_CreateObject();
     cJSON_AddStringToObject(meta, "from", m.role);
@@ -218,18 +218,18 @@ HANDLER(handle_members_remove)
     int rc;
 
     if (!uuid_valid(uid) || (rc = w->engine->ops->member_get(w->engine, &p->scope, uid, &m)) == ERR_NOTFOUND)
-        return respond_fail(r, 404, "not_found", "no such member");
+        return respond_error(r, ERR_NOTFOUND, "no such member");
     if (rc != 0)
         return rc;
     if ((rc = may_grant(w, p, m.role)) == ERR_FORBIDDEN)
-        return respond_fail(r, 403, "forbidden", "you cannot remove a member who holds more than you");
+        return respond_error(r, ERR_FORBIDDEN, "you cannot remove a member who holds more than you");
     if (rc != 0 && rc != ERR_NOTFOUND)
         return rc;
     if (strcmp(m.role, "owner") == 0) {
         if ((rc = owners(w, p, &n)) != 0)
             return rc;
         if (n <= 1)
-            return respond_fail(r, 409, "conflict", "the last owner cannot be removed");
+            return respond_error(r, ERR_CONFLICT, "the last owner cannot be removed");
     }
     if ((rc = w->engine->ops->member_remove(w->engine, &p->scope, uid)) != 0 ||
         (rc = audit_record(w, &p->scope, actor_of(p), "members.remove", uid, NULL)) != 0)
@@ -277,7 +277,7 @@ HANDLER(handle_roles_create)
     int rc;
 
     if (r->json == NULL || !cJSON_IsObject(r->json))
-        return respond_fail(r, 400, "invalid_request", "a JSON object body is required");
+        return respond_error(r, ERR_INVAL, "a JSON object body is required");
     if (!json_only_keys(r->json, allowed, &unknown)) {
         d = cJSON_CreateObject();
         cJSON_AddStringToObject(d, unknown, "is not a known field");
@@ -317,12 +317,12 @@ HANDLER(handle_roles_create)
     if (!rbac_covers(p->perms.perms, p->perms.nperms, ro.perms, ro.nperms) ||
         (w->engine->ops->role_get(w->engine, &p->scope, name, &existing) == 0 &&
          !rbac_covers(p->perms.perms, p->perms.nperms, existing.perms, existing.nperms)))
-        return respond_fail(r, 403, "forbidden", "a role cannot grant more than you hold");
+        return respond_error(r, ERR_FORBIDDEN, "a role cannot grant more than you hold");
     snprintf(ro.org_id, sizeof ro.org_id, "%s", p->scope.org_id);
     snprintf(ro.name, sizeof ro.name, "%s", name);
     rc = w->engine->ops->role_put(w->engine, &p->scope, &ro);
     if (rc == ERR_CONFLICT)
-        return respond_fail(r, 409, "conflict", "a built-in role has that name");
+        return respond_error(r, ERR_CONFLICT, "a built-in role has that name");
     if (rc != 0 || (rc = audit_record(w, &p->scope, actor_of(p), "roles.put", name, NULL)) != 0)
         return rc;
     cJSON *root = http_own(r, role_json(&ro));

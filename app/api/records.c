@@ -52,19 +52,19 @@ static int open_resource(struct worker *w, struct http_request *r, const struct 
     if (svc_check(w, r, c->service) != 0)
         return ERR_NOTFOUND;
     if (!svc_name_ok(c->resource)) {
-        respond_fail(r, 404, "not_found", "no such resource");
+        respond_error(r, ERR_NOTFOUND, "no such resource");
         return ERR_NOTFOUND;
     }
     snprintf(c->object, sizeof c->object, "%s/%s", c->service, c->resource);
     if (!rbac_allows(p->perms.perms, p->perms.nperms, action, c->object)) {
-        respond_fail(r, 403, "forbidden", svc_printf(r, "your role does not allow %s", action));
+        respond_error(r, ERR_FORBIDDEN, svc_printf(r, "your role does not allow %s", action));
         return ERR_FORBIDDEN;
     }
     if ((c->res = arena_alloc(r->arena, sizeof *c->res)) == NULL)
         return ERR_NOMEM;
     rc = w->engine->ops->resource_get(w->engine, &p->scope, c->service, c->resource, c->res);
     if (rc == ERR_NOTFOUND) {
-        respond_fail(r, 404, "not_found", "no such resource");
+        respond_error(r, ERR_NOTFOUND, "no such resource");
         return rc;
     }
     return rc;
@@ -235,7 +235,7 @@ HANDLER(handle_records_create)
         return ERR_NOMEM;
     OPEN_OR_RETURN(w, r, p, "records:write", &c);
     if (r->json == NULL || !cJSON_IsObject(r->json))
-        return respond_fail(r, 400, "invalid_request", "the body must be a JSON object of fields");
+        return respond_error(r, ERR_INVAL, "the body must be a JSON object of fields");
     cJSON_ArrayForEach(v, r->json) body_value_ok(r, &c, v, details);
     for (int i = 0; i < c.res->nfields; i++) {
         const struct eng_field *f = &c.res->fields[i];
@@ -277,12 +277,12 @@ static int load(struct worker *w, struct http_request *r, const struct principal
     int rc;
 
     if (!uuid_valid(id)) {
-        respond_fail(r, 404, "not_found", "no such record");
+        respond_error(r, ERR_NOTFOUND, "no such record");
         return ERR_NOTFOUND;
     }
     rc = w->engine->ops->record_get(w->engine, &p->scope, c->service, c->resource, id, (int64_t)time(NULL), rec);
     if (rc == ERR_NOTFOUND) {
-        respond_fail(r, 404, "not_found", "no such record");
+        respond_error(r, ERR_NOTFOUND, "no such record");
         return rc;
     }
     if (rc != 0)
@@ -326,16 +326,16 @@ HANDLER(handle_records_update)
         return ERR_NOMEM;
     OPEN_OR_RETURN(w, r, p, "records:write", &c);
     if (if_match(r, &want) != 0)
-        return respond_fail(r, 400, "invalid_request", "If-Match must be a record version (a positive integer)");
+        return respond_error(r, ERR_INVAL, "If-Match must be a record version (a positive integer)");
     if (r->json == NULL || !cJSON_IsObject(r->json))
-        return respond_fail(r, 400, "invalid_request", "the body must be a JSON object of fields");
+        return respond_error(r, ERR_INVAL, "the body must be a JSON object of fields");
     cJSON_ArrayForEach(v, r->json) body_value_ok(r, &c, v, details);
     if (cJSON_GetArraySize(details) > 0)
         return respond_invalid(r, cJSON_Duplicate(details, true));
     if ((rc = load(w, r, p, &c, &rec)) != 0)
         return r->status != 0 ? 0 : rc;
     if (want != 0 && want != rec.version)
-        return respond_fail(r, 412, "precondition_failed",
+        return respond_error(r, ERR_PRECONDITION,
                             svc_printf(r, "the record is at version %lld", (long long)rec.version));
     cJSON_ArrayForEach(v, r->json) {
         if ((rc = records_set_value(&w->ring, &p->scope, c.service, c.resource, &rec, eng_resource_field(c.res, v->string), v)) != 0)
@@ -344,7 +344,7 @@ HANDLER(handle_records_update)
     rec.updated_at = (int64_t)time(NULL);
     rc = w->engine->ops->record_update(w->engine, &p->scope, c.service, c.resource, &rec, want);
     if (rc == ERR_PRECONDITION)
-        return respond_fail(r, 412, "precondition_failed", "the record changed meanwhile");
+        return respond_error(r, ERR_PRECONDITION, "the record changed meanwhile");
     if (rc != 0)
         return rc;
     if ((out = http_own(r, record_json(w, p, &c, &rec))) == NULL)
@@ -361,14 +361,14 @@ HANDLER(handle_records_delete)
 
     OPEN_OR_RETURN(w, r, p, "records:delete", &c);
     if (if_match(r, &want) != 0)
-        return respond_fail(r, 400, "invalid_request", "If-Match must be a record version (a positive integer)");
+        return respond_error(r, ERR_INVAL, "If-Match must be a record version (a positive integer)");
     if (!uuid_valid(id))
-        return respond_fail(r, 404, "not_found", "no such record");
+        return respond_error(r, ERR_NOTFOUND, "no such record");
     rc = w->engine->ops->record_delete(w->engine, &p->scope, c.service, c.resource, id, want, (int64_t)time(NULL));
     if (rc == ERR_NOTFOUND)
-        return respond_fail(r, 404, "not_found", "no such record");
+        return respond_error(r, ERR_NOTFOUND, "no such record");
     if (rc == ERR_PRECONDITION)
-        return respond_fail(r, 412, "precondition_failed", "the record is at another version");
+        return respond_error(r, ERR_PRECONDITION, "the record is at another version");
     if (rc != 0)
         return rc;
     cJSON *root = http_own(r, cJSON_CreateObject());
@@ -630,7 +630,7 @@ HANDLER(handle_records_list)
             char *end;
             long long l = strtoll(v, &end, 10);
             if (v[0] < '0' || v[0] > '9' || *end != '\0' || l < 1 || l > LIMIT_MAX)
-                return respond_fail(r, 400, "invalid_request", "limit must be an integer from 1 to 100");
+                return respond_error(r, ERR_INVAL, "limit must be an integer from 1 to 100");
             limit = l;
         } else if (strcmp(k, "cursor") == 0) {
             cursor = v;
@@ -638,22 +638,22 @@ HANDLER(handle_records_list)
             const char *dot = strrchr(v, '.');
             size_t fl = dot != NULL ? (size_t)(dot - v) : strlen(v);
             if (fl == 0 || fl >= sizeof q.order)
-                return respond_fail(r, 400, "invalid_request", "order must be field.asc or field.desc");
+                return respond_error(r, ERR_INVAL, "order must be field.asc or field.desc");
             memcpy(q.order, v, fl);
             q.order[fl] = '\0';
             if (dot != NULL && strcmp(dot, ".asc") != 0 && strcmp(dot, ".desc") != 0)
-                return respond_fail(r, 400, "invalid_request", "order must be field.asc or field.desc");
+                return respond_error(r, ERR_INVAL, "order must be field.asc or field.desc");
             q.desc = dot != NULL && strcmp(dot, ".desc") == 0;
         } else if ((why = parse_filter(w, r, p, &c, k, v, &q)) != NULL) {
-            return respond_fail(r, 400, "invalid_request", why);
+            return respond_error(r, ERR_INVAL, why);
         }
     }
     of = column_of(&c, q.order, &sysf);
     if (of == NULL || of->pii || !orderable(of->type))
-        return respond_fail(r, 400, "invalid_request",
+        return respond_error(r, ERR_INVAL,
                             "order names id, created_at, updated_at or a scalar field that is not pii");
     if (cursor != NULL && !cursor_open(w, r, p, &c, cursor, &q, of->type))
-        return respond_fail(r, 400, "invalid_request", "the cursor is not valid for this query");
+        return respond_error(r, ERR_INVAL, "the cursor is not valid for this query");
     if ((recs = arena_alloc(r->arena, sizeof *recs * (LIMIT_MAX + 1))) == NULL)
         return ERR_NOMEM;
     rc = w->engine->ops->record_list(w->engine, &p->scope, c.service, c.resource, &q, recs, (size_t)limit + 1, &n);

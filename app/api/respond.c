@@ -1,18 +1,24 @@
-/* The one mapping from err.h codes to HTTP statuses and DESIGN §5 error codes. */
+/* The one mapping from err.h codes to HTTP statuses and DESIGN §5 error
+ * codes: handlers answer with a code and a message (respond_error), or 422
+ * with details (respond_invalid), and never spell a status. */
 #include "app.h"
 
 int respond_status(int err, const char **code)
 {
     switch (err) {
     case ERR_INVAL: *code = "invalid_request"; return 400;
+    case ERR_BADJSON: *code = "invalid_json"; return 400;
     case ERR_UNAUTHORIZED: *code = "unauthorized"; return 401;
+    case ERR_CREDENTIALS: *code = "invalid_credentials"; return 401;
     case ERR_EXPIRED: *code = "token_expired"; return 401;
     case ERR_REVOKED: *code = "token_revoked"; return 401;
     case ERR_FORBIDDEN: *code = "forbidden"; return 403;
     case ERR_NOTFOUND: *code = "not_found"; return 404;
+    case ERR_METHOD: *code = "method_not_allowed"; return 405;
     case ERR_CONFLICT: *code = "conflict"; return 409;
     case ERR_PRECONDITION: *code = "precondition_failed"; return 412;
     case ERR_TOOBIG: *code = "payload_too_large"; return 413;
+    case ERR_MEDIATYPE: *code = "unsupported_media_type"; return 415;
     case ERR_TOOMANY: *code = "too_many_requests"; return 429;
     case ERR_UNAVAILABLE: *code = "unavailable"; return 503;
     case ERR_NOSPACE: *code = "insufficient_storage"; return 507;
@@ -25,11 +31,6 @@ int respond_error(struct http_request *r, int err, const char *message)
     const char *code;
     int status = respond_status(err, &code);
 
-    return http_send_error(r, status, code, message, NULL);
-}
-
-int respond_fail(struct http_request *r, int status, const char *code, const char *message)
-{
     return http_send_error(r, status, code, message, NULL);
 }
 

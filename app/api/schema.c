@@ -64,7 +64,7 @@ int svc_check(struct worker *w, struct http_request *r, const char *service)
 
     if (!svc_name_ok(service) || w->engine->ops->app_get(w->engine, service, &a) != 0 ||
         strcmp(a.kind, "microservice") != 0 || strcmp(a.status, "active") != 0) {
-        respond_fail(r, 404, "not_found", "no such service");
+        respond_error(r, ERR_NOTFOUND, "no such service");
         return ERR_NOTFOUND;
     }
     return 0;
@@ -307,16 +307,16 @@ HANDLER(handle_schema_put)
         return 0;
     snprintf(object, sizeof object, "%s/%s", service, resource);
     if (!p->platform_admin)
-        return respond_fail(r, 403, "forbidden", "only platform admins change resource schemas");
+        return respond_error(r, ERR_FORBIDDEN, "only platform admins change resource schemas");
     if (!svc_name_ok(resource))
-        return respond_fail(r, 400, "invalid_request",
+        return respond_error(r, ERR_INVAL,
                             "resource names match ^[a-z][a-z0-9_]{0,62}$ and are not reserved");
     if (r->json == NULL || !cJSON_IsObject(r->json))
-        return respond_fail(r, 400, "invalid_request", "the body must be a JSON object");
+        return respond_error(r, ERR_INVAL, "the body must be a JSON object");
     if (!json_only_keys(r->json, allowed, &unknown))
-        return respond_fail(r, 400, "invalid_request", "the body holds only fields, options and rename");
+        return respond_error(r, ERR_INVAL, "the body holds only fields, options and rename");
     if (!cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(r->json, "fields")))
-        return respond_fail(r, 400, "invalid_request", "fields must be an object of field definitions");
+        return respond_error(r, ERR_INVAL, "fields must be an object of field definitions");
     svc_schema_parse(r->json, service, resource, res, ren, &nren, details);
     if (nren > 0 && cJSON_GetArraySize(details) == 0) {
         /* a rename must name a field the resource has now */
@@ -351,10 +351,10 @@ HANDLER(handle_schema_put)
         const char *msg = svc_printf(r, "field %s: %s (%lld record%s%s%s); nothing was changed", why.field,
                                      why.reason, (long long)why.count, why.count == 1 ? "" : "s",
                                      why.record_id[0] ? ", e.g. " : "", why.record_id);
-        return respond_fail(r, 409, "conflict", msg != NULL ? msg : "the change does not fit the records");
+        return respond_error(r, ERR_CONFLICT, msg != NULL ? msg : "the change does not fit the records");
     }
     if (rc == ERR_FORBIDDEN)
-        return respond_fail(r, 403, "forbidden", "resource schemas are changed from the platform's organization");
+        return respond_error(r, ERR_FORBIDDEN, "resource schemas are changed from the platform's organization");
     if (rc != 0)
         return rc;
     if ((rc = w->engine->ops->resource_get(w->engine, &p->scope, service, resource, res)) != 0)

@@ -56,19 +56,19 @@ static int read_json_body(struct worker *w, struct http_request *r)
     int rc = http_read_body(r, (size_t)cfg->http.max_body_kb * 1024);
 
     if (rc == ERR_TOOBIG)
-        return respond_fail(r, 413, "payload_too_large", "request body is too large");
+        return respond_error(r, ERR_TOOBIG, "request body is too large");
     if (rc != 0)
-        return respond_fail(r, 400, "invalid_request", "request body could not be read");
+        return respond_error(r, ERR_INVAL, "request body could not be read");
     if (r->body_len == 0)
         return 0;
     if (!http_is_json(r))
-        return respond_fail(r, 415, "unsupported_media_type",
+        return respond_error(r, ERR_MEDIATYPE,
                             "request body must be application/json");
     struct json_limits lim = {cfg->http.max_json_depth, cfg->http.max_json_nodes};
     enum json_error why;
     cJSON *json = json_parse(r->body, r->body_len, &lim, &why);
     if (json == NULL)
-        return respond_fail(r, 400, "invalid_json", json_error_str(why));
+        return respond_error(r, ERR_BADJSON, json_error_str(why));
     r->json = http_own(r, json);
     return r->json == NULL ? ERR_NOMEM : 0;
 }
@@ -87,7 +87,7 @@ static int run_authed(struct worker *w, struct http_request *r, const struct app
     r->mode = engine_mode_name(p.scope.mode);
     if (ar->perm != NULL && !rbac_allows(p.perms.perms, p.perms.nperms, ar->perm, "*")) {
         engine_rollback(w->engine);
-        return respond_fail(r, 403, "forbidden", "your role does not allow this");
+        return respond_error(r, ERR_FORBIDDEN, "your role does not allow this");
     }
     rc = ar->fn(w, r, &p);
     if (rc != 0 || r->status != 0 || r->reply == NULL) {
@@ -95,6 +95,14 @@ static int run_authed(struct worker *w, struct http_request *r, const struct app
         return rc;
     }
     if ((rc = engine_commit(w->engine)) != 0) {
+        /* a serialization failure or deadlock at commit: nothing was kept, and
+         * the handler's other effects (kv writes) make a silent rerun unsafe,
+         * so the client retries */
+        if (rc == ERR_CONFLICT) {
+            log_msg(LOG_WARN, "commit_conflict", "%s (request %s)", w->engine->errstr, r->request_id);
+            r->reply = NULL;
+            return respond_error(r, ERR_CONFLICT, "a concurrent change conflicted with this one; nothing was kept, retry");
+        }
         log_msg(LOG_ERROR, "commit_failed", "%s (request %s)", w->engine->errstr, r->request_id);
         return rc == ERR_NOSPACE ? rc : ERR_UNAVAILABLE;
     }
@@ -115,7 +123,7 @@ static int dispatch(struct worker *w, struct http_request *r, int *route_idx)
     if (uri == NULL)
         uri = http_param(r, "DOCUMENT_URI");
     if (uri == NULL)
-        return respond_fail(r, 400, "invalid_request", "no request URI");
+        return respond_error(r, ERR_INVAL, "no request URI");
     const char *q = strchr(uri, '?');
     size_t plen = q != NULL ? (size_t)(q - uri) : strlen(uri);
     r->path = arena_strndup(r->arena, uri, plen);
@@ -124,25 +132,25 @@ static int dispatch(struct worker *w, struct http_request *r, int *route_idx)
 
     rc = query_split_path(r->arena, uri, plen, r->segs, ROUTER_MAX_SEGS, &r->nseg);
     if (rc == ERR_TOOBIG)
-        return respond_fail(r, 404, "not_found", "no such endpoint");
+        return respond_error(r, ERR_NOTFOUND, "no such endpoint");
     if (rc != 0)
-        return respond_fail(r, 400, "invalid_request", "malformed path");
+        return respond_error(r, ERR_INVAL, "malformed path");
     rc = query_parse(r->arena, qs, &r->query);
     if (rc == ERR_TOOBIG)
-        return respond_fail(r, 400, "invalid_request", "too many query parameters");
+        return respond_error(r, ERR_INVAL, "too many query parameters");
     if (rc != 0)
-        return respond_fail(r, 400, "invalid_request", "malformed query string");
+        return respond_error(r, ERR_INVAL, "malformed query string");
 
     rc = router_match(&w->router, r->method, r->segs, r->nseg, &r->match);
     if (rc == ERR_NOTFOUND)
-        return respond_fail(r, 404, "not_found", "no such endpoint");
+        return respond_error(r, ERR_NOTFOUND, "no such endpoint");
     if (rc != 0) {
         char allow[96];
         router_allow_str(r->match.allow, allow, sizeof allow);
         const char *v = arena_strdup(r->arena, allow);
         if (v == NULL || http_add_header(r, "Allow", v) != 0)
             return ERR_NOMEM;
-        return respond_fail(r, 405, "method_not_allowed", "method not allowed on this endpoint");
+        return respond_error(r, ERR_METHOD, "method not allowed on this endpoint");
     }
     *route_idx = (int)(r->match.route - APP_ROUTES);
 

@@ -22,6 +22,10 @@ const char *err_str(int code)
     case ERR_REVOKED: return "revoked";
     case ERR_INTERNAL: return "internal";
     case ERR_TOOMANY: return "too_many_requests";
+    case ERR_BADJSON: return "bad_json";
+    case ERR_CREDENTIALS: return "bad_credentials";
+    case ERR_METHOD: return "method_not_allowed";
+    case ERR_MEDIATYPE: return "unsupported_media_type";
     }
     return "unknown";
 }

@@ -22,6 +22,10 @@ enum err_code {
     ERR_REVOKED = -13,     /* token blacklisted or family revoked */
     ERR_INTERNAL = -14,    /* a bug or an impossible state */
     ERR_TOOMANY = -15,     /* an attempt or rate limit reached: try again later */
+    ERR_BADJSON = -16,     /* a body that is not the strict JSON accepted (lib/core/json) */
+    ERR_CREDENTIALS = -17, /* a login's email and password do not match */
+    ERR_METHOD = -18,      /* the path exists, not with this method */
+    ERR_MEDIATYPE = -19,   /* a body that is not application/json */
 };
 
 #define ERR_MUST_CHECK __attribute__((warn_unused_result))
