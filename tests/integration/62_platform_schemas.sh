@@ -157,6 +157,18 @@ if [ "${ENGINE:-memory}" = postgres ]; then
     check "an ordinary change: one audit row and no relay row left behind" \
         test "$(audit_rows ordinary):$(owner_sql -c "SELECT count(*) FROM core.audit_relay")" = "1:0"
 
+    # A serialization failure at COMMIT (as a concurrent transaction would
+    # cause): nothing kept, and the client is told to retry (409), not 503.
+    owner_sql -c "CREATE FUNCTION public.racy() RETURNS trigger LANGUAGE plpgsql AS \$\$
+                  BEGIN IF NEW.name = 'racy' THEN RAISE EXCEPTION 'injected' USING ERRCODE = 'serialization_failure';
+                  END IF; RETURN NEW; END \$\$" \
+              -c "CREATE CONSTRAINT TRIGGER racy AFTER INSERT ON core.roles
+                  DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION public.racy()"
+    req POST /v1/roles -H "$(auth "$BOB")" -H "$J" -d '{"name":"racy","permissions":["records:read:*"]}'
+    expect_error "a serialization failure at commit → 409 conflict (retry), not 503" 409 conflict
+    check "… and nothing of it was kept" test "$(owner_sql -c "SELECT count(*) FROM core.roles WHERE name = 'racy'")" = 0
+    owner_sql -c "DROP TRIGGER racy ON core.roles" -c "DROP FUNCTION public.racy()"
+
     # Issue 11 §5: the audit log keeps accepting rows without a migrate.
     cur=$(owner_sql -c "SELECT 'audit_log_' || to_char(now() AT TIME ZONE 'UTC', 'YYYY_MM')")
     nxt=$(owner_sql -c "SELECT 'audit_log_' || to_char(date_trunc('month', now() AT TIME ZONE 'UTC') + interval '1 month', 'YYYY_MM')")
