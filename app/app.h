@@ -123,6 +123,13 @@ int respond_status(int err, const char **code);
 /* Sends the error envelope for err with message (a constant or arena string). */
 int respond_error(struct http_request *r, int err, const char *message);
 
+/* The password cost the config asks for: N = 2^auth.password_cost, r 8, p 1
+ * (OWASP's scrypt parameters; only N is configurable). */
+static inline struct password_cost app_password_cost(const struct config *cfg)
+{
+    return (struct password_cost){cfg->auth.password_cost, 8, 1};
+}
+
 #define HANDLER(name) int name(struct worker *w, struct http_request *r, const struct principal *p)
 
 /* ops.c */
@@ -176,8 +183,6 @@ bool svc_name_ok(const char *s);
 int svc_check(struct worker *w, struct http_request *r, const char *service);
 /* Returns owned: a resource's schema as the API shows it. */
 cJSON *svc_resource_json(const struct eng_resource *res);
-/* Borrowed (the request's arena): printf into at most 512 bytes; NULL when out of memory. */
-const char *svc_printf(struct http_request *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* schema.c: a PUT body ({fields, options, rename}) into res and ren[ENG_MAX_FIELDS];
  * false with the reasons in details (a 422's) when it does not hold. */

@@ -246,7 +246,7 @@ static int cmd_migrate(const struct config *cfg, int argc, char **argv)
  * data lives only as long as the fleet. */
 static int cmd_seed(const struct config *cfg, int argc, char **argv)
 {
-    struct password_cost cost = {cfg->auth.password_cost, 8, 1};
+    struct password_cost cost = app_password_cost(cfg);
     struct crypto_keyring ring;
     struct engine *e;
     char why[256];

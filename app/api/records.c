@@ -57,7 +57,7 @@ static int open_resource(struct worker *w, struct http_request *r, const struct 
     }
     snprintf(c->object, sizeof c->object, "%s/%s", c->service, c->resource);
     if (!rbac_allows(p->perms.perms, p->perms.nperms, action, c->object)) {
-        respond_error(r, ERR_FORBIDDEN, svc_printf(r, "your role does not allow %s", action));
+        respond_error(r, ERR_FORBIDDEN, arena_printf(r->arena, "your role does not allow %s", action));
         return ERR_FORBIDDEN;
     }
     if ((c->res = arena_alloc(r->arena, sizeof *c->res)) == NULL)
@@ -189,7 +189,7 @@ static bool body_value_ok(struct http_request *r, const struct rctx *c, const cJ
     }
     if (eng_value_check(f, v, &why) != 0) {
         char tn[24];
-        const char *msg = svc_printf(r, "%s (%s)", why, eng_ftype_name(f->type, f->dim, tn));
+        const char *msg = arena_printf(r->arena, "%s (%s)", why, eng_ftype_name(f->type, f->dim, tn));
         cJSON_AddStringToObject(details, v->string, msg != NULL ? msg : why);
         return false;
     }
@@ -336,7 +336,7 @@ HANDLER(handle_records_update)
         return r->status != 0 ? 0 : rc;
     if (want != 0 && want != rec.version)
         return respond_error(r, ERR_PRECONDITION,
-                            svc_printf(r, "the record is at version %lld", (long long)rec.version));
+                            arena_printf(r->arena, "the record is at version %lld", (long long)rec.version));
     cJSON_ArrayForEach(v, r->json) {
         if ((rc = records_set_value(&w->ring, &p->scope, c.service, c.resource, &rec, eng_resource_field(c.res, v->string), v)) != 0)
             return rc;
@@ -427,16 +427,16 @@ static const char *parse_filter(struct worker *w, struct http_request *r, const 
     int op = 0;
 
     if (f == NULL)
-        return svc_printf(r, "unknown field %.64s", key);
+        return arena_printf(r->arena, "unknown field %.64s", key);
     if (q->nfilters >= ENG_MAX_FILTERS)
         return "at most 16 filters";
     if (dot == NULL)
-        return svc_printf(r, "filter %s must be op.value (eq neq gt gte lt lte like in is)", f->name);
+        return arena_printf(r->arena, "filter %s must be op.value (eq neq gt gte lt lte like in is)", f->name);
     for (int i = ENG_OP_EQ; i <= ENG_OP_IS; i++)
         if ((size_t)(dot - val) == strlen(OPS[i]) && strncmp(val, OPS[i], (size_t)(dot - val)) == 0)
             op = i;
     if (op == 0)
-        return svc_printf(r, "filter %s: unknown operator (eq neq gt gte lt lte like in is)", f->name);
+        return arena_printf(r->arena, "filter %s: unknown operator (eq neq gt gte lt lte like in is)", f->name);
     arg = dot + 1;
     fl = &q->filters[q->nfilters];
     snprintf(fl->field, sizeof fl->field, "%s", f->name);
@@ -447,24 +447,24 @@ static const char *parse_filter(struct worker *w, struct http_request *r, const 
         else if (f->type == ENG_FT_BOOLEAN && (strcmp(arg, "true") == 0 || strcmp(arg, "false") == 0))
             fl->value = http_own(r, cJSON_CreateBool(arg[0] == 't'));
         else
-            return svc_printf(r, "filter %s: is takes null%s", f->name,
+            return arena_printf(r->arena, "filter %s: is takes null%s", f->name,
                               f->type == ENG_FT_BOOLEAN ? ", true or false" : "");
     } else if (f->pii) {
         char hex[ENG_HASH];
         if (op != ENG_OP_EQ)
-            return svc_printf(r, "filter %s: a pii field filters only by eq and is.null", f->name);
+            return arena_printf(r->arena, "filter %s: a pii field filters only by eq and is.null", f->name);
         if (bidx_of(&w->ring, &p->scope, c->service, c->resource, f->name, arg, hex) != 0)
             return "the blind index is unavailable";
         fl->value = http_own(r, cJSON_CreateString(hex));
     } else if (!orderable(f->type)) {
-        return svc_printf(r, "filter %s: a %s field filters only by is.null", f->name,
+        return arena_printf(r->arena, "filter %s: a %s field filters only by is.null", f->name,
                           f->type == ENG_FT_JSON ? "json" : "vector");
     } else if (op == ENG_OP_LIKE) {
         if (f->type != ENG_FT_STRING && f->type != ENG_FT_TEXT)
-            return svc_printf(r, "filter %s: like applies to string and text fields", f->name);
+            return arena_printf(r->arena, "filter %s: like applies to string and text fields", f->name);
         fl->value = operand(r, f, arg);
     } else if (f->type == ENG_FT_BOOLEAN && op != ENG_OP_EQ && op != ENG_OP_NEQ && op != ENG_OP_IN) {
-        return svc_printf(r, "filter %s: a boolean takes eq, neq, in or is", f->name);
+        return arena_printf(r->arena, "filter %s: a boolean takes eq, neq, in or is", f->name);
     } else if (op == ENG_OP_IN) {
         size_t n = strlen(arg), count = 0;
         char *list;
@@ -481,19 +481,19 @@ static const char *parse_filter(struct worker *w, struct http_request *r, const 
         for (char *save = NULL, *t = strtok_r(list, ",", &save); t != NULL; t = strtok_r(NULL, ",", &save)) {
             cJSON *x = operand(r, f, t);
             if (x == NULL || ++count > ENG_IN_MAX)
-                return svc_printf(r, "filter %s: in takes up to 100 comma-separated values of type %s", f->name,
+                return arena_printf(r->arena, "filter %s: in takes up to 100 comma-separated values of type %s", f->name,
                                   eng_ftype_name(f->type, f->dim, (char[24]){0}));
             cJSON_AddItemReferenceToArray(arr, x);
         }
         if (count == 0)
-            return svc_printf(r, "filter %s: in needs at least one value", f->name);
+            return arena_printf(r->arena, "filter %s: in needs at least one value", f->name);
         fl->value = arr;
     } else {
         fl->value = operand(r, f, arg);
     }
     if (fl->value == NULL) {
         char tn[24];
-        return svc_printf(r, "filter %s: the value is not a %s", f->name, eng_ftype_name(f->type, f->dim, tn));
+        return arena_printf(r->arena, "filter %s: the value is not a %s", f->name, eng_ftype_name(f->type, f->dim, tn));
     }
     q->nfilters++;
     return NULL;

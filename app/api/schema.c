@@ -10,7 +10,6 @@
  * the records (409 naming the field and how many records fail, nothing
  * changed). Every change is audited in the platform org's trail, committed
  * with the change or not at all. */
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,19 +28,6 @@ static const char *const RESERVED[] = {"id", "created_at", "updated_at", "versio
                                        "org_id", "deleted_at", "_score", "cursor", "limit", "order",
                                        "schema", "search", "views",
                                        "tableoid", "cmax", "xmax", "cmin", "xmin", "ctid", "oid", NULL};
-
-const char *svc_printf(struct http_request *r, const char *fmt, ...)
-{
-    va_list ap;
-    char *buf = arena_alloc(r->arena, 512);
-
-    if (buf == NULL)
-        return NULL;
-    va_start(ap, fmt);
-    vsnprintf(buf, 512, fmt, ap);
-    va_end(ap);
-    return buf;
-}
 
 bool svc_name_ok(const char *s)
 {
@@ -348,7 +334,7 @@ HANDLER(handle_schema_put)
     if (rc == ERR_CONFLICT) {
         /* the records may be any org's: the field, a count and a sample of
          * the caller's own org's, never a value or another org's id */
-        const char *msg = svc_printf(r, "field %s: %s (%lld record%s%s%s); nothing was changed", why.field,
+        const char *msg = arena_printf(r->arena, "field %s: %s (%lld record%s%s%s); nothing was changed", why.field,
                                      why.reason, (long long)why.count, why.count == 1 ? "" : "s",
                                      why.record_id[0] ? ", e.g. " : "", why.record_id);
         return respond_error(r, ERR_CONFLICT, msg != NULL ? msg : "the change does not fit the records");

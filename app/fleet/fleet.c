@@ -878,7 +878,7 @@ static void maintain(struct fleet *f)
 static int control_admin_create(struct fleet *f, char *args, struct buf *out)
 {
     struct crypto_keyring ring;
-    struct password_cost cost = {f->cfg.auth.password_cost, 8, 1};
+    struct password_cost cost = app_password_cost(&f->cfg);
     char why[256] = "";
     char *nl = strchr(args, '\n');
     int rc;
@@ -1014,7 +1014,7 @@ static void log_start(const struct fleet *f)
 static int seed_memory(struct fleet *f, char errstr[256])
 {
     struct crypto_keyring ring;
-    struct password_cost cost = {f->cfg.auth.password_cost, 8, 1};
+    struct password_cost cost = app_password_cost(&f->cfg);
     char why[128];
     int rc;
 
@@ -1026,7 +1026,7 @@ static int seed_memory(struct fleet *f, char errstr[256])
         snprintf(errstr, 256, "crypto.data_key: %s", why);
         return -1;
     }
-    struct engine *e = engine_mem_new(f->shared.data, why);
+    struct engine *e = app_engine_new(&f->cfg, f->shared.data, why);
     if (e == NULL) {
         snprintf(errstr, 256, "memory engine: %s", why);
         crypto_keyring_cleanup(&ring);

@@ -338,7 +338,7 @@ static int open_deps(struct worker *w, const struct fleet_shared *sh)
         log_msg(LOG_ERROR, "worker_init", "crypto.data_key: %s", errstr);
         return ERR_INVAL;
     }
-    w->pwcost = (struct password_cost){cfg->auth.password_cost, 8, 1};
+    w->pwcost = app_password_cost(cfg);
     if (cfg->redis.url[0] != '\0')
         w->kv = kv_redis_new(cfg->redis.url, cfg->redis.timeout_ms, errstr);
     else if (sh != NULL && sh->kvmem != NULL)
