@@ -757,11 +757,10 @@ static int config_accept(struct config *c, struct jwt_keyset *ks, char errstr[25
 static void log_keys(const struct jwt_keyset *ks)
 {
     char prev[JWT_KEYSET_MAX * (JWT_KID_LEN + 1) + 1] = "";
+    size_t len = 0;
 
-    for (size_t i = 1; i < ks->n; i++) {
-        strcat(prev, i > 1 ? " " : "");
-        strcat(prev, ks->keys[i].kid);
-    }
+    for (size_t i = 1; i < ks->n && len < sizeof prev; i++)
+        len += (size_t)snprintf(prev + len, sizeof prev - len, "%s%s", i > 1 ? " " : "", ks->keys[i].kid);
     log_msg(LOG_INFO, "keys", "JWTs signed by kid %s (alg %s); previous keys that verify: %s",
             ks->keys[0].kid, jwt_alg_name(ks->sign_alg), prev[0] != '\0' ? prev : "none");
 }
