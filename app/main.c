@@ -12,7 +12,7 @@
 #include "app.h"
 #include "core/log.h"
 #include "store/pg/migrate.h"
-#include "core/version.h"
+#include "version.h"
 
 #define EXIT_CONFIG 2
 #define DEFAULT_CONFIG "/etc/tessera/tessera.conf"

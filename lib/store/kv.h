@@ -68,6 +68,9 @@ struct kv {
  * connection must not be shared between processes. NULL with errstr set for a
  * malformed url or bad timeout. */
 struct kv *kv_redis_new(const char *url, int timeout_ms, char errstr[128]);
+/* Borrowed: the hiredis version built in, "1.1.0" (for `tessera version`:
+ * only kv_redis.c includes hiredis). */
+const char *kv_redis_lib_version(void);
 #define KV_REDIS_RETRY_MS 100
 
 /* Returns owned: a handle on the kv held in region r (the map under root

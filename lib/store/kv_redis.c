@@ -765,3 +765,11 @@ fail:
     }
     return NULL;
 }
+
+#define KV_STR_(x) #x
+#define KV_STR(x) KV_STR_(x)
+
+const char *kv_redis_lib_version(void)
+{
+    return KV_STR(HIREDIS_MAJOR) "." KV_STR(HIREDIS_MINOR) "." KV_STR(HIREDIS_PATCH);
+}

@@ -431,3 +431,11 @@ int pg_pool_ping(struct pg_pool *p, char errstr[128])
     pg_tx_rollback(&tx);
     return rc;
 }
+
+const char *pg_lib_version(char buf[16])
+{
+    int v = PQlibVersion();
+
+    snprintf(buf, 16, "%d.%d", v / 10000, v % 10000);
+    return buf;
+}

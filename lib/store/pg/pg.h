@@ -121,4 +121,8 @@ void pg_tx_rollback(struct pg_tx *tx);
  * 08xxx/57Pxx/53xxx/55P03/57014 → UNAVAILABLE, else INTERNAL. */
 int pg_sqlstate_err(const char *sqlstate);
 
+/* The linked libpq's version as "major.minor" into buf (for `tessera version`:
+ * only this folder includes libpq). Returns buf. */
+const char *pg_lib_version(char buf[16]);
+
 #endif

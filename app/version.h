@@ -1,8 +1,8 @@
 /* version: what `tessera version` prints: the program's own version and the
  * versions of every library linked in, read from the libraries at run time
  * where they can tell (so a static build shows what it really carries). */
-#ifndef LIB_VERSION_H
-#define LIB_VERSION_H
+#ifndef APP_VERSION_H
+#define APP_VERSION_H
 
 #include <stdio.h>
 
