@@ -50,10 +50,23 @@ static struct sb_row *my_row(struct worker *w)
 }
 
 /* Body rules of DESIGN §5: JSON only, capped, strictly parsed. */
-static int read_json_body(struct worker *w, struct http_request *r)
+/* Parses the body read into r->body as JSON into r->json (a fresh tree each call). */
+static int parse_json_body(struct worker *w, struct http_request *r)
 {
     const struct config *cfg = w->cfg;
-    int rc = http_read_body(r, (size_t)cfg->http.max_body_kb * 1024);
+    struct json_limits lim = {cfg->http.max_json_depth, cfg->http.max_json_nodes};
+    enum json_error why;
+    cJSON *json = json_parse(r->body, r->body_len, &lim, &why);
+
+    if (json == NULL)
+        return respond_error(r, ERR_BADJSON, json_error_str(why));
+    r->json = http_own(r, json);
+    return r->json == NULL ? ERR_NOMEM : 0;
+}
+
+static int read_json_body(struct worker *w, struct http_request *r)
+{
+    int rc = http_read_body(r, (size_t)w->cfg->http.max_body_kb * 1024);
 
     if (rc == ERR_TOOBIG)
         return respond_error(r, ERR_TOOBIG, "request body is too large");
@@ -64,20 +77,15 @@ static int read_json_body(struct worker *w, struct http_request *r)
     if (!http_is_json(r))
         return respond_error(r, ERR_MEDIATYPE,
                             "request body must be application/json");
-    struct json_limits lim = {cfg->http.max_json_depth, cfg->http.max_json_nodes};
-    enum json_error why;
-    cJSON *json = json_parse(r->body, r->body_len, &lim, &why);
-    if (json == NULL)
-        return respond_error(r, ERR_BADJSON, json_error_str(why));
-    r->json = http_own(r, json);
-    return r->json == NULL ? ERR_NOMEM : 0;
+    return parse_json_body(w, r);
 }
 
-/* An authenticated route: the caller is resolved, its permission checked and the
- * handler run inside one unit of work, committed only when the handler succeeded;
- * the held reply is sent after the commit, so a client never sees a success the
- * store did not keep. */
-static int run_authed(struct worker *w, struct http_request *r, const struct app_route *ar)
+/* One attempt of an authenticated route: the caller is resolved, its permission
+ * checked and the handler run inside one unit of work, committed only when the
+ * handler succeeded; the held reply is sent after the commit, so a client never
+ * sees a success the store did not keep. */
+static int run_authed_once(struct worker *w, struct http_request *r, const struct app_route *ar,
+                           bool *at_commit)
 {
     struct principal p;
     int rc = authn_principal(w, r, &p); /* on success the unit of work is open */
@@ -94,19 +102,46 @@ static int run_authed(struct worker *w, struct http_request *r, const struct app
         engine_rollback(w->engine);
         return rc;
     }
-    if ((rc = engine_commit(w->engine)) != 0) {
-        /* a serialization failure or deadlock at commit: nothing was kept, and
-         * the handler's other effects (kv writes) make a silent rerun unsafe,
-         * so the client retries */
-        if (rc == ERR_CONFLICT) {
-            log_msg(LOG_WARN, "commit_conflict", "%s (request %s)", w->engine->errstr, r->request_id);
+    *at_commit = true;
+    return engine_commit(w->engine);
+}
+
+/* A commit that fails with a serialization failure or a deadlock (ERR_CONFLICT)
+ * kept nothing, so the request is run once more from its start (caller, permission,
+ * handler) on a fresh copy of the body. That is safe because an authenticated
+ * handler's only effect outside its unit of work is logout's blacklist entry,
+ * which setting twice leaves the same; a handler that gains another such effect
+ * must make it idempotent too. A second conflict is the client's: 409, retry. */
+static int run_authed(struct worker *w, struct http_request *r, const struct app_route *ar)
+{
+    size_t nheaders = r->nheaders;
+    bool at_commit = false;
+    int rc = run_authed_once(w, r, ar, &at_commit);
+
+    if (rc == ERR_CONFLICT && at_commit) {
+        log_msg(LOG_WARN, "commit_conflict", "%s (request %s, run again)", w->engine->errstr, r->request_id);
+        r->reply = NULL;
+        r->reply_status = 0;
+        r->nheaders = nheaders;
+        r->json = NULL;
+        if (r->body_len > 0 && ((rc = parse_json_body(w, r)) != 0 || r->status != 0))
+            return rc;
+        at_commit = false;
+        rc = run_authed_once(w, r, ar, &at_commit);
+        if (rc == ERR_CONFLICT && at_commit) {
+            log_msg(LOG_WARN, "commit_conflict", "%s (request %s, again: the client retries)",
+                    w->engine->errstr, r->request_id);
             r->reply = NULL;
-            return respond_error(r, ERR_CONFLICT, "a concurrent change conflicted with this one; nothing was kept, retry");
+            return respond_error(r, ERR_CONFLICT,
+                                 "a concurrent change conflicted with this one; nothing was kept, retry");
         }
-        log_msg(LOG_ERROR, "commit_failed", "%s (request %s)", w->engine->errstr, r->request_id);
+    }
+    if (rc != 0 && at_commit) {
+        /* any other failed commit: handle() logs it once, with the engine's reason */
+        r->reply = NULL;
         return rc == ERR_NOSPACE ? rc : ERR_UNAVAILABLE;
     }
-    return 0;
+    return rc;
 }
 
 /* Parses, routes and runs one request; on return r->status is set or rc says why not. */

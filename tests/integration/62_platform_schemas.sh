@@ -158,16 +158,29 @@ if [ "${ENGINE:-memory}" = postgres ]; then
         test "$(audit_rows ordinary):$(owner_sql -c "SELECT count(*) FROM core.audit_relay")" = "1:0"
 
     # A serialization failure at COMMIT (as a concurrent transaction would
-    # cause): nothing kept, and the client is told to retry (409), not 503.
-    owner_sql -c "CREATE FUNCTION public.racy() RETURNS trigger LANGUAGE plpgsql AS \$\$
-                  BEGIN IF NEW.name = 'racy' THEN RAISE EXCEPTION 'injected' USING ERRCODE = 'serialization_failure';
+    # cause) kept nothing: the worker runs the request once more, and after a
+    # second one the client is told to retry (409), not 503. The sequence
+    # counts attempts outside the transactions (nextval is never rolled back).
+    owner_sql -c "CREATE SEQUENCE public.racy_attempts" \
+              -c "CREATE FUNCTION public.racy() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER
+                  SET search_path = pg_catalog AS \$\$
+                  BEGIN IF NEW.name = 'racy' OR (NEW.name = 'racy_once' AND nextval('public.racy_attempts') = 1)
+                  THEN RAISE EXCEPTION 'injected' USING ERRCODE = 'serialization_failure';
                   END IF; RETURN NEW; END \$\$" \
               -c "CREATE CONSTRAINT TRIGGER racy AFTER INSERT ON core.roles
                   DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION public.racy()"
+    req POST /v1/roles -H "$(auth "$BOB")" -H "$J" -d '{"name":"racy_once","permissions":["records:read:*"]}'
+    check "one serialization failure at commit: the request is run again and succeeds (201)" test "$STATUS" = 201
+    check "… the role is kept once, from the second run" test "$(owner_sql -c "
+        SELECT count(*) || ':' || (SELECT last_value FROM public.racy_attempts) FROM core.roles WHERE name = 'racy_once'")" = "1:2"
+    check "… and its audit row once" test "$(owner_sql -c "
+        SELECT count(*) FROM core.audit_log WHERE org_id = '$GLOBEX' AND action = 'roles.put' AND target = 'racy_once'")" = 1
     req POST /v1/roles -H "$(auth "$BOB")" -H "$J" -d '{"name":"racy","permissions":["records:read:*"]}'
-    expect_error "a serialization failure at commit → 409 conflict (retry), not 503" 409 conflict
+    expect_error "a serialization failure on the second run too → 409 conflict (retry), not 503" 409 conflict
     check "… and nothing of it was kept" test "$(owner_sql -c "SELECT count(*) FROM core.roles WHERE name = 'racy'")" = 0
-    owner_sql -c "DROP TRIGGER racy ON core.roles" -c "DROP FUNCTION public.racy()"
+    check "the fleet's log says the request was run again, then left to the client" \
+        bash -c "grep -q 'run again' '$T/fleet.log' && grep -q 'the client retries' '$T/fleet.log'"
+    owner_sql -c "DROP TRIGGER racy ON core.roles" -c "DROP FUNCTION public.racy()" -c "DROP SEQUENCE public.racy_attempts"
 
     # Issue 11 §5: the audit log keeps accepting rows without a migrate.
     cur=$(owner_sql -c "SELECT 'audit_log_' || to_char(now() AT TIME ZONE 'UTC', 'YYYY_MM')")
