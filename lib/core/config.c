@@ -80,6 +80,19 @@ static const struct key_def KEYS[] = {
     STR("redis", "url", redis.url, "", NULL, 1),
     INT("redis", "timeout_ms", redis.timeout_ms, 1, 60000, "250", NULL),
 
+    /* the waiter's bound exceeds the lock's TTL, so a killed loader is replaced by
+     * one waiter when its lock expires, not by every waiter at once */
+    INT("cache", "lock_ms", cache.lock_ms, 10, 60000, "2000", NULL),
+    INT("cache", "wait_ms", cache.wait_ms, 10, 60000, "3000", NULL),
+    {"cache", "principal", T_ENUM, OFF(cache.principal), 0, 0, 0, OFF_ON, "on", NULL, 0},
+    INT("cache", "principal_ttl", cache.principal_ttl, 1, 86400, "300", NULL),
+    {"cache", "apps", T_ENUM, OFF(cache.apps), 0, 0, 0, OFF_ON, "on", NULL, 0},
+    INT("cache", "apps_ttl", cache.apps_ttl, 1, 86400, "30", NULL),
+    {"cache", "schema", T_ENUM, OFF(cache.schema), 0, 0, 0, OFF_ON, "on", NULL, 0},
+    INT("cache", "schema_ttl", cache.schema_ttl, 1, 86400, "300", NULL),
+    {"cache", "records", T_ENUM, OFF(cache.records), 0, 0, 0, OFF_ON, "on", NULL, 0},
+    INT("cache", "records_ttl", cache.records_ttl, 1, 86400, "60", NULL),
+
     STR("auth", "signing_key", auth.signing_key, "build/keys/jwt.pem", "/etc/tessera/jwt.pem", 0),
     STR("auth", "verify_keys", auth.verify_keys, "", NULL, 0),
     /* "EdDSA" until verifiers know RFC 9864's name; both always verify */
@@ -382,6 +395,11 @@ static int cross_check(const struct config *cfg, char errstr[256])
     }
     if (cfg->fleet.listen[0] == '\0') {
         snprintf(errstr, 256, "config: fleet.listen: must not be empty");
+        return ERR_INVAL;
+    }
+    if (cfg->cache.wait_ms <= cfg->cache.lock_ms) {
+        snprintf(errstr, 256, "config: cache.wait_ms: %d must exceed cache.lock_ms (%d)", cfg->cache.wait_ms,
+                 cfg->cache.lock_ms);
         return ERR_INVAL;
     }
     return 0;

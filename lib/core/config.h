@@ -61,6 +61,16 @@ struct config {
         int timeout_ms;
     } redis;
 
+    /* The read cache (DESIGN §3): a switch and a TTL in seconds per use. */
+    struct {
+        int lock_ms;            /* single-flight lock TTL: how long a dead loader blocks a key */
+        int wait_ms;            /* the longest a request waits for another's load */
+        int principal, principal_ttl;   /* membership, role, permissions per caller */
+        int apps, apps_ttl;             /* app discovery (GET /v1/apps) */
+        int schema, schema_ttl;         /* resource definitions per (service, mode) */
+        int records, records_ttl;       /* record reads: GET by id and list pages */
+    } cache;
+
     struct {
         char signing_key[CONFIG_PATH_MAX];
         /* Previous keys that still verify during a rotation (README): the file
