@@ -1,5 +1,6 @@
 #include "fleet/metrics.h"
 
+#include <stddef.h>
 #include <string.h>
 #include <sys/mman.h>
 
@@ -18,6 +19,31 @@ static const struct {
     [METRICS_LOGIN_THROTTLED] = {"login_throttled", "Logins refused with 429 after too many failures."},
     [METRICS_LOGIN_THROTTLE_ERRORS] = {"login_throttle_errors",
                                        "Failed-login throttle calls to the kv that failed (the login went on unthrottled)."},
+};
+
+static const char *const CACHE_USES[METRICS_NCACHE] = {
+    [METRICS_CACHE_PRINCIPAL] = "principal",
+    [METRICS_CACHE_APPS] = "apps",
+    [METRICS_CACHE_SCHEMA] = "schema",
+    [METRICS_CACHE_RECORDS] = "records",
+};
+
+/* struct cache_stats's fields, rendered as tessera_cache_<name>_total{use}. */
+static const struct {
+    const char *name, *help;
+    size_t off;
+} CACHE_STATS[] = {
+    {"hits", "Reads served from the cache (cached nulls included).", offsetof(struct cache_stats, hits)},
+    {"misses", "Reads the cache did not hold.", offsetof(struct cache_stats, misses)},
+    {"loads", "Loader runs (the store was asked).", offsetof(struct cache_stats, loads)},
+    {"waits", "Reads that waited for another process's load (single-flight).",
+     offsetof(struct cache_stats, waits)},
+    {"lock_timeouts", "Reads that waited the whole bound and loaded themselves.",
+     offsetof(struct cache_stats, lock_timeouts)},
+    {"fallbacks", "Reads served by the store because the kv failed (fail open).",
+     offsetof(struct cache_stats, fallbacks)},
+    {"bump_errors", "Version bumps the kv failed (old entries live until their TTL).",
+     offsetof(struct cache_stats, bump_errors)},
 };
 
 struct metrics *metrics_new(void)
@@ -64,6 +90,15 @@ void metrics_count(struct metrics *m, int slot, int counter)
 static uint64_t load(const uint64_t *p)
 {
     return __atomic_load_n(p, __ATOMIC_RELAXED);
+}
+
+struct cache_stats *metrics_cache_stats(struct metrics *m, int slot, int use)
+{
+    static struct cache_stats nowhere; /* counted, never rendered */
+
+    if (m == NULL || slot < 0 || slot >= METRICS_MAX_SLOTS || use < 0 || use >= METRICS_NCACHE)
+        return &nowhere;
+    return &m->slot[slot].cache[use];
 }
 
 uint64_t metrics_slot_total(const struct metrics *m, int slot)
@@ -135,6 +170,17 @@ int metrics_render(const struct metrics *m, const char *const *labels, size_t nr
         rc |= buf_printf(out, "# HELP tessera_%s_total %s\n# TYPE tessera_%s_total counter\ntessera_%s_total %llu\n",
                          COUNTERS[c].name, COUNTERS[c].help, COUNTERS[c].name, COUNTERS[c].name,
                          (unsigned long long)n);
+    }
+    for (size_t f = 0; f < sizeof CACHE_STATS / sizeof CACHE_STATS[0] && rc == 0; f++) {
+        rc |= buf_printf(out, "# HELP tessera_cache_%s_total %s\n# TYPE tessera_cache_%s_total counter\n",
+                         CACHE_STATS[f].name, CACHE_STATS[f].help, CACHE_STATS[f].name);
+        for (int u = 0; u < METRICS_NCACHE && rc == 0; u++) {
+            uint64_t n = 0;
+            for (int k = 0; k < METRICS_MAX_SLOTS; k++)
+                n += load((const uint64_t *)((const char *)&m->slot[k].cache[u] + CACHE_STATS[f].off));
+            rc |= buf_printf(out, "tessera_cache_%s_total{use=\"%s\"} %llu\n", CACHE_STATS[f].name,
+                             CACHE_USES[u], (unsigned long long)n);
+        }
     }
     return rc != 0 ? ERR_TOOBIG : 0;
 }

@@ -11,6 +11,7 @@
 
 #include "core/buf.h"
 #include "core/err.h"
+#include "store/cache.h"
 
 #define METRICS_MAX_SLOTS 64
 #define METRICS_MAX_ROUTES 64
@@ -32,9 +33,19 @@ enum metrics_counter {
     METRICS_NCOUNTERS
 };
 
+/* The read cache's uses (DESIGN §3), each with its own counters. */
+enum metrics_cache_use {
+    METRICS_CACHE_PRINCIPAL,        /* membership, role and permissions per caller */
+    METRICS_CACHE_APPS,             /* app discovery */
+    METRICS_CACHE_SCHEMA,           /* resource definitions */
+    METRICS_CACHE_RECORDS,          /* record reads */
+    METRICS_NCACHE
+};
+
 struct metrics_slot {
     struct metrics_route route[METRICS_MAX_ROUTES];
     uint64_t counter[METRICS_NCOUNTERS];
+    struct cache_stats cache[METRICS_NCACHE];
 };
 
 struct metrics {
@@ -54,13 +65,17 @@ void metrics_observe(struct metrics *m, int slot, int route, int status, uint64_
  * out-of-range indexes are ignored. */
 void metrics_count(struct metrics *m, int slot, int counter);
 
+/* Borrowed: slot's counters of cache use `use` (enum metrics_cache_use), for the
+ * cache to count into directly; a private dummy for NULL m or out-of-range indexes. */
+struct cache_stats *metrics_cache_stats(struct metrics *m, int slot, int use);
+
 /* Requests served by one slot, all routes. */
 uint64_t metrics_slot_total(const struct metrics *m, int slot);
 
 /* Appends the Prometheus text exposition of the fleet-wide sums:
  * tessera_http_requests_total{route,status},
- * tessera_http_request_duration_seconds{route} (histogram) and the event
- * counters. */
+ * tessera_http_request_duration_seconds{route} (histogram), the event
+ * counters and tessera_cache_<what>_total{use}. */
 int metrics_render(const struct metrics *m, const char *const *route_labels, size_t nroutes,
                    struct buf *out) ERR_MUST_CHECK;
 

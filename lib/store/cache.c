@@ -24,6 +24,11 @@
 #define LOCK_SUFFIX ":lock"
 #define BACKOFF_MAX_MS 32
 
+static void count(uint64_t *c)
+{
+    __atomic_fetch_add(c, 1, __ATOMIC_RELAXED);
+}
+
 static int64_t mono_ms(void)
 {
     struct timespec ts;
@@ -110,7 +115,7 @@ int cache_key(char out[CACHE_KEY_MAX], const char *mode, const char *org, const 
     return 0;
 }
 
-int cache_version(struct cache *c, const char *vkey, int64_t *ver)
+int cache_version(struct cache *c, struct cache_stats *st, const char *vkey, int64_t *ver)
 {
     char *val;
     size_t len;
@@ -119,19 +124,22 @@ int cache_version(struct cache *c, const char *vkey, int64_t *ver)
     *ver = 0;
     if (rc == ERR_NOTFOUND)
         return 0;
-    if (rc != 0)
-        return rc;
-    if (!kv_parse_i64(val, len, ver))
+    if (rc == 0 && !kv_parse_i64(val, len, ver))
         rc = ERR_INVAL;
     free(val);
+    if (rc != 0)
+        count(&st->fallbacks);
     return rc;
 }
 
-int cache_bump(struct cache *c, const char *vkey)
+int cache_bump(struct cache *c, struct cache_stats *st, const char *vkey)
 {
     int64_t v;
+    int rc = kv_incr(c->kv, vkey, &v);
 
-    return kv_incr(c->kv, vkey, &v);
+    if (rc != 0)
+        count(&st->bump_errors);
+    return rc;
 }
 
 /* A value from the kv into out: 1 when it was an envelope (a hit), 0 when not. */
@@ -155,7 +163,7 @@ static int load(struct cache *c, struct cache_stats *st, const char *key, uint64
 
     buf_reset(out);
     *found = false;
-    st->loads++;
+    count(&st->loads);
     if ((rc = fn(ctx, out, found)) != 0) {
         buf_reset(out);
         return rc;
@@ -165,7 +173,7 @@ static int load(struct cache *c, struct cache_stats *st, const char *key, uint64
     buf_init(&env, out->max + sizeof ENVELOPE_NULL);
     if (cache_wrap(&env, *found ? (out->p != NULL ? out->p : "") : NULL, *found ? out->len : 0) == 0 &&
         kv_set(c->kv, key, env.p, env.len, ttl_ms) != 0)
-        st->fallbacks++; /* served, just not kept */
+        count(&st->fallbacks); /* served, just not kept */
     buf_cleanup(&env);
     return 0;
 }
@@ -197,15 +205,15 @@ int cache_remember(struct cache *c, struct cache_stats *st, const char *key, uin
     rc = kv_get(c->kv, key, &val, &len);
     if (rc == 0 && take(val, len, out, found)) {
         free(val);
-        st->hits++;
+        count(&st->hits);
         return 0;
     }
     free(val);
     if (rc != 0 && rc != ERR_NOTFOUND) {
-        st->fallbacks++;
+        count(&st->fallbacks);
         return load(c, st, key, ttl_ms, fn, ctx, out, found, false);
     }
-    st->misses++;
+    count(&st->misses);
     snprintf(lock, sizeof lock, "%s" LOCK_SUFFIX, key);
     snprintf(token, sizeof token, "%s:%llu", c->token, (unsigned long long)++c->seq);
     deadline = mono_ms() + c->wait_ms;
@@ -216,7 +224,7 @@ int cache_remember(struct cache *c, struct cache_stats *st, const char *key, uin
             rc = kv_get(c->kv, key, &val, &len);
             if (rc == 0 && take(val, len, out, found)) {
                 free(val);
-                st->hits++;
+                count(&st->hits);
                 rc = 0;
             } else {
                 free(val);
@@ -226,18 +234,18 @@ int cache_remember(struct cache *c, struct cache_stats *st, const char *key, uin
             return rc;
         }
         if (rc != ERR_CONFLICT) {
-            st->fallbacks++;
+            count(&st->fallbacks);
             return load(c, st, key, ttl_ms, fn, ctx, out, found, false);
         }
         if (!waited) {
             waited = true;
-            st->waits++;
+            count(&st->waits);
         }
         for (;;) {
             bool held;
 
             if (mono_ms() >= deadline) {
-                st->lock_timeouts++;
+                count(&st->lock_timeouts);
                 return load(c, st, key, ttl_ms, fn, ctx, out, found, true);
             }
             sleep_ms(backoff);
@@ -245,12 +253,12 @@ int cache_remember(struct cache *c, struct cache_stats *st, const char *key, uin
                 backoff *= 2;
             rc = kv_exists_get(c->kv, lock, &held, key, &val, &len);
             if (rc != 0) {
-                st->fallbacks++;
+                count(&st->fallbacks);
                 return load(c, st, key, ttl_ms, fn, ctx, out, found, false);
             }
             if (take(val, len, out, found)) {
                 free(val);
-                st->hits++;
+                count(&st->hits);
                 return 0;
             }
             free(val);

@@ -43,7 +43,10 @@ struct cache_stats {
     uint64_t waits;             /* calls that waited for another process's load */
     uint64_t lock_timeouts;     /* waited wait_ms and loaded themselves */
     uint64_t fallbacks;         /* the kv failed: served by the loader */
+    uint64_t bump_errors;       /* version bumps the kv failed (old entries live to their TTL) */
 };
+/* The counters are added to atomically (relaxed), so a struct may live in shared
+ * memory (fleet/metrics) and be shared by a slot's old and new worker in a reload. */
 
 struct cache {
     struct kv *kv;              /* borrowed */
@@ -71,14 +74,14 @@ int cache_remember(struct cache *c, struct cache_stats *st, const char *key, uin
                    cache_load_fn load, void *ctx, struct buf *out, bool *found) ERR_MUST_CHECK;
 
 /* The current version of the namespace whose version key is vkey (0 when it was
- * never bumped, or has aged out). 0, or the kv's error (the caller then leaves
- * the cache out of this read and counts a fallback). */
-int cache_version(struct cache *c, const char *vkey, int64_t *ver) ERR_MUST_CHECK;
+ * never bumped, or has aged out). 0, or the kv's error (counted as a fallback:
+ * the caller then leaves the cache out of this read). */
+int cache_version(struct cache *c, struct cache_stats *st, const char *vkey, int64_t *ver) ERR_MUST_CHECK;
 
 /* Bumps vkey's version (one INCR): run after the write committed and before the
  * response is sent, so the next read on any worker misses. 0, or the kv's error
  * (entries of the old version then live until their TTL: keep TTLs short). */
-int cache_bump(struct cache *c, const char *vkey) ERR_MUST_CHECK;
+int cache_bump(struct cache *c, struct cache_stats *st, const char *vkey) ERR_MUST_CHECK;
 
 /* "{<mode>:<org>}:<rest>" into out (CACHE_KEY_MAX bytes), rest printf-formatted.
  * ERR_TOOBIG when it does not fit; ERR_INVAL for an empty mode or org. */

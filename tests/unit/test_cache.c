@@ -231,21 +231,21 @@ static void test_a_version_bump_moves_readers_to_a_new_key(void **state)
     assert_int_equal(cache_init(&c, *state, LOCK_MS, WAIT_MS), 0);
     assert_int_equal(cache_key(vkey, "test", "o2", "ver:crm.deals"), 0);
     assert_int_equal(cache_key(other, "live", "o2", "ver:crm.deals"), 0);
-    assert_int_equal(cache_version(&c, vkey, &v), 0);
+    assert_int_equal(cache_version(&c, &st, vkey, &v), 0);
     assert_int_equal(v, 0); /* never bumped */
     assert_int_equal(cache_key(key, "test", "o2", "list:crm.deals:v%lld", (long long)v), 0);
     assert_int_equal(cache_remember(&c, &st, key, 10000, loader, &l, &out, &found), 0);
     assert_string_equal(out.p, "[1]");
 
-    assert_int_equal(cache_bump(&c, vkey), 0); /* a write committed */
+    assert_int_equal(cache_bump(&c, &st, vkey), 0); /* a write committed */
     l.value = "[1,2]";
-    assert_int_equal(cache_version(&c, vkey, &v), 0);
+    assert_int_equal(cache_version(&c, &st, vkey, &v), 0);
     assert_int_equal(v, 1);
     assert_int_equal(cache_key(key, "test", "o2", "list:crm.deals:v%lld", (long long)v), 0);
     assert_int_equal(cache_remember(&c, &st, key, 10000, loader, &l, &out, &found), 0);
     assert_string_equal(out.p, "[1,2]");
     /* the other mode's namespace did not move */
-    assert_int_equal(cache_version(&c, other, &lv), 0);
+    assert_int_equal(cache_version(&c, &st, other, &lv), 0);
     assert_int_equal(lv, 0);
     buf_cleanup(&out);
 }
@@ -383,8 +383,10 @@ static void test_a_kv_that_is_down_serves_the_loader(void **state)
     assert_int_equal(sh->loads, 2);
     assert_int_equal(st.fallbacks, 2);
     assert_int_equal(st.hits + st.misses, 0);
-    assert_int_equal(cache_version(&c, "{test:o5}:ver", &v), ERR_UNAVAILABLE);
-    assert_int_equal(cache_bump(&c, "{test:o5}:ver"), ERR_UNAVAILABLE);
+    assert_int_equal(cache_version(&c, &st, "{test:o5}:ver", &v), ERR_UNAVAILABLE);
+    assert_int_equal(st.fallbacks, 3);
+    assert_int_equal(cache_bump(&c, &st, "{test:o5}:ver"), ERR_UNAVAILABLE);
+    assert_int_equal(st.bump_errors, 1);
     kv_free(down);
     buf_cleanup(&out);
 }
