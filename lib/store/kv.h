@@ -18,6 +18,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "core/err.h"
@@ -27,8 +28,8 @@ struct shm_region;
 
 /* One backend. Each function has the contract of the kv_ wrapper of the same
  * name; key is a NUL-terminated string of 1..KV_KEY_MAX bytes (checked by the
- * wrappers). exists_get and del_eq may be NULL: the wrappers fall back to two
- * calls, or report ERR_INTERNAL. */
+ * wrappers). exists_get, mget and del_eq may be NULL: the wrappers fall back to
+ * one call per key, or report ERR_INTERNAL. */
 struct kv_ops {
     const char *name;   /* "redis", "shm" */
     int (*get)(struct kv *kv, const char *key, char **val, size_t *len);
@@ -38,6 +39,7 @@ struct kv_ops {
     int (*exists)(struct kv *kv, const char *key, bool *yes);
     int (*exists_get)(struct kv *kv, const char *ekey, bool *exists, const char *gkey,
                       char **val, size_t *len);
+    int (*mget)(struct kv *kv, const char *const *keys, size_t n, char **vals, size_t *lens);
     int (*incr)(struct kv *kv, const char *key, int64_t *out);
     int (*incr_window)(struct kv *kv, const char *key, uint64_t ttl_ms, int64_t *out,
                        uint64_t *ttl_left_ms);
@@ -54,6 +56,7 @@ struct kv {
 };
 
 #define KV_KEY_MAX 1024     /* bytes in a key (the shm backend's map limit) */
+#define KV_MGET_MAX 8       /* keys in one kv_mget */
 
 /* Backends. */
 
@@ -255,6 +258,50 @@ static inline int ERR_MUST_CHECK kv_exists_get(struct kv *kv, const char *ekey, 
         rc = kv->err = 0;
     if (rc != 0)
         *exists = false;
+    return rc;
+}
+
+/* GET of n (1..KV_MGET_MAX) keys in one round trip: the blacklist entry, the
+ * caller's cached principal and a version key of one request. 0 with each
+ * vals[i] Returns owned (NULL with lens[i] 0 for an absent key); an error
+ * leaves every vals[i] NULL. Pipelined GETs, not MGET, so the keys need not
+ * share a Redis Cluster slot. */
+/* Frees what an mget filled and leaves every slot empty (backends' failure path). */
+static inline void kv_mget_clear(char **vals, size_t *lens, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        free(vals[i]);
+        vals[i] = NULL;
+        lens[i] = 0;
+    }
+}
+
+static inline int ERR_MUST_CHECK kv_mget(struct kv *kv, const char *const *keys, size_t n, char **vals,
+                                         size_t *lens)
+{
+    int rc = 0;
+
+    for (size_t i = 0; i < n && i < KV_MGET_MAX; i++) {
+        vals[i] = NULL;
+        lens[i] = 0;
+    }
+    if (n == 0 || n > KV_MGET_MAX) {
+        kv->err = ERR_INVAL;
+        snprintf(kv->errstr, sizeof kv->errstr, "kv: mget of 1..KV_MGET_MAX keys");
+        return ERR_INVAL;
+    }
+    for (size_t i = 0; i < n; i++)
+        if (kv_bad_key(kv, keys[i]))
+            return ERR_INVAL;
+    if (kv->ops->mget != NULL)
+        return kv->ops->mget(kv, keys, n, vals, lens);
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        rc = kv->ops->get(kv, keys[i], &vals[i], &lens[i]);
+        if (rc == ERR_NOTFOUND)
+            rc = kv->err = 0;
+    }
+    if (rc != 0)
+        kv_mget_clear(vals, lens, n);
     return rc;
 }
 

@@ -585,6 +585,33 @@ static int kvr_exists_get(struct kv *kv, const char *ekey, bool *exists, const c
     return rc;
 }
 
+static int kvr_mget(struct kv *kv, const char *const *keys, size_t n, char **vals, size_t *lens)
+{
+    struct kv_redis *kr = kv->impl;
+    struct cmd c[KV_MGET_MAX];
+    redisReply *rep[KV_MGET_MAX];
+    int rc;
+
+    memset(c, 0, sizeof c);
+    for (size_t i = 0; i < n; i++) {
+        arg_str(&c[i], "GET");
+        arg_str(&c[i], keys[i]);
+    }
+    if ((rc = roundtrip(kv, kr, true, c, (int)n, rep)) != 0)
+        return rc;
+    for (size_t i = 0; i < n; i++) {
+        if (rc == 0) {
+            rc = take_string(kv, kr, rep[i], &vals[i], &lens[i]);
+            if (rc == ERR_NOTFOUND)
+                rc = kv->err = 0;
+        }
+        freeReplyObject(rep[i]);
+    }
+    if (rc != 0)
+        kv_mget_clear(vals, lens, n);
+    return rc;
+}
+
 static int kvr_incr(struct kv *kv, const char *key, int64_t *out)
 {
     struct cmd c = {0};
@@ -705,6 +732,7 @@ static const struct kv_ops kv_redis_ops = {
     .del_eq = kvr_del_eq,
     .exists = kvr_exists,
     .exists_get = kvr_exists_get,
+    .mget = kvr_mget,
     .incr = kvr_incr,
     .incr_window = kvr_incr_window,
     .counter = kvr_counter,

@@ -365,6 +365,25 @@ static void kvs_free(struct kv *kv)
     free(kv);
 }
 
+static int kvs_mget(struct kv *kv, const char *const *keys, size_t n, char **vals, size_t *lens)
+{
+    struct kv_shm *ks = kv->impl;
+    int64_t now = now_ms();
+    int rc;
+
+    if ((rc = lock(kv, ks)) != 0)
+        return rc;
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        uint64_t e = lookup(ks, keys[i], now);
+        if (e != 0)
+            rc = copy_out(kv, shm_ptr(ks->r, e), &vals[i], &lens[i]);
+    }
+    shm_unlock(ks->r);
+    if (rc != 0)
+        kv_mget_clear(vals, lens, n);
+    return kv->err = rc;
+}
+
 static const struct kv_ops kv_shm_ops = {
     .name = "shm",
     .get = kvs_get,
@@ -373,6 +392,7 @@ static const struct kv_ops kv_shm_ops = {
     .del_eq = kvs_del_eq,
     .exists = kvs_exists,
     .exists_get = kvs_exists_get,
+    .mget = kvs_mget,
     .incr = kvs_incr,
     .incr_window = kvs_incr_window,
     .counter = kvs_counter,
