@@ -36,6 +36,7 @@
 
 #include "app.h"
 #include "core/buf.h"
+#include "fleet/listen.h"
 #include "store/mem/engine_mem.h"
 #include "fleet/fdpass.h"
 #include "core/log.h"
@@ -93,158 +94,6 @@ struct fleet {
     pid_t maint_pid;                /* the store's upkeep (maintain) running now; 0 when none */
     int64_t maint_next_ms;          /* when the next one starts */
 };
-
-static int is_unix_path(const char *listen)
-{
-    return strchr(listen, '/') != NULL || strchr(listen, ':') == NULL;
-}
-
-/* Owner "user[:group]" of the unix socket, for nginx to reach it. */
-static int chown_socket(const char *path, const char *owner, char errstr[128])
-{
-    char user[64];
-    const char *colon = strchr(owner, ':');
-    uid_t uid = (uid_t)-1;
-    gid_t gid = (gid_t)-1;
-
-    snprintf(user, sizeof user, "%.*s", colon ? (int)(colon - owner) : (int)strlen(owner), owner);
-    if (user[0] != '\0') {
-        struct passwd *pw = getpwnam(user);
-        if (pw == NULL) {
-            snprintf(errstr, 128, "fleet.listen_owner: no user %s", user);
-            return -1;
-        }
-        uid = pw->pw_uid;
-    }
-    if (colon != NULL && colon[1] != '\0') {
-        struct group *gr = getgrnam(colon + 1);
-        if (gr == NULL) {
-            snprintf(errstr, 128, "fleet.listen_owner: no group %s", colon + 1);
-            return -1;
-        }
-        gid = gr->gr_gid;
-    }
-    if (chown(path, uid, gid) < 0) {
-        snprintf(errstr, 128, "fleet.listen_owner: chown %s: %s", path, strerror(errno));
-        return -1;
-    }
-    return 0;
-}
-
-static int bind_unix(const struct config *cfg, char errstr[128])
-{
-    const char *path = cfg->fleet.listen;
-    struct sockaddr_un sa = {.sun_family = AF_UNIX};
-    int fd;
-
-    if (strlen(path) >= sizeof sa.sun_path) {
-        snprintf(errstr, 128, "fleet.listen: path too long");
-        return -1;
-    }
-    memcpy(sa.sun_path, path, strlen(path) + 1);
-    if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0)
-        goto fail;
-    /* A socket file that nobody answers on is a leftover: take it over. */
-    if (connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0) {
-        snprintf(errstr, 128, "fleet.listen: %s is in use by a running fleet", path);
-        close(fd);
-        return -1;
-    }
-    close(fd);
-    unlink(path);
-    if ((fd = socket(AF_UNIX, SOCK_STREAM, 0)) < 0)
-        goto fail;
-    if (bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0 ||
-        chmod(path, (mode_t)cfg->fleet.listen_mode) < 0)
-        goto fail;
-    if (cfg->fleet.listen_owner[0] != '\0' && chown_socket(path, cfg->fleet.listen_owner, errstr) < 0) {
-        close(fd);
-        return -1;
-    }
-    if (listen(fd, 1024) < 0)
-        goto fail;
-    return fd;
-fail:
-    snprintf(errstr, 128, "fleet.listen: %s: %s", path, strerror(errno));
-    if (fd >= 0)
-        close(fd);
-    return -1;
-}
-
-static int bind_tcp(const struct config *cfg, char errstr[128])
-{
-    char host[256];
-    const char *colon = strrchr(cfg->fleet.listen, ':');
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE};
-    struct addrinfo *ai = NULL;
-    int fd = -1, one = 1;
-
-    snprintf(host, sizeof host, "%.*s", (int)(colon - cfg->fleet.listen), cfg->fleet.listen);
-    int rc = getaddrinfo(host[0] ? host : NULL, colon + 1, &hints, &ai);
-    if (rc != 0) {
-        snprintf(errstr, 128, "fleet.listen: %s: %s", cfg->fleet.listen, gai_strerror(rc));
-        return -1;
-    }
-    fd = socket(ai->ai_family, ai->ai_socktype, ai->ai_protocol);
-    if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0 ||
-        bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 || listen(fd, 1024) < 0) {
-        snprintf(errstr, 128, "fleet.listen: %s: %s", cfg->fleet.listen, strerror(errno));
-        if (fd >= 0)
-            close(fd);
-        fd = -1;
-    }
-    freeaddrinfo(ai);
-    return fd;
-}
-
-/* Whether pid is alive and runs the same program as we do: after a reboot or
- * a long while, the pid of a stale file may belong to anything. */
-static int is_our_program(pid_t pid)
-{
-    char path[64], theirs[64] = "", ours[64] = "";
-    FILE *f;
-
-    if (kill(pid, 0) != 0 && errno != EPERM)
-        return 0;
-    snprintf(path, sizeof path, "/proc/%d/comm", (int)pid);
-    if ((f = fopen(path, "r")) != NULL) {
-        if (fgets(theirs, sizeof theirs, f) == NULL)
-            theirs[0] = '\0';
-        fclose(f);
-    }
-    if ((f = fopen("/proc/self/comm", "r")) != NULL) {
-        if (fgets(ours, sizeof ours, f) == NULL)
-            ours[0] = '\0';
-        fclose(f);
-    }
-    /* no /proc: trust the live pid, refusing to start is the safe side */
-    return theirs[0] == '\0' || ours[0] == '\0' || strcmp(theirs, ours) == 0;
-}
-
-/* The pid file names the running master; a stale one (dead pid, or a pid now
- * used by another program) is replaced. */
-static int write_pid_file(const char *path, char errstr[128])
-{
-    FILE *f = fopen(path, "r");
-    int pid = 0;
-
-    if (f != NULL) {
-        if (fscanf(f, "%d", &pid) == 1 && pid > 0 && pid != getpid() && is_our_program(pid)) {
-            fclose(f);
-            snprintf(errstr, 128, "fleet.pid_file: master %d from %s is still running", pid, path);
-            return -1;
-        }
-        fclose(f);
-    }
-    char tmp[CONFIG_PATH_MAX + 8];
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    if ((f = fopen(tmp, "w")) == NULL || fprintf(f, "%d\n", (int)getpid()) < 0 || fclose(f) != 0 ||
-        rename(tmp, path) < 0) {
-        snprintf(errstr, 128, "fleet.pid_file: %s: %s", path, strerror(errno));
-        return -1;
-    }
-    return 0;
-}
 
 /* Creates the parent folder of a run-time path ("build/run/x.sock"). */
 static void make_parent(const char *path)
@@ -819,7 +668,7 @@ static void begin_stop(struct fleet *f, const char *why)
     log_msg(LOG_INFO, "stopping", "%s: finishing in-flight requests (up to %d s)", why,
             f->cfg.fleet.graceful_timeout);
     /* Stop accepting: no new connection reaches the old socket. */
-    if (is_unix_path(f->cfg.fleet.listen))
+    if (listen_is_unix(f->cfg.fleet.listen))
         unlink(f->cfg.fleet.listen);
     for (int s = 0; s < f->nslots; s++) {
         struct proc *ps[] = {&f->slot[s].cur, &f->slot[s].old, &f->slot[s].next};
@@ -1079,10 +928,10 @@ static int fleet_open(struct fleet *f, char errstr[256])
     make_parent(f->cfg.fleet.listen);
     make_parent(f->cfg.fleet.control);
     make_parent(f->cfg.fleet.pid_file);
-    if (write_pid_file(f->cfg.fleet.pid_file, errstr) != 0)
+    if (listen_pid_file(f->cfg.fleet.pid_file, errstr) != 0)
         return -1;
     f->own_pid_file = 1;
-    f->listen_fd = is_unix_path(f->cfg.fleet.listen) ? bind_unix(&f->cfg, errstr) : bind_tcp(&f->cfg, errstr);
+    f->listen_fd = listen_is_unix(f->cfg.fleet.listen) ? listen_bind_unix(&f->cfg, errstr) : listen_bind_tcp(&f->cfg, errstr);
     if (f->listen_fd < 0)
         return -1;
     if ((f->control_fd = control_listen(f->cfg.fleet.control, errstr)) < 0)
@@ -1122,7 +971,7 @@ static void fleet_close(struct fleet *f)
      * start must leave the running fleet's socket and pid file alone. */
     if (f->listen_fd >= 0) {
         close(f->listen_fd);
-        if (is_unix_path(f->cfg.fleet.listen))
+        if (listen_is_unix(f->cfg.fleet.listen))
             unlink(f->cfg.fleet.listen);
     }
     if (f->control_fd >= 0) {
