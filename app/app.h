@@ -286,6 +286,9 @@ int app_keys_load(const struct config *cfg, struct jwt_keyset *ks, char errstr[2
 int admin_create(struct engine *e, const struct crypto_keyring *ring, const struct password_cost *cost,
                  const char *email, const char *password, char *msg, size_t msgsz) ERR_MUST_CHECK;
 
+/* path.c: creates the folders above path ("build/run/x.sock" makes build/run). */
+void app_make_parent(const char *path);
+
 /* control.c: the master's control socket, and its client commands. */
 #define CONTROL_LINE_MAX 2048       /* one request line, both ends */
 int control_listen(const char *path, char errstr[128]);

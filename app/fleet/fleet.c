@@ -95,24 +95,6 @@ struct fleet {
     int64_t maint_next_ms;          /* when the next one starts */
 };
 
-/* Creates the parent folder of a run-time path ("build/run/x.sock"). */
-static void make_parent(const char *path)
-{
-    char dir[CONFIG_PATH_MAX];
-    snprintf(dir, sizeof dir, "%s", path);
-    char *slash = strrchr(dir, '/');
-    if (slash == NULL || slash == dir)
-        return;
-    *slash = '\0';
-    for (char *p = dir + 1; *p; p++)
-        if (*p == '/') {
-            *p = '\0';
-            mkdir(dir, 0755);
-            *p = '/';
-        }
-    mkdir(dir, 0755);
-}
-
 static int free_row(struct fleet *f)
 {
     for (int i = 0; i < SB_MAX_ROWS; i++)
@@ -925,9 +907,9 @@ static int fleet_open(struct fleet *f, char errstr[256])
 {
     sigset_t mask;
 
-    make_parent(f->cfg.fleet.listen);
-    make_parent(f->cfg.fleet.control);
-    make_parent(f->cfg.fleet.pid_file);
+    app_make_parent(f->cfg.fleet.listen);
+    app_make_parent(f->cfg.fleet.control);
+    app_make_parent(f->cfg.fleet.pid_file);
     if (listen_pid_file(f->cfg.fleet.pid_file, errstr) != 0)
         return -1;
     f->own_pid_file = 1;

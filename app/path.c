@@ -1,0 +1,24 @@
+/* path: the folders the program's files go in, made before the files are. */
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "app.h"
+
+/* Creates the parent folder of a run-time path ("build/run/x.sock"). */
+void app_make_parent(const char *path)
+{
+    char dir[CONFIG_PATH_MAX];
+    snprintf(dir, sizeof dir, "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (slash == NULL || slash == dir)
+        return;
+    *slash = '\0';
+    for (char *p = dir + 1; *p; p++)
+        if (*p == '/') {
+            *p = '\0';
+            mkdir(dir, 0755);
+            *p = '/';
+        }
+    mkdir(dir, 0755);
+}
