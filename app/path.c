@@ -5,8 +5,7 @@
 
 #include "app.h"
 
-/* Creates the parent folder of a run-time path ("build/run/x.sock"). */
-void app_make_parent(const char *path)
+void app_make_parent(const char *path, mode_t mode)
 {
     char dir[CONFIG_PATH_MAX];
     snprintf(dir, sizeof dir, "%s", path);
@@ -14,11 +13,11 @@ void app_make_parent(const char *path)
     if (slash == NULL || slash == dir)
         return;
     *slash = '\0';
-    for (char *p = dir + 1; *p; p++)
+    for (char *p = dir + 1; *p != '\0'; p++)
         if (*p == '/') {
             *p = '\0';
             mkdir(dir, 0755);
             *p = '/';
         }
-    mkdir(dir, 0755);
+    mkdir(dir, mode);
 }

@@ -907,9 +907,9 @@ static int fleet_open(struct fleet *f, char errstr[256])
 {
     sigset_t mask;
 
-    app_make_parent(f->cfg.fleet.listen);
-    app_make_parent(f->cfg.fleet.control);
-    app_make_parent(f->cfg.fleet.pid_file);
+    app_make_parent(f->cfg.fleet.listen, 0755);
+    app_make_parent(f->cfg.fleet.control, 0755);
+    app_make_parent(f->cfg.fleet.pid_file, 0755);
     if (listen_pid_file(f->cfg.fleet.pid_file, errstr) != 0)
         return -1;
     f->own_pid_file = 1;
