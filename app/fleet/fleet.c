@@ -699,16 +699,25 @@ static void maintain(struct fleet *f)
     _exit(rc == 0 ? 0 : 1);
 }
 
-/* One command per connection. A reply starting "error:" makes the client exit 1.
- * Served while stopping too: status stays useful, and a connection left
- * pending would wake poll() at once, forever. */
+/* The master as its control server sees it: what the commands read, and the
+ * two things they ask of it. The server never looks inside struct fleet. */
+struct control_target {
+    const struct config *cfg;       /* admin-create's data key, password cost and engine */
+    struct shm_region *data;        /* the memory engine's region; NULL on postgres */
+    struct scoreboard *sb;          /* status, status-json, the generation a reload starts */
+    int stopping;                   /* the master is stopping: admin-create is refused */
+    struct fleet *fleet;            /* opaque here; passed back to reload and stop */
+    int (*reload)(struct fleet *f, char errstr[256]); /* 0, or refused with errstr */
+    void (*stop)(struct fleet *f, const char *why);
+};
+
 /* `tessera admin create`: the memory engine lives in this process's region, so
  * the master makes the account (through the configured engine either way, so
  * the command is the same on postgres). Request: "admin-create EMAIL\nPASSWORD". */
-static int control_admin_create(struct fleet *f, char *args, struct buf *out)
+static int control_admin_create(const struct control_target *t, char *args, struct buf *out)
 {
     struct crypto_keyring ring;
-    struct password_cost cost = app_password_cost(&f->cfg);
+    struct password_cost cost = app_password_cost(t->cfg);
     char why[256] = "";
     char *nl = strchr(args, '\n');
     int rc;
@@ -718,9 +727,9 @@ static int control_admin_create(struct fleet *f, char *args, struct buf *out)
     *nl = '\0';
     char *password = nl + 1;
     password[strcspn(password, "\r\n")] = '\0';
-    if (crypto_keyring_load(&ring, f->cfg.crypto.data_key, why) != 0)
+    if (crypto_keyring_load(&ring, t->cfg->crypto.data_key, why) != 0)
         return buf_printf(out, "error: crypto.data_key: %s\n", why);
-    struct engine *e = app_engine_new(&f->cfg, f->shared.data, why);
+    struct engine *e = app_engine_new(t->cfg, t->data, why);
     rc = e == NULL ? ERR_UNAVAILABLE : admin_create(e, &ring, &cost, args, password, why, sizeof why);
     explicit_bzero(password, strlen(password));
     engine_free(e);
@@ -730,9 +739,12 @@ static int control_admin_create(struct fleet *f, char *args, struct buf *out)
     return buf_printf(out, "%s%s\n", rc == 0 ? "" : "error: ", why);
 }
 
-static void serve_control(struct fleet *f)
+/* One command per connection. A reply starting "error:" makes the client exit 1.
+ * Served while stopping too: status stays useful, and a connection left
+ * pending would wake poll() at once, forever. */
+static void control_serve(int listen_fd, const struct control_target *t)
 {
-    int c = accept4(f->control_fd, NULL, NULL, SOCK_CLOEXEC);
+    int c = accept4(listen_fd, NULL, NULL, SOCK_CLOEXEC);
     char cmd[CONTROL_LINE_MAX] = "", errstr[256];
     struct buf out;
 
@@ -751,9 +763,9 @@ static void serve_control(struct fleet *f)
         /* Hashing takes a while and the engine's lock may be held by a worker
          * the master itself must be free to kill (request_timeout): a child
          * does the work and answers; the master goes back to its loop. */
-        pid_t pid = f->stopping ? -1 : fork();
+        pid_t pid = t->stopping ? -1 : fork();
         if (pid == 0) {
-            rc = control_admin_create(f, cmd + 13, &out);
+            rc = control_admin_create(t, cmd + 13, &out);
             explicit_bzero(cmd, sizeof cmd);
             if (rc == 0)
                 send(c, out.p, out.len, MSG_NOSIGNAL);
@@ -765,25 +777,25 @@ static void serve_control(struct fleet *f)
             close(c);
             return;
         }
-        rc = buf_puts(&out, f->stopping ? "error: stopping\n" : "error: cannot fork\n");
+        rc = buf_puts(&out, t->stopping ? "error: stopping\n" : "error: cannot fork\n");
         goto reply;
     }
     cmd[strcspn(cmd, "\r\n")] = '\0';
     if (strcmp(cmd, "status") == 0) {
-        rc = sb_render_table(f->sb, &out);
+        rc = sb_render_table(t->sb, &out);
     } else if (strcmp(cmd, "status-json") == 0) {
-        cJSON *j = sb_to_json(f->sb);
+        cJSON *j = sb_to_json(t->sb);
         char *s = j ? cJSON_PrintUnformatted(j) : NULL;
         rc = s ? buf_printf(&out, "%s\n", s) : ERR_NOMEM;
         cJSON_free(s);
         cJSON_Delete(j);
     } else if (strcmp(cmd, "reload") == 0) {
-        if (reload(f, errstr) == 0)
-            rc = buf_printf(&out, "reloading (generation %u)\n", f->sb->generation);
+        if (t->reload(t->fleet, errstr) == 0)
+            rc = buf_printf(&out, "reloading (generation %u)\n", t->sb->generation);
         else
             rc = buf_printf(&out, "error: reload refused: %s\n", errstr);
     } else if (strcmp(cmd, "stop") == 0) {
-        begin_stop(f, "stop command");
+        t->stop(t->fleet, "stop command");
         rc = buf_puts(&out, "stopping\n");
     } else {
         rc = buf_puts(&out, "error: unknown command; try status, status-json, reload, stop\n");
@@ -800,6 +812,22 @@ reply:
     }
     buf_cleanup(&out);
     close(c);
+}
+
+/* A command waits on the control socket: the server gets the master as it is now. */
+static void serve_control(struct fleet *f)
+{
+    const struct control_target t = {
+        .cfg = &f->cfg,
+        .data = f->shared.data,
+        .sb = f->sb,
+        .stopping = f->stopping,
+        .fleet = f,
+        .reload = reload,
+        .stop = begin_stop,
+    };
+
+    control_serve(f->control_fd, &t);
 }
 
 static void on_signal(struct fleet *f)
