@@ -292,10 +292,4 @@ int admin_create(struct engine *e, const struct crypto_keyring *ring, const stru
  * A failure is not reported here: making the file itself fails next, naming it. */
 void app_make_parent(const char *path, mode_t mode);
 
-/* control.c: the master's control socket, and its client commands. */
-#define CONTROL_LINE_MAX 2048       /* one request line, both ends */
-int control_listen(const char *path, char errstr[128]);
-/* Sends cmd ("status", "status-json", "reload", "stop") and copies the reply to stdout. */
-int control_client(const char *path, const char *cmd);
-
 #endif

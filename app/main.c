@@ -12,6 +12,7 @@
 #include "core/log.h"
 #include "store/pg/migrate.h"
 #include "core/version.h"
+#include "fleet/control.h"
 
 #define EXIT_CONFIG 2
 #define DEFAULT_CONFIG "/etc/tessera/tessera.conf"
