@@ -38,6 +38,7 @@
 #include "core/buf.h"
 #include "fleet/control.h"
 #include "fleet/listen.h"
+#include "fleet/region.h"
 #include "store/mem/engine_mem.h"
 #include "fleet/fdpass.h"
 #include "core/log.h"
@@ -754,78 +755,6 @@ static void log_start(const struct fleet *f)
     cJSON_Delete(j);
 }
 
-/* Loads the seed folder into the fresh memory engine, before any worker runs. */
-static int seed_memory(const struct config *cfg, const char *const *seeds, int nseeds, struct shm_region *data,
-                       char errstr[256])
-{
-    struct crypto_keyring ring;
-    struct password_cost cost = app_password_cost(cfg);
-    char why[128];
-    int rc;
-
-    if (cfg->env == CONFIG_ENV_PRODUCTION) {
-        snprintf(errstr, 256, "seed: refused with env = production (dev data has known passwords)");
-        return -1;
-    }
-    if (crypto_keyring_load(&ring, cfg->crypto.data_key, why) != 0) {
-        snprintf(errstr, 256, "crypto.data_key: %s", why);
-        return -1;
-    }
-    struct engine *e = app_engine_new(cfg, data, why);
-    if (e == NULL) {
-        snprintf(errstr, 256, "memory engine: %s", why);
-        crypto_keyring_cleanup(&ring);
-        return -1;
-    }
-    rc = 0;
-    for (int i = 0; rc == 0 && i < nseeds; i++)
-        if ((rc = seed_load(e, &ring, &cost, seeds[i], errstr)) == 0)
-            log_msg(LOG_INFO, "seeded", "loaded %s into the memory engine", seeds[i]);
-    engine_free(e);
-    crypto_keyring_cleanup(&ring);
-    return rc == 0 ? 0 : -1;
-}
-
-/* The memory engine's region (and the kv's, without Redis), made before the
- * fork so every worker shares them; they live as long as the master. */
-static int open_memory(const struct config *cfg, const char *const *seeds, int nseeds, struct fleet_shared *sh,
-                       char errstr[256])
-{
-    char why[128];
-    size_t bytes = (size_t)cfg->memory.size_mb << 20;
-
-    if (cfg->engine == CONFIG_ENGINE_MEMORY) {
-        if ((sh->data = shm_create(bytes, why)) == NULL ||
-            engine_mem_prepare(sh->data, why) != 0) {
-            snprintf(errstr, 256, "memory.size_mb: %s", why);
-            return -1;
-        }
-    }
-    if (cfg->redis.url[0] == '\0') {
-        /* the blacklist and cache live beside the data: a quarter of its size, at least 16 MiB */
-        size_t kvbytes = bytes / 4 > (16u << 20) ? bytes / 4 : (16u << 20);
-        if ((sh->kvmem = shm_create(kvbytes, why)) == NULL) {
-            snprintf(errstr, 256, "kv region: %s", why);
-            return -1;
-        }
-    }
-    if (nseeds > 0) {
-        if (sh->data == NULL) {
-            snprintf(errstr, 256, "seed: --seed loads the memory engine; use `tessera seed` for postgres");
-            return -1;
-        }
-        return seed_memory(cfg, seeds, nseeds, sh->data, errstr);
-    }
-    return 0;
-}
-
-/* Drops the master's view of what open_memory made (a worker still running keeps its own). */
-static void close_memory(struct fleet_shared *sh)
-{
-    shm_destroy(sh->data);
-    shm_destroy(sh->kvmem);
-}
-
 static int fleet_open(struct fleet *f, char errstr[256])
 {
     sigset_t mask;
@@ -849,7 +778,7 @@ static int fleet_open(struct fleet *f, char errstr[256])
     f->sb->started_ms = sb_now_ms();
     f->shared.metrics = f->metrics;
     f->shared.sb = f->sb;
-    if (open_memory(&f->cfg, f->seeds, f->nseeds, &f->shared, errstr) != 0)
+    if (region_open(&f->cfg, f->seeds, f->nseeds, &f->shared, errstr) != 0)
         return -1;
     /* A master started in the background of a non-interactive shell inherits
      * SIGINT ignored, and an ignored signal never reaches the signalfd. */
@@ -889,7 +818,7 @@ static void fleet_close(struct fleet *f)
         unlink(f->cfg.fleet.pid_file);
     sb_free(f->sb);
     metrics_free(f->metrics);
-    close_memory(&f->shared);
+    region_close(&f->shared);
     jwt_keyset_free(&f->keys);
 }
 
