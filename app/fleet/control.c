@@ -5,11 +5,10 @@
  * reload with a bad config). The server never blocks the master's loop for
  * long: every read and write has a short timeout, slow work goes to a child. */
 #include <errno.h>
-#include <stdlib.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -17,6 +16,7 @@
 #include "core/buf.h"
 #include "core/log.h"
 #include "fleet/control.h"
+#include "fleet/listen.h"
 
 static int fill_addr(struct sockaddr_un *sa, const char *path)
 {
@@ -30,36 +30,17 @@ static int fill_addr(struct sockaddr_un *sa, const char *path)
 
 int control_listen(const char *path, char errstr[128])
 {
-    struct sockaddr_un sa;
-    int fd = -1;
+    /* Non-blocking: the master polls it, and a client that went away between
+     * poll and accept must not stall the loop. Owner-only: it stops the fleet. */
+    const struct listen_unix_opts o = {
+        .key = "fleet.control",
+        .flags = SOCK_CLOEXEC | SOCK_NONBLOCK,
+        .mode = 0600,
+        .owner = "",
+        .backlog = 16,
+    };
 
-    if (fill_addr(&sa, path) != 0) {
-        snprintf(errstr, 128, "control socket path too long: %s", path);
-        return -1;
-    }
-    /* A socket file nobody answers on is left over from a crash: reuse the path. */
-    if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0)
-        goto fail;
-    if (connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0) {
-        snprintf(errstr, 128, "a fleet is already running on %s", path);
-        close(fd);
-        return -1;
-    }
-    close(fd);
-    unlink(path);
-    if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0)) < 0)
-        goto fail;
-    mode_t old = umask(0177); /* owner-only from the first instant */
-    int rc = bind(fd, (struct sockaddr *)&sa, sizeof sa);
-    umask(old);
-    if (rc < 0 || chmod(path, 0600) < 0 || listen(fd, 16) < 0)
-        goto fail;
-    return fd;
-fail:
-    snprintf(errstr, 128, "control socket %s: %s", path, strerror(errno));
-    if (fd >= 0)
-        close(fd);
-    return -1;
+    return listen_unix(path, &o, errstr);
 }
 
 /* `tessera admin create`: the memory engine lives in this process's region, so

@@ -7,6 +7,7 @@
 #define APP_FLEET_CONTROL_H
 
 #include "core/config.h"
+#include "core/err.h"
 #include "fleet/scoreboard.h"
 
 #define CONTROL_LINE_MAX 2048       /* one request line, both ends */
@@ -26,9 +27,9 @@ struct control_target {
     void (*stop)(struct fleet *f, const char *why);
 };
 
-/* The master's listener on path, owner-only (0600); a leftover file nobody
- * answers on is taken over, a live one refused. Returns the fd, or -1 with errstr. */
-int control_listen(const char *path, char errstr[128]);
+/* Returns owned: the master's listener on path (fleet.control), owner-only
+ * (0600), non-blocking; made as listen_unix makes every unix listener. */
+int control_listen(const char *path, char errstr[128]) ERR_MUST_CHECK;
 /* Serves one connection waiting on listen_fd: reads its command, answers and
  * closes it, holding the master's loop at most ~100 ms (admin-create runs in a
  * child). Commands: status, status-json, reload, stop, admin-create. */

@@ -17,32 +17,23 @@
  * and the workers' channels; no work happens in signal context, and nothing in
  * the loop blocks (a stuck master would stop every restart and reload). */
 #include <errno.h>
-#include <fcntl.h>
-#include <grp.h>
-#include <netdb.h>
 #include <poll.h>
-#include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
-#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "app.h"
-#include "core/buf.h"
+#include "core/log.h"
 #include "fleet/control.h"
+#include "fleet/fdpass.h"
 #include "fleet/listen.h"
 #include "fleet/region.h"
-#include "store/mem/engine_mem.h"
-#include "fleet/fdpass.h"
-#include "core/log.h"
-#include "store/mem/shm.h"
 
 #define TICK_MS 200
 #define TICK_BUSY_MS 20             /* while a successor starts: promote it promptly */
@@ -765,8 +756,7 @@ static int fleet_open(struct fleet *f, char errstr[256])
     if (listen_pid_file(f->cfg.fleet.pid_file, errstr) != 0)
         return -1;
     f->own_pid_file = 1;
-    f->listen_fd = listen_is_unix(f->cfg.fleet.listen) ? listen_bind_unix(&f->cfg, errstr) : listen_bind_tcp(&f->cfg, errstr);
-    if (f->listen_fd < 0)
+    if ((f->listen_fd = listen_open(&f->cfg, errstr)) < 0)
         return -1;
     if ((f->control_fd = control_listen(f->cfg.fleet.control, errstr)) < 0)
         return -1;

@@ -34,7 +34,7 @@ static int chown_socket(const char *path, const char *owner, char errstr[128])
         struct passwd *pw = getpwnam(user);
         if (pw == NULL) {
             snprintf(errstr, 128, "fleet.listen_owner: no user %s", user);
-            return -1;
+            return ERR_NOTFOUND;
         }
         uid = pw->pw_uid;
     }
@@ -42,58 +42,59 @@ static int chown_socket(const char *path, const char *owner, char errstr[128])
         struct group *gr = getgrnam(colon + 1);
         if (gr == NULL) {
             snprintf(errstr, 128, "fleet.listen_owner: no group %s", colon + 1);
-            return -1;
+            return ERR_NOTFOUND;
         }
         gid = gr->gr_gid;
     }
     if (chown(path, uid, gid) < 0) {
         snprintf(errstr, 128, "fleet.listen_owner: chown %s: %s", path, strerror(errno));
-        return -1;
+        return ERR_IO;
     }
     return 0;
 }
 
-int listen_bind_unix(const struct config *cfg, char errstr[128])
+int listen_unix(const char *path, const struct listen_unix_opts *o, char errstr[128])
 {
-    const char *path = cfg->fleet.listen;
     struct sockaddr_un sa = {.sun_family = AF_UNIX};
-    int fd;
+    int fd, rc;
 
     if (strlen(path) >= sizeof sa.sun_path) {
-        snprintf(errstr, 128, "fleet.listen: path too long");
-        return -1;
+        snprintf(errstr, 128, "%s: %s: path too long", o->key, path);
+        return ERR_TOOBIG;
     }
     memcpy(sa.sun_path, path, strlen(path) + 1);
     if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0)
         goto fail;
-    /* A socket file that nobody answers on is a leftover: take it over. */
+    /* A socket file that nobody answers on is a leftover (a crash): take it over. */
     if (connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0) {
-        snprintf(errstr, 128, "fleet.listen: %s is in use by a running fleet", path);
+        snprintf(errstr, 128, "%s: %s is in use by a running fleet", o->key, path);
         close(fd);
-        return -1;
+        return ERR_CONFLICT;
     }
     close(fd);
     unlink(path);
-    if ((fd = socket(AF_UNIX, SOCK_STREAM, 0)) < 0)
+    if ((fd = socket(AF_UNIX, SOCK_STREAM | o->flags, 0)) < 0)
         goto fail;
-    if (bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0 ||
-        chmod(path, (mode_t)cfg->fleet.listen_mode) < 0)
+    mode_t old = umask(~o->mode & 0777); /* no wider than mode from the first instant */
+    rc = bind(fd, (struct sockaddr *)&sa, sizeof sa);
+    umask(old);
+    if (rc < 0 || chmod(path, o->mode) < 0)
         goto fail;
-    if (cfg->fleet.listen_owner[0] != '\0' && chown_socket(path, cfg->fleet.listen_owner, errstr) < 0) {
+    if (o->owner[0] != '\0' && (rc = chown_socket(path, o->owner, errstr)) != 0) {
         close(fd);
-        return -1;
+        return rc;
     }
-    if (listen(fd, 1024) < 0)
+    if (listen(fd, o->backlog) < 0)
         goto fail;
     return fd;
 fail:
-    snprintf(errstr, 128, "fleet.listen: %s: %s", path, strerror(errno));
+    snprintf(errstr, 128, "%s: %s: %s", o->key, path, strerror(errno));
     if (fd >= 0)
         close(fd);
-    return -1;
+    return ERR_IO;
 }
 
-int listen_bind_tcp(const struct config *cfg, char errstr[128])
+static int bind_tcp(const struct config *cfg, char errstr[128])
 {
     char host[256];
     const char *colon = strrchr(cfg->fleet.listen, ':');
@@ -105,7 +106,7 @@ int listen_bind_tcp(const struct config *cfg, char errstr[128])
     int rc = getaddrinfo(host[0] ? host : NULL, colon + 1, &hints, &ai);
     if (rc != 0) {
         snprintf(errstr, 128, "fleet.listen: %s: %s", cfg->fleet.listen, gai_strerror(rc));
-        return -1;
+        return ERR_INVAL;
     }
     fd = socket(ai->ai_family, ai->ai_socktype, ai->ai_protocol);
     if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0 ||
@@ -113,10 +114,24 @@ int listen_bind_tcp(const struct config *cfg, char errstr[128])
         snprintf(errstr, 128, "fleet.listen: %s: %s", cfg->fleet.listen, strerror(errno));
         if (fd >= 0)
             close(fd);
-        fd = -1;
+        fd = ERR_IO;
     }
     freeaddrinfo(ai);
     return fd;
+}
+
+int listen_open(const struct config *cfg, char errstr[128])
+{
+    /* No SOCK_CLOEXEC: the workers are forked, never exec'd, and serve on it. */
+    const struct listen_unix_opts o = {
+        .key = "fleet.listen",
+        .flags = 0,
+        .mode = (mode_t)cfg->fleet.listen_mode,
+        .owner = cfg->fleet.listen_owner,
+        .backlog = 1024,
+    };
+
+    return listen_is_unix(cfg->fleet.listen) ? listen_unix(cfg->fleet.listen, &o, errstr) : bind_tcp(cfg, errstr);
 }
 
 /* Whether pid is alive and runs the same program as we do: after a reboot or
@@ -154,7 +169,7 @@ int listen_pid_file(const char *path, char errstr[128])
         if (fscanf(f, "%d", &pid) == 1 && pid > 0 && pid != getpid() && is_our_program(pid)) {
             fclose(f);
             snprintf(errstr, 128, "fleet.pid_file: master %d from %s is still running", pid, path);
-            return -1;
+            return ERR_CONFLICT;
         }
         fclose(f);
     }
@@ -163,7 +178,7 @@ int listen_pid_file(const char *path, char errstr[128])
     if ((f = fopen(tmp, "w")) == NULL || fprintf(f, "%d\n", (int)getpid()) < 0 || fclose(f) != 0 ||
         rename(tmp, path) < 0) {
         snprintf(errstr, 128, "fleet.pid_file: %s: %s", path, strerror(errno));
-        return -1;
+        return ERR_IO;
     }
     return 0;
 }
