@@ -52,6 +52,14 @@ struct proc {
 
 #define PROC_NONE ((struct proc){.pid = 0, .row = -1, .chan = -1})
 
+/* Each of slot sl's SLOT_PROCS process places in turn (cur, old, next) as p,
+ * for what treats them alike (signals, channels, lookups); a place with no
+ * process has pid 0. sl is evaluated more than once. */
+#define SLOT_PROCS 3
+#define SLOT_FOR_EACH_PROC(sl, p)                                  \
+    for (__typeof__(&(sl)->cur) p = &(sl)->cur; p != NULL;         \
+         p = p == &(sl)->cur ? &(sl)->old : p == &(sl)->old ? &(sl)->next : NULL)
+
 struct slot {
     int role;                       /* enum sb_role */
     struct proc cur;                /* the serving process */
@@ -143,12 +151,10 @@ static int spawn(struct fleet *f, int s, struct proc *p)
         close(f->sig_fd);
         if (f->control_fd >= 0)
             close(f->control_fd);
-        for (int i = 0; i < f->nslots; i++) {
-            struct proc *ps[] = {&f->slot[i].cur, &f->slot[i].old, &f->slot[i].next};
-            for (int k = 0; k < 3; k++)
-                if (ps[k]->chan >= 0)
-                    close(ps[k]->chan);
-        }
+        for (int i = 0; i < f->nslots; i++)
+            SLOT_FOR_EACH_PROC(&f->slot[i], q)
+                if (q->chan >= 0)
+                    close(q->chan);
         log_setup(f->cfg.log.level, sb_role_name(sl->role), s);
         /* The projector role gets its loop with the CQRS issue; until then it serves like an api worker. */
         _exit(worker_run(&f->cfg, f->listen_fd, sv[1], s, row, &f->shared));
@@ -163,15 +169,31 @@ static int spawn(struct fleet *f, int s, struct proc *p)
 
 static struct slot *slot_of(struct fleet *f, pid_t pid, struct proc **which)
 {
-    for (int i = 0; i < f->nslots; i++) {
-        struct proc *ps[] = {&f->slot[i].cur, &f->slot[i].old, &f->slot[i].next};
-        for (int k = 0; k < 3; k++)
-            if (ps[k]->pid == pid) {
-                *which = ps[k];
+    for (int i = 0; i < f->nslots; i++)
+        SLOT_FOR_EACH_PROC(&f->slot[i], p)
+            if (p->pid == pid) {
+                *which = p;
                 return &f->slot[i];
             }
-    }
     return NULL;
+}
+
+/* How many processes slot sl has now (serving, retiring, starting). */
+static int slot_live(const struct slot *sl)
+{
+    int n = 0;
+    SLOT_FOR_EACH_PROC(sl, p)
+        n += p->pid != 0;
+    return n;
+}
+
+/* Sends sig to every process of every slot. */
+static void signal_all(const struct fleet *f, int sig)
+{
+    for (int s = 0; s < f->nslots; s++)
+        SLOT_FOR_EACH_PROC(&f->slot[s], p)
+            if (p->pid != 0)
+                kill(p->pid, sig);
 }
 
 static void describe_exit(int status, char *buf, size_t sz)
@@ -504,7 +526,7 @@ static void check_rows(struct fleet *f)
     /* slots a reload removed are forgotten once their processes are gone */
     while (f->nslots > f->want) {
         struct slot *sl = &f->slot[f->nslots - 1];
-        if (sl->cur.pid != 0 || sl->old.pid != 0 || sl->next.pid != 0)
+        if (slot_live(sl) > 0)
             break;
         f->nslots--;
     }
@@ -528,7 +550,8 @@ static void set_slots(struct fleet *f)
         n = SB_MAX_ROWS / 2; /* room for successors and retirees */
     for (int s = f->nslots; s < n; s++) {
         memset(&f->slot[s], 0, sizeof f->slot[s]);
-        f->slot[s].cur = f->slot[s].old = f->slot[s].next = PROC_NONE;
+        SLOT_FOR_EACH_PROC(&f->slot[s], p)
+            *p = PROC_NONE;
     }
     for (int s = 0; s < n; s++)
         f->slot[s].role = s < api ? SB_ROLE_API : SB_ROLE_PROJECTOR;
@@ -645,19 +668,14 @@ static void begin_stop(struct fleet *f, const char *why)
     /* Stop accepting: no new connection reaches the old socket. */
     if (listen_is_unix(f->cfg.fleet.listen))
         unlink(f->cfg.fleet.listen);
-    for (int s = 0; s < f->nslots; s++) {
-        struct proc *ps[] = {&f->slot[s].cur, &f->slot[s].old, &f->slot[s].next};
-        for (int k = 0; k < 3; k++)
-            if (ps[k]->pid != 0)
-                kill(ps[k]->pid, SIGTERM);
-    }
+    signal_all(f, SIGTERM);
 }
 
 static int live_children(const struct fleet *f)
 {
     int n = 0;
     for (int s = 0; s < f->nslots; s++)
-        n += (f->slot[s].cur.pid != 0) + (f->slot[s].old.pid != 0) + (f->slot[s].next.pid != 0);
+        n += slot_live(&f->slot[s]);
     return n;
 }
 
@@ -840,20 +858,19 @@ int fleet_run(const struct config *cfg, const char *config_path, const char *con
     log_keys(&f.keys);
 
     while (!f.stopping || live_children(&f) > 0) {
-        struct pollfd p[2 + 3 * SB_MAX_ROWS];
-        struct proc *owner[2 + 3 * SB_MAX_ROWS];
-        int oslot[2 + 3 * SB_MAX_ROWS];
+        struct pollfd p[2 + SLOT_PROCS * SB_MAX_ROWS];
+        struct proc *owner[2 + SLOT_PROCS * SB_MAX_ROWS];
+        int oslot[2 + SLOT_PROCS * SB_MAX_ROWS];
         int n = 0, tick = TICK_MS;
 
         p[n++] = (struct pollfd){.fd = f.sig_fd, .events = POLLIN};
         p[n++] = (struct pollfd){.fd = f.control_fd, .events = POLLIN};
         for (int s = 0; s < f.nslots; s++) {
-            struct proc *ps[] = {&f.slot[s].cur, &f.slot[s].old, &f.slot[s].next};
-            for (int k = 0; k < 3; k++)
-                if (ps[k]->chan >= 0) {
-                    owner[n] = ps[k];
+            SLOT_FOR_EACH_PROC(&f.slot[s], q)
+                if (q->chan >= 0) {
+                    owner[n] = q;
                     oslot[n] = s;
-                    p[n++] = (struct pollfd){.fd = ps[k]->chan, .events = POLLIN};
+                    p[n++] = (struct pollfd){.fd = q->chan, .events = POLLIN};
                 }
             if (f.slot[s].next.pid != 0)
                 tick = TICK_BUSY_MS;
@@ -871,12 +888,7 @@ int fleet_run(const struct config *cfg, const char *config_path, const char *con
         if (f.stopping && sb_now_ms() > f.stop_deadline_ms) {
             log_msg(LOG_WARN, "stop_timeout", "graceful_timeout passed: killing %d workers",
                     live_children(&f));
-            for (int s = 0; s < f.nslots; s++) {
-                struct proc *ps[] = {&f.slot[s].cur, &f.slot[s].old, &f.slot[s].next};
-                for (int k = 0; k < 3; k++)
-                    if (ps[k]->pid != 0)
-                        kill(ps[k]->pid, SIGKILL);
-            }
+            signal_all(&f, SIGKILL);
             f.stop_deadline_ms = sb_now_ms() + 5000;
         }
         if (!f.stopping) {
