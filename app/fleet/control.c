@@ -28,7 +28,7 @@ static int fill_addr(struct sockaddr_un *sa, const char *path)
     return 0;
 }
 
-int control_listen(const char *path, char errstr[128])
+int control_listen(const char *path, char errstr[256])
 {
     /* Non-blocking: the master polls it, and a client that went away between
      * poll and accept must not stall the loop. Owner-only: it stops the fleet. */

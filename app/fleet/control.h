@@ -29,7 +29,7 @@ struct control_target {
 
 /* Returns owned: the master's listener on path (fleet.control), owner-only
  * (0600), non-blocking; made as listen_unix makes every unix listener. */
-int control_listen(const char *path, char errstr[128]) ERR_MUST_CHECK;
+int control_listen(const char *path, char errstr[256]) ERR_MUST_CHECK;
 /* Serves one connection waiting on listen_fd: reads its command, answers and
  * closes it, holding the master's loop at most ~100 ms (admin-create runs in a
  * child). Commands: status, status-json, reload, stop, admin-create. */

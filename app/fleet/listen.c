@@ -22,7 +22,7 @@ int listen_is_unix(const char *listen)
 }
 
 /* Owner "user[:group]" of the unix socket, for nginx to reach it. */
-static int chown_socket(const char *path, const char *owner, char errstr[128])
+static int chown_socket(const char *path, const char *owner, char errstr[256])
 {
     char user[64];
     const char *colon = strchr(owner, ':');
@@ -33,7 +33,7 @@ static int chown_socket(const char *path, const char *owner, char errstr[128])
     if (user[0] != '\0') {
         struct passwd *pw = getpwnam(user);
         if (pw == NULL) {
-            snprintf(errstr, 128, "fleet.listen_owner: no user %s", user);
+            snprintf(errstr, 256, "fleet.listen_owner: no user %s", user);
             return ERR_NOTFOUND;
         }
         uid = pw->pw_uid;
@@ -41,25 +41,25 @@ static int chown_socket(const char *path, const char *owner, char errstr[128])
     if (colon != NULL && colon[1] != '\0') {
         struct group *gr = getgrnam(colon + 1);
         if (gr == NULL) {
-            snprintf(errstr, 128, "fleet.listen_owner: no group %s", colon + 1);
+            snprintf(errstr, 256, "fleet.listen_owner: no group %s", colon + 1);
             return ERR_NOTFOUND;
         }
         gid = gr->gr_gid;
     }
     if (chown(path, uid, gid) < 0) {
-        snprintf(errstr, 128, "fleet.listen_owner: chown %s: %s", path, strerror(errno));
+        snprintf(errstr, 256, "fleet.listen_owner: chown %s: %s", path, strerror(errno));
         return ERR_IO;
     }
     return 0;
 }
 
-int listen_unix(const char *path, const struct listen_unix_opts *o, char errstr[128])
+int listen_unix(const char *path, const struct listen_unix_opts *o, char errstr[256])
 {
     struct sockaddr_un sa = {.sun_family = AF_UNIX};
     int fd, rc;
 
     if (strlen(path) >= sizeof sa.sun_path) {
-        snprintf(errstr, 128, "%s: %s: path too long", o->key, path);
+        snprintf(errstr, 256, "%s: path too long (at most %zu bytes): %s", o->key, sizeof sa.sun_path - 1, path);
         return ERR_TOOBIG;
     }
     memcpy(sa.sun_path, path, strlen(path) + 1);
@@ -67,7 +67,7 @@ int listen_unix(const char *path, const struct listen_unix_opts *o, char errstr[
         goto fail;
     /* A socket file that nobody answers on is a leftover (a crash): take it over. */
     if (connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0) {
-        snprintf(errstr, 128, "%s: %s is in use by a running fleet", o->key, path);
+        snprintf(errstr, 256, "%s: %s is in use by a running fleet", o->key, path);
         close(fd);
         return ERR_CONFLICT;
     }
@@ -88,13 +88,13 @@ int listen_unix(const char *path, const struct listen_unix_opts *o, char errstr[
         goto fail;
     return fd;
 fail:
-    snprintf(errstr, 128, "%s: %s: %s", o->key, path, strerror(errno));
+    snprintf(errstr, 256, "%s: %s: %s", o->key, path, strerror(errno));
     if (fd >= 0)
         close(fd);
     return ERR_IO;
 }
 
-static int bind_tcp(const struct config *cfg, char errstr[128])
+static int bind_tcp(const struct config *cfg, char errstr[256])
 {
     char host[256];
     const char *colon = strrchr(cfg->fleet.listen, ':');
@@ -105,13 +105,13 @@ static int bind_tcp(const struct config *cfg, char errstr[128])
     snprintf(host, sizeof host, "%.*s", (int)(colon - cfg->fleet.listen), cfg->fleet.listen);
     int rc = getaddrinfo(host[0] ? host : NULL, colon + 1, &hints, &ai);
     if (rc != 0) {
-        snprintf(errstr, 128, "fleet.listen: %s: %s", cfg->fleet.listen, gai_strerror(rc));
+        snprintf(errstr, 256, "fleet.listen: %s: %s", cfg->fleet.listen, gai_strerror(rc));
         return ERR_INVAL;
     }
     fd = socket(ai->ai_family, ai->ai_socktype, ai->ai_protocol);
     if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0 ||
         bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 || listen(fd, 1024) < 0) {
-        snprintf(errstr, 128, "fleet.listen: %s: %s", cfg->fleet.listen, strerror(errno));
+        snprintf(errstr, 256, "fleet.listen: %s: %s", cfg->fleet.listen, strerror(errno));
         if (fd >= 0)
             close(fd);
         fd = ERR_IO;
@@ -120,7 +120,7 @@ static int bind_tcp(const struct config *cfg, char errstr[128])
     return fd;
 }
 
-int listen_open(const struct config *cfg, char errstr[128])
+int listen_open(const struct config *cfg, char errstr[256])
 {
     /* No SOCK_CLOEXEC: the workers are forked, never exec'd, and serve on it. */
     const struct listen_unix_opts o = {
@@ -160,7 +160,7 @@ static int is_our_program(pid_t pid)
 
 /* The pid file names the running master; a stale one (dead pid, or a pid now
  * used by another program) is replaced. */
-int listen_pid_file(const char *path, char errstr[128])
+int listen_pid_file(const char *path, char errstr[256])
 {
     FILE *f = fopen(path, "r");
     int pid = 0;
@@ -168,7 +168,7 @@ int listen_pid_file(const char *path, char errstr[128])
     if (f != NULL) {
         if (fscanf(f, "%d", &pid) == 1 && pid > 0 && pid != getpid() && is_our_program(pid)) {
             fclose(f);
-            snprintf(errstr, 128, "fleet.pid_file: master %d from %s is still running", pid, path);
+            snprintf(errstr, 256, "fleet.pid_file: master %d from %s is still running", pid, path);
             return ERR_CONFLICT;
         }
         fclose(f);
@@ -177,7 +177,7 @@ int listen_pid_file(const char *path, char errstr[128])
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
     if ((f = fopen(tmp, "w")) == NULL || fprintf(f, "%d\n", (int)getpid()) < 0 || fclose(f) != 0 ||
         rename(tmp, path) < 0) {
-        snprintf(errstr, 128, "fleet.pid_file: %s: %s", path, strerror(errno));
+        snprintf(errstr, 256, "fleet.pid_file: %s: %s", path, strerror(errno));
         return ERR_IO;
     }
     return 0;

@@ -24,14 +24,14 @@ struct listen_unix_opts {
 };
 /* Returns owned: a unix socket listening on path. A leftover file nobody
  * answers on is taken over (a crash leaves one); a live one is ERR_CONFLICT. */
-int listen_unix(const char *path, const struct listen_unix_opts *o, char errstr[128]) ERR_MUST_CHECK;
+int listen_unix(const char *path, const struct listen_unix_opts *o, char errstr[256]) ERR_MUST_CHECK;
 
 /* Returns owned: the FastCGI socket on fleet.listen, unix (listen_mode,
  * listen_owner) or tcp (empty host: every address), for the workers to accept on. */
-int listen_open(const struct config *cfg, char errstr[128]) ERR_MUST_CHECK;
+int listen_open(const struct config *cfg, char errstr[256]) ERR_MUST_CHECK;
 
 /* Writes our pid to path; ERR_CONFLICT while the master it names still runs
  * (a stale file, dead pid or another program's, is replaced). */
-int listen_pid_file(const char *path, char errstr[128]) ERR_MUST_CHECK;
+int listen_pid_file(const char *path, char errstr[256]) ERR_MUST_CHECK;
 
 #endif
