@@ -9,10 +9,10 @@
 #include <unistd.h>
 
 #include "app.h"
+#include "fleet/control.h"
 #include "core/log.h"
 #include "store/pg/migrate.h"
 #include "core/version.h"
-#include "fleet/control.h"
 
 #define EXIT_CONFIG 2
 #define DEFAULT_CONFIG "/etc/tessera/tessera.conf"
