@@ -8,6 +8,7 @@
 #include <fcgiapp.h>
 #include <signal.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "core/arena.h"
 #include "core/config.h"
@@ -286,10 +287,9 @@ int app_keys_load(const struct config *cfg, struct jwt_keyset *ks, char errstr[2
 int admin_create(struct engine *e, const struct crypto_keyring *ring, const struct password_cost *cost,
                  const char *email, const char *password, char *msg, size_t msgsz) ERR_MUST_CHECK;
 
-/* control.c: the master's control socket, and its client commands. */
-#define CONTROL_LINE_MAX 2048       /* one request line, both ends */
-int control_listen(const char *path, char errstr[128]);
-/* Sends cmd ("status", "status-json", "reload", "stop") and copies the reply to stdout. */
-int control_client(const char *path, const char *cmd);
+/* path.c: creates the folders above path ("build/run/x.sock" makes build/run),
+ * the last with mode, those above it 0755; existing ones are left as they are.
+ * A failure is not reported here: making the file itself fails next, naming it. */
+void app_make_parent(const char *path, mode_t mode);
 
 #endif

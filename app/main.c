@@ -6,10 +6,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "app.h"
+#include "fleet/control.h"
 #include "core/log.h"
 #include "store/pg/migrate.h"
 #include "version.h"
@@ -116,25 +116,6 @@ static int cmd_check_config(const struct config *cfg)
     return 0;
 }
 
-/* Makes the JWT signing key and the data key where the config says, keeping
- * any that exist (a key is never overwritten: tokens and data depend on it). */
-static void make_dir_of(const char *path)
-{
-    char dir[CONFIG_PATH_MAX];
-    snprintf(dir, sizeof dir, "%s", path);
-    char *slash = strrchr(dir, '/');
-    if (slash == NULL || slash == dir)
-        return;
-    *slash = '\0';
-    for (char *p = dir + 1; *p != '\0'; p++)
-        if (*p == '/') {
-            *p = '\0';
-            mkdir(dir, 0755);
-            *p = '/';
-        }
-    mkdir(dir, 0700); /* the keys' own folder: owner only */
-}
-
 /* `keygen --rotate`: the new signing key in place, the previous one's public
  * half beside it; the operator then lists that file in auth.verify_keys and
  * reloads. The running fleet keeps signing with the key it loaded until that
@@ -158,6 +139,8 @@ static int cmd_keygen_rotate(const struct config *cfg)
     return 0;
 }
 
+/* Makes the JWT signing key and the data key where the config says, keeping
+ * any that exist (a key is never overwritten: tokens and data depend on it). */
 static int cmd_keygen(const struct config *cfg, int argc, char **argv)
 {
     int rc;
@@ -169,8 +152,8 @@ static int cmd_keygen(const struct config *cfg, int argc, char **argv)
         return EXIT_CONFIG;
     }
 
-    make_dir_of(cfg->auth.signing_key);
-    make_dir_of(cfg->crypto.data_key);
+    app_make_parent(cfg->auth.signing_key, 0700); /* the keys' own folders: owner only */
+    app_make_parent(cfg->crypto.data_key, 0700);
     rc = jwt_keygen(cfg->auth.signing_key);
     if (rc != 0 && rc != ERR_CONFLICT) {
         fprintf(stderr, "tessera keygen: auth.signing_key %s: %s\n", cfg->auth.signing_key, err_str(rc));
