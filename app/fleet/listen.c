@@ -3,6 +3,7 @@
  * the pid file that names the running master. Only the making: the fleet
  * removes what it made, at exit. */
 #include <errno.h>
+#include <stdbool.h>
 #include <grp.h>
 #include <netdb.h>
 #include <pwd.h>
@@ -175,9 +176,15 @@ int listen_pid_file(const char *path, char errstr[256])
     }
     char tmp[CONFIG_PATH_MAX + 8];
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    if ((f = fopen(tmp, "w")) == NULL || fprintf(f, "%d\n", (int)getpid()) < 0 || fclose(f) != 0 ||
-        rename(tmp, path) < 0) {
+    bool ok = (f = fopen(tmp, "w")) != NULL;
+
+    if (ok) {
+        ok = fprintf(f, "%d\n", (int)getpid()) >= 0;
+        ok = fclose(f) == 0 && ok; /* closed whatever the write did */
+    }
+    if (!ok || rename(tmp, path) < 0) {
         snprintf(errstr, 256, "fleet.pid_file: %s: %s", path, strerror(errno));
+        unlink(tmp);
         return ERR_IO;
     }
     return 0;
