@@ -11,6 +11,11 @@
 #include <time.h>
 
 #include "core/json.h"
+#include "core/text.h"
+
+/* The name kinds of core/text.h fit the buffers engine.h gives them, NUL included. */
+_Static_assert(ENG_FIELD == TEXT_NAME_MAX + 1 && ENG_SLUG == TEXT_NAME_MAX + 1, "names: TEXT_NAME_MAX");
+_Static_assert(ENG_ROLE == TEXT_ROLE_MAX + 1 && ENG_SLUG > TEXT_APP_MAX, "role and app names");
 
 static const char *const TYPE_NAMES[] = {
     [ENG_FT_STRING] = "string", [ENG_FT_TEXT] = "text", [ENG_FT_INTEGER] = "integer",
@@ -313,25 +318,19 @@ int eng_record_fits(const struct eng_resource *def, const struct eng_record *rec
 
 bool eng_name_valid(const char *s, size_t cap)
 {
-    size_t n = s != NULL ? strnlen(s, cap) : cap;
-
-    if (n == 0 || n >= cap || n > 63 || s[0] < 'a' || s[0] > 'z')
-        return false;
-    for (size_t i = 0; i < n; i++)
-        if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9') || s[i] == '_'))
-            return false;
-    return true;
+    return s != NULL && strnlen(s, cap) < cap && text_ident_valid(s, TEXT_NAME_MAX);
 }
 
 bool eng_resource_valid(const struct eng_resource *d)
 {
-    if (!eng_name_valid(d->service, sizeof d->service) || !eng_name_valid(d->name, sizeof d->name) ||
+    if (!text_ident_valid(d->service, TEXT_NAME_MAX) || !eng_name_valid(d->name, sizeof d->name) ||
         d->nfields < 0 || d->nfields > ENG_MAX_FIELDS || d->expire_after < 0 ||
         memchr(d->views, 0, sizeof d->views) == NULL)
         return false;
     for (int i = 0; i < d->nfields; i++) {
         const struct eng_field *f = &d->fields[i];
-        if (!eng_name_valid(f->name, sizeof f->name) || memchr(f->def, 0, sizeof f->def) == NULL ||
+        if (!eng_name_valid(f->name, sizeof f->name) || text_reserved(f->name) ||
+            memchr(f->def, 0, sizeof f->def) == NULL ||
             f->type < ENG_FT_STRING || f->type > ENG_FT_VECTOR ||
             (f->type == ENG_FT_VECTOR) != (f->dim > 0) || f->dim > ENG_VECTOR_MAX ||
             (f->pii && f->type != ENG_FT_STRING && f->type != ENG_FT_TEXT) || (f->pii && f->def[0]))

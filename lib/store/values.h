@@ -14,8 +14,9 @@
 #include "core/err.h"
 #include "store/engine.h"
 
-/* Whether s (ending within cap bytes) is a resource or field name:
- * ^[a-z][a-z0-9_]{0,62}$. */
+/* Whether s (ending within cap bytes) is a resource or field name: an
+ * identifier of up to TEXT_NAME_MAX (core/text.h: ^[a-z][a-z0-9_]{0,62}$).
+ * Whether it is also reserved is text_reserved's question. */
 bool eng_name_valid(const char *s, size_t cap);
 /* "string", "vector(3)" → type and dim; ERR_INVAL otherwise. */
 int eng_ftype_parse(const char *s, int *type, int *dim) ERR_MUST_CHECK;
@@ -35,9 +36,10 @@ cJSON *eng_value_cast(const cJSON *v, int from, int from_dim, const struct eng_f
 int eng_record_fits(const struct eng_resource *def, const struct eng_record *rec, char why[128]) ERR_MUST_CHECK;
 /* Frees rec->data and rec->bidx and sets them NULL; NULL is a no-op. */
 void eng_record_cleanup(struct eng_record *rec);
-/* Whether d is a well-formed definition: service, resource and field names,
- * field count, types and flags (pii only on string and text, without a
- * default), no field named twice. */
+/* Whether d is a well-formed definition: service, resource and field names
+ * as core/text.h has them for each kind (no field reserved), field count,
+ * types and flags (pii only on string and text, without a default), no field
+ * named twice. Both engines refuse any other (ERR_INVAL). */
 bool eng_resource_valid(const struct eng_resource *d);
 
 #endif

@@ -34,6 +34,7 @@
 #include <string.h>
 
 #include "core/json.h"
+#include "core/text.h"
 #include "store/mem/shm.h"
 #include "store/values.h"
 
@@ -176,7 +177,7 @@ static uint64_t svc_find(struct engine *e, const struct eng_scope *s, const char
 static bool args_ok(const struct eng_scope *s, const char *service)
 {
     return s != NULL && (s->mode == ENG_MODE_TEST || s->mode == ENG_MODE_LIVE) &&
-           eng_name_valid(service, ENG_SLUG);
+           text_ident_valid(service, TEXT_NAME_MAX);
 }
 
 /* The resource's node for a read or write call, or an error. */

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "core/buf.h"
+#include "core/text.h"
 #include "core/uuid.h"
 
 /* ---- list: filters, order, keyset ------------------------------------------------------ */
@@ -431,7 +432,7 @@ int pgrec_outbox_list(struct engine *e, const struct eng_scope *s, const char *s
     if (n == NULL || (out == NULL && max > 0))
         return fail(e, ERR_INVAL, "bad list arguments");
     *n = 0;
-    if (!scope_ok(s) || !service_ok(service))
+    if (!scope_ok(s) || !text_ident_valid(service, TEXT_NAME_MAX))
         return fail(e, ERR_INVAL, "bad service name");
     if ((rc = engine_pg_data(e, s, DATA_PATH, &st, 1, &r)) != 0 || PQntuples(r) == 0 || max == 0)
         goto out;               /* no resource yet: no outbox yet */

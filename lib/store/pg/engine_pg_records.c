@@ -59,36 +59,10 @@
 
 #include "core/buf.h"
 #include "core/json.h"
+#include "core/text.h"
 #include "core/uuid.h"
 
 /* ---- names ------------------------------------------------------------------- */
-
-/* Service names are app names: ^[a-z0-9][a-z0-9_-]{0,62}$ (core.apps). */
-bool service_ok(const char *s)
-{
-    size_t n = s != NULL ? strnlen(s, ENG_SLUG) : ENG_SLUG;
-
-    if (n == 0 || n > 63)
-        return false;
-    for (size_t i = 0; i < n; i++)
-        if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9') ||
-              (i > 0 && (s[i] == '_' || s[i] == '-'))))
-            return false;
-    return true;
-}
-
-/* The system columns: a field may not take their names (the API refuses
- * them too; here it would break the table). */
-bool reserved(const char *name)
-{
-    static const char *const sys[] = {"id", "org_id", "version", "created_at", "updated_at",
-                                      "expires_at", "deleted_at", NULL};
-
-    for (size_t i = 0; sys[i] != NULL; i++)
-        if (strcmp(name, sys[i]) == 0)
-            return true;
-    return false;
-}
 
 bool scope_ok(const struct eng_scope *s)
 {
@@ -255,7 +229,8 @@ static cJSON *order_like(cJSON *o, const struct eng_resource *def)
 }
 
 /* A row as to_jsonb(_r) prints it → *out (data and bidx Returns owned). The
- * system columns leave data; so do nulls (a stored record has no null members). */
+ * system columns leave data (no field takes a reserved name); so do nulls (a
+ * stored record has no null members). */
 int row_record(const char *text, size_t len, const struct eng_resource *def, struct eng_record *out)
 {
     cJSON *o = cJSON_ParseWithLength(text, len), *x, *next;
@@ -277,7 +252,7 @@ int row_record(const char *text, size_t len, const struct eng_resource *def, str
     out->bidx = cJSON_DetachItemFromObjectCaseSensitive(o, "_bidx");
     for (x = o->child; x != NULL; x = next) {
         next = x->next;
-        if (cJSON_IsNull(x) || reserved(x->string))
+        if (cJSON_IsNull(x) || text_reserved(x->string))
             cJSON_Delete(cJSON_DetachItemViaPointer(o, x));
     }
     if ((out->data = order_like(o, def)) == NULL) {

@@ -9,6 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/text.h"
+
 
 /* ---- resources ------------------------------------------------------------------- */
 
@@ -102,7 +104,7 @@ int res_load(struct engine *e, const struct eng_scope *s, const char *service, c
     PGresult *r = NULL;
     int rc;
 
-    if (!scope_ok(s) || !service_ok(service) || !eng_name_valid(name, ENG_FIELD))
+    if (!scope_ok(s) || !text_ident_valid(service, TEXT_NAME_MAX) || !eng_name_valid(name, ENG_FIELD))
         return fail(e, ERR_INVAL, "bad service or resource name");
     if ((rc = engine_pg_data(e, s, DATA_PATH, &st, 1, &r)) != 0)
         return rc;
@@ -140,7 +142,7 @@ int pgrec_resource_list(struct engine *e, const struct eng_scope *s, const char 
     if (n == NULL || (out == NULL && max > 0))
         return fail(e, ERR_INVAL, "bad list arguments");
     *n = 0;
-    if (!scope_ok(s) || !service_ok(service))
+    if (!scope_ok(s) || !text_ident_valid(service, TEXT_NAME_MAX))
         return fail(e, ERR_INVAL, "bad service name");
     if (max == 0)
         return 0;
@@ -153,26 +155,6 @@ int pgrec_resource_list(struct engine *e, const struct eng_scope *s, const char 
             (*n)++;
     PQclear(r);
     return rc != 0 ? fail(e, rc, "unreadable resource definition") : 0;
-}
-
-/* The memory engine's def_ok, plus the system columns' names. */
-static bool def_ok(const struct eng_resource *d)
-{
-    if (!service_ok(d->service) || !eng_name_valid(d->name, sizeof d->name) || d->nfields < 0 ||
-        d->nfields > ENG_MAX_FIELDS || d->expire_after < 0 || memchr(d->views, 0, sizeof d->views) == NULL)
-        return false;
-    for (int i = 0; i < d->nfields; i++) {
-        const struct eng_field *f = &d->fields[i];
-        if (!eng_name_valid(f->name, sizeof f->name) || reserved(f->name) || memchr(f->def, 0, sizeof f->def) == NULL ||
-            f->type < ENG_FT_STRING || f->type > ENG_FT_VECTOR || (f->type == ENG_FT_VECTOR) != (f->dim > 0) ||
-            f->dim > ENG_VECTOR_MAX || (f->pii && f->type != ENG_FT_STRING && f->type != ENG_FT_TEXT) ||
-            (f->pii && f->def[0]))
-            return false;
-        for (int j = 0; j < i; j++)
-            if (strcmp(d->fields[j].name, f->name) == 0)
-                return false;
-    }
-    return true;
 }
 
 /* The definition as core.svc_resource_put takes it: Returns owned text. */
@@ -306,7 +288,7 @@ int pgrec_resource_put(struct engine *e, const struct eng_scope *s, const struct
     if (why == NULL)
         why = &scratch;
     memset(why, 0, sizeof *why);
-    if (def == NULL || !scope_ok(s) || !def_ok(def) || (nren > 0 && ren == NULL) || nren > ENG_MAX_FIELDS)
+    if (def == NULL || !scope_ok(s) || !eng_resource_valid(def) || (nren > 0 && ren == NULL) || nren > ENG_MAX_FIELDS)
         return fail(e, ERR_INVAL, "malformed resource definition");
     for (size_t i = 0; i < nren; i++)
         if (!eng_name_valid(ren[i].from, ENG_FIELD) || eng_resource_field(def, ren[i].to) == NULL)

@@ -25,8 +25,6 @@ struct params {
 };
 
 /* engine_pg_records.c: names */
-bool service_ok(const char *s);
-bool reserved(const char *name);
 bool scope_ok(const struct eng_scope *s);
 int qident(struct buf *b, const char *name);
 int qtable(struct buf *b, const char *schema, const char *table);
