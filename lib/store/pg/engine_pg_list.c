@@ -45,7 +45,7 @@ static bool column_of(const struct eng_resource *def, const char *name, struct c
         return false;
     c->type = c->f->type;
     buf_init(&b, sizeof c->sql - 1);
-    if (qident(&b, name) != 0) {
+    if (pgrec_qident(&b, name) != 0) {
         buf_cleanup(&b);
         return false;
     }
@@ -73,7 +73,7 @@ static bool scalar(struct params *p, const struct column *c, const cJSON *w, cha
     case COL_ID:
         if (!cJSON_IsString(w))
             return false;
-        k = param(p, w->valuestring);
+        k = pgrec_param(p, w->valuestring);
         if (uuid_valid(w->valuestring)) {
             cast = "uuid";
         } else {
@@ -85,7 +85,7 @@ static bool scalar(struct params *p, const struct column *c, const cJSON *w, cha
     case ENG_FT_TEXT:
         if (!cJSON_IsString(w))
             return false;
-        k = param(p, w->valuestring);
+        k = pgrec_param(p, w->valuestring);
         cast = "text COLLATE \"C\"";
         break;
     case ENG_FT_INTEGER:
@@ -94,17 +94,17 @@ static bool scalar(struct params *p, const struct column *c, const cJSON *w, cha
         if (!cJSON_IsNumber(w) || !isfinite(w->valuedouble))
             return false;
         if (c->type != ENG_FT_NUMBER && integral(w->valuedouble)) {
-            k = param_own(p, fmt_i64((int64_t)w->valuedouble));
+            k = pgrec_param_own(p, pgrec_fmt_i64((int64_t)w->valuedouble));
             cast = "bigint";
         } else {
-            k = param_own(p, fmt_num(w->valuedouble));
+            k = pgrec_param_own(p, pgrec_fmt_num(w->valuedouble));
             cast = "double precision";
         }
         break;
     case ENG_FT_BOOLEAN:
         if (!cJSON_IsBool(w))
             return false;
-        k = param(p, cJSON_IsTrue(w) ? "t" : "f");
+        k = pgrec_param(p, cJSON_IsTrue(w) ? "t" : "f");
         cast = "boolean";
         break;
     default:
@@ -173,7 +173,7 @@ static bool array_of(struct params *p, const struct column *c, const cJSON *w, c
         buf_cleanup(&b);
         return false;
     }
-    if ((k = param_own(p, b.p)) == 0) {
+    if ((k = pgrec_param_own(p, b.p)) == 0) {
         *nomem_ = true;
         return false;
     }
@@ -228,7 +228,7 @@ static int filter_sql(struct buf *b, struct params *p, const struct eng_resource
     if (c.f != NULL && c.f->pii) {
         if (fl->op != ENG_OP_EQ || !cJSON_IsString(w))
             return buf_puts(b, " AND false");
-        if ((k = param(p, c.f->name)) == 0 || param(p, w->valuestring) == 0)
+        if ((k = pgrec_param(p, c.f->name)) == 0 || pgrec_param(p, w->valuestring) == 0)
             return ERR_NOMEM;
         return buf_printf(b, " AND _bidx->>$%d::text = $%d::text", k, k + 1);
     }
@@ -250,7 +250,7 @@ static int filter_sql(struct buf *b, struct params *p, const struct eng_resource
     case ENG_OP_LIKE:
         if (!cJSON_IsString(w) || (c.type != ENG_FT_STRING && c.type != ENG_FT_TEXT && c.type != COL_ID))
             return buf_puts(b, " AND false");
-        if ((k = param_own(p, like_pattern(w->valuestring))) == 0)
+        if ((k = pgrec_param_own(p, like_pattern(w->valuestring))) == 0)
             return ERR_NOMEM;
         return buf_printf(b, " AND %s LIKE $%d::text COLLATE \"C\"", c.type == COL_ID ? "id::text" : c.sql, k);
     case ENG_OP_IN:
@@ -278,7 +278,7 @@ static int keyset_anchor(struct buf *anchor, const struct column *c, const char 
     int rc = buf_printf(anchor, "coalesce((SELECT _a.%s FROM ", c->sql);
 
     if (rc == 0)
-        rc = qtable(anchor, schema, table);
+        rc = pgrec_qtable(anchor, schema, table);
     if (rc == 0)
         rc = buf_printf(anchor,
                         " _a WHERE _a.org_id = $1::uuid AND _a.id = $%d::uuid AND abs(_a.%s - %s::double precision) "
@@ -298,7 +298,7 @@ static int keyset_sql(struct buf *b, struct params *p, const struct column *c, c
     bool oom = false, by_id = uuid_valid(q->after_id);
     struct buf anchor;
     const char *bound = rhs;
-    int k = param(p, q->after_id), rc;
+    int k = pgrec_param(p, q->after_id), rc;
 
     if (k == 0)
         return ERR_NOMEM;
@@ -348,12 +348,12 @@ static int list_sql(struct engine *e, struct buf *b, struct params *p, const cha
             return fail(e, ERR_INVAL, "no field %.64s", q->filters[i].field);
     }
     /* $1 org, $2 now, $3 limit */
-    if (param(p, org) == 0 || param_own(p, fmt_i64(q->now)) == 0 ||
-        param_own(p, fmt_i64((int64_t)(max > LIST_CAP ? LIST_CAP : max))) == 0)
-        return nomem(e);
+    if (pgrec_param(p, org) == 0 || pgrec_param_own(p, pgrec_fmt_i64(q->now)) == 0 ||
+        pgrec_param_own(p, pgrec_fmt_i64((int64_t)(max > LIST_CAP ? LIST_CAP : max))) == 0)
+        return pgrec_nomem(e);
     rc = buf_puts(b, "SELECT to_jsonb(_r)::text");
     if (rc == 0)
-        rc = from_live(b, schema, resource, 2);
+        rc = pgrec_from_live(b, schema, resource, 2);
     for (size_t i = 0; rc == 0 && i < q->nfilters; i++)
         rc = filter_sql(b, p, def, &q->filters[i]);
     if (rc == 0 && q->has_after)
@@ -366,7 +366,7 @@ static int list_sql(struct engine *e, struct buf *b, struct params *p, const cha
         rc = buf_puts(b, " LIMIT $3::bigint");
     if (rc == ERR_INVAL)
         return fail(e, rc, "a filter or cursor value does not fit its column");
-    return rc != 0 ? nomem(e) : 0;
+    return rc != 0 ? pgrec_nomem(e) : 0;
 }
 
 int pgrec_record_list(struct engine *e, const struct eng_scope *s, const char *service,
@@ -385,19 +385,19 @@ int pgrec_record_list(struct engine *e, const struct eng_scope *s, const char *s
         return fail(e, ERR_INVAL, "bad list arguments");
     *n = 0;
     if ((def = malloc(sizeof *def)) == NULL) {
-        rc = nomem(e);
+        rc = pgrec_nomem(e);
         goto out;
     }
-    if ((rc = res_load(e, s, service, resource, false, def, schema)) != 0)
+    if ((rc = pgrec_res_load(e, s, service, resource, false, def, schema)) != 0)
         goto out;
     if ((rc = list_sql(e, &b, &p, s->org_id, schema, resource, def, q, max)) != 0)
         goto out;
     if (max == 0)
         goto out;
-    if ((rc = run(e, s, (const char *[]){b.p}, &p, 1, &r)) != 0)
+    if ((rc = pgrec_run(e, s, (const char *[]){b.p}, &p, 1, &r)) != 0)
         goto out;
     for (int i = 0; i < PQntuples(r) && *n < max; i++) {
-        if ((rc = row_record(PQgetvalue(r, i, 0), (size_t)PQgetlength(r, i, 0), def, &out[*n])) != 0) {
+        if ((rc = pgrec_row_record(PQgetvalue(r, i, 0), (size_t)PQgetlength(r, i, 0), def, &out[*n])) != 0) {
             for (size_t j = 0; j < *n; j++)
                 eng_record_cleanup(&out[j]);
             *n = 0;
@@ -408,7 +408,7 @@ int pgrec_record_list(struct engine *e, const struct eng_scope *s, const char *s
     }
 out:
     PQclear(r);
-    params_cleanup(&p);
+    pgrec_params_cleanup(&p);
     buf_cleanup(&b);
     free(def);
     return rc;
@@ -432,20 +432,20 @@ int pgrec_outbox_list(struct engine *e, const struct eng_scope *s, const char *s
     if (n == NULL || (out == NULL && max > 0))
         return fail(e, ERR_INVAL, "bad list arguments");
     *n = 0;
-    if (!scope_ok(s) || !text_ident_valid(service, TEXT_NAME_MAX))
+    if (!pgrec_scope_ok(s) || !text_ident_valid(service, TEXT_NAME_MAX))
         return fail(e, ERR_INVAL, "bad service name");
     if ((rc = engine_pg_data(e, s, DATA_PATH, &st, 1, &r)) != 0 || PQntuples(r) == 0 || max == 0)
         goto out;               /* no resource yet: no outbox yet */
-    if (param(&p, s->org_id) == 0 ||
-        param_own(&p, fmt_i64(after_seq > (uint64_t)INT64_MAX ? INT64_MAX : (int64_t)after_seq)) == 0 ||
-        param_own(&p, fmt_i64((int64_t)(max > LIST_CAP ? LIST_CAP : max))) == 0 ||
+    if (pgrec_param(&p, s->org_id) == 0 ||
+        pgrec_param_own(&p, pgrec_fmt_i64(after_seq > (uint64_t)INT64_MAX ? INT64_MAX : (int64_t)after_seq)) == 0 ||
+        pgrec_param_own(&p, pgrec_fmt_i64((int64_t)(max > LIST_CAP ? LIST_CAP : max))) == 0 ||
         buf_puts(&b, "SELECT seq, org_id, resource, record_id, op, version, created_at FROM ") != 0 ||
-        qtable(&b, PQgetvalue(r, 0, 0), "_outbox") != 0 ||
+        pgrec_qtable(&b, PQgetvalue(r, 0, 0), "_outbox") != 0 ||
         buf_puts(&b, " WHERE org_id = $1::uuid AND seq > $2::bigint ORDER BY seq LIMIT $3::bigint") != 0) {
-        rc = nomem(e);
+        rc = pgrec_nomem(e);
         goto out;
     }
-    if ((rc = run(e, s, (const char *[]){b.p}, &p, 1, &rows)) != 0)
+    if ((rc = pgrec_run(e, s, (const char *[]){b.p}, &p, 1, &rows)) != 0)
         goto out;
     for (int i = 0; i < PQntuples(rows) && *n < max; i++) {
         struct eng_outbox *o = &out[(*n)++];
@@ -462,7 +462,7 @@ int pgrec_outbox_list(struct engine *e, const struct eng_scope *s, const char *s
 out:
     PQclear(r);
     PQclear(rows);
-    params_cleanup(&p);
+    pgrec_params_cleanup(&p);
     buf_cleanup(&b);
     return rc;
 }

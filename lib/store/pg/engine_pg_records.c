@@ -64,14 +64,14 @@
 
 /* ---- names ------------------------------------------------------------------- */
 
-bool scope_ok(const struct eng_scope *s)
+bool pgrec_scope_ok(const struct eng_scope *s)
 {
     return s != NULL && (s->mode == ENG_MODE_TEST || s->mode == ENG_MODE_LIVE);
 }
 
 /* A quoted identifier, as quote_ident makes it (names passed the regex, so
  * the doubling of '"' is belt and braces). */
-int qident(struct buf *b, const char *name)
+int pgrec_qident(struct buf *b, const char *name)
 {
     int rc = buf_puts(b, "\"");
 
@@ -81,18 +81,18 @@ int qident(struct buf *b, const char *name)
 }
 
 /* "schema"."table" */
-int qtable(struct buf *b, const char *schema, const char *table)
+int pgrec_qtable(struct buf *b, const char *schema, const char *table)
 {
-    int rc = qident(b, schema);
+    int rc = pgrec_qident(b, schema);
 
     if (rc == 0)
         rc = buf_puts(b, ".");
-    return rc != 0 ? rc : qident(b, table);
+    return rc != 0 ? rc : pgrec_qident(b, table);
 }
 
 /* ---- parameters ------------------------------------------------------------------ */
 
-void params_cleanup(struct params *p)
+void pgrec_params_cleanup(struct params *p)
 {
     for (int i = 0; i < p->n; i++)
         free(p->owned[i]);
@@ -100,7 +100,7 @@ void params_cleanup(struct params *p)
 }
 
 /* Adds a borrowed value (NULL: SQL null); returns its $n, or 0 when full. */
-int param(struct params *p, const char *v)
+int pgrec_param(struct params *p, const char *v)
 {
     if (p->n >= PARAMS_MAX)
         return 0;
@@ -110,7 +110,7 @@ int param(struct params *p, const char *v)
 }
 
 /* Takes v (malloc'd; NULL means out of memory): its $n, or 0. */
-int param_own(struct params *p, char *v)
+int pgrec_param_own(struct params *p, char *v)
 {
     if (v == NULL || p->n >= PARAMS_MAX) {
         free(v);
@@ -121,7 +121,7 @@ int param_own(struct params *p, char *v)
     return p->n;
 }
 
-char *fmt_i64(int64_t v)
+char *pgrec_fmt_i64(int64_t v)
 {
     char *s = malloc(24);
 
@@ -130,7 +130,7 @@ char *fmt_i64(int64_t v)
     return s;
 }
 
-char *fmt_num(double d)
+char *pgrec_fmt_num(double d)
 {
     char *s = malloc(32);
 
@@ -166,9 +166,9 @@ static char *value_text(const struct eng_field *f, const cJSON *v)
         return strdup(v->valuestring);
     case ENG_FT_INTEGER:
     case ENG_FT_TIMESTAMP:
-        return fmt_i64((int64_t)v->valuedouble);
+        return pgrec_fmt_i64((int64_t)v->valuedouble);
     case ENG_FT_NUMBER:
-        return fmt_num(v->valuedouble);
+        return pgrec_fmt_num(v->valuedouble);
     case ENG_FT_BOOLEAN:
         return strdup(cJSON_IsTrue(v) ? "t" : "f");
     case ENG_FT_JSON: {
@@ -231,7 +231,7 @@ static cJSON *order_like(cJSON *o, const struct eng_resource *def)
 /* A row as to_jsonb(_r) prints it → *out (data and bidx Returns owned). The
  * system columns leave data (no field takes a reserved name); so do nulls (a
  * stored record has no null members). */
-int row_record(const char *text, size_t len, const struct eng_resource *def, struct eng_record *out)
+int pgrec_row_record(const char *text, size_t len, const struct eng_resource *def, struct eng_record *out)
 {
     cJSON *o = cJSON_ParseWithLength(text, len), *x, *next;
     const cJSON *id;
@@ -305,12 +305,12 @@ static int field_values(struct buf *b, struct params *p, const struct eng_resour
     for (int i = 0; rc == 0 && i < def->nfields; i++) {
         const struct eng_field *f = &def->fields[i];
         const cJSON *v = cJSON_GetObjectItemCaseSensitive(rec->data, f->name);
-        int k = v == NULL || cJSON_IsNull(v) ? param(p, NULL) : param_own(p, value_text(f, v));
+        int k = v == NULL || cJSON_IsNull(v) ? pgrec_param(p, NULL) : pgrec_param_own(p, value_text(f, v));
 
         if (k == 0)
             return ERR_NOMEM;
         rc = buf_puts(b, ", ");
-        if (rc == 0 && assign && (rc = qident(b, f->name)) == 0)
+        if (rc == 0 && assign && (rc = pgrec_qident(b, f->name)) == 0)
             rc = buf_puts(b, " = ");
         if (rc == 0)
             rc = buf_printf(b, "$%d::%s", k, sql_cast(f->type));
@@ -319,8 +319,8 @@ static int field_values(struct buf *b, struct params *p, const struct eng_resour
 }
 
 /* Runs n statements (their params in p[i]) on the data pool. */
-int run(struct engine *e, const struct eng_scope *s, const char *const *sql, struct params *p,
-        size_t n, PGresult **res)
+int pgrec_run(struct engine *e, const struct eng_scope *s, const char *const *sql, struct params *p,
+              size_t n, PGresult **res)
 {
     struct pg_stmt st[PG_STMT_MAX];
 
@@ -329,7 +329,7 @@ int run(struct engine *e, const struct eng_scope *s, const char *const *sql, str
     return engine_pg_data(e, s, DATA_PATH, st, n, res);
 }
 
-int nomem(struct engine *e)
+int pgrec_nomem(struct engine *e)
 {
     return fail(e, ERR_NOMEM, "out of memory building a statement");
 }
@@ -346,10 +346,10 @@ int pgrec_record_create(struct engine *e, const struct eng_scope *s, const char 
 
     buf_init(&b, SQL_MAX);
     if (def == NULL) {
-        rc = nomem(e);
+        rc = pgrec_nomem(e);
         goto out;
     }
-    if ((rc = res_load(e, s, service, resource, true, def, schema)) != 0)
+    if ((rc = pgrec_res_load(e, s, service, resource, true, def, schema)) != 0)
         goto out;
     if (rec == NULL || !uuid_valid(rec->id)) {
         rc = fail(e, ERR_INVAL, "record without a valid id");
@@ -358,21 +358,23 @@ int pgrec_record_create(struct engine *e, const struct eng_scope *s, const char 
     if ((rc = record_fits(e, def, rec)) != 0)
         goto out;
     /* $1 id, $2 org, $3 created, $4 updated, $5 expires (null: never), $6 bidx, $7 resource */
-    if (param(&p, rec->id) == 0 || param(&p, s->org_id) == 0 || param_own(&p, fmt_i64(rec->created_at)) == 0 ||
-        param_own(&p, fmt_i64(rec->updated_at)) == 0 ||
-        (rec->expires_at != 0 ? param_own(&p, fmt_i64(rec->expires_at)) : param(&p, NULL)) == 0 ||
-        param_own(&p, bidx_text(def, rec)) == 0 || param(&p, resource) == 0) {
-        rc = nomem(e);
+    if (pgrec_param(&p, rec->id) == 0 || pgrec_param(&p, s->org_id) == 0 ||
+        pgrec_param_own(&p, pgrec_fmt_i64(rec->created_at)) == 0 ||
+        pgrec_param_own(&p, pgrec_fmt_i64(rec->updated_at)) == 0 ||
+        (rec->expires_at != 0 ? pgrec_param_own(&p, pgrec_fmt_i64(rec->expires_at))
+                              : pgrec_param(&p, NULL)) == 0 ||
+        pgrec_param_own(&p, bidx_text(def, rec)) == 0 || pgrec_param(&p, resource) == 0) {
+        rc = pgrec_nomem(e);
         goto out;
     }
     rc = buf_puts(&b, "WITH ins AS (INSERT INTO ");
     if (rc == 0)
-        rc = qtable(&b, schema, resource);
+        rc = pgrec_qtable(&b, schema, resource);
     if (rc == 0)
         rc = buf_puts(&b, " (id, org_id, version, created_at, updated_at, expires_at, _bidx");
     for (int i = 0; rc == 0 && i < def->nfields; i++)
         if ((rc = buf_puts(&b, ", ")) == 0)
-            rc = qident(&b, def->fields[i].name);
+            rc = pgrec_qident(&b, def->fields[i].name);
     if (rc == 0)
         rc = buf_puts(&b, ") VALUES ($1::uuid, $2::uuid, 1, $3::bigint, $4::bigint, $5::bigint, $6::jsonb");
     if (rc == 0)
@@ -380,22 +382,22 @@ int pgrec_record_create(struct engine *e, const struct eng_scope *s, const char 
     if (rc == 0)
         rc = buf_puts(&b, ") ON CONFLICT DO NOTHING RETURNING id, version, updated_at), ob AS (INSERT INTO ");
     if (rc == 0)
-        rc = qtable(&b, schema, "_outbox");
+        rc = pgrec_qtable(&b, schema, "_outbox");
     if (rc == 0)
         rc = buf_puts(&b, " (org_id, resource, record_id, op, version, created_at) "
                           "SELECT $2::uuid, $7::text, id, 'create', version, updated_at FROM ins) "
                           "SELECT count(*) FROM ins");
     if (rc != 0) {
-        rc = nomem(e);
+        rc = pgrec_nomem(e);
         goto out;
     }
-    if ((rc = run(e, s, (const char *[]){b.p}, &p, 1, &r)) != 0)
+    if ((rc = pgrec_run(e, s, (const char *[]){b.p}, &p, 1, &r)) != 0)
         goto out;
     if (strcmp(PQgetvalue(r, 0, 0), "0") == 0)
         rc = fail(e, ERR_CONFLICT, "record id taken");
 out:
     PQclear(r);
-    params_cleanup(&p);
+    pgrec_params_cleanup(&p);
     buf_cleanup(&b);
     free(def);
     return rc;
@@ -403,12 +405,12 @@ out:
 
 /* "FROM schema.table _r WHERE org_id = $1 AND <live at $now>": the alias starts
  * with "_", so no field (a letter first) can shadow the whole-row reference. */
-int from_live(struct buf *b, const char *schema, const char *table, int now)
+int pgrec_from_live(struct buf *b, const char *schema, const char *table, int now)
 {
     int rc = buf_puts(b, " FROM ");
 
     if (rc == 0)
-        rc = qtable(b, schema, table);
+        rc = pgrec_qtable(b, schema, table);
     if (rc == 0)
         rc = buf_printf(b, " _r WHERE org_id = $1::uuid AND (expires_at IS NULL OR expires_at > $%d::bigint)", now);
     return rc;
@@ -426,30 +428,30 @@ int pgrec_record_get(struct engine *e, const struct eng_scope *s, const char *se
 
     buf_init(&b, SQL_MAX);
     if (def == NULL) {
-        rc = nomem(e);
+        rc = pgrec_nomem(e);
         goto out;
     }
-    if ((rc = res_load(e, s, service, resource, false, def, schema)) != 0)
+    if ((rc = pgrec_res_load(e, s, service, resource, false, def, schema)) != 0)
         goto out;
     if (id == NULL || !uuid_valid(id)) {
         rc = fail(e, ERR_NOTFOUND, "no such record");
         goto out;
     }
-    if (param(&p, s->org_id) == 0 || param_own(&p, fmt_i64(now)) == 0 || param(&p, id) == 0 ||
-        buf_puts(&b, "SELECT to_jsonb(_r)::text") != 0 || from_live(&b, schema, resource, 2) != 0 ||
-        buf_puts(&b, " AND id = $3::uuid") != 0) {
-        rc = nomem(e);
+    if (pgrec_param(&p, s->org_id) == 0 || pgrec_param_own(&p, pgrec_fmt_i64(now)) == 0 ||
+        pgrec_param(&p, id) == 0 || buf_puts(&b, "SELECT to_jsonb(_r)::text") != 0 ||
+        pgrec_from_live(&b, schema, resource, 2) != 0 || buf_puts(&b, " AND id = $3::uuid") != 0) {
+        rc = pgrec_nomem(e);
         goto out;
     }
-    if ((rc = run(e, s, (const char *[]){b.p}, &p, 1, &r)) != 0)
+    if ((rc = pgrec_run(e, s, (const char *[]){b.p}, &p, 1, &r)) != 0)
         goto out;
     if (PQntuples(r) == 0)
         rc = fail(e, ERR_NOTFOUND, "no such record");
-    else if ((rc = row_record(PQgetvalue(r, 0, 0), (size_t)PQgetlength(r, 0, 0), def, out)) != 0)
+    else if ((rc = pgrec_row_record(PQgetvalue(r, 0, 0), (size_t)PQgetlength(r, 0, 0), def, out)) != 0)
         rc = fail(e, rc, "record unreadable");
 out:
     PQclear(r);
-    params_cleanup(&p);
+    pgrec_params_cleanup(&p);
     buf_cleanup(&b);
     free(def);
     return rc;
@@ -469,14 +471,14 @@ int pgrec_record_update(struct engine *e, const struct eng_scope *s, const char 
     buf_init(&b[0], SQL_MAX);
     buf_init(&b[1], SQL_MAX);
     if (def == NULL) {
-        rc = nomem(e);
+        rc = pgrec_nomem(e);
         goto out;
     }
     if (rec == NULL) {
         rc = fail(e, ERR_INVAL, "no record");
         goto out;
     }
-    if ((rc = res_load(e, s, service, resource, true, def, schema)) != 0)
+    if ((rc = pgrec_res_load(e, s, service, resource, true, def, schema)) != 0)
         goto out;
     if (!uuid_valid(rec->id)) {
         rc = fail(e, ERR_NOTFOUND, "no such record");
@@ -485,20 +487,20 @@ int pgrec_record_update(struct engine *e, const struct eng_scope *s, const char 
     if ((rc = record_fits(e, def, rec)) != 0)
         goto out;
     /* the probe: is the record there (locked), and at which version */
-    if (param(&p[0], s->org_id) == 0 || param_own(&p[0], fmt_i64(rec->updated_at)) == 0 ||
-        param(&p[0], rec->id) == 0 || buf_puts(&b[0], "SELECT version") != 0 ||
-        from_live(&b[0], schema, resource, 2) != 0 || buf_puts(&b[0], " AND id = $3::uuid FOR UPDATE") != 0) {
-        rc = nomem(e);
+    if (pgrec_param(&p[0], s->org_id) == 0 || pgrec_param_own(&p[0], pgrec_fmt_i64(rec->updated_at)) == 0 ||
+        pgrec_param(&p[0], rec->id) == 0 || buf_puts(&b[0], "SELECT version") != 0 ||
+        pgrec_from_live(&b[0], schema, resource, 2) != 0 || buf_puts(&b[0], " AND id = $3::uuid FOR UPDATE") != 0) {
+        rc = pgrec_nomem(e);
         goto out;
     }
     /* $1 org, $2 updated (and now), $3 id, $4 if_version, $5 resource, $6 bidx */
-    rc = param(&p[1], s->org_id) == 0 || param_own(&p[1], fmt_i64(rec->updated_at)) == 0 ||
-         param(&p[1], rec->id) == 0 || param_own(&p[1], fmt_i64(if_version)) == 0 ||
-         param(&p[1], resource) == 0 || param_own(&p[1], bidx_text(def, rec)) == 0;
+    rc = pgrec_param(&p[1], s->org_id) == 0 || pgrec_param_own(&p[1], pgrec_fmt_i64(rec->updated_at)) == 0 ||
+         pgrec_param(&p[1], rec->id) == 0 || pgrec_param_own(&p[1], pgrec_fmt_i64(if_version)) == 0 ||
+         pgrec_param(&p[1], resource) == 0 || pgrec_param_own(&p[1], bidx_text(def, rec)) == 0;
     if (rc == 0)
         rc = buf_puts(&b[1], "WITH upd AS (UPDATE ");
     if (rc == 0)
-        rc = qtable(&b[1], schema, resource);
+        rc = pgrec_qtable(&b[1], schema, resource);
     if (rc == 0)
         rc = buf_puts(&b[1], " _r SET version = _r.version + 1, updated_at = $2::bigint, _bidx = $6::jsonb");
     if (rc == 0)
@@ -509,16 +511,16 @@ int pgrec_record_update(struct engine *e, const struct eng_scope *s, const char 
                              "AND ($4::bigint = 0 OR version = $4::bigint) "
                              "RETURNING id, version, created_at, expires_at, updated_at), ob AS (INSERT INTO ");
     if (rc == 0)
-        rc = qtable(&b[1], schema, "_outbox");
+        rc = pgrec_qtable(&b[1], schema, "_outbox");
     if (rc == 0)
         rc = buf_puts(&b[1], " (org_id, resource, record_id, op, version, created_at) "
                              "SELECT $1::uuid, $5::text, id, 'update', version, updated_at FROM upd) "
                              "SELECT version, created_at, coalesce(expires_at, 0) FROM upd");
     if (rc != 0) {
-        rc = nomem(e);
+        rc = pgrec_nomem(e);
         goto out;
     }
-    if ((rc = run(e, s, (const char *[]){b[0].p, b[1].p}, p, 2, r)) != 0)
+    if ((rc = pgrec_run(e, s, (const char *[]){b[0].p, b[1].p}, p, 2, r)) != 0)
         goto out;
     if (PQntuples(r[0]) == 0)
         rc = fail(e, ERR_NOTFOUND, "no such record");
@@ -532,8 +534,8 @@ int pgrec_record_update(struct engine *e, const struct eng_scope *s, const char 
 out:
     PQclear(r[0]);
     PQclear(r[1]);
-    params_cleanup(&p[0]);
-    params_cleanup(&p[1]);
+    pgrec_params_cleanup(&p[0]);
+    pgrec_params_cleanup(&p[1]);
     buf_cleanup(&b[0]);
     buf_cleanup(&b[1]);
     free(def);
@@ -554,43 +556,44 @@ int pgrec_record_delete(struct engine *e, const struct eng_scope *s, const char 
     buf_init(&b[0], SQL_MAX);
     buf_init(&b[1], SQL_MAX);
     if (def == NULL) {
-        rc = nomem(e);
+        rc = pgrec_nomem(e);
         goto out;
     }
-    if ((rc = res_load(e, s, service, resource, true, def, schema)) != 0)
+    if ((rc = pgrec_res_load(e, s, service, resource, true, def, schema)) != 0)
         goto out;
     if (id == NULL || !uuid_valid(id)) {
         rc = fail(e, ERR_NOTFOUND, "no such record");
         goto out;
     }
     for (int i = 0; i < 2; i++)
-        if (param(&p[i], s->org_id) == 0 || param_own(&p[i], fmt_i64(now)) == 0 || param(&p[i], id) == 0) {
-            rc = nomem(e);
+        if (pgrec_param(&p[i], s->org_id) == 0 || pgrec_param_own(&p[i], pgrec_fmt_i64(now)) == 0 ||
+            pgrec_param(&p[i], id) == 0) {
+            rc = pgrec_nomem(e);
             goto out;
         }
-    rc = buf_puts(&b[0], "SELECT version") != 0 || from_live(&b[0], schema, resource, 2) != 0 ||
+    rc = buf_puts(&b[0], "SELECT version") != 0 || pgrec_from_live(&b[0], schema, resource, 2) != 0 ||
          buf_puts(&b[0], " AND id = $3::uuid FOR UPDATE") != 0;
     /* $4 if_version, $5 resource */
     if (rc == 0)
-        rc = param_own(&p[1], fmt_i64(if_version)) == 0 || param(&p[1], resource) == 0;
+        rc = pgrec_param_own(&p[1], pgrec_fmt_i64(if_version)) == 0 || pgrec_param(&p[1], resource) == 0;
     if (rc == 0)
         rc = buf_puts(&b[1], "WITH d AS (DELETE");
     if (rc == 0)
-        rc = from_live(&b[1], schema, resource, 2);
+        rc = pgrec_from_live(&b[1], schema, resource, 2);
     if (rc == 0)
         rc = buf_puts(&b[1], " AND id = $3::uuid AND ($4::bigint = 0 OR version = $4::bigint) "
                              "RETURNING id, version), ob AS (INSERT INTO ");
     if (rc == 0)
-        rc = qtable(&b[1], schema, "_outbox");
+        rc = pgrec_qtable(&b[1], schema, "_outbox");
     if (rc == 0)
         rc = buf_puts(&b[1], " (org_id, resource, record_id, op, version, created_at) "
                              "SELECT $1::uuid, $5::text, id, 'delete', version + 1, $2::bigint FROM d) "
                              "SELECT count(*) FROM d");
     if (rc != 0) {
-        rc = nomem(e);
+        rc = pgrec_nomem(e);
         goto out;
     }
-    if ((rc = run(e, s, (const char *[]){b[0].p, b[1].p}, p, 2, r)) != 0)
+    if ((rc = pgrec_run(e, s, (const char *[]){b[0].p, b[1].p}, p, 2, r)) != 0)
         goto out;
     if (PQntuples(r[0]) == 0)
         rc = fail(e, ERR_NOTFOUND, "no such record");
@@ -599,8 +602,8 @@ int pgrec_record_delete(struct engine *e, const struct eng_scope *s, const char 
 out:
     PQclear(r[0]);
     PQclear(r[1]);
-    params_cleanup(&p[0]);
-    params_cleanup(&p[1]);
+    pgrec_params_cleanup(&p[0]);
+    pgrec_params_cleanup(&p[1]);
     buf_cleanup(&b[0]);
     buf_cleanup(&b[1]);
     free(def);

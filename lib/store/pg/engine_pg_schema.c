@@ -92,8 +92,8 @@ out:
 /* The definition of (service, resource) in s's mode and its data schema;
  * with lock, FOR KEY SHARE on its row until the unit of work ends (see the
  * header comment). ERR_NOTFOUND when it has none. */
-int res_load(struct engine *e, const struct eng_scope *s, const char *service, const char *name,
-             bool lock, struct eng_resource *out, char schema[ENG_SLUG])
+int pgrec_res_load(struct engine *e, const struct eng_scope *s, const char *service, const char *name,
+                   bool lock, struct eng_resource *out, char schema[ENG_SLUG])
 {
     const char *vals[3] = {service, engine_mode_name(s != NULL ? s->mode : 0), name};
     const struct pg_stmt st = {
@@ -104,7 +104,7 @@ int res_load(struct engine *e, const struct eng_scope *s, const char *service, c
     PGresult *r = NULL;
     int rc;
 
-    if (!scope_ok(s) || !text_ident_valid(service, TEXT_NAME_MAX) || !eng_name_valid(name, ENG_FIELD))
+    if (!pgrec_scope_ok(s) || !text_ident_valid(service, TEXT_NAME_MAX) || !eng_name_valid(name, ENG_FIELD))
         return fail(e, ERR_INVAL, "bad service or resource name");
     if ((rc = engine_pg_data(e, s, DATA_PATH, &st, 1, &r)) != 0)
         return rc;
@@ -125,7 +125,7 @@ int res_load(struct engine *e, const struct eng_scope *s, const char *service, c
 int pgrec_resource_get(struct engine *e, const struct eng_scope *s, const char *service,
                        const char *name, struct eng_resource *out)
 {
-    return res_load(e, s, service, name, true, out, NULL);
+    return pgrec_res_load(e, s, service, name, true, out, NULL);
 }
 
 int pgrec_resource_list(struct engine *e, const struct eng_scope *s, const char *service,
@@ -142,7 +142,7 @@ int pgrec_resource_list(struct engine *e, const struct eng_scope *s, const char 
     if (n == NULL || (out == NULL && max > 0))
         return fail(e, ERR_INVAL, "bad list arguments");
     *n = 0;
-    if (!scope_ok(s) || !text_ident_valid(service, TEXT_NAME_MAX))
+    if (!pgrec_scope_ok(s) || !text_ident_valid(service, TEXT_NAME_MAX))
         return fail(e, ERR_INVAL, "bad service name");
     if (max == 0)
         return 0;
@@ -288,7 +288,8 @@ int pgrec_resource_put(struct engine *e, const struct eng_scope *s, const struct
     if (why == NULL)
         why = &scratch;
     memset(why, 0, sizeof *why);
-    if (def == NULL || !scope_ok(s) || !eng_resource_valid(def) || (nren > 0 && ren == NULL) || nren > ENG_MAX_FIELDS)
+    if (def == NULL || !pgrec_scope_ok(s) || !eng_resource_valid(def) || (nren > 0 && ren == NULL) ||
+        nren > ENG_MAX_FIELDS)
         return fail(e, ERR_INVAL, "malformed resource definition");
     for (size_t i = 0; i < nren; i++)
         if (!eng_name_valid(ren[i].from, ENG_FIELD) || eng_resource_field(def, ren[i].to) == NULL)
