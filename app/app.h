@@ -177,7 +177,7 @@ int audit_record(struct worker *w, const struct eng_scope *s, const char *actor,
 /* schema.c: the MicroService API's schemas, and what records.c shares with it */
 HANDLER(handle_schema_get);
 HANDLER(handle_schema_put);
-/* A field, resource or view name: ^[a-z][a-z0-9_]{0,62}$ and not reserved (core/text.h). */
+/* A field, resource or service name: ^[a-z][a-z0-9_]{0,62}$ and not reserved (id, version, …). */
 bool svc_name_ok(const char *s);
 /* 0 when service is an active microservice; otherwise sends the 404 and returns ERR_NOTFOUND. */
 int svc_check(struct worker *w, struct http_request *r, const char *service);

@@ -12,8 +12,8 @@
 #include "app.h"
 #include "core/json.h"
 #include "core/log.h"
-#include "core/text.h"
 #include "security/rbac.h"
+#include "core/text.h"
 
 #define BEARER_MAX 4096
 

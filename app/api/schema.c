@@ -23,8 +23,8 @@
 #define VIEWS_MAX 16
 #define EXPIRE_MAX (10LL * 366 * 86400)
 
-/* Resource, field and view names: identifiers that are not reserved
- * (core/text.h has the rule and the one list, which both engines apply too). */
+/* Resource, field and view names, and the service of a request: identifiers
+ * that are not reserved (core/text.h has the rule and the one list). */
 bool svc_name_ok(const char *s)
 {
     return text_ident_valid(s, TEXT_NAME_MAX) && !text_reserved(s);
@@ -34,7 +34,7 @@ int svc_check(struct worker *w, struct http_request *r, const char *service)
 {
     struct eng_app a;
 
-    if (!text_ident_valid(service, TEXT_NAME_MAX) || w->engine->ops->app_get(w->engine, service, &a) != 0 ||
+    if (!svc_name_ok(service) || w->engine->ops->app_get(w->engine, service, &a) != 0 ||
         strcmp(a.kind, "microservice") != 0 || strcmp(a.status, "active") != 0) {
         respond_error(r, ERR_NOTFOUND, "no such service");
         return ERR_NOTFOUND;

@@ -19,10 +19,10 @@
  *   resource, field and view names   identifiers of up to TEXT_NAME_MAX, and
  *                                    not text_reserved (a field becomes a
  *                                    column and a member of every record)
- *   service names                    identifiers of up to TEXT_NAME_MAX; not
- *                                    checked against text_reserved (a service
- *                                    names a schema and a URL segment, never a
- *                                    column)
+ *   service names                    identifiers of up to TEXT_NAME_MAX (the
+ *                                    engines' check); the API also refuses a
+ *                                    reserved one (schema.c's svc_check), so
+ *                                    an app named so is never a service
  *   app names (POST /v1/apps)        identifiers of up to TEXT_APP_MAX: an app
  *                                    of kind microservice is a service, and its
  *                                    data schemas svc_<name>_sandbox / _live
