@@ -6,6 +6,7 @@
 
 #include "app.h"
 #include "core/json.h"
+#include "core/text.h"
 #include "core/uuid.h"
 
 #define APPS_MAX 200
@@ -41,19 +42,6 @@ HANDLER(handle_apps_list)
     return respond_owned(r, 200, root);
 }
 
-/* Names become URL segments and schema names: ^[a-z][a-z0-9_]{0,40}$. */
-static bool app_name_ok(const char *s)
-{
-    size_t n = s != NULL ? strlen(s) : 0;
-
-    if (n == 0 || n > 40 || s[0] < 'a' || s[0] > 'z')
-        return false;
-    for (size_t i = 0; i < n; i++)
-        if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9') || s[i] == '_'))
-            return false;
-    return true;
-}
-
 HANDLER(handle_apps_create)
 {
     static const char *const allowed[] = {"name", "kind", "base_url", "status", NULL};
@@ -78,7 +66,7 @@ HANDLER(handle_apps_create)
     for (int i = 0; kind != NULL && kinds[i] != NULL; i++)
         kind_ok |= strcmp(kind, kinds[i]) == 0;
     d = cJSON_CreateObject();
-    if (!app_name_ok(name))
+    if (!text_ident_valid(name, TEXT_APP_MAX))
         cJSON_AddStringToObject(d, "name", "must match ^[a-z][a-z0-9_]{0,39}$");
     if (!kind_ok)
         cJSON_AddStringToObject(d, "kind", "must be microservice, web or worker");

@@ -13,6 +13,7 @@
 #include "core/json.h"
 #include "core/log.h"
 #include "security/rbac.h"
+#include "core/text.h"
 
 #define BEARER_MAX 4096
 
@@ -57,9 +58,10 @@ static int from_api_key(struct worker *w, struct http_request *r, const char *to
 static struct jwt_seen *seen_slot(struct worker *w, const char *sha)
 {
     unsigned h = 0;
+    int d;
 
-    for (int i = 0; i < 8 && sha[i] != '\0'; i++) /* lowercase hex from token_sha256_hex */
-        h = h * 16 + (unsigned)(sha[i] <= '9' ? sha[i] - '0' : sha[i] - 'a' + 10);
+    for (int i = 0; i < 8 && (d = text_hex_digit((unsigned char)sha[i])) >= 0; i++)
+        h = h * 16 + (unsigned)d;
     return &w->jwt_seen[h % JWT_SEEN_SLOTS];
 }
 

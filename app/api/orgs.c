@@ -8,6 +8,7 @@
 
 #include "app.h"
 #include "core/json.h"
+#include "core/text.h"
 #include "security/rbac.h"
 #include "core/uuid.h"
 
@@ -18,18 +19,6 @@
 static const char *actor_of(const struct principal *p)
 {
     return p->user_id[0] ? p->user_id : p->key_id;
-}
-
-static bool role_name_ok(const char *s)
-{
-    size_t n = strlen(s);
-
-    if (n == 0 || n >= ENG_ROLE || s[0] < 'a' || s[0] > 'z')
-        return false;
-    for (size_t i = 0; i < n; i++)
-        if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9') || s[i] == '_'))
-            return false;
-    return true;
 }
 
 /* A caller may hand out (or take away) a role only when its own permissions
@@ -128,7 +117,7 @@ HANDLER(handle_members_invite)
         return respond_error(r, ERR_INVAL, "role must be a string");
     if (want == NULL)
         want = "member";
-    if (!role_name_ok(want) || (rc = may_grant(w, p, want)) == ERR_NOTFOUND) {
+    if (!text_ident_valid(want, TEXT_ROLE_MAX) || (rc = may_grant(w, p, want)) == ERR_NOTFOUND) {
         cJSON *d = cJSON_CreateObject();
         cJSON_AddStringToObject(d, "role", "is not a role of this organization");
         return respond_invalid(r, d);
@@ -170,7 +159,7 @@ HANDLER(handle_members_update)
     if (r->json == NULL || !cJSON_IsObject(r->json) || !json_only_keys(r->json, allowed, &unknown))
         return respond_error(r, ERR_INVAL, "a body {\"role\": …} is required");
     const char *want = json_get_str(r->json, "role");
-    if (want == NULL || !role_name_ok(want) || (rc = may_grant(w, p, want)) == ERR_NOTFOUND) {
+    if (want == NULL || !text_ident_valid(want, TEXT_ROLE_MAX) || (rc = may_grant(w, p, want)) == ERR_NOTFOUND) {
         cJSON *d = cJSON_CreateObject();
         cJSON_AddStringToObject(d, "role", "is not a role of this organization");
         return respond_invalid(r, d);
@@ -285,7 +274,7 @@ HANDLER(handle_roles_create)
     }
     const char *name = json_get_str(r->json, "name");
     const cJSON *perms = cJSON_GetObjectItemCaseSensitive(r->json, "permissions");
-    if (name == NULL || !role_name_ok(name)) {
+    if (name == NULL || !text_ident_valid(name, TEXT_ROLE_MAX)) {
         d = cJSON_CreateObject();
         cJSON_AddStringToObject(d, "name", "must match ^[a-z][a-z0-9_]{0,30}$");
     } else if (!cJSON_IsArray(perms) || cJSON_GetArraySize(perms) < 1 ||

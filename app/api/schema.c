@@ -17,31 +17,17 @@
 
 #include "app.h"
 #include "core/json.h"
+#include "core/text.h"
 
 #define RESOURCES_MAX 64
 #define VIEWS_MAX 16
 #define EXPIRE_MAX (10LL * 366 * 86400)
 
-/* The record's own members, the list's query words, and PostgreSQL's system
- * columns (a column of that name cannot exist: refused on both engines alike). */
-static const char *const RESERVED[] = {"id", "created_at", "updated_at", "version", "expires_at",
-                                       "org_id", "deleted_at", "_score", "cursor", "limit", "order",
-                                       "schema", "search", "views",
-                                       "tableoid", "cmax", "xmax", "cmin", "xmin", "ctid", "oid", NULL};
-
+/* Resource, field and view names, and the service of a request: identifiers
+ * that are not reserved (core/text.h has the rule and the one list). */
 bool svc_name_ok(const char *s)
 {
-    size_t n = s != NULL ? strlen(s) : 0;
-
-    if (n == 0 || n > 63 || s[0] < 'a' || s[0] > 'z')
-        return false;
-    for (size_t i = 0; i < n; i++)
-        if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9') || s[i] == '_'))
-            return false;
-    for (size_t i = 0; RESERVED[i] != NULL; i++)
-        if (strcmp(s, RESERVED[i]) == 0)
-            return false;
-    return true;
+    return text_ident_valid(s, TEXT_NAME_MAX) && !text_reserved(s);
 }
 
 int svc_check(struct worker *w, struct http_request *r, const char *service)

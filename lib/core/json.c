@@ -28,6 +28,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/text.h"
+
 #define JSON_NUMBER_MAX 63      /* cJSON's number_c_string holds 63 + NUL */
 #define JSON_KEYS_ON_STACK 16
 
@@ -63,17 +65,6 @@ static bool is_digit(unsigned char c)
     return c >= '0' && c <= '9';
 }
 
-static int hex_val(unsigned char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* The code unit of "\uXXXX" at p (p points at the backslash), or -1. */
 static long read_u_escape(const unsigned char *p, const unsigned char *end)
 {
@@ -82,7 +73,7 @@ static long read_u_escape(const unsigned char *p, const unsigned char *end)
     if (end - p < 6 || p[0] != '\\' || p[1] != 'u')
         return -1;
     for (int i = 2; i < 6; i++) {
-        int h = hex_val(p[i]);
+        int h = text_hex_digit(p[i]);
 
         if (h < 0)
             return -1;

@@ -9,6 +9,8 @@
 
 #include <openssl/rand.h>
 
+#include "core/text.h"
+
 #define UUID_COUNTER_MAX 0xFFFu         /* rand_a is 12 bits */
 #define UUID_COUNTER_SEED_MASK 0x7FFu   /* top bit clear: ≥ 2048 ids per ms before overflow */
 #define UUID_MS_MASK ((UINT64_C(1) << 48) - 1)
@@ -109,13 +111,10 @@ static bool is_dash_at(int i)
     return i == 8 || i == 13 || i == 18 || i == 23;
 }
 
+/* Canonical text is lower-case: an upper-case digit is no digit here. */
 static int lower_hex(char c)
 {
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    return -1;
+    return c >= 'A' && c <= 'F' ? -1 : text_hex_digit((unsigned char)c);
 }
 
 bool uuid_valid(const char *s)

@@ -2,16 +2,7 @@
 
 #include <string.h>
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
+#include "core/text.h"
 
 int query_decode(struct arena *a, const char *s, size_t n, bool plus_is_space, char **out)
 {
@@ -26,8 +17,8 @@ int query_decode(struct arena *a, const char *s, size_t n, bool plus_is_space, c
             int hi, lo;
             if (i + 2 >= n)
                 return ERR_INVAL;
-            hi = hexval(s[i + 1]);
-            lo = hexval(s[i + 2]);
+            hi = text_hex_digit((unsigned char)s[i + 1]);
+            lo = text_hex_digit((unsigned char)s[i + 2]);
             if (hi < 0 || lo < 0)
                 return ERR_INVAL;
             c = (char)(hi << 4 | lo);

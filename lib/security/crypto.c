@@ -29,6 +29,8 @@
 #include <openssl/params.h>
 #include <openssl/rand.h>
 
+#include "core/text.h"
+
 #define BIDX_LABEL "tessera blind index v1"
 #define KEYFILE_LINE_MAX 256
 #define SEAL_HDR_MAX (2 + CRYPTO_KID_MAX)
@@ -74,17 +76,6 @@ bool crypto_ct_eq(const void *a, const void *b, size_t n)
 
 /* ---- hex -------------------------------------------------------------- */
 
-static int hex_value(unsigned char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 int crypto_hex_encode(const void *in, size_t n, char *out, size_t outsz)
 {
     static const char digits[] = "0123456789abcdef";
@@ -108,8 +99,8 @@ int crypto_hex_decode(const char *in, size_t inlen, uint8_t *out, size_t outsz,
     if (outsz < inlen / 2)
         return ERR_NOSPACE;
     for (size_t i = 0; i < inlen; i += 2) {
-        int hi = hex_value((unsigned char)in[i]);
-        int lo = hex_value((unsigned char)in[i + 1]);
+        int hi = text_hex_digit((unsigned char)in[i]);
+        int lo = text_hex_digit((unsigned char)in[i + 1]);
         if (hi < 0 || lo < 0)
             return ERR_INVAL;
         out[i / 2] = (uint8_t)(hi << 4 | lo);

@@ -475,27 +475,8 @@ const char *engine_mode_name(int mode);
 bool eng_refresh_replayable(const struct eng_refresh *parent, const struct eng_refresh *child,
                             int64_t now, int64_t reuse_interval);
 
-/* Helpers of the resources section, the same for both engines (engine_mem_records.c). */
-/* Whether s (ending within cap bytes) is a resource or field name:
- * ^[a-z][a-z0-9_]{0,62}$. */
-bool eng_name_valid(const char *s, size_t cap);
-/* "string", "vector(3)" → type and dim; ERR_INVAL otherwise. */
-int eng_ftype_parse(const char *s, int *type, int *dim) ERR_MUST_CHECK;
-/* The type's name into buf ("vector(3)"); returns buf. */
-const char *eng_ftype_name(int type, int dim, char buf[24]);
-/* Borrowed: the field of r named name, or NULL. */
-const struct eng_field *eng_resource_field(const struct eng_resource *r, const char *name);
-/* Whether v (not null) is a value of f's type: 0, or ERR_INVAL with *why (a constant). */
-int eng_value_check(const struct eng_field *f, const cJSON *v, const char **why) ERR_MUST_CHECK;
-/* Returns owned: v (of type from/from_dim, not null) cast to f's type, or NULL
- * with *why (a constant) when it cannot cast strictly. */
-cJSON *eng_value_cast(const cJSON *v, int from, int from_dim, const struct eng_field *f,
-                      const char **why);
-/* Whether rec's data fits def: known fields, values of their types, required
- * ones present, pii values sealed and with their blind index. 0, or ERR_INVAL
- * with the reason in why. */
-int eng_record_fits(const struct eng_resource *def, const struct eng_record *rec, char why[128]) ERR_MUST_CHECK;
-/* Frees rec->data and rec->bidx and sets them NULL; NULL is a no-op. */
-void eng_record_cleanup(struct eng_record *rec);
+/* The rules of the resources section that both engines and the API share
+ * (types, names, value checks and casts): store/values.h. */
+#include "store/values.h"
 
 #endif

@@ -35,6 +35,8 @@
 
 #include <hiredis.h>
 
+#include "core/text.h"
+
 #define ARGV_MAX 6
 
 struct kv_redis {
@@ -114,17 +116,6 @@ static void arg_str(struct cmd *c, const char *s)
 
 /* ---- url --------------------------------------------------------------- */
 
-static int hexval(int ch)
-{
-    if (ch >= '0' && ch <= '9')
-        return ch - '0';
-    if (ch >= 'a' && ch <= 'f')
-        return ch - 'a' + 10;
-    if (ch >= 'A' && ch <= 'F')
-        return ch - 'A' + 10;
-    return -1;
-}
-
 /* Returns owned: s[0..n) with %XX decoded; NULL if malformed or out of memory. */
 static char *pct_decode(const char *s, size_t n)
 {
@@ -141,7 +132,7 @@ static char *pct_decode(const char *s, size_t n)
             free(out);
             return NULL;
         }
-        int hi = hexval((unsigned char)s[i + 1]), lo = hexval((unsigned char)s[i + 2]);
+        int hi = text_hex_digit((unsigned char)s[i + 1]), lo = text_hex_digit((unsigned char)s[i + 2]);
 
         if (hi < 0 || lo < 0 || (hi == 0 && lo == 0)) {
             free(out);

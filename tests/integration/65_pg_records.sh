@@ -182,7 +182,7 @@ req PATCH "/v1/svc/crm/contacts/$ANN" "${A[@]}" -H "$J" -d '{"score":4}'
 expect_error "a write that fails writes no outbox entry" 404 not_found
 check "… and none was written" test "$(owner_sql -c "SELECT count(*) FROM svc_crm_sandbox._outbox WHERE record_id = '$ANN'")" = 3
 
-# --- casts, hand-checked against eng_value_cast (lib/store/mem/engine_mem_records.c)
+# --- casts, hand-checked against eng_value_cast (lib/store/values.c)
 cat >"$T/casts.sql" <<'SQL'
 SELECT count(*) || coalesce(' ' || string_agg(format('%s %s→%s gave %s, wanted %s', v, f, t, got, want), '; '), '')
 FROM (SELECT v, f, t, want, core.svc_cast(v::jsonb, f, t)::text AS got FROM (VALUES

@@ -679,6 +679,50 @@ static void test_value_casts_are_strict(void **state)
     cast_ok(ENG_FT_VECTOR, "[1,2,3]", "integer", NULL);
 }
 
+/* Names follow core/text.h on this engine as on PostgreSQL: services and
+ * resources are identifiers, fields also not reserved; nothing is stored
+ * for a refused definition. */
+static void test_names_follow_the_text_rules(void **state)
+{
+    struct fx *f = *state;
+    char name[80];
+
+    memset(name, 'n', 63);
+    name[63] = '\0';
+    OK(f->e, engine_begin(f->e, &f->sa));
+    define(f->res, "crm", "things", (const char *const[]){"ctid:string", NULL});
+    EXPECT(f->e, ERR_INVAL, OP(f->e, resource_put, &f->sa, f->res, NULL, 0, 100, NULL, NULL));
+    define(f->res, "crm", "things", (const char *const[]){"a:string", "order:integer", NULL});
+    EXPECT(f->e, ERR_INVAL, OP(f->e, resource_put, &f->sa, f->res, NULL, 0, 100, NULL, NULL));
+    define(f->res, "crm", "things", (const char *const[]){"a:string", "id:string", NULL});
+    EXPECT(f->e, ERR_INVAL, OP(f->e, resource_put, &f->sa, f->res, NULL, 0, 100, NULL, NULL));
+    define(f->res, "crm-2", "things", (const char *const[]){"a:string", NULL});
+    EXPECT(f->e, ERR_INVAL, OP(f->e, resource_put, &f->sa, f->res, NULL, 0, 100, NULL, NULL));
+    define(f->res, "2crm", "things", (const char *const[]){"a:string", NULL});
+    EXPECT(f->e, ERR_INVAL, OP(f->e, resource_put, &f->sa, f->res, NULL, 0, 100, NULL, NULL));
+    EXPECT(f->e, ERR_NOTFOUND, OP(f->e, resource_get, &f->sa, "crm", "things", f->res));
+    EXPECT(f->e, ERR_INVAL, OP(f->e, resource_get, &f->sa, "crm-2", "things", f->res));
+    /* at the limit of every kind, and a field that only contains a reserved word */
+    define(f->res, name, name, (const char *const[]){"ordered:integer", NULL});
+    snprintf(f->res->fields[0].name, sizeof f->res->fields[0].name, "%s", name);
+    OK(f->e, OP(f->e, resource_put, &f->sa, f->res, NULL, 0, 100, NULL, NULL));
+    OK(f->e, OP(f->e, resource_get, &f->sa, name, name, f->res));
+    assert_string_equal(f->res->fields[0].name, name);
+    OK(f->e, engine_commit(f->e));
+    assert_true(eng_resource_valid(f->res));
+    /* eng_name_valid: the identifier rule within the caller's buffer */
+    assert_true(eng_name_valid(name, 64));
+    assert_false(eng_name_valid(name, 63));
+    assert_true(eng_name_valid("abc", 4));
+    assert_false(eng_name_valid("abcd", 4));
+    name[63] = 'n';
+    name[64] = '\0';
+    assert_false(eng_name_valid(name, sizeof name));
+    assert_false(eng_name_valid("Bad", 64));
+    assert_false(eng_name_valid("a-b", 64));
+    assert_false(eng_name_valid(NULL, 64));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -691,6 +735,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_schema_change_past_the_undo_log_rolls_back_whole, setup, teardown),
         cmocka_unit_test_setup_teardown(test_worker_killed_inside_a_schema_change_leaves_it_undone, setup, teardown),
         cmocka_unit_test(test_value_casts_are_strict),
+        cmocka_unit_test_setup_teardown(test_names_follow_the_text_rules, setup, teardown),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,0 +1,327 @@
+/* engine_pg_schema: resources on PostgreSQL, their definitions read from
+ * core.resources and changed through core.svc_resource_put (the DDL runs in
+ * the database, as its owner). Part of the records code: engine_pg_records.c
+ * opens with the design, store/pg/pgrec.h has what the three files share. */
+#include "store/pg/pgrec.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/text.h"
+
+
+/* ---- resources ------------------------------------------------------------------- */
+
+#define RES_COLS                                                                          \
+    "name, fields::text, options::text, version, expire_after, "                          \
+    "extract(epoch FROM updated_at)::bigint, core.svc_schema_name(service, mode)"
+
+/* A field of core.resources.fields. */
+static int field_from_json(const cJSON *o, struct eng_field *f)
+{
+    const cJSON *name = cJSON_GetObjectItemCaseSensitive(o, "name");
+    const cJSON *type = cJSON_GetObjectItemCaseSensitive(o, "type");
+    const cJSON *def = cJSON_GetObjectItemCaseSensitive(o, "default");
+
+    memset(f, 0, sizeof *f);
+    if (!cJSON_IsString(name) || !eng_name_valid(name->valuestring, sizeof f->name) ||
+        !cJSON_IsString(type) || eng_ftype_parse(type->valuestring, &f->type, &f->dim) != 0)
+        return ERR_INTERNAL;
+    snprintf(f->name, sizeof f->name, "%s", name->valuestring);
+    f->required = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "required"));
+    f->pii = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "pii"));
+    f->index = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "index"));
+    if (def != NULL && !cJSON_IsNull(def)) {
+        char *t = cJSON_PrintUnformatted(def);
+        bool fits = t != NULL && strlen(t) < sizeof f->def;
+        if (fits)
+            memcpy(f->def, t, strlen(t) + 1);
+        cJSON_free(t);
+        if (!fits)
+            return ERR_INTERNAL;
+    }
+    return 0;
+}
+
+/* Row i of a RES_COLS result into out, and the data schema's name. */
+static int res_row(const PGresult *r, int i, const char *service, struct eng_resource *out,
+                   char schema[ENG_SLUG])
+{
+    cJSON *fields = cJSON_Parse(PQgetvalue(r, i, 1)), *opts = cJSON_Parse(PQgetvalue(r, i, 2));
+    const cJSON *x, *views;
+    int rc = 0;
+
+    memset(out, 0, offsetof(struct eng_resource, fields));
+    out->nfields = 0;
+    snprintf(out->service, sizeof out->service, "%s", service);
+    snprintf(out->name, sizeof out->name, "%s", PQgetvalue(r, i, 0));
+    out->version = strtoll(PQgetvalue(r, i, 3), NULL, 10);
+    out->expire_after = strtoll(PQgetvalue(r, i, 4), NULL, 10);
+    out->updated_at = strtoll(PQgetvalue(r, i, 5), NULL, 10);
+    if (schema != NULL)
+        snprintf(schema, ENG_SLUG, "%s", PQgetvalue(r, i, 6));
+    if (!cJSON_IsArray(fields) || !cJSON_IsObject(opts)) {
+        rc = ERR_INTERNAL;
+        goto out;
+    }
+    cJSON_ArrayForEach(x, fields) {
+        if (out->nfields >= ENG_MAX_FIELDS || (rc = field_from_json(x, &out->fields[out->nfields])) != 0) {
+            rc = ERR_INTERNAL;
+            goto out;
+        }
+        out->nfields++;
+    }
+    views = cJSON_GetObjectItemCaseSensitive(opts, "views");
+    if (cJSON_IsObject(views)) {
+        /* jsonb prints ", " and ": ": back to compact, as the memory engine keeps it */
+        char *t = cJSON_PrintUnformatted(views);
+        if (t != NULL && strlen(t) < sizeof out->views)
+            memcpy(out->views, t, strlen(t) + 1);
+        else
+            rc = ERR_INTERNAL;
+        cJSON_free(t);
+    }
+out:
+    cJSON_Delete(fields);
+    cJSON_Delete(opts);
+    return rc;
+}
+
+/* The definition of (service, resource) in s's mode and its data schema;
+ * with lock, FOR KEY SHARE on its row until the unit of work ends (see the
+ * header comment). ERR_NOTFOUND when it has none. */
+int pgrec_res_load(struct engine *e, const struct eng_scope *s, const char *service, const char *name,
+                   bool lock, struct eng_resource *out, char schema[ENG_SLUG])
+{
+    const char *vals[3] = {service, engine_mode_name(s != NULL ? s->mode : 0), name};
+    const struct pg_stmt st = {
+        lock ? "SELECT " RES_COLS " FROM core.resources WHERE service = $1 AND mode = $2 AND name = $3 "
+               "FOR KEY SHARE"
+             : "SELECT " RES_COLS " FROM core.resources WHERE service = $1 AND mode = $2 AND name = $3",
+        3, vals, true};
+    PGresult *r = NULL;
+    int rc;
+
+    if (!pgrec_scope_ok(s) || !text_ident_valid(service, TEXT_NAME_MAX) || !eng_name_valid(name, ENG_FIELD))
+        return fail(e, ERR_INVAL, "bad service or resource name");
+    if ((rc = engine_pg_data(e, s, DATA_PATH, &st, 1, &r)) != 0)
+        return rc;
+    if (PQntuples(r) == 0)
+        rc = fail(e, ERR_NOTFOUND, "no such resource");
+    else if ((rc = res_row(r, 0, service, out, schema)) != 0)
+        rc = fail(e, rc, "resource %.64s: unreadable definition", name);
+    PQclear(r);
+    return rc;
+}
+
+/* With the lock: a handler checks a body against this definition and the
+ * record write that follows must see the same one (the memory engine's region
+ * lock gives it that). The price: two schema changes with renames on one
+ * resource at once (each reads, then changes) each hold the share lock the
+ * other's FOR UPDATE waits for; PostgreSQL breaks that deadlock by failing
+ * one (ERR_CONFLICT), which may simply retry. */
+int pgrec_resource_get(struct engine *e, const struct eng_scope *s, const char *service,
+                       const char *name, struct eng_resource *out)
+{
+    return pgrec_res_load(e, s, service, name, true, out, NULL);
+}
+
+int pgrec_resource_list(struct engine *e, const struct eng_scope *s, const char *service,
+                        struct eng_resource *out, size_t max, size_t *n)
+{
+    char lim[24];
+    const char *vals[3] = {service, engine_mode_name(s != NULL ? s->mode : 0), lim};
+    const struct pg_stmt st = {"SELECT " RES_COLS " FROM core.resources WHERE service = $1 AND mode = $2 "
+                               "ORDER BY name COLLATE \"C\" LIMIT $3",
+                               3, vals, true};
+    PGresult *r = NULL;
+    int rc;
+
+    if (n == NULL || (out == NULL && max > 0))
+        return fail(e, ERR_INVAL, "bad list arguments");
+    *n = 0;
+    if (!pgrec_scope_ok(s) || !text_ident_valid(service, TEXT_NAME_MAX))
+        return fail(e, ERR_INVAL, "bad service name");
+    if (max == 0)
+        return 0;
+    snprintf(lim, sizeof lim, "%zu", max > LIST_CAP ? (size_t)LIST_CAP : max);
+    /* A read no write depends on: no transaction of its own (lib/store/pg/pg.h). */
+    if ((rc = engine_pg_data_read(e, s, DATA_PATH, &st, 1, &r)) != 0)
+        return rc;
+    for (int i = 0; i < PQntuples(r) && *n < max && rc == 0; i++)
+        if ((rc = res_row(r, i, service, &out[*n], NULL)) == 0)
+            (*n)++;
+    PQclear(r);
+    return rc != 0 ? fail(e, rc, "unreadable resource definition") : 0;
+}
+
+/* The definition as core.svc_resource_put takes it: Returns owned text. */
+static char *def_json(const struct eng_resource *d)
+{
+    cJSON *o = cJSON_CreateObject(), *fields = cJSON_AddArrayToObject(o, "fields");
+    char tn[24], *text = NULL;
+
+    if (o == NULL || fields == NULL)
+        goto out;
+    cJSON_AddStringToObject(o, "name", d->name);
+    cJSON_AddNumberToObject(o, "expire_after", (double)d->expire_after);
+    cJSON_AddItemToObject(o, "views", d->views[0] ? cJSON_Parse(d->views) : cJSON_CreateNull());
+    for (int i = 0; i < d->nfields; i++) {
+        const struct eng_field *f = &d->fields[i];
+        cJSON *fo = cJSON_CreateObject();
+
+        if (fo == NULL || !cJSON_AddItemToArray(fields, fo)) {
+            cJSON_Delete(fo);
+            goto out;
+        }
+        cJSON_AddStringToObject(fo, "name", f->name);
+        cJSON_AddStringToObject(fo, "type", eng_ftype_name(f->type, f->dim, tn));
+        if (f->required)
+            cJSON_AddTrueToObject(fo, "required");
+        if (f->pii)
+            cJSON_AddTrueToObject(fo, "pii");
+        if (f->index)
+            cJSON_AddTrueToObject(fo, "index");
+        if (f->def[0] != '\0') {
+            cJSON *dv = cJSON_Parse(f->def);
+            if (dv == NULL)
+                goto out;
+            cJSON_AddItemToObject(fo, "default", dv);
+        }
+    }
+    text = cJSON_PrintUnformatted(o);
+out:
+    cJSON_Delete(o);
+    return text;
+}
+
+static char *renames_json(const struct eng_rename *ren, size_t nren)
+{
+    cJSON *a = cJSON_CreateArray();
+    char *text = NULL;
+
+    for (size_t i = 0; a != NULL && i < nren; i++) {
+        cJSON *o = cJSON_CreateObject();
+        if (o == NULL || !cJSON_AddItemToArray(a, o)) {
+            cJSON_Delete(o);
+            goto out;
+        }
+        cJSON_AddStringToObject(o, "from", ren[i].from);
+        cJSON_AddStringToObject(o, "to", ren[i].to);
+    }
+    if (a != NULL)
+        text = cJSON_PrintUnformatted(a);
+out:
+    cJSON_Delete(a);
+    return text;
+}
+
+/* The function's answer: 0, or ERR_CONFLICT with *why filled. */
+static int put_answer(struct engine *e, const char *text, struct eng_schema_conflict *why)
+{
+    cJSON *o = cJSON_Parse(text);
+    const cJSON *f = cJSON_GetObjectItemCaseSensitive(o, "field");
+    const cJSON *rid = cJSON_GetObjectItemCaseSensitive(o, "record_id");
+    const cJSON *reason = cJSON_GetObjectItemCaseSensitive(o, "reason");
+    int rc = 0;
+
+    const cJSON *count = cJSON_GetObjectItemCaseSensitive(o, "count");
+
+    if (!cJSON_IsBool(cJSON_GetObjectItemCaseSensitive(o, "ok")))
+        rc = fail(e, ERR_INTERNAL, "svc_resource_put: unexpected answer");
+    else if (!cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "ok"))) {
+        snprintf(why->field, sizeof why->field, "%s", cJSON_IsString(f) ? f->valuestring : "");
+        snprintf(why->record_id, sizeof why->record_id, "%s", cJSON_IsString(rid) ? rid->valuestring : "");
+        why->count = cJSON_IsNumber(count) && count->valuedouble >= 1 ? (int64_t)count->valuedouble : 1;
+        snprintf(why->reason, sizeof why->reason, "%s", cJSON_IsString(reason) ? reason->valuestring : "");
+        rc = fail(e, ERR_CONFLICT, "field %s: %s", why->field, why->reason);
+    }
+    cJSON_Delete(o);
+    return rc;
+}
+
+/* The audit entry as core.svc_resource_put takes it: Returns owned text; NULL
+ * for no entry with *rc 0, or on failure with *rc set. */
+static char *audit_json(struct engine *e, const struct eng_scope *s, const struct eng_audit *a, int *rc)
+{
+    cJSON *o, *meta;
+    char *text = NULL;
+
+    *rc = 0;
+    if (a == NULL)
+        return NULL;
+    if (memchr(a->org_id, 0, sizeof a->org_id) == NULL || strcmp(a->org_id, s->org_id) != 0 ||
+        memchr(a->id, 0, sizeof a->id) == NULL || memchr(a->meta, 0, sizeof a->meta) == NULL) {
+        *rc = fail(e, ERR_INVAL, "malformed audit entry");
+        return NULL;
+    }
+    meta = cJSON_Parse(a->meta[0] ? a->meta : "{}");
+    if ((o = cJSON_CreateObject()) != NULL && meta != NULL) {
+        cJSON_AddStringToObject(o, "id", a->id);
+        cJSON_AddStringToObject(o, "org_id", a->org_id);
+        cJSON_AddStringToObject(o, "actor", a->actor);
+        cJSON_AddStringToObject(o, "action", a->action);
+        cJSON_AddStringToObject(o, "target", a->target);
+        cJSON_AddNumberToObject(o, "created_at", (double)a->created_at);
+        if (cJSON_AddItemToObject(o, "meta", meta))
+            meta = NULL;
+        text = cJSON_PrintUnformatted(o);
+    }
+    cJSON_Delete(meta);
+    cJSON_Delete(o);
+    if (text == NULL)
+        *rc = fail(e, ERR_NOMEM, "out of memory");
+    return text;
+}
+
+int pgrec_resource_put(struct engine *e, const struct eng_scope *s, const struct eng_resource *def,
+                       const struct eng_rename *ren, size_t nren, int64_t now,
+                       const struct eng_audit *audit, struct eng_schema_conflict *why)
+{
+    struct eng_schema_conflict scratch;
+    char *dj = NULL, *rj = NULL, *aj = NULL, at[24];
+    PGresult *r = NULL;
+    int rc;
+
+    if (why == NULL)
+        why = &scratch;
+    memset(why, 0, sizeof *why);
+    if (def == NULL || !pgrec_scope_ok(s) || !eng_resource_valid(def) || (nren > 0 && ren == NULL) ||
+        nren > ENG_MAX_FIELDS)
+        return fail(e, ERR_INVAL, "malformed resource definition");
+    for (size_t i = 0; i < nren; i++)
+        if (!eng_name_valid(ren[i].from, ENG_FIELD) || eng_resource_field(def, ren[i].to) == NULL)
+            return fail(e, ERR_INVAL, "rename of %.64s names no new field", ren[i].from);
+    snprintf(at, sizeof at, "%" PRId64, now);
+    if ((aj = audit_json(e, s, audit, &rc)) == NULL && rc != 0)
+        goto out;
+    if ((dj = def_json(def)) == NULL || (rj = renames_json(ren, nren)) == NULL) {
+        rc = fail(e, ERR_NOMEM, "out of memory");
+        goto out;
+    }
+    {
+        const char *vals[6] = {def->service, engine_mode_name(s->mode), dj, rj, at, aj};
+        const struct pg_stmt st = {
+            "SELECT core.svc_resource_put($1, $2, $3::jsonb, $4::jsonb, $5::bigint, $6::jsonb)::text", 6, vals,
+            true};
+        if ((rc = engine_pg_data(e, s, DATA_PATH, &st, 1, &r)) == ERR_CONFLICT) {
+            /* a deadlock or serialization failure: two changes of one resource met */
+            snprintf(why->field, sizeof why->field, "*");
+            snprintf(why->reason, sizeof why->reason, "another change of this resource ran at the same time; retry");
+        }
+        if (rc != 0)
+            goto out;
+    }
+    rc = PQntuples(r) == 1 ? put_answer(e, PQgetvalue(r, 0, 0), why)
+                           : fail(e, ERR_INTERNAL, "svc_resource_put: no answer");
+    if (rc == 0 && audit != NULL)
+        rc = engine_pg_relayed(e, s, audit);
+out:
+    PQclear(r);
+    cJSON_free(dj);
+    cJSON_free(rj);
+    cJSON_free(aj);
+    return rc;
+}

@@ -1,0 +1,63 @@
+/* pgrec: what the PostgreSQL engine's records files share: engine_pg_records.c
+ * (names, parameters, field types, rows and record writes; its opening
+ * comment has the design), engine_pg_schema.c (resources) and
+ * engine_pg_list.c (lists, the outbox). Private to those three files. */
+#ifndef LIB_STORE_PG_PGREC_H
+#define LIB_STORE_PG_PGREC_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "core/buf.h"
+#include "store/pg/engine_pg_records.h"
+
+#define fail engine_pg_fail
+#define DATA_PATH "pg_catalog, pg_temp"
+#define SQL_MAX (4u * 1024 * 1024)
+#define PARAMS_MAX 512          /* 7 system values + 200 fields, or 16 filters + keyset */
+#define LIST_CAP 100000
+
+/* The $n values of one statement; texts made here are owned by it. */
+struct params {
+    const char *v[PARAMS_MAX];
+    char *owned[PARAMS_MAX];
+    int n;
+};
+
+/* ---- engine_pg_records.c -------------------------------------------------- */
+
+/* Whether s is a scope with a known mode (test or live). */
+bool pgrec_scope_ok(const struct eng_scope *s);
+/* name as a quoted identifier, as quote_ident makes it; "schema"."table". */
+int pgrec_qident(struct buf *b, const char *name);
+int pgrec_qtable(struct buf *b, const char *schema, const char *table);
+
+/* Frees the texts p owns and empties it. */
+void pgrec_params_cleanup(struct params *p);
+/* Adds a borrowed value (NULL: SQL null); returns its $n, or 0 when full. */
+int pgrec_param(struct params *p, const char *v);
+/* Takes v (malloc'd; NULL means out of memory): its $n, or 0. */
+int pgrec_param_own(struct params *p, char *v);
+/* Returns owned: v as decimal text; d with 17 digits (read back exactly). NULL when out of memory. */
+char *pgrec_fmt_i64(int64_t v);
+char *pgrec_fmt_num(double d);
+
+/* A row as to_jsonb(_r) prints it → *out (data and bidx Returns owned), system columns left out. */
+int pgrec_row_record(const char *text, size_t len, const struct eng_resource *def, struct eng_record *out);
+/* Runs n statements (their params in p[i]) on the data pool of s's mode; results into res (owned). */
+int pgrec_run(struct engine *e, const struct eng_scope *s, const char *const *sql, struct params *p,
+              size_t n, PGresult **res);
+/* ERR_NOMEM with its reason in e->errstr. */
+int pgrec_nomem(struct engine *e);
+/* " FROM schema.table _r WHERE org_id = $1 AND <live at $now>" into b. */
+int pgrec_from_live(struct buf *b, const char *schema, const char *table, int now);
+
+/* ---- engine_pg_schema.c ---------------------------------------------------- */
+
+/* The definition of (service, name) in s's mode and its data schema's name
+ * (schema may be NULL); with lock, FOR KEY SHARE on its row until the unit of
+ * work ends. ERR_NOTFOUND when it has none. */
+int pgrec_res_load(struct engine *e, const struct eng_scope *s, const char *service, const char *name,
+                   bool lock, struct eng_resource *out, char schema[ENG_SLUG]);
+
+#endif
