@@ -40,6 +40,7 @@ const char *__asan_default_options(void)
 }
 
 static const char *dsn, *ctl;
+static bool server_down;    /* stopped by a case that has not started it again */
 
 static const char KILL_SELF[] = "SELECT pg_terminate_backend(pg_backend_pid())";
 static const char SLEEP[] = "SELECT pg_sleep(20)";
@@ -83,6 +84,8 @@ static int setup(void **state)
     fx.prepared = pg_pool_new("core", dsn, 2, true, errstr);
     if (fx.plain == NULL || fx.prepared == NULL) {
         fprintf(stderr, "pg_pool_new: %s\n", errstr);
+        pg_pool_free(fx.plain);
+        pg_pool_free(fx.prepared);
         return -1;
     }
     *state = &fx;
@@ -90,7 +93,8 @@ static int setup(void **state)
 }
 
 /* Frees the pools whether the case passed or not, so the leak check sees
- * only what the code under test lost. */
+ * only what the code under test lost, and starts a server a failed case
+ * left stopped, so the next case does not fail for it. */
 static int teardown(void **state)
 {
     struct fixture *fx = *state;
@@ -98,6 +102,9 @@ static int teardown(void **state)
     pg_pool_free(fx->plain);
     pg_pool_free(fx->prepared);
     fx->plain = fx->prepared = NULL;
+    if (server_down)
+        (void)pg_ctl("pg_start");   /* fails harmlessly if it was not stopped after all */
+    server_down = false;
     return 0;
 }
 
@@ -201,8 +208,10 @@ static pid_t crash_when_sleeping(void)
     int rc = 1;
 
     while (PQstatus(c) == CONNECTION_OK && now_s() < deadline) {
-        PGresult *r = PQexec(c, "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' "
-                                "AND query = 'SELECT pg_sleep(20)' AND pid <> pg_backend_pid()");
+        const char *const vals[] = {SLEEP};
+        PGresult *r = PQexecParams(c, "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' "
+                                      "AND query = $1 AND pid <> pg_backend_pid()",
+                                   1, NULL, vals, NULL, NULL, 0);
         bool sleeping = PQresultStatus(r) == PGRES_TUPLES_OK && strcmp(PQgetvalue(r, 0, 0), "0") != 0;
 
         PQclear(r);
@@ -236,6 +245,7 @@ static void test_server_stopped_mid_pipeline_is_unavailable_and_the_pool_serves_
         pid_t child;
 
         expect_serves(pl);          /* a warm connection, so the pipeline is what breaks */
+        server_down = true;
         child = crash_when_sleeping();
         t0 = now_s();
         pg_tx_init(&tx, pl);
@@ -250,6 +260,7 @@ static void test_server_stopped_mid_pipeline_is_unavailable_and_the_pool_serves_
             fail_msg("the server was not stopped mid-statement (child status %d)", status);
         EXPECT(ERR_UNAVAILABLE, pg_pool_ping(pl, errstr), errstr);
         assert_int_equal(pg_ctl("pg_start"), 0);
+        server_down = false;
         EXPECT(0, wait_serving(pl, 30), "the pool serves within 30 s of the restart");
         expect_serves(pl);
         expect_serves(p[(round + 1) % 2]);  /* the other pool's dead connection too */
