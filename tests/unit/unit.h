@@ -5,7 +5,7 @@
  * of the crash tests, and the engine call macros. Everything is static inline
  * or a macro: a test binary is one file linked with lib/.
  * Not a framework: no runner, no fixtures of one module's types but the
- * region (three suites build one). Assertions are cmocka's, never assert(). */
+ * region (four suites build one). Assertions are cmocka's, never assert(). */
 #ifndef TESTS_UNIT_H
 #define TESTS_UNIT_H
 
