@@ -52,6 +52,8 @@ pg_start() {
         >>"$T/pg-ctl.log" 2>&1
 }
 pg_stop() { pg_as "$PG_BIN/pg_ctl" -D "$PG_DIR" -m fast -w -t 30 stop >>"$T/pg-ctl.log" 2>&1; }
+# pg_crash: stops it at once (-m immediate): every backend dies mid-statement, as in a crash.
+pg_crash() { pg_as "$PG_BIN/pg_ctl" -D "$PG_DIR" -m immediate -w -t 30 stop >>"$T/pg-ctl.log" 2>&1; }
 
 # pg_createdb NAME: another empty database owned by the migration owner.
 pg_createdb() { pg_psql postgres -c "CREATE DATABASE \"$1\" OWNER tessera_owner"; }

@@ -1,14 +1,10 @@
 /* Unit tests for lib/arena: alignment, allocations bigger than a block,
  * reuse after reset, deferred cleanups (newest first, on reset and on free),
  * and the string helpers. */
-#include <setjmp.h>
-#include <stdarg.h>
-#include <stddef.h>
-#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include <cmocka.h>
+#include "unit.h"
 
 #include "core/arena.h"
 #include "core/err.h"

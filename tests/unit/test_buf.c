@@ -1,12 +1,8 @@
 /* Unit tests for lib/buf: appending, the hard cap (refused writes leave the
  * content as it was) and printf output of any length. */
-#include <setjmp.h>
-#include <stdarg.h>
-#include <stddef.h>
-#include <stdint.h>
 #include <string.h>
 
-#include <cmocka.h>
+#include "unit.h"
 
 #include "core/buf.h"
 

@@ -2,24 +2,20 @@
  * TESSERA_SECTION_KEY overrides, per-env defaults, validation whose errors
  * name the key, and secrets masked wherever settings are printed.
  * Every test starts with no TESSERA_* variable set and removes its files. */
-#include <setjmp.h>
-#include <stdarg.h>
-#include <stddef.h>
-#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include <cJSON.h>
-#include <cmocka.h>
+#include "unit.h"
 
 #include "core/config.h"
 
 extern char **environ;
 
 struct fixture {
-    char path[64];          /* the temp config file, "" when none */
+    char path[UNIT_PATH];   /* the temp config file, "" when none */
     struct config cfg;
     char errstr[256];
 };
@@ -67,12 +63,7 @@ static const char *write_file(struct fixture *f, const char *text)
 {
     if (f->path[0] != '\0')
         unlink(f->path);
-    snprintf(f->path, sizeof f->path, "/tmp/tessera-config-XXXXXX");
-    int fd = mkstemp(f->path);
-    assert_true(fd >= 0);
-    assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
-    close(fd);
-    return f->path;
+    return unit_tmpfile(f->path, "config", text, strlen(text));
 }
 
 static int load_text(struct fixture *f, const char *text)
@@ -458,36 +449,33 @@ static void mask(const char *in, char *out, size_t sz)
     config_mask_secret(in, out, sz);
 }
 
-static void test_mask_dsn_password(void **state)
+/* Masks `in` into a 128-byte buffer and expects exactly `want`. */
+static void assert_masked(const char *in, const char *want)
 {
     char out[128];
 
-    mask("host=x password=secret user=y", out, sizeof out);
-    assert_string_equal(out, "host=x password=*** user=y");
-    mask("password=secret", out, sizeof out);
-    assert_string_equal(out, "password=***");
+    mask(in, out, sizeof out);
+    assert_string_equal(out, want);
+}
+
+static void test_mask_dsn_password(void **state)
+{
+    assert_masked("host=x password=secret user=y", "host=x password=*** user=y");
+    assert_masked("password=secret", "password=***");
 }
 
 static void test_mask_quoted_dsn_password_with_spaces(void **state)
 {
-    char out[128];
-
-    mask("password='a b'", out, sizeof out);
-    assert_string_equal(out, "password=***");
-    mask("host=x password='a \\' b' user=y", out, sizeof out);
-    assert_string_equal(out, "host=x password=*** user=y");
+    assert_masked("password='a b'", "password=***");
+    assert_masked("host=x password='a \\' b' user=y", "host=x password=*** user=y");
 }
 
 static void test_mask_url_userinfo_password(void **state)
 {
-    char out[128];
-
-    mask("redis://user:pass@host:6379/0", out, sizeof out);
-    assert_string_equal(out, "redis://user:***@host:6379/0");
-    mask("redis://:pass@host:6379", out, sizeof out);
-    assert_string_equal(out, "redis://:***@host:6379");
-    mask("postgresql://app:s3cr3t@db.internal:5432/core?sslmode=require", out, sizeof out);
-    assert_string_equal(out, "postgresql://app:***@db.internal:5432/core?sslmode=require");
+    assert_masked("redis://user:pass@host:6379/0", "redis://user:***@host:6379/0");
+    assert_masked("redis://:pass@host:6379", "redis://:***@host:6379");
+    assert_masked("postgresql://app:s3cr3t@db.internal:5432/core?sslmode=require",
+                  "postgresql://app:***@db.internal:5432/core?sslmode=require");
 }
 
 static void test_mask_leaves_strings_without_password_unchanged(void **state)
@@ -502,33 +490,24 @@ static void test_mask_leaves_strings_without_password_unchanged(void **state)
         "user=password",
         "",
     };
-    char out[128];
 
-    for (size_t i = 0; i < sizeof same / sizeof same[0]; i++) {
-        mask(same[i], out, sizeof out);
-        assert_string_equal(out, same[i]);
-    }
+    for (size_t i = 0; i < sizeof same / sizeof same[0]; i++)
+        assert_masked(same[i], same[i]);
 }
 
 static void test_mask_password_in_uri_query_parameter(void **state)
 {
-    char out[128];
-
-    mask("postgresql://app@db/core?sslmode=require&password=s3cr3t", out, sizeof out);
-    assert_string_equal(out, "postgresql://app@db/core?sslmode=require&password=***");
-    mask("postgresql:///core?password=s3cr3t&host=/run/pg", out, sizeof out);
-    assert_string_equal(out, "postgresql:///core?password=***&host=/run/pg");
+    assert_masked("postgresql://app@db/core?sslmode=require&password=s3cr3t",
+                  "postgresql://app@db/core?sslmode=require&password=***");
+    assert_masked("postgresql:///core?password=s3cr3t&host=/run/pg",
+                  "postgresql:///core?password=***&host=/run/pg");
 }
 
 static void test_mask_dsn_password_with_spaces_around_equals(void **state)
 {
-    char out[128];
-
     /* libpq allows spaces around '=' in a key/value DSN */
-    mask("host=x password = secret user=y", out, sizeof out);
-    assert_string_equal(out, "host=x password=*** user=y");
-    mask("password= 'a b' user=y", out, sizeof out);
-    assert_string_equal(out, "password=*** user=y");
+    assert_masked("host=x password = secret user=y", "host=x password=*** user=y");
+    assert_masked("password= 'a b' user=y", "password=*** user=y");
 }
 
 static void test_mask_output_is_bounded_and_terminated(void **state)

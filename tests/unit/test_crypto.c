@@ -1,17 +1,13 @@
 /* Unit tests for lib/crypto: known-answer vectors for the primitives, the
  * strictness of the codecs (one spelling per byte string), the keyring file
  * format, and that a sealed blob opens only unmodified, under its own AAD. */
-#include <setjmp.h>
-#include <stdarg.h>
-#include <stddef.h>
-#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <cmocka.h>
+#include "unit.h"
 
 #include <openssl/core_names.h>
 #include <openssl/kdf.h>
@@ -20,18 +16,10 @@
 #include "security/crypto.h"
 
 struct fixture {
-    char dir[64];
+    char dir[UNIT_PATH];
     char path[128];   /* data-key file made by crypto_keyring_write_new */
     struct crypto_keyring ring;
 };
-
-static void write_file(const char *path, const char *text)
-{
-    FILE *f = fopen(path, "w");
-    assert_non_null(f);
-    assert_int_equal(fputs(text, f) >= 0, 1);
-    assert_int_equal(fclose(f), 0);
-}
 
 static int setup(void **state)
 {
@@ -40,9 +28,7 @@ static int setup(void **state)
 
     if (!fx)
         return -1;
-    snprintf(fx->dir, sizeof fx->dir, "/tmp/tessera-test-crypto-XXXXXX");
-    if (!mkdtemp(fx->dir))
-        return -1;
+    unit_tmpdir(fx->dir, "crypto");
     snprintf(fx->path, sizeof(fx->path), "%s/data.key", fx->dir);
     if (crypto_keyring_write_new(fx->path, "k1") != ERR_OK)
         return -1;
@@ -55,11 +41,9 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     struct fixture *fx = *state;
-    char cmd[160];
 
     crypto_keyring_cleanup(&fx->ring);
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", fx->dir);
-    if (system(cmd) != 0)
+    if (unit_rmtree(fx->dir) != 0)
         return -1;
     free(fx);
     return 0;
@@ -297,7 +281,7 @@ static void test_keyring_load_comments_order_and_rotation(void **state)
     char p[160], errstr[128] = "";
 
     snprintf(p, sizeof(p), "%s/two.key", fx->dir);
-    write_file(p, "# rotated 2024-06\n"
+    unit_write_text(p, "# rotated 2024-06\n"
                   "\n"
                   "  k2\t0000000000000000000000000000000000000000000000000000000000000001  \r\n"
                   "   # old key, kept until every row is re-sealed\n"
@@ -318,7 +302,7 @@ static void expect_load_fails(const char *dir, const char *text, int want, const
     char p[160], errstr[128] = "";
 
     snprintf(p, sizeof(p), "%s/bad.key", dir);
-    write_file(p, text);
+    unit_write_text(p, text);
     assert_int_equal(crypto_keyring_load(&ring, p, errstr), want);
     assert_int_equal(ring.n, 0);
     assert_non_null(strstr(errstr, needle));
@@ -472,7 +456,7 @@ static void test_open_with_rotated_ring(void **state)
     snprintf(text, sizeof(text), "k2 %s\nk1 %s\n",
              "1111111111111111111111111111111111111111111111111111111111111111", hex);
     snprintf(p, sizeof(p), "%s/rotated.key", fx->dir);
-    write_file(p, text);
+    unit_write_text(p, text);
     assert_int_equal(crypto_keyring_load(&rotated, p, errstr), ERR_OK);
     assert_int_equal(crypto_open(&rotated, AAD, strlen(AAD), blob, bloblen, &pt, &ptlen), ERR_OK);
     assert_string_equal((char *)pt, PT);
@@ -583,7 +567,7 @@ static void test_blind_index_by_kid_during_rotation(void **state)
     snprintf(text, sizeof(text), "k2 %s\nk1 %s\n",
              "2222222222222222222222222222222222222222222222222222222222222222", hex);
     snprintf(p, sizeof(p), "%s/rot-bidx.key", fx->dir);
-    write_file(p, text);
+    unit_write_text(p, text);
     assert_int_equal(crypto_keyring_load(&rotated, p, errstr), ERR_OK);
 
     assert_int_equal(crypto_blind_index(&fx->ring, "alice@example.com", old_idx), ERR_OK);

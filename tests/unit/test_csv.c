@@ -2,16 +2,12 @@
  * the caps, the header check, chunk boundaries of the file reader, and the
  * export guard. Memory inputs are heap copies of exactly their length, so ASan
  * catches a read past the end. */
-#include <setjmp.h>
-#include <stdarg.h>
-#include <stddef.h>
-#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-#include <cmocka.h>
+#include "unit.h"
 
 #include "core/csv.h"
 
@@ -452,17 +448,13 @@ static void test_header_check_refusals(void **state)
     }
 }
 
+/* Returns owned (free; the caller unlinks the file): a temp file's path. */
 static char *write_temp(const char *data, size_t n)
 {
-    char *path = strdup("/tmp/test_csv_XXXXXX");
-    int fd;
+    char path[UNIT_PATH], *copy = strdup(unit_tmpfile(path, "csv", data, n));
 
-    assert_non_null(path);
-    fd = mkstemp(path);
-    assert_true(fd >= 0);
-    assert_int_equal(write(fd, data, n), (ssize_t)n);
-    close(fd);
-    return path;
+    assert_non_null(copy);
+    return copy;
 }
 
 #define DOTS "................................................................"

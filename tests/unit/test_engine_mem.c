@@ -1,11 +1,7 @@
 /* test_engine_mem: every op of the memory engine, tenant isolation across two
  * orgs, unique constraints, audit paging, several processes on one region, a
  * worker killed inside a unit of work, and a region that runs out of space. */
-#include <setjmp.h>
-#include <stdarg.h>
-#include <stddef.h>
-#include <stdint.h>
-#include <cmocka.h>
+#include "unit.h"
 
 #include <signal.h>
 #include <stdio.h>
@@ -19,28 +15,6 @@
 #include "core/uuid.h"
 
 #define BIG_REGION (8u << 20)
-
-/* Calls an op of e's table. */
-#define OP(e, op, ...) ((e)->ops->op((e), __VA_ARGS__))
-/* Expects a call to return rc, and shows the engine's reason when it does not. */
-#define EXPECT(e, rc, call)                                                                 \
-    do {                                                                                    \
-        int rc_ = (call);                                                                   \
-        if (rc_ != (rc))                                                                    \
-            fail_msg("%s: got %s, want %s (%s)", #call, err_str(rc_), err_str(rc),          \
-                     (e)->errstr);                                                          \
-    } while (0)
-#define OK(e, call) EXPECT(e, 0, call)
-
-static struct shm_region *region(size_t bytes)
-{
-    char err[128] = "";
-    struct shm_region *r = shm_create(bytes, err);
-
-    if (r == NULL)
-        fail_msg("shm_create: %s", err);
-    return r;
-}
 
 static struct engine *engine(struct shm_region *r)
 {
@@ -57,20 +31,10 @@ static struct engine *fresh(struct shm_region **r, size_t bytes)
 {
     char err[128] = "";
 
-    *r = region(bytes);
+    *r = unit_region(bytes);
     if (engine_mem_prepare(*r, err) != 0)
         fail_msg("engine_mem_prepare: %s", err);
     return engine(*r);
-}
-
-static void check_region(struct shm_region *r)
-{
-    char err[128] = "";
-
-    assert_int_equal(shm_lock(r), 0);
-    if (shm_check(r, err) != 0)
-        fail_msg("shm_check: %s", err);
-    shm_unlock(r);
 }
 
 static void new_id(char out[ENG_ID])
@@ -249,7 +213,7 @@ static void test_calls_outside_a_unit_of_work_are_internal_errors(void **state)
 
 static void test_prepare_is_idempotent_and_new_lays_out_lazily(void **state)
 {
-    struct shm_region *r = region(BIG_REGION);
+    struct shm_region *r = unit_region(BIG_REGION);
     struct engine *e = engine(r);
     struct eng_user u = user_rec("a@b.test"), got;
     char err[128] = "";
@@ -322,7 +286,7 @@ static void test_users_unique_by_id_and_email(void **state)
     assert_false(got.is_platform_admin);
     OK(e, engine_commit(e));
     engine_free(e);
-    check_region(r);
+    unit_region_check(r);
     shm_destroy(r);
 }
 
@@ -483,7 +447,7 @@ static void test_members_are_per_org_and_upserted(void **state)
     assert_string_equal(list[0].org_id, w.b.id);
     OK(e, engine_commit(e));
     engine_free(e);
-    check_region(r);
+    unit_region_check(r);
     shm_destroy(r);
 }
 
@@ -556,7 +520,7 @@ static void test_roles_builtins_then_the_orgs_own(void **state)
     assert_int_equal(n, ENGINE_NBUILTIN_ROLES);
     OK(e, engine_commit(e));
     engine_free(e);
-    check_region(r);
+    unit_region_check(r);
     shm_destroy(r);
 }
 
@@ -706,7 +670,7 @@ static void test_refresh_tokens_rotate_and_families_revoke(void **state)
     assert_int_equal(got.revoked_at, 900);
     OK(e, engine_commit(e));
     engine_free(e);
-    check_region(r);
+    unit_region_check(r);
     shm_destroy(r);
 }
 
@@ -775,7 +739,7 @@ static void test_refresh_rotation_keeps_one_live_branch(void **state)
     assert_int_equal(rotate(e, &w, &c2, "g3-again", 2016, &x, &rot), ENG_ROTATE_REVOKED);
     assert_int_equal(rotate(e, &w, &c3, "g4", 2016, &x, &rot), ENG_ROTATE_REVOKED);
     engine_free(e);
-    check_region(r);
+    unit_region_check(r);
     shm_destroy(r);
 }
 
@@ -802,7 +766,7 @@ static void test_refresh_rotation_rolled_back_leaves_the_parent_live(void **stat
     assert_int_equal(rotate(e, &w, &t0, "b1-third", 3002, &c1, &rot), ENG_ROTATE_REPLAY);
     assert_string_equal(rot.child.token_hash, "b1-second");
     engine_free(e);
-    check_region(r);
+    unit_region_check(r);
     shm_destroy(r);
 }
 
@@ -931,13 +895,8 @@ static void test_audit_newest_first_paged_by_before_id(void **state)
     EXPECT(e, ERR_INTERNAL, OP(e, audit_append, &w.sb, &a));
     OK(e, engine_commit(e));
     engine_free(e);
-    check_region(r);
+    unit_region_check(r);
     shm_destroy(r);
-}
-
-static void wait_child(pid_t pid, int *status)
-{
-    assert_int_equal(waitpid(pid, status, 0), pid);
 }
 
 static void test_forked_child_writes_parent_reads(void **state)
@@ -948,7 +907,6 @@ static void test_forked_child_writes_parent_reads(void **state)
     struct eng_user got;
     struct world w;
     size_t n;
-    int status;
     pid_t pid;
 
     make_world(e, &w);
@@ -964,8 +922,7 @@ static void test_forked_child_writes_parent_reads(void **state)
         engine_free(c);
         _exit(0);
     }
-    wait_child(pid, &status);
-    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    unit_wait_success(pid);
 
     OK(e, engine_begin(e, &w.sa));
     OK(e, OP(e, member_get, &w.sa, w.ub.id, &mb));
@@ -991,10 +948,9 @@ static void test_child_killed_inside_a_unit_of_work_leaves_nothing(void **state)
     struct shm_stats st0, st;
     char audit_id[ENG_ID];
     struct world w;
-    int fds[2], status;
+    int fds[2];
     size_t n;
     pid_t pid;
-    char c;
 
     make_world(e, &w);
     key = key_rec(&w.a, ENG_MODE_TEST, "hk", 100);
@@ -1036,17 +992,9 @@ static void test_child_killed_inside_a_unit_of_work_leaves_nothing(void **state)
             if (OP(ce, audit_append, &w.sa, &ca) != 0)
                 _exit(1);
         }
-        if (write(fds[1], "x", 1) != 1)
-            _exit(1);
-        for (;;)
-            pause();
+        unit_child_ready(fds[1]);
     }
-    close(fds[1]);
-    assert_int_equal(read(fds[0], &c, 1), 1);
-    close(fds[0]);
-    assert_int_equal(kill(pid, SIGKILL), 0);
-    wait_child(pid, &status);
-    assert_true(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+    unit_kill_when_ready(pid, fds);
 
     OK(e, engine_begin(e, &w.sa));
     EXPECT(e, ERR_NOTFOUND, OP(e, user_get, extra.id, &got));
@@ -1077,7 +1025,7 @@ static void test_child_killed_inside_a_unit_of_work_leaves_nothing(void **state)
     shm_stats(r, &st);
     shm_unlock(r);
     assert_int_equal(st.recoveries, st0.recoveries + 1);
-    check_region(r);
+    unit_region_check(r);
     engine_free(e);
     shm_destroy(r);
 }
@@ -1148,7 +1096,7 @@ static void test_full_region_fails_with_nospace_and_keeps_committed_data(void **
     mb = member_rec(&w.a, &w.ub, "member", 2);
     EXPECT(e, ERR_INTERNAL, OP(e, member_put, &w.sa, &mb));   /* spoiled: roll back */
     engine_rollback(e);
-    check_region(r);
+    unit_region_check(r);
 
     /* Everything committed before is intact and readable. */
     OK(e, engine_begin(e, &w.sa));
@@ -1180,7 +1128,7 @@ static void test_full_region_fails_with_nospace_and_keeps_committed_data(void **
     OK(e, engine_begin(e, &w.sa));
     OK(e, OP(e, member_get, &w.sa, w.ub.id, &got));
     OK(e, engine_commit(e));
-    check_region(r);
+    unit_region_check(r);
     engine_free(e);
     shm_destroy(r);
 }
@@ -1212,7 +1160,7 @@ static void test_unit_of_work_past_the_undo_log_rolls_back_whole(void **state)
     assert_int_equal(append_many(e, &w, 50, &done), 0);
     OK(e, engine_commit(e));
     assert_int_equal(audit_count(e, &w), 50);
-    check_region(r);
+    unit_region_check(r);
     engine_free(e);
     shm_destroy(r);
 }
@@ -1323,7 +1271,7 @@ static void test_worker_killed_at_random_points_leaves_whole_units(void **state)
         }
         usleep((useconds_t)(rand() % 3000));
         kill(pid, SIGKILL);
-        wait_child(pid, &status);
+        unit_wait_child(pid, &status);
         assert_true(WIFSIGNALED(status) || (WIFEXITED(status) && WEXITSTATUS(status) == 0));
     }
 
@@ -1356,7 +1304,7 @@ static void test_worker_killed_at_random_points_leaves_whole_units(void **state)
     landed = (int)(st.recoveries - st0.recoveries);
     print_message("    %zu units of work kept, %d kills landed inside one\n", n, landed);
     assert_true(landed > 0);
-    check_region(r);
+    unit_region_check(r);
     free(list);
     free(audit);
     engine_free(e);

@@ -3,11 +3,7 @@
  * renames, record CRUD with versions, the outbox, separation of orgs, modes
  * and services, filters, order and keyset, expiry, sealed pii bytes at rest,
  * and the value helpers (strict casts). */
-#include <setjmp.h>
-#include <stdarg.h>
-#include <stddef.h>
-#include <stdint.h>
-#include <cmocka.h>
+#include "unit.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,16 +16,6 @@
 #include "store/mem/engine_mem.h"
 #include "store/mem/shm.h"
 #include "core/uuid.h"
-
-#define OP(e, op, ...) ((e)->ops->op((e), __VA_ARGS__))
-#define EXPECT(e, rc, call)                                                                 \
-    do {                                                                                    \
-        int rc_ = (call);                                                                   \
-        if (rc_ != (rc))                                                                    \
-            fail_msg("%s: got %s, want %s (%s)", #call, err_str(rc_), err_str(rc),          \
-                     (e)->errstr);                                                          \
-    } while (0)
-#define OK(e, call) EXPECT(e, 0, call)
 
 struct fx {
     struct shm_region *r;
@@ -57,7 +43,7 @@ static int setup(void **state)
     char err[128] = "";
 
     assert_non_null(f);
-    assert_non_null(f->r = shm_create(16u << 20, err));
+    f->r = unit_region(16u << 20);
     assert_int_equal(engine_mem_prepare(f->r, err), 0);
     assert_non_null(f->e = engine_mem_new(f->r, err));
     assert_non_null(f->res = calloc(1, sizeof *f->res));
@@ -473,19 +459,16 @@ static void test_pii_is_not_plaintext_at_rest(void **state)
     struct fx *f = *state;
     struct crypto_keyring ring;
     struct eng_record rec, got;
-    char path[] = "/tmp/test-records-key-XXXXXX", err[128], aad[256], hex[ENG_HASH];
+    char dir[UNIT_PATH], path[UNIT_PATH + 16], err[128], aad[256], hex[ENG_HASH];
     const char *secret = "ann.secret@example.com";
     char *sealed = NULL;
     uint8_t *pt = NULL;
     size_t ptlen;
-    int fd = mkstemp(path);
 
-    assert_true(fd >= 0);
-    close(fd);
-    unlink(path);
+    snprintf(path, sizeof path, "%s/data.key", unit_tmpdir(dir, "records"));
     assert_int_equal(crypto_keyring_write_new(path, "k1"), 0);
     assert_int_equal(crypto_keyring_load(&ring, path, err), 0);
-    unlink(path);
+    assert_int_equal(unit_rmtree(dir), 0);
     OK(f->e, engine_begin(f->e, &f->sa));
     define(f->res, "crm", "contacts", (const char *const[]){"email:string:p", NULL});
     OK(f->e, OP(f->e, resource_put, &f->sa, f->res, NULL, 0, 100, NULL, NULL));
@@ -593,7 +576,6 @@ static void test_worker_killed_inside_a_schema_change_leaves_it_undone(void **st
     struct eng_record rec;
     char *t;
     pid_t pid;
-    int status;
 
     OK(f->e, engine_begin(f->e, &f->sa));
     define(f->res, "crm", "k", (const char *const[]){"n:string", NULL});
@@ -614,8 +596,7 @@ static void test_worker_killed_inside_a_schema_change_leaves_it_undone(void **st
         raise(SIGKILL);
         _exit(4);
     }
-    assert_int_equal(waitpid(pid, &status, 0), pid);
-    assert_true(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+    unit_wait_killed(pid);
     OK(f->e, engine_begin(f->e, &f->sa));
     OK(f->e, OP(f->e, resource_get, &f->sa, "crm", "k", f->res));
     assert_int_equal(f->res->version, 1);

@@ -1,16 +1,12 @@
 /* Unit tests for lib/fdpass: a descriptor sent over a SOCK_SEQPACKET pair
  * arrives as a working descriptor of the same open file (close-on-exec),
  * counts outside 1..FDPASS_MAX are refused, and a closed peer is told apart. */
-#include <setjmp.h>
-#include <stdarg.h>
-#include <stddef.h>
-#include <stdint.h>
 #include <fcntl.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include <cmocka.h>
+#include "unit.h"
 
 #include "fleet/fdpass.h"
 

@@ -1,15 +1,11 @@
 /* Unit tests for lib/json: every refusal json_parse() promises, and the exact
  * integer reads. Every document is parsed from a heap copy of exactly its
  * length with no NUL after it, so ASan reports any read past the body. */
-#include <setjmp.h>
-#include <stdarg.h>
-#include <stddef.h>
-#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include <cmocka.h>
+#include "unit.h"
 
 #include "core/json.h"
 

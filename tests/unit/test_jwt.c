@@ -2,17 +2,13 @@
  * per reason a token is refused (DESIGN §10), each with a token that is wrong in
  * exactly that one way. Tokens with hand-written headers or payloads are signed
  * here with the fixture's real key, so the check under test is the one that fires. */
-#include <setjmp.h>
-#include <stdarg.h>
-#include <stddef.h>
-#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <cmocka.h>
+#include "unit.h"
 
 #include <openssl/evp.h>
 #include <openssl/pem.h>
@@ -27,13 +23,13 @@
 #define LIFETIME 900
 
 struct fixture {
-    char dir[64];
+    char dir[UNIT_PATH];
     char key1[128], key2[128];
     struct jwt_keyset ks;      /* key1: the deployment's key set */
     struct jwt_keyset other;   /* key2: someone else's key */
 };
 
-static const struct jwt_expect EXPECT = {
+static const struct jwt_expect EXPECTED = {
     .iss = ISS, .aud = AUD, .now = NOW, .skew = SKEW, .max_lifetime = LIFETIME,
 };
 
@@ -45,9 +41,7 @@ static int setup(void **state)
 
     if (!fx)
         return -1;
-    snprintf(fx->dir, sizeof fx->dir, "/tmp/tessera-test-jwt-XXXXXX");
-    if (!mkdtemp(fx->dir))
-        return -1;
+    unit_tmpdir(fx->dir, "jwt");
     snprintf(fx->key1, sizeof(fx->key1), "%s/jwt1.pem", fx->dir);
     snprintf(fx->key2, sizeof(fx->key2), "%s/jwt2.pem", fx->dir);
     if (jwt_keygen(fx->key1) != ERR_OK || jwt_keygen(fx->key2) != ERR_OK)
@@ -64,12 +58,10 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     struct fixture *fx = *state;
-    char cmd[160];
 
     jwt_keyset_free(&fx->ks);
     jwt_keyset_free(&fx->other);
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", fx->dir);
-    if (system(cmd) != 0)
+    if (unit_rmtree(fx->dir) != 0)
         return -1;
     free(fx);
     return 0;
@@ -161,13 +153,13 @@ static char *good_token_with(struct fixture *fx, int64_t iat_off, int64_t exp_of
 
 static enum jwt_status verify(struct fixture *fx, const char *tok)
 {
-    return jwt_verify(&fx->ks, tok, strlen(tok), &EXPECT, NULL);
+    return jwt_verify(&fx->ks, tok, strlen(tok), &EXPECTED, NULL);
 }
 
 static void expect_status(struct fixture *fx, char *tok, enum jwt_status want)
 {
     cJSON *claims = (cJSON *)&claims;   /* must come back NULL on refusal */
-    enum jwt_status got = jwt_verify(&fx->ks, tok, strlen(tok), &EXPECT, &claims);
+    enum jwt_status got = jwt_verify(&fx->ks, tok, strlen(tok), &EXPECTED, &claims);
 
     if (got != want)
         fail_msg("token %s: got %s, want %s", tok, jwt_status_str(got), jwt_status_str(want));
@@ -214,7 +206,7 @@ static void test_sign_verify_round_trip(void **state)
     uint8_t raw[256];
     size_t n;
 
-    assert_int_equal(jwt_verify(&fx->ks, tok, strlen(tok), &EXPECT, &claims), JWT_OK);
+    assert_int_equal(jwt_verify(&fx->ks, tok, strlen(tok), &EXPECTED, &claims), JWT_OK);
     assert_non_null(claims);
     assert_string_equal(cJSON_GetObjectItemCaseSensitive(claims, "sub")->valuestring, "u1");
     assert_string_equal(cJSON_GetObjectItemCaseSensitive(claims, "org")->valuestring, "o1");
@@ -371,8 +363,8 @@ static void test_rotation_old_key_verifies(void **state)
 
     assert_int_equal(jwt_sign(&fx->other, c, &old_tok), ERR_OK);
     assert_int_equal(jwt_sign(&both, c, &new_tok), ERR_OK);
-    assert_int_equal(jwt_verify(&both, old_tok, strlen(old_tok), &EXPECT, NULL), JWT_OK);
-    assert_int_equal(jwt_verify(&both, new_tok, strlen(new_tok), &EXPECT, NULL), JWT_OK);
+    assert_int_equal(jwt_verify(&both, old_tok, strlen(old_tok), &EXPECTED, NULL), JWT_OK);
+    assert_int_equal(jwt_verify(&both, new_tok, strlen(new_tok), &EXPECTED, NULL), JWT_OK);
     assert_int_equal(verify(fx, old_tok), JWT_UNKNOWN_KID);
 
     assert_int_equal(jwt_jwks(&both, &json), ERR_OK);
@@ -495,7 +487,7 @@ static void test_alg_names_with_another_key_type_are_refused(void **state)
             snprintf(hdr, sizeof(hdr), "{\"alg\":\"%s\",\"kid\":\"a1a1a1a1a1a1a1a1\"}", algs[a]);
             /* signed with a real Ed25519 key so only the key type can refuse it */
             tok = sign_raw(fx->ks.keys[0].pkey, hdr, c);
-            if (jwt_verify(&ks, tok, strlen(tok), &EXPECT, NULL) != JWT_BAD_ALG)
+            if (jwt_verify(&ks, tok, strlen(tok), &EXPECTED, NULL) != JWT_BAD_ALG)
                 fail_msg("alg %s with a %s key was not refused as bad_alg", algs[a], types[t][0]);
             free(tok);
         }
@@ -552,7 +544,7 @@ static void test_keyset_copy_holds_its_own_references(void **state)
     assert_int_equal(dst.sign_alg, JWT_ALG_ED25519);
     assert_string_equal(dst.keys[0].kid, fx->ks.keys[0].kid);
     assert_int_equal(jwt_sign(&dst, c, &tok), ERR_OK);
-    assert_int_equal(jwt_verify(&dst, tok, strlen(tok), &EXPECT, NULL), JWT_OK);
+    assert_int_equal(jwt_verify(&dst, tok, strlen(tok), &EXPECTED, NULL), JWT_OK);
     assert_int_equal(verify(fx, tok), JWT_OK);
     free(tok);
     cJSON_Delete(c);
@@ -595,13 +587,13 @@ static void test_rotate_keeps_the_previous_public_half(void **state)
     assert_string_equal(ks.keys[1].kid, old_kid);
     assert_int_equal(ks.keys[1].can_sign, 0);
     assert_int_equal(jwt_sign(&ks, c, &new_tok), ERR_OK);
-    assert_int_equal(jwt_verify(&ks, old_tok, strlen(old_tok), &EXPECT, NULL), JWT_OK);
-    assert_int_equal(jwt_verify(&ks, new_tok, strlen(new_tok), &EXPECT, NULL), JWT_OK);
+    assert_int_equal(jwt_verify(&ks, old_tok, strlen(old_tok), &EXPECTED, NULL), JWT_OK);
+    assert_int_equal(jwt_verify(&ks, new_tok, strlen(new_tok), &EXPECTED, NULL), JWT_OK);
     jwt_keyset_free(&ks);
     /* The previous key removed: its tokens are an unknown kid. */
     assert_int_equal(jwt_keyset_load(&ks, paths, 1, errstr), ERR_OK);
-    assert_int_equal(jwt_verify(&ks, old_tok, strlen(old_tok), &EXPECT, NULL), JWT_UNKNOWN_KID);
-    assert_int_equal(jwt_verify(&ks, new_tok, strlen(new_tok), &EXPECT, NULL), JWT_OK);
+    assert_int_equal(jwt_verify(&ks, old_tok, strlen(old_tok), &EXPECTED, NULL), JWT_UNKNOWN_KID);
+    assert_int_equal(jwt_verify(&ks, new_tok, strlen(new_tok), &EXPECTED, NULL), JWT_OK);
     jwt_keyset_free(&ks);
 
     /* A second rotation during the overlap: three keys, each its own file. */
@@ -611,8 +603,8 @@ static void test_rotate_keeps_the_previous_public_half(void **state)
     paths[1] = pub2;
     paths[2] = pub;
     assert_int_equal(jwt_keyset_load(&ks, paths, 3, errstr), ERR_OK);
-    assert_int_equal(jwt_verify(&ks, old_tok, strlen(old_tok), &EXPECT, NULL), JWT_OK);
-    assert_int_equal(jwt_verify(&ks, new_tok, strlen(new_tok), &EXPECT, NULL), JWT_OK);
+    assert_int_equal(jwt_verify(&ks, old_tok, strlen(old_tok), &EXPECTED, NULL), JWT_OK);
+    assert_int_equal(jwt_verify(&ks, new_tok, strlen(new_tok), &EXPECTED, NULL), JWT_OK);
     jwt_keyset_free(&ks);
     free(old_tok);
     free(new_tok);
@@ -828,7 +820,7 @@ static void test_rejects_wrong_part_count(void **state)
     expect_status(fx, strdup(buf), JWT_MALFORMED);
     /* Only the first len bytes count: a valid token followed by junk outside len verifies. */
     snprintf(buf, sizeof(buf), "%s.junk", good);
-    assert_int_equal(jwt_verify(&fx->ks, buf, strlen(good), &EXPECT, NULL), JWT_OK);
+    assert_int_equal(jwt_verify(&fx->ks, buf, strlen(good), &EXPECTED, NULL), JWT_OK);
     free(good);
 }
 
@@ -1065,7 +1057,7 @@ static void test_rejects_wrong_issuer(void **state)
 {
     struct fixture *fx = *state;
     char *h = header_with(fx->ks.keys[0].kid, "");
-    struct jwt_expect x = EXPECT;
+    struct jwt_expect x = EXPECTED;
     char *tok;
 
     expect_status(fx, sign_raw(fx->ks.keys[0].pkey, h,
@@ -1086,7 +1078,7 @@ static void test_rejects_wrong_audience(void **state)
 {
     struct fixture *fx = *state;
     char *h = header_with(fx->ks.keys[0].kid, "");
-    struct jwt_expect x = EXPECT;
+    struct jwt_expect x = EXPECTED;
     char *tok;
 
     expect_status(fx, sign_raw(fx->ks.keys[0].pkey, h,

@@ -3,11 +3,7 @@
  * loopback port (and stops, freezes and restarts to prove the outage rules);
  * for shm, sharing across fork and reclaiming expired memory. No redis-server
  * means failure, not a skip. */
-#include <setjmp.h>
-#include <stdarg.h>
-#include <stddef.h>
-#include <stdint.h>
-#include <cmocka.h>
+#include "unit.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -160,9 +156,7 @@ static int setup_shm(void **state)
 {
     char err[128] = "";
 
-    region = shm_create(4 << 20, err);
-    if (region == NULL)
-        return -1;
+    region = unit_region(4 << 20);
     *state = kv_shm_new(region, err);
     if (*state == NULL) {
         fprintf(stderr, "kv_shm_new: %s\n", err);
@@ -500,7 +494,6 @@ static void test_ping_and_bad_keys(void **state)
 static void test_shm_value_set_in_a_child_is_seen_by_the_parent(void **state)
 {
     struct kv *kv = *state;
-    int status;
     pid_t pid = fork();
 
     assert_true(pid >= 0);
@@ -512,8 +505,7 @@ static void test_shm_value_set_in_a_child_is_seen_by_the_parent(void **state)
         _exit(mine != NULL && kv_set(mine, "from-child", "hi", 2, 0) == 0 &&
                       kv_incr(mine, "ver", &v) == 0 && v == 1 ? 0 : 1);
     }
-    assert_int_equal(waitpid(pid, &status, 0), pid);
-    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    unit_wait_success(pid);
     assert_kv_value(kv, "from-child", "hi", 2);
     assert_kv_value(kv, "ver", "1", 1);
 }
@@ -561,12 +553,11 @@ static void test_shm_expired_entries_are_swept_by_writes(void **state)
 static void test_shm_full_region_fails_then_recovers(void **state)
 {
     char err[128] = "", key[32];
-    struct shm_region *small = shm_create(SHM_MIN_BYTES, err);
+    struct shm_region *small = unit_region(SHM_MIN_BYTES);
     struct kv *kv;
     char value[1000];
     int n = 0, rc;
 
-    assert_non_null(small);
     kv = kv_shm_new(small, err);
     assert_non_null(kv);
     memset(value, 'v', sizeof value);
@@ -809,13 +800,7 @@ int main(void)
         failed += cmocka_run_group_tests_name("kv_redis", redis_tests, NULL, NULL);
     }
     redis_stop();
-    if (failed == 0) {      /* keep redis.log for a post-mortem otherwise */
-        char log[128];
-
-        snprintf(log, sizeof log, "%s/redis.log", srv.dir);
-        unlink(log);
-        unlink(srv.sock);
-        rmdir(srv.dir);
-    }
+    if (failed == 0)        /* keep redis.log for a post-mortem otherwise */
+        unit_rmtree(srv.dir);
     return failed != 0;
 }

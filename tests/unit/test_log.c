@@ -2,17 +2,13 @@
  * stderr: one line per call, valid JSON (checked by cJSON) carrying the
  * process identity, and still valid JSON with "truncated":true when the
  * fields do not fit. */
-#include <setjmp.h>
-#include <stdarg.h>
-#include <stddef.h>
-#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include <cJSON.h>
-#include <cmocka.h>
+#include "unit.h"
 
 #include "core/log.h"
 

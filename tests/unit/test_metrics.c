@@ -1,17 +1,13 @@
 /* Unit tests for lib/metrics: counters and histograms summed across slots in
  * the Prometheus text, bad indexes ignored, and the shared mapping seen
  * across fork() (the property the whole fleet relies on). */
-#include <setjmp.h>
-#include <stdarg.h>
-#include <stddef.h>
-#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <cmocka.h>
+#include "unit.h"
 
 #include "fleet/metrics.h"
 
@@ -95,6 +91,15 @@ static void test_counters_by_route_and_status_sum_across_slots(void **state)
     buf_cleanup(&b);
 }
 
+/* The value of histogram `name`'s bucket `le` for records_list, or -1. */
+static long long bucket(const char *text, const char *name, const char *le)
+{
+    char series[160];
+
+    snprintf(series, sizeof series, "%s_bucket{route=\"records_list\",le=\"%s\"}", name, le);
+    return sample(text, series);
+}
+
 static void test_histogram_buckets_are_cumulative_and_inf_is_count(void **state)
 {
     struct metrics *m = *state;
@@ -109,20 +114,13 @@ static void test_histogram_buckets_are_cumulative_and_inf_is_count(void **state)
     metrics_observe(m, 9, 1, 200, 7000000); /* past the last bound: +Inf only */
 
     render(m, &b);
-    snprintf(series, sizeof series, "%s_bucket{route=\"records_list\",le=\"0.0001\"}", name);
-    assert_int_equal(sample(b.p, series), 1);
-    snprintf(series, sizeof series, "%s_bucket{route=\"records_list\",le=\"0.00025\"}", name);
-    assert_int_equal(sample(b.p, series), 2);
-    snprintf(series, sizeof series, "%s_bucket{route=\"records_list\",le=\"0.001\"}", name);
-    assert_int_equal(sample(b.p, series), 2);
-    snprintf(series, sizeof series, "%s_bucket{route=\"records_list\",le=\"0.0025\"}", name);
-    assert_int_equal(sample(b.p, series), 3);
-    snprintf(series, sizeof series, "%s_bucket{route=\"records_list\",le=\"0.5\"}", name);
-    assert_int_equal(sample(b.p, series), 3);
-    snprintf(series, sizeof series, "%s_bucket{route=\"records_list\",le=\"1\"}", name);
-    assert_int_equal(sample(b.p, series), 4);
-    snprintf(series, sizeof series, "%s_bucket{route=\"records_list\",le=\"+Inf\"}", name);
-    assert_int_equal(sample(b.p, series), 5);
+    assert_int_equal(bucket(b.p, name, "0.0001"), 1);
+    assert_int_equal(bucket(b.p, name, "0.00025"), 2);
+    assert_int_equal(bucket(b.p, name, "0.001"), 2);
+    assert_int_equal(bucket(b.p, name, "0.0025"), 3);
+    assert_int_equal(bucket(b.p, name, "0.5"), 3);
+    assert_int_equal(bucket(b.p, name, "1"), 4);
+    assert_int_equal(bucket(b.p, name, "+Inf"), 5);
     snprintf(series, sizeof series, "%s_count{route=\"records_list\"}", name);
     assert_int_equal(sample(b.p, series), 5);
     snprintf(series, sizeof series, "%s_sum{route=\"records_list\"} 8.002201\n", name);
@@ -184,7 +182,6 @@ static void test_forked_child_observations_are_visible_to_parent(void **state)
 {
     struct metrics *m = *state;
     pid_t pid;
-    int status;
     struct buf b;
 
     metrics_observe(m, 0, 1, 200, 10);
@@ -195,9 +192,7 @@ static void test_forked_child_observations_are_visible_to_parent(void **state)
             metrics_observe(m, 4, 1, 201, 10);
         _exit(metrics_slot_total(m, 0) == 1 ? 0 : 1); /* the child sees the parent's too */
     }
-    assert_int_equal(waitpid(pid, &status, 0), pid);
-    assert_true(WIFEXITED(status));
-    assert_int_equal(WEXITSTATUS(status), 0);
+    unit_wait_success(pid);
 
     assert_int_equal(metrics_slot_total(m, 4), 10);
     render(m, &b);

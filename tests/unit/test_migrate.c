@@ -1,15 +1,12 @@
 /* migrate: the file-name rule and the errors that need no database (the
  * database half is tests/integration/40_postgres.sh, against a real server). */
-#include <setjmp.h>
-#include <stdarg.h>
-#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <cmocka.h>
+#include "unit.h"
 
 #include "store/pg/migrate.h"
 
@@ -38,42 +35,40 @@ static void test_missing_sql_dir_is_an_io_error_naming_the_key(void **state)
     assert_non_null(strstr(errstr, "db.sql_dir /nonexistent/sql"));
 }
 
+/* A fresh folder holding one file, name, with text; returns dir. */
+static char *sql_dir(char dir[UNIT_PATH], const char *name, const char *text)
+{
+    char path[UNIT_PATH + 64];
+
+    snprintf(path, sizeof path, "%s/%s", unit_tmpdir(dir, "migrate"), name);
+    unit_write_text(path, text);
+    return dir;
+}
+
 static void test_badly_named_sql_file_is_refused_before_connecting(void **state)
 {
-    char dir[] = "/tmp/test_migrate.XXXXXX", path[64];
-    struct migrate_opts o = {.dsn = "host=/nonexistent", .sql_dir = dir};
+    char dir[UNIT_PATH];
+    struct migrate_opts o = {.dsn = "host=/nonexistent", .sql_dir = sql_dir(dir, "core.sql", "")};
     struct migrate_report r;
     char errstr[MIGRATE_ERRSTR];
-    FILE *f;
     (void)state;
-    assert_non_null(mkdtemp(dir));
-    snprintf(path, sizeof path, "%s/core.sql", dir);
-    assert_non_null(f = fopen(path, "w"));
-    fclose(f);
     assert_int_equal(migrate_run(&o, &r, errstr), ERR_INVAL);
     assert_non_null(strstr(errstr, "core.sql: not a migration name"));
-    unlink(path);
-    rmdir(dir);
+    assert_int_equal(unit_rmtree(dir), 0);
 }
 
 static void test_unreachable_database_is_unavailable(void **state)
 {
-    char dir[] = "/tmp/test_migrate.XXXXXX", path[64];
-    struct migrate_opts o = {.dsn = "host=/nonexistent connect_timeout=1", .sql_dir = dir};
+    char dir[UNIT_PATH];
+    struct migrate_opts o = {.dsn = "host=/nonexistent connect_timeout=1",
+                             .sql_dir = sql_dir(dir, "0001_x.sql", "SELECT 1;\n")};
     struct migrate_report r;
     char errstr[MIGRATE_ERRSTR];
-    FILE *f;
     (void)state;
-    assert_non_null(mkdtemp(dir));
-    snprintf(path, sizeof path, "%s/0001_x.sql", dir);
-    assert_non_null(f = fopen(path, "w"));
-    fputs("SELECT 1;\n", f);
-    fclose(f);
     assert_int_equal(migrate_run(&o, &r, errstr), ERR_UNAVAILABLE);
     assert_int_equal(r.files, 1);
     assert_non_null(strstr(errstr, "cannot connect"));
-    unlink(path);
-    rmdir(dir);
+    assert_int_equal(unit_rmtree(dir), 0);
 }
 
 int main(void)

@@ -1,15 +1,11 @@
 /* Unit tests for lib/password. Most run at ln=10 (1024 iterations) for speed;
  * one runs the default cost (ln=17, 128 MiB) to prove maxmem is passed. */
-#include <setjmp.h>
-#include <stdarg.h>
-#include <stddef.h>
-#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
-#include <cmocka.h>
+#include "unit.h"
 
 #include "security/password.h"
 

@@ -2,12 +2,9 @@
  * limit checks that never echo the DSN, laziness, and an unreachable server
  * failing as "unavailable" with the failure counted. Transactions against a
  * real server are tests/integration/45_pg_engine.sh and 30_auth.sh [postgres]. */
-#include <setjmp.h>
-#include <stdarg.h>
-#include <stddef.h>
 #include <string.h>
 
-#include <cmocka.h>
+#include "unit.h"
 
 #include "store/pg/pg.h"
 

@@ -1,13 +1,9 @@
 /* Unit tests for lib/query: percent-decoding, query strings and path splitting,
  * the parsing every request goes through before routing. */
-#include <setjmp.h>
-#include <stdarg.h>
-#include <stddef.h>
-#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
-#include <cmocka.h>
+#include "unit.h"
 
 #include "http/query.h"
 

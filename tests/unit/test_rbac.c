@@ -1,9 +1,5 @@
 /* rbac: which permission strings allow which action on which object. */
-#include <stdarg.h>
-#include <stddef.h>
-#include <stdint.h>
-#include <setjmp.h>
-#include <cmocka.h>
+#include "unit.h"
 
 #include "security/rbac.h"
 

@@ -1,12 +1,8 @@
 /* Unit tests for lib/reqid: which client ids are echoed (they land in logs and
  * headers) and the shape and uniqueness of generated ones. */
-#include <setjmp.h>
-#include <stdarg.h>
-#include <stddef.h>
-#include <stdint.h>
 #include <string.h>
 
-#include <cmocka.h>
+#include "unit.h"
 
 #include "http/reqid.h"
 

@@ -1,13 +1,9 @@
 /* Unit tests for lib/router: literal segments beat parameters, parameters are
  * extracted by name, 404 and 405 are told apart (with the Allow set), HEAD
  * rides on GET, and a malformed table is refused at start-up. */
-#include <setjmp.h>
-#include <stdarg.h>
-#include <stddef.h>
-#include <stdint.h>
 #include <string.h>
 
-#include <cmocka.h>
+#include "unit.h"
 
 #include "http/router.h"
 

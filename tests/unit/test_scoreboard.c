@@ -1,16 +1,12 @@
 /* Unit tests for lib/scoreboard: the JSON and the table that `tessera status`
  * prints list the used rows only, with their identity and live fields. */
-#include <setjmp.h>
-#include <stdarg.h>
-#include <stddef.h>
-#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <cJSON.h>
-#include <cmocka.h>
+#include "unit.h"
 
 #include "fleet/scoreboard.h"
 
@@ -134,44 +130,34 @@ static char *line_starting(char *text, const char *prefix)
     return NULL;
 }
 
+/* Expects the line of text starting with prefix to hold each of words
+ * (NULL-ended); text must end with a newline, which is put back. */
+static void assert_line_has(char *text, const char *prefix, const char *const words[])
+{
+    char *l = line_starting(text, prefix);
+
+    if (l == NULL)
+        fail_msg("no line starts with \"%s\"", prefix);
+    for (size_t i = 0; words[i] != NULL; i++)
+        if (strstr(l, words[i]) == NULL)
+            fail_msg("line \"%s\" lacks \"%s\"", l, words[i]);
+    l[strlen(l)] = '\n';
+}
+
 static void test_table_has_header_and_one_line_per_used_row(void **state)
 {
     struct buf b;
-    char *l;
 
     buf_init(&b, 1 << 16);
     assert_int_equal(sb_render_table(*state, &b), 0);
     assert_int_equal(count_lines(b.p), 1 + 3);
     assert_int_equal(b.p[b.len - 1], '\n');
 
-    l = line_starting(b.p, "id ");
-    assert_non_null(l);
-    assert_non_null(strstr(l, "role"));
-    assert_non_null(strstr(l, "pid"));
-    assert_non_null(strstr(l, "state"));
-    assert_non_null(strstr(l, "last exit"));
-    l[strlen(l)] = '\n';
-
-    l = line_starting(b.p, "0 ");
-    assert_non_null(l);
-    assert_non_null(strstr(l, " api "));
-    assert_non_null(strstr(l, " 4242 "));
-    assert_non_null(strstr(l, " idle "));
-    assert_non_null(strstr(l, " 1m "));
-    assert_non_null(strstr(l, " 17 "));
-    assert_non_null(strstr(l, " 2.0mb "));
-    l[strlen(l)] = '\n';
-
-    l = line_starting(b.p, "3 ");
-    assert_non_null(l);
-    assert_non_null(strstr(l, " busy "));
-    assert_non_null(strstr(l, "signal 9"));
-    l[strlen(l)] = '\n';
-
-    l = line_starting(b.p, "7 ");
-    assert_non_null(l);
-    assert_non_null(strstr(l, " projector "));
-    assert_non_null(strstr(l, " backoff "));
+    assert_line_has(b.p, "id ", (const char *const[]){"role", "pid", "state", "last exit", NULL});
+    assert_line_has(b.p, "0 ",
+                    (const char *const[]){" api ", " 4242 ", " idle ", " 1m ", " 17 ", " 2.0mb ", NULL});
+    assert_line_has(b.p, "3 ", (const char *const[]){" busy ", "signal 9", NULL});
+    assert_line_has(b.p, "7 ", (const char *const[]){" projector ", " backoff ", NULL});
     buf_cleanup(&b);
 }
 
@@ -214,7 +200,6 @@ static void test_row_written_by_forked_child_is_seen_by_parent(void **state)
 {
     struct scoreboard *sb = *state;
     pid_t pid = fork();
-    int status;
 
     assert_true(pid >= 0);
     if (pid == 0) {
@@ -222,7 +207,7 @@ static void test_row_written_by_forked_child_is_seen_by_parent(void **state)
         sb->row[3].state = SB_RETIRING;
         _exit(0);
     }
-    assert_int_equal(waitpid(pid, &status, 0), pid);
+    unit_wait_success(pid);
     assert_int_equal(sb->row[3].requests, 99);
     assert_int_equal(sb->row[3].state, SB_RETIRING);
 }

@@ -1,10 +1,6 @@
 /* test_shm: the shared region's allocator, maps, root directory, sections,
  * and what happens when a process holding the lock is killed. */
-#include <setjmp.h>
-#include <stdarg.h>
-#include <stddef.h>
-#include <stdint.h>
-#include <cmocka.h>
+#include "unit.h"
 
 #include <signal.h>
 #include <stdio.h>
@@ -16,30 +12,9 @@
 
 #include "store/mem/shm.h"
 
-static struct shm_region *region(size_t bytes)
-{
-    char err[128] = "";
-    struct shm_region *r = shm_create(bytes, err);
-
-    if (r == NULL)
-        fail_msg("shm_create: %s", err);
-    return r;
-}
-
 static void lock(struct shm_region *r)
 {
     assert_int_equal(shm_lock(r), 0);
-}
-
-/* Runs shm_check inside its own section. */
-static void check(struct shm_region *r)
-{
-    char err[128] = "";
-
-    lock(r);
-    if (shm_check(r, err) != 0)
-        fail_msg("shm_check: %s", err);
-    shm_unlock(r);
 }
 
 static struct shm_stats stats(struct shm_region *r)
@@ -81,7 +56,7 @@ static void test_create_rejects_bad_sizes(void **state)
 
 static void test_lock_twice_in_one_process_is_an_error(void **state)
 {
-    struct shm_region *r = region(1 << 20);
+    struct shm_region *r = unit_region(1 << 20);
 
     lock(r);
     assert_true(shm_locked(r));
@@ -93,7 +68,7 @@ static void test_lock_twice_in_one_process_is_an_error(void **state)
 
 static void test_alloc_is_aligned_sized_and_disjoint(void **state)
 {
-    struct shm_region *r = region(1 << 20);
+    struct shm_region *r = unit_region(1 << 20);
     static const size_t sizes[] = {1, 7, 16, 17, 100, 240, 241, 1000, 4096, 70000};
     uint64_t off[10];
     struct shm_stats before = stats(r), after;
@@ -111,7 +86,7 @@ static void test_alloc_is_aligned_sized_and_disjoint(void **state)
     for (int i = 0; i < 10; i++)
         assert_true(filled(r, off[i], sizes[i], (unsigned)i));
     shm_unlock(r);
-    check(r);
+    unit_region_check(r);
     after = stats(r);
     assert_int_equal(after.blocks, before.blocks + 10);
 
@@ -123,13 +98,13 @@ static void test_alloc_is_aligned_sized_and_disjoint(void **state)
     after = stats(r);
     assert_int_equal(after.used, before.used);
     assert_int_equal(after.blocks, before.blocks);
-    check(r);
+    unit_region_check(r);
     shm_destroy(r);
 }
 
 static void test_freed_block_is_reused_only_after_commit(void **state)
 {
-    struct shm_region *r = region(1 << 20);
+    struct shm_region *r = unit_region(1 << 20);
     uint64_t a, b, c;
 
     lock(r);
@@ -150,13 +125,13 @@ static void test_freed_block_is_reused_only_after_commit(void **state)
     shm_free(r, b);
     shm_free(r, c);
     shm_unlock(r);
-    check(r);
+    unit_region_check(r);
     shm_destroy(r);
 }
 
 static void test_exhaustion_returns_zero_and_region_stays_usable(void **state)
 {
-    struct shm_region *r = region(1 << 20);
+    struct shm_region *r = unit_region(1 << 20);
     struct shm_stats st0 = stats(r), st;
     uint64_t *offs = calloc(4096, sizeof *offs);
     size_t n = 0;
@@ -177,7 +152,7 @@ static void test_exhaustion_returns_zero_and_region_stays_usable(void **state)
     st = stats(r);
     assert_true(st.alloc_failures >= 3);
     assert_true(st.free < 1016 + 32);
-    check(r);
+    unit_region_check(r);
 
     /* Full: still usable, and nothing was overwritten. */
     lock(r);
@@ -196,20 +171,20 @@ static void test_exhaustion_returns_zero_and_region_stays_usable(void **state)
     /* Everything coalesced back into one block the size of the heap. */
     st = stats(r);
     assert_int_equal(st.used, st0.used);
-    check(r);
+    unit_region_check(r);
     lock(r);
     offs[0] = shm_alloc(r, st.heap - 16);
     assert_int_not_equal(offs[0], 0);
     shm_free(r, offs[0]);
     shm_unlock(r);
-    check(r);
+    unit_region_check(r);
     free(offs);
     shm_destroy(r);
 }
 
 static void test_random_alloc_free_keeps_invariants(void **state)
 {
-    struct shm_region *r = region(4 << 20);
+    struct shm_region *r = unit_region(4 << 20);
     enum { N = 2000 };
     uint64_t *off = calloc(N, sizeof *off);
     size_t *len = calloc(N, sizeof *len);
@@ -234,7 +209,7 @@ static void test_random_alloc_free_keeps_invariants(void **state)
             }
         }
         shm_unlock(r);
-        check(r);
+        unit_region_check(r);
     }
     lock(r);
     for (int i = 0; i < N; i++)
@@ -248,7 +223,7 @@ static void test_random_alloc_free_keeps_invariants(void **state)
 
 static void test_abort_restores_everything(void **state)
 {
-    struct shm_region *r = region(1 << 20);
+    struct shm_region *r = unit_region(1 << 20);
     uint64_t keep, gone, map, v;
     struct shm_stats st0, st;
 
@@ -286,7 +261,7 @@ static void test_abort_restores_everything(void **state)
     st = stats(r);
     assert_int_equal(st.used, st0.used);
     assert_int_equal(st.blocks, st0.blocks);
-    check(r);
+    unit_region_check(r);
     lock(r);
     assert_true(filled(r, keep, 200, 1));
     assert_true(filled(r, gone, 300, 2));
@@ -302,7 +277,7 @@ static void test_abort_restores_everything(void **state)
 
 static void test_full_undo_log_fails_cleanly(void **state)
 {
-    struct shm_region *r = region(1 << 20);
+    struct shm_region *r = unit_region(1 << 20);
     enum { BLK = 128 * 1024 };
     uint64_t blk, map;
     struct shm_stats st;
@@ -337,7 +312,7 @@ static void test_full_undo_log_fails_cleanly(void **state)
     assert_int_equal(shm_root_set(r, "x", 1), ERR_NOSPACE);
     assert_int_equal(shm_write(r, blk, "z", 1), ERR_NOSPACE);
     shm_abort(r);
-    check(r);
+    unit_region_check(r);
     lock(r);
     assert_true(filled(r, blk, BLK, 9));
     assert_int_equal(shm_map_count(r, map), 0);
@@ -348,13 +323,13 @@ static void test_full_undo_log_fails_cleanly(void **state)
     assert_true(shm_locked(r));
     assert_int_equal(shm_map_put(r, map, "x", 1, 1, NULL), 0);
     shm_unlock(r);
-    check(r);
+    unit_region_check(r);
     shm_destroy(r);
 }
 
 static void test_root_directory(void **state)
 {
-    struct shm_region *r = region(1 << 20);
+    struct shm_region *r = unit_region(1 << 20);
     char name[40];
 
     lock(r);
@@ -387,7 +362,7 @@ static void test_root_directory(void **state)
 
 static void test_map_basic_operations(void **state)
 {
-    struct shm_region *r = region(1 << 20);
+    struct shm_region *r = unit_region(1 << 20);
     static const unsigned char bin[32] = {0, 1, 2, 0, 0, 255, 7};
     char big[SHM_MAP_KEY_MAX + 1];
     uint64_t map, v = 0;
@@ -425,7 +400,7 @@ static void test_map_basic_operations(void **state)
     shm_map_free(r, map);
     shm_unlock(r);
     assert_int_equal(stats(r).used, 0);
-    check(r);
+    unit_region_check(r);
     shm_destroy(r);
 }
 
@@ -436,7 +411,7 @@ static void key_of(char *buf, size_t n, int i)
 
 static void test_map_thousands_of_keys_grow_and_shrink(void **state)
 {
-    struct shm_region *r = region(16 << 20);
+    struct shm_region *r = unit_region(16 << 20);
     enum { N = 20000 };
     char k[32];
     uint64_t map, v, pos = 0;
@@ -470,7 +445,7 @@ static void test_map_thousands_of_keys_grow_and_shrink(void **state)
             shm_commit(r);
     }
     shm_unlock(r);
-    check(r);
+    unit_region_check(r);
 
     lock(r);
     assert_int_equal(shm_map_count(r, map), N / 2);
@@ -511,13 +486,13 @@ static void test_map_thousands_of_keys_grow_and_shrink(void **state)
     shm_map_free(r, map);
     shm_unlock(r);
     assert_int_equal(stats(r).used, used0);
-    check(r);
+    unit_region_check(r);
     shm_destroy(r);
 }
 
 static void test_map_delete_during_iteration(void **state)
 {
-    struct shm_region *r = region(1 << 20);
+    struct shm_region *r = unit_region(1 << 20);
     uint64_t map, pos = 0;
     struct shm_map_entry e;
     char k[16];
@@ -537,13 +512,13 @@ static void test_map_delete_during_iteration(void **state)
     assert_int_equal(visited, 300);
     assert_int_equal(shm_map_count(r, map), 200);
     shm_unlock(r);
-    check(r);
+    unit_region_check(r);
     shm_destroy(r);
 }
 
 static void test_map_fills_region_then_fails_cleanly(void **state)
 {
-    struct shm_region *r = region(SHM_MIN_BYTES);
+    struct shm_region *r = unit_region(SHM_MIN_BYTES);
     uint64_t map, v;
     char k[32];
     int n = 0, rc;
@@ -563,7 +538,7 @@ static void test_map_fills_region_then_fails_cleanly(void **state)
     }
     assert_int_equal(rc, ERR_NOSPACE);
     assert_true(n > 1000);
-    check(r);
+    unit_region_check(r);
     lock(r);
     assert_int_equal(shm_map_count(r, map), (size_t)n);
     for (int i = 0; i < n; i++) {
@@ -577,16 +552,10 @@ static void test_map_fills_region_then_fails_cleanly(void **state)
 
 /* ---- across processes ---------------------------------------------------- */
 
-static void wait_child(pid_t pid, int *status)
-{
-    assert_int_equal(waitpid(pid, status, 0), pid);
-}
-
 static void test_forked_child_writes_parent_reads(void **state)
 {
-    struct shm_region *r = region(4 << 20);
+    struct shm_region *r = unit_region(4 << 20);
     uint64_t map, v;
-    int status;
     char k[32];
     pid_t pid = fork();
 
@@ -610,9 +579,7 @@ static void test_forked_child_writes_parent_reads(void **state)
             shm_unlock(r);
         _exit(ok ? 0 : 1);
     }
-    wait_child(pid, &status);
-    assert_true(WIFEXITED(status));
-    assert_int_equal(WEXITSTATUS(status), 0);
+    unit_wait_success(pid);
     lock(r);
     map = shm_root_get(r, "users");
     assert_int_not_equal(map, 0);
@@ -626,16 +593,15 @@ static void test_forked_child_writes_parent_reads(void **state)
         assert_string_equal(shm_ptr(r, v), want);
     }
     shm_unlock(r);
-    check(r);
+    unit_region_check(r);
     shm_destroy(r);
 }
 
 static void test_two_processes_exclude_each_other(void **state)
 {
-    struct shm_region *r = region(1 << 20);
+    struct shm_region *r = unit_region(1 << 20);
     uint64_t counter;
     pid_t pids[2];
-    int status;
 
     lock(r);
     counter = shm_alloc(r, 8);
@@ -657,10 +623,8 @@ static void test_two_processes_exclude_each_other(void **state)
             _exit(0);
         }
     }
-    for (int p = 0; p < 2; p++) {
-        wait_child(pids[p], &status);
-        assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
-    }
+    for (int p = 0; p < 2; p++)
+        unit_wait_success(pids[p]);
     lock(r);
     assert_int_equal(*(uint64_t *)shm_ptr(r, counter), 40000);
     shm_unlock(r);
@@ -671,11 +635,11 @@ static void test_two_processes_exclude_each_other(void **state)
  * killed with the lock held. */
 static void test_holder_killed_mid_section_is_rolled_back(void **state)
 {
-    struct shm_region *r = region(16 << 20);
+    struct shm_region *r = unit_region(16 << 20);
     uint64_t map, blk, v;
     struct shm_stats st0, st;
-    int fds[2], status;
-    char k[32], c;
+    int fds[2];
+    char k[32];
     pid_t pid;
 
     lock(r);
@@ -715,17 +679,9 @@ static void test_holder_killed_mid_section_is_rolled_back(void **state)
         for (int i = 0; i < 100; i++)
             if (shm_alloc(r, 500) == 0)
                 _exit(1);
-        if (write(fds[1], "x", 1) != 1)
-            _exit(1);
-        for (;;)
-            pause();
+        unit_child_ready(fds[1]);
     }
-    close(fds[1]);
-    assert_int_equal(read(fds[0], &c, 1), 1);
-    close(fds[0]);
-    assert_int_equal(kill(pid, SIGKILL), 0);
-    wait_child(pid, &status);
-    assert_true(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+    unit_kill_when_ready(pid, fds);
 
     lock(r);
     shm_stats(r, &st);
@@ -745,13 +701,13 @@ static void test_holder_killed_mid_section_is_rolled_back(void **state)
     }
     assert_true(filled(r, blk, 256, 5));
     shm_unlock(r);
-    check(r);
+    unit_region_check(r);
     /* And the region works as before. */
     lock(r);
     assert_int_equal(shm_map_put(r, map, "after", 5, 1, NULL), 0);
     shm_free(r, blk);
     shm_unlock(r);
-    check(r);
+    unit_region_check(r);
     shm_destroy(r);
 }
 
@@ -788,7 +744,7 @@ static void kill_loop_child(struct shm_region *r, uint64_t map, uint64_t counter
 
 static void test_holder_killed_at_random_points_leaves_whole_steps(void **state)
 {
-    struct shm_region *r = region(32 << 20);
+    struct shm_region *r = unit_region(32 << 20);
     uint64_t map, counter, n = 0, v;
     unsigned seed = (unsigned)time(NULL);
     int recovered = 0;
@@ -813,7 +769,7 @@ static void test_holder_killed_at_random_points_leaves_whole_steps(void **state)
             kill_loop_child(r, map, counter);
         nanosleep(&ts, NULL);
         assert_int_equal(kill(pid, SIGKILL), 0);
-        wait_child(pid, &status);
+        unit_wait_child(pid, &status);
         if (!WIFSIGNALED(status))
             fail_msg("child exited with %d", WEXITSTATUS(status));
 

@@ -1,14 +1,10 @@
 /* Unit tests for lib/uuid: layout of v4 and v7, v7 ordering under a driven
  * clock, and the one accepted text form. */
-#include <setjmp.h>
-#include <stdarg.h>
-#include <stddef.h>
-#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
-#include <cmocka.h>
+#include "unit.h"
 
 #include "core/uuid.h"
 
