@@ -1,23 +1,13 @@
 /* test_cache: the CacheStore's rules — the envelope (a cached null is a hit),
  * keys led by {mode:org}, version bumps, single-flight across processes (a
  * stampede loads once; a holder killed mid-load is replaced by one waiter within
- * the bound) and failing open when the kv is down. Processes are real forks
- * sharing the memory engine's region, as the fleet's workers do. */
-#include <setjmp.h>
-#include <stdarg.h>
-#include <stddef.h>
-#include <stdint.h>
-#include <cmocka.h>
+ * the bound) and failing open when the kv is down. Every case runs on both kv
+ * backends: the memory engine's region and a real redis-server; processes are
+ * real forks, each with its own kv handle, as the fleet's workers have. */
+#include "unit.h"
+#include "unit_redis.h"
 
-#include <errno.h>
-#include <signal.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
 #include <sys/mman.h>
-#include <sys/wait.h>
-#include <time.h>
-#include <unistd.h>
 
 #include "store/cache.h"
 #include "store/kv.h"
@@ -35,37 +25,41 @@ struct shared {
     int64_t took_ms[NPROC];
 };
 
-static struct shm_region *region;
+static struct shm_region *region; /* NULL while the suite runs on Redis */
 static struct shared *sh;
 
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void sleep_ms(int ms)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
-
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
-        ;
-}
-
-static int setup(void **state)
+/* A kv handle of the suite's backend, as each process makes its own. */
+static struct kv *new_kv(void)
 {
     char err[128];
 
-    region = shm_create(4 << 20, err);
-    if (region == NULL)
-        return -1;
+    return region != NULL ? kv_shm_new(region, err) : kv_redis_new(srv.url, 500, err);
+}
+
+static int setup_shared(void)
+{
     sh = mmap(NULL, sizeof *sh, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     if (sh == MAP_FAILED)
         return -1;
     memset(sh, 0, sizeof *sh);
-    *state = kv_shm_new(region, err);
+    return 0;
+}
+
+static int setup_shm(void **state)
+{
+    region = unit_region(4 << 20);
+    if (setup_shared() != 0)
+        return -1;
+    *state = new_kv();
+    return *state != NULL ? 0 : -1;
+}
+
+static int setup_redis(void **state)
+{
+    region = NULL;
+    if (srv.pid <= 0 || !admin_cmd("FLUSHALL") || setup_shared() != 0)
+        return -1;
+    *state = new_kv();
     return *state != NULL ? 0 : -1;
 }
 
@@ -73,7 +67,8 @@ static int teardown(void **state)
 {
     kv_free(*state);
     munmap(sh, sizeof *sh);
-    shm_destroy(region);
+    if (region != NULL)
+        shm_destroy(region);
     region = NULL;
     return 0;
 }
@@ -263,8 +258,7 @@ static void test_a_stampede_across_processes_loads_once(void **state)
         pids[i] = fork();
         assert_true(pids[i] >= 0);
         if (pids[i] == 0) {
-            char err[128];
-            struct kv *kv = kv_shm_new(region, err); /* each worker its own handle */
+            struct kv *kv = new_kv(); /* each worker its own handle */
             struct cache c;
             struct cache_stats st = {0};
             struct load_ctx l = {.value = "{\"rows\":[1,2,3]}", .delay_ms = 150};
@@ -304,8 +298,7 @@ static void test_a_holder_killed_mid_load_is_replaced_by_one_waiter(void **state
     holder = fork();
     assert_true(holder >= 0);
     if (holder == 0) {
-        char err[128];
-        struct kv *kv = kv_shm_new(region, err);
+        struct kv *kv = new_kv();
         struct cache c;
         struct cache_stats st = {0};
         struct load_ctx l = {.block = 1};
@@ -325,8 +318,7 @@ static void test_a_holder_killed_mid_load_is_replaced_by_one_waiter(void **state
         pids[i] = fork();
         assert_true(pids[i] >= 0);
         if (pids[i] == 0) {
-            char err[128];
-            struct kv *kv = kv_shm_new(region, err);
+            struct kv *kv = new_kv();
             struct cache c;
             struct cache_stats st = {0};
             struct load_ctx l = {.value = "\"fresh\"", .delay_ms = 20};
@@ -407,19 +399,34 @@ static void test_bad_arguments_are_refused(void **state)
     buf_cleanup(&out);
 }
 
+#define CASES(X)                                                  \
+    X(test_envelope_tells_a_cached_null_from_a_value)             \
+    X(test_keys_lead_with_the_mode_and_org_hash_tag)              \
+    X(test_a_miss_loads_once_then_hits)                           \
+    X(test_a_cached_null_is_a_hit)                                \
+    X(test_a_failed_load_is_returned_and_not_cached)              \
+    X(test_a_version_bump_moves_readers_to_a_new_key)             \
+    X(test_a_stampede_across_processes_loads_once)                \
+    X(test_a_holder_killed_mid_load_is_replaced_by_one_waiter)    \
+    X(test_a_kv_that_is_down_serves_the_loader)                   \
+    X(test_bad_arguments_are_refused)
+
+#define SHM_CASE(t) cmocka_unit_test_setup_teardown(t, setup_shm, teardown),
+#define REDIS_CASE(t) cmocka_unit_test_setup_teardown(t, setup_redis, teardown),
+
 int main(void)
 {
-    const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_envelope_tells_a_cached_null_from_a_value),
-        cmocka_unit_test(test_keys_lead_with_the_mode_and_org_hash_tag),
-        cmocka_unit_test(test_a_miss_loads_once_then_hits),
-        cmocka_unit_test(test_a_cached_null_is_a_hit),
-        cmocka_unit_test(test_a_failed_load_is_returned_and_not_cached),
-        cmocka_unit_test(test_a_version_bump_moves_readers_to_a_new_key),
-        cmocka_unit_test(test_a_stampede_across_processes_loads_once),
-        cmocka_unit_test(test_a_holder_killed_mid_load_is_replaced_by_one_waiter),
-        cmocka_unit_test(test_a_kv_that_is_down_serves_the_loader),
-        cmocka_unit_test(test_bad_arguments_are_refused),
-    };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    const struct CMUnitTest shm_tests[] = {CASES(SHM_CASE)};
+    const struct CMUnitTest redis_tests[] = {CASES(REDIS_CASE)};
+    char why[256] = "";
+    int failed = cmocka_run_group_tests_name("cache_shm", shm_tests, NULL, NULL);
+
+    if (!redis_setup(why)) {
+        fprintf(stderr, "[  FAILED  ] cache_redis: cannot start redis-server: %s\n", why);
+        failed++;
+    } else {
+        failed += cmocka_run_group_tests_name("cache_redis", redis_tests, NULL, NULL);
+    }
+    redis_teardown(failed != 0);
+    return failed != 0;
 }

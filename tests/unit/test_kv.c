@@ -4,151 +4,23 @@
  * for shm, sharing across fork and reclaiming expired memory. No redis-server
  * means failure, not a skip. */
 #include "unit.h"
+#include "unit_redis.h"
 
-#include <arpa/inet.h>
 #include <errno.h>
-#include <fcntl.h>
-#include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
-
-#include <hiredis.h>
 
 #include "store/kv.h"
 #include "store/mem/shm.h"
 
 #define TIMEOUT_MS 300
 
-static struct {
-    pid_t pid;
-    int port;
-    char dir[64];
-    char sock[128];
-    char url[64];
-} srv;
-
 static struct shm_region *region;
-
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void sleep_ms(int ms)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
-
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
-        ;
-}
-
-/* ---- redis-server ------------------------------------------------------- */
-
-static int free_port(void)
-{
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof a;
-    int fd = socket(AF_INET, SOCK_STREAM, 0), port = -1;
-
-    if (fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof a) == 0 &&
-        getsockname(fd, (struct sockaddr *)&a, &len) == 0)
-        port = ntohs(a.sin_port);
-    if (fd >= 0)
-        close(fd);
-    return port;
-}
-
-static redisContext *admin(void)
-{
-    struct timeval tv = {1, 0};
-    redisContext *c = redisConnectWithTimeout("127.0.0.1", srv.port, tv);
-
-    if (c != NULL && c->err == 0 && redisSetTimeout(c, tv) == REDIS_OK)
-        return c;
-    redisFree(c);
-    return NULL;
-}
-
-/* Runs one admin command; true if it got a non-error reply. */
-static bool admin_cmd(const char *fmt, ...)
-{
-    redisContext *c = admin();
-    redisReply *rep = NULL;
-    va_list ap;
-    bool ok;
-
-    if (c == NULL)
-        return false;
-    va_start(ap, fmt);
-    rep = redisvCommand(c, fmt, ap);
-    va_end(ap);
-    ok = rep != NULL && rep->type != REDIS_REPLY_ERROR;
-    freeReplyObject(rep);
-    redisFree(c);
-    return ok;
-}
-
-/* Starts redis-server on srv.port and waits until it answers PING. */
-static bool redis_start(char why[256])
-{
-    char port[16], log[128];
-    int64_t deadline = now_ms() + 10000;
-    int status;
-
-    snprintf(port, sizeof port, "%d", srv.port);
-    snprintf(log, sizeof log, "%s/redis.log", srv.dir);
-    srv.pid = fork();
-    if (srv.pid < 0) {
-        snprintf(why, 256, "fork: %s", strerror(errno));
-        return false;
-    }
-    if (srv.pid == 0) {
-        int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0600);
-
-        if (fd >= 0) {
-            dup2(fd, 1);
-            dup2(fd, 2);
-        }
-        execlp("redis-server", "redis-server", "--port", port, "--bind", "127.0.0.1",
-               "--save", "", "--appendonly", "no", "--dir", srv.dir, "--unixsocket", srv.sock,
-               "--unixsocketperm", "700", "--daemonize", "no", (char *)NULL);
-        fprintf(stderr, "exec redis-server: %s\n", strerror(errno));
-        _exit(127);
-    }
-    while (now_ms() < deadline) {
-        if (waitpid(srv.pid, &status, WNOHANG) == srv.pid) {
-            snprintf(why, 256, "redis-server exited (status %d%s); see %s", WEXITSTATUS(status),
-                     WEXITSTATUS(status) == 127 ? ": is the redis-server package installed?" : "",
-                     log);
-            srv.pid = 0;
-            return false;
-        }
-        if (admin_cmd("PING"))
-            return true;
-        sleep_ms(20);
-    }
-    snprintf(why, 256, "redis-server did not answer within 10 s; see %s", log);
-    return false;
-}
-
-static void redis_stop(void)
-{
-    if (srv.pid > 0) {
-        kill(srv.pid, SIGCONT);
-        kill(srv.pid, SIGTERM);
-        waitpid(srv.pid, NULL, 0);
-        srv.pid = 0;
-    }
-}
 
 /* ---- fixtures ------------------------------------------------------------- */
 
@@ -454,6 +326,32 @@ static void test_exists_get_answers_both_in_one_call(void **state)
     free(val);
 }
 
+static void test_mget_answers_every_key_with_absent_ones_null(void **state)
+{
+    struct kv *kv = *state;
+    const char *keys[3] = {"m:a", "m:missing", "m:b"};
+    const char *bad[2] = {"m:a", ""};
+    char *vals[KV_MGET_MAX];
+    size_t lens[KV_MGET_MAX];
+
+    assert_int_equal(kv_set(kv, "m:a", "one", 3, 0), 0);
+    assert_int_equal(kv_set(kv, "m:b", "t\0o", 3, 0), 0);
+    assert_int_equal(kv_mget(kv, keys, 3, vals, lens), 0);
+    assert_int_equal(lens[0], 3);
+    assert_memory_equal(vals[0], "one", 3);
+    assert_null(vals[1]);
+    assert_int_equal(lens[1], 0);
+    assert_int_equal(lens[2], 3);
+    assert_memory_equal(vals[2], "t\0o", 3);
+    kv_mget_clear(vals, lens, 3);
+    assert_null(vals[0]);
+    /* what cannot be asked is refused whole, and leaves nothing to free */
+    assert_int_equal(kv_mget(kv, bad, 2, vals, lens), ERR_INVAL);
+    assert_null(vals[0]);
+    assert_int_equal(kv_mget(kv, keys, 0, vals, lens), ERR_INVAL);
+    assert_int_equal(kv_mget(kv, keys, KV_MGET_MAX + 1, vals, lens), ERR_INVAL);
+}
+
 static void test_ping_and_bad_keys(void **state)
 {
     struct kv *kv = *state;
@@ -487,6 +385,7 @@ static void test_ping_and_bad_keys(void **state)
     X(test_incr_window_and_counter_refuse_what_is_not_a_counter) \
     X(test_del_and_exists)                                    \
     X(test_exists_get_answers_both_in_one_call)               \
+    X(test_mget_answers_every_key_with_absent_ones_null)      \
     X(test_ping_and_bad_keys)
 
 /* ---- shm only ------------------------------------------------------------- */
@@ -784,23 +683,13 @@ int main(void)
 
     failed = cmocka_run_group_tests_name("kv_shm", shm_tests, NULL, NULL);
 
-    snprintf(srv.dir, sizeof srv.dir, "/tmp/tessera-kv-XXXXXX");
-    if (mkdtemp(srv.dir) == NULL) {
-        fprintf(stderr, "mkdtemp: %s\n", strerror(errno));
-        return 1;
-    }
-    snprintf(srv.sock, sizeof srv.sock, "%s/redis.sock", srv.dir);
-    srv.port = free_port();
-    snprintf(srv.url, sizeof srv.url, "redis://127.0.0.1:%d", srv.port);
-    if (srv.port <= 0 || !redis_start(why)) {
+    if (!redis_setup(why)) {
         /* Not a skip: the Redis backend is untested, so the suite fails. */
         fprintf(stderr, "[  FAILED  ] kv_redis: cannot start redis-server: %s\n", why);
         failed++;
     } else {
         failed += cmocka_run_group_tests_name("kv_redis", redis_tests, NULL, NULL);
     }
-    redis_stop();
-    if (failed == 0)        /* keep redis.log for a post-mortem otherwise */
-        unit_rmtree(srv.dir);
+    redis_teardown(failed != 0);
     return failed != 0;
 }

@@ -226,6 +226,31 @@ static void test_event_counters_sum_across_slots_and_show_while_zero(void **stat
     assert_int_equal(metrics_slot_total(m, 5), 0);
 }
 
+static void test_cache_counters_per_use_sum_across_slots(void **state)
+{
+    struct metrics *m = *state;
+    struct buf b;
+
+    render(m, &b);
+    assert_int_equal(sample(b.p, "tessera_cache_hits_total{use=\"principal\"}"), 0);
+    assert_int_equal(sample(b.p, "tessera_cache_bump_errors_total{use=\"records\"}"), 0);
+    assert_non_null(strstr(b.p, "# TYPE tessera_cache_fallbacks_total counter"));
+    buf_cleanup(&b);
+    metrics_cache_stats(m, 0, METRICS_CACHE_RECORDS)->hits += 2;
+    metrics_cache_stats(m, 7, METRICS_CACHE_RECORDS)->hits += 3;
+    metrics_cache_stats(m, 7, METRICS_CACHE_APPS)->waits += 1;
+    /* out of range: counted somewhere that is never rendered */
+    metrics_cache_stats(m, METRICS_MAX_SLOTS, METRICS_CACHE_RECORDS)->hits += 100;
+    metrics_cache_stats(m, 0, METRICS_NCACHE)->hits += 100;
+    metrics_cache_stats(NULL, 0, METRICS_CACHE_RECORDS)->hits += 100;
+    render(m, &b);
+    assert_int_equal(sample(b.p, "tessera_cache_hits_total{use=\"records\"}"), 5);
+    assert_int_equal(sample(b.p, "tessera_cache_hits_total{use=\"principal\"}"), 0);
+    assert_int_equal(sample(b.p, "tessera_cache_waits_total{use=\"apps\"}"), 1);
+    assert_int_equal(sample(b.p, "tessera_cache_misses_total{use=\"schema\"}"), 0);
+    buf_cleanup(&b);
+}
+
 static void test_free_null_is_a_no_op(void **state)
 {
     metrics_free(NULL); /* fails by crashing */
@@ -243,6 +268,7 @@ int main(void)
         T(test_render_past_the_buffer_cap_is_toobig),
         T(test_forked_child_observations_are_visible_to_parent),
         T(test_event_counters_sum_across_slots_and_show_while_zero),
+        T(test_cache_counters_per_use_sum_across_slots),
         cmocka_unit_test(test_free_null_is_a_no_op),
     };
     return cmocka_run_group_tests_name("metrics", tests, NULL, NULL);
