@@ -19,12 +19,27 @@
 #include "security/password.h"
 #include "http/http.h"
 #include "fleet/metrics.h"
+#include "store/cache.h"
 #include "http/reqid.h"
 #include "http/router.h"
 #include "fleet/scoreboard.h"
 
 #define WORKER_CONNS 128        /* kept-alive FastCGI connections per worker */
 #define JWT_SEEN_SLOTS 512      /* verified-token cache, direct-mapped */
+#define CACHING_PENDING 8       /* version bumps one unit of work may queue */
+
+/* The read cache's state in a worker (caching.c). */
+struct caching {
+    struct cache cache;
+    bool on[METRICS_NCACHE];
+    uint64_t ttl_ms[METRICS_NCACHE];
+    struct cache_stats *st[METRICS_NCACHE];     /* the slot's, in shared memory */
+    struct {
+        int use;
+        char vkey[CACHE_KEY_MAX];
+    } pending[CACHING_PENDING];                 /* bumps waiting for the commit */
+    size_t npending;
+};
 
 /* Everything a worker process owns; made at start, freed at exit. The only
  * mutable state outside it are the signal flags in worker.c. */
@@ -49,6 +64,7 @@ struct worker {
     /* storage and secrets, opened at start (worker_open_deps) */
     struct engine *engine;
     struct kv *kv;                  /* blacklist and cache */
+    struct caching caching;
     struct jwt_keyset keys;
     struct crypto_keyring ring;
     struct password_cost pwcost;
@@ -204,6 +220,34 @@ HANDLER(handle_records_delete);
 
 /* authn.c: the caller of a request, from its bearer token; opens the unit of work. */
 int authn_principal(struct worker *w, struct http_request *r, struct principal *p);
+
+/* caching.c: the read cache's uses (its header comment says how they are keyed
+ * and invalidated). caching_open after the kv is open. */
+int caching_open(struct worker *w) ERR_MUST_CHECK;
+/* Version keys ("{core:<org>}:ver:principal", …) into out; ERR_TOOBIG if too long. */
+int caching_vkey_principal(char out[CACHE_KEY_MAX], const char *org) ERR_MUST_CHECK;
+int caching_vkey_records(char out[CACHE_KEY_MAX], const struct eng_scope *s, const char *service,
+                         const char *resource) ERR_MUST_CHECK;
+int caching_vkey_schema(char out[CACHE_KEY_MAX], int mode, const char *service) ERR_MUST_CHECK;
+int caching_vkey_apps(char out[CACHE_KEY_MAX]) ERR_MUST_CHECK;
+/* What a handler's write changed: bumped once its unit of work commits. */
+void caching_touch_principal(struct worker *w, const char *org);
+void caching_touch_records(struct worker *w, const struct eng_scope *s, const char *service,
+                           const char *resource);
+void caching_touch_schema(struct worker *w, int mode, const char *service);
+void caching_touch_apps(struct worker *w);
+/* After a commit: the queued bumps (a failed one is logged and counted, never
+ * the request's failure); after a rollback: forgets them. */
+void caching_flush(struct worker *w);
+void caching_drop(struct worker *w);
+/* Commits the worker's unit of work and then runs the bumps it queued (every
+ * handler that commits its own unit does it through this). */
+int app_commit(struct worker *w) ERR_MUST_CHECK;
+/* cache_version / cache_remember for use `use` (enum metrics_cache_use), with
+ * its TTL; a use switched off in [cache] calls load directly. */
+int caching_version(struct worker *w, int use, const char *vkey, int64_t *ver) ERR_MUST_CHECK;
+int caching_remember(struct worker *w, int use, const char *key, cache_load_fn load, void *ctx,
+                     struct buf *out, bool *found) ERR_MUST_CHECK;
 
 /* tokens.c: issuing and hashing credentials */
 /* SHA-256 hex of s. */

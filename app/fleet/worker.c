@@ -88,7 +88,10 @@ static int run_authed_once(struct worker *w, struct http_request *r, const struc
                            bool *at_commit)
 {
     struct principal p;
-    int rc = authn_principal(w, r, &p); /* on success the unit of work is open */
+    int rc;
+
+    caching_drop(w); /* nothing of an earlier attempt is bumped */
+    rc = authn_principal(w, r, &p); /* on success the unit of work is open */
 
     if (rc != 0 || r->status != 0)
         return rc;
@@ -103,7 +106,7 @@ static int run_authed_once(struct worker *w, struct http_request *r, const struc
         return rc;
     }
     *at_commit = true;
-    return engine_commit(w->engine);
+    return app_commit(w);
 }
 
 /* A commit that fails with a serialization failure or a deadlock (ERR_CONFLICT)
@@ -383,6 +386,10 @@ static int open_deps(struct worker *w, const struct fleet_shared *sh)
     if (w->kv == NULL) {
         log_msg(LOG_ERROR, "worker_init", "kv: %s", errstr);
         return ERR_UNAVAILABLE;
+    }
+    if (caching_open(w) != 0) {
+        log_msg(LOG_ERROR, "worker_init", "cache: cannot be set up");
+        return ERR_INTERNAL;
     }
     if ((w->engine = app_engine_new(cfg, sh != NULL ? sh->data : NULL, errstr)) == NULL) {
         log_msg(LOG_ERROR, "worker_init", "engine: %s", errstr);
