@@ -52,7 +52,6 @@
  * Paging from before_id starts at that entry's successor through audit_ids. */
 #include "store/mem/engine_mem.h"
 
-#include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -60,7 +59,6 @@
 
 #include "store/mem/engine_mem_records.h"
 #include "store/mem/shm.h"
-#include "core/uuid.h"
 
 #define MEM_ROOT "engine.mem"
 #define MEM_MAGIC 0x326d656d61727374ull     /* "tsramem2": struct mem_family grew the seal */
@@ -124,25 +122,12 @@ struct mem {
     int poisoned;               /* 0, or the failure that spoiled the unit of work */
 };
 
-static int fail(struct engine *e, int rc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-
-static int fail(struct engine *e, int rc, const char *fmt, ...)
-{
-    va_list ap;
-    int len = snprintf(e->errstr, sizeof e->errstr, "engine mem: ");
-
-    va_start(ap, fmt);
-    vsnprintf(e->errstr + len, sizeof e->errstr - (size_t)len, fmt, ap);
-    va_end(ap);
-    return rc;
-}
-
 /* A failure after the unit of work may have changed the region: only a
  * rollback is safe now. */
 static int broke(struct engine *e, int rc, const char *what)
 {
     ((struct mem *)e->impl)->poisoned = rc;
-    return fail(e, rc, "%s: %s; unit of work must roll back", what, err_str(rc));
+    return engine_fail(e, rc, "%s: %s; unit of work must roll back", what, err_str(rc));
 }
 
 static inline void *ptr(const struct mem *m, uint64_t off)
@@ -153,17 +138,6 @@ static inline void *ptr(const struct mem *m, uint64_t off)
 static inline struct mem_root *root(const struct mem *m)
 {
     return ptr(m, m->root);
-}
-
-/* A string that ends inside its field; `filled` also wants it non-empty. */
-static bool fits(const char *s, size_t cap)
-{
-    return memchr(s, '\0', cap) != NULL;
-}
-
-static bool filled(const char *s, size_t cap)
-{
-    return fits(s, cap) && s[0] != '\0';
 }
 
 /* ---- map helpers: NUL-terminated keys, errors turned into engine errors ---- */
@@ -251,7 +225,7 @@ static int layout(struct shm_region *r, uint64_t *out, bool *made, char errstr[1
     *made = false;
     if (off != 0) {
         if (((struct mem_root *)shm_ptr(r, off))->magic != MEM_MAGIC) {
-            snprintf(errstr, 128, "engine mem: root \"%s\" is not ours", MEM_ROOT);
+            snprintf(errstr, 128, "memory: root \"%s\" is not ours", MEM_ROOT);
             return ERR_INTERNAL;
         }
         *out = off;
@@ -273,14 +247,14 @@ static int layout(struct shm_region *r, uint64_t *out, bool *made, char errstr[1
     }
     rt->magic = MEM_MAGIC;
     if ((rc = shm_root_set(r, MEM_ROOT, off)) != 0) {
-        snprintf(errstr, 128, "engine mem: root directory: %s", err_str(rc));
+        snprintf(errstr, 128, "memory: root directory: %s", err_str(rc));
         return rc;
     }
     *out = off;
     *made = true;
     return 0;
 full:
-    snprintf(errstr, 128, "engine mem: region too small for the engine's root");
+    snprintf(errstr, 128, "memory: region too small for the engine's root");
     return ERR_NOSPACE;
 }
 
@@ -294,11 +268,11 @@ int engine_mem_prepare(struct shm_region *r, char errstr[128])
     if (errstr == NULL)
         errstr = scratch;
     if (shm_locked(r)) {
-        snprintf(errstr, 128, "engine mem: prepare inside a section");
+        snprintf(errstr, 128, "memory: prepare inside a section");
         return ERR_INTERNAL;
     }
     if (shm_lock(r) != 0) {
-        snprintf(errstr, 128, "engine mem: region lock unusable");
+        snprintf(errstr, 128, "memory: region lock unusable");
         return ERR_UNAVAILABLE;
     }
     rc = layout(r, &off, &made, errstr);
@@ -327,13 +301,11 @@ static int mem_begin(struct engine *e, const struct eng_scope *s)
     int rc;
 
     if (m->in_tx)
-        return fail(e, ERR_INTERNAL, "begin inside a unit of work");
-    if (s != NULL && !filled(s->org_id, sizeof s->org_id))
-        return fail(e, ERR_INTERNAL, "begin with a malformed scope");
+        return engine_fail(e, ERR_INTERNAL, "begin inside a unit of work");
     if (shm_locked(m->r))
-        return fail(e, ERR_INTERNAL, "region lock already held by this process");
+        return engine_fail(e, ERR_INTERNAL, "region lock already held by this process");
     if (shm_lock(m->r) != 0)
-        return fail(e, ERR_UNAVAILABLE, "region lock unusable");
+        return engine_fail(e, ERR_UNAVAILABLE, "region lock unusable");
     m->in_tx = true;
     m->poisoned = 0;
     m->scoped = s != NULL;
@@ -353,7 +325,7 @@ static int mem_commit(struct engine *e)
     int rc = m->poisoned;
 
     if (!m->in_tx)
-        return fail(e, ERR_INTERNAL, "commit outside a unit of work");
+        return engine_fail(e, ERR_INTERNAL, "commit outside a unit of work");
     if (rc != 0) {
         shm_abort(m->r);        /* errstr still tells the failure that spoiled it */
         end(m, true);
@@ -381,9 +353,9 @@ static int mem_ping(struct engine *e)
     if (m->in_tx)
         return 0;
     if (shm_locked(m->r))
-        return fail(e, ERR_INTERNAL, "region lock already held by this process");
+        return engine_fail(e, ERR_INTERNAL, "region lock already held by this process");
     if (shm_lock(m->r) != 0)
-        return fail(e, ERR_UNAVAILABLE, "region lock unusable");
+        return engine_fail(e, ERR_UNAVAILABLE, "region lock unusable");
     shm_unlock(m->r);
     return 0;
 }
@@ -401,9 +373,9 @@ static int enter(struct engine *e)
     const struct mem *m = e->impl;
 
     if (!m->in_tx)
-        return fail(e, ERR_INTERNAL, "call outside a unit of work");
+        return engine_fail(e, ERR_INTERNAL, "call outside a unit of work");
     if (m->poisoned != 0)
-        return fail(e, ERR_INTERNAL, "call after a failure that needs a rollback");
+        return engine_fail(e, ERR_INTERNAL, "call after a failure that needs a rollback");
     return 0;
 }
 
@@ -415,25 +387,13 @@ static int enter_org(struct engine *e, const struct eng_scope *s, uint64_t *node
 
     if ((rc = enter(e)) != 0)
         return rc;
-    if (s == NULL || !filled(s->org_id, sizeof s->org_id))
-        return fail(e, ERR_INTERNAL, "tenant call without a scope");
+    if (s == NULL)
+        return engine_fail(e, ERR_INTERNAL, "tenant call without a scope");
     if (m->scoped && strcmp(s->org_id, m->scope.org_id) != 0)
-        return fail(e, ERR_INTERNAL, "tenant call for an org other than the one begun");
+        return engine_fail(e, ERR_INTERNAL, "tenant call for an org other than the one begun");
     if (!map_find(m, root(m)->orgs, s->org_id, node))
-        return fail(e, ERR_NOTFOUND, "no such org");
+        return engine_fail(e, ERR_NOTFOUND, "no such org");
     return 0;
-}
-
-static int check_org(struct engine *e, const struct eng_scope *s, const char *org_id, size_t cap)
-{
-    if (!fits(org_id, cap) || strcmp(org_id, s->org_id) != 0)
-        return fail(e, ERR_INTERNAL, "record for an org other than the scope's");
-    return 0;
-}
-
-static bool mode_ok(int mode)
-{
-    return mode == ENG_MODE_TEST || mode == ENG_MODE_LIVE;
 }
 
 /* ---- sorted listings ----------------------------------------------------- */
@@ -453,7 +413,7 @@ static int collect(struct engine *e, uint64_t map, int (*cmp)(const void *, cons
     if (n == 0)
         return 0;
     if ((v = malloc(n * sizeof *v)) == NULL)
-        return fail(e, ERR_NOMEM, "out of memory");
+        return engine_fail(e, ERR_NOMEM, "out of memory");
     while (i < n && shm_map_next(m->r, map, &pos, &me))
         v[i++] = ptr(m, me.val);
     qsort(v, i, sizeof *v, cmp);
@@ -499,14 +459,6 @@ static int cmp_key_newest(const void *pa, const void *pb)
     return c != 0 ? c : strcmp(b->id, a->id);
 }
 
-static bool list_args_ok(const void *out, size_t max, size_t *n)
-{
-    if (n == NULL)
-        return false;
-    *n = 0;
-    return out != NULL || max == 0;
-}
-
 /* Copies the first max records of map in cmp's order. */
 static int list_map(struct engine *e, uint64_t map, int (*cmp)(const void *, const void *),
                     void *out, size_t size, size_t max, size_t *n)
@@ -535,13 +487,10 @@ static int mem_user_create(struct engine *e, const struct eng_user *u)
     if ((rc = enter(e)) != 0)
         return rc;
     rt = root(m);
-    if (!filled(u->id, sizeof u->id) || !filled(u->email_hmac, sizeof u->email_hmac) ||
-        !fits(u->email_enc, sizeof u->email_enc) || !fits(u->password_hash, sizeof u->password_hash))
-        return fail(e, ERR_INVAL, "malformed user");
     if (map_find(m, rt->users, u->id, NULL))
-        return fail(e, ERR_CONFLICT, "user id taken");
+        return engine_fail(e, ERR_CONFLICT, "user id taken");
     if (map_find(m, rt->emails, u->email_hmac, NULL))
-        return fail(e, ERR_CONFLICT, "email taken");
+        return engine_fail(e, ERR_CONFLICT, "email taken");
     if ((off = rec_new(e, u, sizeof *u)) == 0)
         return ERR_NOSPACE;
     if ((rc = map_add(e, rt->users, u->id, off)) != 0 ||
@@ -557,8 +506,8 @@ static int user_find(struct engine *e, const char *id, uint64_t *off)
 
     if ((rc = enter(e)) != 0)
         return rc;
-    if (id == NULL || !map_find(m, root(m)->users, id, off))
-        return fail(e, ERR_NOTFOUND, "no such user");
+    if (!map_find(m, root(m)->users, id, off))
+        return engine_fail(e, ERR_NOTFOUND, "no such user");
     return 0;
 }
 
@@ -581,8 +530,8 @@ static int mem_user_by_email(struct engine *e, const char *email_hmac, struct en
 
     if ((rc = enter(e)) != 0)
         return rc;
-    if (email_hmac == NULL || !map_find(m, root(m)->emails, email_hmac, &off))
-        return fail(e, ERR_NOTFOUND, "no such user");
+    if (!map_find(m, root(m)->emails, email_hmac, &off))
+        return engine_fail(e, ERR_NOTFOUND, "no such user");
     memcpy(out, ptr(m, off), sizeof *out);
     return 0;
 }
@@ -611,8 +560,6 @@ static int mem_user_set_password(struct engine *e, const char *id, const char *p
 
     if ((rc = user_find(e, id, &off)) != 0)
         return rc;
-    if (phc == NULL || strlen(phc) >= sizeof u.password_hash)
-        return fail(e, ERR_INVAL, "password hash too long");
     memcpy(&u, ptr(e->impl, off), sizeof u);
     memset(u.password_hash, 0, sizeof u.password_hash);
     memcpy(u.password_hash, phc, strlen(phc));
@@ -641,11 +588,10 @@ static int mem_user_memberships(struct engine *e, const char *user_id, struct en
     uint64_t map;
     int rc;
 
-    if (!list_args_ok(out, max, n))
-        return fail(e, ERR_INVAL, "bad list arguments");
+    *n = 0; /* a list starts empty (the wrapper checked n and out) */
     if ((rc = enter(e)) != 0)
         return rc;
-    if (user_id == NULL || !map_find(m, root(m)->user_orgs, user_id, &map))
+    if (!map_find(m, root(m)->user_orgs, user_id, &map))
         return 0;
     return list_map(e, map, cmp_membership, out, sizeof *out, max, n);
 }
@@ -663,13 +609,10 @@ static int mem_org_create(struct engine *e, const struct eng_org *o)
     if ((rc = enter(e)) != 0)
         return rc;
     rt = root(m);
-    if (!filled(o->id, sizeof o->id) || !filled(o->slug, sizeof o->slug) ||
-        !fits(o->name, sizeof o->name) || !fits(o->plan, sizeof o->plan))
-        return fail(e, ERR_INVAL, "malformed org");
     if (map_find(m, rt->orgs, o->id, NULL))
-        return fail(e, ERR_CONFLICT, "org id taken");
+        return engine_fail(e, ERR_CONFLICT, "org id taken");
     if (map_find(m, rt->slugs, o->slug, NULL))
-        return fail(e, ERR_CONFLICT, "org slug taken");
+        return engine_fail(e, ERR_CONFLICT, "org slug taken");
     memset(&node, 0, sizeof node);
     node.org = *o;
     {
@@ -697,14 +640,10 @@ static int mem_app_create(struct engine *e, const struct eng_app *a)
     if ((rc = enter(e)) != 0)
         return rc;
     rt = root(m);
-    if (!filled(a->id, sizeof a->id) || !filled(a->name, sizeof a->name) ||
-        !fits(a->kind, sizeof a->kind) || !fits(a->base_url, sizeof a->base_url) ||
-        !fits(a->status, sizeof a->status))
-        return fail(e, ERR_INVAL, "malformed app");
     if (map_find(m, rt->apps, a->name, NULL))
-        return fail(e, ERR_CONFLICT, "app name taken");
+        return engine_fail(e, ERR_CONFLICT, "app name taken");
     if (map_find(m, rt->app_ids, a->id, NULL))
-        return fail(e, ERR_CONFLICT, "app id taken");
+        return engine_fail(e, ERR_CONFLICT, "app id taken");
     if ((off = rec_new(e, a, sizeof *a)) == 0)
         return ERR_NOSPACE;
     if ((rc = map_add(e, rt->apps, a->name, off)) != 0 || (rc = map_add(e, rt->app_ids, a->id, off)) != 0)
@@ -720,8 +659,8 @@ static int mem_app_get(struct engine *e, const char *name, struct eng_app *out)
 
     if ((rc = enter(e)) != 0)
         return rc;
-    if (name == NULL || !map_find(m, root(m)->apps, name, &off))
-        return fail(e, ERR_NOTFOUND, "no such app");
+    if (!map_find(m, root(m)->apps, name, &off))
+        return engine_fail(e, ERR_NOTFOUND, "no such app");
     memcpy(out, ptr(m, off), sizeof *out);
     return 0;
 }
@@ -731,8 +670,7 @@ static int mem_app_list(struct engine *e, struct eng_app *out, size_t max, size_
     const struct mem *m = e->impl;
     int rc;
 
-    if (!list_args_ok(out, max, n))
-        return fail(e, ERR_INVAL, "bad list arguments");
+    *n = 0; /* a list starts empty (the wrapper checked n and out) */
     if ((rc = enter(e)) != 0)
         return rc;
     return list_map(e, root(m)->apps, cmp_app, out, sizeof *out, max, n);
@@ -746,7 +684,7 @@ static int mem_role_builtin(struct engine *e, const char *name, struct eng_role 
     if ((rc = enter(e)) != 0)
         return rc;
     if ((b = engine_builtin_role(name)) == NULL)
-        return fail(e, ERR_NOTFOUND, "no such built-in role");
+        return engine_fail(e, ERR_NOTFOUND, "no such built-in role");
     *out = *b;
     return 0;
 }
@@ -771,8 +709,8 @@ static int mem_api_key_resolve(struct engine *e, const char *key_hash, struct en
 
     if ((rc = enter(e)) != 0)
         return rc;
-    if (key_hash == NULL || !map_find(m, root(m)->key_hashes, key_hash, &off))
-        return fail(e, ERR_NOTFOUND, "no such api key");
+    if (!map_find(m, root(m)->key_hashes, key_hash, &off))
+        return engine_fail(e, ERR_NOTFOUND, "no such api key");
     memcpy(out, ptr(m, off), sizeof *out);
     return 0;
 }
@@ -785,8 +723,8 @@ static int mem_refresh_resolve(struct engine *e, const char *token_hash, struct 
 
     if ((rc = enter(e)) != 0)
         return rc;
-    if (token_hash == NULL || !map_find(m, root(m)->refresh_hashes, token_hash, &off))
-        return fail(e, ERR_NOTFOUND, "no such refresh token");
+    if (!map_find(m, root(m)->refresh_hashes, token_hash, &off))
+        return engine_fail(e, ERR_NOTFOUND, "no such refresh token");
     refresh_out(m, ptr(m, off), out);
     return 0;
 }
@@ -799,8 +737,8 @@ static int mem_invite_resolve(struct engine *e, const char *token_hash, struct e
 
     if ((rc = enter(e)) != 0)
         return rc;
-    if (token_hash == NULL || !map_find(m, root(m)->invite_hashes, token_hash, &off))
-        return fail(e, ERR_NOTFOUND, "no such invite");
+    if (!map_find(m, root(m)->invite_hashes, token_hash, &off))
+        return engine_fail(e, ERR_NOTFOUND, "no such invite");
     memcpy(out, ptr(m, off), sizeof *out);
     return 0;
 }
@@ -829,12 +767,8 @@ static int mem_member_put(struct engine *e, const struct eng_scope *s, const str
     if ((rc = enter_org(e, s, &node)) != 0)
         return rc;
     org = ptr(m, node);
-    if ((rc = check_org(e, s, mb->org_id, sizeof mb->org_id)) != 0)
-        return rc;
-    if (!filled(mb->user_id, sizeof mb->user_id) || !filled(mb->role, sizeof mb->role))
-        return fail(e, ERR_INVAL, "malformed membership");
     if (!map_find(m, root(m)->users, mb->user_id, NULL))
-        return fail(e, ERR_NOTFOUND, "no such user");
+        return engine_fail(e, ERR_NOTFOUND, "no such user");
     rec = *mb;
     if (map_find(m, org->members, mb->user_id, &old))
         rec.created_at = ((const struct eng_membership *)ptr(m, old))->created_at;
@@ -863,8 +797,8 @@ static int mem_member_get(struct engine *e, const struct eng_scope *s, const cha
 
     if ((rc = enter_org(e, s, &node)) != 0)
         return rc;
-    if (user_id == NULL || !map_find(m, ((const struct mem_org *)ptr(m, node))->members, user_id, &off))
-        return fail(e, ERR_NOTFOUND, "no such member");
+    if (!map_find(m, ((const struct mem_org *)ptr(m, node))->members, user_id, &off))
+        return engine_fail(e, ERR_NOTFOUND, "no such member");
     memcpy(out, ptr(m, off), sizeof *out);
     return 0;
 }
@@ -875,8 +809,7 @@ static int mem_member_list(struct engine *e, const struct eng_scope *s, struct e
     uint64_t node;
     int rc;
 
-    if (!list_args_ok(out, max, n))
-        return fail(e, ERR_INVAL, "bad list arguments");
+    *n = 0; /* a list starts empty (the wrapper checked n and out) */
     if ((rc = enter_org(e, s, &node)) != 0)
         return rc;
     return list_map(e, ((const struct mem_org *)ptr(e->impl, node))->members, cmp_membership, out,
@@ -893,8 +826,8 @@ static int mem_member_remove(struct engine *e, const struct eng_scope *s, const 
     if ((rc = enter_org(e, s, &node)) != 0)
         return rc;
     org = ptr(m, node);
-    if (user_id == NULL || !map_find(m, org->members, user_id, &off))
-        return fail(e, ERR_NOTFOUND, "no such member");
+    if (!map_find(m, org->members, user_id, &off))
+        return engine_fail(e, ERR_NOTFOUND, "no such member");
     if ((rc = map_del(e, org->members, user_id)) != 0)
         return rc;
     if (!map_find(m, root(m)->user_orgs, user_id, &umap))
@@ -920,12 +853,12 @@ static int mem_role_get(struct engine *e, const struct eng_scope *s, const char 
 
     if ((rc = enter_org(e, s, &node)) != 0)
         return rc;
-    if (name != NULL && map_find(m, ((const struct mem_org *)ptr(m, node))->roles, name, &off)) {
+    if (map_find(m, ((const struct mem_org *)ptr(m, node))->roles, name, &off)) {
         memcpy(out, ptr(m, off), sizeof *out);
         return 0;
     }
     if ((b = engine_builtin_role(name)) == NULL)
-        return fail(e, ERR_NOTFOUND, "no such role");
+        return engine_fail(e, ERR_NOTFOUND, "no such role");
     *out = *b;
     return 0;
 }
@@ -936,8 +869,7 @@ static int mem_role_list(struct engine *e, const struct eng_scope *s, struct eng
     uint64_t node;
     int rc;
 
-    if (!list_args_ok(out, max, n))
-        return fail(e, ERR_INVAL, "bad list arguments");
+    *n = 0; /* a list starts empty (the wrapper checked n and out) */
     if ((rc = enter_org(e, s, &node)) != 0)
         return rc;
     for (size_t i = 0; i < ENGINE_NBUILTIN_ROLES && *n < max; i++)
@@ -956,15 +888,8 @@ static int mem_role_put(struct engine *e, const struct eng_scope *s, const struc
     if ((rc = enter_org(e, s, &node)) != 0)
         return rc;
     org = ptr(m, node);
-    if ((rc = check_org(e, s, r->org_id, sizeof r->org_id)) != 0)
-        return rc;
-    if (!filled(r->name, sizeof r->name) || r->nperms < 0 || r->nperms > ENG_MAX_PERMS)
-        return fail(e, ERR_INVAL, "malformed role");
-    for (int i = 0; i < r->nperms; i++)
-        if (!filled(r->perms[i], sizeof r->perms[i]))
-            return fail(e, ERR_INVAL, "malformed permission");
     if (engine_builtin_role(r->name) != NULL)
-        return fail(e, ERR_CONFLICT, "role name is a built-in's");
+        return engine_fail(e, ERR_CONFLICT, "role name is a built-in's");
     (void)map_find(m, org->roles, r->name, &old);
     if ((off = rec_new(e, r, sizeof *r)) == 0)
         return ERR_NOSPACE;
@@ -986,17 +911,10 @@ static int mem_api_key_create(struct engine *e, const struct eng_scope *s, const
     if ((rc = enter_org(e, s, &node)) != 0)
         return rc;
     org = ptr(m, node);
-    if ((rc = check_org(e, s, k->org_id, sizeof k->org_id)) != 0)
-        return rc;
-    if (!filled(k->id, sizeof k->id) || !filled(k->key_hash, sizeof k->key_hash) ||
-        !filled(k->role, sizeof k->role) || !fits(k->name, sizeof k->name) ||
-        !fits(k->prefix, sizeof k->prefix) || !fits(k->created_by, sizeof k->created_by) ||
-        !mode_ok(k->mode))
-        return fail(e, ERR_INVAL, "malformed api key");
     if (map_find(m, root(m)->key_hashes, k->key_hash, NULL))
-        return fail(e, ERR_CONFLICT, "api key hash taken");
+        return engine_fail(e, ERR_CONFLICT, "api key hash taken");
     if (map_find(m, org->keys, k->id, NULL))
-        return fail(e, ERR_CONFLICT, "api key id taken");
+        return engine_fail(e, ERR_CONFLICT, "api key id taken");
     if ((off = rec_new(e, k, sizeof *k)) == 0)
         return ERR_NOSPACE;
     if ((rc = map_add(e, org->keys, k->id, off)) != 0 ||
@@ -1013,8 +931,7 @@ static int mem_api_key_list(struct engine *e, const struct eng_scope *s, struct 
     size_t count;
     int rc;
 
-    if (!list_args_ok(out, max, n))
-        return fail(e, ERR_INVAL, "bad list arguments");
+    *n = 0; /* a list starts empty (the wrapper checked n and out) */
     if ((rc = enter_org(e, s, &node)) != 0)
         return rc;
     if ((rc = collect(e, ((const struct mem_org *)ptr(e->impl, node))->keys, cmp_key_newest, &v,
@@ -1039,13 +956,11 @@ static int mem_api_key_revoke(struct engine *e, const struct eng_scope *s, const
 
     if ((rc = enter_org(e, s, &node)) != 0)
         return rc;
-    if (id == NULL || !map_find(m, ((const struct mem_org *)ptr(m, node))->keys, id, &off))
-        return fail(e, ERR_NOTFOUND, "no such api key");
-    if (at <= 0)
-        return fail(e, ERR_INVAL, "revocation time not positive");
+    if (!map_find(m, ((const struct mem_org *)ptr(m, node))->keys, id, &off))
+        return engine_fail(e, ERR_NOTFOUND, "no such api key");
     k = ptr(m, off);
     if (k->mode != s->mode) /* test never reaches live, as api_key_list */
-        return fail(e, ERR_NOTFOUND, "no such api key in this mode");
+        return engine_fail(e, ERR_NOTFOUND, "no such api key in this mode");
     if (k->revoked_at != 0)
         return 0;
     return set64(e, off + offsetof(struct eng_api_key, revoked_at), (uint64_t)at);
@@ -1063,18 +978,12 @@ static int refresh_insert(struct engine *e, const struct eng_scope *s, uint64_t 
     uint64_t fam, off;
     int rc;
 
-    if ((rc = check_org(e, s, t->org_id, sizeof t->org_id)) != 0)
-        return rc;
-    if (!filled(t->id, sizeof t->id) || !filled(t->family_id, sizeof t->family_id) ||
-        !filled(t->user_id, sizeof t->user_id) || !filled(t->token_hash, sizeof t->token_hash) ||
-        !mode_ok(t->mode))
-        return fail(e, ERR_INVAL, "malformed refresh token");
     if (!map_find(m, root(m)->users, t->user_id, NULL))
-        return fail(e, ERR_NOTFOUND, "no such user");
+        return engine_fail(e, ERR_NOTFOUND, "no such user");
     if (map_find(m, root(m)->refresh_hashes, t->token_hash, NULL))
-        return fail(e, ERR_CONFLICT, "refresh token hash taken");
+        return engine_fail(e, ERR_CONFLICT, "refresh token hash taken");
     if (map_find(m, org->refresh, t->id, NULL))
-        return fail(e, ERR_CONFLICT, "refresh token id taken");
+        return engine_fail(e, ERR_CONFLICT, "refresh token id taken");
     if (!map_find(m, org->families, t->family_id, &fam)) {
         const struct mem_family fresh = {0};
 
@@ -1122,12 +1031,10 @@ static int mark_used(struct engine *e, const struct eng_scope *s, size_t map, si
     if ((rc = enter_org(e, s, &node)) != 0)
         return rc;
     uint64_t org_map = *(const uint64_t *)((const char *)ptr(m, node) + map);
-    if (id == NULL || !map_find(m, org_map, id, &off))
-        return fail(e, ERR_NOTFOUND, "no such %s", what);
-    if (at <= 0)
-        return fail(e, ERR_INVAL, "use time not positive");
+    if (!map_find(m, org_map, id, &off))
+        return engine_fail(e, ERR_NOTFOUND, "no such %s", what);
     if (*(const int64_t *)((const char *)ptr(m, off) + used_at) != 0)
-        return fail(e, ERR_CONFLICT, "%s already used", what);
+        return engine_fail(e, ERR_CONFLICT, "%s already used", what);
     return set64(e, off + used_at, (uint64_t)at);
 }
 
@@ -1161,12 +1068,9 @@ static int mem_refresh_rotate(struct engine *e, const struct eng_scope *s, const
 
     if ((rc = enter_org(e, s, &node)) != 0)
         return rc;
-    if (out == NULL || child == NULL || sealed == NULL || !filled(sealed, ENG_SEALED) || now <= 0 ||
-        reuse_interval < 0)
-        return fail(e, ERR_INVAL, "malformed rotation");
     memset(out, 0, sizeof *out);
-    if (parent_id == NULL || !map_find(m, ((const struct mem_org *)ptr(m, node))->refresh, parent_id, &off))
-        return fail(e, ERR_NOTFOUND, "no such refresh token");
+    if (!map_find(m, ((const struct mem_org *)ptr(m, node))->refresh, parent_id, &off))
+        return engine_fail(e, ERR_NOTFOUND, "no such refresh token");
     rec = ptr(m, off);
     fam = rec->family;
     f = ptr(m, fam);
@@ -1188,10 +1092,9 @@ static int mem_refresh_rotate(struct engine *e, const struct eng_scope *s, const
         }
         return 0;
     }
-    if (!fits(child->family_id, sizeof child->family_id) || strcmp(child->family_id, parent.family_id) != 0 ||
-        !fits(child->user_id, sizeof child->user_id) || strcmp(child->user_id, parent.user_id) != 0 ||
-        child->mode != parent.mode || child->used_at != 0 || child->revoked_at != 0)
-        return fail(e, ERR_INVAL, "the child is not the parent's successor");
+    if (strcmp(child->family_id, parent.family_id) != 0 || strcmp(child->user_id, parent.user_id) != 0 ||
+        child->mode != parent.mode)
+        return engine_fail(e, ERR_INVAL, "the child is not the parent's successor");
     if ((rc = refresh_insert(e, s, node, child, &child_off)) != 0)
         return rc;
     if ((seal = rec_new(e, sealed, strlen(sealed) + 1)) == 0)
@@ -1220,11 +1123,9 @@ static int mem_refresh_revoke_family(struct engine *e, const struct eng_scope *s
     if ((rc = enter_org(e, s, &node)) != 0)
         return rc;
     org = ptr(m, node);
-    if (at <= 0)
-        return fail(e, ERR_INVAL, "revocation time not positive");
     /* A family this org has no token of: nothing to revoke, as an UPDATE of
      * no rows (another org's family is never touched). */
-    if (family_id == NULL || !map_find(m, org->families, family_id, &fam))
+    if (!map_find(m, org->families, family_id, &fam))
         return 0;
     if ((rc = seal_wipe(e, fam)) != 0)
         return rc;
@@ -1261,15 +1162,10 @@ static int mem_invite_create(struct engine *e, const struct eng_scope *s, const 
     if ((rc = enter_org(e, s, &node)) != 0)
         return rc;
     org = ptr(m, node);
-    if ((rc = check_org(e, s, i->org_id, sizeof i->org_id)) != 0)
-        return rc;
-    if (!filled(i->id, sizeof i->id) || !filled(i->role, sizeof i->role) ||
-        !filled(i->token_hash, sizeof i->token_hash) || !fits(i->created_by, sizeof i->created_by))
-        return fail(e, ERR_INVAL, "malformed invite");
     if (map_find(m, root(m)->invite_hashes, i->token_hash, NULL))
-        return fail(e, ERR_CONFLICT, "invite token hash taken");
+        return engine_fail(e, ERR_CONFLICT, "invite token hash taken");
     if (map_find(m, org->invites, i->id, NULL))
-        return fail(e, ERR_CONFLICT, "invite id taken");
+        return engine_fail(e, ERR_CONFLICT, "invite id taken");
     if ((off = rec_new(e, i, sizeof *i)) == 0)
         return ERR_NOSPACE;
     if ((rc = map_add(e, org->invites, i->id, off)) != 0 ||
@@ -1297,15 +1193,8 @@ static int mem_audit_append(struct engine *e, const struct eng_scope *s, const s
     if ((rc = enter_org(e, s, &node)) != 0)
         return rc;
     org = ptr(m, node);
-    if ((rc = check_org(e, s, a->org_id, sizeof a->org_id)) != 0)
-        return rc;
-    /* Paging compares ids as text: only the canonical spelling orders right. */
-    if (!fits(a->id, sizeof a->id) || !uuid_valid(a->id) || !fits(a->actor, sizeof a->actor) ||
-        !filled(a->action, sizeof a->action) || !fits(a->target, sizeof a->target) ||
-        !fits(a->meta, sizeof a->meta))
-        return fail(e, ERR_INVAL, "malformed audit entry");
     if (map_find(m, org->audit_ids, a->id, NULL))
-        return fail(e, ERR_CONFLICT, "audit id taken");
+        return engine_fail(e, ERR_CONFLICT, "audit id taken");
     for (cur = org->audit_head; cur != 0; prev = cur, cur = ((const struct mem_audit *)ptr(m, cur))->next)
         if (strcmp(((const struct mem_audit *)ptr(m, cur))->a.id, a->id) < 0)
             break;
@@ -1329,8 +1218,7 @@ static int mem_audit_list(struct engine *e, const struct eng_scope *s, const cha
     uint64_t node, cur;
     int rc;
 
-    if (!list_args_ok(out, max, n))
-        return fail(e, ERR_INVAL, "bad list arguments");
+    *n = 0; /* a list starts empty (the wrapper checked n and out) */
     if ((rc = enter_org(e, s, &node)) != 0)
         return rc;
     org = ptr(m, node);
@@ -1420,7 +1308,7 @@ struct engine *engine_mem_new(struct shm_region *r, char errstr[128])
 
     if (e == NULL || m == NULL || r == NULL) {
         if (errstr != NULL)
-            snprintf(errstr, 128, "engine mem: %s", r == NULL ? "no region" : "out of memory");
+            snprintf(errstr, 128, "memory: %s", r == NULL ? "no region" : "out of memory");
         free(m);
         free(e);
         return NULL;
