@@ -493,7 +493,7 @@ int engine_api_key_revoke(struct engine *e, const struct eng_scope *s, const cha
 /* What refresh_create and a rotation's child both need. */
 static void refresh_ok(struct chk *c, const struct eng_scope *s, const char *what, const struct eng_refresh *t)
 {
-    char w[4][40];
+    char w[5][40];
 
     if (!ptr(c, what, t))
         return;
@@ -501,12 +501,13 @@ static void refresh_ok(struct chk *c, const struct eng_scope *s, const char *wha
     snprintf(w[1], sizeof w[1], "%s family_id", what);
     snprintf(w[2], sizeof w[2], "%s user_id", what);
     snprintf(w[3], sizeof w[3], "%s token_hash", what);
+    snprintf(w[4], sizeof w[4], "%s mode", what);
     same_org(c, s, t->org_id, sizeof t->org_id);
     id(c, w[0], t->id, sizeof t->id);
     id(c, w[1], t->family_id, sizeof t->family_id);
     id(c, w[2], t->user_id, sizeof t->user_id);
     hash(c, w[3], t->token_hash, sizeof t->token_hash);
-    mode(c, "refresh token mode", t->mode);
+    mode(c, w[4], t->mode);
 }
 
 int engine_refresh_create(struct engine *e, const struct eng_scope *s, const struct eng_refresh *t)

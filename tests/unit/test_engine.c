@@ -345,7 +345,7 @@ static const struct bad_case CASES[] = {
     /* modes */
     {"api_key_create mode 2", c_key_create, key_mode_2, "api key mode", ERR_INVAL},
     {"api_key_create mode -1", c_key_create, key_mode_neg, "api key mode", ERR_INVAL},
-    {"refresh_create mode 2", c_refresh_create, token_mode_2, "mode", ERR_INVAL},
+    {"refresh_create mode 2", c_refresh_create, token_mode_2, "token mode", ERR_INVAL},
     /* list arguments */
     {"member_list n NULL", c_member_list, n_null, "n", ERR_INVAL},
     {"member_list out NULL, max 4", c_member_list, out_null, "out", ERR_INVAL},
