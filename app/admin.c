@@ -52,12 +52,12 @@ int admin_create(struct engine *e, const struct crypto_keyring *ring, const stru
         snprintf(msg, msgsz, "storage unavailable");
         goto out;
     }
-    rc = e->ops->user_create(e, &u);
+    rc = engine_user_create(e, &u);
     if (rc == ERR_CONFLICT) {
         snprintf(msg, msgsz, "an account with this email already exists");
         goto fail;
     }
-    if (rc != 0 || (rc = e->ops->org_create(e, &o)) != 0 || (rc = e->ops->member_put(e, &s, &m)) != 0) {
+    if (rc != 0 || (rc = engine_org_create(e, &o)) != 0 || (rc = engine_member_put(e, &s, &m)) != 0) {
         snprintf(msg, msgsz, "cannot create the account: %s", err_str(rc));
         goto fail;
     }
@@ -70,7 +70,7 @@ int admin_create(struct engine *e, const struct crypto_keyring *ring, const stru
     snprintf(a.target, sizeof a.target, "%s", u.id);
     snprintf(a.meta, sizeof a.meta, "{\"via\":\"cli\"}");
     a.created_at = now;
-    if ((rc = e->ops->audit_append(e, &s, &a)) != 0 || (rc = engine_commit(e)) != 0) {
+    if ((rc = engine_audit_append(e, &s, &a)) != 0 || (rc = engine_commit(e)) != 0) {
         snprintf(msg, msgsz, "cannot create the account: %s", err_str(rc));
         goto fail;
     }

@@ -100,7 +100,7 @@ static int load_org(struct seeder *s)
     if (o.plan[0] == '\0')
         snprintf(o.plan, sizeof o.plan, "free");
     o.created_at = s->now;
-    return tolerate(s->e->ops->org_create(s->e, &o));
+    return tolerate(engine_org_create(s->e, &o));
 }
 
 static int load_user(struct seeder *s)
@@ -118,7 +118,7 @@ static int load_user(struct seeder *s)
         return row_error(s, "column password must be at least 8 characters");
     if (strcmp(admin, "true") != 0 && strcmp(admin, "false") != 0 && admin[0] != '\0')
         return row_error(s, "column is_platform_admin must be true or false");
-    if (s->e->ops->user_get(s->e, u.id, &existing) == 0)
+    if (engine_user_get(s->e, u.id, &existing) == 0)
         return 0; /* already there: do not re-hash */
     if ((rc = email_seal(s->ring, &u, email)) != 0 || (rc = password_hash(pw, strlen(pw), s->cost, &phc)) != 0)
         return rc;
@@ -126,7 +126,7 @@ static int load_user(struct seeder *s)
     free(phc);
     u.is_platform_admin = strcmp(admin, "true") == 0;
     u.created_at = s->now;
-    return tolerate(s->e->ops->user_create(s->e, &u));
+    return tolerate(engine_user_create(s->e, &u));
 }
 
 static int load_membership(struct seeder *s)
@@ -140,14 +140,14 @@ static int load_membership(struct seeder *s)
         (rc = copy(s, m.role, sizeof m.role, "role", true)))
         return rc;
     scope_of(s, m.org_id, &sc);
-    if (s->e->ops->org_get(s->e, &sc, &(struct eng_org){0}) != 0)
+    if (engine_org_get(s->e, &sc, &(struct eng_org){0}) != 0)
         return row_error(s, "org_id names no organization (seed organizations.csv first)");
-    if (s->e->ops->role_get(s->e, &sc, m.role, &role) != 0)
+    if (engine_role_get(s->e, &sc, m.role, &role) != 0)
         return row_error(s, "role names no role of that organization");
-    if (s->e->ops->member_get(s->e, &sc, m.user_id, &existing) == 0)
+    if (engine_member_get(s->e, &sc, m.user_id, &existing) == 0)
         return 0;
     m.created_at = s->now;
-    return s->e->ops->member_put(s->e, &sc, &m);
+    return engine_member_put(s->e, &sc, &m);
 }
 
 static int load_role(struct seeder *s)
@@ -166,7 +166,7 @@ static int load_role(struct seeder *s)
         snprintf(ro.perms[ro.nperms++], ENG_PERM, "%s", t);
     }
     scope_of(s, ro.org_id, &sc);
-    return tolerate(s->e->ops->role_put(s->e, &sc, &ro));
+    return tolerate(engine_role_put(s->e, &sc, &ro));
 }
 
 static int load_app(struct seeder *s)
@@ -182,7 +182,7 @@ static int load_app(struct seeder *s)
     if (a.status[0] == '\0')
         snprintf(a.status, sizeof a.status, "active");
     a.created_at = s->now;
-    return tolerate(s->e->ops->app_create(s->e, &a));
+    return tolerate(engine_app_create(s->e, &a));
 }
 
 struct seed_file {
@@ -298,7 +298,7 @@ static int load_record(struct seeder *s, const struct eng_scope *sc, const struc
         cJSON_Delete(v);
     }
     if (rc == 0)
-        rc = tolerate(s->e->ops->record_create(s->e, sc, res->service, res->name, &rec));
+        rc = tolerate(engine_record_create(s->e, sc, res->service, res->name, &rec));
     eng_record_cleanup(&rec);
     return rc;
 }
@@ -349,14 +349,14 @@ static int load_resource(struct seeder *s, const char *dir, const struct eng_sco
 
     if (ren == NULL || details == NULL) {
         rc = ERR_NOMEM;
-    } else if (s->e->ops->resource_get(s->e, sc, service, body->string, res) != 0) {
+    } else if (engine_resource_get(s->e, sc, service, body->string, res) != 0) {
         if (!svc_name_ok(body->string) || !cJSON_IsObject(body) ||
             !svc_schema_parse(body, service, body->string, res, ren, &nren, details)) {
             char *d = cJSON_PrintUnformatted(details);
             snprintf(s->errstr, 256, "schemas.json: %s/%s: %s", service, body->string, d != NULL ? d : "invalid");
             cJSON_free(d);
             rc = ERR_INVAL;
-        } else if ((rc = s->e->ops->resource_put(s->e, sc, res, NULL, 0, s->now, NULL, NULL)) != 0) {
+        } else if ((rc = engine_resource_put(s->e, sc, res, NULL, 0, s->now, NULL, NULL)) != 0) {
             snprintf(s->errstr, 256, "schemas.json: %s/%s: %s", service, body->string, s->e->errstr);
         }
     }
@@ -407,7 +407,7 @@ static int load_schemas(struct seeder *s, const char *dir)
     rc = 0;
     cJSON_ArrayForEach(svc, cJSON_GetObjectItemCaseSensitive(root, "services")) {
         struct eng_app a;
-        if (s->e->ops->app_get(s->e, svc->string, &a) != 0 || strcmp(a.kind, "microservice") != 0) {
+        if (engine_app_get(s->e, svc->string, &a) != 0 || strcmp(a.kind, "microservice") != 0) {
             snprintf(s->errstr, 256, "%s: %s is not a registered microservice (apps.csv)", path, svc->string);
             rc = ERR_INVAL;
             break;

@@ -35,7 +35,7 @@ HANDLER(handle_apps_list)
 
     if (apps == NULL || root == NULL)
         return ERR_NOMEM;
-    if ((rc = w->engine->ops->app_list(w->engine, apps, APPS_MAX, &n)) != 0)
+    if ((rc = engine_app_list(w->engine, apps, APPS_MAX, &n)) != 0)
         return rc;
     for (size_t i = 0; i < n; i++)
         cJSON_AddItemToArray(data, app_json(&apps[i]));
@@ -85,7 +85,7 @@ HANDLER(handle_apps_create)
     snprintf(a.base_url, sizeof a.base_url, "%s", url != NULL ? url : "");
     snprintf(a.status, sizeof a.status, "%s", status != NULL ? status : "active");
     a.created_at = (int64_t)time(NULL);
-    rc = w->engine->ops->app_create(w->engine, &a);
+    rc = engine_app_create(w->engine, &a);
     if (rc == ERR_CONFLICT)
         return respond_error(r, ERR_CONFLICT, "an app with that name exists");
     if (rc != 0 || (rc = audit_record(w, &p->scope, p->user_id, "apps.create", a.name, NULL)) != 0)

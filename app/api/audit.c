@@ -45,7 +45,7 @@ int audit_record(struct worker *w, const struct eng_scope *s, const char *actor,
     struct eng_audit a;
     int rc = audit_entry(s, actor, action, target, meta, &a);
 
-    return rc != 0 ? rc : w->engine->ops->audit_append(w->engine, s, &a);
+    return rc != 0 ? rc : engine_audit_append(w->engine, s, &a);
 }
 
 HANDLER(handle_audit_list)
@@ -66,7 +66,7 @@ HANDLER(handle_audit_list)
     struct eng_audit *page = arena_alloc(r->arena, sizeof *page * (size_t)limit);
     if (page == NULL)
         return ERR_NOMEM;
-    rc = w->engine->ops->audit_list(w->engine, &p->scope, cursor, page, (size_t)limit, &n);
+    rc = engine_audit_list(w->engine, &p->scope, cursor, page, (size_t)limit, &n);
     if (rc != 0)
         return rc;
     cJSON *data, *root = respond_list(r, &data);

@@ -176,7 +176,7 @@ HANDLER(handle_auth_signup)
         token_sha256_hex(invite, strlen(invite), h);
         if ((rc = engine_begin(w->engine, NULL)) != 0)
             goto out;
-        rc = w->engine->ops->invite_resolve(w->engine, h, &inv);
+        rc = engine_invite_resolve(w->engine, h, &inv);
         engine_rollback(w->engine);
         if (rc == ERR_NOTFOUND || (rc == 0 && (inv.used_at != 0 || inv.expires_at < now))) {
             rc = respond_error(r, ERR_INVAL, "the invite is unknown, used or expired");
@@ -198,19 +198,19 @@ HANDLER(handle_auth_signup)
     /* one unit of work: user, org, membership, tokens and audit land together or not at all */
     if ((rc = engine_begin(w->engine, &s)) != 0)
         goto out;
-    rc = w->engine->ops->user_create(w->engine, &u);
+    rc = engine_user_create(w->engine, &u);
     if (rc == ERR_CONFLICT) {
         engine_rollback(w->engine);
         rc = respond_error(r, ERR_CONFLICT, "an account with this email already exists");
         goto out;
     }
-    if (rc != 0 || (invite == NULL && (rc = w->engine->ops->org_create(w->engine, &org)) != 0))
+    if (rc != 0 || (invite == NULL && (rc = engine_org_create(w->engine, &org)) != 0))
         goto fail;
     if (invite != NULL) {
         /* re-read inside the unit: a concurrent signup may have spent the invite */
         char h[ENG_HASH];
         token_sha256_hex(invite, strlen(invite), h);
-        if ((rc = w->engine->ops->invite_resolve(w->engine, h, &inv)) != 0)
+        if ((rc = engine_invite_resolve(w->engine, h, &inv)) != 0)
             goto fail;
         if (inv.used_at != 0) {
             engine_rollback(w->engine);
@@ -223,11 +223,11 @@ HANDLER(handle_auth_signup)
     snprintf(m.user_id, sizeof m.user_id, "%s", u.id);
     snprintf(m.role, sizeof m.role, "%s", role);
     m.created_at = now;
-    if ((rc = w->engine->ops->member_put(w->engine, &s, &m)) != 0)
+    if ((rc = engine_member_put(w->engine, &s, &m)) != 0)
         goto fail;
-    if (invite != NULL && (rc = w->engine->ops->invite_mark_used(w->engine, &s, inv.id, now)) != 0)
+    if (invite != NULL && (rc = engine_invite_mark_used(w->engine, &s, inv.id, now)) != 0)
         goto fail;
-    if ((rc = w->engine->ops->org_get(w->engine, &s, &org)) != 0)
+    if ((rc = engine_org_get(w->engine, &s, &org)) != 0)
         goto fail;
     cJSON *root = http_own(r, cJSON_CreateObject()), *meta = NULL;
     if (root == NULL)
@@ -262,7 +262,7 @@ static int pick_org(struct worker *w, const char *user_id, const char *want, str
 {
     struct eng_membership ms[64];
     size_t n = 0;
-    int rc = w->engine->ops->user_memberships(w->engine, user_id, ms, 64, &n);
+    int rc = engine_user_memberships(w->engine, user_id, ms, 64, &n);
 
     if (rc != 0)
         return rc;
@@ -275,7 +275,7 @@ static int pick_org(struct worker *w, const char *user_id, const char *want, str
         struct eng_org o;
         snprintf(s.org_id, sizeof s.org_id, "%s", ms[i].org_id);
         if (strcmp(ms[i].org_id, want) == 0 ||
-            (w->engine->ops->org_get(w->engine, &s, &o) == 0 && strcmp(o.slug, want) == 0)) {
+            (engine_org_get(w->engine, &s, &o) == 0 && strcmp(o.slug, want) == 0)) {
             *out = ms[i];
             return 0;
         }
@@ -312,7 +312,7 @@ HANDLER(handle_auth_login)
     if ((rc = engine_begin(w->engine, NULL)) != 0)
         return rc;
     if (known) {
-        rc = w->engine->ops->user_by_email(w->engine, h, &u);
+        rc = engine_user_by_email(w->engine, h, &u);
         known = rc == 0;
         if (rc != 0 && rc != ERR_NOTFOUND) {
             engine_rollback(w->engine);
@@ -340,7 +340,7 @@ HANDLER(handle_auth_login)
     int verified = rc == 0;
     rc = pick_org(w, u.id, org, &m);
     if (rc == 0 && phc != NULL)
-        rc = w->engine->ops->user_set_password(w->engine, u.id, phc);
+        rc = engine_user_set_password(w->engine, u.id, phc);
     free(phc);
     if (rc == ERR_NOTFOUND) {
         engine_rollback(w->engine);
@@ -366,7 +366,7 @@ HANDLER(handle_auth_login)
         rc = ERR_NOMEM;
         goto fail;
     }
-    if ((rc = w->engine->ops->org_get(w->engine, &s, &o)) != 0 ||
+    if ((rc = engine_org_get(w->engine, &s, &o)) != 0 ||
         (rc = token_issue(w, &s, u.id, m.role, NULL, root)) != 0 ||
         (rc = audit_record(w, &s, u.id, "auth.login", u.id, NULL)) != 0)
         goto fail;
@@ -395,7 +395,7 @@ static int refresh_reused(struct worker *w, struct http_request *r, const struct
 
     if (meta != NULL && cJSON_AddStringToObject(meta, "family_id", t->family_id) != NULL &&
         cJSON_AddStringToObject(meta, "token_id", t->id) != NULL)
-        rc = w->engine->ops->refresh_revoke_family(w->engine, s, t->family_id, now);
+        rc = engine_refresh_revoke_family(w->engine, s, t->family_id, now);
     if (rc == 0)
         rc = audit_record(w, s, t->user_id, "auth.refresh_reuse", t->user_id, meta);
     cJSON_Delete(meta);
@@ -431,7 +431,7 @@ HANDLER(handle_auth_refresh)
     token_sha256_hex(tok, strlen(tok), h);
     if ((rc = engine_begin(w->engine, NULL)) != 0)
         return rc;
-    rc = w->engine->ops->refresh_resolve(w->engine, h, &t);
+    rc = engine_refresh_resolve(w->engine, h, &t);
     engine_rollback(w->engine);
     if (rc == ERR_NOTFOUND)
         return respond_error(r, ERR_UNAUTHORIZED, "unknown refresh token");
@@ -451,14 +451,14 @@ HANDLER(handle_auth_refresh)
     if ((rc = engine_begin(w->engine, &s)) != 0)
         goto wipe;
     struct eng_membership m;
-    rc = w->engine->ops->member_get(w->engine, &s, t.user_id, &m);
+    rc = engine_member_get(w->engine, &s, t.user_id, &m);
     if (rc == ERR_NOTFOUND) {
         engine_rollback(w->engine);
         rc = respond_error(r, ERR_UNAUTHORIZED, "no longer a member of this organization");
         goto wipe;
     }
     if (rc != 0 ||
-        (rc = w->engine->ops->refresh_rotate(w->engine, &s, t.id, &child, sealed, now,
+        (rc = engine_refresh_rotate(w->engine, &s, t.id, &child, sealed, now,
                                              w->cfg->auth.refresh_reuse_interval, &rot)) != 0)
         goto fail;
     switch (rot.outcome) {
@@ -507,7 +507,7 @@ HANDLER(handle_auth_logout)
     if (p->key_id[0] != '\0')
         return respond_error(r, ERR_INVAL, "API keys are revoked, not logged out");
     if (p->family_id[0] != '\0' &&
-        (rc = w->engine->ops->refresh_revoke_family(w->engine, &p->scope, p->family_id, (int64_t)time(NULL))) != 0)
+        (rc = engine_refresh_revoke_family(w->engine, &p->scope, p->family_id, (int64_t)time(NULL))) != 0)
         return rc;
     if ((rc = audit_record(w, &p->scope, p->user_id, "auth.logout", p->user_id, NULL)) != 0)
         return rc;
@@ -531,11 +531,11 @@ HANDLER(handle_auth_me)
 
     if (root == NULL)
         return ERR_NOMEM;
-    if ((rc = w->engine->ops->org_get(w->engine, &p->scope, &o)) != 0)
+    if ((rc = engine_org_get(w->engine, &p->scope, &o)) != 0)
         return rc;
     if (p->user_id[0] != '\0') {
         struct eng_user u;
-        if ((rc = w->engine->ops->user_get(w->engine, p->user_id, &u)) != 0)
+        if ((rc = engine_user_get(w->engine, p->user_id, &u)) != 0)
             return rc;
         cJSON_AddItemToObject(root, "user", user_json(w, r, &u));
     } else {
@@ -594,7 +594,7 @@ HANDLER(handle_keys_create)
     const char *name = need_str(r->json, "name", 1, 100, &pr);
     const char *want = cJSON_HasObjectItem(r->json, "role") ? need_str(r->json, "role", 1, ENG_ROLE - 1, &pr) : p->role;
     const cJSON *platform = cJSON_GetObjectItemCaseSensitive(r->json, "platform");
-    if (want != NULL && w->engine->ops->role_get(w->engine, &p->scope, want, &role) != 0)
+    if (want != NULL && engine_role_get(w->engine, &p->scope, want, &role) != 0)
         problem(&pr, "role", "is not a role of this organization");
     if (platform != NULL && !cJSON_IsBool(platform))
         problem(&pr, "platform", "must be a boolean");
@@ -622,7 +622,7 @@ HANDLER(handle_keys_create)
     snprintf(k.created_by, sizeof k.created_by, "%s", p->user_id[0] ? p->user_id : p->key_creator);
     k.platform = cJSON_IsTrue(platform);
     k.created_at = (int64_t)time(NULL);
-    if ((rc = w->engine->ops->api_key_create(w->engine, &p->scope, &k)) != 0 ||
+    if ((rc = engine_api_key_create(w->engine, &p->scope, &k)) != 0 ||
         (rc = audit_record(w, &p->scope, p->user_id[0] ? p->user_id : p->key_id, "keys.create", k.id, NULL)) != 0)
         return rc;
     cJSON *root = http_own(r, key_json(&k));
@@ -641,7 +641,7 @@ HANDLER(handle_keys_list)
 
     if (keys == NULL || root == NULL)
         return ERR_NOMEM;
-    if ((rc = w->engine->ops->api_key_list(w->engine, &p->scope, keys, max, &n)) != 0)
+    if ((rc = engine_api_key_list(w->engine, &p->scope, keys, max, &n)) != 0)
         return rc;
     for (size_t i = 0; i < n; i++)
         cJSON_AddItemToArray(data, key_json(&keys[i]));
@@ -656,7 +656,7 @@ HANDLER(handle_keys_revoke)
 
     if (!uuid_valid(id))
         return respond_error(r, ERR_NOTFOUND, "no such API key");
-    rc = w->engine->ops->api_key_revoke(w->engine, &p->scope, id, (int64_t)time(NULL));
+    rc = engine_api_key_revoke(w->engine, &p->scope, id, (int64_t)time(NULL));
     if (rc == ERR_NOTFOUND)
         return respond_error(r, ERR_NOTFOUND, "no such API key");
     if (rc != 0 || (rc = audit_record(w, &p->scope, actor, "keys.revoke", id, NULL)) != 0)

@@ -12,6 +12,7 @@
 #include "app.h"
 #include "core/json.h"
 #include "core/log.h"
+#include "core/uuid.h"
 #include "security/rbac.h"
 #include "core/text.h"
 
@@ -34,7 +35,7 @@ static int from_api_key(struct worker *w, struct http_request *r, const char *to
 
     if ((rc = engine_begin(w->engine, NULL)) != 0)
         return rc;
-    rc = w->engine->ops->api_key_resolve(w->engine, p->token_sha, &k);
+    rc = engine_api_key_resolve(w->engine, p->token_sha, &k);
     engine_rollback(w->engine);
     if (rc == ERR_NOTFOUND || (rc == 0 && k.revoked_at != 0))
         return respond_error(r, ERR_UNAUTHORIZED, "unknown or revoked API key");
@@ -130,19 +131,20 @@ static int key_creator_holds(struct worker *w, struct http_request *r, struct pr
 {
     struct eng_membership m;
     struct eng_role have, carried;
-    int rc = w->engine->ops->member_get(w->engine, &p->scope, p->key_creator, &m);
+    /* a key without a (well-formed) creator has no one to vouch for it */
+    int rc = uuid_valid(p->key_creator) ? engine_member_get(w->engine, &p->scope, p->key_creator, &m) : ERR_NOTFOUND;
 
     if (rc == ERR_NOTFOUND)
         return respond_error(r, ERR_UNAUTHORIZED, "the API key's creator is no longer a member");
     if (rc == 0 && p->platform_admin) {
         struct eng_user u;
-        if ((rc = w->engine->ops->user_get(w->engine, p->key_creator, &u)) == 0)
+        if ((rc = engine_user_get(w->engine, p->key_creator, &u)) == 0)
             p->platform_admin = u.is_platform_admin;
         else if (rc == ERR_NOTFOUND)
             return respond_error(r, ERR_UNAUTHORIZED, "the API key's creator is gone");
     }
-    if (rc != 0 || (rc = w->engine->ops->role_get(w->engine, &p->scope, m.role, &have)) != 0 ||
-        (rc = w->engine->ops->role_get(w->engine, &p->scope, p->role, &carried)) != 0)
+    if (rc != 0 || (rc = engine_role_get(w->engine, &p->scope, m.role, &have)) != 0 ||
+        (rc = engine_role_get(w->engine, &p->scope, p->role, &carried)) != 0)
         return rc == ERR_NOTFOUND ? respond_error(r, ERR_UNAUTHORIZED, "the API key's role is gone") : rc;
     if (!rbac_covers(have.perms, have.nperms, carried.perms, carried.nperms))
         return respond_error(r, ERR_UNAUTHORIZED, "the API key carries more than its creator now holds");
@@ -187,9 +189,9 @@ int authn_principal(struct worker *w, struct http_request *r, struct principal *
     if (p->user_id[0] != '\0') {
         struct eng_membership m;
         struct eng_user u;
-        rc = w->engine->ops->member_get(w->engine, &p->scope, p->user_id, &m);
+        rc = engine_member_get(w->engine, &p->scope, p->user_id, &m);
         if (rc == 0)
-            rc = w->engine->ops->user_get(w->engine, p->user_id, &u);
+            rc = engine_user_get(w->engine, p->user_id, &u);
         if (rc == ERR_NOTFOUND) {
             engine_rollback(w->engine);
             return respond_error(r, ERR_UNAUTHORIZED, "not a member of this organization");
@@ -205,7 +207,7 @@ int authn_principal(struct worker *w, struct http_request *r, struct principal *
         engine_rollback(w->engine);
         return 0;
     }
-    rc = w->engine->ops->role_get(w->engine, &p->scope, p->role, &p->perms);
+    rc = engine_role_get(w->engine, &p->scope, p->role, &p->perms);
     if (rc == ERR_NOTFOUND) {
         p->perms.nperms = 0; /* a deleted custom role grants nothing */
         rc = 0;

@@ -39,20 +39,20 @@ HANDLER(handle_ops_readyz)
 
     if (root == NULL || (checks = cJSON_AddObjectToObject(root, "checks")) == NULL)
         return ERR_NOMEM;
-    if (w->engine != NULL && w->engine->ops->pools != NULL) {
-        size_t n = w->engine->ops->pools(w->engine, true, pools, 4);
+    size_t n = w->engine != NULL ? engine_pools(w->engine, true, pools, 4) : 0;
+    if (n > 0) {
         for (size_t i = 0; i < n; i++) {
             char name[32];
             if (i > 0 && !pools[i].used)
                 continue; /* a mode this worker never served: nothing to check */
             snprintf(name, sizeof name, "db_%s", pools[i].name);
-            up &= check(checks, name, w->engine->ops->name, pools[i].ping, pools[i].error);
+            up &= check(checks, name, engine_name(w->engine), pools[i].ping, pools[i].error);
         }
     } else if (w->engine != NULL) {
-        up &= check(checks, "engine", w->engine->ops->name, w->engine->ops->ping(w->engine), w->engine->errstr);
+        up &= check(checks, "engine", engine_name(w->engine), engine_ping(w->engine), w->engine->errstr);
     }
     if (w->kv != NULL)
-        up &= check(checks, "kv", w->kv->ops->name, kv_ping(w->kv), w->kv->errstr);
+        up &= check(checks, "kv", kv_name(w->kv), kv_ping(w->kv), w->kv->errstr);
     if (cJSON_AddStringToObject(root, "status", up ? "ready" : "unavailable") == NULL)
         return ERR_NOMEM;
     return http_send_json(r, up ? 200 : 503, root);
@@ -92,7 +92,7 @@ static int render_slots(const struct scoreboard *sb, struct buf *out)
 static int render_pools(struct engine *e, int64_t pid, struct buf *out)
 {
     struct eng_pool_info p[4];
-    size_t n = e->ops->pools != NULL ? e->ops->pools(e, false, p, 4) : 0;
+    size_t n = engine_pools(e, false, p, 4);
     static const char *const gauges[] = {"limit", "open", "busy"};
     static const char *const counters[] = {"connects", "connect_errors", "waits", "errors", "discards"};
     int rc = 0;

@@ -28,7 +28,7 @@ static const char *actor_of(const struct principal *p)
 static int may_grant(struct worker *w, const struct principal *p, const char *role)
 {
     struct eng_role ro;
-    int rc = w->engine->ops->role_get(w->engine, &p->scope, role, &ro);
+    int rc = engine_role_get(w->engine, &p->scope, role, &ro);
 
     if (rc != 0)
         return rc;
@@ -44,7 +44,7 @@ static int owners(struct worker *w, const struct principal *p, size_t *count)
     if (ms == NULL)
         return ERR_NOMEM;
     *count = 0;
-    rc = w->engine->ops->member_list(w->engine, &p->scope, ms, MEMBERS_MAX, &n);
+    rc = engine_member_list(w->engine, &p->scope, ms, MEMBERS_MAX, &n);
     for (size_t i = 0; rc == 0 && i < n; i++)
         *count += strcmp(ms[i].role, "owner") == 0;
     free(ms);
@@ -54,7 +54,7 @@ static int owners(struct worker *w, const struct principal *p, size_t *count)
 HANDLER(handle_orgs_current)
 {
     struct eng_org o;
-    int rc = w->engine->ops->org_get(w->engine, &p->scope, &o);
+    int rc = engine_org_get(w->engine, &p->scope, &o);
     cJSON *root;
 
     if (rc != 0)
@@ -79,7 +79,7 @@ HANDLER(handle_members_list)
 
     if (ms == NULL || root == NULL)
         return ERR_NOMEM;
-    if ((rc = w->engine->ops->member_list(w->engine, &p->scope, ms, MEMBERS_MAX, &n)) != 0)
+    if ((rc = engine_member_list(w->engine, &p->scope, ms, MEMBERS_MAX, &n)) != 0)
         return rc;
     for (size_t i = 0; i < n; i++) {
         cJSON *o = cJSON_CreateObject();
@@ -93,7 +93,7 @@ HANDLER(handle_members_list)
         cJSON_AddNumberToObject(o, "created_at", (double)ms[i].created_at);
         const char *email = NULL;
         /* data minimization: addresses only for those who manage members */
-        if (may_see_emails && w->engine->ops->user_get(w->engine, ms[i].user_id, &u) == 0)
+        if (may_see_emails && engine_user_get(w->engine, ms[i].user_id, &u) == 0)
             email = email_open(w, r, &u);
         if (email != NULL)
             cJSON_AddStringToObject(o, "email", email);
@@ -135,7 +135,7 @@ HANDLER(handle_members_invite)
     token_sha256_hex(token, strlen(token), inv.token_hash);
     snprintf(inv.created_by, sizeof inv.created_by, "%s", actor_of(p));
     inv.expires_at = (int64_t)time(NULL) + INVITE_TTL;
-    if ((rc = w->engine->ops->invite_create(w->engine, &p->scope, &inv)) != 0 ||
+    if ((rc = engine_invite_create(w->engine, &p->scope, &inv)) != 0 ||
         (rc = audit_record(w, &p->scope, actor_of(p), "members.invite", inv.id, NULL)) != 0)
         return rc;
     cJSON *root = http_own(r, cJSON_CreateObject());
@@ -167,7 +167,7 @@ HANDLER(handle_members_update)
     if (rc != 0 && rc != ERR_FORBIDDEN)
         return rc;
     int grant = rc;
-    if (!uuid_valid(uid) || (rc = w->engine->ops->member_get(w->engine, &p->scope, uid, &m)) == ERR_NOTFOUND)
+    if (!uuid_valid(uid) || (rc = engine_member_get(w->engine, &p->scope, uid, &m)) == ERR_NOTFOUND)
         return respond_error(r, ERR_NOTFOUND, "no such member");
     if (rc != 0)
         return rc;
@@ -185,7 +185,7 @@ HANDLER(handle_members_update)
     cJSON_AddStringToObject(meta, "from", m.role);
     cJSON_AddStringToObject(meta, "to", want);
     snprintf(m.role, sizeof m.role, "%s", want);
-    rc = w->engine->ops->member_put(w->engine, &p->scope, &m);
+    rc = engine_member_put(w->engine, &p->scope, &m);
     if (rc == 0)
         rc = audit_record(w, &p->scope, actor_of(p), "members.role", uid, meta);
     cJSON_Delete(meta);
@@ -206,7 +206,7 @@ HANDLER(handle_members_remove)
     size_t n;
     int rc;
 
-    if (!uuid_valid(uid) || (rc = w->engine->ops->member_get(w->engine, &p->scope, uid, &m)) == ERR_NOTFOUND)
+    if (!uuid_valid(uid) || (rc = engine_member_get(w->engine, &p->scope, uid, &m)) == ERR_NOTFOUND)
         return respond_error(r, ERR_NOTFOUND, "no such member");
     if (rc != 0)
         return rc;
@@ -220,7 +220,7 @@ HANDLER(handle_members_remove)
         if (n <= 1)
             return respond_error(r, ERR_CONFLICT, "the last owner cannot be removed");
     }
-    if ((rc = w->engine->ops->member_remove(w->engine, &p->scope, uid)) != 0 ||
+    if ((rc = engine_member_remove(w->engine, &p->scope, uid)) != 0 ||
         (rc = audit_record(w, &p->scope, actor_of(p), "members.remove", uid, NULL)) != 0)
         return rc;
     cJSON *root = http_own(r, cJSON_CreateObject());
@@ -250,7 +250,7 @@ HANDLER(handle_roles_list)
 
     if (roles == NULL || root == NULL)
         return ERR_NOMEM;
-    if ((rc = w->engine->ops->role_list(w->engine, &p->scope, roles, ROLES_MAX, &n)) != 0)
+    if ((rc = engine_role_list(w->engine, &p->scope, roles, ROLES_MAX, &n)) != 0)
         return rc;
     for (size_t i = 0; i < n; i++)
         cJSON_AddItemToArray(data, role_json(&roles[i]));
@@ -304,12 +304,12 @@ HANDLER(handle_roles_create)
      * author's own, say) needs to cover what it grants today too */
     struct eng_role existing;
     if (!rbac_covers(p->perms.perms, p->perms.nperms, ro.perms, ro.nperms) ||
-        (w->engine->ops->role_get(w->engine, &p->scope, name, &existing) == 0 &&
+        (engine_role_get(w->engine, &p->scope, name, &existing) == 0 &&
          !rbac_covers(p->perms.perms, p->perms.nperms, existing.perms, existing.nperms)))
         return respond_error(r, ERR_FORBIDDEN, "a role cannot grant more than you hold");
     snprintf(ro.org_id, sizeof ro.org_id, "%s", p->scope.org_id);
     snprintf(ro.name, sizeof ro.name, "%s", name);
-    rc = w->engine->ops->role_put(w->engine, &p->scope, &ro);
+    rc = engine_role_put(w->engine, &p->scope, &ro);
     if (rc == ERR_CONFLICT)
         return respond_error(r, ERR_CONFLICT, "a built-in role has that name");
     if (rc != 0 || (rc = audit_record(w, &p->scope, actor_of(p), "roles.put", name, NULL)) != 0)

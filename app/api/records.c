@@ -62,7 +62,7 @@ static int open_resource(struct worker *w, struct http_request *r, const struct 
     }
     if ((c->res = arena_alloc(r->arena, sizeof *c->res)) == NULL)
         return ERR_NOMEM;
-    rc = w->engine->ops->resource_get(w->engine, &p->scope, c->service, c->resource, c->res);
+    rc = engine_resource_get(w->engine, &p->scope, c->service, c->resource, c->res);
     if (rc == ERR_NOTFOUND) {
         respond_error(r, ERR_NOTFOUND, "no such resource");
         return rc;
@@ -261,7 +261,7 @@ HANDLER(handle_records_create)
         if ((rc = records_set_value(&w->ring, &p->scope, c.service, c.resource, &rec, f, x)) != 0)
             return rc;
     }
-    rc = w->engine->ops->record_create(w->engine, &p->scope, c.service, c.resource, &rec);
+    rc = engine_record_create(w->engine, &p->scope, c.service, c.resource, &rec);
     if (rc != 0)
         return rc;
     if ((out = http_own(r, record_json(w, p, &c, &rec))) == NULL)
@@ -280,7 +280,7 @@ static int load(struct worker *w, struct http_request *r, const struct principal
         respond_error(r, ERR_NOTFOUND, "no such record");
         return ERR_NOTFOUND;
     }
-    rc = w->engine->ops->record_get(w->engine, &p->scope, c->service, c->resource, id, (int64_t)time(NULL), rec);
+    rc = engine_record_get(w->engine, &p->scope, c->service, c->resource, id, (int64_t)time(NULL), rec);
     if (rc == ERR_NOTFOUND) {
         respond_error(r, ERR_NOTFOUND, "no such record");
         return rc;
@@ -342,7 +342,7 @@ HANDLER(handle_records_update)
             return rc;
     }
     rec.updated_at = (int64_t)time(NULL);
-    rc = w->engine->ops->record_update(w->engine, &p->scope, c.service, c.resource, &rec, want);
+    rc = engine_record_update(w->engine, &p->scope, c.service, c.resource, &rec, want);
     if (rc == ERR_PRECONDITION)
         return respond_error(r, ERR_PRECONDITION, "the record changed meanwhile");
     if (rc != 0)
@@ -364,7 +364,7 @@ HANDLER(handle_records_delete)
         return respond_error(r, ERR_INVAL, "If-Match must be a record version (a positive integer)");
     if (!uuid_valid(id))
         return respond_error(r, ERR_NOTFOUND, "no such record");
-    rc = w->engine->ops->record_delete(w->engine, &p->scope, c.service, c.resource, id, want, (int64_t)time(NULL));
+    rc = engine_record_delete(w->engine, &p->scope, c.service, c.resource, id, want, (int64_t)time(NULL));
     if (rc == ERR_NOTFOUND)
         return respond_error(r, ERR_NOTFOUND, "no such record");
     if (rc == ERR_PRECONDITION)
@@ -656,7 +656,7 @@ HANDLER(handle_records_list)
         return respond_error(r, ERR_INVAL, "the cursor is not valid for this query");
     if ((recs = arena_alloc(r->arena, sizeof *recs * (LIMIT_MAX + 1))) == NULL)
         return ERR_NOMEM;
-    rc = w->engine->ops->record_list(w->engine, &p->scope, c.service, c.resource, &q, recs, (size_t)limit + 1, &n);
+    rc = engine_record_list(w->engine, &p->scope, c.service, c.resource, &q, recs, (size_t)limit + 1, &n);
     if (rc != 0)
         return rc;
     for (size_t i = 0; i < n; i++) {

@@ -34,7 +34,7 @@ int svc_check(struct worker *w, struct http_request *r, const char *service)
 {
     struct eng_app a;
 
-    if (!svc_name_ok(service) || w->engine->ops->app_get(w->engine, service, &a) != 0 ||
+    if (!svc_name_ok(service) || engine_app_get(w->engine, service, &a) != 0 ||
         strcmp(a.kind, "microservice") != 0 || strcmp(a.status, "active") != 0) {
         respond_error(r, ERR_NOTFOUND, "no such service");
         return ERR_NOTFOUND;
@@ -93,7 +93,7 @@ HANDLER(handle_schema_get)
         return 0;
     if ((res = malloc(sizeof *res * RESOURCES_MAX)) == NULL)
         return ERR_NOMEM;
-    rc = w->engine->ops->resource_list(w->engine, &p->scope, service, res, RESOURCES_MAX, &n);
+    rc = engine_resource_list(w->engine, &p->scope, service, res, RESOURCES_MAX, &n);
     cJSON_AddStringToObject(root, "service", service);
     cJSON_AddStringToObject(root, "mode", engine_mode_name(p->scope.mode));
     if (rc == 0 && (list = cJSON_AddObjectToObject(root, "resources")) == NULL)
@@ -295,7 +295,7 @@ HANDLER(handle_schema_put)
         struct eng_resource *cur = malloc(sizeof *cur);
         if (cur == NULL)
             return ERR_NOMEM;
-        rc = w->engine->ops->resource_get(w->engine, &p->scope, service, resource, cur);
+        rc = engine_resource_get(w->engine, &p->scope, service, resource, cur);
         for (size_t i = 0; i < nren; i++)
             if (rc != 0 || eng_resource_field(cur, ren[i].from) == NULL) {
                 bad(details, "rename", "each old name must be a field of the current definition");
@@ -316,7 +316,7 @@ HANDLER(handle_schema_put)
     cJSON_Delete(meta);
     if (rc != 0)
         return rc;
-    rc = w->engine->ops->resource_put(w->engine, &p->scope, res, ren, nren, entry.created_at, &entry, &why);
+    rc = engine_resource_put(w->engine, &p->scope, res, ren, nren, entry.created_at, &entry, &why);
     if (rc == ERR_CONFLICT) {
         /* the records may be any org's: the field, a count and a sample of
          * the caller's own org's, never a value or another org's id */
@@ -329,7 +329,7 @@ HANDLER(handle_schema_put)
         return respond_error(r, ERR_FORBIDDEN, "resource schemas are changed from the platform's organization");
     if (rc != 0)
         return rc;
-    if ((rc = w->engine->ops->resource_get(w->engine, &p->scope, service, resource, res)) != 0)
+    if ((rc = engine_resource_get(w->engine, &p->scope, service, resource, res)) != 0)
         return rc;
     cJSON *out = http_own(r, svc_resource_json(res));
     return out == NULL ? ERR_NOMEM : respond_owned(r, 200, out);

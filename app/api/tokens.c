@@ -209,7 +209,7 @@ int token_issue(struct worker *w, const struct eng_scope *s, const char *user_id
 
     /* the refresh token: random, shown once, stored as its hash */
     if ((rc = token_refresh_new(w->cfg, s, user_id, family, now, &t, text)) == 0 &&
-        (rc = w->engine->ops->refresh_create(w->engine, s, &t)) == 0)
+        (rc = engine_refresh_create(w->engine, s, &t)) == 0)
         rc = token_pair_json(w, s, user_id, role, t.family_id, text, now, obj);
     OPENSSL_cleanse(text, sizeof text);
     return rc;

@@ -142,7 +142,7 @@ static void maintain(struct fleet *f)
     }
     char why[256] = "", report[256] = "";
     struct engine *e = app_engine_new(&f->cfg, f->shared.data, why);
-    int rc = e == NULL ? ERR_UNAVAILABLE : e->ops->maintain != NULL ? e->ops->maintain(e, time(NULL), report) : 0;
+    int rc = e == NULL ? ERR_UNAVAILABLE : engine_maintain(e, time(NULL), report);
     if (rc == 0 && report[0] != '\0')
         log_msg(LOG_INFO, "maintenance", "%s", report);
     else

@@ -1,7 +1,9 @@
 /* engine: the storage interface between API handlers and data (DESIGN §3, §4).
  * Two implementations sit behind one table of function pointers: the memory
  * engine (engine_mem.c, one shared-memory region for the whole fleet) and the
- * PostgreSQL engine (engine_pg.c, RLS per request). Handlers never know which.
+ * PostgreSQL engine (engine_pg.c, RLS per request). Handlers never know which:
+ * they call only the checked wrappers (engine_<op>, below the table), never
+ * the table itself, so every argument is checked once for both engines.
  *
  * Rules every implementation keeps:
  *   - Every tenant-scoped call takes a scope (org id + mode); there is no such
@@ -21,6 +23,7 @@
 #ifndef LIB_ENGINE_H
 #define LIB_ENGINE_H
 
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -441,20 +444,115 @@ struct engine {
     char errstr[128];
 };
 
+/* ---- the wrappers: how everything above the engines calls them ----------
+ * One per op, as kv.h has. Each checks its arguments once for both engines
+ * before the op runs (so before any unit of work or connection is needed):
+ * pointers present, ids canonical uuids (core/uuid.h) wherever an id is an
+ * id, hashes 64 lowercase hex, strings ending inside their fields (and non-
+ * empty where a key or name), modes ENG_MODE_TEST/LIVE, list arguments sane
+ * (n set, out present unless max is 0; *n is 0 on any failure), the scope's
+ * org a uuid, and service/resource names eng_name_valid. A failed check is
+ * ERR_INVAL ("<engine>: <op>: <argument> <why>" in errstr) and reaches no
+ * store; a record (membership, role, key, token, invite, audit entry) naming
+ * an org other than its scope's is a handler bug, ERR_INTERNAL. What the
+ * engine.h comments above say of each op holds for its wrapper. */
+
 /* Starts the request's unit of work; scope may be NULL for global-only work.
  * ERR_UNAVAILABLE when the store cannot be reached. */
-static inline int engine_begin(struct engine *e, const struct eng_scope *s)
-{
-    return e->ops->begin(e, s);
-}
-static inline int engine_commit(struct engine *e)
-{
-    return e->ops->commit(e);
-}
-static inline void engine_rollback(struct engine *e)
-{
-    e->ops->rollback(e);
-}
+int engine_begin(struct engine *e, const struct eng_scope *s) ERR_MUST_CHECK;
+int engine_commit(struct engine *e) ERR_MUST_CHECK;
+/* Undoes the unit of work; outside one it does nothing. */
+void engine_rollback(struct engine *e);
+/* Borrowed (static): "memory", "postgres". */
+const char *engine_name(const struct engine *e);
+/* 0 if the store answers (outside a unit of work; inside one, 0). */
+int engine_ping(struct engine *e) ERR_MUST_CHECK;
+/* Up to max pools' figures into out, how many were written (0 for an engine
+ * without pools); with ping, each pool in use (and the core one) is asked too. */
+size_t engine_pools(struct engine *e, bool ping, struct eng_pool_info *out, size_t max);
+/* The store's upkeep (engine_ops.maintain), outside any unit of work; report
+ * is "" when there was nothing to do (always for an engine without upkeep). */
+int engine_maintain(struct engine *e, int64_t now, char report[256]) ERR_MUST_CHECK;
+
+int engine_user_create(struct engine *e, const struct eng_user *u) ERR_MUST_CHECK;
+int engine_user_get(struct engine *e, const char *id, struct eng_user *out) ERR_MUST_CHECK;
+int engine_user_by_email(struct engine *e, const char *email_hmac, struct eng_user *out) ERR_MUST_CHECK;
+/* phc: a non-empty PHC string shorter than ENG_PHC. */
+int engine_user_set_password(struct engine *e, const char *id, const char *phc) ERR_MUST_CHECK;
+int engine_user_set_admin(struct engine *e, const char *id, bool admin) ERR_MUST_CHECK;
+int engine_user_memberships(struct engine *e, const char *user_id, struct eng_membership *out,
+                            size_t max, size_t *n) ERR_MUST_CHECK;
+int engine_org_create(struct engine *e, const struct eng_org *o) ERR_MUST_CHECK;
+int engine_app_create(struct engine *e, const struct eng_app *a) ERR_MUST_CHECK;
+int engine_app_get(struct engine *e, const char *name, struct eng_app *out) ERR_MUST_CHECK;
+int engine_app_list(struct engine *e, struct eng_app *out, size_t max, size_t *n) ERR_MUST_CHECK;
+int engine_role_builtin(struct engine *e, const char *name, struct eng_role *out) ERR_MUST_CHECK;
+
+int engine_api_key_resolve(struct engine *e, const char *key_hash, struct eng_api_key *out) ERR_MUST_CHECK;
+int engine_refresh_resolve(struct engine *e, const char *token_hash, struct eng_refresh *out) ERR_MUST_CHECK;
+int engine_invite_resolve(struct engine *e, const char *token_hash, struct eng_invite *out) ERR_MUST_CHECK;
+
+int engine_org_get(struct engine *e, const struct eng_scope *s, struct eng_org *out) ERR_MUST_CHECK;
+int engine_member_put(struct engine *e, const struct eng_scope *s, const struct eng_membership *m) ERR_MUST_CHECK;
+int engine_member_get(struct engine *e, const struct eng_scope *s, const char *user_id,
+                      struct eng_membership *out) ERR_MUST_CHECK;
+int engine_member_list(struct engine *e, const struct eng_scope *s, struct eng_membership *out,
+                       size_t max, size_t *n) ERR_MUST_CHECK;
+int engine_member_remove(struct engine *e, const struct eng_scope *s, const char *user_id) ERR_MUST_CHECK;
+int engine_role_get(struct engine *e, const struct eng_scope *s, const char *name,
+                    struct eng_role *out) ERR_MUST_CHECK;
+int engine_role_list(struct engine *e, const struct eng_scope *s, struct eng_role *out, size_t max,
+                     size_t *n) ERR_MUST_CHECK;
+int engine_role_put(struct engine *e, const struct eng_scope *s, const struct eng_role *r) ERR_MUST_CHECK;
+int engine_api_key_create(struct engine *e, const struct eng_scope *s, const struct eng_api_key *k) ERR_MUST_CHECK;
+int engine_api_key_list(struct engine *e, const struct eng_scope *s, struct eng_api_key *out,
+                        size_t max, size_t *n) ERR_MUST_CHECK;
+/* at > 0. */
+int engine_api_key_revoke(struct engine *e, const struct eng_scope *s, const char *id, int64_t at) ERR_MUST_CHECK;
+int engine_refresh_create(struct engine *e, const struct eng_scope *s, const struct eng_refresh *t) ERR_MUST_CHECK;
+/* child as refresh_create wants it, unused and unrevoked; sealed non-empty and
+ * shorter than ENG_SEALED; now > 0, reuse_interval >= 0. */
+int engine_refresh_rotate(struct engine *e, const struct eng_scope *s, const char *parent_id,
+                          const struct eng_refresh *child, const char *sealed, int64_t now,
+                          int64_t reuse_interval, struct eng_rotation *out) ERR_MUST_CHECK;
+/* at > 0. */
+int engine_refresh_revoke_family(struct engine *e, const struct eng_scope *s, const char *family_id,
+                                 int64_t at) ERR_MUST_CHECK;
+int engine_invite_create(struct engine *e, const struct eng_scope *s, const struct eng_invite *i) ERR_MUST_CHECK;
+/* at > 0. */
+int engine_invite_mark_used(struct engine *e, const struct eng_scope *s, const char *id, int64_t at) ERR_MUST_CHECK;
+int engine_audit_append(struct engine *e, const struct eng_scope *s, const struct eng_audit *a) ERR_MUST_CHECK;
+/* before_id: NULL or "" for the newest page, else an entry's id (a uuid). */
+int engine_audit_list(struct engine *e, const struct eng_scope *s, const char *before_id,
+                      struct eng_audit *out, size_t max, size_t *n) ERR_MUST_CHECK;
+
+int engine_resource_get(struct engine *e, const struct eng_scope *s, const char *service,
+                        const char *name, struct eng_resource *out) ERR_MUST_CHECK;
+int engine_resource_list(struct engine *e, const struct eng_scope *s, const char *service,
+                         struct eng_resource *out, size_t max, size_t *n) ERR_MUST_CHECK;
+/* ren may be NULL only with nren 0; audit may be NULL (seed data); why may be NULL. */
+int engine_resource_put(struct engine *e, const struct eng_scope *s, const struct eng_resource *def,
+                        const struct eng_rename *ren, size_t nren, int64_t now,
+                        const struct eng_audit *audit, struct eng_schema_conflict *why) ERR_MUST_CHECK;
+int engine_record_create(struct engine *e, const struct eng_scope *s, const char *service,
+                         const char *resource, const struct eng_record *rec) ERR_MUST_CHECK;
+int engine_record_get(struct engine *e, const struct eng_scope *s, const char *service,
+                      const char *resource, const char *id, int64_t now, struct eng_record *out) ERR_MUST_CHECK;
+/* if_version >= 0. */
+int engine_record_update(struct engine *e, const struct eng_scope *s, const char *service,
+                         const char *resource, struct eng_record *rec, int64_t if_version) ERR_MUST_CHECK;
+int engine_record_delete(struct engine *e, const struct eng_scope *s, const char *service,
+                         const char *resource, const char *id, int64_t if_version, int64_t now) ERR_MUST_CHECK;
+int engine_record_list(struct engine *e, const struct eng_scope *s, const char *service,
+                       const char *resource, const struct eng_query *q, struct eng_record *out,
+                       size_t max, size_t *n) ERR_MUST_CHECK;
+int engine_outbox_list(struct engine *e, const struct eng_scope *s, const char *service,
+                       uint64_t after_seq, struct eng_outbox *out, size_t max, size_t *n) ERR_MUST_CHECK;
+
+/* For the engines: "<engine's name>: <fmt>" into e->errstr; returns rc. The
+ * one formatter of every engine failure, so each reason names its engine. */
+int engine_fail(struct engine *e, int rc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+int engine_vfail(struct engine *e, int rc, const char *fmt, va_list ap) __attribute__((format(printf, 3, 0)));
 
 /* Frees the engine; NULL is a no-op. */
 void engine_free(struct engine *e);

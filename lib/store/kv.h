@@ -84,6 +84,12 @@ const char *kv_redis_lib_version(void);
  * handle. NULL with errstr set if the region is full or its lock unusable. */
 struct kv *kv_shm_new(struct shm_region *r, char errstr[128]);
 
+/* Borrowed (static): the backend's name, "redis" or "shm". */
+static inline const char *kv_name(const struct kv *kv)
+{
+    return kv->ops->name;
+}
+
 /* Frees the handle and its connection; NULL is a no-op. */
 static inline void kv_free(struct kv *kv)
 {

@@ -12,8 +12,9 @@
  *   - A record written under a scope must carry that scope's org_id, and a
  *     scoped call must use the org it began with (when begin got a scope):
  *     anything else is a handler bug, ERR_INTERNAL.
- *   - Strings must be NUL-terminated inside their fields, ids and names non-
- *     empty, modes 0 or 1, nperms 0..ENG_MAX_PERMS: otherwise ERR_INVAL.
+ *   - Arguments are checked by the wrappers of lib/store/engine.h (ids
+ *     canonical uuids, strings inside their fields, modes 0 or 1, ...: else
+ *     ERR_INVAL) before an op runs; the ops assume checked arguments.
  *   - member_put and refresh_create need an existing user (ERR_NOTFOUND, as a
  *     foreign key would); member_put keeps created_at of a membership it
  *     updates.

@@ -1,13 +1,14 @@
-/* engine_pg: the core half of the PostgreSQL engine (users, orgs, members,
- * roles, keys, tokens, invites, apps, audit); resources and records are in
- * engine_pg_records.c.
+/* engine_pg: the core half of the PostgreSQL engine: the handle, units of
+ * work, the audit relay, users, orgs, apps, upkeep and the table; members,
+ * roles, keys, tokens, invites and audit are in engine_pg_tenant.c, resources
+ * and records in engine_pg_records.c. What these rules say holds for all three.
  *
  * Every statement is a constant string with $n parameters. Timestamps cross
  * as unix seconds (to_timestamp / extract(epoch)), 0 meaning SQL null where a
- * column is nullable, as struct fields do. Ids that arrive from outside are
- * checked with uuid_valid before they reach a uuid parameter: a malformed id
- * is "no such row" here, as on the memory engine, not a cast error that would
- * spoil the transaction.
+ * column is nullable, as struct fields do. Arguments arrive checked by the
+ * wrappers (lib/store/engine.c): every id is a canonical uuid before it
+ * reaches a uuid parameter, so a malformed one is ERR_INVAL there, as on the
+ * memory engine, and never a cast error that would spoil the transaction.
  *
  * Built-in roles come from ENGINE_BUILTIN_ROLES, the table both engines share
  * (sql/0001_core.sql seeds the same list, and the suite checks they agree). */
@@ -19,104 +20,26 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "store/pg/engine_pg_int.h"
 #include "store/pg/engine_pg_records.h"
 #include "store/pg/pg.h"
-#include "core/uuid.h"
 
-#define CORE_PATH "core, pg_catalog"
-#define RELAY_MAX 4             /* relayed audit entries per unit of work (one schema change each) */
-#define RELAY_BATCH 100         /* relay rows one maintenance pass delivers per mode */
-#define AUDIT_MONTHS_AHEAD 3    /* partitions the maintenance keeps ahead of this month */
-
-struct pge {
-    struct pg_pool *core;
-    struct pg_pool *data[2];    /* by enum eng_mode; opened lazily */
-    struct pg_tx core_tx;
-    struct pg_tx data_tx[2];
-    bool in_tx;
-    bool scoped;                /* begin got a scope: tenant calls must match it */
-    struct eng_scope scope;
-    /* audit entries this unit relayed through core.audit_relay, by mode: their
-     * relay rows are dropped once data and core have both committed */
-    char relay[2][RELAY_MAX][ENG_ID];
-    int nrelay[2];
-};
-
+/* The records code's name for engine_fail, until it calls that itself. */
 int engine_pg_fail(struct engine *e, int rc, const char *fmt, ...)
 {
     va_list ap;
-    int len = snprintf(e->errstr, sizeof e->errstr, "engine pg: ");
 
     va_start(ap, fmt);
-    vsnprintf(e->errstr + len, sizeof e->errstr - (size_t)len, fmt, ap);
+    engine_vfail(e, rc, fmt, ap);
     va_end(ap);
     return rc;
-}
-#define fail engine_pg_fail
-
-static bool fits(const char *s, size_t cap)
-{
-    return memchr(s, '\0', cap) != NULL;
-}
-
-static bool filled(const char *s, size_t cap)
-{
-    return fits(s, cap) && s[0] != '\0';
-}
-
-static bool mode_ok(int mode)
-{
-    return mode == ENG_MODE_TEST || mode == ENG_MODE_LIVE;
-}
-
-static bool list_args_ok(const void *out, size_t max, size_t *n)
-{
-    if (n == NULL)
-        return false;
-    *n = 0;
-    return out != NULL || max == 0;
-}
-
-/* ---- statements ------------------------------------------------------------ */
-
-/* Which org a statement runs for: the call's scope; NULL for a global call
- * (users, apps, the SECURITY DEFINER lookups: no RLS, every name qualified). */
-static int enter(struct engine *e, const struct eng_scope *s, bool tenant, const char **org)
-{
-    struct pge *g = e->impl;
-
-    if (!g->in_tx)
-        return fail(e, ERR_INTERNAL, "call outside a unit of work");
-    if (tenant) {
-        if (s == NULL || !filled(s->org_id, sizeof s->org_id))
-            return fail(e, ERR_INTERNAL, "tenant call without a scope");
-        if (g->scoped && strcmp(s->org_id, g->scope.org_id) != 0)
-            return fail(e, ERR_INTERNAL, "tenant call for an org other than the one begun");
-        if (!uuid_valid(s->org_id))
-            return fail(e, ERR_NOTFOUND, "no such org"); /* as on memory: never a cast error */
-        *org = s->org_id;
-    } else {
-        *org = NULL; /* global tables, schema-qualified: no org needed (lib/store/pg/pg.h) */
-    }
-    return 0;
-}
-
-static int run_on(struct engine *e, struct pg_tx *tx, const char *org, const char *path,
-                  const struct pg_stmt *st, size_t n, bool write, PGresult **res)
-{
-    char why[128] = "";
-    int rc = pg_tx_run(tx, org, path, st, n, write, res, why);
-
-    if (rc != 0)
-        return fail(e, rc, "%s", why);
-    return 0;
 }
 
 int engine_pg_core(struct engine *e, const struct eng_scope *s, const struct pg_stmt *st, size_t n,
                    PGresult **res)
 {
     struct pge *g = e->impl;
-    const char *org;
+    const char *org = NULL;
     int rc;
 
     if ((rc = enter(e, s, s != NULL, &org)) != 0)
@@ -128,13 +51,13 @@ static int data_run(struct engine *e, const struct eng_scope *s, const char *sea
                     const struct pg_stmt *st, size_t n, bool write, PGresult **res)
 {
     struct pge *g = e->impl;
-    const char *org;
+    const char *org = NULL;
     int rc;
 
     if ((rc = enter(e, s, true, &org)) != 0)
         return rc;
     if (!mode_ok(s->mode))
-        return fail(e, ERR_INTERNAL, "bad mode");
+        return engine_fail(e, ERR_INTERNAL, "bad mode");
     return run_on(e, &g->data_tx[s->mode], org, search_path, st, n, write, res);
 }
 
@@ -150,76 +73,6 @@ int engine_pg_data_read(struct engine *e, const struct eng_scope *s, const char 
     return data_run(e, s, search_path, st, n, false, res);
 }
 
-/* One statement on the core pool; *res owned by the caller. write: it
- * changes data (it runs in the unit's explicit transaction, begun by it). */
-static int q_any(struct engine *e, const struct eng_scope *s, bool tenant, bool write, const char *sql,
-                 int n, const char *const *vals, PGresult **res)
-{
-    struct pge *g = e->impl;
-    const struct pg_stmt st = {sql, n, vals, true}; /* every sql here is a string constant */
-    const char *org;
-    int rc;
-
-    *res = NULL;
-    if ((rc = enter(e, s, tenant, &org)) != 0)
-        return rc;
-    return run_on(e, &g->core_tx, org, CORE_PATH, &st, 1, write, res);
-}
-
-/* A read. */
-static int q(struct engine *e, const struct eng_scope *s, bool tenant, const char *sql, int n,
-             const char *const *vals, PGresult **res)
-{
-    return q_any(e, s, tenant, false, sql, n, vals, res);
-}
-
-/* A write whose result is not needed beyond its row count. */
-static int q_rows(struct engine *e, const struct eng_scope *s, bool tenant, const char *sql, int n,
-                  const char *const *vals, int *rows)
-{
-    PGresult *r;
-    int rc = q_any(e, s, tenant, true, sql, n, vals, &r);
-
-    if (rc == 0)
-        *rows = PQntuples(r);
-    PQclear(r);
-    return rc;
-}
-
-static void cpy(char *dst, size_t cap, const PGresult *r, int row, int col)
-{
-    snprintf(dst, cap, "%s", PQgetisnull(r, row, col) ? "" : PQgetvalue(r, row, col));
-}
-
-static int64_t i64(const PGresult *r, int row, int col)
-{
-    return PQgetisnull(r, row, col) ? 0 : strtoll(PQgetvalue(r, row, col), NULL, 10);
-}
-
-static bool flag(const PGresult *r, int row, int col)
-{
-    return !PQgetisnull(r, row, col) && PQgetvalue(r, row, col)[0] == 't';
-}
-
-/* Unix seconds as text for to_timestamp; "" (null) for 0 where a column is nullable. */
-struct ts {
-    char s[24];
-};
-
-static struct ts ts(int64_t v)
-{
-    struct ts t;
-    snprintf(t.s, sizeof t.s, "%" PRId64, v);
-    return t;
-}
-
-static const char *ts_or_null(const struct ts *t)
-{
-    return strcmp(t->s, "0") == 0 ? NULL : t->s;
-}
-
-#define EPOCH(col) "extract(epoch FROM " col ")::bigint"
-
 /* ---- units of work ---------------------------------------------------------- */
 
 static int pg_begin(struct engine *e, const struct eng_scope *s)
@@ -227,9 +80,7 @@ static int pg_begin(struct engine *e, const struct eng_scope *s)
     struct pge *g = e->impl;
 
     if (g->in_tx)
-        return fail(e, ERR_INTERNAL, "begin inside a unit of work");
-    if (s != NULL && (!filled(s->org_id, sizeof s->org_id) || !mode_ok(s->mode)))
-        return fail(e, ERR_INTERNAL, "begin with a malformed scope");
+        return engine_fail(e, ERR_INTERNAL, "begin inside a unit of work");
     g->in_tx = true;
     g->scoped = s != NULL;
     if (s != NULL)
@@ -244,15 +95,13 @@ static void end(struct pge *g)
     g->nrelay[0] = g->nrelay[1] = 0;
 }
 
-static int pg_audit_append(struct engine *e, const struct eng_scope *s, const struct eng_audit *a);
-
 int engine_pg_relayed(struct engine *e, const struct eng_scope *s, const struct eng_audit *audit)
 {
     struct pge *g = e->impl;
     int rc;
 
     if (!mode_ok(s->mode) || g->nrelay[s->mode] == RELAY_MAX)
-        return fail(e, ERR_INTERNAL, "too many relayed audit entries in one unit of work");
+        return engine_fail(e, ERR_INTERNAL, "too many relayed audit entries in one unit of work");
     if ((rc = pg_audit_append(e, s, audit)) != 0)
         return rc;
     snprintf(g->relay[s->mode][g->nrelay[s->mode]++], ENG_ID, "%s", audit->id);
@@ -288,7 +137,7 @@ static int relay_done(struct engine *e, int mode, char (*ids)[ENG_ID], int n)
         rc = pg_tx_commit(&g->data_tx[mode], why);
     else
         pg_tx_rollback(&g->data_tx[mode]);
-    return rc != 0 ? fail(e, rc, "audit relay (%s): %s", engine_mode_name(mode), why) : 0;
+    return rc != 0 ? engine_fail(e, rc, "audit relay (%s): %s", engine_mode_name(mode), why) : 0;
 }
 
 static void pg_rollback(struct engine *e)
@@ -311,12 +160,12 @@ static int pg_commit(struct engine *e)
     int rc = 0;
 
     if (!g->in_tx)
-        return fail(e, ERR_INTERNAL, "commit outside a unit of work");
+        return engine_fail(e, ERR_INTERNAL, "commit outside a unit of work");
     for (int m = 0; m < 2 && rc == 0; m++)
         if ((rc = pg_tx_commit(&g->data_tx[m], why)) != 0)
-            fail(e, rc, "commit (%s): %s", engine_mode_name(m), why);
+            engine_fail(e, rc, "commit (%s): %s", engine_mode_name(m), why);
     if (rc == 0 && (rc = pg_tx_commit(&g->core_tx, why)) != 0)
-        fail(e, rc, "commit (core): %s", why);
+        engine_fail(e, rc, "commit (core): %s", why);
     if (rc != 0) {
         pg_rollback(e);
         return rc;
@@ -339,12 +188,12 @@ static int pg_ping(struct engine *e)
     if (g->in_tx)
         return 0;
     if ((rc = pg_pool_ping(g->core, why)) != 0)
-        return fail(e, rc, "core: %s", why);
+        return engine_fail(e, rc, "core: %s", why);
     for (int m = 0; m < 2; m++) {
         struct pg_pool_stats st;
         pg_pool_stats(g->data[m], &st);
         if (st.used && (rc = pg_pool_ping(g->data[m], why)) != 0)
-            return fail(e, rc, "%s: %s", engine_mode_name(m), why);
+            return engine_fail(e, rc, "%s: %s", engine_mode_name(m), why);
     }
     return 0;
 }
@@ -414,7 +263,7 @@ static int one_user(struct engine *e, const char *sql, const char *key, struct e
     int rc = q(e, NULL, false, sql, 1, (const char *[]){key}, &r);
 
     if (rc == 0 && PQntuples(r) == 0)
-        rc = fail(e, ERR_NOTFOUND, "no such user");
+        rc = engine_fail(e, ERR_NOTFOUND, "no such user");
     else if (rc == 0)
         user_row(r, 0, out);
     PQclear(r);
@@ -426,9 +275,6 @@ static int pg_user_create(struct engine *e, const struct eng_user *u)
     struct ts at = ts(u->created_at);
     int rows, rc;
 
-    if (!filled(u->id, sizeof u->id) || !uuid_valid(u->id) || !filled(u->email_hmac, sizeof u->email_hmac) ||
-        !fits(u->email_enc, sizeof u->email_enc) || !fits(u->password_hash, sizeof u->password_hash))
-        return fail(e, ERR_INVAL, "malformed user");
     rc = q_rows(e, NULL, false,
                 "INSERT INTO core.users (id, email_enc, email_hmac, password_hash, is_platform_admin, "
                 "created_at) VALUES ($1, $2, $3, $4, $5, to_timestamp($6)) ON CONFLICT DO NOTHING "
@@ -438,47 +284,31 @@ static int pg_user_create(struct engine *e, const struct eng_user *u)
                                  u->is_platform_admin ? "t" : "f", at.s},
                 &rows);
     if (rc == 0 && rows == 0)
-        rc = fail(e, ERR_CONFLICT, "user id or email taken");
+        rc = engine_fail(e, ERR_CONFLICT, "user id or email taken");
     return rc;
 }
 
 static int pg_user_get(struct engine *e, const char *id, struct eng_user *out)
 {
-    const char *org;
-    int rc;
-
-    if ((rc = enter(e, NULL, false, &org)) != 0)
-        return rc;
-    if (id == NULL || !uuid_valid(id))
-        return fail(e, ERR_NOTFOUND, "no such user");
     return one_user(e, "SELECT " USER_COLS " FROM core.users WHERE id = $1", id, out);
 }
 
 static int pg_user_by_email(struct engine *e, const char *email_hmac, struct eng_user *out)
 {
-    if (email_hmac == NULL)
-        return fail(e, ERR_NOTFOUND, "no such user");
     return one_user(e, "SELECT " USER_COLS " FROM core.users WHERE email_hmac = $1", email_hmac, out);
 }
 
 static int update_user(struct engine *e, const char *sql, const char *id, const char *val)
 {
-    const char *org;
     int rows, rc;
 
-    if ((rc = enter(e, NULL, false, &org)) != 0)
-        return rc;
-    if (id == NULL || !uuid_valid(id))
-        return fail(e, ERR_NOTFOUND, "no such user");
     if ((rc = q_rows(e, NULL, false, sql, 2, (const char *[]){id, val}, &rows)) == 0 && rows == 0)
-        rc = fail(e, ERR_NOTFOUND, "no such user");
+        rc = engine_fail(e, ERR_NOTFOUND, "no such user");
     return rc;
 }
 
 static int pg_user_set_password(struct engine *e, const char *id, const char *phc)
 {
-    if (phc == NULL || !filled(phc, ENG_PHC))
-        return fail(e, ERR_INVAL, "password hash too long");
     return update_user(e, "UPDATE core.users SET password_hash = $2 WHERE id = $1 RETURNING 1", id, phc);
 }
 
@@ -488,42 +318,18 @@ static int pg_user_set_admin(struct engine *e, const char *id, bool admin)
                        admin ? "t" : "f");
 }
 
-#define MEMBER_COLS "org_id, user_id, role, " EPOCH("created_at")
-
-static void member_row(const PGresult *r, int i, struct eng_membership *m)
-{
-    memset(m, 0, sizeof *m);
-    cpy(m->org_id, sizeof m->org_id, r, i, 0);
-    cpy(m->user_id, sizeof m->user_id, r, i, 1);
-    cpy(m->role, sizeof m->role, r, i, 2);
-    m->created_at = i64(r, i, 3);
-}
-
-/* Copies up to max rows of r into out through fill. */
-#define LIST_ROWS(r, out, max, n, fill)                                   \
-    do {                                                                  \
-        for (int i_ = 0; i_ < PQntuples(r) && *(n) < (max); i_++)         \
-            fill(r, i_, &(out)[(*(n))++]);                                \
-    } while (0)
-
-static struct ts limit_of(size_t max)
-{
-    return ts(max > 100000 ? 100000 : (int64_t)max);
-}
-
 static int pg_user_memberships(struct engine *e, const char *user_id, struct eng_membership *out,
                                size_t max, size_t *n)
 {
     struct ts lim = limit_of(max);
-    const char *org;
+    const char *org = NULL;
     PGresult *r;
     int rc;
 
-    if (!list_args_ok(out, max, n))
-        return fail(e, ERR_INVAL, "bad list arguments");
+    *n = 0; /* a list starts empty (the wrapper checked n and out) */
     if ((rc = enter(e, NULL, false, &org)) != 0)
         return rc;
-    if (user_id == NULL || !uuid_valid(user_id) || max == 0)
+    if (max == 0)
         return 0;
     if ((rc = q(e, NULL, false, "SELECT " MEMBER_COLS " FROM core.user_memberships($1) LIMIT $2", 2,
                 (const char *[]){user_id, lim.s}, &r)) == 0)
@@ -538,15 +344,12 @@ static int pg_org_create(struct engine *e, const struct eng_org *o)
 {
     struct pge *g = e->impl;
     struct ts at = ts(o->created_at);
-    const char *org;
+    const char *org = NULL;
     PGresult *r;
     int rc;
 
     if ((rc = enter(e, NULL, false, &org)) != 0)
         return rc;
-    if (!filled(o->id, sizeof o->id) || !uuid_valid(o->id) || !filled(o->slug, sizeof o->slug) ||
-        !fits(o->name, sizeof o->name) || !fits(o->plan, sizeof o->plan))
-        return fail(e, ERR_INVAL, "malformed org");
     /* The insert runs as the new org (WITH CHECK); the next call sets its own. */
     const struct pg_stmt st = {
         "INSERT INTO core.organizations (id, name, slug, plan, is_platform, created_at) "
@@ -554,7 +357,7 @@ static int pg_org_create(struct engine *e, const struct eng_org *o)
         6, (const char *[]){o->id, o->name, o->slug, o->plan[0] ? o->plan : "free", o->platform ? "t" : "f", at.s},
         true};
     if ((rc = run_on(e, &g->core_tx, o->id, CORE_PATH, &st, 1, true, &r)) == 0 && PQntuples(r) == 0)
-        rc = fail(e, ERR_CONFLICT, "org id or slug taken");
+        rc = engine_fail(e, ERR_CONFLICT, "org id or slug taken");
     PQclear(r);
     return rc;
 }
@@ -577,10 +380,6 @@ static int pg_app_create(struct engine *e, const struct eng_app *a)
     struct ts at = ts(a->created_at);
     int rows, rc;
 
-    if (!filled(a->id, sizeof a->id) || !uuid_valid(a->id) || !filled(a->name, sizeof a->name) ||
-        !fits(a->kind, sizeof a->kind) || !fits(a->base_url, sizeof a->base_url) ||
-        !fits(a->status, sizeof a->status))
-        return fail(e, ERR_INVAL, "malformed app");
     rc = q_rows(e, NULL, false,
                 "INSERT INTO core.apps (id, name, kind, base_url, status, created_at) "
                 "VALUES ($1, $2, $3, $4, $5, to_timestamp($6)) ON CONFLICT DO NOTHING RETURNING 1",
@@ -589,7 +388,7 @@ static int pg_app_create(struct engine *e, const struct eng_app *a)
                                  a->status[0] ? a->status : "active", at.s},
                 &rows);
     if (rc == 0 && rows == 0)
-        rc = fail(e, ERR_CONFLICT, "app name or id taken");
+        rc = engine_fail(e, ERR_CONFLICT, "app name or id taken");
     return rc;
 }
 
@@ -598,12 +397,10 @@ static int pg_app_get(struct engine *e, const char *name, struct eng_app *out)
     PGresult *r;
     int rc;
 
-    if (name == NULL)
-        return fail(e, ERR_NOTFOUND, "no such app");
     rc = q(e, NULL, false, "SELECT " APP_COLS " FROM core.apps WHERE name = $1", 1, (const char *[]){name},
            &r);
     if (rc == 0 && PQntuples(r) == 0)
-        rc = fail(e, ERR_NOTFOUND, "no such app");
+        rc = engine_fail(e, ERR_NOTFOUND, "no such app");
     else if (rc == 0)
         app_row(r, 0, out);
     PQclear(r);
@@ -616,8 +413,7 @@ static int pg_app_list(struct engine *e, struct eng_app *out, size_t max, size_t
     PGresult *r;
     int rc;
 
-    if (!list_args_ok(out, max, n))
-        return fail(e, ERR_INVAL, "bad list arguments");
+    *n = 0; /* a list starts empty (the wrapper checked n and out) */
     if ((rc = q(e, NULL, false, "SELECT " APP_COLS " FROM core.apps ORDER BY name COLLATE \"C\" LIMIT $1",
                 1, (const char *[]){lim.s}, &r)) == 0)
         LIST_ROWS(r, out, max, n, app_row);
@@ -632,7 +428,7 @@ static int pg_role_builtin(struct engine *e, const char *name, struct eng_role *
     const struct eng_role *b = engine_builtin_role(name);
 
     if (b == NULL)
-        return fail(e, ERR_NOTFOUND, "no such built-in role");
+        return engine_fail(e, ERR_NOTFOUND, "no such built-in role");
     *out = *b;
     return 0;
 }
@@ -657,7 +453,7 @@ static void role_row(const PGresult *r, int i, struct eng_role *ro)
 static int pg_role_get(struct engine *e, const struct eng_scope *s, const char *name,
                        struct eng_role *out)
 {
-    const char *org;
+    const char *org = NULL;
     PGresult *r;
     int rc;
 
@@ -670,12 +466,12 @@ static int pg_role_get(struct engine *e, const struct eng_scope *s, const char *
         return pg_role_builtin(e, name, out);
     }
     if ((rc = q(e, s, true, "SELECT " ROLE_COLS " FROM core.roles WHERE org_id = $1 AND name = $2", 2,
-                (const char *[]){s != NULL ? s->org_id : "", name != NULL ? name : ""}, &r)) != 0)
+                (const char *[]){s->org_id, name}, &r)) != 0)
         return rc;
     if (PQntuples(r) > 0)
         role_row(r, 0, out);
     else if ((rc = pg_role_builtin(e, name, out)) != 0)
-        rc = fail(e, ERR_NOTFOUND, "no such role");
+        rc = engine_fail(e, ERR_NOTFOUND, "no such role");
     PQclear(r);
     return rc;
 }
@@ -686,11 +482,10 @@ static int pg_role_list(struct engine *e, const struct eng_scope *s, struct eng_
     PGresult *r;
     int rc;
 
-    if (!list_args_ok(out, max, n))
-        return fail(e, ERR_INVAL, "bad list arguments");
+    *n = 0; /* a list starts empty (the wrapper checked n and out) */
     if ((rc = q(e, s, true,
                 "SELECT " ROLE_COLS " FROM core.roles WHERE org_id = $1 ORDER BY name COLLATE \"C\"", 1,
-                (const char *[]){s != NULL ? s->org_id : ""}, &r)) != 0)
+                (const char *[]){s->org_id}, &r)) != 0)
         return rc;
     for (size_t i = 0; i < ENGINE_NBUILTIN_ROLES && *n < max; i++)
         out[(*n)++] = ENGINE_BUILTIN_ROLES[i];
@@ -705,29 +500,21 @@ static int pg_role_put(struct engine *e, const struct eng_scope *s, const struct
     char *json;
     int rows, rc;
 
-    if (s == NULL || !fits(ro->org_id, sizeof ro->org_id) || strcmp(ro->org_id, s->org_id) != 0)
-        return fail(e, ERR_INTERNAL, "record for an org other than the scope's");
-    if (!filled(ro->name, sizeof ro->name) || ro->nperms < 0 || ro->nperms > ENG_MAX_PERMS)
-        return fail(e, ERR_INVAL, "malformed role");
     if ((perms = cJSON_CreateArray()) == NULL)
-        return fail(e, ERR_NOMEM, "out of memory");
+        return engine_fail(e, ERR_NOMEM, "out of memory");
     for (int i = 0; i < ro->nperms; i++) {
-        if (!filled(ro->perms[i], sizeof ro->perms[i])) {
-            cJSON_Delete(perms);
-            return fail(e, ERR_INVAL, "malformed permission");
-        }
         if (!cJSON_AddItemToArray(perms, cJSON_CreateString(ro->perms[i]))) {
             cJSON_Delete(perms);
-            return fail(e, ERR_NOMEM, "out of memory");
+            return engine_fail(e, ERR_NOMEM, "out of memory");
         }
     }
     json = cJSON_PrintUnformatted(perms);
     cJSON_Delete(perms);
     if (json == NULL)
-        return fail(e, ERR_NOMEM, "out of memory");
+        return engine_fail(e, ERR_NOMEM, "out of memory");
     if (engine_builtin_role(ro->name) != NULL) {
         free(json);
-        return fail(e, ERR_CONFLICT, "role name is a built-in's");
+        return engine_fail(e, ERR_CONFLICT, "role name is a built-in's");
     }
     rc = q_rows(e, s, true,
                 "INSERT INTO core.roles (org_id, name, permissions) "
@@ -736,593 +523,6 @@ static int pg_role_put(struct engine *e, const struct eng_scope *s, const struct
                 "RETURNING 1",
                 3, (const char *[]){s->org_id, ro->name, json}, &rows);
     free(json);
-    return rc;
-}
-
-/* ---- bootstrap lookups -------------------------------------------------------- */
-
-#define KEY_COLS                                                                     \
-    "id, org_id, mode, name, prefix, key_hash, role, coalesce(created_by::text, ''), " \
-    EPOCH("created_at") ", " EPOCH("revoked_at") ", platform"
-
-static void key_row(const PGresult *r, int i, struct eng_api_key *k)
-{
-    memset(k, 0, sizeof *k);
-    cpy(k->id, sizeof k->id, r, i, 0);
-    cpy(k->org_id, sizeof k->org_id, r, i, 1);
-    k->mode = engine_mode_parse(PQgetvalue(r, i, 2));
-    cpy(k->name, sizeof k->name, r, i, 3);
-    cpy(k->prefix, sizeof k->prefix, r, i, 4);
-    cpy(k->key_hash, sizeof k->key_hash, r, i, 5);
-    cpy(k->role, sizeof k->role, r, i, 6);
-    cpy(k->created_by, sizeof k->created_by, r, i, 7);
-    k->created_at = i64(r, i, 8);
-    k->revoked_at = i64(r, i, 9);
-    k->platform = flag(r, i, 10);
-}
-
-#define REFRESH_COLS                                                                   \
-    "id, family_id, user_id, org_id, mode, token_hash, " EPOCH("created_at") ", "      \
-    EPOCH("expires_at") ", " EPOCH("used_at") ", " EPOCH("revoked_at")
-
-static void refresh_row(const PGresult *r, int i, struct eng_refresh *t)
-{
-    memset(t, 0, sizeof *t);
-    cpy(t->id, sizeof t->id, r, i, 0);
-    cpy(t->family_id, sizeof t->family_id, r, i, 1);
-    cpy(t->user_id, sizeof t->user_id, r, i, 2);
-    cpy(t->org_id, sizeof t->org_id, r, i, 3);
-    t->mode = engine_mode_parse(PQgetvalue(r, i, 4));
-    cpy(t->token_hash, sizeof t->token_hash, r, i, 5);
-    t->created_at = i64(r, i, 6);
-    t->expires_at = i64(r, i, 7);
-    t->used_at = i64(r, i, 8);
-    t->revoked_at = i64(r, i, 9);
-}
-
-#define INVITE_COLS                                                                    \
-    "id, org_id, role, token_hash, coalesce(created_by::text, ''), " EPOCH("expires_at") \
-    ", " EPOCH("used_at")
-
-static void invite_row(const PGresult *r, int i, struct eng_invite *v)
-{
-    memset(v, 0, sizeof *v);
-    cpy(v->id, sizeof v->id, r, i, 0);
-    cpy(v->org_id, sizeof v->org_id, r, i, 1);
-    cpy(v->role, sizeof v->role, r, i, 2);
-    cpy(v->token_hash, sizeof v->token_hash, r, i, 3);
-    cpy(v->created_by, sizeof v->created_by, r, i, 4);
-    v->expires_at = i64(r, i, 5);
-    v->used_at = i64(r, i, 6);
-}
-
-/* One row by a secret's hash through a SECURITY DEFINER lookup (no org yet). */
-static int resolve(struct engine *e, const char *sql, const char *hash, const char *what, PGresult **r)
-{
-    int rc;
-
-    *r = NULL;
-    if (hash == NULL)
-        return fail(e, ERR_NOTFOUND, "no such %s", what);
-    if ((rc = q(e, NULL, false, sql, 1, (const char *[]){hash}, r)) == 0 && PQntuples(*r) == 0)
-        rc = fail(e, ERR_NOTFOUND, "no such %s", what);
-    return rc;
-}
-
-static int pg_api_key_resolve(struct engine *e, const char *key_hash, struct eng_api_key *out)
-{
-    PGresult *r;
-    int rc = resolve(e, "SELECT " KEY_COLS " FROM core.api_key_resolve($1)", key_hash, "api key", &r);
-
-    if (rc == 0)
-        key_row(r, 0, out);
-    PQclear(r);
-    return rc;
-}
-
-static int pg_refresh_resolve(struct engine *e, const char *token_hash, struct eng_refresh *out)
-{
-    PGresult *r;
-    int rc = resolve(e, "SELECT " REFRESH_COLS " FROM core.refresh_resolve($1)", token_hash,
-                     "refresh token", &r);
-
-    if (rc == 0)
-        refresh_row(r, 0, out);
-    PQclear(r);
-    return rc;
-}
-
-static int pg_invite_resolve(struct engine *e, const char *token_hash, struct eng_invite *out)
-{
-    PGresult *r;
-    int rc = resolve(e, "SELECT " INVITE_COLS " FROM core.invite_resolve($1)", token_hash, "invite", &r);
-
-    if (rc == 0)
-        invite_row(r, 0, out);
-    PQclear(r);
-    return rc;
-}
-
-/* ---- tenant-scoped: org, members ------------------------------------------------ */
-
-static int check_org(struct engine *e, const struct eng_scope *s, const char *org_id, size_t cap)
-{
-    if (s == NULL || !fits(org_id, cap) || strcmp(org_id, s->org_id) != 0)
-        return fail(e, ERR_INTERNAL, "record for an org other than the scope's");
-    return 0;
-}
-
-static int pg_org_get(struct engine *e, const struct eng_scope *s, struct eng_org *out)
-{
-    PGresult *r;
-    int rc = q(e, s, true,
-               "SELECT id, name, slug, plan, " EPOCH("created_at") ", is_platform FROM core.organizations WHERE id = $1",
-               1, (const char *[]){s != NULL ? s->org_id : ""}, &r);
-
-    if (rc == 0 && PQntuples(r) == 0)
-        rc = fail(e, ERR_NOTFOUND, "no such org");
-    if (rc == 0) {
-        memset(out, 0, sizeof *out);
-        cpy(out->id, sizeof out->id, r, 0, 0);
-        cpy(out->name, sizeof out->name, r, 0, 1);
-        cpy(out->slug, sizeof out->slug, r, 0, 2);
-        cpy(out->plan, sizeof out->plan, r, 0, 3);
-        out->created_at = i64(r, 0, 4);
-        out->platform = flag(r, 0, 5);
-    }
-    PQclear(r);
-    return rc;
-}
-
-/* Runs a write of the shape "WITH … SELECT <found>, <done>": two counts,
- * so one round trip says both whether what it needed exists and whether it wrote. */
-static int q_counts(struct engine *e, const struct eng_scope *s, const char *sql, int n,
-                    const char *const *vals, int64_t *found, int64_t *done)
-{
-    PGresult *r;
-    int rc = q_any(e, s, true, true, sql, n, vals, &r);
-
-    if (rc == 0 && PQntuples(r) != 1)
-        rc = fail(e, ERR_INTERNAL, "counts query returned %d rows", PQntuples(r));
-    if (rc == 0) {
-        *found = i64(r, 0, 0);
-        *done = i64(r, 0, 1);
-    }
-    PQclear(r);
-    return rc;
-}
-
-static int pg_member_put(struct engine *e, const struct eng_scope *s, const struct eng_membership *m)
-{
-    struct ts at = ts(m->created_at);
-    int64_t found, done;
-    int rc;
-
-    if ((rc = check_org(e, s, m->org_id, sizeof m->org_id)) != 0)
-        return rc;
-    if (!filled(m->user_id, sizeof m->user_id) || !filled(m->role, sizeof m->role))
-        return fail(e, ERR_INVAL, "malformed membership");
-    if (!uuid_valid(m->user_id))
-        return fail(e, ERR_NOTFOUND, "no such user");
-    rc = q_counts(e, s,
-                  "WITH u AS (SELECT 1 FROM core.users WHERE id = $2 "
-                  "           AND EXISTS (SELECT 1 FROM core.organizations WHERE id = $1)), "
-                  "ins AS (INSERT INTO core.memberships (org_id, user_id, role, created_at) "
-                  "        SELECT $1, $2, $3, to_timestamp($4) FROM u "
-                  "        ON CONFLICT (org_id, user_id) DO UPDATE SET role = EXCLUDED.role RETURNING 1) "
-                  "SELECT (SELECT count(*) FROM u), (SELECT count(*) FROM ins)",
-                  4, (const char *[]){s->org_id, m->user_id, m->role, at.s}, &found, &done);
-    if (rc == 0 && found == 0)
-        rc = fail(e, ERR_NOTFOUND, "no such user or org");
-    return rc;
-}
-
-static int pg_member_get(struct engine *e, const struct eng_scope *s, const char *user_id,
-                         struct eng_membership *out)
-{
-    PGresult *r;
-    int rc;
-
-    if (user_id == NULL || !uuid_valid(user_id)) {
-        const char *org;
-        return (rc = enter(e, s, true, &org)) != 0 ? rc : fail(e, ERR_NOTFOUND, "no such member");
-    }
-    rc = q(e, s, true, "SELECT " MEMBER_COLS " FROM core.memberships WHERE org_id = $1 AND user_id = $2",
-           2, (const char *[]){s != NULL ? s->org_id : "", user_id}, &r);
-    if (rc == 0 && PQntuples(r) == 0)
-        rc = fail(e, ERR_NOTFOUND, "no such member");
-    else if (rc == 0)
-        member_row(r, 0, out);
-    PQclear(r);
-    return rc;
-}
-
-static int pg_member_list(struct engine *e, const struct eng_scope *s, struct eng_membership *out,
-                          size_t max, size_t *n)
-{
-    struct ts lim = limit_of(max);
-    PGresult *r;
-    int rc;
-
-    if (!list_args_ok(out, max, n))
-        return fail(e, ERR_INVAL, "bad list arguments");
-    if ((rc = q(e, s, true,
-                "SELECT " MEMBER_COLS " FROM core.memberships WHERE org_id = $1 "
-                "ORDER BY created_at, user_id LIMIT $2",
-                2, (const char *[]){s != NULL ? s->org_id : "", lim.s}, &r)) == 0)
-        LIST_ROWS(r, out, max, n, member_row);
-    PQclear(r);
-    return rc;
-}
-
-static int pg_member_remove(struct engine *e, const struct eng_scope *s, const char *user_id)
-{
-    const char *org;
-    int rows, rc;
-
-    if ((rc = enter(e, s, true, &org)) != 0)
-        return rc;
-    if (user_id == NULL || !uuid_valid(user_id))
-        return fail(e, ERR_NOTFOUND, "no such member");
-    rc = q_rows(e, s, true, "DELETE FROM core.memberships WHERE org_id = $1 AND user_id = $2 RETURNING 1",
-                2, (const char *[]){s->org_id, user_id}, &rows);
-    if (rc == 0 && rows == 0)
-        rc = fail(e, ERR_NOTFOUND, "no such member");
-    return rc;
-}
-
-/* ---- tenant-scoped: api keys ------------------------------------------------------ */
-
-static int pg_api_key_create(struct engine *e, const struct eng_scope *s, const struct eng_api_key *k)
-{
-    struct ts at = ts(k->created_at);
-    int rows, rc;
-
-    if ((rc = check_org(e, s, k->org_id, sizeof k->org_id)) != 0)
-        return rc;
-    if (!filled(k->id, sizeof k->id) || !uuid_valid(k->id) || !filled(k->key_hash, sizeof k->key_hash) ||
-        !filled(k->role, sizeof k->role) || !fits(k->name, sizeof k->name) ||
-        !fits(k->prefix, sizeof k->prefix) || !fits(k->created_by, sizeof k->created_by) ||
-        (k->created_by[0] != '\0' && !uuid_valid(k->created_by)) || !mode_ok(k->mode))
-        return fail(e, ERR_INVAL, "malformed api key");
-    rc = q_rows(e, s, true,
-                "INSERT INTO core.api_keys (id, org_id, mode, name, prefix, key_hash, role, created_by, "
-                "created_at, platform) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, to_timestamp($9), $10) "
-                "ON CONFLICT DO NOTHING RETURNING 1",
-                10,
-                (const char *[]){k->id, s->org_id, engine_mode_name(k->mode), k->name, k->prefix,
-                                 k->key_hash, k->role, k->created_by[0] ? k->created_by : NULL, at.s,
-                                 k->platform ? "t" : "f"},
-                &rows);
-    if (rc == 0 && rows == 0)
-        rc = fail(e, ERR_CONFLICT, "api key id or hash taken");
-    return rc;
-}
-
-static int pg_api_key_list(struct engine *e, const struct eng_scope *s, struct eng_api_key *out,
-                           size_t max, size_t *n)
-{
-    struct ts lim = limit_of(max);
-    PGresult *r;
-    int rc;
-
-    if (!list_args_ok(out, max, n))
-        return fail(e, ERR_INVAL, "bad list arguments");
-    if ((rc = q(e, s, true,
-                "SELECT " KEY_COLS " FROM core.api_keys WHERE org_id = $1 AND mode = $2 "
-                "ORDER BY created_at DESC, id DESC LIMIT $3",
-                3, (const char *[]){s != NULL ? s->org_id : "", engine_mode_name(s != NULL ? s->mode : 0), lim.s},
-                &r)) == 0)
-        LIST_ROWS(r, out, max, n, key_row);
-    PQclear(r);
-    return rc;
-}
-
-static int pg_api_key_revoke(struct engine *e, const struct eng_scope *s, const char *id, int64_t at)
-{
-    struct ts t = ts(at);
-    const char *org;
-    int rows, rc;
-
-    if ((rc = enter(e, s, true, &org)) != 0)
-        return rc;
-    if (id == NULL || !uuid_valid(id))
-        return fail(e, ERR_NOTFOUND, "no such api key");
-    if (at <= 0)
-        return fail(e, ERR_INVAL, "revocation time not positive");
-    /* Already revoked: unchanged, and still found (as the memory engine). */
-    rc = q_rows(e, s, true,
-                "UPDATE core.api_keys SET revoked_at = coalesce(revoked_at, to_timestamp($4)) "
-                "WHERE id = $1 AND org_id = $2 AND mode = $3 RETURNING 1",
-                4, (const char *[]){id, s->org_id, engine_mode_name(s->mode), t.s}, &rows);
-    if (rc == 0 && rows == 0)
-        rc = fail(e, ERR_NOTFOUND, "no such api key in this mode");
-    return rc;
-}
-
-/* ---- tenant-scoped: refresh tokens and invites ---------------------------------- */
-
-static int pg_refresh_create(struct engine *e, const struct eng_scope *s, const struct eng_refresh *t)
-{
-    struct ts c = ts(t->created_at), x = ts(t->expires_at), u = ts(t->used_at), v = ts(t->revoked_at);
-    int64_t found, done;
-    int rc;
-
-    if ((rc = check_org(e, s, t->org_id, sizeof t->org_id)) != 0)
-        return rc;
-    if (!filled(t->id, sizeof t->id) || !uuid_valid(t->id) || !filled(t->family_id, sizeof t->family_id) ||
-        !uuid_valid(t->family_id) || !filled(t->user_id, sizeof t->user_id) ||
-        !filled(t->token_hash, sizeof t->token_hash) || !mode_ok(t->mode))
-        return fail(e, ERR_INVAL, "malformed refresh token");
-    if (!uuid_valid(t->user_id))
-        return fail(e, ERR_NOTFOUND, "no such user");
-    rc = q_counts(e, s,
-                  "WITH u AS (SELECT 1 FROM core.users WHERE id = $3), "
-                  "ins AS (INSERT INTO core.refresh_tokens (id, family_id, user_id, org_id, mode, "
-                  "        token_hash, created_at, expires_at, used_at, revoked_at) "
-                  "        SELECT $1, $2, $3, $4, $5, $6, to_timestamp($7), to_timestamp($8), "
-                  "               to_timestamp($9), to_timestamp($10) FROM u "
-                  "        ON CONFLICT DO NOTHING RETURNING 1) "
-                  "SELECT (SELECT count(*) FROM u), (SELECT count(*) FROM ins)",
-                  10,
-                  (const char *[]){t->id, t->family_id, t->user_id, s->org_id, engine_mode_name(t->mode),
-                                   t->token_hash, c.s, x.s, ts_or_null(&u), ts_or_null(&v)},
-                  &found, &done);
-    if (rc == 0 && found == 0)
-        rc = fail(e, ERR_NOTFOUND, "no such user");
-    else if (rc == 0 && done == 0)
-        rc = fail(e, ERR_CONFLICT, "refresh token id or hash taken");
-    return rc;
-}
-
-/* Stamps a one-time row (an invite) of s's org as used; the
- * UPDATE's own condition makes two concurrent uses end with one winner, and
- * only a miss costs a second statement to tell "absent" from "already used". */
-static int mark_used(struct engine *e, const struct eng_scope *s, const char *update, const char *probe,
-                     const char *what, const char *id, int64_t at)
-{
-    struct ts t = ts(at);
-    const char *org;
-    int rows, rc;
-
-    if ((rc = enter(e, s, true, &org)) != 0)
-        return rc;
-    if (id == NULL || !uuid_valid(id))
-        return fail(e, ERR_NOTFOUND, "no such %s", what);
-    if (at <= 0)
-        return fail(e, ERR_INVAL, "use time not positive");
-    if ((rc = q_rows(e, s, true, update, 3, (const char *[]){id, s->org_id, t.s}, &rows)) != 0 || rows > 0)
-        return rc;
-    if ((rc = q_rows(e, s, true, probe, 2, (const char *[]){id, s->org_id}, &rows)) != 0)
-        return rc;
-    return rows == 0 ? fail(e, ERR_NOTFOUND, "no such %s", what) : fail(e, ERR_CONFLICT, "%s already used", what);
-}
-
-/* Rotation in one round trip when the parent is live: the UPDATE's condition
- * is the compare-and-set (a concurrent rotation holds the row's lock until it
- * commits; this one then re-reads the row, finds it used and matches
- * nothing), and the child's INSERT and the wipe of the grandparent's seal hang
- * on its RETURNING, so all three happen or none. The wipe skips a grandparent
- * another transaction holds (a replay of it, a revocation of the family):
- * waiting there, with this row locked, could close a cycle with a revocation
- * that locks the family's rows the other way round; a seal so left is never
- * served (its child is used now) and the revocation wipes it. Only a miss pays a second
- * round trip: the parent under FOR UPDATE (replays and reuse of it queue
- * behind one another until this transaction ends), then in a statement of its
- * own, whose snapshot is taken after that lock, the child its rotation made.
- * Both work through PgBouncer's transaction pooling: nothing outlives the
- * transaction. */
-static int pg_refresh_rotate(struct engine *e, const struct eng_scope *s, const char *parent_id,
-                             const struct eng_refresh *child, const char *sealed, int64_t now,
-                             int64_t reuse_interval, struct eng_rotation *out)
-{
-    struct ts c = ts(child != NULL ? child->created_at : 0), x = ts(child != NULL ? child->expires_at : 0),
-              at = ts(now);
-    struct eng_refresh parent, kept;
-    PGresult *res[2] = {NULL, NULL};
-    int64_t rotated, inserted;
-    const char *org;
-    int rc;
-
-    if ((rc = enter(e, s, true, &org)) != 0)
-        return rc;
-    if (out == NULL || child == NULL || sealed == NULL || !filled(sealed, ENG_SEALED) || now <= 0 ||
-        reuse_interval < 0)
-        return fail(e, ERR_INVAL, "malformed rotation");
-    memset(out, 0, sizeof *out);
-    if ((rc = check_org(e, s, child->org_id, sizeof child->org_id)) != 0)
-        return rc;
-    if (!filled(child->id, sizeof child->id) || !uuid_valid(child->id) ||
-        !filled(child->family_id, sizeof child->family_id) || !uuid_valid(child->family_id) ||
-        !filled(child->user_id, sizeof child->user_id) || !uuid_valid(child->user_id) ||
-        !filled(child->token_hash, sizeof child->token_hash) || !mode_ok(child->mode) ||
-        child->used_at != 0 || child->revoked_at != 0)
-        return fail(e, ERR_INVAL, "malformed refresh token");
-    if (parent_id == NULL || !uuid_valid(parent_id))
-        return fail(e, ERR_NOTFOUND, "no such refresh token");
-    rc = q_counts(e, s,
-                  "WITH p AS (UPDATE core.refresh_tokens SET used_at = to_timestamp($9), child_id = $1, "
-                  "           child_sealed = $11 "
-                  "         WHERE id = $10 AND org_id = $4 AND used_at IS NULL AND revoked_at IS NULL "
-                  "           AND family_id = $2 AND user_id = $3 AND mode = $5 RETURNING parent_id), "
-                  "ins AS (INSERT INTO core.refresh_tokens (id, family_id, user_id, org_id, mode, token_hash, "
-                  "        created_at, expires_at, parent_id) "
-                  "        SELECT $1, $2, $3, $4, $5, $6, to_timestamp($7), to_timestamp($8), $10 FROM p "
-                  "        RETURNING 1), "
-                  "wipe AS (UPDATE core.refresh_tokens SET child_sealed = NULL WHERE org_id = $4 AND id IN "
-                  "         (SELECT g.id FROM core.refresh_tokens g, p WHERE g.id = p.parent_id "
-                  "          AND g.org_id = $4 AND g.child_sealed IS NOT NULL FOR UPDATE OF g SKIP LOCKED)) "
-                  "SELECT (SELECT count(*) FROM p), (SELECT count(*) FROM ins)",
-                  11,
-                  (const char *[]){child->id, child->family_id, child->user_id, s->org_id,
-                                   engine_mode_name(child->mode), child->token_hash, c.s, x.s, at.s, parent_id,
-                                   sealed},
-                  &rotated, &inserted);
-    if (rc != 0)
-        return rc;
-    if (rotated == 1) {
-        if (inserted != 1)
-            return fail(e, ERR_INTERNAL, "rotation stored no child");
-        out->outcome = ENG_ROTATE_NEW;
-        return 0;
-    }
-    const char *const key[] = {parent_id, s->org_id};
-    const struct pg_stmt st[2] = {
-        {"SELECT " REFRESH_COLS ", coalesce(child_sealed, '') FROM core.refresh_tokens "
-         "WHERE id = $1 AND org_id = $2 FOR UPDATE",
-         2, key, true},
-        {"SELECT " REFRESH_COLS " FROM core.refresh_tokens WHERE org_id = $2 AND id = "
-         "(SELECT child_id FROM core.refresh_tokens WHERE id = $1 AND org_id = $2)",
-         2, key, true},
-    };
-    if ((rc = engine_pg_core(e, s, st, 2, res)) != 0)
-        return rc;
-    if (PQntuples(res[0]) == 0) {
-        rc = fail(e, ERR_NOTFOUND, "no such refresh token");
-        goto out;
-    }
-    refresh_row(res[0], 0, &parent);
-    if (parent.revoked_at != 0) {
-        out->outcome = ENG_ROTATE_REVOKED;
-        goto out;
-    }
-    if (parent.used_at == 0) { /* live, yet the compare-and-set missed: the child did not match */
-        rc = fail(e, ERR_INVAL, "the child is not the parent's successor");
-        goto out;
-    }
-    bool kept_here = PQntuples(res[1]) == 1 && PQgetvalue(res[0], 0, 10)[0] != '\0';
-    if (kept_here)
-        refresh_row(res[1], 0, &kept);
-    out->outcome = ENG_ROTATE_REUSE;
-    if (eng_refresh_replayable(&parent, kept_here ? &kept : NULL, now, reuse_interval)) {
-        if (strlen(PQgetvalue(res[0], 0, 10)) >= sizeof out->sealed) {
-            rc = fail(e, ERR_INTERNAL, "stored seal too long");
-            goto out;
-        }
-        out->outcome = ENG_ROTATE_REPLAY;
-        out->child = kept;
-        snprintf(out->sealed, sizeof out->sealed, "%s", PQgetvalue(res[0], 0, 10));
-    }
-out:
-    PQclear(res[0]);
-    PQclear(res[1]);
-    return rc;
-}
-
-static int pg_refresh_revoke_family(struct engine *e, const struct eng_scope *s, const char *family_id,
-                                    int64_t at)
-{
-    struct ts t = ts(at);
-    const char *org;
-    int rows, rc;
-
-    if ((rc = enter(e, s, true, &org)) != 0)
-        return rc;
-    if (at <= 0)
-        return fail(e, ERR_INVAL, "revocation time not positive");
-    if (family_id == NULL || !uuid_valid(family_id))
-        return 0; /* no token of this org has it: nothing to revoke */
-    return q_rows(e, s, true,
-                  "UPDATE core.refresh_tokens SET revoked_at = to_timestamp($3), child_sealed = NULL "
-                  "WHERE org_id = $1 AND family_id = $2 AND revoked_at IS NULL",
-                  3, (const char *[]){s->org_id, family_id, t.s}, &rows);
-}
-
-static int pg_invite_create(struct engine *e, const struct eng_scope *s, const struct eng_invite *i)
-{
-    struct ts x = ts(i->expires_at), u = ts(i->used_at);
-    int rows, rc;
-
-    if ((rc = check_org(e, s, i->org_id, sizeof i->org_id)) != 0)
-        return rc;
-    if (!filled(i->id, sizeof i->id) || !uuid_valid(i->id) || !filled(i->role, sizeof i->role) ||
-        !filled(i->token_hash, sizeof i->token_hash) || !fits(i->created_by, sizeof i->created_by) ||
-        (i->created_by[0] != '\0' && !uuid_valid(i->created_by)))
-        return fail(e, ERR_INVAL, "malformed invite");
-    rc = q_rows(e, s, true,
-                "INSERT INTO core.invites (id, org_id, role, token_hash, created_by, expires_at, used_at) "
-                "VALUES ($1, $2, $3, $4, $5, to_timestamp($6), to_timestamp($7)) "
-                "ON CONFLICT DO NOTHING RETURNING 1",
-                7,
-                (const char *[]){i->id, s->org_id, i->role, i->token_hash,
-                                 i->created_by[0] ? i->created_by : NULL, x.s, ts_or_null(&u)},
-                &rows);
-    if (rc == 0 && rows == 0)
-        rc = fail(e, ERR_CONFLICT, "invite id or hash taken");
-    return rc;
-}
-
-static int pg_invite_mark_used(struct engine *e, const struct eng_scope *s, const char *id, int64_t at)
-{
-    return mark_used(e, s,
-                     "UPDATE core.invites SET used_at = to_timestamp($3) "
-                     "WHERE id = $1 AND org_id = $2 AND used_at IS NULL RETURNING 1",
-                     "SELECT 1 FROM core.invites WHERE id = $1 AND org_id = $2", "invite", id, at);
-}
-
-/* ---- tenant-scoped: audit ----------------------------------------------------------- */
-
-static int pg_audit_append(struct engine *e, const struct eng_scope *s, const struct eng_audit *a)
-{
-    struct ts at = ts(a->created_at);
-    int rows, rc;
-
-    if ((rc = check_org(e, s, a->org_id, sizeof a->org_id)) != 0)
-        return rc;
-    if (!fits(a->id, sizeof a->id) || !uuid_valid(a->id) || !fits(a->actor, sizeof a->actor) ||
-        !filled(a->action, sizeof a->action) || !fits(a->target, sizeof a->target) ||
-        !fits(a->meta, sizeof a->meta))
-        return fail(e, ERR_INVAL, "malformed audit entry");
-    rc = q_rows(e, s, true,
-                "INSERT INTO core.audit_log (id, org_id, actor, action, target, meta, created_at) "
-                "VALUES ($1, $2, $3, $4, $5, $6::jsonb, to_timestamp($7)) ON CONFLICT DO NOTHING RETURNING 1",
-                7,
-                (const char *[]){a->id, s->org_id, a->actor, a->action, a->target,
-                                 a->meta[0] ? a->meta : "{}", at.s},
-                &rows);
-    if (rc == 0 && rows == 0)
-        rc = fail(e, ERR_CONFLICT, "audit id taken");
-    return rc;
-}
-
-static void audit_row(const PGresult *r, int i, struct eng_audit *a)
-{
-    memset(a, 0, sizeof *a);
-    cpy(a->id, sizeof a->id, r, i, 0);
-    cpy(a->org_id, sizeof a->org_id, r, i, 1);
-    cpy(a->actor, sizeof a->actor, r, i, 2);
-    cpy(a->action, sizeof a->action, r, i, 3);
-    cpy(a->target, sizeof a->target, r, i, 4);
-    cpy(a->meta, sizeof a->meta, r, i, 5);
-    a->created_at = i64(r, i, 6);
-}
-
-static int pg_audit_list(struct engine *e, const struct eng_scope *s, const char *before_id,
-                         struct eng_audit *out, size_t max, size_t *n)
-{
-    struct ts lim = limit_of(max);
-    bool bound = before_id != NULL && before_id[0] != '\0';
-    PGresult *r;
-    int rc;
-
-#define AUDIT_SELECT \
-    "SELECT id, org_id, actor, action, target, meta::text, " EPOCH("created_at") " FROM core.audit_log "
-    if (!list_args_ok(out, max, n))
-        return fail(e, ERR_INVAL, "bad list arguments");
-    /* A cursor that is no uuid is still a bound, compared as text as ids sort. */
-    if (!bound)
-        rc = q(e, s, true, AUDIT_SELECT "WHERE org_id = $1 ORDER BY id DESC LIMIT $2", 2,
-               (const char *[]){s != NULL ? s->org_id : "", lim.s}, &r);
-    else
-        rc = q(e, s, true,
-               uuid_valid(before_id) ? AUDIT_SELECT "WHERE org_id = $1 AND id < $3::uuid ORDER BY id DESC LIMIT $2"
-                                     : AUDIT_SELECT "WHERE org_id = $1 AND id::text < $3 COLLATE \"C\" "
-                                                    "ORDER BY id DESC LIMIT $2",
-               3, (const char *[]){s != NULL ? s->org_id : "", lim.s, before_id}, &r);
-#undef AUDIT_SELECT
-    if (rc == 0)
-        LIST_ROWS(r, out, max, n, audit_row);
-    PQclear(r);
     return rc;
 }
 
@@ -1347,7 +547,7 @@ static int relay_flush(struct engine *e, int mode, int *n)
     rc = pg_tx_run(&g->data_tx[mode], NULL, CORE_PATH, &st, 1, false, &r, why);
     pg_tx_rollback(&g->data_tx[mode]);
     if (rc != 0)
-        return fail(e, rc, "audit relay (%s): %s", engine_mode_name(mode), why);
+        return engine_fail(e, rc, "audit relay (%s): %s", engine_mode_name(mode), why);
     rows = PQntuples(r) < RELAY_BATCH ? PQntuples(r) : RELAY_BATCH;
     if (rows == 0) {
         PQclear(r);
@@ -1394,7 +594,7 @@ static int pg_maintain(struct engine *e, int64_t now, char report[256])
 
     (void)now; /* the server's clock places partitions, as it dates the rows */
     if (g->in_tx)
-        return fail(e, ERR_INTERNAL, "maintain inside a unit of work");
+        return engine_fail(e, ERR_INTERNAL, "maintain inside a unit of work");
     snprintf(months, sizeof months, "%d", AUDIT_MONTHS_AHEAD);
     const struct pg_stmt st = {"SELECT core.ensure_audit_partitions($1::int)", 1, (const char *[]){months}, true};
     rc = pg_tx_run(&g->core_tx, NULL, CORE_PATH, &st, 1, true, &r, why);
@@ -1406,7 +606,7 @@ static int pg_maintain(struct engine *e, int64_t now, char report[256])
     }
     PQclear(r);
     if (rc != 0)
-        return fail(e, rc, "audit partitions: %s", why);
+        return engine_fail(e, rc, "audit partitions: %s", why);
     for (int m = 0; m < 2 && rc == 0; m++)
         rc = relay_flush(e, m, &sent[m]);
     report[0] = '\0';

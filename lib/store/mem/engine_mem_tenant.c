@@ -1,0 +1,575 @@
+/* engine_mem_tenant: the memory engine's tenant-scoped ops (org, members,
+ * roles, api keys, refresh tokens, invites, audit) and the lookups of a
+ * credential by its hash, on the layout of engine_mem_int.h. */
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "store/mem/engine_mem_int.h"
+#include "store/mem/shm.h"
+
+static int cmp_role(const void *pa, const void *pb)
+{
+    const struct eng_role *a = *(const void *const *)pa, *b = *(const void *const *)pb;
+
+    return strcmp(a->name, b->name);
+}
+
+static int cmp_key_newest(const void *pa, const void *pb)
+{
+    const struct eng_api_key *a = *(const void *const *)pa, *b = *(const void *const *)pb;
+    int c = cmp_i64(b->created_at, a->created_at);
+
+    return c != 0 ? c : strcmp(b->id, a->id);
+}
+
+/* ---- bootstrap lookups ----------------------------------------------------- */
+
+/* A token as callers see it: its family's revocation folded in. */
+static void refresh_out(const struct mem *m, const struct mem_refresh *rec, struct eng_refresh *out)
+{
+    const struct mem_family *f = ptr(m, rec->family);
+
+    *out = rec->t;
+    if (out->revoked_at == 0 && f->revoked_at != 0 && rec->seq <= f->revoked_upto)
+        out->revoked_at = f->revoked_at;
+}
+
+int mem_api_key_resolve(struct engine *e, const char *key_hash, struct eng_api_key *out)
+{
+    const struct mem *m = e->impl;
+    uint64_t off;
+    int rc;
+
+    if ((rc = enter(e)) != 0)
+        return rc;
+    if (!map_find(m, root(m)->key_hashes, key_hash, &off))
+        return engine_fail(e, ERR_NOTFOUND, "no such api key");
+    memcpy(out, ptr(m, off), sizeof *out);
+    return 0;
+}
+
+int mem_refresh_resolve(struct engine *e, const char *token_hash, struct eng_refresh *out)
+{
+    const struct mem *m = e->impl;
+    uint64_t off;
+    int rc;
+
+    if ((rc = enter(e)) != 0)
+        return rc;
+    if (!map_find(m, root(m)->refresh_hashes, token_hash, &off))
+        return engine_fail(e, ERR_NOTFOUND, "no such refresh token");
+    refresh_out(m, ptr(m, off), out);
+    return 0;
+}
+
+int mem_invite_resolve(struct engine *e, const char *token_hash, struct eng_invite *out)
+{
+    const struct mem *m = e->impl;
+    uint64_t off;
+    int rc;
+
+    if ((rc = enter(e)) != 0)
+        return rc;
+    if (!map_find(m, root(m)->invite_hashes, token_hash, &off))
+        return engine_fail(e, ERR_NOTFOUND, "no such invite");
+    memcpy(out, ptr(m, off), sizeof *out);
+    return 0;
+}
+
+/* ---- tenant-scoped: org, members, roles ------------------------------------ */
+
+int mem_org_get(struct engine *e, const struct eng_scope *s, struct eng_org *out)
+{
+    uint64_t node;
+    int rc;
+
+    if ((rc = enter_org(e, s, &node)) != 0)
+        return rc;
+    *out = ((const struct mem_org *)ptr(e->impl, node))->org;
+    return 0;
+}
+
+int mem_member_put(struct engine *e, const struct eng_scope *s, const struct eng_membership *mb)
+{
+    const struct mem *m = e->impl;
+    const struct mem_org *org;
+    struct eng_membership rec;
+    uint64_t node, old = 0, off, umap;
+    int rc;
+
+    if ((rc = enter_org(e, s, &node)) != 0)
+        return rc;
+    org = ptr(m, node);
+    if (!map_find(m, root(m)->users, mb->user_id, NULL))
+        return engine_fail(e, ERR_NOTFOUND, "no such user");
+    rec = *mb;
+    if (map_find(m, org->members, mb->user_id, &old))
+        rec.created_at = ((const struct eng_membership *)ptr(m, old))->created_at;
+    if ((off = rec_new(e, &rec, sizeof rec)) == 0)
+        return ERR_NOSPACE;
+    if ((rc = map_set(e, org->members, rec.user_id, off)) != 0)
+        return rc;
+    if (!map_find(m, root(m)->user_orgs, rec.user_id, &umap)) {
+        if ((umap = map_new(e, MEM_ORG_HINT)) == 0)
+            return ERR_NOSPACE;
+        if ((rc = map_add(e, root(m)->user_orgs, rec.user_id, umap)) != 0)
+            return rc;
+    }
+    if ((rc = map_set(e, umap, rec.org_id, off)) != 0)
+        return rc;
+    shm_free(m->r, old);
+    return 0;
+}
+
+int mem_member_get(struct engine *e, const struct eng_scope *s, const char *user_id,
+                   struct eng_membership *out)
+{
+    const struct mem *m = e->impl;
+    uint64_t node, off;
+    int rc;
+
+    if ((rc = enter_org(e, s, &node)) != 0)
+        return rc;
+    if (!map_find(m, ((const struct mem_org *)ptr(m, node))->members, user_id, &off))
+        return engine_fail(e, ERR_NOTFOUND, "no such member");
+    memcpy(out, ptr(m, off), sizeof *out);
+    return 0;
+}
+
+int mem_member_list(struct engine *e, const struct eng_scope *s, struct eng_membership *out,
+                    size_t max, size_t *n)
+{
+    uint64_t node;
+    int rc;
+
+    *n = 0; /* a list starts empty (the wrapper checked n and out) */
+    if ((rc = enter_org(e, s, &node)) != 0)
+        return rc;
+    return list_map(e, ((const struct mem_org *)ptr(e->impl, node))->members, cmp_membership, out,
+                    sizeof *out, max, n);
+}
+
+int mem_member_remove(struct engine *e, const struct eng_scope *s, const char *user_id)
+{
+    const struct mem *m = e->impl;
+    const struct mem_org *org;
+    uint64_t node, off, umap;
+    int rc;
+
+    if ((rc = enter_org(e, s, &node)) != 0)
+        return rc;
+    org = ptr(m, node);
+    if (!map_find(m, org->members, user_id, &off))
+        return engine_fail(e, ERR_NOTFOUND, "no such member");
+    if ((rc = map_del(e, org->members, user_id)) != 0)
+        return rc;
+    if (!map_find(m, root(m)->user_orgs, user_id, &umap))
+        return broke(e, ERR_INTERNAL, "membership missing from its user's index");
+    if ((rc = map_del(e, umap, s->org_id)) != 0)
+        return rc;
+    if (shm_map_count(m->r, umap) == 0) {
+        if ((rc = map_del(e, root(m)->user_orgs, user_id)) != 0)
+            return rc;
+        shm_map_free(m->r, umap);
+    }
+    shm_free(m->r, off);
+    return 0;
+}
+
+int mem_role_get(struct engine *e, const struct eng_scope *s, const char *name,
+                 struct eng_role *out)
+{
+    const struct mem *m = e->impl;
+    const struct eng_role *b;
+    uint64_t node, off;
+    int rc;
+
+    if ((rc = enter_org(e, s, &node)) != 0)
+        return rc;
+    if (map_find(m, ((const struct mem_org *)ptr(m, node))->roles, name, &off)) {
+        memcpy(out, ptr(m, off), sizeof *out);
+        return 0;
+    }
+    if ((b = engine_builtin_role(name)) == NULL)
+        return engine_fail(e, ERR_NOTFOUND, "no such role");
+    *out = *b;
+    return 0;
+}
+
+int mem_role_list(struct engine *e, const struct eng_scope *s, struct eng_role *out,
+                  size_t max, size_t *n)
+{
+    uint64_t node;
+    int rc;
+
+    *n = 0; /* a list starts empty (the wrapper checked n and out) */
+    if ((rc = enter_org(e, s, &node)) != 0)
+        return rc;
+    for (size_t i = 0; i < ENGINE_NBUILTIN_ROLES && *n < max; i++)
+        out[(*n)++] = ENGINE_BUILTIN_ROLES[i];
+    return list_map(e, ((const struct mem_org *)ptr(e->impl, node))->roles, cmp_role, out,
+                    sizeof *out, max, n);
+}
+
+int mem_role_put(struct engine *e, const struct eng_scope *s, const struct eng_role *r)
+{
+    const struct mem *m = e->impl;
+    const struct mem_org *org;
+    uint64_t node, old = 0, off;
+    int rc;
+
+    if ((rc = enter_org(e, s, &node)) != 0)
+        return rc;
+    org = ptr(m, node);
+    if (engine_builtin_role(r->name) != NULL)
+        return engine_fail(e, ERR_CONFLICT, "role name is a built-in's");
+    (void)map_find(m, org->roles, r->name, &old);
+    if ((off = rec_new(e, r, sizeof *r)) == 0)
+        return ERR_NOSPACE;
+    if ((rc = map_set(e, org->roles, r->name, off)) != 0)
+        return rc;
+    shm_free(m->r, old);
+    return 0;
+}
+
+/* ---- tenant-scoped: api keys ----------------------------------------------- */
+
+int mem_api_key_create(struct engine *e, const struct eng_scope *s, const struct eng_api_key *k)
+{
+    const struct mem *m = e->impl;
+    const struct mem_org *org;
+    uint64_t node, off;
+    int rc;
+
+    if ((rc = enter_org(e, s, &node)) != 0)
+        return rc;
+    org = ptr(m, node);
+    if (map_find(m, root(m)->key_hashes, k->key_hash, NULL))
+        return engine_fail(e, ERR_CONFLICT, "api key hash taken");
+    if (map_find(m, org->keys, k->id, NULL))
+        return engine_fail(e, ERR_CONFLICT, "api key id taken");
+    if ((off = rec_new(e, k, sizeof *k)) == 0)
+        return ERR_NOSPACE;
+    if ((rc = map_add(e, org->keys, k->id, off)) != 0 ||
+        (rc = map_add(e, root(m)->key_hashes, k->key_hash, off)) != 0)
+        return rc;
+    return 0;
+}
+
+int mem_api_key_list(struct engine *e, const struct eng_scope *s, struct eng_api_key *out,
+                     size_t max, size_t *n)
+{
+    const void **v;
+    uint64_t node;
+    size_t count;
+    int rc;
+
+    *n = 0; /* a list starts empty (the wrapper checked n and out) */
+    if ((rc = enter_org(e, s, &node)) != 0)
+        return rc;
+    if ((rc = collect(e, ((const struct mem_org *)ptr(e->impl, node))->keys, cmp_key_newest, &v,
+                      &count)) != 0)
+        return rc;
+    for (size_t i = 0; i < count && *n < max; i++) {
+        const struct eng_api_key *k = v[i];
+
+        if (k->mode == s->mode)
+            out[(*n)++] = *k;
+    }
+    free(v);
+    return 0;
+}
+
+int mem_api_key_revoke(struct engine *e, const struct eng_scope *s, const char *id, int64_t at)
+{
+    const struct mem *m = e->impl;
+    const struct eng_api_key *k;
+    uint64_t node, off;
+    int rc;
+
+    if ((rc = enter_org(e, s, &node)) != 0)
+        return rc;
+    if (!map_find(m, ((const struct mem_org *)ptr(m, node))->keys, id, &off))
+        return engine_fail(e, ERR_NOTFOUND, "no such api key");
+    k = ptr(m, off);
+    if (k->mode != s->mode) /* test never reaches live, as api_key_list */
+        return engine_fail(e, ERR_NOTFOUND, "no such api key in this mode");
+    if (k->revoked_at != 0)
+        return 0;
+    return set64(e, off + offsetof(struct eng_api_key, revoked_at), (uint64_t)at);
+}
+
+/* ---- tenant-scoped: refresh tokens ----------------------------------------- */
+
+/* Stores t in the org at node; *at (may be NULL) gets its record's offset. */
+static int refresh_insert(struct engine *e, const struct eng_scope *s, uint64_t node,
+                          const struct eng_refresh *t, uint64_t *at)
+{
+    const struct mem *m = e->impl;
+    const struct mem_org *org = ptr(m, node);
+    struct mem_refresh rec;
+    uint64_t fam, off;
+    int rc;
+
+    if (!map_find(m, root(m)->users, t->user_id, NULL))
+        return engine_fail(e, ERR_NOTFOUND, "no such user");
+    if (map_find(m, root(m)->refresh_hashes, t->token_hash, NULL))
+        return engine_fail(e, ERR_CONFLICT, "refresh token hash taken");
+    if (map_find(m, org->refresh, t->id, NULL))
+        return engine_fail(e, ERR_CONFLICT, "refresh token id taken");
+    if (!map_find(m, org->families, t->family_id, &fam)) {
+        const struct mem_family fresh = {0};
+
+        if ((fam = rec_new(e, &fresh, sizeof fresh)) == 0)
+            return ERR_NOSPACE;
+        if ((rc = map_add(e, org->families, t->family_id, fam)) != 0)
+            return rc;
+    }
+    memset(&rec, 0, sizeof rec);
+    rec.t = *t;
+    rec.family = fam;
+    rec.seq = ((const struct mem_family *)ptr(m, fam))->count + 1;
+    if ((rc = set64(e, fam + offsetof(struct mem_family, count), rec.seq)) != 0)
+        return rc;
+    if ((off = rec_new(e, &rec, sizeof rec)) == 0)
+        return ERR_NOSPACE;
+    if ((rc = map_add(e, org->refresh, t->id, off)) != 0 ||
+        (rc = map_add(e, root(m)->refresh_hashes, t->token_hash, off)) != 0)
+        return rc;
+    if (at != NULL)
+        *at = off;
+    return 0;
+}
+
+int mem_refresh_create(struct engine *e, const struct eng_scope *s, const struct eng_refresh *t)
+{
+    uint64_t node;
+    int rc;
+
+    if ((rc = enter_org(e, s, &node)) != 0)
+        return rc;
+    return refresh_insert(e, s, node, t, NULL);
+}
+
+/* Stamps a one-time record (an invite) of scope's org as used:
+ * map is the org's map it lives in (an offset into struct mem_org), used_at
+ * the offset of its timestamp; a second use is ERR_CONFLICT. */
+static int mark_used(struct engine *e, const struct eng_scope *s, size_t map, size_t used_at,
+                     const char *what, const char *id, int64_t at)
+{
+    const struct mem *m = e->impl;
+    uint64_t node, off;
+    int rc;
+
+    if ((rc = enter_org(e, s, &node)) != 0)
+        return rc;
+    uint64_t org_map = *(const uint64_t *)((const char *)ptr(m, node) + map);
+    if (!map_find(m, org_map, id, &off))
+        return engine_fail(e, ERR_NOTFOUND, "no such %s", what);
+    if (*(const int64_t *)((const char *)ptr(m, off) + used_at) != 0)
+        return engine_fail(e, ERR_CONFLICT, "%s already used", what);
+    return set64(e, off + used_at, (uint64_t)at);
+}
+
+/* Frees the family's seal, if it keeps one. */
+static int seal_wipe(struct engine *e, uint64_t fam)
+{
+    const struct mem *m = e->impl;
+    uint64_t old = ((const struct mem_family *)ptr(m, fam))->seal;
+    int rc;
+
+    if (old == 0)
+        return 0;
+    if ((rc = set64(e, fam + offsetof(struct mem_family, seal), 0)) != 0)
+        return rc;
+    shm_free(m->r, old);        /* reusable only once the section commits: undo stays safe */
+    return 0;
+}
+
+/* The whole decision runs under the region's lock the unit of work holds, so
+ * no other worker's rotation of the same token can come between. */
+int mem_refresh_rotate(struct engine *e, const struct eng_scope *s, const char *parent_id,
+                       const struct eng_refresh *child, const char *sealed, int64_t now,
+                       int64_t reuse_interval, struct eng_rotation *out)
+{
+    const struct mem *m = e->impl;
+    const struct mem_refresh *rec;
+    const struct mem_family *f;
+    struct eng_refresh parent, kept;
+    uint64_t node, off, fam, child_off, seal;
+    int rc;
+
+    if ((rc = enter_org(e, s, &node)) != 0)
+        return rc;
+    memset(out, 0, sizeof *out);
+    if (!map_find(m, ((const struct mem_org *)ptr(m, node))->refresh, parent_id, &off))
+        return engine_fail(e, ERR_NOTFOUND, "no such refresh token");
+    rec = ptr(m, off);
+    fam = rec->family;
+    f = ptr(m, fam);
+    refresh_out(m, rec, &parent);
+    if (parent.revoked_at != 0) {
+        out->outcome = ENG_ROTATE_REVOKED;
+        return 0;
+    }
+    if (parent.used_at != 0) {
+        bool kept_here = f->seal != 0 && f->seal_parent == off;
+
+        if (kept_here)
+            refresh_out(m, ptr(m, f->seal_child), &kept);
+        out->outcome = ENG_ROTATE_REUSE;
+        if (eng_refresh_replayable(&parent, kept_here ? &kept : NULL, now, reuse_interval)) {
+            out->outcome = ENG_ROTATE_REPLAY;
+            out->child = kept;
+            snprintf(out->sealed, sizeof out->sealed, "%s", (const char *)ptr(m, f->seal));
+        }
+        return 0;
+    }
+    if (strcmp(child->family_id, parent.family_id) != 0 || strcmp(child->user_id, parent.user_id) != 0 ||
+        child->mode != parent.mode)
+        return engine_fail(e, ERR_INVAL, "the child is not the parent's successor");
+    if ((rc = refresh_insert(e, s, node, child, &child_off)) != 0)
+        return rc;
+    if ((seal = rec_new(e, sealed, strlen(sealed) + 1)) == 0)
+        return ERR_NOSPACE;
+    /* the family's previous seal (the grandparent's) can no longer be served */
+    if ((rc = seal_wipe(e, fam)) != 0 ||
+        (rc = set64(e, off + offsetof(struct mem_refresh, t.used_at), (uint64_t)now)) != 0 ||
+        (rc = set64(e, fam + offsetof(struct mem_family, seal_parent), off)) != 0 ||
+        (rc = set64(e, fam + offsetof(struct mem_family, seal_child), child_off)) != 0 ||
+        (rc = set64(e, fam + offsetof(struct mem_family, seal), seal)) != 0)
+        return rc;
+    out->outcome = ENG_ROTATE_NEW;
+    return 0;
+}
+
+int mem_refresh_revoke_family(struct engine *e, const struct eng_scope *s, const char *family_id,
+                              int64_t at)
+{
+    const struct mem *m = e->impl;
+    const struct mem_org *org;
+    const struct mem_family *f;
+    struct shm_map_entry me;
+    uint64_t node, fam, pos = 0;
+    int rc;
+
+    if ((rc = enter_org(e, s, &node)) != 0)
+        return rc;
+    org = ptr(m, node);
+    /* A family this org has no token of: nothing to revoke, as an UPDATE of
+     * no rows (another org's family is never touched). */
+    if (!map_find(m, org->families, family_id, &fam))
+        return 0;
+    if ((rc = seal_wipe(e, fam)) != 0)
+        return rc;
+    f = ptr(m, fam);
+    if (f->revoked_at == 0) {
+        if ((rc = set64(e, fam + offsetof(struct mem_family, revoked_at), (uint64_t)at)) != 0)
+            return rc;
+        return set64(e, fam + offsetof(struct mem_family, revoked_upto), f->count);
+    }
+    if (f->count == f->revoked_upto)
+        return 0;
+    /* Tokens made since the first revocation: rare, so a walk of the org's
+     * tokens stamping each is fine (set64 changes no map: iteration stays valid). */
+    while (shm_map_next(m->r, org->refresh, &pos, &me)) {
+        const struct mem_refresh *rec = ptr(m, me.val);
+
+        if (rec->family != fam || rec->seq <= f->revoked_upto || rec->t.revoked_at != 0)
+            continue;
+        if ((rc = set64(e, me.val + offsetof(struct mem_refresh, t.revoked_at), (uint64_t)at)) != 0)
+            return rc;
+    }
+    return 0;
+}
+
+/* ---- tenant-scoped: invites ------------------------------------------------ */
+
+int mem_invite_create(struct engine *e, const struct eng_scope *s, const struct eng_invite *i)
+{
+    const struct mem *m = e->impl;
+    const struct mem_org *org;
+    uint64_t node, off;
+    int rc;
+
+    if ((rc = enter_org(e, s, &node)) != 0)
+        return rc;
+    org = ptr(m, node);
+    if (map_find(m, root(m)->invite_hashes, i->token_hash, NULL))
+        return engine_fail(e, ERR_CONFLICT, "invite token hash taken");
+    if (map_find(m, org->invites, i->id, NULL))
+        return engine_fail(e, ERR_CONFLICT, "invite id taken");
+    if ((off = rec_new(e, i, sizeof *i)) == 0)
+        return ERR_NOSPACE;
+    if ((rc = map_add(e, org->invites, i->id, off)) != 0 ||
+        (rc = map_add(e, root(m)->invite_hashes, i->token_hash, off)) != 0)
+        return rc;
+    return 0;
+}
+
+int mem_invite_mark_used(struct engine *e, const struct eng_scope *s, const char *id, int64_t at)
+{
+    return mark_used(e, s, offsetof(struct mem_org, invites), offsetof(struct eng_invite, used_at), "invite",
+                     id, at);
+}
+
+/* ---- tenant-scoped: audit -------------------------------------------------- */
+
+int mem_audit_append(struct engine *e, const struct eng_scope *s, const struct eng_audit *a)
+{
+    const struct mem *m = e->impl;
+    const struct mem_org *org;
+    struct mem_audit rec;
+    uint64_t node, prev = 0, cur, off;
+    int rc;
+
+    if ((rc = enter_org(e, s, &node)) != 0)
+        return rc;
+    org = ptr(m, node);
+    if (map_find(m, org->audit_ids, a->id, NULL))
+        return engine_fail(e, ERR_CONFLICT, "audit id taken");
+    for (cur = org->audit_head; cur != 0; prev = cur, cur = ((const struct mem_audit *)ptr(m, cur))->next)
+        if (strcmp(((const struct mem_audit *)ptr(m, cur))->a.id, a->id) < 0)
+            break;
+    memset(&rec, 0, sizeof rec);
+    rec.next = cur;
+    rec.a = *a;
+    if ((off = rec_new(e, &rec, sizeof rec)) == 0)
+        return ERR_NOSPACE;
+    if ((rc = map_add(e, org->audit_ids, a->id, off)) != 0)
+        return rc;
+    if (prev == 0)
+        return set64(e, node + offsetof(struct mem_org, audit_head), off);
+    return set64(e, prev + offsetof(struct mem_audit, next), off);
+}
+
+int mem_audit_list(struct engine *e, const struct eng_scope *s, const char *before_id,
+                   struct eng_audit *out, size_t max, size_t *n)
+{
+    const struct mem *m = e->impl;
+    const struct mem_org *org;
+    uint64_t node, cur;
+    int rc;
+
+    *n = 0; /* a list starts empty (the wrapper checked n and out) */
+    if ((rc = enter_org(e, s, &node)) != 0)
+        return rc;
+    org = ptr(m, node);
+    cur = org->audit_head;
+    if (before_id != NULL && before_id[0] != '\0') {
+        if (map_find(m, org->audit_ids, before_id, &cur)) {
+            cur = ((const struct mem_audit *)ptr(m, cur))->next;
+        } else {
+            /* A cursor that names no entry of this org: still a bound. */
+            for (cur = org->audit_head; cur != 0; cur = ((const struct mem_audit *)ptr(m, cur))->next)
+                if (strcmp(((const struct mem_audit *)ptr(m, cur))->a.id, before_id) < 0)
+                    break;
+        }
+    }
+    for (; cur != 0 && *n < max; cur = ((const struct mem_audit *)ptr(m, cur))->next)
+        out[(*n)++] = ((const struct mem_audit *)ptr(m, cur))->a;
+    return 0;
+}
+

@@ -1,0 +1,196 @@
+/* engine_pg_int: what the PostgreSQL engine's core files share (engine_pg.c:
+ * the handle, units of work, the audit relay, users, orgs, apps, upkeep and
+ * the table; engine_pg_tenant.c: the tenant-scoped ops and the lookups by
+ * hash): the handle's state and the statement helpers, static inline so each
+ * file has its own. Private to lib/store/pg/. */
+#ifndef LIB_ENGINE_PG_INT_H
+#define LIB_ENGINE_PG_INT_H
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "store/engine.h"
+#include "store/pg/pg.h"
+
+#define CORE_PATH "core, pg_catalog"
+#define RELAY_MAX 4             /* relayed audit entries per unit of work (one schema change each) */
+#define RELAY_BATCH 100         /* relay rows one maintenance pass delivers per mode */
+#define AUDIT_MONTHS_AHEAD 3    /* partitions the maintenance keeps ahead of this month */
+
+struct pge {
+    struct pg_pool *core;
+    struct pg_pool *data[2];    /* by enum eng_mode; opened lazily */
+    struct pg_tx core_tx;
+    struct pg_tx data_tx[2];
+    bool in_tx;
+    bool scoped;                /* begin got a scope: tenant calls must match it */
+    struct eng_scope scope;
+    /* audit entries this unit relayed through core.audit_relay, by mode: their
+     * relay rows are dropped once data and core have both committed */
+    char relay[2][RELAY_MAX][ENG_ID];
+    int nrelay[2];
+};
+
+/* Arguments are checked by the wrappers (lib/store/engine.c); this one only
+ * guards the arrays indexed by mode. */
+static inline bool mode_ok(int mode)
+{
+    return mode == ENG_MODE_TEST || mode == ENG_MODE_LIVE;
+}
+
+/* ---- statements ------------------------------------------------------------ */
+
+/* Which org a statement runs for: the call's scope; NULL for a global call
+ * (users, apps, the SECURITY DEFINER lookups: no RLS, every name qualified). */
+static inline int enter(struct engine *e, const struct eng_scope *s, bool tenant, const char **org)
+{
+    struct pge *g = e->impl;
+
+    if (!g->in_tx)
+        return engine_fail(e, ERR_INTERNAL, "call outside a unit of work");
+    if (tenant) {
+        if (s == NULL)
+            return engine_fail(e, ERR_INTERNAL, "tenant call without a scope");
+        if (g->scoped && strcmp(s->org_id, g->scope.org_id) != 0)
+            return engine_fail(e, ERR_INTERNAL, "tenant call for an org other than the one begun");
+        *org = s->org_id;
+    } else {
+        *org = NULL; /* global tables, schema-qualified: no org needed (lib/store/pg/pg.h) */
+    }
+    return 0;
+}
+
+static inline int run_on(struct engine *e, struct pg_tx *tx, const char *org, const char *path,
+                  const struct pg_stmt *st, size_t n, bool write, PGresult **res)
+{
+    char why[128] = "";
+    int rc = pg_tx_run(tx, org, path, st, n, write, res, why);
+
+    if (rc != 0)
+        return engine_fail(e, rc, "%s", why);
+    return 0;
+}
+
+/* One statement on the core pool; *res owned by the caller. write: it
+ * changes data (it runs in the unit's explicit transaction, begun by it). */
+static inline int q_any(struct engine *e, const struct eng_scope *s, bool tenant, bool write, const char *sql,
+                 int n, const char *const *vals, PGresult **res)
+{
+    struct pge *g = e->impl;
+    const struct pg_stmt st = {sql, n, vals, true}; /* every sql here is a string constant */
+    const char *org = NULL;
+    int rc;
+
+    *res = NULL;
+    if ((rc = enter(e, s, tenant, &org)) != 0)
+        return rc;
+    return run_on(e, &g->core_tx, org, CORE_PATH, &st, 1, write, res);
+}
+
+/* A read. */
+static inline int q(struct engine *e, const struct eng_scope *s, bool tenant, const char *sql, int n,
+             const char *const *vals, PGresult **res)
+{
+    return q_any(e, s, tenant, false, sql, n, vals, res);
+}
+
+/* A write whose result is not needed beyond its row count. */
+static inline int q_rows(struct engine *e, const struct eng_scope *s, bool tenant, const char *sql, int n,
+                  const char *const *vals, int *rows)
+{
+    PGresult *r;
+    int rc = q_any(e, s, tenant, true, sql, n, vals, &r);
+
+    if (rc == 0)
+        *rows = PQntuples(r);
+    PQclear(r);
+    return rc;
+}
+
+static inline void cpy(char *dst, size_t cap, const PGresult *r, int row, int col)
+{
+    snprintf(dst, cap, "%s", PQgetisnull(r, row, col) ? "" : PQgetvalue(r, row, col));
+}
+
+static inline int64_t i64(const PGresult *r, int row, int col)
+{
+    return PQgetisnull(r, row, col) ? 0 : strtoll(PQgetvalue(r, row, col), NULL, 10);
+}
+
+static inline bool flag(const PGresult *r, int row, int col)
+{
+    return !PQgetisnull(r, row, col) && PQgetvalue(r, row, col)[0] == 't';
+}
+
+/* Unix seconds as text for to_timestamp; "" (null) for 0 where a column is nullable. */
+struct ts {
+    char s[24];
+};
+
+static inline struct ts ts(int64_t v)
+{
+    struct ts t;
+    snprintf(t.s, sizeof t.s, "%" PRId64, v);
+    return t;
+}
+
+static inline const char *ts_or_null(const struct ts *t)
+{
+    return strcmp(t->s, "0") == 0 ? NULL : t->s;
+}
+
+#define EPOCH(col) "extract(epoch FROM " col ")::bigint"
+
+#define MEMBER_COLS "org_id, user_id, role, " EPOCH("created_at")
+
+static inline void member_row(const PGresult *r, int i, struct eng_membership *m)
+{
+    memset(m, 0, sizeof *m);
+    cpy(m->org_id, sizeof m->org_id, r, i, 0);
+    cpy(m->user_id, sizeof m->user_id, r, i, 1);
+    cpy(m->role, sizeof m->role, r, i, 2);
+    m->created_at = i64(r, i, 3);
+}
+
+/* Copies up to max rows of r into out through fill. */
+#define LIST_ROWS(r, out, max, n, fill)                                   \
+    do {                                                                  \
+        for (int i_ = 0; i_ < PQntuples(r) && *(n) < (max); i_++)         \
+            fill(r, i_, &(out)[(*(n))++]);                                \
+    } while (0)
+
+static inline struct ts limit_of(size_t max)
+{
+    return ts(max > 100000 ? 100000 : (int64_t)max);
+}
+
+/* engine_pg_tenant.c: the ops of the table's tenant-scoped and bootstrap rows. */
+int pg_api_key_resolve(struct engine *e, const char *key_hash, struct eng_api_key *out);
+int pg_refresh_resolve(struct engine *e, const char *token_hash, struct eng_refresh *out);
+int pg_invite_resolve(struct engine *e, const char *token_hash, struct eng_invite *out);
+int pg_org_get(struct engine *e, const struct eng_scope *s, struct eng_org *out);
+int pg_member_put(struct engine *e, const struct eng_scope *s, const struct eng_membership *m);
+int pg_member_get(struct engine *e, const struct eng_scope *s, const char *user_id,
+                  struct eng_membership *out);
+int pg_member_list(struct engine *e, const struct eng_scope *s, struct eng_membership *out,
+                   size_t max, size_t *n);
+int pg_member_remove(struct engine *e, const struct eng_scope *s, const char *user_id);
+int pg_api_key_create(struct engine *e, const struct eng_scope *s, const struct eng_api_key *k);
+int pg_api_key_list(struct engine *e, const struct eng_scope *s, struct eng_api_key *out,
+                    size_t max, size_t *n);
+int pg_api_key_revoke(struct engine *e, const struct eng_scope *s, const char *id, int64_t at);
+int pg_refresh_create(struct engine *e, const struct eng_scope *s, const struct eng_refresh *t);
+int pg_refresh_rotate(struct engine *e, const struct eng_scope *s, const char *parent_id,
+                      const struct eng_refresh *child, const char *sealed, int64_t now,
+                      int64_t reuse_interval, struct eng_rotation *out);
+int pg_refresh_revoke_family(struct engine *e, const struct eng_scope *s, const char *family_id,
+                             int64_t at);
+int pg_invite_create(struct engine *e, const struct eng_scope *s, const struct eng_invite *i);
+int pg_invite_mark_used(struct engine *e, const struct eng_scope *s, const char *id, int64_t at);
+int pg_audit_append(struct engine *e, const struct eng_scope *s, const struct eng_audit *a);
+int pg_audit_list(struct engine *e, const struct eng_scope *s, const char *before_id,
+                  struct eng_audit *out, size_t max, size_t *n);
+
+#endif
