@@ -8,11 +8,7 @@
  * and the PostgreSQL pools must never have tried to connect. The same calls
  * with the well-formed fixture do reach the op (the control), so each case
  * fails for its one spoiled argument and nothing else. */
-#include <setjmp.h>
-#include <stdarg.h>
-#include <stddef.h>
-#include <stdint.h>
-#include <cmocka.h>
+#include "unit.h"
 
 #include <stdio.h>
 #include <stdlib.h>

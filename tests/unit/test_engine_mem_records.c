@@ -51,8 +51,8 @@ static int setup(void **state)
     f->a.platform = true; /* schema changes are made from the platform's org */
     f->b = org_rec("b");
     OK(f->e, engine_begin(f->e, NULL));
-    OK(f->e, OP(f->e, org_create, &f->a));
-    OK(f->e, OP(f->e, org_create, &f->b));
+    OK(f->e, engine_org_create(f->e, &f->a));
+    OK(f->e, engine_org_create(f->e, &f->b));
     OK(f->e, engine_commit(f->e));
     memcpy(f->sa.org_id, f->a.id, ENG_ID);
     memcpy(f->sb.org_id, f->b.id, ENG_ID);
@@ -116,7 +116,7 @@ static char *get_text(struct fx *f, const struct eng_scope *s, const char *res, 
     struct eng_record out;
     char *t;
 
-    OK(f->e, OP(f->e, record_get, s, "crm", res, id, 2000, &out));
+    OK(f->e, engine_record_get(f->e, s, "crm", res, id, 2000, &out));
     t = cJSON_PrintUnformatted(out.data);
     eng_record_cleanup(&out);
     return t;
@@ -130,38 +130,38 @@ static void test_schema_versions_and_list(void **state)
 
     OK(f->e, engine_begin(f->e, &f->sa));
     define(f->res, "crm", "zeta", (const char *const[]){"a:string", NULL});
-    OK(f->e, OP(f->e, resource_put, &f->sa, f->res, NULL, 0, 100, NULL, NULL));
+    OK(f->e, engine_resource_put(f->e, &f->sa, f->res, NULL, 0, 100, NULL, NULL));
     define(f->res, "crm", "alpha", (const char *const[]){"a:string", "v:vector(3)", NULL});
-    OK(f->e, OP(f->e, resource_put, &f->sa, f->res, NULL, 0, 100, NULL, NULL));
-    OK(f->e, OP(f->e, resource_put, &f->sa, f->res, NULL, 0, 200, NULL, NULL));
-    OK(f->e, OP(f->e, resource_get, &f->sa, "crm", "alpha", f->res));
+    OK(f->e, engine_resource_put(f->e, &f->sa, f->res, NULL, 0, 100, NULL, NULL));
+    OK(f->e, engine_resource_put(f->e, &f->sa, f->res, NULL, 0, 200, NULL, NULL));
+    OK(f->e, engine_resource_get(f->e, &f->sa, "crm", "alpha", f->res));
     assert_int_equal(f->res->version, 2);
     assert_int_equal(f->res->updated_at, 200);
     assert_int_equal(f->res->fields[1].dim, 3);
-    OK(f->e, OP(f->e, resource_list, &f->sa, "crm", list, 4, &n));
+    OK(f->e, engine_resource_list(f->e, &f->sa, "crm", list, 4, &n));
     assert_int_equal(n, 2);
     assert_string_equal(list[0].name, "alpha");
     assert_string_equal(list[1].name, "zeta");
     /* schemas are per (service, mode): live and another service have none */
-    EXPECT(f->e, ERR_NOTFOUND, OP(f->e, resource_get, &f->sa, "erp", "alpha", f->res));
+    EXPECT(f->e, ERR_NOTFOUND, engine_resource_get(f->e, &f->sa, "erp", "alpha", f->res));
     OK(f->e, engine_commit(f->e));
     OK(f->e, engine_begin(f->e, &f->sa_live));
-    EXPECT(f->e, ERR_NOTFOUND, OP(f->e, resource_get, &f->sa_live, "crm", "alpha", f->res));
+    EXPECT(f->e, ERR_NOTFOUND, engine_resource_get(f->e, &f->sa_live, "crm", "alpha", f->res));
     OK(f->e, engine_commit(f->e));
     /* a rolled-back change leaves nothing */
     OK(f->e, engine_begin(f->e, &f->sa));
     define(f->res, "crm", "ghost", (const char *const[]){"a:string", NULL});
-    OK(f->e, OP(f->e, resource_put, &f->sa, f->res, NULL, 0, 100, NULL, NULL));
+    OK(f->e, engine_resource_put(f->e, &f->sa, f->res, NULL, 0, 100, NULL, NULL));
     engine_rollback(f->e);
     OK(f->e, engine_begin(f->e, &f->sa));
-    EXPECT(f->e, ERR_NOTFOUND, OP(f->e, resource_get, &f->sa, "crm", "ghost", f->res));
+    EXPECT(f->e, ERR_NOTFOUND, engine_resource_get(f->e, &f->sa, "crm", "ghost", f->res));
     /* malformed definitions */
     define(f->res, "crm", "bad", (const char *const[]){"a:string", "a:integer", NULL});
-    EXPECT(f->e, ERR_INVAL, OP(f->e, resource_put, &f->sa, f->res, NULL, 0, 100, NULL, NULL));
+    EXPECT(f->e, ERR_INVAL, engine_resource_put(f->e, &f->sa, f->res, NULL, 0, 100, NULL, NULL));
     define(f->res, "crm", "Bad", (const char *const[]){"a:string", NULL});
-    EXPECT(f->e, ERR_INVAL, OP(f->e, resource_put, &f->sa, f->res, NULL, 0, 100, NULL, NULL));
+    EXPECT(f->e, ERR_INVAL, engine_resource_put(f->e, &f->sa, f->res, NULL, 0, 100, NULL, NULL));
     define(f->res, "crm", "bad", (const char *const[]){"a:integer:p", NULL});
-    EXPECT(f->e, ERR_INVAL, OP(f->e, resource_put, &f->sa, f->res, NULL, 0, 100, NULL, NULL));
+    EXPECT(f->e, ERR_INVAL, engine_resource_put(f->e, &f->sa, f->res, NULL, 0, 100, NULL, NULL));
     OK(f->e, engine_commit(f->e));
     free(list);
 }
@@ -176,28 +176,28 @@ static void test_schema_changes_are_the_platform_orgs(void **state)
 
     OK(f->e, engine_begin(f->e, &f->sb));
     define(f->res, "crm", "owned", (const char *const[]){"a:string", NULL});
-    EXPECT(f->e, ERR_FORBIDDEN, OP(f->e, resource_put, &f->sb, f->res, NULL, 0, 100, NULL, NULL));
+    EXPECT(f->e, ERR_FORBIDDEN, engine_resource_put(f->e, &f->sb, f->res, NULL, 0, 100, NULL, NULL));
     engine_rollback(f->e);
 
     OK(f->e, engine_begin(f->e, &f->sa));
-    EXPECT(f->e, ERR_NOTFOUND, OP(f->e, resource_get, &f->sa, "crm", "owned", f->res));
+    EXPECT(f->e, ERR_NOTFOUND, engine_resource_get(f->e, &f->sa, "crm", "owned", f->res));
     assert_int_equal(uuid_v7(a.id), 0);
     memcpy(a.org_id, f->a.id, ENG_ID);
     snprintf(a.action, sizeof a.action, "schema.put");
     snprintf(a.meta, sizeof a.meta, "{}");
     a.created_at = 100;
     define(f->res, "crm", "owned", (const char *const[]){"a:string", NULL});
-    OK(f->e, OP(f->e, resource_put, &f->sa, f->res, NULL, 0, 100, &a, NULL));
+    OK(f->e, engine_resource_put(f->e, &f->sa, f->res, NULL, 0, 100, &a, NULL));
     engine_rollback(f->e); /* the change and its entry go back together */
     OK(f->e, engine_begin(f->e, &f->sa));
-    EXPECT(f->e, ERR_NOTFOUND, OP(f->e, resource_get, &f->sa, "crm", "owned", f->res));
-    OK(f->e, OP(f->e, audit_list, &f->sa, NULL, got, 4, &n));
+    EXPECT(f->e, ERR_NOTFOUND, engine_resource_get(f->e, &f->sa, "crm", "owned", f->res));
+    OK(f->e, engine_audit_list(f->e, &f->sa, NULL, got, 4, &n));
     assert_int_equal(n, 0);
     define(f->res, "crm", "owned", (const char *const[]){"a:string", NULL});
-    OK(f->e, OP(f->e, resource_put, &f->sa, f->res, NULL, 0, 100, &a, NULL));
+    OK(f->e, engine_resource_put(f->e, &f->sa, f->res, NULL, 0, 100, &a, NULL));
     OK(f->e, engine_commit(f->e));
     OK(f->e, engine_begin(f->e, &f->sa));
-    OK(f->e, OP(f->e, audit_list, &f->sa, NULL, got, 4, &n));
+    OK(f->e, engine_audit_list(f->e, &f->sa, NULL, got, 4, &n));
     assert_int_equal(n, 1);
     assert_string_equal(got[0].id, a.id);
     assert_string_equal(got[0].action, "schema.put");
@@ -214,18 +214,18 @@ static void test_crud_versions_outbox_and_isolation(void **state)
 
     OK(f->e, engine_begin(f->e, &f->sa));
     define(f->res, "crm", "companies", (const char *const[]){"name:string:r", "size:integer", NULL});
-    OK(f->e, OP(f->e, resource_put, &f->sa, f->res, NULL, 0, 100, NULL, NULL));
+    OK(f->e, engine_resource_put(f->e, &f->sa, f->res, NULL, 0, 100, NULL, NULL));
     record(&rec, "{\"name\":\"Initech\",\"size\":5}");
-    OK(f->e, OP(f->e, record_create, &f->sa, "crm", "companies", &rec));
-    EXPECT(f->e, ERR_CONFLICT, OP(f->e, record_create, &f->sa, "crm", "companies", &rec));
-    OK(f->e, OP(f->e, record_get, &f->sa, "crm", "companies", rec.id, 2000, &got));
+    OK(f->e, engine_record_create(f->e, &f->sa, "crm", "companies", &rec));
+    EXPECT(f->e, ERR_CONFLICT, engine_record_create(f->e, &f->sa, "crm", "companies", &rec));
+    OK(f->e, engine_record_get(f->e, &f->sa, "crm", "companies", rec.id, 2000, &got));
     assert_int_equal(got.version, 1);
     assert_int_equal(cJSON_GetObjectItem(got.data, "size")->valuedouble, 5);
     eng_record_cleanup(&got);
     cJSON_ReplaceItemInObject(rec.data, "size", cJSON_CreateNumber(6));
     rec.updated_at = 1500;
-    EXPECT(f->e, ERR_PRECONDITION, OP(f->e, record_update, &f->sa, "crm", "companies", &rec, 7));
-    OK(f->e, OP(f->e, record_update, &f->sa, "crm", "companies", &rec, 1));
+    EXPECT(f->e, ERR_PRECONDITION, engine_record_update(f->e, &f->sa, "crm", "companies", &rec, 7));
+    OK(f->e, engine_record_update(f->e, &f->sa, "crm", "companies", &rec, 1));
     assert_int_equal(rec.version, 2);
     assert_int_equal(rec.created_at, 1000);
     t = get_text(f, &f->sa, "companies", rec.id);
@@ -235,37 +235,37 @@ static void test_crud_versions_outbox_and_isolation(void **state)
     {
         struct eng_record bad;
         record(&bad, "{\"name\":\"x\",\"nope\":1}");
-        EXPECT(f->e, ERR_INVAL, OP(f->e, record_create, &f->sa, "crm", "companies", &bad));
+        EXPECT(f->e, ERR_INVAL, engine_record_create(f->e, &f->sa, "crm", "companies", &bad));
         eng_record_cleanup(&bad);
         record(&bad, "{\"name\":\"x\",\"size\":1.5}");
-        EXPECT(f->e, ERR_INVAL, OP(f->e, record_create, &f->sa, "crm", "companies", &bad));
+        EXPECT(f->e, ERR_INVAL, engine_record_create(f->e, &f->sa, "crm", "companies", &bad));
         eng_record_cleanup(&bad);
         record(&bad, "{\"size\":1}");
-        EXPECT(f->e, ERR_INVAL, OP(f->e, record_create, &f->sa, "crm", "companies", &bad));
+        EXPECT(f->e, ERR_INVAL, engine_record_create(f->e, &f->sa, "crm", "companies", &bad));
         eng_record_cleanup(&bad);
     }
     OK(f->e, engine_commit(f->e));
 
     /* another org: not found by id, nothing listed, cannot update or delete */
     OK(f->e, engine_begin(f->e, &f->sb));
-    EXPECT(f->e, ERR_NOTFOUND, OP(f->e, record_get, &f->sb, "crm", "companies", rec.id, 2000, &got));
-    EXPECT(f->e, ERR_NOTFOUND, OP(f->e, record_update, &f->sb, "crm", "companies", &rec, 0));
-    EXPECT(f->e, ERR_NOTFOUND, OP(f->e, record_delete, &f->sb, "crm", "companies", rec.id, 0, 2000));
+    EXPECT(f->e, ERR_NOTFOUND, engine_record_get(f->e, &f->sb, "crm", "companies", rec.id, 2000, &got));
+    EXPECT(f->e, ERR_NOTFOUND, engine_record_update(f->e, &f->sb, "crm", "companies", &rec, 0));
+    EXPECT(f->e, ERR_NOTFOUND, engine_record_delete(f->e, &f->sb, "crm", "companies", rec.id, 0, 2000));
     {
         struct eng_query q = {.now = 2000};
         struct eng_record out[4];
-        OK(f->e, OP(f->e, record_list, &f->sb, "crm", "companies", &q, out, 4, &n));
+        OK(f->e, engine_record_list(f->e, &f->sb, "crm", "companies", &q, out, 4, &n));
         assert_int_equal(n, 0);
     }
-    OK(f->e, OP(f->e, outbox_list, &f->sb, "crm", 0, ob, 8, &n));
+    OK(f->e, engine_outbox_list(f->e, &f->sb, "crm", 0, ob, 8, &n));
     assert_int_equal(n, 0);
     OK(f->e, engine_commit(f->e));
 
     OK(f->e, engine_begin(f->e, &f->sa));
-    EXPECT(f->e, ERR_PRECONDITION, OP(f->e, record_delete, &f->sa, "crm", "companies", rec.id, 1, 2000));
-    OK(f->e, OP(f->e, record_delete, &f->sa, "crm", "companies", rec.id, 2, 2000));
-    EXPECT(f->e, ERR_NOTFOUND, OP(f->e, record_get, &f->sa, "crm", "companies", rec.id, 2000, &got));
-    OK(f->e, OP(f->e, outbox_list, &f->sa, "crm", 0, ob, 8, &n));
+    EXPECT(f->e, ERR_PRECONDITION, engine_record_delete(f->e, &f->sa, "crm", "companies", rec.id, 1, 2000));
+    OK(f->e, engine_record_delete(f->e, &f->sa, "crm", "companies", rec.id, 2, 2000));
+    EXPECT(f->e, ERR_NOTFOUND, engine_record_get(f->e, &f->sa, "crm", "companies", rec.id, 2000, &got));
+    OK(f->e, engine_outbox_list(f->e, &f->sa, "crm", 0, ob, 8, &n));
     assert_int_equal(n, 3);
     assert_string_equal(ob[0].op, "create");
     assert_string_equal(ob[1].op, "update");
@@ -273,7 +273,7 @@ static void test_crud_versions_outbox_and_isolation(void **state)
     assert_int_equal(ob[1].version, 2);
     assert_string_equal(ob[2].record_id, rec.id);
     assert_true(ob[0].seq < ob[1].seq && ob[1].seq < ob[2].seq);
-    OK(f->e, OP(f->e, outbox_list, &f->sa, "crm", ob[1].seq, ob, 8, &n));
+    OK(f->e, engine_outbox_list(f->e, &f->sa, "crm", ob[1].seq, ob, 8, &n));
     assert_int_equal(n, 1);
     OK(f->e, engine_commit(f->e));
 
@@ -281,11 +281,11 @@ static void test_crud_versions_outbox_and_isolation(void **state)
     OK(f->e, engine_begin(f->e, &f->sa));
     eng_record_cleanup(&rec);
     record(&rec, "{\"name\":\"Rolled\"}");
-    OK(f->e, OP(f->e, record_create, &f->sa, "crm", "companies", &rec));
+    OK(f->e, engine_record_create(f->e, &f->sa, "crm", "companies", &rec));
     engine_rollback(f->e);
     OK(f->e, engine_begin(f->e, &f->sa));
-    EXPECT(f->e, ERR_NOTFOUND, OP(f->e, record_get, &f->sa, "crm", "companies", rec.id, 2000, &got));
-    OK(f->e, OP(f->e, outbox_list, &f->sa, "crm", 0, ob, 8, &n));
+    EXPECT(f->e, ERR_NOTFOUND, engine_record_get(f->e, &f->sa, "crm", "companies", rec.id, 2000, &got));
+    OK(f->e, engine_outbox_list(f->e, &f->sa, "crm", 0, ob, 8, &n));
     assert_int_equal(n, 3);
     OK(f->e, engine_commit(f->e));
     eng_record_cleanup(&rec);
@@ -301,18 +301,18 @@ static void test_schema_casts_renames_and_refusals(void **state)
 
     OK(f->e, engine_begin(f->e, &f->sa));
     define(f->res, "crm", "evo", (const char *const[]){"title:string", "qty:string", "price:string", NULL});
-    OK(f->e, OP(f->e, resource_put, &f->sa, f->res, NULL, 0, 100, NULL, NULL));
+    OK(f->e, engine_resource_put(f->e, &f->sa, f->res, NULL, 0, 100, NULL, NULL));
     record(&r1, "{\"title\":\"a\",\"qty\":\"12\",\"price\":\"1.5\"}");
     record(&r2, "{\"title\":\"b\",\"qty\":\"7\",\"price\":\"2\"}");
-    OK(f->e, OP(f->e, record_create, &f->sa, "crm", "evo", &r1));
-    OK(f->e, OP(f->e, record_create, &f->sa, "crm", "evo", &r2));
+    OK(f->e, engine_record_create(f->e, &f->sa, "crm", "evo", &r1));
+    OK(f->e, engine_record_create(f->e, &f->sa, "crm", "evo", &r2));
     /* org b's record must cast too */
     OK(f->e, engine_commit(f->e));
     OK(f->e, engine_begin(f->e, &f->sb));
     {
         struct eng_record rb;
         record(&rb, "{\"title\":\"c\",\"qty\":\"x\"}");
-        OK(f->e, OP(f->e, record_create, &f->sb, "crm", "evo", &rb));
+        OK(f->e, engine_record_create(f->e, &f->sb, "crm", "evo", &rb));
         memcpy(bid, rb.id, ENG_ID);
         eng_record_cleanup(&rb);
     }
@@ -322,43 +322,43 @@ static void test_schema_casts_renames_and_refusals(void **state)
     /* qty → integer fails on org b's "x" only: counted, but neither its id
      * nor its value is named */
     define(f->res, "crm", "evo", (const char *const[]){"title:string", "qty:integer", "price:string", NULL});
-    EXPECT(f->e, ERR_CONFLICT, OP(f->e, resource_put, &f->sa, f->res, NULL, 0, 100, NULL, &why));
+    EXPECT(f->e, ERR_CONFLICT, engine_resource_put(f->e, &f->sa, f->res, NULL, 0, 100, NULL, &why));
     assert_string_equal(why.field, "qty");
     assert_int_equal(why.count, 1);
     assert_string_equal(why.record_id, "");
     assert_null(strstr(why.reason, "\"x\""));
     /* price → integer fails on our "1.5": named */
     define(f->res, "crm", "evo", (const char *const[]){"title:string", "qty:string", "price:integer", NULL});
-    EXPECT(f->e, ERR_CONFLICT, OP(f->e, resource_put, &f->sa, f->res, NULL, 0, 100, NULL, &why));
+    EXPECT(f->e, ERR_CONFLICT, engine_resource_put(f->e, &f->sa, f->res, NULL, 0, 100, NULL, &why));
     assert_string_equal(why.field, "price");
     assert_int_equal(why.count, 1);
     assert_string_equal(why.record_id, r1.id);
     /* a new required field without default while records exist */
     define(f->res, "crm", "evo", (const char *const[]){"title:string", "qty:string", "price:string", "x:string:r", NULL});
-    EXPECT(f->e, ERR_CONFLICT, OP(f->e, resource_put, &f->sa, f->res, NULL, 0, 100, NULL, &why));
+    EXPECT(f->e, ERR_CONFLICT, engine_resource_put(f->e, &f->sa, f->res, NULL, 0, 100, NULL, &why));
     assert_string_equal(why.field, "x");
     assert_int_equal(why.count, 3); /* both of org a's records, and org b's one */
     /* nothing changed, and the unit of work goes on */
-    OK(f->e, OP(f->e, resource_get, &f->sa, "crm", "evo", f->res));
+    OK(f->e, engine_resource_get(f->e, &f->sa, "crm", "evo", f->res));
     assert_int_equal(f->res->version, 1);
     t = get_text(f, &f->sa, "evo", r1.id);
     assert_string_equal(t, "{\"title\":\"a\",\"qty\":\"12\",\"price\":\"1.5\"}");
     cJSON_free(t);
     /* price → number, title renamed to name, qty dropped */
     define(f->res, "crm", "evo", (const char *const[]){"name:string", "price:number", NULL});
-    OK(f->e, OP(f->e, resource_put, &f->sa, f->res, &ren, 1, 100, NULL, &why));
+    OK(f->e, engine_resource_put(f->e, &f->sa, f->res, &ren, 1, 100, NULL, &why));
     t = get_text(f, &f->sa, "evo", r1.id);
     assert_string_equal(t, "{\"name\":\"a\",\"price\":1.5}");
     cJSON_free(t);
     t = get_text(f, &f->sa, "evo", r2.id);
     assert_string_equal(t, "{\"name\":\"b\",\"price\":2}");
     cJSON_free(t);
-    OK(f->e, OP(f->e, resource_get, &f->sa, "crm", "evo", f->res));
+    OK(f->e, engine_resource_get(f->e, &f->sa, "crm", "evo", f->res));
     assert_int_equal(f->res->version, 2);
     /* a default fills a new field */
     define(f->res, "crm", "evo", (const char *const[]){"name:string", "price:number", "tier:integer:r", NULL});
     snprintf(f->res->fields[2].def, sizeof f->res->fields[2].def, "1");
-    OK(f->e, OP(f->e, resource_put, &f->sa, f->res, NULL, 0, 100, NULL, &why));
+    OK(f->e, engine_resource_put(f->e, &f->sa, f->res, NULL, 0, 100, NULL, &why));
     t = get_text(f, &f->sa, "evo", r2.id);
     assert_string_equal(t, "{\"name\":\"b\",\"price\":2,\"tier\":1}");
     cJSON_free(t);
@@ -387,12 +387,12 @@ static void test_list_filters_order_keyset_expiry(void **state)
 
     OK(f->e, engine_begin(f->e, &f->sa));
     define(f->res, "crm", "items", (const char *const[]){"s:string", "n:integer", "b:boolean", NULL});
-    OK(f->e, OP(f->e, resource_put, &f->sa, f->res, NULL, 0, 100, NULL, NULL));
+    OK(f->e, engine_resource_put(f->e, &f->sa, f->res, NULL, 0, 100, NULL, NULL));
     for (size_t i = 0; i < 5; i++) {
         record(&rec, rows[i]);
         if (i == 4)
             rec.expires_at = 1500;      /* expired for now = 2000 */
-        OK(f->e, OP(f->e, record_create, &f->sa, "crm", "items", &rec));
+        OK(f->e, engine_record_create(f->e, &f->sa, "crm", "items", &rec));
         eng_record_cleanup(&rec);
     }
     /* n gte 1 and b is true → apple, cherry; ordered by n desc */
@@ -404,7 +404,7 @@ static void test_list_filters_order_keyset_expiry(void **state)
     q.nfilters = 2;
     snprintf(q.order, sizeof q.order, "n");
     q.desc = true;
-    OK(f->e, OP(f->e, record_list, &f->sa, "crm", "items", &q, out, 8, &n));
+    OK(f->e, engine_record_list(f->e, &f->sa, "crm", "items", &q, out, 8, &n));
     assert_int_equal(n, 2);
     assert_string_equal(cJSON_GetObjectItem(out[0].data, "s")->valuestring, "cherry");
     assert_string_equal(cJSON_GetObjectItem(out[1].data, "s")->valuestring, "apple");
@@ -416,7 +416,7 @@ static void test_list_filters_order_keyset_expiry(void **state)
     q.after_value = three;
     memcpy(q.after_id, out[0].id, ENG_ID);
     eng_record_cleanup(&out[1]);
-    OK(f->e, OP(f->e, record_list, &f->sa, "crm", "items", &q, out, 8, &n));
+    OK(f->e, engine_record_list(f->e, &f->sa, "crm", "items", &q, out, 8, &n));
     assert_int_equal(n, 1);
     assert_string_equal(cJSON_GetObjectItem(out[0].data, "s")->valuestring, "apple");
     eng_record_cleanup(&out[0]);
@@ -429,11 +429,11 @@ static void test_list_filters_order_keyset_expiry(void **state)
     v = cJSON_CreateString("apple%");
     q.filters[0] = (struct eng_filter){"s", ENG_OP_LIKE, v};
     q.nfilters = 1;
-    OK(f->e, OP(f->e, record_list, &f->sa, "crm", "items", &q, out, 8, &n));
+    OK(f->e, engine_record_list(f->e, &f->sa, "crm", "items", &q, out, 8, &n));
     assert_int_equal(n, 1);
     eng_record_cleanup(&out[0]);
     q.now = 1000;
-    OK(f->e, OP(f->e, record_list, &f->sa, "crm", "items", &q, out, 8, &n));
+    OK(f->e, engine_record_list(f->e, &f->sa, "crm", "items", &q, out, 8, &n));
     assert_int_equal(n, 2);
     eng_record_cleanup(&out[0]);
     eng_record_cleanup(&out[1]);
@@ -442,13 +442,13 @@ static void test_list_filters_order_keyset_expiry(void **state)
     memset(&q, 0, sizeof q);
     q.now = 2000;
     snprintf(q.order, sizeof q.order, "n");
-    OK(f->e, OP(f->e, record_list, &f->sa, "crm", "items", &q, out, 8, &n));
+    OK(f->e, engine_record_list(f->e, &f->sa, "crm", "items", &q, out, 8, &n));
     assert_int_equal(n, 4);
     assert_null(cJSON_GetObjectItem(out[3].data, "n"));
     for (size_t i = 0; i < n; i++)
         eng_record_cleanup(&out[i]);
     snprintf(q.order, sizeof q.order, "nope");
-    EXPECT(f->e, ERR_INVAL, OP(f->e, record_list, &f->sa, "crm", "items", &q, out, 8, &n));
+    EXPECT(f->e, ERR_INVAL, engine_record_list(f->e, &f->sa, "crm", "items", &q, out, 8, &n));
     OK(f->e, engine_commit(f->e));
 }
 
@@ -471,16 +471,16 @@ static void test_pii_is_not_plaintext_at_rest(void **state)
     assert_int_equal(unit_rmtree(dir), 0);
     OK(f->e, engine_begin(f->e, &f->sa));
     define(f->res, "crm", "contacts", (const char *const[]){"email:string:p", NULL});
-    OK(f->e, OP(f->e, resource_put, &f->sa, f->res, NULL, 0, 100, NULL, NULL));
+    OK(f->e, engine_resource_put(f->e, &f->sa, f->res, NULL, 0, 100, NULL, NULL));
     record(&rec, "{}");
     snprintf(aad, sizeof aad, "%s|crm|contacts|%s|email", f->a.id, rec.id);
     assert_int_equal(crypto_seal_text(&ring, aad, strlen(aad), secret, strlen(secret), &sealed), 0);
     assert_int_equal(crypto_blind_index(&ring, secret, hex), 0);
     cJSON_AddStringToObject(rec.data, "email", sealed);
     /* without its index a pii value is refused */
-    EXPECT(f->e, ERR_INVAL, OP(f->e, record_create, &f->sa, "crm", "contacts", &rec));
+    EXPECT(f->e, ERR_INVAL, engine_record_create(f->e, &f->sa, "crm", "contacts", &rec));
     cJSON_AddStringToObject(rec.bidx, "email", hex);
-    OK(f->e, OP(f->e, record_create, &f->sa, "crm", "contacts", &rec));
+    OK(f->e, engine_record_create(f->e, &f->sa, "crm", "contacts", &rec));
     {
         /* scan every byte of the region for the plaintext */
         uint64_t off = shm_root_get(f->r, "engine.rec");
@@ -499,15 +499,15 @@ static void test_pii_is_not_plaintext_at_rest(void **state)
         cJSON *h = cJSON_CreateString(hex);
         q.filters[0] = (struct eng_filter){"email", ENG_OP_EQ, h};
         q.nfilters = 1;
-        OK(f->e, OP(f->e, record_list, &f->sa, "crm", "contacts", &q, out, 2, &n));
+        OK(f->e, engine_record_list(f->e, &f->sa, "crm", "contacts", &q, out, 2, &n));
         assert_int_equal(n, 1);
         eng_record_cleanup(&out[0]);
         q.filters[0].op = ENG_OP_GTE;
-        OK(f->e, OP(f->e, record_list, &f->sa, "crm", "contacts", &q, out, 2, &n));
+        OK(f->e, engine_record_list(f->e, &f->sa, "crm", "contacts", &q, out, 2, &n));
         assert_int_equal(n, 0);
         cJSON_Delete(h);
     }
-    OK(f->e, OP(f->e, record_get, &f->sa, "crm", "contacts", rec.id, 2000, &got));
+    OK(f->e, engine_record_get(f->e, &f->sa, "crm", "contacts", rec.id, 2000, &got));
     const char *stored = cJSON_GetObjectItem(got.data, "email")->valuestring;
     assert_int_equal(crypto_open_text(&ring, aad, strlen(aad), stored, strlen(stored), &pt, &ptlen), 0);
     assert_string_equal((char *)pt, secret);
@@ -539,7 +539,7 @@ static void test_schema_change_past_the_undo_log_rolls_back_whole(void **state)
     shm_unlock(f->r);
     OK(f->e, engine_begin(f->e, &f->sa));
     define(f->res, "crm", "many", (const char *const[]){"k:string", NULL});
-    OK(f->e, OP(f->e, resource_put, &f->sa, f->res, NULL, 0, 100, NULL, NULL));
+    OK(f->e, engine_resource_put(f->e, &f->sa, f->res, NULL, 0, 100, NULL, NULL));
     OK(f->e, engine_commit(f->e));
     /* enough records that rewriting them all takes more undo entries than a section has */
     while ((size_t)made < st.undo_cap / 4) {
@@ -548,21 +548,21 @@ static void test_schema_change_past_the_undo_log_rolls_back_whole(void **state)
             record(&rec, "{\"k\":\"7\"}");
             if (made == 0)
                 memcpy(first, rec.id, ENG_ID);
-            OK(f->e, OP(f->e, record_create, &f->sa, "crm", "many", &rec));
+            OK(f->e, engine_record_create(f->e, &f->sa, "crm", "many", &rec));
             eng_record_cleanup(&rec);
         }
         OK(f->e, engine_commit(f->e));
     }
     OK(f->e, engine_begin(f->e, &f->sa));
     define(f->res, "crm", "many", (const char *const[]){"k:integer", NULL});
-    EXPECT(f->e, ERR_NOSPACE, OP(f->e, resource_put, &f->sa, f->res, NULL, 0, 100, NULL, NULL));
-    EXPECT(f->e, ERR_INTERNAL, OP(f->e, resource_get, &f->sa, "crm", "many", f->res));
+    EXPECT(f->e, ERR_NOSPACE, engine_resource_put(f->e, &f->sa, f->res, NULL, 0, 100, NULL, NULL));
+    EXPECT(f->e, ERR_INTERNAL, engine_resource_get(f->e, &f->sa, "crm", "many", f->res));
     EXPECT(f->e, ERR_NOSPACE, engine_commit(f->e));
     OK(f->e, engine_begin(f->e, &f->sa));
-    OK(f->e, OP(f->e, resource_get, &f->sa, "crm", "many", f->res));
+    OK(f->e, engine_resource_get(f->e, &f->sa, "crm", "many", f->res));
     assert_int_equal(f->res->version, 1);
     assert_int_equal(f->res->fields[0].type, ENG_FT_STRING);
-    OK(f->e, OP(f->e, record_get, &f->sa, "crm", "many", first, 2000, &got));
+    OK(f->e, engine_record_get(f->e, &f->sa, "crm", "many", first, 2000, &got));
     assert_string_equal(cJSON_GetObjectItem(got.data, "k")->valuestring, "7");
     eng_record_cleanup(&got);
     OK(f->e, engine_commit(f->e));
@@ -579,9 +579,9 @@ static void test_worker_killed_inside_a_schema_change_leaves_it_undone(void **st
 
     OK(f->e, engine_begin(f->e, &f->sa));
     define(f->res, "crm", "k", (const char *const[]){"n:string", NULL});
-    OK(f->e, OP(f->e, resource_put, &f->sa, f->res, NULL, 0, 100, NULL, NULL));
+    OK(f->e, engine_resource_put(f->e, &f->sa, f->res, NULL, 0, 100, NULL, NULL));
     record(&rec, "{\"n\":\"42\"}");
-    OK(f->e, OP(f->e, record_create, &f->sa, "crm", "k", &rec));
+    OK(f->e, engine_record_create(f->e, &f->sa, "crm", "k", &rec));
     OK(f->e, engine_commit(f->e));
     pid = fork();
     assert_true(pid >= 0);
@@ -598,7 +598,7 @@ static void test_worker_killed_inside_a_schema_change_leaves_it_undone(void **st
     }
     unit_wait_killed(pid);
     OK(f->e, engine_begin(f->e, &f->sa));
-    OK(f->e, OP(f->e, resource_get, &f->sa, "crm", "k", f->res));
+    OK(f->e, engine_resource_get(f->e, &f->sa, "crm", "k", f->res));
     assert_int_equal(f->res->version, 1);
     t = get_text(f, &f->sa, "k", rec.id);
     assert_string_equal(t, "{\"n\":\"42\"}");
@@ -672,22 +672,22 @@ static void test_names_follow_the_text_rules(void **state)
     name[63] = '\0';
     OK(f->e, engine_begin(f->e, &f->sa));
     define(f->res, "crm", "things", (const char *const[]){"ctid:string", NULL});
-    EXPECT(f->e, ERR_INVAL, OP(f->e, resource_put, &f->sa, f->res, NULL, 0, 100, NULL, NULL));
+    EXPECT(f->e, ERR_INVAL, engine_resource_put(f->e, &f->sa, f->res, NULL, 0, 100, NULL, NULL));
     define(f->res, "crm", "things", (const char *const[]){"a:string", "order:integer", NULL});
-    EXPECT(f->e, ERR_INVAL, OP(f->e, resource_put, &f->sa, f->res, NULL, 0, 100, NULL, NULL));
+    EXPECT(f->e, ERR_INVAL, engine_resource_put(f->e, &f->sa, f->res, NULL, 0, 100, NULL, NULL));
     define(f->res, "crm", "things", (const char *const[]){"a:string", "id:string", NULL});
-    EXPECT(f->e, ERR_INVAL, OP(f->e, resource_put, &f->sa, f->res, NULL, 0, 100, NULL, NULL));
+    EXPECT(f->e, ERR_INVAL, engine_resource_put(f->e, &f->sa, f->res, NULL, 0, 100, NULL, NULL));
     define(f->res, "crm-2", "things", (const char *const[]){"a:string", NULL});
-    EXPECT(f->e, ERR_INVAL, OP(f->e, resource_put, &f->sa, f->res, NULL, 0, 100, NULL, NULL));
+    EXPECT(f->e, ERR_INVAL, engine_resource_put(f->e, &f->sa, f->res, NULL, 0, 100, NULL, NULL));
     define(f->res, "2crm", "things", (const char *const[]){"a:string", NULL});
-    EXPECT(f->e, ERR_INVAL, OP(f->e, resource_put, &f->sa, f->res, NULL, 0, 100, NULL, NULL));
-    EXPECT(f->e, ERR_NOTFOUND, OP(f->e, resource_get, &f->sa, "crm", "things", f->res));
-    EXPECT(f->e, ERR_INVAL, OP(f->e, resource_get, &f->sa, "crm-2", "things", f->res));
+    EXPECT(f->e, ERR_INVAL, engine_resource_put(f->e, &f->sa, f->res, NULL, 0, 100, NULL, NULL));
+    EXPECT(f->e, ERR_NOTFOUND, engine_resource_get(f->e, &f->sa, "crm", "things", f->res));
+    EXPECT(f->e, ERR_INVAL, engine_resource_get(f->e, &f->sa, "crm-2", "things", f->res));
     /* at the limit of every kind, and a field that only contains a reserved word */
     define(f->res, name, name, (const char *const[]){"ordered:integer", NULL});
     snprintf(f->res->fields[0].name, sizeof f->res->fields[0].name, "%s", name);
-    OK(f->e, OP(f->e, resource_put, &f->sa, f->res, NULL, 0, 100, NULL, NULL));
-    OK(f->e, OP(f->e, resource_get, &f->sa, name, name, f->res));
+    OK(f->e, engine_resource_put(f->e, &f->sa, f->res, NULL, 0, 100, NULL, NULL));
+    OK(f->e, engine_resource_get(f->e, &f->sa, name, name, f->res));
     assert_string_equal(f->res->fields[0].name, name);
     OK(f->e, engine_commit(f->e));
     assert_true(eng_resource_valid(f->res));

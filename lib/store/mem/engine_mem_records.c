@@ -68,19 +68,6 @@ struct rec_blob {
     char text[];
 };
 
-static int fail(struct engine *e, int rc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-
-static int fail(struct engine *e, int rc, const char *fmt, ...)
-{
-    va_list ap;
-    int len = snprintf(e->errstr, sizeof e->errstr, "engine mem: ");
-
-    va_start(ap, fmt);
-    vsnprintf(e->errstr + len, sizeof e->errstr - (size_t)len, fmt, ap);
-    va_end(ap);
-    return rc;
-}
-
 static inline struct shm_region *R(struct engine *e)
 {
     return engine_mem_region(e);
@@ -174,12 +161,6 @@ static uint64_t svc_find(struct engine *e, const struct eng_scope *s, const char
     return off;
 }
 
-static bool args_ok(const struct eng_scope *s, const char *service)
-{
-    return s != NULL && (s->mode == ENG_MODE_TEST || s->mode == ENG_MODE_LIVE) &&
-           text_ident_valid(service, TEXT_NAME_MAX);
-}
-
 /* The resource's node for a read or write call, or an error. */
 static int res_find(struct engine *e, const struct eng_scope *s, const char *service,
                     const char *resource, uint64_t *res)
@@ -189,11 +170,9 @@ static int res_find(struct engine *e, const struct eng_scope *s, const char *ser
 
     if ((rc = engine_mem_enter_org(e, s)) != 0)
         return rc;
-    if (!args_ok(s, service) || !eng_name_valid(resource, ENG_FIELD))
-        return fail(e, ERR_INVAL, "bad service or resource name");
     sv = svc_find(e, s, service, false);
     if (sv == 0 || !find(e, ((struct rec_svc *)P(e, sv))->resources, resource, res))
-        return fail(e, ERR_NOTFOUND, "no such resource");
+        return engine_fail(e, ERR_NOTFOUND, "no such resource");
     return 0;
 }
 
@@ -296,7 +275,7 @@ static int record_fits(struct engine *e, const struct eng_resource *def, const s
 {
     char why[128];
 
-    return eng_record_fits(def, rec, why) != 0 ? fail(e, ERR_INVAL, "%s", why) : 0;
+    return eng_record_fits(def, rec, why) != 0 ? engine_fail(e, ERR_INVAL, "%s", why) : 0;
 }
 
 static int outbox_add(struct engine *e, const struct eng_scope *s, const char *service,
@@ -308,7 +287,7 @@ static int outbox_add(struct engine *e, const struct eng_scope *s, const char *s
     char key[24];
 
     if (sv == 0)
-        return fail(e, ERR_INTERNAL, "outbox of a missing service");
+        return engine_fail(e, ERR_INTERNAL, "outbox of a missing service");
     node = P(e, sv);
     if ((off = alloc(e, sizeof *ob)) == 0)
         return ERR_NOSPACE;
@@ -356,13 +335,9 @@ int memrec_resource_list(struct engine *e, const struct eng_scope *s, const char
     uint64_t sv, pos = 0;
     int rc;
 
-    if (n == NULL || (out == NULL && max > 0))
-        return fail(e, ERR_INVAL, "bad list arguments");
     *n = 0;
     if ((rc = engine_mem_enter_org(e, s)) != 0)
         return rc;
-    if (!args_ok(s, service))
-        return fail(e, ERR_INVAL, "bad service name");
     if ((sv = svc_find(e, s, service, false)) == 0)
         return 0;
     while (*n < max && shm_map_next(R(e), ((struct rec_svc *)P(e, sv))->resources, &pos, &me))
@@ -477,7 +452,7 @@ static int check_all(struct engine *e, const struct eng_scope *s, uint64_t res,
             int rc = blob_parse(P(e, re.val), &rec);
 
             if (rc != 0)
-                return fail(e, rc, "record unreadable");
+                return engine_fail(e, rc, "record unreadable");
             rc = transform(&rr->def, def, ren, nren, &rec, &d, &b, &bad, &reason);
             cJSON_Delete(d);
             cJSON_Delete(b);
@@ -498,11 +473,11 @@ static int check_all(struct engine *e, const struct eng_scope *s, uint64_t res,
             }
             eng_record_cleanup(&rec);
             if (rc == ERR_NOMEM)
-                return fail(e, rc, "out of memory");
+                return engine_fail(e, rc, "out of memory");
         }
     }
     if (first >= 0)
-        return fail(e, ERR_CONFLICT, "field %s: %s", why->field, why->reason);
+        return engine_fail(e, ERR_CONFLICT, "field %s: %s", why->field, why->reason);
     return 0;
 }
 
@@ -563,16 +538,16 @@ int memrec_resource_put(struct engine *e, const struct eng_scope *s, const struc
     if (why == NULL)
         why = &scratch;
     memset(why, 0, sizeof *why);
-    if ((rc = engine_mem_enter_org(e, s)) != 0 || (rc = e->ops->org_get(e, s, &org)) != 0)
+    if ((rc = engine_mem_enter_org(e, s)) != 0 || (rc = engine_org_get(e, s, &org)) != 0)
         return rc;
     /* a schema is every org's: only the platform's own org may shape it */
     if (!org.platform)
-        return fail(e, ERR_FORBIDDEN, "schema change from an org that is not the platform's");
-    if (def == NULL || !args_ok(s, def->service) || !eng_resource_valid(def) || (nren > 0 && ren == NULL))
-        return fail(e, ERR_INVAL, "malformed resource definition");
+        return engine_fail(e, ERR_FORBIDDEN, "schema change from an org that is not the platform's");
+    if (!eng_resource_valid(def))
+        return engine_fail(e, ERR_INVAL, "malformed resource definition");
     for (size_t i = 0; i < nren; i++)
         if (!eng_name_valid(ren[i].from, ENG_FIELD) || eng_resource_field(def, ren[i].to) == NULL)
-            return fail(e, ERR_INVAL, "rename of %.64s names no new field", ren[i].from);
+            return engine_fail(e, ERR_INVAL, "rename of %.64s names no new field", ren[i].from);
     sv = svc_find(e, s, def->service, false);
     if (sv != 0)
         find(e, ((struct rec_svc *)P(e, sv))->resources, def->name, &res);
@@ -613,17 +588,17 @@ int memrec_record_create(struct engine *e, const struct eng_scope *s, const char
     if ((rc = res_find(e, s, service, resource, &res)) != 0)
         return rc;
     if (rec == NULL || memchr(rec->id, 0, sizeof rec->id) == NULL || rec->id[0] == '\0')
-        return fail(e, ERR_INVAL, "record without an id");
+        return engine_fail(e, ERR_INVAL, "record without an id");
     if ((rc = record_fits(e, &((struct rec_res *)P(e, res))->def, rec)) != 0)
         return rc;
     if ((recs = store_records(e, res, s->org_id, false)) != 0 && find(e, recs, rec->id, NULL))
-        return fail(e, ERR_CONFLICT, "record id taken");
+        return engine_fail(e, ERR_CONFLICT, "record id taken");
     if (recs == 0 && (recs = store_records(e, res, s->org_id, true)) == 0)
         return ERR_NOSPACE;
     copy = *rec;
     copy.version = 1;
     if ((off = blob_new(e, &copy, &rc)) == 0)
-        return rc == ERR_NOSPACE ? rc : fail(e, rc, "out of memory");
+        return rc == ERR_NOSPACE ? rc : engine_fail(e, rc, "out of memory");
     if ((rc = put(e, recs, rec->id, off, NULL)) != 0)
         return rc;
     return outbox_add(e, s, service, resource, &copy, "create", copy.updated_at);
@@ -635,7 +610,7 @@ static int blob_find(struct engine *e, const struct eng_scope *s, uint64_t res, 
 {
     if (id == NULL || (*recs = store_records(e, res, s->org_id, false)) == 0 ||
         !find(e, *recs, id, off) || expired(P(e, *off), now))
-        return fail(e, ERR_NOTFOUND, "no such record");
+        return engine_fail(e, ERR_NOTFOUND, "no such record");
     return 0;
 }
 
@@ -649,7 +624,7 @@ int memrec_record_get(struct engine *e, const struct eng_scope *s, const char *s
         (rc = blob_find(e, s, res, id, now, &recs, &off)) != 0)
         return rc;
     if ((rc = blob_parse(P(e, off), out)) != 0)
-        return fail(e, rc, "record unreadable");
+        return engine_fail(e, rc, "record unreadable");
     return 0;
 }
 
@@ -662,13 +637,13 @@ int memrec_record_update(struct engine *e, const struct eng_scope *s, const char
     int rc;
 
     if (rec == NULL)
-        return fail(e, ERR_INVAL, "no record");
+        return engine_fail(e, ERR_INVAL, "no record");
     if ((rc = res_find(e, s, service, resource, &res)) != 0 ||
         (rc = blob_find(e, s, res, rec->id, rec->updated_at, &recs, &off)) != 0)
         return rc;
     old = P(e, off);
     if (if_version != 0 && old->version != if_version)
-        return fail(e, ERR_PRECONDITION, "version is %" PRId64, old->version);
+        return engine_fail(e, ERR_PRECONDITION, "version is %" PRId64, old->version);
     if ((rc = record_fits(e, &((struct rec_res *)P(e, res))->def, rec)) != 0)
         return rc;
     copy = *rec;
@@ -676,7 +651,7 @@ int memrec_record_update(struct engine *e, const struct eng_scope *s, const char
     copy.created_at = old->created_at;
     copy.expires_at = old->expires_at;
     if ((noff = blob_new(e, &copy, &rc)) == 0)
-        return rc == ERR_NOSPACE ? rc : fail(e, rc, "out of memory");
+        return rc == ERR_NOSPACE ? rc : engine_fail(e, rc, "out of memory");
     if ((rc = put(e, recs, rec->id, noff, NULL)) != 0)
         return rc;
     shm_free(R(e), off);
@@ -699,7 +674,7 @@ int memrec_record_delete(struct engine *e, const struct eng_scope *s, const char
         return rc;
     old = P(e, off);
     if (if_version != 0 && old->version != if_version)
-        return fail(e, ERR_PRECONDITION, "version is %" PRId64, old->version);
+        return engine_fail(e, ERR_PRECONDITION, "version is %" PRId64, old->version);
     memcpy(gone.id, old->id, ENG_ID);
     gone.version = old->version + 1;
     rc = shm_map_del(R(e), recs, id, strlen(id), NULL);
@@ -899,24 +874,22 @@ int memrec_record_list(struct engine *e, const struct eng_scope *s, const char *
     size_t count, k = 0;
     int rc;
 
-    if (n == NULL || q == NULL || (out == NULL && max > 0) || q->nfilters > ENG_MAX_FILTERS)
-        return fail(e, ERR_INVAL, "bad list arguments");
     *n = 0;
     if ((rc = res_find(e, s, service, resource, &res)) != 0)
         return rc;
     def = &((struct rec_res *)P(e, res))->def;
     for (size_t i = 0; i < q->nfilters; i++)
         if (!column_known(def, q->filters[i].field))
-            return fail(e, ERR_INVAL, "no field %.64s", q->filters[i].field);
+            return engine_fail(e, ERR_INVAL, "no field %.64s", q->filters[i].field);
     if (q->order[0] != '\0' && !column_known(def, q->order))
-        return fail(e, ERR_INVAL, "no field %.64s", q->order);
+        return engine_fail(e, ERR_INVAL, "no field %.64s", q->order);
     if ((recs = store_records(e, res, s->org_id, false)) == 0)
         return 0;
     count = shm_map_count(R(e), recs);
     if (count == 0)
         return 0;
     if ((all = calloc(count, sizeof *all)) == NULL)
-        return fail(e, ERR_NOMEM, "out of memory");
+        return engine_fail(e, ERR_NOMEM, "out of memory");
     sort_ctx = (struct sortctx){q->order[0] != '\0' ? q->order : "id", q->desc};
     while (k < count && shm_map_next(R(e), recs, &pos, &me)) {
         const struct rec_blob *b = P(e, me.val);
@@ -939,7 +912,7 @@ int memrec_record_list(struct engine *e, const struct eng_scope *s, const char *
         for (size_t i = 0; i < k; i++)
             eng_record_cleanup(&all[i]);
         free(all);
-        return fail(e, rc, "record unreadable");
+        return engine_fail(e, rc, "record unreadable");
     }
     qsort(all, k, sizeof *all, cmp_rec);
     for (size_t i = 0; i < k; i++) {
@@ -968,20 +941,16 @@ int memrec_outbox_list(struct engine *e, const struct eng_scope *s, const char *
     size_t count, k = 0;
     int rc;
 
-    if (n == NULL || (out == NULL && max > 0))
-        return fail(e, ERR_INVAL, "bad list arguments");
     *n = 0;
     if ((rc = engine_mem_enter_org(e, s)) != 0)
         return rc;
-    if (!args_ok(s, service))
-        return fail(e, ERR_INVAL, "bad service name");
     if ((sv = svc_find(e, s, service, false)) == 0)
         return 0;
     count = shm_map_count(R(e), ((struct rec_svc *)P(e, sv))->outbox);
     if (count == 0)
         return 0;
     if ((all = malloc(count * sizeof *all)) == NULL)
-        return fail(e, ERR_NOMEM, "out of memory");
+        return engine_fail(e, ERR_NOMEM, "out of memory");
     while (k < count && shm_map_next(R(e), ((struct rec_svc *)P(e, sv))->outbox, &pos, &me)) {
         const struct eng_outbox *ob = P(e, me.val);
         if (ob->seq > after_seq && strcmp(ob->org_id, s->org_id) == 0)

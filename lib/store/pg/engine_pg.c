@@ -24,17 +24,6 @@
 #include "store/pg/engine_pg_records.h"
 #include "store/pg/pg.h"
 
-/* The records code's name for engine_fail, until it calls that itself. */
-int engine_pg_fail(struct engine *e, int rc, const char *fmt, ...)
-{
-    va_list ap;
-
-    va_start(ap, fmt);
-    engine_vfail(e, rc, fmt, ap);
-    va_end(ap);
-    return rc;
-}
-
 int engine_pg_core(struct engine *e, const struct eng_scope *s, const struct pg_stmt *st, size_t n,
                    PGresult **res)
 {

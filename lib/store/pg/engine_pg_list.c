@@ -341,11 +341,11 @@ static int list_sql(struct engine *e, struct buf *b, struct params *p, const cha
     int rc;
 
     if (!column_of(def, q->order[0] != '\0' ? q->order : "id", &oc))
-        return fail(e, ERR_INVAL, "no field %.64s", q->order);
+        return engine_fail(e, ERR_INVAL, "no field %.64s", q->order);
     for (size_t i = 0; i < q->nfilters; i++) {
         struct column c;
         if (!column_of(def, q->filters[i].field, &c))
-            return fail(e, ERR_INVAL, "no field %.64s", q->filters[i].field);
+            return engine_fail(e, ERR_INVAL, "no field %.64s", q->filters[i].field);
     }
     /* $1 org, $2 now, $3 limit */
     if (pgrec_param(p, org) == 0 || pgrec_param_own(p, pgrec_fmt_i64(q->now)) == 0 ||
@@ -365,7 +365,7 @@ static int list_sql(struct engine *e, struct buf *b, struct params *p, const cha
     if (rc == 0)
         rc = buf_puts(b, " LIMIT $3::bigint");
     if (rc == ERR_INVAL)
-        return fail(e, rc, "a filter or cursor value does not fit its column");
+        return engine_fail(e, rc, "a filter or cursor value does not fit its column");
     return rc != 0 ? pgrec_nomem(e) : 0;
 }
 
@@ -381,8 +381,6 @@ int pgrec_record_list(struct engine *e, const struct eng_scope *s, const char *s
     int rc;
 
     buf_init(&b, SQL_MAX);
-    if (n == NULL || q == NULL || (out == NULL && max > 0) || q->nfilters > ENG_MAX_FILTERS)
-        return fail(e, ERR_INVAL, "bad list arguments");
     *n = 0;
     if ((def = malloc(sizeof *def)) == NULL) {
         rc = pgrec_nomem(e);
@@ -401,7 +399,7 @@ int pgrec_record_list(struct engine *e, const struct eng_scope *s, const char *s
             for (size_t j = 0; j < *n; j++)
                 eng_record_cleanup(&out[j]);
             *n = 0;
-            rc = fail(e, rc, "record unreadable");
+            rc = engine_fail(e, rc, "record unreadable");
             break;
         }
         (*n)++;
@@ -429,11 +427,7 @@ int pgrec_outbox_list(struct engine *e, const struct eng_scope *s, const char *s
     int rc;
 
     buf_init(&b, SQL_MAX);
-    if (n == NULL || (out == NULL && max > 0))
-        return fail(e, ERR_INVAL, "bad list arguments");
     *n = 0;
-    if (!pgrec_scope_ok(s) || !text_ident_valid(service, TEXT_NAME_MAX))
-        return fail(e, ERR_INVAL, "bad service name");
     if ((rc = engine_pg_data(e, s, DATA_PATH, &st, 1, &r)) != 0 || PQntuples(r) == 0 || max == 0)
         goto out;               /* no resource yet: no outbox yet */
     if (pgrec_param(&p, s->org_id) == 0 ||

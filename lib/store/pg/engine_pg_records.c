@@ -46,8 +46,8 @@
  * as to_jsonb(row), so each column arrives as the JSON value its type gives
  * (bigint → number, double precision[] → array, jsonb → itself), its members
  * put back in the schema's order as the memory engine keeps them. Expected
- * outcomes raise no SQL error: ids are checked with uuid_valid first (a
- * malformed id is NOTFOUND), values against the schema (eng_value_check), and
+ * outcomes raise no SQL error: ids are canonical uuids (the engine.h
+ * wrappers refuse any other), values against the schema (eng_value_check), and
  * a filter whose value cannot be of the column's type becomes a constant
  * condition, never a failing cast. */
 #include "store/pg/pgrec.h"
@@ -63,11 +63,6 @@
 #include "core/uuid.h"
 
 /* ---- names ------------------------------------------------------------------- */
-
-bool pgrec_scope_ok(const struct eng_scope *s)
-{
-    return s != NULL && (s->mode == ENG_MODE_TEST || s->mode == ENG_MODE_LIVE);
-}
 
 /* A quoted identifier, as quote_ident makes it (names passed the regex, so
  * the doubling of '"' is belt and braces). */
@@ -270,7 +265,7 @@ static int record_fits(struct engine *e, const struct eng_resource *def, const s
 {
     char why[128];
 
-    return eng_record_fits(def, rec, why) != 0 ? fail(e, ERR_INVAL, "%s", why) : 0;
+    return eng_record_fits(def, rec, why) != 0 ? engine_fail(e, ERR_INVAL, "%s", why) : 0;
 }
 
 /* The blind indexes of rec's non-null pii values: Returns owned JSON text. */
@@ -331,7 +326,7 @@ int pgrec_run(struct engine *e, const struct eng_scope *s, const char *const *sq
 
 int pgrec_nomem(struct engine *e)
 {
-    return fail(e, ERR_NOMEM, "out of memory building a statement");
+    return engine_fail(e, ERR_NOMEM, "out of memory building a statement");
 }
 
 int pgrec_record_create(struct engine *e, const struct eng_scope *s, const char *service,
@@ -351,10 +346,6 @@ int pgrec_record_create(struct engine *e, const struct eng_scope *s, const char 
     }
     if ((rc = pgrec_res_load(e, s, service, resource, true, def, schema)) != 0)
         goto out;
-    if (rec == NULL || !uuid_valid(rec->id)) {
-        rc = fail(e, ERR_INVAL, "record without a valid id");
-        goto out;
-    }
     if ((rc = record_fits(e, def, rec)) != 0)
         goto out;
     /* $1 id, $2 org, $3 created, $4 updated, $5 expires (null: never), $6 bidx, $7 resource */
@@ -394,7 +385,7 @@ int pgrec_record_create(struct engine *e, const struct eng_scope *s, const char 
     if ((rc = pgrec_run(e, s, (const char *[]){b.p}, &p, 1, &r)) != 0)
         goto out;
     if (strcmp(PQgetvalue(r, 0, 0), "0") == 0)
-        rc = fail(e, ERR_CONFLICT, "record id taken");
+        rc = engine_fail(e, ERR_CONFLICT, "record id taken");
 out:
     PQclear(r);
     pgrec_params_cleanup(&p);
@@ -433,10 +424,6 @@ int pgrec_record_get(struct engine *e, const struct eng_scope *s, const char *se
     }
     if ((rc = pgrec_res_load(e, s, service, resource, false, def, schema)) != 0)
         goto out;
-    if (id == NULL || !uuid_valid(id)) {
-        rc = fail(e, ERR_NOTFOUND, "no such record");
-        goto out;
-    }
     if (pgrec_param(&p, s->org_id) == 0 || pgrec_param_own(&p, pgrec_fmt_i64(now)) == 0 ||
         pgrec_param(&p, id) == 0 || buf_puts(&b, "SELECT to_jsonb(_r)::text") != 0 ||
         pgrec_from_live(&b, schema, resource, 2) != 0 || buf_puts(&b, " AND id = $3::uuid") != 0) {
@@ -446,9 +433,9 @@ int pgrec_record_get(struct engine *e, const struct eng_scope *s, const char *se
     if ((rc = pgrec_run(e, s, (const char *[]){b.p}, &p, 1, &r)) != 0)
         goto out;
     if (PQntuples(r) == 0)
-        rc = fail(e, ERR_NOTFOUND, "no such record");
+        rc = engine_fail(e, ERR_NOTFOUND, "no such record");
     else if ((rc = pgrec_row_record(PQgetvalue(r, 0, 0), (size_t)PQgetlength(r, 0, 0), def, out)) != 0)
-        rc = fail(e, rc, "record unreadable");
+        rc = engine_fail(e, rc, "record unreadable");
 out:
     PQclear(r);
     pgrec_params_cleanup(&p);
@@ -475,15 +462,11 @@ int pgrec_record_update(struct engine *e, const struct eng_scope *s, const char 
         goto out;
     }
     if (rec == NULL) {
-        rc = fail(e, ERR_INVAL, "no record");
+        rc = engine_fail(e, ERR_INVAL, "no record");
         goto out;
     }
     if ((rc = pgrec_res_load(e, s, service, resource, true, def, schema)) != 0)
         goto out;
-    if (!uuid_valid(rec->id)) {
-        rc = fail(e, ERR_NOTFOUND, "no such record");
-        goto out;
-    }
     if ((rc = record_fits(e, def, rec)) != 0)
         goto out;
     /* the probe: is the record there (locked), and at which version */
@@ -523,9 +506,9 @@ int pgrec_record_update(struct engine *e, const struct eng_scope *s, const char 
     if ((rc = pgrec_run(e, s, (const char *[]){b[0].p, b[1].p}, p, 2, r)) != 0)
         goto out;
     if (PQntuples(r[0]) == 0)
-        rc = fail(e, ERR_NOTFOUND, "no such record");
+        rc = engine_fail(e, ERR_NOTFOUND, "no such record");
     else if (PQntuples(r[1]) == 0)
-        rc = fail(e, ERR_PRECONDITION, "version is %s", PQgetvalue(r[0], 0, 0));
+        rc = engine_fail(e, ERR_PRECONDITION, "version is %s", PQgetvalue(r[0], 0, 0));
     else {
         rec->version = strtoll(PQgetvalue(r[1], 0, 0), NULL, 10);
         rec->created_at = strtoll(PQgetvalue(r[1], 0, 1), NULL, 10);
@@ -561,10 +544,6 @@ int pgrec_record_delete(struct engine *e, const struct eng_scope *s, const char 
     }
     if ((rc = pgrec_res_load(e, s, service, resource, true, def, schema)) != 0)
         goto out;
-    if (id == NULL || !uuid_valid(id)) {
-        rc = fail(e, ERR_NOTFOUND, "no such record");
-        goto out;
-    }
     for (int i = 0; i < 2; i++)
         if (pgrec_param(&p[i], s->org_id) == 0 || pgrec_param_own(&p[i], pgrec_fmt_i64(now)) == 0 ||
             pgrec_param(&p[i], id) == 0) {
@@ -596,9 +575,9 @@ int pgrec_record_delete(struct engine *e, const struct eng_scope *s, const char 
     if ((rc = pgrec_run(e, s, (const char *[]){b[0].p, b[1].p}, p, 2, r)) != 0)
         goto out;
     if (PQntuples(r[0]) == 0)
-        rc = fail(e, ERR_NOTFOUND, "no such record");
+        rc = engine_fail(e, ERR_NOTFOUND, "no such record");
     else if (strcmp(PQgetvalue(r[1], 0, 0), "0") == 0)
-        rc = fail(e, ERR_PRECONDITION, "version is %s", PQgetvalue(r[0], 0, 0));
+        rc = engine_fail(e, ERR_PRECONDITION, "version is %s", PQgetvalue(r[0], 0, 0));
 out:
     PQclear(r[0]);
     PQclear(r[1]);

@@ -27,8 +27,6 @@ int engine_pg_core(struct engine *e, const struct eng_scope *s, const struct pg_
  * too, and once both have committed the relay row is dropped (lib/store/engine.h
  * resource_put; sql/0006_platform_schemas.sql). */
 int engine_pg_relayed(struct engine *e, const struct eng_scope *s, const struct eng_audit *audit) ERR_MUST_CHECK;
-/* engine_pg.c: "engine pg: <fmt>" into e->errstr; returns rc. */
-int engine_pg_fail(struct engine *e, int rc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 int pgrec_resource_get(struct engine *e, const struct eng_scope *s, const char *service,
                        const char *name, struct eng_resource *out);

@@ -104,14 +104,12 @@ int pgrec_res_load(struct engine *e, const struct eng_scope *s, const char *serv
     PGresult *r = NULL;
     int rc;
 
-    if (!pgrec_scope_ok(s) || !text_ident_valid(service, TEXT_NAME_MAX) || !eng_name_valid(name, ENG_FIELD))
-        return fail(e, ERR_INVAL, "bad service or resource name");
     if ((rc = engine_pg_data(e, s, DATA_PATH, &st, 1, &r)) != 0)
         return rc;
     if (PQntuples(r) == 0)
-        rc = fail(e, ERR_NOTFOUND, "no such resource");
+        rc = engine_fail(e, ERR_NOTFOUND, "no such resource");
     else if ((rc = res_row(r, 0, service, out, schema)) != 0)
-        rc = fail(e, rc, "resource %.64s: unreadable definition", name);
+        rc = engine_fail(e, rc, "resource %.64s: unreadable definition", name);
     PQclear(r);
     return rc;
 }
@@ -139,11 +137,7 @@ int pgrec_resource_list(struct engine *e, const struct eng_scope *s, const char 
     PGresult *r = NULL;
     int rc;
 
-    if (n == NULL || (out == NULL && max > 0))
-        return fail(e, ERR_INVAL, "bad list arguments");
     *n = 0;
-    if (!pgrec_scope_ok(s) || !text_ident_valid(service, TEXT_NAME_MAX))
-        return fail(e, ERR_INVAL, "bad service name");
     if (max == 0)
         return 0;
     snprintf(lim, sizeof lim, "%zu", max > LIST_CAP ? (size_t)LIST_CAP : max);
@@ -154,7 +148,7 @@ int pgrec_resource_list(struct engine *e, const struct eng_scope *s, const char 
         if ((rc = res_row(r, i, service, &out[*n], NULL)) == 0)
             (*n)++;
     PQclear(r);
-    return rc != 0 ? fail(e, rc, "unreadable resource definition") : 0;
+    return rc != 0 ? engine_fail(e, rc, "unreadable resource definition") : 0;
 }
 
 /* The definition as core.svc_resource_put takes it: Returns owned text. */
@@ -230,13 +224,13 @@ static int put_answer(struct engine *e, const char *text, struct eng_schema_conf
     const cJSON *count = cJSON_GetObjectItemCaseSensitive(o, "count");
 
     if (!cJSON_IsBool(cJSON_GetObjectItemCaseSensitive(o, "ok")))
-        rc = fail(e, ERR_INTERNAL, "svc_resource_put: unexpected answer");
+        rc = engine_fail(e, ERR_INTERNAL, "svc_resource_put: unexpected answer");
     else if (!cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "ok"))) {
         snprintf(why->field, sizeof why->field, "%s", cJSON_IsString(f) ? f->valuestring : "");
         snprintf(why->record_id, sizeof why->record_id, "%s", cJSON_IsString(rid) ? rid->valuestring : "");
         why->count = cJSON_IsNumber(count) && count->valuedouble >= 1 ? (int64_t)count->valuedouble : 1;
         snprintf(why->reason, sizeof why->reason, "%s", cJSON_IsString(reason) ? reason->valuestring : "");
-        rc = fail(e, ERR_CONFLICT, "field %s: %s", why->field, why->reason);
+        rc = engine_fail(e, ERR_CONFLICT, "field %s: %s", why->field, why->reason);
     }
     cJSON_Delete(o);
     return rc;
@@ -254,7 +248,7 @@ static char *audit_json(struct engine *e, const struct eng_scope *s, const struc
         return NULL;
     if (memchr(a->org_id, 0, sizeof a->org_id) == NULL || strcmp(a->org_id, s->org_id) != 0 ||
         memchr(a->id, 0, sizeof a->id) == NULL || memchr(a->meta, 0, sizeof a->meta) == NULL) {
-        *rc = fail(e, ERR_INVAL, "malformed audit entry");
+        *rc = engine_fail(e, ERR_INVAL, "malformed audit entry");
         return NULL;
     }
     meta = cJSON_Parse(a->meta[0] ? a->meta : "{}");
@@ -272,7 +266,7 @@ static char *audit_json(struct engine *e, const struct eng_scope *s, const struc
     cJSON_Delete(meta);
     cJSON_Delete(o);
     if (text == NULL)
-        *rc = fail(e, ERR_NOMEM, "out of memory");
+        *rc = engine_fail(e, ERR_NOMEM, "out of memory");
     return text;
 }
 
@@ -288,17 +282,16 @@ int pgrec_resource_put(struct engine *e, const struct eng_scope *s, const struct
     if (why == NULL)
         why = &scratch;
     memset(why, 0, sizeof *why);
-    if (def == NULL || !pgrec_scope_ok(s) || !eng_resource_valid(def) || (nren > 0 && ren == NULL) ||
-        nren > ENG_MAX_FIELDS)
-        return fail(e, ERR_INVAL, "malformed resource definition");
+    if (!eng_resource_valid(def) || nren > ENG_MAX_FIELDS)
+        return engine_fail(e, ERR_INVAL, "malformed resource definition");
     for (size_t i = 0; i < nren; i++)
         if (!eng_name_valid(ren[i].from, ENG_FIELD) || eng_resource_field(def, ren[i].to) == NULL)
-            return fail(e, ERR_INVAL, "rename of %.64s names no new field", ren[i].from);
+            return engine_fail(e, ERR_INVAL, "rename of %.64s names no new field", ren[i].from);
     snprintf(at, sizeof at, "%" PRId64, now);
     if ((aj = audit_json(e, s, audit, &rc)) == NULL && rc != 0)
         goto out;
     if ((dj = def_json(def)) == NULL || (rj = renames_json(ren, nren)) == NULL) {
-        rc = fail(e, ERR_NOMEM, "out of memory");
+        rc = engine_fail(e, ERR_NOMEM, "out of memory");
         goto out;
     }
     {
@@ -315,7 +308,7 @@ int pgrec_resource_put(struct engine *e, const struct eng_scope *s, const struct
             goto out;
     }
     rc = PQntuples(r) == 1 ? put_answer(e, PQgetvalue(r, 0, 0), why)
-                           : fail(e, ERR_INTERNAL, "svc_resource_put: no answer");
+                           : engine_fail(e, ERR_INTERNAL, "svc_resource_put: no answer");
     if (rc == 0 && audit != NULL)
         rc = engine_pg_relayed(e, s, audit);
 out:

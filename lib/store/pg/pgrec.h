@@ -11,7 +11,6 @@
 #include "core/buf.h"
 #include "store/pg/engine_pg_records.h"
 
-#define fail engine_pg_fail
 #define DATA_PATH "pg_catalog, pg_temp"
 #define SQL_MAX (4u * 1024 * 1024)
 #define PARAMS_MAX 512          /* 7 system values + 200 fields, or 16 filters + keyset */
@@ -26,8 +25,6 @@ struct params {
 
 /* ---- engine_pg_records.c -------------------------------------------------- */
 
-/* Whether s is a scope with a known mode (test or live). */
-bool pgrec_scope_ok(const struct eng_scope *s);
 /* name as a quoted identifier, as quote_ident makes it; "schema"."table". */
 int pgrec_qident(struct buf *b, const char *name);
 int pgrec_qtable(struct buf *b, const char *schema, const char *table);
