@@ -27,6 +27,8 @@
 #define WORKER_CONNS 128        /* kept-alive FastCGI connections per worker */
 #define JWT_SEEN_SLOTS 512      /* verified-token cache, direct-mapped */
 #define CACHING_PENDING 8       /* version bumps one unit of work may queue */
+#define AUTHN_KEY_ORGS 256      /* API keys' orgs a worker remembers, direct-mapped */
+#define AUTHN_ORG_VERS 64       /* orgs' principal versions a worker last saw */
 
 /* The read cache's state in a worker (caching.c). */
 struct caching {
@@ -79,6 +81,17 @@ struct worker {
         char fam[ENG_ID];
         int64_t exp;
     } jwt_seen[JWT_SEEN_SLOTS];
+    /* authn.c: an API key's org (it never changes; its state is the principal's) */
+    struct authn_key_org {
+        char sha[ENG_HASH];
+        char org[ENG_ID];
+    } key_orgs[AUTHN_KEY_ORGS];
+    /* authn.c: the principal version of an org last seen, to name the cached
+     * principal in the same round trip as the version and the blacklist */
+    struct authn_org_ver {
+        char org[ENG_ID];
+        int64_t ver;
+    } org_vers[AUTHN_ORG_VERS];
 };
 
 /* What the master shares with every worker it forks. */
@@ -246,6 +259,10 @@ int app_commit(struct worker *w) ERR_MUST_CHECK;
 /* cache_version / cache_remember for use `use` (enum metrics_cache_use), with
  * its TTL; a use switched off in [cache] calls load directly. */
 int caching_version(struct worker *w, int use, const char *vkey, int64_t *ver) ERR_MUST_CHECK;
+/* Whether use is switched on; a hit found without cache_remember (one read
+ * with others in a round trip) is counted with caching_hit. */
+bool caching_on(const struct worker *w, int use);
+void caching_hit(struct worker *w, int use);
 int caching_remember(struct worker *w, int use, const char *key, cache_load_fn load, void *ctx,
                      struct buf *out, bool *found) ERR_MUST_CHECK;
 

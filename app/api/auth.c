@@ -225,6 +225,7 @@ HANDLER(handle_auth_signup)
     m.created_at = now;
     if ((rc = engine_member_put(w->engine, &s, &m)) != 0)
         goto fail;
+    caching_touch_principal(w, s.org_id); /* a cached "not a member" of a returning one */
     if (invite != NULL && (rc = engine_invite_mark_used(w->engine, &s, inv.id, now)) != 0)
         goto fail;
     if ((rc = engine_org_get(w->engine, &s, &org)) != 0)
@@ -244,7 +245,7 @@ HANDLER(handle_auth_signup)
     cJSON_Delete(meta);
     if (rc != 0)
         goto fail;
-    if ((rc = engine_commit(w->engine)) != 0)
+    if ((rc = app_commit(w)) != 0)
         goto out;
     rc = respond_owned(r, 201, root);
     goto out;
@@ -347,7 +348,7 @@ HANDLER(handle_auth_login)
         return respond_error(r, verified ? ERR_FORBIDDEN : ERR_CREDENTIALS,
                             verified ? "no membership in that organization" : "wrong email or password");
     }
-    if (rc != 0 || (rc = engine_commit(w->engine)) != 0)
+    if (rc != 0 || (rc = app_commit(w)) != 0)
         goto fail_nolock;
 
     struct eng_scope s = {.mode = ENG_MODE_TEST};
@@ -356,7 +357,7 @@ HANDLER(handle_auth_login)
         return rc;
     if (!verified) {
         rc = audit_record(w, &s, u.id, "auth.login_failed", u.id, NULL);
-        if (rc != 0 || (rc = engine_commit(w->engine)) != 0)
+        if (rc != 0 || (rc = app_commit(w)) != 0)
             goto fail;
         return respond_error(r, ERR_CREDENTIALS, "wrong email or password");
     }
@@ -373,7 +374,7 @@ HANDLER(handle_auth_login)
     cJSON_AddItemToObject(root, "user", user_json(w, r, &u));
     cJSON_AddItemToObject(root, "org", org_json(&o));
     cJSON_AddStringToObject(root, "role", m.role);
-    if ((rc = engine_commit(w->engine)) != 0)
+    if ((rc = app_commit(w)) != 0)
         return rc;
     throttle_succeeded(w, &thr);
     return respond_owned(r, 200, root);
@@ -403,7 +404,7 @@ static int refresh_reused(struct worker *w, struct http_request *r, const struct
         engine_rollback(w->engine);
         return rc;
     }
-    if ((rc = engine_commit(w->engine)) != 0)
+    if ((rc = app_commit(w)) != 0)
         return rc;
     log_msg(LOG_WARN, "refresh_reuse", "family %s revoked (request %s)", t->family_id, r->request_id);
     return respond_error(r, ERR_REVOKED, "the refresh token was already used");
@@ -488,7 +489,7 @@ HANDLER(handle_auth_refresh)
     }
     if ((rc = token_pair_json(w, &s, t.user_id, m.role, t.family_id, text, now, root)) != 0)
         goto fail;
-    if ((rc = engine_commit(w->engine)) == 0)
+    if ((rc = app_commit(w)) == 0)
         rc = respond_owned(r, 200, root);
     goto wipe;
 fail:
@@ -659,7 +660,10 @@ HANDLER(handle_keys_revoke)
     rc = engine_api_key_revoke(w->engine, &p->scope, id, (int64_t)time(NULL));
     if (rc == ERR_NOTFOUND)
         return respond_error(r, ERR_NOTFOUND, "no such API key");
-    if (rc != 0 || (rc = audit_record(w, &p->scope, actor, "keys.revoke", id, NULL)) != 0)
+    if (rc != 0)
+        return rc;
+    caching_touch_principal(w, p->scope.org_id);
+    if ((rc = audit_record(w, &p->scope, actor, "keys.revoke", id, NULL)) != 0)
         return rc;
     cJSON *root = http_own(r, cJSON_CreateObject());
     return root == NULL ? ERR_NOMEM : respond_owned(r, 204, root);

@@ -1,22 +1,44 @@
 /* Authentication of a request (DESIGN §3 "Tokens, blacklist, modes"):
- * bearer → blacklist → API key or JWT → org membership and role → mode.
- * Every failure fails closed; the blacklist is checked before anything else
- * and a blacklist that cannot be asked is a 503, never a pass. The org's role
- * is read from storage on every request, so a permission change takes effect
- * on the next request whatever the token says. */
+ * bearer → the JWT verified (or an API key's org known) → one kv round trip
+ * for the blacklist entry, the org's principal version and the principal
+ * cached under the version this worker saw last → on a miss the principal
+ * from storage, through the single-flight cache → the mode.
+ *
+ * Every failure fails closed: the blacklist is asked on every request, one
+ * that cannot be asked is a 503, never a pass, and its verdict comes before
+ * any other (a revoked token is "revoked" whatever else is wrong with it).
+ * The principal — membership, role, permissions and platform flag, and for an
+ * API key its state and its creator's standing — is cached per org for
+ * [cache] principal_ttl under a version that every member, role and key
+ * change bumps after it commits (caching.c), so a demotion or a revocation
+ * holds from the next request on every worker. It holds no personal data. */
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "app.h"
 #include "core/json.h"
 #include "core/log.h"
+#include "core/text.h"
 #include "core/uuid.h"
 #include "security/rbac.h"
-#include "core/text.h"
 
 #define BEARER_MAX 4096
+
+/* A refusal decided before the blacklist has spoken, answered after it. */
+struct verdict {
+    int code;                   /* an err.h code; 0: none */
+    const char *msg;
+};
+
+static int deny(struct verdict *v, int code, const char *msg)
+{
+    v->code = code;
+    v->msg = msg;
+    return 0;
+}
 
 /* The mode a JWT request asks for: header Tessera-Mode, test by default. */
 static int requested_mode(struct http_request *r, int *mode)
@@ -27,51 +49,106 @@ static int requested_mode(struct http_request *r, int *mode)
     return *mode < 0 ? ERR_INVAL : 0;
 }
 
-static int from_api_key(struct worker *w, struct http_request *r, const char *token,
-                        struct principal *p)
+/* Direct-mapped slot of a text (an org id, a token hash) among n. */
+static size_t slot_of(const char *s, size_t n)
 {
+    uint32_t h = 2166136261u; /* FNV-1a */
+
+    for (; *s != '\0'; s++)
+        h = (h ^ (unsigned char)*s) * 16777619u;
+    return h % n;
+}
+
+/* ---- API keys ----------------------------------------------------------------- */
+
+/* The org of an API key: remembered by this worker once it has been looked up
+ * (a key never changes org), else from storage. The key's state is not taken
+ * from here but from its principal, which every revocation bumps. */
+static int key_org(struct worker *w, struct http_request *r, const char *token, struct principal *p,
+                   struct verdict *v)
+{
+    struct authn_key_org *ko = &w->key_orgs[slot_of(p->token_sha, AUTHN_KEY_ORGS)];
     struct eng_api_key k;
     int mode, rc;
 
+    /* the prefix names the key's mode; a key cannot be used for the other one */
+    p->scope.mode = strncmp(token, "tk_live_", 8) == 0 ? ENG_MODE_LIVE : ENG_MODE_TEST;
+    if (requested_mode(r, &mode) != 0)
+        return deny(v, ERR_INVAL, "Tessera-Mode must be test or live");
+    if (http_param(r, "HTTP_TESSERA_MODE") != NULL && mode != p->scope.mode)
+        return deny(v, ERR_FORBIDDEN, "this API key cannot act in that mode");
+    if (strcmp(ko->sha, p->token_sha) == 0) {
+        snprintf(p->scope.org_id, sizeof p->scope.org_id, "%s", ko->org);
+        return 0;
+    }
     if ((rc = engine_begin(w->engine, NULL)) != 0)
         return rc;
     rc = engine_api_key_resolve(w->engine, p->token_sha, &k);
     engine_rollback(w->engine);
-    if (rc == ERR_NOTFOUND || (rc == 0 && k.revoked_at != 0))
-        return respond_error(r, ERR_UNAUTHORIZED, "unknown or revoked API key");
+    if (rc == ERR_NOTFOUND || (rc == 0 && (k.revoked_at != 0 || k.mode != p->scope.mode)))
+        return deny(v, ERR_UNAUTHORIZED, "unknown or revoked API key");
     if (rc != 0)
         return rc;
-    /* the prefix names the key's mode; a key cannot be used for the other one */
-    if (requested_mode(r, &mode) != 0)
-        return respond_error(r, ERR_INVAL, "Tessera-Mode must be test or live");
-    if (http_param(r, "HTTP_TESSERA_MODE") != NULL && mode != k.mode)
-        return respond_error(r, ERR_FORBIDDEN, "this API key cannot act in that mode");
     snprintf(p->scope.org_id, sizeof p->scope.org_id, "%s", k.org_id);
-    p->scope.mode = k.mode;
-    snprintf(p->key_id, sizeof p->key_id, "%s", k.id);
-    snprintf(p->key_creator, sizeof p->key_creator, "%s", k.created_by);
-    snprintf(p->role, sizeof p->role, "%s", k.role);
-    p->platform_admin = k.platform; /* until key_creator_holds has asked whether its creator still is one */
+    snprintf(ko->sha, sizeof ko->sha, "%s", p->token_sha);
+    snprintf(ko->org, sizeof ko->org, "%s", k.org_id);
     return 0;
 }
+
+/* An API key is only as good as the person who made it: one whose creator has
+ * left the org, or no longer holds what the key carries, stops working (*why
+ * says so); a platform key whose creator is no longer a platform admin acts as
+ * an ordinary key. */
+static int key_creator_holds(struct worker *w, struct principal *p, const char **why)
+{
+    struct eng_membership m;
+    struct eng_role have, carried;
+    /* a key without a (well-formed) creator has no one to vouch for it */
+    int rc = uuid_valid(p->key_creator) ? engine_member_get(w->engine, &p->scope, p->key_creator, &m) : ERR_NOTFOUND;
+
+    if (rc == ERR_NOTFOUND) {
+        *why = "the API key's creator is no longer a member";
+        return 0;
+    }
+    if (rc == 0 && p->platform_admin) {
+        struct eng_user u;
+        if ((rc = engine_user_get(w->engine, p->key_creator, &u)) == 0) {
+            p->platform_admin = u.is_platform_admin;
+        } else if (rc == ERR_NOTFOUND) {
+            *why = "the API key's creator is gone";
+            return 0;
+        }
+    }
+    if (rc != 0 || (rc = engine_role_get(w->engine, &p->scope, m.role, &have)) != 0 ||
+        (rc = engine_role_get(w->engine, &p->scope, p->role, &carried)) != 0) {
+        if (rc != ERR_NOTFOUND)
+            return rc;
+        *why = "the API key's role is gone";
+        return 0;
+    }
+    if (!rbac_covers(have.perms, have.nperms, carried.perms, carried.nperms))
+        *why = "the API key carries more than its creator now holds";
+    return 0;
+}
+
+/* ---- JWTs --------------------------------------------------------------------- */
 
 /* The cache slot for a token hash: direct-mapped on its first hex digits. */
 static struct jwt_seen *seen_slot(struct worker *w, const char *sha)
 {
     unsigned h = 0;
-    int d;
 
-    for (int i = 0; i < 8 && (d = text_hex_digit((unsigned char)sha[i])) >= 0; i++)
-        h = h * 16 + (unsigned)d;
+    for (int i = 0; i < 8 && sha[i] != '\0'; i++) /* lowercase hex from token_sha256_hex */
+        h = h * 16 + (unsigned)text_hex_digit((unsigned char)sha[i]);
     return &w->jwt_seen[h % JWT_SEEN_SLOTS];
 }
 
 /* Fills p from claims we verified (now, or earlier and cached). */
 static int claims_to_principal(struct http_request *r, const char *sub, const char *org,
-                               const char *fam, int64_t exp, struct principal *p)
+                               const char *fam, int64_t exp, struct principal *p, struct verdict *v)
 {
     if (requested_mode(r, &p->scope.mode) != 0)
-        return respond_error(r, ERR_INVAL, "Tessera-Mode must be test or live");
+        return deny(v, ERR_INVAL, "Tessera-Mode must be test or live");
     snprintf(p->scope.org_id, sizeof p->scope.org_id, "%s", org);
     snprintf(p->user_id, sizeof p->user_id, "%s", sub);
     snprintf(p->family_id, sizeof p->family_id, "%s", fam != NULL ? fam : "");
@@ -80,15 +157,15 @@ static int claims_to_principal(struct http_request *r, const char *sub, const ch
 }
 
 static int from_jwt(struct worker *w, struct http_request *r, const char *token, size_t len,
-                    struct principal *p)
+                    struct principal *p, struct verdict *v)
 {
     int64_t now = (int64_t)time(NULL);
     struct jwt_seen *seen = seen_slot(w, p->token_sha);
 
     if (strcmp(seen->sha, p->token_sha) == 0) {
         if (now >= seen->exp)
-            return respond_error(r, ERR_EXPIRED, "the access token has expired");
-        return claims_to_principal(r, seen->sub, seen->org, seen->fam, seen->exp, p);
+            return deny(v, ERR_EXPIRED, "the access token has expired");
+        return claims_to_principal(r, seen->sub, seen->org, seen->fam, seen->exp, p, v);
     }
     struct jwt_expect ex = {
         .iss = w->cfg->auth.issuer,
@@ -101,60 +178,222 @@ static int from_jwt(struct worker *w, struct http_request *r, const char *token,
     enum jwt_status st = jwt_verify(&w->keys, token, len, &ex, &claims);
 
     if (st == JWT_EXPIRED)
-        return respond_error(r, ERR_EXPIRED, "the access token has expired");
+        return deny(v, ERR_EXPIRED, "the access token has expired");
     if (st != JWT_OK)
-        return respond_error(r, ERR_UNAUTHORIZED, jwt_status_str(st));
+        return deny(v, ERR_UNAUTHORIZED, jwt_status_str(st));
     http_own(r, claims);
     const char *sub = json_get_str(claims, "sub"), *org = json_get_str(claims, "org");
     const char *fam = json_get_str(claims, "fam"), *typ = json_get_str(claims, "typ");
     int64_t exp;
     /* only access tokens are accepted here, and only those that say so */
     if (typ == NULL || strcmp(typ, "access") != 0)
-        return respond_error(r, ERR_UNAUTHORIZED, "not an access token");
-    if (sub == NULL || org == NULL || strlen(sub) >= ENG_ID || strlen(org) >= ENG_ID ||
+        return deny(v, ERR_UNAUTHORIZED, "not an access token");
+    if (sub == NULL || org == NULL || !uuid_valid(sub) || !uuid_valid(org) ||
         (fam != NULL && strlen(fam) >= ENG_ID) || json_get_int(claims, "exp", 0, INT64_MAX, &exp) != 0)
-        return respond_error(r, ERR_UNAUTHORIZED, "the token lacks sub, org or exp");
+        return deny(v, ERR_UNAUTHORIZED, "the token lacks sub, org or exp");
     /* exp is the only claim whose meaning changes with time; nbf/iat were checked now */
     snprintf(seen->sha, sizeof seen->sha, "%s", p->token_sha);
     snprintf(seen->sub, sizeof seen->sub, "%s", sub);
     snprintf(seen->org, sizeof seen->org, "%s", org);
     snprintf(seen->fam, sizeof seen->fam, "%s", fam != NULL ? fam : "");
     seen->exp = exp;
-    return claims_to_principal(r, sub, org, fam, exp, p);
+    return claims_to_principal(r, sub, org, fam, exp, p, v);
 }
 
-/* An API key is only as good as the person who made it: one whose creator has
- * left the org, or no longer holds what the key carries, stops working; a
- * platform key whose creator is no longer a platform admin acts as an
- * ordinary key. */
-static int key_creator_holds(struct worker *w, struct http_request *r, struct principal *p)
-{
-    struct eng_membership m;
-    struct eng_role have, carried;
-    /* a key without a (well-formed) creator has no one to vouch for it */
-    int rc = uuid_valid(p->key_creator) ? engine_member_get(w->engine, &p->scope, p->key_creator, &m) : ERR_NOTFOUND;
+/* ---- the principal, cached -------------------------------------------------- */
 
-    if (rc == ERR_NOTFOUND)
-        return respond_error(r, ERR_UNAUTHORIZED, "the API key's creator is no longer a member");
-    if (rc == 0 && p->platform_admin) {
-        struct eng_user u;
-        if ((rc = engine_user_get(w->engine, p->key_creator, &u)) == 0)
-            p->platform_admin = u.is_platform_admin;
-        else if (rc == ERR_NOTFOUND)
-            return respond_error(r, ERR_UNAUTHORIZED, "the API key's creator is gone");
+/* The principal's key at version ver: per user for a JWT, per key hash for a key. */
+static int principal_key(char out[CACHE_KEY_MAX], const struct principal *p, int64_t ver)
+{
+    if (p->user_id[0] != '\0')
+        return cache_key(out, "core", p->scope.org_id, "principal:v%lld:u:%s", (long long)ver, p->user_id);
+    return cache_key(out, "core", p->scope.org_id, "principal:v%lld:k:%s", (long long)ver, p->token_sha);
+}
+
+/* The version of org's principals this worker saw last (a guess for the key of
+ * the one round trip; -1 when it has seen none). */
+static struct authn_org_ver *seen_ver(struct worker *w, const char *org)
+{
+    return &w->org_vers[slot_of(org, AUTHN_ORG_VERS)];
+}
+
+/* The principal as cached: {"role","platform","perms"} (a key's with "key"),
+ * or {"deny": why} for a key that no longer works. */
+static int principal_render(const struct principal *p, const char *why, struct buf *out)
+{
+    cJSON *o = cJSON_CreateObject(), *perms;
+    char *text = NULL;
+    int rc = ERR_NOMEM;
+
+    if (o == NULL)
+        return ERR_NOMEM;
+    if (why != NULL) {
+        if (cJSON_AddStringToObject(o, "deny", why) == NULL)
+            goto out;
+    } else {
+        if (cJSON_AddStringToObject(o, "role", p->role) == NULL ||
+            cJSON_AddBoolToObject(o, "platform", p->platform_admin) == NULL ||
+            (perms = cJSON_AddArrayToObject(o, "perms")) == NULL)
+            goto out;
+        for (int i = 0; i < p->perms.nperms; i++)
+            if (!cJSON_AddItemToArray(perms, cJSON_CreateString(p->perms.perms[i])))
+                goto out;
+        if (p->key_id[0] != '\0' && (cJSON_AddStringToObject(o, "key", p->key_id) == NULL ||
+                                     cJSON_AddStringToObject(o, "creator", p->key_creator) == NULL))
+            goto out;
     }
-    if (rc != 0 || (rc = engine_role_get(w->engine, &p->scope, m.role, &have)) != 0 ||
-        (rc = engine_role_get(w->engine, &p->scope, p->role, &carried)) != 0)
-        return rc == ERR_NOTFOUND ? respond_error(r, ERR_UNAUTHORIZED, "the API key's role is gone") : rc;
-    if (!rbac_covers(have.perms, have.nperms, carried.perms, carried.nperms))
-        return respond_error(r, ERR_UNAUTHORIZED, "the API key carries more than its creator now holds");
+    if ((text = cJSON_PrintUnformatted(o)) != NULL)
+        rc = buf_puts(out, text);
+out:
+    free(text);
+    cJSON_Delete(o);
+    return rc;
+}
+
+/* Fills p from a cached principal; *why for a key's refusal. ERR_INVAL when it
+ * is not one (then it is loaded again). */
+static int principal_apply(struct arena *a, const char *text, size_t len, struct principal *p, const char **why)
+{
+    cJSON *o = cJSON_ParseWithLength(text, len);
+    const cJSON *perms, *it;
+    const char *role, *d, *key, *creator;
+    int rc = ERR_INVAL;
+
+    *why = NULL;
+    if (o == NULL)
+        return ERR_INVAL;
+    if ((d = json_get_str(o, "deny")) != NULL) {
+        *why = arena_strdup(a, d); /* kept past the parse, for the reply */
+        rc = *why != NULL ? 0 : ERR_NOMEM;
+        goto out;
+    }
+    role = json_get_str(o, "role");
+    perms = cJSON_GetObjectItemCaseSensitive(o, "perms");
+    if (role == NULL || strlen(role) >= sizeof p->role || !cJSON_IsArray(perms) ||
+        cJSON_GetArraySize(perms) > ENG_MAX_PERMS)
+        goto out;
+    snprintf(p->role, sizeof p->role, "%s", role);
+    p->platform_admin = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "platform"));
+    p->perms.nperms = 0;
+    cJSON_ArrayForEach(it, perms) {
+        if (!cJSON_IsString(it) || strlen(it->valuestring) >= ENG_PERM)
+            goto out;
+        snprintf(p->perms.perms[p->perms.nperms++], ENG_PERM, "%s", it->valuestring);
+    }
+    snprintf(p->perms.name, sizeof p->perms.name, "%s", p->role);
+    if ((key = json_get_str(o, "key")) != NULL && (creator = json_get_str(o, "creator")) != NULL) {
+        snprintf(p->key_id, sizeof p->key_id, "%s", key);
+        snprintf(p->key_creator, sizeof p->key_creator, "%s", creator);
+    }
+    rc = 0;
+out:
+    cJSON_Delete(o);
+    return rc;
+}
+
+struct principal_load {
+    struct worker *w;
+    struct principal *p;
+};
+
+/* Loads the principal from storage (inside the request's unit of work) and
+ * renders it; a JWT's user who is not a member is "none", cached too. */
+static int principal_load(void *ctx, struct buf *out, bool *found)
+{
+    struct principal_load *l = ctx;
+    struct worker *w = l->w;
+    struct principal *p = l->p;
+    const char *why = NULL;
+    int rc;
+
+    if (p->user_id[0] != '\0') {
+        struct eng_membership m;
+        struct eng_user u;
+        rc = engine_member_get(w->engine, &p->scope, p->user_id, &m);
+        if (rc == 0)
+            rc = engine_user_get(w->engine, p->user_id, &u);
+        if (rc == ERR_NOTFOUND)
+            return 0; /* *found stays false: not a member */
+        if (rc != 0)
+            return rc;
+        snprintf(p->role, sizeof p->role, "%s", m.role);
+        p->platform_admin = u.is_platform_admin;
+    } else {
+        struct eng_api_key k;
+        rc = engine_api_key_resolve(w->engine, p->token_sha, &k);
+        if (rc == ERR_NOTFOUND || (rc == 0 && (k.revoked_at != 0 || strcmp(k.org_id, p->scope.org_id) != 0 ||
+                                               k.mode != p->scope.mode))) {
+            why = "unknown or revoked API key";
+        } else if (rc != 0) {
+            return rc;
+        } else {
+            snprintf(p->key_id, sizeof p->key_id, "%s", k.id);
+            snprintf(p->key_creator, sizeof p->key_creator, "%s", k.created_by);
+            snprintf(p->role, sizeof p->role, "%s", k.role);
+            p->platform_admin = k.platform; /* until its creator is asked whether they still are one */
+            if ((rc = key_creator_holds(w, p, &why)) != 0)
+                return rc;
+        }
+    }
+    if (why == NULL) {
+        rc = engine_role_get(w->engine, &p->scope, p->role, &p->perms);
+        if (rc == ERR_NOTFOUND) {
+            p->perms.nperms = 0; /* a deleted custom role grants nothing */
+            rc = 0;
+        }
+        if (rc != 0)
+            return rc;
+    }
+    *found = true;
+    return principal_render(p, why, out);
+}
+
+/* The principal of p's org and caller into p, from the round trip's guess
+ * (cached, cached_len) or through the cache at version ver (< 0: a version
+ * that could not be read, so from storage alone). The unit of work is open. */
+static int principal_resolve(struct worker *w, struct http_request *r, struct principal *p, int64_t ver,
+                             const char *cached, size_t cached_len)
+{
+    struct principal_load l = {w, p};
+    char key[CACHE_KEY_MAX];
+    struct buf b;
+    bool found = false;
+    const char *why = NULL, *payload;
+    size_t plen;
+    int rc;
+
+    if (cached != NULL && cache_unwrap(cached, cached_len, &payload, &plen, &found) == 0 &&
+        (!found || principal_apply(r->arena, payload, plen, p, &why) == 0)) {
+        caching_hit(w, METRICS_CACHE_PRINCIPAL);
+    } else {
+        buf_init(&b, 64 * 1024);
+        if (ver < 0)
+            rc = principal_load(&l, &b, &found);
+        else if ((rc = principal_key(key, p, ver)) == 0)
+            rc = caching_remember(w, METRICS_CACHE_PRINCIPAL, key, principal_load, &l, &b, &found);
+        if (rc == 0 && found)
+            rc = principal_apply(r->arena, b.p != NULL ? b.p : "", b.len, p, &why);
+        buf_cleanup(&b);
+        if (rc != 0)
+            return rc;
+    }
+    if (!found)
+        return respond_error(r, ERR_UNAUTHORIZED, "not a member of this organization");
+    if (why != NULL)
+        return respond_error(r, ERR_UNAUTHORIZED, why);
     return 0;
 }
 
 int authn_principal(struct worker *w, struct http_request *r, struct principal *p)
 {
     const char *h = http_param(r, "HTTP_AUTHORIZATION");
-    bool revoked;
+    struct verdict v = {0, NULL};
+    char bl[8 + ENG_HASH], vkey[CACHE_KEY_MAX], pkey[CACHE_KEY_MAX];
+    const char *keys[3] = {bl, vkey, pkey};
+    char *vals[3];
+    size_t lens[3], nkeys = 1;
+    struct authn_org_ver *seen = NULL;
+    int64_t ver = -1;
     int rc;
 
     memset(p, 0, sizeof *p);
@@ -166,56 +405,56 @@ int authn_principal(struct worker *w, struct http_request *r, struct principal *
         return respond_error(r, ERR_UNAUTHORIZED, "the token is too large");
     token_sha256_hex(token, len, p->token_sha);
 
-    char key[8 + ENG_HASH];
-    snprintf(key, sizeof key, "bl:%s", p->token_sha);
-    rc = kv_exists(w->kv, key, &revoked);
+    if (strncmp(token, "tk_test_", 8) == 0 || strncmp(token, "tk_live_", 8) == 0)
+        rc = key_org(w, r, token, p, &v);
+    else
+        rc = from_jwt(w, r, token, len, p, &v);
+    if (rc != 0)
+        return rc;
+
+    /* one round trip: the blacklist, and when the caller's org is known its
+     * principal version and the principal at the version last seen */
+    snprintf(bl, sizeof bl, "bl:%s", p->token_sha);
+    if (v.code == 0 && caching_on(w, METRICS_CACHE_PRINCIPAL) &&
+        caching_vkey_principal(vkey, p->scope.org_id) == 0) {
+        seen = seen_ver(w, p->scope.org_id);
+        bool guess = strcmp(seen->org, p->scope.org_id) == 0;
+        nkeys = guess && principal_key(pkey, p, seen->ver) == 0 ? 3 : 2;
+    }
+    rc = kv_mget(w->kv, keys, nkeys, vals, lens);
     if (rc != 0) {
         log_msg(LOG_ERROR, "blacklist_unavailable", "%s", w->kv->errstr);
         return respond_error(r, ERR_UNAVAILABLE, "the token blacklist cannot be checked");
     }
-    if (revoked)
+    if (vals[0] != NULL) {
+        kv_mget_clear(vals, lens, nkeys);
         return respond_error(r, ERR_REVOKED, "the token has been revoked");
-
-    if (strncmp(token, "tk_test_", 8) == 0 || strncmp(token, "tk_live_", 8) == 0)
-        rc = from_api_key(w, r, token, p);
-    else
-        rc = from_jwt(w, r, token, len, p);
-    if (rc != 0 || r->status != 0)
-        return rc;
+    }
+    if (v.code != 0) {
+        kv_mget_clear(vals, lens, nkeys);
+        return respond_error(r, v.code, v.msg);
+    }
+    if (nkeys >= 2) {
+        if (vals[1] == NULL)
+            ver = 0; /* never bumped, or aged out */
+        else if (!kv_parse_i64(vals[1], lens[1], &ver) || ver < 0)
+            ver = -1;
+    }
+    if (nkeys == 3 && ver != seen->ver) {
+        free(vals[2]); /* another version's: not ours to use */
+        vals[2] = NULL;
+    }
+    if (ver >= 0) {
+        snprintf(seen->org, sizeof seen->org, "%s", p->scope.org_id);
+        seen->ver = ver;
+    }
 
     /* the unit of work the handler runs in; the caller commits or rolls back */
-    if ((rc = engine_begin(w->engine, &p->scope)) != 0)
-        return rc;
-    if (p->user_id[0] != '\0') {
-        struct eng_membership m;
-        struct eng_user u;
-        rc = engine_member_get(w->engine, &p->scope, p->user_id, &m);
-        if (rc == 0)
-            rc = engine_user_get(w->engine, p->user_id, &u);
-        if (rc == ERR_NOTFOUND) {
+    if ((rc = engine_begin(w->engine, &p->scope)) == 0) {
+        rc = principal_resolve(w, r, p, ver, nkeys == 3 ? vals[2] : NULL, nkeys == 3 ? lens[2] : 0);
+        if (rc != 0 || r->status != 0)
             engine_rollback(w->engine);
-            return respond_error(r, ERR_UNAUTHORIZED, "not a member of this organization");
-        }
-        if (rc != 0)
-            goto fail;
-        snprintf(p->role, sizeof p->role, "%s", m.role);
-        p->platform_admin = u.is_platform_admin;
     }
-    if (p->key_id[0] != '\0' && (rc = key_creator_holds(w, r, p)) != 0)
-        goto fail;
-    if (r->status != 0) {
-        engine_rollback(w->engine);
-        return 0;
-    }
-    rc = engine_role_get(w->engine, &p->scope, p->role, &p->perms);
-    if (rc == ERR_NOTFOUND) {
-        p->perms.nperms = 0; /* a deleted custom role grants nothing */
-        rc = 0;
-    }
-    if (rc != 0)
-        goto fail;
-    return 0;
-fail:
-    engine_rollback(w->engine);
+    kv_mget_clear(vals, lens, nkeys);
     return rc;
 }

@@ -149,6 +149,16 @@ int caching_version(struct worker *w, int use, const char *vkey, int64_t *ver)
     return cache_version(&w->caching.cache, w->caching.st[use], vkey, ver);
 }
 
+bool caching_on(const struct worker *w, int use)
+{
+    return w->caching.on[use];
+}
+
+void caching_hit(struct worker *w, int use)
+{
+    cache_count_hit(w->caching.st[use]);
+}
+
 int caching_remember(struct worker *w, int use, const char *key, cache_load_fn load, void *ctx,
                      struct buf *out, bool *found)
 {

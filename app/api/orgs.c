@@ -186,8 +186,10 @@ HANDLER(handle_members_update)
     cJSON_AddStringToObject(meta, "to", want);
     snprintf(m.role, sizeof m.role, "%s", want);
     rc = engine_member_put(w->engine, &p->scope, &m);
-    if (rc == 0)
+    if (rc == 0) {
+        caching_touch_principal(w, p->scope.org_id);
         rc = audit_record(w, &p->scope, actor_of(p), "members.role", uid, meta);
+    }
     cJSON_Delete(meta);
     if (rc != 0)
         return rc;
@@ -220,8 +222,10 @@ HANDLER(handle_members_remove)
         if (n <= 1)
             return respond_error(r, ERR_CONFLICT, "the last owner cannot be removed");
     }
-    if ((rc = engine_member_remove(w->engine, &p->scope, uid)) != 0 ||
-        (rc = audit_record(w, &p->scope, actor_of(p), "members.remove", uid, NULL)) != 0)
+    if ((rc = engine_member_remove(w->engine, &p->scope, uid)) != 0)
+        return rc;
+    caching_touch_principal(w, p->scope.org_id);
+    if ((rc = audit_record(w, &p->scope, actor_of(p), "members.remove", uid, NULL)) != 0)
         return rc;
     cJSON *root = http_own(r, cJSON_CreateObject());
     return root == NULL ? ERR_NOMEM : respond_owned(r, 204, root);
@@ -312,7 +316,10 @@ HANDLER(handle_roles_create)
     rc = engine_role_put(w->engine, &p->scope, &ro);
     if (rc == ERR_CONFLICT)
         return respond_error(r, ERR_CONFLICT, "a built-in role has that name");
-    if (rc != 0 || (rc = audit_record(w, &p->scope, actor_of(p), "roles.put", name, NULL)) != 0)
+    if (rc != 0)
+        return rc;
+    caching_touch_principal(w, p->scope.org_id);
+    if ((rc = audit_record(w, &p->scope, actor_of(p), "roles.put", name, NULL)) != 0)
         return rc;
     cJSON *root = http_own(r, role_json(&ro));
     return root == NULL ? ERR_NOMEM : respond_owned(r, 201, root);

@@ -244,6 +244,7 @@ static void handle(struct worker *w, FCGX_Request *fcgx)
     /* The reasons a 5xx is logged with are this request's own. */
     w->engine->errstr[0] = '\0';
     w->kv->errstr[0] = '\0';
+    caching_drop(w); /* a bump queued by a unit that never committed is not run */
     int rc = dispatch(w, &r, &route_idx);
     if (r.status == 0 && rc == 0 && r.reply != NULL)
         rc = http_send_json(&r, r.reply_status, r.reply);

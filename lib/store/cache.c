@@ -45,6 +45,11 @@ static void sleep_ms(unsigned ms)
         ;
 }
 
+void cache_count_hit(struct cache_stats *st)
+{
+    count(&st->hits);
+}
+
 int cache_init(struct cache *c, struct kv *kv, unsigned lock_ms, unsigned wait_ms)
 {
     unsigned char r[8];
