@@ -28,9 +28,15 @@
 #define JWT_SEEN_SLOTS 512      /* verified-token cache, direct-mapped */
 #define CACHING_PENDING 8       /* version bumps one unit of work may queue */
 #define AUTHN_KEY_ORGS 256      /* API keys' orgs a worker remembers, direct-mapped */
-#define AUTHN_ORG_VERS 64       /* orgs' principal versions a worker last saw */
+
+#define CACHING_SEEN 256        /* namespaces' versions a worker last saw */
 
 /* The read cache's state in a worker (caching.c). */
+struct caching_seen {
+    uint64_t hash;              /* of the version key; 0: empty */
+    int64_t ver;
+};
+
 struct caching {
     struct cache cache;
     bool on[METRICS_NCACHE];
@@ -41,6 +47,32 @@ struct caching {
         char vkey[CACHE_KEY_MAX];
     } pending[CACHING_PENDING];                 /* bumps waiting for the commit */
     size_t npending;
+    struct caching_seen seen[CACHING_SEEN];
+};
+
+/* A namespace of cached entries: its version key "{<mode>:<org>}:ver:<name>"
+ * and its entries "{<mode>:<org>}:<name>:v<version>:<suffix>". */
+struct caching_ns {
+    int use;                    /* enum metrics_cache_use */
+    char tag[CACHE_KEY_MAX / 4];        /* "{<mode>:<org>}:" */
+    char name[CACHE_KEY_MAX / 4];
+    char vkey[CACHE_KEY_MAX];
+};
+
+/* One versioned read, fetched with others in one round trip (caching_fetch)
+ * and then served or loaded (caching_finish). */
+struct caching_read {
+    const struct caching_ns *ns;
+    const char *suffix;         /* the entry within the namespace */
+    cache_load_fn load;
+    void *ctx;
+    struct buf *out;            /* the value (JSON text) */
+    bool found;                 /* false: a cached or loaded "none" */
+    /* caching_fetch's */
+    int vslot;
+    int64_t ver, guess;
+    char *cached;
+    size_t cached_len;
 };
 
 /* Everything a worker process owns; made at start, freed at exit. The only
@@ -86,12 +118,6 @@ struct worker {
         char sha[ENG_HASH];
         char org[ENG_ID];
     } key_orgs[AUTHN_KEY_ORGS];
-    /* authn.c: the principal version of an org last seen, to name the cached
-     * principal in the same round trip as the version and the blacklist */
-    struct authn_org_ver {
-        char org[ENG_ID];
-        int64_t ver;
-    } org_vers[AUTHN_ORG_VERS];
 };
 
 /* What the master shares with every worker it forks. */
@@ -237,18 +263,15 @@ int authn_principal(struct worker *w, struct http_request *r, struct principal *
 /* caching.c: the read cache's uses (its header comment says how they are keyed
  * and invalidated). caching_open after the kv is open. */
 int caching_open(struct worker *w) ERR_MUST_CHECK;
-/* Version keys ("{core:<org>}:ver:principal", …) into out; ERR_TOOBIG if too long. */
-int caching_vkey_principal(char out[CACHE_KEY_MAX], const char *org) ERR_MUST_CHECK;
-int caching_vkey_records(char out[CACHE_KEY_MAX], const struct eng_scope *s, const char *service,
-                         const char *resource) ERR_MUST_CHECK;
-int caching_vkey_schema(char out[CACHE_KEY_MAX], int mode, const char *service) ERR_MUST_CHECK;
-int caching_vkey_apps(char out[CACHE_KEY_MAX]) ERR_MUST_CHECK;
-/* What a handler's write changed: bumped once its unit of work commits. */
+/* The namespaces (caching.c's header comment): ERR_TOOBIG if a name is too long. */
+int caching_ns_principal(struct caching_ns *ns, const char *org) ERR_MUST_CHECK;
+int caching_ns_records(struct caching_ns *ns, const struct eng_scope *s, const char *service,
+                       const char *resource) ERR_MUST_CHECK;
+int caching_ns_schema(struct caching_ns *ns, int mode, const char *service) ERR_MUST_CHECK;
+int caching_ns_apps(struct caching_ns *ns) ERR_MUST_CHECK;
+/* What a handler's write changed: ns's version is bumped once its unit of work commits. */
+void caching_touch(struct worker *w, const struct caching_ns *ns);
 void caching_touch_principal(struct worker *w, const char *org);
-void caching_touch_records(struct worker *w, const struct eng_scope *s, const char *service,
-                           const char *resource);
-void caching_touch_schema(struct worker *w, int mode, const char *service);
-void caching_touch_apps(struct worker *w);
 /* After a commit: the queued bumps (a failed one is logged and counted, never
  * the request's failure); after a rollback: forgets them. */
 void caching_flush(struct worker *w);
@@ -256,13 +279,26 @@ void caching_drop(struct worker *w);
 /* Commits the worker's unit of work and then runs the bumps it queued (every
  * handler that commits its own unit does it through this). */
 int app_commit(struct worker *w) ERR_MUST_CHECK;
-/* cache_version / cache_remember for use `use` (enum metrics_cache_use), with
- * its TTL; a use switched off in [cache] calls load directly. */
-int caching_version(struct worker *w, int use, const char *vkey, int64_t *ver) ERR_MUST_CHECK;
-/* Whether use is switched on; a hit found without cache_remember (one read
- * with others in a round trip) is counted with caching_hit. */
+/* Whether use (enum metrics_cache_use) is switched on in [cache]. */
 bool caching_on(const struct worker *w, int use);
-void caching_hit(struct worker *w, int use);
+/* A namespace of use `use`, its name printf-formatted. ERR_TOOBIG if too long. */
+int caching_ns(struct caching_ns *ns, int use, const char *mode, const char *org, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6))) ERR_MUST_CHECK;
+int caching_ns_key(const struct caching_ns *ns, int64_t ver, const char *suffix, char out[CACHE_KEY_MAX]) ERR_MUST_CHECK;
+/* One kv round trip for the extra keys (raw values into xvals, Returns owned,
+ * NULL when absent) and, for each read, its namespace's version and the entry
+ * at the version this worker saw last. 0, or the kv's error (then nothing is
+ * in xvals and every read will load: the cache fails open; what the extra keys
+ * were for is the caller's to decide). At most KV_MGET_MAX keys travel: reads
+ * past them ask later, alone. */
+int caching_fetch(struct worker *w, struct caching_read *rd, size_t n, const char *const *extra, size_t nextra,
+                  char **xvals, size_t *xlens) ERR_MUST_CHECK;
+/* Serves rd from what the round trip brought, or through cache_remember at the
+ * version read (loading directly when the cache is off or the kv failed).
+ * 0, or the loader's error. */
+int caching_finish(struct worker *w, struct caching_read *rd) ERR_MUST_CHECK;
+/* Frees what caching_fetch kept for a read that caching_finish did not take. */
+void caching_read_cleanup(struct caching_read *rd);
 int caching_remember(struct worker *w, int use, const char *key, cache_load_fn load, void *ctx,
                      struct buf *out, bool *found) ERR_MUST_CHECK;
 

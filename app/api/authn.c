@@ -202,21 +202,6 @@ static int from_jwt(struct worker *w, struct http_request *r, const char *token,
 
 /* ---- the principal, cached -------------------------------------------------- */
 
-/* The principal's key at version ver: per user for a JWT, per key hash for a key. */
-static int principal_key(char out[CACHE_KEY_MAX], const struct principal *p, int64_t ver)
-{
-    if (p->user_id[0] != '\0')
-        return cache_key(out, "core", p->scope.org_id, "principal:v%lld:u:%s", (long long)ver, p->user_id);
-    return cache_key(out, "core", p->scope.org_id, "principal:v%lld:k:%s", (long long)ver, p->token_sha);
-}
-
-/* The version of org's principals this worker saw last (a guess for the key of
- * the one round trip; -1 when it has seen none). */
-static struct authn_org_ver *seen_ver(struct worker *w, const char *org)
-{
-    return &w->org_vers[slot_of(org, AUTHN_ORG_VERS)];
-}
-
 /* The principal as cached: {"role","platform","perms"} (a key's with "key"),
  * or {"deny": why} for a key that no longer works. */
 static int principal_render(const struct principal *p, const char *why, struct buf *out)
@@ -348,36 +333,19 @@ static int principal_load(void *ctx, struct buf *out, bool *found)
     return principal_render(p, why, out);
 }
 
-/* The principal of p's org and caller into p, from the round trip's guess
- * (cached, cached_len) or through the cache at version ver (< 0: a version
- * that could not be read, so from storage alone). The unit of work is open. */
-static int principal_resolve(struct worker *w, struct http_request *r, struct principal *p, int64_t ver,
-                             const char *cached, size_t cached_len)
+/* The principal of p's org and caller into p, served by the cache read rd
+ * (fetched with the blacklist) or loaded. The unit of work is open. */
+static int principal_resolve(struct worker *w, struct http_request *r, struct principal *p,
+                             struct caching_read *rd)
 {
-    struct principal_load l = {w, p};
-    char key[CACHE_KEY_MAX];
-    struct buf b;
-    bool found = false;
-    const char *why = NULL, *payload;
-    size_t plen;
-    int rc;
+    const char *why = NULL;
+    int rc = caching_finish(w, rd);
 
-    if (cached != NULL && cache_unwrap(cached, cached_len, &payload, &plen, &found) == 0 &&
-        (!found || principal_apply(r->arena, payload, plen, p, &why) == 0)) {
-        caching_hit(w, METRICS_CACHE_PRINCIPAL);
-    } else {
-        buf_init(&b, 64 * 1024);
-        if (ver < 0)
-            rc = principal_load(&l, &b, &found);
-        else if ((rc = principal_key(key, p, ver)) == 0)
-            rc = caching_remember(w, METRICS_CACHE_PRINCIPAL, key, principal_load, &l, &b, &found);
-        if (rc == 0 && found)
-            rc = principal_apply(r->arena, b.p != NULL ? b.p : "", b.len, p, &why);
-        buf_cleanup(&b);
-        if (rc != 0)
-            return rc;
-    }
-    if (!found)
+    if (rc == 0 && rd->found)
+        rc = principal_apply(r->arena, rd->out->p != NULL ? rd->out->p : "", rd->out->len, p, &why);
+    if (rc != 0)
+        return rc;
+    if (!rd->found)
         return respond_error(r, ERR_UNAUTHORIZED, "not a member of this organization");
     if (why != NULL)
         return respond_error(r, ERR_UNAUTHORIZED, why);
@@ -388,12 +356,14 @@ int authn_principal(struct worker *w, struct http_request *r, struct principal *
 {
     const char *h = http_param(r, "HTTP_AUTHORIZATION");
     struct verdict v = {0, NULL};
-    char bl[8 + ENG_HASH], vkey[CACHE_KEY_MAX], pkey[CACHE_KEY_MAX];
-    const char *keys[3] = {bl, vkey, pkey};
-    char *vals[3];
-    size_t lens[3], nkeys = 1;
-    struct authn_org_ver *seen = NULL;
-    int64_t ver = -1;
+    struct principal_load l = {w, p};
+    struct caching_ns ns;
+    char bl[8 + ENG_HASH], who[8 + ENG_HASH];
+    const char *extra[1] = {bl};
+    char *bl_val = NULL;
+    size_t bl_len = 0;
+    struct buf out;
+    struct caching_read rd = {.ns = &ns, .suffix = who, .load = principal_load, .ctx = &l, .out = &out};
     int rc;
 
     memset(p, 0, sizeof *p);
@@ -412,49 +382,33 @@ int authn_principal(struct worker *w, struct http_request *r, struct principal *
     if (rc != 0)
         return rc;
 
-    /* one round trip: the blacklist, and when the caller's org is known its
-     * principal version and the principal at the version last seen */
+    /* one round trip: the blacklist and, when the caller is known, its
+     * principal's version and the principal at the version last seen */
     snprintf(bl, sizeof bl, "bl:%s", p->token_sha);
-    if (v.code == 0 && caching_on(w, METRICS_CACHE_PRINCIPAL) &&
-        caching_vkey_principal(vkey, p->scope.org_id) == 0) {
-        seen = seen_ver(w, p->scope.org_id);
-        bool guess = strcmp(seen->org, p->scope.org_id) == 0;
-        nkeys = guess && principal_key(pkey, p, seen->ver) == 0 ? 3 : 2;
-    }
-    rc = kv_mget(w->kv, keys, nkeys, vals, lens);
+    snprintf(who, sizeof who, "%s:%s", p->user_id[0] != '\0' ? "u" : "k",
+             p->user_id[0] != '\0' ? p->user_id : p->token_sha);
+    bool known = v.code == 0 && caching_ns_principal(&ns, p->scope.org_id) == 0;
+    rc = caching_fetch(w, &rd, known ? 1 : 0, extra, 1, &bl_val, &bl_len);
     if (rc != 0) {
         log_msg(LOG_ERROR, "blacklist_unavailable", "%s", w->kv->errstr);
         return respond_error(r, ERR_UNAVAILABLE, "the token blacklist cannot be checked");
     }
-    if (vals[0] != NULL) {
-        kv_mget_clear(vals, lens, nkeys);
+    if (bl_val != NULL) {
+        free(bl_val);
+        caching_read_cleanup(&rd);
         return respond_error(r, ERR_REVOKED, "the token has been revoked");
     }
-    if (v.code != 0) {
-        kv_mget_clear(vals, lens, nkeys);
+    if (v.code != 0)
         return respond_error(r, v.code, v.msg);
-    }
-    if (nkeys >= 2) {
-        if (vals[1] == NULL)
-            ver = 0; /* never bumped, or aged out */
-        else if (!kv_parse_i64(vals[1], lens[1], &ver) || ver < 0)
-            ver = -1;
-    }
-    if (nkeys == 3 && ver != seen->ver) {
-        free(vals[2]); /* another version's: not ours to use */
-        vals[2] = NULL;
-    }
-    if (ver >= 0) {
-        snprintf(seen->org, sizeof seen->org, "%s", p->scope.org_id);
-        seen->ver = ver;
-    }
 
     /* the unit of work the handler runs in; the caller commits or rolls back */
+    buf_init(&out, 64 * 1024);
     if ((rc = engine_begin(w->engine, &p->scope)) == 0) {
-        rc = principal_resolve(w, r, p, ver, nkeys == 3 ? vals[2] : NULL, nkeys == 3 ? lens[2] : 0);
+        rc = principal_resolve(w, r, p, &rd);
         if (rc != 0 || r->status != 0)
             engine_rollback(w->engine);
     }
-    kv_mget_clear(vals, lens, nkeys);
+    caching_read_cleanup(&rd);
+    buf_cleanup(&out);
     return rc;
 }

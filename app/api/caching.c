@@ -14,7 +14,9 @@
  * sent): a bump before the commit would let a reader cache the old data under
  * the new version; a bump after the reply would let the client's next read
  * see the old value. A rolled-back unit drops them (caching_drop). */
+#include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "app.h"
@@ -63,58 +65,38 @@ static void touch(struct worker *w, int use, const char *vkey)
     snprintf(c->pending[c->npending++].vkey, CACHE_KEY_MAX, "%s", vkey);
 }
 
-int caching_vkey_principal(char out[CACHE_KEY_MAX], const char *org)
+int caching_ns_principal(struct caching_ns *ns, const char *org)
 {
-    return cache_key(out, "core", org, "ver:principal");
+    return caching_ns(ns, METRICS_CACHE_PRINCIPAL, "core", org, "principal");
 }
 
-int caching_vkey_records(char out[CACHE_KEY_MAX], const struct eng_scope *s, const char *service,
-                         const char *resource)
+int caching_ns_records(struct caching_ns *ns, const struct eng_scope *s, const char *service, const char *resource)
 {
-    return cache_key(out, engine_mode_name(s->mode), s->org_id, "ver:rec:%s.%s", service, resource);
+    return caching_ns(ns, METRICS_CACHE_RECORDS, engine_mode_name(s->mode), s->org_id, "rec:%s.%s", service,
+                      resource);
 }
 
-int caching_vkey_schema(char out[CACHE_KEY_MAX], int mode, const char *service)
+int caching_ns_schema(struct caching_ns *ns, int mode, const char *service)
 {
-    return cache_key(out, engine_mode_name(mode), "schema", "ver:%s", service);
+    return caching_ns(ns, METRICS_CACHE_SCHEMA, engine_mode_name(mode), "schema", "svc:%s", service);
 }
 
-int caching_vkey_apps(char out[CACHE_KEY_MAX])
+int caching_ns_apps(struct caching_ns *ns)
 {
-    return cache_key(out, "core", "apps", "ver");
+    return caching_ns(ns, METRICS_CACHE_APPS, "core", "apps", "apps");
+}
+
+void caching_touch(struct worker *w, const struct caching_ns *ns)
+{
+    touch(w, ns->use, ns->vkey);
 }
 
 void caching_touch_principal(struct worker *w, const char *org)
 {
-    char k[CACHE_KEY_MAX];
+    struct caching_ns ns;
 
-    if (caching_vkey_principal(k, org) == 0)
-        touch(w, METRICS_CACHE_PRINCIPAL, k);
-}
-
-void caching_touch_records(struct worker *w, const struct eng_scope *s, const char *service,
-                           const char *resource)
-{
-    char k[CACHE_KEY_MAX];
-
-    if (caching_vkey_records(k, s, service, resource) == 0)
-        touch(w, METRICS_CACHE_RECORDS, k);
-}
-
-void caching_touch_schema(struct worker *w, int mode, const char *service)
-{
-    char k[CACHE_KEY_MAX];
-
-    if (caching_vkey_schema(k, mode, service) == 0)
-        touch(w, METRICS_CACHE_SCHEMA, k);
-}
-
-void caching_touch_apps(struct worker *w)
-{
-    char k[CACHE_KEY_MAX];
-
-    if (caching_vkey_apps(k) == 0)
-        touch(w, METRICS_CACHE_APPS, k);
+    if (caching_ns_principal(&ns, org) == 0)
+        caching_touch(w, &ns);
 }
 
 void caching_flush(struct worker *w)
@@ -144,7 +126,7 @@ int app_commit(struct worker *w)
     return rc;
 }
 
-int caching_version(struct worker *w, int use, const char *vkey, int64_t *ver)
+static int version_of(struct worker *w, int use, const char *vkey, int64_t *ver)
 {
     return cache_version(&w->caching.cache, w->caching.st[use], vkey, ver);
 }
@@ -154,20 +136,152 @@ bool caching_on(const struct worker *w, int use)
     return w->caching.on[use];
 }
 
-void caching_hit(struct worker *w, int use)
+
+/* ---- versioned reads planned into one round trip ------------------------------ */
+
+int caching_ns(struct caching_ns *ns, int use, const char *mode, const char *org, const char *fmt, ...)
 {
-    cache_count_hit(w->caching.st[use]);
+    va_list ap;
+    int n;
+
+    memset(ns, 0, sizeof *ns);
+    ns->use = use;
+    n = snprintf(ns->tag, sizeof ns->tag, "{%s:%s}:", mode, org);
+    if (n < 0 || (size_t)n >= sizeof ns->tag)
+        return ERR_TOOBIG;
+    va_start(ap, fmt);
+    n = vsnprintf(ns->name, sizeof ns->name, fmt, ap);
+    va_end(ap);
+    if (n < 0 || (size_t)n >= sizeof ns->name)
+        return ERR_TOOBIG;
+    n = snprintf(ns->vkey, sizeof ns->vkey, "%sver:%s", ns->tag, ns->name);
+    return n < 0 || (size_t)n >= sizeof ns->vkey ? ERR_TOOBIG : 0;
 }
 
-int caching_remember(struct worker *w, int use, const char *key, cache_load_fn load, void *ctx,
-                     struct buf *out, bool *found)
+int caching_ns_key(const struct caching_ns *ns, int64_t ver, const char *suffix, char out[CACHE_KEY_MAX])
+{
+    int n = snprintf(out, CACHE_KEY_MAX, "%s%s:v%lld:%s", ns->tag, ns->name, (long long)ver, suffix);
+
+    return n < 0 || n >= CACHE_KEY_MAX ? ERR_TOOBIG : 0;
+}
+
+/* The slot of the version of vkey last seen. A guess only: it is compared
+ * with the version read in the same round trip, so a collision costs a miss. */
+static struct caching_seen *seen(struct worker *w, const char *vkey, uint64_t *hash)
+{
+    uint64_t h = 1469598103934665603ull; /* FNV-1a 64 */
+
+    for (const char *p = vkey; *p != '\0'; p++)
+        h = (h ^ (unsigned char)*p) * 1099511628211ull;
+    *hash = h;
+    return &w->caching.seen[h % CACHING_SEEN];
+}
+
+int caching_fetch(struct worker *w, struct caching_read *rd, size_t n, const char *const *extra, size_t nextra,
+                  char **xvals, size_t *xlens)
+{
+    const char *keys[KV_MGET_MAX];
+    char guess_key[KV_MGET_MAX][CACHE_KEY_MAX];
+    char *vals[KV_MGET_MAX];
+    size_t lens[KV_MGET_MAX], k = 0;
+    int rc;
+
+    for (size_t i = 0; i < nextra; i++)
+        keys[k++] = extra[i];
+    for (size_t i = 0; i < n; i++) {
+        struct caching_seen *s;
+        uint64_t h;
+        rd[i].ver = -1;
+        rd[i].cached = NULL;
+        rd[i].cached_len = 0;
+        rd[i].guess = -1;
+        rd[i].vslot = -1;
+        if (!w->caching.on[rd[i].ns->use] || k + 2 > KV_MGET_MAX)
+            continue; /* switched off, or past the round trip: loaded alone */
+        rd[i].vslot = (int)k;
+        keys[k++] = rd[i].ns->vkey;
+        s = seen(w, rd[i].ns->vkey, &h);
+        if (s->hash == h && caching_ns_key(rd[i].ns, s->ver, rd[i].suffix, guess_key[i]) == 0) {
+            rd[i].guess = s->ver;
+            keys[k++] = guess_key[i];
+        }
+    }
+    if (k == 0)
+        return 0;
+    if ((rc = kv_mget(w->kv, keys, k, vals, lens)) != 0) {
+        for (size_t i = 0; i < n; i++) {
+            rd[i].guess = -1; /* fail open: every read loads */
+            if (rd[i].vslot >= 0)
+                cache_count(&w->caching.st[rd[i].ns->use]->fallbacks);
+        }
+        return rc;
+    }
+    for (size_t i = 0; i < nextra; i++) {
+        xvals[i] = vals[i];
+        xlens[i] = lens[i];
+    }
+    for (size_t i = 0, j = nextra; i < n; i++) {
+        int64_t ver = 0;
+        if (!w->caching.on[rd[i].ns->use] || (int)j != rd[i].vslot)
+            continue;
+        if (vals[j] != NULL && (!kv_parse_i64(vals[j], lens[j], &ver) || ver < 0))
+            ver = -1; /* not a version: this read leaves the cache out */
+        free(vals[j++]);
+        rd[i].ver = ver;
+        if (rd[i].guess >= 0) {
+            if (ver == rd[i].guess && vals[j] != NULL) {
+                rd[i].cached = vals[j];
+                rd[i].cached_len = lens[j];
+            } else {
+                free(vals[j]);
+            }
+            j++;
+        }
+        if (ver >= 0) {
+            uint64_t h;
+            struct caching_seen *s = seen(w, rd[i].ns->vkey, &h);
+            s->hash = h;
+            s->ver = ver;
+        }
+    }
+    return 0;
+}
+
+int caching_finish(struct worker *w, struct caching_read *rd)
 {
     struct caching *c = &w->caching;
+    const char *payload;
+    size_t plen;
+    char key[CACHE_KEY_MAX];
+    int rc;
 
-    if (!c->on[use]) {
-        buf_reset(out);
-        *found = false;
-        return load(ctx, out, found);
+    buf_reset(rd->out);
+    rd->found = false;
+    if (rd->cached != NULL) {
+        rc = cache_unwrap(rd->cached, rd->cached_len, &payload, &plen, &rd->found);
+        if (rc == 0 && rd->found)
+            rc = buf_append(rd->out, payload, plen); /* payload points into rd->cached */
+        caching_read_cleanup(rd);
+        if (rc == 0) {
+            cache_count(&c->st[rd->ns->use]->hits);
+            return 0;
+        }
+        buf_reset(rd->out);
+        rd->found = false;
     }
-    return cache_remember(&c->cache, c->st[use], key, c->ttl_ms[use], load, ctx, out, found);
+    if (c->on[rd->ns->use] && rd->ver < 0 && rd->vslot < 0) {
+        /* not in a round trip (past its keys): ask the version alone */
+        if (version_of(w, rd->ns->use, rd->ns->vkey, &rd->ver) != 0)
+            rd->ver = -1;
+    }
+    if (!c->on[rd->ns->use] || rd->ver < 0 || caching_ns_key(rd->ns, rd->ver, rd->suffix, key) != 0)
+        return rd->load(rd->ctx, rd->out, &rd->found); /* off, or the kv failed: fail open */
+    return cache_remember(&c->cache, c->st[rd->ns->use], key, c->ttl_ms[rd->ns->use], rd->load, rd->ctx,
+                          rd->out, &rd->found);
+}
+
+void caching_read_cleanup(struct caching_read *rd)
+{
+    free(rd->cached);
+    rd->cached = NULL;
 }

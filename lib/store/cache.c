@@ -24,9 +24,9 @@
 #define LOCK_SUFFIX ":lock"
 #define BACKOFF_MAX_MS 32
 
-static void count(uint64_t *c)
+void cache_count(uint64_t *counter)
 {
-    __atomic_fetch_add(c, 1, __ATOMIC_RELAXED);
+    __atomic_fetch_add(counter, 1, __ATOMIC_RELAXED);
 }
 
 static int64_t mono_ms(void)
@@ -43,11 +43,6 @@ static void sleep_ms(unsigned ms)
 
     while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
         ;
-}
-
-void cache_count_hit(struct cache_stats *st)
-{
-    count(&st->hits);
 }
 
 int cache_init(struct cache *c, struct kv *kv, unsigned lock_ms, unsigned wait_ms)
@@ -133,7 +128,7 @@ int cache_version(struct cache *c, struct cache_stats *st, const char *vkey, int
         rc = ERR_INVAL;
     free(val);
     if (rc != 0)
-        count(&st->fallbacks);
+        cache_count(&st->fallbacks);
     return rc;
 }
 
@@ -143,7 +138,7 @@ int cache_bump(struct cache *c, struct cache_stats *st, const char *vkey)
     int rc = kv_incr(c->kv, vkey, &v);
 
     if (rc != 0)
-        count(&st->bump_errors);
+        cache_count(&st->bump_errors);
     return rc;
 }
 
@@ -168,7 +163,7 @@ static int load(struct cache *c, struct cache_stats *st, const char *key, uint64
 
     buf_reset(out);
     *found = false;
-    count(&st->loads);
+    cache_count(&st->loads);
     if ((rc = fn(ctx, out, found)) != 0) {
         buf_reset(out);
         return rc;
@@ -178,7 +173,7 @@ static int load(struct cache *c, struct cache_stats *st, const char *key, uint64
     buf_init(&env, out->max + sizeof ENVELOPE_NULL);
     if (cache_wrap(&env, *found ? (out->p != NULL ? out->p : "") : NULL, *found ? out->len : 0) == 0 &&
         kv_set(c->kv, key, env.p, env.len, ttl_ms) != 0)
-        count(&st->fallbacks); /* served, just not kept */
+        cache_count(&st->fallbacks); /* served, just not kept */
     buf_cleanup(&env);
     return 0;
 }
@@ -210,15 +205,15 @@ int cache_remember(struct cache *c, struct cache_stats *st, const char *key, uin
     rc = kv_get(c->kv, key, &val, &len);
     if (rc == 0 && take(val, len, out, found)) {
         free(val);
-        count(&st->hits);
+        cache_count(&st->hits);
         return 0;
     }
     free(val);
     if (rc != 0 && rc != ERR_NOTFOUND) {
-        count(&st->fallbacks);
+        cache_count(&st->fallbacks);
         return load(c, st, key, ttl_ms, fn, ctx, out, found, false);
     }
-    count(&st->misses);
+    cache_count(&st->misses);
     snprintf(lock, sizeof lock, "%s" LOCK_SUFFIX, key);
     snprintf(token, sizeof token, "%s:%llu", c->token, (unsigned long long)++c->seq);
     deadline = mono_ms() + c->wait_ms;
@@ -229,7 +224,7 @@ int cache_remember(struct cache *c, struct cache_stats *st, const char *key, uin
             rc = kv_get(c->kv, key, &val, &len);
             if (rc == 0 && take(val, len, out, found)) {
                 free(val);
-                count(&st->hits);
+                cache_count(&st->hits);
                 rc = 0;
             } else {
                 free(val);
@@ -239,18 +234,18 @@ int cache_remember(struct cache *c, struct cache_stats *st, const char *key, uin
             return rc;
         }
         if (rc != ERR_CONFLICT) {
-            count(&st->fallbacks);
+            cache_count(&st->fallbacks);
             return load(c, st, key, ttl_ms, fn, ctx, out, found, false);
         }
         if (!waited) {
             waited = true;
-            count(&st->waits);
+            cache_count(&st->waits);
         }
         for (;;) {
             bool held;
 
             if (mono_ms() >= deadline) {
-                count(&st->lock_timeouts);
+                cache_count(&st->lock_timeouts);
                 return load(c, st, key, ttl_ms, fn, ctx, out, found, true);
             }
             sleep_ms(backoff);
@@ -258,12 +253,12 @@ int cache_remember(struct cache *c, struct cache_stats *st, const char *key, uin
                 backoff *= 2;
             rc = kv_exists_get(c->kv, lock, &held, key, &val, &len);
             if (rc != 0) {
-                count(&st->fallbacks);
+                cache_count(&st->fallbacks);
                 return load(c, st, key, ttl_ms, fn, ctx, out, found, false);
             }
             if (take(val, len, out, found)) {
                 free(val);
-                count(&st->hits);
+                cache_count(&st->hits);
                 return 0;
             }
             free(val);

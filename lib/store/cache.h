@@ -73,9 +73,10 @@ int cache_init(struct cache *c, struct kv *kv, unsigned lock_ms, unsigned wait_m
 int cache_remember(struct cache *c, struct cache_stats *st, const char *key, uint64_t ttl_ms,
                    cache_load_fn load, void *ctx, struct buf *out, bool *found) ERR_MUST_CHECK;
 
-/* Counts a hit the caller found itself (a value read in a round trip with
- * others, then unwrapped with cache_unwrap). */
-void cache_count_hit(struct cache_stats *st);
+/* Adds 1 to one of a cache_stats' counters (relaxed atomic): for what a caller
+ * found itself (a value read in a round trip with others and unwrapped with
+ * cache_unwrap is a hit; a failed round trip a fallback). */
+void cache_count(uint64_t *counter);
 
 /* The current version of the namespace whose version key is vkey (0 when it was
  * never bumped, or has aged out). 0, or the kv's error (counted as a fallback:
