@@ -30,11 +30,21 @@
 #define AUTHN_KEY_ORGS 256      /* API keys' orgs a worker remembers, direct-mapped */
 
 #define CACHING_SEEN 256        /* namespaces' versions a worker last saw */
+#define CACHING_MEMOS 32        /* apps and schemas a worker keeps a copy of */
 
 /* The read cache's state in a worker (caching.c). */
 struct caching_seen {
     uint64_t hash;              /* of the version key; 0: empty */
     int64_t ver;
+};
+
+/* An app or a resource definition as loaded at a namespace's version. */
+struct caching_memo {
+    uint64_t hash;              /* of the namespace and the name */
+    int64_t ver, at;            /* the version it was loaded at, and when */
+    bool found;                 /* false: there is none */
+    void *val;                  /* malloc'd, size bytes */
+    size_t size;
 };
 
 struct caching {
@@ -48,6 +58,7 @@ struct caching {
     } pending[CACHING_PENDING];                 /* bumps waiting for the commit */
     size_t npending;
     struct caching_seen seen[CACHING_SEEN];
+    struct caching_memo memo[CACHING_MEMOS];
 };
 
 /* A namespace of cached entries: its version key "{<mode>:<org>}:ver:<name>"
@@ -237,6 +248,12 @@ HANDLER(handle_schema_put);
 bool svc_name_ok(const char *s);
 /* 0 when service is an active microservice; otherwise sends the 404 and returns ERR_NOTFOUND. */
 int svc_check(struct worker *w, struct http_request *r, const char *service);
+/* svc_check and, when name is not NULL, its resource's definition into res
+ * (404 "no such resource" sent when it has none): from the worker's copies
+ * while the registry's and the schema's versions hold, one kv round trip for
+ * both (caching.c). p may be NULL only without a name. */
+int svc_open(struct worker *w, struct http_request *r, const struct principal *p, const char *service,
+             const char *name, struct eng_resource *res);
 /* Returns owned: a resource's schema as the API shows it. */
 cJSON *svc_resource_json(const struct eng_resource *res);
 
@@ -299,6 +316,17 @@ int caching_fetch(struct worker *w, struct caching_read *rd, size_t n, const cha
 int caching_finish(struct worker *w, struct caching_read *rd) ERR_MUST_CHECK;
 /* Frees what caching_fetch kept for a read that caching_finish did not take. */
 void caching_read_cleanup(struct caching_read *rd);
+/* A worker's own copy of a small definition (an app, a resource's schema) as
+ * loaded at version ver of its namespace (read by caching_fetch with a NULL
+ * suffix): the version is asked on every use, so a change on any worker holds
+ * from the next request; the copy is also dropped after the use's TTL.
+ * caching_memo_get: 0 with *found and out filled, or ERR_NOTFOUND (load it and
+ * caching_memo_put it). Nothing is kept for ver < 0 (the kv failed) or a use
+ * switched off. */
+int caching_memo_get(struct worker *w, const struct caching_ns *ns, int64_t ver, const char *name, void *out,
+                     size_t size, bool *found) ERR_MUST_CHECK;
+void caching_memo_put(struct worker *w, const struct caching_ns *ns, int64_t ver, const char *name, const void *val,
+                      size_t size, bool found);
 int caching_remember(struct worker *w, int use, const char *key, cache_load_fn load, void *ctx,
                      struct buf *out, bool *found) ERR_MUST_CHECK;
 

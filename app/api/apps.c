@@ -88,7 +88,12 @@ HANDLER(handle_apps_create)
     rc = engine_app_create(w->engine, &a);
     if (rc == ERR_CONFLICT)
         return respond_error(r, ERR_CONFLICT, "an app with that name exists");
-    if (rc != 0 || (rc = audit_record(w, &p->scope, p->user_id, "apps.create", a.name, NULL)) != 0)
+    if (rc != 0)
+        return rc;
+    struct caching_ns ns;
+    if (caching_ns_apps(&ns) == 0)
+        caching_touch(w, &ns);
+    if ((rc = audit_record(w, &p->scope, p->user_id, "apps.create", a.name, NULL)) != 0)
         return rc;
     cJSON *root = http_own(r, app_json(&a));
     return root == NULL ? ERR_NOMEM : respond_owned(r, 201, root);

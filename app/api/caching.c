@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "app.h"
 #include "core/log.h"
@@ -201,7 +202,8 @@ int caching_fetch(struct worker *w, struct caching_read *rd, size_t n, const cha
         rd[i].vslot = (int)k;
         keys[k++] = rd[i].ns->vkey;
         s = seen(w, rd[i].ns->vkey, &h);
-        if (s->hash == h && caching_ns_key(rd[i].ns, s->ver, rd[i].suffix, guess_key[i]) == 0) {
+        if (rd[i].suffix != NULL && s->hash == h &&
+            caching_ns_key(rd[i].ns, s->ver, rd[i].suffix, guess_key[i]) == 0) {
             rd[i].guess = s->ver;
             keys[k++] = guess_key[i];
         }
@@ -284,4 +286,60 @@ void caching_read_cleanup(struct caching_read *rd)
 {
     free(rd->cached);
     rd->cached = NULL;
+}
+
+/* ---- in-process copies checked against their namespace's version ----------- */
+
+/* The memo slot of (ns, name). */
+static struct caching_memo *memo_slot(struct worker *w, const struct caching_ns *ns, const char *name, uint64_t *h)
+{
+    uint64_t x = 1469598103934665603ull;
+
+    for (const char *p = ns->vkey; *p != '\0'; p++)
+        x = (x ^ (unsigned char)*p) * 1099511628211ull;
+    x = (x ^ '/') * 1099511628211ull;
+    for (const char *p = name; *p != '\0'; p++)
+        x = (x ^ (unsigned char)*p) * 1099511628211ull;
+    *h = x;
+    return &w->caching.memo[x % CACHING_MEMOS];
+}
+
+int caching_memo_get(struct worker *w, const struct caching_ns *ns, int64_t ver, const char *name, void *out,
+                     size_t size, bool *found)
+{
+    uint64_t h;
+    struct caching_memo *m = memo_slot(w, ns, name, &h);
+    int64_t now = (int64_t)time(NULL);
+
+    if (ver < 0 || !w->caching.on[ns->use] || m->val == NULL || m->hash != h || m->ver != ver ||
+        m->size != size || now - m->at >= (int64_t)(w->caching.ttl_ms[ns->use] / 1000))
+        return ERR_NOTFOUND;
+    *found = m->found;
+    if (m->found)
+        memcpy(out, m->val, size);
+    cache_count(&w->caching.st[ns->use]->hits);
+    return 0;
+}
+
+void caching_memo_put(struct worker *w, const struct caching_ns *ns, int64_t ver, const char *name, const void *val,
+                      size_t size, bool found)
+{
+    uint64_t h;
+    struct caching_memo *m = memo_slot(w, ns, name, &h);
+
+    if (ver < 0 || !w->caching.on[ns->use])
+        return;
+    if (m->size != size) {
+        free(m->val);
+        m->size = 0;
+        if ((m->val = malloc(size)) == NULL)
+            return;
+        m->size = size;
+    }
+    m->hash = h;
+    m->ver = ver;
+    m->at = (int64_t)time(NULL);
+    m->found = found;
+    if (found)
+        memcpy(m->val, val, size);
 }

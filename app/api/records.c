@@ -49,25 +49,18 @@ static int open_resource(struct worker *w, struct http_request *r, const struct 
 
     c->service = router_param(&r->match, "service");
     c->resource = router_param(&r->match, "resource");
-    if (svc_check(w, r, c->service) != 0)
-        return ERR_NOTFOUND;
-    if (!svc_name_ok(c->resource)) {
-        respond_error(r, ERR_NOTFOUND, "no such resource");
-        return ERR_NOTFOUND;
-    }
+    if ((c->res = arena_alloc(r->arena, sizeof *c->res)) == NULL)
+        return ERR_NOMEM;
+    /* schemas are no secret (GET …/schema shows them to any member): a
+     * resource that does not exist is a 404 before the permission is asked */
+    if ((rc = svc_open(w, r, p, c->service, c->resource, c->res)) != 0)
+        return rc;
     snprintf(c->object, sizeof c->object, "%s/%s", c->service, c->resource);
     if (!rbac_allows(p->perms.perms, p->perms.nperms, action, c->object)) {
         respond_error(r, ERR_FORBIDDEN, arena_printf(r->arena, "your role does not allow %s", action));
         return ERR_FORBIDDEN;
     }
-    if ((c->res = arena_alloc(r->arena, sizeof *c->res)) == NULL)
-        return ERR_NOMEM;
-    rc = engine_resource_get(w->engine, &p->scope, c->service, c->resource, c->res);
-    if (rc == ERR_NOTFOUND) {
-        respond_error(r, ERR_NOTFOUND, "no such resource");
-        return rc;
-    }
-    return rc;
+    return 0;
 }
 
 /* Reply already sent by open_resource: the handler returns 0; otherwise its error. */

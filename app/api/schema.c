@@ -32,11 +32,64 @@ bool svc_name_ok(const char *s)
 
 int svc_check(struct worker *w, struct http_request *r, const char *service)
 {
-    struct eng_app a;
+    return svc_open(w, r, NULL, service, NULL, NULL);
+}
 
-    if (!svc_name_ok(service) || engine_app_get(w->engine, service, &a) != 0 ||
-        strcmp(a.kind, "microservice") != 0 || strcmp(a.status, "active") != 0) {
+/* The app named service from the worker's copy while the registry's version
+ * holds, else from storage. */
+static int app_of(struct worker *w, const struct caching_ns *ns, int64_t ver, const char *service,
+                  struct eng_app *a, bool *found)
+{
+    int rc;
+
+    if (caching_memo_get(w, ns, ver, service, a, sizeof *a, found) == 0)
+        return 0;
+    rc = engine_app_get(w->engine, service, a);
+    if (rc != 0 && rc != ERR_NOTFOUND)
+        return rc;
+    *found = rc == 0;
+    caching_memo_put(w, ns, ver, service, a, sizeof *a, *found);
+    return 0;
+}
+
+int svc_open(struct worker *w, struct http_request *r, const struct principal *p, const char *service,
+             const char *name, struct eng_resource *res)
+{
+    struct caching_ns apps, schema;
+    struct caching_read rd[2] = {{.ns = &apps}, {.ns = &schema}};
+    struct eng_app a;
+    bool found = false;
+    int rc;
+
+    if (!svc_name_ok(service) || caching_ns_apps(&apps) != 0 ||
+        caching_ns_schema(&schema, p != NULL ? p->scope.mode : ENG_MODE_TEST, service) != 0) {
         respond_error(r, ERR_NOTFOUND, "no such service");
+        return ERR_NOTFOUND;
+    }
+    /* one round trip for both versions; a kv that fails leaves them -1: storage */
+    if (caching_fetch(w, rd, name != NULL ? 2 : 1, NULL, 0, NULL, NULL) != 0)
+        rd[0].ver = rd[1].ver = -1;
+    if ((rc = app_of(w, &apps, rd[0].ver, service, &a, &found)) != 0)
+        return rc;
+    if (!found || strcmp(a.kind, "microservice") != 0 || strcmp(a.status, "active") != 0) {
+        respond_error(r, ERR_NOTFOUND, "no such service");
+        return ERR_NOTFOUND;
+    }
+    if (name == NULL)
+        return 0;
+    if (!svc_name_ok(name)) {
+        respond_error(r, ERR_NOTFOUND, "no such resource");
+        return ERR_NOTFOUND;
+    }
+    if (caching_memo_get(w, &schema, rd[1].ver, name, res, sizeof *res, &found) != 0) {
+        rc = engine_resource_get(w->engine, &p->scope, service, name, res);
+        if (rc != 0 && rc != ERR_NOTFOUND)
+            return rc;
+        found = rc == 0;
+        caching_memo_put(w, &schema, rd[1].ver, name, res, sizeof *res, found);
+    }
+    if (!found) {
+        respond_error(r, ERR_NOTFOUND, "no such resource");
         return ERR_NOTFOUND;
     }
     return 0;
@@ -329,6 +382,9 @@ HANDLER(handle_schema_put)
         return respond_error(r, ERR_FORBIDDEN, "resource schemas are changed from the platform's organization");
     if (rc != 0)
         return rc;
+    struct caching_ns ns;
+    if (caching_ns_schema(&ns, p->scope.mode, service) == 0)
+        caching_touch(w, &ns);
     if ((rc = engine_resource_get(w->engine, &p->scope, service, resource, res)) != 0)
         return rc;
     cJSON *out = http_own(r, svc_resource_json(res));
