@@ -251,9 +251,11 @@ int svc_check(struct worker *w, struct http_request *r, const char *service);
 /* svc_check and, when name is not NULL, its resource's definition into res
  * (404 "no such resource" sent when it has none): from the worker's copies
  * while the registry's and the schema's versions hold, one kv round trip for
- * both (caching.c). p may be NULL only without a name. */
+ * both (caching.c). fresh: the definition from storage, in the unit of work
+ * (a write is checked against the schema it will be stored under, not one a
+ * concurrent change is replacing). p may be NULL only without a name. */
 int svc_open(struct worker *w, struct http_request *r, const struct principal *p, const char *service,
-             const char *name, struct eng_resource *res);
+             const char *name, bool fresh, struct eng_resource *res);
 /* Returns owned: a resource's schema as the API shows it. */
 cJSON *svc_resource_json(const struct eng_resource *res);
 

@@ -27,6 +27,7 @@
 #include <time.h>
 
 #include "app.h"
+#include "security/crypto.h"
 #include "core/json.h"
 #include "security/rbac.h"
 #include "core/uuid.h"
@@ -53,7 +54,7 @@ static int open_resource(struct worker *w, struct http_request *r, const struct 
         return ERR_NOMEM;
     /* schemas are no secret (GET …/schema shows them to any member): a
      * resource that does not exist is a 404 before the permission is asked */
-    if ((rc = svc_open(w, r, p, c->service, c->resource, c->res)) != 0)
+    if ((rc = svc_open(w, r, p, c->service, c->resource, strcmp(action, "records:read") != 0, c->res)) != 0)
         return rc;
     snprintf(c->object, sizeof c->object, "%s/%s", c->service, c->resource);
     if (!rbac_allows(p->perms.perms, p->perms.nperms, action, c->object)) {
@@ -165,6 +166,146 @@ static cJSON *record_json(struct worker *w, const struct principal *p, const str
     return o;
 }
 
+/* ---- the read cache (caching.c): records as stored, pii sealed -------------- */
+
+/* A write to c's resource: its org's cached reads in this mode are bumped after the commit. */
+static void touch_records(struct worker *w, const struct principal *p, const struct rctx *c)
+{
+    struct caching_ns ns;
+
+    if (caching_ns_records(&ns, &p->scope, c->service, c->resource) == 0)
+        caching_touch(w, &ns);
+}
+
+/* A record as the engine gave it (pii still sealed: never plaintext in the
+ * cache), without its blind indexes, which no read shows. */
+static cJSON *stored_json(const struct eng_record *rec)
+{
+    cJSON *o = cJSON_CreateObject();
+
+    if (o == NULL || cJSON_AddStringToObject(o, "id", rec->id) == NULL ||
+        cJSON_AddNumberToObject(o, "v", (double)rec->version) == NULL ||
+        cJSON_AddNumberToObject(o, "c", (double)rec->created_at) == NULL ||
+        cJSON_AddNumberToObject(o, "u", (double)rec->updated_at) == NULL ||
+        cJSON_AddNumberToObject(o, "e", (double)rec->expires_at) == NULL ||
+        !cJSON_AddItemToObject(o, "data", rec->data != NULL ? cJSON_Duplicate(rec->data, true) : cJSON_CreateObject())) {
+        cJSON_Delete(o);
+        return NULL;
+    }
+    return o;
+}
+
+/* The record of a cached form (data borrowed from o); ERR_INVAL if it is not one. */
+static int stored_parse(const cJSON *o, struct eng_record *rec)
+{
+    const char *id = json_get_str(o, "id");
+    cJSON *data = cJSON_GetObjectItemCaseSensitive(o, "data");
+
+    memset(rec, 0, sizeof *rec);
+    if (id == NULL || !uuid_valid(id) || !cJSON_IsObject(data) ||
+        json_get_int(o, "v", 1, INT64_MAX, &rec->version) != 0 ||
+        json_get_int(o, "c", 0, INT64_MAX, &rec->created_at) != 0 ||
+        json_get_int(o, "u", 0, INT64_MAX, &rec->updated_at) != 0 ||
+        json_get_int(o, "e", 0, INT64_MAX, &rec->expires_at) != 0)
+        return ERR_INVAL;
+    snprintf(rec->id, sizeof rec->id, "%s", id);
+    rec->data = data;
+    return 0;
+}
+
+/* Renders what a loader read into out; takes the records' trees. */
+static int stored_put(struct eng_record *recs, size_t n, bool one, struct buf *out)
+{
+    cJSON *root = one ? NULL : cJSON_CreateArray();
+    char *text = NULL;
+    int rc = ERR_NOMEM;
+
+    for (size_t i = 0; i < n; i++) {
+        cJSON *o = stored_json(&recs[i]);
+        if (o == NULL)
+            goto out;
+        if (one)
+            root = o;
+        else if (root == NULL || !cJSON_AddItemToArray(root, o)) {
+            cJSON_Delete(o);
+            goto out;
+        }
+    }
+    if (root != NULL && (text = json_print(root)) != NULL) /* numbers exact (lib/core/json) */
+        rc = buf_puts(out, text);
+out:
+    for (size_t i = 0; i < n; i++)
+        eng_record_cleanup(&recs[i]);
+    cJSON_Delete(root);
+    free(text);
+    return rc;
+}
+
+struct read_ctx {
+    struct worker *w;
+    const struct principal *p;
+    const struct rctx *c;
+    const char *id;             /* a get's; NULL for a list */
+    struct eng_query *q;
+    size_t max;
+};
+
+static int load_get(void *ctx, struct buf *out, bool *found)
+{
+    struct read_ctx *x = ctx;
+    struct eng_record rec;
+    int rc = engine_record_get(x->w->engine, &x->p->scope, x->c->service, x->c->resource, x->id,
+                               (int64_t)time(NULL), &rec);
+
+    if (rc == ERR_NOTFOUND)
+        return 0; /* a cached 404 */
+    if (rc != 0)
+        return rc;
+    *found = true;
+    return stored_put(&rec, 1, true, out);
+}
+
+static int load_list(void *ctx, struct buf *out, bool *found)
+{
+    struct read_ctx *x = ctx;
+    struct eng_record *recs = calloc(x->max, sizeof *recs);
+    size_t n = 0;
+    int rc;
+
+    if (recs == NULL)
+        return ERR_NOMEM;
+    rc = engine_record_list(x->w->engine, &x->p->scope, x->c->service, x->c->resource, x->q, recs, x->max, &n);
+    if (rc == 0) {
+        *found = true;
+        rc = stored_put(recs, n, false, out);
+    }
+    free(recs);
+    return rc;
+}
+
+/* Serves a read from the cache or its loader; the text, owned by the request, in *text. */
+static int cached_read(struct worker *w, struct http_request *r, const struct principal *p, const struct rctx *c,
+                       const char *suffix, cache_load_fn load, struct read_ctx *x, const char **text, bool *found)
+{
+    struct caching_ns ns;
+    struct buf out;
+    struct caching_read rd = {.ns = &ns, .suffix = suffix, .load = load, .ctx = x, .out = &out};
+    int rc;
+
+    buf_init(&out, (size_t)w->cfg->http.max_body_kb * 1024 * 4);
+    if (caching_ns_records(&ns, &p->scope, c->service, c->resource) != 0 ||
+        caching_fetch(w, &rd, 1, NULL, 0, NULL, NULL) != 0)
+        rd.ver = -1; /* fail open: caching_finish loads */
+    rc = caching_finish(w, &rd);
+    caching_read_cleanup(&rd);
+    *found = rd.found;
+    *text = NULL;
+    if (rc == 0 && rd.found && (*text = arena_strndup(r->arena, out.p != NULL ? out.p : "", out.len)) == NULL)
+        rc = ERR_NOMEM;
+    buf_cleanup(&out);
+    return rc;
+}
+
 /* Checks one member of a body: true when it may be stored (details get the reason otherwise). */
 static bool body_value_ok(struct http_request *r, const struct rctx *c, const cJSON *v, cJSON *details)
 {
@@ -257,6 +398,7 @@ HANDLER(handle_records_create)
     rc = engine_record_create(w->engine, &p->scope, c.service, c.resource, &rec);
     if (rc != 0)
         return rc;
+    touch_records(w, p, &c);
     if ((out = http_own(r, record_json(w, p, &c, &rec))) == NULL)
         return ERR_NOMEM;
     return respond_owned(r, 201, out);
@@ -293,14 +435,28 @@ static int load(struct worker *w, struct http_request *r, const struct principal
 
 HANDLER(handle_records_get)
 {
+    const char *id = router_param(&r->match, "id"), *text;
     struct rctx c;
+    struct read_ctx x = {w, p, &c, id, NULL, 0};
     struct eng_record rec;
-    cJSON *out;
+    char suffix[96];
+    bool found;
+    cJSON *stored, *out;
     int rc;
 
     OPEN_OR_RETURN(w, r, p, "records:read", &c);
-    if ((rc = load(w, r, p, &c, &rec)) != 0)
-        return r->status != 0 ? 0 : rc;
+    if (!uuid_valid(id))
+        return respond_error(r, ERR_NOTFOUND, "no such record");
+    /* keyed by the schema's version too: a schema change casts every record */
+    snprintf(suffix, sizeof suffix, "s%lld:id:%s", (long long)c.res->version, id);
+    if ((rc = cached_read(w, r, p, &c, suffix, load_get, &x, &text, &found)) != 0)
+        return rc;
+    if (!found)
+        return respond_error(r, ERR_NOTFOUND, "no such record");
+    if ((stored = http_own(r, cJSON_Parse(text))) == NULL || stored_parse(stored, &rec) != 0)
+        return ERR_INTERNAL;
+    if (rec.expires_at != 0 && rec.expires_at <= (int64_t)time(NULL))
+        return respond_error(r, ERR_NOTFOUND, "no such record"); /* expired since it was cached */
     if ((out = http_own(r, record_json(w, p, &c, &rec))) == NULL)
         return ERR_NOMEM;
     return respond_owned(r, 200, out);
@@ -340,6 +496,7 @@ HANDLER(handle_records_update)
         return respond_error(r, ERR_PRECONDITION, "the record changed meanwhile");
     if (rc != 0)
         return rc;
+    touch_records(w, p, &c);
     if ((out = http_own(r, record_json(w, p, &c, &rec))) == NULL)
         return ERR_NOMEM;
     return respond_owned(r, 200, out);
@@ -364,6 +521,7 @@ HANDLER(handle_records_delete)
         return respond_error(r, ERR_PRECONDITION, "the record is at another version");
     if (rc != 0)
         return rc;
+    touch_records(w, p, &c);
     cJSON *root = http_own(r, cJSON_CreateObject());
     return root == NULL ? ERR_NOMEM : respond_owned(r, 204, root);
 }
@@ -599,6 +757,52 @@ static bool cursor_open(struct worker *w, struct http_request *r, const struct p
     return true;
 }
 
+/* The cache suffix of a list: the schema's version and a SHA-256 of the query
+ * as parsed (filters sorted, so their order in the URL does not matter). */
+static int list_key(const struct rctx *c, const struct eng_query *q, int64_t limit, char out[96])
+{
+    char *parts[ENG_MAX_FILTERS], *after = NULL;
+    struct buf b;
+    uint8_t h[CRYPTO_SHA256_LEN];
+    int rc = 0;
+
+    buf_init(&b, 1 << 20);
+    for (size_t i = 0; i < q->nfilters; i++) {
+        char *v = q->filters[i].value != NULL ? json_print(q->filters[i].value) : NULL;
+        parts[i] = NULL;
+        if (asprintf(&parts[i], "%s\x1f%d\x1f%s", q->filters[i].field, q->filters[i].op, v != NULL ? v : "") < 0)
+            parts[i] = NULL;
+        free(v);
+        if (parts[i] == NULL)
+            rc = ERR_NOMEM;
+    }
+    for (size_t i = 1; rc == 0 && i < q->nfilters; i++) /* insertion sort: at most ENG_MAX_FILTERS */
+        for (size_t j = i; j > 0 && strcmp(parts[j - 1], parts[j]) > 0; j--) {
+            char *t = parts[j];
+            parts[j] = parts[j - 1];
+            parts[j - 1] = t;
+        }
+    if (rc == 0 && q->has_after && q->after_value != NULL && (after = json_print(q->after_value)) == NULL)
+        rc = ERR_NOMEM;
+    if (rc == 0)
+        rc = buf_printf(&b, "%lld\x1e%s\x1e%d\x1e%d\x1e%s\x1e%s", (long long)limit, q->order, q->desc,
+                        q->has_after, q->after_id, after != NULL ? after : "");
+    for (size_t i = 0; rc == 0 && i < q->nfilters; i++)
+        rc = buf_printf(&b, "\x1e%s", parts[i]);
+    if (rc == 0)
+        rc = crypto_sha256(b.p, b.len, h);
+    if (rc == 0) {
+        int k = snprintf(out, 96, "s%lld:q:", (long long)c->res->version);
+        for (size_t i = 0; i < 20; i++) /* 160 bits: a collision is not a practical worry */
+            k += snprintf(out + k, 96 - (size_t)k, "%02x", h[i]);
+    }
+    for (size_t i = 0; i < q->nfilters; i++)
+        free(parts[i]);
+    free(after);
+    buf_cleanup(&b);
+    return rc;
+}
+
 HANDLER(handle_records_list)
 {
     struct rctx c;
@@ -649,17 +853,33 @@ HANDLER(handle_records_list)
         return respond_error(r, ERR_INVAL, "the cursor is not valid for this query");
     if ((recs = arena_alloc(r->arena, sizeof *recs * (LIMIT_MAX + 1))) == NULL)
         return ERR_NOMEM;
-    rc = engine_record_list(w->engine, &p->scope, c.service, c.resource, &q, recs, (size_t)limit + 1, &n);
+    struct read_ctx x = {w, p, &c, NULL, &q, (size_t)limit + 1};
+    const char *text;
+    bool found;
+    char suffix[96];
+    cJSON *page, *it;
+    /* a page is cached under its schema version and its normalized query;
+     * one of a resource whose records expire is read each time (what has
+     * expired since would be served until the entry's TTL) */
+    if (c.res->expire_after == 0 && list_key(&c, &q, limit, suffix) == 0)
+        rc = cached_read(w, r, p, &c, suffix, load_list, &x, &text, &found);
+    else {
+        struct buf b;
+        buf_init(&b, (size_t)w->cfg->http.max_body_kb * 1024 * 4);
+        rc = load_list(&x, &b, &found);
+        text = rc == 0 ? arena_strndup(r->arena, b.p != NULL ? b.p : "[]", b.len) : NULL;
+        buf_cleanup(&b);
+        if (rc == 0 && text == NULL)
+            rc = ERR_NOMEM;
+    }
     if (rc != 0)
         return rc;
-    for (size_t i = 0; i < n; i++) {
-        recs[i].data = http_own(r, recs[i].data);
-        recs[i].bidx = http_own(r, recs[i].bidx);
-        if (recs[i].data == NULL) {
-            for (size_t k = i + 1; k < n; k++)
-                eng_record_cleanup(&recs[k]);
-            return ERR_NOMEM;
-        }
+    if ((page = http_own(r, cJSON_Parse(text))) == NULL || !cJSON_IsArray(page))
+        return ERR_INTERNAL;
+    cJSON_ArrayForEach(it, page) {
+        if (n > (size_t)limit || stored_parse(it, &recs[n]) != 0)
+            return ERR_INTERNAL;
+        n++;
     }
     if ((root = respond_list(r, &data)) == NULL)
         return ERR_NOMEM;

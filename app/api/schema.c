@@ -32,7 +32,7 @@ bool svc_name_ok(const char *s)
 
 int svc_check(struct worker *w, struct http_request *r, const char *service)
 {
-    return svc_open(w, r, NULL, service, NULL, NULL);
+    return svc_open(w, r, NULL, service, NULL, false, NULL);
 }
 
 /* The app named service from the worker's copy while the registry's version
@@ -53,7 +53,7 @@ static int app_of(struct worker *w, const struct caching_ns *ns, int64_t ver, co
 }
 
 int svc_open(struct worker *w, struct http_request *r, const struct principal *p, const char *service,
-             const char *name, struct eng_resource *res)
+             const char *name, bool fresh, struct eng_resource *res)
 {
     struct caching_ns apps, schema;
     struct caching_read rd[2] = {{.ns = &apps}, {.ns = &schema}};
@@ -81,7 +81,7 @@ int svc_open(struct worker *w, struct http_request *r, const struct principal *p
         respond_error(r, ERR_NOTFOUND, "no such resource");
         return ERR_NOTFOUND;
     }
-    if (caching_memo_get(w, &schema, rd[1].ver, name, res, sizeof *res, &found) != 0) {
+    if (fresh || caching_memo_get(w, &schema, rd[1].ver, name, res, sizeof *res, &found) != 0) {
         rc = engine_resource_get(w->engine, &p->scope, service, name, res);
         if (rc != 0 && rc != ERR_NOTFOUND)
             return rc;
