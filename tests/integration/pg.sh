@@ -89,6 +89,10 @@ pg_engine_env() {
     if [ -z "$REDIS_PID" ]; then redis_up || return 1; fi
     PG_NDB=$((PG_NDB + 1))
     local db=tessera_s$PG_NDB d
+    # a fresh database with the seed's fixed ids must not meet the cache an
+    # earlier stack left in this Redis (as a restored database would not in
+    # production without a flush: README, the read cache)
+    redis-cli -p "$REDIS_PORT" flushall >/dev/null || return 1
     pg_createdb "$db" >/dev/null || return 1
     PG_DB_OWNER_DSN="host=$PG_SOCK port=$PG_PORT dbname=$db user=tessera_owner"
     PG_DB_APP_DSN="host=$PG_SOCK port=$PG_PORT dbname=$db user=tessera_app"
