@@ -1,6 +1,7 @@
 /* The app registry (DESIGN §4): global, no org. Every authenticated caller may
  * discover apps; only platform admins register them. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -26,19 +27,53 @@ static cJSON *app_json(const struct eng_app *a)
     return o;
 }
 
+/* The registry as the list shows it, for the cache (discovery, [cache] apps_ttl). */
+static int apps_load(void *ctx, struct buf *out, bool *found)
+{
+    struct worker *w = ctx;
+    struct eng_app *apps = calloc(APPS_MAX, sizeof *apps);
+    cJSON *list = cJSON_CreateArray();
+    char *text = NULL;
+    size_t n = 0;
+    int rc = apps == NULL || list == NULL ? ERR_NOMEM : engine_app_list(w->engine, apps, APPS_MAX, &n);
+
+    for (size_t i = 0; rc == 0 && i < n; i++)
+        if (!cJSON_AddItemToArray(list, app_json(&apps[i])))
+            rc = ERR_NOMEM;
+    if (rc == 0)
+        rc = (text = cJSON_PrintUnformatted(list)) != NULL ? buf_puts(out, text) : ERR_NOMEM;
+    *found = rc == 0;
+    free(text);
+    cJSON_Delete(list);
+    free(apps);
+    return rc;
+}
+
 HANDLER(handle_apps_list)
 {
-    size_t n = 0;
-    struct eng_app *apps = arena_alloc(r->arena, sizeof *apps * APPS_MAX);
-    cJSON *data, *root = respond_list(r, &data);
+    struct caching_ns ns;
+    struct buf b;
+    struct caching_read rd = {.ns = &ns, .suffix = "list", .load = apps_load, .ctx = w, .out = &b};
+    cJSON *root, *list;
     int rc;
 
-    if (apps == NULL || root == NULL)
-        return ERR_NOMEM;
-    if ((rc = engine_app_list(w->engine, apps, APPS_MAX, &n)) != 0)
+    buf_init(&b, 1 << 20);
+    if (caching_ns_apps(&ns) != 0 || caching_fetch(w, &rd, 1, NULL, 0, NULL, NULL) != 0)
+        rd.ver = -1; /* fail open: loaded */
+    rc = caching_finish(w, &rd);
+    caching_read_cleanup(&rd);
+    list = rc == 0 ? cJSON_ParseWithLength(b.p != NULL ? b.p : "[]", b.len) : NULL;
+    buf_cleanup(&b);
+    if (rc != 0)
         return rc;
-    for (size_t i = 0; i < n; i++)
-        cJSON_AddItemToArray(data, app_json(&apps[i]));
+    if (list == NULL || (root = http_own(r, cJSON_CreateObject())) == NULL) {
+        cJSON_Delete(list);
+        return ERR_NOMEM;
+    }
+    if (!cJSON_AddItemToObject(root, "data", list)) { /* root, the request's, owns it now */
+        cJSON_Delete(list);
+        return ERR_NOMEM;
+    }
     return respond_owned(r, 200, root);
 }
 

@@ -121,6 +121,17 @@ out=$(same_n 6 GET /v1/orgs/current -H "$(auth "$KEY")")
 check "revoked, it is refused on the next requests on every worker (401)" \
     bash -c "[ \"\$(cut -d' ' -f1 <<<'$out' | sort -u)\" = 401 ]"
 
+# ---- app discovery --------------------------------------------------------------
+req GET /v1/apps -H "$(auth "$ALICE")"
+a0=$(metric hits apps)
+out=$(same_n 4 GET /v1/apps -H "$(auth "$ALICE")")
+check "app discovery is served from the cache (one answer; hits $a0→$(metric hits apps))" \
+    bash -c "[ \$(wc -l <<<'$out') = 1 ] && [ $(metric hits apps) -ge $((a0 + 4)) ]"
+req POST /v1/apps "${A[@]}" -H "$J" -d '{"name":"cachedapp","kind":"web","base_url":"https://cached.example.com"}'
+check "a platform admin registers an app" test "$STATUS" = 201
+names=$(for i in 1 2 3 4; do curl -s "$URL/v1/apps" -H "$(auth "$ALICE")" | jq -r '[.data[].name] | index("cachedapp") != null'; done | sort -u)
+check "… and the next discovery on every worker lists it" test "$names" = true
+
 # ---- a stampede loads once --------------------------------------------------------
 l6=$(metric loads records)
 seq 1 64 | xargs -P 32 -I{} curl -s -H "$(auth "$ADMIN")" "$URL/v1/svc/crm/cached?name=eq.stampede&limit=7" \
