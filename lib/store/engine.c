@@ -196,6 +196,38 @@ static bool names(struct chk *c, const char *service, const char *resource)
     return name(c, "service", service, ENG_SLUG) && name(c, "resource", resource, ENG_FIELD);
 }
 
+/* The groups of checks many ops share. */
+
+/* A tenant listing: its out/max/n, then its scope. */
+static bool scoped_list(struct chk *c, const struct eng_scope *s, const void *out, size_t max, size_t *n)
+{
+    return list(c, out, max, n) && scope(c, s);
+}
+
+/* A stamp (revoked, used) on the row with this id of s's org, at a positive time. */
+static bool stamp(struct chk *c, const struct eng_scope *s, const char *what, const char *rid, int64_t at)
+{
+    return scope(c, s) && id(c, what, rid, 0) && positive(c, "at", at);
+}
+
+/* A lookup by a secret's hash (a credential, a user's email_hmac) into out. */
+static bool by_hash(struct chk *c, const char *what, const char *h, const void *out)
+{
+    return hash(c, what, h, 0) && ptr(c, "out", out);
+}
+
+/* Where records live: the scope, the service and the resource. */
+static bool at_resource(struct chk *c, const struct eng_scope *s, const char *service, const char *resource)
+{
+    return scope(c, s) && names(c, service, resource);
+}
+
+/* if_version: 0 (any) or the version a write expects. */
+static bool version(struct chk *c, int64_t if_version)
+{
+    return if_version >= 0 || bad(c, ERR_INVAL, "if_version", "negative");
+}
+
 #define CHK(op_) struct chk c = {e, #op_, 0}
 /* Runs the op when every check passed. */
 #define RUN(op_, ...) (c.rc != 0 ? c.rc : e->ops->op_(e, __VA_ARGS__))
@@ -272,8 +304,7 @@ int engine_user_get(struct engine *e, const char *uid, struct eng_user *out)
 int engine_user_by_email(struct engine *e, const char *email_hmac, struct eng_user *out)
 {
     CHK(user_by_email);
-    hash(&c, "email_hmac", email_hmac, 0);
-    ptr(&c, "out", out);
+    by_hash(&c, "email_hmac", email_hmac, out);
     return RUN(user_by_email, email_hmac, out);
 }
 
@@ -354,24 +385,21 @@ int engine_role_builtin(struct engine *e, const char *role, struct eng_role *out
 int engine_api_key_resolve(struct engine *e, const char *key_hash, struct eng_api_key *out)
 {
     CHK(api_key_resolve);
-    hash(&c, "key_hash", key_hash, 0);
-    ptr(&c, "out", out);
+    by_hash(&c, "key_hash", key_hash, out);
     return RUN(api_key_resolve, key_hash, out);
 }
 
 int engine_refresh_resolve(struct engine *e, const char *token_hash, struct eng_refresh *out)
 {
     CHK(refresh_resolve);
-    hash(&c, "token_hash", token_hash, 0);
-    ptr(&c, "out", out);
+    by_hash(&c, "token_hash", token_hash, out);
     return RUN(refresh_resolve, token_hash, out);
 }
 
 int engine_invite_resolve(struct engine *e, const char *token_hash, struct eng_invite *out)
 {
     CHK(invite_resolve);
-    hash(&c, "token_hash", token_hash, 0);
-    ptr(&c, "out", out);
+    by_hash(&c, "token_hash", token_hash, out);
     return RUN(invite_resolve, token_hash, out);
 }
 
@@ -410,8 +438,7 @@ int engine_member_list(struct engine *e, const struct eng_scope *s, struct eng_m
                        size_t *n)
 {
     CHK(member_list);
-    list(&c, out, max, n);
-    scope(&c, s);
+    scoped_list(&c, s, out, max, n);
     return RUN(member_list, s, out, max, n);
 }
 
@@ -435,8 +462,7 @@ int engine_role_get(struct engine *e, const struct eng_scope *s, const char *rol
 int engine_role_list(struct engine *e, const struct eng_scope *s, struct eng_role *out, size_t max, size_t *n)
 {
     CHK(role_list);
-    list(&c, out, max, n);
-    scope(&c, s);
+    scoped_list(&c, s, out, max, n);
     return RUN(role_list, s, out, max, n);
 }
 
@@ -476,17 +502,14 @@ int engine_api_key_list(struct engine *e, const struct eng_scope *s, struct eng_
                         size_t *n)
 {
     CHK(api_key_list);
-    list(&c, out, max, n);
-    scope(&c, s);
+    scoped_list(&c, s, out, max, n);
     return RUN(api_key_list, s, out, max, n);
 }
 
 int engine_api_key_revoke(struct engine *e, const struct eng_scope *s, const char *kid, int64_t at)
 {
     CHK(api_key_revoke);
-    scope(&c, s);
-    id(&c, "id", kid, 0);
-    positive(&c, "at", at);
+    stamp(&c, s, "id", kid, at);
     return RUN(api_key_revoke, s, kid, at);
 }
 
@@ -540,9 +563,7 @@ int engine_refresh_rotate(struct engine *e, const struct eng_scope *s, const cha
 int engine_refresh_revoke_family(struct engine *e, const struct eng_scope *s, const char *family_id, int64_t at)
 {
     CHK(refresh_revoke_family);
-    scope(&c, s);
-    id(&c, "family_id", family_id, 0);
-    positive(&c, "at", at);
+    stamp(&c, s, "family_id", family_id, at);
     return RUN(refresh_revoke_family, s, family_id, at);
 }
 
@@ -562,9 +583,7 @@ int engine_invite_create(struct engine *e, const struct eng_scope *s, const stru
 int engine_invite_mark_used(struct engine *e, const struct eng_scope *s, const char *iid, int64_t at)
 {
     CHK(invite_mark_used);
-    scope(&c, s);
-    id(&c, "id", iid, 0);
-    positive(&c, "at", at);
+    stamp(&c, s, "id", iid, at);
     return RUN(invite_mark_used, s, iid, at);
 }
 
@@ -595,8 +614,7 @@ int engine_audit_list(struct engine *e, const struct eng_scope *s, const char *b
                       size_t max, size_t *n)
 {
     CHK(audit_list);
-    list(&c, out, max, n);
-    scope(&c, s);
+    scoped_list(&c, s, out, max, n);
     if (before_id != NULL)
         id_or_empty(&c, "before_id", before_id, 0);
     return RUN(audit_list, s, before_id, out, max, n);
@@ -608,8 +626,7 @@ int engine_resource_get(struct engine *e, const struct eng_scope *s, const char 
                         struct eng_resource *out)
 {
     CHK(resource_get);
-    scope(&c, s);
-    names(&c, service, res);
+    at_resource(&c, s, service, res);
     ptr(&c, "out", out);
     return RUN(resource_get, s, service, res, out);
 }
@@ -618,8 +635,7 @@ int engine_resource_list(struct engine *e, const struct eng_scope *s, const char
                          size_t max, size_t *n)
 {
     CHK(resource_list);
-    list(&c, out, max, n);
-    scope(&c, s);
+    scoped_list(&c, s, out, max, n);
     name(&c, "service", service, ENG_SLUG);
     return RUN(resource_list, s, service, out, max, n);
 }
@@ -646,8 +662,7 @@ int engine_record_create(struct engine *e, const struct eng_scope *s, const char
                          const struct eng_record *rec)
 {
     CHK(record_create);
-    scope(&c, s);
-    names(&c, service, res);
+    at_resource(&c, s, service, res);
     if (ptr(&c, "record", rec))
         id(&c, "record id", rec->id, sizeof rec->id);
     return RUN(record_create, s, service, res, rec);
@@ -657,8 +672,7 @@ int engine_record_get(struct engine *e, const struct eng_scope *s, const char *s
                       const char *rid, int64_t now, struct eng_record *out)
 {
     CHK(record_get);
-    scope(&c, s);
-    names(&c, service, res);
+    at_resource(&c, s, service, res);
     id(&c, "id", rid, 0);
     ptr(&c, "out", out);
     return RUN(record_get, s, service, res, rid, now, out);
@@ -668,12 +682,10 @@ int engine_record_update(struct engine *e, const struct eng_scope *s, const char
                          struct eng_record *rec, int64_t if_version)
 {
     CHK(record_update);
-    scope(&c, s);
-    names(&c, service, res);
+    at_resource(&c, s, service, res);
     if (ptr(&c, "record", rec))
         id(&c, "record id", rec->id, sizeof rec->id);
-    if (if_version < 0)
-        bad(&c, ERR_INVAL, "if_version", "negative");
+    version(&c, if_version);
     return RUN(record_update, s, service, res, rec, if_version);
 }
 
@@ -681,11 +693,9 @@ int engine_record_delete(struct engine *e, const struct eng_scope *s, const char
                          const char *rid, int64_t if_version, int64_t now)
 {
     CHK(record_delete);
-    scope(&c, s);
-    names(&c, service, res);
+    at_resource(&c, s, service, res);
     id(&c, "id", rid, 0);
-    if (if_version < 0)
-        bad(&c, ERR_INVAL, "if_version", "negative");
+    version(&c, if_version);
     return RUN(record_delete, s, service, res, rid, if_version, now);
 }
 
@@ -693,9 +703,8 @@ int engine_record_list(struct engine *e, const struct eng_scope *s, const char *
                        const struct eng_query *q, struct eng_record *out, size_t max, size_t *n)
 {
     CHK(record_list);
-    list(&c, out, max, n);
-    scope(&c, s);
-    names(&c, service, res);
+    if (scoped_list(&c, s, out, max, n))
+        names(&c, service, res);
     if (ptr(&c, "query", q)) {
         if (q->nfilters > ENG_MAX_FILTERS)
             bad(&c, ERR_INVAL, "query nfilters", "over ENG_MAX_FILTERS");
@@ -711,8 +720,7 @@ int engine_outbox_list(struct engine *e, const struct eng_scope *s, const char *
                        struct eng_outbox *out, size_t max, size_t *n)
 {
     CHK(outbox_list);
-    list(&c, out, max, n);
-    scope(&c, s);
+    scoped_list(&c, s, out, max, n);
     name(&c, "service", service, ENG_SLUG);
     return RUN(outbox_list, s, service, after_seq, out, max, n);
 }

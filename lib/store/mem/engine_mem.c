@@ -176,63 +176,51 @@ static int cmp_app(const void *pa, const void *pb)
 
 /* ---- users --------------------------------------------------------------- */
 
-static int mem_user_create(struct engine *e, const struct eng_user *u)
+/* The global records kept under two keys of the root (struct mem_kind). */
+static const struct mem_kind USER = {"user", {"user id", "email"},
+                                     {offsetof(struct mem_root, users), offsetof(struct mem_root, emails)}, {0}};
+static const struct mem_kind ORG = {"org", {"org id", "org slug"},
+                                    {offsetof(struct mem_root, orgs), offsetof(struct mem_root, slugs)}, {0}};
+static const struct mem_kind APP = {"app", {"app name", "app id"},
+                                    {offsetof(struct mem_root, apps), offsetof(struct mem_root, app_ids)}, {0}};
+
+/* Stores n bytes at src, a global record of kind kd whose keys are both free. */
+static int global_create(struct engine *e, const struct mem_kind *kd, const char *key0, const char *key1,
+                         const void *src, size_t n)
 {
-    const struct mem *m = e->impl;
-    const struct mem_root *rt;
-    uint64_t off;
+    struct mem_key k[2];
     int rc;
 
     if ((rc = enter(e)) != 0)
         return rc;
-    rt = root(m);
-    if (map_find(m, rt->users, u->id, NULL))
-        return engine_fail(e, ERR_CONFLICT, "user id taken");
-    if (map_find(m, rt->emails, u->email_hmac, NULL))
-        return engine_fail(e, ERR_CONFLICT, "email taken");
-    if ((off = rec_new(e, u, sizeof *u)) == 0)
-        return ERR_NOSPACE;
-    if ((rc = map_add(e, rt->users, u->id, off)) != 0 ||
-        (rc = map_add(e, rt->emails, u->email_hmac, off)) != 0)
-        return rc;
-    return 0;
+    kind_keys(e->impl, kd, 0, key0, key1, k);
+    return rec_insert_twice(e, k, src, n);
 }
 
-static int user_find(struct engine *e, const char *id, uint64_t *off)
+static int mem_user_create(struct engine *e, const struct eng_user *u)
 {
-    const struct mem *m = e->impl;
+    return global_create(e, &USER, u->id, u->email_hmac, u, sizeof *u);
+}
+
+/* A copy of the user with this id to change, and where its record is. */
+static int user_load(struct engine *e, const char *id, struct eng_user *u, uint64_t *off)
+{
     int rc;
 
-    if ((rc = enter(e)) != 0)
+    if ((rc = root_find(e, USER.map[0], id, USER.what, off)) != 0)
         return rc;
-    if (!map_find(m, root(m)->users, id, off))
-        return engine_fail(e, ERR_NOTFOUND, "no such user");
+    memcpy(u, ptr(e->impl, *off), sizeof *u);
     return 0;
 }
 
 static int mem_user_get(struct engine *e, const char *id, struct eng_user *out)
 {
-    uint64_t off;
-    int rc;
-
-    if ((rc = user_find(e, id, &off)) != 0)
-        return rc;
-    memcpy(out, ptr(e->impl, off), sizeof *out);
-    return 0;
+    return root_get(e, USER.map[0], id, USER.what, out, sizeof *out);
 }
 
 static int mem_user_by_email(struct engine *e, const char *email_hmac, struct eng_user *out)
 {
-    const struct mem *m = e->impl;
-    uint64_t off;
-    int rc;
-
-    if ((rc = enter(e)) != 0)
-        return rc;
-    if (!map_find(m, root(m)->emails, email_hmac, &off))
-        return engine_fail(e, ERR_NOTFOUND, "no such user");
-    memcpy(out, ptr(m, off), sizeof *out);
-    return 0;
+    return root_get(e, USER.map[1], email_hmac, USER.what, out, sizeof *out);
 }
 
 /* Publishes *u in place of the record at old (same id and email_hmac). */
@@ -257,9 +245,8 @@ static int mem_user_set_password(struct engine *e, const char *id, const char *p
     uint64_t off;
     int rc;
 
-    if ((rc = user_find(e, id, &off)) != 0)
+    if ((rc = user_load(e, id, &u, &off)) != 0)
         return rc;
-    memcpy(&u, ptr(e->impl, off), sizeof u);
     memset(u.password_hash, 0, sizeof u.password_hash);
     memcpy(u.password_hash, phc, strlen(phc));
     return user_replace(e, off, &u);
@@ -271,9 +258,8 @@ static int mem_user_set_admin(struct engine *e, const char *id, bool admin)
     uint64_t off;
     int rc;
 
-    if ((rc = user_find(e, id, &off)) != 0)
+    if ((rc = user_load(e, id, &u, &off)) != 0)
         return rc;
-    memcpy(&u, ptr(e->impl, off), sizeof u);
     if (u.is_platform_admin == admin)
         return 0;
     u.is_platform_admin = admin;
@@ -299,19 +285,15 @@ static int mem_user_memberships(struct engine *e, const char *user_id, struct en
 
 static int mem_org_create(struct engine *e, const struct eng_org *o)
 {
-    const struct mem *m = e->impl;
-    const struct mem_root *rt;
+    struct mem_key k[2];
     struct mem_org node;
-    uint64_t off;
     int rc;
 
     if ((rc = enter(e)) != 0)
         return rc;
-    rt = root(m);
-    if (map_find(m, rt->orgs, o->id, NULL))
-        return engine_fail(e, ERR_CONFLICT, "org id taken");
-    if (map_find(m, rt->slugs, o->slug, NULL))
-        return engine_fail(e, ERR_CONFLICT, "org slug taken");
+    kind_keys(e->impl, &ORG, 0, o->id, o->slug, k);
+    if ((rc = keys_free(e, k)) != 0)
+        return rc;
     memset(&node, 0, sizeof node);
     node.org = *o;
     {
@@ -322,46 +304,17 @@ static int mem_org_create(struct engine *e, const struct eng_org *o)
             if ((*maps[i] = map_new(e, MEM_ORG_HINT)) == 0)
                 return ERR_NOSPACE;
     }
-    if ((off = rec_new(e, &node, sizeof node)) == 0)
-        return ERR_NOSPACE;
-    if ((rc = map_add(e, rt->orgs, o->id, off)) != 0 || (rc = map_add(e, rt->slugs, o->slug, off)) != 0)
-        return rc;
-    return 0;
+    return rec_add_twice(e, k, &node, sizeof node, NULL);
 }
 
 static int mem_app_create(struct engine *e, const struct eng_app *a)
 {
-    const struct mem *m = e->impl;
-    const struct mem_root *rt;
-    uint64_t off;
-    int rc;
-
-    if ((rc = enter(e)) != 0)
-        return rc;
-    rt = root(m);
-    if (map_find(m, rt->apps, a->name, NULL))
-        return engine_fail(e, ERR_CONFLICT, "app name taken");
-    if (map_find(m, rt->app_ids, a->id, NULL))
-        return engine_fail(e, ERR_CONFLICT, "app id taken");
-    if ((off = rec_new(e, a, sizeof *a)) == 0)
-        return ERR_NOSPACE;
-    if ((rc = map_add(e, rt->apps, a->name, off)) != 0 || (rc = map_add(e, rt->app_ids, a->id, off)) != 0)
-        return rc;
-    return 0;
+    return global_create(e, &APP, a->name, a->id, a, sizeof *a);
 }
 
 static int mem_app_get(struct engine *e, const char *name, struct eng_app *out)
 {
-    const struct mem *m = e->impl;
-    uint64_t off;
-    int rc;
-
-    if ((rc = enter(e)) != 0)
-        return rc;
-    if (!map_find(m, root(m)->apps, name, &off))
-        return engine_fail(e, ERR_NOTFOUND, "no such app");
-    memcpy(out, ptr(m, off), sizeof *out);
-    return 0;
+    return root_get(e, APP.map[0], name, APP.what, out, sizeof *out);
 }
 
 static int mem_app_list(struct engine *e, struct eng_app *out, size_t max, size_t *n)

@@ -10,7 +10,8 @@
  * Map values are offsets of records, which are the structs of engine.h stored
  * as they are (a few with an engine-private tail). Where a record has two
  * indexes (a user by id and by email_hmac, an api key by its org's id map and
- * the global hash map) both hold the same offset.
+ * the global hash map) both hold the same offset, and a struct mem_kind row
+ * names the two maps, so storing, finding and refusing a clash are written once.
  *
  *   root: users        user id     → struct eng_user
  *         emails       email_hmac  → the same
@@ -245,6 +246,125 @@ static inline int enter_org(struct engine *e, const struct eng_scope *s, uint64_
     if (!map_find(m, root(m)->orgs, s->org_id, node))
         return engine_fail(e, ERR_NOTFOUND, "no such org");
     return 0;
+}
+
+/* ---- lookups and records kept under two keys ------------------------------ */
+
+/* The map held at field of the record at node (the root or an org): field is
+ * an offsetof(struct mem_root, …) or offsetof(struct mem_org, …), so one
+ * helper serves every map of either, named by the caller. */
+static inline uint64_t map_at(const struct mem *m, uint64_t node, size_t field)
+{
+    return *(const uint64_t *)((const char *)ptr(m, node) + field);
+}
+
+/* Every lookup of a global record: enter, then the offset of the record under
+ * key in the root's map at field, or ERR_NOTFOUND "no such <what>". */
+static inline int root_find(struct engine *e, size_t field, const char *key, const char *what, uint64_t *off)
+{
+    const struct mem *m = e->impl;
+    int rc;
+
+    if ((rc = enter(e)) != 0)
+        return rc;
+    if (!map_find(m, map_at(m, m->root, field), key, off))
+        return engine_fail(e, ERR_NOTFOUND, "no such %s", what);
+    return 0;
+}
+
+/* root_find, then a copy of the record's first n bytes (its engine.h struct). */
+static inline int root_get(struct engine *e, size_t field, const char *key, const char *what, void *out,
+                           size_t n)
+{
+    uint64_t off;
+    int rc;
+
+    if ((rc = root_find(e, field, key, what, &off)) != 0)
+        return rc;
+    memcpy(out, ptr(e->impl, off), n);
+    return 0;
+}
+
+/* ... and of a tenant's: enter_org (*node: the org), then the record under key
+ * in the org's map at field, or ERR_NOTFOUND "no such <what>". */
+static inline int org_find(struct engine *e, const struct eng_scope *s, size_t field, const char *key,
+                           const char *what, uint64_t *node, uint64_t *off)
+{
+    const struct mem *m = e->impl;
+    int rc;
+
+    if ((rc = enter_org(e, s, node)) != 0)
+        return rc;
+    if (!map_find(m, map_at(m, *node, field), key, off))
+        return engine_fail(e, ERR_NOTFOUND, "no such %s", what);
+    return 0;
+}
+
+/* One of the two keys a record is stored under: the map, the key, and what
+ * a clash is called ("user id" → "user id taken"). */
+struct mem_key {
+    uint64_t map;
+    const char *key;
+    const char *what;
+};
+
+/* A kind of record stored under two keys (a user by id and by email_hmac, an
+ * api key by its id in its org's map and by its hash in the root's, ...): a
+ * row per kind names both maps and the words its failures use, so storing,
+ * finding and refusing a clash are written once for all of them. */
+struct mem_kind {
+    const char *what;           /* "no such <what>" */
+    const char *taken[2];       /* "<taken[i]> taken"; key 0 is checked first */
+    size_t map[2];              /* offsetof(struct mem_root, …), or of struct mem_org where in_org */
+    bool in_org[2];
+};
+
+/* The keys of a record of kind kd: key0, key1 in their maps (node: the org, where one is the org's). */
+static inline void kind_keys(const struct mem *m, const struct mem_kind *kd, uint64_t node, const char *key0,
+                             const char *key1, struct mem_key k[2])
+{
+    const char *key[2] = {key0, key1};
+
+    for (int i = 0; i < 2; i++)
+        k[i] = (struct mem_key){map_at(m, kd->in_org[i] ? node : m->root, kd->map[i]), key[i], kd->taken[i]};
+}
+
+/* ERR_CONFLICT "<what> taken" for the first of k[0], k[1] already in its map;
+ * nothing is changed, so a clash leaves the unit of work usable. */
+static inline int keys_free(struct engine *e, const struct mem_key k[2])
+{
+    const struct mem *m = e->impl;
+
+    for (int i = 0; i < 2; i++)
+        if (map_find(m, k[i].map, k[i].key, NULL))
+            return engine_fail(e, ERR_CONFLICT, "%s taken", k[i].what);
+    return 0;
+}
+
+/* A new record holding n bytes at src, published under both keys (checked
+ * free by keys_free); *at (may be NULL) gets its offset. */
+static inline int rec_add_twice(struct engine *e, const struct mem_key k[2], const void *src, size_t n,
+                                uint64_t *at)
+{
+    uint64_t off;
+    int rc;
+
+    if ((off = rec_new(e, src, n)) == 0)
+        return ERR_NOSPACE;
+    for (int i = 0; i < 2; i++)
+        if ((rc = map_add(e, k[i].map, k[i].key, off)) != 0)
+            return rc;
+    if (at != NULL)
+        *at = off;
+    return 0;
+}
+
+/* keys_free, then rec_add_twice: a create that needs nothing else. */
+static inline int rec_insert_twice(struct engine *e, const struct mem_key k[2], const void *src, size_t n)
+{
+    int rc = keys_free(e, k);
+
+    return rc != 0 ? rc : rec_add_twice(e, k, src, n, NULL);
 }
 
 /* ---- sorted listings ----------------------------------------------------- */

@@ -161,6 +161,16 @@ static uint64_t svc_find(struct engine *e, const struct eng_scope *s, const char
     return off;
 }
 
+/* Every call on a service starts here: s's org entered, then the service's
+ * node in *sv (0: the service has no resource yet). */
+static int svc_enter(struct engine *e, const struct eng_scope *s, const char *service, uint64_t *sv)
+{
+    int rc = engine_mem_enter_org(e, s);
+
+    *sv = rc == 0 ? svc_find(e, s, service, false) : 0;
+    return rc;
+}
+
 /* The resource's node for a read or write call, or an error. */
 static int res_find(struct engine *e, const struct eng_scope *s, const char *service,
                     const char *resource, uint64_t *res)
@@ -168,9 +178,8 @@ static int res_find(struct engine *e, const struct eng_scope *s, const char *ser
     int rc;
     uint64_t sv;
 
-    if ((rc = engine_mem_enter_org(e, s)) != 0)
+    if ((rc = svc_enter(e, s, service, &sv)) != 0)
         return rc;
-    sv = svc_find(e, s, service, false);
     if (sv == 0 || !find(e, ((struct rec_svc *)P(e, sv))->resources, resource, res))
         return engine_fail(e, ERR_NOTFOUND, "no such resource");
     return 0;
@@ -336,10 +345,8 @@ int memrec_resource_list(struct engine *e, const struct eng_scope *s, const char
     int rc;
 
     *n = 0;
-    if ((rc = engine_mem_enter_org(e, s)) != 0)
+    if ((rc = svc_enter(e, s, service, &sv)) != 0 || sv == 0)
         return rc;
-    if ((sv = svc_find(e, s, service, false)) == 0)
-        return 0;
     while (*n < max && shm_map_next(R(e), ((struct rec_svc *)P(e, sv))->resources, &pos, &me))
         out[(*n)++] = ((struct rec_res *)P(e, me.val))->def;
     qsort(out, *n, sizeof *out, cmp_res);
@@ -942,10 +949,8 @@ int memrec_outbox_list(struct engine *e, const struct eng_scope *s, const char *
     int rc;
 
     *n = 0;
-    if ((rc = engine_mem_enter_org(e, s)) != 0)
+    if ((rc = svc_enter(e, s, service, &sv)) != 0 || sv == 0)
         return rc;
-    if ((sv = svc_find(e, s, service, false)) == 0)
-        return 0;
     count = shm_map_count(R(e), ((struct rec_svc *)P(e, sv))->outbox);
     if (count == 0)
         return 0;

@@ -24,7 +24,41 @@ static int cmp_key_newest(const void *pa, const void *pb)
     return c != 0 ? c : strcmp(b->id, a->id);
 }
 
-/* ---- bootstrap lookups ----------------------------------------------------- */
+/* ---- credentials: api keys, refresh tokens, invites ------------------------- */
+
+/* The three credentials are each stored twice (struct mem_kind): by hash in
+ * the root's map (the lookup by hash comes before any org is known) and by
+ * id in their org's (the tenant-scoped ops). */
+static const struct mem_kind KEY = {"api key", {"api key hash", "api key id"},
+                                    {offsetof(struct mem_root, key_hashes), offsetof(struct mem_org, keys)},
+                                    {false, true}};
+static const struct mem_kind REFRESH = {"refresh token", {"refresh token hash", "refresh token id"},
+                                        {offsetof(struct mem_root, refresh_hashes), offsetof(struct mem_org, refresh)},
+                                        {false, true}};
+static const struct mem_kind INVITE = {"invite", {"invite token hash", "invite id"},
+                                       {offsetof(struct mem_root, invite_hashes), offsetof(struct mem_org, invites)},
+                                       {false, true}};
+
+/* Stores n bytes at rec, a credential whose id and hash are both free, in s's org. */
+static int cred_create(struct engine *e, const struct eng_scope *s, const struct mem_kind *kd,
+                       const char *hash, const char *id, const void *rec, size_t n)
+{
+    struct mem_key k[2];
+    uint64_t node;
+    int rc;
+
+    if ((rc = enter_org(e, s, &node)) != 0)
+        return rc;
+    kind_keys(e->impl, kd, node, hash, id, k);
+    return rec_insert_twice(e, k, rec, n);
+}
+
+/* The credential of s's org with this id (*node: the org). */
+static int cred_find(struct engine *e, const struct eng_scope *s, const struct mem_kind *kd, const char *id,
+                     uint64_t *node, uint64_t *off)
+{
+    return org_find(e, s, kd->map[1], id, kd->what, node, off);
+}
 
 /* A token as callers see it: its family's revocation folded in. */
 static void refresh_out(const struct mem *m, const struct mem_refresh *rec, struct eng_refresh *out)
@@ -38,44 +72,23 @@ static void refresh_out(const struct mem *m, const struct mem_refresh *rec, stru
 
 int mem_api_key_resolve(struct engine *e, const char *key_hash, struct eng_api_key *out)
 {
-    const struct mem *m = e->impl;
-    uint64_t off;
-    int rc;
-
-    if ((rc = enter(e)) != 0)
-        return rc;
-    if (!map_find(m, root(m)->key_hashes, key_hash, &off))
-        return engine_fail(e, ERR_NOTFOUND, "no such api key");
-    memcpy(out, ptr(m, off), sizeof *out);
-    return 0;
+    return root_get(e, KEY.map[0], key_hash, KEY.what, out, sizeof *out);
 }
 
 int mem_refresh_resolve(struct engine *e, const char *token_hash, struct eng_refresh *out)
 {
-    const struct mem *m = e->impl;
     uint64_t off;
     int rc;
 
-    if ((rc = enter(e)) != 0)
+    if ((rc = root_find(e, REFRESH.map[0], token_hash, REFRESH.what, &off)) != 0)
         return rc;
-    if (!map_find(m, root(m)->refresh_hashes, token_hash, &off))
-        return engine_fail(e, ERR_NOTFOUND, "no such refresh token");
-    refresh_out(m, ptr(m, off), out);
+    refresh_out(e->impl, ptr(e->impl, off), out);
     return 0;
 }
 
 int mem_invite_resolve(struct engine *e, const char *token_hash, struct eng_invite *out)
 {
-    const struct mem *m = e->impl;
-    uint64_t off;
-    int rc;
-
-    if ((rc = enter(e)) != 0)
-        return rc;
-    if (!map_find(m, root(m)->invite_hashes, token_hash, &off))
-        return engine_fail(e, ERR_NOTFOUND, "no such invite");
-    memcpy(out, ptr(m, off), sizeof *out);
-    return 0;
+    return root_get(e, INVITE.map[0], token_hash, INVITE.what, out, sizeof *out);
 }
 
 /* ---- tenant-scoped: org, members, roles ------------------------------------ */
@@ -130,10 +143,8 @@ int mem_member_get(struct engine *e, const struct eng_scope *s, const char *user
     uint64_t node, off;
     int rc;
 
-    if ((rc = enter_org(e, s, &node)) != 0)
+    if ((rc = org_find(e, s, offsetof(struct mem_org, members), user_id, "member", &node, &off)) != 0)
         return rc;
-    if (!map_find(m, ((const struct mem_org *)ptr(m, node))->members, user_id, &off))
-        return engine_fail(e, ERR_NOTFOUND, "no such member");
     memcpy(out, ptr(m, off), sizeof *out);
     return 0;
 }
@@ -158,11 +169,9 @@ int mem_member_remove(struct engine *e, const struct eng_scope *s, const char *u
     uint64_t node, off, umap;
     int rc;
 
-    if ((rc = enter_org(e, s, &node)) != 0)
+    if ((rc = org_find(e, s, offsetof(struct mem_org, members), user_id, "member", &node, &off)) != 0)
         return rc;
     org = ptr(m, node);
-    if (!map_find(m, org->members, user_id, &off))
-        return engine_fail(e, ERR_NOTFOUND, "no such member");
     if ((rc = map_del(e, org->members, user_id)) != 0)
         return rc;
     if (!map_find(m, root(m)->user_orgs, user_id, &umap))
@@ -238,24 +247,7 @@ int mem_role_put(struct engine *e, const struct eng_scope *s, const struct eng_r
 
 int mem_api_key_create(struct engine *e, const struct eng_scope *s, const struct eng_api_key *k)
 {
-    const struct mem *m = e->impl;
-    const struct mem_org *org;
-    uint64_t node, off;
-    int rc;
-
-    if ((rc = enter_org(e, s, &node)) != 0)
-        return rc;
-    org = ptr(m, node);
-    if (map_find(m, root(m)->key_hashes, k->key_hash, NULL))
-        return engine_fail(e, ERR_CONFLICT, "api key hash taken");
-    if (map_find(m, org->keys, k->id, NULL))
-        return engine_fail(e, ERR_CONFLICT, "api key id taken");
-    if ((off = rec_new(e, k, sizeof *k)) == 0)
-        return ERR_NOSPACE;
-    if ((rc = map_add(e, org->keys, k->id, off)) != 0 ||
-        (rc = map_add(e, root(m)->key_hashes, k->key_hash, off)) != 0)
-        return rc;
-    return 0;
+    return cred_create(e, s, &KEY, k->key_hash, k->id, k, sizeof *k);
 }
 
 int mem_api_key_list(struct engine *e, const struct eng_scope *s, struct eng_api_key *out,
@@ -289,10 +281,8 @@ int mem_api_key_revoke(struct engine *e, const struct eng_scope *s, const char *
     uint64_t node, off;
     int rc;
 
-    if ((rc = enter_org(e, s, &node)) != 0)
+    if ((rc = cred_find(e, s, &KEY, id, &node, &off)) != 0)
         return rc;
-    if (!map_find(m, ((const struct mem_org *)ptr(m, node))->keys, id, &off))
-        return engine_fail(e, ERR_NOTFOUND, "no such api key");
     k = ptr(m, off);
     if (k->mode != s->mode) /* test never reaches live, as api_key_list */
         return engine_fail(e, ERR_NOTFOUND, "no such api key in this mode");
@@ -310,15 +300,15 @@ static int refresh_insert(struct engine *e, const struct eng_scope *s, uint64_t 
     const struct mem *m = e->impl;
     const struct mem_org *org = ptr(m, node);
     struct mem_refresh rec;
-    uint64_t fam, off;
+    struct mem_key k[2];
+    uint64_t fam;
     int rc;
 
     if (!map_find(m, root(m)->users, t->user_id, NULL))
         return engine_fail(e, ERR_NOTFOUND, "no such user");
-    if (map_find(m, root(m)->refresh_hashes, t->token_hash, NULL))
-        return engine_fail(e, ERR_CONFLICT, "refresh token hash taken");
-    if (map_find(m, org->refresh, t->id, NULL))
-        return engine_fail(e, ERR_CONFLICT, "refresh token id taken");
+    kind_keys(m, &REFRESH, node, t->token_hash, t->id, k);
+    if ((rc = keys_free(e, k)) != 0)
+        return rc;
     if (!map_find(m, org->families, t->family_id, &fam)) {
         const struct mem_family fresh = {0};
 
@@ -333,14 +323,7 @@ static int refresh_insert(struct engine *e, const struct eng_scope *s, uint64_t 
     rec.seq = ((const struct mem_family *)ptr(m, fam))->count + 1;
     if ((rc = set64(e, fam + offsetof(struct mem_family, count), rec.seq)) != 0)
         return rc;
-    if ((off = rec_new(e, &rec, sizeof rec)) == 0)
-        return ERR_NOSPACE;
-    if ((rc = map_add(e, org->refresh, t->id, off)) != 0 ||
-        (rc = map_add(e, root(m)->refresh_hashes, t->token_hash, off)) != 0)
-        return rc;
-    if (at != NULL)
-        *at = off;
-    return 0;
+    return rec_add_twice(e, k, &rec, sizeof rec, at);
 }
 
 int mem_refresh_create(struct engine *e, const struct eng_scope *s, const struct eng_refresh *t)
@@ -351,26 +334,6 @@ int mem_refresh_create(struct engine *e, const struct eng_scope *s, const struct
     if ((rc = enter_org(e, s, &node)) != 0)
         return rc;
     return refresh_insert(e, s, node, t, NULL);
-}
-
-/* Stamps a one-time record (an invite) of scope's org as used:
- * map is the org's map it lives in (an offset into struct mem_org), used_at
- * the offset of its timestamp; a second use is ERR_CONFLICT. */
-static int mark_used(struct engine *e, const struct eng_scope *s, size_t map, size_t used_at,
-                     const char *what, const char *id, int64_t at)
-{
-    const struct mem *m = e->impl;
-    uint64_t node, off;
-    int rc;
-
-    if ((rc = enter_org(e, s, &node)) != 0)
-        return rc;
-    uint64_t org_map = *(const uint64_t *)((const char *)ptr(m, node) + map);
-    if (!map_find(m, org_map, id, &off))
-        return engine_fail(e, ERR_NOTFOUND, "no such %s", what);
-    if (*(const int64_t *)((const char *)ptr(m, off) + used_at) != 0)
-        return engine_fail(e, ERR_CONFLICT, "%s already used", what);
-    return set64(e, off + used_at, (uint64_t)at);
 }
 
 /* Frees the family's seal, if it keeps one. */
@@ -401,11 +364,9 @@ int mem_refresh_rotate(struct engine *e, const struct eng_scope *s, const char *
     uint64_t node, off, fam, child_off, seal;
     int rc;
 
-    if ((rc = enter_org(e, s, &node)) != 0)
-        return rc;
     memset(out, 0, sizeof *out);
-    if (!map_find(m, ((const struct mem_org *)ptr(m, node))->refresh, parent_id, &off))
-        return engine_fail(e, ERR_NOTFOUND, "no such refresh token");
+    if ((rc = cred_find(e, s, &REFRESH, parent_id, &node, &off)) != 0)
+        return rc;
     rec = ptr(m, off);
     fam = rec->family;
     f = ptr(m, fam);
@@ -489,30 +450,21 @@ int mem_refresh_revoke_family(struct engine *e, const struct eng_scope *s, const
 
 int mem_invite_create(struct engine *e, const struct eng_scope *s, const struct eng_invite *i)
 {
+    return cred_create(e, s, &INVITE, i->token_hash, i->id, i, sizeof *i);
+}
+
+/* One use: a second is ERR_CONFLICT. */
+int mem_invite_mark_used(struct engine *e, const struct eng_scope *s, const char *id, int64_t at)
+{
     const struct mem *m = e->impl;
-    const struct mem_org *org;
     uint64_t node, off;
     int rc;
 
-    if ((rc = enter_org(e, s, &node)) != 0)
+    if ((rc = cred_find(e, s, &INVITE, id, &node, &off)) != 0)
         return rc;
-    org = ptr(m, node);
-    if (map_find(m, root(m)->invite_hashes, i->token_hash, NULL))
-        return engine_fail(e, ERR_CONFLICT, "invite token hash taken");
-    if (map_find(m, org->invites, i->id, NULL))
-        return engine_fail(e, ERR_CONFLICT, "invite id taken");
-    if ((off = rec_new(e, i, sizeof *i)) == 0)
-        return ERR_NOSPACE;
-    if ((rc = map_add(e, org->invites, i->id, off)) != 0 ||
-        (rc = map_add(e, root(m)->invite_hashes, i->token_hash, off)) != 0)
-        return rc;
-    return 0;
-}
-
-int mem_invite_mark_used(struct engine *e, const struct eng_scope *s, const char *id, int64_t at)
-{
-    return mark_used(e, s, offsetof(struct mem_org, invites), offsetof(struct eng_invite, used_at), "invite",
-                     id, at);
+    if (((const struct eng_invite *)ptr(m, off))->used_at != 0)
+        return engine_fail(e, ERR_CONFLICT, "%s already used", INVITE.what);
+    return set64(e, off + offsetof(struct eng_invite, used_at), (uint64_t)at);
 }
 
 /* ---- tenant-scoped: audit -------------------------------------------------- */

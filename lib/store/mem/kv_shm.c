@@ -204,27 +204,9 @@ static int kvs_set(struct kv *kv, const char *key, const void *val, size_t len, 
     return kv->err = rc;
 }
 
-static int kvs_del(struct kv *kv, const char *key)
-{
-    struct kv_shm *ks = kv->impl;
-    uint64_t e;
-    int rc;
-
-    if ((rc = lock(kv, ks)) != 0)
-        return rc;
-    e = lookup(ks, key, now_ms());
-    if (e == 0) {
-        rc = ERR_NOTFOUND;
-    } else if ((rc = shm_map_del(ks->r, ks->map, key, strlen(key), NULL)) == 0) {
-        shm_free(ks->r, e);
-    } else {
-        fail(kv, rc, "undo log full");
-    }
-    shm_unlock(ks->r);
-    return kv->err = rc;
-}
-
-static int kvs_del_eq(struct kv *kv, const char *key, const void *val, size_t len)
+/* DEL; with match, kv_del_eq's compare-and-delete: the live entry under key
+ * goes only when it holds exactly the len bytes at val. */
+static int del_entry(struct kv *kv, const char *key, bool match, const void *val, size_t len)
 {
     struct kv_shm *ks = kv->impl;
     const struct kv_entry *ent;
@@ -235,7 +217,7 @@ static int kvs_del_eq(struct kv *kv, const char *key, const void *val, size_t le
         return rc;
     e = lookup(ks, key, now_ms());
     ent = shm_ptr(ks->r, e);
-    if (e == 0 || ent->len != len || memcmp(ent->bytes, val, len) != 0) {
+    if (e == 0 || (match && (ent->len != len || memcmp(ent->bytes, val, len) != 0))) {
         rc = ERR_NOTFOUND;
     } else if ((rc = shm_map_del(ks->r, ks->map, key, strlen(key), NULL)) == 0) {
         shm_free(ks->r, e);
@@ -244,6 +226,16 @@ static int kvs_del_eq(struct kv *kv, const char *key, const void *val, size_t le
     }
     shm_unlock(ks->r);
     return kv->err = rc;
+}
+
+static int kvs_del(struct kv *kv, const char *key)
+{
+    return del_entry(kv, key, false, NULL, 0);
+}
+
+static int kvs_del_eq(struct kv *kv, const char *key, const void *val, size_t len)
+{
+    return del_entry(kv, key, true, val, len);
 }
 
 static int kvs_exists(struct kv *kv, const char *key, bool *yes)

@@ -235,8 +235,10 @@ static void pg_free(struct engine *e)
 
 #define USER_COLS "id, email_enc, email_hmac, password_hash, is_platform_admin, " EPOCH("created_at")
 
-static void user_row(const PGresult *r, int i, struct eng_user *u)
+static void user_row(const PGresult *r, int i, void *out)
 {
+    struct eng_user *u = out;
+
     memset(u, 0, sizeof *u);
     cpy(u->id, sizeof u->id, r, i, 0);
     cpy(u->email_enc, sizeof u->email_enc, r, i, 1);
@@ -248,33 +250,21 @@ static void user_row(const PGresult *r, int i, struct eng_user *u)
 
 static int one_user(struct engine *e, const char *sql, const char *key, struct eng_user *out)
 {
-    PGresult *r;
-    int rc = q(e, NULL, false, sql, 1, (const char *[]){key}, &r);
-
-    if (rc == 0 && PQntuples(r) == 0)
-        rc = engine_fail(e, ERR_NOTFOUND, "no such user");
-    else if (rc == 0)
-        user_row(r, 0, out);
-    PQclear(r);
-    return rc;
+    return q_one(e, NULL, false, sql, 1, (const char *[]){key}, "user", user_row, out);
 }
 
 static int pg_user_create(struct engine *e, const struct eng_user *u)
 {
     struct ts at = ts(u->created_at);
-    int rows, rc;
 
-    rc = q_rows(e, NULL, false,
-                "INSERT INTO core.users (id, email_enc, email_hmac, password_hash, is_platform_admin, "
-                "created_at) VALUES ($1, $2, $3, $4, $5, to_timestamp($6)) ON CONFLICT DO NOTHING "
-                "RETURNING 1",
-                6,
-                (const char *[]){u->id, u->email_enc, u->email_hmac, u->password_hash,
-                                 u->is_platform_admin ? "t" : "f", at.s},
-                &rows);
-    if (rc == 0 && rows == 0)
-        rc = engine_fail(e, ERR_CONFLICT, "user id or email taken");
-    return rc;
+    return q_must(e, NULL, false,
+                  "INSERT INTO core.users (id, email_enc, email_hmac, password_hash, is_platform_admin, "
+                  "created_at) VALUES ($1, $2, $3, $4, $5, to_timestamp($6)) ON CONFLICT DO NOTHING "
+                  "RETURNING 1",
+                  6,
+                  (const char *[]){u->id, u->email_enc, u->email_hmac, u->password_hash,
+                                   u->is_platform_admin ? "t" : "f", at.s},
+                  ERR_CONFLICT, "user id or email taken");
 }
 
 static int pg_user_get(struct engine *e, const char *id, struct eng_user *out)
@@ -289,11 +279,7 @@ static int pg_user_by_email(struct engine *e, const char *email_hmac, struct eng
 
 static int update_user(struct engine *e, const char *sql, const char *id, const char *val)
 {
-    int rows, rc;
-
-    if ((rc = q_rows(e, NULL, false, sql, 2, (const char *[]){id, val}, &rows)) == 0 && rows == 0)
-        rc = engine_fail(e, ERR_NOTFOUND, "no such user");
-    return rc;
+    return q_must(e, NULL, false, sql, 2, (const char *[]){id, val}, ERR_NOTFOUND, "no such user");
 }
 
 static int pg_user_set_password(struct engine *e, const char *id, const char *phc)
@@ -312,7 +298,6 @@ static int pg_user_memberships(struct engine *e, const char *user_id, struct eng
 {
     struct ts lim = limit_of(max);
     const char *org = NULL;
-    PGresult *r;
     int rc;
 
     *n = 0; /* a list starts empty (the wrapper checked n and out) */
@@ -320,11 +305,8 @@ static int pg_user_memberships(struct engine *e, const char *user_id, struct eng
         return rc;
     if (max == 0)
         return 0;
-    if ((rc = q(e, NULL, false, "SELECT " MEMBER_COLS " FROM core.user_memberships($1) LIMIT $2", 2,
-                (const char *[]){user_id, lim.s}, &r)) == 0)
-        LIST_ROWS(r, out, max, n, member_row);
-    PQclear(r);
-    return rc;
+    return q_list(e, NULL, false, "SELECT " MEMBER_COLS " FROM core.user_memberships($1) LIMIT $2", 2,
+                  (const char *[]){user_id, lim.s}, member_row, out, sizeof *out, max, n);
 }
 
 /* ---- orgs and apps ------------------------------------------------------------ */
@@ -353,8 +335,10 @@ static int pg_org_create(struct engine *e, const struct eng_org *o)
 
 #define APP_COLS "id, name, kind, base_url, status, " EPOCH("created_at")
 
-static void app_row(const PGresult *r, int i, struct eng_app *a)
+static void app_row(const PGresult *r, int i, void *out)
 {
+    struct eng_app *a = out;
+
     memset(a, 0, sizeof *a);
     cpy(a->id, sizeof a->id, r, i, 0);
     cpy(a->name, sizeof a->name, r, i, 1);
@@ -367,47 +351,29 @@ static void app_row(const PGresult *r, int i, struct eng_app *a)
 static int pg_app_create(struct engine *e, const struct eng_app *a)
 {
     struct ts at = ts(a->created_at);
-    int rows, rc;
 
-    rc = q_rows(e, NULL, false,
-                "INSERT INTO core.apps (id, name, kind, base_url, status, created_at) "
-                "VALUES ($1, $2, $3, $4, $5, to_timestamp($6)) ON CONFLICT DO NOTHING RETURNING 1",
-                6,
-                (const char *[]){a->id, a->name, a->kind, a->base_url,
-                                 a->status[0] ? a->status : "active", at.s},
-                &rows);
-    if (rc == 0 && rows == 0)
-        rc = engine_fail(e, ERR_CONFLICT, "app name or id taken");
-    return rc;
+    return q_must(e, NULL, false,
+                  "INSERT INTO core.apps (id, name, kind, base_url, status, created_at) "
+                  "VALUES ($1, $2, $3, $4, $5, to_timestamp($6)) ON CONFLICT DO NOTHING RETURNING 1",
+                  6,
+                  (const char *[]){a->id, a->name, a->kind, a->base_url,
+                                   a->status[0] ? a->status : "active", at.s},
+                  ERR_CONFLICT, "app name or id taken");
 }
 
 static int pg_app_get(struct engine *e, const char *name, struct eng_app *out)
 {
-    PGresult *r;
-    int rc;
-
-    rc = q(e, NULL, false, "SELECT " APP_COLS " FROM core.apps WHERE name = $1", 1, (const char *[]){name},
-           &r);
-    if (rc == 0 && PQntuples(r) == 0)
-        rc = engine_fail(e, ERR_NOTFOUND, "no such app");
-    else if (rc == 0)
-        app_row(r, 0, out);
-    PQclear(r);
-    return rc;
+    return q_one(e, NULL, false, "SELECT " APP_COLS " FROM core.apps WHERE name = $1", 1, (const char *[]){name},
+                 "app", app_row, out);
 }
 
 static int pg_app_list(struct engine *e, struct eng_app *out, size_t max, size_t *n)
 {
     struct ts lim = limit_of(max);
-    PGresult *r;
-    int rc;
 
     *n = 0; /* a list starts empty (the wrapper checked n and out) */
-    if ((rc = q(e, NULL, false, "SELECT " APP_COLS " FROM core.apps ORDER BY name COLLATE \"C\" LIMIT $1",
-                1, (const char *[]){lim.s}, &r)) == 0)
-        LIST_ROWS(r, out, max, n, app_row);
-    PQclear(r);
-    return rc;
+    return q_list(e, NULL, false, "SELECT " APP_COLS " FROM core.apps ORDER BY name COLLATE \"C\" LIMIT $1", 1,
+                  (const char *[]){lim.s}, app_row, out, sizeof *out, max, n);
 }
 
 /* ---- roles -------------------------------------------------------------------- */
@@ -425,9 +391,10 @@ static int pg_role_builtin(struct engine *e, const char *name, struct eng_role *
 /* Columns: org_id, name, permissions as a JSON array. */
 #define ROLE_COLS "org_id, name, to_json(permissions)::text"
 
-static void role_row(const PGresult *r, int i, struct eng_role *ro)
+static void role_row(const PGresult *r, int i, void *out)
 {
     cJSON *perms = cJSON_Parse(PQgetvalue(r, i, 2)), *p;
+    struct eng_role *ro = out;
 
     memset(ro, 0, sizeof *ro);
     cpy(ro->org_id, sizeof ro->org_id, r, i, 0);
@@ -478,7 +445,7 @@ static int pg_role_list(struct engine *e, const struct eng_scope *s, struct eng_
         return rc;
     for (size_t i = 0; i < ENGINE_NBUILTIN_ROLES && *n < max; i++)
         out[(*n)++] = ENGINE_BUILTIN_ROLES[i];
-    LIST_ROWS(r, out, max, n, role_row);
+    rows_into(r, role_row, out, sizeof *out, max, n);
     PQclear(r);
     return 0;
 }

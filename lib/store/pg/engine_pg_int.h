@@ -109,6 +109,58 @@ static inline int q_rows(struct engine *e, const struct eng_scope *s, bool tenan
     return rc;
 }
 
+/* A write that must touch a row (RETURNING 1): when it touched none, fails
+ * with none and why (ERR_CONFLICT for an INSERT … ON CONFLICT DO NOTHING,
+ * ERR_NOTFOUND for an UPDATE or DELETE that found nothing). */
+static inline int q_must(struct engine *e, const struct eng_scope *s, bool tenant, const char *sql, int n,
+                         const char *const *vals, int none, const char *why)
+{
+    int rows, rc = q_rows(e, s, tenant, sql, n, vals, &rows);
+
+    if (rc == 0 && rows == 0)
+        rc = engine_fail(e, none, "%s", why);
+    return rc;
+}
+
+/* Decodes row i of r into the struct at out (each table's X_row). */
+typedef void pg_row_fn(const PGresult *r, int i, void *out);
+
+/* The row sql finds, decoded by fill into out, or ERR_NOTFOUND "no such <what>". */
+static inline int q_one(struct engine *e, const struct eng_scope *s, bool tenant, const char *sql, int n,
+                        const char *const *vals, const char *what, pg_row_fn *fill, void *out)
+{
+    PGresult *r;
+    int rc = q(e, s, tenant, sql, n, vals, &r);
+
+    if (rc == 0 && PQntuples(r) == 0)
+        rc = engine_fail(e, ERR_NOTFOUND, "no such %s", what);
+    else if (rc == 0)
+        fill(r, 0, out);
+    PQclear(r);
+    return rc;
+}
+
+/* Appends rows of r, decoded by fill, to out (structs of size bytes) while *n < max. */
+static inline void rows_into(const PGresult *r, pg_row_fn *fill, void *out, size_t size, size_t max, size_t *n)
+{
+    for (int i = 0; i < PQntuples(r) && *n < max; i++)
+        fill(r, i, (char *)out + size * (*n)++);
+}
+
+/* A listing: the rows sql finds appended to out by fill (rows_into). */
+static inline int q_list(struct engine *e, const struct eng_scope *s, bool tenant, const char *sql, int nv,
+                         const char *const *vals, pg_row_fn *fill, void *out, size_t size, size_t max,
+                         size_t *n)
+{
+    PGresult *r;
+    int rc = q(e, s, tenant, sql, nv, vals, &r);
+
+    if (rc == 0)
+        rows_into(r, fill, out, size, max, n);
+    PQclear(r);
+    return rc;
+}
+
 static inline void cpy(char *dst, size_t cap, const PGresult *r, int row, int col)
 {
     snprintf(dst, cap, "%s", PQgetisnull(r, row, col) ? "" : PQgetvalue(r, row, col));
@@ -145,21 +197,16 @@ static inline const char *ts_or_null(const struct ts *t)
 
 #define MEMBER_COLS "org_id, user_id, role, " EPOCH("created_at")
 
-static inline void member_row(const PGresult *r, int i, struct eng_membership *m)
+static inline void member_row(const PGresult *r, int i, void *out)
 {
+    struct eng_membership *m = out;
+
     memset(m, 0, sizeof *m);
     cpy(m->org_id, sizeof m->org_id, r, i, 0);
     cpy(m->user_id, sizeof m->user_id, r, i, 1);
     cpy(m->role, sizeof m->role, r, i, 2);
     m->created_at = i64(r, i, 3);
 }
-
-/* Copies up to max rows of r into out through fill. */
-#define LIST_ROWS(r, out, max, n, fill)                                   \
-    do {                                                                  \
-        for (int i_ = 0; i_ < PQntuples(r) && *(n) < (max); i_++)         \
-            fill(r, i_, &(out)[(*(n))++]);                                \
-    } while (0)
 
 static inline struct ts limit_of(size_t max)
 {

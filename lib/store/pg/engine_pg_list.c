@@ -373,29 +373,21 @@ int pgrec_record_list(struct engine *e, const struct eng_scope *s, const char *s
                       const char *resource, const struct eng_query *q, struct eng_record *out,
                       size_t max, size_t *n)
 {
-    struct eng_resource *def = NULL;
-    char schema[ENG_SLUG];
-    struct params p = {0};
-    struct buf b;
-    PGresult *r = NULL;
+    struct pgrec_call c;
     int rc;
 
-    buf_init(&b, SQL_MAX);
     *n = 0;
-    if ((def = malloc(sizeof *def)) == NULL) {
-        rc = pgrec_nomem(e);
+    if ((rc = pgrec_call_open(e, s, service, resource, false, &c)) != 0)
         goto out;
-    }
-    if ((rc = pgrec_res_load(e, s, service, resource, false, def, schema)) != 0)
-        goto out;
-    if ((rc = list_sql(e, &b, &p, s->org_id, schema, resource, def, q, max)) != 0)
+    if ((rc = list_sql(e, &c.b[0], &c.p[0], s->org_id, c.schema, resource, c.def, q, max)) != 0)
         goto out;
     if (max == 0)
         goto out;
-    if ((rc = pgrec_run(e, s, (const char *[]){b.p}, &p, 1, &r)) != 0)
+    if ((rc = pgrec_call_run(e, s, &c, 1)) != 0)
         goto out;
-    for (int i = 0; i < PQntuples(r) && *n < max; i++) {
-        if ((rc = pgrec_row_record(PQgetvalue(r, i, 0), (size_t)PQgetlength(r, i, 0), def, &out[*n])) != 0) {
+    for (int i = 0; i < PQntuples(c.r[0]) && *n < max; i++) {
+        if ((rc = pgrec_row_record(PQgetvalue(c.r[0], i, 0), (size_t)PQgetlength(c.r[0], i, 0), c.def,
+                                   &out[*n])) != 0) {
             for (size_t j = 0; j < *n; j++)
                 eng_record_cleanup(&out[j]);
             *n = 0;
@@ -405,10 +397,7 @@ int pgrec_record_list(struct engine *e, const struct eng_scope *s, const char *s
         (*n)++;
     }
 out:
-    PQclear(r);
-    pgrec_params_cleanup(&p);
-    buf_cleanup(&b);
-    free(def);
+    pgrec_call_close(&c);
     return rc;
 }
 

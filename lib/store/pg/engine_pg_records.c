@@ -329,68 +329,94 @@ int pgrec_nomem(struct engine *e)
     return engine_fail(e, ERR_NOMEM, "out of memory building a statement");
 }
 
+int pgrec_call_open(struct engine *e, const struct eng_scope *s, const char *service, const char *resource,
+                    bool lock, struct pgrec_call *c)
+{
+    memset(c, 0, sizeof *c);
+    buf_init(&c->b[0], SQL_MAX);
+    buf_init(&c->b[1], SQL_MAX);
+    if ((c->def = malloc(sizeof *c->def)) == NULL)
+        return pgrec_nomem(e);
+    return pgrec_res_load(e, s, service, resource, lock, c->def, c->schema);
+}
+
+int pgrec_call_run(struct engine *e, const struct eng_scope *s, struct pgrec_call *c, size_t n)
+{
+    return pgrec_run(e, s, (const char *[]){c->b[0].p, c->b[1].p}, c->p, n, c->r);
+}
+
+void pgrec_call_close(struct pgrec_call *c)
+{
+    for (int i = 0; i < 2; i++) {
+        PQclear(c->r[i]);
+        pgrec_params_cleanup(&c->p[i]);
+        buf_cleanup(&c->b[i]);
+    }
+    free(c->def);
+}
+
+/* ", ob AS (INSERT INTO <schema>._outbox …)": the outbox entry of the change
+ * the CTE named from returns, written by the same statement as the change;
+ * row is what the entry takes from it (org, resource, id, op, version, time). */
+static int outbox_sql(struct buf *b, const char *schema, const char *row, const char *from)
+{
+    int rc = buf_puts(b, ", ob AS (INSERT INTO ");
+
+    if (rc == 0)
+        rc = pgrec_qtable(b, schema, "_outbox");
+    if (rc == 0)
+        rc = buf_printf(b, " (org_id, resource, record_id, op, version, created_at) SELECT %s FROM %s)", row, from);
+    return rc;
+}
+
 int pgrec_record_create(struct engine *e, const struct eng_scope *s, const char *service,
                         const char *resource, const struct eng_record *rec)
 {
-    struct eng_resource *def = malloc(sizeof *def);
-    char schema[ENG_SLUG];
-    struct params p = {0};
-    struct buf b;
-    PGresult *r = NULL;
+    struct pgrec_call c;
+    struct params *p = &c.p[0];
+    struct buf *b = &c.b[0];
     int rc;
 
-    buf_init(&b, SQL_MAX);
-    if (def == NULL) {
-        rc = pgrec_nomem(e);
-        goto out;
-    }
-    if ((rc = pgrec_res_load(e, s, service, resource, true, def, schema)) != 0)
-        goto out;
-    if ((rc = record_fits(e, def, rec)) != 0)
+    if ((rc = pgrec_call_open(e, s, service, resource, true, &c)) != 0 || (rc = record_fits(e, c.def, rec)) != 0)
         goto out;
     /* $1 id, $2 org, $3 created, $4 updated, $5 expires (null: never), $6 bidx, $7 resource */
-    if (pgrec_param(&p, rec->id) == 0 || pgrec_param(&p, s->org_id) == 0 ||
-        pgrec_param_own(&p, pgrec_fmt_i64(rec->created_at)) == 0 ||
-        pgrec_param_own(&p, pgrec_fmt_i64(rec->updated_at)) == 0 ||
-        (rec->expires_at != 0 ? pgrec_param_own(&p, pgrec_fmt_i64(rec->expires_at))
-                              : pgrec_param(&p, NULL)) == 0 ||
-        pgrec_param_own(&p, bidx_text(def, rec)) == 0 || pgrec_param(&p, resource) == 0) {
+    if (pgrec_param(p, rec->id) == 0 || pgrec_param(p, s->org_id) == 0 ||
+        pgrec_param_own(p, pgrec_fmt_i64(rec->created_at)) == 0 ||
+        pgrec_param_own(p, pgrec_fmt_i64(rec->updated_at)) == 0 ||
+        (rec->expires_at != 0 ? pgrec_param_own(p, pgrec_fmt_i64(rec->expires_at))
+                              : pgrec_param(p, NULL)) == 0 ||
+        pgrec_param_own(p, bidx_text(c.def, rec)) == 0 || pgrec_param(p, resource) == 0) {
         rc = pgrec_nomem(e);
         goto out;
     }
-    rc = buf_puts(&b, "WITH ins AS (INSERT INTO ");
+    rc = buf_puts(b, "WITH ins AS (INSERT INTO ");
     if (rc == 0)
-        rc = pgrec_qtable(&b, schema, resource);
+        rc = pgrec_qtable(b, c.schema, resource);
     if (rc == 0)
-        rc = buf_puts(&b, " (id, org_id, version, created_at, updated_at, expires_at, _bidx");
-    for (int i = 0; rc == 0 && i < def->nfields; i++)
-        if ((rc = buf_puts(&b, ", ")) == 0)
-            rc = pgrec_qident(&b, def->fields[i].name);
+        rc = buf_puts(b, " (id, org_id, version, created_at, updated_at, expires_at, _bidx");
+    for (int i = 0; rc == 0 && i < c.def->nfields; i++)
+        if ((rc = buf_puts(b, ", ")) == 0)
+            rc = pgrec_qident(b, c.def->fields[i].name);
     if (rc == 0)
-        rc = buf_puts(&b, ") VALUES ($1::uuid, $2::uuid, 1, $3::bigint, $4::bigint, $5::bigint, $6::jsonb");
+        rc = buf_puts(b, ") VALUES ($1::uuid, $2::uuid, 1, $3::bigint, $4::bigint, $5::bigint, $6::jsonb");
     if (rc == 0)
-        rc = field_values(&b, &p, def, rec, false);
+        rc = field_values(b, p, c.def, rec, false);
     if (rc == 0)
-        rc = buf_puts(&b, ") ON CONFLICT DO NOTHING RETURNING id, version, updated_at), ob AS (INSERT INTO ");
+        rc = buf_puts(b, ") ON CONFLICT DO NOTHING RETURNING id, version, updated_at)");
     if (rc == 0)
-        rc = pgrec_qtable(&b, schema, "_outbox");
+        rc = outbox_sql(b, c.schema, "$2::uuid, $7::text, id, 'create', version, updated_at", "ins");
     if (rc == 0)
-        rc = buf_puts(&b, " (org_id, resource, record_id, op, version, created_at) "
-                          "SELECT $2::uuid, $7::text, id, 'create', version, updated_at FROM ins) "
-                          "SELECT count(*) FROM ins");
+        rc = buf_puts(b, " SELECT count(*) FROM ins");
     if (rc != 0) {
         rc = pgrec_nomem(e);
         goto out;
     }
-    if ((rc = pgrec_run(e, s, (const char *[]){b.p}, &p, 1, &r)) != 0)
+    if ((rc = pgrec_call_run(e, s, &c, 1)) != 0)
         goto out;
-    if (strcmp(PQgetvalue(r, 0, 0), "0") == 0)
+    if (strcmp(PQgetvalue(c.r[0], 0, 0), "0") == 0)
         rc = engine_fail(e, ERR_CONFLICT, "record id taken");
 out:
-    PQclear(r);
-    pgrec_params_cleanup(&p);
-    buf_cleanup(&b);
-    free(def);
+    pgrec_call_close(&c);
     return rc;
 }
 
@@ -410,181 +436,142 @@ int pgrec_from_live(struct buf *b, const char *schema, const char *table, int no
 int pgrec_record_get(struct engine *e, const struct eng_scope *s, const char *service,
                      const char *resource, const char *id, int64_t now, struct eng_record *out)
 {
-    struct eng_resource *def = malloc(sizeof *def);
-    char schema[ENG_SLUG];
-    struct params p = {0};
-    struct buf b;
-    PGresult *r = NULL;
+    struct pgrec_call c;
+    struct params *p = &c.p[0];
     int rc;
 
-    buf_init(&b, SQL_MAX);
-    if (def == NULL) {
+    if ((rc = pgrec_call_open(e, s, service, resource, false, &c)) != 0)
+        goto out;
+    if (pgrec_param(p, s->org_id) == 0 || pgrec_param_own(p, pgrec_fmt_i64(now)) == 0 || pgrec_param(p, id) == 0 ||
+        buf_puts(&c.b[0], "SELECT to_jsonb(_r)::text") != 0 || pgrec_from_live(&c.b[0], c.schema, resource, 2) != 0 ||
+        buf_puts(&c.b[0], " AND id = $3::uuid") != 0) {
         rc = pgrec_nomem(e);
         goto out;
     }
-    if ((rc = pgrec_res_load(e, s, service, resource, false, def, schema)) != 0)
+    if ((rc = pgrec_call_run(e, s, &c, 1)) != 0)
         goto out;
-    if (pgrec_param(&p, s->org_id) == 0 || pgrec_param_own(&p, pgrec_fmt_i64(now)) == 0 ||
-        pgrec_param(&p, id) == 0 || buf_puts(&b, "SELECT to_jsonb(_r)::text") != 0 ||
-        pgrec_from_live(&b, schema, resource, 2) != 0 || buf_puts(&b, " AND id = $3::uuid") != 0) {
-        rc = pgrec_nomem(e);
-        goto out;
-    }
-    if ((rc = pgrec_run(e, s, (const char *[]){b.p}, &p, 1, &r)) != 0)
-        goto out;
-    if (PQntuples(r) == 0)
+    if (PQntuples(c.r[0]) == 0)
         rc = engine_fail(e, ERR_NOTFOUND, "no such record");
-    else if ((rc = pgrec_row_record(PQgetvalue(r, 0, 0), (size_t)PQgetlength(r, 0, 0), def, out)) != 0)
+    else if ((rc = pgrec_row_record(PQgetvalue(c.r[0], 0, 0), (size_t)PQgetlength(c.r[0], 0, 0), c.def, out)) != 0)
         rc = engine_fail(e, rc, "record unreadable");
 out:
-    PQclear(r);
-    pgrec_params_cleanup(&p);
-    buf_cleanup(&b);
-    free(def);
+    pgrec_call_close(&c);
     return rc;
+}
+
+/* ---- a change (update, delete): a probe, then the write ----------------------------------- */
+
+/* The parameters a change's two statements start with ($1 org, $2 at: its
+ * time, $3 id), and its probe: the live record's version, locked until the
+ * unit of work ends, so the write's version check cannot race another's. */
+static int change_probe(struct pgrec_call *c, const char *org, int64_t at, const char *id, const char *resource)
+{
+    for (int i = 0; i < 2; i++)
+        if (pgrec_param(&c->p[i], org) == 0 || pgrec_param_own(&c->p[i], pgrec_fmt_i64(at)) == 0 ||
+            pgrec_param(&c->p[i], id) == 0)
+            return ERR_NOMEM;
+    if (buf_puts(&c->b[0], "SELECT version") != 0 || pgrec_from_live(&c->b[0], c->schema, resource, 2) != 0 ||
+        buf_puts(&c->b[0], " AND id = $3::uuid FOR UPDATE") != 0)
+        return ERR_NOMEM;
+    return 0;
+}
+
+/* Runs the probe and the write: ERR_NOTFOUND when the probe found no record. */
+static int change_run(struct engine *e, const struct eng_scope *s, struct pgrec_call *c)
+{
+    int rc = pgrec_call_run(e, s, c, 2);
+
+    if (rc == 0 && PQntuples(c->r[0]) == 0)
+        rc = engine_fail(e, ERR_NOTFOUND, "no such record");
+    return rc;
+}
+
+/* The record is there but the write matched nothing: if_version was not its version. */
+static int stale(struct engine *e, const struct pgrec_call *c)
+{
+    return engine_fail(e, ERR_PRECONDITION, "version is %s", PQgetvalue(c->r[0], 0, 0));
 }
 
 int pgrec_record_update(struct engine *e, const struct eng_scope *s, const char *service,
                         const char *resource, struct eng_record *rec, int64_t if_version)
 {
-    struct eng_resource *def = malloc(sizeof *def);
-    char schema[ENG_SLUG];
-    struct params p[2];
-    struct buf b[2];
-    PGresult *r[2] = {NULL, NULL};
+    struct pgrec_call c;
+    struct buf *b = &c.b[1];
     int rc;
 
-    memset(p, 0, sizeof p);
-    buf_init(&b[0], SQL_MAX);
-    buf_init(&b[1], SQL_MAX);
-    if (def == NULL) {
-        rc = pgrec_nomem(e);
+    if ((rc = pgrec_call_open(e, s, service, resource, true, &c)) != 0 || (rc = record_fits(e, c.def, rec)) != 0)
         goto out;
-    }
-    if (rec == NULL) {
-        rc = engine_fail(e, ERR_INVAL, "no record");
-        goto out;
-    }
-    if ((rc = pgrec_res_load(e, s, service, resource, true, def, schema)) != 0)
-        goto out;
-    if ((rc = record_fits(e, def, rec)) != 0)
-        goto out;
-    /* the probe: is the record there (locked), and at which version */
-    if (pgrec_param(&p[0], s->org_id) == 0 || pgrec_param_own(&p[0], pgrec_fmt_i64(rec->updated_at)) == 0 ||
-        pgrec_param(&p[0], rec->id) == 0 || buf_puts(&b[0], "SELECT version") != 0 ||
-        pgrec_from_live(&b[0], schema, resource, 2) != 0 || buf_puts(&b[0], " AND id = $3::uuid FOR UPDATE") != 0) {
-        rc = pgrec_nomem(e);
-        goto out;
-    }
-    /* $1 org, $2 updated (and now), $3 id, $4 if_version, $5 resource, $6 bidx */
-    rc = pgrec_param(&p[1], s->org_id) == 0 || pgrec_param_own(&p[1], pgrec_fmt_i64(rec->updated_at)) == 0 ||
-         pgrec_param(&p[1], rec->id) == 0 || pgrec_param_own(&p[1], pgrec_fmt_i64(if_version)) == 0 ||
-         pgrec_param(&p[1], resource) == 0 || pgrec_param_own(&p[1], bidx_text(def, rec)) == 0;
+    /* $1 org, $2 updated (and now), $3 id; the write's $4 if_version, $5 resource, $6 bidx */
+    rc = change_probe(&c, s->org_id, rec->updated_at, rec->id, resource) != 0 ||
+         pgrec_param_own(&c.p[1], pgrec_fmt_i64(if_version)) == 0 || pgrec_param(&c.p[1], resource) == 0 ||
+         pgrec_param_own(&c.p[1], bidx_text(c.def, rec)) == 0;
     if (rc == 0)
-        rc = buf_puts(&b[1], "WITH upd AS (UPDATE ");
+        rc = buf_puts(b, "WITH upd AS (UPDATE ");
     if (rc == 0)
-        rc = pgrec_qtable(&b[1], schema, resource);
+        rc = pgrec_qtable(b, c.schema, resource);
     if (rc == 0)
-        rc = buf_puts(&b[1], " _r SET version = _r.version + 1, updated_at = $2::bigint, _bidx = $6::jsonb");
+        rc = buf_puts(b, " _r SET version = _r.version + 1, updated_at = $2::bigint, _bidx = $6::jsonb");
     if (rc == 0)
-        rc = field_values(&b[1], &p[1], def, rec, true);
+        rc = field_values(b, &c.p[1], c.def, rec, true);
     if (rc == 0)
-        rc = buf_puts(&b[1], " WHERE org_id = $1::uuid AND id = $3::uuid "
-                             "AND (expires_at IS NULL OR expires_at > $2::bigint) "
-                             "AND ($4::bigint = 0 OR version = $4::bigint) "
-                             "RETURNING id, version, created_at, expires_at, updated_at), ob AS (INSERT INTO ");
+        rc = buf_puts(b, " WHERE org_id = $1::uuid AND id = $3::uuid "
+                         "AND (expires_at IS NULL OR expires_at > $2::bigint) "
+                         "AND ($4::bigint = 0 OR version = $4::bigint) "
+                         "RETURNING id, version, created_at, expires_at, updated_at)");
     if (rc == 0)
-        rc = pgrec_qtable(&b[1], schema, "_outbox");
+        rc = outbox_sql(b, c.schema, "$1::uuid, $5::text, id, 'update', version, updated_at", "upd");
     if (rc == 0)
-        rc = buf_puts(&b[1], " (org_id, resource, record_id, op, version, created_at) "
-                             "SELECT $1::uuid, $5::text, id, 'update', version, updated_at FROM upd) "
-                             "SELECT version, created_at, coalesce(expires_at, 0) FROM upd");
+        rc = buf_puts(b, " SELECT version, created_at, coalesce(expires_at, 0) FROM upd");
     if (rc != 0) {
         rc = pgrec_nomem(e);
         goto out;
     }
-    if ((rc = pgrec_run(e, s, (const char *[]){b[0].p, b[1].p}, p, 2, r)) != 0)
+    if ((rc = change_run(e, s, &c)) != 0)
         goto out;
-    if (PQntuples(r[0]) == 0)
-        rc = engine_fail(e, ERR_NOTFOUND, "no such record");
-    else if (PQntuples(r[1]) == 0)
-        rc = engine_fail(e, ERR_PRECONDITION, "version is %s", PQgetvalue(r[0], 0, 0));
-    else {
-        rec->version = strtoll(PQgetvalue(r[1], 0, 0), NULL, 10);
-        rec->created_at = strtoll(PQgetvalue(r[1], 0, 1), NULL, 10);
-        rec->expires_at = strtoll(PQgetvalue(r[1], 0, 2), NULL, 10);
+    if (PQntuples(c.r[1]) == 0) {
+        rc = stale(e, &c);
+    } else {
+        rec->version = strtoll(PQgetvalue(c.r[1], 0, 0), NULL, 10);
+        rec->created_at = strtoll(PQgetvalue(c.r[1], 0, 1), NULL, 10);
+        rec->expires_at = strtoll(PQgetvalue(c.r[1], 0, 2), NULL, 10);
     }
 out:
-    PQclear(r[0]);
-    PQclear(r[1]);
-    pgrec_params_cleanup(&p[0]);
-    pgrec_params_cleanup(&p[1]);
-    buf_cleanup(&b[0]);
-    buf_cleanup(&b[1]);
-    free(def);
+    pgrec_call_close(&c);
     return rc;
 }
 
 int pgrec_record_delete(struct engine *e, const struct eng_scope *s, const char *service,
                         const char *resource, const char *id, int64_t if_version, int64_t now)
 {
-    struct eng_resource *def = malloc(sizeof *def);
-    char schema[ENG_SLUG];
-    struct params p[2];
-    struct buf b[2];
-    PGresult *r[2] = {NULL, NULL};
+    struct pgrec_call c;
+    struct buf *b = &c.b[1];
     int rc;
 
-    memset(p, 0, sizeof p);
-    buf_init(&b[0], SQL_MAX);
-    buf_init(&b[1], SQL_MAX);
-    if (def == NULL) {
-        rc = pgrec_nomem(e);
+    if ((rc = pgrec_call_open(e, s, service, resource, true, &c)) != 0)
         goto out;
-    }
-    if ((rc = pgrec_res_load(e, s, service, resource, true, def, schema)) != 0)
-        goto out;
-    for (int i = 0; i < 2; i++)
-        if (pgrec_param(&p[i], s->org_id) == 0 || pgrec_param_own(&p[i], pgrec_fmt_i64(now)) == 0 ||
-            pgrec_param(&p[i], id) == 0) {
-            rc = pgrec_nomem(e);
-            goto out;
-        }
-    rc = buf_puts(&b[0], "SELECT version") != 0 || pgrec_from_live(&b[0], schema, resource, 2) != 0 ||
-         buf_puts(&b[0], " AND id = $3::uuid FOR UPDATE") != 0;
-    /* $4 if_version, $5 resource */
+    /* $1 org, $2 now, $3 id; the write's $4 if_version, $5 resource */
+    rc = change_probe(&c, s->org_id, now, id, resource) != 0 ||
+         pgrec_param_own(&c.p[1], pgrec_fmt_i64(if_version)) == 0 || pgrec_param(&c.p[1], resource) == 0;
     if (rc == 0)
-        rc = pgrec_param_own(&p[1], pgrec_fmt_i64(if_version)) == 0 || pgrec_param(&p[1], resource) == 0;
+        rc = buf_puts(b, "WITH d AS (DELETE");
     if (rc == 0)
-        rc = buf_puts(&b[1], "WITH d AS (DELETE");
+        rc = pgrec_from_live(b, c.schema, resource, 2);
     if (rc == 0)
-        rc = pgrec_from_live(&b[1], schema, resource, 2);
+        rc = buf_puts(b, " AND id = $3::uuid AND ($4::bigint = 0 OR version = $4::bigint) "
+                         "RETURNING id, version)");
     if (rc == 0)
-        rc = buf_puts(&b[1], " AND id = $3::uuid AND ($4::bigint = 0 OR version = $4::bigint) "
-                             "RETURNING id, version), ob AS (INSERT INTO ");
+        rc = outbox_sql(b, c.schema, "$1::uuid, $5::text, id, 'delete', version + 1, $2::bigint", "d");
     if (rc == 0)
-        rc = pgrec_qtable(&b[1], schema, "_outbox");
-    if (rc == 0)
-        rc = buf_puts(&b[1], " (org_id, resource, record_id, op, version, created_at) "
-                             "SELECT $1::uuid, $5::text, id, 'delete', version + 1, $2::bigint FROM d) "
-                             "SELECT count(*) FROM d");
+        rc = buf_puts(b, " SELECT count(*) FROM d");
     if (rc != 0) {
         rc = pgrec_nomem(e);
         goto out;
     }
-    if ((rc = pgrec_run(e, s, (const char *[]){b[0].p, b[1].p}, p, 2, r)) != 0)
+    if ((rc = change_run(e, s, &c)) != 0)
         goto out;
-    if (PQntuples(r[0]) == 0)
-        rc = engine_fail(e, ERR_NOTFOUND, "no such record");
-    else if (strcmp(PQgetvalue(r[1], 0, 0), "0") == 0)
-        rc = engine_fail(e, ERR_PRECONDITION, "version is %s", PQgetvalue(r[0], 0, 0));
+    if (strcmp(PQgetvalue(c.r[1], 0, 0), "0") == 0)
+        rc = stale(e, &c);
 out:
-    PQclear(r[0]);
-    PQclear(r[1]);
-    pgrec_params_cleanup(&p[0]);
-    pgrec_params_cleanup(&p[1]);
-    buf_cleanup(&b[0]);
-    buf_cleanup(&b[1]);
-    free(def);
+    pgrec_call_close(&c);
     return rc;
 }

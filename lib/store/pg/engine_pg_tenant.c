@@ -16,8 +16,10 @@
     "id, org_id, mode, name, prefix, key_hash, role, coalesce(created_by::text, ''), " \
     EPOCH("created_at") ", " EPOCH("revoked_at") ", platform"
 
-static void key_row(const PGresult *r, int i, struct eng_api_key *k)
+static void key_row(const PGresult *r, int i, void *out)
 {
+    struct eng_api_key *k = out;
+
     memset(k, 0, sizeof *k);
     cpy(k->id, sizeof k->id, r, i, 0);
     cpy(k->org_id, sizeof k->org_id, r, i, 1);
@@ -36,8 +38,10 @@ static void key_row(const PGresult *r, int i, struct eng_api_key *k)
     "id, family_id, user_id, org_id, mode, token_hash, " EPOCH("created_at") ", "      \
     EPOCH("expires_at") ", " EPOCH("used_at") ", " EPOCH("revoked_at")
 
-static void refresh_row(const PGresult *r, int i, struct eng_refresh *t)
+static void refresh_row(const PGresult *r, int i, void *out)
 {
+    struct eng_refresh *t = out;
+
     memset(t, 0, sizeof *t);
     cpy(t->id, sizeof t->id, r, i, 0);
     cpy(t->family_id, sizeof t->family_id, r, i, 1);
@@ -55,8 +59,10 @@ static void refresh_row(const PGresult *r, int i, struct eng_refresh *t)
     "id, org_id, role, token_hash, coalesce(created_by::text, ''), " EPOCH("expires_at") \
     ", " EPOCH("used_at")
 
-static void invite_row(const PGresult *r, int i, struct eng_invite *v)
+static void invite_row(const PGresult *r, int i, void *out)
 {
+    struct eng_invite *v = out;
+
     memset(v, 0, sizeof *v);
     cpy(v->id, sizeof v->id, r, i, 0);
     cpy(v->org_id, sizeof v->org_id, r, i, 1);
@@ -67,73 +73,45 @@ static void invite_row(const PGresult *r, int i, struct eng_invite *v)
     v->used_at = i64(r, i, 6);
 }
 
-/* One row by a secret's hash through a SECURITY DEFINER lookup (no org yet). */
-static int resolve(struct engine *e, const char *sql, const char *hash, const char *what, PGresult **r)
-{
-    int rc;
-
-    *r = NULL;
-    if ((rc = q(e, NULL, false, sql, 1, (const char *[]){hash}, r)) == 0 && PQntuples(*r) == 0)
-        rc = engine_fail(e, ERR_NOTFOUND, "no such %s", what);
-    return rc;
-}
-
+/* A credential by its secret's hash, through a SECURITY DEFINER lookup (no org yet). */
 int pg_api_key_resolve(struct engine *e, const char *key_hash, struct eng_api_key *out)
 {
-    PGresult *r;
-    int rc = resolve(e, "SELECT " KEY_COLS " FROM core.api_key_resolve($1)", key_hash, "api key", &r);
-
-    if (rc == 0)
-        key_row(r, 0, out);
-    PQclear(r);
-    return rc;
+    return q_one(e, NULL, false, "SELECT " KEY_COLS " FROM core.api_key_resolve($1)", 1,
+                 (const char *[]){key_hash}, "api key", key_row, out);
 }
 
 int pg_refresh_resolve(struct engine *e, const char *token_hash, struct eng_refresh *out)
 {
-    PGresult *r;
-    int rc = resolve(e, "SELECT " REFRESH_COLS " FROM core.refresh_resolve($1)", token_hash,
-                     "refresh token", &r);
-
-    if (rc == 0)
-        refresh_row(r, 0, out);
-    PQclear(r);
-    return rc;
+    return q_one(e, NULL, false, "SELECT " REFRESH_COLS " FROM core.refresh_resolve($1)", 1,
+                 (const char *[]){token_hash}, "refresh token", refresh_row, out);
 }
 
 int pg_invite_resolve(struct engine *e, const char *token_hash, struct eng_invite *out)
 {
-    PGresult *r;
-    int rc = resolve(e, "SELECT " INVITE_COLS " FROM core.invite_resolve($1)", token_hash, "invite", &r);
-
-    if (rc == 0)
-        invite_row(r, 0, out);
-    PQclear(r);
-    return rc;
+    return q_one(e, NULL, false, "SELECT " INVITE_COLS " FROM core.invite_resolve($1)", 1,
+                 (const char *[]){token_hash}, "invite", invite_row, out);
 }
 
 /* ---- tenant-scoped: org, members ------------------------------------------------ */
 
+static void org_row(const PGresult *r, int i, void *out)
+{
+    struct eng_org *o = out;
+
+    memset(o, 0, sizeof *o);
+    cpy(o->id, sizeof o->id, r, i, 0);
+    cpy(o->name, sizeof o->name, r, i, 1);
+    cpy(o->slug, sizeof o->slug, r, i, 2);
+    cpy(o->plan, sizeof o->plan, r, i, 3);
+    o->created_at = i64(r, i, 4);
+    o->platform = flag(r, i, 5);
+}
+
 int pg_org_get(struct engine *e, const struct eng_scope *s, struct eng_org *out)
 {
-    PGresult *r;
-    int rc = q(e, s, true,
-               "SELECT id, name, slug, plan, " EPOCH("created_at") ", is_platform FROM core.organizations WHERE id = $1",
-               1, (const char *[]){s->org_id}, &r);
-
-    if (rc == 0 && PQntuples(r) == 0)
-        rc = engine_fail(e, ERR_NOTFOUND, "no such org");
-    if (rc == 0) {
-        memset(out, 0, sizeof *out);
-        cpy(out->id, sizeof out->id, r, 0, 0);
-        cpy(out->name, sizeof out->name, r, 0, 1);
-        cpy(out->slug, sizeof out->slug, r, 0, 2);
-        cpy(out->plan, sizeof out->plan, r, 0, 3);
-        out->created_at = i64(r, 0, 4);
-        out->platform = flag(r, 0, 5);
-    }
-    PQclear(r);
-    return rc;
+    return q_one(e, s, true,
+                 "SELECT id, name, slug, plan, " EPOCH("created_at") ", is_platform FROM core.organizations WHERE id = $1",
+                 1, (const char *[]){s->org_id}, "org", org_row, out);
 }
 
 /* Runs a write of the shape "WITH … SELECT <found>, <done>": two counts,
@@ -176,45 +154,26 @@ int pg_member_put(struct engine *e, const struct eng_scope *s, const struct eng_
 int pg_member_get(struct engine *e, const struct eng_scope *s, const char *user_id,
                   struct eng_membership *out)
 {
-    PGresult *r;
-    int rc;
-
-    rc = q(e, s, true, "SELECT " MEMBER_COLS " FROM core.memberships WHERE org_id = $1 AND user_id = $2",
-           2, (const char *[]){s->org_id, user_id}, &r);
-    if (rc == 0 && PQntuples(r) == 0)
-        rc = engine_fail(e, ERR_NOTFOUND, "no such member");
-    else if (rc == 0)
-        member_row(r, 0, out);
-    PQclear(r);
-    return rc;
+    return q_one(e, s, true, "SELECT " MEMBER_COLS " FROM core.memberships WHERE org_id = $1 AND user_id = $2",
+                 2, (const char *[]){s->org_id, user_id}, "member", member_row, out);
 }
 
 int pg_member_list(struct engine *e, const struct eng_scope *s, struct eng_membership *out,
                    size_t max, size_t *n)
 {
     struct ts lim = limit_of(max);
-    PGresult *r;
-    int rc;
 
     *n = 0; /* a list starts empty (the wrapper checked n and out) */
-    if ((rc = q(e, s, true,
-                "SELECT " MEMBER_COLS " FROM core.memberships WHERE org_id = $1 "
-                "ORDER BY created_at, user_id LIMIT $2",
-                2, (const char *[]){s->org_id, lim.s}, &r)) == 0)
-        LIST_ROWS(r, out, max, n, member_row);
-    PQclear(r);
-    return rc;
+    return q_list(e, s, true,
+                  "SELECT " MEMBER_COLS " FROM core.memberships WHERE org_id = $1 "
+                  "ORDER BY created_at, user_id LIMIT $2",
+                  2, (const char *[]){s->org_id, lim.s}, member_row, out, sizeof *out, max, n);
 }
 
 int pg_member_remove(struct engine *e, const struct eng_scope *s, const char *user_id)
 {
-    int rows, rc;
-
-    rc = q_rows(e, s, true, "DELETE FROM core.memberships WHERE org_id = $1 AND user_id = $2 RETURNING 1",
-                2, (const char *[]){s->org_id, user_id}, &rows);
-    if (rc == 0 && rows == 0)
-        rc = engine_fail(e, ERR_NOTFOUND, "no such member");
-    return rc;
+    return q_must(e, s, true, "DELETE FROM core.memberships WHERE org_id = $1 AND user_id = $2 RETURNING 1",
+                  2, (const char *[]){s->org_id, user_id}, ERR_NOTFOUND, "no such member");
 }
 
 /* ---- tenant-scoped: api keys ------------------------------------------------------ */
@@ -222,53 +181,41 @@ int pg_member_remove(struct engine *e, const struct eng_scope *s, const char *us
 int pg_api_key_create(struct engine *e, const struct eng_scope *s, const struct eng_api_key *k)
 {
     struct ts at = ts(k->created_at);
-    int rows, rc;
 
-    rc = q_rows(e, s, true,
-                "INSERT INTO core.api_keys (id, org_id, mode, name, prefix, key_hash, role, created_by, "
-                "created_at, platform) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, to_timestamp($9), $10) "
-                "ON CONFLICT DO NOTHING RETURNING 1",
-                10,
-                (const char *[]){k->id, s->org_id, engine_mode_name(k->mode), k->name, k->prefix,
-                                 k->key_hash, k->role, k->created_by[0] ? k->created_by : NULL, at.s,
-                                 k->platform ? "t" : "f"},
-                &rows);
-    if (rc == 0 && rows == 0)
-        rc = engine_fail(e, ERR_CONFLICT, "api key id or hash taken");
-    return rc;
+    return q_must(e, s, true,
+                  "INSERT INTO core.api_keys (id, org_id, mode, name, prefix, key_hash, role, created_by, "
+                  "created_at, platform) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, to_timestamp($9), $10) "
+                  "ON CONFLICT DO NOTHING RETURNING 1",
+                  10,
+                  (const char *[]){k->id, s->org_id, engine_mode_name(k->mode), k->name, k->prefix,
+                                   k->key_hash, k->role, k->created_by[0] ? k->created_by : NULL, at.s,
+                                   k->platform ? "t" : "f"},
+                  ERR_CONFLICT, "api key id or hash taken");
 }
 
 int pg_api_key_list(struct engine *e, const struct eng_scope *s, struct eng_api_key *out,
                     size_t max, size_t *n)
 {
     struct ts lim = limit_of(max);
-    PGresult *r;
-    int rc;
 
     *n = 0; /* a list starts empty (the wrapper checked n and out) */
-    if ((rc = q(e, s, true,
-                "SELECT " KEY_COLS " FROM core.api_keys WHERE org_id = $1 AND mode = $2 "
-                "ORDER BY created_at DESC, id DESC LIMIT $3",
-                3, (const char *[]){s->org_id, engine_mode_name(s->mode), lim.s},
-                &r)) == 0)
-        LIST_ROWS(r, out, max, n, key_row);
-    PQclear(r);
-    return rc;
+    return q_list(e, s, true,
+                  "SELECT " KEY_COLS " FROM core.api_keys WHERE org_id = $1 AND mode = $2 "
+                  "ORDER BY created_at DESC, id DESC LIMIT $3",
+                  3, (const char *[]){s->org_id, engine_mode_name(s->mode), lim.s}, key_row, out, sizeof *out,
+                  max, n);
 }
 
 int pg_api_key_revoke(struct engine *e, const struct eng_scope *s, const char *id, int64_t at)
 {
     struct ts t = ts(at);
-    int rows, rc;
 
     /* Already revoked: unchanged, and still found (as the memory engine). */
-    rc = q_rows(e, s, true,
-                "UPDATE core.api_keys SET revoked_at = coalesce(revoked_at, to_timestamp($4)) "
-                "WHERE id = $1 AND org_id = $2 AND mode = $3 RETURNING 1",
-                4, (const char *[]){id, s->org_id, engine_mode_name(s->mode), t.s}, &rows);
-    if (rc == 0 && rows == 0)
-        rc = engine_fail(e, ERR_NOTFOUND, "no such api key in this mode");
-    return rc;
+    return q_must(e, s, true,
+                  "UPDATE core.api_keys SET revoked_at = coalesce(revoked_at, to_timestamp($4)) "
+                  "WHERE id = $1 AND org_id = $2 AND mode = $3 RETURNING 1",
+                  4, (const char *[]){id, s->org_id, engine_mode_name(s->mode), t.s}, ERR_NOTFOUND,
+                  "no such api key in this mode");
 }
 
 /* ---- tenant-scoped: refresh tokens and invites ---------------------------------- */
@@ -423,19 +370,15 @@ int pg_refresh_revoke_family(struct engine *e, const struct eng_scope *s, const 
 int pg_invite_create(struct engine *e, const struct eng_scope *s, const struct eng_invite *i)
 {
     struct ts x = ts(i->expires_at), u = ts(i->used_at);
-    int rows, rc;
 
-    rc = q_rows(e, s, true,
-                "INSERT INTO core.invites (id, org_id, role, token_hash, created_by, expires_at, used_at) "
-                "VALUES ($1, $2, $3, $4, $5, to_timestamp($6), to_timestamp($7)) "
-                "ON CONFLICT DO NOTHING RETURNING 1",
-                7,
-                (const char *[]){i->id, s->org_id, i->role, i->token_hash,
-                                 i->created_by[0] ? i->created_by : NULL, x.s, ts_or_null(&u)},
-                &rows);
-    if (rc == 0 && rows == 0)
-        rc = engine_fail(e, ERR_CONFLICT, "invite id or hash taken");
-    return rc;
+    return q_must(e, s, true,
+                  "INSERT INTO core.invites (id, org_id, role, token_hash, created_by, expires_at, used_at) "
+                  "VALUES ($1, $2, $3, $4, $5, to_timestamp($6), to_timestamp($7)) "
+                  "ON CONFLICT DO NOTHING RETURNING 1",
+                  7,
+                  (const char *[]){i->id, s->org_id, i->role, i->token_hash,
+                                   i->created_by[0] ? i->created_by : NULL, x.s, ts_or_null(&u)},
+                  ERR_CONFLICT, "invite id or hash taken");
 }
 
 int pg_invite_mark_used(struct engine *e, const struct eng_scope *s, const char *id, int64_t at)
@@ -451,22 +394,20 @@ int pg_invite_mark_used(struct engine *e, const struct eng_scope *s, const char 
 int pg_audit_append(struct engine *e, const struct eng_scope *s, const struct eng_audit *a)
 {
     struct ts at = ts(a->created_at);
-    int rows, rc;
 
-    rc = q_rows(e, s, true,
-                "INSERT INTO core.audit_log (id, org_id, actor, action, target, meta, created_at) "
-                "VALUES ($1, $2, $3, $4, $5, $6::jsonb, to_timestamp($7)) ON CONFLICT DO NOTHING RETURNING 1",
-                7,
-                (const char *[]){a->id, s->org_id, a->actor, a->action, a->target,
-                                 a->meta[0] ? a->meta : "{}", at.s},
-                &rows);
-    if (rc == 0 && rows == 0)
-        rc = engine_fail(e, ERR_CONFLICT, "audit id taken");
-    return rc;
+    return q_must(e, s, true,
+                  "INSERT INTO core.audit_log (id, org_id, actor, action, target, meta, created_at) "
+                  "VALUES ($1, $2, $3, $4, $5, $6::jsonb, to_timestamp($7)) ON CONFLICT DO NOTHING RETURNING 1",
+                  7,
+                  (const char *[]){a->id, s->org_id, a->actor, a->action, a->target,
+                                   a->meta[0] ? a->meta : "{}", at.s},
+                  ERR_CONFLICT, "audit id taken");
 }
 
-static void audit_row(const PGresult *r, int i, struct eng_audit *a)
+static void audit_row(const PGresult *r, int i, void *out)
 {
+    struct eng_audit *a = out;
+
     memset(a, 0, sizeof *a);
     cpy(a->id, sizeof a->id, r, i, 0);
     cpy(a->org_id, sizeof a->org_id, r, i, 1);
@@ -482,22 +423,16 @@ int pg_audit_list(struct engine *e, const struct eng_scope *s, const char *befor
 {
     struct ts lim = limit_of(max);
     bool bound = before_id != NULL && before_id[0] != '\0';
-    PGresult *r;
-    int rc;
 
     *n = 0; /* a list starts empty (the wrapper checked n and out) */
 #define AUDIT_SELECT \
     "SELECT id, org_id, actor, action, target, meta::text, " EPOCH("created_at") " FROM core.audit_log "
-    if (!bound)
-        rc = q(e, s, true, AUDIT_SELECT "WHERE org_id = $1 ORDER BY id DESC LIMIT $2", 2,
-               (const char *[]){s->org_id, lim.s}, &r);
-    else /* a uuid (the wrapper checked it) */
-        rc = q(e, s, true, AUDIT_SELECT "WHERE org_id = $1 AND id < $3::uuid ORDER BY id DESC LIMIT $2", 3,
-               (const char *[]){s->org_id, lim.s, before_id}, &r);
+    /* before_id: a uuid (the wrapper checked it); $3 unused without it */
+    return q_list(e, s, true,
+                  bound ? AUDIT_SELECT "WHERE org_id = $1 AND id < $3::uuid ORDER BY id DESC LIMIT $2"
+                        : AUDIT_SELECT "WHERE org_id = $1 ORDER BY id DESC LIMIT $2",
+                  bound ? 3 : 2, (const char *[]){s->org_id, lim.s, before_id}, audit_row, out, sizeof *out,
+                  max, n);
 #undef AUDIT_SELECT
-    if (rc == 0)
-        LIST_ROWS(r, out, max, n, audit_row);
-    PQclear(r);
-    return rc;
 }
 

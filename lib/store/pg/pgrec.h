@@ -44,6 +44,25 @@ int pgrec_row_record(const char *text, size_t len, const struct eng_resource *de
 /* Runs n statements (their params in p[i]) on the data pool of s's mode; results into res (owned). */
 int pgrec_run(struct engine *e, const struct eng_scope *s, const char *const *sql, struct params *p,
               size_t n, PGresult **res);
+/* What a record op holds for its one or two statements: the resource's
+ * definition and data schema, each statement's parameters (p[i]) and text
+ * (b[i]), their results. pgrec_call_open makes it, and one pgrec_call_close
+ * at the op's one exit frees all of it, whatever happened in between. */
+struct pgrec_call {
+    struct eng_resource *def;
+    char schema[ENG_SLUG];
+    struct params p[2];
+    struct buf b[2];
+    PGresult *r[2];
+};
+
+/* Loads the definition of (service, resource) and its schema into c, with
+ * lock as pgrec_res_load; c needs pgrec_call_close even when this fails. */
+int pgrec_call_open(struct engine *e, const struct eng_scope *s, const char *service, const char *resource,
+                    bool lock, struct pgrec_call *c);
+/* Runs c's first n statements; their results into c->r. */
+int pgrec_call_run(struct engine *e, const struct eng_scope *s, struct pgrec_call *c, size_t n);
+void pgrec_call_close(struct pgrec_call *c);
 /* ERR_NOMEM with its reason in e->errstr. */
 int pgrec_nomem(struct engine *e);
 /* " FROM schema.table _r WHERE org_id = $1 AND <live at $now>" into b. */
