@@ -110,6 +110,7 @@ struct worker {
     struct engine *engine;
     struct kv *kv;                  /* blacklist and cache */
     struct caching caching;
+    uint64_t auth_us, render_us;    /* this request's phases for the slowlog (with kv and engine busy_us) */
     struct jwt_keyset keys;
     struct crypto_keyring ring;
     struct password_cost pwcost;

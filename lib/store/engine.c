@@ -6,6 +6,7 @@
 
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "core/uuid.h"
 
@@ -230,7 +231,23 @@ static bool version(struct chk *c, int64_t if_version)
 
 #define CHK(op_) struct chk c = {e, #op_, 0}
 /* Runs the op when every check passed. */
-#define RUN(op_, ...) (c.rc != 0 ? c.rc : e->ops->op_(e, __VA_ARGS__))
+#define RUN(op_, ...) (c.rc != 0 ? c.rc : TIMED(e, e->ops->op_(e, __VA_ARGS__)))
+
+/* The time of one op into e->busy_us (a GNU statement expression; -std=gnu11). */
+static uint64_t now_us(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+#define TIMED(e, call)                      \
+    ({                                      \
+        uint64_t t0_ = now_us();            \
+        int rc_ = (call);                   \
+        (e)->busy_us += now_us() - t0_;     \
+        rc_;                                \
+    })
 
 /* ---- units of work --------------------------------------------------------- */
 
@@ -244,12 +261,15 @@ int engine_begin(struct engine *e, const struct eng_scope *s)
 
 int engine_commit(struct engine *e)
 {
-    return e->ops->commit(e);
+    return TIMED(e, e->ops->commit(e));
 }
 
 void engine_rollback(struct engine *e)
 {
+    uint64_t t0 = now_us();
+
     e->ops->rollback(e);
+    e->busy_us += now_us() - t0;
 }
 
 const char *engine_name(const struct engine *e)

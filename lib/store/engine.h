@@ -442,6 +442,7 @@ struct engine {
     const struct engine_ops *ops;
     void *impl;
     char errstr[128];
+    uint64_t busy_us;           /* time spent in the ops the wrappers ran (the slowlog's engine phase); the owner resets it */
 };
 
 /* ---- the wrappers: how everything above the engines calls them ----------

@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "core/err.h"
 
@@ -53,6 +54,7 @@ struct kv {
     void *impl;             /* the backend's state */
     int err;                /* code of the last call: 0 or an err.h code */
     char errstr[128];       /* what went wrong, when err != 0; never a secret */
+    uint64_t busy_us;       /* time spent in the backend's calls (the slowlog's cache phase); the owner resets it */
 };
 
 #define KV_KEY_MAX 1024     /* bytes in a key (the shm backend's map limit) */
@@ -90,6 +92,23 @@ static inline const char *kv_name(const struct kv *kv)
     return kv->ops->name;
 }
 
+/* The time of one backend call into kv->busy_us (a GNU statement expression,
+ * as the kernel's and glib's macros are; -std=gnu11). */
+static inline uint64_t kv_now_us(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+#define KV_TIMED(kv, call)                          \
+    ({                                              \
+        uint64_t t0_ = kv_now_us();                 \
+        int rc_ = (call);                           \
+        (kv)->busy_us += kv_now_us() - t0_;         \
+        rc_;                                        \
+    })
+
 /* Frees the handle and its connection; NULL is a no-op. */
 static inline void kv_free(struct kv *kv)
 {
@@ -120,7 +139,7 @@ static inline int ERR_MUST_CHECK kv_get(struct kv *kv, const char *key, char **v
 {
     *val = NULL;
     *len = 0;
-    return kv_bad_key(kv, key) ? ERR_INVAL : kv->ops->get(kv, key, val, len);
+    return kv_bad_key(kv, key) ? ERR_INVAL : KV_TIMED(kv, kv->ops->get(kv, key, val, len));
 }
 
 /* Stores len bytes (any bytes, NULs included) under key; ttl_ms 0 keeps it
@@ -128,7 +147,7 @@ static inline int ERR_MUST_CHECK kv_get(struct kv *kv, const char *key, char **v
 static inline int ERR_MUST_CHECK kv_set(struct kv *kv, const char *key, const void *val,
                                         size_t len, uint64_t ttl_ms)
 {
-    return kv_bad_key(kv, key) ? ERR_INVAL : kv->ops->set(kv, key, val, len, ttl_ms, false);
+    return kv_bad_key(kv, key) ? ERR_INVAL : KV_TIMED(kv, kv->ops->set(kv, key, val, len, ttl_ms, false));
 }
 
 /* Like kv_set but only if the key is absent (or expired): ERR_CONFLICT when it
@@ -136,14 +155,14 @@ static inline int ERR_MUST_CHECK kv_set(struct kv *kv, const char *key, const vo
 static inline int ERR_MUST_CHECK kv_setnx(struct kv *kv, const char *key, const void *val,
                                           size_t len, uint64_t ttl_ms)
 {
-    return kv_bad_key(kv, key) ? ERR_INVAL : kv->ops->set(kv, key, val, len, ttl_ms, true);
+    return kv_bad_key(kv, key) ? ERR_INVAL : KV_TIMED(kv, kv->ops->set(kv, key, val, len, ttl_ms, true));
 }
 
 /* Removes key: 0, or ERR_NOTFOUND if there was none (callers that only want it
  * gone treat that as success). */
 static inline int ERR_MUST_CHECK kv_del(struct kv *kv, const char *key)
 {
-    return kv_bad_key(kv, key) ? ERR_INVAL : kv->ops->del(kv, key);
+    return kv_bad_key(kv, key) ? ERR_INVAL : KV_TIMED(kv, kv->ops->del(kv, key));
 }
 
 /* Removes key only if its value is exactly val (releasing a single-flight lock
@@ -159,14 +178,14 @@ static inline int ERR_MUST_CHECK kv_del_eq(struct kv *kv, const char *key, const
         snprintf(kv->errstr, sizeof kv->errstr, "kv: backend has no del_eq");
         return ERR_INTERNAL;
     }
-    return kv->ops->del_eq(kv, key, val, len);
+    return KV_TIMED(kv, kv->ops->del_eq(kv, key, val, len));
 }
 
 /* *yes = whether key exists (and has not expired). */
 static inline int ERR_MUST_CHECK kv_exists(struct kv *kv, const char *key, bool *yes)
 {
     *yes = false;
-    return kv_bad_key(kv, key) ? ERR_INVAL : kv->ops->exists(kv, key, yes);
+    return kv_bad_key(kv, key) ? ERR_INVAL : KV_TIMED(kv, kv->ops->exists(kv, key, yes));
 }
 
 /* Adds 1 to the integer stored at key (a missing key counts as 0; the TTL is
@@ -174,7 +193,7 @@ static inline int ERR_MUST_CHECK kv_exists(struct kv *kv, const char *key, bool 
  * is not a decimal int64 or would overflow. */
 static inline int ERR_MUST_CHECK kv_incr(struct kv *kv, const char *key, int64_t *out)
 {
-    return kv_bad_key(kv, key) ? ERR_INVAL : kv->ops->incr(kv, key, out);
+    return kv_bad_key(kv, key) ? ERR_INVAL : KV_TIMED(kv, kv->ops->incr(kv, key, out));
 }
 
 /* Adds 1 to the counter at key and, when that creates it (or it has no TTL),
@@ -195,7 +214,7 @@ static inline int ERR_MUST_CHECK kv_incr_window(struct kv *kv, const char *key, 
         snprintf(kv->errstr, sizeof kv->errstr, "kv: a window needs a TTL");
         return ERR_INVAL;
     }
-    return kv->ops->incr_window(kv, key, ttl_ms, out, ttl_left_ms);
+    return KV_TIMED(kv, kv->ops->incr_window(kv, key, ttl_ms, out, ttl_left_ms));
 }
 
 /* Reads a counter without changing it: *out is its value and *ttl_left_ms what
@@ -207,7 +226,7 @@ static inline int ERR_MUST_CHECK kv_counter(struct kv *kv, const char *key, int6
 {
     *out = 0;
     *ttl_left_ms = 0;
-    return kv_bad_key(kv, key) ? ERR_INVAL : kv->ops->counter(kv, key, out, ttl_left_ms);
+    return kv_bad_key(kv, key) ? ERR_INVAL : KV_TIMED(kv, kv->ops->counter(kv, key, out, ttl_left_ms));
 }
 
 /* Redis's rule for an integer value (string2ll), which both backends apply:
@@ -239,7 +258,7 @@ static inline bool kv_parse_i64(const void *p, uint64_t len, int64_t *out)
 /* 0 if the backend answers. */
 static inline int ERR_MUST_CHECK kv_ping(struct kv *kv)
 {
-    return kv->ops->ping(kv);
+    return KV_TIMED(kv, kv->ops->ping(kv));
 }
 
 /* EXISTS ekey and GET gkey in one round trip (the blacklist check and the cache
@@ -256,10 +275,10 @@ static inline int ERR_MUST_CHECK kv_exists_get(struct kv *kv, const char *ekey, 
     if (kv_bad_key(kv, ekey) || kv_bad_key(kv, gkey))
         return ERR_INVAL;
     if (kv->ops->exists_get != NULL)
-        return kv->ops->exists_get(kv, ekey, exists, gkey, val, len);
-    if ((rc = kv->ops->exists(kv, ekey, exists)) != 0)
+        return KV_TIMED(kv, kv->ops->exists_get(kv, ekey, exists, gkey, val, len));
+    if ((rc = KV_TIMED(kv, kv->ops->exists(kv, ekey, exists))) != 0)
         return rc;
-    rc = kv->ops->get(kv, gkey, val, len);
+    rc = KV_TIMED(kv, kv->ops->get(kv, gkey, val, len));
     if (rc == ERR_NOTFOUND)
         rc = kv->err = 0;
     if (rc != 0)
@@ -300,9 +319,9 @@ static inline int ERR_MUST_CHECK kv_mget(struct kv *kv, const char *const *keys,
         if (kv_bad_key(kv, keys[i]))
             return ERR_INVAL;
     if (kv->ops->mget != NULL)
-        return kv->ops->mget(kv, keys, n, vals, lens);
+        return KV_TIMED(kv, kv->ops->mget(kv, keys, n, vals, lens));
     for (size_t i = 0; i < n && rc == 0; i++) {
-        rc = kv->ops->get(kv, keys[i], &vals[i], &lens[i]);
+        rc = KV_TIMED(kv, kv->ops->get(kv, keys[i], &vals[i], &lens[i]));
         if (rc == ERR_NOTFOUND)
             rc = kv->err = 0;
     }

@@ -14,7 +14,7 @@
 . "$(dirname "$0")/pg.sh"
 J='Content-Type: application/json'
 
-stack_up || { not_ok "stack starts"; exit 1; }
+stack_up TESSERA_FLEET_SLOWLOG_MS=1 || { not_ok "stack starts"; exit 1; }
 auth() { printf 'Authorization: Bearer %s' "$1"; }
 login() { # email → TOKEN
     req POST /v1/auth/login -H "$J" -d "{\"email\":\"$1\",\"password\":\"tessera-dev\"}"
@@ -141,6 +141,18 @@ check "64 concurrent requests for one uncached page: all 200" \
 check "… all 64 bodies identical" test "$(cat "$T"/stampede.[0-9]* | jq -c .data | sort -u | wc -l)" = 1
 check "… and the page was loaded once (loads $l6→$(metric loads records))" \
     test "$(( $(metric loads records) - l6 ))" = 1
+
+# ---- the slowlog says where a slow request's time went ------------------------------
+curl -s -o /dev/null "$URL/debug/sleep?ms=20"
+req GET "/v1/svc/crm/cached?name=eq.slowlog" -H "$(auth "$ADMIN")" -H "X-Request-Id: slowlog-probe-1"
+sleep 0.3
+check "a slow request's log line has its phases: auth, cache (kv), engine and render, in µs" \
+    jq -e -s '[.[] | select(.event == "slow" and (.path | startswith("/debug/sleep")))] | length >= 1 and
+              all(.[]; (.auth_us | type == "number") and (.cache_us | type == "number") and
+                       (.engine_us | type == "number") and (.render_us | type == "number") and .route != null)' "$T/fleet.log"
+# (over 1 ms on postgres; on memory the read may be faster than the slowlog's least)
+check "… an authenticated read's slow line counts its authentication (within its duration) and its kv calls" \
+    jq -e -s '[.[] | select(.request_id == "slowlog-probe-1" and .event == "slow")] | all(.[]; .auth_us > 0 and .auth_us <= .duration_us and (.cache_us | type == "number"))' "$T/fleet.log"
 
 if [ "${ENGINE:-memory}" = postgres ]; then
     R=(redis-cli -p "$REDIS_PORT")
