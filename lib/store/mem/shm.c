@@ -41,7 +41,6 @@
 
 #include <assert.h>
 #include <errno.h>
-#include <stdarg.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -58,19 +57,6 @@
 #define B_FLAGS     15ull
 #define B_HDR       16u     /* header word + quarantine link */
 #define B_MIN       32u     /* header, next, prev, footer */
-
-static void set_err(char errstr[128], const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static void set_err(char errstr[128], const char *fmt, ...)
-{
-    va_list ap;
-
-    if (errstr == NULL)
-        return;
-    va_start(ap, fmt);
-    vsnprintf(errstr, 128, fmt, ap);
-    va_end(ap);
-}
 
 /* ---- undo log (saving and logged stores: shm_private.h) ----------------- */
 
@@ -304,7 +290,7 @@ struct shm_region *shm_create(size_t bytes, char errstr[128])
     int rc;
 
     if (bytes < SHM_MIN_BYTES || bytes > SHM_MAX_BYTES) {
-        set_err(errstr, "shm: size %zu outside [%u, %llu]", bytes, SHM_MIN_BYTES,
+        err_set(errstr, "shm: size %zu outside [%u, %llu]", bytes, SHM_MIN_BYTES,
                 (unsigned long long)SHM_MAX_BYTES);
         return NULL;
     }
@@ -313,12 +299,12 @@ struct shm_region *shm_create(size_t bytes, char errstr[128])
     bytes = (bytes + (size_t)page - 1) & ~((size_t)page - 1);
     r = calloc(1, sizeof *r);
     if (r == NULL) {
-        set_err(errstr, "shm: out of memory");
+        err_set(errstr, "shm: out of memory");
         return NULL;
     }
     base = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     if (base == MAP_FAILED) {
-        set_err(errstr, "shm: mmap %zu bytes: %s", bytes, strerror(errno));
+        err_set(errstr, "shm: mmap %zu bytes: %s", bytes, strerror(errno));
         free(r);
         return NULL;
     }
@@ -336,7 +322,7 @@ struct shm_region *shm_create(size_t bytes, char errstr[128])
     h->heap_end = (bytes - 16) & ~15ull;
     r->log = (struct undo *)(void *)(r->base + h->undo_off);
     if ((rc = init_mutex(&h->lock)) != 0) {
-        set_err(errstr, "shm: robust process-shared mutex: %s", strerror(rc));
+        err_set(errstr, "shm: robust process-shared mutex: %s", strerror(rc));
         munmap(base, bytes);
         free(r);
         return NULL;
@@ -589,7 +575,7 @@ void shm_stats(struct shm_region *r, struct shm_stats *st)
 #define CHECK(cond, ...)                          \
     do {                                          \
         if (!(cond)) {                            \
-            set_err(errstr, __VA_ARGS__);         \
+            err_set(errstr, __VA_ARGS__);         \
             return ERR_INTERNAL;                  \
         }                                         \
     } while (0)
