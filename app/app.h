@@ -1,7 +1,8 @@
 /* app: what the program's files share: the worker context every handler
  * receives, the route table's row type, and the one place errors become HTTP
- * statuses. Handlers reach storage only through the engine interface (later);
- * nothing here includes libpq or hiredis. */
+ * statuses (respond.c), and the read cache's uses (caching.c). Handlers reach
+ * storage only through store/engine.h's checked wrappers and the kv only
+ * through store/kv.h's and the cache's; nothing here includes libpq or hiredis. */
 #ifndef APP_APP_H
 #define APP_APP_H
 
