@@ -197,7 +197,7 @@ int caching_fetch(struct worker *w, struct caching_read *rd, size_t n, const cha
         rd[i].cached_len = 0;
         rd[i].guess = -1;
         rd[i].vslot = -1;
-        if (!w->caching.on[rd[i].ns->use] || k + 2 > KV_MGET_MAX)
+        if (!w->caching.on[rd[i].ns->use] || k + 2 > KV_MGET_MAX || i >= KV_MGET_MAX)
             continue; /* switched off, or past the round trip: loaded alone */
         rd[i].vslot = (int)k;
         keys[k++] = rd[i].ns->vkey;
