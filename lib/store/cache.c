@@ -45,6 +45,32 @@ static void sleep_ms(unsigned ms)
         ;
 }
 
+#ifdef TESSERA_TEST_HOOKS
+/* Test builds only (release builds compile none of this): with
+ * TESSERA_TEST_CACHE_LOAD_SLEEP_MS set, a process that holds a key's lock
+ * sleeps that long before it runs the loader, so an integration test
+ * (tests/integration/71_cache_holder.sh) can kill -9 a worker while it holds
+ * the single-flight lock. Every holder sleeps, the waiter that takes over a dead
+ * holder's lock too: a test keeps the sleep below lock_ms so that one's lock
+ * outlives its load. Read once per process: the first hold after the fork. */
+static void test_hook_hold_sleep(void)
+{
+    static long ms = -1; /* not read yet */
+
+    if (ms < 0) {
+        const char *v = getenv("TESSERA_TEST_CACHE_LOAD_SLEEP_MS");
+
+        ms = v != NULL ? strtol(v, NULL, 10) : 0;
+        if (ms < 0 || ms > 60000)
+            ms = 0;
+    }
+    if (ms > 0)
+        sleep_ms((unsigned)ms); /* through EINTR: a signal must not cut the hold short */
+}
+#else
+#define test_hook_hold_sleep() ((void)0)
+#endif
+
 int cache_init(struct cache *c, struct kv *kv, unsigned lock_ms, unsigned wait_ms)
 {
     unsigned char r[8];
@@ -228,6 +254,7 @@ int cache_remember(struct cache *c, struct cache_stats *st, const char *key, uin
                 rc = 0;
             } else {
                 free(val);
+                test_hook_hold_sleep();
                 rc = load(c, st, key, ttl_ms, fn, ctx, out, found, true);
             }
             release(c, lock, token);
