@@ -32,6 +32,8 @@
 
 #define CACHING_SEEN 256        /* namespaces' versions a worker last saw */
 #define CACHING_MEMOS 32        /* apps and schemas a worker keeps a copy of */
+#define CACHING_AHEAD 8         /* keys a request shape reads ahead */
+#define CACHING_SHAPES 64       /* request shapes a worker remembers the reads of */
 
 /* The read cache's state in a worker (caching.c). */
 struct caching_seen {
@@ -48,6 +50,21 @@ struct caching_memo {
     size_t size;
 };
 
+/* What a request shape (route, URI, org, mode) read past its first round
+ * trip, the last time it ran: read ahead with the next one's first. */
+struct caching_shape {
+    uint64_t hash;              /* of the shape; 0: empty */
+    size_t nkeys;
+    char keys[CACHING_AHEAD][CACHE_KEY_MAX];
+};
+
+/* A value read ahead, for the current request only. */
+struct caching_stash {
+    const char *key;            /* in the shape's slot, which outlives the request */
+    char *val;                  /* malloc'd; NULL: the kv has no such key */
+    size_t len;
+};
+
 struct caching {
     struct cache cache;
     bool on[METRICS_NCACHE];
@@ -60,6 +77,15 @@ struct caching {
     size_t npending;
     struct caching_seen seen[CACHING_SEEN];
     struct caching_memo memo[CACHING_MEMOS];
+    /* reading ahead (caching_ahead): the request's shape, what it read ahead
+     * and what it read after its first round trip */
+    struct caching_shape *shapes;               /* [CACHING_SHAPES], malloc'd */
+    uint64_t shape;
+    int phase;                                  /* 0 none, 1 first trip next, 2 learning */
+    struct caching_stash stash[CACHING_AHEAD];
+    size_t nstash;
+    char late[CACHING_AHEAD][CACHE_KEY_MAX];
+    size_t nlate;
 };
 
 /* A namespace of cached entries: its version key "{<mode>:<org>}:ver:<name>"
@@ -109,7 +135,8 @@ struct worker {
 
     /* storage and secrets, opened at start (worker_open_deps) */
     struct engine *engine;
-    struct kv *kv;                  /* blacklist and cache */
+    struct kv *kv;                  /* blacklist (and rate limits) */
+    struct kv *cache_kv;            /* the read cache's: kv itself unless [cache] redis_url */
     struct caching caching;
     uint64_t auth_us, render_us;    /* this request's phases for the slowlog (with kv and engine busy_us) */
     struct jwt_keyset keys;
@@ -154,6 +181,12 @@ struct principal {
     bool platform_admin;
     char token_sha[ENG_HASH];       /* the blacklist key's hash */
     int64_t token_exp;
+    /* The org, and a JWT's user, as the principal cache holds them (an org
+     * never changes after it is made; a user's email and creation neither):
+     * /v1/orgs/current and /v1/auth/me answer without a query. The user's
+     * email stays sealed (email_enc) and it has no password hash. */
+    struct eng_org org;
+    struct eng_user user;
 };
 
 /* A handler answers with respond_json (held until the request's work commits)
@@ -284,6 +317,7 @@ int authn_principal(struct worker *w, struct http_request *r, struct principal *
 /* caching.c: the read cache's uses (its header comment says how they are keyed
  * and invalidated). caching_open after the kv is open. */
 int caching_open(struct worker *w) ERR_MUST_CHECK;
+void caching_close(struct worker *w);
 /* The namespaces (caching.c's header comment): ERR_TOOBIG if a name is too long. */
 int caching_ns_principal(struct caching_ns *ns, const char *org) ERR_MUST_CHECK;
 int caching_ns_records(struct caching_ns *ns, const struct eng_scope *s, const char *service,
@@ -318,6 +352,16 @@ int caching_fetch(struct worker *w, struct caching_read *rd, size_t n, const cha
  * version read (loading directly when the cache is off or the kv failed).
  * 0, or the loader's error. */
 int caching_finish(struct worker *w, struct caching_read *rd) ERR_MUST_CHECK;
+/* Reading ahead. Before a request's first round trip (authn's), the request's
+ * shape: the parts that decide which keys its handler will read (route, URI,
+ * org, mode). That round trip then also reads the keys the same shape read
+ * after it last time, and the later caching_fetch calls take them from there
+ * instead of the kv (they only ever get a key's own value: a guess that no
+ * longer holds costs the round trip it would have anyway). caching_end after
+ * the reply: remembers this request's later keys for its shape, frees the
+ * values read ahead. */
+void caching_ahead(struct worker *w, const char *const *parts, size_t n);
+void caching_end(struct worker *w);
 /* Frees what caching_fetch kept for a read that caching_finish did not take. */
 void caching_read_cleanup(struct caching_read *rd);
 /* A worker's own copy of a small definition (an app, a resource's schema) as

@@ -99,6 +99,19 @@ static int cmd_check_config(const struct config *cfg)
         return EXIT_CONFIG;
     }
     engine_free(e);
+    /* The Redis URLs as a worker will parse them (it connects only on first use). */
+    const struct {
+        const char *key, *url;
+    } urls[] = {{"redis.url", cfg->redis.url}, {"cache.redis_url", cfg->cache.redis_url}};
+    for (size_t i = 0; i < sizeof urls / sizeof urls[0]; i++) {
+        struct kv *kv = urls[i].url[0] != '\0' ? kv_redis_new(urls[i].url, cfg->redis.timeout_ms, why) : NULL;
+        if (urls[i].url[0] != '\0' && kv == NULL) {
+            fprintf(stderr, "config: %s: %s\n", urls[i].key, why);
+            cJSON_Delete(keys);
+            return EXIT_CONFIG;
+        }
+        kv_free(kv);
+    }
     cJSON *j = config_to_json(cfg);
     if (j != NULL && keys != NULL && cJSON_AddItemToObject(j, "jwt_keys", keys))
         keys = NULL;

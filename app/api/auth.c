@@ -524,26 +524,21 @@ HANDLER(handle_auth_logout)
     return respond_owned(r, 204, root);
 }
 
+/* The caller, its org and its permissions, all as the principal holds them
+ * (authn.c): no query. */
 HANDLER(handle_auth_me)
 {
     cJSON *root = http_own(r, cJSON_CreateObject()), *perms;
-    struct eng_org o;
-    int rc;
 
     if (root == NULL)
         return ERR_NOMEM;
-    if ((rc = engine_org_get(w->engine, &p->scope, &o)) != 0)
-        return rc;
     if (p->user_id[0] != '\0') {
-        struct eng_user u;
-        if ((rc = engine_user_get(w->engine, p->user_id, &u)) != 0)
-            return rc;
-        cJSON_AddItemToObject(root, "user", user_json(w, r, &u));
+        cJSON_AddItemToObject(root, "user", user_json(w, r, &p->user));
     } else {
         cJSON_AddNullToObject(root, "user");
         cJSON_AddStringToObject(root, "api_key_id", p->key_id);
     }
-    cJSON_AddItemToObject(root, "org", org_json(&o));
+    cJSON_AddItemToObject(root, "org", org_json(&p->org));
     cJSON_AddStringToObject(root, "role", p->role);
     if ((perms = cJSON_AddArrayToObject(root, "permissions")) == NULL)
         return ERR_NOMEM;

@@ -11,7 +11,10 @@
  * API key its state and its creator's standing — is cached per org for
  * [cache] principal_ttl under a version that every member, role and key
  * change bumps after it commits (caching.c), so a demotion or a revocation
- * holds from the next request on every worker. It holds no personal data. */
+ * holds from the next request on every worker. With it go the org's row and a
+ * JWT user's (neither changes once made), so the routes that show them ask
+ * storage nothing; the user's email stays sealed as it is at rest, and no
+ * password hash is ever in it. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -202,11 +205,12 @@ static int from_jwt(struct worker *w, struct http_request *r, const char *token,
 
 /* ---- the principal, cached -------------------------------------------------- */
 
-/* The principal as cached: {"role","platform","perms"} (a key's with "key"),
- * or {"deny": why} for a key that no longer works. */
+/* The principal as cached: {"role","platform","perms","org"} (a key's with
+ * "key" and "creator", a JWT's with "user"), or {"deny": why} for a key that
+ * no longer works. */
 static int principal_render(const struct principal *p, const char *why, struct buf *out)
 {
-    cJSON *o = cJSON_CreateObject(), *perms;
+    cJSON *o = cJSON_CreateObject(), *perms, *org, *user;
     char *text = NULL;
     int rc = ERR_NOMEM;
 
@@ -226,6 +230,18 @@ static int principal_render(const struct principal *p, const char *why, struct b
         if (p->key_id[0] != '\0' && (cJSON_AddStringToObject(o, "key", p->key_id) == NULL ||
                                      cJSON_AddStringToObject(o, "creator", p->key_creator) == NULL))
             goto out;
+        if ((org = cJSON_AddObjectToObject(o, "org")) == NULL ||
+            cJSON_AddStringToObject(org, "name", p->org.name) == NULL ||
+            cJSON_AddStringToObject(org, "slug", p->org.slug) == NULL ||
+            cJSON_AddStringToObject(org, "plan", p->org.plan) == NULL ||
+            cJSON_AddBoolToObject(org, "platform", p->org.platform) == NULL ||
+            cJSON_AddNumberToObject(org, "created_at", (double)p->org.created_at) == NULL)
+            goto out;
+        if (p->user_id[0] != '\0' &&
+            ((user = cJSON_AddObjectToObject(o, "user")) == NULL ||
+             cJSON_AddStringToObject(user, "email_enc", p->user.email_enc) == NULL ||
+             cJSON_AddNumberToObject(user, "created_at", (double)p->user.created_at) == NULL))
+            goto out;
     }
     if ((text = cJSON_PrintUnformatted(o)) != NULL)
         rc = buf_puts(out, text);
@@ -233,6 +249,42 @@ out:
     free(text);
     cJSON_Delete(o);
     return rc;
+}
+
+/* copies a string member into dst[size]: ERR_INVAL when it is missing or too long */
+static int cached_str(const cJSON *o, const char *name, char *dst, size_t size)
+{
+    const char *v = json_get_str(o, name);
+
+    if (v == NULL || strlen(v) >= size)
+        return ERR_INVAL;
+    memcpy(dst, v, strlen(v) + 1);
+    return 0;
+}
+
+static int cached_org(const cJSON *o, struct principal *p)
+{
+    struct eng_org *g = &p->org;
+
+    if (!cJSON_IsObject(o) || cached_str(o, "name", g->name, sizeof g->name) != 0 ||
+        cached_str(o, "slug", g->slug, sizeof g->slug) != 0 || cached_str(o, "plan", g->plan, sizeof g->plan) != 0 ||
+        json_get_int(o, "created_at", 0, INT64_MAX, &g->created_at) != 0)
+        return ERR_INVAL;
+    snprintf(g->id, sizeof g->id, "%s", p->scope.org_id);
+    g->platform = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "platform"));
+    return 0;
+}
+
+static int cached_user(const cJSON *o, struct principal *p)
+{
+    struct eng_user *u = &p->user;
+
+    if (!cJSON_IsObject(o) || cached_str(o, "email_enc", u->email_enc, sizeof u->email_enc) != 0 ||
+        json_get_int(o, "created_at", 0, INT64_MAX, &u->created_at) != 0)
+        return ERR_INVAL;
+    snprintf(u->id, sizeof u->id, "%s", p->user_id);
+    u->is_platform_admin = p->platform_admin;
+    return 0;
 }
 
 /* Fills p from a cached principal; *why for a key's refusal. ERR_INVAL when it
@@ -270,6 +322,9 @@ static int principal_apply(struct arena *a, const char *text, size_t len, struct
         snprintf(p->key_id, sizeof p->key_id, "%s", key);
         snprintf(p->key_creator, sizeof p->key_creator, "%s", creator);
     }
+    if (cached_org(cJSON_GetObjectItemCaseSensitive(o, "org"), p) != 0 ||
+        (p->user_id[0] != '\0' && cached_user(cJSON_GetObjectItemCaseSensitive(o, "user"), p) != 0))
+        goto out; /* an entry of an older shape: loaded again */
     rc = 0;
 out:
     cJSON_Delete(o);
@@ -303,6 +358,8 @@ static int principal_load(void *ctx, struct buf *out, bool *found)
             return rc;
         snprintf(p->role, sizeof p->role, "%s", m.role);
         p->platform_admin = u.is_platform_admin;
+        p->user = u;
+        p->user.password_hash[0] = '\0'; /* never rendered, never cached */
     } else {
         struct eng_api_key k;
         rc = engine_api_key_resolve(w->engine, p->token_sha, &k);
@@ -320,6 +377,8 @@ static int principal_load(void *ctx, struct buf *out, bool *found)
                 return rc;
         }
     }
+    if (why == NULL && (rc = engine_org_get(w->engine, &p->scope, &p->org)) != 0)
+        return rc; /* a member's or a key's org exists (the foreign keys say so) */
     if (why == NULL) {
         rc = engine_role_get(w->engine, &p->scope, p->role, &p->perms);
         if (rc == ERR_NOTFOUND) {
@@ -383,12 +442,30 @@ int authn_principal(struct worker *w, struct http_request *r, struct principal *
         return rc;
 
     /* one round trip: the blacklist and, when the caller is known, its
-     * principal's version and the principal at the version last seen */
+     * principal's version and the principal at the version last seen, and
+     * the keys its handler will read */
     snprintf(bl, sizeof bl, "bl:%s", p->token_sha);
     snprintf(who, sizeof who, "%s:%s", p->user_id[0] != '\0' ? "u" : "k",
              p->user_id[0] != '\0' ? p->user_id : p->token_sha);
     bool known = v.code == 0 && caching_ns_principal(&ns, p->scope.org_id) == 0;
-    rc = caching_fetch(w, &rd, known ? 1 : 0, extra, 1, &bl_val, &bl_len);
+    if (known) {
+        /* and what the handler read after it, last time (caching_ahead) */
+        const struct app_route *ar = r->match.route->data;
+        const char *shape[] = {ar->label, http_param(r, "REQUEST_URI"), p->scope.org_id,
+                               engine_mode_name(p->scope.mode)};
+        caching_ahead(w, shape, sizeof shape / sizeof shape[0]);
+    }
+    if (w->cache_kv == w->kv) {
+        rc = caching_fetch(w, &rd, known ? 1 : 0, extra, 1, &bl_val, &bl_len);
+    } else {
+        /* the cache in a Redis of its own: the blacklist alone first (fail
+         * closed), then the cache's round trip, which fails open (it loads) */
+        rc = kv_get(w->kv, bl, &bl_val, &bl_len);
+        if (rc == ERR_NOTFOUND)
+            rc = 0; /* not revoked */
+        if (rc == 0 && caching_fetch(w, &rd, known ? 1 : 0, NULL, 0, NULL, NULL) != 0)
+            log_msg(LOG_WARN, "cache_unavailable", "%s (served from storage)", w->cache_kv->errstr);
+    }
     if (rc != 0) {
         log_msg(LOG_ERROR, "blacklist_unavailable", "%s", w->kv->errstr);
         return respond_error(r, ERR_UNAVAILABLE, "the token blacklist cannot be checked");

@@ -13,7 +13,13 @@
  * committed (caching_flush, called by the dispatcher before the reply is
  * sent): a bump before the commit would let a reader cache the old data under
  * the new version; a bump after the reply would let the client's next read
- * see the old value. A rolled-back unit drops them (caching_drop). */
+ * see the old value. A rolled-back unit drops them (caching_drop).
+ *
+ * Reading ahead (caching_ahead): a handler's reads need versions, and guesses
+ * of entries, that authn's round trip could have carried. Each worker keeps,
+ * per request shape, the keys the last such request read after that round
+ * trip, and sends them with the next one's; later fetches take them from the
+ * request's stash, which holds each value under its own key only. */
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -38,7 +44,9 @@ int caching_open(struct worker *w)
     int rc;
 
     memset(c, 0, sizeof *c);
-    if ((rc = cache_init(&c->cache, w->kv, (unsigned)cfg->cache.lock_ms, (unsigned)cfg->cache.wait_ms)) != 0)
+    /* without room for shapes a worker only reads nothing ahead */
+    c->shapes = calloc(CACHING_SHAPES, sizeof *c->shapes);
+    if ((rc = cache_init(&c->cache, w->cache_kv, (unsigned)cfg->cache.lock_ms, (unsigned)cfg->cache.wait_ms)) != 0)
         return rc;
     for (int u = 0; u < METRICS_NCACHE; u++) {
         c->on[u] = uses[u].on != 0;
@@ -46,6 +54,18 @@ int caching_open(struct worker *w)
         c->st[u] = metrics_cache_stats(w->metrics, w->slot, u);
     }
     return 0;
+}
+
+void caching_close(struct worker *w)
+{
+    struct caching *c = &w->caching;
+
+    caching_end(w);
+    for (int i = 0; i < CACHING_MEMOS; i++)
+        free(c->memo[i].val);
+    free(c->shapes);
+    memset(c->memo, 0, sizeof c->memo);
+    c->shapes = NULL;
 }
 
 /* Queues a bump of vkey (of cache use `use`), once however often the unit asks. */
@@ -107,7 +127,7 @@ void caching_flush(struct worker *w)
     for (size_t i = 0; i < c->npending; i++)
         if (cache_bump(&c->cache, c->st[c->pending[i].use], c->pending[i].vkey) != 0)
             log_msg(LOG_WARN, "cache_bump_failed", "%s: %s (entries of the old version live until their TTL)",
-                    c->pending[i].vkey, w->kv->errstr);
+                    c->pending[i].vkey, w->cache_kv->errstr);
     c->npending = 0;
 }
 
@@ -178,6 +198,135 @@ static struct caching_seen *seen(struct worker *w, const char *vkey, uint64_t *h
     return &w->caching.seen[h % CACHING_SEEN];
 }
 
+static uint64_t fnv(uint64_t h, const char *p)
+{
+    for (; *p != '\0'; p++)
+        h = (h ^ (unsigned char)*p) * 1099511628211ull;
+    return h;
+}
+
+void caching_ahead(struct worker *w, const char *const *parts, size_t n)
+{
+    struct caching *c = &w->caching;
+    uint64_t h = 1469598103934665603ull;
+
+    if (c->shapes == NULL || c->phase != 0)
+        return; /* no room for shapes; or a request run again keeps its first */
+    for (size_t i = 0; i < n; i++)
+        h = (fnv(h, parts[i] != NULL ? parts[i] : "") ^ 0x1f) * 1099511628211ull;
+    c->shape = h != 0 ? h : 1;
+    c->phase = 1;
+}
+
+void caching_end(struct worker *w)
+{
+    struct caching *c = &w->caching;
+
+    for (size_t i = 0; i < c->nstash; i++)
+        free(c->stash[i].val);
+    c->nstash = 0; /* before the slot its keys point into is written */
+    if (c->phase == 2) {
+        struct caching_shape *s = &c->shapes[c->shape % CACHING_SHAPES];
+        s->hash = c->nlate > 0 ? c->shape : 0;
+        s->nkeys = c->nlate;
+        for (size_t i = 0; i < c->nlate; i++)
+            memcpy(s->keys[i], c->late[i], CACHE_KEY_MAX);
+    }
+    c->nlate = 0;
+    c->phase = 0;
+    c->shape = 0;
+}
+
+/* A copy of key's value read ahead: true with *val (NULL: no such key);
+ * false when it was not read ahead, or there is no memory for the copy (then
+ * the kv is asked). */
+static bool stash_get(struct caching *c, const char *key, char **val, size_t *len)
+{
+    for (size_t i = 0; i < c->nstash; i++) {
+        if (strcmp(c->stash[i].key, key) != 0)
+            continue;
+        *val = NULL;
+        *len = c->stash[i].len;
+        if (c->stash[i].val != NULL) {
+            if ((*val = malloc(*len + 1)) == NULL)
+                return false;
+            memcpy(*val, c->stash[i].val, *len + 1);
+        }
+        return true;
+    }
+    return false;
+}
+
+/* Notes a key this request read past its first round trip, for its shape. */
+static void learn(struct caching *c, const char *key)
+{
+    for (size_t i = 0; i < c->nlate; i++)
+        if (strcmp(c->late[i], key) == 0)
+            return;
+    if (c->nlate < CACHING_AHEAD)
+        snprintf(c->late[c->nlate++], CACHE_KEY_MAX, "%s", key);
+}
+
+/* The kv round trip of a fetch: keys[0..k) into vals, the ones read ahead
+ * taken from the stash; on the request's first trip the shape's keys too. */
+static int mget_ahead(struct worker *w, const char **keys, size_t k, char **vals, size_t *lens, bool *stashed)
+{
+    struct caching *c = &w->caching;
+    const char *send[KV_MGET_MAX];
+    char *svals[KV_MGET_MAX];
+    size_t slens[KV_MGET_MAX], from[KV_MGET_MAX], ns = 0, na = 0;
+    const struct caching_shape *shape = NULL;
+    int rc;
+
+    if (c->phase == 1) {
+        shape = &c->shapes[c->shape % CACHING_SHAPES];
+        if (shape->hash != c->shape)
+            shape = NULL;
+    }
+    for (size_t i = 0; i < k; i++) {
+        if (c->phase == 2)
+            learn(c, keys[i]);
+        if ((stashed[i] = stash_get(c, keys[i], &vals[i], &lens[i])))
+            continue;
+        vals[i] = NULL;
+        send[ns] = keys[i];
+        from[ns++] = i;
+    }
+    if (shape != NULL && ns > 0) /* ahead only with a trip that goes anyway */
+        for (size_t a = 0; a < shape->nkeys && ns < KV_MGET_MAX && c->nstash + na < CACHING_AHEAD; a++) {
+            bool dup = false;
+            for (size_t j = 0; j < ns && !dup; j++)
+                dup = strcmp(send[j], shape->keys[a]) == 0;
+            if (!dup) {
+                send[ns] = shape->keys[a];
+                from[ns++] = SIZE_MAX;
+                na++;
+            }
+        }
+    if (c->phase == 1)
+        c->phase = 2;
+    if (ns == 0)
+        return 0; /* all of it read ahead */
+    if ((rc = kv_mget(w->cache_kv, send, ns, svals, slens)) != 0) {
+        for (size_t i = 0; i < k; i++) {
+            free(vals[i]);
+            vals[i] = NULL;
+        }
+        return rc;
+    }
+    for (size_t j = 0; j < ns; j++) {
+        if (from[j] != SIZE_MAX) {
+            vals[from[j]] = svals[j];
+            lens[from[j]] = slens[j];
+        } else if (c->nstash < CACHING_AHEAD) {
+            c->stash[c->nstash++] = (struct caching_stash){send[j], svals[j], slens[j]};
+        } else {
+            free(svals[j]);
+        }
+    }
+    return 0;
+}
+
 int caching_fetch(struct worker *w, struct caching_read *rd, size_t n, const char *const *extra, size_t nextra,
                   char **xvals, size_t *xlens)
 {
@@ -185,6 +334,7 @@ int caching_fetch(struct worker *w, struct caching_read *rd, size_t n, const cha
     char guess_key[KV_MGET_MAX][CACHE_KEY_MAX];
     char *vals[KV_MGET_MAX];
     size_t lens[KV_MGET_MAX], k = 0;
+    bool stashed[KV_MGET_MAX];
     int rc;
 
     for (size_t i = 0; i < nextra; i++)
@@ -210,7 +360,7 @@ int caching_fetch(struct worker *w, struct caching_read *rd, size_t n, const cha
     }
     if (k == 0)
         return 0;
-    if ((rc = kv_mget(w->kv, keys, k, vals, lens)) != 0) {
+    if ((rc = mget_ahead(w, keys, k, vals, lens, stashed)) != 0) {
         for (size_t i = 0; i < n; i++) {
             rd[i].guess = -1; /* fail open: every read loads */
             if (rd[i].vslot >= 0)
@@ -228,6 +378,8 @@ int caching_fetch(struct worker *w, struct caching_read *rd, size_t n, const cha
             continue;
         if (vals[j] != NULL && (!kv_parse_i64(vals[j], lens[j], &ver) || ver < 0))
             ver = -1; /* not a version: this read leaves the cache out */
+        if (stashed[j])
+            cache_count(&w->caching.st[rd[i].ns->use]->ahead);
         free(vals[j++]);
         rd[i].ver = ver;
         if (rd[i].guess >= 0) {

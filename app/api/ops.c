@@ -53,6 +53,8 @@ HANDLER(handle_ops_readyz)
     }
     if (w->kv != NULL)
         up &= check(checks, "kv", kv_name(w->kv), kv_ping(w->kv), w->kv->errstr);
+    if (w->cache_kv != NULL && w->cache_kv != w->kv) /* shown; its outage fails open, so ready stays */
+        (void)check(checks, "cache_kv", kv_name(w->cache_kv), kv_ping(w->cache_kv), w->cache_kv->errstr);
     if (cJSON_AddStringToObject(root, "status", up ? "ready" : "unavailable") == NULL)
         return ERR_NOMEM;
     return http_send_json(r, up ? 200 : 503, root);

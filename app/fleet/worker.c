@@ -225,7 +225,7 @@ static void access_log(const struct worker *w, const struct http_request *r, int
          * engine calls; cache is every kv call, engine every store call */
         log_str(&l, "route", w->labels[route_idx]);
         log_int(&l, "auth_us", (long long)w->auth_us);
-        log_int(&l, "cache_us", (long long)w->kv->busy_us);
+        log_int(&l, "cache_us", (long long)(w->kv->busy_us + (w->cache_kv != w->kv ? w->cache_kv->busy_us : 0)));
         log_int(&l, "engine_us", (long long)w->engine->busy_us);
         log_int(&l, "render_us", (long long)w->render_us);
     }
@@ -252,9 +252,9 @@ static void handle(struct worker *w, FCGX_Request *fcgx)
 
     /* The reasons a 5xx is logged with are this request's own. */
     w->engine->errstr[0] = '\0';
-    w->kv->errstr[0] = '\0';
+    w->kv->errstr[0] = w->cache_kv->errstr[0] = '\0';
     caching_drop(w); /* a bump queued by a unit that never committed is not run */
-    w->engine->busy_us = w->kv->busy_us = w->auth_us = w->render_us = 0;
+    w->engine->busy_us = w->kv->busy_us = w->cache_kv->busy_us = w->auth_us = w->render_us = 0;
     int rc = dispatch(w, &r, &route_idx);
     if (r.status == 0 && rc == 0 && r.reply != NULL) {
         int64_t t1 = now_us();
@@ -277,6 +277,7 @@ static void handle(struct worker *w, FCGX_Request *fcgx)
     int64_t dur = now_us() - t0;
     access_log(w, &r, dur, route_idx);
     metrics_observe(w->metrics, w->slot, route_idx, r.status, (uint64_t)dur);
+    caching_end(w);
     arena_reset(w->arena);
     w->served++;
     if (row != NULL) {
@@ -401,6 +402,12 @@ static int open_deps(struct worker *w, const struct fleet_shared *sh)
         log_msg(LOG_ERROR, "worker_init", "kv: %s", errstr);
         return ERR_UNAVAILABLE;
     }
+    w->cache_kv = w->kv;
+    if (cfg->cache.redis_url[0] != '\0' &&
+        (w->cache_kv = kv_redis_new(cfg->cache.redis_url, cfg->redis.timeout_ms, errstr)) == NULL) {
+        log_msg(LOG_ERROR, "worker_init", "cache kv: %s", errstr);
+        return ERR_UNAVAILABLE;
+    }
     if (caching_open(w) != 0) {
         log_msg(LOG_ERROR, "worker_init", "cache: cannot be set up");
         return ERR_INTERNAL;
@@ -462,8 +469,11 @@ static void worker_cleanup(struct worker *w)
             w->conn[i].ipcFd = -1;
         }
     router_cleanup(&w->router);
+    caching_close(w);
     arena_free(w->arena);
     engine_free(w->engine);
+    if (w->cache_kv != w->kv)
+        kv_free(w->cache_kv);
     kv_free(w->kv);
     jwt_keyset_free(&w->keys);
     crypto_keyring_cleanup(&w->ring);
@@ -510,6 +520,7 @@ int worker_run(const struct config *cfg, int listen_fd, int channel_fd, int slot
     if (me != NULL)
         me->state = SB_IDLE; /* ready: the master may now retire our predecessor */
     log_msg(LOG_INFO, "worker_ready", "serving");
+    log_defer(true); /* access lines go out a poll round at a time */
 
     while (!worker_retire && why == NULL) {
         struct pollfd p[WORKER_CONNS + 2];
@@ -530,6 +541,7 @@ int worker_run(const struct config *cfg, int listen_fd, int channel_fd, int slot
                 owner[n++] = i;
             }
         struct timespec tick = {.tv_sec = POLL_TICK_MS / 1000, .tv_nsec = (POLL_TICK_MS % 1000) * 1000000L};
+        log_flush(); /* nothing is held while the worker waits */
         int ready = ppoll(p, (nfds_t)n, &tick, &waiting);
         if (ready < 0 && errno != EINTR) {
             log_msg(LOG_ERROR, "worker_poll", "%s", strerror(errno));
@@ -563,6 +575,7 @@ int worker_run(const struct config *cfg, int listen_fd, int channel_fd, int slot
                 snprintf(me->want_exit, sizeof me->want_exit, "%s", want);
         }
     }
+    log_defer(false);
     if (me != NULL)
         me->state = SB_RETIRING;
     hand_over(&w);

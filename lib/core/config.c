@@ -82,6 +82,7 @@ static const struct key_def KEYS[] = {
 
     /* the waiter's bound exceeds the lock's TTL, so a killed loader is replaced by
      * one waiter when its lock expires, not by every waiter at once */
+    STR("cache", "redis_url", cache.redis_url, "", NULL, 1),
     INT("cache", "lock_ms", cache.lock_ms, 10, 60000, "2000", NULL),
     INT("cache", "wait_ms", cache.wait_ms, 10, 60000, "3000", NULL),
     {"cache", "principal", T_ENUM, OFF(cache.principal), 0, 0, 0, OFF_ON, "on", NULL, 0},

@@ -63,6 +63,9 @@ struct config {
 
     /* The read cache (DESIGN §3): a switch and a TTL in seconds per use. */
     struct {
+        /* The cache's own Redis; "": the blacklist's ([redis] url). Its own,
+         * a cache outage fails open while the blacklist still answers. */
+        char redis_url[CONFIG_DSN_MAX];
         int lock_ms;            /* single-flight lock TTL: how long a dead loader blocks a key */
         int wait_ms;            /* the longest a request waits for another's load */
         int principal, principal_ttl;   /* membership, role, permissions per caller */

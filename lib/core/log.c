@@ -1,6 +1,8 @@
 #include "core/log.h"
 
 #include <errno.h>
+#include <limits.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -14,12 +16,60 @@ static struct {
     int level;
     char role[16];
     int slot;
-} log_state = {LOG_INFO, "tessera", -1};
+    pid_t pid;                  /* 0: ask getpid() (again after a fork) */
+    time_t ts_sec;              /* the second ts holds, formatted */
+    char ts[24];
+} log_state = {LOG_INFO, "tessera", -1, 0, 0, ""};
+
+static void forget_pid(void)
+{
+    log_state.pid = 0;
+}
 
 static const char *const LEVELS[] = {"debug", "info", "warn", "error"};
 
+/* Lines below warn held while log_defer is on, written as one write(2) of at
+ * most PIPE_BUF bytes: still atomic, so still never interleaved. */
+static struct {
+    bool on;
+    size_t len;
+    char buf[PIPE_BUF];
+} deferred;
+
+static void write_all(const char *p, size_t n)
+{
+    size_t off = 0;
+
+    while (off < n) {
+        ssize_t w = write(STDERR_FILENO, p + off, n - off);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            break; /* nowhere left to report a logging failure */
+        off += (size_t)w;
+    }
+}
+
+void log_flush(void)
+{
+    write_all(deferred.buf, deferred.len);
+    deferred.len = 0;
+}
+
+void log_defer(bool on)
+{
+    if (!on)
+        log_flush();
+    deferred.on = on;
+}
+
 void log_setup(int level, const char *role, int slot)
 {
+    static bool hooked;
+
+    if (!hooked) /* every fork's child, made by whatever code, asks again */
+        hooked = pthread_atfork(NULL, NULL, forget_pid) == 0;
+    log_state.pid = 0;
     log_state.level = level;
     snprintf(log_state.role, sizeof log_state.role, "%s", role);
     log_state.slot = slot;
@@ -100,24 +150,30 @@ void log_begin(struct log_line *l, int level, const char *event)
 {
     struct timeval tv;
     struct tm tm;
-    char ts[40];
 
     l->len = 0;
     l->full = false;
     l->cut = false;
     l->on = level >= log_state.level;
+    l->level = level;
     if (!l->on)
         return;
     gettimeofday(&tv, NULL);
-    gmtime_r(&tv.tv_sec, &tm);
-    strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%S", &tm);
-    l->len = (size_t)snprintf(l->buf, sizeof l->buf, "{\"ts\":\"%s.%06ldZ\",\"level\":\"%s\"", ts,
+    if (tv.tv_sec != log_state.ts_sec || log_state.ts[0] == '\0') {
+        /* a second formatted once, not once per line */
+        gmtime_r(&tv.tv_sec, &tm);
+        strftime(log_state.ts, sizeof log_state.ts, "%Y-%m-%dT%H:%M:%S", &tm);
+        log_state.ts_sec = tv.tv_sec;
+    }
+    l->len = (size_t)snprintf(l->buf, sizeof l->buf, "{\"ts\":\"%s.%06ldZ\",\"level\":\"%s\"", log_state.ts,
                               (long)tv.tv_usec, LEVELS[level]);
     log_str(l, "event", event);
     log_str(l, "role", log_state.role);
     if (log_state.slot >= 0)
         log_int(l, "slot", log_state.slot);
-    log_int(l, "pid", getpid());
+    if (log_state.pid == 0)
+        log_state.pid = getpid();
+    log_int(l, "pid", log_state.pid);
 }
 
 void log_strn(struct log_line *l, const char *k, const char *val, size_t n)
@@ -193,15 +249,15 @@ void log_end(struct log_line *l)
     }
     l->buf[l->len++] = '}';
     l->buf[l->len++] = '\n';
-    ssize_t off = 0;
-    while ((size_t)off < l->len) {
-        ssize_t w = write(STDERR_FILENO, l->buf + off, l->len - (size_t)off);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0)
-            break; /* nowhere left to report a logging failure */
-        off += w;
+    if (deferred.on && l->level < LOG_WARN) {
+        if (deferred.len + l->len > sizeof deferred.buf)
+            log_flush();
+        memcpy(deferred.buf + deferred.len, l->buf, l->len);
+        deferred.len += l->len;
+        return;
     }
+    log_flush(); /* what came before it is written before it */
+    write_all(l->buf, l->len);
 }
 
 void log_msg(int level, const char *event, const char *fmt, ...)

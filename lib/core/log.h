@@ -1,5 +1,6 @@
-/* log: JSON lines on stderr, one write(2) per line so lines from the fleet's
- * processes never interleave (stderr is shared; writes under PIPE_BUF are atomic).
+/* log: JSON lines on stderr, one write(2) per line (or per batch of lines at
+ * most PIPE_BUF long, log_defer) so lines from the fleet's processes never
+ * interleave (stderr is shared; writes under PIPE_BUF are atomic).
  * A line is built field by field into a fixed buffer (no allocation on the
  * request path) and truncated, still valid JSON, if it would not fit.
  * Never pass secrets or plaintext personal data: nothing here masks them. */
@@ -20,6 +21,7 @@ struct log_line {
     bool full;              /* a field did not fit and was dropped */
     bool cut;               /* a value was shortened */
     bool on;                /* false when below the level: every call is a no-op */
+    int level;
 };
 
 /* Sets the process's level and the fields every line carries ("role":"worker",
@@ -41,6 +43,16 @@ void log_end(struct log_line *l);
 
 /* One-call form: {"event":event,"msg":formatted}. */
 void log_msg(int level, const char *event, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+/* While deferred, debug and info lines (a worker's access lines) wait in the
+ * process and go out together, one write(2) of at most PIPE_BUF bytes, when
+ * that fills, when a warn or error line comes (after them, in order) or at
+ * log_flush: a worker flushes before it waits for work, so under load one
+ * write carries many lines and an idle worker holds none. The cost: a process
+ * that dies hard loses the lines it held (nginx's access_log buffer= makes
+ * the same trade). */
+void log_defer(bool on);
+void log_flush(void);
 
 /* Escapes s[0..n) as a JSON string body into out (NUL-terminated, no quotes);
  * returns bytes written, stopping before an escape that would not fit, with

@@ -44,6 +44,8 @@ static const struct {
      offsetof(struct cache_stats, fallbacks)},
     {"bump_errors", "Version bumps the kv failed (old entries live until their TTL).",
      offsetof(struct cache_stats, bump_errors)},
+    {"read_ahead", "Reads whose version came with the request's first kv round trip (read ahead).",
+     offsetof(struct cache_stats, ahead)},
 };
 
 struct metrics *metrics_new(void)

@@ -38,6 +38,29 @@
 
 /* ---- primitives ------------------------------------------------------- */
 
+/* The request path's algorithms, fetched once per process: OpenSSL 3 looks an
+ * algorithm up by name on every use of EVP_sha256() or EVP_aes_256_gcm()
+ * (an implicit fetch, its own lock and lookup each time), not on an object
+ * fetched explicitly and kept (crypto(7), "Explicit fetching"). Kept for the
+ * life of the process; NULL only when the provider lacks them. */
+static const EVP_MD *sha256_md(void)
+{
+    static EVP_MD *md;
+
+    if (md == NULL)
+        md = EVP_MD_fetch(NULL, "SHA2-256", NULL);
+    return md;
+}
+
+static const EVP_CIPHER *gcm_cipher(void)
+{
+    static EVP_CIPHER *c;
+
+    if (c == NULL)
+        c = EVP_CIPHER_fetch(NULL, "AES-256-GCM", NULL);
+    return c;
+}
+
 int crypto_random(void *buf, size_t n)
 {
     if (n == 0)
@@ -51,7 +74,7 @@ int crypto_sha256(const void *d, size_t n, uint8_t out[CRYPTO_SHA256_LEN])
 {
     unsigned int len = 0;
 
-    if (EVP_Digest(n ? d : "", n, out, &len, EVP_sha256(), NULL) != 1 ||
+    if (sha256_md() == NULL || EVP_Digest(n ? d : "", n, out, &len, sha256_md(), NULL) != 1 ||
         len != CRYPTO_SHA256_LEN)
         return ERR_INTERNAL;
     return ERR_OK;
@@ -482,7 +505,7 @@ int crypto_seal(const struct crypto_keyring *ring, const void *aad, size_t aadle
     rc = ERR_INTERNAL;
     ctx = EVP_CIPHER_CTX_new();
     if (!ctx ||
-        EVP_EncryptInit_ex(ctx, EVP_aes_256_gcm(), NULL, NULL, NULL) != 1 ||
+        gcm_cipher() == NULL || EVP_EncryptInit_ex(ctx, gcm_cipher(), NULL, NULL, NULL) != 1 ||
         EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_IVLEN, CRYPTO_IV_LEN, NULL) != 1 ||
         EVP_EncryptInit_ex(ctx, NULL, NULL, k->key, iv) != 1 ||
         EVP_EncryptUpdate(ctx, NULL, &l, buf, (int)hdrlen) != 1)
@@ -547,7 +570,7 @@ int crypto_open(const struct crypto_keyring *ring, const void *aad, size_t aadle
     rc = ERR_INTERNAL;
     ctx = EVP_CIPHER_CTX_new();
     if (!ctx ||
-        EVP_DecryptInit_ex(ctx, EVP_aes_256_gcm(), NULL, NULL, NULL) != 1 ||
+        gcm_cipher() == NULL || EVP_DecryptInit_ex(ctx, gcm_cipher(), NULL, NULL, NULL) != 1 ||
         EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_IVLEN, CRYPTO_IV_LEN, NULL) != 1 ||
         EVP_DecryptInit_ex(ctx, NULL, NULL, k->key, iv) != 1 ||
         EVP_DecryptUpdate(ctx, NULL, &l, blob, (int)hdrlen) != 1)

@@ -44,6 +44,7 @@ struct cache_stats {
     uint64_t lock_timeouts;     /* waited wait_ms and loaded themselves */
     uint64_t fallbacks;         /* the kv failed: served by the loader */
     uint64_t bump_errors;       /* version bumps the kv failed (old entries live to their TTL) */
+    uint64_t ahead;             /* versions read ahead with the request's first round trip */
 };
 /* The counters are added to atomically (relaxed), so a struct may live in shared
  * memory (fleet/metrics) and be shared by a slot's old and new worker in a reload. */

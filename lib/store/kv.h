@@ -58,7 +58,7 @@ struct kv {
 };
 
 #define KV_KEY_MAX 1024     /* bytes in a key (the shm backend's map limit) */
-#define KV_MGET_MAX 8       /* keys in one kv_mget */
+#define KV_MGET_MAX 16      /* keys in one kv_mget */
 
 /* Backends. */
 

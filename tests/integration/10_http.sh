@@ -121,5 +121,11 @@ check "an unknown key in the file → exit 2 naming it" test "$rc" = 2 -a -n "$(
 printf 'env = production\n[auth]\npassword_cost = 10\n[db]\ncore_dsn = host=x\n' >"$T/prod.conf"
 out=$(env -u TESSERA_ENV "$TESSERA" -c "$T/prod.conf" check-config 2>&1); rc=$?
 check "a test-only password cost is refused in production" test "$rc" = 2 -a -n "$(grep auth.password_cost <<<"$out")"
+for key in REDIS_URL CACHE_REDIS_URL; do
+    out=$(env "TESSERA_$key=http://cache.example" "$TESSERA" check-config 2>&1); rc=$?
+    name=$(tr 'A-Z' 'a-z' <<<"$key" | sed 's/^redis_url$/redis.url/; s/^cache_redis_url$/cache.redis_url/')
+    check "a Redis URL that is not redis:// or unix:// ($name) → exit 2 naming it" \
+        test "$rc" = 2 -a -n "$(grep -F "$name:" <<<"$out")"
+done
 out=$("$TESSERA" version)
 check "version names every linked library" bash -c "grep -q cJSON <<<'$out' && grep -q OpenSSL <<<'$out' && grep -q libpq <<<'$out' && grep -q hiredis <<<'$out' && grep -q fcgi <<<'$out'"

@@ -101,9 +101,12 @@ alternate() {
 
 fresh_db single && seed single "$ROOT/seed/dev" || { not_ok "the single-connection database"; exit 1; }
 # prepare = on here: the statements stay prepared on the one connection, and a
-# restart below must lose them with it, not leave the pool asking for them
+# restart below must lose them with it, not leave the pool asking for them.
+# The principal cache is off in this file: GET /v1/orgs/current then asks
+# PostgreSQL for the caller and its org on every request (with it on, the org
+# comes from the cache and the request never reaches PostgreSQL: 70_cache.sh).
 TESSERA_FLEET_WORKERS=1 stack_up TESSERA_ENGINE=postgres "TESSERA_DB_CORE_DSN=$(app_dsn single tessera-single)" \
-    TESSERA_DB_CONNECTION_LIMIT=1 TESSERA_DB_PREPARE=on TESSERA_REDIS_URL="$REDIS_URL" ||
+    TESSERA_DB_CONNECTION_LIMIT=1 TESSERA_DB_PREPARE=on TESSERA_REDIS_URL="$REDIS_URL" TESSERA_CACHE_PRINCIPAL=off ||
     { not_ok "a one-worker fleet on postgres starts"; exit 1; }
 ok "a one-worker fleet on postgres (connection_limit = 1, prepare = on) starts"
 login alice@acme.test; ALICE=$TOKEN
@@ -197,7 +200,7 @@ pb_stop() {
 wait_until 10 pg_isready -q -h 127.0.0.1 -p "$PB_PORT" -d single -U tessera_app
 TESSERA_FLEET_WORKERS=2 stack_up TESSERA_ENGINE=postgres \
     "TESSERA_DB_CORE_DSN=host=127.0.0.1 port=$PB_PORT dbname=single user=tessera_app application_name=tessera-pgb" \
-    TESSERA_REDIS_URL="$REDIS_URL" || { not_ok "a fleet behind PgBouncer starts"; exit 1; }
+    TESSERA_REDIS_URL="$REDIS_URL" TESSERA_CACHE_PRINCIPAL=off || { not_ok "a fleet behind PgBouncer starts"; exit 1; }
 ok "a two-worker fleet reaches PostgreSQL through PgBouncer (pool_mode = transaction, one server connection)"
 login alice@acme.test; ALICE=$TOKEN
 login bob@globex.test; BOB=$TOKEN

@@ -53,6 +53,22 @@ check "… loaded from the engine once, the other 5 hits (loads $l0→$l1, hits 
 check "the cached record still opens its pii for the reader" \
     bash -c "[ \"\$(curl -s '$URL/v1/svc/crm/cached/$RID' -H '$(auth "$ADMIN")' | jq -r .email)\" = first.secret@example.com ]"
 
+# ---- read ahead: a known request's reads come with its first round trip -----------
+# Each worker learns what a request shape reads past authn's round trip the
+# first time it serves it; from then on those keys come with that round trip.
+# A GET by id reads its records version once, so read_ahead{records} grows by
+# one per GET on a worker that has learned it (at most 2 learners here).
+same_n 4 GET "/v1/svc/crm/cached/$RID" "${A[@]}" >/dev/null
+ra0=$(metric read_ahead records); sa0=$(metric read_ahead schema); h0=$(metric hits records)
+out=$(same_n 10 GET "/v1/svc/crm/cached/$RID" "${A[@]}")
+ra1=$(metric read_ahead records); sa1=$(metric read_ahead schema); h1=$(metric hits records)
+check "10 GETs of a known record: one answer, all hits (hits $h0→$h1)" \
+    test "$(wc -l <<<"$out")" = 1 -a "$((h1 - h0))" = 10
+check "… their records and schema versions read ahead (records $ra0→$ra1, schema $sa0→$sa1)" \
+    test "$((ra1 - ra0))" -ge 8 -a "$((ra1 - ra0))" -le 10 -a "$((sa1 - sa0))" -ge 8
+req GET "/v1/svc/crm/cached/$RID" -H "$(auth "$BOB")"
+expect_error "org B asking the same path reads nothing org A's shape read ahead: 404" 404 not_found
+
 GHOST=019a0000-0000-7000-8000-000000000000
 req GET "/v1/svc/crm/cached/$GHOST" "${A[@]}"
 expect_error "an unknown id → 404" 404 not_found
@@ -112,6 +128,16 @@ req PATCH /v1/orgs/current/members/aaaaaaaa-0000-4000-8000-000000000002 "${A[@]}
 check "the owner demotes alice to viewer" test "$STATUS" = 200
 out=$(same_n 6 GET /v1/auth/api-keys -H "$(auth "$ALICE")")
 check "her very next requests, on every worker, are refused (403)" bash -c "[ \"\$(cut -d' ' -f1 <<<'$out' | sort -u)\" = 403 ]"
+# a role's permissions taken away (roles are redefined, not deleted: POST again)
+req POST /v1/roles "${A[@]}" -H "$J" -d '{"name":"auditor","permissions":["audit:read:*"]}'
+check "the owner defines a role auditor (audit:read)" test "$STATUS" = 200 -o "$STATUS" = 201
+req PATCH /v1/orgs/current/members/aaaaaaaa-0000-4000-8000-000000000002 "${A[@]}" -H "$J" -d '{"role":"auditor"}'
+out=$(same_n 4 GET /v1/audit -H "$(auth "$ALICE")")
+check "alice as auditor reads the audit trail, on every worker (principal cached)" test "${out%% *}" = 200 -a "$(wc -l <<<"$out")" = 1
+req POST /v1/roles "${A[@]}" -H "$J" -d '{"name":"auditor","permissions":["records:read:*"]}'
+check "the owner redefines auditor without audit:read" test "$STATUS" = 200 -o "$STATUS" = 201
+out=$(same_n 6 GET /v1/audit -H "$(auth "$ALICE")")
+check "… and her very next reads of it, on every worker, are refused (403)" bash -c "[ \"\$(cut -d' ' -f1 <<<'$out' | sort -u)\" = 403 ]"
 req POST /v1/auth/api-keys "${A[@]}" -H "$J" -d '{"name":"cache test"}'
 KEY=$(jq -r .key <<<"$BODY"); KEY_ID=$(jq -r .id <<<"$BODY")
 out=$(same_n 4 GET /v1/orgs/current -H "$(auth "$KEY")")
@@ -194,4 +220,55 @@ if [ "${ENGINE:-memory}" = postgres ]; then
     h7=$(metric hits records)
     req GET "/v1/svc/crm/cached/$PID_" "${A[@]}"; req GET "/v1/svc/crm/cached/$PID_" "${A[@]}"
     check "… and hits resume (hits $h7→$(metric hits records))" test "$(metric hits records)" -gt "$h7"
+
+    # ---- the cache in a Redis of its own ([cache] redis_url): its outage fails
+    # open (reads come from PostgreSQL, the same bodies) while the blacklist, in
+    # the other Redis, still answers: a revoked token is refused as revoked.
+    stack_down
+    CACHE_PORT=$(free_port)
+    cache_redis() {
+        redis-server --port "$CACHE_PORT" --bind 127.0.0.1 --save '' --appendonly no \
+            --dir "$T" --logfile "$T/redis-cache.log" >/dev/null 2>&1 &
+        CACHE_PID=$!
+        wait_until 10 redis-cli -p "$CACHE_PORT" ping
+    }
+    cache_redis
+    CLEANUP_HOOKS+=('[ -n "$CACHE_PID" ] && kill "$CACHE_PID" 2>/dev/null; wait "$CACHE_PID" 2>/dev/null')
+    stack_up "TESSERA_CACHE_REDIS_URL=redis://127.0.0.1:$CACHE_PORT" ||
+        { not_ok "a stack with the cache in a Redis of its own starts"; exit 1; }
+    login admin@example.com; ADMIN=$TOKEN; A=(-H "$(auth "$ADMIN")")
+    req PUT /v1/svc/crm/schema/split "${A[@]}" -H "$J" -d '{"fields":{"name":{"type":"string"}}}'
+    req POST /v1/svc/crm/split "${A[@]}" -H "$J" -d '{"name":"split"}'
+    SID=$(jq -r .id <<<"$BODY")
+    same_n 4 GET "/v1/svc/crm/split/$SID" "${A[@]}" >/dev/null
+    req GET "/v1/svc/crm/split/$SID" "${A[@]}"
+    before=$BODY
+    C=(redis-cli -p "$CACHE_PORT")
+    check "cached entries and versions go to the cache's Redis ($("${C[@]}" dbsize) keys) …" \
+        test "$("${C[@]}" --scan --pattern '{*' | wc -l)" -gt 0
+    check "… and none to the blacklist's" test "$("${R[@]}" --scan --pattern '{*' | wc -l)" = 0
+    login alice@acme.test; GONE=$TOKEN
+    req POST /v1/auth/logout -H "$(auth "$GONE")"
+    check "the logout's blacklist entry is in the blacklist's Redis" \
+        test "$("${R[@]}" --scan --pattern 'bl:*' | wc -l)" -ge 1
+    f0=$(metric fallbacks records)
+    kill "$CACHE_PID"; wait "$CACHE_PID" 2>/dev/null; CACHE_PID=
+    out=$(same_n 4 GET "/v1/svc/crm/split/$SID" "${A[@]}")
+    check "cache Redis stopped: reads are served from PostgreSQL (fail open), 200 every time" \
+        test "${out%% *}" = 200 -a "$(wc -l <<<"$out")" = 1
+    req GET "/v1/svc/crm/split/$SID" "${A[@]}"
+    check "… with the same body as from the cache" test "$BODY" = "$before"
+    check "… counted as fallbacks ($f0→$(metric fallbacks records))" test "$(metric fallbacks records)" -gt "$f0"
+    req GET /v1/auth/me -H "$(auth "$GONE")"
+    expect_error "… while a revoked token is still refused: the blacklist answers (fail closed)" 401 token_revoked
+    req GET /readyz
+    expect "… and the fleet stays ready, readyz showing the cache's Redis down" 200 \
+        '.status == "ready" and .checks.kv.status == "ok" and .checks.cache_kv.status == "down"'
+    cache_redis
+    up() { req GET "/v1/svc/crm/split/$SID" "${A[@]}"; [ "$STATUS" = 200 ]; }
+    wait_until 10 up
+    h8=$(metric hits records)
+    same_n 4 GET "/v1/svc/crm/split/$SID" "${A[@]}" >/dev/null
+    check "cache Redis back: hits resume without a restart (hits $h8→$(metric hits records))" \
+        test "$(metric hits records)" -gt "$h8"
 fi

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cJSON.h>
@@ -186,6 +187,75 @@ static void test_line_is_json_with_identity_and_fields(void **state)
     free(out);
 }
 
+/* Deferred: info lines wait for a flush (or a warn line, which comes after
+ * them), many lines go out in order, and log_defer(false) leaves none held. */
+static void test_deferred_lines_wait_and_keep_their_order(void **state)
+{
+    struct capture c;
+    size_t len;
+    char *out;
+
+    (void)state;
+    log_setup(LOG_INFO, "worker", 1);
+    capture_start(&c);
+    log_defer(true);
+    log_msg(LOG_INFO, "access", "one");
+    log_msg(LOG_INFO, "access", "two");
+    fflush(c.f);
+    assert_int_equal(lseek(STDERR_FILENO, 0, SEEK_CUR), 0); /* held, none written */
+    log_msg(LOG_WARN, "slow", "three");
+    log_msg(LOG_INFO, "access", "four");
+    for (int i = 0; i < 40; i++) /* past PIPE_BUF: written as the buffer fills */
+        log_msg(LOG_INFO, "access", "bulk %d", i);
+    log_defer(false);
+    out = capture_end(&c, &len);
+    const char *one = strstr(out, "\"one\""), *two = strstr(out, "\"two\""),
+               *three = strstr(out, "\"three\""), *four = strstr(out, "\"four\"");
+    assert_non_null(one);
+    assert_true(one < two && two < three && three < four);
+    assert_non_null(strstr(out, "\"bulk 39\""));
+    size_t lines = 0;
+    for (char *line = out, *nl; (nl = strchr(line, '\n')) != NULL; line = nl + 1, lines++) {
+        cJSON *j = cJSON_ParseWithLength(line, (size_t)(nl - line + 1));
+        assert_non_null(j);
+        cJSON_Delete(j);
+    }
+    assert_int_equal(lines, 44);
+    free(out);
+    capture_start(&c);
+    log_msg(LOG_INFO, "access", "after");
+    fflush(c.f);
+    assert_true(lseek(STDERR_FILENO, 0, SEEK_CUR) > 0); /* not deferred any more */
+    free(capture_end(&c, &len));
+}
+
+/* The pid a line carries is kept per process, and a fork's child says its own. */
+static void test_a_forked_child_logs_its_own_pid(void **state)
+{
+    struct capture c;
+    size_t len;
+    char *out;
+    int status;
+
+    (void)state;
+    log_setup(LOG_INFO, "master", -1);
+    capture_start(&c);
+    log_msg(LOG_INFO, "before", "the parent's pid is kept now");
+    pid_t child = fork();
+    assert_true(child >= 0);
+    if (child == 0) {
+        log_msg(LOG_INFO, "child", "x");
+        _exit(0);
+    }
+    assert_int_equal(waitpid(child, &status, 0), child);
+    out = capture_end(&c, &len);
+    char want[64];
+    snprintf(want, sizeof want, "\"event\":\"child\",\"role\":\"master\",\"pid\":%d", (int)child);
+    if (strstr(out, want) == NULL)
+        fail_msg("the child's line does not carry its pid %d: %s", (int)child, out);
+    free(out);
+}
+
 static void test_line_without_slot_omits_it(void **state)
 {
     struct capture c;
@@ -354,6 +424,8 @@ int main(void)
         cmocka_unit_test(test_huge_value_is_cut_and_line_stays_valid_json),
         cmocka_unit_test(test_oversized_json_field_is_dropped_and_line_stays_valid),
         cmocka_unit_test(test_line_full_of_fields_stays_valid_json_at_every_offset),
+        cmocka_unit_test(test_deferred_lines_wait_and_keep_their_order),
+        cmocka_unit_test(test_a_forked_child_logs_its_own_pid),
     };
     return cmocka_run_group_tests_name("log", tests, NULL, NULL);
 }

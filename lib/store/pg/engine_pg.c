@@ -62,6 +62,38 @@ int engine_pg_data_read(struct engine *e, const struct eng_scope *s, const char 
     return data_run(e, s, search_path, st, n, false, res);
 }
 
+/* ---- data schema names ---------------------------------------------------- */
+
+static unsigned name_slot(const char *service)
+{
+    unsigned h = 2166136261u;
+
+    for (const char *p = service; *p != '\0'; p++)
+        h = (h ^ (unsigned char)*p) * 16777619u;
+    return h % PGE_NAMES;
+}
+
+const char *engine_pg_schema_known(struct engine *e, int mode, const char *service)
+{
+    struct pge *g = e->impl;
+    unsigned i = name_slot(service);
+
+    if (!mode_ok(mode) || strcmp(g->names[mode][i].service, service) != 0 || g->names[mode][i].schema[0] == '\0')
+        return NULL;
+    return g->names[mode][i].schema;
+}
+
+void engine_pg_schema_learn(struct engine *e, int mode, const char *service, const char *schema)
+{
+    struct pge *g = e->impl;
+    unsigned i = name_slot(service);
+
+    if (!mode_ok(mode) || strlen(service) >= ENG_SLUG || strlen(schema) >= ENG_SLUG)
+        return;
+    snprintf(g->names[mode][i].service, ENG_SLUG, "%s", service);
+    snprintf(g->names[mode][i].schema, ENG_SLUG, "%s", schema);
+}
+
 /* ---- units of work ---------------------------------------------------------- */
 
 static int pg_begin(struct engine *e, const struct eng_scope *s)

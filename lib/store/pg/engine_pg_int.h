@@ -19,6 +19,8 @@
 #define RELAY_BATCH 100         /* relay rows one maintenance pass delivers per mode */
 #define AUDIT_MONTHS_AHEAD 3    /* partitions the maintenance keeps ahead of this month */
 
+#define PGE_NAMES 32            /* services whose data schema name a worker keeps */
+
 struct pge {
     struct pg_pool *core;
     struct pg_pool *data[2];    /* by enum eng_mode; opened lazily */
@@ -31,6 +33,11 @@ struct pge {
      * relay rows are dropped once data and core have both committed */
     char relay[2][RELAY_MAX][ENG_ID];
     int nrelay[2];
+    /* core.svc_schema_name's answers (pgrec_schema_known), direct-mapped */
+    struct {
+        char service[ENG_SLUG];
+        char schema[ENG_SLUG];
+    } names[2][PGE_NAMES];
 };
 
 /* Arguments are checked by the wrappers (lib/store/engine.c); this one only

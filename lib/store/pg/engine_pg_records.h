@@ -17,6 +17,10 @@ int engine_pg_data(struct engine *e, const struct eng_scope *s, const char *sear
 /* engine_pg.c: as engine_pg_data for statements that only read: before the
  * unit's first write they run in an implicit transaction of their own (one
  * round trip, no BEGIN/COMMIT; lib/store/pg/pg.h), after it inside the transaction. */
+/* core.svc_schema_name(service, mode) is IMMUTABLE, so a worker keeps its
+ * answers: the data schema of (mode, service) seen before, or NULL. */
+const char *engine_pg_schema_known(struct engine *e, int mode, const char *service);
+void engine_pg_schema_learn(struct engine *e, int mode, const char *service, const char *schema);
 int engine_pg_data_read(struct engine *e, const struct eng_scope *s, const char *search_path,
                         const struct pg_stmt *st, size_t n, PGresult **res) ERR_MUST_CHECK;
 /* engine_pg.c: the same on the core pool. */

@@ -89,27 +89,50 @@ out:
     return rc;
 }
 
+/* The unlocked read of (service, name)'s definition in s's mode, as a
+ * statement over vals (kept by the caller): for a pipeline of its own. */
+void pgrec_res_stmt(const struct eng_scope *s, const char *service, const char *name, const char *vals[3],
+                    struct pg_stmt *st)
+{
+    vals[0] = service;
+    vals[1] = engine_mode_name(s != NULL ? s->mode : 0);
+    vals[2] = name;
+    *st = (struct pg_stmt){"SELECT " RES_COLS " FROM core.resources WHERE service = $1 AND mode = $2 AND name = $3",
+                           3, vals, true};
+}
+
+int pgrec_res_result(struct engine *e, const struct eng_scope *s, const PGresult *r, const char *service,
+                     const char *name, struct eng_resource *out, char schema[ENG_SLUG])
+{
+    int rc;
+
+    if (PQntuples(r) == 0)
+        return engine_fail(e, ERR_NOTFOUND, "no such resource");
+    if ((rc = res_row(r, 0, service, out, schema)) != 0)
+        return engine_fail(e, rc, "resource %.64s: unreadable definition", name);
+    if (schema != NULL && s != NULL)
+        engine_pg_schema_learn(e, s->mode, service, schema);
+    return 0;
+}
+
 /* The definition of (service, resource) in s's mode and its data schema;
  * with lock, FOR KEY SHARE on its row until the unit of work ends (see the
  * header comment). ERR_NOTFOUND when it has none. */
 int pgrec_res_load(struct engine *e, const struct eng_scope *s, const char *service, const char *name,
                    bool lock, struct eng_resource *out, char schema[ENG_SLUG])
 {
-    const char *vals[3] = {service, engine_mode_name(s != NULL ? s->mode : 0), name};
-    const struct pg_stmt st = {
-        lock ? "SELECT " RES_COLS " FROM core.resources WHERE service = $1 AND mode = $2 AND name = $3 "
-               "FOR KEY SHARE"
-             : "SELECT " RES_COLS " FROM core.resources WHERE service = $1 AND mode = $2 AND name = $3",
-        3, vals, true};
+    const char *vals[3];
+    struct pg_stmt st;
     PGresult *r = NULL;
     int rc;
 
+    pgrec_res_stmt(s, service, name, vals, &st);
+    if (lock)
+        st.sql = "SELECT " RES_COLS " FROM core.resources WHERE service = $1 AND mode = $2 AND name = $3 "
+                 "FOR KEY SHARE";
     if ((rc = engine_pg_data(e, s, DATA_PATH, &st, 1, &r)) != 0)
         return rc;
-    if (PQntuples(r) == 0)
-        rc = engine_fail(e, ERR_NOTFOUND, "no such resource");
-    else if ((rc = res_row(r, 0, service, out, schema)) != 0)
-        rc = engine_fail(e, rc, "resource %.64s: unreadable definition", name);
+    rc = pgrec_res_result(e, s, r, service, name, out, schema);
     PQclear(r);
     return rc;
 }

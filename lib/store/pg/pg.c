@@ -10,9 +10,11 @@
 #include <string.h>
 
 /* The statements prepared on one connection, named "tp<index>", known by the
- * address of their text (reuse statements are string constants). */
+ * address of their text (reuse statements are string constants), or by the
+ * text itself (by_text statements, built per call: own holds a copy). */
 struct pg_prepared {
     const char *sql[PG_PREPARED_MAX];
+    char *own[PG_PREPARED_MAX];
     int n;
     bool unsure;                /* a batch that prepared failed: close, don't guess */
 };
@@ -85,8 +87,11 @@ struct pg_pool *pg_pool_new(const char *label, const char *dsn, int limit, bool 
 
 static void drop(struct pg_pool *p, int i)
 {
-    if (p->prep != NULL)
+    if (p->prep != NULL) {
+        for (int j = 0; j < p->prep[i].n; j++)
+            free(p->prep[i].own[j]);
         memset(&p->prep[i], 0, sizeof p->prep[i]); /* a new session knows none */
+    }
     if (p->conn[i] != NULL) {
         PQfinish(p->conn[i]);
         p->conn[i] = NULL;
@@ -189,12 +194,14 @@ static int prepared_index(struct pg_prepared *pp, const struct pg_stmt *st, bool
     if (pp == NULL || !st->reuse)
         return -1;
     for (int j = 0; j < pp->n; j++)
-        if (pp->sql[j] == st->sql)
+        if (pp->sql[j] == st->sql || (st->reuse == PG_REUSE_TEXT && pp->own[j] != NULL && strcmp(pp->own[j], st->sql) == 0))
             return j;
     if (pp->n == PG_PREPARED_MAX)
         return -1;
+    if (st->reuse == PG_REUSE_TEXT && (pp->own[pp->n] = strdup(st->sql)) == NULL)
+        return -1; /* unnamed, then */
     *fresh = true;
-    pp->sql[pp->n] = st->sql;
+    pp->sql[pp->n] = st->reuse == PG_REUSE_TEXT ? pp->own[pp->n] : st->sql;
     return pp->n++;
 }
 

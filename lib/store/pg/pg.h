@@ -61,13 +61,18 @@ struct pg_pool_stats {
 };
 
 /* One statement: text with $1..$n and n values (NULL for SQL null). reuse:
- * sql is a string constant (static storage) the caller sends again and again,
- * so a pool made with prepare may keep it prepared on each connection. */
+ * true (PG_REUSE): sql is a string constant (static storage) the caller sends
+ * again and again, so a pool made with prepare may keep it prepared on each
+ * connection; PG_REUSE_TEXT: the same for a text built per call that comes
+ * again (a record read of one table), known by its text, of which the pool
+ * keeps a copy; false: sent unnamed. */
+#define PG_REUSE 1
+#define PG_REUSE_TEXT 2
 struct pg_stmt {
     const char *sql;
     int n;
     const char *const *vals;
-    bool reuse;
+    int reuse;
 };
 
 /* A unit of work on one pooled connection; zero it (or pg_tx_init) before use. */

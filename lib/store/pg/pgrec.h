@@ -56,6 +56,13 @@ struct pgrec_call {
     PGresult *r[2];
 };
 
+/* The definition read as a statement of the caller's pipeline (vals kept by
+ * the caller until it ran), and its result into out and schema (ERR_NOTFOUND:
+ * none), as pgrec_res_load without a lock. */
+void pgrec_res_stmt(const struct eng_scope *s, const char *service, const char *name, const char *vals[3],
+                    struct pg_stmt *st);
+int pgrec_res_result(struct engine *e, const struct eng_scope *s, const PGresult *r, const char *service,
+                     const char *name, struct eng_resource *out, char schema[ENG_SLUG]) ERR_MUST_CHECK;
 /* Loads the definition of (service, resource) and its schema into c, with
  * lock as pgrec_res_load; c needs pgrec_call_close even when this fails. */
 int pgrec_call_open(struct engine *e, const struct eng_scope *s, const char *service, const char *resource,
