@@ -19,6 +19,7 @@ int respond_status(int err, const char **code)
     case ERR_PRECONDITION: *code = "precondition_failed"; return 412;
     case ERR_TOOBIG: *code = "payload_too_large"; return 413;
     case ERR_MEDIATYPE: *code = "unsupported_media_type"; return 415;
+    case ERR_GONE: *code = "gone"; return 410;
     case ERR_TOOMANY: *code = "too_many_requests"; return 429;
     case ERR_UNAVAILABLE: *code = "unavailable"; return 503;
     case ERR_NOSPACE: *code = "insufficient_storage"; return 507;

@@ -26,6 +26,7 @@ const char *err_str(int code)
     case ERR_CREDENTIALS: return "bad_credentials";
     case ERR_METHOD: return "method_not_allowed";
     case ERR_MEDIATYPE: return "unsupported_media_type";
+    case ERR_GONE: return "gone";
     }
     return "unknown";
 }

@@ -26,6 +26,7 @@ enum err_code {
     ERR_CREDENTIALS = -17, /* a login's email and password do not match */
     ERR_METHOD = -18,      /* the path exists, not with this method */
     ERR_MEDIATYPE = -19,   /* a body that is not application/json */
+    ERR_GONE = -20,        /* what was asked for existed and is no longer kept (an old feed cursor) */
 };
 
 #define ERR_MUST_CHECK __attribute__((warn_unused_result))

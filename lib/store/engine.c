@@ -744,3 +744,88 @@ int engine_outbox_list(struct engine *e, const struct eng_scope *s, const char *
     name(&c, "service", service, ENG_SLUG);
     return RUN(outbox_list, s, service, after_seq, out, max, n);
 }
+
+/* ---- CQRS ------------------------------------------------------------------------- */
+
+/* An op an engine may not have yet: a clear failure rather than a NULL call. */
+static bool has(struct chk *c, const void *op)
+{
+    return op != NULL || bad(c, ERR_INTERNAL, "op", "not provided by this engine");
+}
+
+int engine_project(struct engine *e, size_t max, eng_touch_fn touch, void *ctx, struct eng_projection *out)
+{
+    CHK(project);
+    if (ptr(&c, "out", out))
+        memset(out, 0, sizeof *out);
+    if (max == 0)
+        bad(&c, ERR_INVAL, "max", "zero");
+    has(&c, (const void *)e->ops->project);
+    return RUN(project, max, touch, ctx, out);
+}
+
+int engine_wait(struct engine *e, int timeout_ms)
+{
+    if (timeout_ms < 0)
+        return engine_fail(e, ERR_INVAL, "wait: timeout_ms negative");
+    if (e->ops->wait == NULL) {
+        struct timespec ts = {timeout_ms / 1000, (long)(timeout_ms % 1000) * 1000000L};
+
+        nanosleep(&ts, NULL);   /* a signal ends it early, as a wake-up would */
+        return 0;
+    }
+    return e->ops->wait(e, timeout_ms);
+}
+
+int engine_reap(struct engine *e, const struct eng_reap_policy *p, eng_touch_fn touch, void *ctx,
+                struct eng_reaped *out)
+{
+    CHK(reap);
+    if (ptr(&c, "out", out))
+        memset(out, 0, sizeof *out);
+    if (ptr(&c, "policy", p)) {
+        positive(&c, "policy now", p->now);
+        if (p->token_grace < 0 || p->changes_retention < 0 || p->audit_retention_months < 0)
+            bad(&c, ERR_INVAL, "policy", "negative duration");
+        if (p->max == 0)
+            bad(&c, ERR_INVAL, "policy max", "zero");
+    }
+    has(&c, (const void *)e->ops->reap);
+    return RUN(reap, p, touch, ctx, out);
+}
+
+int engine_view_read(struct engine *e, const struct eng_scope *s, const char *service, const char *res,
+                     const char *view, cJSON **rows, bool *more, int64_t *pending_ms)
+{
+    CHK(view_read);
+    if (ptr(&c, "rows", rows))
+        *rows = NULL;
+    if (ptr(&c, "more", more))
+        *more = false;
+    if (ptr(&c, "pending_ms", pending_ms))
+        *pending_ms = 0;
+    if (at_resource(&c, s, service, res))
+        name(&c, "view", view, ENG_FIELD);
+    has(&c, (const void *)e->ops->view_read);
+    return RUN(view_read, s, service, res, view, rows, more, pending_ms);
+}
+
+int engine_changes_list(struct engine *e, const struct eng_scope *s, const char *service, const char *res,
+                        uint64_t after, struct eng_change *out, size_t max, size_t *n, uint64_t *head)
+{
+    CHK(changes_list);
+    if (ptr(&c, "head", head))
+        *head = 0;
+    if (list(&c, out, max, n))
+        at_resource(&c, s, service, res);
+    has(&c, (const void *)e->ops->changes_list);
+    return RUN(changes_list, s, service, res, after, out, max, n, head);
+}
+
+int engine_org_platform(struct engine *e, struct eng_org *out)
+{
+    CHK(org_platform);
+    ptr(&c, "out", out);
+    has(&c, (const void *)e->ops->org_platform);
+    return RUN(org_platform, out);
+}

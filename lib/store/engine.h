@@ -302,6 +302,81 @@ struct eng_outbox {
     int64_t created_at;
 };
 
+/* ---- CQRS (DESIGN §6): the projector, views, the change feed, the reaper ----
+ * Each record write's outbox entry is an event. project() takes every data
+ * store's unprojected events in batches, oldest first, and in one unit of
+ * work per batch: brings the views of each event's resource up to date with
+ * the record as it is now, gives the event the next position of its org's
+ * change feed, and marks it projected. Each record's contribution to each view
+ * (its group and its summed values) is kept with the read model, so an event
+ * applied twice, or made stale by a later write of the same record, changes
+ * nothing: exactly once by construction, with no ordering assumption. A read
+ * model whose definition (the resource's options.views, or the type of a
+ * field one of its views names) differs from the one it was built for is
+ * rebuilt from the records first, in the same unit: that is the back-fill of
+ * a new view, the drop of a removed one, the rebuild after a retype.
+ *
+ * Feed positions are per org, increasing in the order events are projected;
+ * one projector at a time assigns an org's (a lock on the org's feed head), so
+ * a position becomes visible only once every smaller one is: a reader paging
+ * by position never misses an event, and a record's changes appear in the
+ * order of their versions. A rolled-back write has no event. Projected events
+ * stay for the feed until the reaper trims them (changes_retention); the
+ * org's trim point is the largest position trimmed.
+ *
+ * Views: options.views is {name: {"group_by": [fields], "count": bool,
+ * "sum": [integer or number fields]}}. A view row is a cJSON object
+ *   {"key": {field: value, …}, "count": n, "sum": {field: total, …}}
+ * with "key" always (one member per group_by field, in order; null groups
+ * with null, as SQL's GROUP BY), "count" when the view counts, "sum" when it
+ * sums: the total of the group's non-null values (0 when none), an integer
+ * for an integer field, a number for a number field. Views hold only their
+ * org's rows: on PostgreSQL a table under the same forced RLS as every tenant
+ * table, on memory the org's store. */
+#define ENG_VIEW_ROWS_MAX 1000      /* groups view_read returns */
+
+/* One change of the feed. */
+struct eng_change {
+    uint64_t pos;               /* the org's feed position (the cursor) */
+    char record_id[ENG_ID];
+    char op[8];                 /* "create", "update", "delete" */
+    int64_t version;            /* the record's version after the change (a delete: the last + 1) */
+    int64_t at;                 /* unix seconds: the write's updated_at, a delete's time */
+};
+
+/* What one project() call did. */
+struct eng_projection {
+    uint64_t applied;           /* events applied */
+    uint64_t rebuilt;           /* read models built from their records */
+    bool more;                  /* events were left (max reached): call again */
+    int64_t pending_ms;         /* write time (unix ms) of the oldest event still unapplied; 0: none */
+};
+
+/* What the reaper may delete, and when. */
+struct eng_reap_policy {
+    int64_t now;                /* unix seconds */
+    int64_t token_grace;        /* refresh tokens and invites stay this long past their expiry */
+    int64_t changes_retention;  /* projected events stay this long for the feed */
+    int audit_retention_months; /* audit older than this many whole months goes; 0: kept */
+    size_t max;                 /* records deleted per resource per call, at most */
+};
+
+/* What one reap() call deleted. */
+struct eng_reaped {
+    uint64_t records;           /* past expires_at, with their sealed values and blind indexes */
+    uint64_t refresh_tokens;
+    uint64_t invites;
+    uint64_t changes;           /* projected events past the retention */
+    uint64_t audit_partitions;  /* PostgreSQL: monthly partitions dropped */
+    uint64_t audit_entries;     /* memory: entries deleted */
+};
+
+/* Called by project() and reap(), after their unit commits, for each
+ * (org and mode, service, resource) whose views (project) or records (reap)
+ * changed: the caller bumps the cache versions that depend on them. */
+typedef void (*eng_touch_fn)(void *ctx, const struct eng_scope *s, const char *service,
+                             const char *resource);
+
 /* A connection pool of an engine, for /readyz and /metrics. */
 struct eng_pool_info {
     char name[16];              /* "core", "test", "live" */
@@ -429,6 +504,45 @@ struct engine_ops {
     int (*outbox_list)(struct engine *e, const struct eng_scope *s, const char *service,
                        uint64_t after_seq, struct eng_outbox *out, size_t max, size_t *n);
 
+    /* CQRS (the section above). project, wait and reap run outside any unit
+     * of work (each makes its own); view_read and changes_list inside one. */
+    /* Applies up to max events of each data store (service, mode) that has
+     * some, oldest first, in batches of units of work of its own. */
+    int (*project)(struct engine *e, size_t max, eng_touch_fn touch, void *ctx,
+                   struct eng_projection *out);
+    /* Optional (NULL: the caller sleeps). Blocks until a record write may
+     * have left events, timeout_ms passes or a signal arrives; 0 in each case.
+     * ERR_UNAVAILABLE when the wake-up source is down (the caller sleeps and
+     * polls; the next call tries again). */
+    int (*wait)(struct engine *e, int timeout_ms);
+    /* Records past expires_at (as deletes, with their events), refresh tokens
+     * and invites past expiry + grace, projected events past the retention,
+     * audit past its retention (PostgreSQL: through a SECURITY DEFINER
+     * function; the app role still cannot DROP or TRUNCATE). */
+    int (*reap)(struct engine *e, const struct eng_reap_policy *p, eng_touch_fn touch, void *ctx,
+                struct eng_reaped *out);
+    /* The scope org's rows of view `view` of the resource (Returns owned: a
+     * cJSON array of at most ENG_VIEW_ROWS_MAX rows, in no particular order;
+     * *more when groups were left out), and *pending_ms: the write time (unix
+     * ms) of the org's oldest event of that resource not applied yet, 0 when
+     * none (a read model not yet rebuilt for the current definition answers
+     * [] with the definition's time). ERR_NOTFOUND: no such resource or view. */
+    int (*view_read)(struct engine *e, const struct eng_scope *s, const char *service,
+                     const char *resource, const char *view, cJSON **rows, bool *more,
+                     int64_t *pending_ms);
+    /* The scope org's projected changes of the resource with after < pos <=
+     * *head, in position order, up to max; *head is the org's feed head (its
+     * last position) as read before the changes, so a page shorter than max
+     * has all of them up to *head. after 0: from the oldest kept. ERR_GONE
+     * when after > 0 and after is below the org's trim point (changes after
+     * it may be gone). ERR_NOTFOUND: no such resource. */
+    int (*changes_list)(struct engine *e, const struct eng_scope *s, const char *service,
+                        const char *resource, uint64_t after, struct eng_change *out, size_t max,
+                        size_t *n, uint64_t *head);
+    /* The platform's own organization (eng_org.platform; the oldest when
+     * several), global. ERR_NOTFOUND when there is none. */
+    int (*org_platform)(struct engine *e, struct eng_org *out);
+
     /* Optional (NULL: nothing to keep). The store's upkeep, run outside any
      * unit of work by the fleet's maintenance process at start and then
      * periodically: audit partitions made ahead, relayed audit entries
@@ -549,6 +663,22 @@ int engine_record_list(struct engine *e, const struct eng_scope *s, const char *
                        size_t max, size_t *n) ERR_MUST_CHECK;
 int engine_outbox_list(struct engine *e, const struct eng_scope *s, const char *service,
                        uint64_t after_seq, struct eng_outbox *out, size_t max, size_t *n) ERR_MUST_CHECK;
+
+/* CQRS. max > 0; touch may be NULL; out is zeroed first. */
+int engine_project(struct engine *e, size_t max, eng_touch_fn touch, void *ctx,
+                   struct eng_projection *out) ERR_MUST_CHECK;
+/* timeout_ms >= 0; without a wake-up source (ops.wait NULL) it sleeps timeout_ms. */
+int engine_wait(struct engine *e, int timeout_ms) ERR_MUST_CHECK;
+/* p->now > 0, the durations >= 0, p->max > 0; out is zeroed first. */
+int engine_reap(struct engine *e, const struct eng_reap_policy *p, eng_touch_fn touch, void *ctx,
+                struct eng_reaped *out) ERR_MUST_CHECK;
+/* view: a name as eng_name_valid; *rows NULL on failure. */
+int engine_view_read(struct engine *e, const struct eng_scope *s, const char *service, const char *resource,
+                     const char *view, cJSON **rows, bool *more, int64_t *pending_ms) ERR_MUST_CHECK;
+int engine_changes_list(struct engine *e, const struct eng_scope *s, const char *service, const char *resource,
+                        uint64_t after, struct eng_change *out, size_t max, size_t *n,
+                        uint64_t *head) ERR_MUST_CHECK;
+int engine_org_platform(struct engine *e, struct eng_org *out) ERR_MUST_CHECK;
 
 /* For the engines: "<engine's name>: <fmt>" into e->errstr; returns rc. The
  * one formatter of every engine failure, so each reason names its engine. */

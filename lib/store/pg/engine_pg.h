@@ -20,6 +20,13 @@ struct engine_pg_config {
     const char *core_dsn;
     const char *test_dsn;       /* "" or NULL: core_dsn */
     const char *live_dsn;       /* "" or NULL: core_dsn */
+    /* Where the projector LISTENs for new outbox events (engine_ops.wait), per
+     * mode: "" or NULL: that mode's data DSN. LISTEN is session state, so this
+     * must reach PostgreSQL directly (or a PgBouncer pool in session mode),
+     * never a transaction-pooled PgBouncer: a dedicated connection, opened by
+     * the first wait and never pooled. */
+    const char *listen_test_dsn;
+    const char *listen_live_dsn;
     int connection_limit;       /* per pool */
     bool prepare;               /* keep statements prepared per connection (lib/store/pg/pg.h): not through PgBouncer */
 };
