@@ -307,6 +307,8 @@ int records_set_value(const struct crypto_keyring *ring, const struct eng_scope 
                       const cJSON *v) ERR_MUST_CHECK;
 HANDLER(handle_records_create);
 HANDLER(handle_records_list);
+HANDLER(handle_views_get);
+HANDLER(handle_changes_list);
 HANDLER(handle_records_get);
 HANDLER(handle_records_update);
 HANDLER(handle_records_delete);
@@ -322,6 +324,9 @@ void caching_close(struct worker *w);
 int caching_ns_principal(struct caching_ns *ns, const char *org) ERR_MUST_CHECK;
 int caching_ns_records(struct caching_ns *ns, const struct eng_scope *s, const char *service,
                        const char *resource) ERR_MUST_CHECK;
+/* A resource's views (the projector bumps it when it changed them). */
+int caching_ns_views(struct caching_ns *ns, const struct eng_scope *s, const char *service,
+                     const char *resource) ERR_MUST_CHECK;
 int caching_ns_schema(struct caching_ns *ns, int mode, const char *service) ERR_MUST_CHECK;
 int caching_ns_apps(struct caching_ns *ns) ERR_MUST_CHECK;
 /* What a handler's write changed: ns's version is bumped once its unit of work commits. */
@@ -432,6 +437,10 @@ void throttle_failed(struct worker *w, struct login_throttle *t);
 void throttle_succeeded(struct worker *w, struct login_throttle *t);
 
 /* worker.c: serves on listen_fd until told to stop; returns the exit status. */
+/* The projector role (app/fleet/projector.c): no HTTP; projects the outbox
+ * and runs the reaper until told to stop. Its exit status. */
+int projector_run(const struct config *cfg, int listen_fd, int channel_fd, int slot, int row,
+                  const struct fleet_shared *sh);
 int worker_run(const struct config *cfg, int listen_fd, int channel_fd, int slot, int row,
                const struct fleet_shared *sh);
 

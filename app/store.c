@@ -11,6 +11,8 @@ struct engine *app_engine_new(const struct config *cfg, struct shm_region *data,
             .core_dsn = cfg->db.core_dsn,
             .test_dsn = cfg->db.test_dsn,
             .live_dsn = cfg->db.live_dsn,
+            .listen_test_dsn = cfg->cqrs.test_listen_dsn,
+            .listen_live_dsn = cfg->cqrs.live_listen_dsn,
             .connection_limit = cfg->db.connection_limit,
             .prepare = cfg->db.prepare != 0,
         };

@@ -97,6 +97,12 @@ int caching_ns_records(struct caching_ns *ns, const struct eng_scope *s, const c
                       resource);
 }
 
+int caching_ns_views(struct caching_ns *ns, const struct eng_scope *s, const char *service, const char *resource)
+{
+    return caching_ns(ns, METRICS_CACHE_RECORDS, engine_mode_name(s->mode), s->org_id, "view:%s.%s", service,
+                      resource);
+}
+
 int caching_ns_schema(struct caching_ns *ns, int mode, const char *service)
 {
     return caching_ns(ns, METRICS_CACHE_SCHEMA, engine_mode_name(mode), "schema", "svc:%s", service);

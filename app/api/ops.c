@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include "app.h"
+#include "store/mem/shm.h"
 #include "core/buf.h"
 #include "core/json.h"
 
@@ -74,6 +75,19 @@ static int render_slots(const struct scoreboard *sb, struct buf *out)
         rc = buf_printf(out, "tessera_slot_info{slot=\"%d\",role=\"%s\",pid=\"%d\",state=\"%s\"} 1\n",
                         row->slot, sb_role_name(row->role), (int)row->pid, sb_state_name(row->state));
     }
+    /* the projectors' (DESIGN §6): what each applied, how far behind it last was */
+    rc = rc != 0 ? rc : buf_puts(out, "# HELP tessera_projector_lag_ms Age of the oldest outbox event a projector saw waiting.\n"
+                                      "# TYPE tessera_projector_lag_ms gauge\n"
+                                      "# TYPE tessera_projector_events_applied gauge\n");
+    for (int i = 0; i < SB_MAX_ROWS && rc == 0; i++) {
+        const struct sb_row *row = &sb->row[i];
+        if (row->state == SB_FREE || row->role != SB_ROLE_PROJECTOR)
+            continue;
+        rc = buf_printf(out, "tessera_projector_lag_ms{slot=\"%d\",pid=\"%d\"} %lld\n"
+                             "tessera_projector_events_applied{slot=\"%d\",pid=\"%d\"} %llu\n",
+                        row->slot, (int)row->pid, (long long)row->lag_ms, row->slot, (int)row->pid,
+                        (unsigned long long)row->applied);
+    }
     static const char *const names[] = {"requests", "restarts", "rss_bytes", "uptime_seconds"};
     for (size_t k = 0; k < sizeof names / sizeof names[0] && rc == 0; k++) {
         rc = buf_printf(out, "# TYPE tessera_slot_%s gauge\n", names[k]);
@@ -88,6 +102,26 @@ static int render_slots(const struct scoreboard *sb, struct buf *out)
         }
     }
     return rc;
+}
+
+/* The memory engine's shared region: how full it is (the outbox, the audit
+ * log and the change feed all live in it; the projector keeps it bounded). */
+static int render_region(struct shm_region *data, struct buf *out)
+{
+    struct shm_stats st;
+
+    if (data == NULL)
+        return 0;
+    if (shm_lock(data) != 0)
+        return 0; /* a scrape never waits on a broken region */
+    shm_stats(data, &st);
+    shm_unlock(data);
+    return buf_printf(out, "# HELP tessera_memory_region_bytes The memory engine's shared region.\n"
+                           "# TYPE tessera_memory_region_bytes gauge\n"
+                           "tessera_memory_region_bytes{kind=\"size\"} %zu\n"
+                           "tessera_memory_region_bytes{kind=\"used\"} %zu\n"
+                           "tessera_memory_region_bytes{kind=\"free\"} %zu\n",
+                      st.heap, st.used, st.free);
 }
 
 /* This worker's connection pools (the engine's; none on memory). */
@@ -130,6 +164,8 @@ HANDLER(handle_ops_metrics)
         rc = render_slots(w->sb, &out);
     if (rc == 0 && w->engine != NULL)
         rc = render_pools(w->engine, (int64_t)getpid(), &out);
+    if (rc == 0 && w->shared != NULL)
+        rc = render_region(w->shared->data, &out);
     if (rc == 0)
         rc = http_send(r, 200, "text/plain; version=0.0.4; charset=utf-8", out.p ? out.p : "",
                        out.len);

@@ -21,6 +21,7 @@
  * by a key derived from the data key's blind-index key, over the payload and
  * the query it belongs to (service, resource, mode, filters, order): a cursor
  * altered, forged or replayed on another query is a 400. */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -893,5 +894,245 @@ HANDLER(handle_records_list)
     } else {
         cJSON_AddNullToObject(root, "next_cursor");
     }
+    return respond_owned(r, 200, root);
+}
+
+/* ---- views and the change feed (DESIGN §6, issue 14) --------------------------------
+ * Both read what the projector made (engine.h, CQRS): a view's rows with how
+ * far behind the writes they are, and the org's committed changes of the
+ * resource in feed order. */
+
+#define CHANGES_LIMIT_DEFAULT 100
+#define CHANGES_LIMIT_MAX 100
+
+static int64_t wall_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* SQL's order of a group's values: null after every value; numbers by value,
+ * strings bytewise (the "C" collation both engines compare with), false
+ * before true. A field holds one type, so mixed types only order stably. */
+static int value_cmp(const cJSON *a, const cJSON *b)
+{
+    bool an = a == NULL || cJSON_IsNull(a), bn = b == NULL || cJSON_IsNull(b);
+
+    if (an || bn)
+        return an == bn ? 0 : an ? 1 : -1;
+    if (cJSON_IsNumber(a) && cJSON_IsNumber(b))
+        return a->valuedouble < b->valuedouble ? -1 : a->valuedouble > b->valuedouble;
+    if (cJSON_IsString(a) && cJSON_IsString(b))
+        return strcmp(a->valuestring, b->valuestring);
+    if (cJSON_IsBool(a) && cJSON_IsBool(b))
+        return cJSON_IsTrue(a) - cJSON_IsTrue(b);
+    return (a->type & 0xff) - (b->type & 0xff);
+}
+
+static int row_cmp(const void *x, const void *y)
+{
+    const cJSON *a = cJSON_GetObjectItemCaseSensitive(*(cJSON *const *)x, "key");
+    const cJSON *b = cJSON_GetObjectItemCaseSensitive(*(cJSON *const *)y, "key");
+    const cJSON *va = a != NULL ? a->child : NULL, *vb = b != NULL ? b->child : NULL;
+
+    for (; va != NULL && vb != NULL; va = va->next, vb = vb->next) {
+        int c = value_cmp(va, vb);
+        if (c != 0)
+            return c;
+    }
+    return (va != NULL) - (vb != NULL);
+}
+
+/* Sorts the view's rows by their keys in place (engines give them in no order). */
+static int rows_sort(cJSON *rows)
+{
+    int n = cJSON_GetArraySize(rows), i = 0;
+    cJSON **v, *it;
+
+    if (n < 2)
+        return 0;
+    if ((v = malloc(sizeof *v * (size_t)n)) == NULL)
+        return ERR_NOMEM;
+    cJSON_ArrayForEach(it, rows) v[i++] = it;
+    qsort(v, (size_t)n, sizeof *v, row_cmp);
+    /* relink in order: cJSON arrays are doubly linked with child->prev the tail */
+    for (i = 0; i < n; i++) {
+        v[i]->prev = i > 0 ? v[i - 1] : v[n - 1];
+        v[i]->next = i + 1 < n ? v[i + 1] : NULL;
+    }
+    rows->child = v[0];
+    free(v);
+    return 0;
+}
+
+/* Whether options.views declares `view`. */
+static bool view_declared(const struct eng_resource *res, const char *view)
+{
+    cJSON *views = res->views[0] != '\0' ? cJSON_Parse(res->views) : NULL;
+    bool yes = views != NULL && cJSON_GetObjectItemCaseSensitive(views, view) != NULL;
+
+    cJSON_Delete(views);
+    return yes;
+}
+
+/* GET /v1/svc/{service}/{resource}/views/{view} → {data, as_of, lag_ms, truncated}. */
+HANDLER(handle_views_get)
+{
+    struct rctx c;
+    const char *view = router_param(&r->match, "view");
+    cJSON *rows = NULL, *root;
+    bool more;
+    int64_t pending, now;
+    int rc;
+
+    OPEN_OR_RETURN(w, r, p, "records:read", &c);
+    if (r->query.n > 0)
+        return respond_error(r, ERR_INVAL, arena_printf(r->arena, "unknown parameter %.64s", r->query.p[0].key));
+    if (view == NULL || !eng_name_valid(view, ENG_FIELD) || !view_declared(c.res, view))
+        return respond_error(r, ERR_NOTFOUND, "no such view");
+    rc = engine_view_read(w->engine, &p->scope, c.service, c.resource, view, &rows, &more, &pending);
+    if (rc == ERR_NOTFOUND)
+        return respond_error(r, ERR_NOTFOUND, "no such view");
+    if (rc != 0)
+        return rc;
+    if (http_own(r, rows) == NULL || rows_sort(rows) != 0 || (root = http_own(r, cJSON_CreateObject())) == NULL)
+        return ERR_NOMEM;
+    cJSON_AddItemReferenceToObject(root, "data", rows);
+    now = wall_ms();
+    /* as_of: every change committed before it is in the rows; the events
+     * from then on are still on their way */
+    int64_t as_of = pending > 0 && pending < now ? pending : now;
+    cJSON_AddNumberToObject(root, "as_of", (double)(as_of / 1000));
+    cJSON_AddNumberToObject(root, "lag_ms", (double)(now - as_of));
+    cJSON_AddBoolToObject(root, "truncated", more);
+    return respond_owned(r, 200, root);
+}
+
+/* A feed cursor: the decimal position this endpoint gave as next_cursor. */
+static bool feed_cursor(const char *s, uint64_t *pos)
+{
+    char *end;
+    unsigned long long v;
+
+    if (s[0] < '0' || s[0] > '9' || strlen(s) > 20)
+        return false;
+    errno = 0;
+    v = strtoull(s, &end, 10);
+    if (errno != 0 || *end != '\0')
+        return false;
+    *pos = v;
+    return true;
+}
+
+/* The records the page's events name, as they are now, into their events:
+ * one list query (id in …) for the page. */
+static int changes_records(struct worker *w, struct http_request *r, const struct principal *p,
+                           const struct rctx *c, cJSON *data)
+{
+    struct eng_query q;
+    struct eng_record *recs;
+    cJSON *ids = http_own(r, cJSON_CreateArray()), *ev;
+    size_t n = 0;
+    int rc;
+
+    if (ids == NULL)
+        return ERR_NOMEM;
+    cJSON_ArrayForEach(ev, data) {
+        const cJSON *id = cJSON_GetObjectItemCaseSensitive(ev, "id");
+        bool seen = false;
+        const cJSON *it;
+        if (strcmp(cJSON_GetObjectItemCaseSensitive(ev, "op")->valuestring, "delete") == 0)
+            continue;
+        cJSON_ArrayForEach(it, ids) seen = seen || strcmp(it->valuestring, id->valuestring) == 0;
+        if (!seen && !cJSON_AddItemToArray(ids, cJSON_CreateString(id->valuestring)))
+            return ERR_NOMEM;
+    }
+    int nids = cJSON_GetArraySize(ids);
+    if (nids == 0)
+        return 0;
+    memset(&q, 0, sizeof q);
+    snprintf(q.order, sizeof q.order, "id");
+    snprintf(q.filters[0].field, sizeof q.filters[0].field, "id");
+    q.filters[0].op = ENG_OP_IN;
+    q.filters[0].value = ids;
+    q.nfilters = 1;
+    q.now = (int64_t)time(NULL);
+    if ((recs = arena_alloc(r->arena, sizeof *recs * (size_t)nids)) == NULL)
+        return ERR_NOMEM;
+    if ((rc = engine_record_list(w->engine, &p->scope, c->service, c->resource, &q, recs, (size_t)nids, &n)) != 0)
+        return rc;
+    cJSON_ArrayForEach(ev, data) {
+        const char *id = cJSON_GetObjectItemCaseSensitive(ev, "id")->valuestring;
+        for (size_t i = 0; i < n; i++)
+            if (strcmp(recs[i].id, id) == 0) {
+                cJSON_AddItemToObject(ev, "record", record_json(w, p, c, &recs[i]));
+                break;
+            }
+    }
+    for (size_t i = 0; i < n; i++)
+        eng_record_cleanup(&recs[i]);
+    return 0;
+}
+
+/* GET /v1/svc/{service}/{resource}/changes?after=<cursor>&limit=N →
+ * {data: [{op, id, version, at, record?}], next_cursor}. record: the record as
+ * it is now, when it still exists (a sync client converges on it); a delete
+ * has none. next_cursor is always given: follow it to get what comes next
+ * (an empty page means nothing yet; poll again with the same cursor). */
+HANDLER(handle_changes_list)
+{
+    struct rctx c;
+    struct eng_change *page;
+    uint64_t after = 0, head = 0;
+    int64_t limit = CHANGES_LIMIT_DEFAULT;
+    cJSON *root, *data;
+    size_t n = 0;
+    char next[24];
+    int rc;
+
+    OPEN_OR_RETURN(w, r, p, "records:read", &c);
+    for (size_t i = 0; i < r->query.n; i++) {
+        const char *k = r->query.p[i].key, *v = r->query.p[i].value;
+        if (strcmp(k, "limit") == 0) {
+            char *end;
+            long long l = strtoll(v, &end, 10);
+            if (v[0] < '0' || v[0] > '9' || *end != '\0' || l < 1 || l > CHANGES_LIMIT_MAX)
+                return respond_error(r, ERR_INVAL, "limit must be an integer from 1 to 100");
+            limit = l;
+        } else if (strcmp(k, "after") == 0) {
+            if (!feed_cursor(v, &after))
+                return respond_error(r, ERR_INVAL, "after must be a next_cursor this endpoint gave");
+        } else {
+            return respond_error(r, ERR_INVAL, arena_printf(r->arena, "unknown parameter %.64s", k));
+        }
+    }
+    if ((page = arena_alloc(r->arena, sizeof *page * (size_t)limit)) == NULL)
+        return ERR_NOMEM;
+    rc = engine_changes_list(w->engine, &p->scope, c.service, c.resource, after, page, (size_t)limit, &n, &head);
+    if (rc == ERR_GONE)
+        return respond_error(r, ERR_GONE,
+                             "changes after this cursor are no longer kept (cqrs.changes_retention): "
+                             "list the records again, then follow the feed without a cursor");
+    if (rc != 0)
+        return rc;
+    if ((root = respond_list(r, &data)) == NULL)
+        return ERR_NOMEM;
+    for (size_t i = 0; i < n; i++) {
+        cJSON *o = cJSON_CreateObject();
+        if (o == NULL || !cJSON_AddItemToArray(data, o) || cJSON_AddStringToObject(o, "op", page[i].op) == NULL ||
+            cJSON_AddStringToObject(o, "id", page[i].record_id) == NULL ||
+            cJSON_AddNumberToObject(o, "version", (double)page[i].version) == NULL ||
+            cJSON_AddNumberToObject(o, "at", (double)page[i].at) == NULL)
+            return ERR_NOMEM;
+    }
+    if ((rc = changes_records(w, r, p, &c, data)) != 0)
+        return rc;
+    /* a full page resumes after its last change; a shorter one has every
+     * change up to the head, so the next page starts there */
+    uint64_t resume = n == (size_t)limit ? page[n - 1].pos : head > after ? head : after;
+    snprintf(next, sizeof next, "%llu", (unsigned long long)resume);
+    cJSON_AddStringToObject(root, "next_cursor", next);
     return respond_owned(r, 200, root);
 }

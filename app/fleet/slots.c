@@ -90,7 +90,8 @@ static int spawn(struct fleet *f, int s, struct proc *p)
                 if (q->chan >= 0)
                     close(q->chan);
         log_setup(f->cfg.log.level, sb_role_name(sl->role), s);
-        /* The projector role gets its loop with the CQRS issue; until then it serves like an api worker. */
+        if (sl->role == SB_ROLE_PROJECTOR)
+            _exit(projector_run(&f->cfg, f->listen_fd, sv[1], s, row, &f->shared));
         _exit(worker_run(&f->cfg, f->listen_fd, sv[1], s, row, &f->shared));
     }
     close(sv[1]);

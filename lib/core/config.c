@@ -47,7 +47,7 @@ static const struct key_def KEYS[] = {
     {"", "engine", T_ENUM, OFF(engine), 0, 0, 0, ENGINE_NAMES, "memory", "postgres", 0},
 
     INT("fleet", "workers", fleet.workers, 0, 256, "2", "0"),
-    INT("fleet", "projectors", fleet.projectors, 0, 16, "0", "1"),
+    INT("fleet", "projectors", fleet.projectors, 0, 16, "1", NULL),
     STR("fleet", "listen", fleet.listen, "build/run/tessera.sock", "/run/tessera/tessera.sock", 0),
     STR("fleet", "listen_owner", fleet.listen_owner, "", NULL, 0),
     /* dev: nginx started as root runs its workers as nobody, who must reach the
@@ -109,6 +109,20 @@ static const struct key_def KEYS[] = {
     INT("auth", "login_max_failures", auth.login_max_failures, 1, 1000000, "10", NULL),
     INT("auth", "login_max_failures_addr", auth.login_max_failures_addr, 1, 10000000, "100", NULL),
     INT("auth", "login_window_s", auth.login_window_s, 1, 86400, "900", NULL),
+
+    /* the projector (DESIGN §6): events per store per round, the wait between
+     * rounds when nothing wakes it, the reaper's period, what it keeps */
+    INT("cqrs", "batch", cqrs.batch, 1, 10000, "256", NULL),
+    INT("cqrs", "poll_ms", cqrs.poll_ms, 10, 60000, "1000", NULL),
+    INT("cqrs", "reap_interval", cqrs.reap_interval, 1, 86400, "10", "60"),
+    INT("cqrs", "changes_retention", cqrs.changes_retention, 60, 366 * 86400, "604800", NULL),
+    INT("cqrs", "token_grace", cqrs.token_grace, 0, 366 * 86400, "86400", NULL),
+    /* LISTEN is session state: these must reach PostgreSQL directly (or a
+     * session-mode PgBouncer pool), never a transaction-pooled PgBouncer */
+    STR("cqrs", "test_listen_dsn", cqrs.test_listen_dsn, "", NULL, 1),
+    STR("cqrs", "live_listen_dsn", cqrs.live_listen_dsn, "", NULL, 1),
+
+    INT("audit", "retention_months", audit.retention_months, 0, 1200, "12", NULL),
 
     STR("crypto", "data_key", crypto.data_key, "build/keys/data.key", "/etc/tessera/data.key", 0),
 

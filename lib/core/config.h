@@ -94,6 +94,23 @@ struct config {
         int login_window_s;     /* seconds, from the first failure (fixed window) */
     } auth;
 
+    /* The projector role (DESIGN §6): views, the change feed, the reaper. */
+    struct {
+        int batch;              /* events per data store per project round */
+        int poll_ms;            /* the longest wait between rounds with no wake-up */
+        int reap_interval;      /* seconds between reaper runs */
+        int changes_retention;  /* seconds a projected change stays in the feed */
+        int token_grace;        /* seconds expired refresh tokens and invites stay */
+        /* where the projector LISTENs, per mode ("": the mode's [db] DSN);
+         * LISTEN is session state: never through a transaction-pooled PgBouncer */
+        char test_listen_dsn[CONFIG_DSN_MAX];
+        char live_listen_dsn[CONFIG_DSN_MAX];
+    } cqrs;
+
+    struct {
+        int retention_months;   /* audit kept this many whole months; 0: forever */
+    } audit;
+
     struct {
         char data_key[CONFIG_PATH_MAX];
     } crypto;

@@ -19,6 +19,21 @@ static const struct {
     [METRICS_LOGIN_THROTTLED] = {"login_throttled", "Logins refused with 429 after too many failures."},
     [METRICS_LOGIN_THROTTLE_ERRORS] = {"login_throttle_errors",
                                        "Failed-login throttle calls to the kv that failed (the login went on unthrottled)."},
+    [METRICS_PROJECTOR_EVENTS] = {"projector_events", "Outbox events applied by the projectors (views, change feed)."},
+    [METRICS_PROJECTOR_REBUILDS] = {"projector_rebuilds",
+                                    "Read models rebuilt from their records (a view added, removed or retyped)."},
+    [METRICS_PROJECTOR_ERRORS] = {"projector_errors", "Projector rounds that failed (tried again next round)."},
+    [METRICS_REAPED_RECORDS] = {"reaped_records", "Records deleted by the reaper past their expires_at."},
+    [METRICS_REAPED_REFRESH_TOKENS] = {"reaped_refresh_tokens",
+                                       "Refresh tokens deleted by the reaper past expiry and grace."},
+    [METRICS_REAPED_INVITES] = {"reaped_invites", "Invites deleted by the reaper past expiry and grace."},
+    [METRICS_REAPED_CHANGES] = {"reaped_changes", "Change-feed events trimmed by the reaper past the retention."},
+    [METRICS_REAPED_AUDIT_PARTITIONS] = {"reaped_audit_partitions",
+                                         "Audit log partitions dropped by the reaper past the retention."},
+    [METRICS_REAPED_AUDIT_ENTRIES] = {"reaped_audit_entries",
+                                      "Audit entries deleted by the reaper past the retention (memory engine)."},
+    [METRICS_REAPER_RUNS] = {"reaper_runs", "Reaper runs that completed."},
+    [METRICS_REAPER_ERRORS] = {"reaper_errors", "Reaper runs that failed (tried again next interval)."},
 };
 
 static const char *const CACHE_USES[METRICS_NCACHE] = {
@@ -87,6 +102,13 @@ void metrics_count(struct metrics *m, int slot, int counter)
     if (m == NULL || slot < 0 || slot >= METRICS_MAX_SLOTS || counter < 0 || counter >= METRICS_NCOUNTERS)
         return;
     __atomic_fetch_add(&m->slot[slot].counter[counter], 1, __ATOMIC_RELAXED);
+}
+
+void metrics_add(struct metrics *m, int slot, int counter, uint64_t n)
+{
+    if (m == NULL || slot < 0 || slot >= METRICS_MAX_SLOTS || counter < 0 || counter >= METRICS_NCOUNTERS)
+        return;
+    __atomic_fetch_add(&m->slot[slot].counter[counter], n, __ATOMIC_RELAXED);
 }
 
 static uint64_t load(const uint64_t *p)

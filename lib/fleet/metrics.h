@@ -30,6 +30,17 @@ struct metrics_route {
 enum metrics_counter {
     METRICS_LOGIN_THROTTLED,        /* logins refused 429 by the failed-login throttle */
     METRICS_LOGIN_THROTTLE_ERRORS,  /* throttle kv calls that failed: logins let through unchecked */
+    METRICS_PROJECTOR_EVENTS,       /* outbox events the projectors applied */
+    METRICS_PROJECTOR_REBUILDS,     /* read models rebuilt from their records */
+    METRICS_PROJECTOR_ERRORS,       /* projector rounds that failed (tried again) */
+    METRICS_REAPED_RECORDS,         /* the reaper's deletions, by kind */
+    METRICS_REAPED_REFRESH_TOKENS,
+    METRICS_REAPED_INVITES,
+    METRICS_REAPED_CHANGES,
+    METRICS_REAPED_AUDIT_PARTITIONS,
+    METRICS_REAPED_AUDIT_ENTRIES,
+    METRICS_REAPER_RUNS,
+    METRICS_REAPER_ERRORS,
     METRICS_NCOUNTERS
 };
 
@@ -64,6 +75,8 @@ void metrics_observe(struct metrics *m, int slot, int route, int status, uint64_
 /* Adds 1 to event counter `counter` (enum metrics_counter) of slot; NULL m or
  * out-of-range indexes are ignored. */
 void metrics_count(struct metrics *m, int slot, int counter);
+/* Adds n, as metrics_count adds 1. */
+void metrics_add(struct metrics *m, int slot, int counter, uint64_t n);
 
 /* Borrowed: slot's counters of cache use `use` (enum metrics_cache_use), for the
  * cache to count into directly; a private dummy for NULL m or out-of-range indexes. */

@@ -113,6 +113,10 @@ cJSON *sb_to_json(const struct scoreboard *sb)
         cJSON_AddNumberToObject(o, "rss_kb", (double)r->rss_kb);
         cJSON_AddStringToObject(o, "last_exit", r->last_exit);
         cJSON_AddNumberToObject(o, "generation", r->generation);
+        if (r->role == SB_ROLE_PROJECTOR) {
+            cJSON_AddNumberToObject(o, "events_applied", (double)r->applied);
+            cJSON_AddNumberToObject(o, "lag_ms", (double)r->lag_ms);
+        }
     }
     return root;
 fail:
@@ -137,7 +141,7 @@ int sb_render_table(const struct scoreboard *sb, struct buf *out)
 {
     int idx[SB_MAX_ROWS], n = sb_order(sb, idx);
     int64_t now = sb_now_ms();
-    int rc = buf_printf(out, "%-4s %-9s %-8s %-9s %-7s %-8s %-10s %-9s %-9s %s\n", "id", "role",
+    int rc = buf_printf(out, "%-4s %-9s %-8s %-9s %-7s %-8s %-10s %-11s %-9s %s\n", "id", "role",
                         "pid", "state", "uptime", "restarts", "requests", "current", "memory",
                         "last exit");
 
@@ -145,12 +149,17 @@ int sb_render_table(const struct scoreboard *sb, struct buf *out)
         const struct sb_row *r = &sb->row[idx[k]];
         char up[16], cur[16] = "-", mem[16];
         uptime(up, sizeof up, r->pid ? now - r->started_ms : 0);
-        if (r->req_start_ms)
+        unsigned long long count = r->requests;
+        if (r->role == SB_ROLE_PROJECTOR) {
+            count = r->applied;
+            snprintf(cur, sizeof cur, "lag %lldms", (long long)r->lag_ms);
+        } else if (r->req_start_ms) {
             snprintf(cur, sizeof cur, "%lldms", (long long)(now - r->req_start_ms));
+        }
         snprintf(mem, sizeof mem, "%.1fmb", (double)r->rss_kb / 1024.0);
-        rc = buf_printf(out, "%-4d %-9s %-8d %-9s %-7s %-8u %-10llu %-9s %-9s %s\n", r->slot,
+        rc = buf_printf(out, "%-4d %-9s %-8d %-9s %-7s %-8u %-10llu %-11s %-9s %s\n", r->slot,
                         sb_role_name(r->role), (int)r->pid, sb_state_name(r->state), up,
-                        r->restarts, (unsigned long long)r->requests, cur, mem,
+                        r->restarts, count, cur, mem,
                         r->last_exit[0] ? r->last_exit : "-");
     }
     return rc;

@@ -37,6 +37,10 @@ struct sb_row {
     char last_exit[64];     /* "signal 9", "exit 1", "max_requests", … */
     char want_exit[32];     /* set by the worker: replace me ("max_requests") */
     uint32_t generation;    /* the config generation the process was started with */
+    /* projector rows (DESIGN §6): outbox events this process applied, and the
+     * age of the oldest event still waiting when it last looked (0: none) */
+    uint64_t applied;
+    int64_t lag_ms;
 };
 
 struct scoreboard {
@@ -60,10 +64,13 @@ int64_t sb_now_ms(void);
  * shared: the fleet's shared regions are not one worker's); 0 when unknown. */
 uint64_t sb_rss_kb(pid_t pid);
 
-/* Returns owned: {"master_pid","uptime_s","generation","slots":[{slot,role,pid,…}]}, slots in order. */
+/* Returns owned: {"master_pid","uptime_s","generation","slots":[{slot,role,pid,…}]}, slots in order;
+ * projector slots also carry "events_applied" and "lag_ms". */
 cJSON *sb_to_json(const struct scoreboard *sb);
 
-/* Appends a `pm2 list`-like table of the used rows, in slot order. */
+/* Appends a `pm2 list`-like table of the used rows, in slot order. A
+ * projector's row shows the events it applied under requests and its lag
+ * under current. */
 int sb_render_table(const struct scoreboard *sb, struct buf *out) ERR_MUST_CHECK;
 
 #endif

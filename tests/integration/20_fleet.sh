@@ -13,6 +13,9 @@
 # reload fail unless no kept connection is ever closed: the retiring worker
 # hands them to its successor. The POST case below is the proof.
 . "$(dirname "$0")/lib.sh"
+# The api workers' supervision: slots are counted as api slots here. The
+# projector role's (restart after kill -9, its status row) is 72_cqrs.sh's.
+export TESSERA_FLEET_PROJECTORS=0
 
 ulimit -c 0 # the crash-on-start hook aborts: no core files
 

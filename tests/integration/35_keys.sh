@@ -34,7 +34,7 @@ statuses() {
         -H "Authorization: Bearer $1" "$URL/v1/auth/me" | sort -u | tr '\n' ' ' | sed 's/ $//'
 }
 # reload_settled: a reload's rolling restart has reached every slot
-reload_done() { [ "$(fleet_json '.generation as $g | (.slots | length == 2) and all(.slots[]; .generation == $g and .pid > 0 and (.state == "idle" or .state == "busy"))')" = true ]; }
+reload_done() { [ "$(fleet_json '.generation as $g | ([.slots[] | select(.role == "api")] | length == 2) and all(.slots[]; .generation == $g and .pid > 0 and (.state == "idle" or .state == "busy"))')" = true ]; }
 reload_and_wait() {
     "$TESSERA" reload >"$T/reload.out" 2>&1 || return 1
     wait_until 20 reload_done && sleep 0.3 && reload_done
@@ -142,14 +142,14 @@ check "check-config shows which file holds which kid" \
     bash -c "'$TESSERA' check-config | jq -e '[.jwt_keys[] | .kid + \":\" + .use] == [\"$KID2:sign\", \"$KID1:verify\"]'"
 
 # a reload that would run with a too-open key is refused; the fleet keeps its keys
-pids=$(fleet_json '[.slots[].pid] | sort | join(" ")')
+pids=$(fleet_json '[.slots[] | select(.role == "api") | .pid] | sort | join(" ")')
 chmod 644 "$T/keys/jwt.pem"
 out=$("$TESSERA" reload 2>&1); rc=$?
 check "a reload with a 0644 signing key is refused, naming the file and the mode" \
     bash -c "[ $rc = 1 ] && grep -q 'refused' <<<'$out' && grep -qF '$T/keys/jwt.pem: mode 0644' <<<'$out'"
 kept_workers() {
     jq -e -s 'map(select(.event == "reload_refused" and (.msg | test("mode 0644")))) | length == 1' \
-        "$T/fleet.log" >/dev/null && [ "$(fleet_json '[.slots[].pid] | sort | join(" ")')" = "$pids" ]
+        "$T/fleet.log" >/dev/null && [ "$(fleet_json '[.slots[] | select(.role == "api") | .pid] | sort | join(" ")')" = "$pids" ]
 }
 check "…the master logs it and keeps its workers" kept_workers
 check "…and both kids still verify" test "$(statuses "$T1") $(statuses "$T2")" = "200 200"

@@ -93,7 +93,7 @@ static void test_defaults_without_file_are_develop_with_memory_engine(void **sta
     assert_int_equal(c->env, CONFIG_ENV_DEVELOP);
     assert_int_equal(c->engine, CONFIG_ENGINE_MEMORY);
     assert_int_equal(c->fleet.workers, 2);
-    assert_int_equal(c->fleet.projectors, 0);
+    assert_int_equal(c->fleet.projectors, 1);
     assert_int_equal(c->fleet.listen_mode, 0666);
     assert_string_equal(c->fleet.listen, "build/run/tessera.sock");
     assert_int_equal(c->auth.password_cost, 17);
@@ -178,7 +178,7 @@ static void test_file_sections_comments_blank_lines_and_whitespace(void **state)
     assert_string_equal(c->auth.issuer, "me");
     assert_int_equal(c->http.max_body_kb, 64);
     /* untouched keys keep their defaults */
-    assert_int_equal(c->fleet.projectors, 0);
+    assert_int_equal(c->fleet.projectors, 1);
 }
 
 static void test_file_quotes_are_stripped_once_and_only_when_matching(void **state)
@@ -259,6 +259,35 @@ static void test_env_override_with_non_integer_is_refused_naming_key(void **stat
     setenv("TESSERA_FLEET_WORKERS", "abc", 1);
     assert_refused(f, config_load(&f->cfg, NULL, f->errstr), "fleet.workers",
                    "TESSERA_FLEET_WORKERS");
+}
+
+/* The projector's keys (issue 14): defaults per env, bounds named on refusal. */
+static void test_cqrs_and_audit_keys(void **state)
+{
+    struct fixture *f = *state;
+    struct config *c = &f->cfg;
+
+    assert_int_equal(config_load(c, NULL, f->errstr), 0);
+    assert_int_equal(c->cqrs.batch, 256);
+    assert_int_equal(c->cqrs.poll_ms, 1000);
+    assert_int_equal(c->cqrs.reap_interval, 10);
+    assert_int_equal(c->cqrs.changes_retention, 7 * 86400);
+    assert_int_equal(c->cqrs.token_grace, 86400);
+    assert_string_equal(c->cqrs.test_listen_dsn, "");
+    assert_int_equal(c->audit.retention_months, 12);
+    setenv("TESSERA_ENV", "production", 1);
+    setenv("TESSERA_DB_CORE_DSN", "host=db dbname=tessera", 1);
+    assert_int_equal(config_load(c, NULL, f->errstr), 0);
+    assert_int_equal(c->cqrs.reap_interval, 60);
+    assert_int_equal(c->fleet.projectors, 1);
+    setenv("TESSERA_CQRS_BATCH", "0", 1);
+    assert_refused(f, config_load(c, NULL, f->errstr), "cqrs.batch", "TESSERA_CQRS_BATCH");
+    unsetenv("TESSERA_CQRS_BATCH");
+    setenv("TESSERA_AUDIT_RETENTION_MONTHS", "-1", 1);
+    assert_refused(f, config_load(c, NULL, f->errstr), "audit.retention_months", "TESSERA_AUDIT_RETENTION_MONTHS");
+    unsetenv("TESSERA_AUDIT_RETENTION_MONTHS");
+    setenv("TESSERA_CQRS_CHANGES_RETENTION", "59", 1);
+    assert_refused(f, config_load(c, NULL, f->errstr), "cqrs.changes_retention", "TESSERA_CQRS_CHANGES_RETENTION");
 }
 
 static void test_env_overrides_beat_the_file(void **state)
@@ -626,6 +655,7 @@ int main(void)
         cmocka_unit_test(test_mask_output_is_bounded_and_terminated),
         T(test_to_json_masks_secrets_and_shows_resolved_values),
         cmocka_unit_test(test_env_and_engine_names),
+        cmocka_unit_test_setup_teardown(test_cqrs_and_audit_keys, setup, teardown),
     };
     return cmocka_run_group_tests_name("config", tests, NULL, NULL);
 }

@@ -221,6 +221,20 @@ static void test_event_counters_sum_across_slots_and_show_while_zero(void **stat
     render(m, &b);
     assert_int_equal(sample(b.p, "tessera_login_throttle_errors_total"), 2);
     assert_int_equal(sample(b.p, "tessera_login_throttled_total"), 1);
+    assert_int_equal(sample(b.p, "tessera_projector_events_total"), 0);
+    assert_int_equal(sample(b.p, "tessera_reaped_records_total"), 0);
+    buf_cleanup(&b);
+    /* the projector's and the reaper's counters add batches */
+    metrics_add(m, 2, METRICS_PROJECTOR_EVENTS, 250);
+    metrics_add(m, 3, METRICS_PROJECTOR_EVENTS, 6);
+    metrics_add(m, 2, METRICS_REAPED_RECORDS, 20);
+    metrics_add(m, 64, METRICS_REAPED_RECORDS, 1);
+    metrics_add(m, 2, METRICS_NCOUNTERS, 1);
+    metrics_add(NULL, 2, METRICS_REAPED_RECORDS, 1);
+    render(m, &b);
+    assert_int_equal(sample(b.p, "tessera_projector_events_total"), 256);
+    assert_int_equal(sample(b.p, "tessera_reaped_records_total"), 20);
+    assert_int_equal(sample(b.p, "tessera_reaped_audit_partitions_total"), 0);
     buf_cleanup(&b);
     /* requests are not events: a slot's request total leaves them out */
     assert_int_equal(metrics_slot_total(m, 5), 0);

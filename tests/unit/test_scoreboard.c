@@ -27,7 +27,8 @@ static int setup(void **state)
                                  .started_ms = sb_now_ms() - 1000, .restarts = 2,
                                  .req_start_ms = sb_now_ms() - 250};
     snprintf(sb->row[3].last_exit, sizeof sb->row[3].last_exit, "signal 9");
-    sb->row[7] = (struct sb_row){.slot = 7, .role = SB_ROLE_PROJECTOR, .state = SB_BACKOFF};
+    sb->row[7] = (struct sb_row){.slot = 7, .role = SB_ROLE_PROJECTOR, .state = SB_BACKOFF,
+                                 .applied = 1234, .lag_ms = 56};
     *state = sb;
     return 0;
 }
@@ -91,6 +92,10 @@ static void test_json_lists_used_rows_only_with_pid_and_role(void **state)
     assert_string_equal(str(s, "state"), "backoff");
     assert_int_equal(num(s, "pid"), 0);
     assert_int_equal(num(s, "uptime_s"), 0); /* no process: no uptime */
+    assert_int_equal(num(s, "events_applied"), 1234);
+    assert_int_equal(num(s, "lag_ms"), 56);
+    /* api rows carry no projector figures */
+    assert_null(cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(slots, 0), "lag_ms"));
     cJSON_Delete(j);
 }
 
@@ -157,7 +162,8 @@ static void test_table_has_header_and_one_line_per_used_row(void **state)
     assert_line_has(b.p, "0 ",
                     (const char *const[]){" api ", " 4242 ", " idle ", " 1m ", " 17 ", " 2.0mb ", NULL});
     assert_line_has(b.p, "3 ", (const char *const[]){" busy ", "signal 9", NULL});
-    assert_line_has(b.p, "7 ", (const char *const[]){" projector ", " backoff ", NULL});
+    /* a projector's row: the events it applied and its lag */
+    assert_line_has(b.p, "7 ", (const char *const[]){" projector ", " backoff ", " 1234 ", " lag 56ms ", NULL});
     buf_cleanup(&b);
 }
 
