@@ -169,12 +169,17 @@ static cJSON *record_json(struct worker *w, const struct principal *p, const str
 
 /* ---- the read cache (caching.c): records as stored, pii sealed -------------- */
 
-/* A write to c's resource: its org's cached reads in this mode are bumped after the commit. */
+/* A write to c's resource: its org's cached reads in this mode are bumped
+ * after the commit; its views' too when it has some, since a cached view
+ * says how far behind the writes it is (the projector bumps them again once
+ * it has applied the write). */
 static void touch_records(struct worker *w, const struct principal *p, const struct rctx *c)
 {
     struct caching_ns ns;
 
     if (caching_ns_records(&ns, &p->scope, c->service, c->resource) == 0)
+        caching_touch(w, &ns);
+    if (c->res->views[0] != '\0' && caching_ns_views(&ns, &p->scope, c->service, c->resource) == 0)
         caching_touch(w, &ns);
 }
 
@@ -284,18 +289,16 @@ static int load_list(void *ctx, struct buf *out, bool *found)
     return rc;
 }
 
-/* Serves a read from the cache or its loader; the text, owned by the request, in *text. */
-static int cached_read(struct worker *w, struct http_request *r, const struct principal *p, const struct rctx *c,
-                       const char *suffix, cache_load_fn load, struct read_ctx *x, const char **text, bool *found)
+/* Serves a read of namespace ns from the cache or its loader; the text, owned by the request, in *text. */
+static int cached_read_ns(struct worker *w, struct http_request *r, const struct caching_ns *ns, int ns_rc,
+                          const char *suffix, cache_load_fn load, void *x, const char **text, bool *found)
 {
-    struct caching_ns ns;
     struct buf out;
-    struct caching_read rd = {.ns = &ns, .suffix = suffix, .load = load, .ctx = x, .out = &out};
+    struct caching_read rd = {.ns = ns, .suffix = suffix, .load = load, .ctx = x, .out = &out};
     int rc;
 
     buf_init(&out, (size_t)w->cfg->http.max_body_kb * 1024 * 4);
-    if (caching_ns_records(&ns, &p->scope, c->service, c->resource) != 0 ||
-        caching_fetch(w, &rd, 1, NULL, 0, NULL, NULL) != 0)
+    if (ns_rc != 0 || caching_fetch(w, &rd, 1, NULL, 0, NULL, NULL) != 0)
         rd.ver = -1; /* fail open: caching_finish loads */
     rc = caching_finish(w, &rd);
     caching_read_cleanup(&rd);
@@ -305,6 +308,16 @@ static int cached_read(struct worker *w, struct http_request *r, const struct pr
         rc = ERR_NOMEM;
     buf_cleanup(&out);
     return rc;
+}
+
+/* A read of c's records. */
+static int cached_read(struct worker *w, struct http_request *r, const struct principal *p, const struct rctx *c,
+                       const char *suffix, cache_load_fn load, struct read_ctx *x, const char **text, bool *found)
+{
+    struct caching_ns ns;
+    int ns_rc = caching_ns_records(&ns, &p->scope, c->service, c->resource);
+
+    return cached_read_ns(w, r, &ns, ns_rc, suffix, load, x, text, found);
 }
 
 /* Checks one member of a body: true when it may be stored (details get the reason otherwise). */
@@ -977,13 +990,60 @@ static bool view_declared(const struct eng_resource *res, const char *view)
     return yes;
 }
 
-/* GET /v1/svc/{service}/{resource}/views/{view} → {data, as_of, lag_ms, truncated}. */
+struct view_ctx {
+    struct worker *w;
+    const struct principal *p;
+    const struct rctx *c;
+    const char *view;
+};
+
+/* The view as the engine has it, for the cache: {"rows": [...], "more": b,
+ * "pending_ms": n}; a view the engine does not know is a cached none. */
+static int load_view(void *ctx, struct buf *out, bool *found)
+{
+    struct view_ctx *x = ctx;
+    cJSON *rows = NULL, *o;
+    bool more;
+    int64_t pending;
+    char *text;
+    int rc = engine_view_read(x->w->engine, &x->p->scope, x->c->service, x->c->resource, x->view, &rows, &more,
+                              &pending);
+
+    if (rc == ERR_NOTFOUND)
+        return 0;
+    if (rc != 0)
+        return rc;
+    if ((o = cJSON_CreateObject()) == NULL || !cJSON_AddItemToObject(o, "rows", rows)) {
+        cJSON_Delete(o);
+        cJSON_Delete(rows);
+        return ERR_NOMEM;
+    }
+    if (cJSON_AddBoolToObject(o, "more", more) == NULL ||
+        cJSON_AddNumberToObject(o, "pending_ms", (double)pending) == NULL ||
+        (text = cJSON_PrintUnformatted(o)) == NULL) {
+        cJSON_Delete(o);
+        return ERR_NOMEM;
+    }
+    cJSON_Delete(o);
+    buf_reset(out);
+    rc = buf_append(out, text, strlen(text));
+    free(text);
+    *found = rc == 0;
+    return rc;
+}
+
+/* GET /v1/svc/{service}/{resource}/views/{view} → {data, as_of, lag_ms, truncated}.
+ * Cached under the resource's views namespace (bumped by every write to the
+ * resource and by the projector), keyed by the schema's version: the lag is
+ * worked out when it is answered, from the oldest event the rows wait for. */
 HANDLER(handle_views_get)
 {
     struct rctx c;
-    const char *view = router_param(&r->match, "view");
-    cJSON *rows = NULL, *root;
-    bool more;
+    const char *view = router_param(&r->match, "view"), *text;
+    struct caching_ns ns;
+    cJSON *got, *rows, *root;
+    char suffix[ENG_FIELD + 32];
+    bool found;
     int64_t pending, now;
     int rc;
 
@@ -992,12 +1052,19 @@ HANDLER(handle_views_get)
         return respond_error(r, ERR_INVAL, arena_printf(r->arena, "unknown parameter %.64s", r->query.p[0].key));
     if (view == NULL || !eng_name_valid(view, ENG_FIELD) || !view_declared(c.res, view))
         return respond_error(r, ERR_NOTFOUND, "no such view");
-    rc = engine_view_read(w->engine, &p->scope, c.service, c.resource, view, &rows, &more, &pending);
-    if (rc == ERR_NOTFOUND)
-        return respond_error(r, ERR_NOTFOUND, "no such view");
-    if (rc != 0)
+    struct view_ctx x = {w, p, &c, view};
+    snprintf(suffix, sizeof suffix, "s%lld:%s", (long long)c.res->version, view);
+    int ns_rc = caching_ns_views(&ns, &p->scope, c.service, c.resource);
+    if ((rc = cached_read_ns(w, r, &ns, ns_rc, suffix, load_view, &x, &text, &found)) != 0)
         return rc;
-    if (http_own(r, rows) == NULL || rows_sort(rows) != 0 || (root = http_own(r, cJSON_CreateObject())) == NULL)
+    if (!found)
+        return respond_error(r, ERR_NOTFOUND, "no such view");
+    if ((got = http_own(r, cJSON_Parse(text))) == NULL ||
+        !cJSON_IsArray(rows = cJSON_GetObjectItemCaseSensitive(got, "rows")) ||
+        !cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(got, "pending_ms")))
+        return ERR_INTERNAL;
+    pending = (int64_t)cJSON_GetObjectItemCaseSensitive(got, "pending_ms")->valuedouble;
+    if (rows_sort(rows) != 0 || (root = http_own(r, cJSON_CreateObject())) == NULL)
         return ERR_NOMEM;
     cJSON_AddItemReferenceToObject(root, "data", rows);
     now = wall_ms();
@@ -1006,7 +1073,7 @@ HANDLER(handle_views_get)
     int64_t as_of = pending > 0 && pending < now ? pending : now;
     cJSON_AddNumberToObject(root, "as_of", (double)(as_of / 1000));
     cJSON_AddNumberToObject(root, "lag_ms", (double)(now - as_of));
-    cJSON_AddBoolToObject(root, "truncated", more);
+    cJSON_AddBoolToObject(root, "truncated", cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(got, "more")));
     return respond_owned(r, 200, root);
 }
 

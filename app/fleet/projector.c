@@ -81,15 +81,17 @@ static void touch_views(void *ctx, const struct eng_scope *s, const char *servic
         bump(pj, caching_ns_views(&ns, s, service, resource), &ns);
 }
 
-/* eng_touch_fn of reap: the resource lost records (their deletes' events
- * then change its views, and the next project() bumps those). */
+/* eng_touch_fn of reap: the resource lost records, and its views now wait
+ * for their deletes' events (as after an api write: records.c touch_records). */
 static void touch_records(void *ctx, const struct eng_scope *s, const char *service, const char *resource)
 {
     struct projector *pj = ctx;
     struct caching_ns ns;
 
-    if (pj->kv != NULL)
-        bump(pj, caching_ns_records(&ns, s, service, resource), &ns);
+    if (pj->kv == NULL)
+        return;
+    bump(pj, caching_ns_records(&ns, s, service, resource), &ns);
+    bump(pj, caching_ns_views(&ns, s, service, resource), &ns);
 }
 
 static int projector_open(struct projector *pj, const struct config *cfg, int slot, int row,
