@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "app.h"
+#include "http/cors.h"
 #include "fleet/control.h"
 #include "core/log.h"
 #include "store/pg/migrate.h"
@@ -85,6 +86,10 @@ static int cmd_check_config(const struct config *cfg)
 
     /* The keys as the fleet will load them: a key file that is too open, not
      * Ed25519 or unreadable is a config error here as at start. */
+    if (cors_list_check(cfg->http.cors_origins, why, sizeof why) != 0) {
+        fprintf(stderr, "config: http.cors_origins: %s\n", why);
+        return EXIT_CONFIG;
+    }
     if (app_keys_load(cfg, &ks, keys_why) != 0) {
         fprintf(stderr, "config: %s\n", keys_why);
         return EXIT_CONFIG;

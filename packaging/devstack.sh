@@ -24,6 +24,8 @@ chmod 755 "$web"
 export TESSERA_ENV=${TESSERA_ENV:-develop}
 # the dev stack never reads an installed package's /etc/tessera/tessera.conf
 export TESSERA_CONFIG=${TESSERA_CONFIG:-/dev/null}
+# a browser app on a dev server (any port of localhost) may call the API (README: CORS)
+export TESSERA_HTTP_CORS_ORIGINS=${TESSERA_HTTP_CORS_ORIGINS-http://localhost:* http://127.0.0.1:*}
 export TESSERA_FLEET_LISTEN=$web/tessera.sock
 export TESSERA_FLEET_CONTROL=$run/control.sock
 export TESSERA_FLEET_PID_FILE=$run/tessera.pid

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "app.h"
+#include "http/cors.h"
 #include "core/log.h"
 #include "fleet/control.h"
 #include "fleet/fleet_int.h"
@@ -35,6 +36,10 @@ static int config_accept(struct config *c, struct jwt_keyset *ks, char errstr[25
     char why[128];
 
     explicit_bzero(c->db.migrate_dsn, sizeof c->db.migrate_dsn);
+    if (cors_list_check(c->http.cors_origins, why, sizeof why) != 0) {
+        snprintf(errstr, 256, "http.cors_origins: %s", why);
+        return -1;
+    }
     if (app_keys_load(c, ks, errstr) != 0)
         return -1;
     if (c->engine == CONFIG_ENGINE_POSTGRES) {

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "app.h"
+#include "http/cors.h"
 #include "fleet/fdpass.h"
 #include "core/json.h"
 #include "core/log.h"
@@ -181,6 +182,15 @@ static int dispatch(struct worker *w, struct http_request *r, int *route_idx)
     if (rc != 0)
         return respond_error(r, ERR_INVAL, "malformed query string");
 
+    /* CORS (lib/http/cors.h): an allowed origin may read every answer,
+     * errors included, and its preflight is answered here */
+    const char *origin = http_param(r, "HTTP_ORIGIN");
+    bool cors = w->cfg->http.cors_origins[0] != '\0' && cors_allows(w->cfg->http.cors_origins, origin);
+    if (cors && (http_add_header(r, "Access-Control-Allow-Origin", origin) != 0 ||
+                 http_add_header(r, "Vary", "Origin") != 0 ||
+                 http_add_header(r, "Access-Control-Expose-Headers", CORS_EXPOSE_HEADERS) != 0))
+        return ERR_NOMEM;
+
     rc = router_match(&w->router, r->method, r->segs, r->nseg, &r->match);
     if (rc == ERR_NOTFOUND)
         return respond_error(r, ERR_NOTFOUND, "no such endpoint");
@@ -188,7 +198,16 @@ static int dispatch(struct worker *w, struct http_request *r, int *route_idx)
         char allow[96];
         router_allow_str(r->match.allow, allow, sizeof allow);
         const char *v = arena_strdup(r->arena, allow);
-        if (v == NULL || http_add_header(r, "Allow", v) != 0)
+        if (v == NULL)
+            return ERR_NOMEM;
+        if (cors && r->method == ROUTER_OPTIONS && http_param(r, "HTTP_ACCESS_CONTROL_REQUEST_METHOD") != NULL) {
+            if (http_add_header(r, "Access-Control-Allow-Methods", v) != 0 ||
+                http_add_header(r, "Access-Control-Allow-Headers", CORS_ALLOW_HEADERS) != 0 ||
+                http_add_header(r, "Access-Control-Max-Age", CORS_MAX_AGE) != 0)
+                return ERR_NOMEM;
+            return http_send(r, 204, NULL, "", 0);
+        }
+        if (http_add_header(r, "Allow", v) != 0)
             return ERR_NOMEM;
         return respond_error(r, ERR_METHOD, "method not allowed on this endpoint");
     }

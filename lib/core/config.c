@@ -66,6 +66,8 @@ static const struct key_def KEYS[] = {
     INT("http", "max_body_kb", http.max_body_kb, 1, 1 << 20, "1024", NULL),
     INT("http", "max_json_depth", http.max_json_depth, 1, 256, "32", NULL),
     INT("http", "max_json_nodes", http.max_json_nodes, 16, 10000000, "100000", NULL),
+    /* off unless set (its form is checked by the fleet: lib/http/cors.h) */
+    STR("http", "cors_origins", http.cors_origins, "", NULL, 0),
 
     STR("db", "core_dsn", db.core_dsn, "", NULL, 1),
     STR("db", "test_dsn", db.test_dsn, "", NULL, 1),

@@ -44,6 +44,8 @@ struct config {
         int max_body_kb;
         int max_json_depth;
         int max_json_nodes;
+        /* origins browsers may call the API from (lib/http/cors.h); "": none */
+        char cors_origins[CONFIG_DSN_MAX];
     } http;
 
     struct {
