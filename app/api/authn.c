@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include "app.h"
@@ -426,7 +427,8 @@ int authn_principal(struct worker *w, struct http_request *r, struct principal *
     int rc;
 
     memset(p, 0, sizeof *p);
-    if (h == NULL || strncmp(h, "Bearer ", 7) != 0 || h[7] == '\0')
+    /* the scheme is case-insensitive (RFC 9110 §11.1): "bearer" is "Bearer" */
+    if (h == NULL || strncasecmp(h, "Bearer ", 7) != 0 || h[7] == '\0')
         return respond_error(r, ERR_UNAUTHORIZED, "an Authorization: Bearer token is required");
     const char *token = h + 7;
     size_t len = strlen(token);

@@ -370,6 +370,20 @@ static int if_match(struct http_request *r, int64_t *version)
     return *version > 0 && *version < ENG_INT_MAX ? 0 : ERR_INVAL;
 }
 
+/* A record's answer headers: its version as a strong ETag (the value If-Match
+ * takes back), and on a create where it now lives. */
+static int record_headers(struct http_request *r, const struct rctx *c, const struct eng_record *rec, bool created)
+{
+    const char *etag = arena_printf(r->arena, "\"%lld\"", (long long)rec->version);
+
+    if (etag == NULL || http_add_header(r, "ETag", etag) != 0)
+        return ERR_NOMEM;
+    if (!created)
+        return 0;
+    const char *loc = arena_printf(r->arena, "/v1/svc/%s/%s/%s", c->service, c->resource, rec->id);
+    return loc == NULL || http_add_header(r, "Location", loc) != 0 ? ERR_NOMEM : 0;
+}
+
 HANDLER(handle_records_create)
 {
     struct rctx c;
@@ -413,7 +427,7 @@ HANDLER(handle_records_create)
     if (rc != 0)
         return rc;
     touch_records(w, p, &c);
-    if ((out = http_own(r, record_json(w, p, &c, &rec))) == NULL)
+    if ((out = http_own(r, record_json(w, p, &c, &rec))) == NULL || record_headers(r, &c, &rec, true) != 0)
         return ERR_NOMEM;
     return respond_owned(r, 201, out);
 }
@@ -471,7 +485,7 @@ HANDLER(handle_records_get)
         return ERR_INTERNAL;
     if (rec.expires_at != 0 && rec.expires_at <= (int64_t)time(NULL))
         return respond_error(r, ERR_NOTFOUND, "no such record"); /* expired since it was cached */
-    if ((out = http_own(r, record_json(w, p, &c, &rec))) == NULL)
+    if ((out = http_own(r, record_json(w, p, &c, &rec))) == NULL || record_headers(r, &c, &rec, false) != 0)
         return ERR_NOMEM;
     return respond_owned(r, 200, out);
 }
@@ -511,7 +525,7 @@ HANDLER(handle_records_update)
     if (rc != 0)
         return rc;
     touch_records(w, p, &c);
-    if ((out = http_own(r, record_json(w, p, &c, &rec))) == NULL)
+    if ((out = http_own(r, record_json(w, p, &c, &rec))) == NULL || record_headers(r, &c, &rec, false) != 0)
         return ERR_NOMEM;
     return respond_owned(r, 200, out);
 }

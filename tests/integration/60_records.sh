@@ -94,8 +94,19 @@ expect_error "an unknown resource → 404" 404 not_found
 post companies '{"name":"Initech","size":50}'
 expect "create → 201 with id, times, version 1 and fields" 201 '(.id | test("^[0-9a-f-]{36}$")) and .version == 1 and .name == "Initech" and .size == 50 and (.created_at | type == "number")'
 CO=$(jq -r .id <<<"$BODY")
-req GET "/v1/svc/crm/companies/$CO" "${A[@]}"
-expect "get returns the record" 200 ".id == \"$CO\" and .name == \"Initech\""
+check "…with Location naming the new record and its version as ETag" \
+    test "$(header location)|$(header etag)" = "/v1/svc/crm/companies/$CO|\"1\""
+req GET "$(header location)" "${A[@]}"
+expect "get returns the record (at its Location)" 200 ".id == \"$CO\" and .name == \"Initech\""
+check "…with its version as ETag" test "$(header etag)" = '"1"'
+post companies '{"name":"Etag Co"}'
+ET=$(jq -r .id <<<"$BODY")
+req PATCH "/v1/svc/crm/companies/$ET" "${A[@]}" -H "$J" -H "If-Match: $(header etag)" -d '{"size":5}'
+expect "the ETag given back in If-Match updates" 200 '.version == 2'
+check "…and the answer has the new ETag, without Location" test "$(header etag)|$(header location)" = '"2"|'
+req DELETE "/v1/svc/crm/companies/$ET" "${A[@]}"
+req GET "/v1/svc/crm/companies/$CO" -H "authorization: bearer $ADMIN"
+expect "the Authorization scheme is case-insensitive (bearer)" 200 ".id == \"$CO\""
 req GET "/v1/svc/crm/companies/$CO" -H "$(auth "$VICTOR")"
 expect "a viewer reads" 200 ".id == \"$CO\""
 req POST /v1/svc/crm/companies -H "$(auth "$VICTOR")" -H "$J" -d '{"name":"x"}'
