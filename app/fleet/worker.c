@@ -171,7 +171,10 @@ static int dispatch(struct worker *w, struct http_request *r, int *route_idx)
     if (r->path == NULL)
         return ERR_NOMEM;
 
-    rc = query_split_path(r->arena, uri, plen, r->segs, ROUTER_MAX_SEGS, &r->nseg);
+    /* one trailing slash is tolerated ("/v1/auth/me/" is /v1/auth/me), as
+     * people and tools write it; an empty segment inside stays malformed */
+    size_t slen = plen > 1 && uri[plen - 1] == '/' && uri[plen - 2] != '/' ? plen - 1 : plen;
+    rc = query_split_path(r->arena, uri, slen, r->segs, ROUTER_MAX_SEGS, &r->nseg);
     if (rc == ERR_TOOBIG)
         return respond_error(r, ERR_NOTFOUND, "no such endpoint");
     if (rc != 0)
@@ -180,7 +183,9 @@ static int dispatch(struct worker *w, struct http_request *r, int *route_idx)
     if (rc == ERR_TOOBIG)
         return respond_error(r, ERR_INVAL, "too many query parameters");
     if (rc != 0)
-        return respond_error(r, ERR_INVAL, "malformed query string");
+        return respond_error(r, ERR_INVAL,
+                             "malformed query string: a % that does not start an escape like %2C; "
+                             "a literal % is written %25 (like.C-1% as like.C-1%25)");
 
     /* CORS (lib/http/cors.h): an allowed origin may read every answer,
      * errors included, and its preflight is answered here */

@@ -58,10 +58,18 @@ req GET '/debug/params/a/b/c?q=x%20y&plus=a+b&flag'
 expect "query parameters are parsed and decoded" 200 '.query == {"q":"x y","plus":"a b","flag":""}'
 req GET '/debug/params/a/b/%zz'
 expect_error "a malformed escape in the path → 400" 400 invalid_request
+req GET /healthz/
+expect "a trailing slash is tolerated (/healthz/ is /healthz)" 200 '.status == "ok"'
+req GET /v1/auth/me/
+expect_error "…on any route (/v1/auth/me/ wants a token like /v1/auth/me)" 401 unauthorized
+req GET /v1//auth/me
+expect_error "an empty segment inside the path stays a 400" 400 invalid_request
 req GET '/debug/params/a/b/x%00y'
 expect_error "an encoded NUL in the path → 400" 400 invalid_request
 req GET '/healthz?a=%zz'
 expect_error "a malformed query string → 400" 400 invalid_request
+req GET '/v1/svc/crm/deals?name=like.C-1%'
+expect "…a bare % is explained: write %25" 400 '.error.message | test("%25")'
 qs=$(for i in $(seq 1 70); do printf 'k%d=v&' "$i"; done)
 req GET "/healthz?$qs"
 expect_error "too many query parameters → 400" 400 invalid_request
