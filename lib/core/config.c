@@ -9,6 +9,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <limits.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -397,6 +398,41 @@ static int split_verify_keys(struct config *cfg, char errstr[256])
     return 0;
 }
 
+/* A TESSERA_<SECTION>_<KEY> variable of a known section that names no key
+ * is a typo (TESSERA_FLEET_WORKER): refused as the file's unknown keys are,
+ * rather than silently ignored. Variables outside the sections
+ * (TESSERA_CONFIG, test hooks) are not settings and are left alone. */
+extern char **environ;
+
+static int check_env_names(char errstr[256])
+{
+    for (char **e = environ; e != NULL && *e != NULL; e++) {
+        const char *v = *e, *eq = strchr(v, '=');
+        char name[96];
+
+        if (strncmp(v, "TESSERA_", 8) != 0 || eq == NULL || (size_t)(eq - v) >= sizeof name)
+            continue;
+        memcpy(name, v, (size_t)(eq - v));
+        name[eq - v] = '\0';
+        bool section = false, known = false;
+        for (size_t i = 0; i < NKEYS && !known; i++) {
+            char var[96], sec[64];
+            size_t n = (size_t)snprintf(sec, sizeof sec, "TESSERA_%s_", KEYS[i].section);
+            for (size_t j = 0; j < n && j < sizeof sec; j++)
+                sec[j] = (char)toupper((unsigned char)sec[j]);
+            env_name(&KEYS[i], var, sizeof var);
+            section = section || (KEYS[i].section[0] != '\0' && strncmp(name, sec, n) == 0);
+            known = strcmp(name, var) == 0;
+        }
+        if (section && !known) {
+            snprintf(errstr, 256, "config: %s: no such setting (TESSERA_<SECTION>_<KEY>, as in the file's [section] key)",
+                     name);
+            return ERR_INVAL;
+        }
+    }
+    return 0;
+}
+
 /* Rules that span keys or depend on env. */
 static int cross_check(const struct config *cfg, char errstr[256])
 {
@@ -438,7 +474,7 @@ int config_load(struct config *cfg, const char *path, char errstr[256])
     for (size_t i = 1; i < NKEYS; i++)
         if ((rc = apply_key(cfg, &KEYS[i], ents, nents, path, errstr)) != 0)
             return rc;
-    if ((rc = split_verify_keys(cfg, errstr)) != 0)
+    if ((rc = split_verify_keys(cfg, errstr)) != 0 || (rc = check_env_names(errstr)) != 0)
         return rc;
     return cross_check(cfg, errstr);
 }

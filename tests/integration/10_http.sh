@@ -123,6 +123,9 @@ check "every log line is JSON" jq -e -s 'length > 10' "$T/fleet.log"
 out=$(TESSERA_FLEET_WORKERS=abc "$TESSERA" check-config 2>&1); rc=$?
 check "TESSERA_FLEET_WORKERS=abc → exit 2 naming fleet.workers" \
     test "$rc" = 2 -a "$(wc -l <<<"$out")" = 1 -a -n "$(grep fleet.workers <<<"$out")"
+out=$(TESSERA_FLEET_WORKER=3 "$TESSERA" check-config 2>&1); rc=$?
+check "a mistyped TESSERA_FLEET_WORKER → exit 2 naming the variable" \
+    test "$rc" = 2 -a -n "$(grep -F TESSERA_FLEET_WORKER: <<<"$out")"
 printf '[fleet]\nworkers = 2\nbogus = 1\n' >"$T/bad.conf"
 out=$("$TESSERA" -c "$T/bad.conf" check-config 2>&1); rc=$?
 check "an unknown key in the file → exit 2 naming it" test "$rc" = 2 -a -n "$(grep -F 'fleet.bogus' <<<"$out")"

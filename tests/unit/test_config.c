@@ -290,6 +290,20 @@ static void test_cqrs_and_audit_keys(void **state)
     assert_refused(f, config_load(c, NULL, f->errstr), "cqrs.changes_retention", "TESSERA_CQRS_CHANGES_RETENTION");
 }
 
+static void test_a_mistyped_setting_variable_is_refused_naming_it(void **state)
+{
+    struct fixture *f = *state;
+
+    setenv("TESSERA_FLEET_WORKER", "4", 1);         /* workers */
+    assert_refused(f, config_load(&f->cfg, NULL, f->errstr), "TESSERA_FLEET_WORKER", "no such setting");
+    unsetenv("TESSERA_FLEET_WORKER");
+    setenv("TESSERA_CONFIG", "/dev/null", 1);       /* not a setting: no section of that name */
+    setenv("TESSERA_TEST_HOOK", "1", 1);
+    assert_int_equal(config_load(&f->cfg, NULL, f->errstr), 0);
+    unsetenv("TESSERA_CONFIG");
+    unsetenv("TESSERA_TEST_HOOK");
+}
+
 static void test_env_overrides_beat_the_file(void **state)
 {
     struct fixture *f = *state;
@@ -656,6 +670,7 @@ int main(void)
         T(test_to_json_masks_secrets_and_shows_resolved_values),
         cmocka_unit_test(test_env_and_engine_names),
         cmocka_unit_test_setup_teardown(test_cqrs_and_audit_keys, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_a_mistyped_setting_variable_is_refused_naming_it, setup, teardown),
     };
     return cmocka_run_group_tests_name("config", tests, NULL, NULL);
 }
