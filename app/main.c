@@ -18,25 +18,68 @@
 #define EXIT_CONFIG 2
 #define DEFAULT_CONFIG "/etc/tessera/tessera.conf"
 
+/* The commands, their synopsis and what `tessera COMMAND --help` says: the
+ * one list usage() and the per-command help are printed from. */
+static const struct command_help {
+    const char *name, *synopsis, *help;
+} COMMANDS[] = {
+    {"fleet", "fleet [--seed DIR]... run the master: bind the socket, supervise the workers",
+     "Runs in the foreground: binds [fleet] listen, forks [fleet] workers api workers and\n"
+     "[fleet] projectors projector workers, restarts them on a crash, recycles them, and\n"
+     "answers status, reload and stop on [fleet] control. --seed DIR (memory engine) loads a\n"
+     "seed folder into the fresh shared region first. SIGHUP reloads, SIGTERM stops.\n"},
+    {"worker", "worker             one FastCGI worker on fd 0 (as spawn-fcgi starts it)",
+     "One api worker serving the FastCGI socket it is handed as fd 0, without a master.\n"},
+    {"status", "status [--json]    the fleet's process table",
+     "Each slot's role, pid, state, uptime, restarts, requests (a projector: events applied),\n"
+     "current request (a projector: its lag), memory and last exit; --json for programs.\n"},
+    {"reload", "reload             rolling restart, re-reading the configuration",
+     "Re-reads the configuration and replaces every worker, each successor accepting before\n"
+     "its predecessor leaves: no request fails. A configuration that does not load is\n"
+     "refused and the running fleet keeps its own.\n"},
+    {"stop", "stop               graceful stop",
+     "Stops accepting, lets requests in flight finish (within [fleet] graceful_timeout).\n"},
+    {"check-config", "check-config       validate and print the resolved configuration",
+     "Prints every setting in force (file, then TESSERA_SECTION_KEY overrides, secrets masked)\n"
+     "and checks the keys and DSNs as the fleet would; a bad value exits 2 naming its key.\n"},
+    {"keygen", "keygen [--rotate]  make the JWT signing key and the data key (never overwrites)",
+     "Makes [auth] signing_key and [crypto] data_key where missing. --rotate makes a new\n"
+     "signing key and keeps the previous one's public half beside it for [auth] verify_keys\n"
+     "(README: Signing keys and rotation).\n"},
+    {"migrate", "migrate [--dry-run] apply the pending sql/ migrations (db.sql_dir, db.migrate_dsn)",
+     "Applies the migrations of [db] sql_dir not yet applied, as the migration owner\n"
+     "([db] migrate_dsn, a BYPASSRLS role); --dry-run lists them.\n"},
+    {"seed", "seed DIR...        load seed folders into PostgreSQL (idempotent; not in production)",
+     "Loads each folder's CSV files (organizations, users, memberships, apps, schemas,\n"
+     "records) through the engine; refused when env = production.\n"},
+    {"admin", "admin create EMAIL make a platform admin (password on stdin) in a running fleet",
+     "Creates (or promotes) EMAIL as a platform admin with the password read from stdin.\n"},
+    {"version", "version            versions of tessera and its libraries", "The versions, one per line.\n"},
+    {"help", "help [COMMAND]     this list, or one command's help", "tessera help COMMAND, or tessera COMMAND --help.\n"},
+};
+
 static void usage(FILE *out)
 {
-    fprintf(out,
-            "usage: tessera [-c FILE] COMMAND\n"
-            "  fleet [--seed DIR]... run the master: bind the socket, supervise the workers\n"
-            "  worker             one FastCGI worker on fd 0 (as spawn-fcgi starts it)\n"
-            "  status [--json]    the fleet's process table\n"
-            "  reload             rolling restart, re-reading the configuration\n"
-            "  stop               graceful stop\n"
-            "  check-config       validate and print the resolved configuration\n"
-            "  keygen             make the JWT signing key and the data key (never overwrites)\n"
-            "  keygen --rotate    a new JWT signing key; the previous one's public half is kept\n"
-            "                     beside it for auth.verify_keys (README: key rotation)\n"
-            "  migrate [--dry-run] apply the pending sql/ migrations (db.sql_dir, db.migrate_dsn)\n"
-            "  seed DIR...         load seed folders into PostgreSQL (idempotent; not in production)\n"
-            "  admin create EMAIL make a platform admin (password on stdin) in a running fleet\n"
-            "  version            versions of tessera and its libraries\n"
-            "config: -c FILE, else $TESSERA_CONFIG, else " DEFAULT_CONFIG " if present;\n"
-            "every key can be overridden as TESSERA_SECTION_KEY.\n");
+    fprintf(out, "usage: tessera [-c FILE] COMMAND\n");
+    for (size_t i = 0; i < sizeof COMMANDS / sizeof COMMANDS[0]; i++)
+        fprintf(out, "  %s\n", COMMANDS[i].synopsis);
+    fprintf(out, "config: -c FILE, else $TESSERA_CONFIG, else " DEFAULT_CONFIG " if present;\n"
+                 "every key can be overridden as TESSERA_SECTION_KEY.\n");
+}
+
+/* `tessera help CMD` and `tessera CMD --help`: 0, or 2 for no such command. */
+static int command_help(const char *name)
+{
+    for (size_t i = 0; i < sizeof COMMANDS / sizeof COMMANDS[0]; i++)
+        if (strcmp(COMMANDS[i].name, name) == 0) {
+            const char *gap = strstr(COMMANDS[i].synopsis, "  ");
+            int n = gap != NULL ? (int)(gap - COMMANDS[i].synopsis) : (int)strlen(COMMANDS[i].synopsis);
+            printf("usage: tessera [-c FILE] %.*s\n\n%s", n, COMMANDS[i].synopsis, COMMANDS[i].help);
+            return 0;
+        }
+    fprintf(stderr, "tessera: unknown command %s\n", name);
+    usage(stderr);
+    return EXIT_CONFIG;
 }
 
 /* The file to read: explicit, from the environment, or the system default if it exists. */
@@ -325,6 +368,16 @@ int main(int argc, char **argv)
         return EXIT_CONFIG;
     }
     const char *cmd = argv[i];
+    /* help before the configuration: a broken file must not hide it */
+    if (strcmp(cmd, "help") == 0) {
+        if (i + 1 < argc)
+            return command_help(argv[i + 1]);
+        usage(stdout);
+        return 0;
+    }
+    for (int k = i + 1; k < argc; k++)
+        if (strcmp(argv[k], "--help") == 0 || strcmp(argv[k], "-h") == 0)
+            return command_help(cmd);
     if (strcmp(cmd, "version") == 0) {
         version_print(stdout);
         return 0;

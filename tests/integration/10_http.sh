@@ -138,5 +138,13 @@ for key in REDIS_URL CACHE_REDIS_URL; do
     check "a Redis URL that is not redis:// or unix:// ($name) → exit 2 naming it" \
         test "$rc" = 2 -a -n "$(grep -F "$name:" <<<"$out")"
 done
+lists_commands() { [ "$hrc" = 0 ] && grep -q '^  fleet ' <<<"$hout" && grep -q '^  migrate ' <<<"$hout" && grep -q '^  help ' <<<"$hout"; }
+hout=$(TESSERA_FLEET_WORKERS=abc "$TESSERA" help 2>&1); hrc=$?
+check "tessera help lists every command, even with a broken config" lists_commands
+says_status() { [ "$hrc" = 0 ] && grep -qx 'usage: tessera \[-c FILE\] status \[--json\]' <<<"$hout" && grep -q projector <<<"$hout"; }
+hout=$("$TESSERA" status --help 2>&1); hrc=$?
+check "tessera status --help says what status shows" says_status
+out=$("$TESSERA" help nosuch 2>&1); rc=$?
+check "tessera help of no such command → exit 2" test "$rc" = 2
 out=$("$TESSERA" version)
 check "version names every linked library" bash -c "grep -q cJSON <<<'$out' && grep -q OpenSSL <<<'$out' && grep -q libpq <<<'$out' && grep -q hiredis <<<'$out' && grep -q fcgi <<<'$out'"
