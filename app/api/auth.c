@@ -575,9 +575,17 @@ static cJSON *key_json(const struct eng_api_key *k)
     return o;
 }
 
+/* The modes a caller manages keys of: a person (JWT) both, so one screen
+ * shows and revokes test and live keys alike; an API key its own only, so a
+ * test key (the one in a developer's laptop) never reaches live. */
+static bool manages_mode(const struct principal *p, int mode)
+{
+    return p->key_id[0] == '\0' || p->scope.mode == mode;
+}
+
 HANDLER(handle_keys_create)
 {
-    static const char *const allowed[] = {"name", "role", "platform", NULL};
+    static const char *const allowed[] = {"name", "role", "platform", "mode", NULL};
     struct problems pr = {0};
     struct eng_api_key k = {0};
     struct eng_role role;
@@ -590,12 +598,18 @@ HANDLER(handle_keys_create)
     const char *name = need_str(r->json, "name", 1, 100, &pr);
     const char *want = cJSON_HasObjectItem(r->json, "role") ? need_str(r->json, "role", 1, ENG_ROLE - 1, &pr) : p->role;
     const cJSON *platform = cJSON_GetObjectItemCaseSensitive(r->json, "platform");
+    const cJSON *jmode = cJSON_GetObjectItemCaseSensitive(r->json, "mode");
+    int mode = p->scope.mode;
+    if (jmode != NULL && (!cJSON_IsString(jmode) || (mode = engine_mode_parse(jmode->valuestring)) < 0))
+        problem(&pr, "mode", "must be \"test\" or \"live\"");
     if (want != NULL && engine_role_get(w->engine, &p->scope, want, &role) != 0)
         problem(&pr, "role", "is not a role of this organization");
     if (platform != NULL && !cJSON_IsBool(platform))
         problem(&pr, "platform", "must be a boolean");
     if (pr.details != NULL)
         return problems_send(r, &pr);
+    if (!manages_mode(p, mode))
+        return respond_error(r, ERR_FORBIDDEN, "an API key manages keys of its own mode only");
     /* a key that acts as a platform admin (schema changes) only from one */
     if (cJSON_IsTrue(platform) && !p->platform_admin)
         return respond_error(r, ERR_FORBIDDEN, "only platform admins make platform keys");
@@ -604,12 +618,12 @@ HANDLER(handle_keys_create)
         return respond_error(r, ERR_FORBIDDEN, "a key cannot carry more than you hold");
     if ((rc = crypto_random(raw, sizeof raw)) != 0)
         return rc;
-    int n = snprintf(secret, sizeof secret, "tk_%s_", engine_mode_name(p->scope.mode));
+    int n = snprintf(secret, sizeof secret, "tk_%s_", engine_mode_name(mode));
     if ((rc = crypto_b64url_encode(raw, sizeof raw, secret + n, sizeof secret - (size_t)n, NULL)) != 0 ||
         (rc = uuid_v4(k.id)) != 0)
         return rc;
     snprintf(k.org_id, sizeof k.org_id, "%s", p->scope.org_id);
-    k.mode = p->scope.mode;
+    k.mode = mode;
     snprintf(k.name, sizeof k.name, "%s", name);
     snprintf(k.prefix, sizeof k.prefix, "%.12s", secret);
     token_sha256_hex(secret, strlen(secret), k.key_hash);
@@ -618,7 +632,9 @@ HANDLER(handle_keys_create)
     snprintf(k.created_by, sizeof k.created_by, "%s", p->user_id[0] ? p->user_id : p->key_creator);
     k.platform = cJSON_IsTrue(platform);
     k.created_at = (int64_t)time(NULL);
-    if ((rc = engine_api_key_create(w->engine, &p->scope, &k)) != 0 ||
+    struct eng_scope ks = p->scope; /* the key's mode: keys live in core, of the org, not of a mode's data */
+    ks.mode = mode;
+    if ((rc = engine_api_key_create(w->engine, &ks, &k)) != 0 ||
         (rc = audit_record(w, &p->scope, p->user_id[0] ? p->user_id : p->key_id, "keys.create", k.id, NULL)) != 0)
         return rc;
     cJSON *root = http_own(r, key_json(&k));
@@ -628,17 +644,43 @@ HANDLER(handle_keys_create)
     return respond_owned(r, 201, root);
 }
 
+static int key_newer(const void *a, const void *b)
+{
+    const struct eng_api_key *x = a, *y = b;
+
+    if (x->created_at != y->created_at)
+        return x->created_at > y->created_at ? -1 : 1;
+    return strcmp(y->id, x->id);
+}
+
+/* GET /v1/auth/api-keys[?mode=test|live]: the keys of the modes the caller
+ * manages (manages_mode), newest first, each with its mode. */
 HANDLER(handle_keys_list)
 {
-    size_t max = 200, n = 0;
-    struct eng_api_key *keys = arena_alloc(r->arena, sizeof *keys * max);
+    size_t max = 200, n = 0, got;
+    struct eng_api_key *keys = arena_alloc(r->arena, sizeof *keys * max * 2);
     cJSON *data, *root = respond_list(r, &data);
+    const char *only = query_get(&r->query, "mode");
+    int want = only != NULL ? engine_mode_parse(only) : -1;
     int rc;
 
     if (keys == NULL || root == NULL)
         return ERR_NOMEM;
-    if ((rc = engine_api_key_list(w->engine, &p->scope, keys, max, &n)) != 0)
-        return rc;
+    for (size_t i = 0; i < r->query.n; i++)
+        if (strcmp(r->query.p[i].key, "mode") != 0)
+            return respond_error(r, ERR_INVAL, arena_printf(r->arena, "unknown parameter %.64s", r->query.p[i].key));
+    if (only != NULL && want < 0)
+        return respond_error(r, ERR_INVAL, "mode must be test or live");
+    for (int m = ENG_MODE_TEST; m <= ENG_MODE_LIVE; m++) {
+        struct eng_scope s = p->scope;
+        if ((want >= 0 && m != want) || !manages_mode(p, m))
+            continue;
+        s.mode = m;
+        if ((rc = engine_api_key_list(w->engine, &s, keys + n, max, &got)) != 0)
+            return rc;
+        n += got;
+    }
+    qsort(keys, n, sizeof *keys, key_newer);
     for (size_t i = 0; i < n; i++)
         cJSON_AddItemToArray(data, key_json(&keys[i]));
     return respond_owned(r, 200, root);
@@ -653,6 +695,11 @@ HANDLER(handle_keys_revoke)
     if (!uuid_valid(id))
         return respond_error(r, ERR_NOTFOUND, "no such API key");
     rc = engine_api_key_revoke(w->engine, &p->scope, id, (int64_t)time(NULL));
+    if (rc == ERR_NOTFOUND && manages_mode(p, !p->scope.mode)) {
+        struct eng_scope other = p->scope;  /* a person revokes a key of either mode */
+        other.mode = !p->scope.mode;
+        rc = engine_api_key_revoke(w->engine, &other, id, (int64_t)time(NULL));
+    }
     if (rc == ERR_NOTFOUND)
         return respond_error(r, ERR_NOTFOUND, "no such API key");
     if (rc != 0)

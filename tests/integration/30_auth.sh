@@ -292,7 +292,19 @@ LIVE_KEY=$(jq -r .key <<<"$BODY")
 req GET /v1/auth/me -H "$(auth "$LIVE_KEY")"
 check "a tk_live_ key gets Tessera-Mode: live" test "$STATUS" = 200 -a "$(header tessera-mode)" = live
 req GET /v1/auth/api-keys -H "$(auth "$ADMIN")"
-expect "keys are listed per mode, without the secret" 200 "([.data[].id] | index(\"$ACME_KEY_ID\")) and ([.data[] | has(\"key\")] | any | not) and ([.data[].mode] | unique == [\"test\"])"
+expect "a person's key list shows both modes, each key with its mode, without the secret" 200 "([.data[].id] | index(\"$ACME_KEY_ID\")) and ([.data[] | has(\"key\")] | any | not) and ([.data[].mode] | unique == [\"live\",\"test\"])"
+req GET '/v1/auth/api-keys?mode=live' -H "$(auth "$ADMIN")"
+expect "…?mode=live lists the live ones only" 200 '(.data | length) >= 1 and ([.data[].mode] | unique == ["live"])'
+req GET '/v1/auth/api-keys?mode=prod' -H "$(auth "$ADMIN")"
+expect_error "…?mode=prod → 400" 400 invalid_request
+req GET /v1/auth/api-keys -H "$(auth "$ACME_KEY")"
+expect "a test API key lists the test keys only" 200 '([.data[].mode] | unique == ["test"])'
+req POST /v1/auth/api-keys -H "$(auth "$ADMIN")" -H "$J" -d '{"name":"prod too","mode":"live"}'
+expect "a person in test mode makes a live key with {\"mode\": \"live\"}" 201 '(.key | startswith("tk_live_")) and .mode == "live"'
+req POST /v1/auth/api-keys -H "$(auth "$ADMIN")" -H "$J" -d '{"name":"x","mode":"prod"}'
+expect "a mode that is neither test nor live → 422 naming it" 422 '.error.details.mode | length > 0'
+req POST /v1/auth/api-keys -H "$(auth "$ACME_KEY")" -H "$J" -d '{"name":"escalate","mode":"live"}'
+expect_error "a test API key cannot make a live key → 403" 403 forbidden
 req GET /v1/auth/me -H "$(auth "$ADMIN")" -H 'Tessera-Mode: staging'
 expect_error "an unknown Tessera-Mode → 400" 400 invalid_request
 req DELETE "/v1/auth/api-keys/$ACME_KEY_ID" -H "$(auth "$ADMIN")"
@@ -398,10 +410,16 @@ req GET /v1/auth/me -H "$(auth "$LEAVER_KEY")"
 expect_error "and when its creator leaves the org" 401 unauthorized
 req POST /v1/auth/api-keys -H "$(auth "$ADMIN")" -H 'Tessera-Mode: live' -H "$J" -d '{"name":"live target"}'
 LIVE_ID=$(jq -r .id <<<"$BODY"); LIVE_SECRET=$(jq -r .key <<<"$BODY")
-req DELETE "/v1/auth/api-keys/$LIVE_ID" -H "$(auth "$ADMIN")"
-expect_error "a test-mode caller cannot revoke a live key → 404" 404 not_found
+req POST /v1/auth/api-keys -H "$(auth "$ADMIN")" -H "$J" -d '{"name":"test manager"}'
+TEST_MGR=$(jq -r .key <<<"$BODY")
+req DELETE "/v1/auth/api-keys/$LIVE_ID" -H "$(auth "$TEST_MGR")"
+expect_error "a test API key cannot revoke a live key → 404" 404 not_found
 req GET /v1/auth/me -H "$(auth "$LIVE_SECRET")"
 expect "and the live key still works" 200 '.mode == "live"'
+req DELETE "/v1/auth/api-keys/$LIVE_ID" -H "$(auth "$ADMIN")"
+check "a person revokes a live key from test mode (the list shows both) → 204" test "$STATUS" = 204
+req GET /v1/auth/me -H "$(auth "$LIVE_SECRET")"
+expect_error "…and the live key is refused from then on" 401 unauthorized
 reject "a signed token without typ access is not an access token" "$(mint "$hdr" "$(claims 'del(.typ)')")"
 
 # --- tessera admin create, through the running fleet's control socket
