@@ -314,5 +314,5 @@ if ! $PG; then
         awk -v a="$u1" -v b="$u2" -v n="$n_ok" 'BEGIN { exit !(n >= 99000 && b <= a * 1.02 + 65536) }'
 fi
 
+check "no request of this suite was answered 500" sh -c "! grep -q '\"status\":500' '$T/fleet.log'"
 stack_down
-check "no process of the stack is left" bash -c "! pgrep -f '$T/' >/dev/null"

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "store/mem/engine_mem_int.h"
 #include "store/mem/engine_mem_records.h"
@@ -360,6 +361,123 @@ int engine_mem_broke(struct engine *e, int rc, const char *what)
     return broke(e, rc, what);
 }
 
+/* ---- CQRS: each op its own units of work (engine.h) ------------------------ */
+
+/* After the unit committed: what it changed, to the caller's touch. */
+static void touched_report(struct memrec_touched *t, eng_touch_fn touch, void *ctx)
+{
+    for (size_t i = 0; touch != NULL && i < t->n; i++)
+        touch(ctx, &t->v[i].scope, t->v[i].service, t->v[i].resource);
+    memrec_touched_free(t);
+}
+
+/* One section per call: the lock is held for one batch of every service,
+ * and the batch's size bounds what the undo log and the waiting requests see. */
+static int mem_project(struct engine *e, size_t max, eng_touch_fn touch, void *ctx, struct eng_projection *out)
+{
+    struct memrec_touched t = {0};
+    int rc;
+
+    if ((rc = mem_begin(e, NULL)) != 0)
+        return rc;
+    if ((rc = memrec_project(e, max, &t, out)) != 0) {
+        mem_rollback(e);
+        memrec_touched_free(&t);
+        memset(out, 0, sizeof *out);
+        return rc == ERR_NOMEM ? engine_fail(e, rc, "out of memory") : rc;
+    }
+    if ((rc = mem_commit(e)) != 0) {
+        memrec_touched_free(&t);
+        memset(out, 0, sizeof *out);
+        return rc;
+    }
+    touched_report(&t, touch, ctx);
+    return 0;
+}
+
+static int mem_wait(struct engine *e, int timeout_ms)
+{
+    struct memrec_wake w;
+    bool pending;
+    int rc;
+
+    if ((rc = mem_begin(e, NULL)) != 0)
+        return rc;
+    rc = memrec_wait_prepare(e, &w, &pending);
+    mem_rollback(e); /* it changed nothing the undo log keeps: the waiter count is atomic */
+    if (rc != 0 || pending)
+        return rc;
+    if (w.word == NULL) {
+        struct timespec ts = {timeout_ms / 1000, (long)(timeout_ms % 1000) * 1000000L};
+        nanosleep(&ts, NULL);
+        return 0;
+    }
+    memrec_wait_on(&w, timeout_ms);
+    return 0;
+}
+
+/* Bounded sections until nothing is left: each deletes at most REAP_BUDGET
+ * rows, so no section outgrows the undo log or holds the lock for long. */
+#define REAP_BUDGET 256
+
+static int mem_reap(struct engine *e, const struct eng_reap_policy *p, eng_touch_fn touch, void *ctx,
+                    struct eng_reaped *out)
+{
+    int rc = 0;
+
+    for (int part = 0; part < 2 && rc == 0; part++) {
+        bool more = true;
+        for (int round = 0; more && round < 10000 && rc == 0; round++) {
+            struct memrec_touched t = {0};
+            struct eng_reaped got = {0};
+
+            if ((rc = mem_begin(e, NULL)) != 0)
+                break;
+            rc = part == 0 ? memrec_reap(e, p, REAP_BUDGET, &t, &got, &more)
+                           : mem_reap_tenant(e, p, REAP_BUDGET, &got, &more);
+            if (rc != 0) {
+                mem_rollback(e);
+                memrec_touched_free(&t);
+                break;
+            }
+            if ((rc = mem_commit(e)) != 0) {
+                memrec_touched_free(&t);
+                break;
+            }
+            out->records += got.records;
+            out->changes += got.changes;
+            out->refresh_tokens += got.refresh_tokens;
+            out->invites += got.invites;
+            out->audit_entries += got.audit_entries;
+            touched_report(&t, touch, ctx);
+        }
+    }
+    return rc == ERR_NOMEM ? engine_fail(e, rc, "out of memory") : rc;
+}
+
+/* The oldest org with platform set (ties by id). */
+static int mem_org_platform(struct engine *e, struct eng_org *out)
+{
+    struct mem *m = e->impl;
+    uint64_t pos = 0;
+    struct shm_map_entry me;
+    bool found = false;
+    int rc;
+
+    if ((rc = enter(e)) != 0)
+        return rc;
+    while (shm_map_next(m->r, root(m)->orgs, &pos, &me)) {
+        const struct mem_org *o = ptr(m, me.val);
+        if (!o->org.platform)
+            continue;
+        if (!found || o->org.created_at < out->created_at ||
+            (o->org.created_at == out->created_at && strcmp(o->org.id, out->id) < 0))
+            *out = o->org;
+        found = true;
+    }
+    return found ? 0 : engine_fail(e, ERR_NOTFOUND, "no platform org");
+}
+
 /* ---- the table ------------------------------------------------------------- */
 
 static const struct engine_ops mem_ops = {
@@ -401,6 +519,10 @@ static const struct engine_ops mem_ops = {
     .invite_mark_used = mem_invite_mark_used,
     .audit_append = mem_audit_append,
     .audit_list = mem_audit_list,
+    .project = mem_project,
+    .wait = mem_wait,
+    .reap = mem_reap,
+    .org_platform = mem_org_platform,
     ENGINE_MEM_RECORD_OPS,
 };
 

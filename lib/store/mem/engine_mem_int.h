@@ -453,6 +453,10 @@ int mem_refresh_revoke_family(struct engine *e, const struct eng_scope *s, const
 int mem_invite_create(struct engine *e, const struct eng_scope *s, const struct eng_invite *i);
 int mem_invite_mark_used(struct engine *e, const struct eng_scope *s, const char *id, int64_t at);
 int mem_audit_append(struct engine *e, const struct eng_scope *s, const struct eng_audit *a);
+/* Inside a section: up to budget refresh tokens and invites past expiry +
+ * grace and audit entries past the retention deleted; *more when some are left. */
+int mem_reap_tenant(struct engine *e, const struct eng_reap_policy *p, size_t budget, struct eng_reaped *out,
+                    bool *more);
 int mem_audit_list(struct engine *e, const struct eng_scope *s, const char *before_id,
                    struct eng_audit *out, size_t max, size_t *n);
 

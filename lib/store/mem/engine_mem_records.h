@@ -38,11 +38,51 @@ int memrec_record_list(struct engine *e, const struct eng_scope *s, const char *
 int memrec_outbox_list(struct engine *e, const struct eng_scope *s, const char *service,
                        uint64_t after_seq, struct eng_outbox *out, size_t max, size_t *n);
 
+/* ---- CQRS (engine.h): the ops engine_mem.c wraps in units of work ---------------- */
+
+/* Projected events a service and mode keeps for the feed, at most: the
+ * region stays flat however many writes come (engine_mem.h). */
+#define MEMREC_CHANGES_MAX 10000
+
+/* (org and mode, service, resource) pairs an op changed, for the touch callback after the commit. */
+struct memrec_touched {
+    struct {
+        struct eng_scope scope;
+        char service[ENG_SLUG];
+        char resource[ENG_FIELD];
+    } *v;
+    size_t n, cap;
+};
+void memrec_touched_free(struct memrec_touched *t);
+
+/* Inside a section: up to max events of each service and mode applied. */
+int memrec_project(struct engine *e, size_t max, struct memrec_touched *t, struct eng_projection *out);
+/* The projector's wake-up word in the region (a futex) and its value when looked at. */
+struct memrec_wake {
+    uint32_t *word;             /* NULL: nothing to wait on (no service yet) */
+    uint32_t *waiters;
+    uint32_t seen;
+};
+/* Inside a section: whether events wait (*pending); else the word to wait
+ * on, counted as waited on: the caller ends the section and calls
+ * memrec_wait_on (when w->word is set). */
+int memrec_wait_prepare(struct engine *e, struct memrec_wake *w, bool *pending);
+/* Outside any section: until the word moves from seen, timeout_ms or a signal. */
+void memrec_wait_on(const struct memrec_wake *w, int timeout_ms);
+/* Inside a section: up to budget expired records and old events deleted; *more when some are left. */
+int memrec_reap(struct engine *e, const struct eng_reap_policy *p, size_t budget, struct memrec_touched *t,
+                struct eng_reaped *out, bool *more);
+int memrec_view_read(struct engine *e, const struct eng_scope *s, const char *service, const char *resource,
+                     const char *view, cJSON **rows, bool *more, int64_t *pending_ms);
+int memrec_changes_list(struct engine *e, const struct eng_scope *s, const char *service, const char *resource,
+                        uint64_t after, struct eng_change *out, size_t max, size_t *n, uint64_t *head);
+
 #define ENGINE_MEM_RECORD_OPS                                                       \
     .resource_get = memrec_resource_get, .resource_list = memrec_resource_list,     \
     .resource_put = memrec_resource_put, .record_create = memrec_record_create,     \
     .record_get = memrec_record_get, .record_update = memrec_record_update,         \
     .record_delete = memrec_record_delete, .record_list = memrec_record_list,       \
-    .outbox_list = memrec_outbox_list
+    .outbox_list = memrec_outbox_list, .view_read = memrec_view_read,               \
+    .changes_list = memrec_changes_list
 
 #endif

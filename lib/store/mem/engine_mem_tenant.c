@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "store/mem/engine_mem_int.h"
 #include "store/mem/shm.h"
@@ -525,3 +526,159 @@ int mem_audit_list(struct engine *e, const struct eng_scope *s, const char *befo
     return 0;
 }
 
+
+/* ---- the reaper's part (engine.h reap) ----------------------------------------- */
+
+/* The first instant of the month retention_months whole months before now's. */
+static int64_t months_back(int64_t now, int months)
+{
+    time_t t = (time_t)now;
+    struct tm tm;
+
+    gmtime_r(&t, &tm);
+    int m = tm.tm_year * 12 + tm.tm_mon - months;
+    struct tm first = {.tm_year = m / 12, .tm_mon = m % 12, .tm_mday = 1};
+    return (int64_t)timegm(&first);
+}
+
+/* A token goes: out of both maps, and out of its family's kept seal when the
+ * seal names it (a freed block must never be matched as a parent again). */
+static int refresh_drop(struct engine *e, uint64_t off)
+{
+    struct mem *m = e->impl;
+    const struct mem_refresh *t = ptr(m, off);
+    uint64_t node;
+    int rc;
+
+    if (t->family != 0) {
+        const struct mem_family *f = ptr(m, t->family);
+        if (f->seal != 0 && (f->seal_parent == off || f->seal_child == off)) {
+            uint64_t seal = f->seal;
+            if ((rc = set64(e, t->family + offsetof(struct mem_family, seal), 0)) != 0 ||
+                (rc = set64(e, t->family + offsetof(struct mem_family, seal_parent), 0)) != 0 ||
+                (rc = set64(e, t->family + offsetof(struct mem_family, seal_child), 0)) != 0)
+                return rc;
+            shm_free(m->r, seal);
+        }
+    }
+    if (!map_find(m, root(m)->orgs, t->t.org_id, &node))
+        return broke(e, ERR_INTERNAL, "refresh token of a missing org");
+    if ((rc = map_del(e, root(m)->refresh_hashes, t->t.token_hash)) != 0 ||
+        (rc = map_del(e, map_at(m, node, offsetof(struct mem_org, refresh)), t->t.id)) != 0)
+        return rc;
+    shm_free(m->r, off);
+    return 0;
+}
+
+static int invite_drop(struct engine *e, uint64_t off)
+{
+    struct mem *m = e->impl;
+    const struct eng_invite *i = ptr(m, off);
+    uint64_t node;
+    int rc;
+
+    if (!map_find(m, root(m)->orgs, i->org_id, &node))
+        return broke(e, ERR_INTERNAL, "invite of a missing org");
+    if ((rc = map_del(e, root(m)->invite_hashes, i->token_hash)) != 0 ||
+        (rc = map_del(e, map_at(m, node, offsetof(struct mem_org, invites)), i->id)) != 0)
+        return rc;
+    shm_free(m->r, off);
+    return 0;
+}
+
+/* Collects up to max offsets of a map's entries that pass keep == false. */
+static size_t doomed(struct mem *m, uint64_t map, bool (*gone)(const void *, const struct eng_reap_policy *),
+                     const struct eng_reap_policy *p, uint64_t *out, size_t max)
+{
+    uint64_t pos = 0;
+    struct shm_map_entry me;
+    size_t n = 0;
+
+    while (n < max && shm_map_next(m->r, map, &pos, &me))
+        if (gone(ptr(m, me.val), p))
+            out[n++] = me.val;
+    return n;
+}
+
+static bool refresh_gone(const void *rec, const struct eng_reap_policy *p)
+{
+    const struct mem_refresh *t = rec;
+    return t->t.expires_at + p->token_grace <= p->now;
+}
+
+static bool invite_gone(const void *rec, const struct eng_reap_policy *p)
+{
+    const struct eng_invite *i = rec;
+    return i->expires_at + p->token_grace <= p->now;
+}
+
+int mem_reap_tenant(struct engine *e, const struct eng_reap_policy *p, size_t budget, struct eng_reaped *out,
+                    bool *more)
+{
+    struct mem *m = e->impl;
+    uint64_t *offs = calloc(budget, sizeof *offs);
+    size_t n;
+    int rc = 0;
+
+    *more = false;
+    if (offs == NULL)
+        return ERR_NOMEM;
+    if ((rc = enter(e)) != 0)
+        goto out;
+    n = doomed(m, root(m)->refresh_hashes, refresh_gone, p, offs, budget);
+    for (size_t i = 0; i < n && rc == 0; i++)
+        rc = refresh_drop(e, offs[i]);
+    out->refresh_tokens += rc == 0 ? n : 0;
+    budget -= n;
+    *more = budget == 0;
+    if (rc != 0 || budget == 0)
+        goto out;
+    n = doomed(m, root(m)->invite_hashes, invite_gone, p, offs, budget);
+    for (size_t i = 0; i < n && rc == 0; i++)
+        rc = invite_drop(e, offs[i]);
+    out->invites += rc == 0 ? n : 0;
+    budget -= n;
+    *more = budget == 0;
+    if (rc != 0 || budget == 0 || p->audit_retention_months == 0)
+        goto out;
+    /* audit: each org's list is newest first; cut it at the first entry
+     * older than the cutoff, then free the tail */
+    int64_t cutoff = months_back(p->now, p->audit_retention_months);
+    uint64_t pos = 0;
+    struct shm_map_entry me;
+    while (rc == 0 && budget > 0 && shm_map_next(m->r, root(m)->orgs, &pos, &me)) {
+        uint64_t node = me.val, prev = 0, cur = ((const struct mem_org *)ptr(m, node))->audit_head;
+        while (cur != 0 && ((const struct mem_audit *)ptr(m, cur))->a.created_at >= cutoff) {
+            prev = cur;
+            cur = ((const struct mem_audit *)ptr(m, cur))->next;
+        }
+        if (cur == 0)
+            continue;
+        /* the tail from cur on goes; at most budget of it now, the rest next round */
+        uint64_t last = cur;
+        size_t k = 1;
+        while (k < budget && ((const struct mem_audit *)ptr(m, last))->next != 0) {
+            last = ((const struct mem_audit *)ptr(m, last))->next;
+            k++;
+        }
+        uint64_t rest = ((const struct mem_audit *)ptr(m, last))->next;
+        /* unlink [cur, last]: prev (or the head) now points past it */
+        rc = prev != 0 ? set64(e, prev + offsetof(struct mem_audit, next), rest)
+                       : set64(e, node + offsetof(struct mem_org, audit_head), rest);
+        for (uint64_t q = cur; rc == 0 && k > 0; k--) {
+            uint64_t next = ((const struct mem_audit *)ptr(m, q))->next;
+            rc = map_del(e, ((const struct mem_org *)ptr(m, node))->audit_ids, ((const struct mem_audit *)ptr(m, q))->a.id);
+            shm_free(m->r, q);
+            out->audit_entries++;
+            budget--;
+            q = next;
+        }
+        if (rest != 0)
+            *more = true;
+    }
+    if (budget == 0)
+        *more = true;
+out:
+    free(offs);
+    return rc;
+}
