@@ -217,16 +217,21 @@ check "…and equals a GROUP BY over them" \
 check "Globex's view holds its own $nB notes only" \
     test "$(view_rows "$BOB" test notes by_stage stage amount)" = "$(group_by "$globex_notes" stage amount)"
 if $PG; then
-    tables=$(owner_sql -c "SELECT string_agg(quote_ident(table_schema) || '.' || quote_ident(table_name), ' ')
-                           FROM information_schema.tables WHERE table_schema = 'svc_crm_sandbox' AND table_name LIKE '\\_%' AND table_name <> '_outbox'")
-    leak=0
-    for t in $tables; do
-        n=$(app_sql -c "SELECT set_config('tessera.org_id', '$ACME', false)" -c "SELECT count(*) FROM $t WHERE org_id <> '$ACME'" 2>/dev/null | tail -1)
-        [ "${n:-0}" = 0 ] || leak=1
-        all=$(owner_sql -c "SELECT count(*) FROM $t WHERE org_id = '$GLOBEX'")
-        [ -z "$n" ] && [ "$all" -gt 0 ] && : # not readable by the app at all: no leak either
+    leak=0 seen=0
+    for t in _outbox _feed _views; do
+        n=$(app_sql -c "SELECT set_config('tessera.org_id', '$ACME', false)" \
+                    -c "SELECT count(*) FROM svc_crm_sandbox.$t WHERE org_id <> '$ACME'" | tail -1)
+        [ "$n" = 0 ] || leak=1
+        seen=$((seen + $(owner_sql -c "SELECT count(*) FROM svc_crm_sandbox.$t WHERE org_id = '$GLOBEX'")))
     done
-    check "psql as tessera_app with Acme's org: no read-model table ($tables) shows another org's row" test "$leak" = 0
+    check "psql as tessera_app with Acme's org: _outbox, _feed, _views show no other org's row (the owner sees Globex's $seen)" \
+        test "$leak" = 0 -a "$seen" -gt 0
+    check "psql as tessera_app without an org: the read model shows nothing" \
+        test "$(app_sql -c "SELECT count(*) FROM svc_crm_sandbox._views")" = 0
+    check "psql: tessera_app cannot read _view_defs, write _views or number the feed (42501)" \
+        bash -c "for q in 'SELECT * FROM svc_crm_sandbox._view_defs' 'DELETE FROM svc_crm_sandbox._views' \
+                          'UPDATE svc_crm_sandbox._outbox SET pos = 1' 'TRUNCATE svc_crm_sandbox._feed'; do
+                     psql -X -At -v VERBOSITY=verbose '$PG_DB_APP_DSN' -c \"\$q\" 2>&1 | grep -q 42501 || exit 1; done"
     check "psql: the read-model tables are under forced RLS" \
         test "$(owner_sql -c "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
                               WHERE n.nspname = 'svc_crm_sandbox' AND c.relkind = 'r' AND NOT (c.relrowsecurity AND c.relforcerowsecurity)")" = 0

@@ -255,6 +255,7 @@ static void pg_free(struct engine *e)
 
     if (g != NULL) {
         pg_rollback(e);
+        pgc_listen_close(g);
         pg_pool_free(g->core);
         pg_pool_free(g->data[0]);
         pg_pool_free(g->data[1]);
@@ -648,6 +649,12 @@ static const struct engine_ops PG_OPS = {
     .audit_list = pg_audit_list,
     ENGINE_PG_RECORD_OPS,
     .maintain = pg_maintain,
+    .project = pgc_project,
+    .wait = pgc_wait,
+    .reap = pgc_reap,
+    .view_read = pgc_view_read,
+    .changes_list = pgc_changes_list,
+    .org_platform = pgc_org_platform,
 };
 
 struct engine *engine_pg_new(const struct engine_pg_config *c, char errstr[128])
@@ -683,6 +690,12 @@ struct engine *engine_pg_new(const struct engine_pg_config *c, char errstr[128])
             goto fail;
         }
         g->data_tx[m].pool = g->data[m];
+        const char *l = m == 0 ? c->listen_test_dsn : c->listen_live_dsn;
+        if (snprintf(g->listen_dsn[m], sizeof g->listen_dsn[m], "%s", l != NULL && l[0] != '\0' ? l : d) >=
+            (int)sizeof g->listen_dsn[m]) {
+            err_set(errstr, "cqrs.%s_listen_dsn: too long", engine_mode_name(m));
+            goto fail;
+        }
     }
     g->core_tx.pool = g->core;
     return e;

@@ -38,7 +38,24 @@ struct pge {
         char service[ENG_SLUG];
         char schema[ENG_SLUG];
     } names[2][PGE_NAMES];
+    /* the projector's wake-up (engine_pg_cqrs.c): a LISTEN connection per
+     * mode's listen DSN, never pooled; NULL until the first wait */
+    char listen_dsn[2][512];
+    PGconn *listen[2];
 };
+
+/* ---- engine_pg_cqrs.c: the CQRS ops (lib/store/engine.h) ------------------- */
+int pgc_project(struct engine *e, size_t max, eng_touch_fn touch, void *ctx, struct eng_projection *out);
+int pgc_wait(struct engine *e, int timeout_ms);
+int pgc_reap(struct engine *e, const struct eng_reap_policy *p, eng_touch_fn touch, void *ctx,
+             struct eng_reaped *out);
+int pgc_org_platform(struct engine *e, struct eng_org *out);
+int pgc_view_read(struct engine *e, const struct eng_scope *s, const char *service, const char *resource,
+                  const char *view, cJSON **rows, bool *more, int64_t *pending_ms);
+int pgc_changes_list(struct engine *e, const struct eng_scope *s, const char *service, const char *resource,
+                     uint64_t after, struct eng_change *out, size_t max, size_t *n, uint64_t *head);
+/* Closes the LISTEN connections (the handle's end). */
+void pgc_listen_close(struct pge *g);
 
 /* Arguments are checked by the wrappers (lib/store/engine.c); this one only
  * guards the arrays indexed by mode. */
