@@ -10,8 +10,8 @@
 --             to it may be gone: an older cursor is 410).
 --   _views    per (org, resource): the read model, every view's rows as
 --             jsonb, and the fingerprint of the definition it was built for.
---   _view_defs per resource: the fingerprint its read models were last
---             rebuilt for (no tenant data; the app cannot read it).
+-- and in core, core.cqrs_defs: per data schema and resource, the fingerprint
+-- its read models were last rebuilt for (no tenant data; the app cannot read it).
 -- _feed and _views are tenant tables under forced RLS (the policy of 0004);
 -- tessera_app may only SELECT them, and may INSERT into _outbox only the
 -- columns a write sets: numbering and projecting are the projector's.
@@ -35,6 +35,16 @@
 -- new view, the drop of a removed one, the rebuild after a retype.
 --
 -- Every statement is safe to run twice.
+
+-- What each resource's read models were last rebuilt for (core.cqrs_fp); the
+-- projector's alone: no grant to tessera_app.
+CREATE TABLE IF NOT EXISTS core.cqrs_defs (
+    schema_name text NOT NULL,
+    resource    text NOT NULL,
+    fp          text NOT NULL,
+    PRIMARY KEY (schema_name, resource)
+);
+REVOKE ALL ON core.cqrs_defs FROM PUBLIC;
 
 -- ---- the wake-up ------------------------------------------------------------------
 
@@ -77,7 +87,6 @@ BEGIN
                        'trimmed_pos bigint NOT NULL DEFAULT 0)', p_schema);
         EXECUTE format('CREATE TABLE %I._views (org_id uuid NOT NULL, resource text NOT NULL, fp text NOT NULL, '
                        'views jsonb NOT NULL, built_at bigint NOT NULL, PRIMARY KEY (org_id, resource))', p_schema);
-        EXECUTE format('CREATE TABLE %I._view_defs (resource text PRIMARY KEY, fp text NOT NULL)', p_schema);
         FOREACH t IN ARRAY ARRAY['_feed', '_views'] LOOP
             EXECUTE format('ALTER TABLE %I.%I ENABLE ROW LEVEL SECURITY', p_schema, t);
             EXECUTE format('ALTER TABLE %I.%I FORCE ROW LEVEL SECURITY', p_schema, t);
@@ -86,10 +95,6 @@ BEGIN
             EXECUTE format('REVOKE ALL ON %I.%I FROM PUBLIC', p_schema, t);
             EXECUTE format('GRANT SELECT ON %I.%I TO tessera_app', p_schema, t);
         END LOOP;
-        -- no tenant data; forced RLS with no policy all the same: nothing reads it but the projector
-        EXECUTE format('ALTER TABLE %I._view_defs ENABLE ROW LEVEL SECURITY', p_schema);
-        EXECUTE format('ALTER TABLE %I._view_defs FORCE ROW LEVEL SECURITY', p_schema);
-        EXECUTE format('REVOKE ALL ON %I._view_defs FROM PUBLIC', p_schema);
     END IF;
 END $$;
 
@@ -199,7 +204,7 @@ END $$;
 -- events per store; {applied, rebuilt, touched: [[service, org, resource]],
 -- pending_ms (the oldest event left), more}.
 CREATE OR REPLACE FUNCTION core.cqrs_project(p_mode text, p_max integer) RETURNS jsonb
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = core, pg_temp AS $$
 DECLARE
     now_s bigint := extract(epoch FROM now())::bigint;
     svc record;
@@ -209,7 +214,7 @@ DECLARE
     r record;
     budget integer;
     locked integer;
-    fp text;
+    v_fp text;
     old text;
     pnd bigint;
     left_over boolean;
@@ -260,22 +265,21 @@ BEGIN
         END LOOP;
         -- definitions changed since their read models were built: every org again
         FOR r IN SELECT name, fields, options FROM core.resources WHERE service = svc.service AND mode = p_mode LOOP
-            fp := core.cqrs_fp(r.fields, r.options);
-            EXECUTE format('INSERT INTO %I._view_defs (resource, fp) VALUES ($1, %L) ON CONFLICT DO NOTHING', sch, '')
-                USING r.name;
+            v_fp := core.cqrs_fp(r.fields, r.options);
+            INSERT INTO core.cqrs_defs (schema_name, resource, fp) VALUES (sch, r.name, '') ON CONFLICT DO NOTHING;
             old := NULL;
-            EXECUTE format('SELECT fp FROM %I._view_defs WHERE resource = $1 FOR UPDATE SKIP LOCKED', sch)
-                INTO old USING r.name;
-            CONTINUE WHEN old IS NULL OR old = fp; -- locked by another projector, or up to date
+            SELECT d.fp INTO old FROM core.cqrs_defs d WHERE d.schema_name = sch AND d.resource = r.name
+               FOR UPDATE SKIP LOCKED;
+            CONTINUE WHEN old IS NULL OR old = v_fp; -- locked by another projector, or up to date
             EXECUTE format('DELETE FROM %I._views WHERE resource = $1', sch) USING r.name;
-            IF fp <> '' THEN
+            IF v_fp <> '' THEN
                 FOR o IN EXECUTE format('SELECT DISTINCT org_id FROM %I.%I', sch, r.name) LOOP
                     PERFORM core.cqrs_build(sch, r.name, o.org_id, r.fields, r.options, now_s);
                     rebuilt := rebuilt + 1;
                     touched := touched || jsonb_build_array(jsonb_build_array(svc.service, o.org_id, r.name));
                 END LOOP;
             END IF;
-            EXECUTE format('UPDATE %I._view_defs SET fp = $2 WHERE resource = $1', sch) USING r.name, fp;
+            UPDATE core.cqrs_defs SET fp = v_fp WHERE schema_name = sch AND resource = r.name;
         END LOOP;
         EXECUTE format('SELECT min(at_ms), count(*) > 0 FROM %I._outbox WHERE pos IS NULL', sch)
             INTO pnd, left_over;
@@ -299,7 +303,7 @@ END $$;
 -- resource and store. {records, changes, touched: [[service, org, resource]], more}.
 CREATE OR REPLACE FUNCTION core.cqrs_reap(p_mode text, p_now bigint, p_max integer, p_retention bigint)
 RETURNS jsonb
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = core, pg_temp AS $$
 DECLARE
     svc record;
     r record;
@@ -351,7 +355,7 @@ END $$;
 -- partition, which takes rows no month covers, is kept).
 -- {refresh_tokens, invites, audit_partitions}.
 CREATE OR REPLACE FUNCTION core.reap_core(p_now bigint, p_grace bigint, p_months integer) RETURNS jsonb
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = core, pg_temp AS $$
 DECLARE
     tokens bigint;
     invites bigint;
@@ -384,7 +388,7 @@ END $$;
 -- The platform's own organization (the oldest if several), for the
 -- reaper's summary row: tessera_app sees no org without tessera.org_id.
 CREATE OR REPLACE FUNCTION core.platform_org() RETURNS SETOF core.organizations
-LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = core, pg_temp AS $$
     SELECT * FROM core.organizations WHERE is_platform ORDER BY created_at, id LIMIT 1
 $$;
 

@@ -9,6 +9,9 @@
 . "$(dirname "$0")/pg.sh"
 J='Content-Type: application/json'
 export SEED_DIR=   # this suite seeds its databases itself, with `tessera seed`
+# The api workers' pools, counted in pg_stat_activity: no projector (its
+# batches and its LISTEN connection are 72_cqrs.sh's to check).
+export TESSERA_FLEET_PROJECTORS=0
 
 pg_up || { not_ok "postgresql starts"; exit 1; }
 redis_up || { not_ok "redis starts"; exit 1; }
