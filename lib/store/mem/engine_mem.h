@@ -4,8 +4,12 @@
  * fleet. It keeps the rules of lib/store/engine.h: a unit of work is one shm section
  * (begin takes the region's robust lock, commit releases it, rollback or a dead
  * holder undoes it), and every tenant-scoped call sees its scope's org only.
- * It does not persist anything, and it deletes nothing on a timer (expired
- * tokens and invites stay until the fleet restarts; callers check the times).
+ * It does not persist anything. The projector role reaps it (engine.h
+ * reap): expired records, refresh tokens and invites past their grace, audit
+ * entries past the retention; until then callers check the times. Its
+ * change feed keeps at most MEMREC_CHANGES_MAX (engine_mem_records.h: 10 000)
+ * projected events per service and mode besides the retention, so the region
+ * stays flat however many writes come; a cursor older than that is ERR_GONE.
  *
  * Behaviour the engine.h comments leave open, as this engine defines it (the
  * PostgreSQL engine should match):

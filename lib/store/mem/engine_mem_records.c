@@ -1287,6 +1287,30 @@ void memrec_touched_free(struct memrec_touched *t)
     memset(t, 0, sizeof *t);
 }
 
+/* The oldest kept event of the service at sv goes, and the trim point moves
+ * past it (*deleted: there was an event at that seq). */
+static int trim_next(struct engine *e, uint64_t sv, bool *deleted)
+{
+    const struct rec_svc *node = P(e, sv);
+    uint64_t q = node->trimmed + 1, off;
+    char key[24];
+    int rc;
+
+    seq_key(q, key);
+    if (deleted != NULL)
+        *deleted = false;
+    if (find(e, node->outbox, key, &off)) {
+        if ((rc = shm_map_del(R(e), node->outbox, key, strlen(key), NULL)) != 0)
+            return engine_mem_broke(e, rc == ERR_NOSPACE ? rc : ERR_INTERNAL, "event delete");
+        shm_free(R(e), off);
+        if (deleted != NULL)
+            *deleted = true;
+    }
+    if (shm_set64(R(e), sv + offsetof(struct rec_svc, trimmed), q) != 0)
+        return engine_mem_broke(e, ERR_NOSPACE, "trimmed seq");
+    return 0;
+}
+
 /* One service's batch: its next events up to max, the read models they and a
  * changed definition touched, the feed's bound. */
 static int project_svc(struct engine *e, uint64_t sv, int mode, const char *service, size_t max,
@@ -1358,18 +1382,9 @@ static int project_svc(struct engine *e, uint64_t sv, int mode, const char *serv
             return rc;
     }
     /* the feed's bound: the oldest projected events go first */
-    for (int k = 0; k < 1024 && node->projected - node->trimmed > MEMREC_CHANGES_MAX; k++) {
-        uint64_t q = node->trimmed + 1;
-        char key[24];
-        seq_key(q, key);
-        if (find(e, node->outbox, key, &off)) {
-            if ((rc = shm_map_del(R(e), node->outbox, key, strlen(key), NULL)) != 0)
-                return engine_mem_broke(e, rc == ERR_NOSPACE ? rc : ERR_INTERNAL, "event delete");
-            shm_free(R(e), off);
-        }
-        if (shm_set64(R(e), sv + offsetof(struct rec_svc, trimmed), q) != 0)
-            return engine_mem_broke(e, ERR_NOSPACE, "trimmed seq");
-    }
+    for (int k = 0; k < 1024 && node->projected - node->trimmed > MEMREC_CHANGES_MAX; k++)
+        if ((rc = trim_next(e, sv, NULL)) != 0)
+            return rc;
     if (node->seq > node->projected) {
         struct rec_event *ev = event_at(e, node, node->projected + 1, NULL);
         out->more = true;
@@ -1591,24 +1606,17 @@ int memrec_reap(struct engine *e, const struct eng_reap_policy *p, size_t budget
         }
         /* projected events past the retention, oldest first */
         while (node->trimmed < node->projected) {
-            uint64_t q = node->trimmed + 1, off;
-            const struct rec_event *ev = event_at(e, node, q, &off);
-            char key[24];
+            const struct rec_event *ev = event_at(e, node, node->trimmed + 1, NULL);
             if (ev != NULL && ev->projected_at > p->now - p->changes_retention)
                 break;
             if (budget == 0) {
                 *more = true;
                 return 0;
             }
-            seq_key(q, key);
-            if (ev != NULL) {
-                if ((rc = shm_map_del(R(e), node->outbox, key, strlen(key), NULL)) != 0)
-                    return engine_mem_broke(e, rc == ERR_NOSPACE ? rc : ERR_INTERNAL, "event delete");
-                shm_free(R(e), off);
-                out->changes++;
-            }
-            if (shm_set64(R(e), sv + offsetof(struct rec_svc, trimmed), q) != 0)
-                return engine_mem_broke(e, ERR_NOSPACE, "trimmed seq");
+            bool deleted;
+            if ((rc = trim_next(e, sv, &deleted)) != 0)
+                return rc;
+            out->changes += deleted;
             budget--;
         }
     }
