@@ -309,6 +309,41 @@ if $PG; then
         bash -c "psql -X -At -v ON_ERROR_STOP=1 -v VERBOSITY=verbose '$PG_DB_APP_DSN' -c 'DROP TABLE core.audit_log' 2>&1 | grep -q 42501"
     check "…nor TRUNCATE it (42501)" \
         bash -c "psql -X -At -v ON_ERROR_STOP=1 -v VERBOSITY=verbose '$PG_DB_APP_DSN' -c 'TRUNCATE core.audit_log' 2>&1 | grep -q 42501"
+
+    # the feed's retention: Acme's first 10 deal changes made 30 days old
+    owner_sql -c "UPDATE svc_crm_sandbox._outbox SET projected_at = projected_at - 30 * 86400
+                  WHERE org_id = '$ACME' AND resource = 'deals' AND pos <= 10"
+    trimmed() { [ "$(owner_sql -c "SELECT trimmed_pos >= 10 FROM svc_crm_sandbox._feed WHERE org_id = '$ACME'")" = t ]; }
+    check "the reaper trims changes past [cqrs] changes_retention (psql: the trim point passes them)" wait_until 10 trimmed
+    as "$ADMIN" test GET "/v1/svc/crm/deals/changes?after=5"
+    expect_error "…a cursor older than the retention → 410 gone" 410 gone
+    check "…saying why" jq -e '.error.message | test("no longer kept")' <<<"$BODY"
+    as "$ADMIN" test GET "/v1/svc/crm/deals/changes?limit=1"
+    expect "…while the feed from its start begins after the trim point" 200 '(.next_cursor | tonumber) > 10'
+
+    # refresh tokens and invites past expiry + [cqrs] token_grace (1 day by default)
+    as "$BOB" test POST /v1/orgs/current/members '{"role":"member"}'
+    expect "Globex invites a member" 201 '.invite_token | length > 20'
+    reaped_tokens=$(curl -s "$URL/metrics" | awk '$1 == "tessera_reaped_refresh_tokens_total" {print $2}')
+    reaped_invites=$(curl -s "$URL/metrics" | awk '$1 == "tessera_reaped_invites_total" {print $2}')
+    keep=$(owner_sql -c "INSERT INTO core.refresh_tokens (id, family_id, user_id, org_id, mode, token_hash, expires_at)
+                         SELECT gen_random_uuid(), family_id, user_id, org_id, mode,
+                                md5(random()::text) || md5(random()::text), now() - interval '1 hour'
+                         FROM core.refresh_tokens WHERE org_id = '$GLOBEX' LIMIT 1 RETURNING id")
+    n_tok=$(owner_sql -c "UPDATE core.refresh_tokens SET expires_at = now() - interval '2 days'
+                          WHERE org_id = '$GLOBEX' AND id <> '${keep:-00000000-0000-0000-0000-000000000000}' RETURNING 1" | wc -l)
+    owner_sql -c "UPDATE core.invites SET expires_at = now() - interval '2 days' WHERE org_id = '$GLOBEX'"
+    tokens_reaped() { [ "$(owner_sql -c "SELECT count(*) FROM core.refresh_tokens WHERE org_id = '$GLOBEX'
+                                         AND expires_at < now() - interval '1 day'")" = 0 ] &&
+                      [ "$(owner_sql -c "SELECT count(*) FROM core.invites WHERE org_id = '$GLOBEX'")" = 0 ]; }
+    check "psql: the reaper deleted Globex's $n_tok refresh tokens and its invite past expiry + grace" wait_until 10 tokens_reaped
+    check "…and kept the token that expired an hour ago, within the grace" \
+        test -n "$keep" -a "$(owner_sql -c "SELECT count(*) FROM core.refresh_tokens WHERE id = '${keep:-00000000-0000-0000-0000-000000000000}'")" = 1
+    check "…counted in /metrics by kind" bash -c "
+        m=\$(curl -s '$URL/metrics')
+        t=\$(awk '\$1 == \"tessera_reaped_refresh_tokens_total\" {print \$2}' <<<\"\$m\")
+        i=\$(awk '\$1 == \"tessera_reaped_invites_total\" {print \$2}' <<<\"\$m\")
+        [ \$((t - $reaped_tokens)) -ge $n_tok ] && [ \$((i - $reaped_invites)) -ge 1 ]"
 fi
 check "/metrics counts the reaper's runs and its deletions by kind" \
     bash -c "curl -s '$URL/metrics' | grep -qE '^tessera_reaper_runs_total [1-9]' && curl -s '$URL/metrics' | grep -q '^tessera_reaped_refresh_tokens_total '"
