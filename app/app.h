@@ -299,7 +299,30 @@ cJSON *svc_resource_json(const struct eng_resource *res);
 bool svc_schema_parse(const cJSON *body, const char *service, const char *resource, struct eng_resource *res,
                       struct eng_rename *ren, size_t *nren, cJSON *details);
 
-/* records.c */
+/* records.c, and what search.c shares with the list */
+struct records_ctx {
+    const char *service, *resource;
+    char object[160];           /* "service/resource", the permission's object */
+    struct eng_resource *res;   /* in the arena */
+};
+/* The route's service and resource, the caller's permission action on them
+ * and the schema into c: 0, or the reply is sent (or an error returned). */
+int records_open(struct worker *w, struct http_request *r, const struct principal *p, const char *action,
+                 struct records_ctx *c);
+/* Reply already sent by records_open: the handler returns 0; otherwise its error. */
+#define RECORDS_OPEN_OR_RETURN(w, r, p, action, c)                          \
+    do {                                                                    \
+        int rc_ = records_open(w, r, p, action, c);                         \
+        if (rc_ != 0)                                                       \
+            return r->status != 0 ? 0 : rc_;                                \
+    } while (0)
+/* A list filter, key=op.value (the query string's form), into q's next
+ * filter; NULL, or the reason it is refused (in the request's arena). */
+const char *records_filter(struct worker *w, struct http_request *r, const struct principal *p,
+                           const struct records_ctx *c, const char *key, const char *val, struct eng_query *q);
+/* Returns owned: a record as the API shows it (pii opened, blind indexes left out). */
+cJSON *records_json(struct worker *w, const struct principal *p, const struct records_ctx *c,
+                    const struct eng_record *rec);
 /* Puts value v (NULL or null: none) of field f into rec->data, sealed with AAD
  * org|service|resource|id|field and indexed in rec->bidx when f is pii. */
 int records_set_value(const struct crypto_keyring *ring, const struct eng_scope *s, const char *service,
@@ -312,6 +335,8 @@ HANDLER(handle_changes_list);
 HANDLER(handle_records_get);
 HANDLER(handle_records_update);
 HANDLER(handle_records_delete);
+/* search.c */
+HANDLER(handle_records_search);
 
 /* authn.c: the caller of a request, from its bearer token; opens the unit of work. */
 int authn_principal(struct worker *w, struct http_request *r, struct principal *p);

@@ -37,15 +37,8 @@
 #define LIMIT_MAX 100
 #define CURSOR_MAX 1024
 
-struct rctx {
-    const char *service, *resource;
-    char object[160];           /* "service/resource", the permission's object */
-    struct eng_resource *res;   /* in the arena */
-};
-
-/* The service, the permission and the schema: 0, or the reply is sent (or an error returned). */
-static int open_resource(struct worker *w, struct http_request *r, const struct principal *p,
-                         const char *action, struct rctx *c)
+int records_open(struct worker *w, struct http_request *r, const struct principal *p,
+                         const char *action, struct records_ctx *c)
 {
     int rc;
 
@@ -64,14 +57,6 @@ static int open_resource(struct worker *w, struct http_request *r, const struct 
     }
     return 0;
 }
-
-/* Reply already sent by open_resource: the handler returns 0; otherwise its error. */
-#define OPEN_OR_RETURN(w, r, p, action, c)                                  \
-    do {                                                                    \
-        int rc_ = open_resource(w, r, p, action, c);                        \
-        if (rc_ != 0)                                                       \
-            return r->status != 0 ? 0 : rc_;                                \
-    } while (0)
 
 static int aad_of(const struct eng_scope *s, const char *service, const char *resource, const char *id,
                   const char *field, char *buf, size_t sz)
@@ -127,7 +112,7 @@ int records_set_value(const struct crypto_keyring *ring, const struct eng_scope 
     return 0;
 }
 
-static cJSON *record_json(struct worker *w, const struct principal *p, const struct rctx *c,
+cJSON *records_json(struct worker *w, const struct principal *p, const struct records_ctx *c,
                           const struct eng_record *rec)
 {
     cJSON *o = cJSON_CreateObject();
@@ -173,7 +158,7 @@ static cJSON *record_json(struct worker *w, const struct principal *p, const str
  * after the commit; its views' too when it has some, since a cached view
  * says how far behind the writes it is (the projector bumps them again once
  * it has applied the write). */
-static void touch_records(struct worker *w, const struct principal *p, const struct rctx *c)
+static void touch_records(struct worker *w, const struct principal *p, const struct records_ctx *c)
 {
     struct caching_ns ns;
 
@@ -250,7 +235,7 @@ out:
 struct read_ctx {
     struct worker *w;
     const struct principal *p;
-    const struct rctx *c;
+    const struct records_ctx *c;
     const char *id;             /* a get's; NULL for a list */
     struct eng_query *q;
     size_t max;
@@ -311,7 +296,7 @@ static int cached_read_ns(struct worker *w, struct http_request *r, const struct
 }
 
 /* A read of c's records. */
-static int cached_read(struct worker *w, struct http_request *r, const struct principal *p, const struct rctx *c,
+static int cached_read(struct worker *w, struct http_request *r, const struct principal *p, const struct records_ctx *c,
                        const char *suffix, cache_load_fn load, struct read_ctx *x, const char **text, bool *found)
 {
     struct caching_ns ns;
@@ -321,7 +306,7 @@ static int cached_read(struct worker *w, struct http_request *r, const struct pr
 }
 
 /* Checks one member of a body: true when it may be stored (details get the reason otherwise). */
-static bool body_value_ok(struct http_request *r, const struct rctx *c, const cJSON *v, cJSON *details)
+static bool body_value_ok(struct http_request *r, const struct records_ctx *c, const cJSON *v, cJSON *details)
 {
     const struct eng_field *f = eng_resource_field(c->res, v->string);
     const char *why;
@@ -372,7 +357,7 @@ static int if_match(struct http_request *r, int64_t *version)
 
 /* A record's answer headers: its version as a strong ETag (the value If-Match
  * takes back), and on a create where it now lives. */
-static int record_headers(struct http_request *r, const struct rctx *c, const struct eng_record *rec, bool created)
+static int record_headers(struct http_request *r, const struct records_ctx *c, const struct eng_record *rec, bool created)
 {
     const char *etag = arena_printf(r->arena, "\"%lld\"", (long long)rec->version);
 
@@ -386,7 +371,7 @@ static int record_headers(struct http_request *r, const struct rctx *c, const st
 
 HANDLER(handle_records_create)
 {
-    struct rctx c;
+    struct records_ctx c;
     struct eng_record rec = {0};
     cJSON *details = http_own(r, cJSON_CreateObject()), *out;
     const cJSON *v;
@@ -395,7 +380,7 @@ HANDLER(handle_records_create)
 
     if (details == NULL)
         return ERR_NOMEM;
-    OPEN_OR_RETURN(w, r, p, "records:write", &c);
+    RECORDS_OPEN_OR_RETURN(w, r, p, "records:write", &c);
     if (r->json == NULL || !cJSON_IsObject(r->json))
         return respond_error(r, ERR_INVAL, "the body must be a JSON object of fields");
     cJSON_ArrayForEach(v, r->json) body_value_ok(r, &c, v, details);
@@ -427,13 +412,13 @@ HANDLER(handle_records_create)
     if (rc != 0)
         return rc;
     touch_records(w, p, &c);
-    if ((out = http_own(r, record_json(w, p, &c, &rec))) == NULL || record_headers(r, &c, &rec, true) != 0)
+    if ((out = http_own(r, records_json(w, p, &c, &rec))) == NULL || record_headers(r, &c, &rec, true) != 0)
         return ERR_NOMEM;
     return respond_owned(r, 201, out);
 }
 
 /* The record named by the URL, owned by the request; 0 or an error (404 sent). */
-static int load(struct worker *w, struct http_request *r, const struct principal *p, const struct rctx *c,
+static int load(struct worker *w, struct http_request *r, const struct principal *p, const struct records_ctx *c,
                 struct eng_record *rec)
 {
     const char *id = router_param(&r->match, "id");
@@ -464,7 +449,7 @@ static int load(struct worker *w, struct http_request *r, const struct principal
 HANDLER(handle_records_get)
 {
     const char *id = router_param(&r->match, "id"), *text;
-    struct rctx c;
+    struct records_ctx c;
     struct read_ctx x = {w, p, &c, id, NULL, 0};
     struct eng_record rec;
     char suffix[96];
@@ -472,7 +457,7 @@ HANDLER(handle_records_get)
     cJSON *stored, *out;
     int rc;
 
-    OPEN_OR_RETURN(w, r, p, "records:read", &c);
+    RECORDS_OPEN_OR_RETURN(w, r, p, "records:read", &c);
     if (!uuid_valid(id))
         return respond_error(r, ERR_NOTFOUND, "no such record");
     /* keyed by the schema's version too: a schema change casts every record */
@@ -485,14 +470,14 @@ HANDLER(handle_records_get)
         return ERR_INTERNAL;
     if (rec.expires_at != 0 && rec.expires_at <= (int64_t)time(NULL))
         return respond_error(r, ERR_NOTFOUND, "no such record"); /* expired since it was cached */
-    if ((out = http_own(r, record_json(w, p, &c, &rec))) == NULL || record_headers(r, &c, &rec, false) != 0)
+    if ((out = http_own(r, records_json(w, p, &c, &rec))) == NULL || record_headers(r, &c, &rec, false) != 0)
         return ERR_NOMEM;
     return respond_owned(r, 200, out);
 }
 
 HANDLER(handle_records_update)
 {
-    struct rctx c;
+    struct records_ctx c;
     struct eng_record rec;
     cJSON *details = http_own(r, cJSON_CreateObject()), *out;
     const cJSON *v;
@@ -501,7 +486,7 @@ HANDLER(handle_records_update)
 
     if (details == NULL)
         return ERR_NOMEM;
-    OPEN_OR_RETURN(w, r, p, "records:write", &c);
+    RECORDS_OPEN_OR_RETURN(w, r, p, "records:write", &c);
     if (if_match(r, &want) != 0)
         return respond_error(r, ERR_INVAL, "If-Match must be a record version (a positive integer)");
     if (r->json == NULL || !cJSON_IsObject(r->json))
@@ -525,19 +510,19 @@ HANDLER(handle_records_update)
     if (rc != 0)
         return rc;
     touch_records(w, p, &c);
-    if ((out = http_own(r, record_json(w, p, &c, &rec))) == NULL || record_headers(r, &c, &rec, false) != 0)
+    if ((out = http_own(r, records_json(w, p, &c, &rec))) == NULL || record_headers(r, &c, &rec, false) != 0)
         return ERR_NOMEM;
     return respond_owned(r, 200, out);
 }
 
 HANDLER(handle_records_delete)
 {
-    struct rctx c;
+    struct records_ctx c;
     const char *id = router_param(&r->match, "id");
     int64_t want;
     int rc;
 
-    OPEN_OR_RETURN(w, r, p, "records:delete", &c);
+    RECORDS_OPEN_OR_RETURN(w, r, p, "records:delete", &c);
     if (if_match(r, &want) != 0)
         return respond_error(r, ERR_INVAL, "If-Match must be a record version (a positive integer)");
     if (!uuid_valid(id))
@@ -557,7 +542,7 @@ HANDLER(handle_records_delete)
 /* ---- list ----------------------------------------------------------------- */
 
 /* The type a filter or order sees for a column; NULL for no such column. */
-static const struct eng_field *column_of(const struct rctx *c, const char *name, struct eng_field *sys)
+static const struct eng_field *column_of(const struct records_ctx *c, const char *name, struct eng_field *sys)
 {
     memset(sys, 0, sizeof *sys);
     snprintf(sys->name, sizeof sys->name, "%s", name);
@@ -595,9 +580,8 @@ static const char *const OPS[] = {[ENG_OP_EQ] = "eq", [ENG_OP_NEQ] = "neq", [ENG
                                   [ENG_OP_GTE] = "gte", [ENG_OP_LT] = "lt", [ENG_OP_LTE] = "lte",
                                   [ENG_OP_LIKE] = "like", [ENG_OP_IN] = "in", [ENG_OP_IS] = "is"};
 
-/* field=op.value → q's next filter; NULL, or the reason it is refused. */
-static const char *parse_filter(struct worker *w, struct http_request *r, const struct principal *p,
-                                const struct rctx *c, const char *key, const char *val, struct eng_query *q)
+const char *records_filter(struct worker *w, struct http_request *r, const struct principal *p,
+                                const struct records_ctx *c, const char *key, const char *val, struct eng_query *q)
 {
     struct eng_field sysf;
     const struct eng_field *f = column_of(c, key, &sysf);
@@ -679,7 +663,7 @@ static const char *parse_filter(struct worker *w, struct http_request *r, const 
 }
 
 /* The MAC key for cursors: derived from the current data key's index key. */
-static int cursor_mac(struct worker *w, const struct rctx *c, const struct principal *p, const struct query *qs,
+static int cursor_mac(struct worker *w, const struct records_ctx *c, const struct principal *p, const struct query *qs,
                       const char *payload, size_t plen, uint8_t mac[CRYPTO_SHA256_LEN])
 {
     uint8_t key[CRYPTO_SHA256_LEN];
@@ -710,7 +694,7 @@ static int cursor_mac(struct worker *w, const struct rctx *c, const struct princ
 }
 
 static const char *cursor_make(struct worker *w, struct http_request *r, const struct principal *p,
-                               const struct rctx *c, const struct eng_record *last, const char *order)
+                               const struct records_ctx *c, const struct eng_record *last, const char *order)
 {
     cJSON *arr = cJSON_CreateArray(), *v;
     char *payload, *out;
@@ -751,7 +735,7 @@ static const char *cursor_make(struct worker *w, struct http_request *r, const s
 
 /* Checks and opens a cursor into q: true, or false for anything forged, altered or foreign. */
 static bool cursor_open(struct worker *w, struct http_request *r, const struct principal *p,
-                        const struct rctx *c, const char *cur, struct eng_query *q, int order_type)
+                        const struct records_ctx *c, const char *cur, struct eng_query *q, int order_type)
 {
     const char *dot = strchr(cur, '.');
     uint8_t mac[CRYPTO_SHA256_LEN], got[CRYPTO_SHA256_LEN], *raw;
@@ -787,7 +771,7 @@ static bool cursor_open(struct worker *w, struct http_request *r, const struct p
 
 /* The cache suffix of a list: the schema's version and a SHA-256 of the query
  * as parsed (filters sorted, so their order in the URL does not matter). */
-static int list_key(const struct rctx *c, const struct eng_query *q, int64_t limit, char out[96])
+static int list_key(const struct records_ctx *c, const struct eng_query *q, int64_t limit, char out[96])
 {
     char *parts[ENG_MAX_FILTERS], *after = NULL;
     struct buf b;
@@ -833,7 +817,7 @@ static int list_key(const struct rctx *c, const struct eng_query *q, int64_t lim
 
 HANDLER(handle_records_list)
 {
-    struct rctx c;
+    struct records_ctx c;
     struct eng_query q;
     struct eng_field sysf;
     const struct eng_field *of;
@@ -844,7 +828,7 @@ HANDLER(handle_records_list)
     size_t n = 0;
     int rc;
 
-    OPEN_OR_RETURN(w, r, p, "records:read", &c);
+    RECORDS_OPEN_OR_RETURN(w, r, p, "records:read", &c);
     memset(&q, 0, sizeof q);
     snprintf(q.order, sizeof q.order, "id");
     q.now = (int64_t)time(NULL);
@@ -869,7 +853,7 @@ HANDLER(handle_records_list)
             if (dot != NULL && strcmp(dot, ".asc") != 0 && strcmp(dot, ".desc") != 0)
                 return respond_error(r, ERR_INVAL, "order must be field.asc or field.desc");
             q.desc = dot != NULL && strcmp(dot, ".desc") == 0;
-        } else if ((why = parse_filter(w, r, p, &c, k, v, &q)) != NULL) {
+        } else if ((why = records_filter(w, r, p, &c, k, v, &q)) != NULL) {
             return respond_error(r, ERR_INVAL, why);
         }
     }
@@ -912,7 +896,7 @@ HANDLER(handle_records_list)
     if ((root = respond_list(r, &data)) == NULL)
         return ERR_NOMEM;
     for (size_t i = 0; i < n && i < (size_t)limit; i++)
-        cJSON_AddItemToArray(data, record_json(w, p, &c, &recs[i]));
+        cJSON_AddItemToArray(data, records_json(w, p, &c, &recs[i]));
     if (n > (size_t)limit) {
         const char *next = cursor_make(w, r, p, &c, &recs[limit - 1], q.order);
         if (next == NULL)
@@ -1007,7 +991,7 @@ static bool view_declared(const struct eng_resource *res, const char *view)
 struct view_ctx {
     struct worker *w;
     const struct principal *p;
-    const struct rctx *c;
+    const struct records_ctx *c;
     const char *view;
 };
 
@@ -1052,7 +1036,7 @@ static int load_view(void *ctx, struct buf *out, bool *found)
  * worked out when it is answered, from the oldest event the rows wait for. */
 HANDLER(handle_views_get)
 {
-    struct rctx c;
+    struct records_ctx c;
     const char *view = router_param(&r->match, "view"), *text;
     struct caching_ns ns;
     cJSON *got, *rows, *root;
@@ -1061,7 +1045,7 @@ HANDLER(handle_views_get)
     int64_t pending, now;
     int rc;
 
-    OPEN_OR_RETURN(w, r, p, "records:read", &c);
+    RECORDS_OPEN_OR_RETURN(w, r, p, "records:read", &c);
     if (r->query.n > 0)
         return respond_error(r, ERR_INVAL, arena_printf(r->arena, "unknown parameter %.64s", r->query.p[0].key));
     if (view == NULL || !eng_name_valid(view, ENG_FIELD) || !view_declared(c.res, view))
@@ -1110,7 +1094,7 @@ static bool feed_cursor(const char *s, uint64_t *pos)
 /* The records the page's events name, as they are now, into their events:
  * one list query (id in …) for the page. */
 static int changes_records(struct worker *w, struct http_request *r, const struct principal *p,
-                           const struct rctx *c, cJSON *data)
+                           const struct records_ctx *c, cJSON *data)
 {
     struct eng_query q;
     struct eng_record *recs;
@@ -1148,7 +1132,7 @@ static int changes_records(struct worker *w, struct http_request *r, const struc
         const char *id = cJSON_GetObjectItemCaseSensitive(ev, "id")->valuestring;
         for (size_t i = 0; i < n; i++)
             if (strcmp(recs[i].id, id) == 0) {
-                cJSON_AddItemToObject(ev, "record", record_json(w, p, c, &recs[i]));
+                cJSON_AddItemToObject(ev, "record", records_json(w, p, c, &recs[i]));
                 break;
             }
     }
@@ -1164,7 +1148,7 @@ static int changes_records(struct worker *w, struct http_request *r, const struc
  * (an empty page means nothing yet; poll again with the same cursor). */
 HANDLER(handle_changes_list)
 {
-    struct rctx c;
+    struct records_ctx c;
     struct eng_change *page;
     uint64_t after = 0, head = 0;
     int64_t limit = CHANGES_LIMIT_DEFAULT;
@@ -1173,7 +1157,7 @@ HANDLER(handle_changes_list)
     char next[24];
     int rc;
 
-    OPEN_OR_RETURN(w, r, p, "records:read", &c);
+    RECORDS_OPEN_OR_RETURN(w, r, p, "records:read", &c);
     for (size_t i = 0; i < r->query.n; i++) {
         const char *k = r->query.p[i].key, *v = r->query.p[i].value;
         if (strcmp(k, "limit") == 0) {

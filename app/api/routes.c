@@ -44,6 +44,7 @@ const struct route APP_ROUTES[] = {
     ROW(GET, "/v1/svc/{service}/{resource}", handle_records_list, AUTHED(NULL)),
     ROW(GET, "/v1/svc/{service}/{resource}/{id}", handle_records_get, AUTHED(NULL)),
     ROW(GET, "/v1/svc/{service}/{resource}/changes", handle_changes_list, AUTHED(NULL)),
+    ROW(POST, "/v1/svc/{service}/{resource}/search", handle_records_search, AUTHED(NULL)),
     ROW(GET, "/v1/svc/{service}/{resource}/views/{view}", handle_views_get, AUTHED(NULL)),
     ROW(PATCH, "/v1/svc/{service}/{resource}/{id}", handle_records_update, AUTHED(NULL)),
     ROW(DELETE, "/v1/svc/{service}/{resource}/{id}", handle_records_delete, AUTHED(NULL)),

@@ -18,6 +18,7 @@
 #include "app.h"
 #include "core/json.h"
 #include "core/text.h"
+#include "store/vector.h"
 
 #define RESOURCES_MAX 64
 #define VIEWS_MAX 16
@@ -120,6 +121,8 @@ cJSON *svc_resource_json(const struct eng_resource *res)
         cJSON_AddBoolToObject(fo, "required", f->required);
         cJSON_AddBoolToObject(fo, "pii", f->pii);
         cJSON_AddBoolToObject(fo, "index", f->index);
+        if (f->type == ENG_FT_VECTOR)
+            cJSON_AddStringToObject(fo, "metric", vec_metric_name(f->metric));
         if (f->def[0] != '\0')
             cJSON_AddItemToObject(fo, "default", cJSON_Parse(f->def));
     }
@@ -167,7 +170,7 @@ static bool bad(cJSON *details, const char *key, const char *reason)
 
 static bool parse_field(const char *name, const cJSON *spec, struct eng_field *f, cJSON *details)
 {
-    static const char *const allowed[] = {"type", "required", "pii", "index", "default", NULL};
+    static const char *const allowed[] = {"type", "required", "pii", "index", "default", "metric", NULL};
     const char *unknown = NULL, *why = "";
     char key[96];
     const cJSON *v;
@@ -178,7 +181,7 @@ static bool parse_field(const char *name, const cJSON *spec, struct eng_field *f
         return bad(details, key, "field names match ^[a-z][a-z0-9_]{0,62}$ and are not reserved");
     snprintf(f->name, sizeof f->name, "%s", name);
     if (!cJSON_IsObject(spec) || !json_only_keys(spec, allowed, &unknown))
-        return bad(details, key, "must be an object of type, required, pii, index, default");
+        return bad(details, key, "must be an object of type, required, pii, index, default, metric");
     if (eng_ftype_parse(json_get_str(spec, "type"), &f->type, &f->dim) != 0)
         return bad(details, key,
                    "type must be string, text, integer, number, boolean, timestamp, json or vector(N), N 1..4096");
@@ -192,6 +195,12 @@ static bool parse_field(const char *name, const cJSON *spec, struct eng_field *f
     }
     if (f->pii && f->type != ENG_FT_STRING && f->type != ENG_FT_TEXT)
         return bad(details, key, "only string and text fields can be pii");
+    /* a vector's metric: its index's (pgvector) and its searches' default */
+    v = cJSON_GetObjectItemCaseSensitive(spec, "metric");
+    if (v != NULL && f->type != ENG_FT_VECTOR)
+        return bad(details, key, "only a vector field has a metric");
+    if (f->type == ENG_FT_VECTOR && (f->metric = v == NULL ? ENG_METRIC_COSINE : vec_metric_parse(cJSON_GetStringValue(v))) < 0)
+        return bad(details, key, "metric must be cosine, l2 or inner");
     v = cJSON_GetObjectItemCaseSensitive(spec, "default");
     if (v != NULL && !cJSON_IsNull(v)) {
         char *text;

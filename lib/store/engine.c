@@ -4,6 +4,7 @@
  * so the engines hold only what differs between them. */
 #include "store/engine.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -100,6 +101,12 @@ static bool bad(struct chk *c, int rc, const char *what, const char *why)
     if (c->rc == 0)
         c->rc = engine_fail(c->e, rc, "%s: %s %s", c->op, what, why);
     return false;
+}
+
+/* An op an engine may not have yet: a clear failure rather than a NULL call. */
+static bool has(struct chk *c, const void *op)
+{
+    return op != NULL || bad(c, ERR_INTERNAL, "op", "not provided by this engine");
 }
 
 /* cap: the size of the field s is (0 for a free-standing string). */
@@ -736,6 +743,39 @@ int engine_record_list(struct engine *e, const struct eng_scope *s, const char *
     return RUN(record_list, s, service, res, q, out, max, n);
 }
 
+int engine_record_search(struct engine *e, const struct eng_scope *s, const char *service, const char *res,
+                         const struct eng_search *q, struct eng_hit *out, size_t *n, int *strategy)
+{
+    CHK(record_search);
+    if (ptr(&c, "strategy", strategy))
+        *strategy = 0;
+    if (ptr(&c, "query", q) && scoped_list(&c, s, out, q->k, n) && names(&c, service, res) &&
+        text(&c, "query field", q->field, sizeof q->field, true) && ptr(&c, "query where", q->where) &&
+        ptr(&c, "query vector", q->vector)) {
+        if (q->k < 1 || q->k > ENG_SEARCH_K_MAX)
+            bad(&c, ERR_INVAL, "query k", "outside 1..ENG_SEARCH_K_MAX");
+        else if (q->metric < ENG_METRIC_COSINE || q->metric > ENG_METRIC_INNER)
+            bad(&c, ERR_INVAL, "query metric", "not an eng_metric");
+        else if (q->dim < 1 || q->dim > ENG_VECTOR_MAX)
+            bad(&c, ERR_INVAL, "query dim", "outside 1..ENG_VECTOR_MAX");
+        else if (q->where->nfilters > ENG_MAX_FILTERS)
+            bad(&c, ERR_INVAL, "query nfilters", "over ENG_MAX_FILTERS");
+        bool zero = true;
+        for (int i = 0; c.rc == 0 && i < q->dim; i++) {
+            if (!isfinite(q->vector[i]))
+                bad(&c, ERR_INVAL, "query vector", "not finite");
+            zero = zero && q->vector[i] == 0;
+        }
+        if (c.rc == 0 && zero && q->metric == ENG_METRIC_COSINE)
+            bad(&c, ERR_INVAL, "query vector", "all zeros under cosine");
+        for (size_t i = 0; c.rc == 0 && i < q->where->nfilters; i++)
+            text(&c, "query filter field", q->where->filters[i].field, sizeof q->where->filters[i].field, true);
+    }
+    if (c.rc == 0)
+        has(&c, e->ops->record_search);
+    return RUN(record_search, s, service, res, q, out, n, strategy);
+}
+
 int engine_outbox_list(struct engine *e, const struct eng_scope *s, const char *service, uint64_t after_seq,
                        struct eng_outbox *out, size_t max, size_t *n)
 {
@@ -747,11 +787,6 @@ int engine_outbox_list(struct engine *e, const struct eng_scope *s, const char *
 
 /* ---- CQRS ------------------------------------------------------------------------- */
 
-/* An op an engine may not have yet: a clear failure rather than a NULL call. */
-static bool has(struct chk *c, const void *op)
-{
-    return op != NULL || bad(c, ERR_INTERNAL, "op", "not provided by this engine");
-}
 
 int engine_project(struct engine *e, size_t max, eng_touch_fn touch, void *ctx, struct eng_projection *out)
 {

@@ -214,6 +214,8 @@ struct eng_field {
     char name[ENG_FIELD];
     int type;                   /* enum eng_ftype */
     int dim;                    /* N of vector(N); 0 otherwise */
+    int metric;                 /* vector fields: enum eng_metric, the index's and the search's
+                                 * default (0 reads as cosine); 0 for every other type */
     bool required, pii, index;
     char def[ENG_DEFAULT];      /* default value as JSON text; "" when none */
 };
@@ -300,6 +302,44 @@ struct eng_outbox {
     char op[8];                 /* "create", "update", "delete" */
     int64_t version;
     int64_t created_at;
+};
+
+/* ---- vector search (DESIGN §5, §6) ---------------------------------------
+ * The k live records of the scope's org nearest to a query vector in one
+ * vector field, among those that pass the filters (as a list's, ANDed), read
+ * in the request's unit of work: the mode's schema and RLS apply to the
+ * candidates as to a list, and a record written earlier in the same unit, or
+ * committed before it began, is found (no separate index to lag). Scores are
+ * distances, smaller nearer, ties by id ascending:
+ *   cosine  1 - a.q / (|a| |q|)    a record whose vector is all zeros never matches
+ *   l2      |a - q|
+ *   inner   -(a.q)                 (pgvector's <#>)
+ * A record whose field is null never matches. An engine may answer from an
+ * approximate index (PostgreSQL with pgvector: HNSW on a field flagged index,
+ * for the field's metric): then *strategy says so; whenever the index gives
+ * fewer than k rows it answers with an exact scan in the same unit, so k rows
+ * come back whenever k match. */
+enum eng_metric { ENG_METRIC_COSINE = 1, ENG_METRIC_L2, ENG_METRIC_INNER };
+enum eng_strategy {
+    ENG_STRATEGY_EXACT = 1,     /* every candidate scored: the true top k */
+    ENG_STRATEGY_HNSW,          /* from the approximate index (may miss a nearer row) */
+    ENG_STRATEGY_HNSW_EXACT,    /* the index gave fewer than k: then an exact scan */
+};
+#define ENG_SEARCH_K_MAX 1000
+
+struct eng_search {
+    char field[ENG_FIELD];      /* a vector field of the resource */
+    int metric;                 /* enum eng_metric */
+    const double *vector;       /* Borrowed: dim finite values (not all zero for cosine) */
+    int dim;                    /* the field's N */
+    size_t k;                   /* 1..ENG_SEARCH_K_MAX */
+    const struct eng_query *where;  /* Borrowed: its filters and now; order and keyset are ignored */
+};
+
+/* One result: the record (Returns owned, as get) and its score. */
+struct eng_hit {
+    struct eng_record rec;
+    double score;
 };
 
 /* ---- CQRS (DESIGN §6): the projector, views, the change feed, the reaper ----
@@ -500,6 +540,12 @@ struct engine_ops {
     int (*record_list)(struct engine *e, const struct eng_scope *s, const char *service,
                        const char *resource, const struct eng_query *q, struct eng_record *out,
                        size_t max, size_t *n);
+    /* Up to q->k nearest records into out (room for q->k; the section above),
+     * nearest first, and how they were found in *strategy. ERR_INVAL for a
+     * filter on no such field or a field that is not a vector of q->dim. */
+    int (*record_search)(struct engine *e, const struct eng_scope *s, const char *service,
+                         const char *resource, const struct eng_search *q, struct eng_hit *out,
+                         size_t *n, int *strategy);
     /* The scope org's outbox entries of service after seq, oldest first. */
     int (*outbox_list)(struct engine *e, const struct eng_scope *s, const char *service,
                        uint64_t after_seq, struct eng_outbox *out, size_t max, size_t *n);
@@ -661,6 +707,10 @@ int engine_record_delete(struct engine *e, const struct eng_scope *s, const char
 int engine_record_list(struct engine *e, const struct eng_scope *s, const char *service,
                        const char *resource, const struct eng_query *q, struct eng_record *out,
                        size_t max, size_t *n) ERR_MUST_CHECK;
+/* q as engine_ops.record_search has it (k, dim, metric and every value checked here). */
+int engine_record_search(struct engine *e, const struct eng_scope *s, const char *service,
+                         const char *resource, const struct eng_search *q, struct eng_hit *out,
+                         size_t *n, int *strategy) ERR_MUST_CHECK;
 int engine_outbox_list(struct engine *e, const struct eng_scope *s, const char *service,
                        uint64_t after_seq, struct eng_outbox *out, size_t max, size_t *n) ERR_MUST_CHECK;
 

@@ -333,6 +333,7 @@ bool eng_resource_valid(const struct eng_resource *d)
             memchr(f->def, 0, sizeof f->def) == NULL ||
             f->type < ENG_FT_STRING || f->type > ENG_FT_VECTOR ||
             (f->type == ENG_FT_VECTOR) != (f->dim > 0) || f->dim > ENG_VECTOR_MAX ||
+            f->metric < 0 || f->metric > ENG_METRIC_INNER || (f->metric != 0 && f->type != ENG_FT_VECTOR) ||
             (f->pii && f->type != ENG_FT_STRING && f->type != ENG_FT_TEXT) || (f->pii && f->def[0]))
             return false;
         for (int j = 0; j < i; j++)

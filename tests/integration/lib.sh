@@ -47,8 +47,9 @@ stack_up() {
     "$TESSERA" keygen >/dev/null || return 1
     "$ROOT/packaging/nginx-conf.sh" "$T/nginx.conf" "$port" "$TESSERA_FLEET_LISTEN" "$T/nginx"
     local seeds=() d engine_env=()
-    if [ "${ENGINE:-memory}" = postgres ]; then
-        # the same suite on PostgreSQL + Redis (tests/run.sh, "# engines:")
+    if [ "${ENGINE:-memory}" = postgres ] || [ "${ENGINE:-}" = pgvector ]; then
+        # the same suite on PostgreSQL + Redis (tests/run.sh, "# engines:");
+        # pgvector: the same, with the vector extension in the database
         . "$ROOT/tests/integration/pg.sh"
         pg_engine_env || return 1
         engine_env=("${PG_ENV[@]}")

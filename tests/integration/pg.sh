@@ -79,6 +79,29 @@ redis_down() {
     REDIS_PID=
 }
 
+# pgvector_install: pgvector (the vendored source, ../shared/vendor) built
+# against Debian's postgresql-server-dev-15 and installed into the cluster's
+# library and extension folders, once per machine (a later run finds it).
+# The packages never ship it; only the suites that run on ENGINE=pgvector
+# need it. Where the clone has no ../shared beside it, TESSERA_SHARED (or the
+# workplace's /work/shared) names the folder.
+PGVECTOR_VERSION=0.8.6
+pgvector_install() {
+    local ext=/usr/share/postgresql/15/extension src tmp shared
+    grep -qs "default_version = '$PGVECTOR_VERSION'" "$ext/vector.control" && return 0
+    for shared in "${TESSERA_SHARED:-}" "$ROOT/../shared" /work/shared; do
+        src=$shared/vendor/pgvector-$PGVECTOR_VERSION.tar.gz
+        [ -n "$shared" ] && [ -f "$src" ] && break
+    done
+    [ -f "$src" ] || { echo "# pgvector: no pgvector-$PGVECTOR_VERSION.tar.gz (set TESSERA_SHARED)"; return 1; }
+    tmp=$(mktemp -d)
+    tar xzf "$src" -C "$tmp" &&
+        make -s -C "$tmp/pgvector-$PGVECTOR_VERSION" OPTFLAGS= >"$tmp/build.log" 2>&1 &&
+        make -s -C "$tmp/pgvector-$PGVECTOR_VERSION" install >>"$tmp/build.log" 2>&1 ||
+        { tail -20 "$tmp/build.log" | sed 's/^/# /'; rm -rf "$tmp"; return 1; }
+    rm -rf "$tmp"
+}
+
 # pg_engine_env: for a stack on engine = postgres (ENGINE=postgres, see
 # stack_up): PostgreSQL and Redis up (once per suite), then a fresh database
 # per stack, migrated as the owner and seeded through `tessera seed` with the
@@ -94,6 +117,10 @@ pg_engine_env() {
     # production without a flush: README, the read cache)
     redis-cli -p "$REDIS_PORT" flushall >/dev/null || return 1
     pg_createdb "$db" >/dev/null || return 1
+    if [ "${ENGINE:-}" = pgvector ]; then
+        # as a DBA would, once per database: the extension needs a superuser
+        pgvector_install && pg_psql "$db" -c "CREATE EXTENSION vector" >/dev/null || return 1
+    fi
     PG_DB_OWNER_DSN="host=$PG_SOCK port=$PG_PORT dbname=$db user=tessera_owner"
     PG_DB_APP_DSN="host=$PG_SOCK port=$PG_PORT dbname=$db user=tessera_app"
     TESSERA_DB_MIGRATE_DSN=$PG_DB_OWNER_DSN TESSERA_DB_SQL_DIR=$ROOT/sql "$TESSERA" migrate \

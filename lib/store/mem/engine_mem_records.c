@@ -44,6 +44,7 @@
 #include "core/text.h"
 #include "store/mem/shm.h"
 #include "store/values.h"
+#include "store/vector.h"
 
 #define REC_ROOT "engine.rec"
 #define REC_MAGIC 0x3263657261727374ull     /* "tsrarec2": events, read models, the wake-up word */
@@ -96,7 +97,19 @@ struct rec_blob {
     char id[ENG_ID];
     int64_t version, created_at, updated_at, expires_at;
     uint64_t len;               /* of text, without its NUL */
+    uint32_t nvec;              /* vector values packed after the text (struct rec_vec) */
+    uint32_t vec_at;            /* where the first is, from text: 8-aligned past its NUL */
     char text[];
+};
+
+/* A vector value of a record, also kept as doubles beside its JSON so a
+ * search scores it without parsing the record (engine_mem_records.c, search). */
+struct rec_vec {
+    char field[ENG_FIELD];
+    uint32_t dim;
+    uint32_t size;              /* bytes of this entry: the next one starts there */
+    double norm;                /* vec_norm(v) */
+    double v[];
 };
 
 static inline struct shm_region *R(struct engine *e)
@@ -265,13 +278,32 @@ static int blob_parse(const struct rec_blob *b, struct eng_record *out)
     return 0;
 }
 
-/* A new blob for rec (0 after the unit of work broke, or ERR_NOMEM in *rc). */
-static uint64_t blob_new(struct engine *e, const struct eng_record *rec, int *rc)
+#define ALIGN8(n) (((n) + 7) & ~(size_t)7)
+
+/* The vector field f's value in data as doubles into v (dim of them), or false when it has none. */
+static bool vector_value(const cJSON *data, const struct eng_field *f, double *v)
+{
+    const cJSON *arr = cJSON_GetObjectItemCaseSensitive(data, f->name), *x;
+    int i = 0;
+
+    if (f->type != ENG_FT_VECTOR || !cJSON_IsArray(arr))
+        return false;
+    cJSON_ArrayForEach(x, arr) {
+        if (i < f->dim)
+            v[i] = x->valuedouble;
+        i++;
+    }
+    return i == f->dim;
+}
+
+/* A new blob for rec under def (0 after the unit of work broke, or ERR_NOMEM in *rc). */
+static uint64_t blob_new(struct engine *e, const struct eng_resource *def, const struct eng_record *rec, int *rc)
 {
     cJSON *root = cJSON_CreateObject();
     char *text = NULL;
     uint64_t off = 0;
-    size_t n;
+    size_t n, at, size;
+    uint32_t nvec = 0;
 
     *rc = ERR_NOMEM;
     if (root == NULL)
@@ -285,13 +317,20 @@ static uint64_t blob_new(struct engine *e, const struct eng_record *rec, int *rc
     if (text == NULL)
         return 0;
     n = strlen(text);
-    if ((off = alloc(e, sizeof(struct rec_blob) + n + 1)) == 0) {
+    at = ALIGN8(n + 1);
+    size = at;
+    for (int i = 0; i < def->nfields; i++)
+        if (def->fields[i].type == ENG_FT_VECTOR &&
+            cJSON_IsArray(cJSON_GetObjectItemCaseSensitive(rec->data, def->fields[i].name)))
+            size += sizeof(struct rec_vec) + (size_t)def->fields[i].dim * sizeof(double);
+    if ((off = alloc(e, sizeof(struct rec_blob) + size)) == 0) {
         *rc = ERR_NOSPACE;
         cJSON_free(text);
         return 0;
     }
     {
         struct rec_blob *b = P(e, off);
+        char *p = b->text + at;
 
         memcpy(b->id, rec->id, ENG_ID);
         b->version = rec->version;
@@ -300,10 +339,38 @@ static uint64_t blob_new(struct engine *e, const struct eng_record *rec, int *rc
         b->expires_at = rec->expires_at;
         b->len = n;
         memcpy(b->text, text, n + 1);
+        for (int i = 0; i < def->nfields; i++) {
+            const struct eng_field *f = &def->fields[i];
+            struct rec_vec *v = (struct rec_vec *)p;
+            if (!vector_value(rec->data, f, v->v))
+                continue;
+            memcpy(v->field, f->name, sizeof v->field);
+            v->dim = (uint32_t)f->dim;
+            v->size = (uint32_t)(sizeof *v + (size_t)f->dim * sizeof(double));
+            v->norm = vec_norm(v->v, f->dim);
+            p += v->size;
+            nvec++;
+        }
+        b->nvec = nvec;
+        b->vec_at = (uint32_t)at;
     }
     cJSON_free(text);
     *rc = 0;
     return off;
+}
+
+/* Borrowed: the packed value of field in b, or NULL when it holds none. */
+static const struct rec_vec *blob_vec(const struct rec_blob *b, const char *field)
+{
+    const char *p = b->text + b->vec_at;
+
+    for (uint32_t i = 0; i < b->nvec; i++) {
+        const struct rec_vec *v = (const struct rec_vec *)p;
+        if (strcmp(v->field, field) == 0)
+            return v;
+        p += v->size;
+    }
+    return NULL;
 }
 
 static bool expired(const struct rec_blob *b, int64_t now)
@@ -561,7 +628,7 @@ static int rebuild_all(struct engine *e, uint64_t res, const struct eng_resource
                 break;
             nrec = rec;
             rc = transform(&rr->def, def, ren, nren, &rec, &nrec.data, &nrec.bidx, &bad, &why);
-            if (rc == 0 && (off = blob_new(e, &nrec, &rc)) != 0) {
+            if (rc == 0 && (off = blob_new(e, def, &nrec, &rc)) != 0) {
                 if (shm_map_add(R(e), fresh, rec.id, strlen(rec.id), off) != 0)
                     rc = engine_mem_broke(e, ERR_NOSPACE, "index insert");
             }
@@ -653,7 +720,7 @@ int memrec_record_create(struct engine *e, const struct eng_scope *s, const char
         return ERR_NOSPACE;
     copy = *rec;
     copy.version = 1;
-    if ((off = blob_new(e, &copy, &rc)) == 0)
+    if ((off = blob_new(e, &((struct rec_res *)P(e, res))->def, &copy, &rc)) == 0)
         return rc == ERR_NOSPACE ? rc : engine_fail(e, rc, "out of memory");
     if ((rc = put(e, recs, rec->id, off, NULL)) != 0)
         return rc;
@@ -706,7 +773,7 @@ int memrec_record_update(struct engine *e, const struct eng_scope *s, const char
     copy.version = old->version + 1;
     copy.created_at = old->created_at;
     copy.expires_at = old->expires_at;
-    if ((noff = blob_new(e, &copy, &rc)) == 0)
+    if ((noff = blob_new(e, &((struct rec_res *)P(e, res))->def, &copy, &rc)) == 0)
         return rc == ERR_NOSPACE ? rc : engine_fail(e, rc, "out of memory");
     if ((rc = put(e, recs, rec->id, noff, NULL)) != 0)
         return rc;
@@ -978,6 +1045,141 @@ int memrec_record_list(struct engine *e, const struct eng_scope *s, const char *
             eng_record_cleanup(&all[i]);
     }
     free(all);
+    return 0;
+}
+
+/* ---- vector search (engine.h) ---------------------------------------------------------
+ * One pass over the org's store: each live record's packed vector (rec_vec)
+ * is scored without parsing the record; only one that would enter the best k
+ * so far is parsed, to test the filters. The best k are a max-heap (worst at
+ * the root) in one buffer of k candidates made before the scan, pointing into
+ * the region (which the caller's unit of work holds still): nothing else is
+ * allocated per row. The winners are parsed once more, to be copied out. */
+
+struct cand {
+    double score;
+    const struct rec_blob *b;
+};
+
+/* Whether a ranks after b: a larger score, ties by the larger id. */
+static bool after(const struct cand *a, const struct cand *b)
+{
+    return a->score > b->score || (a->score == b->score && strcmp(a->b->id, b->b->id) > 0);
+}
+
+static void heap_down(struct cand *h, size_t n, size_t i)
+{
+    for (;;) {
+        size_t l = 2 * i + 1, r = l + 1, w = i;
+        if (l < n && after(&h[l], &h[w]))
+            w = l;
+        if (r < n && after(&h[r], &h[w]))
+            w = r;
+        if (w == i)
+            return;
+        struct cand t = h[i];
+        h[i] = h[w];
+        h[w] = t;
+        i = w;
+    }
+}
+
+static void heap_up(struct cand *h, size_t i)
+{
+    while (i > 0 && after(&h[i], &h[(i - 1) / 2])) {
+        struct cand t = h[i];
+        h[i] = h[(i - 1) / 2];
+        h[(i - 1) / 2] = t;
+        i = (i - 1) / 2;
+    }
+}
+
+static int cand_cmp(const void *x, const void *y)
+{
+    const struct cand *a = x, *b = y;
+
+    return after(a, b) ? 1 : after(b, a) ? -1 : 0;
+}
+
+/* Whether the record of b passes every filter of q (parsing it: the rare case). */
+static int passes(const struct eng_resource *def, const struct rec_blob *b, const struct eng_query *q, bool *ok)
+{
+    struct eng_record rec;
+    int rc;
+
+    *ok = true;
+    if (q->nfilters == 0)
+        return 0;
+    if ((rc = blob_parse(b, &rec)) != 0)
+        return rc;
+    for (size_t i = 0; *ok && i < q->nfilters; i++)
+        *ok = matches(def, &rec, &q->filters[i]);
+    eng_record_cleanup(&rec);
+    return 0;
+}
+
+int memrec_record_search(struct engine *e, const struct eng_scope *s, const char *service,
+                         const char *resource, const struct eng_search *q, struct eng_hit *out,
+                         size_t *n, int *strategy)
+{
+    const struct eng_resource *def;
+    const struct eng_field *f;
+    struct shm_map_entry me;
+    struct cand *heap = NULL;
+    uint64_t res, recs, pos = 0;
+    size_t k = 0;
+    double qnorm = vec_norm(q->vector, q->dim);
+    int rc;
+
+    *n = 0;
+    *strategy = ENG_STRATEGY_EXACT;
+    if ((rc = res_find(e, s, service, resource, &res)) != 0)
+        return rc;
+    def = &((struct rec_res *)P(e, res))->def;
+    if ((f = eng_resource_field(def, q->field)) == NULL || f->type != ENG_FT_VECTOR || f->dim != q->dim)
+        return engine_fail(e, ERR_INVAL, "%.64s is not a vector(%d) field", q->field, q->dim);
+    for (size_t i = 0; i < q->where->nfilters; i++)
+        if (!column_known(def, q->where->filters[i].field))
+            return engine_fail(e, ERR_INVAL, "no field %.64s", q->where->filters[i].field);
+    if ((recs = store_records(e, res, s->org_id, false)) == 0)
+        return 0;
+    if ((heap = malloc(q->k * sizeof *heap)) == NULL)
+        return engine_fail(e, ERR_NOMEM, "out of memory");
+    while (shm_map_next(R(e), recs, &pos, &me)) {
+        struct cand c = {.b = P(e, me.val)};
+        const struct rec_vec *v;
+        bool ok;
+
+        if (expired(c.b, q->where->now) || (v = blob_vec(c.b, f->name)) == NULL ||
+            !vec_score(q->metric, v->v, v->norm, q->vector, qnorm, q->dim, &c.score) ||
+            (k == q->k && !after(&heap[0], &c)))
+            continue;
+        if ((rc = passes(def, c.b, q->where, &ok)) != 0)
+            goto out;
+        if (!ok)
+            continue;
+        if (k < q->k) {
+            heap[k] = c;
+            heap_up(heap, k++);
+        } else {
+            heap[0] = c;
+            heap_down(heap, k, 0);
+        }
+    }
+    qsort(heap, k, sizeof *heap, cand_cmp);
+    for (; *n < k; (*n)++) {
+        if ((rc = blob_parse(heap[*n].b, &out[*n].rec)) != 0)
+            break;
+        out[*n].score = heap[*n].score;
+    }
+out:
+    free(heap);
+    if (rc != 0) {
+        for (size_t i = 0; i < *n; i++)
+            eng_record_cleanup(&out[i].rec);
+        *n = 0;
+        return engine_fail(e, rc, "record unreadable");
+    }
     return 0;
 }
 

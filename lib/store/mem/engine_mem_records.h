@@ -35,6 +35,9 @@ int memrec_record_delete(struct engine *e, const struct eng_scope *s, const char
 int memrec_record_list(struct engine *e, const struct eng_scope *s, const char *service,
                        const char *resource, const struct eng_query *q, struct eng_record *out,
                        size_t max, size_t *n);
+int memrec_record_search(struct engine *e, const struct eng_scope *s, const char *service,
+                         const char *resource, const struct eng_search *q, struct eng_hit *out,
+                         size_t *n, int *strategy);
 int memrec_outbox_list(struct engine *e, const struct eng_scope *s, const char *service,
                        uint64_t after_seq, struct eng_outbox *out, size_t max, size_t *n);
 
@@ -82,6 +85,7 @@ int memrec_changes_list(struct engine *e, const struct eng_scope *s, const char 
     .resource_put = memrec_resource_put, .record_create = memrec_record_create,     \
     .record_get = memrec_record_get, .record_update = memrec_record_update,         \
     .record_delete = memrec_record_delete, .record_list = memrec_record_list,       \
+    .record_search = memrec_record_search,                                          \
     .outbox_list = memrec_outbox_list, .view_read = memrec_view_read,               \
     .changes_list = memrec_changes_list
 

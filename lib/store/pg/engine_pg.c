@@ -574,12 +574,34 @@ static int relay_flush(struct engine *e, int mode, int *n)
     return rc;
 }
 
+/* The HNSW indexes a mode's data database lacks (sql/0009: pgvector added
+ * since, or a build that failed), built; *n how many. */
+static int vector_indexes(struct engine *e, int mode, int *n)
+{
+    struct pge *g = e->impl;
+    char why[128] = "";
+    PGresult *r = NULL;
+    const struct pg_stmt st = {"SELECT core.svc_vector_indexes_all($1)", 1,
+                               (const char *[]){engine_mode_name(mode)}, true};
+    int rc = pg_tx_run(&g->data_tx[mode], NULL, CORE_PATH, &st, 1, true, &r, why);
+
+    *n = 0;
+    if (rc == 0) {
+        *n = atoi(PQgetvalue(r, 0, 0));
+        rc = pg_tx_commit(&g->data_tx[mode], why);
+    } else {
+        pg_tx_rollback(&g->data_tx[mode]);
+    }
+    PQclear(r);
+    return rc != 0 ? engine_fail(e, rc, "vector indexes (%s): %s", engine_mode_name(mode), why) : 0;
+}
+
 static int pg_maintain(struct engine *e, int64_t now, char report[256])
 {
     struct pge *g = e->impl;
     char why[128] = "", months[16];
     PGresult *r = NULL;
-    int rc, made = -1, sent[2] = {0, 0};
+    int rc, made = -1, sent[2] = {0, 0}, built[2] = {0, 0};
 
     (void)now; /* the server's clock places partitions, as it dates the rows */
     if (g->in_tx)
@@ -598,10 +620,14 @@ static int pg_maintain(struct engine *e, int64_t now, char report[256])
         return engine_fail(e, rc, "audit partitions: %s", why);
     for (int m = 0; m < 2 && rc == 0; m++)
         rc = relay_flush(e, m, &sent[m]);
+    for (int m = 0; m < 2 && rc == 0; m++)
+        rc = vector_indexes(e, m, &built[m]);
     report[0] = '\0';
-    if (made > 0 || sent[0] > 0 || sent[1] > 0)
-        snprintf(report, 256, "audit partitions made: %d; relayed audit entries delivered: test %d, live %d",
-                 made, sent[0], sent[1]);
+    if (made > 0 || sent[0] > 0 || sent[1] > 0 || built[0] > 0 || built[1] > 0)
+        snprintf(report, 256,
+                 "audit partitions made: %d; relayed audit entries delivered: test %d, live %d; "
+                 "vector indexes built: test %d, live %d",
+                 made, sent[0], sent[1], built[0], built[1]);
     return rc;
 }
 

@@ -9,10 +9,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "core/buf.h"
 #include "core/text.h"
 #include "core/uuid.h"
+#include "store/vector.h"
 
 /* ---- list: filters, order, keyset ------------------------------------------------------ */
 
@@ -447,5 +449,282 @@ out:
     PQclear(rows);
     pgrec_params_cleanup(&p);
     buf_cleanup(&b);
+    return rc;
+}
+
+/* ---- vector search (engine.h; sql/0009_vector_indexes.sql) ------------------------------
+ * Exact: one statement that scores every candidate the filters and RLS let
+ * through in SQL (a sum over unnest of the stored double precision[] and the
+ * query's, as vector.c sums), ordered by score and id, k rows: no stored
+ * vector crosses the socket, only the k records that come back.
+ * With pgvector in the database and an HNSW index on the field for the
+ * search's metric: the index's order (pgvector's iterative scan, relaxed, so
+ * a selective filter or RLS does not starve it; its tuples bounded), the rows
+ * scored exactly here and sorted; fewer than k → the exact statement, in the
+ * same transaction. */
+
+#define HNSW_MAX_SCAN_TUPLES "40000"
+
+/* The score of the metric in SQL over _t(a, b) (a: the row's, b: the query's; $5 its norm). */
+static const char *score_sql(int metric)
+{
+    switch (metric) {
+    case ENG_METRIC_L2: return "sqrt(sum((_t.a - _t.b) * (_t.a - _t.b)))";
+    case ENG_METRIC_INNER: return "-sum(_t.a * _t.b)";
+    default:
+        return "CASE WHEN sum(_t.a * _t.a) > 0 THEN 1 - sum(_t.a * _t.b) / (sqrt(sum(_t.a * _t.a)) * $5::float8) END";
+    }
+}
+
+/* The query vector as a double precision[] literal: Returns owned. */
+static char *vector_literal(const double *v, int dim)
+{
+    struct buf b;
+
+    buf_init(&b, (size_t)dim * 26 + 8);
+    int rc = buf_puts(&b, "{");
+    for (int i = 0; rc == 0 && i < dim; i++)
+        rc = buf_printf(&b, "%s%.17g", i ? "," : "", v[i]);
+    if (rc == 0)
+        rc = buf_puts(&b, "}");
+    if (rc != 0) {
+        buf_cleanup(&b);
+        return NULL;
+    }
+    return b.p;                 /* the buf's text, now the caller's */
+}
+
+/* The candidates' WHERE: the org (the application's own filter, beside RLS), live, the filters. */
+static int search_where(struct buf *b, struct params *p, const struct eng_resource *def, const struct eng_search *q)
+{
+    const char *org = "_r.org_id = $1::uuid";
+    int rc;
+
+#ifdef TESSERA_TEST_HOOKS
+    /* the tenant-isolation test (75_search.sh): while the file this names
+     * exists, the org's condition is left out and RLS alone must hold */
+    const char *hook = getenv("TESSERA_TEST_SEARCH_NO_ORG_FILTER");
+    if (hook != NULL && access(hook, F_OK) == 0)
+        org = "$1::uuid IS NOT NULL";
+#endif
+    rc = buf_printf(b, " WHERE %s AND (_r.expires_at IS NULL OR _r.expires_at > $2::bigint)", org);
+    for (size_t i = 0; rc == 0 && i < q->where->nfilters; i++)
+        rc = filter_sql(b, p, def, &q->where->filters[i]);
+    return rc;
+}
+
+/* $1 org, $2 now, $3 the vector, $4 k and, for cosine in SQL (norm), $5 the vector's norm. */
+static int search_params(struct params *p, const struct eng_scope *s, const struct eng_search *q, bool norm)
+{
+    if (pgrec_param(p, s->org_id) == 0 || pgrec_param_own(p, pgrec_fmt_i64(q->where->now)) == 0 ||
+        pgrec_param_own(p, vector_literal(q->vector, q->dim)) == 0 ||
+        pgrec_param_own(p, pgrec_fmt_i64((int64_t)q->k)) == 0)
+        return ERR_NOMEM;
+    if (norm && pgrec_param_own(p, pgrec_fmt_num(vec_norm(q->vector, q->dim))) == 0)
+        return ERR_NOMEM;
+    return 0;
+}
+
+static int exact_sql(struct buf *b, struct params *p, const struct eng_scope *s, const char *schema,
+                     const struct eng_resource *def, const struct eng_search *q)
+{
+    int rc = search_params(p, s, q, q->metric == ENG_METRIC_COSINE);
+
+    if (rc == 0)
+        rc = buf_puts(b, "SELECT to_jsonb(_r)::text, _s.score FROM ");
+    if (rc == 0)
+        rc = pgrec_qtable(b, schema, def->name);
+    if (rc == 0)
+        rc = buf_printf(b, " _r CROSS JOIN LATERAL (SELECT %s AS score FROM unnest(_r.", score_sql(q->metric));
+    if (rc == 0)
+        rc = pgrec_qident(b, q->field);
+    if (rc == 0)
+        rc = buf_puts(b, ", $3::float8[]) AS _t (a, b)) _s");
+    if (rc == 0)
+        rc = search_where(b, p, def, q);
+    if (rc == 0)
+        rc = buf_puts(b, " AND _s.score IS NOT NULL ORDER BY _s.score, _r.id LIMIT $4::bigint");
+    return rc;
+}
+
+static const char *const PGV_OPS[] = {[ENG_METRIC_COSINE] = "<=>", [ENG_METRIC_L2] = "<->",
+                                      [ENG_METRIC_INNER] = "<#>"};
+
+/* The index's order: rows by the expression the index is built on (ext: pgvector's schema). */
+static int hnsw_sql(struct buf *b, struct params *p, const struct eng_scope *s, const char *schema,
+                    const struct eng_resource *def, const struct eng_search *q, const char *ext)
+{
+    struct buf x;
+    int rc = search_params(p, s, q, false);
+
+    buf_init(&x, 256);
+    if (rc == 0)
+        rc = pgrec_qident(&x, ext);
+    if (rc == 0)
+        rc = buf_puts(b, "SELECT to_jsonb(_r)::text FROM ");
+    if (rc == 0)
+        rc = pgrec_qtable(b, schema, def->name);
+    if (rc == 0)
+        rc = buf_puts(b, " _r");
+    if (rc == 0)
+        rc = search_where(b, p, def, q);
+    if (rc == 0)
+        rc = buf_puts(b, " ORDER BY (_r.");
+    if (rc == 0)
+        rc = pgrec_qident(b, q->field);
+    if (rc == 0)
+        rc = buf_printf(b, "::%s.vector(%d)) OPERATOR(%s.%s) ($3::float8[]::%s.vector(%d)) LIMIT $4::bigint", x.p,
+                        q->dim, x.p, PGV_OPS[q->metric], x.p, q->dim);
+    buf_cleanup(&x);
+    return rc;
+}
+
+static int hit_cmp(const void *x, const void *y)
+{
+    const struct eng_hit *a = x, *b = y;
+
+    if (a->score != b->score)
+        return a->score < b->score ? -1 : 1;
+    return strcmp(a->rec.id, b->rec.id);
+}
+
+/* The rows of r as hits: with score_col >= 0 the score from it, else scored
+ * here from the record's vector (and dropped when it has no score). */
+static int take_hits(struct engine *e, const PGresult *r, int score_col, const struct eng_resource *def,
+                     const struct eng_search *q, struct eng_hit *out, size_t *n)
+{
+    double *v = malloc((size_t)q->dim * sizeof *v), qnorm = vec_norm(q->vector, q->dim);
+    int rc = 0;
+
+    *n = 0;
+    if (v == NULL)
+        return pgrec_nomem(e);
+    for (int i = 0; rc == 0 && i < PQntuples(r) && *n < q->k; i++) {
+        struct eng_hit *h = &out[*n];
+        const cJSON *arr, *x;
+        int d = 0;
+
+        if ((rc = pgrec_row_record(PQgetvalue(r, i, 0), (size_t)PQgetlength(r, i, 0), def, &h->rec)) != 0)
+            break;
+        if (score_col >= 0) {
+            h->score = strtod(PQgetvalue(r, i, score_col), NULL);
+            (*n)++;
+            continue;
+        }
+        arr = cJSON_GetObjectItemCaseSensitive(h->rec.data, q->field);
+        cJSON_ArrayForEach(x, arr) if (d < q->dim) v[d++] = x->valuedouble;
+        if (d == q->dim && vec_score(q->metric, v, vec_norm(v, d), q->vector, qnorm, d, &h->score))
+            (*n)++;
+        else
+            eng_record_cleanup(&h->rec);
+    }
+    free(v);
+    if (rc != 0) {
+        for (size_t i = 0; i < *n; i++)
+            eng_record_cleanup(&out[i].rec);
+        *n = 0;
+        return engine_fail(e, rc, "record unreadable");
+    }
+    if (score_col < 0)
+        qsort(out, *n, sizeof *out, hit_cmp);
+    return 0;
+}
+
+/* pgvector's schema into ext when the field has an HNSW index for q's metric; "" otherwise. */
+static int hnsw_usable(struct engine *e, const struct eng_scope *s, const char *schema, const struct eng_resource *def,
+                       const struct eng_field *f, const struct eng_search *q, char ext[ENG_SLUG])
+{
+    const char *metric = vec_metric_name(f->metric);
+    struct params p = {0};
+    PGresult *r = NULL;
+    char dim[16];
+    int rc = 0;
+
+    ext[0] = '\0';
+    if (!f->index || vec_metric_parse(metric) != q->metric || f->dim > 2000)
+        return 0;
+    snprintf(dim, sizeof dim, "%d", f->dim);
+    if (pgrec_param(&p, schema) == 0 || pgrec_param(&p, def->name) == 0 || pgrec_param(&p, f->name) == 0 ||
+        pgrec_param(&p, metric) == 0 || pgrec_param(&p, dim) == 0)
+        rc = pgrec_nomem(e);
+    if (rc == 0)
+        rc = pgrec_run(e, s,
+                       (const char *[]){"SELECT core.svc_vector_schema() WHERE to_regclass(format('%I.%I', $1::text, "
+                                        "core.svc_hnsw_name($2::text, $3::text, $4::text, $5::int))) IS NOT NULL"},
+                       &p, 1, &r);
+    if (rc == 0 && PQntuples(r) == 1 && !PQgetisnull(r, 0, 0))
+        snprintf(ext, ENG_SLUG, "%s", PQgetvalue(r, 0, 0));
+    PQclear(r);
+    pgrec_params_cleanup(&p);
+    return rc;
+}
+
+/* c's statements, parameters and results emptied for the next run (its definition kept). */
+static void call_reset(struct pgrec_call *c)
+{
+    for (int i = 0; i < 2; i++) {
+        PQclear(c->r[i]);
+        c->r[i] = NULL;
+        pgrec_params_cleanup(&c->p[i]);
+        buf_cleanup(&c->b[i]);
+        buf_init(&c->b[i], SQL_MAX);
+    }
+}
+
+int pgrec_record_search(struct engine *e, const struct eng_scope *s, const char *service, const char *resource,
+                        const struct eng_search *q, struct eng_hit *out, size_t *n, int *strategy)
+{
+    struct pgrec_call c;
+    const struct eng_field *f;
+    char ext[ENG_SLUG] = "", ef[16];
+    int rc;
+
+    *n = 0;
+    *strategy = ENG_STRATEGY_EXACT;
+    if ((rc = pgrec_call_open(e, s, service, resource, false, &c)) != 0)
+        goto out;
+    if ((f = eng_resource_field(c.def, q->field)) == NULL || f->type != ENG_FT_VECTOR || f->dim != q->dim) {
+        rc = engine_fail(e, ERR_INVAL, "%.64s is not a vector(%d) field", q->field, q->dim);
+        goto out;
+    }
+    for (size_t i = 0; i < q->where->nfilters; i++) {
+        struct column col;
+        if (!column_of(c.def, q->where->filters[i].field, &col)) {
+            rc = engine_fail(e, ERR_INVAL, "no field %.64s", q->where->filters[i].field);
+            goto out;
+        }
+    }
+    if ((rc = hnsw_usable(e, s, c.schema, c.def, f, q, ext)) != 0)
+        goto out;
+    if (ext[0] != '\0') {
+        /* candidates the index visits: at least 2k (and pgvector's default 40) */
+        snprintf(ef, sizeof ef, "%zu", q->k * 2 < 40 ? 40 : q->k * 2 > 1000 ? 1000 : q->k * 2);
+        if (pgrec_param(&c.p[0], ef) == 0 ||
+            buf_puts(&c.b[0], "SELECT set_config('hnsw.ef_search', $1, true), "
+                              "set_config('hnsw.iterative_scan', 'relaxed_order', true), "
+                              "set_config('hnsw.max_scan_tuples', '" HNSW_MAX_SCAN_TUPLES "', true)") != 0 ||
+            hnsw_sql(&c.b[1], &c.p[1], s, c.schema, c.def, q, ext) != 0) {
+            rc = pgrec_nomem(e);
+            goto out;
+        }
+        if ((rc = pgrec_call_run(e, s, &c, 2)) != 0 || (rc = take_hits(e, c.r[1], -1, c.def, q, out, n)) != 0)
+            goto out;
+        *strategy = ENG_STRATEGY_HNSW;
+        if (*n == q->k)
+            goto out;
+        for (size_t i = 0; i < *n; i++)
+            eng_record_cleanup(&out[i].rec);
+        *n = 0;
+        *strategy = ENG_STRATEGY_HNSW_EXACT;
+        call_reset(&c);
+    }
+    if (exact_sql(&c.b[0], &c.p[0], s, c.schema, c.def, q) != 0) {
+        rc = pgrec_nomem(e);
+        goto out;
+    }
+    if ((rc = pgrec_call_run(e, s, &c, 1)) == 0)
+        rc = take_hits(e, c.r[0], 1, c.def, q, out, n);
+out:
+    pgrec_call_close(&c);
     return rc;
 }

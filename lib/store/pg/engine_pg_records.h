@@ -47,6 +47,8 @@ int pgrec_record_update(struct engine *e, const struct eng_scope *s, const char 
                         const char *resource, struct eng_record *rec, int64_t if_version);
 int pgrec_record_delete(struct engine *e, const struct eng_scope *s, const char *service,
                         const char *resource, const char *id, int64_t if_version, int64_t now);
+int pgrec_record_search(struct engine *e, const struct eng_scope *s, const char *service, const char *resource,
+                        const struct eng_search *q, struct eng_hit *out, size_t *n, int *strategy);
 int pgrec_record_list(struct engine *e, const struct eng_scope *s, const char *service,
                       const char *resource, const struct eng_query *q, struct eng_record *out,
                       size_t max, size_t *n);
@@ -58,6 +60,7 @@ int pgrec_outbox_list(struct engine *e, const struct eng_scope *s, const char *s
     .resource_put = pgrec_resource_put, .record_create = pgrec_record_create,       \
     .record_get = pgrec_record_get, .record_update = pgrec_record_update,           \
     .record_delete = pgrec_record_delete, .record_list = pgrec_record_list,         \
+    .record_search = pgrec_record_search,                                           \
     .outbox_list = pgrec_outbox_list
 
 #endif

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "core/text.h"
+#include "store/vector.h"
 
 
 /* ---- resources ------------------------------------------------------------------- */
@@ -33,6 +34,10 @@ static int field_from_json(const cJSON *o, struct eng_field *f)
     f->required = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "required"));
     f->pii = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "pii"));
     f->index = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "index"));
+    if (f->type == ENG_FT_VECTOR)
+        f->metric = vec_metric_parse(cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(o, "metric")));
+    if (f->metric < 0)
+        f->metric = 0;          /* stored before metrics existed: cosine */
     if (def != NULL && !cJSON_IsNull(def)) {
         char *t = cJSON_PrintUnformatted(def);
         bool fits = t != NULL && strlen(t) < sizeof f->def;
@@ -201,6 +206,8 @@ static char *def_json(const struct eng_resource *d)
             cJSON_AddTrueToObject(fo, "pii");
         if (f->index)
             cJSON_AddTrueToObject(fo, "index");
+        if (f->type == ENG_FT_VECTOR)
+            cJSON_AddStringToObject(fo, "metric", vec_metric_name(f->metric));
         if (f->def[0] != '\0') {
             cJSON *dv = cJSON_Parse(f->def);
             if (dv == NULL)
@@ -319,10 +326,21 @@ int pgrec_resource_put(struct engine *e, const struct eng_scope *s, const struct
     }
     {
         const char *vals[6] = {def->service, engine_mode_name(s->mode), dj, rj, at, aj};
-        const struct pg_stmt st = {
-            "SELECT core.svc_resource_put($1, $2, $3::jsonb, $4::jsonb, $5::bigint, $6::jsonb)::text", 6, vals,
-            true};
-        if ((rc = engine_pg_data(e, s, DATA_PATH, &st, 1, &r)) == ERR_CONFLICT) {
+        const char *ivals[3] = {def->service, engine_mode_name(s->mode), def->name};
+        /* the HNSW indexes (0009) around the change: those the new definition
+         * does not keep dropped before it (an ALTER never meets an index on a
+         * column's old type), the ones it asks for built after it */
+        const struct pg_stmt st[3] = {
+            {"SELECT core.svc_vector_indexes($1, $2, $3::jsonb->>'name', $3::jsonb->'fields')", 3, vals, true},
+            {"SELECT core.svc_resource_put($1, $2, $3::jsonb, $4::jsonb, $5::bigint, $6::jsonb)::text", 6, vals,
+             true},
+            {"SELECT core.svc_vector_indexes($1, $2, $3, NULL)", 3, ivals, true}};
+        PGresult *res[3] = {NULL, NULL, NULL};
+        rc = engine_pg_data(e, s, DATA_PATH, st, 3, res);
+        PQclear(res[0]);
+        PQclear(res[2]);
+        r = res[1];
+        if (rc == ERR_CONFLICT) {
             /* a deadlock or serialization failure: two changes of one resource met */
             snprintf(why->field, sizeof why->field, "*");
             snprintf(why->reason, sizeof why->reason, "another change of this resource ran at the same time; retry");
