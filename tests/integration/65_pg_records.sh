@@ -106,15 +106,16 @@ check "tessera_app has no TRUNCATE, REFERENCES or TRIGGER on any data table" tes
 check "PUBLIC cannot even look into a data schema" test "$(owner_sql -c "
     SELECT count(*) FROM pg_namespace WHERE nspname LIKE 'svc\_%'
       AND EXISTS (SELECT 1 FROM aclexplode(nspacl) x WHERE x.grantee = 0)")" = 0
-check "the app may call svc_resource_put and svc_schema_name, no other svc_ function" test "$(owner_sql -c "
+check "the app may call svc_resource_put, svc_schema_name and the vector index functions (0009), no other svc_ function" test "$(owner_sql -c "
     SELECT string_agg(proname, ',' ORDER BY proname) FROM pg_proc
     WHERE pronamespace = 'core'::regnamespace AND proname LIKE 'svc\_%'
-      AND has_function_privilege('tessera_app', oid, 'EXECUTE')")" = "svc_resource_put,svc_schema_name"
-check "svc_resource_put is the only SECURITY DEFINER among them, search_path fixed, no PUBLIC" test "$(owner_sql -c "
-    SELECT string_agg(proname || ':' || array_to_string(proconfig, ';'), ',') FROM pg_proc
+      AND has_function_privilege('tessera_app', oid, 'EXECUTE')")" = \
+    "svc_hnsw_name,svc_resource_put,svc_schema_name,svc_vector_indexes,svc_vector_indexes_all,svc_vector_schema"
+check "the SECURITY DEFINER ones among them: svc_resource_put and the vector index builders, search_path fixed, no PUBLIC" test "$(owner_sql -c "
+    SELECT string_agg(proname || ':' || array_to_string(proconfig, ';'), ',' ORDER BY proname) FROM pg_proc
     WHERE pronamespace = 'core'::regnamespace AND proname LIKE 'svc\_%' AND prosecdef
       AND NOT EXISTS (SELECT 1 FROM aclexplode(proacl) x WHERE x.grantee = 0)")" = \
-    "svc_resource_put:search_path=core, pg_temp;client_min_messages=warning"
+    "svc_resource_put:search_path=core, pg_temp;client_min_messages=warning,svc_vector_indexes:search_path=core, pg_temp,svc_vector_indexes_all:search_path=core, pg_temp"
 
 set_acme="SELECT set_config('tessera.org_id', '$ACME', false)"
 set_globex="SELECT set_config('tessera.org_id', '$GLOBEX', false)"

@@ -10,6 +10,7 @@
  * fails for its one spoiled argument and nothing else. */
 #include "unit.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,6 +46,8 @@ struct fx {
     struct eng_query q;
     const struct eng_query *qp;
     struct eng_record rec;
+    struct eng_search sq;
+    double vec[3];
     /* outputs */
     struct eng_user uo;
     struct eng_membership mo[4];
@@ -52,6 +55,8 @@ struct fx {
     struct eng_audit ao[4];
     struct eng_rotation rot;
     struct eng_record ro;
+    struct eng_hit ho[2];
+    int strategy;
     size_t max, n;
     size_t *np;
 };
@@ -105,6 +110,13 @@ static void fx_init(struct fx *f)
     snprintf(def->service, sizeof def->service, "crm");
     snprintf(def->name, sizeof def->name, "contacts");
     f->qp = &f->q;
+    snprintf(f->sq.field, sizeof f->sq.field, "emb");
+    f->sq.metric = ENG_METRIC_COSINE;
+    f->vec[0] = 1;
+    f->sq.vector = f->vec;
+    f->sq.dim = 3;
+    f->sq.k = 2;
+    f->sq.where = &f->q;
     snprintf(f->rec.id, ENG_ID, TID);
     f->mout = f->mo;
     f->max = 4;
@@ -184,6 +196,11 @@ static int c_record_get(struct engine *e, struct fx *f)
 static int c_record_list(struct engine *e, struct fx *f)
 {
     return engine_record_list(e, f->sp, f->service, f->resource, f->qp, &f->ro, 1, f->np);
+}
+
+static int c_record_search(struct engine *e, struct fx *f)
+{
+    return engine_record_search(e, f->sp, f->service, f->resource, &f->sq, f->ho, f->np, &f->strategy);
 }
 
 /* ---- the spoilers ----------------------------------------------------------- */
@@ -274,6 +291,17 @@ static void resource_long(struct fx *f) { f->resource = "a1234567890123456789012
 static void record_id_bad(struct fx *f) { snprintf(f->rec.id, ENG_ID, "r1"); }
 static void query_null(struct fx *f) { f->qp = NULL; }
 static void query_nfilters(struct fx *f) { f->q.nfilters = ENG_MAX_FILTERS + 1; }
+static void search_k_zero(struct fx *f) { f->sq.k = 0; }
+static void search_k_over(struct fx *f) { f->sq.k = ENG_SEARCH_K_MAX + 1; }
+static void search_metric_bad(struct fx *f) { f->sq.metric = 0; }
+static void search_dim_zero(struct fx *f) { f->sq.dim = 0; }
+static void search_nan(struct fx *f) { f->vec[1] = NAN; }
+static void search_inf(struct fx *f) { f->vec[2] = -INFINITY; }
+static void search_zero_cosine(struct fx *f) { f->vec[0] = 0; }
+static void search_field_empty(struct fx *f) { f->sq.field[0] = '\0'; }
+static void search_vector_null(struct fx *f) { f->sq.vector = NULL; }
+static void search_where_null(struct fx *f) { f->sq.where = NULL; }
+static void search_nfilters(struct fx *f) { f->q.nfilters = ENG_MAX_FILTERS + 1; }
 static void query_after_overrun(struct fx *f) { memset(f->q.after_id, 'a', sizeof f->q.after_id); }
 
 struct bad_case {
@@ -380,6 +408,20 @@ static const struct bad_case CASES[] = {
     {"record_list resource of 64 bytes", c_record_list, resource_long, "resource", ERR_INVAL},
     {"record_list query NULL", c_record_list, query_null, "query", ERR_INVAL},
     {"record_list nfilters over the cap", c_record_list, query_nfilters, "query nfilters", ERR_INVAL},
+    /* vector search */
+    {"record_search k 0", c_record_search, search_k_zero, "query k", ERR_INVAL},
+    {"record_search k 1001", c_record_search, search_k_over, "query k", ERR_INVAL},
+    {"record_search metric 0", c_record_search, search_metric_bad, "query metric", ERR_INVAL},
+    {"record_search dim 0", c_record_search, search_dim_zero, "query dim", ERR_INVAL},
+    {"record_search a NaN component", c_record_search, search_nan, "query vector", ERR_INVAL},
+    {"record_search an infinite component", c_record_search, search_inf, "query vector", ERR_INVAL},
+    {"record_search all zeros under cosine", c_record_search, search_zero_cosine, "query vector", ERR_INVAL},
+    {"record_search field \"\"", c_record_search, search_field_empty, "query field", ERR_INVAL},
+    {"record_search vector NULL", c_record_search, search_vector_null, "query vector", ERR_INVAL},
+    {"record_search where NULL", c_record_search, search_where_null, "query where", ERR_INVAL},
+    {"record_search nfilters over the cap", c_record_search, search_nfilters, "query nfilters", ERR_INVAL},
+    {"record_search n NULL", c_record_search, n_null, "n", ERR_INVAL},
+    {"record_search resource \"9lives\"", c_record_search, resource_bad, "resource", ERR_INVAL},
     {"resource_put def name \"Contacts\"", c_resource_put, def_name_bad, "def name", ERR_INVAL},
     {"resource_put def service \"\"", c_resource_put, def_service_bad, "def service", ERR_INVAL},
     {"resource_put nfields over the cap", c_resource_put, def_nfields, "def nfields", ERR_INVAL},
