@@ -35,7 +35,8 @@
 #   {"runs", "secs", "conns", "generated", "baseline": {case: rps},
 #    "baseline_rows": [row…], "rows": [row…]}
 #   row = {"name", "rps", "p50_ms", "p99_ms", "non2xx"[, "socket_errors"]}
-# Then bench/reload.sh: a wrk run with two rolling reloads, appended to the .md.
+# Then bench/reload.sh: a wrk run with two rolling reloads, and bench/search.sh:
+# vector search latencies (bench/results/search.json), both appended to the .md.
 # Usage: bench/run.sh BUILD
 # env: RUNS=3 SECS=8 CONNS=32 WARM_SECS=1 (a wrk warm-up of each tessera row
 #      before it is measured, so every worker's caches are warm; 0: none)
@@ -330,3 +331,8 @@ field() { sed -n "s/.*\b$1=\([^ ]*\).*/\1/p" <<<"$reload"; }
 } | tee -a "$out"
 [ "$(field non2xx)" = 0 ] && [ "$(field socket_errors)" = 0 ] && [ "$(field reloads)" = 2 ] ||
     { echo "bench: reload under load failed requests: $reload" >&2; exit 1; }
+
+# Vector search (bench/search.sh, issue 15): single-client latencies on 100 000
+# 128-d vectors, memory, PostgreSQL exact and pgvector's HNSW; its own servers.
+echo "bench: vector search (bench/search.sh)" >&2
+bench/search.sh "$build" | tee -a "$out"

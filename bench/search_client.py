@@ -1,12 +1,14 @@
 #!/usr/bin/env python3
 """The data and the client of bench/search.sh.
 
-  search_client.py gen FILE N DIM          N vectors (seeded) and a cat 0..999 each, as doubles in FILE
-  search_client.py load URL TOKEN FILE N   POSTs them to /v1/svc/crm/vecs (8 connections)
+  search_client.py gen FILE N DIM          N vectors (seeded; DATA=clustered, the default, or
+                                           uniform: see point()) and a cat 0..999 each, as doubles in FILE
+  search_client.py load URL TOKEN FILE N   POSTs them to /v1/svc/crm/vecs (8 connections), with
+                                           cat (an indexed field) and grp (the same value, not indexed)
   search_client.py copy FILE N             COPY text rows for svc_crm_sandbox.vecs (Acme's org), on stdout
-  search_client.py measure URL TOKEN FILE N QUERIES BOUND RECALL NAME
+  search_client.py measure URL TOKEN FILE N QUERIES FIELD BOUND RECALL NAME
       QUERIES searches one after another (k 10; with BOUND > 0 the filter
-      cat lt.BOUND, BOUND/10 % of the rows); one JSON line: name, queries,
+      FIELD lt.BOUND, BOUND/10 % of the rows); one JSON line: name, queries,
       p50_ms, p99_ms, strategy (those seen) and, with RECALL set, recall@10
       against an exact answer computed here over the filter's rows (the
       rows copy wrote: their ids say which they are).
@@ -20,9 +22,11 @@ import struct
 import sys
 import threading
 import time
+import os
 import urllib.parse
 
 ACME = "11111111-1111-4111-8111-111111111111"
+DATA = os.environ.get("DATA", "clustered")
 
 
 def read(path, n):
@@ -35,12 +39,34 @@ def read(path, n):
     return dim, vecs, cats
 
 
+CLUSTERS = 1000
+SPREAD = 0.3
+
+
+def centroids(dim):
+    rng = random.Random(16)
+    return [[rng.uniform(-1, 1) for _ in range(dim)] for _ in range(CLUSTERS)]
+
+
+def point(rng, cs, dim):
+    """Embedding-like data: near one of CLUSTERS centres (Gaussian, SPREAD
+    per component), as texts about a thousand topics would be. Uniform
+    random vectors, every one about as far from every other, are what no
+    embedding model produces and the case approximate indexes do worst on
+    (DATA=uniform measures it)."""
+    if DATA == "uniform":
+        return [rng.uniform(-1, 1) for _ in range(dim)]
+    c = cs[rng.randrange(CLUSTERS)]
+    return [x + rng.gauss(0, SPREAD) for x in c]
+
+
 def gen(path, n, dim):
     rng = random.Random(15)
+    cs = centroids(dim)
     with open(path, "wb") as f:
         f.write(struct.pack("<i", dim))
         for _ in range(n):
-            f.write(struct.pack("<%dd" % dim, *[rng.uniform(-1, 1) for _ in range(dim)]))
+            f.write(struct.pack("<%dd" % dim, *point(rng, cs, dim)))
             f.write(struct.pack("<i", rng.randrange(1000)))
 
 
@@ -63,7 +89,7 @@ def load(url, token, path, n):
     def worker(part):
         conn = connect(url)
         for i in part:
-            st, raw = post(conn, token, "/v1/svc/crm/vecs", {"emb": vecs[i], "cat": cats[i]})
+            st, raw = post(conn, token, "/v1/svc/crm/vecs", {"emb": vecs[i], "cat": cats[i], "grp": cats[i]})
             if st != 201:
                 errors.append((st, raw[:200]))
                 return
@@ -86,7 +112,7 @@ def copy(path, n):
     now = int(time.time())
     out = sys.stdout
     for i, (v, c) in enumerate(zip(vecs, cats)):
-        out.write("%s\t%s\t1\t%d\t%d\t{%s}\t%d\n" % (row_id(i), ACME, now, now, ",".join(repr(x) for x in v), c))
+        out.write("%s\t%s\t1\t%d\t%d\t{%s}\t%d\t%d\n" % (row_id(i), ACME, now, now, ",".join(repr(x) for x in v), c, c))
 
 
 def cosine(a, q, nq):
@@ -94,20 +120,21 @@ def cosine(a, q, nq):
     return 1 - sum(x * y for x, y in zip(a, q)) / (na * nq)
 
 
-def measure(url, token, path, n, queries, bound, recall, name):
+def measure(url, token, path, n, queries, field, bound, recall, name):
     dim, vecs, cats = read(path, n) if recall else (None, None, None)
     if dim is None:
         with open(path, "rb") as f:
             dim = struct.unpack("<i", f.read(4))[0]
     rng = random.Random(1500 + bound)
+    cs = centroids(dim)
     conn = connect(url)
     lat, strategies, hits, total = [], set(), 0, 0
     for qi in range(queries + 2):
         warm = qi < 2                           # the first two warm the workers: not measured
-        q = [rng.uniform(-1, 1) for _ in range(dim)]
+        q = point(rng, cs, dim)
         body = {"field": "emb", "vector": q, "k": 10}
         if bound:
-            body["filter"] = {"cat": "lt.%d" % bound}
+            body["filter"] = {field: "lt.%d" % bound}
         t0 = time.perf_counter()
         st, raw = post(conn, token, "/v1/svc/crm/vecs/search", body)
         dt = (time.perf_counter() - t0) * 1000
@@ -138,8 +165,8 @@ def main(a):
         load(a[2], a[3], a[4], int(a[5]))
     elif len(a) == 4 and a[1] == "copy":
         copy(a[2], int(a[3]))
-    elif len(a) == 10 and a[1] == "measure":
-        measure(a[2], a[3], a[4], int(a[5]), int(a[6]), int(a[7]), a[8] != "", a[9])
+    elif len(a) == 11 and a[1] == "measure":
+        measure(a[2], a[3], a[4], int(a[5]), int(a[6]), a[7], int(a[8]), a[9] != "", a[10])
     else:
         sys.exit(__doc__)
 

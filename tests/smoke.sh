@@ -81,16 +81,18 @@ if [ -z "$svc" ]; then
     skip=$((skip + 1))
 else
     base=/v1/svc/$svc/smoke_check
-    schema='{"fields":{"note":{"type":"string","required":true},"n":{"type":"integer"}}}'
+    schema='{"fields":{"note":{"type":"string","required":true},"n":{"type":"integer"},"v":{"type":"vector(3)"}}}'
     req PUT "/v1/svc/$svc/schema/smoke_check" -H "$auth" -H "$J" -d "$schema"
     expect "a customer may not change the service's shared schema (403)" 403 '.error.code == "forbidden"'
     req PUT "/v1/svc/$svc/schema/smoke_check" -H @"${SMOKE_ADMIN_AUTH:-/dev/null}" -H "$J" -d "$schema"
     expect "a platform admin PUTs the schema of $svc/smoke_check" 200 '.name == "smoke_check" and .fields.note.type == "string"'
-    req POST "$base" -H "$auth" -H "$J" -d "{\"note\":\"smoke $run\",\"n\":42}"
+    req POST "$base" -H "$auth" -H "$J" -d "{\"note\":\"smoke $run\",\"n\":42,\"v\":[0.6,0.8,0]}"
     expect "POST a record" 201 ".note == \"smoke $run\" and .n == 42 and .version == 1"
     id=$(jq -r '.id // "none"' <<<"$BODY" 2>/dev/null)
     req GET "$base/$id" -H "$auth"
     expect "GET the record back" 200 ".id == \"$id\" and .note == \"smoke $run\" and .n == 42"
+    req POST "$base/search" -H "$auth" -H "$J" -d "{\"field\":\"v\",\"vector\":[3,4,0],\"k\":1,\"filter\":{\"note\":\"eq.smoke $run\"}}"
+    expect "search finds it by its vector (cosine distance 0)" 200 ".data[0].id == \"$id\" and (.data[0]._score | fabs) < 1e-12"
     req DELETE "$base/$id" -H "$auth"
     expect "DELETE the record" 204
     req GET "$base/$id" -H "$auth"

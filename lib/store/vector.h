@@ -1,6 +1,6 @@
 /* vector: the distances vector search ranks by (engine.h, "vector search"):
  * one definition of each metric for every engine and the API above them, so
- * the memory engine's scores and an exact scan's agree to the rounding of a
+ * the memory engine's scores and PostgreSQL's agree to the last bits of a
  * double. Pure functions: no storage, no allocation. It does not search;
  * each engine scans its own store (the memory engine in C, PostgreSQL in SQL
  * or through pgvector's index). */
@@ -19,5 +19,14 @@ double vec_norm(const double *a, int n);
  * l2 |a - q|, inner -(a.q)); anorm and qnorm are vec_norm of each (only
  * cosine reads them). false when a never matches (cosine of a zero vector). */
 bool vec_score(int metric, const double *a, double anorm, const double *q, double qnorm, int n, double *score);
+
+/* For scans that read a float copy of each vector (half the bytes) and score
+ * exactly only what may make the answer: vec_score of a's float copy af
+ * (anorm still the double vector's norm) into *score, and *slack, a bound
+ * on how far that is from vec_score of a itself (each component rounded to
+ * float moves by at most 2^-24 of itself; the bound is twice what that and
+ * the sums' rounding allow). false as vec_score. */
+bool vec_score_f(int metric, const float *af, double anorm, const double *q, double qnorm, int n, double *score,
+                 double *slack);
 
 #endif

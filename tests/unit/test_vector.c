@@ -4,6 +4,7 @@
 #include "unit.h"
 
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "store/engine.h"
@@ -55,12 +56,43 @@ static void test_cosine_of_a_zero_vector_never_matches_while_l2_and_inner_score_
     assert_true(score(ENG_METRIC_INNER, z, q, 3) == 0.0);
 }
 
+/* The float copy's score stays within its slack of the exact one, for every
+ * metric, on components of every size a double may take (floats round, lose
+ * the tiny ones to zero or subnormals, and overflow none here). */
+static void test_a_float_copy_scores_within_its_slack_of_the_doubles(void **state)
+{
+    static const double scales[] = {1e-300, 1e-40, 1e-3, 1, 1e6, 1e30};
+    double a[96], q[96];
+    float af[96];
+    unsigned seed = 42;
+
+    (void)state;
+    for (size_t sc = 0; sc < sizeof scales / sizeof scales[0]; sc++) {
+        for (int t = 0; t < 200; t++) {
+            for (int i = 0; i < 96; i++) {
+                a[i] = ((double)rand_r(&seed) / RAND_MAX * 2 - 1) * scales[sc];
+                q[i] = (double)rand_r(&seed) / RAND_MAX * 2 - 1;
+                af[i] = (float)a[i];
+            }
+            for (int m = ENG_METRIC_COSINE; m <= ENG_METRIC_INNER; m++) {
+                double exact, approx, slack, an = vec_norm(a, 96), qn = vec_norm(q, 96);
+                bool ok = vec_score(m, a, an, q, qn, 96, &exact);
+                assert_int_equal(ok, vec_score_f(m, af, an, q, qn, 96, &approx, &slack));
+                if (ok && !(fabs(exact - approx) <= slack))
+                    fail_msg("metric %d, scale %g: exact %.17g, from floats %.17g, slack %g", m, scales[sc], exact,
+                             approx, slack);
+            }
+        }
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_metric_names_round_trip_and_unknown_ones_are_refused),
         cmocka_unit_test(test_each_distance_on_vectors_known_by_hand),
         cmocka_unit_test(test_cosine_of_a_zero_vector_never_matches_while_l2_and_inner_score_it),
+        cmocka_unit_test(test_a_float_copy_scores_within_its_slack_of_the_doubles),
     };
     return cmocka_run_group_tests_name("vector", tests, NULL, NULL);
 }

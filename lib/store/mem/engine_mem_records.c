@@ -96,21 +96,39 @@ struct rec_store {
 struct rec_blob {
     char id[ENG_ID];
     int64_t version, created_at, updated_at, expires_at;
-    uint64_t len;               /* of text, without its NUL */
-    uint32_t nvec;              /* vector values packed after the text (struct rec_vec) */
-    uint32_t vec_at;            /* where the first is, from text: 8-aligned past its NUL */
-    char text[];
+    uint64_t len;               /* of the JSON text, without its NUL */
+    uint32_t nvec;              /* vector values (struct rec_vec) at the start of data */
+    uint32_t text_at;           /* where the JSON text starts in data, past them */
+    char data[];                /* the vectors, then the text {"d": data, "b": bidx} */
 };
 
-/* A vector value of a record, also kept as doubles beside its JSON so a
- * search scores it without parsing the record (engine_mem_records.c, search). */
+/* A vector value of a record, also kept beside its JSON so a search scores
+ * it without parsing the record (the search section): as floats, which a
+ * scan reads (half the bytes of the doubles), then as the doubles, which it
+ * reads only for a record the floats cannot rule out. Right after the blob's
+ * header, so a scan reads one run of memory per record and knows where it is
+ * from the blob's address alone. */
 struct rec_vec {
-    char field[ENG_FIELD];
+    uint32_t pos;               /* the field's index in the definition it was written under
+                                 * (every schema change rewrites every blob: rebuild_all) */
     uint32_t dim;
     uint32_t size;              /* bytes of this entry: the next one starts there */
-    double norm;                /* vec_norm(v) */
-    double v[];
+    uint32_t at;                /* where the doubles are, from the entry */
+    double norm;                /* vec_norm of the doubles */
+    float f[];                  /* dim floats */
 };
+
+static size_t vec_size(int dim)
+{
+    size_t at = (sizeof(struct rec_vec) + (size_t)dim * sizeof(float) + 7) & ~(size_t)7;
+
+    return at + (size_t)dim * sizeof(double);
+}
+
+static const double *vec_doubles(const struct rec_vec *v)
+{
+    return (const double *)(const void *)((const char *)v + v->at);
+}
 
 static inline struct shm_region *R(struct engine *e)
 {
@@ -255,7 +273,7 @@ static uint64_t store_records(struct engine *e, uint64_t res, const char *org, b
 
 static int blob_parse(const struct rec_blob *b, struct eng_record *out)
 {
-    cJSON *root = cJSON_ParseWithLength(b->text, b->len);
+    cJSON *root = cJSON_ParseWithLength(b->data + b->text_at, b->len);
     cJSON *d, *bi;
 
     memset(out, 0, sizeof *out);
@@ -277,8 +295,6 @@ static int blob_parse(const struct rec_blob *b, struct eng_record *out)
     out->bidx = bi;
     return 0;
 }
-
-#define ALIGN8(n) (((n) + 7) & ~(size_t)7)
 
 /* The vector field f's value in data as doubles into v (dim of them), or false when it has none. */
 static bool vector_value(const cJSON *data, const struct eng_field *f, double *v)
@@ -302,7 +318,7 @@ static uint64_t blob_new(struct engine *e, const struct eng_resource *def, const
     cJSON *root = cJSON_CreateObject();
     char *text = NULL;
     uint64_t off = 0;
-    size_t n, at, size;
+    size_t n, at;
     uint32_t nvec = 0;
 
     *rc = ERR_NOMEM;
@@ -317,20 +333,19 @@ static uint64_t blob_new(struct engine *e, const struct eng_resource *def, const
     if (text == NULL)
         return 0;
     n = strlen(text);
-    at = ALIGN8(n + 1);
-    size = at;
+    at = 0;
     for (int i = 0; i < def->nfields; i++)
         if (def->fields[i].type == ENG_FT_VECTOR &&
             cJSON_IsArray(cJSON_GetObjectItemCaseSensitive(rec->data, def->fields[i].name)))
-            size += sizeof(struct rec_vec) + (size_t)def->fields[i].dim * sizeof(double);
-    if ((off = alloc(e, sizeof(struct rec_blob) + size)) == 0) {
+            at += vec_size(def->fields[i].dim);
+    if ((off = alloc(e, sizeof(struct rec_blob) + at + n + 1)) == 0) {
         *rc = ERR_NOSPACE;
         cJSON_free(text);
         return 0;
     }
     {
         struct rec_blob *b = P(e, off);
-        char *p = b->text + at;
+        char *p = b->data;
 
         memcpy(b->id, rec->id, ENG_ID);
         b->version = rec->version;
@@ -338,35 +353,40 @@ static uint64_t blob_new(struct engine *e, const struct eng_resource *def, const
         b->updated_at = rec->updated_at;
         b->expires_at = rec->expires_at;
         b->len = n;
-        memcpy(b->text, text, n + 1);
         for (int i = 0; i < def->nfields; i++) {
             const struct eng_field *f = &def->fields[i];
-            struct rec_vec *v = (struct rec_vec *)p;
-            if (!vector_value(rec->data, f, v->v))
+            struct rec_vec *v = (struct rec_vec *)(void *)p;
+            double *d;
+            v->at = (uint32_t)(vec_size(f->dim) - (size_t)f->dim * sizeof(double));
+            d = (double *)(void *)(p + v->at);
+            if (!vector_value(rec->data, f, d))
                 continue;
-            memcpy(v->field, f->name, sizeof v->field);
+            v->pos = (uint32_t)i;
             v->dim = (uint32_t)f->dim;
-            v->size = (uint32_t)(sizeof *v + (size_t)f->dim * sizeof(double));
-            v->norm = vec_norm(v->v, f->dim);
+            v->size = (uint32_t)vec_size(f->dim);
+            v->norm = vec_norm(d, f->dim);
+            for (int j = 0; j < f->dim; j++)
+                v->f[j] = (float)d[j];
             p += v->size;
             nvec++;
         }
         b->nvec = nvec;
-        b->vec_at = (uint32_t)at;
+        b->text_at = (uint32_t)at;
+        memcpy(b->data + at, text, n + 1);
     }
     cJSON_free(text);
     *rc = 0;
     return off;
 }
 
-/* Borrowed: the packed value of field in b, or NULL when it holds none. */
-static const struct rec_vec *blob_vec(const struct rec_blob *b, const char *field)
+/* Borrowed: the packed value of the definition's field pos in b, or NULL when it holds none. */
+static const struct rec_vec *blob_vec(const struct rec_blob *b, uint32_t pos)
 {
-    const char *p = b->text + b->vec_at;
+    const char *p = b->data;
 
     for (uint32_t i = 0; i < b->nvec; i++) {
-        const struct rec_vec *v = (const struct rec_vec *)p;
-        if (strcmp(v->field, field) == 0)
+        const struct rec_vec *v = (const struct rec_vec *)(const void *)p;
+        if (v->pos == pos)
             return v;
         p += v->size;
     }
@@ -1050,8 +1070,11 @@ int memrec_record_list(struct engine *e, const struct eng_scope *s, const char *
 
 /* ---- vector search (engine.h) ---------------------------------------------------------
  * One pass over the org's store: each live record's packed vector (rec_vec)
- * is scored without parsing the record; only one that would enter the best k
- * so far is parsed, to test the filters. The best k are a max-heap (worst at
+ * is scored from its floats without parsing the record; only one whose float
+ * score, less what rounding to float can have moved it (vec_score_f's
+ * slack), could still enter the best k so far is scored again from its
+ * doubles, so the answer is exact; only one whose exact score enters is
+ * parsed, to test the filters. The best k are a max-heap (worst at
  * the root) in one buffer of k candidates made before the scan, pointing into
  * the region (which the caller's unit of work holds still): nothing else is
  * allocated per row. The winners are parsed once more, to be copied out. */
@@ -1060,6 +1083,20 @@ struct cand {
     double score;
     const struct rec_blob *b;
 };
+
+/* Blobs are scattered over the region, so the scan is bound by memory
+ * latency: while it scores one record it asks for every line the scan will
+ * read of the one SCAN_AHEAD places on (its header and its floats: 10 lines
+ * for 128 dimensions; more ahead, or the doubles too, measured slower), the
+ * values read from the store's map SCAN_BATCH at a time. */
+#define SCAN_BATCH 256
+#define SCAN_AHEAD 4
+
+static void prefetch(const void *p, size_t n)
+{
+    for (size_t i = 0; i < n; i += 64)
+        __builtin_prefetch((const char *)p + i);
+}
 
 /* Whether a ranks after b: a larger score, ties by the larger id. */
 static bool after(const struct cand *a, const struct cand *b)
@@ -1124,10 +1161,10 @@ int memrec_record_search(struct engine *e, const struct eng_scope *s, const char
 {
     const struct eng_resource *def;
     const struct eng_field *f;
-    struct shm_map_entry me;
     struct cand *heap = NULL;
-    uint64_t res, recs, pos = 0;
-    size_t k = 0;
+    uint64_t res, recs, pos = 0, vals[SCAN_BATCH];
+    size_t k = 0, got, ahead = sizeof(struct rec_blob) + sizeof(struct rec_vec) + (size_t)q->dim * sizeof(float);
+    uint32_t fpos;
     double qnorm = vec_norm(q->vector, q->dim);
     int rc;
 
@@ -1138,6 +1175,7 @@ int memrec_record_search(struct engine *e, const struct eng_scope *s, const char
     def = &((struct rec_res *)P(e, res))->def;
     if ((f = eng_resource_field(def, q->field)) == NULL || f->type != ENG_FT_VECTOR || f->dim != q->dim)
         return engine_fail(e, ERR_INVAL, "%.64s is not a vector(%d) field", q->field, q->dim);
+    fpos = (uint32_t)(f - def->fields);
     for (size_t i = 0; i < q->where->nfilters; i++)
         if (!column_known(def, q->where->filters[i].field))
             return engine_fail(e, ERR_INVAL, "no field %.64s", q->where->filters[i].field);
@@ -1145,25 +1183,35 @@ int memrec_record_search(struct engine *e, const struct eng_scope *s, const char
         return 0;
     if ((heap = malloc(q->k * sizeof *heap)) == NULL)
         return engine_fail(e, ERR_NOMEM, "out of memory");
-    while (shm_map_next(R(e), recs, &pos, &me)) {
-        struct cand c = {.b = P(e, me.val)};
-        const struct rec_vec *v;
-        bool ok;
+    while ((got = shm_map_vals(R(e), recs, &pos, vals, SCAN_BATCH)) > 0) {
+        for (size_t j = 0; j < got; j++) {
+            struct cand c = {.b = P(e, vals[j])};
+            const struct rec_vec *v;
+            double slack;
+            bool ok;
 
-        if (expired(c.b, q->where->now) || (v = blob_vec(c.b, f->name)) == NULL ||
-            !vec_score(q->metric, v->v, v->norm, q->vector, qnorm, q->dim, &c.score) ||
-            (k == q->k && !after(&heap[0], &c)))
-            continue;
-        if ((rc = passes(def, c.b, q->where, &ok)) != 0)
-            goto out;
-        if (!ok)
-            continue;
-        if (k < q->k) {
-            heap[k] = c;
-            heap_up(heap, k++);
-        } else {
-            heap[0] = c;
-            heap_down(heap, k, 0);
+            if (j + SCAN_AHEAD < got)
+                prefetch(P(e, vals[j + SCAN_AHEAD]), ahead);
+            if (expired(c.b, q->where->now) || (v = blob_vec(c.b, fpos)) == NULL ||
+                !vec_score_f(q->metric, v->f, v->norm, q->vector, qnorm, q->dim, &c.score, &slack) ||
+                (k == q->k && c.score - slack > heap[0].score && isfinite(c.score)))
+                continue;
+            /* the floats cannot rule it out (a component past float's range
+             * never can): its exact score decides */
+            if (!vec_score(q->metric, vec_doubles(v), v->norm, q->vector, qnorm, q->dim, &c.score) ||
+                (k == q->k && !after(&heap[0], &c)))
+                continue;
+            if ((rc = passes(def, c.b, q->where, &ok)) != 0)
+                goto out;
+            if (!ok)
+                continue;
+            if (k < q->k) {
+                heap[k] = c;
+                heap_up(heap, k++);
+            } else {
+                heap[0] = c;
+                heap_down(heap, k, 0);
+            }
         }
     }
     qsort(heap, k, sizeof *heap, cand_cmp);

@@ -175,6 +175,11 @@ struct shm_map_entry {
  * *pos (after a resize) is safe: it just restarts or ends early. */
 bool shm_map_next(struct shm_region *r, uint64_t map, uint64_t *pos,
                   struct shm_map_entry *e);
+/* The same walk for values only, a batch at a time: up to max values of live
+ * entries at or after *pos into out, *pos advanced past them; how many (0 at
+ * the end). No key is read: for scans over many entries that need only what
+ * the values point to (a vector search touches each record once). */
+size_t shm_map_vals(struct shm_region *r, uint64_t map, uint64_t *pos, uint64_t *out, size_t max);
 
 /* Introspection. */
 

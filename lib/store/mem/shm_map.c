@@ -315,6 +315,20 @@ size_t shm_map_count(struct shm_region *r, uint64_t map)
     return (size_t)map_get_hdr(r, map)->count;
 }
 
+size_t shm_map_vals(struct shm_region *r, uint64_t map, uint64_t *pos, uint64_t *out, size_t max)
+{
+    struct map_hdr *m = map_get_hdr(r, map);
+    const struct map_slot *s = map_slots(r, m);
+    uint64_t i = *pos;
+    size_t n = 0;
+
+    for (; i < m->cap && n < max; i++)
+        if (s[i].key > SLOT_TOMB)
+            out[n++] = s[i].val;
+    *pos = i;
+    return n;
+}
+
 bool shm_map_next(struct shm_region *r, uint64_t map, uint64_t *pos, struct shm_map_entry *e)
 {
     struct map_hdr *m = map_get_hdr(r, map);

@@ -464,6 +464,8 @@ out:
  * same transaction. */
 
 #define HNSW_MAX_SCAN_TUPLES "40000"
+#define HNSW_OVERSAMPLE 4       /* rows asked of the index per row answered */
+#define HNSW_ROWS_MIN 40        /* and at least this many (pgvector's default ef_search) */
 
 /* The score of the metric in SQL over _t(a, b) (a: the row's, b: the query's; $5 its norm). */
 static const char *score_sql(int metric)
@@ -513,12 +515,13 @@ static int search_where(struct buf *b, struct params *p, const struct eng_resour
     return rc;
 }
 
-/* $1 org, $2 now, $3 the vector, $4 k and, for cosine in SQL (norm), $5 the vector's norm. */
-static int search_params(struct params *p, const struct eng_scope *s, const struct eng_search *q, bool norm)
+/* $1 org, $2 now, $3 the vector, $4 the rows and, for cosine in SQL (norm), $5 the vector's norm. */
+static int search_params(struct params *p, const struct eng_scope *s, const struct eng_search *q, size_t rows,
+                         bool norm)
 {
     if (pgrec_param(p, s->org_id) == 0 || pgrec_param_own(p, pgrec_fmt_i64(q->where->now)) == 0 ||
         pgrec_param_own(p, vector_literal(q->vector, q->dim)) == 0 ||
-        pgrec_param_own(p, pgrec_fmt_i64((int64_t)q->k)) == 0)
+        pgrec_param_own(p, pgrec_fmt_i64((int64_t)rows)) == 0)
         return ERR_NOMEM;
     if (norm && pgrec_param_own(p, pgrec_fmt_num(vec_norm(q->vector, q->dim))) == 0)
         return ERR_NOMEM;
@@ -528,7 +531,7 @@ static int search_params(struct params *p, const struct eng_scope *s, const stru
 static int exact_sql(struct buf *b, struct params *p, const struct eng_scope *s, const char *schema,
                      const struct eng_resource *def, const struct eng_search *q)
 {
-    int rc = search_params(p, s, q, q->metric == ENG_METRIC_COSINE);
+    int rc = search_params(p, s, q, q->k, q->metric == ENG_METRIC_COSINE);
 
     if (rc == 0)
         rc = buf_puts(b, "SELECT to_jsonb(_r)::text, _s.score FROM ");
@@ -552,10 +555,10 @@ static const char *const PGV_OPS[] = {[ENG_METRIC_COSINE] = "<=>", [ENG_METRIC_L
 
 /* The index's order: rows by the expression the index is built on (ext: pgvector's schema). */
 static int hnsw_sql(struct buf *b, struct params *p, const struct eng_scope *s, const char *schema,
-                    const struct eng_resource *def, const struct eng_search *q, const char *ext)
+                    const struct eng_resource *def, const struct eng_search *q, const char *ext, size_t rows)
 {
     struct buf x;
-    int rc = search_params(p, s, q, false);
+    int rc = search_params(p, s, q, rows, false);
 
     buf_init(&x, 256);
     if (rc == 0)
@@ -588,10 +591,11 @@ static int hit_cmp(const void *x, const void *y)
     return strcmp(a->rec.id, b->rec.id);
 }
 
-/* The rows of r as hits: with score_col >= 0 the score from it, else scored
- * here from the record's vector (and dropped when it has no score). */
+/* The rows of r as hits (up to cap): with score_col >= 0 the score from it,
+ * else scored here from the record's vector (and dropped when it has no
+ * score) and sorted. */
 static int take_hits(struct engine *e, const PGresult *r, int score_col, const struct eng_resource *def,
-                     const struct eng_search *q, struct eng_hit *out, size_t *n)
+                     const struct eng_search *q, struct eng_hit *out, size_t cap, size_t *n)
 {
     double *v = malloc((size_t)q->dim * sizeof *v), qnorm = vec_norm(q->vector, q->dim);
     int rc = 0;
@@ -599,7 +603,7 @@ static int take_hits(struct engine *e, const PGresult *r, int score_col, const s
     *n = 0;
     if (v == NULL)
         return pgrec_nomem(e);
-    for (int i = 0; rc == 0 && i < PQntuples(r) && *n < q->k; i++) {
+    for (int i = 0; rc == 0 && i < PQntuples(r) && *n < cap; i++) {
         struct eng_hit *h = &out[*n];
         const cJSON *arr, *x;
         int d = 0;
@@ -697,24 +701,42 @@ int pgrec_record_search(struct engine *e, const struct eng_scope *s, const char 
     if ((rc = hnsw_usable(e, s, c.schema, c.def, f, q, ext)) != 0)
         goto out;
     if (ext[0] != '\0') {
-        /* candidates the index visits: at least 2k (and pgvector's default 40) */
-        snprintf(ef, sizeof ef, "%zu", q->k * 2 < 40 ? 40 : q->k * 2 > 1000 ? 1000 : q->k * 2);
+        /* more rows than asked from the index's order, ranked exactly here:
+         * the index's distances are float4, and a near miss it ordered
+         * behind the k-th still makes the answer */
+        size_t rows = q->k * HNSW_OVERSAMPLE < HNSW_ROWS_MIN ? HNSW_ROWS_MIN : q->k * HNSW_OVERSAMPLE;
+        struct eng_hit *all;
+        size_t got = 0;
+
+        if (rows > ENG_SEARCH_K_MAX)
+            rows = q->k > ENG_SEARCH_K_MAX ? q->k : ENG_SEARCH_K_MAX;
+        snprintf(ef, sizeof ef, "%zu", rows);
         if (pgrec_param(&c.p[0], ef) == 0 ||
             buf_puts(&c.b[0], "SELECT set_config('hnsw.ef_search', $1, true), "
                               "set_config('hnsw.iterative_scan', 'relaxed_order', true), "
                               "set_config('hnsw.max_scan_tuples', '" HNSW_MAX_SCAN_TUPLES "', true)") != 0 ||
-            hnsw_sql(&c.b[1], &c.p[1], s, c.schema, c.def, q, ext) != 0) {
+            hnsw_sql(&c.b[1], &c.p[1], s, c.schema, c.def, q, ext, rows) != 0) {
             rc = pgrec_nomem(e);
             goto out;
         }
-        if ((rc = pgrec_call_run(e, s, &c, 2)) != 0 || (rc = take_hits(e, c.r[1], -1, c.def, q, out, n)) != 0)
+        if ((rc = pgrec_call_run(e, s, &c, 2)) != 0)
             goto out;
-        *strategy = ENG_STRATEGY_HNSW;
-        if (*n == q->k)
+        if ((all = calloc(rows, sizeof *all)) == NULL) {
+            rc = pgrec_nomem(e);
             goto out;
-        for (size_t i = 0; i < *n; i++)
-            eng_record_cleanup(&out[i].rec);
-        *n = 0;
+        }
+        rc = take_hits(e, c.r[1], -1, c.def, q, all, rows, &got);
+        for (size_t i = 0; i < got; i++) {
+            if (rc == 0 && got >= q->k && i < q->k)
+                out[(*n)++] = all[i];
+            else
+                eng_record_cleanup(&all[i].rec);
+        }
+        free(all);
+        if (rc != 0 || *n == q->k) {
+            *strategy = ENG_STRATEGY_HNSW;
+            goto out;
+        }
         *strategy = ENG_STRATEGY_HNSW_EXACT;
         call_reset(&c);
     }
@@ -723,7 +745,7 @@ int pgrec_record_search(struct engine *e, const struct eng_scope *s, const char 
         goto out;
     }
     if ((rc = pgrec_call_run(e, s, &c, 1)) == 0)
-        rc = take_hits(e, c.r[0], 1, c.def, q, out, n);
+        rc = take_hits(e, c.r[0], 1, c.def, q, out, q->k, n);
 out:
     pgrec_call_close(&c);
     return rc;
