@@ -26,22 +26,29 @@ const char *vec_metric_name(int metric)
     return metric >= ENG_METRIC_COSINE && metric <= ENG_METRIC_INNER ? NAMES[metric] : NAMES[ENG_METRIC_COSINE];
 }
 
-/* Four partial sums: one chain of dependent adds would wait on each add's
- * latency, and a scan of many vectors is made of nothing else. */
+/* The sum of TERM(i) for i in [0, n), as four partial sums added at the end:
+ * one chain of dependent adds would wait on each add's latency, and a scan
+ * of many vectors is made of nothing else. */
+#define SUM4(n, TERM)                                                    \
+    ({                                                                   \
+        double s0_ = 0, s1_ = 0, s2_ = 0, s3_ = 0;                       \
+        int i_ = 0;                                                      \
+        for (; i_ + 4 <= (n); i_ += 4) {                                 \
+            s0_ += TERM(i_);                                             \
+            s1_ += TERM(i_ + 1);                                         \
+            s2_ += TERM(i_ + 2);                                         \
+            s3_ += TERM(i_ + 3);                                         \
+        }                                                                \
+        for (; i_ < (n); i_++)                                           \
+            s0_ += TERM(i_);                                             \
+        (s0_ + s1_) + (s2_ + s3_);                                       \
+    })
+
 static double dot(const double *a, const double *b, int n)
 {
-    double s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-    int i = 0;
-
-    for (; i + 4 <= n; i += 4) {
-        s0 += a[i] * b[i];
-        s1 += a[i + 1] * b[i + 1];
-        s2 += a[i + 2] * b[i + 2];
-        s3 += a[i + 3] * b[i + 3];
-    }
-    for (; i < n; i++)
-        s0 += a[i] * b[i];
-    return (s0 + s1) + (s2 + s3);
+#define TERM(i) (a[i] * b[i])
+    return SUM4(n, TERM);
+#undef TERM
 }
 
 double vec_norm(const double *a, int n)
@@ -51,23 +58,12 @@ double vec_norm(const double *a, int n)
 
 bool vec_score(int metric, const double *a, double anorm, const double *q, double qnorm, int n, double *score)
 {
-    double s = 0;
-
     switch (metric) {
-    case ENG_METRIC_L2: {
-        double s1 = 0, s2 = 0, s3 = 0;
-        int i = 0;
-        for (; i + 4 <= n; i += 4) {
-            s += (a[i] - q[i]) * (a[i] - q[i]);
-            s1 += (a[i + 1] - q[i + 1]) * (a[i + 1] - q[i + 1]);
-            s2 += (a[i + 2] - q[i + 2]) * (a[i + 2] - q[i + 2]);
-            s3 += (a[i + 3] - q[i + 3]) * (a[i + 3] - q[i + 3]);
-        }
-        for (; i < n; i++)
-            s += (a[i] - q[i]) * (a[i] - q[i]);
-        *score = sqrt((s + s1) + (s2 + s3));
+    case ENG_METRIC_L2:
+#define TERM(i) ((a[i] - q[i]) * (a[i] - q[i]))
+        *score = sqrt(SUM4(n, TERM));
+#undef TERM
         return true;
-    }
     case ENG_METRIC_INNER:
         *score = -dot(a, q, n);
         return true;
@@ -82,18 +78,9 @@ bool vec_score(int metric, const double *a, double anorm, const double *q, doubl
 /* As dot, of a float vector: each component widened to double first. */
 static double dot_f(const float *a, const double *b, int n)
 {
-    double s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-    int i = 0;
-
-    for (; i + 4 <= n; i += 4) {
-        s0 += (double)a[i] * b[i];
-        s1 += (double)a[i + 1] * b[i + 1];
-        s2 += (double)a[i + 2] * b[i + 2];
-        s3 += (double)a[i + 3] * b[i + 3];
-    }
-    for (; i < n; i++)
-        s0 += (double)a[i] * b[i];
-    return (s0 + s1) + (s2 + s3);
+#define TERM(i) ((double)a[i] * b[i])
+    return SUM4(n, TERM);
+#undef TERM
 }
 
 /* What widening to float costs: |a_i - af_i| <= 2^-24 |a_i| for a normal
@@ -108,13 +95,11 @@ static double dot_f(const float *a, const double *b, int n)
 bool vec_score_f(int metric, const float *af, double anorm, const double *q, double qnorm, int n, double *score,
                  double *slack)
 {
-    double s = 0;
-
     switch (metric) {
     case ENG_METRIC_L2:
-        for (int i = 0; i < n; i++)
-            s += ((double)af[i] - q[i]) * ((double)af[i] - q[i]);
-        *score = sqrt(s);
+#define TERM(i) (((double)af[i] - q[i]) * ((double)af[i] - q[i]))
+        *score = sqrt(SUM4(n, TERM));
+#undef TERM
         *slack = SLACK * (anorm + qnorm) + TINY(n, qnorm);
         return true;
     case ENG_METRIC_INNER:
