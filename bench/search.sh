@@ -17,8 +17,8 @@
 # The memory rows load through the API; PostgreSQL's rows are written by SQL
 # as the owner (the same columns the API writes), for speed.
 # Usage: bench/search.sh BUILD   env: N=100000 QUERIES=50 EXACT_QUERIES=5
-# Prints a markdown section on stdout (bench/run.sh appends it to latest.md)
-# and bench/results/search.json.
+# Prints a markdown section on stdout (bench/run.sh appends it to latest.md),
+# also kept in bench/results/search.md, and bench/results/search.json.
 set -euo pipefail
 build=${1:-build}
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -98,6 +98,7 @@ measure pgvector-1pct-unindexed "$queries" grp 10 recall
 measure pgvector-10pct-unindexed "$queries" grp 100 recall
 fleet_down
 
+(
 ROWS=$T/rows.jsonl N=$n BUILD_S=$build_s DATA=${DATA:-clustered} OUT=$root/bench/results/search.json python3 - <<'PY'
 import json, os, time
 rows = [json.loads(l) for l in open(os.environ["ROWS"])]
@@ -127,3 +128,4 @@ if m:
     print(f"\nmem-search: {m['p50_ms'] * 1e6 / doc['n']:.0f} ns per vector at the p50 (the whole request, "
           f"nginx and JSON included, over {doc['n']:,} vectors of 128 doubles).")
 PY
+) | tee "$root/bench/results/search.md"
