@@ -25,8 +25,18 @@ if [ "$(id -u)" -ne 0 ]; then
 else
     SUDO=
 fi
-echo "deps.sh: installing$missing" >&2
+# The server's headers (for the tests' pgvector build) at the version of the
+# libpq already here: a newer one would upgrade libpq and the server with it,
+# past the source packages the static build fetches (static-deps.sh), which a
+# mirror may not hold for a security update.
+want=""
+for p in $missing; do
+    v=""
+    [ "$p" = postgresql-server-dev-15 ] && v=$(dpkg-query -W -f='${Version}' libpq-dev 2>/dev/null || true)
+    want="$want $p${v:+=$v}"
+done
+echo "deps.sh: installing$want" >&2
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq >/dev/null
 # shellcheck disable=SC2086
-$SUDO apt-get install -y -qq --no-install-recommends $missing >/dev/null
+$SUDO apt-get install -y -qq --no-install-recommends $want >/dev/null
