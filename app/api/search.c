@@ -135,21 +135,23 @@ HANDLER(handle_records_search)
         return ERR_NOMEM;
     if ((rc = engine_record_search(w->engine, &p->scope, c.service, c.resource, &q, hits, &n, &strategy)) != 0)
         return rc;
-    root = respond_list(r, &data);
-    for (size_t i = 0; root != NULL && i < n; i++) {
+    if (strategy < ENG_STRATEGY_EXACT || strategy > ENG_STRATEGY_HNSW_EXACT)
+        rc = ERR_INTERNAL;      /* an engine that did not say how it searched */
+    if (rc == 0 && (root = respond_list(r, &data)) == NULL) /* the request's: freed with it */
+        rc = ERR_NOMEM;
+    for (size_t i = 0; rc == 0 && i < n; i++) {
         cJSON *o = records_json(w, p, &c, &hits[i].rec);
         if (o == NULL || !cJSON_AddItemToArray(data, o)) {
             cJSON_Delete(o);
-            cJSON_Delete(root);
-            root = NULL;
+            rc = ERR_NOMEM;
         } else {
             cJSON_AddNumberToObject(o, "_score", hits[i].score);
         }
     }
     for (size_t i = 0; i < n; i++)
         eng_record_cleanup(&hits[i].rec);
-    if (root == NULL)
-        return ERR_NOMEM;
+    if (rc != 0)
+        return rc;
     cJSON_AddNumberToObject(root, "k", (double)q.k);
     cJSON_AddStringToObject(root, "metric", vec_metric_name(q.metric));
     cJSON_AddBoolToObject(root, "exact", strategy != ENG_STRATEGY_HNSW);
