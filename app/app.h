@@ -196,13 +196,19 @@ struct principal {
  * handler that needs storage begins and commits its own. */
 typedef int (*handler_fn)(struct worker *w, struct http_request *r, const struct principal *p);
 
-enum route_auth { AUTH_NONE, AUTH_REQUIRED };
+/* AUTH_OPTIONAL: authenticated as AUTH_REQUIRED when the request has an
+ * Authorization header (a bad one is still a 401), else run without a caller. */
+enum route_auth { AUTH_NONE, AUTH_REQUIRED, AUTH_OPTIONAL };
 
 struct app_route {
     handler_fn fn;
     const char *label;          /* metrics label, e.g. "GET /v1/auth/me" */
     int auth;                   /* enum route_auth */
     const char *perm;           /* action the caller needs on object "*", or NULL */
+    /* for the OpenAPI document (openapi.c); summary NULL: not documented */
+    const char *summary;
+    const char *req, *res;      /* schema names in app/api/openapi.json; NULL: no body */
+    const char *statuses;       /* the statuses it answers besides the common ones, "200 404" */
 };
 
 /* routes.c: the route table, its router rows and metrics labels. */
@@ -337,6 +343,8 @@ HANDLER(handle_records_update);
 HANDLER(handle_records_delete);
 /* search.c */
 HANDLER(handle_records_search);
+/* openapi.c: GET /openapi.json, this deployment's OpenAPI 3.1 document */
+HANDLER(handle_openapi);
 
 /* authn.c: the caller of a request, from its bearer token; opens the unit of work. */
 int authn_principal(struct worker *w, struct http_request *r, struct principal *p);

@@ -3,58 +3,65 @@
  * compiles it once per worker. */
 #include "app.h"
 
-/* the last argument is OPEN or AUTHED(permission): auth and perm of struct app_route */
+/* after the handler: OPEN, OPTIONAL or AUTHED(permission) (auth and perm of struct
+ * app_route), then DOC(summary, request schema, response schema, statuses)
+ * for the OpenAPI document (openapi.c; schema names are app/api/openapi.json's
+ * components, NULL for none), or UNDOCUMENTED */
 #define ROW(m, path, fn, ...) \
     {ROUTER_##m, path, &(const struct app_route){fn, #m " " path, __VA_ARGS__}}
 #define OPEN AUTH_NONE, NULL
 #define AUTHED(perm) AUTH_REQUIRED, perm
+#define OPTIONAL AUTH_OPTIONAL, NULL
+#define DOC(summary, req, res, statuses) summary, req, res, statuses
+#define UNDOCUMENTED NULL, NULL, NULL, NULL
 
 const struct route APP_ROUTES[] = {
-    ROW(GET, "/healthz", handle_ops_healthz, OPEN),
-    ROW(GET, "/readyz", handle_ops_readyz, OPEN),
-    ROW(GET, "/metrics", handle_ops_metrics, OPEN),
+    ROW(GET, "/openapi.json", handle_openapi, OPTIONAL, DOC("This document; with a token, also the resources of its mode", NULL, NULL, "200 400")),
+    ROW(GET, "/healthz", handle_ops_healthz, OPEN, DOC("Liveness", NULL, "Health", "200")),
+    ROW(GET, "/readyz", handle_ops_readyz, OPEN, DOC("Readiness per dependency", NULL, "Ready", "200 503")),
+    ROW(GET, "/metrics", handle_ops_metrics, OPEN, DOC("Prometheus metrics (text)", NULL, NULL, "200")),
 
-    ROW(POST, "/v1/auth/signup", handle_auth_signup, OPEN),
-    ROW(POST, "/v1/auth/login", handle_auth_login, OPEN),
-    ROW(POST, "/v1/auth/refresh", handle_auth_refresh, OPEN),
-    ROW(POST, "/v1/auth/logout", handle_auth_logout, AUTHED(NULL)),
-    ROW(GET, "/v1/auth/me", handle_auth_me, AUTHED(NULL)),
-    ROW(GET, "/.well-known/jwks.json", handle_auth_jwks, OPEN),
-    ROW(POST, "/v1/auth/api-keys", handle_keys_create, AUTHED("keys:manage")),
-    ROW(GET, "/v1/auth/api-keys", handle_keys_list, AUTHED("keys:manage")),
-    ROW(DELETE, "/v1/auth/api-keys/{id}", handle_keys_revoke, AUTHED("keys:manage")),
+    ROW(POST, "/v1/auth/signup", handle_auth_signup, OPEN, DOC("Sign up: a new user and org, or join by invite", "SignupRequest", "TokenPair", "201 409 422 429")),
+    ROW(POST, "/v1/auth/login", handle_auth_login, OPEN, DOC("Log in: a token pair", "LoginRequest", "TokenPair", "200 401 422 429")),
+    ROW(POST, "/v1/auth/refresh", handle_auth_refresh, OPEN, DOC("Rotate a refresh token: a new pair", "RefreshRequest", "TokenPair", "200 401 422")),
+    ROW(POST, "/v1/auth/logout", handle_auth_logout, AUTHED(NULL), DOC("Log out: the access token refused from now on, its refresh family revoked", NULL, NULL, "204")),
+    ROW(GET, "/v1/auth/me", handle_auth_me, AUTHED(NULL), DOC("The caller: user, org, role, permissions, mode", NULL, "Me", "200")),
+    ROW(GET, "/.well-known/jwks.json", handle_auth_jwks, OPEN, DOC("The signing public keys", NULL, "Jwks", "200")),
+    ROW(POST, "/v1/auth/api-keys", handle_keys_create, AUTHED("keys:manage"), DOC("Create an API key (its secret shown once)", "ApiKeyRequest", "ApiKey", "201 403 422")),
+    ROW(GET, "/v1/auth/api-keys", handle_keys_list, AUTHED("keys:manage"), DOC("List the org's API keys", NULL, "List", "200 403")),
+    ROW(DELETE, "/v1/auth/api-keys/{id}", handle_keys_revoke, AUTHED("keys:manage"), DOC("Revoke an API key", NULL, NULL, "204 403 404")),
 
-    ROW(GET, "/v1/orgs/current", handle_orgs_current, AUTHED(NULL)),
-    ROW(GET, "/v1/orgs/current/members", handle_members_list, AUTHED(NULL)),
-    ROW(POST, "/v1/orgs/current/members", handle_members_invite, AUTHED("members:manage")),
-    ROW(PATCH, "/v1/orgs/current/members/{user_id}", handle_members_update, AUTHED("members:manage")),
-    ROW(DELETE, "/v1/orgs/current/members/{user_id}", handle_members_remove, AUTHED("members:manage")),
-    ROW(GET, "/v1/roles", handle_roles_list, AUTHED(NULL)),
-    ROW(POST, "/v1/roles", handle_roles_create, AUTHED("roles:manage")),
+    ROW(GET, "/v1/orgs/current", handle_orgs_current, AUTHED(NULL), DOC("The caller's org", NULL, "Org", "200")),
+    ROW(GET, "/v1/orgs/current/members", handle_members_list, AUTHED(NULL), DOC("List the org's members", NULL, "List", "200")),
+    ROW(POST, "/v1/orgs/current/members", handle_members_invite, AUTHED("members:manage"), DOC("Invite a member (a one-time invite token)", "InviteRequest", "Invite", "201 403 422")),
+    ROW(PATCH, "/v1/orgs/current/members/{user_id}", handle_members_update, AUTHED("members:manage"), DOC("Change a member's role", "RoleChange", "Member", "200 403 404 409 422")),
+    ROW(DELETE, "/v1/orgs/current/members/{user_id}", handle_members_remove, AUTHED("members:manage"), DOC("Remove a member", NULL, NULL, "204 403 404 409")),
+    ROW(GET, "/v1/roles", handle_roles_list, AUTHED(NULL), DOC("List the roles (built-in and the org's)", NULL, "List", "200")),
+    ROW(POST, "/v1/roles", handle_roles_create, AUTHED("roles:manage"), DOC("Define a role of the org", "Role", "Role", "201 403 422")),
 
-    ROW(GET, "/v1/apps", handle_apps_list, AUTHED(NULL)),
-    ROW(POST, "/v1/apps", handle_apps_create, AUTHED(NULL)), /* platform admins: checked inside */
+    ROW(GET, "/v1/apps", handle_apps_list, AUTHED(NULL), DOC("App discovery", NULL, "List", "200")),
+    ROW(POST, "/v1/apps", handle_apps_create, AUTHED(NULL), DOC("Register an app (platform admins)", "App", "App", "201 403 409 422")), /* platform admins: checked inside */
 
-    ROW(GET, "/v1/audit", handle_audit_list, AUTHED("audit:read")),
+    ROW(GET, "/v1/audit", handle_audit_list, AUTHED("audit:read"), DOC("The org's audit trail", NULL, "List", "200 403")),
 
     /* the MicroService API: permissions are per service/resource, checked inside */
-    ROW(GET, "/v1/svc/{service}/schema", handle_schema_get, AUTHED(NULL)),
-    ROW(PUT, "/v1/svc/{service}/schema/{resource}", handle_schema_put, AUTHED(NULL)),
-    ROW(POST, "/v1/svc/{service}/{resource}", handle_records_create, AUTHED(NULL)),
-    ROW(GET, "/v1/svc/{service}/{resource}", handle_records_list, AUTHED(NULL)),
-    ROW(GET, "/v1/svc/{service}/{resource}/{id}", handle_records_get, AUTHED(NULL)),
-    ROW(GET, "/v1/svc/{service}/{resource}/changes", handle_changes_list, AUTHED(NULL)),
-    ROW(POST, "/v1/svc/{service}/{resource}/search", handle_records_search, AUTHED(NULL)),
-    ROW(GET, "/v1/svc/{service}/{resource}/views/{view}", handle_views_get, AUTHED(NULL)),
-    ROW(PATCH, "/v1/svc/{service}/{resource}/{id}", handle_records_update, AUTHED(NULL)),
-    ROW(DELETE, "/v1/svc/{service}/{resource}/{id}", handle_records_delete, AUTHED(NULL)),
+    ROW(GET, "/v1/svc/{service}/schema", handle_schema_get, AUTHED(NULL), DOC("A service's resource schemas", NULL, "ServiceSchema", "200 404")),
+    ROW(PUT, "/v1/svc/{service}/schema/{resource}", handle_schema_put, AUTHED(NULL), DOC("Create or change a resource's schema (platform admins)", "SchemaPut", "Resource", "200 403 404 409 422")),
+    ROW(POST, "/v1/svc/{service}/{resource}", handle_records_create, AUTHED(NULL), DOC("Create a record", "RecordInput", "Record", "201 403 404 422")),
+    ROW(GET, "/v1/svc/{service}/{resource}", handle_records_list, AUTHED(NULL), DOC("List records: filters field=op.value, order, keyset cursor", NULL, "List", "200 400 403 404")),
+    ROW(GET, "/v1/svc/{service}/{resource}/{id}", handle_records_get, AUTHED(NULL), DOC("Read a record", NULL, "Record", "200 403 404")),
+    ROW(GET, "/v1/svc/{service}/{resource}/changes", handle_changes_list, AUTHED(NULL), DOC("The change feed: committed changes in order, resumable", NULL, "Changes", "200 400 403 404 410")),
+    ROW(POST, "/v1/svc/{service}/{resource}/search", handle_records_search, AUTHED(NULL), DOC("Vector search: the k nearest records that pass the filter", "SearchRequest", "SearchResult", "200 403 404 422")),
+    ROW(GET, "/v1/svc/{service}/{resource}/views/{view}", handle_views_get, AUTHED(NULL), DOC("A CQRS view's rows, with its lag", NULL, "View", "200 400 403 404")),
+    ROW(PATCH, "/v1/svc/{service}/{resource}/{id}", handle_records_update, AUTHED(NULL), DOC("Update a record (If-Match: its version)", "RecordInput", "Record", "200 403 404 412 422")),
+    ROW(DELETE, "/v1/svc/{service}/{resource}/{id}", handle_records_delete, AUTHED(NULL), DOC("Delete a record (If-Match: its version)", NULL, NULL, "204 403 404 412")),
 
 #ifdef TESSERA_TEST_HOOKS
-    ROW(GET, "/debug/sleep", handle_debug_sleep, OPEN),
-    ROW(POST, "/debug/echo", handle_debug_echo, OPEN),
-    ROW(PUT, "/debug/echo", handle_debug_echo, OPEN),
-    ROW(PATCH, "/debug/echo", handle_debug_echo, OPEN),
-    ROW(GET, "/debug/params/{service}/{resource}/{id}", handle_debug_echo, OPEN),
+    ROW(GET, "/debug/sleep", handle_debug_sleep, OPEN, UNDOCUMENTED),
+    ROW(POST, "/debug/echo", handle_debug_echo, OPEN, UNDOCUMENTED),
+    ROW(PUT, "/debug/echo", handle_debug_echo, OPEN, UNDOCUMENTED),
+    ROW(PATCH, "/debug/echo", handle_debug_echo, OPEN, UNDOCUMENTED),
+    ROW(GET, "/debug/params/{service}/{resource}/{id}", handle_debug_echo, OPEN, UNDOCUMENTED),
 #endif
 };
 

@@ -223,7 +223,7 @@ static int dispatch(struct worker *w, struct http_request *r, int *route_idx)
             return rc;
     }
     const struct app_route *ar = r->match.route->data;
-    if (ar->auth == AUTH_NONE)
+    if (ar->auth == AUTH_NONE || (ar->auth == AUTH_OPTIONAL && http_param(r, "HTTP_AUTHORIZATION") == NULL))
         return ar->fn(w, r, NULL);
     return run_authed(w, r, ar);
 }

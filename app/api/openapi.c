@@ -1,0 +1,380 @@
+/* GET /openapi.json: this deployment's OpenAPI 3.1 document (issue 16, DESIGN §5).
+ *
+ * Two sources, no hand-kept list of routes: the route table (routes.c) gives
+ * every path, method, summary, body and response schema names and the
+ * statuses each answers; app/api/openapi.json (compiled in) gives what does
+ * not change, the info, the security scheme and the component schemas those
+ * names point to. A caller who brings a token also gets, for the mode the
+ * token acts in, every active microservice's resources as they are defined
+ * now: a path for each, a record schema and an input schema generated from
+ * the definition (types, required, pii, defaults, vector dimensions), the
+ * list's filter and cursor parameters. Without a token: the fixed routes
+ * only (schemas are members' knowledge, as GET …/schema is).
+ * Built per request: a schema change is in the next document. */
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "app.h"
+#include "core/json.h"
+#include "openapi_json.h"       /* openapi_json[], openapi_json_len: xxd -i of app/api/openapi.json */
+
+#define SERVICES_MAX 64
+#define RESOURCES_MAX 64
+
+static const char *reason(int status)
+{
+    switch (status) {
+    case 200: return "OK";
+    case 201: return "Created";
+    case 204: return "No content";
+    case 400: return "Malformed request (invalid_request, invalid_json)";
+    case 401: return "No valid credentials (unauthorized, invalid_credentials, token_expired, token_revoked)";
+    case 403: return "Not allowed to the caller's role (forbidden)";
+    case 404: return "Not found (another org's object is not found too)";
+    case 409: return "Conflict";
+    case 410: return "No longer kept (gone)";
+    case 412: return "The version changed (precondition_failed)";
+    case 413: return "Body too large (payload_too_large)";
+    case 415: return "Not JSON (unsupported_media_type)";
+    case 422: return "Invalid fields (validation_failed, with details)";
+    case 429: return "Too many requests (with Retry-After)";
+    case 503: return "A dependency is down (unavailable)";
+    default: return "Answer";
+    }
+}
+
+static cJSON *ref(const char *name)
+{
+    cJSON *o = cJSON_CreateObject();
+    char path[160];
+
+    snprintf(path, sizeof path, "#/components/schemas/%s", name);
+    cJSON_AddStringToObject(o, "$ref", path);
+    return o;
+}
+
+static cJSON *json_content(cJSON *schema)
+{
+    cJSON *c = cJSON_CreateObject(), *mt = cJSON_AddObjectToObject(c, "application/json");
+
+    cJSON_AddItemToObject(mt, "schema", schema);
+    return c;
+}
+
+/* statuses: "200 404 …" besides the common ones the route's shape implies. */
+static cJSON *responses(const char *statuses, const char *res, bool authed, bool body)
+{
+    cJSON *out = cJSON_CreateObject();
+    char all[160];
+    int seen[64], n = 0;
+
+    snprintf(all, sizeof all, "%s%s%s 503", statuses != NULL ? statuses : "200", authed ? " 401" : "",
+             body ? " 400 413 415" : "");
+    for (char *save = NULL, *t = strtok_r(all, " ", &save); t != NULL && n < 64; t = strtok_r(NULL, " ", &save)) {
+        int st = atoi(t), dup = 0;
+        char key[8];
+        cJSON *r;
+
+        for (int i = 0; i < n; i++)
+            dup |= seen[i] == st;
+        if (dup || st < 100)
+            continue;
+        seen[n++] = st;
+        snprintf(key, sizeof key, "%d", st);
+        r = cJSON_AddObjectToObject(out, key);
+        cJSON_AddStringToObject(r, "description", reason(st));
+        if (st >= 400)
+            cJSON_AddItemToObject(r, "content", json_content(ref("Error")));
+        else if (st != 204 && res != NULL)
+            cJSON_AddItemToObject(r, "content", json_content(ref(res)));
+    }
+    return out;
+}
+
+/* "GET /v1/svc/{service}/{resource}" → "get_v1_svc_service_resource". */
+static void operation_id(const char *method, const char *path, char *out, size_t cap)
+{
+    size_t k = 0;
+
+    for (const char *p = method; *p != '\0' && k + 1 < cap; p++)
+        out[k++] = (char)tolower((unsigned char)*p);
+    for (const char *p = path; *p != '\0' && k + 1 < cap; p++) {
+        if (isalnum((unsigned char)*p))
+            out[k++] = (char)tolower((unsigned char)*p);
+        else if (k > 0 && out[k - 1] != '_' && (*p == '/' || *p == '.' || *p == '-'))
+            out[k++] = '_';
+    }
+    while (k > 0 && out[k - 1] == '_')
+        k--;
+    out[k] = '\0';
+}
+
+static void add_param_ref(cJSON *params, const char *name)
+{
+    cJSON *o = cJSON_CreateObject();
+    char path[96];
+
+    snprintf(path, sizeof path, "#/components/parameters/%s", name);
+    cJSON_AddStringToObject(o, "$ref", path);
+    cJSON_AddItemToArray(params, o);
+}
+
+static void add_path_param(cJSON *params, const char *name)
+{
+    cJSON *o = cJSON_CreateObject(), *s;
+
+    cJSON_AddStringToObject(o, "name", name);
+    cJSON_AddStringToObject(o, "in", "path");
+    cJSON_AddTrueToObject(o, "required");
+    s = cJSON_AddObjectToObject(o, "schema");
+    cJSON_AddStringToObject(s, "type", "string");
+    cJSON_AddItemToArray(params, o);
+}
+
+/* One operation; method as the table spells it ("GET"). */
+static cJSON *operation(const char *method, const char *path, const char *summary, const char *req,
+                        const char *res, const char *statuses, bool authed)
+{
+    cJSON *op = cJSON_CreateObject(), *params;
+    char id[160];
+    bool body = req != NULL;
+
+    operation_id(method, path, id, sizeof id);
+    cJSON_AddStringToObject(op, "operationId", id);
+    cJSON_AddStringToObject(op, "summary", summary);
+    params = cJSON_AddArrayToObject(op, "parameters");
+    for (const char *p = strchr(path, '{'); p != NULL; p = strchr(p + 1, '{')) {
+        const char *end = strchr(p, '}');
+        char name[64];
+        if (end == NULL || (size_t)(end - p) >= sizeof name)
+            break;
+        snprintf(name, sizeof name, "%.*s", (int)(end - p - 1), p + 1);
+        add_path_param(params, name);
+    }
+    if (authed)
+        add_param_ref(params, "TesseraMode");
+    if (!authed) {
+        cJSON *sec = cJSON_AddArrayToObject(op, "security");
+        cJSON_AddItemToArray(sec, cJSON_CreateObject()); /* none needed */
+    }
+    if (body) {
+        cJSON *rb = cJSON_AddObjectToObject(op, "requestBody");
+        cJSON_AddTrueToObject(rb, "required");
+        cJSON_AddItemToObject(rb, "content", json_content(ref(req)));
+    }
+    cJSON_AddItemToObject(op, "responses", responses(statuses, res, authed, body));
+    return op;
+}
+
+static void add_operation(cJSON *paths, const char *path, const char *method, cJSON *op)
+{
+    cJSON *item = cJSON_GetObjectItemCaseSensitive(paths, path);
+    char m[8];
+    size_t i = 0;
+
+    if (item == NULL)
+        item = cJSON_AddObjectToObject(paths, path);
+    for (; method[i] != '\0' && i + 1 < sizeof m; i++)
+        m[i] = (char)tolower((unsigned char)method[i]);
+    m[i] = '\0';
+    cJSON_AddItemToObject(item, m, op);
+}
+
+/* ---- a resource's own paths and schemas ------------------------------------ */
+
+static cJSON *field_schema(const struct eng_field *f)
+{
+    cJSON *s = cJSON_CreateObject(), *type = NULL;
+    const char *t = NULL;
+
+    switch (f->type) {
+    case ENG_FT_STRING:
+    case ENG_FT_TEXT: t = "string"; break;
+    case ENG_FT_INTEGER:
+    case ENG_FT_TIMESTAMP: t = "integer"; break;
+    case ENG_FT_NUMBER: t = "number"; break;
+    case ENG_FT_BOOLEAN: t = "boolean"; break;
+    case ENG_FT_VECTOR: t = "array"; break;
+    default: break;             /* json: any value */
+    }
+    if (t != NULL && f->required) {
+        cJSON_AddStringToObject(s, "type", t);
+    } else if (t != NULL) {
+        type = cJSON_AddArrayToObject(s, "type");
+        cJSON_AddItemToArray(type, cJSON_CreateString(t));
+        cJSON_AddItemToArray(type, cJSON_CreateString("null"));
+    }
+    if (f->type == ENG_FT_STRING || f->type == ENG_FT_TEXT)
+        cJSON_AddNumberToObject(s, "maxLength", ENG_STRING_MAX);
+    if (f->type == ENG_FT_INTEGER) {
+        cJSON_AddNumberToObject(s, "minimum", (double)-ENG_INT_MAX);
+        cJSON_AddNumberToObject(s, "maximum", (double)ENG_INT_MAX);
+    }
+    if (f->type == ENG_FT_TIMESTAMP) {
+        cJSON_AddNumberToObject(s, "minimum", 0);
+        cJSON_AddStringToObject(s, "description", "unix seconds");
+    }
+    if (f->type == ENG_FT_VECTOR) {
+        cJSON *it = cJSON_AddObjectToObject(s, "items");
+        cJSON_AddStringToObject(it, "type", "number");
+        cJSON_AddNumberToObject(s, "minItems", f->dim);
+        cJSON_AddNumberToObject(s, "maxItems", f->dim);
+    }
+    if (f->pii)
+        cJSON_AddStringToObject(s, "description", "personal data: sealed at rest; filtered only by eq and is.null");
+    if (f->def[0] != '\0')
+        cJSON_AddItemToObject(s, "default", cJSON_Parse(f->def));
+    return s;
+}
+
+/* name_Record (as stored and answered) and name_Input (what a create takes). */
+static void resource_schemas(cJSON *schemas, const char *name, const struct eng_resource *res)
+{
+    cJSON *rec = cJSON_AddObjectToObject(schemas, name), *in, *props, *iprops, *req, *ireq;
+    char iname[200];
+    static const char *const sys[] = {"id", "created_at", "updated_at", "version"};
+
+    snprintf(iname, sizeof iname, "%s_Input", name);
+    in = cJSON_AddObjectToObject(schemas, iname);
+    cJSON_AddStringToObject(rec, "type", "object");
+    cJSON_AddStringToObject(in, "type", "object");
+    props = cJSON_AddObjectToObject(rec, "properties");
+    iprops = cJSON_AddObjectToObject(in, "properties");
+    req = cJSON_AddArrayToObject(rec, "required");
+    ireq = cJSON_AddArrayToObject(in, "required");
+    for (size_t i = 0; i < sizeof sys / sizeof sys[0]; i++) {
+        cJSON *s = cJSON_AddObjectToObject(props, sys[i]);
+        cJSON_AddStringToObject(s, "type", i == 0 ? "string" : "integer");
+        if (i == 0)
+            cJSON_AddStringToObject(s, "format", "uuid");
+        cJSON_AddItemToArray(req, cJSON_CreateString(sys[i]));
+    }
+    cJSON_AddStringToObject(cJSON_AddObjectToObject(props, "expires_at"), "type", "integer");
+    for (int i = 0; i < res->nfields; i++) {
+        const struct eng_field *f = &res->fields[i];
+        cJSON_AddItemToObject(props, f->name, field_schema(f));
+        cJSON_AddItemToObject(iprops, f->name, field_schema(f));
+        cJSON_AddItemToArray(req, cJSON_CreateString(f->name));      /* answered always, null when none */
+        if (f->required && f->def[0] == '\0')
+            cJSON_AddItemToArray(ireq, cJSON_CreateString(f->name));
+    }
+    cJSON_AddFalseToObject(rec, "additionalProperties");
+    cJSON_AddFalseToObject(in, "additionalProperties");
+}
+
+static void add_filter_params(cJSON *params, const struct eng_resource *res)
+{
+    for (int i = 0; i < res->nfields; i++) {
+        const struct eng_field *f = &res->fields[i];
+        cJSON *o = cJSON_CreateObject(), *s;
+        cJSON_AddStringToObject(o, "name", f->name);
+        cJSON_AddStringToObject(o, "in", "query");
+        cJSON_AddStringToObject(o, "description",
+                                f->pii ? "eq.VALUE (by its blind index) or is.null"
+                                : f->type == ENG_FT_JSON || f->type == ENG_FT_VECTOR
+                                    ? "is.null"
+                                    : "op.value, op one of eq neq gt gte lt lte like in is");
+        s = cJSON_AddObjectToObject(o, "schema");
+        cJSON_AddStringToObject(s, "type", "string");
+        cJSON_AddItemToArray(params, o);
+    }
+    add_param_ref(params, "Limit");
+    add_param_ref(params, "Cursor");
+    add_param_ref(params, "Order");
+}
+
+static void resource_paths(cJSON *paths, cJSON *schemas, const char *service, const struct eng_resource *res)
+{
+    char name[160], list[200], input[200], base[200], one[220];
+    cJSON *op, *params, *lst, *props, *data;
+
+    snprintf(name, sizeof name, "svc_%s_%s", service, res->name);
+    snprintf(list, sizeof list, "%s_List", name);
+    snprintf(input, sizeof input, "%s_Input", name);
+    resource_schemas(schemas, name, res);
+    lst = cJSON_AddObjectToObject(schemas, list);
+    cJSON_AddStringToObject(lst, "type", "object");
+    props = cJSON_AddObjectToObject(lst, "properties");
+    data = cJSON_AddObjectToObject(props, "data");
+    cJSON_AddStringToObject(data, "type", "array");
+    cJSON_AddItemToObject(data, "items", ref(name));
+    cJSON_AddItemToObject(cJSON_AddObjectToObject(props, "next_cursor"), "type", cJSON_Parse("[\"string\",\"null\"]"));
+
+    snprintf(base, sizeof base, "/v1/svc/%s/%s", service, res->name);
+    snprintf(one, sizeof one, "%s/{id}", base);
+    op = operation("GET", base, "List records (this resource)", NULL, list, "200 400 403", true);
+    params = cJSON_GetObjectItemCaseSensitive(op, "parameters");
+    add_filter_params(params, res);
+    add_operation(paths, base, "GET", op);
+    add_operation(paths, base, "POST", operation("POST", base, "Create a record (this resource)", input, name,
+                                                 "201 403 422", true));
+    add_operation(paths, one, "GET", operation("GET", one, "Read a record (this resource)", NULL, name,
+                                               "200 403 404", true));
+    /* a PATCH takes any subset of the fields */
+    op = operation("PATCH", one, "Update a record (this resource)", "RecordInput", name, "200 403 404 412 422", true);
+    add_param_ref(cJSON_GetObjectItemCaseSensitive(op, "parameters"), "IfMatch");
+    add_operation(paths, one, "PATCH", op);
+    op = operation("DELETE", one, "Delete a record (this resource)", NULL, NULL, "204 403 404 412", true);
+    add_param_ref(cJSON_GetObjectItemCaseSensitive(op, "parameters"), "IfMatch");
+    add_operation(paths, one, "DELETE", op);
+}
+
+/* The caller's mode's resources of every active microservice. */
+static int add_resources(struct worker *w, const struct principal *p, cJSON *paths, cJSON *schemas)
+{
+    struct eng_app *apps = calloc(SERVICES_MAX, sizeof *apps);
+    struct eng_resource *res = malloc(sizeof *res * RESOURCES_MAX);   /* ~70 KB each: the heap's */
+    size_t na = 0, nr;
+    int rc = apps == NULL || res == NULL ? ERR_NOMEM : 0;
+
+    if (rc == 0)
+        rc = engine_app_list(w->engine, apps, SERVICES_MAX, &na);
+    for (size_t i = 0; rc == 0 && i < na; i++) {
+        if (strcmp(apps[i].kind, "microservice") != 0 || strcmp(apps[i].status, "active") != 0)
+            continue;
+        if ((rc = engine_resource_list(w->engine, &p->scope, apps[i].name, res, RESOURCES_MAX, &nr)) != 0)
+            break;
+        for (size_t j = 0; j < nr; j++)
+            resource_paths(paths, schemas, apps[i].name, &res[j]);
+    }
+    free(apps);
+    free(res);
+    return rc;
+}
+
+HANDLER(handle_openapi)
+{
+    cJSON *doc = http_own(r, cJSON_ParseWithLength((const char *)openapi_json, openapi_json_len));
+    cJSON *paths, *schemas, *info;
+    int rc = 0;
+
+    if (doc == NULL || r->query.n > 0)
+        return doc == NULL ? ERR_INTERNAL : respond_error(r, ERR_INVAL, "/openapi.json takes no parameters");
+    info = cJSON_GetObjectItemCaseSensitive(doc, "info");
+    cJSON_ReplaceItemInObjectCaseSensitive(info, "version", cJSON_CreateString(TESSERA_VERSION));
+    paths = cJSON_AddObjectToObject(doc, "paths");
+    schemas = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(doc, "components"), "schemas");
+    for (size_t i = 0; i < APP_NROUTES; i++) {
+        const struct route *rt = &APP_ROUTES[i];
+        const struct app_route *ar = rt->data;
+        const char *method = ar->label;
+        char m[8];
+        size_t k = 0;
+
+        if (ar->summary == NULL)
+            continue;
+        for (; method[k] != ' ' && method[k] != '\0' && k + 1 < sizeof m; k++)
+            m[k] = method[k];
+        m[k] = '\0';
+        add_operation(paths, rt->pattern, m,
+                      operation(m, rt->pattern, ar->summary, ar->req, ar->res, ar->statuses,
+                                ar->auth == AUTH_REQUIRED));
+    }
+    if (p != NULL) {
+        cJSON_AddStringToObject(info, "x-tessera-mode", engine_mode_name(p->scope.mode));
+        rc = add_resources(w, p, paths, schemas);
+    }
+    return rc != 0 ? rc : respond_owned(r, 200, doc);
+}
