@@ -58,11 +58,13 @@ check "the access token verifies with openssl and the JWKS public key (independe
 # --- one worker issues, every worker accepts; logout revokes on all
 # Concurrent clients make nginx open several upstream connections, and either
 # worker may accept each: which one serves is up to the kernel, so a round is
-# repeated (at most 5) until both workers have served the token.
+# repeated (at most 8) until both workers have served the token. More clients
+# at once than nginx keeps upstream connections (2 × 32): kept connections
+# that all went to one worker would otherwise carry every request there.
 fan() { # token id-prefix → the log's access lines for that prefix, once both workers served
     local round
-    for round in 1 2 3 4 5; do
-        seq 1 64 | xargs -P 16 -I{} curl -s -o /dev/null -H "Authorization: Bearer $1" \
+    for round in 1 2 3 4 5 6 7 8; do
+        seq 1 160 | xargs -P 80 -I{} curl -s -o /dev/null -H "Authorization: Bearer $1" \
             -H "X-Request-Id: $2-$round-{}" "$URL/v1/auth/me"
         sleep 0.2
         jq -e -s "[.[] | select(.event == \"access\" and (.request_id | startswith(\"$2-\"))) | .worker] | unique | length == 2" \
