@@ -749,7 +749,8 @@ int engine_record_search(struct engine *e, const struct eng_scope *s, const char
     CHK(record_search);
     if (ptr(&c, "strategy", strategy))
         *strategy = 0;
-    if (ptr(&c, "query", q) && scoped_list(&c, s, out, q->k, n) && names(&c, service, res) &&
+    /* n first, so that *n is 0 on any failure */
+    if (scoped_list(&c, s, out, q != NULL ? q->k : 0, n) && names(&c, service, res) && ptr(&c, "query", q) &&
         text(&c, "query field", q->field, sizeof q->field, true) && ptr(&c, "query where", q->where) &&
         ptr(&c, "query vector", q->vector)) {
         if (q->k < 1 || q->k > ENG_SEARCH_K_MAX)
