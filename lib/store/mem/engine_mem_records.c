@@ -8,10 +8,11 @@
  *   res:  stores     org id            → struct rec_store
  *   store: records   record id         → struct rec_blob
  *
- * A record is stored as one block: its fixed columns and the JSON text
- * {"d": data, "b": bidx}. Reads parse it; a list parses every record of the
- * org's store, filters, sorts and pages (exact, O(n log n) a page: this engine
- * is for tests, development and demos).
+ * A record is stored as one block: its fixed columns, its vector values
+ * packed for search (struct rec_vec: engine_mem_search.c reads them without
+ * parsing) and the JSON text {"d": data, "b": bidx}. Reads parse it; a list
+ * parses every record of the org's store, filters, sorts and pages (exact,
+ * O(n log n) a page: this engine is for tests, development and demos).
  *
  * Crash consistency (lib/store/mem/shm.h): records and schemas are replaced
  * copy-on-write (a new block, one map put, the old block freed). A schema
@@ -21,11 +22,12 @@
  * pays for the allocations, so a change over very many records can run out of
  * it (ERR_NOSPACE, the unit of work rolls back whole).
  *
- * The outbox keeps every entry until the projector (a later issue) consumes
- * and trims it; until then it grows with the writes, like the audit log.
+ * Every write appends its outbox entry in the same unit; the projector
+ * (engine_mem_cqrs.c) consumes and trims them. The structs and the helpers
+ * the three files share are engine_mem_rec_int.h's.
  *
  * The value helpers (types, checks, casts) are engine-independent: values.c. */
-#include "store/mem/engine_mem_records.h"
+#include "store/mem/engine_mem_rec_int.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -46,106 +48,12 @@
 #include "store/values.h"
 #include "store/vector.h"
 
-#define REC_ROOT "engine.rec"
-#define REC_MAGIC 0x3263657261727374ull     /* "tsrarec2": events, read models, the wake-up word */
-
-struct rec_root {
-    uint64_t magic;
-    uint64_t svcs;
-    /* The projector's wake-up (memrec_wait): bumped by every record write,
-     * waited on with futex(2). Changed with atomics, never through the undo
-     * log: a rolled-back write's bump is one spurious wake-up, nothing more. */
-    uint32_t wake;
-    uint32_t waiters;
-};
-
-struct rec_svc {
-    uint64_t resources;
-    uint64_t outbox;            /* seq (16 hex) → struct rec_event */
-    uint64_t seq;               /* the last outbox seq */
-    uint64_t projected;         /* every event up to this seq is projected */
-    uint64_t trimmed;           /* every event up to this seq is gone (the feed's trim point) */
-};
-
-struct rec_res {
-    uint64_t stores;
-    uint64_t models;            /* org id → struct rec_model: the org's views of this resource */
-    struct eng_resource def;
-};
-
-/* An outbox entry: the event, when it was written and when it was projected. */
-struct rec_event {
-    struct eng_outbox ob;       /* first: outbox_list reads it as one */
-    int64_t at_ms;              /* the write's wall-clock time */
-    int64_t projected_at;       /* unix seconds; 0: not yet */
-};
-
-/* An org's read model of one resource: the fingerprint of the definition it
- * was built for (views_fp) and its views' rows as JSON text
- * {"fp": …, "views": {name: [rows]}}. */
-struct rec_model {
-    char fp[17];
-    uint64_t len;
-    char text[];
-};
-
-struct rec_store {
-    uint64_t records;
-};
-
-struct rec_blob {
-    char id[ENG_ID];
-    int64_t version, created_at, updated_at, expires_at;
-    uint64_t len;               /* of the JSON text, without its NUL */
-    uint32_t nvec;              /* vector values (struct rec_vec) at the start of data */
-    uint32_t text_at;           /* where the JSON text starts in data, past them */
-    char data[];                /* the vectors, then the text {"d": data, "b": bidx} */
-};
-
-/* A vector value of a record, also kept beside its JSON so a search scores
- * it without parsing the record (the search section): as floats, which a
- * scan reads (half the bytes of the doubles), then as the doubles, which it
- * reads only for a record the floats cannot rule out. Right after the blob's
- * header, so a scan reads one run of memory per record and knows where it is
- * from the blob's address alone. */
-struct rec_vec {
-    uint32_t pos;               /* the field's index in the definition it was written under
-                                 * (every schema change rewrites every blob: rebuild_all) */
-    uint32_t dim;
-    uint32_t size;              /* bytes of this entry: the next one starts there */
-    uint32_t at;                /* where the doubles are, from the entry */
-    double norm;                /* vec_norm of the doubles */
-    float f[];                  /* dim floats */
-};
-
-static size_t vec_size(int dim)
-{
-    size_t at = (sizeof(struct rec_vec) + (size_t)dim * sizeof(float) + 7) & ~(size_t)7;
-
-    return at + (size_t)dim * sizeof(double);
-}
-
-static const double *vec_doubles(const struct rec_vec *v)
-{
-    return (const double *)(const void *)((const char *)v + v->at);
-}
-
-static inline struct shm_region *R(struct engine *e)
-{
-    return engine_mem_region(e);
-}
-
-static inline void *P(struct engine *e, uint64_t off)
-{
-    return shm_ptr(R(e), off);
-}
-
-static bool find(struct engine *e, uint64_t map, const char *key, uint64_t *val)
+bool memrec_find(struct engine *e, uint64_t map, const char *key, uint64_t *val)
 {
     return map != 0 && shm_map_get(R(e), map, key, strlen(key), val) == 0;
 }
 
-static int put(struct engine *e, uint64_t map, const char *key, uint64_t val, uint64_t *old)
+int memrec_put(struct engine *e, uint64_t map, const char *key, uint64_t val, uint64_t *old)
 {
     int rc = shm_map_put(R(e), map, key, strlen(key), val, old);
 
@@ -154,7 +62,7 @@ static int put(struct engine *e, uint64_t map, const char *key, uint64_t val, ui
     return engine_mem_broke(e, rc == ERR_NOSPACE ? rc : ERR_INTERNAL, "index update");
 }
 
-static uint64_t alloc(struct engine *e, size_t n)
+uint64_t memrec_alloc(struct engine *e, size_t n)
 {
     uint64_t off = shm_alloc(R(e), n);
 
@@ -174,7 +82,7 @@ static uint64_t newmap(struct engine *e, size_t hint)
 
 /* ---- finding things --------------------------------------------------------- */
 
-static struct rec_root *rroot(struct engine *e)
+struct rec_root *memrec_rroot(struct engine *e)
 {
     uint64_t off = shm_root_get(R(e), REC_ROOT);
     struct rec_root *rt = off != 0 ? P(e, off) : NULL;
@@ -188,20 +96,20 @@ static void svc_key(const struct eng_scope *s, const char *service, char key[ENG
 }
 
 /* The service's node, or 0 (made when create is set). */
-static uint64_t svc_find(struct engine *e, const struct eng_scope *s, const char *service, bool create)
+uint64_t memrec_svc_find(struct engine *e, const struct eng_scope *s, const char *service, bool create)
 {
     char key[ENG_SLUG + 8];
-    struct rec_root *rt = rroot(e);
+    struct rec_root *rt = memrec_rroot(e);
     uint64_t off, rootoff;
     struct rec_svc *sv;
 
     svc_key(s, service, key);
-    if (rt != NULL && find(e, rt->svcs, key, &off))
+    if (rt != NULL && memrec_find(e, rt->svcs, key, &off))
         return off;
     if (!create)
         return 0;
     if (rt == NULL) {
-        if ((rootoff = alloc(e, sizeof *rt)) == 0)
+        if ((rootoff = memrec_alloc(e, sizeof *rt)) == 0)
             return 0;
         rt = P(e, rootoff);
         rt->magic = REC_MAGIC;
@@ -213,13 +121,13 @@ static uint64_t svc_find(struct engine *e, const struct eng_scope *s, const char
             return 0;
         }
     }
-    if ((off = alloc(e, sizeof *sv)) == 0)
+    if ((off = memrec_alloc(e, sizeof *sv)) == 0)
         return 0;
     sv = P(e, off);
     sv->seq = sv->projected = sv->trimmed = 0;
     if ((sv->resources = newmap(e, 8)) == 0 || (sv->outbox = newmap(e, 64)) == 0)
         return 0;
-    if (put(e, rt->svcs, key, off, NULL) != 0)
+    if (memrec_put(e, rt->svcs, key, off, NULL) != 0)
         return 0;
     return off;
 }
@@ -230,12 +138,12 @@ static int svc_enter(struct engine *e, const struct eng_scope *s, const char *se
 {
     int rc = engine_mem_enter_org(e, s);
 
-    *sv = rc == 0 ? svc_find(e, s, service, false) : 0;
+    *sv = rc == 0 ? memrec_svc_find(e, s, service, false) : 0;
     return rc;
 }
 
 /* The resource's node for a read or write call, or an error. */
-static int res_find(struct engine *e, const struct eng_scope *s, const char *service,
+int memrec_res_find(struct engine *e, const struct eng_scope *s, const char *service,
                     const char *resource, uint64_t *res)
 {
     int rc;
@@ -243,35 +151,35 @@ static int res_find(struct engine *e, const struct eng_scope *s, const char *ser
 
     if ((rc = svc_enter(e, s, service, &sv)) != 0)
         return rc;
-    if (sv == 0 || !find(e, ((struct rec_svc *)P(e, sv))->resources, resource, res))
+    if (sv == 0 || !memrec_find(e, ((struct rec_svc *)P(e, sv))->resources, resource, res))
         return engine_fail(e, ERR_NOTFOUND, "no such resource");
     return 0;
 }
 
 /* The org's store of a resource: its records map, or 0 when it has none (made when create). */
-static uint64_t store_records(struct engine *e, uint64_t res, const char *org, bool create)
+uint64_t memrec_store_records(struct engine *e, uint64_t res, const char *org, bool create)
 {
     struct rec_res *rr = P(e, res);
     struct rec_store *st;
     uint64_t off;
 
-    if (find(e, rr->stores, org, &off))
+    if (memrec_find(e, rr->stores, org, &off))
         return ((struct rec_store *)P(e, off))->records;
     if (!create)
         return 0;
-    if ((off = alloc(e, sizeof *st)) == 0)
+    if ((off = memrec_alloc(e, sizeof *st)) == 0)
         return 0;
     st = P(e, off);
     if ((st->records = newmap(e, 16)) == 0)
         return 0;
-    if (put(e, rr->stores, org, off, NULL) != 0)
+    if (memrec_put(e, rr->stores, org, off, NULL) != 0)
         return 0;
     return st->records;
 }
 
 /* ---- record blobs ------------------------------------------------------------ */
 
-static int blob_parse(const struct rec_blob *b, struct eng_record *out)
+int memrec_blob_parse(const struct rec_blob *b, struct eng_record *out)
 {
     cJSON *root = cJSON_ParseWithLength(b->data + b->text_at, b->len);
     cJSON *d, *bi;
@@ -338,7 +246,7 @@ static uint64_t blob_new(struct engine *e, const struct eng_resource *def, const
         if (def->fields[i].type == ENG_FT_VECTOR &&
             cJSON_IsArray(cJSON_GetObjectItemCaseSensitive(rec->data, def->fields[i].name)))
             at += vec_size(def->fields[i].dim);
-    if ((off = alloc(e, sizeof(struct rec_blob) + at + n + 1)) == 0) {
+    if ((off = memrec_alloc(e, sizeof(struct rec_blob) + at + n + 1)) == 0) {
         *rc = ERR_NOSPACE;
         cJSON_free(text);
         return 0;
@@ -379,25 +287,6 @@ static uint64_t blob_new(struct engine *e, const struct eng_resource *def, const
     return off;
 }
 
-/* Borrowed: the packed value of the definition's field pos in b, or NULL when it holds none. */
-static const struct rec_vec *blob_vec(const struct rec_blob *b, uint32_t pos)
-{
-    const char *p = b->data;
-
-    for (uint32_t i = 0; i < b->nvec; i++) {
-        const struct rec_vec *v = (const struct rec_vec *)(const void *)p;
-        if (v->pos == pos)
-            return v;
-        p += v->size;
-    }
-    return NULL;
-}
-
-static bool expired(const struct rec_blob *b, int64_t now)
-{
-    return b->expires_at != 0 && b->expires_at <= now;
-}
-
 
 static int record_fits(struct engine *e, const struct eng_resource *def, const struct eng_record *rec)
 {
@@ -416,10 +305,10 @@ static void wake_projector(struct rec_root *rt)
         syscall(SYS_futex, &rt->wake, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
 }
 
-static int outbox_add(struct engine *e, const struct eng_scope *s, const char *service,
+int memrec_outbox_add(struct engine *e, const struct eng_scope *s, const char *service,
                       const char *resource, const struct eng_record *rec, const char *op, int64_t now)
 {
-    uint64_t sv = svc_find(e, s, service, false), off;
+    uint64_t sv = memrec_svc_find(e, s, service, false), off;
     struct rec_svc *node;
     struct rec_event *ev;
     struct eng_outbox *ob;
@@ -429,7 +318,7 @@ static int outbox_add(struct engine *e, const struct eng_scope *s, const char *s
     if (sv == 0)
         return engine_fail(e, ERR_INTERNAL, "outbox of a missing service");
     node = P(e, sv);
-    if ((off = alloc(e, sizeof *ev)) == 0)
+    if ((off = memrec_alloc(e, sizeof *ev)) == 0)
         return ERR_NOSPACE;
     ev = P(e, off);
     memset(ev, 0, sizeof *ev);
@@ -445,11 +334,11 @@ static int outbox_add(struct engine *e, const struct eng_scope *s, const char *s
     ob->version = rec->version;
     ob->created_at = now;
     snprintf(key, sizeof key, "%016" PRIx64, ob->seq);
-    if (put(e, node->outbox, key, off, NULL) != 0)
+    if (memrec_put(e, node->outbox, key, off, NULL) != 0)
         return ERR_NOSPACE;
     if (shm_set64(R(e), sv + offsetof(struct rec_svc, seq), ob->seq) != 0)
         return engine_mem_broke(e, ERR_NOSPACE, "outbox seq");
-    wake_projector(rroot(e));
+    wake_projector(memrec_rroot(e));
     return 0;
 }
 
@@ -459,7 +348,7 @@ int memrec_resource_get(struct engine *e, const struct eng_scope *s, const char 
                         const char *name, struct eng_resource *out)
 {
     uint64_t res;
-    int rc = res_find(e, s, service, name, &res);
+    int rc = memrec_res_find(e, s, service, name, &res);
 
     if (rc != 0)
         return rc;
@@ -591,7 +480,7 @@ static int check_all(struct engine *e, const struct eng_scope *s, uint64_t res,
             const struct eng_field *bad = NULL;
             const char *reason = "";
             cJSON *d, *b;
-            int rc = blob_parse(P(e, re.val), &rec);
+            int rc = memrec_blob_parse(P(e, re.val), &rec);
 
             if (rc != 0)
                 return engine_fail(e, rc, "record unreadable");
@@ -644,7 +533,7 @@ static int rebuild_all(struct engine *e, uint64_t res, const struct eng_resource
             const char *why;
             uint64_t off;
 
-            if ((rc = blob_parse(P(e, re.val), &rec)) != 0)
+            if ((rc = memrec_blob_parse(P(e, re.val), &rec)) != 0)
                 break;
             nrec = rec;
             rc = transform(&rr->def, def, ren, nren, &rec, &nrec.data, &nrec.bidx, &bad, &why);
@@ -690,14 +579,14 @@ int memrec_resource_put(struct engine *e, const struct eng_scope *s, const struc
     for (size_t i = 0; i < nren; i++)
         if (!eng_name_valid(ren[i].from, ENG_FIELD) || eng_resource_field(def, ren[i].to) == NULL)
             return engine_fail(e, ERR_INVAL, "rename of %.64s names no new field", ren[i].from);
-    sv = svc_find(e, s, def->service, false);
+    sv = memrec_svc_find(e, s, def->service, false);
     if (sv != 0)
-        find(e, ((struct rec_svc *)P(e, sv))->resources, def->name, &res);
+        memrec_find(e, ((struct rec_svc *)P(e, sv))->resources, def->name, &res);
     if (res != 0 && (rc = check_all(e, s, res, def, ren, nren, why)) != 0)
         return rc;
-    if (sv == 0 && (sv = svc_find(e, s, def->service, true)) == 0)
+    if (sv == 0 && (sv = memrec_svc_find(e, s, def->service, true)) == 0)
         return ERR_NOSPACE;
-    if ((off = alloc(e, sizeof *nr)) == 0)
+    if ((off = memrec_alloc(e, sizeof *nr)) == 0)
         return ERR_NOSPACE;
     nr = P(e, off);
     nr->def = *def;
@@ -711,7 +600,7 @@ int memrec_resource_put(struct engine *e, const struct eng_scope *s, const struc
     } else if ((nr->stores = newmap(e, 4)) == 0 || (nr->models = newmap(e, 4)) == 0) {
         return ERR_NOSPACE;
     }
-    if ((rc = put(e, ((struct rec_svc *)P(e, sv))->resources, def->name, off, NULL)) != 0)
+    if ((rc = memrec_put(e, ((struct rec_svc *)P(e, sv))->resources, def->name, off, NULL)) != 0)
         return rc;
     if (res != 0)
         shm_free(R(e), res);
@@ -728,31 +617,31 @@ int memrec_record_create(struct engine *e, const struct eng_scope *s, const char
     uint64_t res, recs, off;
     int rc;
 
-    if ((rc = res_find(e, s, service, resource, &res)) != 0)
+    if ((rc = memrec_res_find(e, s, service, resource, &res)) != 0)
         return rc;
     if (rec == NULL || memchr(rec->id, 0, sizeof rec->id) == NULL || rec->id[0] == '\0')
         return engine_fail(e, ERR_INVAL, "record without an id");
     if ((rc = record_fits(e, &((struct rec_res *)P(e, res))->def, rec)) != 0)
         return rc;
-    if ((recs = store_records(e, res, s->org_id, false)) != 0 && find(e, recs, rec->id, NULL))
+    if ((recs = memrec_store_records(e, res, s->org_id, false)) != 0 && memrec_find(e, recs, rec->id, NULL))
         return engine_fail(e, ERR_CONFLICT, "record id taken");
-    if (recs == 0 && (recs = store_records(e, res, s->org_id, true)) == 0)
+    if (recs == 0 && (recs = memrec_store_records(e, res, s->org_id, true)) == 0)
         return ERR_NOSPACE;
     copy = *rec;
     copy.version = 1;
     if ((off = blob_new(e, &((struct rec_res *)P(e, res))->def, &copy, &rc)) == 0)
         return rc == ERR_NOSPACE ? rc : engine_fail(e, rc, "out of memory");
-    if ((rc = put(e, recs, rec->id, off, NULL)) != 0)
+    if ((rc = memrec_put(e, recs, rec->id, off, NULL)) != 0)
         return rc;
-    return outbox_add(e, s, service, resource, &copy, "create", copy.updated_at);
+    return memrec_outbox_add(e, s, service, resource, &copy, "create", copy.updated_at);
 }
 
 /* The live blob of id in the org's store, or ERR_NOTFOUND. */
 static int blob_find(struct engine *e, const struct eng_scope *s, uint64_t res, const char *id,
                      int64_t now, uint64_t *recs, uint64_t *off)
 {
-    if (id == NULL || (*recs = store_records(e, res, s->org_id, false)) == 0 ||
-        !find(e, *recs, id, off) || expired(P(e, *off), now))
+    if (id == NULL || (*recs = memrec_store_records(e, res, s->org_id, false)) == 0 ||
+        !memrec_find(e, *recs, id, off) || expired(P(e, *off), now))
         return engine_fail(e, ERR_NOTFOUND, "no such record");
     return 0;
 }
@@ -763,10 +652,10 @@ int memrec_record_get(struct engine *e, const struct eng_scope *s, const char *s
     uint64_t res, recs, off;
     int rc;
 
-    if ((rc = res_find(e, s, service, resource, &res)) != 0 ||
+    if ((rc = memrec_res_find(e, s, service, resource, &res)) != 0 ||
         (rc = blob_find(e, s, res, id, now, &recs, &off)) != 0)
         return rc;
-    if ((rc = blob_parse(P(e, off), out)) != 0)
+    if ((rc = memrec_blob_parse(P(e, off), out)) != 0)
         return engine_fail(e, rc, "record unreadable");
     return 0;
 }
@@ -781,7 +670,7 @@ int memrec_record_update(struct engine *e, const struct eng_scope *s, const char
 
     if (rec == NULL)
         return engine_fail(e, ERR_INVAL, "no record");
-    if ((rc = res_find(e, s, service, resource, &res)) != 0 ||
+    if ((rc = memrec_res_find(e, s, service, resource, &res)) != 0 ||
         (rc = blob_find(e, s, res, rec->id, rec->updated_at, &recs, &off)) != 0)
         return rc;
     old = P(e, off);
@@ -795,13 +684,13 @@ int memrec_record_update(struct engine *e, const struct eng_scope *s, const char
     copy.expires_at = old->expires_at;
     if ((noff = blob_new(e, &((struct rec_res *)P(e, res))->def, &copy, &rc)) == 0)
         return rc == ERR_NOSPACE ? rc : engine_fail(e, rc, "out of memory");
-    if ((rc = put(e, recs, rec->id, noff, NULL)) != 0)
+    if ((rc = memrec_put(e, recs, rec->id, noff, NULL)) != 0)
         return rc;
     shm_free(R(e), off);
     rec->version = copy.version;
     rec->created_at = copy.created_at;
     rec->expires_at = copy.expires_at;
-    return outbox_add(e, s, service, resource, &copy, "update", copy.updated_at);
+    return memrec_outbox_add(e, s, service, resource, &copy, "update", copy.updated_at);
 }
 
 int memrec_record_delete(struct engine *e, const struct eng_scope *s, const char *service,
@@ -812,7 +701,7 @@ int memrec_record_delete(struct engine *e, const struct eng_scope *s, const char
     const struct rec_blob *old;
     int rc;
 
-    if ((rc = res_find(e, s, service, resource, &res)) != 0 ||
+    if ((rc = memrec_res_find(e, s, service, resource, &res)) != 0 ||
         (rc = blob_find(e, s, res, id, now, &recs, &off)) != 0)
         return rc;
     old = P(e, off);
@@ -824,7 +713,7 @@ int memrec_record_delete(struct engine *e, const struct eng_scope *s, const char
     if (rc != 0)
         return engine_mem_broke(e, rc == ERR_NOSPACE ? rc : ERR_INTERNAL, "index delete");
     shm_free(R(e), off);
-    return outbox_add(e, s, service, resource, &gone, "delete", now);
+    return memrec_outbox_add(e, s, service, resource, &gone, "delete", now);
 }
 
 /* ---- list: filters, order, keyset --------------------------------------------- */
@@ -928,7 +817,7 @@ static bool like(const char *s, const char *p)
     return *p == '\0';
 }
 
-static bool matches(const struct eng_resource *def, const struct eng_record *rec, const struct eng_filter *f)
+bool memrec_matches(const struct eng_resource *def, const struct eng_record *rec, const struct eng_filter *f)
 {
     cJSON scratch = {0};
     const struct eng_field *fd = eng_resource_field(def, f->field);
@@ -1000,7 +889,7 @@ static int cmp_rec(const void *pa, const void *pb)
     return cmp_key(a, column(a, sort_ctx.order, &sa), b->id, column(b, sort_ctx.order, &sb));
 }
 
-static bool column_known(const struct eng_resource *def, const char *name)
+bool memrec_column_known(const struct eng_resource *def, const char *name)
 {
     return strcmp(name, "id") == 0 || strcmp(name, "created_at") == 0 ||
            strcmp(name, "updated_at") == 0 || eng_resource_field(def, name) != NULL;
@@ -1018,15 +907,15 @@ int memrec_record_list(struct engine *e, const struct eng_scope *s, const char *
     int rc;
 
     *n = 0;
-    if ((rc = res_find(e, s, service, resource, &res)) != 0)
+    if ((rc = memrec_res_find(e, s, service, resource, &res)) != 0)
         return rc;
     def = &((struct rec_res *)P(e, res))->def;
     for (size_t i = 0; i < q->nfilters; i++)
-        if (!column_known(def, q->filters[i].field))
+        if (!memrec_column_known(def, q->filters[i].field))
             return engine_fail(e, ERR_INVAL, "no field %.64s", q->filters[i].field);
-    if (q->order[0] != '\0' && !column_known(def, q->order))
+    if (q->order[0] != '\0' && !memrec_column_known(def, q->order))
         return engine_fail(e, ERR_INVAL, "no field %.64s", q->order);
-    if ((recs = store_records(e, res, s->org_id, false)) == 0)
+    if ((recs = memrec_store_records(e, res, s->org_id, false)) == 0)
         return 0;
     count = shm_map_count(R(e), recs);
     if (count == 0)
@@ -1038,10 +927,10 @@ int memrec_record_list(struct engine *e, const struct eng_scope *s, const char *
         const struct rec_blob *b = P(e, me.val);
         bool keep = !expired(b, q->now);
 
-        if (keep && (rc = blob_parse(b, &all[k])) != 0)
+        if (keep && (rc = memrec_blob_parse(b, &all[k])) != 0)
             break;
         for (size_t i = 0; keep && i < q->nfilters; i++)
-            keep = matches(def, &all[k], &q->filters[i]);
+            keep = memrec_matches(def, &all[k], &q->filters[i]);
         if (keep && q->has_after) {
             cJSON sa = {0};
             keep = cmp_key(&all[k], column(&all[k], sort_ctx.order, &sa), q->after_id, q->after_value) > 0;
@@ -1065,169 +954,6 @@ int memrec_record_list(struct engine *e, const struct eng_scope *s, const char *
             eng_record_cleanup(&all[i]);
     }
     free(all);
-    return 0;
-}
-
-/* ---- vector search (engine.h) ---------------------------------------------------------
- * One pass over the org's store: each live record's packed vector (rec_vec)
- * is scored from its floats without parsing the record; only one whose float
- * score, less what rounding to float can have moved it (vec_score_f's
- * slack), could still enter the best k so far is scored again from its
- * doubles, so the answer is exact; only one whose exact score enters is
- * parsed, to test the filters. The best k are a max-heap (worst at
- * the root) in one buffer of k candidates made before the scan, pointing into
- * the region (which the caller's unit of work holds still): nothing else is
- * allocated per row. The winners are parsed once more, to be copied out. */
-
-struct cand {
-    double score;
-    const struct rec_blob *b;
-};
-
-/* Blobs are scattered over the region, so the scan is bound by memory
- * latency: while it scores one record it asks for every line the scan will
- * read of the one SCAN_AHEAD places on (its header and its floats: 10 lines
- * for 128 dimensions; more ahead, or the doubles too, measured slower), the
- * values read from the store's map SCAN_BATCH at a time. */
-#define SCAN_BATCH 256
-#define SCAN_AHEAD 4
-
-static void prefetch(const void *p, size_t n)
-{
-    for (size_t i = 0; i < n; i += 64)
-        __builtin_prefetch((const char *)p + i);
-}
-
-/* Whether a ranks after b: a larger score, ties by the larger id. */
-static bool after(const struct cand *a, const struct cand *b)
-{
-    return a->score > b->score || (a->score == b->score && strcmp(a->b->id, b->b->id) > 0);
-}
-
-static void heap_down(struct cand *h, size_t n, size_t i)
-{
-    for (;;) {
-        size_t l = 2 * i + 1, r = l + 1, w = i;
-        if (l < n && after(&h[l], &h[w]))
-            w = l;
-        if (r < n && after(&h[r], &h[w]))
-            w = r;
-        if (w == i)
-            return;
-        struct cand t = h[i];
-        h[i] = h[w];
-        h[w] = t;
-        i = w;
-    }
-}
-
-static void heap_up(struct cand *h, size_t i)
-{
-    while (i > 0 && after(&h[i], &h[(i - 1) / 2])) {
-        struct cand t = h[i];
-        h[i] = h[(i - 1) / 2];
-        h[(i - 1) / 2] = t;
-        i = (i - 1) / 2;
-    }
-}
-
-static int cand_cmp(const void *x, const void *y)
-{
-    const struct cand *a = x, *b = y;
-
-    return after(a, b) ? 1 : after(b, a) ? -1 : 0;
-}
-
-/* Whether the record of b passes every filter of q (parsing it: the rare case). */
-static int passes(const struct eng_resource *def, const struct rec_blob *b, const struct eng_query *q, bool *ok)
-{
-    struct eng_record rec;
-    int rc;
-
-    *ok = true;
-    if (q->nfilters == 0)
-        return 0;
-    if ((rc = blob_parse(b, &rec)) != 0)
-        return rc;
-    for (size_t i = 0; *ok && i < q->nfilters; i++)
-        *ok = matches(def, &rec, &q->filters[i]);
-    eng_record_cleanup(&rec);
-    return 0;
-}
-
-int memrec_record_search(struct engine *e, const struct eng_scope *s, const char *service,
-                         const char *resource, const struct eng_search *q, struct eng_hit *out,
-                         size_t *n, int *strategy)
-{
-    const struct eng_resource *def;
-    const struct eng_field *f;
-    struct cand *heap = NULL;
-    uint64_t res, recs, pos = 0, vals[SCAN_BATCH];
-    size_t k = 0, got, ahead = sizeof(struct rec_blob) + sizeof(struct rec_vec) + (size_t)q->dim * sizeof(float);
-    uint32_t fpos;
-    double qnorm = vec_norm(q->vector, q->dim);
-    int rc;
-
-    *n = 0;
-    *strategy = ENG_STRATEGY_EXACT;
-    if ((rc = res_find(e, s, service, resource, &res)) != 0)
-        return rc;
-    def = &((struct rec_res *)P(e, res))->def;
-    if ((f = eng_resource_field(def, q->field)) == NULL || f->type != ENG_FT_VECTOR || f->dim != q->dim)
-        return engine_fail(e, ERR_INVAL, "%.64s is not a vector(%d) field", q->field, q->dim);
-    fpos = (uint32_t)(f - def->fields);
-    for (size_t i = 0; i < q->where->nfilters; i++)
-        if (!column_known(def, q->where->filters[i].field))
-            return engine_fail(e, ERR_INVAL, "no field %.64s", q->where->filters[i].field);
-    if ((recs = store_records(e, res, s->org_id, false)) == 0)
-        return 0;
-    if ((heap = malloc(q->k * sizeof *heap)) == NULL)
-        return engine_fail(e, ERR_NOMEM, "out of memory");
-    while ((got = shm_map_vals(R(e), recs, &pos, vals, SCAN_BATCH)) > 0) {
-        for (size_t j = 0; j < got; j++) {
-            struct cand c = {.b = P(e, vals[j])};
-            const struct rec_vec *v;
-            double slack;
-            bool ok;
-
-            if (j + SCAN_AHEAD < got)
-                prefetch(P(e, vals[j + SCAN_AHEAD]), ahead);
-            if (expired(c.b, q->where->now) || (v = blob_vec(c.b, fpos)) == NULL ||
-                !vec_score_f(q->metric, v->f, v->norm, q->vector, qnorm, q->dim, &c.score, &slack) ||
-                (k == q->k && c.score - slack > heap[0].score && isfinite(c.score)))
-                continue;
-            /* the floats cannot rule it out (a component past float's range
-             * never can): its exact score decides */
-            if (!vec_score(q->metric, vec_doubles(v), v->norm, q->vector, qnorm, q->dim, &c.score) ||
-                (k == q->k && !after(&heap[0], &c)))
-                continue;
-            if ((rc = passes(def, c.b, q->where, &ok)) != 0)
-                goto out;
-            if (!ok)
-                continue;
-            if (k < q->k) {
-                heap[k] = c;
-                heap_up(heap, k++);
-            } else {
-                heap[0] = c;
-                heap_down(heap, k, 0);
-            }
-        }
-    }
-    qsort(heap, k, sizeof *heap, cand_cmp);
-    for (; *n < k; (*n)++) {
-        if ((rc = blob_parse(heap[*n].b, &out[*n].rec)) != 0)
-            break;
-        out[*n].score = heap[*n].score;
-    }
-out:
-    free(heap);
-    if (rc != 0) {
-        for (size_t i = 0; i < *n; i++)
-            eng_record_cleanup(&out[i].rec);
-        *n = 0;
-        return engine_fail(e, rc, "record unreadable");
-    }
     return 0;
 }
 
@@ -1264,611 +990,5 @@ int memrec_outbox_list(struct engine *e, const struct eng_scope *s, const char *
     for (size_t i = 0; i < k && *n < max; i++)
         out[(*n)++] = all[i];
     free(all);
-    return 0;
-}
-
-/* ---- CQRS: the projector, views, the change feed, the reaper (engine.h) -------------
- * The region has one lock, so events are committed in seq order: a service's
- * outbox is a log whose projected prefix ends at rec_svc.projected, and whose
- * trimmed prefix ends at rec_svc.trimmed. The feed position of an event is
- * its seq (per service and mode, so an org's positions have gaps, which the
- * cursor never promised otherwise); the head is the projected seq.
- *
- * Views: each (org, resource) has one read model, the JSON of all its views'
- * rows, stamped with the fingerprint of the definition it was built for. The
- * projector rebuilds the read model of every (org, resource) a batch touched
- * from that org's records, and of every one whose fingerprint no longer
- * matches (a view added, removed, a field it names retyped): exact and
- * idempotent by construction (an event applied twice rebuilds the same rows),
- * at O(records of the org) per touched resource and batch, which is this
- * engine's way (lists cost as much): it is for tests, development and demos.
- * The PostgreSQL engine applies each event incrementally instead. Records
- * past expires_at are left out, as every read leaves them out.
- *
- * The feed keeps at most MEMREC_CHANGES_MAX projected events per service and
- * mode (engine_mem.h), besides the reaper's retention: the region stays flat
- * under any stream of writes. */
-
-static int64_t wall_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void seq_key(uint64_t seq, char key[24])
-{
-    snprintf(key, 24, "%016" PRIx64, seq);
-}
-
-static struct rec_event *event_at(struct engine *e, const struct rec_svc *node, uint64_t seq, uint64_t *off)
-{
-    char key[24];
-    uint64_t o;
-
-    seq_key(seq, key);
-    if (!find(e, node->outbox, key, &o))
-        return NULL;
-    if (off != NULL)
-        *off = o;
-    return P(e, o);
-}
-
-/* "<mode>:<service>" of the svcs map back into a mode and a service name. */
-static bool svc_parse(const char *key, size_t klen, int *mode, char service[ENG_SLUG])
-{
-    if (klen < 3 || key[1] != ':' || (key[0] != '0' && key[0] != '1') || klen - 2 >= ENG_SLUG)
-        return false;
-    *mode = key[0] - '0';
-    memcpy(service, key + 2, klen - 2);
-    service[klen - 2] = '\0';
-    return true;
-}
-
-/* The fields a resource's views name, checked against the definition. */
-static void fnv(uint64_t *h, const void *p, size_t n)
-{
-    const unsigned char *c = p;
-
-    for (size_t i = 0; i < n; i++)
-        *h = (*h ^ c[i]) * 1099511628211ull;
-}
-
-/* What a read model is built for: the views and the types of the fields they
- * name, as 16 hex digits; "" when the resource has no views. */
-static void views_fp(const struct eng_resource *d, char fp[17])
-{
-    uint64_t h = 1469598103934665603ull;
-    cJSON *views = d->views[0] != '\0' ? cJSON_Parse(d->views) : NULL, *v, *list, *f;
-
-    fp[0] = '\0';
-    if (views == NULL || cJSON_GetArraySize(views) == 0) {
-        cJSON_Delete(views);
-        return;
-    }
-    fnv(&h, d->views, strlen(d->views));
-    cJSON_ArrayForEach(v, views) {
-        const char *const parts[] = {"group_by", "sum"};
-        for (int k = 0; k < 2; k++) {
-            list = cJSON_GetObjectItemCaseSensitive(v, parts[k]);
-            cJSON_ArrayForEach(f, list) {
-                const struct eng_field *fd = cJSON_IsString(f) ? eng_resource_field(d, f->valuestring) : NULL;
-                int t[2] = {fd != NULL ? fd->type : 0, fd != NULL ? fd->dim : 0};
-                fnv(&h, t, sizeof t);
-            }
-        }
-    }
-    cJSON_Delete(views);
-    snprintf(fp, 17, "%016" PRIx64, h);
-}
-
-/* One view's rows over a set of records: group by the group_by values, count,
- * sum the sum fields' non-null values (engine.h's row shape). */
-static cJSON *view_rows(const cJSON *view, const struct eng_resource *d, cJSON *const *data, size_t n)
-{
-    const cJSON *group = cJSON_GetObjectItemCaseSensitive(view, "group_by");
-    const cJSON *sums = cJSON_GetObjectItemCaseSensitive(view, "sum");
-    bool count = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(view, "count"));
-    cJSON *acc = cJSON_CreateObject(), *rows = cJSON_CreateArray(), *f, *row;
-
-    if (acc == NULL || rows == NULL)
-        goto fail;
-    for (size_t i = 0; i < n; i++) {
-        cJSON *key = cJSON_CreateArray();
-        char *text;
-        if (key == NULL)
-            goto fail;
-        cJSON_ArrayForEach(f, group) {
-            const cJSON *v = cJSON_GetObjectItemCaseSensitive(data[i], f->valuestring);
-            cJSON_AddItemToArray(key, v != NULL ? cJSON_Duplicate(v, true) : cJSON_CreateNull());
-        }
-        text = cJSON_PrintUnformatted(key);
-        if (text == NULL) {
-            cJSON_Delete(key);
-            goto fail;
-        }
-        row = cJSON_GetObjectItemCaseSensitive(acc, text);
-        if (row == NULL) {
-            cJSON *k = cJSON_CreateObject(), *it = key->child;
-            row = cJSON_CreateObject();
-            cJSON_ArrayForEach(f, group) {
-                cJSON_AddItemToObject(k, f->valuestring, cJSON_Duplicate(it, true));
-                it = it->next;
-            }
-            cJSON_AddItemToObject(row, "key", k);
-            cJSON_AddNumberToObject(row, "count", 0);
-            if (cJSON_GetArraySize(sums) > 0) {
-                cJSON *so = cJSON_AddObjectToObject(row, "sum");
-                cJSON_ArrayForEach(f, sums) cJSON_AddNumberToObject(so, f->valuestring, 0);
-            }
-            cJSON_AddItemToObject(acc, text, row);
-        }
-        cJSON_free(text);
-        cJSON_Delete(key);
-        cJSON *c = cJSON_GetObjectItemCaseSensitive(row, "count");
-        cJSON_SetNumberValue(c, c->valuedouble + 1);
-        cJSON_ArrayForEach(f, sums) {
-            const cJSON *v = cJSON_GetObjectItemCaseSensitive(data[i], f->valuestring);
-            cJSON *t = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(row, "sum"), f->valuestring);
-            if (t != NULL && cJSON_IsNumber(v))
-                cJSON_SetNumberValue(t, t->valuedouble + v->valuedouble);
-        }
-    }
-    /* the accumulator's rows, without count when the view does not count */
-    while (acc->child != NULL) {
-        row = cJSON_DetachItemViaPointer(acc, acc->child);
-        if (row->string != NULL) {
-            cJSON_free(row->string);
-            row->string = NULL;
-        }
-        if (!count)
-            cJSON_DeleteItemFromObjectCaseSensitive(row, "count");
-        cJSON_AddItemToArray(rows, row);
-    }
-    (void)d;
-    cJSON_Delete(acc);
-    return rows;
-fail:
-    cJSON_Delete(acc);
-    cJSON_Delete(rows);
-    return NULL;
-}
-
-/* Builds (or, without views, drops) the org's read model of resource res. */
-static int model_build(struct engine *e, uint64_t res, const char *org, int64_t now)
-{
-    struct rec_res *rr = P(e, res);
-    uint64_t recs = store_records(e, res, org, false), old = 0, off, pos = 0;
-    cJSON *views = NULL, *out = NULL, *vo, *v, **data = NULL;
-    struct eng_record *got = NULL;
-    size_t n = 0, cap;
-    char fp[17], *text = NULL;
-    int rc = ERR_NOMEM;
-
-    views_fp(&rr->def, fp);
-    find(e, rr->models, org, &old);
-    if (fp[0] == '\0') {
-        if (old == 0)
-            return 0;
-        if ((rc = shm_map_del(R(e), rr->models, org, strlen(org), NULL)) != 0)
-            return engine_mem_broke(e, rc == ERR_NOSPACE ? rc : ERR_INTERNAL, "read model delete");
-        shm_free(R(e), old);
-        return 0;
-    }
-    cap = recs != 0 ? shm_map_count(R(e), recs) : 0;
-    if ((views = cJSON_Parse(rr->def.views)) == NULL || (out = cJSON_CreateObject()) == NULL ||
-        (cap > 0 && ((got = calloc(cap, sizeof *got)) == NULL || (data = calloc(cap, sizeof *data)) == NULL)))
-        goto out;
-    struct shm_map_entry me;
-    while (n < cap && shm_map_next(R(e), recs, &pos, &me)) {
-        const struct rec_blob *b = P(e, me.val);
-        if (expired(b, now))
-            continue;
-        if ((rc = blob_parse(b, &got[n])) != 0)
-            goto out;
-        data[n] = got[n].data;
-        n++;
-    }
-    if ((vo = cJSON_AddObjectToObject(out, "views")) == NULL || cJSON_AddStringToObject(out, "fp", fp) == NULL)
-        goto out;
-    rc = ERR_NOMEM;
-    cJSON_ArrayForEach(v, views) {
-        cJSON *rows = view_rows(v, &rr->def, data, n);
-        if (rows == NULL || !cJSON_AddItemToObject(vo, v->string, rows)) {
-            cJSON_Delete(rows);
-            goto out;
-        }
-    }
-    if ((text = cJSON_PrintUnformatted(out)) == NULL)
-        goto out;
-    size_t len = strlen(text);
-    if ((off = alloc(e, sizeof(struct rec_model) + len + 1)) == 0) {
-        rc = ERR_NOSPACE;
-        goto out;
-    }
-    {
-        struct rec_model *m = P(e, off);
-        memcpy(m->fp, fp, sizeof m->fp);
-        m->len = len;
-        memcpy(m->text, text, len + 1);
-    }
-    if ((rc = put(e, rr->models, org, off, NULL)) != 0)
-        goto out;
-    if (old != 0)
-        shm_free(R(e), old);
-out:
-    for (size_t i = 0; i < n; i++)
-        eng_record_cleanup(&got[i]);
-    free(got);
-    free(data);
-    cJSON_free(text);
-    cJSON_Delete(out);
-    cJSON_Delete(views);
-    return rc;
-}
-
-static int touch_add(struct memrec_touched *t, int mode, const char *org, const char *service, const char *res)
-{
-    for (size_t i = 0; i < t->n; i++)
-        if (t->v[i].scope.mode == mode && strcmp(t->v[i].scope.org_id, org) == 0 &&
-            strcmp(t->v[i].service, service) == 0 && strcmp(t->v[i].resource, res) == 0)
-            return 0;
-    if (t->n == t->cap) {
-        size_t cap = t->cap ? t->cap * 2 : 16;
-        void *v = realloc(t->v, cap * sizeof *t->v);
-        if (v == NULL)
-            return ERR_NOMEM;
-        t->v = v;
-        t->cap = cap;
-    }
-    memset(&t->v[t->n], 0, sizeof t->v[t->n]);
-    t->v[t->n].scope.mode = mode;
-    snprintf(t->v[t->n].scope.org_id, sizeof t->v[t->n].scope.org_id, "%s", org);
-    snprintf(t->v[t->n].service, sizeof t->v[t->n].service, "%s", service);
-    snprintf(t->v[t->n].resource, sizeof t->v[t->n].resource, "%s", res);
-    t->n++;
-    return 0;
-}
-
-void memrec_touched_free(struct memrec_touched *t)
-{
-    free(t->v);
-    memset(t, 0, sizeof *t);
-}
-
-/* The oldest kept event of the service at sv goes, and the trim point moves
- * past it (*deleted: there was an event at that seq). */
-static int trim_next(struct engine *e, uint64_t sv, bool *deleted)
-{
-    const struct rec_svc *node = P(e, sv);
-    uint64_t q = node->trimmed + 1, off;
-    char key[24];
-    int rc;
-
-    seq_key(q, key);
-    if (deleted != NULL)
-        *deleted = false;
-    if (find(e, node->outbox, key, &off)) {
-        if ((rc = shm_map_del(R(e), node->outbox, key, strlen(key), NULL)) != 0)
-            return engine_mem_broke(e, rc == ERR_NOSPACE ? rc : ERR_INTERNAL, "event delete");
-        shm_free(R(e), off);
-        if (deleted != NULL)
-            *deleted = true;
-    }
-    if (shm_set64(R(e), sv + offsetof(struct rec_svc, trimmed), q) != 0)
-        return engine_mem_broke(e, ERR_NOSPACE, "trimmed seq");
-    return 0;
-}
-
-/* One service's batch: its next events up to max, the read models they and a
- * changed definition touched, the feed's bound. */
-static int project_svc(struct engine *e, uint64_t sv, int mode, const char *service, size_t max,
-                       struct memrec_touched *t, struct eng_projection *out)
-{
-    struct rec_svc *node = P(e, sv);
-    uint64_t upto = node->seq - node->projected > max ? node->projected + max : node->seq, pos = 0, off;
-    int64_t now = wall_ms() / 1000;
-    size_t first = t->n;
-    struct shm_map_entry me;
-    int rc;
-
-    for (uint64_t q = node->projected + 1; q <= upto; q++) {
-        struct rec_event *ev = event_at(e, node, q, &off);
-        if (ev == NULL)
-            continue;
-        if ((rc = touch_add(t, mode, ev->ob.org_id, service, ev->ob.resource)) != 0 ||
-            (rc = shm_set64(R(e), off + offsetof(struct rec_event, projected_at), (uint64_t)now)) != 0)
-            return rc == ERR_NOMEM ? rc : engine_mem_broke(e, ERR_NOSPACE, "event mark");
-    }
-    if (upto > node->projected) {
-        out->applied += upto - node->projected;
-        if (shm_set64(R(e), sv + offsetof(struct rec_svc, projected), upto) != 0)
-            return engine_mem_broke(e, ERR_NOSPACE, "projected seq");
-    }
-    /* read models built for another definition, or for views since removed */
-    while (shm_map_next(R(e), node->resources, &pos, &me)) {
-        struct rec_res *rr = P(e, me.val);
-        char fp[17], name[ENG_FIELD];
-        uint64_t p2 = 0;
-        struct shm_map_entry se;
-
-        if (me.klen >= sizeof name)
-            continue;
-        memcpy(name, me.key, me.klen);
-        name[me.klen] = '\0';
-        views_fp(&rr->def, fp);
-        if (fp[0] == '\0') {
-            while (shm_map_next(R(e), rr->models, &p2, &se)) {
-                char org[ENG_ID];
-                if (se.klen >= sizeof org)
-                    continue;
-                memcpy(org, se.key, se.klen);
-                org[se.klen] = '\0';
-                if ((rc = touch_add(t, mode, org, service, name)) != 0)
-                    return rc;
-            }
-            continue;
-        }
-        while (shm_map_next(R(e), rr->stores, &p2, &se)) {
-            char org[ENG_ID];
-            uint64_t mo;
-            if (se.klen >= sizeof org)
-                continue;
-            memcpy(org, se.key, se.klen);
-            org[se.klen] = '\0';
-            if (!find(e, rr->models, org, &mo) || strcmp(((struct rec_model *)P(e, mo))->fp, fp) != 0) {
-                if ((rc = touch_add(t, mode, org, service, name)) != 0)
-                    return rc;
-                out->rebuilt++;
-            }
-        }
-    }
-    for (size_t i = first; i < t->n; i++) {
-        uint64_t res;
-        if (!find(e, node->resources, t->v[i].resource, &res))
-            continue; /* an event of a resource since redefined away: nothing to keep */
-        if ((rc = model_build(e, res, t->v[i].scope.org_id, now)) != 0)
-            return rc;
-    }
-    /* the feed's bound: the oldest projected events go first */
-    for (int k = 0; k < 1024 && node->projected - node->trimmed > MEMREC_CHANGES_MAX; k++)
-        if ((rc = trim_next(e, sv, NULL)) != 0)
-            return rc;
-    if (node->seq > node->projected) {
-        struct rec_event *ev = event_at(e, node, node->projected + 1, NULL);
-        out->more = true;
-        if (ev != NULL && (out->pending_ms == 0 || ev->at_ms < out->pending_ms))
-            out->pending_ms = ev->at_ms;
-    }
-    return 0;
-}
-
-int memrec_project(struct engine *e, size_t max, struct memrec_touched *t, struct eng_projection *out)
-{
-    struct rec_root *rt = rroot(e);
-    uint64_t pos = 0;
-    struct shm_map_entry me;
-    int rc;
-
-    if (rt == NULL)
-        return 0;
-    while (shm_map_next(R(e), rt->svcs, &pos, &me)) {
-        char service[ENG_SLUG];
-        int mode;
-        if (!svc_parse(me.key, me.klen, &mode, service))
-            continue;
-        if ((rc = project_svc(e, me.val, mode, service, max, t, out)) != 0)
-            return rc;
-    }
-    return 0;
-}
-
-int memrec_wait_prepare(struct engine *e, struct memrec_wake *w, bool *pending)
-{
-    struct rec_root *rt = rroot(e);
-    uint64_t pos = 0;
-    struct shm_map_entry me;
-
-    *pending = false;
-    memset(w, 0, sizeof *w);
-    if (rt == NULL)
-        return 0; /* no service yet: nothing to wait on */
-    w->seen = __atomic_load_n(&rt->wake, __ATOMIC_SEQ_CST);
-    while (shm_map_next(R(e), rt->svcs, &pos, &me)) {
-        const struct rec_svc *node = P(e, me.val);
-        if (node->seq > node->projected)
-            *pending = true;
-    }
-    if (!*pending) {
-        __atomic_add_fetch(&rt->waiters, 1, __ATOMIC_SEQ_CST);
-        w->word = &rt->wake;
-        w->waiters = &rt->waiters;
-    }
-    return 0;
-}
-
-void memrec_wait_on(const struct memrec_wake *w, int timeout_ms)
-{
-    struct timespec ts = {timeout_ms / 1000, (long)(timeout_ms % 1000) * 1000000L};
-    /* woken, timed out, interrupted by a signal, or the word moved on since
-     * seen (a write between the check and the wait): each is a return */
-    long r = syscall(SYS_futex, w->word, FUTEX_WAIT, w->seen, &ts, NULL, 0);
-
-    (void)r;
-    __atomic_sub_fetch(w->waiters, 1, __ATOMIC_SEQ_CST);
-}
-
-/* The write time of the org's oldest unprojected event of the resource, 0: none. */
-static int64_t pending_of(struct engine *e, const struct rec_svc *node, const char *org, const char *resource)
-{
-    for (uint64_t q = node->projected + 1; q <= node->seq; q++) {
-        const struct rec_event *ev = event_at(e, node, q, NULL);
-        if (ev != NULL && strcmp(ev->ob.org_id, org) == 0 && strcmp(ev->ob.resource, resource) == 0)
-            return ev->at_ms;
-    }
-    return 0;
-}
-
-int memrec_view_read(struct engine *e, const struct eng_scope *s, const char *service, const char *resource,
-                     const char *view, cJSON **rows, bool *more, int64_t *pending_ms)
-{
-    uint64_t res, mo, sv;
-    cJSON *views = NULL, *model = NULL, *got;
-    char fp[17];
-    int rc;
-
-    if ((rc = res_find(e, s, service, resource, &res)) != 0)
-        return rc;
-    struct rec_res *rr = P(e, res);
-    sv = svc_find(e, s, service, false);
-    views = rr->def.views[0] != '\0' ? cJSON_Parse(rr->def.views) : NULL;
-    if (views == NULL || cJSON_GetObjectItemCaseSensitive(views, view) == NULL) {
-        cJSON_Delete(views);
-        return engine_fail(e, ERR_NOTFOUND, "no such view");
-    }
-    cJSON_Delete(views);
-    views_fp(&rr->def, fp);
-    *pending_ms = pending_of(e, P(e, sv), s->org_id, resource);
-    if (find(e, rr->models, s->org_id, &mo) && strcmp(((struct rec_model *)P(e, mo))->fp, fp) == 0) {
-        const struct rec_model *m = P(e, mo);
-        model = cJSON_ParseWithLength(m->text, m->len);
-        got = model != NULL ? cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(model, "views"), view)
-                            : NULL;
-        *rows = got != NULL ? cJSON_DetachItemViaPointer(cJSON_GetObjectItemCaseSensitive(model, "views"), got)
-                            : cJSON_CreateArray();
-        cJSON_Delete(model);
-    } else {
-        /* not built for this definition yet: nothing to show, behind since the change */
-        uint64_t recs = store_records(e, res, s->org_id, false);
-        if ((recs != 0 && shm_map_count(R(e), recs) > 0) || find(e, rr->models, s->org_id, NULL)) {
-            int64_t since = rr->def.updated_at * 1000;
-            if (*pending_ms == 0 || since < *pending_ms)
-                *pending_ms = since;
-        }
-        *rows = cJSON_CreateArray();
-    }
-    if (*rows == NULL)
-        return engine_fail(e, ERR_NOMEM, "out of memory");
-    while (cJSON_GetArraySize(*rows) > ENG_VIEW_ROWS_MAX) {
-        cJSON_DeleteItemFromArray(*rows, ENG_VIEW_ROWS_MAX);
-        *more = true;
-    }
-    return 0;
-}
-
-int memrec_changes_list(struct engine *e, const struct eng_scope *s, const char *service, const char *resource,
-                        uint64_t after, struct eng_change *out, size_t max, size_t *n, uint64_t *head)
-{
-    uint64_t res;
-    int rc;
-
-    if ((rc = res_find(e, s, service, resource, &res)) != 0)
-        return rc;
-    const struct rec_svc *node = P(e, svc_find(e, s, service, false));
-    *head = node->projected;
-    if (after > 0 && after < node->trimmed)
-        return engine_fail(e, ERR_GONE, "changes up to %" PRIu64 " are no longer kept", node->trimmed);
-    for (uint64_t q = (after > node->trimmed ? after : node->trimmed) + 1; q <= node->projected && *n < max; q++) {
-        const struct rec_event *ev = event_at(e, node, q, NULL);
-        if (ev == NULL || strcmp(ev->ob.org_id, s->org_id) != 0 || strcmp(ev->ob.resource, resource) != 0)
-            continue;
-        struct eng_change *c = &out[(*n)++];
-        memset(c, 0, sizeof *c);
-        c->pos = q;
-        memcpy(c->record_id, ev->ob.record_id, sizeof c->record_id);
-        memcpy(c->op, ev->ob.op, sizeof c->op);
-        c->version = ev->ob.version;
-        c->at = ev->ob.created_at;
-    }
-    return 0;
-}
-
-/* Up to budget expired records, deleted as a write deletes them (their
- * events reach the views and the feed), and projected events past the
- * retention; *more when the budget ran out. */
-int memrec_reap(struct engine *e, const struct eng_reap_policy *p, size_t budget, struct memrec_touched *t,
-                struct eng_reaped *out, bool *more)
-{
-    struct rec_root *rt = rroot(e);
-    uint64_t pos = 0;
-    struct shm_map_entry me;
-    int rc;
-
-    *more = false;
-    if (rt == NULL)
-        return 0;
-    while (shm_map_next(R(e), rt->svcs, &pos, &me)) {
-        struct rec_svc *node = P(e, me.val);
-        struct eng_scope sc;
-        char service[ENG_SLUG];
-        uint64_t rpos = 0, sv = me.val;
-        struct shm_map_entry re;
-
-        if (!svc_parse(me.key, me.klen, &sc.mode, service))
-            continue;
-        while (shm_map_next(R(e), node->resources, &rpos, &re)) {
-            struct rec_res *rr = P(e, re.val);
-            char name[ENG_FIELD];
-            uint64_t spos = 0;
-            struct shm_map_entry se;
-
-            if (rr->def.expire_after == 0 || re.klen >= sizeof name)
-                continue;
-            memcpy(name, re.key, re.klen);
-            name[re.klen] = '\0';
-            while (shm_map_next(R(e), rr->stores, &spos, &se)) {
-                uint64_t recs = ((struct rec_store *)P(e, se.val))->records, qpos = 0;
-                char ids[64][ENG_ID];
-                size_t nid = 0;
-                struct shm_map_entry ke;
-
-                if (se.klen >= sizeof sc.org_id)
-                    continue;
-                memcpy(sc.org_id, se.key, se.klen);
-                sc.org_id[se.klen] = '\0';
-                while (nid < 64 && shm_map_next(R(e), recs, &qpos, &ke))
-                    if (expired(P(e, ke.val), p->now))
-                        memcpy(ids[nid++], ((struct rec_blob *)P(e, ke.val))->id, ENG_ID);
-                for (size_t i = 0; i < nid; i++) {
-                    uint64_t off;
-                    struct eng_record gone = {0};
-                    if (budget == 0) {
-                        *more = true;
-                        return 0;
-                    }
-                    if (!find(e, recs, ids[i], &off))
-                        continue;
-                    memcpy(gone.id, ids[i], ENG_ID);
-                    gone.version = ((struct rec_blob *)P(e, off))->version + 1;
-                    if ((rc = shm_map_del(R(e), recs, ids[i], strlen(ids[i]), NULL)) != 0)
-                        return engine_mem_broke(e, rc == ERR_NOSPACE ? rc : ERR_INTERNAL, "index delete");
-                    shm_free(R(e), off);
-                    if ((rc = outbox_add(e, &sc, service, name, &gone, "delete", p->now)) != 0 ||
-                        (rc = touch_add(t, sc.mode, sc.org_id, service, name)) != 0)
-                        return rc;
-                    out->records++;
-                    budget--;
-                }
-                if (nid == 64)
-                    *more = true;
-            }
-        }
-        /* projected events past the retention, oldest first */
-        while (node->trimmed < node->projected) {
-            const struct rec_event *ev = event_at(e, node, node->trimmed + 1, NULL);
-            if (ev != NULL && ev->projected_at > p->now - p->changes_retention)
-                break;
-            if (budget == 0) {
-                *more = true;
-                return 0;
-            }
-            bool deleted;
-            if ((rc = trim_next(e, sv, &deleted)) != 0)
-                return rc;
-            out->changes += deleted;
-            budget--;
-        }
-    }
     return 0;
 }
