@@ -291,7 +291,10 @@ HANDLER(handle_roles_create)
     {
         if (!cJSON_IsString(perm) || !rbac_valid(perm->valuestring)) {
             d = cJSON_CreateObject();
-            cJSON_AddStringToObject(d, "permissions", "each must look like records:read:crm/contacts");
+            cJSON_AddStringToObject(d, "permissions",
+                                    "each is action:object, the action one of records:read, records:write, "
+                                    "records:delete, members:manage, roles:manage, keys:manage, audit:read or *, "
+                                    "the object *, service/* or service/resource (records:read:crm/contacts)");
             return respond_invalid(r, d);
         }
         /* schemas are every org's: the platform's admins shape them (DESIGN §8) */

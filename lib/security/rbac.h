@@ -17,7 +17,11 @@ bool rbac_allows(const char (*perms)[96], int n, const char *action, const char 
  * caller must hold to hand a role to anyone (a role, a member, an API key). */
 bool rbac_covers(const char (*have)[96], int nhave, const char (*want)[96], int nwant);
 
-/* True for a well-formed permission string (what POST /v1/roles accepts). */
+/* True for a well-formed permission of a known action ("*" or one of
+ * DESIGN §4's: records:read|write|delete, members:manage, roles:manage,
+ * keys:manage, audit:read, and schema:write) on "*", a whole service
+ * ("crm/" then "*") or "service/resource": what POST /v1/roles and seed
+ * data accept. */
 bool rbac_valid(const char *perm);
 
 #endif

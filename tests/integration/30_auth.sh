@@ -278,6 +278,8 @@ req POST /v1/roles -H "$(auth "$ALICE")" -H "$J" -d '{"name":"auditor","permissi
 expect "an admin creates a custom role" 201 '.name == "auditor" and (.permissions | length == 2) and (.builtin | not)'
 req POST /v1/roles -H "$(auth "$ALICE")" -H "$J" -d '{"name":"bad","permissions":["drop table"]}'
 expect "a malformed permission → 422" 422 '.error.details.permissions | length > 0'
+req POST /v1/roles -H "$(auth "$ALICE")" -H "$J" -d '{"name":"typo","permissions":["records:reed:*"]}'
+expect "a misspelt action (records:reed) → 422 naming the known ones" 422 '.error.details.permissions | test("records:read")'
 req POST /v1/roles -H "$(auth "$ALICE")" -H "$J" -d '{"name":"admin","permissions":["audit:read:*"]}'
 expect_error "a built-in role cannot be redefined → 409" 409 conflict
 req GET /v1/roles -H "$(auth "$VICTOR")"

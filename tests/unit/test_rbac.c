@@ -78,6 +78,17 @@ static void validation(void **state)
     assert_false(rbac_valid("records:read:crm/con tacts"));
     assert_false(rbac_valid("drop table"));
     assert_false(rbac_valid("records:read:crm/x/y"));
+    /* only the actions something checks: a misspelt one would grant nothing */
+    assert_true(rbac_valid("audit:read:*"));
+    assert_true(rbac_valid("keys:manage:*"));
+    assert_true(rbac_valid("members:manage:*"));
+    assert_true(rbac_valid("roles:manage:*"));
+    assert_true(rbac_valid("schema:write:*"));
+    assert_true(rbac_valid("*:crm/*"));
+    assert_false(rbac_valid("records:reed:*"));
+    assert_false(rbac_valid("record:read:*"));
+    assert_false(rbac_valid("members:invite:*"));
+    assert_false(rbac_valid("audit:*:*"));
 }
 
 int main(void)
