@@ -25,20 +25,6 @@ struct fx {
     struct eng_resource *res;
 };
 
-static struct eng_org org_rec(const char *slug, bool platform)
-{
-    struct eng_org o;
-
-    memset(&o, 0, sizeof o);
-    assert_int_equal(uuid_v7(o.id), 0);
-    snprintf(o.name, sizeof o.name, "Org %s", slug);
-    snprintf(o.slug, sizeof o.slug, "%s", slug);
-    snprintf(o.plan, sizeof o.plan, "free");
-    o.platform = platform;
-    o.created_at = 100;
-    return o;
-}
-
 /* deals {stage string, amount integer}, with views when given. */
 static void define(struct fx *f, const char *views, const char *amount_type, int64_t expire_after)
 {
@@ -71,8 +57,8 @@ static int setup(void **state)
     assert_int_equal(engine_mem_prepare(f->r, err), 0);
     assert_non_null(f->e = engine_mem_new(f->r, err));
     assert_non_null(f->res = calloc(1, sizeof *f->res));
-    f->a = org_rec("a", true);
-    f->b = org_rec("b", false);
+    f->a = unit_org("a", true);
+    f->b = unit_org("b", false);
     OK(f->e, engine_begin(f->e, NULL));
     OK(f->e, engine_org_create(f->e, &f->a));
     OK(f->e, engine_org_create(f->e, &f->b));

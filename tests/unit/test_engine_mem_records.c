@@ -25,18 +25,6 @@ struct fx {
     struct eng_resource *res;
 };
 
-static struct eng_org org_rec(const char *slug)
-{
-    struct eng_org o;
-
-    memset(&o, 0, sizeof o);
-    assert_int_equal(uuid_v7(o.id), 0);
-    snprintf(o.name, sizeof o.name, "Org %s", slug);
-    snprintf(o.slug, sizeof o.slug, "%s", slug);
-    snprintf(o.plan, sizeof o.plan, "free");
-    return o;
-}
-
 static int setup(void **state)
 {
     struct fx *f = calloc(1, sizeof *f);
@@ -47,9 +35,9 @@ static int setup(void **state)
     assert_int_equal(engine_mem_prepare(f->r, err), 0);
     assert_non_null(f->e = engine_mem_new(f->r, err));
     assert_non_null(f->res = calloc(1, sizeof *f->res));
-    f->a = org_rec("a");
+    f->a = unit_org("a", false);
     f->a.platform = true; /* schema changes are made from the platform's org */
-    f->b = org_rec("b");
+    f->b = unit_org("b", false);
     OK(f->e, engine_begin(f->e, NULL));
     OK(f->e, engine_org_create(f->e, &f->a));
     OK(f->e, engine_org_create(f->e, &f->b));

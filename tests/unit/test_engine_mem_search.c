@@ -40,14 +40,8 @@ struct fx {
 
 static void org(struct fx *f, struct eng_scope *s, const char *slug, bool platform)
 {
-    struct eng_org o;
+    struct eng_org o = unit_org(slug, platform);
 
-    memset(&o, 0, sizeof o);
-    assert_int_equal(uuid_v7(o.id), 0);
-    snprintf(o.name, sizeof o.name, "Org %s", slug);
-    snprintf(o.slug, sizeof o.slug, "%s", slug);
-    snprintf(o.plan, sizeof o.plan, "free");
-    o.platform = platform;
     OK(f->e, engine_begin(f->e, NULL));
     OK(f->e, engine_org_create(f->e, &o));
     OK(f->e, engine_commit(f->e));

@@ -5,7 +5,7 @@
  * of the crash tests, and the engine call macros. Everything is static inline
  * or a macro: a test binary is one file linked with lib/.
  * Not a framework: no runner, no fixtures of one module's types but the
- * region (four suites build one). Assertions are cmocka's, never assert(). */
+ * region (four suites build one) and an org record (three engine suites). Assertions are cmocka's, never assert(). */
 #ifndef TESTS_UNIT_H
 #define TESTS_UNIT_H
 
@@ -26,6 +26,8 @@
 #include <unistd.h>
 
 #include "core/err.h"
+#include "core/uuid.h"
+#include "store/engine.h"
 #include "store/mem/shm.h"
 
 #define UNIT_PATH 128   /* room for a temp folder or file path */
@@ -108,6 +110,22 @@ static inline void unit_region_check(struct shm_region *r)
     if (shm_check(r, err) != 0)
         fail_msg("shm_check: %s", err);
     shm_unlock(r);
+}
+
+/* ---- engine records (store/engine.h) -------------------------------------- */
+
+/* An org record with a fresh id, named after slug; platform as eng_org.platform. */
+static inline struct eng_org unit_org(const char *slug, bool platform)
+{
+    struct eng_org o;
+
+    memset(&o, 0, sizeof o);
+    assert_int_equal(uuid_v7(o.id), 0);
+    snprintf(o.name, sizeof o.name, "Org %s", slug);
+    snprintf(o.slug, sizeof o.slug, "%s", slug);
+    snprintf(o.plan, sizeof o.plan, "free");
+    o.platform = platform;
+    return o;
 }
 
 /* ---- child processes ------------------------------------------------------ */
