@@ -7,7 +7,7 @@ set -eu
 
 PKGS="gcc make pkg-config libfcgi-dev libpq-dev libhiredis-dev libcjson-dev
 libssl-dev libcmocka-dev nginx-light curl jq wrk spawn-fcgi redis-server
-postgresql postgresql-client postgresql-server-dev-15 pgbouncer procps iproute2 python3 openssl xxd nodejs $*"
+postgresql postgresql-client postgresql-server-dev-15 pgbouncer procps iproute2 python3 openssl xxd nodejs chromium fonts-dejavu-core $*"
 
 missing=""
 for p in $PKGS; do
