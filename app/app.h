@@ -244,6 +244,7 @@ static inline struct password_cost app_password_cost(const struct config *cfg)
 HANDLER(handle_ops_healthz);
 HANDLER(handle_ops_readyz);
 HANDLER(handle_ops_metrics);
+HANDLER(handle_ops_fleet);
 #ifdef TESSERA_TEST_HOOKS
 HANDLER(handle_debug_sleep);
 HANDLER(handle_debug_echo);

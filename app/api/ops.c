@@ -173,6 +173,21 @@ HANDLER(handle_ops_metrics)
     return rc;
 }
 
+/* GET /v1/admin/fleet: `tessera status` for the console — the scoreboard as
+ * JSON (sb_to_json), platform admins only: pids and restarts are the
+ * deployment's, not a tenant's. */
+HANDLER(handle_ops_fleet)
+{
+    if (!p->platform_admin)
+        return respond_error(r, ERR_FORBIDDEN, "only platform admins see the fleet");
+    if (w->sb == NULL)
+        return respond_error(r, ERR_UNAVAILABLE, "this process runs outside a fleet");
+    cJSON *root = http_own(r, sb_to_json(w->sb));
+    if (root == NULL)
+        return ERR_NOMEM;
+    return http_send_json(r, 200, root);
+}
+
 #ifdef TESSERA_TEST_HOOKS
 /* GET /debug/sleep?ms=N: a slow request for the graceful stop and reload tests. */
 HANDLER(handle_debug_sleep)

@@ -42,6 +42,8 @@ const struct route APP_ROUTES[] = {
     ROW(GET, "/v1/apps", handle_apps_list, AUTHED(NULL), DOC("App discovery", NULL, "List", "200")),
     ROW(POST, "/v1/apps", handle_apps_create, AUTHED(NULL), DOC("Register an app (platform admins)", "App", "App", "201 403 409 422")), /* platform admins: checked inside */
 
+    ROW(GET, "/v1/admin/fleet", handle_ops_fleet, AUTHED(NULL), DOC("The fleet's process table, as `tessera status` shows it (platform admins)", NULL, "Fleet", "200 403")),
+
     ROW(GET, "/v1/audit", handle_audit_list, AUTHED("audit:read"), DOC("The org's audit trail", NULL, "List", "200 403")),
 
     /* the MicroService API: permissions are per service/resource, checked inside */

@@ -27,6 +27,13 @@ login admin@example.com; ADMIN=$TOKEN      # platform admin, owner of Acme (a pl
 login alice@acme.test; ALICE=$TOKEN        # admin of Acme, not a platform admin
 login bob@globex.test; BOB=$TOKEN          # owner of Globex, a customer
 
+# --- the fleet's table, for the console (issue 16)
+req GET /v1/admin/fleet -H "$(auth "$ADMIN")"
+expect "a platform admin reads the fleet's process table" 200 \
+    '(.slots | map(select(.role == "api" and .pid > 0 and .state != null)) | length) >= 1 and .master_pid > 0'
+req GET /v1/admin/fleet -H "$(auth "$ALICE")"
+expect_error "an org admin who is no platform admin may not → 403" 403 forbidden
+
 # --- who may shape a schema
 put_schema "$ADMIN" notes '{"fields":{"secret":{"type":"string"},"n":{"type":"integer"}}}'
 expect "a platform admin defines a resource" 200 '.version == 1 and .fields.n.type == "integer"'
