@@ -30,7 +30,7 @@ export TESSERA_FLEET_LISTEN=$web/tessera.sock
 export TESSERA_FLEET_CONTROL=$run/control.sock
 export TESSERA_FLEET_PID_FILE=$run/tessera.pid
 
-packaging/nginx-conf.sh "$web/nginx.conf" "$port" "$TESSERA_FLEET_LISTEN" "$web"
+TESSERA_DOCS=$build/web/docs packaging/nginx-conf.sh "$web/nginx.conf" "$port" "$TESSERA_FLEET_LISTEN" "$web"
 
 fleet_pid= nginx_pid=
 stop() {

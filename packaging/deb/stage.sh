@@ -21,6 +21,14 @@ install -m 0644 "$root/packaging/tessera.conf" "$dest/etc/tessera/tessera.conf"
 # The migration owner's DSN: root only (0600; the packages own it as root:root).
 install -m 0600 "$root/packaging/migrate.conf" "$dest/etc/tessera/migrate.conf"
 install -m 0644 "$root/nginx/tessera-params.conf" "$root/nginx/tessera-errors.conf" "$dest/etc/nginx/snippets/"
+# GET /docs: the page and its vendored viewer (make docs), served by nginx
+docs=$build/web/docs
+case $docs in /*) ;; *) docs=$root/$docs ;; esac
+[ -f "$docs/index.html" ] && [ -f "$docs/redoc.standalone.js" ] ||
+    { echo "stage.sh: $docs is missing (make docs)" >&2; exit 1; }
+install -m 0644 "$root/nginx/tessera-docs.conf" "$dest/etc/nginx/snippets/"
+install -d -m 0755 "$dest/usr/share/tessera/docs"
+install -m 0644 "$docs"/* "$dest/usr/share/tessera/docs/"
 if compgen -G "$root/sql/*.sql" >/dev/null; then
     install -d -m 0755 "$dest/usr/share/tessera/sql"
     install -m 0644 "$root"/sql/*.sql "$dest/usr/share/tessera/sql/"

@@ -9,6 +9,8 @@ BUILD=${BUILD:-build}
 case $BUILD in /*) ;; *) BUILD=$ROOT/$BUILD ;; esac
 # The test build carries the debug-only routes (/debug/*); release builds do not.
 TESSERA=${TESSERA:-$BUILD/test/tessera}
+# GET /docs: nginx serves the page `make docs` vendored into the build tree
+export TESSERA_DOCS=${TESSERA_DOCS:-$BUILD/web/docs}
 # tests/run.sh names its run (TESSERA_TEST_RUN) so it can tell, at the end,
 # that no process of any suite outlived it
 T=$(mktemp -d "/tmp/tessera-test.${TESSERA_TEST_RUN:+$TESSERA_TEST_RUN.}XXXXXX")
