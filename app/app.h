@@ -113,6 +113,24 @@ struct caching_read {
     size_t cached_len;
 };
 
+/* openapi.c: a GET /openapi.json document a worker built, kept for the next
+ * request that would build the same one: without a token (the route table
+ * only: kept for the worker's life), or for a mode, while the app registry's
+ * version and the schema versions of the services it lists are those it was
+ * built at (read on every request, so a change on any worker holds from the
+ * next one) and no older than [cache] schema_ttl. */
+#define OPENAPI_KEPT 3              /* without a token, test, live */
+#define OPENAPI_SERVICES 64         /* microservices a document lists */
+struct openapi_kept {
+    char *json;                     /* malloc'd; NULL: nothing kept */
+    size_t len;
+    int64_t at;                     /* when it was built (unix s) */
+    int64_t apps_ver;               /* the app registry's version it was built at */
+    size_t nsvc;
+    char svc[OPENAPI_SERVICES][ENG_SLUG];      /* the services it lists */
+    int64_t svc_ver[OPENAPI_SERVICES];         /* their schemas' versions in its mode */
+};
+
 /* Everything a worker process owns; made at start, freed at exit. The only
  * mutable state outside it are the signal flags in worker.c. */
 struct worker {
@@ -138,6 +156,7 @@ struct worker {
     struct kv *kv;                  /* blacklist (and rate limits) */
     struct kv *cache_kv;            /* the read cache's: kv itself unless [cache] redis_url */
     struct caching caching;
+    struct openapi_kept *openapi;   /* [OPENAPI_KEPT], malloc'd at first use; NULL: none yet */
     uint64_t auth_us, render_us;    /* this request's phases for the slowlog (with kv and engine busy_us) */
     struct jwt_keyset keys;
     struct crypto_keyring ring;
@@ -346,6 +365,8 @@ HANDLER(handle_records_delete);
 HANDLER(handle_records_search);
 /* openapi.c: GET /openapi.json, this deployment's OpenAPI 3.1 document */
 HANDLER(handle_openapi);
+/* Frees the documents the worker kept (w->openapi); at exit. */
+void openapi_forget(struct worker *w);
 
 /* authn.c: the caller of a request, from its bearer token; opens the unit of work. */
 int authn_principal(struct worker *w, struct http_request *r, struct principal *p);

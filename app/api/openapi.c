@@ -10,11 +10,30 @@
  * the definition (types, required, pii, defaults, vector dimensions), the
  * list's filter and cursor parameters. Without a token: the fixed routes
  * only (schemas are members' knowledge, as GET …/schema is).
- * Built per request: a schema change is in the next document. */
+ *
+ * Request bodies carry the examples of app/api/openapi.json's
+ * components.examples named after their schema ("SignupRequest",
+ * "SignupRequest.invite"), and path parameters its components.parameters
+ * "Path<Name>" where there is one: one source, attached by name, so a route
+ * added to the table gets them without a list kept by hand.
+ *
+ * Kept per worker (struct openapi_kept, app.h): printing ~100 KB of JSON
+ * and, with a token, reading every resource definition costs more than the
+ * versions that say whether any of it changed. The document of a mode
+ * depends on the active microservices (the app registry's version) and their
+ * resource definitions in that mode (each service's schema version, bumped
+ * by PUT …/schema/… after its commit); both are read, in one kv round trip,
+ * on every request, before anything is loaded: a change on any worker shows
+ * in the next document on every worker, and a document built while a change
+ * commits is kept under the older version, so it is built again next time.
+ * Without a token the document is the route table's: kept for the worker's
+ * life. A kv that fails, or [cache] apps or schema switched off: built per
+ * request. /metrics counts tessera_openapi_{built,kept}_total. */
 #include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "app.h"
 #include "core/json.h"
@@ -121,9 +140,25 @@ static void add_param_ref(cJSON *params, const char *name)
     cJSON_AddItemToArray(params, o);
 }
 
-static void add_path_param(cJSON *params, const char *name)
+/* A path parameter: components.parameters' Path<Name> ("user_id" → PathUserId,
+ * with its description and example) when there is one, else a plain string. */
+static void add_path_param(cJSON *params, const cJSON *comp, const char *name)
 {
-    cJSON *o = cJSON_CreateObject(), *s;
+    cJSON *o, *s;
+    char key[80] = "Path";
+    size_t k = 4;
+
+    for (const char *c = name; *c != '\0' && k + 1 < sizeof key; c++) {
+        if (*c == '_')
+            continue;
+        key[k++] = c == name || c[-1] == '_' ? (char)toupper((unsigned char)*c) : *c;
+    }
+    key[k] = '\0';
+    if (cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(comp, "parameters"), key) != NULL) {
+        add_param_ref(params, key);
+        return;
+    }
+    o = cJSON_CreateObject();
 
     cJSON_AddStringToObject(o, "name", name);
     cJSON_AddStringToObject(o, "in", "path");
@@ -133,9 +168,34 @@ static void add_path_param(cJSON *params, const char *name)
     cJSON_AddItemToArray(params, o);
 }
 
-/* One operation; method as the table spells it ("GET"). */
-static cJSON *operation(const char *method, const char *path, const char *summary, const char *req,
-                        const char *res, const char *statuses, bool authed)
+/* The request body of schema req, with the examples (components.examples, or
+ * NULL) named req or "req.<variant>". */
+static cJSON *request_body(const cJSON *examples, const char *req)
+{
+    cJSON *rb = cJSON_CreateObject(), *content = json_content(ref(req)), *exs = NULL;
+    const cJSON *e;
+    size_t n = strlen(req);
+
+    cJSON_AddTrueToObject(rb, "required");
+    cJSON_ArrayForEach(e, examples)
+    {
+        char path[160];
+        if (strncmp(e->string, req, n) != 0 || (e->string[n] != '\0' && e->string[n] != '.'))
+            continue;
+        if (exs == NULL)
+            exs = cJSON_AddObjectToObject(cJSON_GetObjectItemCaseSensitive(content, "application/json"), "examples");
+        snprintf(path, sizeof path, "#/components/examples/%s", e->string);
+        cJSON_AddStringToObject(cJSON_AddObjectToObject(exs, e->string), "$ref", path);
+    }
+    cJSON_AddItemToObject(rb, "content", content);
+    return rb;
+}
+
+/* One operation; method as the table spells it ("GET"); comp: the document's
+ * components; examples: the route table's request examples (NULL for a
+ * resource's own paths, whose bodies those do not fit). */
+static cJSON *operation(const cJSON *comp, const cJSON *examples, const char *method, const char *path,
+                        const char *summary, const char *req, const char *res, const char *statuses, bool authed)
 {
     cJSON *op = cJSON_CreateObject(), *params;
     char id[160];
@@ -151,7 +211,7 @@ static cJSON *operation(const char *method, const char *path, const char *summar
         if (end == NULL || (size_t)(end - p) >= sizeof name)
             break;
         snprintf(name, sizeof name, "%.*s", (int)(end - p - 1), p + 1);
-        add_path_param(params, name);
+        add_path_param(params, comp, name);
     }
     if (authed)
         add_param_ref(params, "TesseraMode");
@@ -159,11 +219,8 @@ static cJSON *operation(const char *method, const char *path, const char *summar
         cJSON *sec = cJSON_AddArrayToObject(op, "security");
         cJSON_AddItemToArray(sec, cJSON_CreateObject()); /* none needed */
     }
-    if (body) {
-        cJSON *rb = cJSON_AddObjectToObject(op, "requestBody");
-        cJSON_AddTrueToObject(rb, "required");
-        cJSON_AddItemToObject(rb, "content", json_content(ref(req)));
-    }
+    if (body)
+        cJSON_AddItemToObject(op, "requestBody", request_body(examples, req));
     cJSON_AddItemToObject(op, "responses", responses(statuses, res, authed, body));
     return op;
 }
@@ -285,10 +342,11 @@ static void add_filter_params(cJSON *params, const struct eng_resource *res)
     add_param_ref(params, "Order");
 }
 
-static void resource_paths(cJSON *paths, cJSON *schemas, const char *service, const struct eng_resource *res)
+static void resource_paths(cJSON *paths, cJSON *comp, const char *service, const struct eng_resource *res)
 {
     char name[160], list[200], input[200], base[200], one[220];
     cJSON *op, *params, *lst, *props, *data;
+    cJSON *schemas = cJSON_GetObjectItemCaseSensitive(comp, "schemas");
 
     snprintf(name, sizeof name, "svc_%s_%s", service, res->name);
     snprintf(list, sizeof list, "%s_List", name);
@@ -304,58 +362,107 @@ static void resource_paths(cJSON *paths, cJSON *schemas, const char *service, co
 
     snprintf(base, sizeof base, "/v1/svc/%s/%s", service, res->name);
     snprintf(one, sizeof one, "%s/{id}", base);
-    op = operation("GET", base, "List records (this resource)", NULL, list, "200 400 403", true);
+    op = operation(comp, NULL, "GET", base, "List records (this resource)", NULL, list, "200 400 403", true);
     params = cJSON_GetObjectItemCaseSensitive(op, "parameters");
     add_filter_params(params, res);
     add_operation(paths, base, "GET", op);
-    add_operation(paths, base, "POST", operation("POST", base, "Create a record (this resource)", input, name,
-                                                 "201 403 422", true));
-    add_operation(paths, one, "GET", operation("GET", one, "Read a record (this resource)", NULL, name,
+    add_operation(paths, base, "POST", operation(comp, NULL, "POST", base, "Create a record (this resource)", input,
+                                                 name, "201 403 422", true));
+    add_operation(paths, one, "GET", operation(comp, NULL, "GET", one, "Read a record (this resource)", NULL, name,
                                                "200 403 404", true));
     /* a PATCH takes any subset of the fields */
-    op = operation("PATCH", one, "Update a record (this resource)", "RecordInput", name, "200 403 404 412 422", true);
+    op = operation(comp, NULL, "PATCH", one, "Update a record (this resource)", "RecordInput", name,
+                   "200 403 404 412 422", true);
     add_param_ref(cJSON_GetObjectItemCaseSensitive(op, "parameters"), "IfMatch");
     add_operation(paths, one, "PATCH", op);
-    op = operation("DELETE", one, "Delete a record (this resource)", NULL, NULL, "204 403 404 412", true);
+    op = operation(comp, NULL, "DELETE", one, "Delete a record (this resource)", NULL, NULL, "204 403 404 412", true);
     add_param_ref(cJSON_GetObjectItemCaseSensitive(op, "parameters"), "IfMatch");
     add_operation(paths, one, "DELETE", op);
 }
 
-/* The caller's mode's resources of every active microservice. */
-static int add_resources(struct worker *w, const struct principal *p, cJSON *paths, cJSON *schemas)
+/* ---- building, and keeping, the document ---------------------------------- */
+
+/* The active microservices, in the registry's order, into svc (at most OPENAPI_SERVICES). */
+static int list_services(struct worker *w, char (*svc)[ENG_SLUG], size_t *n)
 {
     struct eng_app *apps = calloc(SERVICES_MAX, sizeof *apps);
-    struct eng_resource *res = malloc(sizeof *res * RESOURCES_MAX);   /* ~70 KB each: the heap's */
-    size_t na = 0, nr;
-    int rc = apps == NULL || res == NULL ? ERR_NOMEM : 0;
+    size_t na = 0;
+    int rc = apps == NULL ? ERR_NOMEM : engine_app_list(w->engine, apps, SERVICES_MAX, &na);
 
-    if (rc == 0)
-        rc = engine_app_list(w->engine, apps, SERVICES_MAX, &na);
-    for (size_t i = 0; rc == 0 && i < na; i++) {
-        if (strcmp(apps[i].kind, "microservice") != 0 || strcmp(apps[i].status, "active") != 0)
-            continue;
-        if ((rc = engine_resource_list(w->engine, &p->scope, apps[i].name, res, RESOURCES_MAX, &nr)) != 0)
-            break;
-        for (size_t j = 0; j < nr; j++)
-            resource_paths(paths, schemas, apps[i].name, &res[j]);
-    }
+    *n = 0;
+    for (size_t i = 0; rc == 0 && i < na && *n < OPENAPI_SERVICES; i++)
+        if (strcmp(apps[i].kind, "microservice") == 0 && strcmp(apps[i].status, "active") == 0)
+            snprintf(svc[(*n)++], ENG_SLUG, "%s", apps[i].name);
     free(apps);
-    free(res);
     return rc;
 }
 
-HANDLER(handle_openapi)
+/* The versions a mode's document depends on: the app registry's (apps_ver
+ * NULL: not asked) and each service's schema's in mode, into ver; -1 for
+ * any the kv could not give (then nothing is kept). A round trip per
+ * KV_MGET_MAX - 2 of them, the first usually read ahead with authn's. */
+static void read_versions(struct worker *w, int mode, int64_t *apps_ver, const char (*svc)[ENG_SLUG], size_t n,
+                          int64_t *ver)
 {
-    cJSON *doc = http_own(r, cJSON_ParseWithLength((const char *)openapi_json, openapi_json_len));
-    cJSON *paths, *schemas, *info;
-    int rc = 0;
+    struct caching_ns ns[OPENAPI_SERVICES + 1];
+    struct caching_read rd[OPENAPI_SERVICES + 1];
+    size_t m = 0;
 
-    if (doc == NULL || r->query.n > 0)
-        return doc == NULL ? ERR_INTERNAL : respond_error(r, ERR_INVAL, "/openapi.json takes no parameters");
-    info = cJSON_GetObjectItemCaseSensitive(doc, "info");
-    cJSON_ReplaceItemInObjectCaseSensitive(info, "version", cJSON_CreateString(TESSERA_VERSION));
+    memset(rd, 0, sizeof rd);
+    if (apps_ver != NULL && caching_ns_apps(&ns[m]) == 0)
+        rd[m].ns = &ns[m], m++;
+    for (size_t i = 0; i < n; i++)
+        if (caching_ns_schema(&ns[m], mode, svc[i]) == 0)
+            rd[m].ns = &ns[m], m++;
+        else
+            ns[m].vkey[0] = '\0', rd[m].ns = NULL, m++;
+    for (size_t off = 0; off < m; off += KV_MGET_MAX - 2) {
+        size_t k = m - off < KV_MGET_MAX - 2 ? m - off : KV_MGET_MAX - 2;
+        bool named = true;
+        for (size_t i = off; i < off + k; i++)
+            named &= rd[i].ns != NULL;
+        if (!named || caching_fetch(w, rd + off, k, NULL, 0, NULL, NULL) != 0)
+            for (size_t i = off; i < off + k; i++)
+                rd[i].ver = -1;
+    }
+    m = 0;
+    if (apps_ver != NULL)
+        *apps_ver = rd[m++].ver;
+    for (size_t i = 0; i < n; i++)
+        ver[i] = rd[m++].ver;
+}
+
+/* Whether kept k of mode still holds: young enough, and every version it
+ * was built at read the same now. */
+static bool kept_holds(struct worker *w, int mode, const struct openapi_kept *k)
+{
+    int64_t apps_ver, ver[OPENAPI_SERVICES];
+
+    if ((int64_t)time(NULL) - k->at >= (int64_t)(w->caching.ttl_ms[METRICS_CACHE_SCHEMA] / 1000))
+        return false;
+    read_versions(w, mode, &apps_ver, (const char (*)[ENG_SLUG])k->svc, k->nsvc, ver);
+    if (apps_ver < 0 || apps_ver != k->apps_ver)
+        return false;
+    for (size_t i = 0; i < k->nsvc; i++)
+        if (ver[i] < 0 || ver[i] != k->svc_ver[i])
+            return false;
+    return true;
+}
+
+/* The fixed part: app/api/openapi.json and a path per documented route. */
+static cJSON *fixed_document(void)
+{
+    cJSON *doc = cJSON_ParseWithLength((const char *)openapi_json, openapi_json_len);
+    cJSON *paths, *comp;
+    const cJSON *examples;
+
+    if (doc == NULL)
+        return NULL;
+    cJSON_ReplaceItemInObjectCaseSensitive(cJSON_GetObjectItemCaseSensitive(doc, "info"), "version",
+                                           cJSON_CreateString(TESSERA_VERSION));
     paths = cJSON_AddObjectToObject(doc, "paths");
-    schemas = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(doc, "components"), "schemas");
+    comp = cJSON_GetObjectItemCaseSensitive(doc, "components");
+    examples = cJSON_GetObjectItemCaseSensitive(comp, "examples");
     for (size_t i = 0; i < APP_NROUTES; i++) {
         const struct route *rt = &APP_ROUTES[i];
         const struct app_route *ar = rt->data;
@@ -369,12 +476,94 @@ HANDLER(handle_openapi)
             m[k] = method[k];
         m[k] = '\0';
         add_operation(paths, rt->pattern, m,
-                      operation(m, rt->pattern, ar->summary, ar->req, ar->res, ar->statuses,
+                      operation(comp, examples, m, rt->pattern, ar->summary, ar->req, ar->res, ar->statuses,
                                 ar->auth == AUTH_REQUIRED));
     }
-    if (p != NULL) {
-        cJSON_AddStringToObject(info, "x-tessera-mode", engine_mode_name(p->scope.mode));
-        rc = add_resources(w, p, paths, schemas);
+    return doc;
+}
+
+/* Builds into k the document for p (NULL: without a token). With p, the
+ * versions are read before the registry and the definitions they guard. */
+static int build(struct worker *w, const struct principal *p, struct openapi_kept *k)
+{
+    cJSON *doc = fixed_document();
+    struct eng_resource *res = NULL;
+    char *text = NULL;
+    int rc = doc == NULL ? ERR_INTERNAL : 0;
+
+    free(k->json);
+    memset(k, 0, sizeof *k);
+    k->apps_ver = -1;
+    if (rc == 0 && p != NULL) {
+        cJSON *comp = cJSON_GetObjectItemCaseSensitive(doc, "components");
+        size_t nr;
+        cJSON_AddStringToObject(cJSON_GetObjectItemCaseSensitive(doc, "info"), "x-tessera-mode",
+                                engine_mode_name(p->scope.mode));
+        read_versions(w, p->scope.mode, &k->apps_ver, NULL, 0, NULL);
+        rc = list_services(w, k->svc, &k->nsvc);
+        if (rc == 0)
+            read_versions(w, p->scope.mode, NULL, (const char (*)[ENG_SLUG])k->svc, k->nsvc, k->svc_ver);
+        if (rc == 0 && (res = malloc(sizeof *res * RESOURCES_MAX)) == NULL)   /* ~70 KB each: the heap's */
+            rc = ERR_NOMEM;
+        for (size_t i = 0; rc == 0 && i < k->nsvc; i++) {
+            if ((rc = engine_resource_list(w->engine, &p->scope, k->svc[i], res, RESOURCES_MAX, &nr)) != 0)
+                break;
+            for (size_t j = 0; j < nr; j++)
+                resource_paths(cJSON_GetObjectItemCaseSensitive(doc, "paths"), comp, k->svc[i], &res[j]);
+        }
     }
-    return rc != 0 ? rc : respond_owned(r, 200, doc);
+    if (rc == 0 && (text = cJSON_PrintUnformatted(doc)) == NULL)
+        rc = ERR_NOMEM;
+    if (rc == 0) {
+        k->json = text;
+        k->len = strlen(text);
+        k->at = (int64_t)time(NULL);
+    }
+    free(res);
+    cJSON_Delete(doc);
+    return rc;
+}
+
+/* Whether k, built for a mode, may be kept: every version known. */
+static bool keepable(const struct openapi_kept *k)
+{
+    if (k->apps_ver < 0)
+        return false;
+    for (size_t i = 0; i < k->nsvc; i++)
+        if (k->svc_ver[i] < 0)
+            return false;
+    return true;
+}
+
+void openapi_forget(struct worker *w)
+{
+    for (int i = 0; w->openapi != NULL && i < OPENAPI_KEPT; i++)
+        free(w->openapi[i].json);
+    free(w->openapi);
+    w->openapi = NULL;
+}
+
+HANDLER(handle_openapi)
+{
+    struct openapi_kept *k;
+    int rc = 0;
+
+    if (r->query.n > 0)
+        return respond_error(r, ERR_INVAL, "/openapi.json takes no parameters");
+    if (w->openapi == NULL && (w->openapi = calloc(OPENAPI_KEPT, sizeof *w->openapi)) == NULL)
+        return ERR_NOMEM;
+    k = &w->openapi[p == NULL ? 0 : 1 + (p->scope.mode == ENG_MODE_LIVE)];
+    if (k->json != NULL && (p == NULL || kept_holds(w, p->scope.mode, k))) {
+        metrics_count(w->metrics, w->slot, METRICS_OPENAPI_KEPT);
+    } else {
+        if ((rc = build(w, p, k)) != 0)
+            return rc;
+        metrics_count(w->metrics, w->slot, METRICS_OPENAPI_BUILT);
+    }
+    rc = http_send(r, 200, "application/json; charset=utf-8", k->json, k->len);
+    if (p != NULL && !keepable(k)) {
+        free(k->json); /* a version unknown: nothing to tell a change by */
+        k->json = NULL;
+    }
+    return rc;
 }

@@ -494,6 +494,7 @@ static void worker_cleanup(struct worker *w)
         }
     router_cleanup(&w->router);
     caching_close(w);
+    openapi_forget(w);
     arena_free(w->arena);
     engine_free(w->engine);
     if (w->cache_kv != w->kv)

@@ -34,6 +34,9 @@ static const struct {
                                       "Audit entries deleted by the reaper past the retention (memory engine)."},
     [METRICS_REAPER_RUNS] = {"reaper_runs", "Reaper runs that completed."},
     [METRICS_REAPER_ERRORS] = {"reaper_errors", "Reaper runs that failed (tried again next interval)."},
+    [METRICS_OPENAPI_BUILT] = {"openapi_built", "GET /openapi.json documents built from the route table and the schemas."},
+    [METRICS_OPENAPI_KEPT] = {"openapi_kept",
+                              "GET /openapi.json answered with a document the worker kept (nothing it lists changed)."},
 };
 
 static const char *const CACHE_USES[METRICS_NCACHE] = {

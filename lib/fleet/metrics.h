@@ -41,6 +41,8 @@ enum metrics_counter {
     METRICS_REAPED_AUDIT_ENTRIES,
     METRICS_REAPER_RUNS,
     METRICS_REAPER_ERRORS,
+    METRICS_OPENAPI_BUILT,          /* GET /openapi.json documents built */
+    METRICS_OPENAPI_KEPT,           /* … answered with the bytes a worker kept */
     METRICS_NCOUNTERS
 };
 

@@ -2,7 +2,8 @@
 # The OpenAPI 3.1 document (issue 16): GET /openapi.json validated by a real
 # validator from npm (@apidevtools/swagger-parser, tests/tools), every
 # documented route of the route table in it, a resource's own paths and
-# schemas for a caller with a token, a schema change in the next document.
+# schemas for a caller with a token, a schema change in the next document,
+# which each worker keeps while nothing it lists changes.
 # engines: memory postgres
 . "$(dirname "$0")/lib.sh"
 
@@ -55,6 +56,43 @@ req PUT /v1/svc/crm/schema/tickets -H "Authorization: Bearer $ADMIN" -H "$J" \
 expect "a field added to crm/tickets" 200
 req GET /openapi.json -H "Authorization: Bearer $ADMIN"
 expect "…is in the next document" 200 '.components.schemas.svc_crm_tickets.properties.due.type == ["integer", "null"]'
+
+# Kept per worker: a repeated GET answers the bytes the worker kept (counted
+# in /metrics); a schema change is in the next document on every worker.
+metric() { curl -s "$URL/metrics" | awk -v n="tessera_openapi_$1_total" '$1 == n { print $2 }'; }
+# GETs of the token's document from more clients at once than nginx keeps
+# upstream connections (2 × 32), repeated until both workers have served
+# them (their access lines name the worker); prints how many workers did.
+fan() { # request-id prefix; the bodies go to $T/fan-PREFIX/
+    local round
+    mkdir -p "$T/fan-$1"
+    for round in 1 2 3 4 5 6; do
+        seq 1 100 | xargs -P 70 -I{} curl -s -o "$T/fan-$1/$round-{}.json" -H "Authorization: Bearer $ADMIN" \
+            -H "X-Request-Id: $1-$round-{}" "$URL/openapi.json"
+        sleep 0.2
+        jq -e -s "[.[] | select(.event == \"access\" and (.request_id | startswith(\"$1-\"))) | .worker] | unique | length == 2" \
+            "$T/fleet.log" >/dev/null && break
+    done
+    jq -s "[.[] | select(.event == \"access\" and (.request_id | startswith(\"$1-\"))) | .worker] | unique | length" "$T/fleet.log"
+}
+built0=$(metric built) kept0=$(metric kept)
+for i in 1 2 3 4 5 6 7 8; do curl -s -H "Authorization: Bearer $ADMIN" "$URL/openapi.json" | sha256sum; done >"$T/shas"
+check "8 GETs of one mode's document: the same bytes" test "$(sort -u "$T/shas" | wc -l)" = 1
+check "…built at most once per worker, the rest answered from what the worker kept ($(metric built) built, $(metric kept) kept in all)" \
+    test "$(( $(metric built) - built0 ))" -le 2 -a "$(( $(metric kept) - kept0 ))" -ge 6
+kept0=$(metric kept)
+req GET /openapi.json
+req GET /openapi.json
+check "the document without a token is kept too" test "$(( $(metric kept) - kept0 ))" -ge 1
+check "both workers hold the document" test "$(fan before)" = 2
+built0=$(metric built)
+req PUT /v1/svc/crm/schema/tickets -H "Authorization: Bearer $ADMIN" -H "$J" \
+    -d '{"fields":{"title":{"type":"string","required":true},"prio":{"type":"integer","default":3},"who":{"type":"string","pii":true},"emb":{"type":"vector(3)"},"meta":{"type":"json"},"due":{"type":"timestamp"},"note":{"type":"text"}}}'
+expect "another field added to crm/tickets" 200
+check "…is in the next document on both workers" test "$(fan after)" = 2
+check "…in every answer of theirs" \
+    sh -c "for f in '$T'/fan-after/*.json; do jq -e '.components.schemas.svc_crm_tickets.properties | has(\"note\")' \"\$f\" >/dev/null || { echo \"\$f\"; exit 1; }; done"
+check "…each worker built it once, then answered the bytes it kept" test "$(( $(metric built) - built0 ))" = 2
 req GET /openapi.json -H "Authorization: Bearer $ADMIN" -H "Tessera-Mode: live"
 expect "the live mode's document has no test-mode resource" 200 '.info["x-tessera-mode"] == "live" and (.paths | has("/v1/svc/crm/tickets") | not)'
 req GET /openapi.json -H "Authorization: Bearer nope"
