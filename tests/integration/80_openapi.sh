@@ -3,7 +3,8 @@
 # validator from npm (@apidevtools/swagger-parser, tests/tools), every
 # documented route of the route table in it, a resource's own paths and
 # schemas for a caller with a token, a schema change in the next document,
-# which each worker keeps while nothing it lists changes.
+# which each worker keeps while nothing it lists changes; and every request
+# example of the document sent to the stack, answered as documented.
 # engines: memory postgres
 . "$(dirname "$0")/lib.sh"
 
@@ -99,6 +100,14 @@ req GET /openapi.json -H "Authorization: Bearer nope"
 expect_error "a bad token is refused, not ignored → 401" 401 unauthorized
 req GET "/openapi.json?mode=live"
 expect_error "a parameter → 400" 400 invalid_request
+
+# Every request example of the document, sent to the stack: a documented
+# status and body each (tests/integration/openapi_examples.js says how it
+# fills ids and tokens, and in which order it sends them).
+NODE_PATH=$TOOLS/node_modules node "$ROOT/tests/integration/openapi_examples.js" "$URL" "$ADMIN" >"$T/examples.out" 2>&1
+rc=$?
+sed -n 's/^\(not \)\{0,1\}ok - /&example run: /p; /^#/p' "$T/examples.out"
+check "the example run ends well (exit 0)" sh -c "test $rc = 0 || { tail -5 '$T/examples.out'; exit 1; }"
 
 check "no request of this suite was answered 500" sh -c "! grep -q '\"status\":500' '$T/fleet.log'"
 stack_down
