@@ -4,7 +4,8 @@
 # vendored from npm at build time). The page is HTML that loads the local
 # bundle and docs.js and names no other origin, under a policy that allows no
 # remote or inline script; the bundle is the vendored one; and headless
-# Chromium, under that policy, draws the document's operations.
+# Chromium, under that policy, draws the document's operations, and with a
+# token (in the fragment) its mode's resources.
 . "$(dirname "$0")/lib.sh"
 
 if [ ! -f "$TESSERA_DOCS/index.html" ]; then
@@ -57,6 +58,21 @@ if command -v chromium >/dev/null 2>&1; then
                grep -q 'The change feed' '$T/dom.html'"
     check "…with no script or connection refused by the policy (only Redoc's remote logo is)" \
         sh -c "! grep 'Content Security Policy' '$T/chromium.err' | grep -v \"Loading the image 'https://cdn.redoc.ly/\""
+    check "…and without a token, no resource's own paths" sh -c "! grep -q 'this resource' '$T/dom.html'"
+
+    # a token in the fragment: the document of its mode, with a resource's paths
+    req POST /v1/auth/login -H 'Content-Type: application/json' -d '{"email":"admin@example.com","password":"tessera-dev"}'
+    ADMIN=$(jq -r .access_token <<<"$BODY")
+    req PUT /v1/svc/crm/schema/notes -H "Authorization: Bearer $ADMIN" -H 'Content-Type: application/json' \
+        -d '{"fields":{"body":{"type":"text","required":true}}}'
+    expect "a platform admin defines crm/notes" 200
+    timeout 60 chromium --headless=new --no-sandbox --disable-gpu --user-data-dir="$T/chromium" \
+        --virtual-time-budget=15000 --enable-logging=stderr --v=0 --dump-dom "$URL/docs#token=$ADMIN" \
+        >"$T/dom-token.html" 2>"$T/chromium-token.err"
+    check "/docs#token=…: the token's document, with crm/notes' own operations" \
+        sh -c "grep -q '/v1/svc/crm/notes' '$T/dom-token.html' && grep -q 'List records (this resource)' '$T/dom-token.html'"
+    check "…and the token appears nowhere in the page" \
+        sh -c "! grep -qF '$ADMIN' '$T/dom-token.html'"
 else
     not_ok "headless Chromium draws /docs" "chromium is missing (packaging/deps.sh installs it)"
 fi
