@@ -407,21 +407,21 @@ static void read_versions(struct worker *w, int mode, int64_t *apps_ver, const c
     struct caching_ns ns[OPENAPI_SERVICES + 1];
     struct caching_read rd[OPENAPI_SERVICES + 1];
     size_t m = 0;
+    bool named = true;          /* a name too long for a key: none is known */
 
     memset(rd, 0, sizeof rd);
-    if (apps_ver != NULL && caching_ns_apps(&ns[m]) == 0)
-        rd[m].ns = &ns[m], m++;
+    if (apps_ver != NULL)
+        named &= caching_ns_apps(&ns[m++]) == 0;
     for (size_t i = 0; i < n; i++)
-        if (caching_ns_schema(&ns[m], mode, svc[i]) == 0)
-            rd[m].ns = &ns[m], m++;
-        else
-            ns[m].vkey[0] = '\0', rd[m].ns = NULL, m++;
-    for (size_t off = 0; off < m; off += KV_MGET_MAX - 2) {
+        named &= caching_ns_schema(&ns[m++], mode, svc[i]) == 0;
+    for (size_t i = 0; i < m; i++) {
+        rd[i].ns = &ns[i];
+        rd[i].ver = -1;
+    }
+    /* caching_fetch carries at most KV_MGET_MAX - 2 versions in a trip */
+    for (size_t off = 0; named && off < m; off += KV_MGET_MAX - 2) {
         size_t k = m - off < KV_MGET_MAX - 2 ? m - off : KV_MGET_MAX - 2;
-        bool named = true;
-        for (size_t i = off; i < off + k; i++)
-            named &= rd[i].ns != NULL;
-        if (!named || caching_fetch(w, rd + off, k, NULL, 0, NULL, NULL) != 0)
+        if (caching_fetch(w, rd + off, k, NULL, 0, NULL, NULL) != 0)
             for (size_t i = off; i < off + k; i++)
                 rd[i].ver = -1;
     }
