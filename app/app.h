@@ -269,6 +269,10 @@ HANDLER(handle_members_update);
 HANDLER(handle_members_remove);
 HANDLER(handle_roles_list);
 HANDLER(handle_roles_create);
+HANDLER(handle_invites_accept);
+HANDLER(handle_roles_get);
+HANDLER(handle_roles_update);
+HANDLER(handle_roles_delete);
 
 /* apps.c */
 HANDLER(handle_apps_list);

@@ -322,7 +322,7 @@ if $PG; then
     expect "…while the feed from its start begins after the trim point" 200 '(.next_cursor | tonumber) > 10'
 
     # refresh tokens and invites past expiry + [cqrs] token_grace (1 day by default)
-    as "$BOB" test POST /v1/orgs/current/members '{"role":"member"}'
+    as "$BOB" test POST /v1/orgs/current/members '{"email":"reaped@globex.test","role":"member"}'
     expect "Globex invites a member" 201 '.invite_token | length > 20'
     reaped_tokens=$(curl -s "$URL/metrics" | awk '$1 == "tessera_reaped_refresh_tokens_total" {print $2}')
     reaped_invites=$(curl -s "$URL/metrics" | awk '$1 == "tessera_reaped_invites_total" {print $2}')
