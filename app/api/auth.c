@@ -94,7 +94,7 @@ static cJSON *user_json(struct worker *w, struct http_request *r, const struct e
     else
         cJSON_AddNullToObject(o, "email");
     cJSON_AddBoolToObject(o, "is_platform_admin", u->is_platform_admin);
-    cJSON_AddNumberToObject(o, "created_at", (double)u->created_at);
+    json_add_time(o, "created_at", u->created_at);
     return o;
 }
 
@@ -109,7 +109,7 @@ static cJSON *org_json(const struct eng_org *o)
     cJSON_AddStringToObject(j, "slug", o->slug);
     cJSON_AddStringToObject(j, "plan", o->plan);
     cJSON_AddBoolToObject(j, "platform", o->platform);
-    cJSON_AddNumberToObject(j, "created_at", (double)o->created_at);
+    json_add_time(j, "created_at", o->created_at);
     return j;
 }
 
@@ -574,9 +574,9 @@ static cJSON *key_json(const struct eng_api_key *k)
     cJSON_AddStringToObject(o, "mode", engine_mode_name(k->mode));
     cJSON_AddStringToObject(o, "role", k->role);
     cJSON_AddBoolToObject(o, "platform", k->platform);
-    cJSON_AddNumberToObject(o, "created_at", (double)k->created_at);
+    json_add_time(o, "created_at", k->created_at);
     if (k->revoked_at)
-        cJSON_AddNumberToObject(o, "revoked_at", (double)k->revoked_at);
+        json_add_time(o, "revoked_at", k->revoked_at);
     else
         cJSON_AddNullToObject(o, "revoked_at");
     return o;

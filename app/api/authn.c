@@ -403,6 +403,14 @@ static int principal_resolve(struct worker *w, struct http_request *r, struct pr
 
     if (rc == 0 && rd->found)
         rc = principal_apply(r->arena, rd->out->p != NULL ? rd->out->p : "", rd->out->len, p, &why);
+    if (rc == ERR_INVAL) {
+        /* not a principal this build reads (a cached form an older build
+         * wrote, say): loaded from storage instead, as on a miss */
+        rd->out->len = 0;
+        why = NULL;
+        if ((rc = principal_load(rd->ctx, rd->out, &rd->found)) == 0 && rd->found)
+            rc = principal_apply(r->arena, rd->out->p != NULL ? rd->out->p : "", rd->out->len, p, &why);
+    }
     if (rc != 0)
         return rc;
     if (!rd->found)

@@ -64,7 +64,7 @@ HANDLER(handle_orgs_current)
     cJSON_AddStringToObject(root, "name", o->name);
     cJSON_AddStringToObject(root, "slug", o->slug);
     cJSON_AddStringToObject(root, "plan", o->plan);
-    cJSON_AddNumberToObject(root, "created_at", (double)o->created_at);
+    json_add_time(root, "created_at", o->created_at);
     return respond_owned(r, 200, root);
 }
 
@@ -89,7 +89,7 @@ HANDLER(handle_members_list)
         }
         cJSON_AddStringToObject(o, "user_id", ms[i].user_id);
         cJSON_AddStringToObject(o, "role", ms[i].role);
-        cJSON_AddNumberToObject(o, "created_at", (double)ms[i].created_at);
+        json_add_time(o, "created_at", ms[i].created_at);
         const char *email = NULL;
         /* data minimization: addresses only for those who manage members */
         if (may_see_emails && engine_user_get(w->engine, ms[i].user_id, &u) == 0)
@@ -163,7 +163,7 @@ HANDLER(handle_members_invite)
     cJSON_AddStringToObject(root, "invite_token", token); /* shown once */
     cJSON_AddStringToObject(root, "email", email);
     cJSON_AddStringToObject(root, "role", inv.role);
-    cJSON_AddNumberToObject(root, "expires_at", (double)inv.expires_at);
+    json_add_time(root, "expires_at", inv.expires_at);
     return respond_owned(r, 201, root);
 }
 
