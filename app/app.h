@@ -228,6 +228,9 @@ cJSON *respond_list(struct http_request *r, cJSON **data);
 /* 422 validation_failed with details {field: reason}; takes details. */
 int respond_invalid(struct http_request *r, cJSON *details);
 int respond_status(int err, const char **code);
+/* A sentence for a code a handler returned without answering (the envelope's
+ * message when nothing more specific was said); never NULL. */
+const char *respond_message(int err);
 /* Sends the error envelope for err with message (a constant or arena string). */
 int respond_error(struct http_request *r, int err, const char *message);
 

@@ -184,7 +184,7 @@ static int from_jwt(struct worker *w, struct http_request *r, const char *token,
     if (st == JWT_EXPIRED)
         return deny(v, ERR_EXPIRED, "the access token has expired");
     if (st != JWT_OK)
-        return deny(v, ERR_UNAUTHORIZED, jwt_status_str(st));
+        return deny(v, ERR_UNAUTHORIZED, jwt_status_message(st));
     http_own(r, claims);
     const char *sub = json_get_str(claims, "sub"), *org = json_get_str(claims, "org");
     const char *fam = json_get_str(claims, "fam"), *typ = json_get_str(claims, "typ");

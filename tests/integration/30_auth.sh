@@ -108,6 +108,8 @@ reject "HS256 signed with the public key is refused" "$hs_in.$hs_sig"
 reject "an unknown kid is refused" "$(mint '{"alg":"EdDSA","typ":"JWT","kid":"nope"}' "$(claims .)")"
 openssl genpkey -algorithm ed25519 -out "$T/other.pem" 2>/dev/null
 reject "a signature by another key is refused" "$(mint "$hdr" "$(claims .)" "$T/other.pem")"
+check "… with a sentence for people, the code for programs" \
+    jq -e '.error.message == "the token'"'"'s signature does not verify" and .error.code == "unauthorized"' <<<"$BODY"
 IFS=. read -r h p s <<<"$good"
 reject "a changed payload is refused" "$h.$(claims '.role = "admin"' | b64url).$s"
 last=${s: -1}; alt=$( [ "$last" = A ] && echo B || echo A )
