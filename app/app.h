@@ -247,6 +247,9 @@ cJSON *respond_list(struct http_request *r, cJSON **data);
 /* 422 validation_failed with details {field: reason}; takes details. */
 int respond_invalid(struct http_request *r, cJSON *details);
 int respond_status(int err, const char **code);
+/* A sentence for a code a handler returned without answering (the envelope's
+ * message when nothing more specific was said); never NULL. */
+const char *respond_message(int err);
 /* Sends the error envelope for err with message (a constant or arena string). */
 int respond_error(struct http_request *r, int err, const char *message);
 
@@ -288,6 +291,10 @@ HANDLER(handle_members_update);
 HANDLER(handle_members_remove);
 HANDLER(handle_roles_list);
 HANDLER(handle_roles_create);
+HANDLER(handle_invites_accept);
+HANDLER(handle_roles_get);
+HANDLER(handle_roles_update);
+HANDLER(handle_roles_delete);
 
 /* apps.c */
 HANDLER(handle_apps_list);

@@ -166,7 +166,11 @@ static int load_role(struct seeder *s)
         snprintf(ro.perms[ro.nperms++], ENG_PERM, "%s", t);
     }
     scope_of(s, ro.org_id, &sc);
-    return tolerate(engine_role_put(s->e, &sc, &ro));
+    /* seeding again brings a changed role's permissions up to the file */
+    rc = engine_role_put(s->e, &sc, &ro, true);
+    if (rc == ERR_CONFLICT && engine_builtin_role(ro.name) == NULL)
+        rc = engine_role_put(s->e, &sc, &ro, false);
+    return tolerate(rc);
 }
 
 static int load_app(struct seeder *s)

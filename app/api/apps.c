@@ -23,7 +23,7 @@ static cJSON *app_json(const struct eng_app *a)
     cJSON_AddStringToObject(o, "kind", a->kind);
     cJSON_AddStringToObject(o, "base_url", a->base_url);
     cJSON_AddStringToObject(o, "status", a->status);
-    cJSON_AddNumberToObject(o, "created_at", (double)a->created_at);
+    json_add_time(o, "created_at", a->created_at);
     return o;
 }
 

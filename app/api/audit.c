@@ -5,6 +5,7 @@
 #include <time.h>
 
 #include "app.h"
+#include "core/json.h"
 #include "core/uuid.h"
 
 #define AUDIT_PAGE_MAX 100
@@ -84,7 +85,7 @@ HANDLER(handle_audit_list)
         cJSON_AddStringToObject(o, "target", page[i].target);
         cJSON *meta = cJSON_Parse(page[i].meta); /* written by audit_record: trusted */
         cJSON_AddItemToObject(o, "meta", meta != NULL ? meta : cJSON_CreateObject());
-        cJSON_AddNumberToObject(o, "created_at", (double)page[i].created_at);
+        json_add_time(o, "created_at", page[i].created_at);
     }
     if (n == (size_t)limit)
         cJSON_AddStringToObject(root, "next_cursor", page[n - 1].id);

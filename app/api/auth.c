@@ -94,7 +94,7 @@ static cJSON *user_json(struct worker *w, struct http_request *r, const struct e
     else
         cJSON_AddNullToObject(o, "email");
     cJSON_AddBoolToObject(o, "is_platform_admin", u->is_platform_admin);
-    cJSON_AddNumberToObject(o, "created_at", (double)u->created_at);
+    json_add_time(o, "created_at", u->created_at);
     return o;
 }
 
@@ -109,7 +109,7 @@ static cJSON *org_json(const struct eng_org *o)
     cJSON_AddStringToObject(j, "slug", o->slug);
     cJSON_AddStringToObject(j, "plan", o->plan);
     cJSON_AddBoolToObject(j, "platform", o->platform);
-    cJSON_AddNumberToObject(j, "created_at", (double)o->created_at);
+    json_add_time(j, "created_at", o->created_at);
     return j;
 }
 
@@ -184,6 +184,10 @@ HANDLER(handle_auth_signup)
         }
         if (rc != 0)
             goto out;
+        if (inv.email_hmac[0] != '\0' && strcmp(inv.email_hmac, u.email_hmac) != 0) {
+            rc = respond_error(r, ERR_FORBIDDEN, "this invite is for another email address");
+            goto out;
+        }
         snprintf(s.org_id, sizeof s.org_id, "%s", inv.org_id);
         role = inv.role;
     } else {
@@ -201,7 +205,10 @@ HANDLER(handle_auth_signup)
     rc = engine_user_create(w->engine, &u);
     if (rc == ERR_CONFLICT) {
         engine_rollback(w->engine);
-        rc = respond_error(r, ERR_CONFLICT, "an account with this email already exists");
+        rc = respond_error(r, ERR_CONFLICT, invite != NULL
+                                                ? "an account with this email already exists: log in and "
+                                                  "accept the invite with POST /v1/auth/invites/accept"
+                                                : "an account with this email already exists");
         goto out;
     }
     if (rc != 0 || (invite == NULL && (rc = engine_org_create(w->engine, &org)) != 0))
@@ -567,9 +574,9 @@ static cJSON *key_json(const struct eng_api_key *k)
     cJSON_AddStringToObject(o, "mode", engine_mode_name(k->mode));
     cJSON_AddStringToObject(o, "role", k->role);
     cJSON_AddBoolToObject(o, "platform", k->platform);
-    cJSON_AddNumberToObject(o, "created_at", (double)k->created_at);
+    json_add_time(o, "created_at", k->created_at);
     if (k->revoked_at)
-        cJSON_AddNumberToObject(o, "revoked_at", (double)k->revoked_at);
+        json_add_time(o, "revoked_at", k->revoked_at);
     else
         cJSON_AddNullToObject(o, "revoked_at");
     return o;
@@ -709,4 +716,76 @@ HANDLER(handle_keys_revoke)
         return rc;
     cJSON *root = http_own(r, cJSON_CreateObject());
     return root == NULL ? ERR_NOMEM : respond_owned(r, 204, root);
+}
+
+/* POST /v1/auth/invites/accept {invite_token}: a person who has an account
+ * joins the invite's org in its role, with their own access token; the
+ * invite must name their email. The answer is a token pair for that org, as
+ * a login to it would give. The request's unit of work is the caller's org's
+ * and the membership is the invite's org's, so this handler ends the one and
+ * opens the other (the dispatcher commits whichever unit is open; a rerun
+ * after a serialization failure starts again from the caller). */
+HANDLER(handle_invites_accept)
+{
+    static const char *const allowed[] = {"invite_token", NULL};
+    struct problems pr = {0};
+    struct eng_invite inv;
+    struct eng_user u;
+    struct eng_membership m = {0};
+    struct eng_org o;
+    char h[ENG_HASH];
+    int64_t now = (int64_t)time(NULL);
+    int rc;
+
+    if (p->user_id[0] == '\0')
+        return respond_error(r, ERR_FORBIDDEN, "an API key cannot accept an invite: log in as the person invited");
+    if ((rc = body_object(r, allowed)) != 0 || r->status != 0)
+        return rc;
+    const char *token = need_str(r->json, "invite_token", 10, 128, &pr);
+    if (pr.details != NULL)
+        return problems_send(r, &pr);
+    token_sha256_hex(token, strlen(token), h);
+    if ((rc = engine_user_get(w->engine, p->user_id, &u)) != 0)
+        return rc;
+    rc = engine_invite_resolve(w->engine, h, &inv);
+    if (rc == ERR_NOTFOUND || (rc == 0 && (inv.used_at != 0 || inv.expires_at < now)))
+        return respond_error(r, ERR_INVAL, "the invite is unknown, used or expired");
+    if (rc != 0)
+        return rc;
+    if (inv.email_hmac[0] != '\0' && strcmp(inv.email_hmac, u.email_hmac) != 0)
+        return respond_error(r, ERR_FORBIDDEN, "this invite is for another email address");
+
+    struct eng_scope s = {.mode = p->scope.mode};
+    snprintf(s.org_id, sizeof s.org_id, "%s", inv.org_id);
+    engine_rollback(w->engine); /* nothing written in the caller's org */
+    if ((rc = engine_begin(w->engine, &s)) != 0)
+        return rc;
+    /* re-read inside the unit: a concurrent accept may have spent it */
+    if ((rc = engine_invite_resolve(w->engine, h, &inv)) != 0)
+        return rc;
+    if (inv.used_at != 0)
+        return respond_error(r, ERR_INVAL, "the invite is unknown, used or expired");
+    rc = engine_member_get(w->engine, &s, u.id, &m);
+    if (rc == 0)
+        return respond_error(r, ERR_CONFLICT, "you are already a member of this organization");
+    if (rc != ERR_NOTFOUND)
+        return rc;
+    snprintf(m.org_id, sizeof m.org_id, "%s", s.org_id);
+    snprintf(m.user_id, sizeof m.user_id, "%s", u.id);
+    snprintf(m.role, sizeof m.role, "%s", inv.role);
+    m.created_at = now;
+    cJSON *root = http_own(r, cJSON_CreateObject());
+    if (root == NULL)
+        return ERR_NOMEM;
+    if ((rc = engine_member_put(w->engine, &s, &m)) != 0 ||
+        (rc = engine_invite_mark_used(w->engine, &s, inv.id, now)) != 0 ||
+        (rc = engine_org_get(w->engine, &s, &o)) != 0 ||
+        (rc = token_issue(w, &s, u.id, m.role, NULL, root)) != 0 ||
+        (rc = audit_record(w, &s, u.id, "members.join", u.id, NULL)) != 0)
+        return rc;
+    caching_touch_principal(w, s.org_id); /* a cached "not a member" */
+    cJSON_AddItemToObject(root, "user", user_json(w, r, &u));
+    cJSON_AddItemToObject(root, "org", org_json(&o));
+    cJSON_AddStringToObject(root, "role", m.role);
+    return respond_owned(r, 200, root);
 }

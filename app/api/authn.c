@@ -184,7 +184,7 @@ static int from_jwt(struct worker *w, struct http_request *r, const char *token,
     if (st == JWT_EXPIRED)
         return deny(v, ERR_EXPIRED, "the access token has expired");
     if (st != JWT_OK)
-        return deny(v, ERR_UNAUTHORIZED, jwt_status_str(st));
+        return deny(v, ERR_UNAUTHORIZED, jwt_status_message(st));
     http_own(r, claims);
     const char *sub = json_get_str(claims, "sub"), *org = json_get_str(claims, "org");
     const char *fam = json_get_str(claims, "fam"), *typ = json_get_str(claims, "typ");
@@ -403,6 +403,14 @@ static int principal_resolve(struct worker *w, struct http_request *r, struct pr
 
     if (rc == 0 && rd->found)
         rc = principal_apply(r->arena, rd->out->p != NULL ? rd->out->p : "", rd->out->len, p, &why);
+    if (rc == ERR_INVAL) {
+        /* not a principal this build reads (a cached form an older build
+         * wrote, say): loaded from storage instead, as on a miss */
+        rd->out->len = 0;
+        why = NULL;
+        if ((rc = principal_load(rd->ctx, rd->out, &rd->found)) == 0 && rd->found)
+            rc = principal_apply(r->arena, rd->out->p != NULL ? rd->out->p : "", rd->out->len, p, &why);
+    }
     if (rc != 0)
         return rc;
     if (!rd->found)

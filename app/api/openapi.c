@@ -241,27 +241,32 @@ static void add_operation(cJSON *paths, const char *path, const char *method, cJ
 
 /* ---- a resource's own paths and schemas ------------------------------------ */
 
-static cJSON *field_schema(const struct eng_field *f)
+/* A field's schema in answers, or in bodies (input: a timestamp is RFC 3339
+ * text or unix seconds there; answers always give the text). */
+static cJSON *field_schema(const struct eng_field *f, bool input)
 {
     cJSON *s = cJSON_CreateObject(), *type = NULL;
     const char *t = NULL;
 
     switch (f->type) {
     case ENG_FT_STRING:
-    case ENG_FT_TEXT: t = "string"; break;
-    case ENG_FT_INTEGER:
-    case ENG_FT_TIMESTAMP: t = "integer"; break;
+    case ENG_FT_TEXT:
+    case ENG_FT_TIMESTAMP: t = "string"; break;
+    case ENG_FT_INTEGER: t = "integer"; break;
     case ENG_FT_NUMBER: t = "number"; break;
     case ENG_FT_BOOLEAN: t = "boolean"; break;
     case ENG_FT_VECTOR: t = "array"; break;
     default: break;             /* json: any value */
     }
-    if (t != NULL && f->required) {
+    if (t != NULL && f->required && !(input && f->type == ENG_FT_TIMESTAMP)) {
         cJSON_AddStringToObject(s, "type", t);
     } else if (t != NULL) {
         type = cJSON_AddArrayToObject(s, "type");
         cJSON_AddItemToArray(type, cJSON_CreateString(t));
-        cJSON_AddItemToArray(type, cJSON_CreateString("null"));
+        if (input && f->type == ENG_FT_TIMESTAMP)
+            cJSON_AddItemToArray(type, cJSON_CreateString("integer"));
+        if (!f->required)
+            cJSON_AddItemToArray(type, cJSON_CreateString("null"));
     }
     if (f->type == ENG_FT_STRING || f->type == ENG_FT_TEXT)
         cJSON_AddNumberToObject(s, "maxLength", ENG_STRING_MAX);
@@ -270,8 +275,12 @@ static cJSON *field_schema(const struct eng_field *f)
         cJSON_AddNumberToObject(s, "maximum", (double)ENG_INT_MAX);
     }
     if (f->type == ENG_FT_TIMESTAMP) {
-        cJSON_AddNumberToObject(s, "minimum", 0);
-        cJSON_AddStringToObject(s, "description", "unix seconds");
+        /* format binds the text, minimum the number (JSON Schema 2020-12) */
+        cJSON_AddStringToObject(s, "format", "date-time");
+        if (input)
+            cJSON_AddNumberToObject(s, "minimum", 0);
+        cJSON_AddStringToObject(s, "description", input ? "RFC 3339 (2026-01-31T12:00:00Z) or unix seconds"
+                                                        : "RFC 3339, UTC (2026-01-31T12:00:00Z)");
     }
     if (f->type == ENG_FT_VECTOR) {
         cJSON *it = cJSON_AddObjectToObject(s, "items");
@@ -281,7 +290,7 @@ static cJSON *field_schema(const struct eng_field *f)
     }
     if (f->pii)
         cJSON_AddStringToObject(s, "description", "personal data: sealed at rest; filtered only by eq and is.null");
-    if (f->def[0] != '\0')
+    if (f->def[0] != '\0' && f->type != ENG_FT_TIMESTAMP)
         cJSON_AddItemToObject(s, "default", cJSON_Parse(f->def));
     return s;
 }
@@ -303,16 +312,18 @@ static void resource_schemas(cJSON *schemas, const char *name, const struct eng_
     ireq = cJSON_AddArrayToObject(in, "required");
     for (size_t i = 0; i < sizeof sys / sizeof sys[0]; i++) {
         cJSON *s = cJSON_AddObjectToObject(props, sys[i]);
-        cJSON_AddStringToObject(s, "type", i == 0 ? "string" : "integer");
-        if (i == 0)
-            cJSON_AddStringToObject(s, "format", "uuid");
+        cJSON_AddStringToObject(s, "type", i == 3 ? "integer" : "string");
+        if (i < 3)
+            cJSON_AddStringToObject(s, "format", i == 0 ? "uuid" : "date-time");
         cJSON_AddItemToArray(req, cJSON_CreateString(sys[i]));
     }
-    cJSON_AddStringToObject(cJSON_AddObjectToObject(props, "expires_at"), "type", "integer");
+    cJSON *exp = cJSON_AddObjectToObject(props, "expires_at");
+    cJSON_AddStringToObject(exp, "type", "string");
+    cJSON_AddStringToObject(exp, "format", "date-time");
     for (int i = 0; i < res->nfields; i++) {
         const struct eng_field *f = &res->fields[i];
-        cJSON_AddItemToObject(props, f->name, field_schema(f));
-        cJSON_AddItemToObject(iprops, f->name, field_schema(f));
+        cJSON_AddItemToObject(props, f->name, field_schema(f, false));
+        cJSON_AddItemToObject(iprops, f->name, field_schema(f, true));
         cJSON_AddItemToArray(req, cJSON_CreateString(f->name));      /* answered always, null when none */
         if (f->required && f->def[0] == '\0')
             cJSON_AddItemToArray(ireq, cJSON_CreateString(f->name));

@@ -64,7 +64,7 @@ HANDLER(handle_orgs_current)
     cJSON_AddStringToObject(root, "name", o->name);
     cJSON_AddStringToObject(root, "slug", o->slug);
     cJSON_AddStringToObject(root, "plan", o->plan);
-    cJSON_AddNumberToObject(root, "created_at", (double)o->created_at);
+    json_add_time(root, "created_at", o->created_at);
     return respond_owned(r, 200, root);
 }
 
@@ -89,7 +89,7 @@ HANDLER(handle_members_list)
         }
         cJSON_AddStringToObject(o, "user_id", ms[i].user_id);
         cJSON_AddStringToObject(o, "role", ms[i].role);
-        cJSON_AddNumberToObject(o, "created_at", (double)ms[i].created_at);
+        json_add_time(o, "created_at", ms[i].created_at);
         const char *email = NULL;
         /* data minimization: addresses only for those who manage members */
         if (may_see_emails && engine_user_get(w->engine, ms[i].user_id, &u) == 0)
@@ -100,24 +100,43 @@ HANDLER(handle_members_list)
     return respond_owned(r, 200, root);
 }
 
+/* POST {email, role}: a one-time token for that email only (its blind index
+ * is kept, never the address). A new person signs up with it; someone who has
+ * an account accepts it after logging in (POST /v1/auth/invites/accept). */
 HANDLER(handle_members_invite)
 {
-    static const char *const allowed[] = {"role", NULL};
+    static const char *const allowed[] = {"email", "role", NULL};
     const char *unknown = NULL;
     struct eng_invite inv = {0};
+    char email[256];
     uint8_t raw[24];
     char token[48];
+    cJSON *d = NULL;
     int rc;
 
-    if (r->json != NULL && (!cJSON_IsObject(r->json) || !json_only_keys(r->json, allowed, &unknown)))
-        return respond_error(r, ERR_INVAL, "the body may hold only a role");
-    const char *want = r->json != NULL ? json_get_str(r->json, "role") : NULL;
-    if (r->json != NULL && cJSON_HasObjectItem(r->json, "role") && want == NULL)
-        return respond_error(r, ERR_INVAL, "role must be a string");
+    if (r->json == NULL || !cJSON_IsObject(r->json))
+        return respond_error(r, ERR_INVAL, "a JSON object body {\"email\", \"role\"} is required");
+    if (!json_only_keys(r->json, allowed, &unknown)) {
+        d = cJSON_CreateObject();
+        cJSON_AddStringToObject(d, unknown, "is not a known field");
+        return respond_invalid(r, d);
+    }
+    const char *raw_email = json_get_str(r->json, "email");
+    const char *want = json_get_str(r->json, "role");
+    if (raw_email == NULL || email_normalize(raw_email, email, sizeof email) != 0) {
+        d = cJSON_CreateObject();
+        cJSON_AddStringToObject(d, "email", "must be the email address of the person invited");
+        return respond_invalid(r, d);
+    }
+    if (cJSON_HasObjectItem(r->json, "role") && want == NULL) {
+        d = cJSON_CreateObject();
+        cJSON_AddStringToObject(d, "role", "must be a string");
+        return respond_invalid(r, d);
+    }
     if (want == NULL)
         want = "member";
     if (!text_ident_valid(want, TEXT_ROLE_MAX) || (rc = may_grant(w, p, want)) == ERR_NOTFOUND) {
-        cJSON *d = cJSON_CreateObject();
+        d = cJSON_CreateObject();
         cJSON_AddStringToObject(d, "role", "is not a role of this organization");
         return respond_invalid(r, d);
     }
@@ -127,7 +146,7 @@ HANDLER(handle_members_invite)
         return rc;
     if ((rc = crypto_random(raw, sizeof raw)) != 0 ||
         (rc = crypto_b64url_encode(raw, sizeof raw, token, sizeof token, NULL)) != 0 ||
-        (rc = uuid_v4(inv.id)) != 0)
+        (rc = uuid_v4(inv.id)) != 0 || (rc = crypto_blind_index(&w->ring, email, inv.email_hmac)) != 0)
         return rc;
     snprintf(inv.org_id, sizeof inv.org_id, "%s", p->scope.org_id);
     snprintf(inv.role, sizeof inv.role, "%s", want);
@@ -142,8 +161,9 @@ HANDLER(handle_members_invite)
         return ERR_NOMEM;
     cJSON_AddStringToObject(root, "invite_id", inv.id);
     cJSON_AddStringToObject(root, "invite_token", token); /* shown once */
+    cJSON_AddStringToObject(root, "email", email);
     cJSON_AddStringToObject(root, "role", inv.role);
-    cJSON_AddNumberToObject(root, "expires_at", (double)inv.expires_at);
+    json_add_time(root, "expires_at", inv.expires_at);
     return respond_owned(r, 201, root);
 }
 
@@ -260,33 +280,17 @@ HANDLER(handle_roles_list)
     return respond_owned(r, 200, root);
 }
 
-HANDLER(handle_roles_create)
+/* Fills ro->perms from the body's "permissions"; 0, or the 422 answered. */
+static int role_perms(struct http_request *r, const cJSON *perms, struct eng_role *ro)
 {
-    static const char *const allowed[] = {"name", "permissions", NULL};
-    const char *unknown = NULL;
-    struct eng_role ro = {0};
-    cJSON *d = NULL, *perm;
-    int rc;
+    cJSON *d, *perm;
 
-    if (r->json == NULL || !cJSON_IsObject(r->json))
-        return respond_error(r, ERR_INVAL, "a JSON object body is required");
-    if (!json_only_keys(r->json, allowed, &unknown)) {
-        d = cJSON_CreateObject();
-        cJSON_AddStringToObject(d, unknown, "is not a known field");
-        return respond_invalid(r, d);
-    }
-    const char *name = json_get_str(r->json, "name");
-    const cJSON *perms = cJSON_GetObjectItemCaseSensitive(r->json, "permissions");
-    if (name == NULL || !text_ident_valid(name, TEXT_ROLE_MAX)) {
-        d = cJSON_CreateObject();
-        cJSON_AddStringToObject(d, "name", "must match ^[a-z][a-z0-9_]{0,30}$");
-    } else if (!cJSON_IsArray(perms) || cJSON_GetArraySize(perms) < 1 ||
-               cJSON_GetArraySize(perms) > ENG_MAX_PERMS) {
+    if (!cJSON_IsArray(perms) || cJSON_GetArraySize(perms) < 1 || cJSON_GetArraySize(perms) > ENG_MAX_PERMS) {
         d = cJSON_CreateObject();
         cJSON_AddStringToObject(d, "permissions", "must be an array of 1 to 32 permissions");
-    }
-    if (d != NULL)
         return respond_invalid(r, d);
+    }
+    ro->nperms = 0;
     cJSON_ArrayForEach(perm, perms)
     {
         if (!cJSON_IsString(perm) || !rbac_valid(perm->valuestring)) {
@@ -304,25 +308,146 @@ HANDLER(handle_roles_create)
                                     "schema changes are not an org permission: platform admins make them");
             return respond_invalid(r, d);
         }
-        snprintf(ro.perms[ro.nperms++], ENG_PERM, "%s", perm->valuestring);
+        snprintf(ro->perms[ro->nperms++], ENG_PERM, "%s", perm->valuestring);
     }
-    /* a role never grants more than its author holds, and redefining one (the
-     * author's own, say) needs to cover what it grants today too */
-    struct eng_role existing;
-    if (!rbac_covers(p->perms.perms, p->perms.nperms, ro.perms, ro.nperms) ||
-        (engine_role_get(w->engine, &p->scope, name, &existing) == 0 &&
-         !rbac_covers(p->perms.perms, p->perms.nperms, existing.perms, existing.nperms)))
-        return respond_error(r, ERR_FORBIDDEN, "a role cannot grant more than you hold");
-    snprintf(ro.org_id, sizeof ro.org_id, "%s", p->scope.org_id);
-    snprintf(ro.name, sizeof ro.name, "%s", name);
-    rc = engine_role_put(w->engine, &p->scope, &ro);
-    if (rc == ERR_CONFLICT)
-        return respond_error(r, ERR_CONFLICT, "a built-in role has that name");
+    return 0;
+}
+
+/* The org's own role named by the path, for a change: 0 with *ro filled, or
+ * the answer given (404; 403 for a built-in, which every org shares). A role
+ * that grants more than the caller holds is out of the caller's reach. */
+static int own_role(struct worker *w, struct http_request *r, const struct principal *p, struct eng_role *ro)
+{
+    const char *name = router_param(&r->match, "name");
+    int rc;
+
+    if (name == NULL || !text_ident_valid(name, TEXT_ROLE_MAX) ||
+        (rc = engine_role_get(w->engine, &p->scope, name, ro)) == ERR_NOTFOUND)
+        return respond_error(r, ERR_NOTFOUND, "this organization has no role of that name");
     if (rc != 0)
         return rc;
-    caching_touch_principal(w, p->scope.org_id);
-    if ((rc = audit_record(w, &p->scope, actor_of(p), "roles.put", name, NULL)) != 0)
+    if (ro->org_id[0] == '\0')
+        return respond_error(r, ERR_FORBIDDEN, "built-in roles are the same for every organization and cannot "
+                                               "be changed: define a role of your own instead");
+    if (!rbac_covers(p->perms.perms, p->perms.nperms, ro->perms, ro->nperms))
+        return respond_error(r, ERR_FORBIDDEN, "this role grants more than you hold");
+    return 0;
+}
+
+HANDLER(handle_roles_create)
+{
+    static const char *const allowed[] = {"name", "permissions", NULL};
+    const char *unknown = NULL;
+    struct eng_role ro = {0};
+    cJSON *d = NULL;
+    int rc;
+
+    if (r->json == NULL || !cJSON_IsObject(r->json))
+        return respond_error(r, ERR_INVAL, "a JSON object body is required");
+    if (!json_only_keys(r->json, allowed, &unknown)) {
+        d = cJSON_CreateObject();
+        cJSON_AddStringToObject(d, unknown, "is not a known field");
+        return respond_invalid(r, d);
+    }
+    const char *name = json_get_str(r->json, "name");
+    if (name == NULL || !text_ident_valid(name, TEXT_ROLE_MAX)) {
+        d = cJSON_CreateObject();
+        cJSON_AddStringToObject(d, "name", "must match ^[a-z][a-z0-9_]{0,30}$");
+        return respond_invalid(r, d);
+    }
+    if ((rc = role_perms(r, cJSON_GetObjectItemCaseSensitive(r->json, "permissions"), &ro)) != 0 ||
+        r->status != 0)
+        return rc;
+    /* a role never grants more than its author holds */
+    if (!rbac_covers(p->perms.perms, p->perms.nperms, ro.perms, ro.nperms))
+        return respond_error(r, ERR_FORBIDDEN, "a role cannot grant more than you hold");
+    if (engine_builtin_role(name) != NULL)
+        return respond_error(r, ERR_CONFLICT, "a built-in role has that name");
+    snprintf(ro.org_id, sizeof ro.org_id, "%s", p->scope.org_id);
+    snprintf(ro.name, sizeof ro.name, "%s", name);
+    rc = engine_role_put(w->engine, &p->scope, &ro, true);
+    if (rc == ERR_CONFLICT)
+        return respond_error(r, ERR_CONFLICT, "this organization already has a role of that name: PATCH "
+                                              "/v1/roles/{name} changes its permissions");
+    if (rc != 0)
+        return rc;
+    caching_touch_principal(w, p->scope.org_id); /* a member left holding a deleted role of that name */
+    if ((rc = audit_record(w, &p->scope, actor_of(p), "roles.create", name, NULL)) != 0)
         return rc;
     cJSON *root = http_own(r, role_json(&ro));
     return root == NULL ? ERR_NOMEM : respond_owned(r, 201, root);
+}
+
+HANDLER(handle_roles_get)
+{
+    const char *name = router_param(&r->match, "name");
+    struct eng_role ro;
+    int rc;
+
+    if (name == NULL || !text_ident_valid(name, TEXT_ROLE_MAX) ||
+        (rc = engine_role_get(w->engine, &p->scope, name, &ro)) == ERR_NOTFOUND)
+        return respond_error(r, ERR_NOTFOUND, "this organization has no role of that name");
+    if (rc != 0)
+        return rc;
+    cJSON *root = http_own(r, role_json(&ro));
+    return root == NULL ? ERR_NOMEM : respond_owned(r, 200, root);
+}
+
+/* PATCH {permissions}: the whole new list (a role is its list). Members and
+ * keys that hold the role act with it from their next request. */
+HANDLER(handle_roles_update)
+{
+    static const char *const allowed[] = {"permissions", NULL};
+    const char *unknown = NULL;
+    struct eng_role ro;
+    cJSON *d;
+    int rc;
+
+    if (r->json == NULL || !cJSON_IsObject(r->json))
+        return respond_error(r, ERR_INVAL, "a JSON object body is required");
+    if (!json_only_keys(r->json, allowed, &unknown)) {
+        d = cJSON_CreateObject();
+        cJSON_AddStringToObject(d, unknown, strcmp(unknown, "name") == 0
+                                                ? "cannot change: a role's name is how members hold it"
+                                                : "is not a known field");
+        return respond_invalid(r, d);
+    }
+    if ((rc = own_role(w, r, p, &ro)) != 0 || r->status != 0)
+        return rc;
+    if ((rc = role_perms(r, cJSON_GetObjectItemCaseSensitive(r->json, "permissions"), &ro)) != 0 ||
+        r->status != 0)
+        return rc;
+    if (!rbac_covers(p->perms.perms, p->perms.nperms, ro.perms, ro.nperms))
+        return respond_error(r, ERR_FORBIDDEN, "a role cannot grant more than you hold");
+    if ((rc = engine_role_put(w->engine, &p->scope, &ro, false)) == ERR_NOTFOUND)
+        return respond_error(r, ERR_NOTFOUND, "this organization has no role of that name");
+    if (rc != 0)
+        return rc;
+    caching_touch_principal(w, p->scope.org_id);
+    if ((rc = audit_record(w, &p->scope, actor_of(p), "roles.update", ro.name, NULL)) != 0)
+        return rc;
+    cJSON *root = http_own(r, role_json(&ro));
+    return root == NULL ? ERR_NOMEM : respond_owned(r, 200, root);
+}
+
+HANDLER(handle_roles_delete)
+{
+    struct eng_role ro;
+    int rc;
+
+    if ((rc = own_role(w, r, p, &ro)) != 0 || r->status != 0)
+        return rc;
+    rc = engine_role_delete(w->engine, &p->scope, ro.name);
+    if (rc == ERR_NOTFOUND)
+        return respond_error(r, ERR_NOTFOUND, "this organization has no role of that name");
+    if (rc == ERR_CONFLICT)
+        return respond_error(r, ERR_CONFLICT, "members, live API keys or open invites hold this role: give "
+                                              "them another role (or revoke them) first");
+    if (rc != 0)
+        return rc;
+    caching_touch_principal(w, p->scope.org_id);
+    if ((rc = audit_record(w, &p->scope, actor_of(p), "roles.delete", ro.name, NULL)) != 0)
+        return rc;
+    cJSON *root = http_own(r, cJSON_CreateObject());
+    return root == NULL ? ERR_NOMEM : respond_owned(r, 204, root);
 }

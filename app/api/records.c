@@ -30,6 +30,7 @@
 #include "app.h"
 #include "security/crypto.h"
 #include "core/json.h"
+#include "core/rfc3339.h"
 #include "security/rbac.h"
 #include "core/uuid.h"
 
@@ -120,11 +121,11 @@ cJSON *records_json(struct worker *w, const struct principal *p, const struct re
     if (o == NULL)
         return NULL;
     cJSON_AddStringToObject(o, "id", rec->id);
-    cJSON_AddNumberToObject(o, "created_at", (double)rec->created_at);
-    cJSON_AddNumberToObject(o, "updated_at", (double)rec->updated_at);
+    json_add_time(o, "created_at", rec->created_at);
+    json_add_time(o, "updated_at", rec->updated_at);
     cJSON_AddNumberToObject(o, "version", (double)rec->version);
     if (rec->expires_at != 0)
-        cJSON_AddNumberToObject(o, "expires_at", (double)rec->expires_at);
+        json_add_time(o, "expires_at", rec->expires_at);
     for (int i = 0; i < c->res->nfields; i++) {
         const struct eng_field *f = &c->res->fields[i];
         const cJSON *v = cJSON_GetObjectItemCaseSensitive(rec->data, f->name);
@@ -144,6 +145,10 @@ cJSON *records_json(struct worker *w, const struct principal *p, const struct re
             else
                 out = cJSON_CreateNull();   /* a key retired too early: never the ciphertext */
             free(pt);
+        } else if (f->type == ENG_FT_TIMESTAMP && cJSON_IsNumber(v)) {
+            char t[RFC3339_LEN + 1];
+            rfc3339_format((int64_t)v->valuedouble, t); /* stored as unix seconds */
+            out = cJSON_CreateString(t);
         } else {
             out = cJSON_Duplicate(v, true);
         }
@@ -305,6 +310,28 @@ static int cached_read(struct worker *w, struct http_request *r, const struct pr
     return cached_read_ns(w, r, &ns, ns_rc, suffix, load, x, text, found);
 }
 
+/* A timestamp field's RFC 3339 text in a body becomes the unix seconds it is
+ * stored as (filters, order and views compare those); anything else is left
+ * for body_value_ok to judge. */
+static int body_times(const struct records_ctx *c, cJSON *body)
+{
+    cJSON *v, *next;
+
+    for (v = body->child; v != NULL; v = next) {
+        const struct eng_field *f = eng_resource_field(c->res, v->string);
+        int64_t t;
+        next = v->next;
+        if (f != NULL && f->type == ENG_FT_TIMESTAMP && cJSON_IsString(v) && rfc3339_parse(v->valuestring, &t)) {
+            cJSON *n = cJSON_CreateNumber((double)t);
+            if (n == NULL || !cJSON_ReplaceItemInObjectCaseSensitive(body, v->string, n)) {
+                cJSON_Delete(n);
+                return ERR_NOMEM;
+            }
+        }
+    }
+    return 0;
+}
+
 /* Checks one member of a body: true when it may be stored (details get the reason otherwise). */
 static bool body_value_ok(struct http_request *r, const struct records_ctx *c, const cJSON *v, cJSON *details)
 {
@@ -383,6 +410,8 @@ HANDLER(handle_records_create)
     RECORDS_OPEN_OR_RETURN(w, r, p, "records:write", &c);
     if (r->json == NULL || !cJSON_IsObject(r->json))
         return respond_error(r, ERR_INVAL, "the body must be a JSON object of fields");
+    if ((rc = body_times(&c, r->json)) != 0)
+        return rc;
     cJSON_ArrayForEach(v, r->json) body_value_ok(r, &c, v, details);
     for (int i = 0; i < c.res->nfields; i++) {
         const struct eng_field *f = &c.res->fields[i];
@@ -491,6 +520,8 @@ HANDLER(handle_records_update)
         return respond_error(r, ERR_INVAL, "If-Match must be a record version (a positive integer)");
     if (r->json == NULL || !cJSON_IsObject(r->json))
         return respond_error(r, ERR_INVAL, "the body must be a JSON object of fields");
+    if ((rc = body_times(&c, r->json)) != 0)
+        return rc;
     cJSON_ArrayForEach(v, r->json) body_value_ok(r, &c, v, details);
     if (cJSON_GetArraySize(details) > 0)
         return respond_invalid(r, cJSON_Duplicate(details, true));
@@ -1069,7 +1100,7 @@ HANDLER(handle_views_get)
     /* as_of: every change committed before it is in the rows; the events
      * from then on are still on their way */
     int64_t as_of = pending > 0 && pending < now ? pending : now;
-    cJSON_AddNumberToObject(root, "as_of", (double)(as_of / 1000));
+    json_add_time(root, "as_of", as_of / 1000);
     cJSON_AddNumberToObject(root, "lag_ms", (double)(now - as_of));
     cJSON_AddBoolToObject(root, "truncated", cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(got, "more")));
     return respond_owned(r, 200, root);
@@ -1189,7 +1220,7 @@ HANDLER(handle_changes_list)
         if (o == NULL || !cJSON_AddItemToArray(data, o) || cJSON_AddStringToObject(o, "op", page[i].op) == NULL ||
             cJSON_AddStringToObject(o, "id", page[i].record_id) == NULL ||
             cJSON_AddNumberToObject(o, "version", (double)page[i].version) == NULL ||
-            cJSON_AddNumberToObject(o, "at", (double)page[i].at) == NULL)
+            json_add_time(o, "at", page[i].at) == NULL)
             return ERR_NOMEM;
     }
     if ((rc = changes_records(w, r, p, &c, data)) != 0)

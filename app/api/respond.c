@@ -27,6 +27,30 @@ int respond_status(int err, const char **code)
     }
 }
 
+const char *respond_message(int err)
+{
+    switch (err) {
+    case ERR_INVAL: return "the request is not valid";
+    case ERR_BADJSON: return "the body is not valid JSON";
+    case ERR_UNAUTHORIZED: return "authentication is required";
+    case ERR_CREDENTIALS: return "wrong email or password";
+    case ERR_EXPIRED: return "the token has expired";
+    case ERR_REVOKED: return "the token has been revoked";
+    case ERR_FORBIDDEN: return "your role does not allow this";
+    case ERR_NOTFOUND: return "there is no such object";
+    case ERR_METHOD: return "this endpoint does not take that method";
+    case ERR_CONFLICT: return "the request conflicts with the current state; try again";
+    case ERR_PRECONDITION: return "the object changed since you read it";
+    case ERR_TOOBIG: return "the request is larger than this server accepts";
+    case ERR_MEDIATYPE: return "the body must be application/json";
+    case ERR_GONE: return "what was asked for is no longer kept";
+    case ERR_TOOMANY: return "too many requests; try again later";
+    case ERR_UNAVAILABLE: return "a service this server depends on is unavailable; try again shortly";
+    case ERR_NOSPACE: return "the store is full";
+    default: return "internal error";
+    }
+}
+
 int respond_error(struct http_request *r, int err, const char *message)
 {
     const char *code;

@@ -25,6 +25,7 @@ const struct route APP_ROUTES[] = {
     ROW(POST, "/v1/auth/login", handle_auth_login, OPEN, DOC("Log in: a token pair", "LoginRequest", "TokenPair", "200 401 422 429")),
     ROW(POST, "/v1/auth/refresh", handle_auth_refresh, OPEN, DOC("Rotate a refresh token: a new pair", "RefreshRequest", "TokenPair", "200 401 422")),
     ROW(POST, "/v1/auth/logout", handle_auth_logout, AUTHED(NULL), DOC("Log out: the access token refused from now on, its refresh family revoked", NULL, NULL, "204")),
+    ROW(POST, "/v1/auth/invites/accept", handle_invites_accept, AUTHED(NULL), DOC("Accept an invite to another org, logged in as the person it names: a token pair for that org", "InviteAccept", "TokenPair", "200 400 403 409 422")),
     ROW(GET, "/v1/auth/me", handle_auth_me, AUTHED(NULL), DOC("The caller: user, org, role, permissions, mode", NULL, "Me", "200")),
     ROW(GET, "/.well-known/jwks.json", handle_auth_jwks, OPEN, DOC("The signing public keys", NULL, "Jwks", "200")),
     ROW(POST, "/v1/auth/api-keys", handle_keys_create, AUTHED("keys:manage"), DOC("Create an API key (its secret shown once)", "ApiKeyRequest", "ApiKey", "201 403 422")),
@@ -37,7 +38,10 @@ const struct route APP_ROUTES[] = {
     ROW(PATCH, "/v1/orgs/current/members/{user_id}", handle_members_update, AUTHED("members:manage"), DOC("Change a member's role", "RoleChange", "Member", "200 403 404 409 422")),
     ROW(DELETE, "/v1/orgs/current/members/{user_id}", handle_members_remove, AUTHED("members:manage"), DOC("Remove a member", NULL, NULL, "204 403 404 409")),
     ROW(GET, "/v1/roles", handle_roles_list, AUTHED(NULL), DOC("List the roles (built-in and the org's)", NULL, "List", "200")),
-    ROW(POST, "/v1/roles", handle_roles_create, AUTHED("roles:manage"), DOC("Define a role of the org", "Role", "Role", "201 403 422")),
+    ROW(POST, "/v1/roles", handle_roles_create, AUTHED("roles:manage"), DOC("Define a role of the org", "Role", "Role", "201 403 409 422")),
+    ROW(GET, "/v1/roles/{name}", handle_roles_get, AUTHED(NULL), DOC("A role (built-in or the org's)", NULL, "Role", "200 404")),
+    ROW(PATCH, "/v1/roles/{name}", handle_roles_update, AUTHED("roles:manage"), DOC("Change an org role's permissions (built-ins are read-only)", "RolePatch", "Role", "200 403 404 422")),
+    ROW(DELETE, "/v1/roles/{name}", handle_roles_delete, AUTHED("roles:manage"), DOC("Delete an org role nothing holds (built-ins are read-only)", NULL, NULL, "204 403 404 409")),
 
     ROW(GET, "/v1/apps", handle_apps_list, AUTHED(NULL), DOC("App discovery", NULL, "List", "200")),
     ROW(POST, "/v1/apps", handle_apps_create, AUTHED(NULL), DOC("Register an app (platform admins)", "App", "App", "201 403 409 422")), /* platform admins: checked inside */

@@ -105,7 +105,7 @@ cJSON *svc_resource_json(const struct eng_resource *res)
         return NULL;
     cJSON_AddStringToObject(o, "name", res->name);
     cJSON_AddNumberToObject(o, "version", (double)res->version);
-    cJSON_AddNumberToObject(o, "updated_at", (double)res->updated_at);
+    json_add_time(o, "updated_at", res->updated_at);
     fields = cJSON_AddObjectToObject(o, "fields");
     opts = cJSON_AddObjectToObject(o, "options");
     if (fields == NULL || opts == NULL) {

@@ -295,7 +295,7 @@ static void handle(struct worker *w, FCGX_Request *fcgx)
                     r.method_str, r.path ? r.path : "", err_str(rc), r.request_id,
                     w->engine->errstr[0] ? "; " : "", w->engine->errstr, w->kv->errstr[0] ? "; " : "",
                     w->kv->errstr);
-        if (http_send_error(&r, status, code, status == 500 ? "internal error" : err_str(rc), NULL) != 0)
+        if (http_send_error(&r, status, code, respond_message(rc), NULL) != 0)
             r.status = status; /* nothing more to do: the connection is gone; log what we meant */
     }
     int64_t dur = now_us() - t0;

@@ -28,6 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/rfc3339.h"
 #include "core/text.h"
 
 #define JSON_NUMBER_MAX 63      /* cJSON's number_c_string holds 63 + NUL */
@@ -445,6 +446,14 @@ int json_get_int(const cJSON *obj, const char *key, int64_t min, int64_t max,
         return ERR_INVAL;
     *out = v;
     return ERR_OK;
+}
+
+cJSON *json_add_time(cJSON *obj, const char *key, int64_t t)
+{
+    char buf[RFC3339_LEN + 1];
+
+    rfc3339_format(t, buf);
+    return cJSON_AddStringToObject(obj, key, buf);
 }
 
 const char *json_get_str(const cJSON *obj, const char *key)

@@ -53,6 +53,10 @@ const char *json_get_str(const cJSON *obj, const char *key);
  * otherwise *unknown (may be NULL) is set to the first other name (borrowed). */
 bool json_only_keys(const cJSON *obj, const char *const *allowed, const char **unknown);
 
+/* Adds key: t (unix seconds) as RFC 3339 text (core/rfc3339.h), the one form
+ * the API gives a point in time. Borrowed: the item added, NULL when out of memory. */
+cJSON *json_add_time(cJSON *obj, const char *key, int64_t t);
+
 /* Returns owned (cJSON_free): item printed compactly, as cJSON_PrintUnformatted
  * does, except that every number reads back as exactly the same double.
  * cJSON prints with 15 digits and keeps them when its comparison, which

@@ -720,6 +720,27 @@ const char *jwt_status_str(enum jwt_status st)
     return "unknown";
 }
 
+const char *jwt_status_message(enum jwt_status st)
+{
+    switch (st) {
+    case JWT_OK: return "the token is valid";
+    case JWT_TOO_BIG: return "the token is too large";
+    case JWT_MALFORMED: return "the token is not a well-formed JWT (header.payload.signature in base64url)";
+    case JWT_BAD_ALG: return "the token is not signed with EdDSA, the only algorithm accepted";
+    case JWT_BAD_TYPE: return "the token's header does not say it is a JWT";
+    case JWT_UNKNOWN_KID: return "the token was signed with a key this deployment does not have";
+    case JWT_BAD_CRIT: return "the token's header names extensions this server does not support";
+    case JWT_BAD_SIGNATURE: return "the token's signature does not verify";
+    case JWT_EXPIRED: return "the token has expired";
+    case JWT_NOT_YET_VALID: return "the token is not valid yet";
+    case JWT_BAD_ISSUER: return "the token was issued by someone else";
+    case JWT_BAD_AUDIENCE: return "the token is meant for another audience";
+    case JWT_BAD_CLAIMS: return "the token's claims are missing or of the wrong type";
+    case JWT_INTERNAL: return "the token could not be checked";
+    }
+    return "the token is not valid";
+}
+
 /* ---- JWKS ------------------------------------------------------------- */
 
 int jwt_jwks(const struct jwt_keyset *ks, char **out)

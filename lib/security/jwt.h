@@ -121,8 +121,11 @@ int jwt_sign(const struct jwt_keyset *ks, const cJSON *claims, char **out) ERR_M
 enum jwt_status jwt_verify(const struct jwt_keyset *ks, const char *token, size_t len,
                            const struct jwt_expect *exp, cJSON **claims_out) ERR_MUST_CHECK;
 
-/* A short constant name ("bad_signature"); never NULL. */
+/* A short constant name ("bad_signature") for logs; never NULL. */
 const char *jwt_status_str(enum jwt_status st);
+/* The same as a sentence for the token's holder ("the token's signature does
+ * not verify"); never NULL. */
+const char *jwt_status_message(enum jwt_status st);
 
 /* Returns owned (free()) JWKS JSON of every key's public half, the signing key
  * first, each with alg = the name of sign_alg:

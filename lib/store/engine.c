@@ -493,7 +493,7 @@ int engine_role_list(struct engine *e, const struct eng_scope *s, struct eng_rol
     return RUN(role_list, s, out, max, n);
 }
 
-int engine_role_put(struct engine *e, const struct eng_scope *s, const struct eng_role *r)
+int engine_role_put(struct engine *e, const struct eng_scope *s, const struct eng_role *r, bool create)
 {
     CHK(role_put);
     if (scope(&c, s) && ptr(&c, "role", r)) {
@@ -504,7 +504,15 @@ int engine_role_put(struct engine *e, const struct eng_scope *s, const struct en
         for (int i = 0; c.rc == 0 && i < r->nperms; i++)
             text(&c, "role permission", r->perms[i], sizeof r->perms[i], true);
     }
-    return RUN(role_put, s, r);
+    return RUN(role_put, s, r, create);
+}
+
+int engine_role_delete(struct engine *e, const struct eng_scope *s, const char *name)
+{
+    CHK(role_delete);
+    if (scope(&c, s))
+        text(&c, "role name", name, ENG_ROLE, true);
+    return RUN(role_delete, s, name);
 }
 
 /* ---- tenant-scoped: api keys, refresh tokens, invites ------------------------------ */
@@ -603,6 +611,8 @@ int engine_invite_create(struct engine *e, const struct eng_scope *s, const stru
         text(&c, "invite role", i->role, sizeof i->role, true);
         hash(&c, "invite token_hash", i->token_hash, sizeof i->token_hash);
         id_or_empty(&c, "invite created_by", i->created_by, sizeof i->created_by);
+        if (i->email_hmac[0] != '\0')
+            hash(&c, "invite email_hmac", i->email_hmac, sizeof i->email_hmac);
     }
     return RUN(invite_create, s, i);
 }

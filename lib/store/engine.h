@@ -151,6 +151,10 @@ struct eng_invite {
     char role[ENG_ROLE];
     char token_hash[ENG_HASH];  /* unique */
     char created_by[ENG_ID];
+    /* the invitee's email as a blind index (crypto_blind_index): only an
+     * account with that email redeems it; "" for invites made before emails
+     * were named (anyone holding the token) */
+    char email_hmac[ENG_HASH];
     int64_t expires_at;
     int64_t used_at;
 };
@@ -471,7 +475,13 @@ struct engine_ops {
                     struct eng_role *out);
     int (*role_list)(struct engine *e, const struct eng_scope *s, struct eng_role *out,
                      size_t max, size_t *n);
-    int (*role_put)(struct engine *e, const struct eng_scope *s, const struct eng_role *r);
+    /* create: ERR_CONFLICT when the org has a role of that name; else
+     * ERR_NOTFOUND when it has none. A built-in's name is ERR_CONFLICT. */
+    int (*role_put)(struct engine *e, const struct eng_scope *s, const struct eng_role *r, bool create);
+    /* ERR_NOTFOUND when the org has no role of that name; ERR_CONFLICT (and
+     * nothing deleted) while a member, a live API key or an open invite holds
+     * it: a principal whose role is gone would lose every permission at once. */
+    int (*role_delete)(struct engine *e, const struct eng_scope *s, const char *name);
     int (*api_key_create)(struct engine *e, const struct eng_scope *s, const struct eng_api_key *k);
     int (*api_key_list)(struct engine *e, const struct eng_scope *s, struct eng_api_key *out,
                         size_t max, size_t *n);
@@ -664,7 +674,9 @@ int engine_role_get(struct engine *e, const struct eng_scope *s, const char *nam
                     struct eng_role *out) ERR_MUST_CHECK;
 int engine_role_list(struct engine *e, const struct eng_scope *s, struct eng_role *out, size_t max,
                      size_t *n) ERR_MUST_CHECK;
-int engine_role_put(struct engine *e, const struct eng_scope *s, const struct eng_role *r) ERR_MUST_CHECK;
+int engine_role_put(struct engine *e, const struct eng_scope *s, const struct eng_role *r,
+                    bool create) ERR_MUST_CHECK;
+int engine_role_delete(struct engine *e, const struct eng_scope *s, const char *name) ERR_MUST_CHECK;
 int engine_api_key_create(struct engine *e, const struct eng_scope *s, const struct eng_api_key *k) ERR_MUST_CHECK;
 int engine_api_key_list(struct engine *e, const struct eng_scope *s, struct eng_api_key *out,
                         size_t max, size_t *n) ERR_MUST_CHECK;

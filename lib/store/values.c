@@ -11,6 +11,7 @@
 #include <time.h>
 
 #include "core/json.h"
+#include "core/rfc3339.h"
 #include "core/text.h"
 
 /* The name kinds of core/text.h fit the buffers engine.h gives them, NUL included. */
@@ -101,7 +102,7 @@ int eng_value_check(const struct eng_field *f, const cJSON *v, const char **why)
         *why = "must be an integer within ±9007199254740991";
         return is_int(v) ? 0 : ERR_INVAL;
     case ENG_FT_TIMESTAMP:
-        *why = "must be unix seconds (an integer from 0 to 253402300799)";
+        *why = "must be an RFC 3339 time (2026-01-31T12:00:00Z) or unix seconds (0 to 253402300799)";
         return is_int(v) && v->valuedouble >= 0 && v->valuedouble <= 253402300799.0 ? 0 : ERR_INVAL;
     case ENG_FT_NUMBER:
         *why = "must be a number";
@@ -125,20 +126,6 @@ int eng_value_check(const struct eng_field *f, const cJSON *v, const char **why)
         *why = "unknown type";
         return ERR_INVAL;
     }
-}
-
-/* "2024-01-31T12:00:00Z" → unix seconds; -1 when not exactly that shape. */
-static int64_t parse_rfc3339(const char *s)
-{
-    struct tm tm = {0};
-    const char *end;
-
-    if (strlen(s) != 20 || s[4] != '-' || s[7] != '-' || s[10] != 'T' || s[19] != 'Z')
-        return -1;
-    end = strptime(s, "%Y-%m-%dT%H:%M:%SZ", &tm);
-    if (end == NULL || *end != '\0')
-        return -1;
-    return (int64_t)timegm(&tm);
 }
 
 static bool all_digits(const char *s, size_t max)
@@ -177,11 +164,11 @@ static cJSON *from_string(const char *s, const struct eng_field *f, const char *
             return cJSON_CreateBool(s[0] == 't');
         return NULL;
     case ENG_FT_TIMESTAMP: {
-        int64_t t = parse_rfc3339(s);
-        *why = "a string that is not a timestamp (YYYY-MM-DDTHH:MM:SSZ or unix seconds)";
-        if (t < 0 && all_digits(s, 12) && s[0] != '-')
+        int64_t t = -1;
+        *why = "a string that is not a timestamp (RFC 3339, 2026-01-31T12:00:00Z, or unix seconds)";
+        if (!rfc3339_parse(s, &t) && all_digits(s, 12) && s[0] != '-')
             t = (int64_t)strtoll(s, NULL, 10);
-        return t >= 0 && t <= 253402300799LL ? cJSON_CreateNumber((double)t) : NULL;
+        return t >= 0 && t <= RFC3339_MAX ? cJSON_CreateNumber((double)t) : NULL;
     }
     case ENG_FT_JSON:
         return cJSON_CreateString(s);
@@ -204,13 +191,9 @@ static cJSON *to_string(const cJSON *v, int from, const char **why)
         return cJSON_CreateString(buf);
     case ENG_FT_BOOLEAN:
         return cJSON_CreateString(cJSON_IsTrue(v) ? "true" : "false");
-    case ENG_FT_TIMESTAMP: {
-        time_t t = (time_t)v->valuedouble;
-        struct tm tm;
-        if (gmtime_r(&t, &tm) == NULL || strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
-            break;
+    case ENG_FT_TIMESTAMP:
+        rfc3339_format((int64_t)v->valuedouble, buf);
         return cJSON_CreateString(buf);
-    }
     case ENG_FT_JSON: {
         char *text;
         cJSON *out;

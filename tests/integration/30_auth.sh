@@ -108,6 +108,8 @@ reject "HS256 signed with the public key is refused" "$hs_in.$hs_sig"
 reject "an unknown kid is refused" "$(mint '{"alg":"EdDSA","typ":"JWT","kid":"nope"}' "$(claims .)")"
 openssl genpkey -algorithm ed25519 -out "$T/other.pem" 2>/dev/null
 reject "a signature by another key is refused" "$(mint "$hdr" "$(claims .)" "$T/other.pem")"
+check "… with a sentence for people, the code for programs" \
+    jq -e '.error.message == "the token'"'"'s signature does not verify" and .error.code == "unauthorized"' <<<"$BODY"
 IFS=. read -r h p s <<<"$good"
 reject "a changed payload is refused" "$h.$(claims '.role = "admin"' | b64url).$s"
 last=${s: -1}; alt=$( [ "$last" = A ] && echo B || echo A )
@@ -242,16 +244,19 @@ login victor@acme.test
 VICTOR=$TOKEN
 req POST /v1/auth/api-keys -H "$(auth "$VICTOR")" -H "$J" -d '{"name":"v"}'
 expect_error "a viewer cannot create API keys → 403" 403 forbidden
-req POST /v1/orgs/current/members -H "$(auth "$VICTOR")" -H "$J" -d '{"role":"member"}'
+req POST /v1/orgs/current/members -H "$(auth "$VICTOR")" -H "$J" -d '{"email":"x@acme.test","role":"member"}'
 expect_error "a viewer cannot invite members → 403" 403 forbidden
 req GET /v1/audit -H "$(auth "$VICTOR")"
 expect_error "a viewer cannot read the audit log → 403" 403 forbidden
 login alice@acme.test
 ALICE=$TOKEN
 req POST /v1/orgs/current/members -H "$(auth "$ALICE")" -H "$J" -d '{"role":"member"}'
-expect "an admin invites a member → one-time invite token" 201 '.role == "member" and (.invite_token | length > 20)'
+expect "an invite names the email it is for → 422" 422 '.error.details.email | length > 0'
+req POST /v1/orgs/current/members -H "$(auth "$ALICE")" -H "$J" -d '{"email":"Joiner@Acme.test","role":"member"}'
+expect "an admin invites a member by email → one-time invite token" 201 \
+    '.role == "member" and .email == "joiner@acme.test" and (.invite_token | length > 20)'
 INVITE=$(jq -r .invite_token <<<"$BODY")
-req POST /v1/orgs/current/members -H "$(auth "$ALICE")" -H "$J" -d '{"role":"owner"}'
+req POST /v1/orgs/current/members -H "$(auth "$ALICE")" -H "$J" -d '{"email":"o@acme.test","role":"owner"}'
 expect_error "an admin cannot invite an owner → 403" 403 forbidden
 req PATCH /v1/orgs/current/members/aaaaaaaa-0000-4000-8000-000000000003 -H "$(auth "$ALICE")" -H "$J" -d '{"role":"admin"}'
 expect "an admin promotes the viewer" 200 '.role == "admin"'
@@ -264,10 +269,44 @@ req PATCH /v1/orgs/current/members/aaaaaaaa-0000-4000-8000-000000000003 -H "$(au
 expect "an unknown role → 422" 422 '.error.details.role | length > 0'
 
 # --- invites and the last owner
+req POST /v1/auth/signup -H "$J" -d "{\"email\":\"second@acme.test\",\"password\":\"joining now\",\"invite_token\":\"$INVITE\"}"
+expect_error "only the email an invite names signs up with it → 403" 403 forbidden
 req POST /v1/auth/signup -H "$J" -d "{\"email\":\"joiner@acme.test\",\"password\":\"joining now\",\"invite_token\":\"$INVITE\"}"
 expect "signup with an invite joins that org with the invited role" 201 '.org.slug == "acme" and .role == "member"'
-req POST /v1/auth/signup -H "$J" -d "{\"email\":\"second@acme.test\",\"password\":\"joining now\",\"invite_token\":\"$INVITE\"}"
+JOINER=$(jq -r .access_token <<<"$BODY")
+req POST /v1/auth/invites/accept -H "$(auth "$JOINER")" -H "$J" -d "{\"invite_token\":\"$INVITE\"}"
 expect_error "an invite works once" 400 invalid_request
+
+# an invite for someone who already has an account: accepted after logging in
+req POST /v1/orgs/current/members -H "$(auth "$ALICE")" -H "$J" -d '{"email":"bob@globex.test","role":"viewer"}'
+BOB_INVITE=$(jq -r .invite_token <<<"$BODY")
+req POST /v1/auth/signup -H "$J" -d "{\"email\":\"bob@globex.test\",\"password\":\"joining now\",\"invite_token\":\"$BOB_INVITE\"}"
+expect "signing up with an existing account's email → 409 saying to log in and accept" 409 \
+    '.error.code == "conflict" and (.error.message | test("invites/accept"))'
+req POST /v1/auth/invites/accept -H "$(auth "$JOINER")" -H "$J" -d "{\"invite_token\":\"$BOB_INVITE\"}"
+expect_error "another account cannot accept it → 403" 403 forbidden
+req POST /v1/auth/api-keys -H "$(auth "$BOB")" -H "$J" -d '{"name":"not a person"}'
+BOB_KEY=$(jq -r .key <<<"$BODY")
+req POST /v1/auth/invites/accept -H "$(auth "$BOB_KEY")" -H "$J" -d "{\"invite_token\":\"$BOB_INVITE\"}"
+expect_error "nor an API key → 403" 403 forbidden
+req POST /v1/auth/invites/accept -H "$(auth "$BOB")" -H "$J" -d "{\"invite_token\":\"$BOB_INVITE\"}"
+expect "the person it names accepts it with their own token → a token pair for that org" 200 \
+    '.org.slug == "acme" and .role == "viewer" and (.access_token | length > 20)'
+BOB_ACME=$(jq -r .access_token <<<"$BODY")
+req GET /v1/orgs/current -H "$(auth "$BOB_ACME")"
+expect "… which acts in the org joined" 200 '.slug == "acme"'
+req GET /v1/orgs/current -H "$(auth "$BOB")"
+expect "… while the earlier token still acts in the first org" 200 '.slug == "globex"'
+req GET /v1/orgs/current/members -H "$(auth "$ALICE")"
+expect "… and the org lists the new member in the invited role" 200 \
+    '[.data[] | select(.email == "bob@globex.test" and .role == "viewer")] | length == 1'
+req POST /v1/auth/invites/accept -H "$(auth "$BOB")" -H "$J" -d "{\"invite_token\":\"$BOB_INVITE\"}"
+expect_error "accepting twice → 400 (used)" 400 invalid_request
+req POST /v1/orgs/current/members -H "$(auth "$ALICE")" -H "$J" -d '{"email":"bob@globex.test","role":"viewer"}'
+req POST /v1/auth/invites/accept -H "$(auth "$BOB")" -H "$J" -d "{\"invite_token\":\"$(jq -r .invite_token <<<"$BODY")\"}"
+expect_error "a member accepting another invite to the same org → 409" 409 conflict
+req DELETE "/v1/orgs/current/members/$(jq -r .user.id <<<"$(curl -s "$URL/v1/auth/me" -H "$(auth "$BOB")")")" -H "$(auth "$ALICE")"
+check "(bob leaves acme again)" test "$STATUS" = 204
 req DELETE /v1/orgs/current/members/aaaaaaaa-0000-4000-8000-000000000004 -H "$(auth "$BOB")"
 expect_error "the last owner cannot be removed → 409" 409 conflict
 req PATCH /v1/orgs/current/members/aaaaaaaa-0000-4000-8000-000000000004 -H "$(auth "$BOB")" -H "$J" -d '{"role":"member"}'
@@ -282,6 +321,43 @@ req POST /v1/roles -H "$(auth "$ALICE")" -H "$J" -d '{"name":"typo","permissions
 expect "a misspelt action (records:reed) → 422 naming the known ones" 422 '.error.details.permissions | test("records:read")'
 req POST /v1/roles -H "$(auth "$ALICE")" -H "$J" -d '{"name":"admin","permissions":["audit:read:*"]}'
 expect_error "a built-in role cannot be redefined → 409" 409 conflict
+req POST /v1/roles -H "$(auth "$ALICE")" -H "$J" -d '{"name":"auditor","permissions":["audit:read:*"]}'
+expect "POST of a name the org has → 409 pointing at PATCH, nothing replaced" 409 \
+    '.error.code == "conflict" and (.error.message | test("PATCH"))'
+req GET /v1/roles/auditor -H "$(auth "$VICTOR")"
+expect "GET /v1/roles/{name}: the org's role, unchanged" 200 '.name == "auditor" and (.permissions | length == 2) and (.builtin | not)'
+req GET /v1/roles/viewer -H "$(auth "$VICTOR")"
+expect "… and a built-in" 200 '.name == "viewer" and .builtin'
+req GET /v1/roles/nobody -H "$(auth "$VICTOR")"
+expect_error "… an unknown one → 404" 404 not_found
+req PATCH /v1/roles/viewer -H "$(auth "$ALICE")" -H "$J" -d '{"permissions":["records:read:*"]}'
+expect_error "built-in roles are read-only: PATCH → 403" 403 forbidden
+req DELETE /v1/roles/admin -H "$(auth "$ALICE")"
+expect_error "… DELETE → 403" 403 forbidden
+req PATCH /v1/roles/auditor -H "$(auth "$VICTOR")" -H "$J" -d '{"permissions":["audit:read:*"]}'
+expect_error "a viewer cannot change a role → 403" 403 forbidden
+req PATCH /v1/roles/auditor -H "$(auth "$ALICE")" -H "$J" -d '{"name":"renamed","permissions":["audit:read:*"]}'
+expect "a role keeps its name: PATCH with a name → 422" 422 '.error.details.name | length > 0'
+req PATCH /v1/roles/auditor -H "$(auth "$ALICE")" -H "$J" -d '{"permissions":["records:reed:*"]}'
+expect "PATCH validates permissions as POST does → 422" 422 '.error.details.permissions | length > 0'
+req PATCH /v1/roles/auditor -H "$(auth "$ALICE")" -H "$J" -d '{"permissions":["audit:read:*"]}'
+expect "PATCH replaces an org role's permissions" 200 '.name == "auditor" and .permissions == ["audit:read:*"]'
+req PATCH /v1/roles/nobody -H "$(auth "$ALICE")" -H "$J" -d '{"permissions":["audit:read:*"]}'
+expect_error "PATCH of an unknown role → 404" 404 not_found
+req POST /v1/roles -H "$(auth "$ALICE")" -H "$J" -d '{"name":"held","permissions":["audit:read:*"]}'
+req POST /v1/orgs/current/members -H "$(auth "$ALICE")" -H "$J" -d '{"email":"held@acme.test","role":"held"}'
+req DELETE /v1/roles/held -H "$(auth "$ALICE")"
+expect "a role an open invite holds is not deleted → 409 saying why" 409 '.error.message | test("hold this role")'
+req POST /v1/roles -H "$(auth "$ALICE")" -H "$J" -d '{"name":"spare","permissions":["audit:read:*"]}'
+req DELETE /v1/roles/spare -H "$(auth "$ALICE")"
+check "a role nothing holds is deleted → 204" test "$STATUS" = 204
+req GET /v1/roles/spare -H "$(auth "$ALICE")"
+expect_error "… and is gone" 404 not_found
+req DELETE /v1/roles/spare -H "$(auth "$ALICE")"
+expect_error "… deleting it again → 404" 404 not_found
+req GET /v1/audit -H "$(auth "$ALICE")"
+expect "role changes are audited" 200 \
+    '([.data[] | select(.action == "roles.update" and .target == "auditor")] | length == 1) and ([.data[] | select(.action == "roles.delete" and .target == "spare")] | length == 1)'
 req GET /v1/roles -H "$(auth "$VICTOR")"
 expect "roles list built-ins and the org's own" 200 '([.data[].name] | index("owner")) and ([.data[].name] | index("auditor")) and ([.data[].name] | index("support"))'
 
@@ -370,7 +446,7 @@ expect "the fleet serves on after the kill" 200 '.status == "ok"'
 
 # --- nobody hands out more than they hold
 join_as() { # role email → TOKEN of a fresh member of acme in that role
-    req POST /v1/orgs/current/members -H "$(auth "$ADMIN")" -H "$J" -d "{\"role\":\"$1\"}"
+    req POST /v1/orgs/current/members -H "$(auth "$ADMIN")" -H "$J" -d "{\"email\":\"$2\",\"role\":\"$1\"}"
     local inv; inv=$(jq -r .invite_token <<<"$BODY")
     req POST /v1/auth/signup -H "$J" -d "{\"email\":\"$2\",\"password\":\"joining now\",\"invite_token\":\"$inv\"}"
     TOKEN=$(jq -r .access_token <<<"$BODY"); NEW_ID=$(jq -r .user.id <<<"$BODY")
@@ -379,8 +455,10 @@ req POST /v1/roles -H "$(auth "$ADMIN")" -H "$J" -d '{"name":"rolemgr","permissi
 req POST /v1/roles -H "$(auth "$ADMIN")" -H "$J" -d '{"name":"hr","permissions":["members:manage:*"]}'
 req POST /v1/roles -H "$(auth "$ADMIN")" -H "$J" -d '{"name":"keyer","permissions":["keys:manage:*"]}'
 join_as rolemgr rm@acme.test; RM=$TOKEN
-req POST /v1/roles -H "$(auth "$RM")" -H "$J" -d '{"name":"rolemgr","permissions":["roles:manage:*","members:manage:*"]}'
+req PATCH /v1/roles/rolemgr -H "$(auth "$RM")" -H "$J" -d '{"permissions":["roles:manage:*","members:manage:*"]}'
 expect_error "a role manager cannot widen its own role → 403" 403 forbidden
+req DELETE /v1/roles/hr -H "$(auth "$RM")"
+expect_error "nor delete a role that grants what it lacks → 403" 403 forbidden
 req POST /v1/roles -H "$(auth "$RM")" -H "$J" -d '{"name":"sidekick","permissions":["audit:read:*"]}'
 expect_error "nor create a role with permissions it lacks → 403" 403 forbidden
 req POST /v1/roles -H "$(auth "$RM")" -H "$J" -d '{"name":"deputy","permissions":["roles:manage:*"]}'
@@ -388,11 +466,11 @@ expect "it can create a role within what it holds" 201 '.name == "deputy"'
 join_as hr hr@acme.test; HR=$TOKEN; HR_ID=$NEW_ID
 req PATCH "/v1/orgs/current/members/$HR_ID" -H "$(auth "$HR")" -H "$J" -d '{"role":"admin"}'
 expect_error "a members:manage custom role cannot promote itself to admin → 403" 403 forbidden
-req POST /v1/orgs/current/members -H "$(auth "$HR")" -H "$J" -d '{"role":"admin"}'
+req POST /v1/orgs/current/members -H "$(auth "$HR")" -H "$J" -d '{"email":"a2@acme.test","role":"admin"}'
 expect_error "nor invite an admin → 403" 403 forbidden
 req DELETE /v1/orgs/current/members/aaaaaaaa-0000-4000-8000-000000000002 -H "$(auth "$HR")"
 expect_error "nor remove an admin → 403" 403 forbidden
-req POST /v1/orgs/current/members -H "$(auth "$HR")" -H "$J" -d '{"role":"hr"}'
+req POST /v1/orgs/current/members -H "$(auth "$HR")" -H "$J" -d '{"email":"hr2@acme.test","role":"hr"}'
 expect "it can invite into its own role" 201 '.role == "hr"'
 join_as keyer keyer@acme.test; KEYER=$TOKEN
 req POST /v1/auth/api-keys -H "$(auth "$KEYER")" -H "$J" -d '{"name":"k","role":"admin"}'

@@ -92,7 +92,7 @@ expect "schema changes are audited" 200 '[.data[] | select(.action == "schema.pu
 req POST /v1/svc/crm/nosuch "${A[@]}" -H "$J" -d '{}'
 expect_error "an unknown resource → 404" 404 not_found
 post companies '{"name":"Initech","size":50}'
-expect "create → 201 with id, times, version 1 and fields" 201 '(.id | test("^[0-9a-f-]{36}$")) and .version == 1 and .name == "Initech" and .size == 50 and (.created_at | type == "number")'
+expect "create → 201 with id, times, version 1 and fields" 201 '(.id | test("^[0-9a-f-]{36}$")) and .version == 1 and .name == "Initech" and .size == 50 and (.created_at | test("^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z$")) and .updated_at == .created_at'
 CO=$(jq -r .id <<<"$BODY")
 check "…with Location naming the new record and its version as ETag" \
     test "$(header location)|$(header etag)" = "/v1/svc/crm/companies/$CO|\"1\""
@@ -216,17 +216,17 @@ step 3 '{"fields":{"title":{"type":"string"},"qty":{"type":"integer"},"price":{"
 step 4 '{"fields":{"title":{"type":"string"},"qty":{"type":"integer"},"price":{"type":"number"},"flag":{"type":"boolean"},"when":{"type":"string"}}}' \
     '[{"title":"a","qty":12,"price":1.5,"flag":true,"when":"2024-01-02T03:04:05Z"},{"title":"b","qty":7,"price":2,"flag":false,"when":"1700000000"}]'
 step 5 '{"fields":{"title":{"type":"string"},"qty":{"type":"integer"},"price":{"type":"number"},"flag":{"type":"boolean"},"when":{"type":"timestamp"}}}' \
-    '[{"title":"a","qty":12,"price":1.5,"flag":true,"when":1704164645},{"title":"b","qty":7,"price":2,"flag":false,"when":1700000000}]'
+    '[{"title":"a","qty":12,"price":1.5,"flag":true,"when":"2024-01-02T03:04:05Z"},{"title":"b","qty":7,"price":2,"flag":false,"when":"2023-11-14T22:13:20Z"}]'
 step 6 '{"fields":{"title":{"type":"string"},"qty":{"type":"integer"},"price":{"type":"number"},"flag":{"type":"boolean"},"when":{"type":"timestamp"},"notes":{"type":"text","default":"n/a"}}}' \
-    '[{"title":"a","qty":12,"price":1.5,"flag":true,"when":1704164645,"notes":"n/a"},{"title":"b","qty":7,"price":2,"flag":false,"when":1700000000,"notes":"n/a"}]'
+    '[{"title":"a","qty":12,"price":1.5,"flag":true,"when":"2024-01-02T03:04:05Z","notes":"n/a"},{"title":"b","qty":7,"price":2,"flag":false,"when":"2023-11-14T22:13:20Z","notes":"n/a"}]'
 step 7 '{"fields":{"name":{"type":"string"},"qty":{"type":"integer"},"price":{"type":"number"},"flag":{"type":"boolean"},"when":{"type":"timestamp"},"notes":{"type":"text","default":"n/a"}},"rename":{"title":"name"}}' \
-    '[{"name":"a","qty":12,"price":1.5,"flag":true,"when":1704164645,"notes":"n/a"},{"name":"b","qty":7,"price":2,"flag":false,"when":1700000000,"notes":"n/a"}]'
+    '[{"name":"a","qty":12,"price":1.5,"flag":true,"when":"2024-01-02T03:04:05Z","notes":"n/a"},{"name":"b","qty":7,"price":2,"flag":false,"when":"2023-11-14T22:13:20Z","notes":"n/a"}]'
 step 8 '{"fields":{"name":{"type":"string"},"qty":{"type":"integer"},"price":{"type":"number"},"flag":{"type":"boolean"},"when":{"type":"timestamp"}}}' \
-    '[{"name":"a","qty":12,"price":1.5,"flag":true,"when":1704164645},{"name":"b","qty":7,"price":2,"flag":false,"when":1700000000}]'
+    '[{"name":"a","qty":12,"price":1.5,"flag":true,"when":"2024-01-02T03:04:05Z"},{"name":"b","qty":7,"price":2,"flag":false,"when":"2023-11-14T22:13:20Z"}]'
 step 9 '{"fields":{"name":{"type":"string"},"qty":{"type":"string"},"price":{"type":"number"},"flag":{"type":"boolean"},"when":{"type":"timestamp"}}}' \
-    '[{"name":"a","qty":"12","price":1.5,"flag":true,"when":1704164645},{"name":"b","qty":"7","price":2,"flag":false,"when":1700000000}]'
+    '[{"name":"a","qty":"12","price":1.5,"flag":true,"when":"2024-01-02T03:04:05Z"},{"name":"b","qty":"7","price":2,"flag":false,"when":"2023-11-14T22:13:20Z"}]'
 step 10 '{"fields":{"name":{"type":"string"},"qty":{"type":"string"},"price":{"type":"number"},"flag":{"type":"boolean"},"when":{"type":"timestamp"},"tier":{"type":"integer","required":true,"default":1}}}' \
-    '[{"name":"a","qty":"12","price":1.5,"flag":true,"when":1704164645,"tier":1},{"name":"b","qty":"7","price":2,"flag":false,"when":1700000000,"tier":1}]'
+    '[{"name":"a","qty":"12","price":1.5,"flag":true,"when":"2024-01-02T03:04:05Z","tier":1},{"name":"b","qty":"7","price":2,"flag":false,"when":"2023-11-14T22:13:20Z","tier":1}]'
 before=$(rows)
 evo '{"fields":{"name":{"type":"string"},"qty":{"type":"string"}},"rename":{"ghost":"name"}}'
 expect "a rename of a field the resource does not have → 422" 422 '.error.details.rename | length > 0'
@@ -241,7 +241,7 @@ expect "the refused changes left the schema at version 10" 200 '.resources.evo.v
 check "the refused changes left every record as it was" test "$(rows)" = "$before"
 req PATCH "/v1/svc/crm/evo/$R1" "${A[@]}" -H "$J" -d '{"price":3}'
 step 11 '{"fields":{"name":{"type":"string"},"qty":{"type":"string"},"price":{"type":"integer"},"flag":{"type":"boolean"},"when":{"type":"timestamp"},"tier":{"type":"integer","required":true,"default":1}}}' \
-    '[{"name":"a","qty":"12","price":3,"flag":true,"when":1704164645,"tier":1},{"name":"b","qty":"7","price":2,"flag":false,"when":1700000000,"tier":1}]'
+    '[{"name":"a","qty":"12","price":3,"flag":true,"when":"2024-01-02T03:04:05Z","tier":1},{"name":"b","qty":"7","price":2,"flag":false,"when":"2023-11-14T22:13:20Z","tier":1}]'
 req GET "/v1/svc/crm/evo/$R2" "${A[@]}"
 expect "a record keeps its id and gains a version per change it took" 200 ".id == \"$R2\" and .price == 2"
 
@@ -268,6 +268,19 @@ f 's=like._pple' '["apple"]'
 f 's=like.%25a%25a%25a%25' '["banana"]'
 f 's=in.(apple,cherry)' '["apple","cherry"]'
 f 's=is.null' '["null"]'
+req POST /v1/svc/crm/items "${A[@]}" -H "$J" -d '{"s":"date","t":"1970-01-01T01:06:40.9+01:00"}'
+expect "a timestamp field takes RFC 3339 (offset, fraction) and answers it in UTC with Z" 201 '.t == "1970-01-01T00:06:40Z"'
+DATE_ID=$(jq -r .id <<<"$BODY")
+req PATCH "/v1/svc/crm/items/$DATE_ID" "${A[@]}" -H "$J" -d '{"t":"1970-01-01T00:06:41z"}'
+expect "… on PATCH too" 200 '.t == "1970-01-01T00:06:41Z"'
+req PATCH "/v1/svc/crm/items/$DATE_ID" "${A[@]}" -H "$J" -d '{"t":402}'
+expect "… and unix seconds still" 200 '.t == "1970-01-01T00:06:42Z"'
+req PATCH "/v1/svc/crm/items/$DATE_ID" "${A[@]}" -H "$J" -d '{"t":"yesterday"}'
+expect "a timestamp that is neither → 422 naming both forms" 422 '.error.details.t | test("RFC 3339")'
+req DELETE "/v1/svc/crm/items/$DATE_ID" "${A[@]}"
+f 't=gte.1970-01-01T00:03:20Z' '["banana","cherry"]'
+f 't=lt.1970-01-01T01:01:40%2B01:00' '["apple pie"]'
+f 't=in.(100,1970-01-01T00:05:00Z)' '["apple","cherry"]'
 f 'n=eq.2' '["banana"]'
 f 'n=neq.2' '["apple","cherry","apple pie"]'
 f 'n=gt.1' '["banana","cherry"]'
@@ -404,7 +417,7 @@ expect "after all that the resource still holds its 5 records" 200 '.data | leng
 # --- expiry
 put_schema sessions '{"fields":{"k":{"type":"string"}},"options":{"expire_after":1}}'
 post sessions '{"k":"v"}'
-expect "a record of an expiring resource carries expires_at" 201 '.expires_at == .created_at + 1'
+expect "a record of an expiring resource carries expires_at" 201 '(.expires_at | fromdateiso8601) == (.created_at | fromdateiso8601) + 1'
 SID=$(jq -r .id <<<"$BODY")
 sleep 2.1
 req GET "/v1/svc/crm/sessions/$SID" "${A[@]}"
@@ -469,7 +482,7 @@ login demo@example.com; DEMO=$TOKEN
 req GET /v1/svc/crm/schema -H "$(auth "$DEMO")"
 expect "the demo defines companies, contacts and deals" 200 '(.resources | keys) == ["companies","contacts","deals"] and .resources.contacts.fields.email.pii and .resources.deals.options.views.pipeline.count'
 req GET '/v1/svc/crm/deals?order=amount.desc' -H "$(auth "$DEMO")"
-expect "demo deals are typed, defaults applied" 200 '[.data[] | .amount] == [250000.5, 80000, 12000] and .data[1].stage == "lead" and .data[0].close_at == 1790812800'
+expect "demo deals are typed, defaults applied" 200 '[.data[] | .amount] == [250000.5, 80000, 12000] and .data[1].stage == "lead" and .data[0].close_at == "2026-10-01T00:00:00Z"'
 req GET '/v1/svc/crm/contacts?email=eq.peter@initech.example' -H "$(auth "$DEMO")"
 expect "a demo contact is found by its sealed email" 200 '(.data | length == 1) and .data[0].name == "Peter Gibbons" and .data[0].newsletter == true'
 check "no request of this suite was answered 500" sh -c "! grep -q '\"status\":500' '$T/fleet.log'"

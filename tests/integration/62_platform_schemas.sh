@@ -181,7 +181,7 @@ if [ "${ENGINE:-memory}" = postgres ]; then
     check "… the role is kept once, from the second run" test "$(owner_sql -c "
         SELECT count(*) || ':' || (SELECT last_value FROM public.racy_attempts) FROM core.roles WHERE name = 'racy_once'")" = "1:2"
     check "… and its audit row once" test "$(owner_sql -c "
-        SELECT count(*) FROM core.audit_log WHERE org_id = '$GLOBEX' AND action = 'roles.put' AND target = 'racy_once'")" = 1
+        SELECT count(*) FROM core.audit_log WHERE org_id = '$GLOBEX' AND action = 'roles.create' AND target = 'racy_once'")" = 1
     req POST /v1/roles -H "$(auth "$BOB")" -H "$J" -d '{"name":"racy","permissions":["records:read:*"]}'
     expect_error "a serialization failure on the second run too → 409 conflict (retry), not 503" 409 conflict
     check "… and nothing of it was kept" test "$(owner_sql -c "SELECT count(*) FROM core.roles WHERE name = 'racy'")" = 0

@@ -82,7 +82,7 @@ for m in test live; do
     expect "deals with a pipeline view ($m)" 200 '.options.views.pipeline.count == true'
 done
 as "$ADMIN" test GET /v1/svc/crm/deals/views/pipeline
-expect "an empty resource's view: no rows, lag 0" 200 '(.data | length) == 0 and .lag_ms >= 0 and (.as_of | type) == "number"'
+expect "an empty resource's view: no rows, lag 0" 200 '(.data | length) == 0 and .lag_ms >= 0 and (.as_of | fromdateiso8601) > 0'
 as "$ADMIN" test GET /v1/svc/crm/deals/views/nosuch
 expect_error "an undeclared view → 404" 404 not_found
 as "$ADMIN" test GET /v1/svc/crm/deals/views/pipeline?x=1
@@ -264,7 +264,7 @@ for i in $(seq 1 20); do
 done
 check "20 sessions stored" test "${#ids[@]}" = 20 -a "${ids[19]}" != null
 as "$ADMIN" test POST /v1/svc/crm/sessions '{"who":"fresh@acme.test"}'
-fresh=$(jq -r .id <<<"$BODY") fresh_exp=$(jq -r .expires_at <<<"$BODY")
+fresh=$(jq -r .id <<<"$BODY") fresh_exp=$(jq -r '.expires_at | fromdateiso8601' <<<"$BODY")
 as "$ADMIN" test GET "/v1/svc/crm/sessions/$fresh"
 # within its second it reads back; a second boundary in between may have expired it, rightly
 fresh_ok() { [ "$STATUS" = 200 ] && [ "$(jq -r .who <<<"$BODY")" = fresh@acme.test ] || [ "$STATUS" = 404 -a "$(date +%s)" -ge "$fresh_exp" ]; }
@@ -274,7 +274,7 @@ deadline=$(($(date +%s) + 8))
 while [ "$(date +%s)" -lt "$deadline" ]; do
     now=$(date +%s)
     as "$ADMIN" test GET "/v1/svc/crm/sessions/${ids[0]}"
-    if [ "$STATUS" = 200 ] && [ "$(jq -r .expires_at <<<"$BODY")" -lt "$now" ]; then returned_late=true; fi
+    if [ "$STATUS" = 200 ] && [ "$(jq -r '.expires_at | fromdateiso8601' <<<"$BODY")" -lt "$now" ]; then returned_late=true; fi
     reaped=$(curl -s "$URL/metrics" | awk '$1 == "tessera_reaped_records_total" {print $2}')
     [ $((reaped - reaped_before)) -ge 21 ] && break
     sleep 0.2
@@ -322,7 +322,7 @@ if $PG; then
     expect "…while the feed from its start begins after the trim point" 200 '(.next_cursor | tonumber) > 10'
 
     # refresh tokens and invites past expiry + [cqrs] token_grace (1 day by default)
-    as "$BOB" test POST /v1/orgs/current/members '{"role":"member"}'
+    as "$BOB" test POST /v1/orgs/current/members '{"email":"reaped@globex.test","role":"member"}'
     expect "Globex invites a member" 201 '.invite_token | length > 20'
     reaped_tokens=$(curl -s "$URL/metrics" | awk '$1 == "tessera_reaped_refresh_tokens_total" {print $2}')
     reaped_invites=$(curl -s "$URL/metrics" | awk '$1 == "tessera_reaped_invites_total" {print $2}')

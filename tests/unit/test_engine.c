@@ -162,7 +162,8 @@ static int c_member_list(struct engine *e, struct fx *f)
     return engine_member_list(e, f->sp, f->mout, f->max, f->np);
 }
 static int c_member_remove(struct engine *e, struct fx *f) { return engine_member_remove(e, f->sp, f->id); }
-static int c_role_put(struct engine *e, struct fx *f) { return engine_role_put(e, f->sp, &f->r); }
+static int c_role_put(struct engine *e, struct fx *f) { return engine_role_put(e, f->sp, &f->r, true); }
+static int c_role_delete(struct engine *e, struct fx *f) { return engine_role_delete(e, f->sp, f->r.name); }
 static int c_key_create(struct engine *e, struct fx *f) { return engine_api_key_create(e, f->sp, &f->k); }
 static int c_key_revoke(struct engine *e, struct fx *f) { return engine_api_key_revoke(e, f->sp, f->id, f->at); }
 static int c_refresh_create(struct engine *e, struct fx *f) { return engine_refresh_create(e, f->sp, &f->t); }
@@ -277,6 +278,8 @@ static void sealed_long(struct fx *f)
 }
 static void invite_hash_bad(struct fx *f) { snprintf(f->i.token_hash, ENG_HASH, "%s", HASH_UPPER); }
 static void invite_creator_bad(struct fx *f) { snprintf(f->i.created_by, ENG_ID, "x"); }
+static void invite_email_bad(struct fx *f) { snprintf(f->i.email_hmac, ENG_HASH, "not-a-blind-index"); }
+static void role_name_empty(struct fx *f) { f->r.name[0] = '\0'; }
 static void audit_id_bad(struct fx *f) { snprintf(f->a.id, ENG_ID, "not-a-uuid"); }
 static void audit_action_empty(struct fx *f) { f->a.action[0] = '\0'; }
 static void audit_meta_overrun(struct fx *f) { memset(f->a.meta, '{', sizeof f->a.meta); }
@@ -339,6 +342,7 @@ static const struct bad_case CASES[] = {
     {"refresh_create user_id \"u1\"", c_refresh_create, token_user_x, "token user_id", ERR_INVAL},
     {"refresh_rotate child family_id", c_rotate, token_family_x, "child family_id", ERR_INVAL},
     {"invite_create created_by \"x\"", c_invite_create, invite_creator_bad, "invite created_by", ERR_INVAL},
+    {"invite_create email_hmac not hex", c_invite_create, invite_email_bad, "invite email_hmac", ERR_INVAL},
     {"audit_append id not a uuid", c_audit_append, audit_id_bad, "audit entry id", ERR_INVAL},
     {"audit_list before_id not a uuid", c_audit_list, before_bad, "before_id", ERR_INVAL},
     {"record_create id \"r1\"", c_record_create, record_id_bad, "record id", ERR_INVAL},
@@ -389,6 +393,8 @@ static const struct bad_case CASES[] = {
     {"role_put nperms over the cap", c_role_put, role_nperms, "role nperms", ERR_INVAL},
     {"role_put nperms -1", c_role_put, role_nperms_neg, "role nperms", ERR_INVAL},
     {"role_put empty permission", c_role_put, role_perm_empty, "role permission", ERR_INVAL},
+    {"role_delete name overruns", c_role_delete, role_name_overrun, "role name", ERR_INVAL},
+    {"role_delete name \"\"", c_role_delete, role_name_empty, "role name", ERR_INVAL},
     {"api_key_create prefix overruns", c_key_create, key_prefix_overrun, "api key prefix", ERR_INVAL},
     {"audit_append action \"\"", c_audit_append, audit_action_empty, "audit entry action", ERR_INVAL},
     {"audit_append meta overruns", c_audit_append, audit_meta_overrun, "audit entry meta", ERR_INVAL},

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -482,16 +483,19 @@ static void test_roles_builtins_then_the_orgs_own(void **state)
 
     OK(e, engine_begin(e, &w.sa));
     ro = role_rec(&w.a, "owner", 1);
-    EXPECT(e, ERR_CONFLICT, OP(e, role_put, &w.sa, &ro));
+    EXPECT(e, ERR_CONFLICT, OP(e, role_put, &w.sa, &ro, true));
+    EXPECT(e, ERR_CONFLICT, OP(e, role_put, &w.sa, &ro, false));
     ro = role_rec(&w.a, "support", 2);
-    OK(e, OP(e, role_put, &w.sa, &ro));
+    EXPECT(e, ERR_NOTFOUND, OP(e, role_put, &w.sa, &ro, false)); /* a change needs the role */
+    OK(e, OP(e, role_put, &w.sa, &ro, true));
+    EXPECT(e, ERR_CONFLICT, OP(e, role_put, &w.sa, &ro, true));  /* a create never replaces */
     ro = role_rec(&w.a, "auditor", 1);
-    OK(e, OP(e, role_put, &w.sa, &ro));
+    OK(e, OP(e, role_put, &w.sa, &ro, true));
     ro = role_rec(&w.a, "bad", 1);
     ro.nperms = ENG_MAX_PERMS + 1;
-    EXPECT(e, ERR_INVAL, engine_role_put(e, &w.sa, &ro));
+    EXPECT(e, ERR_INVAL, engine_role_put(e, &w.sa, &ro, true));
     ro = role_rec(&w.b, "support", 1);
-    EXPECT(e, ERR_INTERNAL, engine_role_put(e, &w.sa, &ro));
+    EXPECT(e, ERR_INTERNAL, engine_role_put(e, &w.sa, &ro, true));
     OK(e, OP(e, role_get, &w.sa, "support", &got));
     assert_string_equal(got.org_id, w.a.id);
     assert_int_equal(got.nperms, 2);
@@ -501,7 +505,7 @@ static void test_roles_builtins_then_the_orgs_own(void **state)
     EXPECT(e, ERR_NOTFOUND, OP(e, role_get, &w.sa, "nobody", &got));
     /* Replace. */
     ro = role_rec(&w.a, "support", 5);
-    OK(e, OP(e, role_put, &w.sa, &ro));
+    OK(e, OP(e, role_put, &w.sa, &ro, false));
     OK(e, OP(e, role_get, &w.sa, "support", &got));
     assert_int_equal(got.nperms, 5);
     OK(e, OP(e, role_list, &w.sa, list, 8, &n));
@@ -518,6 +522,31 @@ static void test_roles_builtins_then_the_orgs_own(void **state)
     EXPECT(e, ERR_NOTFOUND, OP(e, role_get, &w.sb, "support", &got));
     OK(e, OP(e, role_list, &w.sb, list, 8, &n));
     assert_int_equal(n, ENGINE_NBUILTIN_ROLES);
+    EXPECT(e, ERR_NOTFOUND, OP(e, role_delete, &w.sb, "support")); /* another org's role */
+    OK(e, engine_commit(e));
+
+    /* Delete: refused while a member, a live key or an open invite holds it. */
+    struct eng_membership mb = member_rec(&w.a, &w.ub, "support", 7);
+    struct eng_api_key k = key_rec(&w.a, ENG_MODE_TEST, "hk", 8);
+    struct eng_invite inv = invite_rec(&w.a, "hi");
+    OK(e, engine_begin(e, &w.sa));
+    EXPECT(e, ERR_NOTFOUND, OP(e, role_delete, &w.sa, "nobody"));
+    OK(e, OP(e, member_put, &w.sa, &mb));
+    EXPECT(e, ERR_CONFLICT, OP(e, role_delete, &w.sa, "support"));
+    snprintf(mb.role, sizeof mb.role, "viewer");
+    OK(e, OP(e, member_put, &w.sa, &mb));
+    snprintf(k.role, sizeof k.role, "support");
+    OK(e, OP(e, api_key_create, &w.sa, &k));
+    EXPECT(e, ERR_CONFLICT, OP(e, role_delete, &w.sa, "support"));
+    OK(e, OP(e, api_key_revoke, &w.sa, k.id, 9));
+    snprintf(inv.role, sizeof inv.role, "support");
+    inv.expires_at = (int64_t)time(NULL) + 3600;
+    OK(e, OP(e, invite_create, &w.sa, &inv));
+    EXPECT(e, ERR_CONFLICT, OP(e, role_delete, &w.sa, "support"));
+    OK(e, OP(e, invite_mark_used, &w.sa, inv.id, 10));
+    OK(e, OP(e, role_delete, &w.sa, "support")); /* only spent credentials name it now */
+    EXPECT(e, ERR_NOTFOUND, OP(e, role_get, &w.sa, "support", &got));
+    OK(e, OP(e, role_get, &w.sa, "auditor", &got));
     OK(e, engine_commit(e));
     engine_free(e);
     unit_region_check(r);
@@ -980,7 +1009,7 @@ static void test_child_killed_inside_a_unit_of_work_leaves_nothing(void **state)
         close(fds[0]);
         if (ce == NULL || engine_begin(ce, &w.sa) != 0 || OP(ce, user_create, &extra) != 0 ||
             OP(ce, member_put, &w.sa, &m1) != 0 || OP(ce, member_put, &w.sa, &m2) != 0 ||
-            OP(ce, role_put, &w.sa, &cr) != 0 || OP(ce, api_key_revoke, &w.sa, key.id, 500) != 0 ||
+            OP(ce, role_put, &w.sa, &cr, true) != 0 || OP(ce, api_key_revoke, &w.sa, key.id, 500) != 0 ||
             OP(ce, user_set_password, w.ua.id, "$changed") != 0 || OP(ce, org_create, &co) != 0)
             _exit(1);
         for (int i = 0; i < 50; i++) {

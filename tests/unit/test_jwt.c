@@ -1144,6 +1144,21 @@ static void test_status_strings_are_distinct(void **state)
     assert_string_equal(jwt_status_str(JWT_BAD_SIGNATURE), "bad_signature");
 }
 
+/* What a token's holder reads: a sentence per status, each its own. */
+static void test_status_messages_are_sentences(void **state)
+{
+    (void)state;
+    for (int a = JWT_OK; a <= JWT_INTERNAL; a++) {
+        const char *m = jwt_status_message((enum jwt_status)a);
+        assert_non_null(m);
+        assert_non_null(strchr(m, ' '));            /* words, not an identifier */
+        assert_null(strchr(m, '_'));
+        for (int b = a + 1; b <= JWT_INTERNAL; b++)
+            assert_string_not_equal(m, jwt_status_message((enum jwt_status)b));
+    }
+    assert_string_equal(jwt_status_message(JWT_BAD_SIGNATURE), "the token's signature does not verify");
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 
 int main(void)
@@ -1189,6 +1204,7 @@ int main(void)
         T(test_rejects_wrong_audience),
         T(test_rejects_bad_claims),
         T(test_status_strings_are_distinct),
+        T(test_status_messages_are_sentences),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -509,6 +509,7 @@ static const struct engine_ops mem_ops = {
     .role_get = mem_role_get,
     .role_list = mem_role_list,
     .role_put = mem_role_put,
+    .role_delete = mem_role_delete,
     .api_key_create = mem_api_key_create,
     .api_key_list = mem_api_key_list,
     .api_key_revoke = mem_api_key_revoke,

@@ -439,7 +439,8 @@ int mem_role_get(struct engine *e, const struct eng_scope *s, const char *name,
                  struct eng_role *out);
 int mem_role_list(struct engine *e, const struct eng_scope *s, struct eng_role *out,
                   size_t max, size_t *n);
-int mem_role_put(struct engine *e, const struct eng_scope *s, const struct eng_role *r);
+int mem_role_put(struct engine *e, const struct eng_scope *s, const struct eng_role *r, bool create);
+int mem_role_delete(struct engine *e, const struct eng_scope *s, const char *name);
 int mem_api_key_create(struct engine *e, const struct eng_scope *s, const struct eng_api_key *k);
 int mem_api_key_list(struct engine *e, const struct eng_scope *s, struct eng_api_key *out,
                      size_t max, size_t *n);

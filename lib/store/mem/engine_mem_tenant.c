@@ -223,7 +223,7 @@ int mem_role_list(struct engine *e, const struct eng_scope *s, struct eng_role *
                     sizeof *out, max, n);
 }
 
-int mem_role_put(struct engine *e, const struct eng_scope *s, const struct eng_role *r)
+int mem_role_put(struct engine *e, const struct eng_scope *s, const struct eng_role *r, bool create)
 {
     const struct mem *m = e->impl;
     const struct mem_org *org;
@@ -235,12 +235,67 @@ int mem_role_put(struct engine *e, const struct eng_scope *s, const struct eng_r
     org = ptr(m, node);
     if (engine_builtin_role(r->name) != NULL)
         return engine_fail(e, ERR_CONFLICT, "role name is a built-in's");
-    (void)map_find(m, org->roles, r->name, &old);
+    bool exists = map_find(m, org->roles, r->name, &old);
+    if (create && exists)
+        return engine_fail(e, ERR_CONFLICT, "the org has a role of that name");
+    if (!create && !exists)
+        return engine_fail(e, ERR_NOTFOUND, "no such role");
     if ((off = rec_new(e, r, sizeof *r)) == 0)
         return ERR_NOSPACE;
     if ((rc = map_set(e, org->roles, r->name, off)) != 0)
         return rc;
     shm_free(m->r, old);
+    return 0;
+}
+
+/* How many entries of an org's map name the role (at offset role_at of their
+ * record) and pass live. */
+static size_t holders(const struct mem *m, uint64_t map, size_t role_at, const char *role,
+                      bool (*live)(const void *rec, int64_t now), int64_t now)
+{
+    uint64_t pos = 0;
+    struct shm_map_entry me;
+    size_t n = 0;
+
+    while (shm_map_next(m->r, map, &pos, &me)) {
+        const char *rec = ptr(m, me.val);
+        n += strcmp(rec + role_at, role) == 0 && (live == NULL || live(rec, now));
+    }
+    return n;
+}
+
+static bool key_live(const void *rec, int64_t now)
+{
+    (void)now;
+    return ((const struct eng_api_key *)rec)->revoked_at == 0;
+}
+
+static bool invite_open(const void *rec, int64_t now)
+{
+    const struct eng_invite *i = rec;
+    return i->used_at == 0 && i->expires_at > now;
+}
+
+int mem_role_delete(struct engine *e, const struct eng_scope *s, const char *name)
+{
+    const struct mem *m = e->impl;
+    const struct mem_org *org;
+    uint64_t node, off;
+    int64_t now = (int64_t)time(NULL);
+    int rc;
+
+    if ((rc = enter_org(e, s, &node)) != 0)
+        return rc;
+    org = ptr(m, node);
+    if (!map_find(m, org->roles, name, &off))
+        return engine_fail(e, ERR_NOTFOUND, "no such role");
+    if (holders(m, org->members, offsetof(struct eng_membership, role), name, NULL, now) > 0 ||
+        holders(m, org->keys, offsetof(struct eng_api_key, role), name, key_live, now) > 0 ||
+        holders(m, org->invites, offsetof(struct eng_invite, role), name, invite_open, now) > 0)
+        return engine_fail(e, ERR_CONFLICT, "members, live API keys or open invites hold the role");
+    if ((rc = map_del(e, org->roles, name)) != 0)
+        return rc;
+    shm_free(m->r, off);
     return 0;
 }
 

@@ -483,11 +483,11 @@ static int pg_role_list(struct engine *e, const struct eng_scope *s, struct eng_
     return 0;
 }
 
-static int pg_role_put(struct engine *e, const struct eng_scope *s, const struct eng_role *ro)
+static int pg_role_put(struct engine *e, const struct eng_scope *s, const struct eng_role *ro, bool create)
 {
     cJSON *perms;
     char *json;
-    int rows, rc;
+    int rc;
 
     if ((perms = cJSON_CreateArray()) == NULL)
         return engine_fail(e, ERR_NOMEM, "out of memory");
@@ -505,13 +505,50 @@ static int pg_role_put(struct engine *e, const struct eng_scope *s, const struct
         free(json);
         return engine_fail(e, ERR_CONFLICT, "role name is a built-in's");
     }
-    rc = q_rows(e, s, true,
-                "INSERT INTO core.roles (org_id, name, permissions) "
-                "SELECT $1, $2, ARRAY(SELECT jsonb_array_elements_text($3::jsonb)) "
-                "ON CONFLICT ON CONSTRAINT roles_org_name_key DO UPDATE SET permissions = EXCLUDED.permissions "
-                "RETURNING 1",
-                3, (const char *[]){s->org_id, ro->name, json}, &rows);
+    if (create)
+        rc = q_must(e, s, true,
+                    "INSERT INTO core.roles (org_id, name, permissions) "
+                    "SELECT $1, $2, ARRAY(SELECT jsonb_array_elements_text($3::jsonb)) "
+                    "ON CONFLICT ON CONSTRAINT roles_org_name_key DO NOTHING RETURNING 1",
+                    3, (const char *[]){s->org_id, ro->name, json}, ERR_CONFLICT,
+                    "the org has a role of that name");
+    else
+        rc = q_must(e, s, true,
+                    "UPDATE core.roles SET permissions = ARRAY(SELECT jsonb_array_elements_text($3::jsonb)) "
+                    "WHERE org_id = $1 AND name = $2 RETURNING 1",
+                    3, (const char *[]){s->org_id, ro->name, json}, ERR_NOTFOUND, "no such role");
     free(json);
+    return rc;
+}
+
+/* One statement: whether the role exists, whether anything holds it, and the
+ * delete only when nothing does. A grant of the role committed by another
+ * request between this statement's snapshot and its commit is not seen (the
+ * memory engine's lock has no such window); the member is then left with no
+ * permissions until an admin gives them a role, never with more. */
+static int pg_role_delete(struct engine *e, const struct eng_scope *s, const char *name)
+{
+    PGresult *r;
+    int rc;
+
+    if ((rc = q_any(e, s, true, true,
+                    "WITH held AS (SELECT EXISTS (SELECT 1 FROM core.memberships WHERE org_id = $1 AND role = $2)"
+                    " OR EXISTS (SELECT 1 FROM core.api_keys WHERE org_id = $1 AND role = $2 AND revoked_at IS NULL)"
+                    " OR EXISTS (SELECT 1 FROM core.invites WHERE org_id = $1 AND role = $2 AND used_at IS NULL"
+                    " AND expires_at > now()) AS yes), "
+                    "gone AS (DELETE FROM core.roles WHERE org_id = $1 AND name = $2 AND NOT (SELECT yes FROM held)"
+                    " RETURNING 1) "
+                    "SELECT EXISTS (SELECT 1 FROM core.roles WHERE org_id = $1 AND name = $2), "
+                    "(SELECT count(*) FROM gone)",
+                    2, (const char *[]){s->org_id, name}, &r)) != 0)
+        return rc;
+    if (PQntuples(r) != 1)
+        rc = engine_fail(e, ERR_INTERNAL, "role delete returned %d rows", PQntuples(r));
+    else if (!flag(r, 0, 0))
+        rc = engine_fail(e, ERR_NOTFOUND, "no such role");
+    else if (i64(r, 0, 1) != 1)
+        rc = engine_fail(e, ERR_CONFLICT, "members, live API keys or open invites hold the role");
+    PQclear(r);
     return rc;
 }
 
@@ -663,6 +700,7 @@ static const struct engine_ops PG_OPS = {
     .role_get = pg_role_get,
     .role_list = pg_role_list,
     .role_put = pg_role_put,
+    .role_delete = pg_role_delete,
     .api_key_create = pg_api_key_create,
     .api_key_list = pg_api_key_list,
     .api_key_revoke = pg_api_key_revoke,

@@ -57,7 +57,7 @@ static void refresh_row(const PGresult *r, int i, void *out)
 
 #define INVITE_COLS                                                                    \
     "id, org_id, role, token_hash, coalesce(created_by::text, ''), " EPOCH("expires_at") \
-    ", " EPOCH("used_at")
+    ", " EPOCH("used_at") ", coalesce(email_hmac, '')"
 
 static void invite_row(const PGresult *r, int i, void *out)
 {
@@ -71,6 +71,7 @@ static void invite_row(const PGresult *r, int i, void *out)
     cpy(v->created_by, sizeof v->created_by, r, i, 4);
     v->expires_at = i64(r, i, 5);
     v->used_at = i64(r, i, 6);
+    cpy(v->email_hmac, sizeof v->email_hmac, r, i, 7);
 }
 
 /* A credential by its secret's hash, through a SECURITY DEFINER lookup (no org yet). */
@@ -372,12 +373,13 @@ int pg_invite_create(struct engine *e, const struct eng_scope *s, const struct e
     struct ts x = ts(i->expires_at), u = ts(i->used_at);
 
     return q_must(e, s, true,
-                  "INSERT INTO core.invites (id, org_id, role, token_hash, created_by, expires_at, used_at) "
-                  "VALUES ($1, $2, $3, $4, $5, to_timestamp($6), to_timestamp($7)) "
+                  "INSERT INTO core.invites (id, org_id, role, token_hash, created_by, expires_at, used_at, "
+                  "email_hmac) VALUES ($1, $2, $3, $4, $5, to_timestamp($6), to_timestamp($7), $8) "
                   "ON CONFLICT DO NOTHING RETURNING 1",
-                  7,
+                  8,
                   (const char *[]){i->id, s->org_id, i->role, i->token_hash,
-                                   i->created_by[0] ? i->created_by : NULL, x.s, ts_or_null(&u)},
+                                   i->created_by[0] ? i->created_by : NULL, x.s, ts_or_null(&u),
+                                   i->email_hmac[0] ? i->email_hmac : NULL},
                   ERR_CONFLICT, "invite id or hash taken");
 }
 
