@@ -6,10 +6,13 @@
 // by schema name): no list of routes here. What an example cannot know is
 // filled in from the answers before it: a path parameter without an example
 // ({id}, {user_id}) from the last object created or listed under that path,
-// a body field ending in _token (refresh_token, invite_token) from the last
-// answer that carried one. An operation waits until those exist; deletes,
-// and logout (with the token the login example got, not the caller's), come
-// last, so nothing they remove is missing for the rest.
+// a body field ending in _token (refresh_token, invite_token) from the
+// answers that carried one, each used once, by the first request that waits
+// for one. An operation waits until those exist; deletes, and logout, come
+// last, so nothing they remove is missing for the rest. Requests run as the
+// caller whose token the script is given, except the two that act on the
+// caller's own account (accepting an invite, logging out): those run as the
+// login example's user, with the token its answer carried.
 // Usage: node openapi_examples.js URL TOKEN   (TOKEN: a platform admin's)
 // Prints TAP lines (ok / not ok); exits 1 when any failed.
 const SwaggerParser = require("@apidevtools/swagger-parser");
@@ -27,7 +30,8 @@ function report(ok, name, detail) {
     }
 }
 
-const state = { ids: {}, tokens: {} };
+const AS_EXAMPLE_USER = new Set(["post_v1_auth_invites_accept", "post_v1_auth_logout"]);
+const state = { ids: {}, tokens: {}, exampleUser: undefined };
 
 // "/v1/svc/{service}/{resource}/{id}" with params → its collection so far, filled
 function fill(path, params, upto) {
@@ -56,19 +60,19 @@ function pathFor(unit) {
 function bodyFor(unit) {
     if (unit.body === undefined) return undefined;
     const body = structuredClone(unit.body);
-    for (const k of Object.keys(body)) {
-        if (!k.endsWith("_token")) continue;
-        if (state.tokens[k] === undefined) return null;
-        body[k] = state.tokens[k];
-    }
+    for (const k of Object.keys(body))
+        if (k.endsWith("_token") && (state.tokens[k] ?? []).length === 0) return null;
+    for (const k of Object.keys(body))
+        if (k.endsWith("_token")) body[k] = state.tokens[k].shift();
     return body;
 }
 
 // What an answer tells the operations after it.
-function learn(method, path, status, body) {
+function learn(op, method, path, status, body) {
     if (status < 200 || status > 299 || body === null || typeof body !== "object") return;
     for (const [k, v] of Object.entries(body))
-        if (k.endsWith("_token") && typeof v === "string") state.tokens[k] = v;
+        if (k.endsWith("_token") && k !== "access_token" && typeof v === "string") (state.tokens[k] ??= []).push(v);
+    if (op.operationId === "post_v1_auth_login") state.exampleUser = body.access_token;
     const ids = (state.ids[path] ??= {});
     const from = method === "post" ? [body] : Array.isArray(body.data) ? body.data : [];
     for (const item of from)
@@ -79,7 +83,7 @@ function learn(method, path, status, body) {
 async function send(unit, path, body) {
     const headers = {};
     const open = Array.isArray(unit.op.security) && unit.op.security.every((s) => Object.keys(s).length === 0);
-    const token = unit.last ? state.tokens.access_token : adminToken;
+    const token = AS_EXAMPLE_USER.has(unit.op.operationId) ? state.exampleUser : adminToken;
     if (!open) headers.Authorization = `Bearer ${token}`;
     if (body !== undefined) headers["Content-Type"] = "application/json";
     const res = await fetch(base + path, {
@@ -131,7 +135,8 @@ async function main() {
             for (const unit of queue) {
                 const path = pathFor(unit);
                 const body = bodyFor(unit);
-                if (path === null || body === null) {
+                const asUser = AS_EXAMPLE_USER.has(unit.op.operationId);
+                if (path === null || body === null || (asUser && state.exampleUser === undefined)) {
                     waiting.push(unit);
                     continue;
                 }
@@ -155,7 +160,7 @@ async function main() {
                 report(ok, `${name}: documented, the body as its schema says`, why);
                 if (r.status >= 200 && r.status < 300) ran2xx++;
                 if (unit.name) ranExamples++;
-                learn(unit.method, path, r.status, r.json);
+                learn(unit.op, unit.method, path, r.status, r.json);
                 if (unit.name !== null && (r.status < 200 || r.status > 299))
                     report(false, `${name}: the example succeeds`, r.text);
             }
