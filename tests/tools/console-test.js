@@ -9,7 +9,8 @@
 //
 //   node console-test.js URL ARTIFACT_DIR PROFILE_DIR
 // env: CHROMIUM (default /usr/bin/chromium), BROWSER_PID_FILE (the browser's
-// pid is written there, so the suite can kill it should this script die).
+// pid is written there, so the suite can kill it should this script die),
+// CONSOLE_SCREENSHOTS=1 (a screenshot after every step too, to look at).
 // Prints `ok - …` / `not ok - …` lines; on a failure, a screenshot, the page's
 // HTML and its console log go to ARTIFACT_DIR. Exits 1 when a step failed.
 'use strict';
@@ -56,7 +57,7 @@ async function saveArtifacts(name) {
         fs.writeFileSync(path.join(ARTIFACTS, 'requests.log'),
             requests.map((r) => `${r.method} ${r.url} mode=${r.mode}`).join('\n') + '\n');
         if (page && !page.isClosed()) {
-            await page.screenshot({ path: `${base}.png`, fullPage: true });
+            await shoot(name);
             fs.writeFileSync(`${base}.html`, await page.content());
         }
         console.log(`#   artifacts: ${ARTIFACTS}`);
@@ -71,12 +72,19 @@ async function step(name, fn) {
     try {
         await fn();
         ok(name);
+        if (process.env.CONSOLE_SCREENSHOTS) await shoot(`${String(++shots).padStart(2, '0')}-${name}`);
     } catch (err) {
         await notOk(name, err);
         throw new Stop();
     }
 }
 class Stop extends Error {}
+let shots = 0;
+
+async function shoot(name) {
+    fs.mkdirSync(ARTIFACTS, { recursive: true });
+    await page.screenshot({ path: path.join(ARTIFACTS, `${name.replace(/[^A-Za-z0-9]+/g, '-').slice(0, 60)}.png`), fullPage: true });
+}
 
 function assert(cond, what) {
     if (!cond) throw new Error(`assertion failed: ${what}`);
@@ -132,8 +140,16 @@ async function choose(sel, value) {
 }
 // waits for an element whose text contains `want`
 async function see(sel, want) {
-    await page.waitForFunction((s, w) => [...document.querySelectorAll(s)].some((e) => e.textContent.includes(w)),
-        WAIT, sel, want);
+    try {
+        await page.waitForFunction((s, w) => [...document.querySelectorAll(s)].some((e) => e.textContent.includes(w)),
+            WAIT, sel, want);
+    } catch (err) {
+        if (err.name !== 'TimeoutError') throw err;
+        const found = await page.$$eval(sel, (els) => els.map((e) => e.textContent.trim().slice(0, 80))).catch(() => []);
+        const shown = await page.$$eval('.error, .notice', (els) => els.map((e) => e.textContent.trim().slice(0, 200))).catch(() => []);
+        throw new Error(`no ${sel} saying “${want}” within ${WAIT.timeout / 1000} s; ${sel}: ${JSON.stringify(found)}` +
+            (shown.length ? `; messages on the page: ${JSON.stringify(shown)}` : ''));
+    }
 }
 async function go(hash) {
     await page.evaluate((h) => { location.hash = h; }, hash);
@@ -164,6 +180,7 @@ async function main() {
     try {
         page = await browser.newPage();
         page.setDefaultTimeout(WAIT.timeout);
+        await page.setViewport({ width: 1280, height: 900 });
         page.on('console', (m) => consoleLog.push(`[${m.type()}] ${m.text()}`));
         page.on('pageerror', (e) => consoleLog.push(`[pageerror] ${e.message}`));
         page.on('dialog', (d) => d.accept());          // the console's confirm() before a delete

@@ -59,10 +59,10 @@ export async function renderRecords(root, ctx, service, resource) {
         if (res.data.next_cursor) cursors.push(res.data.next_cursor);
         const rows = res.data.data ?? [];
         fill(list, table([
-            { label: 'id', cell: (r) => h('code', { title: r.id, text: String(r.id).slice(0, 8) }) },
+            { label: 'id', cell: (r) => shortId(r.id) },
             ...Object.keys(fields).map((n) => ({ label: n, cell: (r) => display(r[n]) })),
             { label: 'version', cell: (r) => r.version, class: 'num' },
-            { label: 'updated', cell: (r) => when(r.updated_at) },
+            { label: 'updated', cell: (r) => when(r.updated_at), class: 'nowrap' },
             {
                 label: '', cell: (r) => h('span', { class: 'row-actions' },
                     action('Edit', msgs, async () => edit(r), { name: 'edit-record' }),
@@ -132,6 +132,12 @@ export async function renderRecords(root, ctx, service, resource) {
     await show(0);
 }
 
+// An id's last 8 characters (a v7 UUID starts with its time: the end tells
+// records apart), the whole id on hover.
+function shortId(id) {
+    return h('code', { title: String(id), text: `…${String(id).slice(-8)}` });
+}
+
 // The resource's views (options.views): GET …/views/{view} → rows of key, count, sums.
 function viewsPanel(base, def, ctx) {
     const names = Object.keys(def.options?.views ?? {});
@@ -188,7 +194,7 @@ function searchPanel(base, fields, ctx) {
             h('p', { class: 'hint', text: `metric ${display(res.data.metric)} · ${res.data.exact ? 'exact' : 'approximate'} · ${display(res.data.strategy)}` }),
             table([
                 { label: '_score', cell: (r) => display(r._score), class: 'num' },
-                { label: 'id', cell: (r) => h('code', { title: r.id, text: String(r.id).slice(0, 8) }) },
+                { label: 'id', cell: (r) => shortId(r.id) },
                 ...cols.map((n) => ({ label: n, cell: (r) => display(r[n]) })),
             ], res.data.data ?? [], { empty: 'Nothing matched.' }));
     });
