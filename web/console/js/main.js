@@ -20,18 +20,21 @@ import { renderFleet } from './views/fleet.js';
 
 const app = document.getElementById('app');
 
-// [hash pattern, view, nav label or null, shown to platform admins only]
+// One row per page: its hash pattern (groups are the view's parameters), the
+// view, its entry in the navigation (null: reached by links), and whether it
+// is for platform admins only (the API refuses the others anyway; the console
+// does not offer what would only answer 403).
 const ROUTES = [
-    [/^#\/org$/, renderOrg, 'Organization', false],
-    [/^#\/members$/, renderMembers, 'Members', false],
-    [/^#\/roles$/, renderRoles, 'Roles', false],
-    [/^#\/keys$/, renderKeys, 'API keys', false],
-    [/^#\/data$/, renderServices, 'Data', false],
-    [/^#\/data\/([^/]+)$/, renderService, null, false],
-    [/^#\/data\/([^/]+)\/([^/]+)$/, renderRecords, null, false],
-    [/^#\/schema\/([^/]+)\/([^/]+)$/, renderSchemaEditor, null, true],
-    [/^#\/audit$/, renderAudit, 'Audit trail', false],
-    [/^#\/fleet$/, renderFleet, 'Fleet', true],
+    { re: /^#\/org$/, view: renderOrg, nav: ['#/org', 'Organization'] },
+    { re: /^#\/members$/, view: renderMembers, nav: ['#/members', 'Members'] },
+    { re: /^#\/roles$/, view: renderRoles, nav: ['#/roles', 'Roles'] },
+    { re: /^#\/keys$/, view: renderKeys, nav: ['#/keys', 'API keys'] },
+    { re: /^#\/data$/, view: renderServices, nav: ['#/data', 'Data'] },
+    { re: /^#\/data\/([^/]+)$/, view: renderService },
+    { re: /^#\/data\/([^/]+)\/([^/]+)$/, view: renderRecords },
+    { re: /^#\/schema\/([^/]+)\/([^/]+)$/, view: renderSchemaEditor, admin: true },
+    { re: /^#\/audit$/, view: renderAudit, nav: ['#/audit', 'Audit trail'] },
+    { re: /^#\/fleet$/, view: renderFleet, nav: ['#/fleet', 'Fleet'], admin: true },
 ];
 const HOME = '#/org';
 
@@ -86,11 +89,8 @@ function drawFrame() {
         type: 'button', class: ['mode', `mode-${m}`], 'aria-pressed': String(mode === m), name: `mode-${m}`, text: label,
         on: { click: () => switchMode(m) },
     });
-    const nav = ROUTES.filter(([, , label, admin]) => label && (!admin || isPlatformAdmin()))
-        .map(([re, , label]) => {
-            const href = re.source.replace(/^\^/, '').replace(/\$$/, '').replace(/\\\//g, '/');
-            return h('a', { href, 'data-nav': href, text: label });
-        });
+    const nav = ROUTES.filter((r) => r.nav && (!r.admin || isPlatformAdmin()))
+        .map(({ nav: [href, label] }) => h('a', { href, 'data-nav': href, text: label }));
     fill(app,
         h('header', { class: 'top' },
             h('span', { class: 'brand', text: 'tessera' }),
@@ -143,7 +143,7 @@ function route() {
     const seq = ++viewSeq;
     const root = h('section', { class: 'view' });
     fill(view, root);
-    for (const [re, render, , admin] of ROUTES) {
+    for (const { re, view: render, admin } of ROUTES) {
         const m = re.exec(location.hash);
         if (!m) continue;
         if (admin && !isPlatformAdmin()) {
@@ -152,8 +152,9 @@ function route() {
             return;
         }
         const ctx = { me, platformAdmin: isPlatformAdmin(), mode: session.current().mode, live: () => seq === viewSeq };
-        const params = m.slice(1).map(decodeURIComponent);
-        Promise.resolve(render(root, ctx, ...params)).catch((err) => {
+        // a view is async; what it throws (an ApiError, a bad %-escape in the
+        // address) is shown in its place
+        Promise.resolve().then(() => render(root, ctx, ...m.slice(1).map(decodeURIComponent))).catch((err) => {
             if (seq === viewSeq) fill(root, errorBox(err));
         });
         return;

@@ -40,6 +40,7 @@ export async function renderRecords(root, ctx, service, resource) {
         h('button', { type: 'submit', class: 'primary', text: 'Apply' }));
     let query = null;          // the URLSearchParams of the shown list, without cursor
     let cursors = [null];      // cursors[i] loads page i of that query
+    let reload = () => show(0); // after a write: the page on screen again
     onSubmit(controls, msgs, async () => {
         const q = new URLSearchParams();
         for (const [k, v] of parseFilters(controls.elements.filters.value)) q.append(k, v);
@@ -75,7 +76,6 @@ export async function renderRecords(root, ctx, service, resource) {
             cursors.length > page + 1 ? action('Next', msgs, () => show(page + 1), { name: 'next' }) : null);
         reload = () => show(page);
     }
-    let reload = () => show(0);
 
     function create() {
         const form = recordForm(fields, null);
