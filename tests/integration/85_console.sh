@@ -3,11 +3,12 @@
 # its Content-Security-Policy, driven in a real browser (Debian's Chromium,
 # headless, by puppeteer-core from tests/tools) through tests/tools/console-
 # test.js: login, a resource and records made in the UI, keyset paging by
-# clicks, If-Match edits, a 409 and a viewer's 403 shown, the test/live
-# switch. Every request the page made, as the browser saw it and as nginx's
-# access log recorded it, is a console file or a path of /openapi.json. On a
-# failure, screenshots, the page's HTML and console log are in
-# build/console-test/.
+# clicks, If-Match edits, a view and a vector search, a 409 and a viewer's
+# 403 shown, the test/live switch. Every request the page made, as the
+# browser saw it and as nginx's access log recorded it, is a console file or
+# a path of /openapi.json. On a failure, screenshots, the page's HTML and
+# console log are in build/console-test/. Before the browser, the API client
+# alone under Node (tests/tools/console-api-test.js): token refresh, errors.
 # engines: memory postgres
 . "$(dirname "$0")/lib.sh"
 
@@ -39,6 +40,9 @@ check "a missing console file is a 404 that still carries the policy" \
 check "no console file is inline-scripted, inline-styled or uses innerHTML" bash -c '
     cd "$1/web/console" || exit 1
     ! grep -rnE "<script>|<script [^>]*>[^<]|style=|[[:space:]]on[a-z]+=|\.innerHTML|\.outerHTML|insertAdjacentHTML|document\.write|localStorage\.|eval\(|new Function" .' _ "$ROOT"
+
+# --- the API client alone, under Node with a fake fetch: token refresh, errors
+node "$ROOT/tests/tools/console-api-test.js"
 
 # --- the browser
 rm -rf "$ARTIFACTS"
