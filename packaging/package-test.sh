@@ -168,7 +168,8 @@ ok "dpkg -i installs the package"
 dpkg -L tessera >"$T/deb-files"
 for f in /usr/bin/tessera /etc/tessera/tessera.conf /etc/tessera/migrate.conf /lib/systemd/system/tessera.service \
          /etc/nginx/sites-available/tessera /etc/nginx/snippets/tessera-params.conf \
-         /etc/nginx/snippets/tessera-errors.conf /etc/nginx/snippets/tessera-docs.conf /usr/share/tessera \
+         /etc/nginx/snippets/tessera-errors.conf /etc/nginx/snippets/tessera-console.conf \
+         /etc/nginx/snippets/tessera-docs.conf /usr/share/tessera /usr/share/tessera/console/index.html \
          /usr/share/tessera/docs/index.html /usr/share/tessera/docs/redoc.standalone.js \
          /usr/share/doc/tessera/copyright /usr/share/man/man1/tessera.1.gz; do
     check "installed: $f" bash -c "grep -qx '$f' '$T/deb-files' && test -e '$f'"
@@ -191,7 +192,7 @@ check "the installed binary is the static one, stripped" \
 check "the nginx site is available, not enabled" \
     bash -c "test -f /etc/nginx/sites-available/tessera && ! test -e /etc/nginx/sites-enabled/tessera"
 check "the config and the nginx files are conffiles" \
-    bash -c "c=\$(dpkg-query -W -f='\${Conffiles}' tessera); for f in /etc/tessera/tessera.conf /etc/tessera/migrate.conf /etc/nginx/sites-available/tessera /etc/nginx/snippets/tessera-params.conf /etc/nginx/snippets/tessera-errors.conf /etc/nginx/snippets/tessera-docs.conf; do grep -q \" \$f \" <<<\"\$c\" || { echo \"not a conffile: \$f\"; exit 1; }; done"
+    bash -c "c=\$(dpkg-query -W -f='\${Conffiles}' tessera); for f in /etc/tessera/tessera.conf /etc/tessera/migrate.conf /etc/nginx/sites-available/tessera /etc/nginx/snippets/tessera-params.conf /etc/nginx/snippets/tessera-errors.conf /etc/nginx/snippets/tessera-console.conf /etc/nginx/snippets/tessera-docs.conf; do grep -q \" \$f \" <<<\"\$c\" || { echo \"not a conffile: \$f\"; exit 1; }; done"
 check "a tessera system user and group exist" \
     bash -c "u=\$(getent passwd tessera) && [ \$(cut -d: -f3 <<<\"\$u\") -lt 1000 ] && getent group tessera >/dev/null"
 check "the keys were made on install: 0600, owned by tessera" \
@@ -396,6 +397,12 @@ if [ -n "$up" ]; then
     check "/docs: the reference page and its vendored viewer, from /usr/share/tessera/docs" bash -c \
         "curl -s $copts '$https/docs' | grep -q '/docs/redoc.standalone.js' &&
          curl -s $copts -o /dev/null -w '%{http_code}' '$https/docs/redoc.standalone.js' | grep -q 200"
+    # shellcheck disable=SC2086
+    check "the site serves the installed console at /console/ with its Content-Security-Policy" bash -c \
+        "curl -s $copts -D - -o '$T/console.html' '$https/console/' | tr -d '\\r' | grep -qi \"^content-security-policy: default-src 'none'; script-src 'self'\" && grep -q 'js/main.js' '$T/console.html'"
+    # shellcheck disable=SC2086
+    check "…and its modules as JavaScript (nosniff)" bash -c \
+        "curl -s $copts -o /dev/null -w '%{http_code} %{content_type}' '$https/console/js/main.js' | grep -q '^200 text/javascript'"
     # shellcheck disable=SC2086
     check "readyz: the core pool (postgres) and the kv (redis) answer" bash -c \
         "curl -s $copts '$https/readyz' | jq -e '.checks.db_core.status == \"ok\" and .checks.db_core.backend == \"postgres\" and .checks.kv.status == \"ok\" and .checks.kv.backend == \"redis\"'"

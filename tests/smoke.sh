@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The smoke test a user runs against any tessera deployment (DESIGN §9):
 #   tests/smoke.sh URL            e.g. tests/smoke.sh https://api.example.com
-# Health and readiness, then a throw-away account through the Auth API: signup
-# (a unique email), login, me; with SMOKE_SERVICE set, a schema and a record
-# round trip through the MicroService API; logout, and the revoked token refused.
+# Health and readiness, the web console's page, then a throw-away account
+# through the Auth API: signup (a unique email), login, me; with SMOKE_SERVICE
+# set, a schema and a record round trip through the MicroService API; logout,
+# and the revoked token refused.
 #   SMOKE_SERVICE   a microservice app the deployment has for this check (e.g.
 #                   `smoke`, registered once by a platform admin with POST
 #                   /v1/apps); a platform admin puts the schema of resource
@@ -60,6 +61,13 @@ req GET /healthz
 expect "healthz answers ok" 200 '.status == "ok"'
 req GET /readyz
 expect "readyz: the engine and kv are reachable" 200
+# the web console (DESIGN §5): static files under a strict Content-Security-Policy
+out=$(curl -sS -m 30 "${CURL_OPTS[@]}" -D - -o /dev/null -w '%{http_code}' "$URL/console/" 2>&1)
+if [ "${out##*$'\n'}" = 200 ] && tr -d '\r' <<<"$out" | grep -qi "^content-security-policy: default-src 'none'"; then
+    ok "the console is served at /console/ under its Content-Security-Policy"
+else
+    not_ok "the console is served at /console/ under its Content-Security-Policy" "$(head -c 300 <<<"$out")"
+fi
 
 # --- an account of its own
 req POST /v1/auth/signup -H "$J" -d @- \

@@ -20,7 +20,11 @@ strip --strip-unneeded --remove-section=.comment --remove-section=.note "$dest/u
 install -m 0644 "$root/packaging/tessera.conf" "$dest/etc/tessera/tessera.conf"
 # The migration owner's DSN: root only (0600; the packages own it as root:root).
 install -m 0600 "$root/packaging/migrate.conf" "$dest/etc/tessera/migrate.conf"
-install -m 0644 "$root/nginx/tessera-params.conf" "$root/nginx/tessera-errors.conf" "$dest/etc/nginx/snippets/"
+install -m 0644 "$root/nginx/tessera-params.conf" "$root/nginx/tessera-errors.conf" "$root/nginx/tessera-console.conf" \
+    "$dest/etc/nginx/snippets/"
+# The web console, as the checkout holds it (no build step): the site serves it at /console/.
+(cd "$root/web/console" && find . -type d -exec install -d -m 0755 "$dest/usr/share/tessera/console/{}" \; &&
+    find . -type f -exec install -m 0644 {} "$dest/usr/share/tessera/console/{}" \;)
 # GET /docs: the page and its vendored viewer (make docs), served by nginx
 docs=$build/web/docs
 case $docs in /*) ;; *) docs=$root/$docs ;; esac

@@ -43,15 +43,16 @@ projector_pid() { fleet_json '[.slots[] | select(.role == "projector" and (.stat
 projector_replaced() { local p; p=$(projector_pid); [ -n "$p" ] && [ "$p" != null ] && [ "$p" != "$1" ]; }
 # every record of one org and mode, through the list API: [{stage, amount}, …]
 all_records() { # token mode resource
-    local cursor="" out="[]" page
+    local cursor="" acc="$T/all_records.jsonl"
+    : >"$acc" # pages gathered in a file: a thousand records overflow one argument
     while :; do
         as "$1" "$2" GET "/v1/svc/crm/$3?limit=100${cursor:+&cursor=$cursor}"
         [ "$STATUS" = 200 ] || { echo "list: $STATUS $BODY" >&2; return 1; }
-        out=$(jq -c --argjson acc "$out" '$acc + .data' <<<"$BODY")
+        jq -c '.data[]' <<<"$BODY" >>"$acc"
         cursor=$(jq -r '.next_cursor // empty' <<<"$BODY")
         [ -n "$cursor" ] || break
     done
-    printf '%s\n' "$out"
+    jq -cs . "$acc"
 }
 # the view's rows as [[key, count, sum], …] sorted; from the API
 view_rows() { # token mode resource view groupfield sumfield

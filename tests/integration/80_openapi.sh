@@ -56,7 +56,7 @@ req PUT /v1/svc/crm/schema/tickets -H "Authorization: Bearer $ADMIN" -H "$J" \
     -d '{"fields":{"title":{"type":"string","required":true},"prio":{"type":"integer","default":3},"who":{"type":"string","pii":true},"emb":{"type":"vector(3)"},"meta":{"type":"json"},"due":{"type":"timestamp"}}}'
 expect "a field added to crm/tickets" 200
 req GET /openapi.json -H "Authorization: Bearer $ADMIN"
-expect "…is in the next document" 200 '.components.schemas.svc_crm_tickets.properties.due.type == ["integer", "null"]'
+expect "…is in the next document" 200 '.components.schemas.svc_crm_tickets.properties.due.type == ["string", "null"] and .components.schemas.svc_crm_tickets.properties.due.format == "date-time" and .components.schemas.svc_crm_tickets_Input.properties.due.type == ["string", "integer", "null"]'
 
 # Kept per worker: a repeated GET answers the bytes the worker kept (counted
 # in /metrics); a schema change is in the next document on every worker.
