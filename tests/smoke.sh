@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # The smoke test a user runs against any tessera deployment (DESIGN §9):
 #   tests/smoke.sh URL            e.g. tests/smoke.sh https://api.example.com
-# Health and readiness, the web console's page, then a throw-away account
-# through the Auth API: signup (a unique email), login, me; with SMOKE_SERVICE
-# set, a schema and a record round trip through the MicroService API; logout,
-# and the revoked token refused.
+# Health and readiness, the web console's page and the API's reference page,
+# then a throw-away account through the Auth API: signup (a unique email),
+# login, me; with SMOKE_SERVICE set, a schema and a record round trip through
+# the MicroService API; logout, and the revoked token refused.
 #   SMOKE_SERVICE   a microservice app the deployment has for this check (e.g.
 #                   `smoke`, registered once by a platform admin with POST
 #                   /v1/apps); a platform admin puts the schema of resource
@@ -67,6 +67,15 @@ if [ "${out##*$'\n'}" = 200 ] && tr -d '\r' <<<"$out" | grep -qi "^content-secur
     ok "the console is served at /console/ under its Content-Security-Policy"
 else
     not_ok "the console is served at /console/ under its Content-Security-Policy" "$(head -c 300 <<<"$out")"
+fi
+# the API's reference page (DESIGN §5): its viewer from the deployment itself
+out=$(curl -sS -m 30 "${CURL_OPTS[@]}" -D - "$URL/docs" 2>&1)
+if tr -d '\r' <<<"$out" | grep -qi "^content-security-policy: default-src 'none'; script-src 'self';" &&
+   grep -q '<script src="/docs/redoc.standalone.js"></script>' <<<"$out" &&
+   [ "$(curl -sS -m 30 "${CURL_OPTS[@]}" -o /dev/null -w '%{http_code}' "$URL/docs/redoc.standalone.js")" = 200 ]; then
+    ok "the reference page is served at /docs with its viewer, under its Content-Security-Policy"
+else
+    not_ok "the reference page is served at /docs with its viewer, under its Content-Security-Policy" "$(head -c 300 <<<"$out")"
 fi
 
 # --- an account of its own
