@@ -17,7 +17,7 @@
  * "Path<Name>" where there is one: one source, attached by name, so a route
  * added to the table gets them without a list kept by hand.
  *
- * Kept per worker (struct openapi_kept, app.h): printing ~100 KB of JSON
+ * Kept per worker (struct openapi_kept, app.h): printing ~50 KB of JSON
  * and, with a token, reading every resource definition costs more than the
  * versions that say whether any of it changed. The document of a mode
  * depends on the active microservices (the app registry's version) and their

@@ -6,6 +6,10 @@
 set -euo pipefail
 flavour=$1 dest=$2 build=$3
 root=$(cd "$(dirname "$0")/../.." && pwd)
+# absolute: the console is copied from inside its own folder (cd web/console),
+# where a relative DEST (make deb's build/deb/root) would land in the folder
+# being copied, which find then walks without end
+case $dest in /*) ;; *) dest=$PWD/$dest ;; esac
 bin=$build/static/tessera
 case $bin in /*) ;; *) bin=$root/$bin ;; esac
 [ -x "$bin" ] || { echo "stage.sh: $bin is missing (make static)" >&2; exit 1; }
