@@ -125,7 +125,7 @@ async function main() {
             }
         }
 
-    let pending = units.filter((u) => !u.deferred);
+    const pending = units.filter((u) => !u.deferred);
     const later = units.filter((u) => u.deferred && !u.last).concat(units.filter((u) => u.last));
     let ran2xx = 0, ranExamples = 0;
     for (const phase of [pending, later]) {
