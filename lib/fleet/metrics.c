@@ -27,6 +27,8 @@ static const struct {
     [METRICS_REAPED_REFRESH_TOKENS] = {"reaped_refresh_tokens",
                                        "Refresh tokens deleted by the reaper past expiry and grace."},
     [METRICS_REAPED_INVITES] = {"reaped_invites", "Invites deleted by the reaper past expiry and grace."},
+    [METRICS_REAPED_SESSIONS] = {"reaped_sessions",
+                                 "Sessions (what they kept of the client) deleted by the reaper past expiry and grace."},
     [METRICS_REAPED_CHANGES] = {"reaped_changes", "Change-feed events trimmed by the reaper past the retention."},
     [METRICS_REAPED_AUDIT_PARTITIONS] = {"reaped_audit_partitions",
                                          "Audit log partitions dropped by the reaper past the retention."},

@@ -602,6 +602,47 @@ int engine_refresh_revoke_family(struct engine *e, const struct eng_scope *s, co
     return RUN(refresh_revoke_family, s, family_id, at);
 }
 
+int engine_session_create(struct engine *e, const struct eng_scope *s, const struct eng_session *ss)
+{
+    CHK(session_create);
+    if (scope(&c, s) && ptr(&c, "session", ss)) {
+        same_org(&c, s, ss->org_id, sizeof ss->org_id);
+        id(&c, "session id", ss->id, sizeof ss->id);
+        id(&c, "session user_id", ss->user_id, sizeof ss->user_id);
+        if (c.rc == 0 && ss->mode != s->mode)
+            bad(&c, ERR_INVAL, "session mode", "not the scope's");
+        text(&c, "session user_agent", ss->user_agent, sizeof ss->user_agent, false);
+        text(&c, "session address", ss->address, sizeof ss->address, false);
+        positive(&c, "session created_at", ss->created_at);
+        if (c.rc == 0 && (ss->last_used_at < 0 || ss->expires_at < 0 || ss->revoked_at < 0))
+            bad(&c, ERR_INVAL, "session times", "negative");
+    }
+    return RUN(session_create, s, ss);
+}
+
+int engine_session_list(struct engine *e, const char *user_id, int64_t now, struct eng_session *out, size_t max,
+                        size_t *n)
+{
+    CHK(session_list);
+    id(&c, "user_id", user_id, 0);
+    positive(&c, "now", now);
+    list(&c, out, max, n);
+    return RUN(session_list, user_id, now, out, max, n);
+}
+
+int engine_session_revoke(struct engine *e, const char *user_id, const char *org_id, const char *family,
+                          const char *except, int64_t at, char (*out)[ENG_ID], size_t max, size_t *n)
+{
+    CHK(session_revoke);
+    id(&c, "user_id", user_id, 0);
+    id_or_empty(&c, "org_id", org_id, ENG_ID);
+    id_or_empty(&c, "family", family, ENG_ID);
+    id_or_empty(&c, "except", except, ENG_ID);
+    positive(&c, "at", at);
+    list(&c, out, max, n);
+    return RUN(session_revoke, user_id, org_id, family, except, at, out, max, n);
+}
+
 int engine_invite_create(struct engine *e, const struct eng_scope *s, const struct eng_invite *i)
 {
     CHK(invite_create);

@@ -145,6 +145,27 @@ struct eng_rotation {
     char sealed[ENG_SEALED];    /* REPLAY: its seal, as that call gave it */
 };
 
+/* A session: one refresh family, from the login that began it to its
+ * revocation or its last token's expiry (DESIGN §3). What it keeps of the
+ * client is minimized (seed 001): the user agent cut to ENG_UA - 1 bytes of
+ * printable ASCII and the address as its network (/24, /48), gone with the
+ * family when the reaper takes it. */
+#define ENG_UA 128
+#define ENG_ADDR 48                 /* "203.0.113.0/24", "2001:db8:1::/48" */
+struct eng_session {
+    char id[ENG_ID];            /* the refresh family's id */
+    char org_id[ENG_ID];
+    char user_id[ENG_ID];
+    int mode;
+    char user_agent[ENG_UA];
+    char address[ENG_ADDR];
+    int64_t created_at;
+    int64_t last_used_at;       /* its last refresh; created_at until one */
+    int64_t expires_at;         /* its newest refresh token's */
+    int64_t revoked_at;         /* 0: live */
+};
+#define ENG_SESSIONS_MAX 200    /* a user's sessions one call lists or revokes */
+
 struct eng_invite {
     char id[ENG_ID];
     char org_id[ENG_ID];
@@ -410,6 +431,7 @@ struct eng_reaped {
     uint64_t records;           /* past expires_at, with their sealed values and blind indexes */
     uint64_t refresh_tokens;
     uint64_t invites;
+    uint64_t sessions;          /* past their last token's expiry and grace */
     uint64_t changes;           /* projected events past the retention */
     uint64_t audit_partitions;  /* PostgreSQL: monthly partitions dropped */
     uint64_t audit_entries;     /* memory: entries deleted */
@@ -495,8 +517,22 @@ struct engine_ops {
     int (*refresh_rotate)(struct engine *e, const struct eng_scope *s, const char *parent_id,
                           const struct eng_refresh *child, const char *sealed, int64_t now,
                           int64_t reuse_interval, struct eng_rotation *out);
+    /* also ends the family's session (revoked_at) */
     int (*refresh_revoke_family)(struct engine *e, const struct eng_scope *s, const char *family_id,
                                  int64_t at);
+    /* A new session; its family's first token is refresh_create's. A
+     * rotation (ENG_ROTATE_NEW) moves its last_used_at and expires_at. */
+    int (*session_create)(struct engine *e, const struct eng_scope *s, const struct eng_session *ss);
+    /* global (a person's sessions span orgs): user_id's sessions neither
+     * revoked nor expired at now, newest first */
+    int (*session_list)(struct engine *e, const char *user_id, int64_t now, struct eng_session *out,
+                        size_t max, size_t *n);
+    /* global: ends user_id's live sessions and revokes their refresh
+     * families — in org_id's org only unless it is "", only the one named
+     * family unless it is "", all but except unless it is "". out: the ids
+     * ended (their access tokens are the caller's to refuse). */
+    int (*session_revoke)(struct engine *e, const char *user_id, const char *org_id, const char *family,
+                          const char *except, int64_t at, char (*out)[ENG_ID], size_t max, size_t *n);
     int (*invite_create)(struct engine *e, const struct eng_scope *s, const struct eng_invite *i);
     int (*invite_mark_used)(struct engine *e, const struct eng_scope *s, const char *id, int64_t at);
     int (*audit_append)(struct engine *e, const struct eng_scope *s, const struct eng_audit *a);
@@ -691,6 +727,13 @@ int engine_refresh_rotate(struct engine *e, const struct eng_scope *s, const cha
 /* at > 0. */
 int engine_refresh_revoke_family(struct engine *e, const struct eng_scope *s, const char *family_id,
                                  int64_t at) ERR_MUST_CHECK;
+/* ss in s's org and mode; ids uuids; times: created_at > 0, the others >= 0. */
+int engine_session_create(struct engine *e, const struct eng_scope *s, const struct eng_session *ss) ERR_MUST_CHECK;
+int engine_session_list(struct engine *e, const char *user_id, int64_t now, struct eng_session *out, size_t max,
+                        size_t *n) ERR_MUST_CHECK;
+/* org_id, family, except: "" or uuids; at > 0. */
+int engine_session_revoke(struct engine *e, const char *user_id, const char *org_id, const char *family,
+                          const char *except, int64_t at, char (*out)[ENG_ID], size_t max, size_t *n) ERR_MUST_CHECK;
 int engine_invite_create(struct engine *e, const struct eng_scope *s, const struct eng_invite *i) ERR_MUST_CHECK;
 /* at > 0. */
 int engine_invite_mark_used(struct engine *e, const struct eng_scope *s, const char *id, int64_t at) ERR_MUST_CHECK;

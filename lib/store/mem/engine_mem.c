@@ -298,8 +298,8 @@ static int mem_org_create(struct engine *e, const struct eng_org *o)
     memset(&node, 0, sizeof node);
     node.org = *o;
     {
-        uint64_t *const maps[] = {&node.members,  &node.roles,   &node.keys,     &node.refresh,
-                                  &node.families, &node.invites, &node.audit_ids};
+        uint64_t *const maps[] = {&node.members, &node.roles,   &node.keys,      &node.refresh,
+                                  &node.families, &node.invites, &node.audit_ids, &node.sessions};
 
         for (size_t i = 0; i < sizeof maps / sizeof maps[0]; i++)
             if ((*maps[i] = map_new(e, MEM_ORG_HINT)) == 0)
@@ -510,6 +510,9 @@ static const struct engine_ops mem_ops = {
     .role_list = mem_role_list,
     .role_put = mem_role_put,
     .role_delete = mem_role_delete,
+    .session_create = mem_session_create,
+    .session_list = mem_session_list,
+    .session_revoke = mem_session_revoke,
     .api_key_create = mem_api_key_create,
     .api_key_list = mem_api_key_list,
     .api_key_revoke = mem_api_key_revoke,
