@@ -458,6 +458,21 @@ int email_seal(const struct crypto_keyring *ring, struct eng_user *u, const char
 /* The user's email, decrypted into out (arena); NULL when it does not open. */
 const char *email_open(struct worker *w, struct http_request *r, const struct eng_user *u);
 
+/* The password policy: signup, change and reset alike (bytes). */
+#define PASSWORD_MIN 8
+#define PASSWORD_MAX 1024
+
+/* account.c: a person's one-time tokens (password reset, email verification)
+ * and the auth outbox that carries them to the deployment's mailer */
+/* Makes a token of kind (enum eng_user_token_kind) for u at email and its
+ * event, in the caller's unit of work. */
+int account_token_issue(struct worker *w, const struct eng_user *u, const char *email, int kind) ERR_MUST_CHECK;
+HANDLER(handle_auth_forgot);
+HANDLER(handle_auth_reset);
+HANDLER(handle_auth_verify);
+HANDLER(handle_auth_verify_resend);
+HANDLER(handle_admin_events);
+
 /* sessions.c: a person's sessions (refresh families) and password */
 /* What a session keeps of r's client, minimized: its User-Agent as printable
  * ASCII cut to ENG_UA - 1 bytes, its address as the /24 (IPv4) or /48 (IPv6)
@@ -492,6 +507,10 @@ int throttle_begin(struct worker *w, struct http_request *r, const char *email,
 int throttle_check(struct worker *w, struct http_request *r, struct login_throttle *t) ERR_MUST_CHECK;
 /* One failure (wrong password, unknown email) on both counts. */
 void throttle_failed(struct worker *w, struct login_throttle *t);
+/* Counts and checks only the client address from now on: asking for a reset
+ * is throttled per address, so nobody can lock another person's account by
+ * asking on their behalf. */
+void throttle_address_only(struct login_throttle *t);
 /* A login succeeded: its account's count starts again (the address's does not). */
 void throttle_succeeded(struct worker *w, struct login_throttle *t);
 

@@ -17,8 +17,6 @@
 #include "security/rbac.h"
 #include "core/uuid.h"
 
-#define PASSWORD_MIN 8
-#define PASSWORD_MAX 1024
 #define ORG_NAME_MAX 100
 #define INVITE_TTL (7 * 86400)
 
@@ -94,6 +92,7 @@ static cJSON *user_json(struct worker *w, struct http_request *r, const struct e
     else
         cJSON_AddNullToObject(o, "email");
     cJSON_AddBoolToObject(o, "is_platform_admin", u->is_platform_admin);
+    cJSON_AddBoolToObject(o, "email_verified", u->email_verified_at != 0);
     json_add_time(o, "created_at", u->created_at);
     return o;
 }
@@ -211,7 +210,8 @@ HANDLER(handle_auth_signup)
                                                 : "an account with this email already exists");
         goto out;
     }
-    if (rc != 0 || (invite == NULL && (rc = engine_org_create(w->engine, &org)) != 0))
+    if (rc != 0 || (invite == NULL && (rc = engine_org_create(w->engine, &org)) != 0) ||
+        (rc = account_token_issue(w, &u, email, ENG_TOKEN_VERIFY)) != 0)
         goto fail;
     if (invite != NULL) {
         /* re-read inside the unit: a concurrent signup may have spent the invite */
@@ -346,6 +346,13 @@ HANDLER(handle_auth_login)
         return rc != 0 && rc != ERR_UNAUTHORIZED ? rc : ERR_UNAVAILABLE;
     }
     int verified = rc == 0;
+    if (verified && w->cfg->auth.require_verified_email && u.email_verified_at == 0) {
+        engine_rollback(w->engine);
+        free(phc);
+        throttle_succeeded(w, &thr); /* the password was right */
+        return respond_error(r, ERR_UNVERIFIED, "verify your email address first: follow the link sent when you "
+                                                "signed up (POST /v1/auth/verify/resend sends another)");
+    }
     rc = pick_org(w, u.id, org, &m);
     if (rc == 0 && phc != NULL)
         rc = engine_user_set_password(w->engine, u.id, phc);

@@ -244,7 +244,8 @@ static int principal_render(const struct principal *p, const char *why, struct b
         if (p->user_id[0] != '\0' &&
             ((user = cJSON_AddObjectToObject(o, "user")) == NULL ||
              cJSON_AddStringToObject(user, "email_enc", p->user.email_enc) == NULL ||
-             cJSON_AddNumberToObject(user, "created_at", (double)p->user.created_at) == NULL))
+             cJSON_AddNumberToObject(user, "created_at", (double)p->user.created_at) == NULL ||
+             cJSON_AddNumberToObject(user, "verified_at", (double)p->user.email_verified_at) == NULL))
             goto out;
     }
     if ((text = cJSON_PrintUnformatted(o)) != NULL)
@@ -284,7 +285,8 @@ static int cached_user(const cJSON *o, struct principal *p)
     struct eng_user *u = &p->user;
 
     if (!cJSON_IsObject(o) || cached_str(o, "email_enc", u->email_enc, sizeof u->email_enc) != 0 ||
-        json_get_int(o, "created_at", 0, INT64_MAX, &u->created_at) != 0)
+        json_get_int(o, "created_at", 0, INT64_MAX, &u->created_at) != 0 ||
+        json_get_int(o, "verified_at", 0, INT64_MAX, &u->email_verified_at) != 0)
         return ERR_INVAL;
     snprintf(u->id, sizeof u->id, "%s", p->user_id);
     u->is_platform_admin = p->platform_admin;

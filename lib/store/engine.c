@@ -359,6 +359,63 @@ int engine_user_memberships(struct engine *e, const char *user_id, struct eng_me
     return RUN(user_memberships, user_id, out, max, n);
 }
 
+int engine_user_set_verified(struct engine *e, const char *id_, int64_t at)
+{
+    CHK(user_set_verified);
+    id(&c, "id", id_, 0);
+    positive(&c, "at", at);
+    return RUN(user_set_verified, id_, at);
+}
+
+static bool token_kind(struct chk *c, int kind)
+{
+    return kind == ENG_TOKEN_RESET || kind == ENG_TOKEN_VERIFY || bad(c, ERR_INVAL, "kind", "not a token kind");
+}
+
+int engine_user_token_create(struct engine *e, const struct eng_user_token *t)
+{
+    CHK(user_token_create);
+    if (ptr(&c, "token", t) && token_kind(&c, t->kind)) {
+        hash(&c, "token token_hash", t->token_hash, sizeof t->token_hash);
+        id(&c, "token user_id", t->user_id, sizeof t->user_id);
+        positive(&c, "token created_at", t->created_at);
+        if (c.rc == 0 && (t->expires_at <= t->created_at || t->used_at != 0))
+            bad(&c, ERR_INVAL, "token times", "expires before it is made, or already used");
+    }
+    return RUN(user_token_create, t);
+}
+
+int engine_user_token_use(struct engine *e, int kind, const char *token_hash, int64_t now, struct eng_user_token *out)
+{
+    CHK(user_token_use);
+    token_kind(&c, kind);
+    by_hash(&c, "token_hash", token_hash, out);
+    positive(&c, "now", now);
+    return RUN(user_token_use, kind, token_hash, now, out);
+}
+
+int engine_auth_event_append(struct engine *e, const struct eng_auth_event *ev, int64_t *seq)
+{
+    CHK(auth_event_append);
+    if (ptr(&c, "event", ev) && ptr(&c, "seq", seq)) {
+        text(&c, "event kind", ev->kind, sizeof ev->kind, true);
+        id(&c, "event user_id", ev->user_id, sizeof ev->user_id);
+        text(&c, "event sealed", ev->sealed, sizeof ev->sealed, true);
+        positive(&c, "event created_at", ev->created_at);
+        positive(&c, "event expires_at", ev->expires_at);
+    }
+    return RUN(auth_event_append, ev, seq);
+}
+
+int engine_auth_event_list(struct engine *e, int64_t after, struct eng_auth_event *out, size_t max, size_t *n)
+{
+    CHK(auth_event_list);
+    if (after < 0)
+        bad(&c, ERR_INVAL, "after", "negative");
+    list(&c, out, max, n);
+    return RUN(auth_event_list, after, out, max, n);
+}
+
 int engine_org_create(struct engine *e, const struct eng_org *o)
 {
     CHK(org_create);

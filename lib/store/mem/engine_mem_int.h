@@ -21,6 +21,8 @@
  *         key_hashes   key_hash    → struct eng_api_key
  *         refresh_hashes token_hash → struct mem_refresh
  *         invite_hashes token_hash → struct eng_invite
+ *         user_tokens  token_hash  → struct eng_user_token (used_at set with shm_set64)
+ *         auth_events  seq (20 digits) → struct eng_auth_event; event_seq the last given
  *   org:  members      user id     → struct eng_membership (shared with user_orgs)
  *         roles        name        → struct eng_role
  *         keys         key id      → struct eng_api_key
@@ -85,6 +87,9 @@ struct mem_root {
     uint64_t key_hashes;
     uint64_t refresh_hashes;
     uint64_t invite_hashes;
+    uint64_t user_tokens;       /* token_hash → struct eng_user_token */
+    uint64_t auth_events;       /* seq as 20 digits → struct eng_auth_event */
+    uint64_t event_seq;         /* the last seq given (shm_set64) */
 };
 
 struct mem_org {

@@ -795,6 +795,43 @@ static bool refresh_gone(const void *rec, const struct eng_reap_policy *p)
     return t->t.expires_at + p->token_grace <= p->now;
 }
 
+static bool user_token_gone(const void *rec, const struct eng_reap_policy *p)
+{
+    return ((const struct eng_user_token *)rec)->expires_at + p->token_grace <= p->now;
+}
+
+static bool auth_event_gone(const void *rec, const struct eng_reap_policy *p)
+{
+    return ((const struct eng_auth_event *)rec)->expires_at + p->token_grace <= p->now;
+}
+
+/* Drops the n records at offs from a root map, each keyed as key() says. */
+static int root_drop(struct engine *e, uint64_t map, const uint64_t *offs, size_t n,
+                     void (*key)(const void *rec, char out[ENG_HASH]))
+{
+    struct mem *m = e->impl;
+    char k[ENG_HASH];
+    int rc;
+
+    for (size_t i = 0; i < n; i++) {
+        key(ptr(m, offs[i]), k);
+        if ((rc = map_del(e, map, k)) != 0)
+            return rc;
+        shm_free(m->r, offs[i]);
+    }
+    return 0;
+}
+
+static void user_token_key(const void *rec, char out[ENG_HASH])
+{
+    memcpy(out, ((const struct eng_user_token *)rec)->token_hash, ENG_HASH);
+}
+
+static void auth_event_key(const void *rec, char out[ENG_HASH])
+{
+    snprintf(out, ENG_HASH, "%020lld", (long long)((const struct eng_auth_event *)rec)->seq);
+}
+
 static bool session_gone(const void *rec, const struct eng_reap_policy *p)
 {
     const struct eng_session *ss = rec;
@@ -836,6 +873,17 @@ int mem_reap_tenant(struct engine *e, const struct eng_reap_policy *p, size_t bu
     *more = budget == 0;
     if (rc != 0 || budget == 0)
         goto out;
+    /* a person's one-time tokens and the auth outbox's events */
+    n = doomed(m, root(m)->user_tokens, user_token_gone, p, offs, budget);
+    if ((rc = root_drop(e, root(m)->user_tokens, offs, n, user_token_key)) != 0)
+        goto out;
+    out->user_tokens += n;
+    budget -= n;
+    n = doomed(m, root(m)->auth_events, auth_event_gone, p, offs, budget);
+    if ((rc = root_drop(e, root(m)->auth_events, offs, n, auth_event_key)) != 0)
+        goto out;
+    out->auth_events += n;
+    budget -= n;
     /* sessions, per org: what they kept of the client goes with them */
     uint64_t opos = 0;
     struct shm_map_entry oe;
