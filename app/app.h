@@ -472,6 +472,8 @@ HANDLER(handle_auth_reset);
 HANDLER(handle_auth_verify);
 HANDLER(handle_auth_verify_resend);
 HANDLER(handle_admin_events);
+HANDLER(handle_auth_erase);
+HANDLER(handle_admin_user_erase);
 
 /* sessions.c: a person's sessions (refresh families) and password */
 /* What a session keeps of r's client, minimized: its User-Agent as printable

@@ -111,6 +111,30 @@ BEGIN
     RETURN QUERY SELECT unnest(ended);
 END $$;
 
+-- Erases a person (DELETE /v1/auth/me, an admin's DELETE /v1/admin/users/{id}):
+-- the keys they made and the invites naming their email (by its blind index),
+-- then the user row, whose foreign keys take their memberships, refresh
+-- tokens, sessions, one-time tokens and outbox events with it. Audit entries
+-- keep the actor's uuid, which then names nobody. Returns the sessions that
+-- were live (their access tokens are the app's to refuse).
+CREATE OR REPLACE FUNCTION core.user_erase(p_user uuid, p_now bigint) RETURNS SETOF uuid
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = core, pg_temp AS $$
+DECLARE
+    hmac text;
+    live uuid[];
+BEGIN
+    SELECT email_hmac INTO hmac FROM core.users WHERE id = p_user FOR UPDATE;
+    IF NOT FOUND THEN
+        RETURN; -- nobody to erase (the app read the user in this transaction first)
+    END IF;
+    SELECT coalesce(array_agg(id), '{}') INTO live FROM core.sessions
+    WHERE user_id = p_user AND revoked_at IS NULL AND expires_at > to_timestamp(p_now);
+    DELETE FROM core.api_keys WHERE created_by = p_user;
+    DELETE FROM core.invites WHERE email_hmac = hmac;
+    DELETE FROM core.users WHERE id = p_user;
+    RETURN QUERY SELECT unnest(live);
+END $$;
+
 -- The reaper's part for accounts (core.reap_core keeps refresh tokens,
 -- invites and the audit): sessions, tokens and events past expiry and grace.
 CREATE OR REPLACE FUNCTION core.reap_accounts(p_now bigint, p_grace bigint) RETURNS jsonb
@@ -133,6 +157,6 @@ BEGIN
 END $$;
 
 REVOKE ALL ON FUNCTION core.user_sessions(uuid, bigint), core.user_sessions_revoke(uuid, uuid, uuid, uuid, bigint),
-    core.reap_accounts(bigint, bigint) FROM PUBLIC;
+    core.user_erase(uuid, bigint), core.reap_accounts(bigint, bigint) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION core.user_sessions(uuid, bigint), core.user_sessions_revoke(uuid, uuid, uuid, uuid, bigint),
-    core.reap_accounts(bigint, bigint) TO tessera_app;
+    core.user_erase(uuid, bigint), core.reap_accounts(bigint, bigint) TO tessera_app;

@@ -27,6 +27,7 @@
 #include "core/json.h"
 #include "core/log.h"
 #include "core/rfc3339.h"
+#include "core/uuid.h"
 #include "security/crypto.h"
 #include "security/password.h"
 
@@ -388,4 +389,116 @@ HANDLER(handle_admin_events)
     if (cJSON_AddStringToObject(root, "next_cursor", cur) == NULL)
         return ERR_NOMEM;
     return respond_owned(r, 200, root);
+}
+
+/* ---- erasing a person (DELETE /v1/auth/me, DELETE /v1/admin/users/{id}) ------- */
+
+/* Erases user_id in the open, unscoped unit of work: refused (409, naming the
+ * org) while they are the last owner of an org that has other members; else
+ * audited in each of their orgs under actor, erased (engine_user_erase), the
+ * orgs' cached principals bumped and every token of theirs refused. An org
+ * left with no members keeps its data: it is the org's, not the person's. */
+static int erase(struct worker *w, struct http_request *r, const char *actor, const char *user_id)
+{
+    struct eng_membership *ms = malloc(sizeof *ms * 1000), *mm = malloc(sizeof *mm * 1000);
+    char (*ids)[ENG_ID] = arena_alloc(r->arena, sizeof *ids * ENG_SESSIONS_MAX);
+    int64_t now = (int64_t)time(NULL);
+    size_t n = 0, k, ended = 0;
+    int rc = ERR_NOMEM;
+
+    if (ms == NULL || mm == NULL || ids == NULL)
+        goto out;
+    if ((rc = engine_user_memberships(w->engine, user_id, ms, 1000, &n)) != 0)
+        goto out;
+    for (size_t i = 0; i < n; i++) {
+        struct eng_scope s = {.mode = ENG_MODE_TEST};
+        size_t owners = 0;
+        snprintf(s.org_id, sizeof s.org_id, "%s", ms[i].org_id);
+        if (strcmp(ms[i].role, "owner") == 0) {
+            if ((rc = engine_member_list(w->engine, &s, mm, 1000, &k)) != 0)
+                goto out;
+            for (size_t j = 0; j < k; j++)
+                owners += strcmp(mm[j].role, "owner") == 0;
+            if (owners <= 1 && k > 1) {
+                struct eng_org o;
+                if ((rc = engine_org_get(w->engine, &s, &o)) != 0)
+                    goto out;
+                rc = respond_error(r, ERR_CONFLICT,
+                                   arena_printf(r->arena, "the account is the last owner of %s, which has other "
+                                                          "members: make one of them an owner first", o.name));
+                goto out;
+            }
+        }
+        if ((rc = audit_record(w, &s, actor, "auth.account_erased", user_id, NULL)) != 0)
+            goto out;
+        caching_touch_principal(w, s.org_id); /* the keys they made are gone */
+    }
+    if ((rc = engine_user_erase(w->engine, user_id, now, ids, ENG_SESSIONS_MAX, &ended)) != 0)
+        goto out;
+    if (session_refuse_tokens(w, (const char (*)[ENG_ID])ids, ended) != 0 || session_refuse_user(w, user_id, now) != 0) {
+        rc = respond_error(r, ERR_UNAVAILABLE, "the token blacklist cannot be written");
+        goto out;
+    }
+    cJSON *root = http_own(r, cJSON_CreateObject());
+    rc = root == NULL ? ERR_NOMEM : respond_owned(r, 204, root);
+out:
+    free(ms);
+    free(mm);
+    return rc;
+}
+
+/* DELETE /v1/auth/me {password}: a person erases their own account, proving
+ * it with their password (checked as a login checks it, outside the unit). */
+HANDLER(handle_auth_erase)
+{
+    static const char *const allowed[] = {"password", NULL};
+    const char *unknown = NULL, *pw;
+    struct login_throttle thr;
+    struct eng_user u;
+    bool rehash = false;
+    int rc;
+
+    if (p->user_id[0] == '\0')
+        return respond_error(r, ERR_FORBIDDEN, "an API key is not a person: log in as the person to erase");
+    if (r->json == NULL || !cJSON_IsObject(r->json) || !json_only_keys(r->json, allowed, &unknown) ||
+        (pw = json_get_str(r->json, "password")) == NULL || strlen(pw) > PASSWORD_MAX) {
+        cJSON *d = cJSON_CreateObject();
+        cJSON_AddStringToObject(d, unknown != NULL ? unknown : "password",
+                                unknown != NULL ? "is not a known field" : "your password is required");
+        return respond_invalid(r, d);
+    }
+    if ((rc = engine_user_get(w->engine, p->user_id, &u)) != 0)
+        return rc;
+    if ((rc = throttle_begin(w, r, p->user_id, &thr)) != 0 || (rc = throttle_check(w, r, &thr)) != 0 ||
+        r->status != 0)
+        return rc;
+    engine_rollback(w->engine); /* the expensive check holds nothing */
+    rc = password_verify(pw, strlen(pw), u.password_hash, &w->pwcost, &rehash);
+    if (rc == ERR_UNAUTHORIZED) {
+        throttle_failed(w, &thr);
+        return respond_error(r, ERR_FORBIDDEN, "the password is wrong");
+    }
+    if (rc != 0 || (rc = engine_begin(w->engine, NULL)) != 0)
+        return rc;
+    return erase(w, r, u.id, u.id);
+}
+
+/* DELETE /v1/admin/users/{id} (platform admins): the same erasure, without
+ * the person's password. */
+HANDLER(handle_admin_user_erase)
+{
+    const char *id = router_param(&r->match, "id");
+    struct eng_user u;
+    int rc;
+
+    if (!p->platform_admin)
+        return respond_error(r, ERR_FORBIDDEN, "only platform admins erase accounts");
+    engine_rollback(w->engine); /* the erasure spans orgs: an unscoped unit */
+    if ((rc = engine_begin(w->engine, NULL)) != 0)
+        return rc;
+    if (!uuid_valid(id) || (rc = engine_user_get(w->engine, id, &u)) == ERR_NOTFOUND)
+        return respond_error(r, ERR_NOTFOUND, "no such user");
+    if (rc != 0)
+        return rc;
+    return erase(w, r, p->user_id[0] ? p->user_id : p->key_id, u.id);
 }

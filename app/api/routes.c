@@ -33,6 +33,7 @@ const struct route APP_ROUTES[] = {
     ROW(POST, "/v1/auth/verify/resend", handle_auth_verify_resend, OPEN, DOC("Ask for another verification message: 202 whether or not the email has an unverified account", "EmailOnly", "Accepted", "202 400 422 429")),
     ROW(GET, "/v1/auth/sessions", handle_sessions_list, AUTHED(NULL), DOC("Your live sessions in every org (the current one marked)", NULL, "Sessions", "200 403")),
     ROW(DELETE, "/v1/auth/sessions/{id}", handle_sessions_end, AUTHED(NULL), DOC("End one of your sessions: its refresh token and access tokens refused", NULL, NULL, "204 403 404")),
+    ROW(DELETE, "/v1/auth/me", handle_auth_erase, AUTHED(NULL), DOC("Erase your account (your password in the body): memberships, sessions, your keys and your personal data", "PasswordOnly", NULL, "204 403 409 422 429")),
     ROW(GET, "/v1/auth/me", handle_auth_me, AUTHED(NULL), DOC("The caller: user, org, role, permissions, mode", NULL, "Me", "200")),
     ROW(GET, "/.well-known/jwks.json", handle_auth_jwks, OPEN, DOC("The signing public keys", NULL, "Jwks", "200")),
     ROW(POST, "/v1/auth/api-keys", handle_keys_create, AUTHED("keys:manage"), DOC("Create an API key (its secret shown once)", "ApiKeyRequest", "ApiKey", "201 403 422")),
@@ -55,6 +56,7 @@ const struct route APP_ROUTES[] = {
     ROW(POST, "/v1/apps", handle_apps_create, AUTHED(NULL), DOC("Register an app (platform admins)", "App", "App", "201 403 409 422")), /* platform admins: checked inside */
 
     ROW(GET, "/v1/admin/events", handle_admin_events, AUTHED(NULL), DOC("The auth outbox for the deployment's mailer: reset and verification messages to send, from a cursor (platform admins)", NULL, "AuthEvents", "200 400 403")),
+    ROW(DELETE, "/v1/admin/users/{id}", handle_admin_user_erase, AUTHED(NULL), DOC("Erase an account (platform admins)", NULL, NULL, "204 403 404 409")),
     ROW(GET, "/v1/admin/fleet", handle_ops_fleet, AUTHED(NULL), DOC("The fleet's process table, as `tessera status` shows it (platform admins)", NULL, "Fleet", "200 403")),
 
     ROW(GET, "/v1/audit", handle_audit_list, AUTHED("audit:read"), DOC("The org's audit trail", NULL, "List", "200 403")),

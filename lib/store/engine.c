@@ -367,6 +367,15 @@ int engine_user_set_verified(struct engine *e, const char *id_, int64_t at)
     return RUN(user_set_verified, id_, at);
 }
 
+int engine_user_erase(struct engine *e, const char *id_, int64_t now, char (*out)[ENG_ID], size_t max, size_t *n)
+{
+    CHK(user_erase);
+    id(&c, "id", id_, 0);
+    positive(&c, "now", now);
+    list(&c, out, max, n);
+    return RUN(user_erase, id_, now, out, max, n);
+}
+
 static bool token_kind(struct chk *c, int kind)
 {
     return kind == ENG_TOKEN_RESET || kind == ENG_TOKEN_VERIFY || bad(c, ERR_INVAL, "kind", "not a token kind");

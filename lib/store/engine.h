@@ -506,6 +506,13 @@ struct engine_ops {
     int (*user_memberships)(struct engine *e, const char *user_id, struct eng_membership *out,
                             size_t max, size_t *n);
     int (*user_set_verified)(struct engine *e, const char *id, int64_t at);
+    /* Erases a person (issue 17): the user row (its sealed email and blind
+     * index), their memberships, sessions and refresh tokens, the API keys
+     * they made, the invites naming their email, their one-time tokens and
+     * outbox events. Audit entries keep their actor id, which then names
+     * nobody. out: the ids of the sessions that were live. */
+    int (*user_erase)(struct engine *e, const char *id, int64_t now, char (*out)[ENG_ID], size_t max,
+                      size_t *n);
     int (*user_token_create)(struct engine *e, const struct eng_user_token *t);
     /* Spends the token of that kind and hash: 0 with it in out (used_at set
      * to now), or ERR_NOTFOUND when there is none, it was used or it expired
@@ -734,6 +741,9 @@ int engine_user_memberships(struct engine *e, const char *user_id, struct eng_me
                             size_t max, size_t *n) ERR_MUST_CHECK;
 /* at > 0. */
 int engine_user_set_verified(struct engine *e, const char *id, int64_t at) ERR_MUST_CHECK;
+/* now > 0. */
+int engine_user_erase(struct engine *e, const char *id, int64_t now, char (*out)[ENG_ID], size_t max,
+                      size_t *n) ERR_MUST_CHECK;
 /* kind one of enum eng_user_token_kind; created_at > 0, expires_at > created_at, used_at 0. */
 int engine_user_token_create(struct engine *e, const struct eng_user_token *t) ERR_MUST_CHECK;
 int engine_user_token_use(struct engine *e, int kind, const char *token_hash, int64_t now,

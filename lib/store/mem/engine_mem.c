@@ -615,6 +615,7 @@ static const struct engine_ops mem_ops = {
     .user_set_admin = mem_user_set_admin,
     .user_memberships = mem_user_memberships,
     .user_set_verified = mem_user_set_verified,
+    .user_erase = mem_user_erase,
     .user_token_create = mem_user_token_create,
     .user_token_use = mem_user_token_use,
     .auth_event_append = mem_auth_event_append,

@@ -450,6 +450,7 @@ int mem_role_list(struct engine *e, const struct eng_scope *s, struct eng_role *
 int mem_role_put(struct engine *e, const struct eng_scope *s, const struct eng_role *r, bool create);
 int mem_role_delete(struct engine *e, const struct eng_scope *s, const char *name);
 int mem_session_create(struct engine *e, const struct eng_scope *s, const struct eng_session *ss);
+int mem_user_erase(struct engine *e, const char *id, int64_t now, char (*out)[ENG_ID], size_t max, size_t *n);
 int mem_session_list(struct engine *e, const char *user_id, int64_t now, struct eng_session *out, size_t max,
                      size_t *n);
 int mem_session_revoke(struct engine *e, const char *user_id, const char *org_id, const char *family,

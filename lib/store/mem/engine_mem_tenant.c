@@ -943,3 +943,159 @@ out:
     free(offs);
     return rc;
 }
+
+/* ---- erasing a person ----------------------------------------------------------- */
+
+/* The offsets of a map's entries that match(rec, ctx), collected first: the
+ * map is changed only after the walk. Returns owned (free), NULL when out of memory. */
+static uint64_t *matching(struct mem *m, uint64_t map, bool (*match)(const void *rec, const void *ctx),
+                          const void *ctx, size_t *n)
+{
+    struct shm_map_entry me;
+    uint64_t pos = 0, *out = malloc(sizeof *out * (shm_map_count(m->r, map) + 1));
+
+    *n = 0;
+    while (out != NULL && shm_map_next(m->r, map, &pos, &me))
+        if (match(ptr(m, me.val), ctx))
+            out[(*n)++] = me.val;
+    return out;
+}
+
+static bool refresh_of(const void *rec, const void *user)
+{
+    return strcmp(((const struct mem_refresh *)rec)->t.user_id, user) == 0;
+}
+
+static bool session_of(const void *rec, const void *user)
+{
+    return strcmp(((const struct eng_session *)rec)->user_id, user) == 0;
+}
+
+static bool key_by(const void *rec, const void *user)
+{
+    return strcmp(((const struct eng_api_key *)rec)->created_by, user) == 0;
+}
+
+static bool invite_for(const void *rec, const void *hmac)
+{
+    return strcmp(((const struct eng_invite *)rec)->email_hmac, hmac) == 0;
+}
+
+static bool token_of(const void *rec, const void *user)
+{
+    return strcmp(((const struct eng_user_token *)rec)->user_id, user) == 0;
+}
+
+static bool event_of(const void *rec, const void *user)
+{
+    return strcmp(((const struct eng_auth_event *)rec)->user_id, user) == 0;
+}
+
+/* One org's part: the person's sessions (with their families and tokens), the
+ * keys they made, their membership. */
+static int erase_in_org(struct engine *e, uint64_t node, const char *user, int64_t now, char (*out)[ENG_ID],
+                        size_t max, size_t *n)
+{
+    struct mem *m = e->impl;
+    const struct mem_org *org = ptr(m, node);
+    uint64_t *offs, fam;
+    size_t k;
+    int rc = 0;
+
+    if ((offs = matching(m, org->refresh, refresh_of, user, &k)) == NULL)
+        return ERR_NOMEM;
+    for (size_t i = 0; i < k && rc == 0; i++)
+        rc = refresh_drop(e, offs[i]);
+    free(offs);
+    if (rc != 0 || (offs = matching(m, org->sessions, session_of, user, &k)) == NULL)
+        return rc != 0 ? rc : ERR_NOMEM;
+    for (size_t i = 0; i < k && rc == 0; i++) {
+        const struct eng_session *ss = ptr(m, offs[i]);
+        char id[ENG_ID];
+        memcpy(id, ss->id, sizeof id);
+        if (ss->revoked_at == 0 && ss->expires_at > now && *n < max)
+            memcpy(out[(*n)++], id, ENG_ID);
+        if (map_find(m, org->families, id, &fam)) {
+            if ((rc = seal_wipe(e, fam)) != 0 || (rc = map_del(e, org->families, id)) != 0)
+                break;
+            shm_free(m->r, fam);
+        }
+        if ((rc = map_del(e, org->sessions, id)) == 0)
+            shm_free(m->r, offs[i]);
+    }
+    free(offs);
+    if (rc != 0 || (offs = matching(m, org->keys, key_by, user, &k)) == NULL)
+        return rc != 0 ? rc : ERR_NOMEM;
+    for (size_t i = 0; i < k && rc == 0; i++) {
+        struct eng_api_key key = *(const struct eng_api_key *)ptr(m, offs[i]);
+        if ((rc = map_del(e, org->keys, key.id)) == 0 && (rc = map_del(e, root(m)->key_hashes, key.key_hash)) == 0)
+            shm_free(m->r, offs[i]);
+    }
+    free(offs);
+    uint64_t mb;
+    if (rc == 0 && map_find(m, org->members, user, &mb) && (rc = map_del(e, org->members, user)) == 0)
+        shm_free(m->r, mb);
+    return rc;
+}
+
+/* Drops the records at offs from a root map keyed by their token hash or seq. */
+static int erase_root(struct engine *e, uint64_t map, bool (*match)(const void *, const void *), const void *ctx,
+                      void (*key)(const void *rec, char out[ENG_HASH]))
+{
+    struct mem *m = e->impl;
+    size_t k;
+    uint64_t *offs = matching(m, map, match, ctx, &k);
+    int rc;
+
+    if (offs == NULL)
+        return ERR_NOMEM;
+    rc = root_drop(e, map, offs, k, key);
+    free(offs);
+    return rc;
+}
+
+int mem_user_erase(struct engine *e, const char *id, int64_t now, char (*out)[ENG_ID], size_t max, size_t *n)
+{
+    struct mem *m = e->impl;
+    struct eng_user u;
+    uint64_t uoff, umap, node, *offs;
+    size_t k;
+    int rc;
+
+    *n = 0;
+    if ((rc = enter(e)) != 0)
+        return rc;
+    if (!map_find(m, root(m)->users, id, &uoff))
+        return engine_fail(e, ERR_NOTFOUND, "no such user");
+    u = *(const struct eng_user *)ptr(m, uoff);
+    if (map_find(m, root(m)->user_orgs, id, &umap)) {
+        struct shm_map_entry me;
+        uint64_t pos = 0;
+        size_t norgs = 0;
+        char (*orgs)[ENG_ID] = malloc(sizeof *orgs * (shm_map_count(m->r, umap) + 1));
+        if (orgs == NULL)
+            return ERR_NOMEM;
+        while (shm_map_next(m->r, umap, &pos, &me))
+            memcpy(orgs[norgs++], ((const struct eng_membership *)ptr(m, me.val))->org_id, ENG_ID);
+        for (size_t i = 0; i < norgs && rc == 0; i++)
+            if (map_find(m, root(m)->orgs, orgs[i], &node))
+                rc = erase_in_org(e, node, id, now, out, max, n);
+        free(orgs);
+        if (rc != 0 || (rc = map_del(e, root(m)->user_orgs, id)) != 0)
+            return rc;
+        shm_map_free(m->r, umap);
+    }
+    /* invites naming the email, in any org */
+    if ((offs = matching(m, root(m)->invite_hashes, invite_for, u.email_hmac, &k)) == NULL)
+        return ERR_NOMEM;
+    for (size_t i = 0; i < k && rc == 0; i++)
+        rc = invite_drop(e, offs[i]);
+    free(offs);
+    if (rc != 0 || (rc = erase_root(e, root(m)->user_tokens, token_of, id, user_token_key)) != 0 ||
+        (rc = erase_root(e, root(m)->auth_events, event_of, id, auth_event_key)) != 0 ||
+        (rc = map_del(e, root(m)->users, id)) != 0 || (rc = map_del(e, root(m)->emails, u.email_hmac)) != 0)
+        return rc;
+    shm_free(m->r, uoff);
+    return 0;
+}
+

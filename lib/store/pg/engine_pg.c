@@ -330,6 +330,22 @@ static int pg_user_set_verified(struct engine *e, const char *id, int64_t at)
                           "WHERE id = $1 RETURNING 1", id, t.s);
 }
 
+static int pg_user_erase(struct engine *e, const char *id, int64_t now, char (*out)[ENG_ID], size_t max, size_t *n)
+{
+    struct ts t = ts(now);
+    PGresult *r;
+    int rc;
+
+    *n = 0;
+    if ((rc = q_any(e, NULL, false, true, "SELECT * FROM core.user_erase($1, $2::bigint)", 2,
+                    (const char *[]){id, t.s}, &r)) != 0)
+        return rc;
+    for (int i = 0; i < PQntuples(r) && *n < max; i++)
+        cpy(out[(*n)++], ENG_ID, r, i, 0);
+    PQclear(r);
+    return 0;
+}
+
 /* ---- a person's one-time tokens and the auth outbox ------------------------------ */
 
 static const char *token_kind_name(int kind)
@@ -783,6 +799,7 @@ static const struct engine_ops PG_OPS = {
     .user_set_admin = pg_user_set_admin,
     .user_memberships = pg_user_memberships,
     .user_set_verified = pg_user_set_verified,
+    .user_erase = pg_user_erase,
     .user_token_create = pg_user_token_create,
     .user_token_use = pg_user_token_use,
     .auth_event_append = pg_auth_event_append,
