@@ -170,7 +170,7 @@ struct worker {
         char sub[ENG_ID];
         char org[ENG_ID];
         char fam[ENG_ID];
-        int64_t exp;
+        int64_t exp, iat;
     } jwt_seen[JWT_SEEN_SLOTS];
     /* authn.c: an API key's org (it never changes; its state is the principal's) */
     struct authn_key_org {
@@ -200,6 +200,7 @@ struct principal {
     bool platform_admin;
     char token_sha[ENG_HASH];       /* the blacklist key's hash */
     int64_t token_exp;
+    int64_t token_iat;              /* a JWT's; 0 for an API key */
     /* The org, and a JWT's user, as the principal cache holds them (an org
      * never changes after it is made; a user's email and creation neither):
      * /v1/orgs/current and /v1/auth/me answer without a query. The user's
@@ -448,11 +449,12 @@ int caching_remember(struct worker *w, int use, const char *key, cache_load_fn l
 /* tokens.c: issuing and hashing credentials */
 /* SHA-256 hex of s. */
 void token_sha256_hex(const char *s, size_t n, char out[ENG_HASH]);
-/* Issues an access token and a refresh token in family (new family when family
- * is NULL) for user in scope; adds them to obj as access_token, refresh_token,
- * token_type, expires_in. Inside the caller's unit of work. */
-int token_issue(struct worker *w, const struct eng_scope *s, const char *user_id, const char *role,
-                const char *family, cJSON *obj) ERR_MUST_CHECK;
+/* Begins a session of user in scope (a new refresh family, with what
+ * session_client keeps of r's client) and issues its first access and refresh
+ * tokens; adds them to obj as access_token, refresh_token, token_type,
+ * expires_in. Inside the caller's unit of work. */
+int token_issue(struct worker *w, struct http_request *r, const struct eng_scope *s, const char *user_id,
+                const char *role, cJSON *obj) ERR_MUST_CHECK;
 #define TOKEN_REFRESH_TEXT 64   /* "rt_" + 43 base64url characters + NUL, with room */
 /* A new refresh token of user in scope, in family (a new one when NULL): its row
  * into t, not stored, and its text, shown once, into text. */
@@ -477,6 +479,39 @@ int email_seal(const struct crypto_keyring *ring, struct eng_user *u, const char
 /* The user's email, decrypted into out (arena); NULL when it does not open. */
 const char *email_open(struct worker *w, struct http_request *r, const struct eng_user *u);
 
+/* The password policy: signup, change and reset alike (bytes). */
+#define PASSWORD_MIN 8
+#define PASSWORD_MAX 1024
+
+/* account.c: a person's one-time tokens (password reset, email verification)
+ * and the auth outbox that carries them to the deployment's mailer */
+/* Makes a token of kind (enum eng_user_token_kind) for u at email and its
+ * event, in the caller's unit of work. */
+int account_token_issue(struct worker *w, const struct eng_user *u, const char *email, int kind) ERR_MUST_CHECK;
+HANDLER(handle_auth_forgot);
+HANDLER(handle_auth_reset);
+HANDLER(handle_auth_verify);
+HANDLER(handle_auth_verify_resend);
+HANDLER(handle_admin_events);
+HANDLER(handle_auth_erase);
+HANDLER(handle_admin_user_erase);
+
+/* sessions.c: a person's sessions (refresh families) and password */
+/* What a session keeps of r's client, minimized: its User-Agent as printable
+ * ASCII cut to ENG_UA - 1 bytes, its address as the /24 (IPv4) or /48 (IPv6)
+ * it is in ("" when not an IP address). */
+void session_client(struct http_request *r, struct eng_session *ss);
+/* Refuses the access tokens of the sessions ids[0..n) from the next request
+ * on every worker (the kv entries authn asks: bl:fam:<id>, as long as a token
+ * lives). 0 or ERR_UNAVAILABLE (the caller answers 503: fail closed). */
+int session_refuse_tokens(struct worker *w, const char (*ids)[ENG_ID], size_t n) ERR_MUST_CHECK;
+/* Refuses every access token of user issued before now (bl:user:<id>). */
+int session_refuse_user(struct worker *w, const char *user_id, int64_t now) ERR_MUST_CHECK;
+HANDLER(handle_auth_password);
+HANDLER(handle_sessions_list);
+HANDLER(handle_sessions_end);
+HANDLER(handle_members_sessions_end);
+
 /* throttle.c: the failed-login throttle: failures per account and per client
  * address in kv windows, 429 with Retry-After past a limit; fails open (logged,
  * counted) when the kv is down. */
@@ -495,6 +530,10 @@ int throttle_begin(struct worker *w, struct http_request *r, const char *email,
 int throttle_check(struct worker *w, struct http_request *r, struct login_throttle *t) ERR_MUST_CHECK;
 /* One failure (wrong password, unknown email) on both counts. */
 void throttle_failed(struct worker *w, struct login_throttle *t);
+/* Counts and checks only the client address from now on: asking for a reset
+ * is throttled per address, so nobody can lock another person's account by
+ * asking on their behalf. */
+void throttle_address_only(struct login_throttle *t);
 /* A login succeeded: its account's count starts again (the address's does not). */
 void throttle_succeeded(struct worker *w, struct login_throttle *t);
 

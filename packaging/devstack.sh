@@ -26,6 +26,8 @@ export TESSERA_ENV=${TESSERA_ENV:-develop}
 export TESSERA_CONFIG=${TESSERA_CONFIG:-/dev/null}
 # a browser app on a dev server (any port of localhost) may call the API (README: CORS)
 export TESSERA_HTTP_CORS_ORIGINS=${TESSERA_HTTP_CORS_ORIGINS-http://localhost:* http://127.0.0.1:*}
+# the account lifecycle's reset and verification tokens in the log, to try the flows
+export TESSERA_AUTH_LOG_TOKENS=${TESSERA_AUTH_LOG_TOKENS:-on}
 export TESSERA_FLEET_LISTEN=$web/tessera.sock
 export TESSERA_FLEET_CONTROL=$run/control.sock
 export TESSERA_FLEET_PID_FILE=$run/tessera.pid

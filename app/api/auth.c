@@ -17,8 +17,6 @@
 #include "security/rbac.h"
 #include "core/uuid.h"
 
-#define PASSWORD_MIN 8
-#define PASSWORD_MAX 1024
 #define ORG_NAME_MAX 100
 #define INVITE_TTL (7 * 86400)
 
@@ -94,6 +92,7 @@ static cJSON *user_json(struct worker *w, struct http_request *r, const struct e
     else
         cJSON_AddNullToObject(o, "email");
     cJSON_AddBoolToObject(o, "is_platform_admin", u->is_platform_admin);
+    cJSON_AddBoolToObject(o, "email_verified", u->email_verified_at != 0);
     json_add_time(o, "created_at", u->created_at);
     return o;
 }
@@ -211,7 +210,8 @@ HANDLER(handle_auth_signup)
                                                 : "an account with this email already exists");
         goto out;
     }
-    if (rc != 0 || (invite == NULL && (rc = engine_org_create(w->engine, &org)) != 0))
+    if (rc != 0 || (invite == NULL && (rc = engine_org_create(w->engine, &org)) != 0) ||
+        (rc = account_token_issue(w, &u, email, ENG_TOKEN_VERIFY)) != 0)
         goto fail;
     if (invite != NULL) {
         /* re-read inside the unit: a concurrent signup may have spent the invite */
@@ -243,7 +243,7 @@ HANDLER(handle_auth_signup)
     cJSON_AddItemToObject(root, "user", user_json(w, r, &u));
     cJSON_AddItemToObject(root, "org", org_json(&org));
     cJSON_AddStringToObject(root, "role", role);
-    if ((rc = token_issue(w, &s, u.id, role, NULL, root)) != 0)
+    if ((rc = token_issue(w, r, &s, u.id, role, root)) != 0)
         goto fail;
     if ((meta = cJSON_CreateObject()) == NULL)
         goto nomem;
@@ -346,6 +346,13 @@ HANDLER(handle_auth_login)
         return rc != 0 && rc != ERR_UNAUTHORIZED ? rc : ERR_UNAVAILABLE;
     }
     int verified = rc == 0;
+    if (verified && w->cfg->auth.require_verified_email && u.email_verified_at == 0) {
+        engine_rollback(w->engine);
+        free(phc);
+        throttle_succeeded(w, &thr); /* the password was right */
+        return respond_error(r, ERR_UNVERIFIED, "verify your email address first: follow the link sent when you "
+                                                "signed up (POST /v1/auth/verify/resend sends another)");
+    }
     rc = pick_org(w, u.id, org, &m);
     if (rc == 0 && phc != NULL)
         rc = engine_user_set_password(w->engine, u.id, phc);
@@ -375,7 +382,7 @@ HANDLER(handle_auth_login)
         goto fail;
     }
     if ((rc = engine_org_get(w->engine, &s, &o)) != 0 ||
-        (rc = token_issue(w, &s, u.id, m.role, NULL, root)) != 0 ||
+        (rc = token_issue(w, r, &s, u.id, m.role, root)) != 0 ||
         (rc = audit_record(w, &s, u.id, "auth.login", u.id, NULL)) != 0)
         goto fail;
     cJSON_AddItemToObject(root, "user", user_json(w, r, &u));
@@ -519,9 +526,11 @@ HANDLER(handle_auth_logout)
         return rc;
     if ((rc = audit_record(w, &p->scope, p->user_id, "auth.logout", p->user_id, NULL)) != 0)
         return rc;
-    /* the blacklist entry lives exactly as long as the token could */
+    /* the blacklist entry lives exactly as long as the token could; the
+     * session's other access tokens (from its earlier refreshes) go too */
     snprintf(key, sizeof key, "bl:%s", p->token_sha);
-    if (ttl > 0 && (rc = kv_set(w->kv, key, "1", 1, (uint64_t)ttl * 1000)) != 0) {
+    if ((ttl > 0 && (rc = kv_set(w->kv, key, "1", 1, (uint64_t)ttl * 1000)) != 0) ||
+        (p->family_id[0] != '\0' && session_refuse_tokens(w, (const char (*)[ENG_ID])p->family_id, 1) != 0)) {
         log_msg(LOG_ERROR, "blacklist_unavailable", "%s", w->kv->errstr);
         return respond_error(r, ERR_UNAVAILABLE, "the token blacklist cannot be written");
     }
@@ -780,7 +789,7 @@ HANDLER(handle_invites_accept)
     if ((rc = engine_member_put(w->engine, &s, &m)) != 0 ||
         (rc = engine_invite_mark_used(w->engine, &s, inv.id, now)) != 0 ||
         (rc = engine_org_get(w->engine, &s, &o)) != 0 ||
-        (rc = token_issue(w, &s, u.id, m.role, NULL, root)) != 0 ||
+        (rc = token_issue(w, r, &s, u.id, m.role, root)) != 0 ||
         (rc = audit_record(w, &s, u.id, "members.join", u.id, NULL)) != 0)
         return rc;
     caching_touch_principal(w, s.org_id); /* a cached "not a member" */
@@ -788,4 +797,69 @@ HANDLER(handle_invites_accept)
     cJSON_AddItemToObject(root, "org", org_json(&o));
     cJSON_AddStringToObject(root, "role", m.role);
     return respond_owned(r, 200, root);
+}
+
+/* POST /v1/auth/password {current_password, new_password}: a person changes
+ * their password. The current one is checked as a login checks it (same
+ * cost; failures count in the login throttle of the account), the new one
+ * must meet the same policy as at signup and is hashed at the configured
+ * cost. Every other session of the person, in every org, ends (its refresh
+ * family revoked, its access tokens refused from the next request); the one
+ * that asked goes on, since it just proved the password. Audited. */
+HANDLER(handle_auth_password)
+{
+    static const char *const allowed[] = {"current_password", "new_password", NULL};
+    struct problems pr = {0};
+    struct login_throttle thr;
+    struct eng_user u;
+    char (*ids)[ENG_ID] = arena_alloc(r->arena, sizeof *ids * ENG_SESSIONS_MAX);
+    char *phc = NULL;
+    bool rehash = false;
+    size_t n = 0;
+    int rc;
+
+    if (ids == NULL)
+        return ERR_NOMEM;
+    if (p->user_id[0] == '\0')
+        return respond_error(r, ERR_FORBIDDEN, "an API key has no password: log in as the person");
+    if ((rc = body_object(r, allowed)) != 0 || r->status != 0)
+        return rc;
+    const char *cur = need_str(r->json, "current_password", 1, PASSWORD_MAX, &pr);
+    const char *pw = need_str(r->json, "new_password", PASSWORD_MIN, PASSWORD_MAX, &pr);
+    if (pr.details != NULL)
+        return problems_send(r, &pr);
+    if ((rc = engine_user_get(w->engine, p->user_id, &u)) != 0)
+        return rc;
+    if ((rc = throttle_begin(w, r, p->user_id, &thr)) != 0 || (rc = throttle_check(w, r, &thr)) != 0 ||
+        r->status != 0)
+        return rc;
+    /* the expensive part outside the unit of work: nothing is held meanwhile */
+    engine_rollback(w->engine);
+    rc = password_verify(cur, strlen(cur), u.password_hash, &w->pwcost, &rehash);
+    if (rc == ERR_UNAUTHORIZED) {
+        throttle_failed(w, &thr);
+        return respond_error(r, ERR_FORBIDDEN, "the current password is wrong");
+    }
+    if (rc != 0 || (rc = password_hash(pw, strlen(pw), &w->pwcost, &phc)) != 0)
+        return rc;
+    int64_t now = (int64_t)time(NULL);
+    if ((rc = engine_begin(w->engine, &p->scope)) != 0 ||
+        (rc = engine_user_set_password(w->engine, u.id, phc)) != 0 ||
+        (rc = engine_session_revoke(w->engine, u.id, "", "", p->family_id, now, ids, ENG_SESSIONS_MAX, &n)) != 0 ||
+        (rc = audit_record(w, &p->scope, u.id, "auth.password_change", u.id, NULL)) != 0)
+        goto out;
+    throttle_succeeded(w, &thr);
+    if (session_refuse_tokens(w, (const char (*)[ENG_ID])ids, n) != 0) {
+        rc = respond_error(r, ERR_UNAVAILABLE, "the token blacklist cannot be written");
+        goto out;
+    }
+    cJSON *root = http_own(r, cJSON_CreateObject());
+    if (root == NULL || cJSON_AddNumberToObject(root, "sessions_ended", (double)n) == NULL) {
+        rc = ERR_NOMEM;
+        goto out;
+    }
+    rc = respond_owned(r, 200, root);
+out:
+    free(phc);
+    return rc;
 }

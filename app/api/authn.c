@@ -149,7 +149,7 @@ static struct jwt_seen *seen_slot(struct worker *w, const char *sha)
 
 /* Fills p from claims we verified (now, or earlier and cached). */
 static int claims_to_principal(struct http_request *r, const char *sub, const char *org,
-                               const char *fam, int64_t exp, struct principal *p, struct verdict *v)
+                               const char *fam, int64_t exp, int64_t iat, struct principal *p, struct verdict *v)
 {
     if (requested_mode(r, &p->scope.mode) != 0)
         return deny(v, ERR_INVAL, "Tessera-Mode must be test or live");
@@ -157,6 +157,7 @@ static int claims_to_principal(struct http_request *r, const char *sub, const ch
     snprintf(p->user_id, sizeof p->user_id, "%s", sub);
     snprintf(p->family_id, sizeof p->family_id, "%s", fam != NULL ? fam : "");
     p->token_exp = exp;
+    p->token_iat = iat;
     return 0;
 }
 
@@ -169,7 +170,7 @@ static int from_jwt(struct worker *w, struct http_request *r, const char *token,
     if (strcmp(seen->sha, p->token_sha) == 0) {
         if (now >= seen->exp)
             return deny(v, ERR_EXPIRED, "the access token has expired");
-        return claims_to_principal(r, seen->sub, seen->org, seen->fam, seen->exp, p, v);
+        return claims_to_principal(r, seen->sub, seen->org, seen->fam, seen->exp, seen->iat, p, v);
     }
     struct jwt_expect ex = {
         .iss = w->cfg->auth.issuer,
@@ -188,20 +189,22 @@ static int from_jwt(struct worker *w, struct http_request *r, const char *token,
     http_own(r, claims);
     const char *sub = json_get_str(claims, "sub"), *org = json_get_str(claims, "org");
     const char *fam = json_get_str(claims, "fam"), *typ = json_get_str(claims, "typ");
-    int64_t exp;
+    int64_t exp, iat = 0;
     /* only access tokens are accepted here, and only those that say so */
     if (typ == NULL || strcmp(typ, "access") != 0)
         return deny(v, ERR_UNAUTHORIZED, "not an access token");
     if (sub == NULL || org == NULL || !uuid_valid(sub) || !uuid_valid(org) ||
-        (fam != NULL && strlen(fam) >= ENG_ID) || json_get_int(claims, "exp", 0, INT64_MAX, &exp) != 0)
-        return deny(v, ERR_UNAUTHORIZED, "the token lacks sub, org or exp");
+        (fam != NULL && strlen(fam) >= ENG_ID) || json_get_int(claims, "exp", 0, INT64_MAX, &exp) != 0 ||
+        json_get_int(claims, "iat", 0, INT64_MAX, &iat) != 0)
+        return deny(v, ERR_UNAUTHORIZED, "the token lacks sub, org, iat or exp");
     /* exp is the only claim whose meaning changes with time; nbf/iat were checked now */
     snprintf(seen->sha, sizeof seen->sha, "%s", p->token_sha);
     snprintf(seen->sub, sizeof seen->sub, "%s", sub);
     snprintf(seen->org, sizeof seen->org, "%s", org);
     snprintf(seen->fam, sizeof seen->fam, "%s", fam != NULL ? fam : "");
     seen->exp = exp;
-    return claims_to_principal(r, sub, org, fam, exp, p, v);
+    seen->iat = iat;
+    return claims_to_principal(r, sub, org, fam, exp, iat, p, v);
 }
 
 /* ---- the principal, cached -------------------------------------------------- */
@@ -241,7 +244,8 @@ static int principal_render(const struct principal *p, const char *why, struct b
         if (p->user_id[0] != '\0' &&
             ((user = cJSON_AddObjectToObject(o, "user")) == NULL ||
              cJSON_AddStringToObject(user, "email_enc", p->user.email_enc) == NULL ||
-             cJSON_AddNumberToObject(user, "created_at", (double)p->user.created_at) == NULL))
+             cJSON_AddNumberToObject(user, "created_at", (double)p->user.created_at) == NULL ||
+             cJSON_AddNumberToObject(user, "verified_at", (double)p->user.email_verified_at) == NULL))
             goto out;
     }
     if ((text = cJSON_PrintUnformatted(o)) != NULL)
@@ -281,7 +285,8 @@ static int cached_user(const cJSON *o, struct principal *p)
     struct eng_user *u = &p->user;
 
     if (!cJSON_IsObject(o) || cached_str(o, "email_enc", u->email_enc, sizeof u->email_enc) != 0 ||
-        json_get_int(o, "created_at", 0, INT64_MAX, &u->created_at) != 0)
+        json_get_int(o, "created_at", 0, INT64_MAX, &u->created_at) != 0 ||
+        json_get_int(o, "verified_at", 0, INT64_MAX, &u->email_verified_at) != 0)
         return ERR_INVAL;
     snprintf(u->id, sizeof u->id, "%s", p->user_id);
     u->is_platform_admin = p->platform_admin;
@@ -420,16 +425,41 @@ static int principal_resolve(struct worker *w, struct http_request *r, struct pr
     return 0;
 }
 
+/* The blacklist's verdict on what kv_mget brought for extra (authn_principal):
+ * NULL, or why the token is refused. */
+static const char *revoked_why(const struct principal *p, char *const *xv, const size_t *xl, size_t nx)
+{
+    if (xv[0] != NULL)
+        return "the token has been revoked";
+    if (nx == 3 && xv[1] != NULL)
+        return "the session this token belongs to has ended";
+    if (nx >= 2 && xv[nx - 1] != NULL) {
+        char buf[24];
+        size_t n = xl[nx - 1] < sizeof buf - 1 ? xl[nx - 1] : sizeof buf - 1;
+        memcpy(buf, xv[nx - 1], n);
+        buf[n] = '\0';
+        /* issued before the account's password was reset: refused; one
+         * unreadable entry refuses too (fail closed) */
+        char *end;
+        long long before = strtoll(buf, &end, 10);
+        if (*end != '\0' || end == buf || p->token_iat < before)
+            return "the token was issued before the account's password was reset";
+    }
+    return NULL;
+}
+
 int authn_principal(struct worker *w, struct http_request *r, struct principal *p)
 {
     const char *h = http_param(r, "HTTP_AUTHORIZATION");
     struct verdict v = {0, NULL};
     struct principal_load l = {w, p};
     struct caching_ns ns;
-    char bl[8 + ENG_HASH], who[8 + ENG_HASH];
-    const char *extra[1] = {bl};
-    char *bl_val = NULL;
-    size_t bl_len = 0;
+    char bl[8 + ENG_HASH], who[8 + ENG_HASH], fam[16 + ENG_ID], usr[16 + ENG_ID];
+    /* the blacklist's three questions: this token, its session (ended), its
+     * user (tokens issued before a reset or an erasure) */
+    const char *extra[3] = {bl, fam, usr};
+    char *xv[3] = {NULL, NULL, NULL};
+    size_t xl[3] = {0, 0, 0}, nx = 1;
     struct buf out;
     struct caching_read rd = {.ns = &ns, .suffix = who, .load = principal_load, .ctx = &l, .out = &out};
     int rc;
@@ -455,6 +485,13 @@ int authn_principal(struct worker *w, struct http_request *r, struct principal *
      * principal's version and the principal at the version last seen, and
      * the keys its handler will read */
     snprintf(bl, sizeof bl, "bl:%s", p->token_sha);
+    if (v.code == 0 && p->user_id[0] != '\0') {
+        snprintf(usr, sizeof usr, "bl:user:%s", p->user_id);
+        snprintf(fam, sizeof fam, "bl:fam:%s", p->family_id);
+        extra[1] = p->family_id[0] != '\0' ? fam : usr;
+        extra[2] = usr;
+        nx = p->family_id[0] != '\0' ? 3 : 2;
+    }
     snprintf(who, sizeof who, "%s:%s", p->user_id[0] != '\0' ? "u" : "k",
              p->user_id[0] != '\0' ? p->user_id : p->token_sha);
     bool known = v.code == 0 && caching_ns_principal(&ns, p->scope.org_id) == 0;
@@ -466,13 +503,11 @@ int authn_principal(struct worker *w, struct http_request *r, struct principal *
         caching_ahead(w, shape, sizeof shape / sizeof shape[0]);
     }
     if (w->cache_kv == w->kv) {
-        rc = caching_fetch(w, &rd, known ? 1 : 0, extra, 1, &bl_val, &bl_len);
+        rc = caching_fetch(w, &rd, known ? 1 : 0, extra, nx, xv, xl);
     } else {
         /* the cache in a Redis of its own: the blacklist alone first (fail
          * closed), then the cache's round trip, which fails open (it loads) */
-        rc = kv_get(w->kv, bl, &bl_val, &bl_len);
-        if (rc == ERR_NOTFOUND)
-            rc = 0; /* not revoked */
+        rc = kv_mget(w->kv, extra, nx, xv, xl);
         if (rc == 0 && caching_fetch(w, &rd, known ? 1 : 0, NULL, 0, NULL, NULL) != 0)
             log_msg(LOG_WARN, "cache_unavailable", "%s (served from storage)", w->cache_kv->errstr);
     }
@@ -480,10 +515,12 @@ int authn_principal(struct worker *w, struct http_request *r, struct principal *
         log_msg(LOG_ERROR, "blacklist_unavailable", "%s", w->kv->errstr);
         return respond_error(r, ERR_UNAVAILABLE, "the token blacklist cannot be checked");
     }
-    if (bl_val != NULL) {
-        free(bl_val);
+    const char *why = revoked_why(p, xv, xl, nx);
+    for (size_t i = 0; i < nx; i++)
+        free(xv[i]);
+    if (why != NULL) {
         caching_read_cleanup(&rd);
-        return respond_error(r, ERR_REVOKED, "the token has been revoked");
+        return respond_error(r, ERR_REVOKED, why);
     }
     if (v.code != 0)
         return respond_error(r, v.code, v.msg);

@@ -20,6 +20,7 @@ int respond_status(int err, const char **code)
     case ERR_TOOBIG: *code = "payload_too_large"; return 413;
     case ERR_MEDIATYPE: *code = "unsupported_media_type"; return 415;
     case ERR_GONE: *code = "gone"; return 410;
+    case ERR_UNVERIFIED: *code = "email_unverified"; return 403;
     case ERR_TOOMANY: *code = "too_many_requests"; return 429;
     case ERR_UNAVAILABLE: *code = "unavailable"; return 503;
     case ERR_NOSPACE: *code = "insufficient_storage"; return 507;
@@ -44,6 +45,7 @@ const char *respond_message(int err)
     case ERR_TOOBIG: return "the request is larger than this server accepts";
     case ERR_MEDIATYPE: return "the body must be application/json";
     case ERR_GONE: return "what was asked for is no longer kept";
+    case ERR_UNVERIFIED: return "the account's email address is not verified yet";
     case ERR_TOOMANY: return "too many requests; try again later";
     case ERR_UNAVAILABLE: return "a service this server depends on is unavailable; try again shortly";
     case ERR_NOSPACE: return "the store is full";

@@ -26,6 +26,14 @@ const struct route APP_ROUTES[] = {
     ROW(POST, "/v1/auth/refresh", handle_auth_refresh, OPEN, DOC("Rotate a refresh token: a new pair", "RefreshRequest", "TokenPair", "200 401 422")),
     ROW(POST, "/v1/auth/logout", handle_auth_logout, AUTHED(NULL), DOC("Log out: the access token refused from now on, its refresh family revoked", NULL, NULL, "204")),
     ROW(POST, "/v1/auth/invites/accept", handle_invites_accept, AUTHED(NULL), DOC("Accept an invite to another org, logged in as the person it names: a token pair for that org", "InviteAccept", "TokenPair", "200 400 403 409 422")),
+    ROW(POST, "/v1/auth/password", handle_auth_password, AUTHED(NULL), DOC("Change your password: every other session ends", "PasswordChange", "PasswordChanged", "200 403 422 429")),
+    ROW(POST, "/v1/auth/password/forgot", handle_auth_forgot, OPEN, DOC("Ask for a password reset: 202 whether or not the email has an account", "EmailOnly", "Accepted", "202 400 422 429")),
+    ROW(POST, "/v1/auth/password/reset", handle_auth_reset, OPEN, DOC("Set a new password with a reset token: every session ends", "PasswordReset", "PasswordChanged", "200 400 422")),
+    ROW(POST, "/v1/auth/verify", handle_auth_verify, OPEN, DOC("Verify your email address with the token sent to it", "TokenOnly", "Verified", "200 400 422")),
+    ROW(POST, "/v1/auth/verify/resend", handle_auth_verify_resend, OPEN, DOC("Ask for another verification message: 202 whether or not the email has an unverified account", "EmailOnly", "Accepted", "202 400 422 429")),
+    ROW(GET, "/v1/auth/sessions", handle_sessions_list, AUTHED(NULL), DOC("Your live sessions in every org (the current one marked)", NULL, "Sessions", "200 403")),
+    ROW(DELETE, "/v1/auth/sessions/{id}", handle_sessions_end, AUTHED(NULL), DOC("End one of your sessions: its refresh token and access tokens refused", NULL, NULL, "204 403 404")),
+    ROW(DELETE, "/v1/auth/me", handle_auth_erase, AUTHED(NULL), DOC("Erase your account (your password in the body): memberships, sessions, your keys and your personal data", "PasswordOnly", NULL, "204 403 409 422 429")),
     ROW(GET, "/v1/auth/me", handle_auth_me, AUTHED(NULL), DOC("The caller: user, org, role, permissions, mode", NULL, "Me", "200")),
     ROW(GET, "/.well-known/jwks.json", handle_auth_jwks, OPEN, DOC("The signing public keys", NULL, "Jwks", "200")),
     ROW(POST, "/v1/auth/api-keys", handle_keys_create, AUTHED("keys:manage"), DOC("Create an API key (its secret shown once)", "ApiKeyRequest", "ApiKey", "201 403 422")),
@@ -37,6 +45,7 @@ const struct route APP_ROUTES[] = {
     ROW(POST, "/v1/orgs/current/members", handle_members_invite, AUTHED("members:manage"), DOC("Invite a member (a one-time invite token)", "InviteRequest", "Invite", "201 403 422")),
     ROW(PATCH, "/v1/orgs/current/members/{user_id}", handle_members_update, AUTHED("members:manage"), DOC("Change a member's role", "RoleChange", "Member", "200 403 404 409 422")),
     ROW(DELETE, "/v1/orgs/current/members/{user_id}", handle_members_remove, AUTHED("members:manage"), DOC("Remove a member", NULL, NULL, "204 403 404 409")),
+    ROW(DELETE, "/v1/orgs/current/members/{user_id}/sessions", handle_members_sessions_end, AUTHED("members:manage"), DOC("End every session of a member in this org", NULL, "SessionsEnded", "200 403 404")),
     ROW(GET, "/v1/roles", handle_roles_list, AUTHED(NULL), DOC("List the roles (built-in and the org's)", NULL, "List", "200")),
     ROW(POST, "/v1/roles", handle_roles_create, AUTHED("roles:manage"), DOC("Define a role of the org", "Role", "Role", "201 403 409 422")),
     ROW(GET, "/v1/roles/{name}", handle_roles_get, AUTHED(NULL), DOC("A role (built-in or the org's)", NULL, "Role", "200 404")),
@@ -46,6 +55,8 @@ const struct route APP_ROUTES[] = {
     ROW(GET, "/v1/apps", handle_apps_list, AUTHED(NULL), DOC("App discovery", NULL, "List", "200")),
     ROW(POST, "/v1/apps", handle_apps_create, AUTHED(NULL), DOC("Register an app (platform admins)", "App", "App", "201 403 409 422")), /* platform admins: checked inside */
 
+    ROW(GET, "/v1/admin/events", handle_admin_events, AUTHED(NULL), DOC("The auth outbox for the deployment's mailer: reset and verification messages to send, from a cursor (platform admins)", NULL, "AuthEvents", "200 400 403")),
+    ROW(DELETE, "/v1/admin/users/{id}", handle_admin_user_erase, AUTHED(NULL), DOC("Erase an account (platform admins)", NULL, NULL, "204 403 404 409")),
     ROW(GET, "/v1/admin/fleet", handle_ops_fleet, AUTHED(NULL), DOC("The fleet's process table, as `tessera status` shows it (platform admins)", NULL, "Fleet", "200 403")),
 
     ROW(GET, "/v1/audit", handle_audit_list, AUTHED("audit:read"), DOC("The org's audit trail", NULL, "List", "200 403")),

@@ -128,6 +128,8 @@ int throttle_check(struct worker *w, struct http_request *r, struct login_thrott
         int64_t n;
         uint64_t left;
 
+        if (limits[i].key[0] == '\0')
+            continue; /* throttle_address_only */
         if (kv_counter(w->kv, limits[i].key, &n, &left) != 0) {
             throttle_down(w, t);
             break;
@@ -147,7 +149,7 @@ int throttle_check(struct worker *w, struct http_request *r, struct login_thrott
     char *v = arena_printf(r->arena, "%llu", secs > 0 ? secs : 1);
     if (v == NULL || http_add_header(r, "Retry-After", v) != 0)
         return ERR_NOMEM;
-    return respond_error(r, ERR_TOOMANY, "too many failed logins; try again later");
+    return respond_error(r, ERR_TOOMANY, "too many attempts; try again later");
 }
 
 void throttle_failed(struct worker *w, struct login_throttle *t)
@@ -159,16 +161,23 @@ void throttle_failed(struct worker *w, struct login_throttle *t)
         int64_t n;
         uint64_t left;
 
+        if (keys[i][0] == '\0')
+            continue; /* throttle_address_only */
         if (kv_incr_window(w->kv, keys[i], ttl_ms, &n, &left) != 0)
             throttle_down(w, t);
     }
+}
+
+void throttle_address_only(struct login_throttle *t)
+{
+    t->acct[0] = '\0';
 }
 
 void throttle_succeeded(struct worker *w, struct login_throttle *t)
 {
     int rc;
 
-    if (t->down)
+    if (t->down || t->acct[0] == '\0')
         return;
     rc = kv_del(w->kv, t->acct);
     if (rc != 0 && rc != ERR_NOTFOUND)

@@ -106,9 +106,10 @@ int token_refresh_new(const struct config *cfg, const struct eng_scope *s, const
         (rc = uuid_v7(t->id)) != 0)
         goto out;
     memcpy(text, "rt_", 3);
+    /* a new family is a new session: v7, so sessions begun in one second still list newest first */
     if (family != NULL)
         snprintf(t->family_id, sizeof t->family_id, "%s", family);
-    else if ((rc = uuid_v4(t->family_id)) != 0)
+    else if ((rc = uuid_v7(t->family_id)) != 0)
         goto out;
     snprintf(t->user_id, sizeof t->user_id, "%s", user_id);
     snprintf(t->org_id, sizeof t->org_id, "%s", s->org_id);
@@ -199,16 +200,27 @@ out:
     return rc;
 }
 
-int token_issue(struct worker *w, const struct eng_scope *s, const char *user_id, const char *role,
-                const char *family, cJSON *obj)
+int token_issue(struct worker *w, struct http_request *r, const struct eng_scope *s, const char *user_id,
+                const char *role, cJSON *obj)
 {
     int64_t now = (int64_t)time(NULL);
     char text[TOKEN_REFRESH_TEXT];
     struct eng_refresh t;
+    struct eng_session ss = {0};
     int rc;
 
-    /* the refresh token: random, shown once, stored as its hash */
-    if ((rc = token_refresh_new(w->cfg, s, user_id, family, now, &t, text)) == 0 &&
+    /* the refresh token: random, shown once, stored as its hash; its new
+     * family is the session */
+    if ((rc = token_refresh_new(w->cfg, s, user_id, NULL, now, &t, text)) == 0) {
+        snprintf(ss.id, sizeof ss.id, "%s", t.family_id);
+        snprintf(ss.org_id, sizeof ss.org_id, "%s", s->org_id);
+        snprintf(ss.user_id, sizeof ss.user_id, "%s", user_id);
+        ss.mode = s->mode;
+        session_client(r, &ss);
+        ss.created_at = ss.last_used_at = now;
+        ss.expires_at = t.expires_at;
+    }
+    if (rc == 0 && (rc = engine_session_create(w->engine, s, &ss)) == 0 &&
         (rc = engine_refresh_create(w->engine, s, &t)) == 0)
         rc = token_pair_json(w, s, user_id, role, t.family_id, text, now, obj);
     OPENSSL_cleanse(text, sizeof text);

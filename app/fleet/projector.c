@@ -169,17 +169,20 @@ static void reap_audit(struct projector *pj, const struct eng_reaped *rp)
     int rc;
 
     snprintf(line, sizeof line,
-             "records %llu, refresh tokens %llu, invites %llu, changes %llu, audit partitions %llu, "
-             "audit entries %llu",
+             "records %llu, refresh tokens %llu, invites %llu, sessions %llu, user tokens %llu, "
+             "auth events %llu, changes %llu, audit partitions %llu, audit entries %llu",
              (unsigned long long)rp->records, (unsigned long long)rp->refresh_tokens,
-             (unsigned long long)rp->invites, (unsigned long long)rp->changes,
+             (unsigned long long)rp->invites, (unsigned long long)rp->sessions,
+             (unsigned long long)rp->user_tokens, (unsigned long long)rp->auth_events,
+             (unsigned long long)rp->changes,
              (unsigned long long)rp->audit_partitions, (unsigned long long)rp->audit_entries);
     log_msg(LOG_INFO, "reaper", "deleted %s", line);
     const struct {
         const char *name;
         uint64_t n;
     } kinds[] = {{"records", rp->records}, {"refresh_tokens", rp->refresh_tokens}, {"invites", rp->invites},
-                 {"changes", rp->changes}, {"audit_partitions", rp->audit_partitions},
+                 {"sessions", rp->sessions}, {"user_tokens", rp->user_tokens},
+                 {"auth_events", rp->auth_events}, {"changes", rp->changes}, {"audit_partitions", rp->audit_partitions},
                  {"audit_entries", rp->audit_entries}};
     for (size_t i = 0; meta != NULL && i < sizeof kinds / sizeof kinds[0]; i++)
         if (cJSON_AddNumberToObject(meta, kinds[i].name, (double)kinds[i].n) == NULL) {
@@ -236,9 +239,11 @@ static void reap(struct projector *pj)
         return;
     }
     static const int counter[] = {METRICS_REAPED_RECORDS, METRICS_REAPED_REFRESH_TOKENS, METRICS_REAPED_INVITES,
-                                  METRICS_REAPED_CHANGES, METRICS_REAPED_AUDIT_PARTITIONS,
+                                  METRICS_REAPED_SESSIONS, METRICS_REAPED_USER_TOKENS,
+                                  METRICS_REAPED_AUTH_EVENTS, METRICS_REAPED_CHANGES, METRICS_REAPED_AUDIT_PARTITIONS,
                                   METRICS_REAPED_AUDIT_ENTRIES};
-    const uint64_t n[] = {rp.records, rp.refresh_tokens, rp.invites, rp.changes, rp.audit_partitions,
+    const uint64_t n[] = {rp.records, rp.refresh_tokens, rp.invites, rp.sessions, rp.user_tokens,
+                          rp.auth_events, rp.changes, rp.audit_partitions,
                           rp.audit_entries};
     uint64_t total = 0;
     for (size_t i = 0; i < sizeof n / sizeof n[0]; i++) {

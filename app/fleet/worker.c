@@ -218,7 +218,9 @@ static int dispatch(struct worker *w, struct http_request *r, int *route_idx)
     }
     *route_idx = (int)(r->match.route - APP_ROUTES);
 
-    if (r->method == ROUTER_POST || r->method == ROUTER_PUT || r->method == ROUTER_PATCH) {
+    /* a DELETE may carry a body too (DELETE /v1/auth/me takes the password) */
+    if (r->method == ROUTER_POST || r->method == ROUTER_PUT || r->method == ROUTER_PATCH ||
+        r->method == ROUTER_DELETE) {
         if ((rc = read_json_body(w, r)) != 0 || r->status != 0)
             return rc;
     }

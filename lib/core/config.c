@@ -112,6 +112,14 @@ static const struct key_def KEYS[] = {
     INT("auth", "login_max_failures", auth.login_max_failures, 1, 1000000, "10", NULL),
     INT("auth", "login_max_failures_addr", auth.login_max_failures_addr, 1, 10000000, "100", NULL),
     INT("auth", "login_window_s", auth.login_window_s, 1, 86400, "900", NULL),
+    /* the account lifecycle: a reset token's and a verification token's life;
+     * the least time a password/forgot answer takes, so that a known and an
+     * unknown email answer alike; the dev tokens in the log (make run) */
+    {"auth", "require_verified_email", T_ENUM, OFF(auth.require_verified_email), 0, 0, 0, OFF_ON, "off", NULL, 0},
+    INT("auth", "reset_ttl", auth.reset_ttl, 60, 86400, "1800", NULL),
+    INT("auth", "verify_ttl", auth.verify_ttl, 60, 30 * 86400, "86400", NULL),
+    INT("auth", "forgot_floor_ms", auth.forgot_floor_ms, 0, 10000, "100", NULL),
+    {"auth", "log_tokens", T_ENUM, OFF(auth.log_tokens), 0, 0, 0, OFF_ON, "off", NULL, 0},
 
     /* the projector (DESIGN §6): events per store per round, the wait between
      * rounds when nothing wakes it, the reaper's period, what it keeps */

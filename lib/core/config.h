@@ -94,6 +94,12 @@ struct config {
         int login_max_failures;
         int login_max_failures_addr;
         int login_window_s;     /* seconds, from the first failure (fixed window) */
+        /* the account lifecycle (issue 17) */
+        int require_verified_email; /* 0/1: login refuses an unverified email */
+        int reset_ttl;          /* seconds a password reset token lives */
+        int verify_ttl;         /* seconds an email verification token lives */
+        int forgot_floor_ms;    /* every password/forgot answer takes at least this long */
+        int log_tokens;         /* 0/1: reset and verification tokens in the log (development) */
     } auth;
 
     /* The projector role (DESIGN §6): views, the change feed, the reaper. */

@@ -27,6 +27,7 @@ const char *err_str(int code)
     case ERR_METHOD: return "method_not_allowed";
     case ERR_MEDIATYPE: return "unsupported_media_type";
     case ERR_GONE: return "gone";
+    case ERR_UNVERIFIED: return "unverified";
     }
     return "unknown";
 }

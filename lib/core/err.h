@@ -27,6 +27,7 @@ enum err_code {
     ERR_METHOD = -18,      /* the path exists, not with this method */
     ERR_MEDIATYPE = -19,   /* a body that is not application/json */
     ERR_GONE = -20,        /* what was asked for existed and is no longer kept (an old feed cursor) */
+    ERR_UNVERIFIED = -21,  /* an account whose email is not verified yet, where it must be */
 };
 
 #define ERR_MUST_CHECK __attribute__((warn_unused_result))

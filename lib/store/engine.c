@@ -359,6 +359,72 @@ int engine_user_memberships(struct engine *e, const char *user_id, struct eng_me
     return RUN(user_memberships, user_id, out, max, n);
 }
 
+int engine_user_set_verified(struct engine *e, const char *id_, int64_t at)
+{
+    CHK(user_set_verified);
+    id(&c, "id", id_, 0);
+    positive(&c, "at", at);
+    return RUN(user_set_verified, id_, at);
+}
+
+int engine_user_erase(struct engine *e, const char *id_, int64_t now, char (*out)[ENG_ID], size_t max, size_t *n)
+{
+    CHK(user_erase);
+    id(&c, "id", id_, 0);
+    positive(&c, "now", now);
+    list(&c, out, max, n);
+    return RUN(user_erase, id_, now, out, max, n);
+}
+
+static bool token_kind(struct chk *c, int kind)
+{
+    return kind == ENG_TOKEN_RESET || kind == ENG_TOKEN_VERIFY || bad(c, ERR_INVAL, "kind", "not a token kind");
+}
+
+int engine_user_token_create(struct engine *e, const struct eng_user_token *t)
+{
+    CHK(user_token_create);
+    if (ptr(&c, "token", t) && token_kind(&c, t->kind)) {
+        hash(&c, "token token_hash", t->token_hash, sizeof t->token_hash);
+        id(&c, "token user_id", t->user_id, sizeof t->user_id);
+        positive(&c, "token created_at", t->created_at);
+        if (c.rc == 0 && (t->expires_at <= t->created_at || t->used_at != 0))
+            bad(&c, ERR_INVAL, "token times", "expires before it is made, or already used");
+    }
+    return RUN(user_token_create, t);
+}
+
+int engine_user_token_use(struct engine *e, int kind, const char *token_hash, int64_t now, struct eng_user_token *out)
+{
+    CHK(user_token_use);
+    token_kind(&c, kind);
+    by_hash(&c, "token_hash", token_hash, out);
+    positive(&c, "now", now);
+    return RUN(user_token_use, kind, token_hash, now, out);
+}
+
+int engine_auth_event_append(struct engine *e, const struct eng_auth_event *ev, int64_t *seq)
+{
+    CHK(auth_event_append);
+    if (ptr(&c, "event", ev) && ptr(&c, "seq", seq)) {
+        text(&c, "event kind", ev->kind, sizeof ev->kind, true);
+        id(&c, "event user_id", ev->user_id, sizeof ev->user_id);
+        text(&c, "event sealed", ev->sealed, sizeof ev->sealed, true);
+        positive(&c, "event created_at", ev->created_at);
+        positive(&c, "event expires_at", ev->expires_at);
+    }
+    return RUN(auth_event_append, ev, seq);
+}
+
+int engine_auth_event_list(struct engine *e, int64_t after, struct eng_auth_event *out, size_t max, size_t *n)
+{
+    CHK(auth_event_list);
+    if (after < 0)
+        bad(&c, ERR_INVAL, "after", "negative");
+    list(&c, out, max, n);
+    return RUN(auth_event_list, after, out, max, n);
+}
+
 int engine_org_create(struct engine *e, const struct eng_org *o)
 {
     CHK(org_create);
@@ -600,6 +666,47 @@ int engine_refresh_revoke_family(struct engine *e, const struct eng_scope *s, co
     CHK(refresh_revoke_family);
     stamp(&c, s, "family_id", family_id, at);
     return RUN(refresh_revoke_family, s, family_id, at);
+}
+
+int engine_session_create(struct engine *e, const struct eng_scope *s, const struct eng_session *ss)
+{
+    CHK(session_create);
+    if (scope(&c, s) && ptr(&c, "session", ss)) {
+        same_org(&c, s, ss->org_id, sizeof ss->org_id);
+        id(&c, "session id", ss->id, sizeof ss->id);
+        id(&c, "session user_id", ss->user_id, sizeof ss->user_id);
+        if (c.rc == 0 && ss->mode != s->mode)
+            bad(&c, ERR_INVAL, "session mode", "not the scope's");
+        text(&c, "session user_agent", ss->user_agent, sizeof ss->user_agent, false);
+        text(&c, "session address", ss->address, sizeof ss->address, false);
+        positive(&c, "session created_at", ss->created_at);
+        if (c.rc == 0 && (ss->last_used_at < 0 || ss->expires_at < 0 || ss->revoked_at < 0))
+            bad(&c, ERR_INVAL, "session times", "negative");
+    }
+    return RUN(session_create, s, ss);
+}
+
+int engine_session_list(struct engine *e, const char *user_id, int64_t now, struct eng_session *out, size_t max,
+                        size_t *n)
+{
+    CHK(session_list);
+    id(&c, "user_id", user_id, 0);
+    positive(&c, "now", now);
+    list(&c, out, max, n);
+    return RUN(session_list, user_id, now, out, max, n);
+}
+
+int engine_session_revoke(struct engine *e, const char *user_id, const char *org_id, const char *family,
+                          const char *except, int64_t at, char (*out)[ENG_ID], size_t max, size_t *n)
+{
+    CHK(session_revoke);
+    id(&c, "user_id", user_id, 0);
+    id_or_empty(&c, "org_id", org_id, ENG_ID);
+    id_or_empty(&c, "family", family, ENG_ID);
+    id_or_empty(&c, "except", except, ENG_ID);
+    positive(&c, "at", at);
+    list(&c, out, max, n);
+    return RUN(session_revoke, user_id, org_id, family, except, at, out, max, n);
 }
 
 int engine_invite_create(struct engine *e, const struct eng_scope *s, const struct eng_invite *i)

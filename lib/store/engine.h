@@ -71,6 +71,7 @@ struct eng_user {
     char password_hash[ENG_PHC];
     bool is_platform_admin;
     int64_t created_at;
+    int64_t email_verified_at;  /* 0: not yet */
 };
 
 struct eng_membership {
@@ -144,6 +145,55 @@ struct eng_rotation {
     struct eng_refresh child;   /* REPLAY: the child the first use stored */
     char sealed[ENG_SEALED];    /* REPLAY: its seal, as that call gave it */
 };
+
+/* A session: one refresh family, from the login that began it to its
+ * revocation or its last token's expiry (DESIGN §3). What it keeps of the
+ * client is minimized (seed 001): the user agent cut to ENG_UA - 1 bytes of
+ * printable ASCII and the address as its network (/24, /48), gone with the
+ * family when the reaper takes it. */
+#define ENG_UA 128
+#define ENG_ADDR 48                 /* "203.0.113.0/24", "2001:db8:1::/48" */
+struct eng_session {
+    char id[ENG_ID];            /* the refresh family's id */
+    char org_id[ENG_ID];
+    char user_id[ENG_ID];
+    int mode;
+    char user_agent[ENG_UA];
+    char address[ENG_ADDR];
+    int64_t created_at;
+    int64_t last_used_at;       /* its last refresh; created_at until one */
+    int64_t expires_at;         /* its newest refresh token's */
+    int64_t revoked_at;         /* 0: live */
+};
+#define ENG_SESSIONS_MAX 200    /* a user's sessions one call lists or revokes */
+
+/* A one-time token of a person's own (issue 17): a password reset or an
+ * email verification. Stored as its hash only; used once, within its time. */
+enum eng_user_token_kind { ENG_TOKEN_RESET = 1, ENG_TOKEN_VERIFY = 2 };
+struct eng_user_token {
+    char token_hash[ENG_HASH];  /* unique */
+    int kind;                   /* enum eng_user_token_kind */
+    char user_id[ENG_ID];
+    int64_t created_at;
+    int64_t expires_at;
+    int64_t used_at;            /* 0: not yet */
+};
+
+/* The auth outbox: what a deployment's mailer sends (a reset link, a
+ * verification link), committed with the token it carries and read by the
+ * mailer from a cursor (at least once). The payload holds the address and
+ * the token, so it is sealed by the caller (AES-GCM under the data key). */
+#define ENG_EVENT_KIND 48
+#define ENG_EVENT_SEALED 1024
+struct eng_auth_event {
+    int64_t seq;                /* the store's, increasing; 0 on append */
+    char kind[ENG_EVENT_KIND];  /* "auth.password_reset_requested", … */
+    char user_id[ENG_ID];
+    char sealed[ENG_EVENT_SEALED];
+    int64_t created_at;
+    int64_t expires_at;         /* its token's: the reaper takes it past that and the grace */
+};
+#define ENG_EVENTS_MAX 100      /* events one auth_event_list call returns */
 
 struct eng_invite {
     char id[ENG_ID];
@@ -410,6 +460,9 @@ struct eng_reaped {
     uint64_t records;           /* past expires_at, with their sealed values and blind indexes */
     uint64_t refresh_tokens;
     uint64_t invites;
+    uint64_t sessions;          /* past their last token's expiry and grace */
+    uint64_t user_tokens;       /* resets and verifications past expiry and grace */
+    uint64_t auth_events;       /* the auth outbox's, past their token's expiry and grace */
     uint64_t changes;           /* projected events past the retention */
     uint64_t audit_partitions;  /* PostgreSQL: monthly partitions dropped */
     uint64_t audit_entries;     /* memory: entries deleted */
@@ -452,6 +505,25 @@ struct engine_ops {
     int (*user_set_admin)(struct engine *e, const char *id, bool admin);
     int (*user_memberships)(struct engine *e, const char *user_id, struct eng_membership *out,
                             size_t max, size_t *n);
+    int (*user_set_verified)(struct engine *e, const char *id, int64_t at);
+    /* Erases a person (issue 17): the user row (its sealed email and blind
+     * index), their memberships, sessions and refresh tokens, the API keys
+     * they made, the invites naming their email, their one-time tokens and
+     * outbox events. Audit entries keep their actor id, which then names
+     * nobody. out: the ids of the sessions that were live. */
+    int (*user_erase)(struct engine *e, const char *id, int64_t now, char (*out)[ENG_ID], size_t max,
+                      size_t *n);
+    int (*user_token_create)(struct engine *e, const struct eng_user_token *t);
+    /* Spends the token of that kind and hash: 0 with it in out (used_at set
+     * to now), or ERR_NOTFOUND when there is none, it was used or it expired
+     * (one answer for all three). Atomic against a concurrent use. */
+    int (*user_token_use)(struct engine *e, int kind, const char *token_hash, int64_t now,
+                          struct eng_user_token *out);
+    /* ev->seq is ignored; *seq gets the one given */
+    int (*auth_event_append)(struct engine *e, const struct eng_auth_event *ev, int64_t *seq);
+    /* events with seq > after, in seq order */
+    int (*auth_event_list)(struct engine *e, int64_t after, struct eng_auth_event *out, size_t max,
+                           size_t *n);
     int (*org_create)(struct engine *e, const struct eng_org *o);
     int (*app_create)(struct engine *e, const struct eng_app *a);
     int (*app_get)(struct engine *e, const char *name, struct eng_app *out);
@@ -495,8 +567,22 @@ struct engine_ops {
     int (*refresh_rotate)(struct engine *e, const struct eng_scope *s, const char *parent_id,
                           const struct eng_refresh *child, const char *sealed, int64_t now,
                           int64_t reuse_interval, struct eng_rotation *out);
+    /* also ends the family's session (revoked_at) */
     int (*refresh_revoke_family)(struct engine *e, const struct eng_scope *s, const char *family_id,
                                  int64_t at);
+    /* A new session; its family's first token is refresh_create's. A
+     * rotation (ENG_ROTATE_NEW) moves its last_used_at and expires_at. */
+    int (*session_create)(struct engine *e, const struct eng_scope *s, const struct eng_session *ss);
+    /* global (a person's sessions span orgs): user_id's sessions neither
+     * revoked nor expired at now, newest first */
+    int (*session_list)(struct engine *e, const char *user_id, int64_t now, struct eng_session *out,
+                        size_t max, size_t *n);
+    /* global: ends user_id's live sessions and revokes their refresh
+     * families — in org_id's org only unless it is "", only the one named
+     * family unless it is "", all but except unless it is "". out: the ids
+     * ended (their access tokens are the caller's to refuse). */
+    int (*session_revoke)(struct engine *e, const char *user_id, const char *org_id, const char *family,
+                          const char *except, int64_t at, char (*out)[ENG_ID], size_t max, size_t *n);
     int (*invite_create)(struct engine *e, const struct eng_scope *s, const struct eng_invite *i);
     int (*invite_mark_used)(struct engine *e, const struct eng_scope *s, const char *id, int64_t at);
     int (*audit_append)(struct engine *e, const struct eng_scope *s, const struct eng_audit *a);
@@ -653,6 +739,20 @@ int engine_user_set_password(struct engine *e, const char *id, const char *phc) 
 int engine_user_set_admin(struct engine *e, const char *id, bool admin) ERR_MUST_CHECK;
 int engine_user_memberships(struct engine *e, const char *user_id, struct eng_membership *out,
                             size_t max, size_t *n) ERR_MUST_CHECK;
+/* at > 0. */
+int engine_user_set_verified(struct engine *e, const char *id, int64_t at) ERR_MUST_CHECK;
+/* now > 0. */
+int engine_user_erase(struct engine *e, const char *id, int64_t now, char (*out)[ENG_ID], size_t max,
+                      size_t *n) ERR_MUST_CHECK;
+/* kind one of enum eng_user_token_kind; created_at > 0, expires_at > created_at, used_at 0. */
+int engine_user_token_create(struct engine *e, const struct eng_user_token *t) ERR_MUST_CHECK;
+int engine_user_token_use(struct engine *e, int kind, const char *token_hash, int64_t now,
+                          struct eng_user_token *out) ERR_MUST_CHECK;
+/* kind an identifier-like text, sealed non-empty, times > 0. */
+int engine_auth_event_append(struct engine *e, const struct eng_auth_event *ev, int64_t *seq) ERR_MUST_CHECK;
+/* after >= 0. */
+int engine_auth_event_list(struct engine *e, int64_t after, struct eng_auth_event *out, size_t max,
+                           size_t *n) ERR_MUST_CHECK;
 int engine_org_create(struct engine *e, const struct eng_org *o) ERR_MUST_CHECK;
 int engine_app_create(struct engine *e, const struct eng_app *a) ERR_MUST_CHECK;
 int engine_app_get(struct engine *e, const char *name, struct eng_app *out) ERR_MUST_CHECK;
@@ -691,6 +791,13 @@ int engine_refresh_rotate(struct engine *e, const struct eng_scope *s, const cha
 /* at > 0. */
 int engine_refresh_revoke_family(struct engine *e, const struct eng_scope *s, const char *family_id,
                                  int64_t at) ERR_MUST_CHECK;
+/* ss in s's org and mode; ids uuids; times: created_at > 0, the others >= 0. */
+int engine_session_create(struct engine *e, const struct eng_scope *s, const struct eng_session *ss) ERR_MUST_CHECK;
+int engine_session_list(struct engine *e, const char *user_id, int64_t now, struct eng_session *out, size_t max,
+                        size_t *n) ERR_MUST_CHECK;
+/* org_id, family, except: "" or uuids; at > 0. */
+int engine_session_revoke(struct engine *e, const char *user_id, const char *org_id, const char *family,
+                          const char *except, int64_t at, char (*out)[ENG_ID], size_t max, size_t *n) ERR_MUST_CHECK;
 int engine_invite_create(struct engine *e, const struct eng_scope *s, const struct eng_invite *i) ERR_MUST_CHECK;
 /* at > 0. */
 int engine_invite_mark_used(struct engine *e, const struct eng_scope *s, const char *id, int64_t at) ERR_MUST_CHECK;

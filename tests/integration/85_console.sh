@@ -2,9 +2,11 @@
 # The web console (issue 16): web/console served by nginx at /console/ with
 # its Content-Security-Policy, driven in a real browser (Debian's Chromium,
 # headless, by puppeteer-core from tests/tools) through tests/tools/console-
-# test.js: login, a resource and records made in the UI, keyset paging by
-# clicks, If-Match edits, a view and a vector search, a 409 and a viewer's
-# 403 shown, the test/live switch. Every request the page made, as the
+# test.js: login, roles made, edited and deleted (a held one's 409), an
+# invite by email that the invited user accepts in the UI, a resource and
+# records made in the UI (a timestamp field as RFC 3339 and unix seconds),
+# keyset paging by clicks, If-Match edits, a view and a vector search, a 409
+# and a viewer's 403 shown with the API's own messages, the test/live switch. Every request the page made, as the
 # browser saw it and as nginx's access log recorded it, is a console file or
 # a path of /openapi.json. On a failure, screenshots, the page's HTML and
 # console log are in build/console-test/. Before the browser, the API client

@@ -3,7 +3,8 @@
 // a short run (an access token that expires: one refresh shared by
 // concurrent calls, then the call again; a refresh refused: signed out), and
 // the client's contract (headers, the error envelope, a network failure, an
-// answer without JSON, path encoding, no localStorage ever).
+// answer without JSON, path encoding, no localStorage ever), and dom.js's
+// when(), which shows the API's RFC 3339 times.
 //   node console-api-test.js        prints ok / not ok lines; exits 1 on a failure
 'use strict';
 
@@ -39,14 +40,14 @@ globalThis.fetch = async (url, init) => {
 };
 
 let failed = 0;
-async function test(name, fn) {
+async function test(name, fn, mod = 'api.js') {
     calls.length = 0;
     try {
         await fn();
-        console.log(`ok - api.js: ${name}`);
+        console.log(`ok - ${mod}: ${name}`);
     } catch (err) {
         failed++;
-        console.log(`not ok - api.js: ${name}`);
+        console.log(`not ok - ${mod}: ${name}`);
         console.log(`#   ${String(err.stack || err).split('\n').slice(0, 4).join('\n#   ')}`);
     }
 }
@@ -137,6 +138,15 @@ const envelope = (status, code, message, details) =>
     await test('path`…` encodes each value as one segment', async () => {
         eq(api.path`/v1/svc/${'crm'}/${'a/../b?c'}`, '/v1/svc/crm/a%2F..%2Fb%3Fc', 'path');
     });
+
+    const dom = await import(pathToFileURL(path.join(dir, 'dom.js')));
+    await test('when() shows the API\'s RFC 3339 text in UTC; what is no time is shown as it is', async () => {
+        eq(dom.when('2026-12-07T15:31:52Z'), '2026-12-07 15:31:52 UTC', 'UTC');
+        eq(dom.when('2026-12-07T16:31:52+01:00'), '2026-12-07 15:31:52 UTC', 'an offset folded into UTC');
+        eq(dom.when('2027-01-01T00:30:00.5-01:00'), '2027-01-01 01:30:00 UTC', 'a fraction dropped');
+        eq([dom.when(null), dom.when(undefined), dom.when('soon'), dom.when(1767225600)],
+            ['—', '—', 'soon', '1767225600'], 'not times');
+    }, 'dom.js');
     process.exit(failed ? 1 : 0);
 })().catch((e) => {
     console.log(`not ok - api.js tests ran (${e.message})`);

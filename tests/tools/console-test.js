@@ -1,9 +1,14 @@
 // The web console in a real browser (Debian's Chromium, headless, driven by
 // puppeteer-core): tests/integration/85_console.sh runs it against a stack
-// it started. It logs in as the platform admin, defines a resource and makes
-// records through the UI, pages a list of more records than a page holds by
-// clicking, edits and deletes with If-Match, sees a refused retype's 409, a
-// viewer's 403, and the test/live switch change the mode of every call.
+// it started. It logs in as the platform admin, makes, edits and (where
+// nothing holds it) deletes roles, invites an existing user by email, defines
+// a resource and makes records through the UI (a timestamp field as RFC 3339
+// text and as unix seconds), pages a list of more records than a page holds
+// by clicking, edits and deletes with If-Match, sees a refused retype's 409,
+// a viewer's 403, and the test/live switch change the mode of every call;
+// then the invited user logs in, accepts the invite in the UI and is in the
+// new org. An error the page shows is the API's own message (the answer's
+// envelope, recorded as the browser got it).
 // Throughout it records every request the page makes: each must go to this
 // origin, to a console file or a path of the API's own /openapi.json.
 //
@@ -29,13 +34,17 @@ const CONSOLE = `${ORIGIN}/console/`;
 const PASSWORD = 'tessera-dev';
 const ADMIN = 'admin@example.com';
 const VIEWER = 'victor@acme.test';      // seed/dev: a viewer of Acme, the admin's org
+const BOB = 'bob@globex.test';          // seed/dev: owner of Globex, invited into Acme below
+const ROLE = `triage${process.pid}`;    // a role of Acme's own, made, edited and given to Bob's invite
+const SCRATCH = `scratch${process.pid}`; // a role nothing holds, deleted
 const RES = `tickets_${process.pid}`;   // a resource of its own, in the seed's service crm
 const EXTRA = 25;                       // records made through the API: three pages of 10 with the UI's one
 const WAIT = { timeout: 15000 };
 
 let failed = 0;
 const consoleLog = [];
-const requests = [];     // {method, url, mode, auth}
+const requests = [];     // {method, url, mode, auth, body}
+const apiErrors = [];    // {method, url, status, code, message}: the error answers the page got
 let page = null;
 
 function ok(name) {
@@ -88,6 +97,11 @@ async function shoot(name) {
 
 function assert(cond, what) {
     if (!cond) throw new Error(`assertion failed: ${what}`);
+}
+
+function eq(got, want, what) {
+    if (JSON.stringify(got) !== JSON.stringify(want))
+        throw new Error(`${what}: got ${JSON.stringify(got)}, wanted ${JSON.stringify(want)}`);
 }
 
 // --- the API, for the setup only (extra records) and the path templates
@@ -153,6 +167,21 @@ async function see(sel, want) {
             (shown.length ? `; messages on the page: ${JSON.stringify(shown)}` : ''));
     }
 }
+// The API refused the last such call with `status` and the page shows that
+// answer's own message (and its status), whatever the message says.
+async function apiErrorShown(status, method, pathRe) {
+    await see('.error .error-meta', `HTTP ${status}`);
+    const deadline = Date.now() + WAIT.timeout;
+    let e;
+    while (!(e = apiErrors.findLast((x) => x.status === status && x.method === method && pathRe.test(new URL(x.url).pathname)))) {
+        if (Date.now() > deadline) throw new Error(`no ${status} answer to ${method} ${pathRe} recorded: ${JSON.stringify(apiErrors)}`);
+        await new Promise((r) => setTimeout(r, 50));
+    }
+    assert(typeof e.message === 'string' && e.message.length > 0, `the ${status} has a message`);
+    await see('.error .error-message', e.message);
+    return e;
+}
+const TIME_SHOWN = /^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC$/;
 async function go(hash) {
     await page.evaluate((h) => { location.hash = h; }, hash);
 }
@@ -188,7 +217,17 @@ async function main() {
         page.on('dialog', (d) => d.accept());          // the console's confirm() before a delete
         page.on('request', (r) => {
             const h = r.headers();
-            requests.push({ method: r.method(), url: r.url(), mode: h['tessera-mode'] ?? null, auth: 'authorization' in h });
+            requests.push({ method: r.method(), url: r.url(), mode: h['tessera-mode'] ?? null, auth: 'authorization' in h, body: r.postData() });
+        });
+        page.on('response', async (res) => {
+            if (res.status() < 400 || new URL(res.url()).pathname.startsWith('/console/')) return;
+            const e = { method: res.request().method(), url: res.url(), status: res.status(), code: null, message: null };
+            try {
+                const env = (await res.json()).error;
+                e.code = env.code;
+                e.message = env.message;
+            } catch { /* no JSON: the page says so in its own words */ }
+            apiErrors.push(e);
         });
         await run(templates);
     } finally {
@@ -245,23 +284,71 @@ async function run(templates) {
         await see('#mode-banner', 'Test mode');
     });
 
-    await step('members: an invite shows its one-time token', async () => {
-        await click('nav a[href="#/members"]');
-        await see('.members-list td', 'victor@acme.test');
-        await choose('form.invite select[name=role]', 'viewer');
-        await click('form.invite button[type=submit]');
-        await page.waitForSelector('.secret .secret-value', WAIT);
-        const token = await page.$eval('.secret .secret-value', (e) => e.value);
-        assert(token.length >= 20, `an invite token: ${token}`);
-    });
     await step('roles: the built-ins are read-only, a new role is created', async () => {
         await click('nav a[href="#/roles"]');
         await see('main td', 'built-in');
-        await type('form.role-create input[name=name]', `triage${process.pid}`);
+        await type('form.role-create input[name=name]', ROLE);
         await type('form.role-create textarea[name=permissions]', 'records:read:crm/*\naudit:read:*');
         await click('form.role-create button[type=submit]');
         await see('.notice', 'created');
-        await see('main td code', `triage${process.pid}`);
+        await see('main td code', ROLE);
+    });
+    await step('roles: a taken name is refused, the API\'s 409 and its message shown', async () => {
+        await type('form.role-create input[name=name]', ROLE);
+        await type('form.role-create textarea[name=permissions]', 'records:read:*');
+        await click('form.role-create button[type=submit]');
+        await apiErrorShown(409, 'POST', /^\/v1\/roles$/);
+    });
+    await step('roles: a custom role\'s permissions are edited (GET, then PATCH /v1/roles/{name})', async () => {
+        await click(`.role-edit[data-role="${ROLE}"] button[name=edit-role]`);
+        const area = `.role-edit[data-role="${ROLE}"] textarea[name=permissions]`;
+        await page.waitForSelector(area, WAIT);
+        const before = await page.$eval(area, (e) => e.value);
+        assert(before === 'records:read:crm/*\naudit:read:*', `the form starts from the role: ${JSON.stringify(before)}`);
+        await type(area, 'records:read:crm/*\nrecords:write:crm/*\naudit:read:*');
+        await click(`.role-edit[data-role="${ROLE}"] button[type=submit]`);
+        await see('.notice', `Role ${ROLE} saved`);
+        const perms = await page.$$eval('main tbody tr', (trs, name) => trs.filter((tr) => tr.cells[0].textContent === name)
+            .map((tr) => [...tr.cells[2].querySelectorAll('code')].map((c) => c.textContent)), ROLE);
+        assert(JSON.stringify(perms) === JSON.stringify([['records:read:crm/*', 'records:write:crm/*', 'audit:read:*']]),
+            `the role's permissions listed: ${JSON.stringify(perms)}`);
+        const asked = requests.filter((r) => new URL(r.url).pathname === `/v1/roles/${ROLE}`).map((r) => r.method);
+        assert(asked.includes('GET') && asked.includes('PATCH'), `GET and PATCH /v1/roles/${ROLE}: ${asked}`);
+    });
+    let inviteToken;
+    await step('members: an invite names an email (an existing user\'s) and shows its one-time token', async () => {
+        await click('nav a[href="#/members"]');
+        await see('.members-list td', 'victor@acme.test');
+        const joined = await page.$$eval('.members-list tbody tr', (trs) => trs.map((tr) => tr.cells[2].textContent));
+        assert(joined.length > 0 && joined.every((t) => TIME_SHOWN.test(t)), `joined times: ${joined}`);
+        await page.waitForSelector(`form.invite select[name=role] option[value="${ROLE}"]`, WAIT);
+        await type('form.invite input[name=email]', BOB);
+        await choose('form.invite select[name=role]', ROLE);
+        await click('form.invite button[type=submit]');
+        await page.waitForSelector('.secret .secret-value', WAIT);
+        inviteToken = await page.$eval('.secret .secret-value', (e) => e.value);
+        assert(inviteToken.length >= 20, `an invite token: ${inviteToken}`);
+        const title = await text('.secret .secret-title');
+        assert(title.includes(BOB) && title.includes(ROLE) && / until \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC\)/.test(title),
+            `the invite's email, role and expiry: ${title}`);
+        const sent = requests.findLast((r) => r.method === 'POST' && r.url.endsWith('/v1/orgs/current/members'));
+        assert(sent && JSON.parse(sent.body).email === BOB, `the email was sent: ${sent && sent.body}`);
+    });
+    await step('roles: a role an open invite holds is not deleted: the API\'s 409 and its message shown', async () => {
+        await click('nav a[href="#/roles"]');
+        await click(`.role-edit[data-role="${ROLE}"] button[name=delete-role]`);
+        await apiErrorShown(409, 'DELETE', new RegExp(`^/v1/roles/${ROLE}$`));
+        await see('main td code', ROLE);
+    });
+    await step('roles: a role nothing holds is deleted', async () => {
+        await type('form.role-create input[name=name]', SCRATCH);
+        await type('form.role-create textarea[name=permissions]', 'audit:read:*');
+        await click('form.role-create button[type=submit]');
+        await see('main td code', SCRATCH);
+        await click(`.role-edit[data-role="${SCRATCH}"] button[name=delete-role]`);
+        await see('.notice', `Role ${SCRATCH} deleted`);
+        await page.waitForFunction((n) => ![...document.querySelectorAll('main td code')].some((c) => c.textContent === n), WAIT, SCRATCH);
+        assert(requests.some((r) => r.method === 'DELETE' && new URL(r.url).pathname === `/v1/roles/${SCRATCH}`), 'DELETE /v1/roles/{name}');
     });
 
     await step('Data lists crm (GET /v1/apps, kind microservice) and opens it', async () => {
@@ -284,6 +371,7 @@ async function run(templates) {
         await addField('note', 'text');
         await addField('stage', 'string');
         await type('form.schema-editor tbody tr:last-child input[name=field-default]', '"new"');
+        await addField('due', 'timestamp');
         await addField('emb', 'vector');
         await type('form.schema-editor tbody tr:last-child input[name=field-dim]', '3');
         await type('form.schema-editor textarea[name=options]', '{"views": {"by_stage": {"group_by": ["stage"], "count": true}}}');
@@ -296,9 +384,27 @@ async function run(templates) {
         await type('form.record-edit input[name=rec-title]', 'made in the browser');
         await type('form.record-edit input[name=rec-prio]', '0');
         await type('form.record-edit textarea[name=rec-note]', '<img src=x onerror=alert(1)>');
+        await type('form.record-edit input[name=rec-due]', '2026-12-07T15:31:52Z');
         await click('form.record-edit button[type=submit]');
         await see('.notice', 'Created');
         await see('.records td', 'made in the browser');
+    });
+    await step('times are shown readably: the timestamp field and the record\'s updated_at (RFC 3339 from the API)', async () => {
+        await see('.records td', '2026-12-07 15:31:52 UTC');
+        const sent = requests.findLast((r) => r.method === 'POST' && r.url.endsWith(`/v1/svc/crm/${RES}`));
+        assert(JSON.parse(sent.body).due === '2026-12-07T15:31:52Z', `the time sent as typed: ${sent.body}`);
+        const updated = await page.$$eval('.records tbody tr', (trs) => trs.map((tr) => tr.cells[tr.cells.length - 2].textContent));
+        assert(updated.length === 1 && TIME_SHOWN.test(updated[0]), `updated: ${updated}`);
+    });
+    await step('a filter on the timestamp field in RFC 3339 (due=gte.2026-12-01T00:00:00Z)', async () => {
+        await type('form.list-controls input[name=filters]', 'due=gte.2026-12-08T00:00:00Z');
+        await click('form.list-controls button[type=submit]');
+        await see('.records .empty, p.empty', 'No records match');
+        await type('form.list-controls input[name=filters]', 'due=gte.2026-12-01T00:00:00Z');
+        await click('form.list-controls button[type=submit]');
+        await see('.pager .page-no', 'Page 1 · 1 record(s)');
+        await see('.records td', 'made in the browser');
+        await type('form.list-controls input[name=filters]', '');
     });
     await step('API data is shown as text, never markup (XSS)', async () => {
         const cell = await page.$$eval('.records td', (tds) => tds.map((t) => t.textContent).find((t) => t.includes('onerror')));
@@ -375,11 +481,26 @@ async function run(templates) {
         await see('.pager .page-no', '1 record(s)');
         await click('.records button[name=edit-record]');
         await type('form.record-edit input[name=rec-title]', 'ticket 25, edited');
+        await type('form.record-edit input[name=rec-due]', '1767225600');
         await click('form.record-edit button[type=submit]');
         await see('.notice', 'version 2');
         await see('.records td', 'ticket 25, edited');
+        await see('.records td', '2026-01-01 00:00:00 UTC');
         const patch = requests.filter((r) => r.method === 'PATCH' && r.url.includes(`/v1/svc/crm/${RES}/`));
         assert(patch.length === 1, 'one PATCH');
+        eq(JSON.parse(patch[0].body), { title: 'ticket 25, edited', due: 1767225600 }, 'the PATCH sends the changed fields, unix seconds as a number');
+    });
+    await step('the edit form shows the stored time as RFC 3339; an offset is folded into UTC (version 3)', async () => {
+        await click('.records button[name=edit-record]');
+        await page.waitForSelector('form.record-edit input[name=rec-due]', WAIT);
+        const shown = await page.$eval('form.record-edit input[name=rec-due]', (e) => e.value);
+        assert(shown === '2026-01-01T00:00:00Z', `the form's due: ${shown}`);
+        await type('form.record-edit input[name=rec-due]', '2026-01-01T02:00:00+01:00');
+        await click('form.record-edit button[type=submit]');
+        await see('.notice', 'version 3');
+        await see('.records td', '2026-01-01 01:00:00 UTC');
+        const last = requests.filter((r) => r.method === 'PATCH' && r.url.includes(`/v1/svc/crm/${RES}/`)).at(-1);
+        eq(JSON.parse(last.body), { due: '2026-01-01T02:00:00+01:00' }, 'only the changed field');
     });
     await step('a record is deleted (If-Match) and is gone from the list', async () => {
         await click('.records button[name=delete-record]');
@@ -418,6 +539,7 @@ async function run(templates) {
         await see('main td', 'api');
         await see('main td', 'projector');
         await see('main .facts-line', 'master pid');
+        assert(requests.some((r) => r.method === 'GET' && new URL(r.url).pathname === '/v1/admin/fleet'), 'GET /v1/admin/fleet');
     });
 
     await step('a test API key is made on the keys page, its secret shown once', async () => {
@@ -485,6 +607,48 @@ async function run(templates) {
     await step('a viewer opening the fleet page by its address is told it is for platform admins', async () => {
         await go('#/fleet');
         await see('main h1', 'Platform admins only');
+    });
+    await step('an invite is for its email only: the viewer pasting Bob\'s is refused, the API\'s 403 shown', async () => {
+        await click('nav a[href="#/join"]');
+        await type('form.accept-invite input[name=invite_token]', inviteToken);
+        await click('form.accept-invite button[type=submit]');
+        await apiErrorShown(403, 'POST', /^\/v1\/auth\/invites\/accept$/);
+        await see('header.top .org-name', 'Acme Corp');
+        await click('header button[name=logout]');
+        await page.waitForSelector('form.login', WAIT);
+    });
+    await step('Bob (an account of Globex) logs in, accepts the invite in the UI and is switched to Acme Corp', async () => {
+        await login(BOB);
+        await see('header.top .org-name', 'Globex');
+        const before = await page.evaluate(() => JSON.parse(sessionStorage.getItem('tessera.console.session')).access);
+        const from = requests.length;
+        await click('nav a[href="#/join"]');
+        await see('main h1', 'Accept an invite');
+        await type('form.accept-invite input[name=invite_token]', inviteToken);
+        await click('form.accept-invite button[type=submit]');
+        await see('#flash .notice', 'You joined Acme Corp');
+        await see('header.top .org-name', 'Acme Corp');
+        await see('header.top .role', ROLE);
+        await see('main h1', 'Acme Corp');
+        const after = await page.evaluate(() => JSON.parse(sessionStorage.getItem('tessera.console.session')).access);
+        assert(after && after !== before, 'the session holds the new org\'s token');
+        const calls = requests.slice(from).filter((r) => r.method === 'POST').map((r) => new URL(r.url).pathname);
+        assert(JSON.stringify(calls) === JSON.stringify(['/v1/auth/invites/accept', '/v1/auth/logout']),
+            `accept, then the Globex session logged out: ${calls}`);
+    });
+    await step('in Acme, Bob holds the edited role: he reads crm\'s records', async () => {
+        await click('nav a[href="#/members"]');
+        await page.waitForSelector('.members-list select[name=role]', WAIT);
+        const roles = await page.$$eval('.members-list select[name=role]', (sels) => sels.map((x) => x.value));
+        assert(roles.includes(ROLE), `Acme's members' roles: ${roles}`);
+        await go(`#/data/crm/${RES}`);
+        await see('.records td', 'made in the browser');
+    });
+    await step('the invite is spent: pasting it again is refused with the API\'s message', async () => {
+        await click('nav a[href="#/join"]');
+        await type('form.accept-invite input[name=invite_token]', inviteToken);
+        await click('form.accept-invite button[type=submit]');
+        await apiErrorShown(400, 'POST', /^\/v1\/auth\/invites\/accept$/);
     });
 
     await step('every request the page made went to this origin: a console file or a path of /openapi.json', async () => {

@@ -40,7 +40,7 @@ static int layout(struct shm_region *r, uint64_t *out, bool *made, char errstr[1
         uint64_t *const maps[] = {&rt->users,   &rt->emails,     &rt->user_orgs,
                                   &rt->orgs,    &rt->slugs,      &rt->apps,
                                   &rt->app_ids, &rt->key_hashes, &rt->refresh_hashes,
-                                  &rt->invite_hashes};
+                                  &rt->invite_hashes, &rt->user_tokens, &rt->auth_events};
 
         for (size_t i = 0; i < sizeof maps / sizeof maps[0]; i++)
             if ((*maps[i] = shm_map_new(r, MEM_ROOT_HINT)) == 0)
@@ -267,6 +267,127 @@ static int mem_user_set_admin(struct engine *e, const char *id, bool admin)
     return user_replace(e, off, &u);
 }
 
+static int mem_user_set_verified(struct engine *e, const char *id, int64_t at)
+{
+    struct eng_user u;
+    uint64_t off;
+    int rc;
+
+    if ((rc = user_load(e, id, &u, &off)) != 0)
+        return rc;
+    if (u.email_verified_at != 0)
+        return 0;
+    u.email_verified_at = at;
+    return user_replace(e, off, &u);
+}
+
+/* ---- a person's one-time tokens and the auth outbox --------------------------- */
+
+static int mem_user_token_create(struct engine *e, const struct eng_user_token *t)
+{
+    const struct mem *m = e->impl;
+    uint64_t off;
+    int rc;
+
+    if ((rc = enter(e)) != 0)
+        return rc;
+    if (!map_find(m, root(m)->users, t->user_id, NULL))
+        return engine_fail(e, ERR_NOTFOUND, "no such user");
+    if (map_find(m, root(m)->user_tokens, t->token_hash, NULL))
+        return engine_fail(e, ERR_CONFLICT, "token hash taken");
+    if ((off = rec_new(e, t, sizeof *t)) == 0)
+        return ERR_NOSPACE;
+    return map_add(e, root(m)->user_tokens, t->token_hash, off);
+}
+
+static int mem_user_token_use(struct engine *e, int kind, const char *token_hash, int64_t now,
+                              struct eng_user_token *out)
+{
+    const struct mem *m = e->impl;
+    const struct eng_user_token *t;
+    uint64_t off;
+    int rc;
+
+    if ((rc = enter(e)) != 0)
+        return rc;
+    if (!map_find(m, root(m)->user_tokens, token_hash, &off))
+        return engine_fail(e, ERR_NOTFOUND, "no such token");
+    t = ptr(m, off);
+    if (t->kind != kind || t->used_at != 0 || t->expires_at <= now)
+        return engine_fail(e, ERR_NOTFOUND, "no such token");
+    if ((rc = set64(e, off + offsetof(struct eng_user_token, used_at), (uint64_t)now)) != 0)
+        return rc;
+    *out = *t;
+    return 0;
+}
+
+static int mem_auth_event_append(struct engine *e, const struct eng_auth_event *ev, int64_t *seq)
+{
+    const struct mem *m = e->impl;
+    struct eng_auth_event rec = *ev;
+    char key[24];
+    uint64_t off;
+    int rc;
+
+    if ((rc = enter(e)) != 0)
+        return rc;
+    rec.seq = (int64_t)root(m)->event_seq + 1;
+    snprintf(key, sizeof key, "%020lld", (long long)rec.seq);
+    if ((off = rec_new(e, &rec, sizeof rec)) == 0)
+        return ERR_NOSPACE;
+    if ((rc = map_add(e, root(m)->auth_events, key, off)) != 0 ||
+        (rc = set64(e, m->root + offsetof(struct mem_root, event_seq), (uint64_t)rec.seq)) != 0)
+        return rc;
+    *seq = rec.seq;
+    return 0;
+}
+
+static int cmp_event(const void *pa, const void *pb)
+{
+    const struct eng_auth_event *a = pa, *b = pb;
+
+    return cmp_i64(a->seq, b->seq);
+}
+
+/* The events past after in seq order: the map is a hash, so every live one is
+ * looked at (the reaper keeps them few: a day past their token's expiry). */
+static int mem_auth_event_list(struct engine *e, int64_t after, struct eng_auth_event *out, size_t max,
+                               size_t *n)
+{
+    const struct mem *m = e->impl;
+    struct shm_map_entry me;
+    struct eng_auth_event *all = NULL;
+    size_t k = 0, cap = 0;
+    uint64_t pos = 0;
+    int rc;
+
+    *n = 0; /* a list starts empty (the wrapper checked n and out) */
+    if ((rc = enter(e)) != 0)
+        return rc;
+    while (shm_map_next(m->r, root(m)->auth_events, &pos, &me)) {
+        const struct eng_auth_event *ev = ptr(m, me.val);
+        if (ev->seq <= after)
+            continue;
+        if (k == cap) {
+            size_t ncap = cap ? cap * 2 : 64;
+            struct eng_auth_event *grown = realloc(all, ncap * sizeof *grown);
+            if (grown == NULL) {
+                free(all);
+                return engine_fail(e, ERR_NOMEM, "out of memory");
+            }
+            all = grown;
+            cap = ncap;
+        }
+        all[k++] = *ev;
+    }
+    if (k > 0)
+        qsort(all, k, sizeof *all, cmp_event);
+    for (size_t i = 0; i < k && *n < max; i++)
+        out[(*n)++] = all[i];
+    free(all);
+    return 0;
+}
+
 static int mem_user_memberships(struct engine *e, const char *user_id, struct eng_membership *out,
                                 size_t max, size_t *n)
 {
@@ -298,8 +419,8 @@ static int mem_org_create(struct engine *e, const struct eng_org *o)
     memset(&node, 0, sizeof node);
     node.org = *o;
     {
-        uint64_t *const maps[] = {&node.members,  &node.roles,   &node.keys,     &node.refresh,
-                                  &node.families, &node.invites, &node.audit_ids};
+        uint64_t *const maps[] = {&node.members, &node.roles,   &node.keys,      &node.refresh,
+                                  &node.families, &node.invites, &node.audit_ids, &node.sessions};
 
         for (size_t i = 0; i < sizeof maps / sizeof maps[0]; i++)
             if ((*maps[i] = map_new(e, MEM_ORG_HINT)) == 0)
@@ -493,6 +614,12 @@ static const struct engine_ops mem_ops = {
     .user_set_password = mem_user_set_password,
     .user_set_admin = mem_user_set_admin,
     .user_memberships = mem_user_memberships,
+    .user_set_verified = mem_user_set_verified,
+    .user_erase = mem_user_erase,
+    .user_token_create = mem_user_token_create,
+    .user_token_use = mem_user_token_use,
+    .auth_event_append = mem_auth_event_append,
+    .auth_event_list = mem_auth_event_list,
     .org_create = mem_org_create,
     .app_create = mem_app_create,
     .app_get = mem_app_get,
@@ -510,6 +637,9 @@ static const struct engine_ops mem_ops = {
     .role_list = mem_role_list,
     .role_put = mem_role_put,
     .role_delete = mem_role_delete,
+    .session_create = mem_session_create,
+    .session_list = mem_session_list,
+    .session_revoke = mem_session_revoke,
     .api_key_create = mem_api_key_create,
     .api_key_list = mem_api_key_list,
     .api_key_revoke = mem_api_key_revoke,

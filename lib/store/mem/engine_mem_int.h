@@ -21,12 +21,16 @@
  *         key_hashes   key_hash    → struct eng_api_key
  *         refresh_hashes token_hash → struct mem_refresh
  *         invite_hashes token_hash → struct eng_invite
+ *         user_tokens  token_hash  → struct eng_user_token (used_at set with shm_set64)
+ *         auth_events  seq (20 digits) → struct eng_auth_event; event_seq the last given
  *   org:  members      user id     → struct eng_membership (shared with user_orgs)
  *         roles        name        → struct eng_role
  *         keys         key id      → struct eng_api_key
  *         refresh      token id    → struct mem_refresh
  *         families     family id   → struct mem_family
  *         invites      invite id   → struct eng_invite
+ *         sessions     family id   → struct eng_session (its last_used_at,
+ *                                    expires_at, revoked_at set with shm_set64)
  *         audit_ids    audit id    → struct mem_audit, also on a list newest first
  *
  * Crash consistency is shm's: a unit of work is one section, so whatever a
@@ -67,7 +71,7 @@
 #include "store/mem/shm.h"
 
 #define MEM_ROOT "engine.mem"
-#define MEM_MAGIC 0x326d656d61727374ull     /* "tsramem2": struct mem_family grew the seal */
+#define MEM_MAGIC 0x336d656d61727374ull     /* "tsramem3": struct mem_org grew sessions */
 #define MEM_ROOT_HINT 64                    /* keys each global map starts sized for */
 #define MEM_ORG_HINT 4                      /* ... each per-org map */
 
@@ -83,6 +87,9 @@ struct mem_root {
     uint64_t key_hashes;
     uint64_t refresh_hashes;
     uint64_t invite_hashes;
+    uint64_t user_tokens;       /* token_hash → struct eng_user_token */
+    uint64_t auth_events;       /* seq as 20 digits → struct eng_auth_event */
+    uint64_t event_seq;         /* the last seq given (shm_set64) */
 };
 
 struct mem_org {
@@ -95,6 +102,7 @@ struct mem_org {
     uint64_t invites;
     uint64_t audit_ids;
     uint64_t audit_head;        /* newest struct mem_audit, 0 when none */
+    uint64_t sessions;
 };
 
 struct mem_family {
@@ -441,6 +449,12 @@ int mem_role_list(struct engine *e, const struct eng_scope *s, struct eng_role *
                   size_t max, size_t *n);
 int mem_role_put(struct engine *e, const struct eng_scope *s, const struct eng_role *r, bool create);
 int mem_role_delete(struct engine *e, const struct eng_scope *s, const char *name);
+int mem_session_create(struct engine *e, const struct eng_scope *s, const struct eng_session *ss);
+int mem_user_erase(struct engine *e, const char *id, int64_t now, char (*out)[ENG_ID], size_t max, size_t *n);
+int mem_session_list(struct engine *e, const char *user_id, int64_t now, struct eng_session *out, size_t max,
+                     size_t *n);
+int mem_session_revoke(struct engine *e, const char *user_id, const char *org_id, const char *family,
+                       const char *except, int64_t at, char (*out)[ENG_ID], size_t max, size_t *n);
 int mem_api_key_create(struct engine *e, const struct eng_scope *s, const struct eng_api_key *k);
 int mem_api_key_list(struct engine *e, const struct eng_scope *s, struct eng_api_key *out,
                      size_t max, size_t *n);

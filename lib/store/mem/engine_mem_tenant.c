@@ -458,23 +458,28 @@ int mem_refresh_rotate(struct engine *e, const struct eng_scope *s, const char *
         (rc = set64(e, fam + offsetof(struct mem_family, seal_child), child_off)) != 0 ||
         (rc = set64(e, fam + offsetof(struct mem_family, seal), seal)) != 0)
         return rc;
+    uint64_t so; /* a family from before sessions were kept has none */
+    if (map_find(m, ((const struct mem_org *)ptr(m, node))->sessions, child->family_id, &so) &&
+        ((rc = set64(e, so + offsetof(struct eng_session, last_used_at), (uint64_t)now)) != 0 ||
+         (rc = set64(e, so + offsetof(struct eng_session, expires_at), (uint64_t)child->expires_at)) != 0))
+        return rc;
     out->outcome = ENG_ROTATE_NEW;
     return 0;
 }
 
-int mem_refresh_revoke_family(struct engine *e, const struct eng_scope *s, const char *family_id,
-                              int64_t at)
+/* Revokes the family of the org at node (and ends its session). */
+static int family_revoke(struct engine *e, uint64_t node, const char *family_id, int64_t at)
 {
     const struct mem *m = e->impl;
-    const struct mem_org *org;
+    const struct mem_org *org = ptr(m, node);
     const struct mem_family *f;
     struct shm_map_entry me;
-    uint64_t node, fam, pos = 0;
+    uint64_t fam, so, pos = 0;
     int rc;
 
-    if ((rc = enter_org(e, s, &node)) != 0)
+    if (map_find(m, org->sessions, family_id, &so) && ((const struct eng_session *)ptr(m, so))->revoked_at == 0 &&
+        (rc = set64(e, so + offsetof(struct eng_session, revoked_at), (uint64_t)at)) != 0)
         return rc;
-    org = ptr(m, node);
     /* A family this org has no token of: nothing to revoke, as an UPDATE of
      * no rows (another org's family is never touched). */
     if (!map_find(m, org->families, family_id, &fam))
@@ -500,6 +505,135 @@ int mem_refresh_revoke_family(struct engine *e, const struct eng_scope *s, const
             return rc;
     }
     return 0;
+}
+
+int mem_refresh_revoke_family(struct engine *e, const struct eng_scope *s, const char *family_id,
+                              int64_t at)
+{
+    uint64_t node;
+    int rc;
+
+    if ((rc = enter_org(e, s, &node)) != 0)
+        return rc;
+    return family_revoke(e, node, family_id, at);
+}
+
+/* ---- sessions ---------------------------------------------------------------- */
+
+int mem_session_create(struct engine *e, const struct eng_scope *s, const struct eng_session *ss)
+{
+    uint64_t node, off;
+    int rc;
+
+    if ((rc = enter_org(e, s, &node)) != 0)
+        return rc;
+    uint64_t map = ((const struct mem_org *)ptr(e->impl, node))->sessions;
+    if (map_find(e->impl, map, ss->id, NULL))
+        return engine_fail(e, ERR_CONFLICT, "session id taken");
+    if ((off = rec_new(e, ss, sizeof *ss)) == 0)
+        return ERR_NOSPACE;
+    return map_add(e, map, ss->id, off);
+}
+
+static bool session_live(const struct eng_session *ss, int64_t now)
+{
+    return ss->revoked_at == 0 && ss->expires_at > now;
+}
+
+static int cmp_session_newest(const void *pa, const void *pb)
+{
+    const struct eng_session *a = pa, *b = pb;
+    int c = cmp_i64(b->created_at, a->created_at);
+
+    return c != 0 ? c : strcmp(b->id, a->id);
+}
+
+/* Calls fn on each of user_id's sessions in the orgs the user is a member of
+ * (org_id "": all of them), with the org's node; stops at fn's first error. */
+static int each_session(struct engine *e, const char *user_id, const char *org_id,
+                        int (*fn)(struct engine *e, uint64_t node, uint64_t off, void *ctx), void *ctx)
+{
+    const struct mem *m = e->impl;
+    struct shm_map_entry oe, se;
+    uint64_t umap, node, opos = 0;
+    int rc;
+
+    if (!map_find(m, root(m)->user_orgs, user_id, &umap))
+        return 0;
+    while (shm_map_next(m->r, umap, &opos, &oe)) {
+        const struct eng_membership *mb = ptr(m, oe.val);
+        uint64_t spos = 0;
+
+        if ((org_id[0] != '\0' && strcmp(mb->org_id, org_id) != 0) || !map_find(m, root(m)->orgs, mb->org_id, &node))
+            continue;
+        while (shm_map_next(m->r, ((const struct mem_org *)ptr(m, node))->sessions, &spos, &se))
+            if (strcmp(((const struct eng_session *)ptr(m, se.val))->user_id, user_id) == 0 &&
+                (rc = fn(e, node, se.val, ctx)) != 0)
+                return rc;
+    }
+    return 0;
+}
+
+struct session_pick {
+    int64_t now;
+    const char *family, *except;
+    struct eng_session *out;
+    char (*ids)[ENG_ID];
+    size_t max, *n;
+};
+
+static int session_listed(struct engine *e, uint64_t node, uint64_t off, void *ctx)
+{
+    struct session_pick *k = ctx;
+    const struct eng_session *ss = ptr(e->impl, off);
+
+    (void)node;
+    if (session_live(ss, k->now) && *k->n < k->max)
+        k->out[(*k->n)++] = *ss;
+    return 0;
+}
+
+int mem_session_list(struct engine *e, const char *user_id, int64_t now, struct eng_session *out, size_t max,
+                     size_t *n)
+{
+    struct session_pick k = {.now = now, .out = out, .max = max, .n = n};
+    int rc;
+
+    *n = 0; /* a list starts empty (the wrapper checked n and out) */
+    if ((rc = enter(e)) != 0 || (rc = each_session(e, user_id, "", session_listed, &k)) != 0)
+        return rc;
+    qsort(out, *n, sizeof *out, cmp_session_newest);
+    return 0;
+}
+
+static int session_ended(struct engine *e, uint64_t node, uint64_t off, void *ctx)
+{
+    struct session_pick *k = ctx;
+    const struct eng_session *ss = ptr(e->impl, off);
+    char id[ENG_ID];
+    int rc;
+
+    if (ss->revoked_at != 0 || (k->family[0] != '\0' && strcmp(ss->id, k->family) != 0) ||
+        (k->except[0] != '\0' && strcmp(ss->id, k->except) == 0))
+        return 0;
+    memcpy(id, ss->id, sizeof id); /* family_revoke stamps the record itself */
+    if ((rc = family_revoke(e, node, id, k->now)) != 0)
+        return rc;
+    if (*k->n < k->max)
+        memcpy(k->ids[(*k->n)++], id, ENG_ID);
+    return 0;
+}
+
+int mem_session_revoke(struct engine *e, const char *user_id, const char *org_id, const char *family,
+                       const char *except, int64_t at, char (*out)[ENG_ID], size_t max, size_t *n)
+{
+    struct session_pick k = {.now = at, .family = family, .except = except, .ids = out, .max = max, .n = n};
+    int rc;
+
+    *n = 0;
+    if ((rc = enter(e)) != 0)
+        return rc;
+    return each_session(e, user_id, org_id, session_ended, &k);
 }
 
 /* ---- tenant-scoped: invites ------------------------------------------------ */
@@ -661,6 +795,49 @@ static bool refresh_gone(const void *rec, const struct eng_reap_policy *p)
     return t->t.expires_at + p->token_grace <= p->now;
 }
 
+static bool user_token_gone(const void *rec, const struct eng_reap_policy *p)
+{
+    return ((const struct eng_user_token *)rec)->expires_at + p->token_grace <= p->now;
+}
+
+static bool auth_event_gone(const void *rec, const struct eng_reap_policy *p)
+{
+    return ((const struct eng_auth_event *)rec)->expires_at + p->token_grace <= p->now;
+}
+
+/* Drops the n records at offs from a root map, each keyed as key() says. */
+static int root_drop(struct engine *e, uint64_t map, const uint64_t *offs, size_t n,
+                     void (*key)(const void *rec, char out[ENG_HASH]))
+{
+    struct mem *m = e->impl;
+    char k[ENG_HASH];
+    int rc;
+
+    for (size_t i = 0; i < n; i++) {
+        key(ptr(m, offs[i]), k);
+        if ((rc = map_del(e, map, k)) != 0)
+            return rc;
+        shm_free(m->r, offs[i]);
+    }
+    return 0;
+}
+
+static void user_token_key(const void *rec, char out[ENG_HASH])
+{
+    memcpy(out, ((const struct eng_user_token *)rec)->token_hash, ENG_HASH);
+}
+
+static void auth_event_key(const void *rec, char out[ENG_HASH])
+{
+    snprintf(out, ENG_HASH, "%020lld", (long long)((const struct eng_auth_event *)rec)->seq);
+}
+
+static bool session_gone(const void *rec, const struct eng_reap_policy *p)
+{
+    const struct eng_session *ss = rec;
+    return ss->expires_at + p->token_grace <= p->now;
+}
+
 static bool invite_gone(const void *rec, const struct eng_reap_policy *p)
 {
     const struct eng_invite *i = rec;
@@ -693,6 +870,35 @@ int mem_reap_tenant(struct engine *e, const struct eng_reap_policy *p, size_t bu
         rc = invite_drop(e, offs[i]);
     out->invites += rc == 0 ? n : 0;
     budget -= n;
+    *more = budget == 0;
+    if (rc != 0 || budget == 0)
+        goto out;
+    /* a person's one-time tokens and the auth outbox's events */
+    n = doomed(m, root(m)->user_tokens, user_token_gone, p, offs, budget);
+    if ((rc = root_drop(e, root(m)->user_tokens, offs, n, user_token_key)) != 0)
+        goto out;
+    out->user_tokens += n;
+    budget -= n;
+    n = doomed(m, root(m)->auth_events, auth_event_gone, p, offs, budget);
+    if ((rc = root_drop(e, root(m)->auth_events, offs, n, auth_event_key)) != 0)
+        goto out;
+    out->auth_events += n;
+    budget -= n;
+    /* sessions, per org: what they kept of the client goes with them */
+    uint64_t opos = 0;
+    struct shm_map_entry oe;
+    while (rc == 0 && budget > 0 && shm_map_next(m->r, root(m)->orgs, &opos, &oe)) {
+        uint64_t map = ((const struct mem_org *)ptr(m, oe.val))->sessions;
+        n = doomed(m, map, session_gone, p, offs, budget);
+        for (size_t i = 0; i < n && rc == 0; i++) {
+            char id[ENG_ID];
+            memcpy(id, ((const struct eng_session *)ptr(m, offs[i]))->id, sizeof id);
+            if ((rc = map_del(e, map, id)) == 0)
+                shm_free(m->r, offs[i]);
+        }
+        out->sessions += rc == 0 ? n : 0;
+        budget -= n;
+    }
     *more = budget == 0;
     if (rc != 0 || budget == 0 || p->audit_retention_months == 0)
         goto out;
@@ -737,3 +943,159 @@ out:
     free(offs);
     return rc;
 }
+
+/* ---- erasing a person ----------------------------------------------------------- */
+
+/* The offsets of a map's entries that match(rec, ctx), collected first: the
+ * map is changed only after the walk. Returns owned (free), NULL when out of memory. */
+static uint64_t *matching(struct mem *m, uint64_t map, bool (*match)(const void *rec, const void *ctx),
+                          const void *ctx, size_t *n)
+{
+    struct shm_map_entry me;
+    uint64_t pos = 0, *out = malloc(sizeof *out * (shm_map_count(m->r, map) + 1));
+
+    *n = 0;
+    while (out != NULL && shm_map_next(m->r, map, &pos, &me))
+        if (match(ptr(m, me.val), ctx))
+            out[(*n)++] = me.val;
+    return out;
+}
+
+static bool refresh_of(const void *rec, const void *user)
+{
+    return strcmp(((const struct mem_refresh *)rec)->t.user_id, user) == 0;
+}
+
+static bool session_of(const void *rec, const void *user)
+{
+    return strcmp(((const struct eng_session *)rec)->user_id, user) == 0;
+}
+
+static bool key_by(const void *rec, const void *user)
+{
+    return strcmp(((const struct eng_api_key *)rec)->created_by, user) == 0;
+}
+
+static bool invite_for(const void *rec, const void *hmac)
+{
+    return strcmp(((const struct eng_invite *)rec)->email_hmac, hmac) == 0;
+}
+
+static bool token_of(const void *rec, const void *user)
+{
+    return strcmp(((const struct eng_user_token *)rec)->user_id, user) == 0;
+}
+
+static bool event_of(const void *rec, const void *user)
+{
+    return strcmp(((const struct eng_auth_event *)rec)->user_id, user) == 0;
+}
+
+/* One org's part: the person's sessions (with their families and tokens), the
+ * keys they made, their membership. */
+static int erase_in_org(struct engine *e, uint64_t node, const char *user, int64_t now, char (*out)[ENG_ID],
+                        size_t max, size_t *n)
+{
+    struct mem *m = e->impl;
+    const struct mem_org *org = ptr(m, node);
+    uint64_t *offs, fam;
+    size_t k;
+    int rc = 0;
+
+    if ((offs = matching(m, org->refresh, refresh_of, user, &k)) == NULL)
+        return ERR_NOMEM;
+    for (size_t i = 0; i < k && rc == 0; i++)
+        rc = refresh_drop(e, offs[i]);
+    free(offs);
+    if (rc != 0 || (offs = matching(m, org->sessions, session_of, user, &k)) == NULL)
+        return rc != 0 ? rc : ERR_NOMEM;
+    for (size_t i = 0; i < k && rc == 0; i++) {
+        const struct eng_session *ss = ptr(m, offs[i]);
+        char id[ENG_ID];
+        memcpy(id, ss->id, sizeof id);
+        if (ss->revoked_at == 0 && ss->expires_at > now && *n < max)
+            memcpy(out[(*n)++], id, ENG_ID);
+        if (map_find(m, org->families, id, &fam)) {
+            if ((rc = seal_wipe(e, fam)) != 0 || (rc = map_del(e, org->families, id)) != 0)
+                break;
+            shm_free(m->r, fam);
+        }
+        if ((rc = map_del(e, org->sessions, id)) == 0)
+            shm_free(m->r, offs[i]);
+    }
+    free(offs);
+    if (rc != 0 || (offs = matching(m, org->keys, key_by, user, &k)) == NULL)
+        return rc != 0 ? rc : ERR_NOMEM;
+    for (size_t i = 0; i < k && rc == 0; i++) {
+        struct eng_api_key key = *(const struct eng_api_key *)ptr(m, offs[i]);
+        if ((rc = map_del(e, org->keys, key.id)) == 0 && (rc = map_del(e, root(m)->key_hashes, key.key_hash)) == 0)
+            shm_free(m->r, offs[i]);
+    }
+    free(offs);
+    uint64_t mb;
+    if (rc == 0 && map_find(m, org->members, user, &mb) && (rc = map_del(e, org->members, user)) == 0)
+        shm_free(m->r, mb);
+    return rc;
+}
+
+/* Drops the records at offs from a root map keyed by their token hash or seq. */
+static int erase_root(struct engine *e, uint64_t map, bool (*match)(const void *, const void *), const void *ctx,
+                      void (*key)(const void *rec, char out[ENG_HASH]))
+{
+    struct mem *m = e->impl;
+    size_t k;
+    uint64_t *offs = matching(m, map, match, ctx, &k);
+    int rc;
+
+    if (offs == NULL)
+        return ERR_NOMEM;
+    rc = root_drop(e, map, offs, k, key);
+    free(offs);
+    return rc;
+}
+
+int mem_user_erase(struct engine *e, const char *id, int64_t now, char (*out)[ENG_ID], size_t max, size_t *n)
+{
+    struct mem *m = e->impl;
+    struct eng_user u;
+    uint64_t uoff, umap, node, *offs;
+    size_t k;
+    int rc;
+
+    *n = 0;
+    if ((rc = enter(e)) != 0)
+        return rc;
+    if (!map_find(m, root(m)->users, id, &uoff))
+        return engine_fail(e, ERR_NOTFOUND, "no such user");
+    u = *(const struct eng_user *)ptr(m, uoff);
+    if (map_find(m, root(m)->user_orgs, id, &umap)) {
+        struct shm_map_entry me;
+        uint64_t pos = 0;
+        size_t norgs = 0;
+        char (*orgs)[ENG_ID] = malloc(sizeof *orgs * (shm_map_count(m->r, umap) + 1));
+        if (orgs == NULL)
+            return ERR_NOMEM;
+        while (shm_map_next(m->r, umap, &pos, &me))
+            memcpy(orgs[norgs++], ((const struct eng_membership *)ptr(m, me.val))->org_id, ENG_ID);
+        for (size_t i = 0; i < norgs && rc == 0; i++)
+            if (map_find(m, root(m)->orgs, orgs[i], &node))
+                rc = erase_in_org(e, node, id, now, out, max, n);
+        free(orgs);
+        if (rc != 0 || (rc = map_del(e, root(m)->user_orgs, id)) != 0)
+            return rc;
+        shm_map_free(m->r, umap);
+    }
+    /* invites naming the email, in any org */
+    if ((offs = matching(m, root(m)->invite_hashes, invite_for, u.email_hmac, &k)) == NULL)
+        return ERR_NOMEM;
+    for (size_t i = 0; i < k && rc == 0; i++)
+        rc = invite_drop(e, offs[i]);
+    free(offs);
+    if (rc != 0 || (rc = erase_root(e, root(m)->user_tokens, token_of, id, user_token_key)) != 0 ||
+        (rc = erase_root(e, root(m)->auth_events, event_of, id, auth_event_key)) != 0 ||
+        (rc = map_del(e, root(m)->users, id)) != 0 || (rc = map_del(e, root(m)->emails, u.email_hmac)) != 0)
+        return rc;
+    shm_free(m->r, uoff);
+    return 0;
+}
+

@@ -266,7 +266,8 @@ static void pg_free(struct engine *e)
 
 /* ---- users ------------------------------------------------------------------ */
 
-#define USER_COLS "id, email_enc, email_hmac, password_hash, is_platform_admin, " EPOCH("created_at")
+#define USER_COLS \
+    "id, email_enc, email_hmac, password_hash, is_platform_admin, " EPOCH("created_at") ", " EPOCH("email_verified_at")
 
 static void user_row(const PGresult *r, int i, void *out)
 {
@@ -279,6 +280,7 @@ static void user_row(const PGresult *r, int i, void *out)
     cpy(u->password_hash, sizeof u->password_hash, r, i, 3);
     u->is_platform_admin = flag(r, i, 4);
     u->created_at = i64(r, i, 5);
+    u->email_verified_at = i64(r, i, 6);
 }
 
 static int one_user(struct engine *e, const char *sql, const char *key, struct eng_user *out)
@@ -288,15 +290,15 @@ static int one_user(struct engine *e, const char *sql, const char *key, struct e
 
 static int pg_user_create(struct engine *e, const struct eng_user *u)
 {
-    struct ts at = ts(u->created_at);
+    struct ts at = ts(u->created_at), v = ts(u->email_verified_at);
 
     return q_must(e, NULL, false,
                   "INSERT INTO core.users (id, email_enc, email_hmac, password_hash, is_platform_admin, "
-                  "created_at) VALUES ($1, $2, $3, $4, $5, to_timestamp($6)) ON CONFLICT DO NOTHING "
-                  "RETURNING 1",
-                  6,
+                  "created_at, email_verified_at) VALUES ($1, $2, $3, $4, $5, to_timestamp($6), to_timestamp($7)) "
+                  "ON CONFLICT DO NOTHING RETURNING 1",
+                  7,
                   (const char *[]){u->id, u->email_enc, u->email_hmac, u->password_hash,
-                                   u->is_platform_admin ? "t" : "f", at.s},
+                                   u->is_platform_admin ? "t" : "f", at.s, ts_or_null(&v)},
                   ERR_CONFLICT, "user id or email taken");
 }
 
@@ -318,6 +320,118 @@ static int update_user(struct engine *e, const char *sql, const char *id, const 
 static int pg_user_set_password(struct engine *e, const char *id, const char *phc)
 {
     return update_user(e, "UPDATE core.users SET password_hash = $2 WHERE id = $1 RETURNING 1", id, phc);
+}
+
+static int pg_user_set_verified(struct engine *e, const char *id, int64_t at)
+{
+    struct ts t = ts(at);
+
+    return update_user(e, "UPDATE core.users SET email_verified_at = coalesce(email_verified_at, to_timestamp($2)) "
+                          "WHERE id = $1 RETURNING 1", id, t.s);
+}
+
+static int pg_user_erase(struct engine *e, const char *id, int64_t now, char (*out)[ENG_ID], size_t max, size_t *n)
+{
+    struct ts t = ts(now);
+    PGresult *r;
+    int rc;
+
+    *n = 0;
+    if ((rc = q_any(e, NULL, false, true, "SELECT * FROM core.user_erase($1, $2::bigint)", 2,
+                    (const char *[]){id, t.s}, &r)) != 0)
+        return rc;
+    for (int i = 0; i < PQntuples(r) && *n < max; i++)
+        cpy(out[(*n)++], ENG_ID, r, i, 0);
+    PQclear(r);
+    return 0;
+}
+
+/* ---- a person's one-time tokens and the auth outbox ------------------------------ */
+
+static const char *token_kind_name(int kind)
+{
+    return kind == ENG_TOKEN_RESET ? "reset" : "verify";
+}
+
+static int pg_user_token_create(struct engine *e, const struct eng_user_token *t)
+{
+    struct ts c = ts(t->created_at), x = ts(t->expires_at);
+
+    return q_must(e, NULL, false,
+                  "INSERT INTO core.user_tokens (token_hash, kind, user_id, created_at, expires_at) "
+                  "VALUES ($1, $2, $3, to_timestamp($4), to_timestamp($5)) ON CONFLICT DO NOTHING RETURNING 1",
+                  5, (const char *[]){t->token_hash, token_kind_name(t->kind), t->user_id, c.s, x.s},
+                  ERR_CONFLICT, "token hash taken");
+}
+
+static void user_token_row(const PGresult *r, int i, void *out)
+{
+    struct eng_user_token *t = out;
+
+    memset(t, 0, sizeof *t);
+    cpy(t->token_hash, sizeof t->token_hash, r, i, 0);
+    t->kind = strcmp(PQgetvalue(r, i, 1), "reset") == 0 ? ENG_TOKEN_RESET : ENG_TOKEN_VERIFY;
+    cpy(t->user_id, sizeof t->user_id, r, i, 2);
+    t->created_at = i64(r, i, 3);
+    t->expires_at = i64(r, i, 4);
+    t->used_at = i64(r, i, 5);
+}
+
+/* One UPDATE: a concurrent use of the same token finds it used. */
+static int pg_user_token_use(struct engine *e, int kind, const char *token_hash, int64_t now,
+                             struct eng_user_token *out)
+{
+    struct ts t = ts(now);
+
+    return q_one(e, NULL, false,
+                 "UPDATE core.user_tokens SET used_at = to_timestamp($3) "
+                 "WHERE token_hash = $1 AND kind = $2 AND used_at IS NULL AND expires_at > to_timestamp($3) "
+                 "RETURNING token_hash, kind, user_id, " EPOCH("created_at") ", " EPOCH("expires_at") ", "
+                 EPOCH("used_at"),
+                 3, (const char *[]){token_hash, token_kind_name(kind), t.s}, "token", user_token_row, out);
+}
+
+static int pg_auth_event_append(struct engine *e, const struct eng_auth_event *ev, int64_t *seq)
+{
+    struct ts c = ts(ev->created_at), x = ts(ev->expires_at);
+    PGresult *r;
+    int rc;
+
+    if ((rc = q_any(e, NULL, false, true,
+                    "INSERT INTO core.auth_events (kind, user_id, sealed, created_at, expires_at) "
+                    "VALUES ($1, $2, $3, to_timestamp($4), to_timestamp($5)) RETURNING seq",
+                    5, (const char *[]){ev->kind, ev->user_id, ev->sealed, c.s, x.s}, &r)) != 0)
+        return rc;
+    if (PQntuples(r) == 1)
+        *seq = i64(r, 0, 0);
+    else
+        rc = engine_fail(e, ERR_INTERNAL, "event insert returned %d rows", PQntuples(r));
+    PQclear(r);
+    return rc;
+}
+
+static void auth_event_row(const PGresult *r, int i, void *out)
+{
+    struct eng_auth_event *ev = out;
+
+    memset(ev, 0, sizeof *ev);
+    ev->seq = i64(r, i, 0);
+    cpy(ev->kind, sizeof ev->kind, r, i, 1);
+    cpy(ev->user_id, sizeof ev->user_id, r, i, 2);
+    cpy(ev->sealed, sizeof ev->sealed, r, i, 3);
+    ev->created_at = i64(r, i, 4);
+    ev->expires_at = i64(r, i, 5);
+}
+
+static int pg_auth_event_list(struct engine *e, int64_t after, struct eng_auth_event *out, size_t max, size_t *n)
+{
+    struct ts a = ts(after), lim = limit_of(max);
+
+    *n = 0; /* a list starts empty (the wrapper checked n and out) */
+    return q_list(e, NULL, false,
+                  "SELECT seq, kind, user_id, sealed, " EPOCH("created_at") ", " EPOCH("expires_at")
+                  " FROM core.auth_events WHERE seq > $1 ORDER BY seq LIMIT $2",
+                  2, (const char *[]){a.s, lim.s}, auth_event_row, out, sizeof *out, max, n);
 }
 
 static int pg_user_set_admin(struct engine *e, const char *id, bool admin)
@@ -684,6 +798,12 @@ static const struct engine_ops PG_OPS = {
     .user_set_password = pg_user_set_password,
     .user_set_admin = pg_user_set_admin,
     .user_memberships = pg_user_memberships,
+    .user_set_verified = pg_user_set_verified,
+    .user_erase = pg_user_erase,
+    .user_token_create = pg_user_token_create,
+    .user_token_use = pg_user_token_use,
+    .auth_event_append = pg_auth_event_append,
+    .auth_event_list = pg_auth_event_list,
     .org_create = pg_org_create,
     .app_create = pg_app_create,
     .app_get = pg_app_get,
@@ -707,6 +827,9 @@ static const struct engine_ops PG_OPS = {
     .refresh_create = pg_refresh_create,
     .refresh_rotate = pg_refresh_rotate,
     .refresh_revoke_family = pg_refresh_revoke_family,
+    .session_create = pg_session_create,
+    .session_list = pg_session_list,
+    .session_revoke = pg_session_revoke,
     .invite_create = pg_invite_create,
     .invite_mark_used = pg_invite_mark_used,
     .audit_append = pg_audit_append,

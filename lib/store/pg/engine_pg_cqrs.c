@@ -240,6 +240,16 @@ int pgc_reap(struct engine *e, const struct eng_reap_policy *p, eng_touch_fn tou
             cJSON_Delete(o);
         }
     }
+    if (rc == 0) {
+        const char *vals[2] = {now, grace};
+        if ((rc = call_json(e, &g->core_tx, "reap accounts", "SELECT core.reap_accounts($1::bigint, $2::bigint)::text",
+                            2, vals, &o)) == 0) {
+            out->sessions += (uint64_t)json_int(o, "sessions");
+            out->user_tokens += (uint64_t)json_int(o, "user_tokens");
+            out->auth_events += (uint64_t)json_int(o, "auth_events");
+            cJSON_Delete(o);
+        }
+    }
     return rc;
 }
 

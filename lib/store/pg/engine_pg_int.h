@@ -258,6 +258,11 @@ int pg_refresh_rotate(struct engine *e, const struct eng_scope *s, const char *p
                       int64_t reuse_interval, struct eng_rotation *out);
 int pg_refresh_revoke_family(struct engine *e, const struct eng_scope *s, const char *family_id,
                              int64_t at);
+int pg_session_create(struct engine *e, const struct eng_scope *s, const struct eng_session *ss);
+int pg_session_list(struct engine *e, const char *user_id, int64_t now, struct eng_session *out, size_t max,
+                    size_t *n);
+int pg_session_revoke(struct engine *e, const char *user_id, const char *org_id, const char *family,
+                      const char *except, int64_t at, char (*out)[ENG_ID], size_t max, size_t *n);
 int pg_invite_create(struct engine *e, const struct eng_scope *s, const struct eng_invite *i);
 int pg_invite_mark_used(struct engine *e, const struct eng_scope *s, const char *id, int64_t at);
 int pg_audit_append(struct engine *e, const struct eng_scope *s, const struct eng_audit *a);

@@ -298,7 +298,9 @@ int pg_refresh_rotate(struct engine *e, const struct eng_scope *s, const char *p
                   "        RETURNING 1), "
                   "wipe AS (UPDATE core.refresh_tokens SET child_sealed = NULL WHERE org_id = $4 AND id IN "
                   "         (SELECT g.id FROM core.refresh_tokens g, p WHERE g.id = p.parent_id "
-                  "          AND g.org_id = $4 AND g.child_sealed IS NOT NULL FOR UPDATE OF g SKIP LOCKED)) "
+                  "          AND g.org_id = $4 AND g.child_sealed IS NOT NULL FOR UPDATE OF g SKIP LOCKED)), "
+                  "sess AS (UPDATE core.sessions SET last_used_at = to_timestamp($9), expires_at = to_timestamp($8) "
+                  "         WHERE org_id = $4 AND id = $2 AND EXISTS (SELECT 1 FROM p)) "
                   "SELECT (SELECT count(*) FROM p), (SELECT count(*) FROM ins)",
                   11,
                   (const char *[]){child->id, child->family_id, child->user_id, s->org_id,
@@ -363,9 +365,78 @@ int pg_refresh_revoke_family(struct engine *e, const struct eng_scope *s, const 
     int rows;
 
     return q_rows(e, s, true,
+                  "WITH sess AS (UPDATE core.sessions SET revoked_at = to_timestamp($3) "
+                  "              WHERE org_id = $1 AND id = $2 AND revoked_at IS NULL) "
                   "UPDATE core.refresh_tokens SET revoked_at = to_timestamp($3), child_sealed = NULL "
                   "WHERE org_id = $1 AND family_id = $2 AND revoked_at IS NULL",
                   3, (const char *[]){s->org_id, family_id, t.s}, &rows);
+}
+
+/* ---- sessions --------------------------------------------------------------------- */
+
+#define SESSION_COLS                                                                          \
+    "id, org_id, user_id, mode, user_agent, address, " EPOCH("created_at") ", " EPOCH("last_used_at") \
+    ", " EPOCH("expires_at") ", " EPOCH("revoked_at")
+
+static void session_row(const PGresult *r, int i, void *out)
+{
+    struct eng_session *ss = out;
+
+    memset(ss, 0, sizeof *ss);
+    cpy(ss->id, sizeof ss->id, r, i, 0);
+    cpy(ss->org_id, sizeof ss->org_id, r, i, 1);
+    cpy(ss->user_id, sizeof ss->user_id, r, i, 2);
+    ss->mode = engine_mode_parse(PQgetvalue(r, i, 3));
+    cpy(ss->user_agent, sizeof ss->user_agent, r, i, 4);
+    cpy(ss->address, sizeof ss->address, r, i, 5);
+    ss->created_at = i64(r, i, 6);
+    ss->last_used_at = i64(r, i, 7);
+    ss->expires_at = i64(r, i, 8);
+    ss->revoked_at = i64(r, i, 9);
+}
+
+int pg_session_create(struct engine *e, const struct eng_scope *s, const struct eng_session *ss)
+{
+    struct ts c = ts(ss->created_at), u = ts(ss->last_used_at ? ss->last_used_at : ss->created_at),
+              x = ts(ss->expires_at);
+
+    return q_must(e, s, true,
+                  "INSERT INTO core.sessions (id, org_id, user_id, mode, user_agent, address, created_at, "
+                  "last_used_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, to_timestamp($7), to_timestamp($8), "
+                  "to_timestamp($9)) ON CONFLICT DO NOTHING RETURNING 1",
+                  9,
+                  (const char *[]){ss->id, s->org_id, ss->user_id, engine_mode_name(ss->mode), ss->user_agent,
+                                   ss->address, c.s, u.s, x.s},
+                  ERR_CONFLICT, "session id taken");
+}
+
+int pg_session_list(struct engine *e, const char *user_id, int64_t now, struct eng_session *out, size_t max,
+                    size_t *n)
+{
+    struct ts t = ts(now), lim = limit_of(max);
+
+    *n = 0; /* a list starts empty (the wrapper checked n and out) */
+    return q_list(e, NULL, false, "SELECT " SESSION_COLS " FROM core.user_sessions($1, $2::bigint) LIMIT $3", 3,
+                  (const char *[]){user_id, t.s, lim.s}, session_row, out, sizeof *out, max, n);
+}
+
+int pg_session_revoke(struct engine *e, const char *user_id, const char *org_id, const char *family,
+                      const char *except, int64_t at, char (*out)[ENG_ID], size_t max, size_t *n)
+{
+    struct ts t = ts(at);
+    PGresult *r;
+    int rc;
+
+    *n = 0;
+    if ((rc = q_any(e, NULL, false, true, "SELECT * FROM core.user_sessions_revoke($1, $2, $3, $4, $5::bigint)", 5,
+                    (const char *[]){user_id, org_id[0] ? org_id : NULL, family[0] ? family : NULL,
+                                     except[0] ? except : NULL, t.s},
+                    &r)) != 0)
+        return rc;
+    for (int i = 0; i < PQntuples(r) && *n < max; i++)
+        cpy(out[(*n)++], ENG_ID, r, i, 0);
+    PQclear(r);
+    return 0;
 }
 
 int pg_invite_create(struct engine *e, const struct eng_scope *s, const struct eng_invite *i)

@@ -64,10 +64,21 @@ export function display(v) {
     return String(v);
 }
 
-/** Unix seconds as UTC "YYYY-MM-DD HH:MM:SSZ" (the API's timestamps). */
-export function when(unix) {
-    if (typeof unix !== 'number' || !Number.isFinite(unix)) return display(unix);
-    return new Date(unix * 1000).toISOString().replace('T', ' ').replace(/\.\d+Z$/, 'Z');
+// RFC 3339 as the API writes it (always UTC, "Z"), or with an offset or a
+// fraction as a person may type one.
+const RFC3339 = /^(\d{4}-\d\d-\d\d)[Tt ](\d\d:\d\d:\d\d)(\.\d+)?([Zz]|[+-]\d\d:\d\d)$/;
+
+/**
+ * A point in time from the API (RFC 3339 text, "2026-12-07T15:31:52Z") as the
+ * console shows it: "2026-12-07 15:31:52 UTC". Text with an offset is shown
+ * in UTC too; anything else (null, text that is no time) as display() has it.
+ */
+export function when(t) {
+    const m = typeof t === 'string' ? RFC3339.exec(t) : null;
+    if (m === null) return display(t);
+    if (m[4] === 'Z' || m[4] === 'z') return `${m[1]} ${m[2]} UTC`;
+    const d = new Date(`${m[1]}T${m[2]}${m[4]}`);
+    return Number.isNaN(d.getTime()) ? t : `${d.toISOString().slice(0, 10)} ${d.toISOString().slice(11, 19)} UTC`;
 }
 
 /** A labelled form control: label(text, control). */

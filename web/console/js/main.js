@@ -17,6 +17,7 @@ import { renderSchemaEditor } from './views/schema-editor.js';
 import { renderRecords } from './views/records.js';
 import { renderAudit } from './views/audit.js';
 import { renderFleet } from './views/fleet.js';
+import { renderJoin } from './views/join.js';
 
 const app = document.getElementById('app');
 
@@ -35,6 +36,7 @@ const ROUTES = [
     { re: /^#\/schema\/([^/]+)\/([^/]+)$/, view: renderSchemaEditor, admin: true },
     { re: /^#\/audit$/, view: renderAudit, nav: ['#/audit', 'Audit trail'] },
     { re: /^#\/fleet$/, view: renderFleet, nav: ['#/fleet', 'Fleet'], admin: true },
+    { re: /^#\/join$/, view: renderJoin, nav: ['#/join', 'Accept an invite'] },
 ];
 const HOME = '#/org';
 
@@ -55,10 +57,16 @@ session.onChange((next, prev) => {
     if (prev.access !== null && next.access === null && !signingOut) start('Your session ended: sign in again.');
 });
 window.addEventListener('hashchange', () => {
-    if (me !== null) route();
+    if (me === null) return;
+    const flash = document.getElementById('flash');
+    if (flash !== null) fill(flash);
+    route();
 });
 
-/** Loads who the user is and draws the frame, or the login form. */
+/**
+ * Loads who the user is and draws the frame, or the login form. notice: a
+ * line for the login form, or above the first page of the frame.
+ */
 async function start(notice) {
     me = null;
     if (!session.signedIn()) {
@@ -74,7 +82,7 @@ async function start(notice) {
         fill(app, errorBox(err), h('button', { type: 'button', text: 'Try again', on: { click: () => start() } }));
         return;
     }
-    drawFrame();
+    drawFrame(notice);
     route();
 }
 
@@ -82,7 +90,7 @@ function isPlatformAdmin() {
     return me !== null && me.user && me.user.is_platform_admin === true;
 }
 
-function drawFrame() {
+function drawFrame(notice) {
     const mode = session.current().mode;
     document.body.classList.toggle('mode-live', mode === 'live');
     const modeButton = (m, label) => h('button', {
@@ -106,7 +114,9 @@ function drawFrame() {
             ? h('div', { class: 'live-banner', id: 'mode-banner', text: 'LIVE MODE — real data and live keys' })
             : h('div', { class: 'test-banner', id: 'mode-banner', text: 'Test mode — sandbox data and test keys' }),
         h('nav', { class: 'side' }, nav),
-        h('main', { id: 'view' }));
+        h('main', {},
+            h('div', { id: 'flash', class: 'messages', 'aria-live': 'polite' }, notice ? h('p', { class: 'notice', text: notice }) : null),
+            h('div', { id: 'view' })));
 }
 
 async function switchMode(mode) {
@@ -130,6 +140,28 @@ async function logout() {
     start(notice);
 }
 
+/**
+ * Carries on with another token pair (an invite accepted: a pair for the org
+ * joined). The current session is logged out first, as its tokens are about
+ * to be forgotten and should not outlive this tab's use of them; then the
+ * frame is drawn again for the new org, on its organization page.
+ */
+async function switchSession(pair, notice) {
+    const mode = session.current().mode;
+    signingOut = true;   // a 401 from the logout clears the session: no login form for that
+    try {
+        await api.post('/v1/auth/logout');
+    } catch (err) {
+        notice += ` (The previous session's logout failed: ${err.message})`;
+    } finally {
+        session.setTokens(pair.access_token, pair.refresh_token);
+        if (session.current().mode !== mode) session.setMode(mode);
+        signingOut = false;
+    }
+    history.replaceState(null, '', HOME);
+    await start(notice);
+}
+
 function route() {
     if (!location.hash || location.hash === '#' || location.hash === '#/') {
         location.replace(HOME);
@@ -151,7 +183,9 @@ function route() {
                 h('p', { text: 'This page is for the platform\'s admins; your account is not one.' }));
             return;
         }
-        const ctx = { me, platformAdmin: isPlatformAdmin(), mode: session.current().mode, live: () => seq === viewSeq };
+        const ctx = {
+            me, platformAdmin: isPlatformAdmin(), mode: session.current().mode, live: () => seq === viewSeq, switchSession,
+        };
         // a view is async; what it throws (an ApiError, a bad %-escape in the
         // address) is shown in its place
         Promise.resolve().then(() => render(root, ctx, ...m.slice(1).map(decodeURIComponent))).catch((err) => {

@@ -1,10 +1,12 @@
 // Members of the organization: list, change a role (PATCH), remove (DELETE),
-// invite (POST → a one-time invite token, shown once). Who may do what is the
-// API's call (members:manage, and no granting above one's own role): the
-// console shows its 403 rather than guessing.
+// invite (POST {email, role} → a one-time invite token for that email only,
+// shown once). Who may do what is the API's call (members:manage, and no
+// granting above one's own role): the console shows its 403 rather than
+// guessing. The invitee redeems the token by signing up, or, with an account,
+// on the console's "Accept an invite" page (views/join.js).
 
 import * as api from '../api.js';
-import { h, fill, table, when, select, field } from '../dom.js';
+import { h, fill, table, when, select, field, display } from '../dom.js';
 import { messages, action, onSubmit, secretBox, confirmed, heading } from '../ui.js';
 
 export async function renderMembers(root, ctx) {
@@ -65,13 +67,18 @@ async function roleNames() {
 
 function inviteForm(msgs, out, roles) {
     const form = h('form', { class: 'invite inline' },
+        field('Email', h('input', { type: 'email', name: 'email', required: true, maxlength: 254, autocomplete: 'off', size: 28 })),
         field('Role', select('role', roles.length ? roles : ['member'], 'member')),
         h('button', { type: 'submit', class: 'primary', text: 'Create invite' }));
     return onSubmit(form, msgs, async () => {
-        // the API's invite holds a role only: whoever gets the token joins with it
-        const res = await api.post('/v1/orgs/current/members', { role: form.elements.role.value });
-        fill(out, secretBox(`Invite token (role ${res.data.role})`, res.data.invite_token,
-            'Shown once. The invitee signs up with it (POST /v1/auth/signup with email, password and invite_token), ' +
-            'or, with an account already, accepts it (POST /v1/auth/invites/accept).'));
+        const email = form.elements.email.value.trim();
+        const res = await api.post('/v1/orgs/current/members', { email, role: form.elements.role.value });
+        const inv = res.data;
+        form.elements.email.value = '';
+        fill(out, secretBox(`Invite token for ${display(inv.email)} (role ${display(inv.role)}, until ${when(inv.expires_at)})`,
+            inv.invite_token,
+            `Shown once; only ${display(inv.email)} can use it. Someone new signs up with it ` +
+            '(POST /v1/auth/signup with email, password and invite_token); someone with an account logs in ' +
+            'and pastes it on this console\'s “Accept an invite” page.'));
     });
 }

@@ -1,6 +1,8 @@
 // A record's create or edit form, one control per schema field. String and
-// text fields take the text as typed; booleans a choice; every other type
-// (numbers, unix-second timestamps, json, vectors) a JSON value. An edit sends
+// text fields take the text as typed; booleans a choice; timestamps RFC 3339
+// text (the record's own, as the API answers it: UTC, "…Z") or unix seconds,
+// either sent as typed for the API to read; every other type (numbers, json,
+// vectors) a JSON value. An edit sends
 // only the fields the user changed (an emptied one as null) with If-Match:
 // the version the form was filled from, so a record changed meanwhile is a
 // 412, not a silent overwrite.
@@ -36,7 +38,8 @@ export function recordForm(fields, record) {
 
 function control(name, spec, value) {
     const type = spec.type ?? 'string';
-    const hint = [type, spec.required ? 'required' : null, spec.pii ? 'pii' : null].filter(Boolean).join(', ');
+    const hint = [type === 'timestamp' ? 'timestamp: RFC 3339 (UTC unless it has an offset) or unix seconds' : type,
+        spec.required ? 'required' : null, spec.pii ? 'pii' : null].filter(Boolean).join(', ');
     let input, read;
     if (type === 'boolean') {
         input = select(`rec-${name}`, [['', '—'], ['true', 'true'], ['false', 'false']],
@@ -47,11 +50,17 @@ function control(name, spec, value) {
             ? h('textarea', { name: `rec-${name}`, rows: 2, value: value ?? '' })
             : h('input', { type: 'text', name: `rec-${name}`, value: value ?? '' });
         read = () => (input.value === '' ? undefined : input.value);
+    } else if (type === 'timestamp') {
+        input = h('input', {
+            type: 'text', name: `rec-${name}`, class: 'code', value: value ?? '',
+            placeholder: '2026-12-07T15:31:52Z', autocomplete: 'off', spellcheck: 'false',
+        });
+        read = () => timestamp(name, input.value);
     } else {
         input = h('input', {
             type: 'text', name: `rec-${name}`, class: 'code',
             value: value === undefined || value === null ? '' : JSON.stringify(value),
-            placeholder: type === 'timestamp' ? 'unix seconds' : type.startsWith('vector') ? '[0.1, 0.2, …]' : 'JSON',
+            placeholder: type.startsWith('vector') ? '[0.1, 0.2, …]' : 'JSON',
         });
         read = () => {
             if (input.value.trim() === '') return undefined;
@@ -65,4 +74,18 @@ function control(name, spec, value) {
     const label = h('label', { class: 'field' }, h('span', { class: 'label', text: name }), input,
         h('span', { class: 'hint', text: hint }));
     return { name, label, read };
+}
+
+// A timestamp as typed: digits are unix seconds (a number in the body), text
+// goes as it is; whether it is a time is the API's call (its 422 names the
+// field). undefined when empty.
+function timestamp(name, text) {
+    const v = text.trim();
+    if (v === '') return undefined;
+    if (/^-?\d+$/.test(v)) {
+        const n = Number(v);
+        if (!Number.isSafeInteger(n)) throw new Error(`${name}: ${v} is too large for unix seconds`);
+        return n;
+    }
+    return v;
 }

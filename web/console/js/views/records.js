@@ -61,7 +61,7 @@ export async function renderRecords(root, ctx, service, resource) {
         const rows = res.data.data ?? [];
         fill(list, table([
             { label: 'id', cell: (r) => shortId(r.id) },
-            ...Object.keys(fields).map((n) => ({ label: n, cell: (r) => display(r[n]) })),
+            ...Object.entries(fields).map(([n, f]) => ({ label: n, cell: (r) => shown(f, r[n]), class: cellClass(f) })),
             { label: 'version', cell: (r) => r.version, class: 'num' },
             { label: 'updated', cell: (r) => when(r.updated_at), class: 'nowrap' },
             {
@@ -132,6 +132,16 @@ export async function renderRecords(root, ctx, service, resource) {
     await show(0);
 }
 
+// A field's value in a table: a timestamp as when() shows times (the API
+// answers RFC 3339 text in UTC), anything else as display() has it.
+function shown(spec, v) {
+    return spec && spec.type === 'timestamp' ? when(v) : display(v);
+}
+
+function cellClass(spec) {
+    return spec && spec.type === 'timestamp' ? 'nowrap' : undefined;
+}
+
 // An id's last 8 characters (a v7 UUID starts with its time: the end tells
 // records apart), the whole id on hover.
 function shortId(id) {
@@ -195,7 +205,7 @@ function searchPanel(base, fields, ctx) {
             table([
                 { label: '_score', cell: (r) => display(r._score), class: 'num' },
                 { label: 'id', cell: (r) => shortId(r.id) },
-                ...cols.map((n) => ({ label: n, cell: (r) => display(r[n]) })),
+                ...cols.map((n) => ({ label: n, cell: (r) => shown(fields[n], r[n]), class: cellClass(fields[n]) })),
             ], res.data.data ?? [], { empty: 'Nothing matched.' }));
     });
     return h('section', { class: 'panel' }, h('h2', { text: 'Vector search' }), form, msgs.el, out);
