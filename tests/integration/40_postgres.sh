@@ -120,6 +120,8 @@ INSERT INTO core.refresh_tokens (id, family_id, user_id, org_id, mode, token_has
             now() + interval '30 days');
 INSERT INTO core.invites (id, org_id, role, token_hash, created_by, expires_at)
     VALUES (gen_random_uuid(), '$1', 'member', repeat('$3', 63) || '3', '$2', now() + interval '7 days');
+INSERT INTO core.sessions (id, org_id, user_id, mode, created_at, last_used_at, expires_at)
+    VALUES (gen_random_uuid(), '$1', '$2', 'test', now(), now(), now() + interval '30 days');
 INSERT INTO core.audit_log (id, org_id, actor, action, target)
     VALUES (gen_random_uuid(), '$1', '$2', 'auth.login', '$2');
 INSERT INTO core.audit_relay (id, org_id, actor, action, target, created_at)

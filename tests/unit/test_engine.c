@@ -42,6 +42,10 @@ struct fx {
     struct eng_refresh t;
     struct eng_invite i;
     struct eng_audit a;
+    struct eng_session ss;
+    struct eng_user_token ut;
+    struct eng_auth_event ev;
+    const char *family, *except;
     struct eng_resource *def;
     struct eng_query q;
     const struct eng_query *qp;
@@ -53,6 +57,10 @@ struct fx {
     struct eng_membership mo[4];
     struct eng_membership *mout;
     struct eng_audit ao[4];
+    struct eng_session sso[4];
+    struct eng_auth_event evo[4];
+    char ids[4][ENG_ID];
+    int64_t seq;
     struct eng_rotation rot;
     struct eng_record ro;
     struct eng_hit ho[2];
@@ -107,6 +115,24 @@ static void fx_init(struct fx *f)
     snprintf(f->a.id, ENG_ID, KID);
     snprintf(f->a.org_id, ENG_ID, ORG);
     snprintf(f->a.action, sizeof f->a.action, "keys.create");
+    snprintf(f->ss.id, ENG_ID, FAM);
+    snprintf(f->ss.org_id, ENG_ID, ORG);
+    snprintf(f->ss.user_id, ENG_ID, UID);
+    f->ss.mode = ENG_MODE_TEST;
+    f->ss.created_at = f->ss.last_used_at = 1000;
+    f->ss.expires_at = 2000;
+    f->family = "";
+    f->except = FAM;
+    snprintf(f->ut.token_hash, ENG_HASH, HASH);
+    f->ut.kind = ENG_TOKEN_RESET;
+    snprintf(f->ut.user_id, ENG_ID, UID);
+    f->ut.created_at = 1000;
+    f->ut.expires_at = 2800;
+    snprintf(f->ev.kind, sizeof f->ev.kind, "auth.password_reset_requested");
+    snprintf(f->ev.user_id, ENG_ID, UID);
+    snprintf(f->ev.sealed, sizeof f->ev.sealed, "sealed-payload");
+    f->ev.created_at = 1000;
+    f->ev.expires_at = 2800;
     snprintf(def->service, sizeof def->service, "crm");
     snprintf(def->name, sizeof def->name, "contacts");
     f->qp = &f->q;
@@ -164,6 +190,24 @@ static int c_member_list(struct engine *e, struct fx *f)
 static int c_member_remove(struct engine *e, struct fx *f) { return engine_member_remove(e, f->sp, f->id); }
 static int c_role_put(struct engine *e, struct fx *f) { return engine_role_put(e, f->sp, &f->r, true); }
 static int c_role_delete(struct engine *e, struct fx *f) { return engine_role_delete(e, f->sp, f->r.name); }
+static int c_session_create(struct engine *e, struct fx *f) { return engine_session_create(e, f->sp, &f->ss); }
+static int c_session_list(struct engine *e, struct fx *f)
+{
+    return engine_session_list(e, f->id, f->at, f->sso, f->max, f->np);
+}
+static int c_session_revoke(struct engine *e, struct fx *f)
+{
+    return engine_session_revoke(e, f->id, "", f->family, f->except, f->at, f->ids, f->max, f->np);
+}
+static int c_token_create(struct engine *e, struct fx *f) { return engine_user_token_create(e, &f->ut); }
+static int c_token_use(struct engine *e, struct fx *f)
+{
+    return engine_user_token_use(e, f->ut.kind, f->hash, f->at, &f->ut);
+}
+static int c_event_append(struct engine *e, struct fx *f) { return engine_auth_event_append(e, &f->ev, &f->seq); }
+static int c_event_list(struct engine *e, struct fx *f) { return engine_auth_event_list(e, 0, f->evo, f->max, f->np); }
+static int c_user_erase(struct engine *e, struct fx *f) { return engine_user_erase(e, f->id, f->at, f->ids, f->max, f->np); }
+static int c_set_verified(struct engine *e, struct fx *f) { return engine_user_set_verified(e, f->id, f->at); }
 static int c_key_create(struct engine *e, struct fx *f) { return engine_api_key_create(e, f->sp, &f->k); }
 static int c_key_revoke(struct engine *e, struct fx *f) { return engine_api_key_revoke(e, f->sp, f->id, f->at); }
 static int c_refresh_create(struct engine *e, struct fx *f) { return engine_refresh_create(e, f->sp, &f->t); }
@@ -280,6 +324,13 @@ static void invite_hash_bad(struct fx *f) { snprintf(f->i.token_hash, ENG_HASH, 
 static void invite_creator_bad(struct fx *f) { snprintf(f->i.created_by, ENG_ID, "x"); }
 static void invite_email_bad(struct fx *f) { snprintf(f->i.email_hmac, ENG_HASH, "not-a-blind-index"); }
 static void role_name_empty(struct fx *f) { f->r.name[0] = '\0'; }
+static void session_mode_live(struct fx *f) { f->ss.mode = ENG_MODE_LIVE; }
+static void session_ua_overrun(struct fx *f) { memset(f->ss.user_agent, 'a', sizeof f->ss.user_agent); }
+static void session_family_x(struct fx *f) { f->family = "fam"; }
+static void token_kind_9(struct fx *f) { f->ut.kind = 9; }
+static void token_expired_made(struct fx *f) { f->ut.expires_at = f->ut.created_at; }
+static void event_kind_empty(struct fx *f) { f->ev.kind[0] = '\0'; }
+static void event_sealed_empty(struct fx *f) { f->ev.sealed[0] = '\0'; }
 static void audit_id_bad(struct fx *f) { snprintf(f->a.id, ENG_ID, "not-a-uuid"); }
 static void audit_action_empty(struct fx *f) { f->a.action[0] = '\0'; }
 static void audit_meta_overrun(struct fx *f) { memset(f->a.meta, '{', sizeof f->a.meta); }
@@ -395,6 +446,21 @@ static const struct bad_case CASES[] = {
     {"role_put empty permission", c_role_put, role_perm_empty, "role permission", ERR_INVAL},
     {"role_delete name overruns", c_role_delete, role_name_overrun, "role name", ERR_INVAL},
     {"role_delete name \"\"", c_role_delete, role_name_empty, "role name", ERR_INVAL},
+    {"session_create mode not the scope's", c_session_create, session_mode_live, "session mode", ERR_INVAL},
+    {"session_create user_agent overruns", c_session_create, session_ua_overrun, "session user_agent", ERR_INVAL},
+    {"session_list user_id \"x\"", c_session_list, id_x, "user_id", ERR_INVAL},
+    {"session_list n NULL", c_session_list, n_null, "n", ERR_INVAL},
+    {"session_revoke family \"fam\"", c_session_revoke, session_family_x, "family", ERR_INVAL},
+    {"session_revoke at 0", c_session_revoke, at_zero, "at", ERR_INVAL},
+    {"user_token_create kind 9", c_token_create, token_kind_9, "kind", ERR_INVAL},
+    {"user_token_create expiring as it is made", c_token_create, token_expired_made, "token times", ERR_INVAL},
+    {"user_token_use hash \"h1\"", c_token_use, hash_short, "token_hash", ERR_INVAL},
+    {"auth_event_append kind \"\"", c_event_append, event_kind_empty, "event kind", ERR_INVAL},
+    {"auth_event_append sealed \"\"", c_event_append, event_sealed_empty, "event sealed", ERR_INVAL},
+    {"auth_event_list n NULL", c_event_list, n_null, "n", ERR_INVAL},
+    {"user_erase id \"x\"", c_user_erase, id_x, "id", ERR_INVAL},
+    {"user_erase now 0", c_user_erase, at_zero, "now", ERR_INVAL},
+    {"user_set_verified at 0", c_set_verified, at_zero, "at", ERR_INVAL},
     {"api_key_create prefix overruns", c_key_create, key_prefix_overrun, "api key prefix", ERR_INVAL},
     {"audit_append action \"\"", c_audit_append, audit_action_empty, "audit entry action", ERR_INVAL},
     {"audit_append meta overruns", c_audit_append, audit_meta_overrun, "audit entry meta", ERR_INVAL},

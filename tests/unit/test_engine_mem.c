@@ -553,6 +553,259 @@ static void test_roles_builtins_then_the_orgs_own(void **state)
     shm_destroy(r);
 }
 
+static struct eng_session session_rec(const struct eng_org *o, const struct eng_user *u, const char *id,
+                                      int64_t at)
+{
+    struct eng_session ss;
+
+    memset(&ss, 0, sizeof ss);
+    snprintf(ss.id, sizeof ss.id, "%s", id);
+    memcpy(ss.org_id, o->id, sizeof ss.org_id);
+    memcpy(ss.user_id, u->id, sizeof ss.user_id);
+    ss.mode = ENG_MODE_TEST;
+    snprintf(ss.user_agent, sizeof ss.user_agent, "agent %s", id);
+    snprintf(ss.address, sizeof ss.address, "192.0.2.0/24");
+    ss.created_at = ss.last_used_at = at;
+    ss.expires_at = at + 1000;
+    return ss;
+}
+
+/* Sessions span a person's orgs: listed live only, newest first; ended by
+ * org, by id, all but one; a rotation and a family revocation keep them. */
+static void test_sessions_of_a_person(void **state)
+{
+    struct shm_region *r;
+    struct engine *e = fresh(&r, BIG_REGION);
+    struct world w;
+    struct eng_session list[8];
+    char ids[8][ENG_ID];
+    char f1[ENG_ID], f2[ENG_ID], f3[ENG_ID], fb[ENG_ID];
+    struct eng_rotation rot;
+    size_t n;
+    int64_t now = (int64_t)time(NULL);
+
+    (void)state;
+    make_world(e, &w);
+    new_id(f1), new_id(f2), new_id(f3), new_id(fb);
+    struct eng_membership ma = member_rec(&w.a, &w.ua, "owner", 1), mb = member_rec(&w.b, &w.ua, "viewer", 1);
+    struct eng_membership mbob = member_rec(&w.b, &w.ub, "owner", 1);
+    struct eng_session s1 = session_rec(&w.a, &w.ua, f1, now - 30), s2 = session_rec(&w.a, &w.ua, f2, now - 20);
+    struct eng_session s3 = session_rec(&w.b, &w.ua, f3, now - 10), sbob = session_rec(&w.b, &w.ub, fb, now);
+    struct eng_refresh t1 = refresh_rec(&w.a, &w.ua, f1, "t1"), t1b = refresh_rec(&w.a, &w.ua, f1, "t1b");
+    struct eng_refresh t2 = refresh_rec(&w.a, &w.ua, f2, "t2");
+    t1.expires_at = t1b.expires_at = t2.expires_at = now + 5000;
+    OK(e, engine_begin(e, NULL));
+    OK(e, OP(e, member_put, &w.sa, &ma));
+    OK(e, OP(e, member_put, &w.sb, &mb));
+    OK(e, OP(e, member_put, &w.sb, &mbob));
+    OK(e, OP(e, session_create, &w.sa, &s1));
+    EXPECT(e, ERR_CONFLICT, OP(e, session_create, &w.sa, &s1));
+    OK(e, OP(e, session_create, &w.sa, &s2));
+    OK(e, OP(e, session_create, &w.sb, &s3));
+    OK(e, OP(e, session_create, &w.sb, &sbob));
+    OK(e, OP(e, refresh_create, &w.sa, &t1));
+    OK(e, OP(e, refresh_create, &w.sa, &t2));
+    OK(e, OP(e, session_list, w.ua.id, now, list, 8, &n));
+    assert_int_equal(n, 3); /* bob's is not alice's */
+    assert_string_equal(list[0].id, f3);
+    assert_string_equal(list[2].id, f1);
+    assert_string_equal(list[1].user_agent, s2.user_agent);
+    /* a rotation moves last_used_at and expires_at */
+    t1b.expires_at = now + 9000;
+    OK(e, OP(e, refresh_rotate, &w.sa, t1.id, &t1b, "sealed", now, 10, &rot));
+    assert_int_equal(rot.outcome, ENG_ROTATE_NEW);
+    OK(e, OP(e, session_list, w.ua.id, now, list, 8, &n));
+    assert_int_equal(list[2].last_used_at, now);
+    assert_int_equal(list[2].expires_at, now + 9000);
+    /* expired: not listed */
+    OK(e, OP(e, session_list, w.ua.id, now + 2000, list, 8, &n));
+    assert_int_equal(n, 1);
+    /* ended: by family revocation (a logout), then by id, by org, all but one */
+    OK(e, OP(e, refresh_revoke_family, &w.sa, f2, now));
+    OK(e, OP(e, session_list, w.ua.id, now, list, 8, &n));
+    assert_int_equal(n, 2);
+    OK(e, OP(e, session_revoke, w.ua.id, "", fb, "", now, ids, 8, &n)); /* bob's id: not alice's to end */
+    assert_int_equal(n, 0);
+    OK(e, OP(e, session_revoke, w.ua.id, w.b.id, "", "", now, ids, 8, &n));
+    assert_int_equal(n, 1);
+    assert_string_equal(ids[0], f3);
+    OK(e, OP(e, session_revoke, w.ua.id, "", "", f1, now, ids, 8, &n)); /* all but f1: none left */
+    assert_int_equal(n, 0);
+    OK(e, OP(e, session_revoke, w.ua.id, "", "", "", now, ids, 8, &n));
+    assert_int_equal(n, 1);
+    assert_string_equal(ids[0], f1);
+    struct eng_refresh got;
+    OK(e, OP(e, refresh_resolve, "t1b", &got));
+    assert_true(got.revoked_at != 0);    /* its family's tokens went with it */
+    OK(e, OP(e, session_list, w.ub.id, now, list, 8, &n));
+    assert_int_equal(n, 1);               /* bob's untouched */
+    OK(e, engine_commit(e));
+
+    /* the reaper takes sessions past expiry and grace */
+    struct eng_reap_policy p = {.now = now + 1000 + 86400 + 1, .token_grace = 86400, .changes_retention = 86400,
+                                .max = 100};
+    struct eng_reaped rp = {0};
+    OK(e, engine_reap(e, &p, NULL, NULL, &rp));
+    assert_int_equal(rp.sessions, 3); /* s2, s3, bob's (s1's expiry moved on with its rotation) */
+    engine_free(e);
+    unit_region_check(r);
+    shm_destroy(r);
+}
+
+/* One-time tokens: used once, of their kind, within their time; the auth
+ * outbox in seq order from a cursor; both reaped past expiry and grace. */
+static void test_user_tokens_and_the_auth_outbox(void **state)
+{
+    struct shm_region *r;
+    struct engine *e = fresh(&r, BIG_REGION);
+    struct world w;
+    struct eng_user_token t = {0}, got;
+    struct eng_auth_event ev = {0}, page[4];
+    int64_t seq, now = (int64_t)time(NULL);
+    size_t n;
+
+    (void)state;
+    make_world(e, &w);
+    snprintf(t.token_hash, sizeof t.token_hash, "h-reset");
+    t.kind = ENG_TOKEN_RESET;
+    memcpy(t.user_id, w.ua.id, sizeof t.user_id);
+    t.created_at = now;
+    t.expires_at = now + 60;
+    OK(e, engine_begin(e, NULL));
+    OK(e, OP(e, user_token_create, &t));
+    EXPECT(e, ERR_CONFLICT, OP(e, user_token_create, &t));
+    EXPECT(e, ERR_NOTFOUND, OP(e, user_token_use, ENG_TOKEN_VERIFY, "h-reset", now, &got)); /* another kind */
+    EXPECT(e, ERR_NOTFOUND, OP(e, user_token_use, ENG_TOKEN_RESET, "h-reset", now + 60, &got)); /* expired */
+    OK(e, OP(e, user_token_use, ENG_TOKEN_RESET, "h-reset", now, &got));
+    assert_string_equal(got.user_id, w.ua.id);
+    EXPECT(e, ERR_NOTFOUND, OP(e, user_token_use, ENG_TOKEN_RESET, "h-reset", now, &got)); /* once */
+    for (int i = 0; i < 3; i++) {
+        snprintf(ev.kind, sizeof ev.kind, "auth.kind_%d", i);
+        memcpy(ev.user_id, w.ua.id, sizeof ev.user_id);
+        snprintf(ev.sealed, sizeof ev.sealed, "sealed-%d", i);
+        ev.created_at = now;
+        ev.expires_at = now + 60 * (i + 1);
+        OK(e, OP(e, auth_event_append, &ev, &seq));
+        assert_int_equal(seq, i + 1);
+    }
+    OK(e, OP(e, auth_event_list, 0, page, 2, &n));
+    assert_int_equal(n, 2);
+    assert_int_equal(page[0].seq, 1);
+    assert_string_equal(page[1].sealed, "sealed-1");
+    OK(e, OP(e, auth_event_list, 2, page, 4, &n));
+    assert_int_equal(n, 1);
+    assert_int_equal(page[0].seq, 3);
+    OK(e, OP(e, user_set_verified, w.ua.id, now));
+    struct eng_user u;
+    OK(e, OP(e, user_get, w.ua.id, &u));
+    assert_int_equal(u.email_verified_at, now);
+    OK(e, engine_commit(e));
+
+    struct eng_reap_policy p = {.now = now + 120 + 10, .token_grace = 10, .changes_retention = 86400, .max = 100};
+    struct eng_reaped rp = {0};
+    OK(e, engine_reap(e, &p, NULL, NULL, &rp));
+    assert_int_equal(rp.user_tokens, 1);
+    assert_int_equal(rp.auth_events, 2); /* the third lives a minute longer */
+    OK(e, engine_begin(e, NULL));
+    OK(e, OP(e, auth_event_list, 0, page, 4, &n));
+    assert_int_equal(n, 1);
+    assert_int_equal(page[0].seq, 3);
+    OK(e, engine_commit(e));
+    engine_free(e);
+    unit_region_check(r);
+    shm_destroy(r);
+}
+
+/* An erased person leaves nothing of theirs: user, email index, memberships,
+ * sessions and tokens, the keys they made, invites naming their email, their
+ * one-time tokens and events; another person's are untouched. */
+static void test_user_erase_leaves_nothing(void **state)
+{
+    struct shm_region *r;
+    struct engine *e = fresh(&r, BIG_REGION);
+    struct world w;
+    char fam[ENG_ID], ids[4][ENG_ID];
+    struct eng_user u;
+    struct eng_membership mlist[4];
+    struct eng_api_key kl[4], kgot;
+    struct eng_invite igot;
+    struct eng_refresh rgot;
+    struct eng_user_token t = {0};
+    struct eng_auth_event ev = {0};
+    int64_t seq, now = (int64_t)time(NULL);
+    size_t n;
+
+    (void)state;
+    make_world(e, &w);
+    new_id(fam);
+    struct eng_membership ma = member_rec(&w.a, &w.ua, "owner", 1), mb = member_rec(&w.b, &w.ua, "viewer", 1);
+    struct eng_membership mbob = member_rec(&w.b, &w.ub, "owner", 1);
+    struct eng_session ss = session_rec(&w.a, &w.ua, fam, now);
+    struct eng_refresh tok = refresh_rec(&w.a, &w.ua, fam, "rt-alice");
+    tok.expires_at = now + 100;
+    struct eng_api_key mine = key_rec(&w.b, ENG_MODE_TEST, "k-alice", 5), bobs = key_rec(&w.b, ENG_MODE_TEST, "k-bob", 6);
+    memcpy(mine.created_by, w.ua.id, sizeof mine.created_by);
+    memcpy(bobs.created_by, w.ub.id, sizeof bobs.created_by);
+    struct eng_invite inv = invite_rec(&w.b, "i-alice"), other = invite_rec(&w.b, "i-other");
+    memcpy(inv.email_hmac, w.ua.email_hmac, sizeof inv.email_hmac);
+    snprintf(t.token_hash, sizeof t.token_hash, "h-verify");
+    t.kind = ENG_TOKEN_VERIFY;
+    memcpy(t.user_id, w.ua.id, sizeof t.user_id);
+    t.created_at = now;
+    t.expires_at = now + 60;
+    snprintf(ev.kind, sizeof ev.kind, "auth.email_verification_requested");
+    memcpy(ev.user_id, w.ua.id, sizeof ev.user_id);
+    snprintf(ev.sealed, sizeof ev.sealed, "sealed");
+    ev.created_at = now;
+    ev.expires_at = now + 60;
+    OK(e, engine_begin(e, NULL));
+    OK(e, OP(e, member_put, &w.sa, &ma));
+    OK(e, OP(e, member_put, &w.sb, &mb));
+    OK(e, OP(e, member_put, &w.sb, &mbob));
+    OK(e, OP(e, session_create, &w.sa, &ss));
+    OK(e, OP(e, refresh_create, &w.sa, &tok));
+    OK(e, OP(e, api_key_create, &w.sb, &mine));
+    OK(e, OP(e, api_key_create, &w.sb, &bobs));
+    OK(e, OP(e, invite_create, &w.sb, &inv));
+    OK(e, OP(e, invite_create, &w.sb, &other));
+    OK(e, OP(e, user_token_create, &t));
+    OK(e, OP(e, auth_event_append, &ev, &seq));
+    OK(e, engine_commit(e));
+
+    OK(e, engine_begin(e, NULL));
+    EXPECT(e, ERR_NOTFOUND, OP(e, user_erase, "00000000-0000-4000-8000-000000000000", now, ids, 4, &n));
+    engine_rollback(e);
+    OK(e, engine_begin(e, NULL));
+    OK(e, OP(e, user_erase, w.ua.id, now, ids, 4, &n));
+    assert_int_equal(n, 1);
+    assert_string_equal(ids[0], fam);
+    OK(e, engine_commit(e));
+
+    OK(e, engine_begin(e, NULL));
+    EXPECT(e, ERR_NOTFOUND, OP(e, user_get, w.ua.id, &u));
+    EXPECT(e, ERR_NOTFOUND, OP(e, user_by_email, w.ua.email_hmac, &u));
+    OK(e, OP(e, user_memberships, w.ua.id, mlist, 4, &n));
+    assert_int_equal(n, 0);
+    EXPECT(e, ERR_NOTFOUND, OP(e, refresh_resolve, "rt-alice", &rgot));
+    EXPECT(e, ERR_NOTFOUND, OP(e, api_key_resolve, "k-alice", &kgot));
+    OK(e, OP(e, api_key_resolve, "k-bob", &kgot));
+    EXPECT(e, ERR_NOTFOUND, OP(e, invite_resolve, "i-alice", &igot));
+    OK(e, OP(e, invite_resolve, "i-other", &igot));
+    EXPECT(e, ERR_NOTFOUND, OP(e, user_token_use, ENG_TOKEN_VERIFY, "h-verify", now, &t));
+    struct eng_auth_event page[2];
+    OK(e, OP(e, auth_event_list, 0, page, 2, &n));
+    assert_int_equal(n, 0);
+    OK(e, OP(e, member_list, &w.sb, mlist, 4, &n));
+    assert_int_equal(n, 1);                   /* bob, still */
+    OK(e, OP(e, api_key_list, &w.sb, kl, 4, &n));
+    assert_int_equal(n, 1);
+    OK(e, OP(e, user_get, w.ub.id, &u));
+    OK(e, engine_commit(e));
+    engine_free(e);
+    unit_region_check(r);
+    shm_destroy(r);
+}
+
 static void test_api_keys_per_org_and_mode(void **state)
 {
     struct shm_region *r;
@@ -1350,6 +1603,9 @@ int main(void)
         cmocka_unit_test(test_apps_unique_by_name_listed_by_name),
         cmocka_unit_test(test_members_are_per_org_and_upserted),
         cmocka_unit_test(test_roles_builtins_then_the_orgs_own),
+        cmocka_unit_test(test_sessions_of_a_person),
+        cmocka_unit_test(test_user_tokens_and_the_auth_outbox),
+        cmocka_unit_test(test_user_erase_leaves_nothing),
         cmocka_unit_test(test_api_keys_per_org_and_mode),
         cmocka_unit_test(test_refresh_tokens_rotate_and_families_revoke),
         cmocka_unit_test(test_refresh_rotation_keeps_one_live_branch),

@@ -569,6 +569,9 @@ static int mem_reap(struct engine *e, const struct eng_reap_policy *p, eng_touch
             out->changes += got.changes;
             out->refresh_tokens += got.refresh_tokens;
             out->invites += got.invites;
+            out->sessions += got.sessions;
+            out->user_tokens += got.user_tokens;
+            out->auth_events += got.auth_events;
             out->audit_entries += got.audit_entries;
             touched_report(&t, touch, ctx);
         }
