@@ -229,6 +229,26 @@ check "recycled workers leave cleanly, never by a crash" \
 end_stack B
 
 # =====================================================================
+# Stack B2: max_memory_mb = 1, under any worker's private RSS: every worker is
+# replaced as soon as it is sampled (the master's check and the worker's own,
+# each RSS_EVERY requests), gracefully, so no request fails
+stack_up TESSERA_FLEET_MAX_MEMORY_MB=1 || { not_ok "a stack with max_memory_mb = 1 starts"; exit 1; }
+pids0=$(slot_pids)
+codes=$(seq 1 300 | xargs -P 4 -I{} curl -s -o /dev/null -w '%{http_code}\n' "$URL/healthz" | sort | uniq -c)
+check "max_memory_mb = 1: 300 requests all answer 200 while workers are replaced" \
+    test "$(awk '$2 == 200 {print $1}' <<<"$codes")" = 300
+wrk -t1 -c8 -d2s -s "$T/post.lua" "$URL/debug/echo" >"$T/wrk-rss.out" 2>&1
+read -r n bad err < <(wrk_counts "$T/wrk-rss.out")
+check "…and POSTs under wrk: zero non-2xx, zero socket errors ($n requests)" test "$n" -gt 200 -a "$bad" = 0 -a "$err" = 0
+check "workers were recycled by RSS: a recycle line says max_memory_mb" \
+    jq -e -s 'any(.[]; .event == "recycle" and (.msg | test("max_memory")))' "$T/fleet.log"
+first_gone() { local sp; for sp in $pids0; do ! kill -0 "${sp#*:}" 2>/dev/null || return 1; done; }
+check "…every slot restarted, and none of the first workers is left" \
+    eval "fleet_has 'all(.slots[]; .restarts >= 1)' && wait_until 5 first_gone"
+check "…and never by a crash" jq -e -s 'all(.[]; .event != "worker_crash" and .event != "crash_loop")' "$T/fleet.log"
+end_stack B2
+
+# =====================================================================
 # Stack C: the config file (TESSERA_CONFIG, the same as -c), reloads with a bad file
 cat >"$T/fleet.conf" <<'EOF'
 [fleet]

@@ -135,6 +135,17 @@ expect "the change is audited" 200 '[.data[] | select(.action == "auth.password_
 
 # --- the reaper takes a session past its expiry and grace (what it kept goes with it)
 if $PG; then
+    # a hash at a cost below the configured one (as after raising password_cost)
+    # is written back at the configured cost by the next login
+    weak=$(python3 -c "import base64,hashlib,os; s=os.urandom(16); h=hashlib.scrypt(b'tessera-dev', salt=s, n=16, r=8, p=1, dklen=32); b=lambda x: base64.b64encode(x).decode().rstrip('='); print('\$scrypt\$ln=4,r=8,p=1\$' + b(s) + '\$' + b(h))")
+    owner_sql -c "UPDATE core.users SET password_hash = '$weak' WHERE id = '$VICTOR_ID'"
+    login victor@acme.test tessera-dev
+    check "a login with a hash of a lower cost (ln=4) succeeds" test "$STATUS" = 200
+    check "… and writes the hash back at the configured cost (ln=${TESSERA_AUTH_PASSWORD_COST:-10}), psql" \
+        test "$(owner_sql -c "SELECT split_part(password_hash, ',', 1) FROM core.users WHERE id = '$VICTOR_ID'")" = "\$scrypt\$ln=${TESSERA_AUTH_PASSWORD_COST:-10}"
+    login victor@acme.test tessera-dev
+    check "… which the next login verifies" test "$STATUS" = 200
+
     check "sessions keep the address as a network only (psql)" \
         test "$(owner_sql -c "SELECT count(*) FROM core.sessions WHERE address !~ '^(127\.0\.0\.0/24|)$'")" = 0
     owner_sql -c "UPDATE core.sessions SET expires_at = now() - interval '2 days' WHERE id = '$B_ID'"
