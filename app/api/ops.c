@@ -130,7 +130,8 @@ static int render_pools(struct engine *e, int64_t pid, struct buf *out)
     struct eng_pool_info p[4];
     size_t n = engine_pools(e, false, p, 4);
     static const char *const gauges[] = {"limit", "open", "busy"};
-    static const char *const counters[] = {"connects", "connect_errors", "waits", "errors", "discards"};
+    static const char *const counters[] = {"connects", "connect_errors", "waits",      "errors",
+                                           "discards", "round_trips",    "statements"};
     int rc = 0;
 
     for (size_t k = 0; k < 3 && n > 0 && rc == 0; k++) {
@@ -141,10 +142,11 @@ static int render_pools(struct engine *e, int64_t pid, struct buf *out)
                             p[i].name, (long long)pid, v[k]);
         }
     }
-    for (size_t k = 0; k < 5 && n > 0 && rc == 0; k++) {
+    for (size_t k = 0; k < sizeof counters / sizeof counters[0] && n > 0 && rc == 0; k++) {
         rc = buf_printf(out, "# TYPE tessera_db_pool_%s_total counter\n", counters[k]);
         for (size_t i = 0; i < n && rc == 0; i++) {
-            uint64_t v[] = {p[i].connects, p[i].connect_errors, p[i].waits, p[i].errors, p[i].discards};
+            uint64_t v[] = {p[i].connects, p[i].connect_errors, p[i].waits,     p[i].errors,
+                            p[i].discards, p[i].round_trips,    p[i].statements};
             rc = buf_printf(out, "tessera_db_pool_%s_total{pool=\"%s\",pid=\"%lld\"} %llu\n", counters[k],
                             p[i].name, (long long)pid, (unsigned long long)v[k]);
         }

@@ -479,7 +479,7 @@ struct eng_pool_info {
     char name[16];              /* "core", "test", "live" */
     bool used;                  /* opened at least once (pools open lazily) */
     int limit, open, busy;
-    uint64_t connects, connect_errors, waits, errors, discards;
+    uint64_t connects, connect_errors, waits, errors, discards, round_trips, statements;
     int ping;                   /* with ping asked: 0 or why the pool is down */
     char error[96];
 };

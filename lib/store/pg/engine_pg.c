@@ -245,6 +245,8 @@ static size_t pg_pools(struct engine *e, bool ping, struct eng_pool_info *out, s
         o->waits = st.waits;
         o->errors = st.errors;
         o->discards = st.discards;
+        o->round_trips = st.round_trips;
+        o->statements = st.statements;
     }
     return n;
 }

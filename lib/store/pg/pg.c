@@ -355,6 +355,8 @@ int pg_tx_run(struct pg_tx *tx, const char *org, const char *search_path, const 
     for (int attempt = 0;; attempt++) {
         if (tx->slot < 0 && (rc = acquire(p, &tx->slot, errstr)) != 0)
             return rc;
+        p->st.round_trips++;
+        p->st.statements += k;
         rc = pipeline(p->conn[tx->slot], p->prep != NULL ? &p->prep[tx->slot] : NULL, all, k, out, sqlstate,
                       errstr);
         if (rc == 0)
@@ -402,6 +404,8 @@ int pg_tx_commit(struct pg_tx *tx, char errstr[128])
     }
     if (tx->slot >= 0 && tx->explicit_tx) {
         PGconn *c = tx->pool->conn[tx->slot];
+        tx->pool->st.round_trips++;
+        tx->pool->st.statements++;
         PGresult *r = PQexec(c, "COMMIT");
         if (PQresultStatus(r) != PGRES_COMMAND_OK) {
             const char *code = PQresultErrorField(r, PG_DIAG_SQLSTATE);
@@ -419,8 +423,11 @@ void pg_tx_rollback(struct pg_tx *tx)
 {
     if (tx->slot >= 0) {
         PGconn *c = tx->pool->conn[tx->slot];
-        if (PQstatus(c) == CONNECTION_OK && PQtransactionStatus(c) != PQTRANS_IDLE)
+        if (PQstatus(c) == CONNECTION_OK && PQtransactionStatus(c) != PQTRANS_IDLE) {
+            tx->pool->st.round_trips++;
+            tx->pool->st.statements++;
             PQclear(PQexec(c, "ROLLBACK"));
+        }
     }
     tx_end(tx);
 }

@@ -58,6 +58,10 @@ struct pg_pool_stats {
     uint64_t waits;             /* acquires that found every connection busy */
     uint64_t errors;            /* failed statements and lost connections */
     uint64_t discards;          /* connections closed for not being idle after a transaction */
+    /* what the server was asked: one round trip is one pipeline up to its
+     * Sync, or one COMMIT/ROLLBACK; statements count every one sent */
+    uint64_t round_trips;
+    uint64_t statements;
 };
 
 /* One statement: text with $1..$n and n values (NULL for SQL null). reuse:
