@@ -385,7 +385,7 @@ int pgrec_record_list(struct engine *e, const struct eng_scope *s, const char *s
         goto out;
     if (max == 0)
         goto out;
-    if ((rc = pgrec_call_run(e, s, &c, 1)) != 0)
+    if ((rc = pgrec_run_read(e, s, (const char *[]){c.b[0].p}, c.p, 1, c.r)) != 0)
         goto out;
     for (int i = 0; i < PQntuples(c.r[0]) && *n < max; i++) {
         if ((rc = pgrec_row_record(PQgetvalue(c.r[0], i, 0), (size_t)PQgetlength(c.r[0], i, 0), c.def,

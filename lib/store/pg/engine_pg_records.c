@@ -327,6 +327,16 @@ int pgrec_run(struct engine *e, const struct eng_scope *s, const char *const *sq
     return engine_pg_data(e, s, DATA_PATH, st, n, res);
 }
 
+int pgrec_run_read(struct engine *e, const struct eng_scope *s, const char *const *sql, struct params *p,
+                   size_t n, PGresult **res)
+{
+    struct pg_stmt st[PG_STMT_MAX];
+
+    for (size_t i = 0; i < n; i++)
+        st[i] = (struct pg_stmt){sql[i], p[i].n, p[i].v, false};
+    return engine_pg_data_read(e, s, DATA_PATH, st, n, res);
+}
+
 int pgrec_nomem(struct engine *e)
 {
     return engine_fail(e, ERR_NOMEM, "out of memory building a statement");

@@ -135,7 +135,8 @@ int pgrec_res_load(struct engine *e, const struct eng_scope *s, const char *serv
     if (lock)
         st.sql = "SELECT " RES_COLS " FROM core.resources WHERE service = $1 AND mode = $2 AND name = $3 "
                  "FOR KEY SHARE";
-    if ((rc = engine_pg_data(e, s, DATA_PATH, &st, 1, &r)) != 0)
+    /* unlocked, it is a read: outside a write, no BEGIN and no COMMIT for it */
+    if ((rc = (lock ? engine_pg_data : engine_pg_data_read)(e, s, DATA_PATH, &st, 1, &r)) != 0)
         return rc;
     rc = pgrec_res_result(e, s, r, service, name, out, schema);
     PQclear(r);
