@@ -25,13 +25,27 @@ struct json_limits {
 /* Why a parse failed, for the 400's message. */
 enum json_error {
     JSON_OK = 0,
-    JSON_SYNTAX,        /* not JSON, or trailing bytes after the value */
+    JSON_SYNTAX,        /* not JSON, trailing bytes after the value, or a number
+                           longer than 63 characters or beyond a double's range */
     JSON_TOO_DEEP,
     JSON_TOO_MANY_NODES,
     JSON_DUPLICATE_KEY,
     JSON_BAD_UTF8,
     JSON_NUL_CHAR,      /* \u0000 in a string */
 };
+
+/* JSONTestSuite (tests/unit/suite_json.c, run by tests/integration/14_json_suite.sh
+ * with the worker's limits): every n_ file is refused and every y_ file
+ * accepted, but for these five, refused on purpose by the rules above
+ * (DESIGN §10); the test holds this list and fails when it goes stale:
+ *   y_object_duplicated_key.json            JSON_DUPLICATE_KEY
+ *   y_object_duplicated_key_and_value.json  JSON_DUPLICATE_KEY (equal values too)
+ *   y_object_escaped_null_in_key.json       JSON_NUL_CHAR
+ *   y_string_null_escape.json               JSON_NUL_CHAR
+ *   y_number_double_close_to_zero.json      JSON_SYNTAX (a number of 81 characters)
+ * Of the i_ files, lone surrogate escapes are JSON_BAD_UTF8, numbers beyond a
+ * double's range JSON_SYNTAX (one too small for it is 0), 500 nested arrays
+ * JSON_TOO_DEEP, a UTF-8 or UTF-16 byte order mark JSON_SYNTAX. */
 
 /* Parses exactly buf[0..len) as one JSON value.
  * Returns owned (cJSON_Delete) tree, or NULL with *why set (why may be NULL). */

@@ -469,14 +469,104 @@ out:
 
 /* ---- AES-256-GCM ------------------------------------------------------ */
 
+/* The cipher step of crypto_seal: ct[0..ptlen) and the 16-byte tag of pt
+ * under key and a 12-byte iv, authenticating hdr then aad as one stream of
+ * additional data (GCM hashes consecutive AAD updates as their
+ * concatenation). Every seal runs through here, and so do the test builds'
+ * Wycheproof vectors (crypto_gcm_seal_iv). ERR_TOOBIG, ERR_INTERNAL. */
+static int gcm_seal(const uint8_t key[CRYPTO_KEY_LEN], const uint8_t iv[CRYPTO_IV_LEN],
+                    const void *hdr, size_t hdrlen, const void *aad, size_t aadlen,
+                    const void *pt, size_t ptlen, uint8_t *ct, uint8_t tag[CRYPTO_TAG_LEN])
+{
+    EVP_CIPHER_CTX *ctx = NULL;
+    int rc = ERR_INTERNAL, l = 0, fl = 0;
+
+    if (ptlen > CRYPTO_SEAL_MAX || aadlen > CRYPTO_SEAL_MAX || hdrlen > SEAL_HDR_MAX)
+        return ERR_TOOBIG;
+    ctx = EVP_CIPHER_CTX_new();
+    if (!ctx ||
+        gcm_cipher() == NULL || EVP_EncryptInit_ex(ctx, gcm_cipher(), NULL, NULL, NULL) != 1 ||
+        EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_IVLEN, CRYPTO_IV_LEN, NULL) != 1 ||
+        EVP_EncryptInit_ex(ctx, NULL, NULL, key, iv) != 1)
+        goto out;
+    if (hdrlen && EVP_EncryptUpdate(ctx, NULL, &l, hdr, (int)hdrlen) != 1)
+        goto out;
+    if (aadlen && EVP_EncryptUpdate(ctx, NULL, &l, aad, (int)aadlen) != 1)
+        goto out;
+    l = 0;
+    if (ptlen && EVP_EncryptUpdate(ctx, ct, &l, pt, (int)ptlen) != 1)
+        goto out;
+    if (EVP_EncryptFinal_ex(ctx, ct + l, &fl) != 1 || (size_t)(l + fl) != ptlen ||
+        EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_GET_TAG, CRYPTO_TAG_LEN, tag) != 1)
+        goto out;
+    rc = ERR_OK;
+out:
+    EVP_CIPHER_CTX_free(ctx);
+    return rc;
+}
+
+/* The cipher step of crypto_open, the inverse of gcm_seal. Returns owned
+ * (free()) plaintext in *pt_out, NUL-terminated (not counted): only once the
+ * whole 16-byte tag has verified; unauthenticated plaintext is wiped before
+ * it is freed. ERR_INVAL (the tag does not verify), ERR_TOOBIG, ERR_NOMEM,
+ * ERR_INTERNAL. */
+static int gcm_open(const uint8_t key[CRYPTO_KEY_LEN], const uint8_t iv[CRYPTO_IV_LEN],
+                    const void *hdr, size_t hdrlen, const void *aad, size_t aadlen,
+                    const uint8_t *ct, size_t ctlen, const uint8_t tag[CRYPTO_TAG_LEN],
+                    uint8_t **pt_out)
+{
+    EVP_CIPHER_CTX *ctx = NULL;
+    uint8_t *pt = NULL;
+    int rc = ERR_INTERNAL, l = 0, fl = 0;
+
+    *pt_out = NULL;
+    if (ctlen > CRYPTO_SEAL_MAX || aadlen > CRYPTO_SEAL_MAX || hdrlen > SEAL_HDR_MAX)
+        return ERR_TOOBIG;
+    pt = malloc(ctlen + 1);
+    if (!pt)
+        return ERR_NOMEM;
+    ctx = EVP_CIPHER_CTX_new();
+    if (!ctx ||
+        gcm_cipher() == NULL || EVP_DecryptInit_ex(ctx, gcm_cipher(), NULL, NULL, NULL) != 1 ||
+        EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_IVLEN, CRYPTO_IV_LEN, NULL) != 1 ||
+        EVP_DecryptInit_ex(ctx, NULL, NULL, key, iv) != 1)
+        goto out;
+    if (hdrlen && EVP_DecryptUpdate(ctx, NULL, &l, hdr, (int)hdrlen) != 1)
+        goto out;
+    if (aadlen && EVP_DecryptUpdate(ctx, NULL, &l, aad, (int)aadlen) != 1)
+        goto out;
+    l = 0;
+    if (ctlen && EVP_DecryptUpdate(ctx, pt, &l, ct, (int)ctlen) != 1)
+        goto out;
+    /* The tag is always the full 16 bytes: OpenSSL would verify a shorter
+     * one if asked, so we never ask. */
+    if (EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_TAG, CRYPTO_TAG_LEN, (void *)tag) != 1)
+        goto out;
+    if (EVP_DecryptFinal_ex(ctx, pt + l, &fl) != 1 || (size_t)(l + fl) != ctlen) {
+        rc = ERR_INVAL;
+        goto out;
+    }
+    pt[ctlen] = '\0';
+    *pt_out = pt;
+    pt = NULL;
+    rc = ERR_OK;
+out:
+    EVP_CIPHER_CTX_free(ctx);
+    if (pt) {
+        /* Unauthenticated plaintext never leaves this function, not even in freed memory. */
+        OPENSSL_cleanse(pt, ctlen + 1);
+        free(pt);
+    }
+    return rc;
+}
+
 int crypto_seal(const struct crypto_keyring *ring, const void *aad, size_t aadlen,
                 const void *pt, size_t ptlen, uint8_t **out, size_t *outlen)
 {
     const struct crypto_key *k;
-    EVP_CIPHER_CTX *ctx = NULL;
     uint8_t *buf = NULL, *iv, *ct;
     size_t kidlen, hdrlen, total;
-    int rc = ERR_INTERNAL, l = 0, fl = 0;
+    int rc;
 
     *out = NULL;
     if (outlen)
@@ -490,54 +580,33 @@ int crypto_seal(const struct crypto_keyring *ring, const void *aad, size_t aadle
     hdrlen = 2 + kidlen;
     total = hdrlen + CRYPTO_IV_LEN + ptlen + CRYPTO_TAG_LEN;
     buf = malloc(total);
-    if (!buf) {
-        rc = ERR_NOMEM;
-        goto out;
-    }
+    if (!buf)
+        return ERR_NOMEM;
     buf[0] = CRYPTO_SEAL_VERSION;
     buf[1] = (uint8_t)kidlen;
     memcpy(buf + 2, k->kid, kidlen);
     iv = buf + hdrlen;
     ct = iv + CRYPTO_IV_LEN;
     rc = crypto_random(iv, CRYPTO_IV_LEN);
-    if (rc != ERR_OK)
-        goto out;
-    rc = ERR_INTERNAL;
-    ctx = EVP_CIPHER_CTX_new();
-    if (!ctx ||
-        gcm_cipher() == NULL || EVP_EncryptInit_ex(ctx, gcm_cipher(), NULL, NULL, NULL) != 1 ||
-        EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_IVLEN, CRYPTO_IV_LEN, NULL) != 1 ||
-        EVP_EncryptInit_ex(ctx, NULL, NULL, k->key, iv) != 1 ||
-        EVP_EncryptUpdate(ctx, NULL, &l, buf, (int)hdrlen) != 1)
-        goto out;
-    if (aadlen && EVP_EncryptUpdate(ctx, NULL, &l, aad, (int)aadlen) != 1)
-        goto out;
-    l = 0;
-    if (ptlen && EVP_EncryptUpdate(ctx, ct, &l, pt, (int)ptlen) != 1)
-        goto out;
-    if (EVP_EncryptFinal_ex(ctx, ct + l, &fl) != 1 || (size_t)(l + fl) != ptlen ||
-        EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_GET_TAG, CRYPTO_TAG_LEN, ct + ptlen) != 1)
-        goto out;
+    if (rc == ERR_OK)
+        rc = gcm_seal(k->key, iv, buf, hdrlen, aad, aadlen, pt, ptlen, ct, ct + ptlen);
+    if (rc != ERR_OK) {
+        free(buf);
+        return rc;
+    }
     *out = buf;
-    buf = NULL;
     if (outlen)
         *outlen = total;
-    rc = ERR_OK;
-out:
-    EVP_CIPHER_CTX_free(ctx);
-    free(buf);
-    return rc;
+    return ERR_OK;
 }
 
 int crypto_open(const struct crypto_keyring *ring, const void *aad, size_t aadlen,
                 const uint8_t *blob, size_t bloblen, uint8_t **pt_out, size_t *ptlen)
 {
     const struct crypto_key *k;
-    EVP_CIPHER_CTX *ctx = NULL;
-    const uint8_t *iv, *ct, *tag;
-    uint8_t *pt = NULL;
+    const uint8_t *iv, *ct;
     size_t kidlen, hdrlen, ctlen;
-    int rc = ERR_INVAL, l = 0, fl = 0;
+    int rc;
 
     *pt_out = NULL;
     if (ptlen)
@@ -559,48 +628,39 @@ int crypto_open(const struct crypto_keyring *ring, const void *aad, size_t aadle
         return ERR_NOTFOUND;
     iv = blob + hdrlen;
     ct = iv + CRYPTO_IV_LEN;
-    /* The format fixes the tag at 16 bytes: OpenSSL would verify a shorter tag
-     * if asked, so we never ask. */
-    tag = ct + ctlen;
-    pt = malloc(ctlen + 1);
-    if (!pt) {
-        rc = ERR_NOMEM;
-        goto out;
-    }
-    rc = ERR_INTERNAL;
-    ctx = EVP_CIPHER_CTX_new();
-    if (!ctx ||
-        gcm_cipher() == NULL || EVP_DecryptInit_ex(ctx, gcm_cipher(), NULL, NULL, NULL) != 1 ||
-        EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_IVLEN, CRYPTO_IV_LEN, NULL) != 1 ||
-        EVP_DecryptInit_ex(ctx, NULL, NULL, k->key, iv) != 1 ||
-        EVP_DecryptUpdate(ctx, NULL, &l, blob, (int)hdrlen) != 1)
-        goto out;
-    if (aadlen && EVP_DecryptUpdate(ctx, NULL, &l, aad, (int)aadlen) != 1)
-        goto out;
-    l = 0;
-    if (ctlen && EVP_DecryptUpdate(ctx, pt, &l, ct, (int)ctlen) != 1)
-        goto out;
-    if (EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_TAG, CRYPTO_TAG_LEN, (void *)tag) != 1)
-        goto out;
-    if (EVP_DecryptFinal_ex(ctx, pt + l, &fl) != 1 || (size_t)(l + fl) != ctlen) {
-        rc = ERR_INVAL;
-        goto out;
-    }
-    pt[ctlen] = '\0';
-    *pt_out = pt;
-    pt = NULL;
-    if (ptlen)
+    rc = gcm_open(k->key, iv, blob, hdrlen, aad, aadlen, ct, ctlen, ct + ctlen, pt_out);
+    if (rc == ERR_OK && ptlen)
         *ptlen = ctlen;
-    rc = ERR_OK;
-out:
-    EVP_CIPHER_CTX_free(ctx);
-    if (pt) {
-        /* Unauthenticated plaintext never leaves this function, not even in freed memory. */
-        OPENSSL_cleanse(pt, ctlen + 1);
-        free(pt);
-    }
     return rc;
 }
+
+#ifdef TESSERA_TEST_HOOKS
+int crypto_gcm_seal_iv(const struct crypto_keyring *ring, const uint8_t iv[CRYPTO_IV_LEN],
+                       const void *aad, size_t aadlen, const void *pt, size_t ptlen,
+                       uint8_t *ct, uint8_t tag[CRYPTO_TAG_LEN])
+{
+    if (!ring || ring->n == 0 || !iv || !ct || !tag || (!pt && ptlen))
+        return ERR_INVAL;
+    return gcm_seal(ring->keys[0].key, iv, NULL, 0, aad, aadlen, pt, ptlen, ct, tag);
+}
+
+int crypto_gcm_open(const struct crypto_keyring *ring, const uint8_t iv[CRYPTO_IV_LEN],
+                    const void *aad, size_t aadlen, const uint8_t *ct, size_t ctlen,
+                    const uint8_t tag[CRYPTO_TAG_LEN], uint8_t **pt_out, size_t *ptlen)
+{
+    int rc;
+
+    *pt_out = NULL;
+    if (ptlen)
+        *ptlen = 0;
+    if (!ring || ring->n == 0 || !iv || !tag || (!ct && ctlen))
+        return ERR_INVAL;
+    rc = gcm_open(ring->keys[0].key, iv, NULL, 0, aad, aadlen, ct, ctlen, tag, pt_out);
+    if (rc == ERR_OK && ptlen)
+        *ptlen = ctlen;
+    return rc;
+}
+#endif
 
 int crypto_seal_text(const struct crypto_keyring *ring, const void *aad, size_t aadlen,
                      const void *pt, size_t ptlen, char **out)

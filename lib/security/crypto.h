@@ -119,6 +119,25 @@ int crypto_seal_text(const struct crypto_keyring *ring, const void *aad, size_t 
 int crypto_open_text(const struct crypto_keyring *ring, const void *aad, size_t aadlen,
                      const char *text, size_t textlen, uint8_t **pt_out, size_t *ptlen) ERR_MUST_CHECK;
 
+#ifdef TESSERA_TEST_HOOKS
+/* ---- test builds only: the cipher step, for conformance vectors --------
+ * What crypto_seal and crypto_open run once the blob is laid out or parsed
+ * (the same static functions), with the ring's current key but an IV and
+ * additional data the caller gives: Wycheproof's AES-GCM cases
+ * (tests/unit/test_wycheproof.c) carry both, and the blob cannot (it draws its
+ * IV and puts its own header first in the additional data). Release builds
+ * have neither function: a seal under a chosen IV is how GCM's key leaks.
+ * Seal: ct gets ptlen bytes, tag 16. Open: as crypto_open, *pt_out only when
+ * the tag verifies (Returns owned, free()); ERR_INVAL otherwise. */
+int crypto_gcm_seal_iv(const struct crypto_keyring *ring, const uint8_t iv[CRYPTO_IV_LEN],
+                       const void *aad, size_t aadlen, const void *pt, size_t ptlen,
+                       uint8_t *ct, uint8_t tag[CRYPTO_TAG_LEN]) ERR_MUST_CHECK;
+int crypto_gcm_open(const struct crypto_keyring *ring, const uint8_t iv[CRYPTO_IV_LEN],
+                    const void *aad, size_t aadlen, const uint8_t *ct, size_t ctlen,
+                    const uint8_t tag[CRYPTO_TAG_LEN], uint8_t **pt_out,
+                    size_t *ptlen) ERR_MUST_CHECK;
+#endif
+
 /* ---- blind index ------------------------------------------------------
  * out_hex = hex(HMAC-SHA256(bidx_key, normalized)) where bidx_key =
  * HKDF-SHA256(ikm = the current data key, info = "tessera blind index v1"):

@@ -625,6 +625,36 @@ static enum jwt_status check_claims(const cJSON *c, const struct jwt_expect *x)
     return JWT_OK;
 }
 
+/* The one place a token's Ed25519 signature is checked. A signature of any
+ * length but 64 bytes is refused before OpenSSL sees it: EVP_DigestVerify
+ * would refuse it too, but the length is ours to insist on (a truncated or
+ * padded signature must never depend on a library's leniency). OpenSSL's
+ * Ed25519 verify refuses S >= L (RFC 8032 §5.1.7); the Wycheproof vectors in
+ * tests/unit/test_wycheproof.c hold this function to every such edge. */
+enum jwt_status jwt_verify_signature(const struct jwt_key *key, const void *msg, size_t msglen,
+                                     const uint8_t *sig, size_t siglen)
+{
+    EVP_MD_CTX *md = NULL;
+    enum jwt_status st = JWT_BAD_SIGNATURE;
+
+    if (!key || !key->pkey || (!msg && msglen > 0) || !sig)
+        return JWT_INTERNAL;
+    if (siglen != ED25519_SIG_LEN)
+        return JWT_BAD_SIGNATURE;
+    md = EVP_MD_CTX_new();
+    if (!md || EVP_DigestVerifyInit(md, NULL, NULL, NULL, key->pkey) != 1) {
+        st = JWT_INTERNAL;
+        goto out;
+    }
+    /* EVP_DigestVerify takes no NULL message, even of length 0 */
+    if (EVP_DigestVerify(md, sig, siglen, msglen ? msg : (const void *)"", msglen) == 1)
+        st = JWT_OK;
+out:
+    EVP_MD_CTX_free(md);
+    ERR_clear_error();
+    return st;
+}
+
 enum jwt_status jwt_verify(const struct jwt_keyset *ks, const char *token, size_t len,
                            const struct jwt_expect *exp, cJSON **claims_out)
 {
@@ -634,7 +664,6 @@ enum jwt_status jwt_verify(const struct jwt_keyset *ks, const char *token, size_
     uint8_t sig[CRYPTO_B64_DECODED_MAX(JWT_MAX_LEN)];
     size_t hlen, plen, slen, siglen = 0, got = 0;
     cJSON *hdr = NULL, *claims = NULL;
-    EVP_MD_CTX *md = NULL;
     enum jwt_status st;
 
     if (claims_out)
@@ -668,34 +697,20 @@ enum jwt_status jwt_verify(const struct jwt_keyset *ks, const char *token, size_
         return JWT_MALFORMED;
     if (crypto_b64url_decode(d2 + 1, slen, sig, sizeof(sig), &siglen) != ERR_OK)
         return JWT_MALFORMED;
-    if (siglen != ED25519_SIG_LEN)
-        return JWT_BAD_SIGNATURE;
-
-    md = EVP_MD_CTX_new();
-    if (!md || EVP_DigestVerifyInit(md, NULL, NULL, NULL, key->pkey) != 1) {
-        st = JWT_INTERNAL;
-        goto out;
-    }
-    if (EVP_DigestVerify(md, sig, siglen, (const unsigned char *)token,
-                         (size_t)(d2 - token)) != 1) {
-        st = JWT_BAD_SIGNATURE;
-        goto out;
-    }
+    st = jwt_verify_signature(key, token, (size_t)(d2 - token), sig, siglen);
+    if (st != JWT_OK)
+        return st;
 
     claims = json_parse((const char *)buf, got, &JWT_JSON_LIMITS, NULL);
-    if (!claims || !cJSON_IsObject(claims)) {
+    if (!claims || !cJSON_IsObject(claims))
         st = JWT_MALFORMED;
-        goto out;
-    }
-    st = check_claims(claims, exp);
+    else
+        st = check_claims(claims, exp);
     if (st == JWT_OK && claims_out) {
         *claims_out = claims;
         claims = NULL;
     }
-out:
-    EVP_MD_CTX_free(md);
     cJSON_Delete(claims);
-    ERR_clear_error();
     return st;
 }
 

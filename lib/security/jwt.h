@@ -121,6 +121,17 @@ int jwt_sign(const struct jwt_keyset *ks, const cJSON *claims, char **out) ERR_M
 enum jwt_status jwt_verify(const struct jwt_keyset *ks, const char *token, size_t len,
                            const struct jwt_expect *exp, cJSON **claims_out) ERR_MUST_CHECK;
 
+/* The signature step of jwt_verify, and the code it runs: JWT_OK when sig is
+ * a 64-byte Ed25519 signature of msg[0..msglen) by key; JWT_BAD_SIGNATURE for
+ * any other length or a signature that does not verify (S >= L included);
+ * JWT_INTERNAL on a NULL argument or an OpenSSL failure. Exported so that
+ * conformance vectors (Wycheproof, tests/unit/test_wycheproof.c), whose
+ * messages are arbitrary bytes no token could carry, reach the exact check
+ * every token goes through; a token's callers want jwt_verify, which picks the
+ * key by kid and checks the header first. */
+enum jwt_status jwt_verify_signature(const struct jwt_key *key, const void *msg, size_t msglen,
+                                     const uint8_t *sig, size_t siglen) ERR_MUST_CHECK;
+
 /* A short constant name ("bad_signature") for logs; never NULL. */
 const char *jwt_status_str(enum jwt_status st);
 /* The same as a sentence for the token's holder ("the token's signature does
