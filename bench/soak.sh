@@ -3,7 +3,7 @@
 # behind nginx, under SOAK_MINUTES (10) of mixed load from bench/soak_client.py
 # (reads by id, list pages, creates, updates, vector searches, logins,
 # refreshes), sampled every SOAK_EVERY (10) seconds: each API worker's private
-# RSS and open descriptors, the fleet's PostgreSQL connections
+# RSS and open descriptors other than sockets, the fleet's PostgreSQL connections
 # (pg_stat_activity) and Redis clients. Verdicts, after a warm-up of
 # SOAK_WARM (120) seconds: RSS growth under 1 MiB per worker, no descriptor
 # growth, connections within workers × pools × [db] connection_limit, zero
@@ -34,7 +34,9 @@ sample() { # t → one line: t, then per worker slot:pid:rss_kb:fds, then pg con
     local line="$1" sp pid
     for sp in $(api_pids); do
         pid=${sp#*:}
-        line+=" $sp:$(priv_kb "$pid"):$(ls "/proc/$pid/fd" 2>/dev/null | wc -l)"
+        # descriptors other than sockets: the kept FastCGI connections come
+        # and go with nginx's keepalive, a leak of files or pipes does not
+        line+=" $sp:$(priv_kb "$pid"):$(find "/proc/$pid/fd" -mindepth 1 -printf '%l\n' 2>/dev/null | grep -vc '^socket:')"
     done
     line+=" pg=$(psql -X -At "$PG_DB_OWNER_DSN" -c "SELECT count(*) FROM pg_stat_activity WHERE datname = '$db' AND application_name = 'tessera'")"
     line+=" redis=$(redis-cli -p "$REDIS_PORT" info clients | sed -n 's/^connected_clients:\([0-9]*\).*/\1/p' | tr -d '\r')"
@@ -91,7 +93,7 @@ PY
     echo "$workers API workers, \`[db] connection_limit = $limit\`, $threads client threads, samples every $every s,"
     echo "verdicts from $warm s on. Load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)."
     echo
-    echo "| what | pid / figure | private RSS after warm-up | open fds | verdict |"
+    echo "| what | pid / figure | private RSS after warm-up | open fds (not sockets) | verdict |"
     echo "|---|---|---|---|---|"
     grep -v '^VERDICT' <<<"$verdicts"
     echo
@@ -103,7 +105,7 @@ PY
     jq -c '.counts' "$T/client.json"
     echo '```'
     echo
-    echo "Raw samples (seconds, slot:pid:private_rss_kb:fds per worker, pg connections, redis clients):"
+    echo "Raw samples (seconds, slot:pid:private_rss_kb:non-socket fds per worker, pg connections, redis clients):"
     echo
     echo '```'
     cat "$T/samples"

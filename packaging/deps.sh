@@ -9,6 +9,10 @@ PKGS="gcc make pkg-config libfcgi-dev libpq-dev libhiredis-dev libcjson-dev
 libssl-dev libcmocka-dev nginx-light curl jq wrk spawn-fcgi redis-server
 postgresql postgresql-client postgresql-server-dev-15 pgbouncer procps iproute2 python3 openssl xxd nodejs chromium fonts-dejavu-core $*"
 
+# npm: part of the nodejs package where it comes from NodeSource (as on these
+# machines), a package of its own in Debian's archive
+command -v npm >/dev/null 2>&1 || PKGS="$PKGS npm"
+
 missing=""
 for p in $PKGS; do
     if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
