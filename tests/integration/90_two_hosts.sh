@@ -10,7 +10,8 @@
 # B's cached read, and B's next read is a hit (B's own /metrics); a role
 # change through A holds on B's next request, both ways; and with A's fleet
 # killed (-9, master and workers) under a steady load only requests in flight
-# at A fail, every later one is answered by B. Needs root (ip netns): where
+# at A fail, every later one is answered by B; two hosts' upkeep at once
+# waits instead of failing. Needs root (ip netns): where
 # namespaces cannot be made it says so as a failure, never a skip.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/pg.sh"
@@ -99,8 +100,8 @@ host_up() {
 }
 # One host after the other, as a second host joins a running one: host a's
 # first upkeep makes the audit partition migrate leaves to it (3 months ahead,
-# migrate makes 2), so host b's finds nothing to do. (Two hosts' upkeep at the
-# same instant can race on a new partition: docs/SCALING.md §1.)
+# migrate makes 2), so host b's finds nothing to do (at the same instant
+# they wait on each other: 5. below).
 host_up a
 upkept() { grep -q '"level":"info","event":"maintenance"' "$T/host-a/fleet.log"; }
 wait_until 30 upkept || { not_ok "host a's fleet starts and makes the audit partition"; tail -5 "$T/host-a/fleet.log" | sed 's/^/# /'; exit 1; }
@@ -309,3 +310,18 @@ on s GET /v1/auth/me "${A[@]}"
 expect "through the shared upstream, host b alone serves on" 200 '.user.email == "admin@example.com"'
 check "host b's fleet logged no error (its upkeep found nothing to do), nor did a's before its kill" \
     bash -c "! grep -h '\"level\":\"error\"' '$T/host-a/fleet.log' '$T/host-b/fleet.log' | grep ."
+
+# ---- 5. two hosts' upkeep at the same instant --------------------------------------
+# Each run's first change is ALTER TABLE on this month's partition, whose lock
+# the run keeps to its commit: a second run waits there for the first, then
+# finds the partitions made. Two sessions as the fleets' role, the first
+# holding its transaction open, each asking for partitions none has yet.
+upkeep() { psql -X -q -At -v ON_ERROR_STOP=1 "$PG_DB_APP_DSN" "$@"; }
+upkeep -c 'BEGIN' -c 'SELECT core.ensure_audit_partitions(5)' -c 'SELECT pg_sleep(1)' -c 'COMMIT' \
+    >"$T/upkeep1" 2>&1 &
+first=$!
+sleep 0.3
+upkeep -c 'SELECT core.ensure_audit_partitions(5)' >"$T/upkeep2" 2>&1; rc2=$?
+wait "$first"; rc1=$?
+check "two upkeep runs at once: the first makes the new partitions ($(head -1 "$T/upkeep1")), the second waits for it and finds them made ($(cat "$T/upkeep2")), no error" \
+    test "$rc1:$rc2:$(cat "$T/upkeep2")" = 0:0:0 -a "$(head -1 "$T/upkeep1")" -gt 0
