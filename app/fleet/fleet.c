@@ -148,10 +148,12 @@ static void maintain(struct fleet *f)
     char why[256] = "", report[256] = "";
     struct engine *e = app_engine_new(&f->cfg, f->shared.data, why);
     int rc = e == NULL ? ERR_UNAVAILABLE : engine_maintain(e, time(NULL), report);
-    if (rc == 0 && report[0] != '\0')
-        log_msg(LOG_INFO, "maintenance", "%s", report);
-    else
+    /* A run with nothing to do (another host's fleet, or this one's last run,
+     * made the partitions already) reports nothing: it is no error. */
+    if (rc != 0)
         log_msg(LOG_ERROR, "maintenance", "%s", e != NULL ? e->errstr : why);
+    else if (report[0] != '\0')
+        log_msg(LOG_INFO, "maintenance", "%s", report);
     engine_free(e);
     _exit(rc == 0 ? 0 : 1);
 }

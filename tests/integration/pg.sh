@@ -6,7 +6,9 @@
 # owner tessera_owner: LOGIN CREATEROLE BYPASSRLS, owns database `tessera`) and
 # PG_APP_DSN (tessera_app, which the first migration creates). Authentication is
 # trust on the socket and loopback: a scratch cluster only this suite reaches.
-# redis_up sets REDIS_PORT and REDIS_URL.
+# redis_up sets REDIS_PORT and REDIS_URL (loopback), and REDIS_SOCK_URL: the
+# same server on a unix socket in $T, for a fleet in another network
+# namespace, which cannot reach this one's loopback (90_two_hosts).
 
 [ -n "${PG_SH_LOADED:-}" ] && return 0   # sourced by a suite and by stack_up: once
 PG_SH_LOADED=1
@@ -67,10 +69,12 @@ pg_down() {
 redis_up() {
     REDIS_PORT=$(free_port)
     redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no \
+        --unixsocket "$T/redis.sock" --unixsocketperm 700 \
         --dir "$T" --logfile "$T/redis.log" >/dev/null 2>&1 &
     REDIS_PID=$!
     CLEANUP_HOOKS+=("redis_down")
     REDIS_URL=redis://127.0.0.1:$REDIS_PORT
+    REDIS_SOCK_URL=unix://$T/redis.sock
     wait_until 10 redis-cli -p "$REDIS_PORT" ping || { tail -20 "$T/redis.log" | sed 's/^/# /'; return 1; }
 }
 
