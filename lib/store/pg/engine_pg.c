@@ -94,6 +94,42 @@ void engine_pg_schema_learn(struct engine *e, int mode, const char *service, con
     snprintf(g->names[mode][i].schema, ENG_SLUG, "%s", schema);
 }
 
+static unsigned def_slot(const char *service, const char *resource)
+{
+    return (name_slot(service) * 31u + name_slot(resource)) % PGE_DEFS;
+}
+
+const struct eng_resource *engine_pg_def_known(struct engine *e, int mode, const char *service,
+                                               const char *resource)
+{
+    struct pge *g = e->impl;
+    const struct eng_resource *d;
+
+    if (!mode_ok(mode) || (d = g->defs[mode][def_slot(service, resource)]) == NULL)
+        return NULL;
+    return strcmp(d->service, service) == 0 && strcmp(d->name, resource) == 0 ? d : NULL;
+}
+
+void engine_pg_def_learn(struct engine *e, int mode, const struct eng_resource *def)
+{
+    struct pge *g = e->impl;
+    struct eng_resource **slot;
+
+    if (!mode_ok(mode))
+        return;
+    slot = &g->defs[mode][def_slot(def->service, def->name)];
+    if (*slot == NULL && (*slot = malloc(sizeof **slot)) == NULL)
+        return; /* not kept: the next list reads the definition first, as before */
+    memcpy(*slot, def, sizeof **slot);
+}
+
+bool engine_pg_data_explicit(struct engine *e, int mode)
+{
+    const struct pge *g = e->impl;
+
+    return mode_ok(mode) && g->data_tx[mode].explicit_tx;
+}
+
 /* ---- units of work ---------------------------------------------------------- */
 
 static int pg_begin(struct engine *e, const struct eng_scope *s)
@@ -261,6 +297,9 @@ static void pg_free(struct engine *e)
         pg_pool_free(g->core);
         pg_pool_free(g->data[0]);
         pg_pool_free(g->data[1]);
+        for (int m = 0; m < 2; m++)
+            for (int i = 0; i < PGE_DEFS; i++)
+                free(g->defs[m][i]);
         free(g);
     }
     free(e);

@@ -20,6 +20,7 @@
 #define AUDIT_MONTHS_AHEAD 3    /* partitions the maintenance keeps ahead of this month */
 
 #define PGE_NAMES 32            /* services whose data schema name a worker keeps */
+#define PGE_DEFS 16             /* resource definitions a worker keeps for list pages (~70 KB each) */
 
 struct pge {
     struct pg_pool *core;
@@ -38,6 +39,9 @@ struct pge {
         char service[ENG_SLUG];
         char schema[ENG_SLUG];
     } names[2][PGE_NAMES];
+    /* definitions as last read, for a list page's one round trip
+     * (engine_pg_def_known), direct-mapped; allocated on first use */
+    struct eng_resource *defs[2][PGE_DEFS];
     /* the projector's wake-up (engine_pg_cqrs.c): a LISTEN connection per
      * mode's listen DSN, never pooled; NULL until the first wait */
     char listen_dsn[2][512];

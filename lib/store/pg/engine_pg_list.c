@@ -371,24 +371,91 @@ static int list_sql(struct engine *e, struct buf *b, struct params *p, const cha
     return rc != 0 ? pgrec_nomem(e) : 0;
 }
 
+/* The page in one round trip, when this worker has read the resource's
+ * definition before: the statement is built from the definition kept and
+ * sent in one pipeline after the definition's read (one implicit
+ * transaction). The page stands when the definition read then is the one
+ * kept (same version); *rows is then the page (owned by c). Otherwise, or
+ * when the kept definition made a statement the server refused (a column
+ * renamed or dropped meanwhile: outside a write such a failure leaves
+ * nothing to roll back), *rows stays NULL and the caller goes the long way,
+ * which learns the definition read. Only outside an explicit transaction,
+ * where a failed statement would end the unit. */
+static int list_fast(struct engine *e, const struct eng_scope *s, const char *service, const char *resource,
+                     const struct eng_query *q, size_t max, struct pgrec_call *c, PGresult **rows)
+{
+    const struct eng_resource *kept = engine_pg_def_known(e, s->mode, service, resource);
+    const char *schema = engine_pg_schema_known(e, s->mode, service);
+    const char *vals[3];
+    struct pg_stmt st[2];
+    struct eng_resource *read = NULL;
+    int rc;
+
+    *rows = NULL;
+    if (kept == NULL || schema == NULL || max == 0 || engine_pg_data_explicit(e, s->mode))
+        return 0;
+    memcpy(c->def, kept, sizeof *c->def);
+    snprintf(c->schema, sizeof c->schema, "%s", schema);
+    if ((rc = list_sql(e, &c->b[0], &c->p[0], s->org_id, c->schema, resource, c->def, q, max)) != 0)
+        return rc;
+    pgrec_res_stmt(s, service, resource, vals, &st[0]);
+    st[1] = (struct pg_stmt){c->b[0].p, c->p[0].n, c->p[0].v, false};
+    if (engine_pg_data_read(e, s, DATA_PATH, st, 2, c->r) != 0)
+        goto again;
+    if ((read = malloc(sizeof *read)) == NULL)
+        return pgrec_nomem(e);
+    rc = pgrec_res_result(e, s, c->r[0], service, resource, read, NULL);
+    if (rc == 0 && read->version == c->def->version)
+        *rows = c->r[1];
+    free(read);
+    if (rc != 0 && rc != ERR_NOTFOUND)
+        return rc;
+again:
+    if (*rows == NULL) { /* the long way starts afresh */
+        for (int i = 0; i < 2; i++) {
+            PQclear(c->r[i]);
+            c->r[i] = NULL;
+        }
+        pgrec_params_cleanup(&c->p[0]);
+        memset(&c->p[0], 0, sizeof c->p[0]);
+        buf_cleanup(&c->b[0]);
+        buf_init(&c->b[0], SQL_MAX);
+    }
+    return 0;
+}
+
 int pgrec_record_list(struct engine *e, const struct eng_scope *s, const char *service,
                       const char *resource, const struct eng_query *q, struct eng_record *out,
                       size_t max, size_t *n)
 {
     struct pgrec_call c;
+    PGresult *rows = NULL;
     int rc;
 
     *n = 0;
-    if ((rc = pgrec_call_open(e, s, service, resource, false, &c)) != 0)
+    memset(&c, 0, sizeof c);
+    buf_init(&c.b[0], SQL_MAX);
+    buf_init(&c.b[1], SQL_MAX);
+    if ((c.def = malloc(sizeof *c.def)) == NULL) {
+        rc = pgrec_nomem(e);
         goto out;
-    if ((rc = list_sql(e, &c.b[0], &c.p[0], s->org_id, c.schema, resource, c.def, q, max)) != 0)
+    }
+    if ((rc = list_fast(e, s, service, resource, q, max, &c, &rows)) != 0)
         goto out;
-    if (max == 0)
-        goto out;
-    if ((rc = pgrec_run_read(e, s, (const char *[]){c.b[0].p}, c.p, 1, c.r)) != 0)
-        goto out;
-    for (int i = 0; i < PQntuples(c.r[0]) && *n < max; i++) {
-        if ((rc = pgrec_row_record(PQgetvalue(c.r[0], i, 0), (size_t)PQgetlength(c.r[0], i, 0), c.def,
+    if (rows == NULL) {
+        if ((rc = pgrec_res_load(e, s, service, resource, false, c.def, c.schema)) != 0)
+            goto out;
+        engine_pg_def_learn(e, s->mode, c.def);
+        if ((rc = list_sql(e, &c.b[0], &c.p[0], s->org_id, c.schema, resource, c.def, q, max)) != 0)
+            goto out;
+        if (max == 0)
+            goto out;
+        if ((rc = pgrec_run_read(e, s, (const char *[]){c.b[0].p}, c.p, 1, c.r)) != 0)
+            goto out;
+        rows = c.r[0];
+    }
+    for (int i = 0; i < PQntuples(rows) && *n < max; i++) {
+        if ((rc = pgrec_row_record(PQgetvalue(rows, i, 0), (size_t)PQgetlength(rows, i, 0), c.def,
                                    &out[*n])) != 0) {
             for (size_t j = 0; j < *n; j++)
                 eng_record_cleanup(&out[j]);

@@ -23,6 +23,14 @@ const char *engine_pg_schema_known(struct engine *e, int mode, const char *servi
 void engine_pg_schema_learn(struct engine *e, int mode, const char *service, const char *schema);
 int engine_pg_data_read(struct engine *e, const struct eng_scope *s, const char *search_path,
                         const struct pg_stmt *st, size_t n, PGresult **res) ERR_MUST_CHECK;
+/* A resource's definition as this worker last read it, or NULL. Borrowed
+ * until the next engine_pg_def_learn. A list page builds its statement from
+ * it and checks its version in the same round trip (pgrec_record_list). */
+const struct eng_resource *engine_pg_def_known(struct engine *e, int mode, const char *service,
+                                               const char *resource);
+void engine_pg_def_learn(struct engine *e, int mode, const struct eng_resource *def);
+/* Whether mode's data unit is inside an explicit transaction (a write began it). */
+bool engine_pg_data_explicit(struct engine *e, int mode);
 /* engine_pg.c: the same on the core pool. */
 int engine_pg_core(struct engine *e, const struct eng_scope *s, const struct pg_stmt *st, size_t n,
                    PGresult **res) ERR_MUST_CHECK;

@@ -370,7 +370,12 @@ int pg_tx_run(struct pg_tx *tx, const char *org, const char *search_path, const 
             if (retry_safe && attempt == 0)
                 continue;
         }
-        tx->failed = true;
+        /* a failure inside an explicit transaction leaves it aborted: only a
+         * rollback may follow. Outside one, the batch was its own implicit
+         * transaction, which the server ended at its Sync: nothing is left
+         * to roll back and the unit may go on (a read may be tried again). */
+        if (tx->explicit_tx || begin)
+            tx->failed = true;
         return rc;
     }
     for (size_t i = 0; i < pre; i++)
