@@ -47,6 +47,10 @@ for n in "${names[@]}"; do
     if [ "$rc" -eq 0 ] && [ "$after" -eq "$before" ]; then
         echo "ok - fuzz_$n ran $secs s: ${runs:-?} inputs, ${cov:-cov: ?}, no crash"
         pass=$((pass + 1))
+    elif [ "$after" -eq "$before" ]; then
+        echo "not ok - fuzz_$n stopped with status $rc and kept no input: see $log"
+        grep -vE '^#[0-9]|^INFO|^\s*$' "$log" | tail -6 | sed 's/^/#   /'
+        fail=$((fail + 1))
     else
         echo "not ok - fuzz_$n found a crash (exit $rc): kept in $keep/, log $log"
         grep -E '^(==[0-9]+==ERROR|SUMMARY|artifact_prefix|Test unit written)|runtime error' "$log" | head -8 | sed 's/^/#   /'
