@@ -13,14 +13,11 @@
  * two tenants do not share an index. Only eq (on the index) and is.null filter
  * them; they cannot be ordered by.
  *
- * Filter values are text after the operator: timestamps as unix seconds or
- * YYYY-MM-DDTHH:MM:SSZ, booleans true/false; `in` splits on commas (a string
- * holding a comma cannot be matched by `in`; use eq).
- *
- * The cursor is base64url([sort value, id]) "." base64url(HMAC-SHA256), keyed
- * by a key derived from the data key's blind-index key, over the payload and
- * the query it belongs to (service, resource, mode, filters, order): a cursor
- * altered, forged or replayed on another query is a 400. */
+ * The list's language (filters, order, the signed keyset cursor) is
+ * lib/store/listq's: records_listq hands it the request's arena, the blind
+ * index under the caller's org, and the cursor key and binding (org,
+ * service, resource, mode); a cursor altered, forged or replayed on another
+ * query is a 400. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,11 +29,11 @@
 #include "core/json.h"
 #include "core/rfc3339.h"
 #include "security/rbac.h"
+#include "store/listq.h"
 #include "core/uuid.h"
 
 #define LIMIT_DEFAULT 20
 #define LIMIT_MAX 100
-#define CURSOR_MAX 1024
 
 int records_open(struct worker *w, struct http_request *r, const struct principal *p,
                          const char *action, struct records_ctx *c)
@@ -572,232 +569,48 @@ HANDLER(handle_records_delete)
 
 /* ---- list ----------------------------------------------------------------- */
 
-/* The type a filter or order sees for a column; NULL for no such column. */
-static const struct eng_field *column_of(const struct records_ctx *c, const char *name, struct eng_field *sys)
+/* The list's query language is lib/store/listq's; this gives it the request's
+ * arena, the resource, the blind index under the caller's org and the cursor
+ * key and binding of this worker, org, resource and mode. */
+struct bidx_hook {
+    const struct crypto_keyring *ring;
+    const struct eng_scope *scope;
+    const char *service, *resource;
+};
+
+static int bidx_hook(void *ctx, const char *field, const char *value, char hex[ENG_HASH])
 {
-    memset(sys, 0, sizeof *sys);
-    snprintf(sys->name, sizeof sys->name, "%s", name);
-    if (strcmp(name, "id") == 0) {
-        sys->type = ENG_FT_STRING;
-        return sys;
-    }
-    if (strcmp(name, "created_at") == 0 || strcmp(name, "updated_at") == 0) {
-        sys->type = ENG_FT_TIMESTAMP;
-        return sys;
-    }
-    return eng_resource_field(c->res, name);
+    const struct bidx_hook *h = ctx;
+
+    return bidx_of(h->ring, h->scope, h->service, h->resource, field, value, hex);
 }
 
-static bool orderable(int type)
+static void records_listq(struct worker *w, struct http_request *r, const struct principal *p,
+                          const struct records_ctx *c, struct bidx_hook *h, struct listq *l)
 {
-    return type == ENG_FT_STRING || type == ENG_FT_TEXT || type == ENG_FT_INTEGER ||
-           type == ENG_FT_NUMBER || type == ENG_FT_BOOLEAN || type == ENG_FT_TIMESTAMP;
+    *h = (struct bidx_hook){&w->ring, &p->scope, c->service, c->resource};
+    *l = (struct listq){
+        .arena = r->arena,
+        .res = c->res,
+        .bidx = bidx_hook,
+        .bidx_ctx = h,
+        .secret = w->ring.n > 0 ? w->ring.keys[0].bidx_key : NULL,
+        .bind = arena_printf(r->arena, "%s\n%s\n%s\n%d\n", p->scope.org_id, c->service, c->resource,
+                             p->scope.mode),
+        .qs = &r->query,
+    };
 }
-
-/* One filter operand text → a typed value (owned by the request), or NULL. */
-static cJSON *operand(struct http_request *r, const struct eng_field *f, const char *text)
-{
-    cJSON *s = http_own(r, cJSON_CreateString(text));
-    const char *why;
-
-    if (s == NULL)
-        return NULL;
-    if (f->type == ENG_FT_STRING || f->type == ENG_FT_TEXT)
-        return strlen(text) <= ENG_STRING_MAX ? s : NULL;
-    return http_own(r, eng_value_cast(s, ENG_FT_STRING, 0, f, &why));
-}
-
-static const char *const OPS[] = {[ENG_OP_EQ] = "eq", [ENG_OP_NEQ] = "neq", [ENG_OP_GT] = "gt",
-                                  [ENG_OP_GTE] = "gte", [ENG_OP_LT] = "lt", [ENG_OP_LTE] = "lte",
-                                  [ENG_OP_LIKE] = "like", [ENG_OP_IN] = "in", [ENG_OP_IS] = "is"};
 
 const char *records_filter(struct worker *w, struct http_request *r, const struct principal *p,
-                                const struct records_ctx *c, const char *key, const char *val, struct eng_query *q)
+                           const struct records_ctx *c, const char *key, const char *val, struct eng_query *q)
 {
-    struct eng_field sysf;
-    const struct eng_field *f = column_of(c, key, &sysf);
-    struct eng_filter *fl;
-    const char *dot = strchr(val, '.'), *arg;
-    int op = 0;
+    struct bidx_hook h;
+    struct listq l;
 
-    if (f == NULL)
-        return arena_printf(r->arena, "unknown field %.64s", key);
-    if (q->nfilters >= ENG_MAX_FILTERS)
-        return "at most 16 filters";
-    if (dot == NULL)
-        return arena_printf(r->arena, "filter %s must be op.value (eq neq gt gte lt lte like in is)", f->name);
-    for (int i = ENG_OP_EQ; i <= ENG_OP_IS; i++)
-        if ((size_t)(dot - val) == strlen(OPS[i]) && strncmp(val, OPS[i], (size_t)(dot - val)) == 0)
-            op = i;
-    if (op == 0)
-        return arena_printf(r->arena, "filter %s: unknown operator (eq neq gt gte lt lte like in is)", f->name);
-    arg = dot + 1;
-    fl = &q->filters[q->nfilters];
-    snprintf(fl->field, sizeof fl->field, "%s", f->name);
-    fl->op = op;
-    if (op == ENG_OP_IS) {
-        if (strcmp(arg, "null") == 0)
-            fl->value = http_own(r, cJSON_CreateNull());
-        else if (f->type == ENG_FT_BOOLEAN && (strcmp(arg, "true") == 0 || strcmp(arg, "false") == 0))
-            fl->value = http_own(r, cJSON_CreateBool(arg[0] == 't'));
-        else
-            return arena_printf(r->arena, "filter %s: is takes null%s", f->name,
-                              f->type == ENG_FT_BOOLEAN ? ", true or false" : "");
-    } else if (f->pii) {
-        char hex[ENG_HASH];
-        if (op != ENG_OP_EQ)
-            return arena_printf(r->arena, "filter %s: a pii field filters only by eq and is.null", f->name);
-        if (bidx_of(&w->ring, &p->scope, c->service, c->resource, f->name, arg, hex) != 0)
-            return "the blind index is unavailable";
-        fl->value = http_own(r, cJSON_CreateString(hex));
-    } else if (!orderable(f->type)) {
-        return arena_printf(r->arena, "filter %s: a %s field filters only by is.null", f->name,
-                          f->type == ENG_FT_JSON ? "json" : "vector");
-    } else if (op == ENG_OP_LIKE) {
-        if (f->type != ENG_FT_STRING && f->type != ENG_FT_TEXT)
-            return arena_printf(r->arena, "filter %s: like applies to string and text fields", f->name);
-        fl->value = operand(r, f, arg);
-    } else if (f->type == ENG_FT_BOOLEAN && op != ENG_OP_EQ && op != ENG_OP_NEQ && op != ENG_OP_IN) {
-        return arena_printf(r->arena, "filter %s: a boolean takes eq, neq, in or is", f->name);
-    } else if (op == ENG_OP_IN) {
-        size_t n = strlen(arg), count = 0;
-        char *list;
-        cJSON *arr = http_own(r, cJSON_CreateArray());
-
-        if (n >= 2 && arg[0] == '(' && arg[n - 1] == ')') {
-            arg++;
-            n -= 2;
-        }
-        if (arr == NULL || (list = arena_alloc(r->arena, n + 1)) == NULL)
-            return "out of memory";
-        memcpy(list, arg, n);
-        list[n] = '\0';
-        for (char *save = NULL, *t = strtok_r(list, ",", &save); t != NULL; t = strtok_r(NULL, ",", &save)) {
-            cJSON *x = operand(r, f, t);
-            if (x == NULL || ++count > ENG_IN_MAX)
-                return arena_printf(r->arena, "filter %s: in takes up to 100 comma-separated values of type %s", f->name,
-                                  eng_ftype_name(f->type, f->dim, (char[24]){0}));
-            cJSON_AddItemReferenceToArray(arr, x);
-        }
-        if (count == 0)
-            return arena_printf(r->arena, "filter %s: in needs at least one value", f->name);
-        fl->value = arr;
-    } else {
-        fl->value = operand(r, f, arg);
-    }
-    if (fl->value == NULL) {
-        char tn[24];
-        return arena_printf(r->arena, "filter %s: the value is not a %s", f->name, eng_ftype_name(f->type, f->dim, tn));
-    }
-    q->nfilters++;
-    return NULL;
-}
-
-/* The MAC key for cursors: derived from the current data key's index key. */
-static int cursor_mac(struct worker *w, const struct records_ctx *c, const struct principal *p, const struct query *qs,
-                      const char *payload, size_t plen, uint8_t mac[CRYPTO_SHA256_LEN])
-{
-    uint8_t key[CRYPTO_SHA256_LEN];
-    static const char label[] = "tessera cursor v1";
-    size_t cap = plen + 256, n;
-    char *msg;
-    int rc;
-
-    if (w->ring.n == 0)
-        return ERR_UNAVAILABLE;
-    for (size_t i = 0; i < qs->n; i++)
-        cap += strlen(qs->p[i].key) + strlen(qs->p[i].value) + 2;
-    if ((msg = malloc(cap)) == NULL)
-        return ERR_NOMEM;
-    n = (size_t)snprintf(msg, cap, "%s\n%s\n%s\n%d\n", p->scope.org_id, c->service, c->resource, p->scope.mode);
-    memcpy(msg + n, payload, plen);
-    n += plen;
-    for (size_t i = 0; i < qs->n; i++) {
-        if (strcmp(qs->p[i].key, "cursor") == 0 || strcmp(qs->p[i].key, "limit") == 0)
-            continue;
-        n += (size_t)snprintf(msg + n, cap - n, "\n%s=%s", qs->p[i].key, qs->p[i].value);
-    }
-    rc = crypto_hmac_sha256(w->ring.keys[0].bidx_key, sizeof w->ring.keys[0].bidx_key, label, sizeof label - 1, key);
-    if (rc == 0)
-        rc = crypto_hmac_sha256(key, sizeof key, msg, n, mac);
-    free(msg);
-    return rc;
-}
-
-static const char *cursor_make(struct worker *w, struct http_request *r, const struct principal *p,
-                               const struct records_ctx *c, const struct eng_record *last, const char *order)
-{
-    cJSON *arr = cJSON_CreateArray(), *v;
-    char *payload, *out;
-    uint8_t mac[CRYPTO_SHA256_LEN];
-    struct eng_field sysf;
-    size_t plen, blen;
-
-    if (arr == NULL)
-        return NULL;
-    if (strcmp(order, "id") == 0)
-        v = cJSON_CreateString(last->id);
-    else if (column_of(c, order, &sysf) == &sysf)
-        v = cJSON_CreateNumber((double)(order[0] == 'c' ? last->created_at : last->updated_at));
-    else {
-        const cJSON *x = cJSON_GetObjectItemCaseSensitive(last->data, order);
-        v = x != NULL ? cJSON_Duplicate(x, true) : cJSON_CreateNull();
-    }
-    cJSON_AddItemToArray(arr, v);
-    cJSON_AddItemToArray(arr, cJSON_CreateString(last->id));
-    payload = json_print(arr);
-    cJSON_Delete(arr);
-    if (payload == NULL)
-        return NULL;
-    plen = strlen(payload);
-    blen = CRYPTO_B64_LEN(plen) + CRYPTO_B64_LEN(sizeof mac) + 2;
-    out = arena_alloc(r->arena, blen);
-    if (out == NULL || crypto_b64url_encode(payload, plen, out, blen, &plen) != 0 ||
-        cursor_mac(w, c, p, &r->query, out, plen, mac) != 0) {
-        cJSON_free(payload);
-        return NULL;
-    }
-    cJSON_free(payload);
-    out[plen] = '.';
-    if (crypto_b64url_encode(mac, sizeof mac, out + plen + 1, blen - plen - 1, NULL) != 0)
-        return NULL;
-    return out;
-}
-
-/* Checks and opens a cursor into q: true, or false for anything forged, altered or foreign. */
-static bool cursor_open(struct worker *w, struct http_request *r, const struct principal *p,
-                        const struct records_ctx *c, const char *cur, struct eng_query *q, int order_type)
-{
-    const char *dot = strchr(cur, '.');
-    uint8_t mac[CRYPTO_SHA256_LEN], got[CRYPTO_SHA256_LEN], *raw;
-    size_t plen, glen, rlen;
-    cJSON *arr, *v, *id;
-
-    if (dot == NULL || strlen(cur) > CURSOR_MAX)
-        return false;
-    plen = (size_t)(dot - cur);
-    if (crypto_b64url_decode(dot + 1, strlen(dot + 1), got, sizeof got, &glen) != 0 || glen != sizeof got ||
-        cursor_mac(w, c, p, &r->query, cur, plen, mac) != 0 || !crypto_ct_eq(mac, got, sizeof mac))
-        return false;
-    if ((raw = arena_alloc(r->arena, CRYPTO_B64_DECODED_MAX(plen) + 1)) == NULL ||
-        crypto_b64url_decode(cur, plen, raw, CRYPTO_B64_DECODED_MAX(plen) + 1, &rlen) != 0)
-        return false;
-    arr = http_own(r, json_parse((const char *)raw, rlen, NULL, NULL));
-    if (!cJSON_IsArray(arr) || cJSON_GetArraySize(arr) != 2)
-        return false;
-    v = cJSON_GetArrayItem(arr, 0);
-    id = cJSON_GetArrayItem(arr, 1);
-    if (!cJSON_IsString(id) || !uuid_valid(id->valuestring))
-        return false;
-    if (!cJSON_IsNull(v) &&
-        !((order_type == ENG_FT_STRING || order_type == ENG_FT_TEXT) ? cJSON_IsString(v)
-          : order_type == ENG_FT_BOOLEAN                              ? cJSON_IsBool(v)
-                                                                      : cJSON_IsNumber(v)))
-        return false;
-    q->has_after = true;
-    q->after_value = v;
-    snprintf(q->after_id, sizeof q->after_id, "%s", id->valuestring);
-    return true;
+    records_listq(w, r, p, c, &h, &l);
+    if (l.bind == NULL)
+        return "out of memory";
+    return listq_filter(&l, key, val, q);
 }
 
 /* The cache suffix of a list: the schema's version and a SHA-256 of the query
@@ -850,50 +663,23 @@ HANDLER(handle_records_list)
 {
     struct records_ctx c;
     struct eng_query q;
-    struct eng_field sysf;
-    const struct eng_field *of;
+    struct bidx_hook h;
+    struct listq l;
     struct eng_record *recs;
-    const char *cursor = NULL, *why;
+    const char *why;
     int64_t limit = LIMIT_DEFAULT;
     cJSON *root, *data;
     size_t n = 0;
     int rc;
 
     RECORDS_OPEN_OR_RETURN(w, r, p, "records:read", &c);
+    records_listq(w, r, p, &c, &h, &l);
+    if (l.bind == NULL)
+        return ERR_NOMEM;
     memset(&q, 0, sizeof q);
-    snprintf(q.order, sizeof q.order, "id");
     q.now = (int64_t)time(NULL);
-    for (size_t i = 0; i < r->query.n; i++) {
-        const char *k = r->query.p[i].key, *v = r->query.p[i].value;
-
-        if (strcmp(k, "limit") == 0) {
-            char *end;
-            long long l = strtoll(v, &end, 10);
-            if (v[0] < '0' || v[0] > '9' || *end != '\0' || l < 1 || l > LIMIT_MAX)
-                return respond_error(r, ERR_INVAL, "limit must be an integer from 1 to 100");
-            limit = l;
-        } else if (strcmp(k, "cursor") == 0) {
-            cursor = v;
-        } else if (strcmp(k, "order") == 0) {
-            const char *dot = strrchr(v, '.');
-            size_t fl = dot != NULL ? (size_t)(dot - v) : strlen(v);
-            if (fl == 0 || fl >= sizeof q.order)
-                return respond_error(r, ERR_INVAL, "order must be field.asc or field.desc");
-            memcpy(q.order, v, fl);
-            q.order[fl] = '\0';
-            if (dot != NULL && strcmp(dot, ".asc") != 0 && strcmp(dot, ".desc") != 0)
-                return respond_error(r, ERR_INVAL, "order must be field.asc or field.desc");
-            q.desc = dot != NULL && strcmp(dot, ".desc") == 0;
-        } else if ((why = records_filter(w, r, p, &c, k, v, &q)) != NULL) {
-            return respond_error(r, ERR_INVAL, why);
-        }
-    }
-    of = column_of(&c, q.order, &sysf);
-    if (of == NULL || of->pii || !orderable(of->type))
-        return respond_error(r, ERR_INVAL,
-                            "order names id, created_at, updated_at or a scalar field that is not pii");
-    if (cursor != NULL && !cursor_open(w, r, p, &c, cursor, &q, of->type))
-        return respond_error(r, ERR_INVAL, "the cursor is not valid for this query");
+    if ((why = listq_parse(&l, &q, &limit, LIMIT_MAX)) != NULL)
+        return respond_error(r, ERR_INVAL, why);
     if ((recs = arena_alloc(r->arena, sizeof *recs * (LIMIT_MAX + 1))) == NULL)
         return ERR_NOMEM;
     struct read_ctx x = {w, p, &c, NULL, &q, (size_t)limit + 1};
@@ -929,7 +715,7 @@ HANDLER(handle_records_list)
     for (size_t i = 0; i < n && i < (size_t)limit; i++)
         cJSON_AddItemToArray(data, records_json(w, p, &c, &recs[i]));
     if (n > (size_t)limit) {
-        const char *next = cursor_make(w, r, p, &c, &recs[limit - 1], q.order);
+        const char *next = listq_cursor_make(&l, &recs[limit - 1], q.order);
         if (next == NULL)
             return ERR_NOMEM;
         cJSON_AddStringToObject(root, "next_cursor", next);

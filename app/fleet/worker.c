@@ -153,39 +153,11 @@ static int run_authed(struct worker *w, struct http_request *r, const struct app
 /* Parses, routes and runs one request; on return r->status is set or rc says why not. */
 static int dispatch(struct worker *w, struct http_request *r, int *route_idx)
 {
-    const char *uri = http_param(r, "REQUEST_URI");
-    const char *qs = http_param(r, "QUERY_STRING");
-    int rc;
+    const char *why;
+    int rc = http_request_parse(r, &why);
 
-    r->method_str = http_param(r, "REQUEST_METHOD");
-    if (r->method_str == NULL)
-        r->method_str = "";
-    r->method = router_method_parse(r->method_str);
-    if (uri == NULL)
-        uri = http_param(r, "DOCUMENT_URI");
-    if (uri == NULL)
-        return respond_error(r, ERR_INVAL, "no request URI");
-    const char *q = strchr(uri, '?');
-    size_t plen = q != NULL ? (size_t)(q - uri) : strlen(uri);
-    r->path = arena_strndup(r->arena, uri, plen);
-    if (r->path == NULL)
-        return ERR_NOMEM;
-
-    /* one trailing slash is tolerated ("/v1/auth/me/" is /v1/auth/me), as
-     * people and tools write it; an empty segment inside stays malformed */
-    size_t slen = plen > 1 && uri[plen - 1] == '/' && uri[plen - 2] != '/' ? plen - 1 : plen;
-    rc = query_split_path(r->arena, uri, slen, r->segs, ROUTER_MAX_SEGS, &r->nseg);
-    if (rc == ERR_TOOBIG)
-        return respond_error(r, ERR_NOTFOUND, "no such endpoint");
     if (rc != 0)
-        return respond_error(r, ERR_INVAL, "malformed path");
-    rc = query_parse(r->arena, qs, &r->query);
-    if (rc == ERR_TOOBIG)
-        return respond_error(r, ERR_INVAL, "too many query parameters");
-    if (rc != 0)
-        return respond_error(r, ERR_INVAL,
-                             "malformed query string: a % that does not start an escape like %2C; "
-                             "a literal % is written %25 (like.C-1% as like.C-1%25)");
+        return why != NULL ? respond_error(r, rc, why) : rc;
 
     /* CORS (lib/http/cors.h): an allowed origin may read every answer,
      * errors included, and its preflight is answered here */
@@ -270,11 +242,7 @@ static void handle(struct worker *w, FCGX_Request *fcgx)
         row->state = SB_BUSY;
     }
     http_request_init(&r, fcgx, w->arena);
-    const char *rid = http_param(&r, "HTTP_X_REQUEST_ID");
-    if (reqid_valid(rid))
-        snprintf(r.request_id, sizeof r.request_id, "%s", rid);
-    else
-        reqid_next(&w->ids, r.request_id);
+    http_request_id(&r, &w->ids);
 
     /* The reasons a 5xx is logged with are this request's own. */
     w->engine->errstr[0] = '\0';

@@ -23,6 +23,7 @@
  * syntax too: it would otherwise become inf and print as null. */
 #include "core/json.h"
 
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -495,7 +496,8 @@ bool json_only_keys(const cJSON *obj, const char *const *allowed, const char **u
 static void exact_number(double d, char buf[32])
 {
     buf[0] = '\0';
-    if (isnan(d) || isinf(d) || d == (double)(int)d)
+    /* (int)d is undefined beyond int's range: compare only within it */
+    if (isnan(d) || isinf(d) || (d >= INT_MIN && d <= INT_MAX && d == (double)(int)d))
         return;
     snprintf(buf, 32, "%1.15g", d);
     if (strtod(buf, NULL) == d) {

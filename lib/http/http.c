@@ -21,6 +21,59 @@ const char *http_param(const struct http_request *r, const char *name)
     return FCGX_GetParam(name, r->fcgx->envp);
 }
 
+void http_request_id(struct http_request *r, struct reqid_gen *g)
+{
+    const char *rid = http_param(r, "HTTP_X_REQUEST_ID");
+
+    if (reqid_valid(rid))
+        snprintf(r->request_id, sizeof r->request_id, "%s", rid);
+    else
+        reqid_next(g, r->request_id);
+}
+
+int http_request_parse(struct http_request *r, const char **why)
+{
+    const char *uri = http_param(r, "REQUEST_URI"), *q;
+    size_t plen, slen;
+    int rc;
+
+    *why = NULL;
+    r->method_str = http_param(r, "REQUEST_METHOD");
+    if (r->method_str == NULL)
+        r->method_str = "";
+    r->method = router_method_parse(r->method_str);
+    if (uri == NULL)
+        uri = http_param(r, "DOCUMENT_URI");
+    if (uri == NULL) {
+        *why = "no request URI";
+        return ERR_INVAL;
+    }
+    q = strchr(uri, '?');
+    plen = q != NULL ? (size_t)(q - uri) : strlen(uri);
+    if ((r->path = arena_strndup(r->arena, uri, plen)) == NULL)
+        return ERR_NOMEM;
+
+    /* one trailing slash is tolerated ("/v1/auth/me/" is /v1/auth/me), as
+     * people and tools write it; an empty segment inside stays malformed */
+    slen = plen > 1 && uri[plen - 1] == '/' && uri[plen - 2] != '/' ? plen - 1 : plen;
+    rc = query_split_path(r->arena, uri, slen, r->segs, ROUTER_MAX_SEGS, &r->nseg);
+    if (rc == ERR_TOOBIG) {
+        *why = "no such endpoint";
+        return ERR_NOTFOUND;
+    }
+    if (rc != 0) {
+        *why = "malformed path";
+        return rc == ERR_NOMEM ? rc : ERR_INVAL;
+    }
+    rc = query_parse(r->arena, http_param(r, "QUERY_STRING"), &r->query);
+    if (rc == ERR_TOOBIG)
+        *why = "too many query parameters";
+    else if (rc != 0 && rc != ERR_NOMEM)
+        *why = "malformed query string: a % that does not start an escape like %2C; "
+               "a literal % is written %25 (like.C-1% as like.C-1%25)";
+    return rc == 0 || rc == ERR_NOMEM ? rc : ERR_INVAL;
+}
+
 int http_read_body(struct http_request *r, size_t max)
 {
     const char *cl = http_param(r, "CONTENT_LENGTH");

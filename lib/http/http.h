@@ -53,6 +53,17 @@ struct http_request {
 /* Prepares r for one request accepted on fcgx; nothing is read yet. */
 void http_request_init(struct http_request *r, FCGX_Request *fcgx, struct arena *a);
 
+/* Sets r->request_id: the client's X-Request-Id when reqid_valid holds for
+ * it (it lands in logs and headers), else the next id of g. */
+void http_request_id(struct http_request *r, struct reqid_gen *g);
+
+/* Fills r's method, path, decoded segments and query from its CGI params
+ * (REQUEST_METHOD; REQUEST_URI, else DOCUMENT_URI; QUERY_STRING): everything a
+ * request is routed by, before any body is read. 0; ERR_INVAL with *why (a
+ * constant sentence for the client) when they are malformed; ERR_NOTFOUND
+ * when the path has more segments than any route can have; ERR_NOMEM. */
+int http_request_parse(struct http_request *r, const char **why) ERR_MUST_CHECK;
+
 /* Borrowed: a CGI parameter ("HTTP_AUTHORIZATION", "CONTENT_TYPE") or NULL. */
 const char *http_param(const struct http_request *r, const char *name);
 

@@ -3,7 +3,8 @@
  *         -I/usr/include/cjson tests/fuzz/fuzz_json.c lib/core/json.c lib/core/err.c -lcjson -lm
  * Besides memory errors it checks what json_parse promises: whatever it
  * accepts, plain cJSON accepts too; the tree prints and parses back through
- * json_parse to an equal tree; and the integer reader never traps on it. */
+ * json_parse to an equal tree, and so does json_print's, number for number;
+ * and the integer reader never traps on it. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,6 +28,17 @@ static void read_members(const cJSON *obj)
         (void)json_get_str(obj, c->string);
         if (cJSON_IsObject(c))
             read_members(c);
+    }
+}
+
+/* Two trees of one shape hold bit-equal numbers (cJSON_Compare allows an epsilon). */
+static void same_numbers(const cJSON *a, const cJSON *b)
+{
+    if (cJSON_IsNumber(a))
+        check(cJSON_IsNumber(b) && a->valuedouble == b->valuedouble);
+    for (a = a->child, b = b->child; a != NULL; a = a->next, b = b->next) {
+        check(b != NULL);
+        same_numbers(a, b);
     }
 }
 
@@ -60,6 +72,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         check(cJSON_Compare(root, again, 1));
         cJSON_Delete(again);
         free(printed);
+    }
+    /* json_print, which every answer goes through, keeps every number exact */
+    printed = json_print(root);
+    if (printed != NULL) {
+        again = json_parse(printed, strlen(printed), &lim, &why);
+        check(again != NULL);
+        check(cJSON_Compare(root, again, 1));
+        same_numbers(root, again);
+        cJSON_Delete(again);
+        cJSON_free(printed);
     }
     cJSON_Delete(root);
     return 0;
