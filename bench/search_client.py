@@ -12,6 +12,9 @@
       p50_ms, p99_ms, strategy (those seen) and, with RECALL set, recall@10
       against an exact answer computed here over the filter's rows (the
       rows copy wrote: their ids say which they are).
+  search_client.py queries N DIM           N search bodies (k 10, no filter), one JSON line each,
+                                           drawn as measure draws its queries: bench/run.sh's
+                                           search row POSTs them in turn from wrk
 
 Standard library only."""
 import http.client
@@ -158,6 +161,13 @@ def measure(url, token, path, n, queries, field, bound, recall, name):
     print(json.dumps(row))
 
 
+def queries(n, dim):
+    rng = random.Random(1500)
+    cs = centroids(dim)
+    for _ in range(n):
+        print(json.dumps({"field": "emb", "vector": point(rng, cs, dim), "k": 10}, separators=(",", ":")))
+
+
 def main(a):
     if len(a) == 5 and a[1] == "gen":
         gen(a[2], int(a[3]), int(a[4]))
@@ -165,6 +175,8 @@ def main(a):
         load(a[2], a[3], a[4], int(a[5]))
     elif len(a) == 4 and a[1] == "copy":
         copy(a[2], int(a[3]))
+    elif len(a) == 4 and a[1] == "queries":
+        queries(int(a[2]), int(a[3]))
     elif len(a) == 11 and a[1] == "measure":
         measure(a[2], a[3], a[4], int(a[5]), int(a[6]), a[7], int(a[8]), a[9] != "", a[10])
     else:
