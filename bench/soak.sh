@@ -105,6 +105,13 @@ PY
     jq -c '.counts' "$T/client.json"
     echo '```'
     echo
+    echo "Answers other than 2xx (the first 20, with their bodies), and the fleet's warnings and errors:"
+    echo
+    echo '```'
+    jq -c '.bad[]' "$T/client.json"
+    grep -E '"level":"(warn|error)"' "$T/fleet.log" | head -20
+    echo '```'
+    echo
     echo "Raw samples (seconds, slot:pid:private_rss_kb:non-socket fds per worker, pg connections, redis clients):"
     echo
     echo '```'
