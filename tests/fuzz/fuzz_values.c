@@ -177,7 +177,7 @@ static void schema(const cJSON *root)
         char name[24];
         int type, dim, t2, d2;
 
-        if (!cJSON_IsString(m))
+        if (!cJSON_IsString(m) || m->string == NULL) /* an array's members have no names */
             continue;
         if (eng_ftype_parse(m->valuestring, &type, &dim) != 0) {
             check(type == 0 && dim == 0);

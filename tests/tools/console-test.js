@@ -308,6 +308,13 @@ async function run(templates) {
         await type(area, 'records:read:crm/*\nrecords:write:crm/*\naudit:read:*');
         await click(`.role-edit[data-role="${ROLE}"] button[type=submit]`);
         await see('.notice', `Role ${ROLE} saved`);
+        // the notice comes with the PATCH's answer; the table is drawn again
+        // from a fresh GET /v1/roles after it, so wait for that (a loaded
+        // machine showed the old row for a moment), then read it
+        await page.waitForFunction((name, want) => JSON.stringify([...document.querySelectorAll('main tbody tr')]
+            .filter((tr) => tr.cells[0].textContent === name)
+            .map((tr) => [...tr.cells[2].querySelectorAll('code')].map((c) => c.textContent))) === want,
+        WAIT, ROLE, JSON.stringify([['records:read:crm/*', 'records:write:crm/*', 'audit:read:*']])).catch(() => {});
         const perms = await page.$$eval('main tbody tr', (trs, name) => trs.filter((tr) => tr.cells[0].textContent === name)
             .map((tr) => [...tr.cells[2].querySelectorAll('code')].map((c) => c.textContent)), ROLE);
         assert(JSON.stringify(perms) === JSON.stringify([['records:read:crm/*', 'records:write:crm/*', 'audit:read:*']]),
