@@ -4,7 +4,9 @@
 #  1. kill -9 of an API worker: only requests in flight on it at that instant
 #     may fail (counted and shown); the slot comes back;
 #  2. kill -9 of the projector, twice: no request fails, the view catches up
-#     with every record.
+#     with every record;
+#  3. (PostgreSQL) `tessera reload` ×10 in 60 s while 20 five-second requests
+#     are always in flight: every one of them answers 200, no write fails.
 # Each case ends by reading back every acknowledged write byte for byte.
 # engines: postgres memory
 . "$(dirname "$0")/fault.sh"
@@ -68,3 +70,44 @@ else
 fi
 verify_acked "kill -9 of the projector" proj "$T/proj.jsonl"
 
+[ "${ENGINE:-memory}" = postgres ] || exit 0
+stack_down
+mv "$T/fleet.log" "$T/fleet-kill.log"
+
+# ---- 3. ten reloads in 60 s with 20 five-second requests always in flight
+# 22 workers: the 20 sleeping requests each hold one, the writes share the rest
+# (and wait behind a sleeper when nginx's kept connection is one of theirs).
+stack_up TESSERA_FLEET_WORKERS=22 TESSERA_FLEET_PROJECTORS=1 || { not_ok "a 22-worker stack starts"; exit 1; }
+fault_setup reload || { not_ok "the fault service for the reload case"; exit 1; }
+gen0=$(fleet_json .generation)
+log0=$(wc -l <"$T/nginx/nginx-error.log" 2>/dev/null || echo 0)
+rm -f "$T/sleep.stop"
+"${LOAD[@]}" get "$URL" "$ADMIN" "/debug/sleep?ms=5000" "$T/sleep.jsonl" --conns 20 --stop "$T/sleep.stop" \
+    >>"$T/load.err" 2>&1 &
+SLEEPERS=$!
+PIDS+=("$SLEEPERS")
+writers_start reload reload --conns 4 --pause 20
+sleep 2
+reloads=0
+for i in $(seq 1 10); do
+    "$TESSERA" reload >/dev/null 2>>"$T/cli.err" && reloads=$((reloads + 1))
+    sleep 6
+done
+touch "$T/sleep.stop"
+writers_stop reload
+wait "$SLEEPERS"
+rs=$(report "$T/sleep.jsonl")
+rw=$(report "$T/reload.jsonl")
+check "tessera reload ×10 in 60 s: each accepted ($reloads)" test "$reloads" = 10
+check "…20 five-second requests in flight throughout: all $(jqr "$rs" .total) answered 200 ($(jqr "$rs" '.by_status | tostring'))" \
+    test "$(jqr "$rs" .failed_count)" = 0 -a "$(jqr "$rs" .total)" -ge 200
+check "…and none was cut short (each took ≥ 5 s; the shortest $(jq -s 'map(.t1 - .t0) | min * 1000 | floor' "$T/sleep.jsonl") ms)" \
+    test "$(jq -s '[.[] | select(.t1 - .t0 < 5)] | length' "$T/sleep.jsonl")" = 0
+check "…no write failed either ($(jqr "$rw" .total) writes, $(jqr "$rw" '.by_status | tostring'))" \
+    test "$(jqr "$rw" .failed_count)" = 0 -a "$(jqr "$rw" .total)" -gt 100
+check "…nginx logged no upstream error" \
+    bash -c "! tail -n +$((log0 + 1)) '$T/nginx/nginx-error.log' | grep -E 'upstream|Broken pipe|reset by peer'"
+settled() { [ "$(fleet_json '[.slots[] | select(.role == "api" and .state != "retiring")] | length')" = 22 ] &&
+    [ "$(fleet_json '.generation as $g | all(.slots[]; .generation == $g)')" = true ]; }
+check "…the fleet settles on the last generation ($(fleet_json .generation), from $gen0)" wait_until 30 settled
+verify_acked "reload ×10" reload "$T/reload.jsonl"
