@@ -55,13 +55,14 @@ writers_stop() {
 report() { "${LOAD[@]}" report "$@"; }
 
 # verify_acked NAME RESOURCE LOG...: the case's closing check: every write a 2xx
-# acknowledged is read back with exactly the fields it sent.
+# acknowledged is read back with exactly the fields it sent. Sets VERIFY (the
+# JSON load.py printed: .unacked_landed counts failed writes that committed).
 verify_acked() {
-    local name=$1 res=$2 out; shift 2
-    if out=$("${LOAD[@]}" verify "$URL" "$ADMIN" "$res" "$@" 2>&1); then
-        ok "$name: no acknowledged write lost ($(jq -r '"\(.verified) of \(.acked) read back byte for byte"' <<<"$out"))"
+    local name=$1 res=$2; shift 2
+    if VERIFY=$("${LOAD[@]}" verify "$URL" "$ADMIN" "$res" "$@" 2>&1); then
+        ok "$name: no acknowledged write lost ($(jq -r '"\(.verified) of \(.acked) read back byte for byte; of \(.unacked) failed, \(.unacked_landed) committed"' <<<"$VERIFY"))"
     else
-        not_ok "$name: no acknowledged write lost" "$out"
+        not_ok "$name: no acknowledged write lost" "$VERIFY"
     fi
 }
 
@@ -70,3 +71,26 @@ jqr() { jq -r "$2" <<<"$1"; }
 
 # now_s: the wall clock with sub-second precision (the client's t0/t1 are on it).
 now_s() { date +%s.%N; }
+
+# getters_start NAME TOKEN PATH [load.py options]: a bounded GET loop in the
+# background until getters_stop NAME; its log is $T/NAME.jsonl.
+getters_start() {
+    local name=$1 token=$2 path=$3; shift 3
+    rm -f "$T/$name.stop" "$T/$name.jsonl"
+    "${LOAD[@]}" get "$URL" "$token" "$path" "$T/$name.jsonl" --stop "$T/$name.stop" "$@" >>"$T/load.err" 2>&1 &
+    WRITER_PID[$name]=$!
+    PIDS+=("$!")
+}
+getters_stop() { writers_stop "$1"; }
+
+# only_in LOG STATUS FROM TO: how many requests of LOG answered STATUS (or, for
+# "fail", anything but 2xx) without having been in flight at some instant
+# within [FROM, TO] (epoch seconds): what a case allows only inside a window.
+only_in() {
+    jq -s --argjson from "$3" --argjson to "$4" --arg st "$2" \
+        '[.[] | select(if $st == "fail" then (.status < 200 or .status > 299) else (.status | tostring) == $st end)
+              | select(.t1 < $from or .t0 > $to)] | length' "$1"
+}
+
+# statuses LOG: "STATUS×N …" of a log, for case names.
+statuses() { jq -s -r 'group_by(.status) | map("\(.[0].status)×\(length)") | join(" ")' "$1"; }
