@@ -27,11 +27,12 @@ request's outcome written down, every acknowledged write read back.
       writes found by their payload all the same: the answer was lost, not the
       commit), "examples"}; exits 1 unless every acknowledged write is there
       intact.
-  load.py report LOG... [--kill T[,T...]]
+  load.py report LOG... [--kill T[,T...]]   (T: an instant, or FROM:TO)
       Prints {"total", "by_status", "failed_count", "failed" (non-2xx, at most
       20 listed), "max_ms", "p50_ms", "p99_ms", "first_t0", "last_t1"} over the
       logs; with --kill also "failed_not_in_flight": failed requests that were
-      in flight at none of those instants (started after, or ended before).
+      in flight at none of those instants (started after, or ended before),
+      and "stray", the first ten of them.
   load.py slowbody URL TOKEN RESOURCE LOG [--conns N] [--rate BPS]
       N connections that each send one write whose headers go at once and
       whose body goes one byte per 1/BPS seconds (a slowloris on the body),
@@ -292,8 +293,11 @@ def cmd_report(argv):
            "first_t0": min((e["t0"] for e in entries), default=0),
            "last_t1": max((e["t1"] for e in entries), default=0)}
     if "kill" in o:
-        ks = [float(k) for k in o["kill"].split(",")]
-        res["failed_not_in_flight"] = len([e for e in failed if not any(e["t0"] <= k <= e["t1"] for k in ks)])
+        ks = [[float(t) for t in (k.split(":") * 2)[:2]] for k in o["kill"].split(",")]
+        stray = [e for e in failed if not any(e["t0"] <= b and e["t1"] >= a for a, b in ks)]
+        res["failed_not_in_flight"] = len(stray)
+        res["stray"] = [{k: e.get(k) for k in ("conn", "seq", "status", "err", "t0", "t1", "answer")}
+                        for e in stray[:10]]
     print(json.dumps(res, ensure_ascii=False))
 
 
@@ -359,7 +363,7 @@ def cmd_view(argv):
         for rec in page["data"]:
             g = groups.setdefault(rec["bucket"], [0, 0])
             g[0] += 1
-            g[1] += rec["n"]
+            g[1] += rec.get("n") or 0
         cursor = page.get("next_cursor")
         if not cursor:
             break
