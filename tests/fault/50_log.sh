@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Fault suite (issue 18 item 2), case 10: the fleet's log cannot be written.
 # The fleet logs JSON lines to its stderr (lib/core/log.h); a line that cannot
-# be written is dropped (write(2) fails: nowhere is left to report it), and
-# nothing else changes. Shown with stderr on /dev/full (every write fails with
-# ENOSPC) and, as root, on a 256 KiB tmpfs that fills under the load: every
+# be written at once is dropped and counted, and nothing else changes; the
+# first line that gets through again is followed by a log_dropped line with
+# the count. Shown with stderr on /dev/full (every write fails with ENOSPC),
+# on a pipe whose reader stops reading (a hung journald: a write would wait
+# for ever) and, as root, on a 256 KiB tmpfs that fills under the load: every
 # request is still served, a reload and a worker's crash are still handled,
-# and once space is freed (the file truncated, as logrotate's copytruncate
-# does) lines are written again. On PostgreSQL.
+# and once the reader reads again or space is freed (the file truncated, as
+# logrotate's copytruncate does) lines are written again. On PostgreSQL.
 # engines: postgres
 . "$(dirname "$0")/fault.sh"
 
@@ -35,6 +37,42 @@ req GET /v1/svc/fault/devfull -H "Authorization: Bearer $ADMIN"
 expect "…and requests are served" 200 '.data | length > 0'
 verify_acked "/dev/full" devfull "$T/full.jsonl"
 stack_down
+rm -f "$T/fleet.log"
+
+# ---- stderr on a pipe whose reader stops reading
+mkfifo "$T/logpipe"
+sleep 600 <"$T/logpipe" &   # holds the pipe open and never reads it
+STALLED=$!
+PIDS+=("$STALLED")
+ln -s "$T/logpipe" "$T/fleet.log"
+stack_up TESSERA_FLEET_WORKERS=2 || { not_ok "a fleet logging to a pipe starts"; exit 1; }
+fault_setup stalled || { not_ok "the fault service for the stalled-pipe case"; exit 1; }
+writers_start stall stalled --conns 4 --pause 5
+sleep 2     # the pipe's 64 KiB are full within the first second
+"$TESSERA" reload >/dev/null 2>>"$T/cli.err"
+sleep 2
+writers_stop stall
+r=$(report "$T/stall.jsonl")
+check "a stalled log reader: writes under load and across a reload all 201, none waiting on the log ($(statuses "$T/stall.jsonl"), max $(jqr "$r" .max_ms) ms)" \
+    test "$(jqr "$r" .failed_count)" = 0 -a "$(jqr "$r" .total)" -gt 100 -a "$(jqr "$r" '.max_ms < 5000')" = true
+req GET /healthz
+expect "…/healthz answers 200" 200
+verify_acked "a stalled log reader" stalled "$T/stall.jsonl"
+cat "$T/logpipe" >"$T/drained.log" &   # a reader that reads again
+DRAIN=$!
+PIDS+=("$DRAIN")
+resumed() {
+    curl -s -o /dev/null -H 'X-Request-Id: fault-log-drained' "$URL/healthz"
+    grep -q '"request_id":"fault-log-drained"' "$T/drained.log" && grep -q '"event":"log_dropped"' "$T/drained.log"
+}
+if wait_until 10 resumed; then
+    ok "…once it reads again the lines come, with log_dropped counting the lost ones ($(
+        grep -h '"event":"log_dropped"' "$T/drained.log" | jq -s 'map(.lines) | add') lines)"
+else
+    not_ok "…once it reads again the lines come, with log_dropped counting the lost ones" "$(tail -3 "$T/drained.log")"
+fi
+stack_down
+kill "$STALLED" "$DRAIN" 2>/dev/null; wait "$STALLED" "$DRAIN" 2>/dev/null
 rm -f "$T/fleet.log"
 
 # ---- stderr on a small file system that fills
@@ -66,5 +104,6 @@ check "…the file holds JSON lines, whole but perhaps the last (a line cut wher
 verify_acked "a full log" tmpfs "$T/fill.jsonl"
 : >"$T/logfs/fleet.log"   # space freed, as logrotate's copytruncate does
 req GET /healthz -H 'X-Request-Id: fault-log-resumes'
-logged() { grep -q '"request_id":"fault-log-resumes"' "$T/logfs/fleet.log"; }
-check "once space is freed the fleet logs again (the next request's access line is written)" wait_until 5 logged
+logged() { grep -q '"request_id":"fault-log-resumes"' "$T/logfs/fleet.log" && grep -q '"event":"log_dropped"' "$T/logfs/fleet.log"; }
+check "once space is freed the fleet logs again: the next request's access line, and log_dropped with the count" \
+    wait_until 5 logged
