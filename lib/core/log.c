@@ -22,11 +22,6 @@ static struct {
     char ts[24];
 } log_state = {LOG_INFO, "tessera", -1, 0, 0, ""};
 
-static void forget_pid(void)
-{
-    log_state.pid = 0;
-}
-
 static const char *const LEVELS[] = {"debug", "info", "warn", "error"};
 
 /* Lines below warn held while log_defer is on, written as one write(2) of at
@@ -44,6 +39,13 @@ static struct {
     bool cut;
     bool reporting;
 } dropped;
+
+/* A fork's child: its own pid, and none of its parent's losses to report. */
+static void forget_pid(void)
+{
+    log_state.pid = 0;
+    dropped.lines = 0;
+}
 
 /* Writes p[0..n) to stderr unless that would wait: a log reader that stalls
  * (a pipe nobody drains, a hung journald) must cost lines, never requests,
