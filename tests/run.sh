@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# The whole of `make test`: unit tests (ASan+UBSan builds) and integration
-# suites (real nginx + fleet), then one closing line `N passed, N failed`.
-# Usage: tests/run.sh BUILD_DIR [suite ...]   (suites: tests/integration/NN_name.sh)
+# The whole of `make test`: unit tests (ASan+UBSan builds), integration
+# suites (real nginx + fleet), then the fault suites (the same stacks broken
+# under load), then one closing line `N passed, N failed`.
+# Usage: tests/run.sh BUILD_DIR [suite ...]
+#   (suites: tests/integration/NN_name.sh, tests/fault/NN_name.sh)
 set -uo pipefail
 build=${1:-build}; shift || true
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -39,7 +41,7 @@ if [ $# -eq 0 ]; then
         printf '  %-28s %s\n' "$(basename "$t")" "$(grep -cE '^ok ' "$out" || true) ok"
         rm -f "$out"
     done
-    suites=(tests/integration/[0-9]*.sh)
+    suites=(tests/integration/[0-9]*.sh tests/fault/[0-9]*.sh)
 else
     suites=("$@")
 fi

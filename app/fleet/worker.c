@@ -38,6 +38,21 @@ static void on_retire(int sig)
     worker_retire = 1;
 }
 
+/* Whether the master asked us to leave. ppoll() runs the handler only when it
+ * would otherwise wait: when a descriptor is ready, Linux returns the count and
+ * puts the caller's mask back with the signal still pending (blocked again), so
+ * a worker that always finds a request waiting never sees it, serves on past
+ * its successor's start, and is killed mid-request by graceful_timeout. So the
+ * loop also asks here, without waiting, before each request it takes. */
+static bool retire_asked(const sigset_t *retire_set)
+{
+    static const struct timespec now = {0, 0};
+
+    if (!worker_retire && sigtimedwait(retire_set, NULL, &now) > 0)
+        worker_retire = 1;
+    return worker_retire;
+}
+
 static int64_t now_us(void)
 {
     struct timespec ts;
@@ -554,6 +569,9 @@ int worker_run(const struct config *cfg, int listen_fd, int channel_fd, int slot
         for (int j = 0; j < n && why == NULL; j++) {
             if (!p[j].revents)
                 continue;
+            /* a request already waiting on a kept connection goes to the successor with it */
+            if (owner[j] != -2 && retire_asked(&retire_set))
+                break;
             if (owner[j] >= 0)
                 serve(&w, &w.conn[owner[j]]);
             else if (owner[j] == -2) {

@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -21,11 +22,6 @@ static struct {
     char ts[24];
 } log_state = {LOG_INFO, "tessera", -1, 0, 0, ""};
 
-static void forget_pid(void)
-{
-    log_state.pid = 0;
-}
-
 static const char *const LEVELS[] = {"debug", "info", "warn", "error"};
 
 /* Lines below warn held while log_defer is on, written as one write(2) of at
@@ -36,24 +32,82 @@ static struct {
     char buf[PIPE_BUF];
 } deferred;
 
-static void write_all(const char *p, size_t n)
+/* What was lost since the last line written: lines stderr refused or would
+ * have made us wait for, and whether the last write stopped inside a line. */
+static struct {
+    unsigned long long lines;
+    bool cut;
+    bool reporting;
+} dropped;
+
+/* A fork's child: its own pid, and none of its parent's losses to report. */
+static void forget_pid(void)
+{
+    log_state.pid = 0;
+    dropped.lines = 0;
+}
+
+/* Writes p[0..n) to stderr unless that would wait: a log reader that stalls
+ * (a pipe nobody drains, a hung journald) must cost lines, never requests,
+ * and every process of the fleet writes here from its request path. A pipe
+ * or socket that poll() calls writable takes one write of at most PIPE_BUF
+ * (every write here) without waiting; a file always polls writable, and a
+ * full disk or /dev/full fails the write at once. Returns the bytes written. */
+static size_t write_some(const char *p, size_t n)
 {
     size_t off = 0;
 
     while (off < n) {
+        struct pollfd pfd = {.fd = STDERR_FILENO, .events = POLLOUT};
+        int ready = poll(&pfd, 1, 0);
+        if (ready < 0 && errno == EINTR)
+            continue;
+        if (ready <= 0 || !(pfd.revents & POLLOUT))
+            break;
         ssize_t w = write(STDERR_FILENO, p + off, n - off);
         if (w < 0 && errno == EINTR)
             continue;
         if (w <= 0)
-            break; /* nowhere left to report a logging failure */
+            break; /* nowhere left to report a logging failure: counted instead */
         off += (size_t)w;
     }
+    return off;
+}
+
+static void report_dropped(void);
+
+/* Writes `lines` whole lines; what cannot be written is counted, and said in
+ * the first line that gets through after it (event log_dropped). A line cut
+ * where the space ended is closed first, so it stays a line of its own. */
+static void emit(const char *p, size_t n, unsigned long long lines)
+{
+    if (dropped.cut) {
+        if (write_some("\n", 1) != 1) {
+            dropped.lines += lines;
+            return;
+        }
+        dropped.cut = false;
+    }
+    size_t w = write_some(p, n);
+    if (w < n) {
+        dropped.lines += lines;
+        dropped.cut = w > 0;
+        return;
+    }
+    if (dropped.lines > 0 && !dropped.reporting)
+        report_dropped();
 }
 
 void log_flush(void)
 {
-    write_all(deferred.buf, deferred.len);
+    size_t len = deferred.len;
+    unsigned long long lines = 0;
+
     deferred.len = 0;
+    for (size_t i = 0; i < len; i++)
+        lines += deferred.buf[i] == '\n';
+    if (len > 0)
+        emit(deferred.buf, len, lines);
 }
 
 void log_defer(bool on)
@@ -257,7 +311,21 @@ void log_end(struct log_line *l)
         return;
     }
     log_flush(); /* what came before it is written before it */
-    write_all(l->buf, l->len);
+    emit(l->buf, l->len, 1);
+}
+
+static void report_dropped(void)
+{
+    struct log_line l;
+    unsigned long long n = dropped.lines;
+
+    dropped.reporting = true;
+    dropped.lines = 0;
+    log_begin(&l, LOG_WARN, "log_dropped");
+    log_int(&l, "lines", (long long)n);
+    log_str(&l, "msg", "log lines lost: stderr failed or would have blocked");
+    log_end(&l);
+    dropped.reporting = false;
 }
 
 void log_msg(int level, const char *event, const char *fmt, ...)

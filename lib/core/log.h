@@ -3,6 +3,10 @@
  * interleave (stderr is shared; writes under PIPE_BUF are atomic).
  * A line is built field by field into a fixed buffer (no allocation on the
  * request path) and truncated, still valid JSON, if it would not fit.
+ * Logging never waits and never fails its caller: a line stderr refuses (a
+ * full disk) or would block on (a reader that stopped reading) is dropped and
+ * counted, and the first line written after is followed by
+ * {"event":"log_dropped","lines":N}.
  * Never pass secrets or plaintext personal data: nothing here masks them. */
 #ifndef LIB_LOG_H
 #define LIB_LOG_H

@@ -2,6 +2,7 @@
  * stderr: one line per call, valid JSON (checked by cJSON) carrying the
  * process identity, and still valid JSON with "truncated":true when the
  * fields do not fit. */
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -229,6 +230,85 @@ static void test_deferred_lines_wait_and_keep_their_order(void **state)
     free(capture_end(&c, &len));
 }
 
+/* A reader that stops reading (a pipe nobody drains, a hung journald) costs
+ * lines, never a wait: with stderr a full pipe, logging returns at once; once
+ * the reader drains it, the next line gets through after one saying how many
+ * were lost. */
+static void test_a_stalled_reader_costs_lines_not_a_wait(void **state)
+{
+    int pfd[2], saved;
+    char buf[65536];
+    ssize_t n;
+
+    (void)state;
+    log_setup(LOG_INFO, "worker", 2);
+    assert_int_equal(pipe(pfd), 0);
+    assert_int_equal(fcntl(pfd[1], F_SETFL, O_NONBLOCK), 0);
+    while (write(pfd[1], buf, sizeof buf) > 0)
+        ; /* full: a blocking write now would wait for ever */
+    assert_int_equal(fcntl(pfd[1], F_SETFL, 0), 0);
+    fflush(stderr);
+    saved = dup(STDERR_FILENO);
+    assert_int_equal(dup2(pfd[1], STDERR_FILENO), STDERR_FILENO);
+    log_defer(true);
+    for (int i = 0; i < 100; i++)
+        log_msg(LOG_INFO, "access", "lost %d", i);
+    log_flush();
+    log_msg(LOG_ERROR, "boom", "lost too");
+    log_defer(false);
+    /* the reader catches up */
+    assert_int_equal(fcntl(pfd[0], F_SETFL, O_NONBLOCK), 0);
+    while (read(pfd[0], buf, sizeof buf) > 0)
+        ;
+    log_msg(LOG_WARN, "back", "written");
+    assert_int_equal(dup2(saved, STDERR_FILENO), STDERR_FILENO);
+    close(saved);
+    close(pfd[1]);
+    n = read(pfd[0], buf, sizeof buf - 1);
+    close(pfd[0]);
+    assert_true(n > 0);
+    buf[n] = '\0';
+    char *nl = strchr(buf, '\n');
+    assert_non_null(nl);
+    cJSON *back = cJSON_ParseWithLength(buf, (size_t)(nl - buf + 1));
+    cJSON *note = cJSON_Parse(nl + 1);
+    assert_non_null(back);
+    assert_non_null(note);
+    assert_string_equal(str_field(back, "event"), "back");
+    assert_string_equal(str_field(note, "event"), "log_dropped");
+    assert_int_equal(cJSON_GetObjectItemCaseSensitive(note, "lines")->valuedouble, 101);
+    cJSON_Delete(back);
+    cJSON_Delete(note);
+}
+
+/* A device that refuses every write (/dev/full: ENOSPC) costs the lines only. */
+static void test_a_full_device_costs_lines_only(void **state)
+{
+    int fd = open("/dev/full", O_WRONLY), saved;
+    struct capture c;
+    size_t len;
+    char *out;
+
+    (void)state;
+    assert_true(fd >= 0);
+    log_setup(LOG_INFO, "worker", 2);
+    fflush(stderr);
+    saved = dup(STDERR_FILENO);
+    assert_int_equal(dup2(fd, STDERR_FILENO), STDERR_FILENO);
+    close(fd);
+    log_msg(LOG_INFO, "access", "lost");
+    log_msg(LOG_ERROR, "boom", "lost");
+    assert_int_equal(dup2(saved, STDERR_FILENO), STDERR_FILENO);
+    close(saved);
+    capture_start(&c);
+    log_msg(LOG_INFO, "access", "written");
+    out = capture_end(&c, &len);
+    assert_non_null(strstr(out, "\"written\""));
+    assert_non_null(strstr(out, "\"log_dropped\""));
+    assert_non_null(strstr(out, "\"lines\":2"));
+    free(out);
+}
+
 /* The pid a line carries is kept per process, and a fork's child says its own. */
 static void test_a_forked_child_logs_its_own_pid(void **state)
 {
@@ -426,6 +506,8 @@ int main(void)
         cmocka_unit_test(test_line_full_of_fields_stays_valid_json_at_every_offset),
         cmocka_unit_test(test_deferred_lines_wait_and_keep_their_order),
         cmocka_unit_test(test_a_forked_child_logs_its_own_pid),
+        cmocka_unit_test(test_a_stalled_reader_costs_lines_not_a_wait),
+        cmocka_unit_test(test_a_full_device_costs_lines_only),
     };
     return cmocka_run_group_tests_name("log", tests, NULL, NULL);
 }
