@@ -205,25 +205,10 @@ static int spend(struct worker *w, struct http_request *r, int kind, const char 
     return rc;
 }
 
-/* Bumps the cached principal of every org the user is in (a changed user row). */
-static int touch_user(struct worker *w, const char *user_id)
-{
-    struct eng_membership *ms = malloc(sizeof *ms * 1000);
-    size_t n = 0;
-    int rc;
-
-    if (ms == NULL)
-        return ERR_NOMEM;
-    rc = engine_user_memberships(w->engine, user_id, ms, 1000, &n);
-    for (size_t i = 0; rc == 0 && i < n; i++)
-        caching_touch_principal(w, ms[i].org_id);
-    free(ms);
-    return rc;
-}
-
 /* Audits action in every org the user is in: a person's account has no org
- * of its own, and each org's trail shows what happened to its member. */
-static int audit_user(struct worker *w, const char *user_id, const char *action)
+ * of its own, and each org's trail shows what happened to its member. touch:
+ * the user row changed, so each org's cached principal is bumped too. */
+static int audit_user(struct worker *w, const char *user_id, const char *action, bool touch)
 {
     struct eng_membership *ms = malloc(sizeof *ms * 1000);
     size_t n = 0;
@@ -236,6 +221,8 @@ static int audit_user(struct worker *w, const char *user_id, const char *action)
         struct eng_scope s = {.mode = ENG_MODE_TEST};
         snprintf(s.org_id, sizeof s.org_id, "%s", ms[i].org_id);
         rc = audit_record(w, &s, user_id, action, user_id, NULL);
+        if (touch)
+            caching_touch_principal(w, s.org_id);
     }
     free(ms);
     return rc;
@@ -281,7 +268,7 @@ HANDLER(handle_auth_reset)
         goto fail;
     if ((rc = engine_user_set_password(w->engine, t.user_id, phc)) != 0 ||
         (rc = engine_session_revoke(w->engine, t.user_id, "", "", "", now, ids, ENG_SESSIONS_MAX, &n)) != 0 ||
-        (rc = audit_user(w, t.user_id, "auth.password_reset")) != 0)
+        (rc = audit_user(w, t.user_id, "auth.password_reset", false)) != 0)
         goto fail;
     /* refused before the commit: a failed commit leaves tokens refused, never
      * a changed password with the old sessions' tokens still good */
@@ -327,7 +314,7 @@ HANDLER(handle_auth_verify)
         return rc;
     if ((rc = spend(w, r, ENG_TOKEN_VERIFY, tok, &t)) != 0 || r->status != 0 ||
         (rc = engine_user_set_verified(w->engine, t.user_id, (int64_t)time(NULL))) != 0 ||
-        (rc = touch_user(w, t.user_id)) != 0 || (rc = audit_user(w, t.user_id, "auth.email_verified")) != 0) {
+        (rc = audit_user(w, t.user_id, "auth.email_verified", true)) != 0) {
         engine_rollback(w->engine);
         return rc;
     }
