@@ -320,9 +320,11 @@ int svc_check(struct worker *w, struct http_request *r, const char *service);
 /* svc_check and, when name is not NULL, its resource's definition into res
  * (404 "no such resource" sent when it has none): from the worker's copies
  * while the registry's and the schema's versions hold, one kv round trip for
- * both (caching.c). fresh: the definition from storage, in the unit of work
- * (a write is checked against the schema it will be stored under, not one a
- * concurrent change is replacing). p may be NULL only without a name. */
+ * both (caching.c). fresh: for a write, which must be checked against the
+ * schema it will be stored under, not one a concurrent change is replacing:
+ * the definition read in the unit of work, or the worker's copy held there
+ * (engine_resource_hold: checked with the write, which runs again when it
+ * changed meanwhile). p may be NULL only without a name. */
 int svc_open(struct worker *w, struct http_request *r, const struct principal *p, const char *service,
              const char *name, bool fresh, struct eng_resource *res);
 /* Returns owned: a resource's schema as the API shows it. */
@@ -443,6 +445,8 @@ int caching_memo_get(struct worker *w, const struct caching_ns *ns, int64_t ver,
                      size_t size, bool *found) ERR_MUST_CHECK;
 void caching_memo_put(struct worker *w, const struct caching_ns *ns, int64_t ver, const char *name, const void *val,
                       size_t size, bool found);
+/* Drops every copy: a request runs again because one was out of date. */
+void caching_memo_drop(struct worker *w);
 int caching_remember(struct worker *w, int use, const char *key, cache_load_fn load, void *ctx,
                      struct buf *out, bool *found) ERR_MUST_CHECK;
 

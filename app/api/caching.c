@@ -56,15 +56,22 @@ int caching_open(struct worker *w)
     return 0;
 }
 
+void caching_memo_drop(struct worker *w)
+{
+    struct caching *c = &w->caching;
+
+    for (int i = 0; i < CACHING_MEMOS; i++)
+        free(c->memo[i].val);
+    memset(c->memo, 0, sizeof c->memo);
+}
+
 void caching_close(struct worker *w)
 {
     struct caching *c = &w->caching;
 
     caching_end(w);
-    for (int i = 0; i < CACHING_MEMOS; i++)
-        free(c->memo[i].val);
+    caching_memo_drop(w);
     free(c->shapes);
-    memset(c->memo, 0, sizeof c->memo);
     c->shapes = NULL;
 }
 

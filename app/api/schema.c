@@ -82,7 +82,15 @@ int svc_open(struct worker *w, struct http_request *r, const struct principal *p
         respond_error(r, ERR_NOTFOUND, "no such resource");
         return ERR_NOTFOUND;
     }
-    if (fresh || caching_memo_get(w, &schema, rd[1].ver, name, res, sizeof *res, &found) != 0) {
+    /* A write's definition as this worker last read it, when the schema's
+     * version says it is still current, is held rather than read: the engine
+     * checks it with the write (engine.h resource_hold), and a change since
+     * (one whose bump has not reached the kv yet) fails that write, which
+     * runs again from here and reads it afresh (the memo is dropped then). */
+    if (caching_memo_get(w, &schema, rd[1].ver, name, res, sizeof *res, &found) == 0) {
+        if (fresh && found && (rc = engine_resource_hold(w->engine, &p->scope, res)) != 0)
+            return rc;
+    } else {
         rc = engine_resource_get(w->engine, &p->scope, service, name, res);
         if (rc != 0 && rc != ERR_NOTFOUND)
             return rc;

@@ -131,13 +131,15 @@ static void projector_close(struct projector *pj)
     kv_free(pj->kv);
 }
 
-/* One round: every store's pending events, up to batch each; more when some are left. */
-static int project_round(struct projector *pj, bool *more)
+/* One round: every store's pending events, up to batch each; more when some
+ * are left; *applied: how many it applied. */
+static int project_round(struct projector *pj, bool *more, uint64_t *applied)
 {
     struct eng_projection pr;
     int rc = engine_project(pj->engine, (size_t)pj->cfg->cqrs.batch, touch_views, pj, &pr);
 
     *more = rc == 0 && pr.more;
+    *applied = rc == 0 ? pr.applied : 0;
     if (rc != 0) {
         metrics_count(pj->metrics, pj->slot, METRICS_PROJECTOR_ERRORS);
         log_msg(LOG_ERROR, "projector", "%s", pj->engine->errstr);
@@ -280,16 +282,17 @@ int projector_run(const struct config *cfg, int listen_fd, int channel_fd, int s
     }
     if (pj.row != NULL)
         pj.row->state = SB_IDLE; /* ready: the master may now retire our predecessor */
-    log_msg(LOG_INFO, "projector_ready", "batch %d, poll %d ms, reap every %d s", cfg->cqrs.batch,
-            cfg->cqrs.poll_ms, cfg->cqrs.reap_interval);
+    log_msg(LOG_INFO, "projector_ready", "batch %d, poll %d ms, gather %d ms, reap every %d s", cfg->cqrs.batch,
+            cfg->cqrs.poll_ms, cfg->cqrs.gather_ms, cfg->cqrs.reap_interval);
 
     while (!projector_stop) {
         bool more = false;
+        uint64_t applied = 0;
         int rc;
 
         if (pj.row != NULL)
             pj.row->state = SB_BUSY;
-        rc = project_round(&pj, &more);
+        rc = project_round(&pj, &more, &applied);
         if (rc == 0 && sb_now_ms() >= next_reap_ms) {
             reap(&pj);
             next_reap_ms = sb_now_ms() + (int64_t)cfg->cqrs.reap_interval * 1000;
@@ -305,7 +308,18 @@ int projector_run(const struct config *cfg, int listen_fd, int channel_fd, int s
         if (rc != 0) {
             struct timespec ts = {ERROR_BACKOFF_MS / 1000, (ERROR_BACKOFF_MS % 1000) * 1000000L};
             nanosleep(&ts, NULL);
-        } else if (!more && engine_wait(pj.engine, cfg->cqrs.poll_ms) != 0) {
+            continue;
+        }
+        if (applied > 0 && !more && cfg->cqrs.gather_ms > 0) {
+            /* Under a steady write load every commit wakes us: a round per
+             * event would spend a round's fixed cost (every resource's
+             * definition looked at, the pending scans) on each one. After a
+             * round that found work, let the next events gather for a
+             * moment; an idle projector still answers the first at once. */
+            struct timespec ts = {cfg->cqrs.gather_ms / 1000, (cfg->cqrs.gather_ms % 1000) * 1000000L};
+            nanosleep(&ts, NULL);
+        }
+        if (!more && engine_wait(pj.engine, cfg->cqrs.poll_ms) != 0) {
             /* no wake-up source now (LISTEN connection down): poll instead */
             struct timespec ts = {cfg->cqrs.poll_ms / 1000, (cfg->cqrs.poll_ms % 1000) * 1000000L};
             nanosleep(&ts, NULL);

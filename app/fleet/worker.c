@@ -127,20 +127,24 @@ static int run_authed_once(struct worker *w, struct http_request *r, const struc
     return app_commit(w);
 }
 
-/* A commit that fails with a serialization failure or a deadlock (ERR_CONFLICT)
- * kept nothing, so the request is run once more from its start (caller, permission,
+/* A commit that fails with a serialization failure or a deadlock (ERR_CONFLICT),
+ * or a statement that does so before it (the engine says: retry, such as a
+ * write whose definition changed under it, sql/0012_write_guard.sql), kept
+ * nothing, so the request is run once more from its start (caller, permission,
  * handler) on a fresh copy of the body. That is safe because an authenticated
  * handler's only effect outside its unit of work is logout's blacklist entry,
  * which setting twice leaves the same; a handler that gains another such effect
  * must make it idempotent too. A second conflict is the client's: 409, retry. */
-static int run_authed(struct worker *w, struct http_request *r, const struct app_route *ar)
+static int run_authed_retrying(struct worker *w, struct http_request *r, const struct app_route *ar)
 {
     size_t nheaders = r->nheaders;
     bool at_commit = false;
     int rc = run_authed_once(w, r, ar, &at_commit);
 
-    if (rc == ERR_CONFLICT && at_commit) {
+    if (rc == ERR_CONFLICT && (at_commit || w->engine->retry)) {
         log_msg(LOG_WARN, "commit_conflict", "%s (request %s, run again)", w->engine->errstr, r->request_id);
+        if (w->engine->retry)
+            caching_memo_drop(w); /* a definition held from a copy may have been the cause */
         r->reply = NULL;
         r->reply_status = 0;
         r->nheaders = nheaders;
@@ -149,7 +153,7 @@ static int run_authed(struct worker *w, struct http_request *r, const struct app
             return rc;
         at_commit = false;
         rc = run_authed_once(w, r, ar, &at_commit);
-        if (rc == ERR_CONFLICT && at_commit) {
+        if (rc == ERR_CONFLICT && (at_commit || w->engine->retry)) {
             log_msg(LOG_WARN, "commit_conflict", "%s (request %s, again: the client retries)",
                     w->engine->errstr, r->request_id);
             r->reply = NULL;
@@ -162,6 +166,18 @@ static int run_authed(struct worker *w, struct http_request *r, const struct app
         r->reply = NULL;
         return rc == ERR_NOSPACE ? rc : ERR_UNAVAILABLE;
     }
+    return rc;
+}
+
+/* The engine knows its conflicts are run again here, so a write may keep
+ * its own for the commit (engine.h "reruns"). */
+static int run_authed(struct worker *w, struct http_request *r, const struct app_route *ar)
+{
+    int rc;
+
+    w->engine->reruns = true;
+    rc = run_authed_retrying(w, r, ar);
+    w->engine->reruns = false;
     return rc;
 }
 

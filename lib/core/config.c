@@ -122,9 +122,11 @@ static const struct key_def KEYS[] = {
     {"auth", "log_tokens", T_ENUM, OFF(auth.log_tokens), 0, 0, 0, OFF_ON, "off", NULL, 0},
 
     /* the projector (DESIGN §6): events per store per round, the wait between
-     * rounds when nothing wakes it, the reaper's period, what it keeps */
+     * rounds when nothing wakes it, the pause after a busy round (events
+     * gather: one round for many under load), the reaper's period, what it keeps */
     INT("cqrs", "batch", cqrs.batch, 1, 10000, "256", NULL),
     INT("cqrs", "poll_ms", cqrs.poll_ms, 10, 60000, "1000", NULL),
+    INT("cqrs", "gather_ms", cqrs.gather_ms, 0, 1000, "10", NULL),
     INT("cqrs", "reap_interval", cqrs.reap_interval, 1, 86400, "10", "60"),
     INT("cqrs", "changes_retention", cqrs.changes_retention, 60, 366 * 86400, "604800", NULL),
     INT("cqrs", "token_grace", cqrs.token_grace, 0, 366 * 86400, "86400", NULL),

@@ -106,6 +106,7 @@ struct config {
     struct {
         int batch;              /* events per data store per project round */
         int poll_ms;            /* the longest wait between rounds with no wake-up */
+        int gather_ms;          /* the pause after a round that applied events */
         int reap_interval;      /* seconds between reaper runs */
         int changes_retention;  /* seconds a projected change stays in the feed */
         int token_grace;        /* seconds expired refresh tokens and invites stay */

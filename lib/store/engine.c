@@ -260,6 +260,7 @@ static uint64_t now_us(void)
 
 int engine_begin(struct engine *e, const struct eng_scope *s)
 {
+    e->retry = false;
     CHK(begin);
     if (s != NULL)
         scope(&c, s);
@@ -773,6 +774,14 @@ int engine_resource_get(struct engine *e, const struct eng_scope *s, const char 
     at_resource(&c, s, service, res);
     ptr(&c, "out", out);
     return RUN(resource_get, s, service, res, out);
+}
+
+int engine_resource_hold(struct engine *e, const struct eng_scope *s, const struct eng_resource *def)
+{
+    CHK(resource_hold);
+    if (ptr(&c, "def", def) && at_resource(&c, s, def->service, def->name))
+        positive(&c, "def version", def->version);
+    return RUN(resource_hold, s, def);
 }
 
 int engine_resource_list(struct engine *e, const struct eng_scope *s, const char *service, struct eng_resource *out,

@@ -591,9 +591,20 @@ struct engine_ops {
 
     /* resources and records (the section above). service must name an active
      * microservice (the caller checks the registry); the mode is the scope's. */
-    /* ERR_NOTFOUND when the resource has no schema yet. */
+    /* ERR_NOTFOUND when the resource has no schema yet. Read for a write
+     * (the unit then writes), it is the definition in force until the unit
+     * ends: a schema change waits for the unit, or the unit for it. */
     int (*resource_get)(struct engine *e, const struct eng_scope *s, const char *service,
                         const char *name, struct eng_resource *out);
+    /* What resource_get gives a write, from a definition the caller read
+     * before (def, at def->version) instead of a read: the unit's writes of
+     * that resource use def, and the engine checks def is still the one in
+     * force no later than with the unit's first write (PostgreSQL: a guard in
+     * that write's round trip, sql/0012_write_guard.sql; memory: now, under
+     * the unit's lock). A definition changed meanwhile fails the check with
+     * ERR_CONFLICT and e->retry: nothing of the unit is kept, and the request
+     * runs again reading it afresh. ERR_NOTFOUND: the resource is gone. */
+    int (*resource_hold)(struct engine *e, const struct eng_scope *s, const struct eng_resource *def);
     /* Sorted by name. */
     int (*resource_list)(struct engine *e, const struct eng_scope *s, const char *service,
                          struct eng_resource *out, size_t max, size_t *n);
@@ -698,6 +709,14 @@ struct engine {
     const struct engine_ops *ops;
     void *impl;
     char errstr[128];
+    /* the unit of work failed in a way the whole request may simply run
+     * again: nothing of it was kept (a serialization failure, a deadlock, a
+     * definition that changed under a write); cleared by engine_begin */
+    bool retry;
+    /* set by an owner that runs a unit failing with ERR_CONFLICT again from
+     * its start (app/fleet/worker.c): an engine may then hold a write back
+     * to its commit, where a taken key is that ERR_CONFLICT */
+    bool reruns;
     uint64_t busy_us;           /* time spent in the ops the wrappers ran (the slowlog's engine phase); the owner resets it */
 };
 
@@ -808,6 +827,7 @@ int engine_audit_list(struct engine *e, const struct eng_scope *s, const char *b
 
 int engine_resource_get(struct engine *e, const struct eng_scope *s, const char *service,
                         const char *name, struct eng_resource *out) ERR_MUST_CHECK;
+int engine_resource_hold(struct engine *e, const struct eng_scope *s, const struct eng_resource *def) ERR_MUST_CHECK;
 int engine_resource_list(struct engine *e, const struct eng_scope *s, const char *service,
                          struct eng_resource *out, size_t max, size_t *n) ERR_MUST_CHECK;
 /* ren may be NULL only with nren 0; audit may be NULL (seed data); why may be NULL. */

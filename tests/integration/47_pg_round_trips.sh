@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Issue 18 §2: one round trip to PostgreSQL per read (issue 13's work, tested
-# here). One api worker, no projector, the records cache off, so every read
+# here), and per create (§1's profile). One api worker, no projector, the records cache off, so every read
 # reaches the database: the worker's own counters (/metrics,
 # tessera_db_pool_round_trips_total and _statements_total) say one round trip
 # per GET by id and per list page, and the
@@ -59,5 +59,49 @@ check "the next list page is right: ordered by the renamed field" \
     jq -e '[.data[].total] == ([.data[].total] | sort | reverse) and (.data | length) == 5 and (.data[0] | has("amount") | not)' <<<"$BODY"
 measure 10 "/v1/svc/crm/trips?limit=5&total=gte.3"
 check "… and the pages after it are one round trip each again ($TRIPS round trips)" test "$OKS" = 10 -a "$TRIPS" = 10
+
+# A create is one round trip too once the worker holds the resource's
+# definition (sql/0012_write_guard.sql): [scope, the definition's guard, the
+# insert with its outbox entry] as one implicit transaction, committed by the
+# pipeline's Sync: no BEGIN, no COMMIT, no read of the definition.
+owner_sql() { psql -X -At -q -v ON_ERROR_STOP=1 "$PG_DB_OWNER_DSN" "$@"; }
+creates() { # N: N creates; sets TRIPS, SENT, SEEN, OKS
+    local rt0 st0 i
+    rt0=$(counter round_trips) st0=$(counter statements) AT=$(wc -c <"$PG_LOG") OKS=0
+    for i in $(seq 1 "$1"); do
+        req POST /v1/svc/crm/trips "${A[@]}" -H "$J" -d "{\"name\":\"made $i\",\"total\":$i}"
+        [ "$STATUS" = 201 ] && OKS=$((OKS + 1))
+    done
+    sleep 0.3
+    TRIPS=$(($(counter round_trips) - rt0)) SENT=$(($(counter statements) - st0)) SEEN=$(logged "$AT")
+}
+creates 2 # the definition held, the insert prepared
+creates 20
+check "20 creates, all 201: one round trip each ($TRIPS round trips, $SENT statements)" \
+    test "$OKS" = 20 -a "$TRIPS" = 20 -a "$SENT" = 60
+check "… the server's log counts the statements the worker sent ($SEEN logged, $SENT sent)" test "$SEEN" = "$SENT"
+check "… and no BEGIN or COMMIT among them" \
+    sh -c "! tail -c +$((AT + 1)) '$PG_LOG' | grep -qE 'app=tessera .*(execute [^:]*: BEGIN|statement: COMMIT)'"
+
+# The definition held is checked in the write's round trip: one changed
+# behind the worker's copy (here by hand, with no cache version bumped, as a
+# change whose bump has not reached Redis yet) fails the write's guard, which
+# keeps nothing; the request runs again with the definition read afresh and
+# succeeds, once.
+owner_sql -c "UPDATE core.resources SET version = version + 1 WHERE service = 'crm' AND name = 'trips'" >/dev/null
+before=$(owner_sql -c "SELECT count(*) FROM svc_crm_sandbox.trips")
+req POST /v1/svc/crm/trips "${A[@]}" -H "$J" -d '{"name":"after a change behind the copy","total":99}'
+check "a create whose held definition changed meanwhile answers 201" test "$STATUS" = 201
+check "… after its guard refused the first run and the request ran again" \
+    grep -q 'changed under this request (request.*run again)' "$T/fleet.log"
+check "… and the record is stored once" test "$(owner_sql -c "
+    SELECT count(*) - $before || ' ' || count(*) FILTER (WHERE name = 'after a change behind the copy')
+    FROM svc_crm_sandbox.trips")" = "1 1"
+NEW=$(jq -r .id <<<"$BODY")
+owner_sql -c "UPDATE core.resources SET version = version + 1 WHERE service = 'crm' AND name = 'trips'" >/dev/null
+req PATCH "/v1/svc/crm/trips/$NEW" "${A[@]}" -H "$J" -d '{"total":100}'
+check "an update whose held definition changed meanwhile answers 200 (its guard went first, the request again)" \
+    test "$STATUS" = 200 -a "$(jq -r .total <<<"$BODY")" = 100 -a \
+         "$(grep -c 'changed under this request (request.*run again)' "$T/fleet.log")" = 2
 pg_psql postgres -c "ALTER SYSTEM RESET log_statement" -c "ALTER SYSTEM RESET log_line_prefix" \
     -c "SELECT pg_reload_conf()" >/dev/null

@@ -270,6 +270,7 @@ static void test_cqrs_and_audit_keys(void **state)
     assert_int_equal(config_load(c, NULL, f->errstr), 0);
     assert_int_equal(c->cqrs.batch, 256);
     assert_int_equal(c->cqrs.poll_ms, 1000);
+    assert_int_equal(c->cqrs.gather_ms, 10);
     assert_int_equal(c->cqrs.reap_interval, 10);
     assert_int_equal(c->cqrs.changes_retention, 7 * 86400);
     assert_int_equal(c->cqrs.token_grace, 86400);
@@ -288,6 +289,10 @@ static void test_cqrs_and_audit_keys(void **state)
     unsetenv("TESSERA_AUDIT_RETENTION_MONTHS");
     setenv("TESSERA_CQRS_CHANGES_RETENTION", "59", 1);
     assert_refused(f, config_load(c, NULL, f->errstr), "cqrs.changes_retention", "TESSERA_CQRS_CHANGES_RETENTION");
+    unsetenv("TESSERA_CQRS_CHANGES_RETENTION");
+    setenv("TESSERA_CQRS_GATHER_MS", "1001", 1);
+    assert_refused(f, config_load(c, NULL, f->errstr), "cqrs.gather_ms", "TESSERA_CQRS_GATHER_MS");
+    unsetenv("TESSERA_CQRS_GATHER_MS");
 }
 
 static void test_a_mistyped_setting_variable_is_refused_naming_it(void **state)

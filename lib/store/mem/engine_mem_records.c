@@ -356,6 +356,23 @@ int memrec_resource_get(struct engine *e, const struct eng_scope *s, const char 
     return 0;
 }
 
+/* Under the unit's region lock nothing changes until it ends: the check is
+ * now, and a definition already replaced is the conflict a rerun reads afresh. */
+int memrec_resource_hold(struct engine *e, const struct eng_scope *s, const struct eng_resource *def)
+{
+    uint64_t res;
+    int rc = memrec_res_find(e, s, def->service, def->name, &res);
+
+    if (rc != 0)
+        return rc;
+    if (((struct rec_res *)P(e, res))->def.version != def->version) {
+        e->retry = true;
+        return engine_fail(e, ERR_CONFLICT, "the definition of %s/%s changed under this request", def->service,
+                           def->name);
+    }
+    return 0;
+}
+
 static int cmp_res(const void *a, const void *b)
 {
     return strcmp(((const struct eng_resource *)a)->name, ((const struct eng_resource *)b)->name);

@@ -17,6 +17,7 @@ int engine_mem_enter_org(struct engine *e, const struct eng_scope *s) ERR_MUST_C
 /* engine_mem.c: marks the unit of work spoiled (it will roll back); returns rc. */
 int engine_mem_broke(struct engine *e, int rc, const char *what);
 
+int memrec_resource_hold(struct engine *e, const struct eng_scope *s, const struct eng_resource *def);
 int memrec_resource_get(struct engine *e, const struct eng_scope *s, const char *service,
                         const char *name, struct eng_resource *out);
 int memrec_resource_list(struct engine *e, const struct eng_scope *s, const char *service,
@@ -82,6 +83,7 @@ int memrec_changes_list(struct engine *e, const struct eng_scope *s, const char 
 
 #define ENGINE_MEM_RECORD_OPS                                                       \
     .resource_get = memrec_resource_get, .resource_list = memrec_resource_list,     \
+    .resource_hold = memrec_resource_hold,                                          \
     .resource_put = memrec_resource_put, .record_create = memrec_record_create,     \
     .record_get = memrec_record_get, .record_update = memrec_record_update,         \
     .record_delete = memrec_record_delete, .record_list = memrec_record_list,       \

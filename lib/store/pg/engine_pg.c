@@ -47,7 +47,12 @@ static int data_run(struct engine *e, const struct eng_scope *s, const char *sea
         return rc;
     if (!mode_ok(s->mode))
         return engine_fail(e, ERR_INTERNAL, "bad mode");
-    return run_on(e, &g->data_tx[s->mode], org, search_path, st, n, write, res);
+    rc = run_on(e, &g->data_tx[s->mode], org, search_path, st, n, write, res);
+    /* a guard held back may have found the held definition changed: the
+     * request runs again, and must read it afresh */
+    if (rc != 0 && e->retry && g->held[s->mode].version > 0)
+        engine_pg_def_forget(e, s->mode, g->held[s->mode].service, g->held[s->mode].name);
+    return rc;
 }
 
 int engine_pg_data(struct engine *e, const struct eng_scope *s, const char *search_path,
@@ -60,6 +65,42 @@ int engine_pg_data_read(struct engine *e, const struct eng_scope *s, const char 
                         const struct pg_stmt *st, size_t n, PGresult **res)
 {
     return data_run(e, s, search_path, st, n, false, res);
+}
+
+int engine_pg_data_defer(struct engine *e, const struct eng_scope *s, const char *search_path,
+                         const struct pg_stmt *st, size_t n)
+{
+    struct pge *g = e->impl;
+    const char *org = NULL;
+    char why[128] = "";
+    int rc;
+
+    if ((rc = enter(e, s, true, &org)) != 0)
+        return rc;
+    if (!mode_ok(s->mode))
+        return engine_fail(e, ERR_INTERNAL, "bad mode");
+    if ((rc = pg_tx_defer(&g->data_tx[s->mode], org, search_path, st, n, why)) != 0)
+        return engine_fail(e, rc, "%s", why);
+    return 0;
+}
+
+void engine_pg_held_set(struct engine *e, int mode, const char *service, const char *name, int64_t version)
+{
+    struct pge *g = e->impl;
+
+    if (!mode_ok(mode))
+        return;
+    snprintf(g->held[mode].service, sizeof g->held[mode].service, "%s", service);
+    snprintf(g->held[mode].name, sizeof g->held[mode].name, "%s", name);
+    g->held[mode].version = version;
+}
+
+bool engine_pg_held(struct engine *e, int mode, const char *service, const char *name, int64_t version)
+{
+    const struct pge *g = e->impl;
+
+    return mode_ok(mode) && g->in_tx && g->held[mode].version == version && version > 0 &&
+           strcmp(g->held[mode].service, service) == 0 && strcmp(g->held[mode].name, name) == 0;
 }
 
 /* ---- data schema names ---------------------------------------------------- */
@@ -123,11 +164,21 @@ void engine_pg_def_learn(struct engine *e, int mode, const struct eng_resource *
     memcpy(*slot, def, sizeof **slot);
 }
 
+void engine_pg_def_forget(struct engine *e, int mode, const char *service, const char *resource)
+{
+    struct pge *g = e->impl;
+    struct eng_resource *d;
+
+    if (mode_ok(mode) && (d = g->defs[mode][def_slot(service, resource)]) != NULL &&
+        strcmp(d->service, service) == 0 && strcmp(d->name, resource) == 0)
+        d->service[0] = '\0'; /* matches nothing until learnt again */
+}
+
 bool engine_pg_data_explicit(struct engine *e, int mode)
 {
     const struct pge *g = e->impl;
 
-    return mode_ok(mode) && g->data_tx[mode].explicit_tx;
+    return mode_ok(mode) && (g->data_tx[mode].explicit_tx || pg_tx_deferred(&g->data_tx[mode]));
 }
 
 /* ---- units of work ---------------------------------------------------------- */
@@ -150,6 +201,7 @@ static void end(struct pge *g)
     g->in_tx = false;
     g->scoped = false;
     g->nrelay[0] = g->nrelay[1] = 0;
+    memset(g->held, 0, sizeof g->held);
 }
 
 int engine_pg_relayed(struct engine *e, const struct eng_scope *s, const struct eng_audit *audit)
@@ -219,10 +271,16 @@ static int pg_commit(struct engine *e)
     if (!g->in_tx)
         return engine_fail(e, ERR_INTERNAL, "commit outside a unit of work");
     for (int m = 0; m < 2 && rc == 0; m++)
-        if ((rc = pg_tx_commit(&g->data_tx[m], why)) != 0)
+        if ((rc = pg_tx_commit(&g->data_tx[m], why)) != 0) {
             engine_fail(e, rc, "commit (%s): %s", engine_mode_name(m), why);
-    if (rc == 0 && (rc = pg_tx_commit(&g->core_tx, why)) != 0)
+            e->retry = pg_tx_retryable(&g->data_tx[m]);
+            if (e->retry && g->held[m].version > 0)
+                engine_pg_def_forget(e, m, g->held[m].service, g->held[m].name);
+        }
+    if (rc == 0 && (rc = pg_tx_commit(&g->core_tx, why)) != 0) {
         engine_fail(e, rc, "commit (core): %s", why);
+        e->retry = pg_tx_retryable(&g->core_tx);
+    }
     if (rc != 0) {
         pg_rollback(e);
         return rc;

@@ -42,6 +42,12 @@ struct pge {
     /* definitions as last read, for a list page's one round trip
      * (engine_pg_def_known), direct-mapped; allocated on first use */
     struct eng_resource *defs[2][PGE_DEFS];
+    /* the definition each mode's unit holds for its writes (engine_pg_held) */
+    struct {
+        char service[ENG_SLUG];
+        char name[ENG_FIELD];
+        int64_t version;        /* 0: none */
+    } held[2];
     /* the projector's wake-up (engine_pg_cqrs.c): a LISTEN connection per
      * mode's listen DSN, never pooled; NULL until the first wait */
     char listen_dsn[2][512];
@@ -96,8 +102,10 @@ static inline int run_on(struct engine *e, struct pg_tx *tx, const char *org, co
     char why[128] = "";
     int rc = pg_tx_run(tx, org, path, st, n, write, res, why);
 
-    if (rc != 0)
+    if (rc != 0) {
+        e->retry = pg_tx_retryable(tx);
         return engine_fail(e, rc, "%s", why);
+    }
     return 0;
 }
 

@@ -31,13 +31,16 @@
  * metadata included: a schema change and its DDL are one transaction, and a
  * mode whose DSN points at another database keeps its schemas there. Every
  * identifier in a statement is quoted here (qident) after it passed the
- * name regex; every value is a $n parameter. A record op costs two round
- * trips: the definition (to know the columns), then the statement(s), which
- * go pipelined in one (a handler's own resource_get before it is a third:
- * the engine keeps no definition across calls, so none can go stale). A read
- * by id costs one: its statement names no column, so once the worker knows
- * the data schema's name (core.svc_schema_name is IMMUTABLE: engine_pg.c
- * keeps it) the definition and the row are read in the same pipeline.
+ * name regex; every value is a $n parameter. Round trips: a record write
+ * uses the definition the handler's resource_get locked (or resource_hold
+ * held: a guard, sql/0012_write_guard.sql, sent first with the write), never
+ * a second read; a create is held back to its unit's commit (pg_tx_defer),
+ * so a create from a held definition is one round trip, [scope, guard,
+ * insert] as one implicit transaction, and an update or delete two (theirs,
+ * then COMMIT). A read by id costs one: its statement names no column, so
+ * once the worker knows the data schema's name (core.svc_schema_name is
+ * IMMUTABLE: engine_pg.c keeps it) the definition and the row are read in
+ * the same pipeline; a list page too (pgrec_record_list).
  *
  * Where it differs from the memory engine, beyond what no API call reaches:
  * a json value cast to a string prints its object keys in jsonb's order, not
@@ -345,12 +348,27 @@ int pgrec_nomem(struct engine *e)
 int pgrec_call_open(struct engine *e, const struct eng_scope *s, const char *service, const char *resource,
                     bool lock, struct pgrec_call *c)
 {
+    const struct eng_resource *kept = engine_pg_def_known(e, s->mode, service, resource);
+    const char *schema = engine_pg_schema_known(e, s->mode, service);
+    int rc;
+
     memset(c, 0, sizeof *c);
     buf_init(&c->b[0], SQL_MAX);
     buf_init(&c->b[1], SQL_MAX);
     if ((c->def = malloc(sizeof *c->def)) == NULL)
         return pgrec_nomem(e);
-    return pgrec_res_load(e, s, service, resource, lock, c->def, c->schema);
+    /* the definition the unit's resource read locked (or guards) for its
+     * writes: the handler checked the body against it; no second read */
+    if (lock && kept != NULL && schema != NULL && engine_pg_held(e, s->mode, service, resource, kept->version)) {
+        memcpy(c->def, kept, sizeof *c->def);
+        snprintf(c->schema, sizeof c->schema, "%s", schema);
+        return 0;
+    }
+    if ((rc = pgrec_res_load(e, s, service, resource, lock, c->def, c->schema)) == 0 && lock) {
+        engine_pg_def_learn(e, s->mode, c->def);
+        engine_pg_held_set(e, s->mode, service, resource, c->def->version);
+    }
+    return rc;
 }
 
 int pgrec_call_run(struct engine *e, const struct eng_scope *s, struct pgrec_call *c, size_t n)
@@ -402,6 +420,13 @@ int pgrec_record_create(struct engine *e, const struct eng_scope *s, const char 
         rc = pgrec_nomem(e);
         goto out;
     }
+    /* Held back to go with the unit's commit, when its owner runs a unit
+     * that conflicts again (e->reruns): [guard, insert] then commit in one
+     * round trip. Its answer is never read, so a taken id is the unique
+     * key's error, ERR_CONFLICT at the commit: the request runs again, with
+     * a new id. Otherwise (a seed, which counts a taken id as seeded) it
+     * runs now and a taken id is ERR_CONFLICT here. */
+    bool defer = e->reruns;
     rc = buf_puts(b, "WITH ins AS (INSERT INTO ");
     if (rc == 0)
         rc = pgrec_qtable(b, c.schema, resource);
@@ -415,13 +440,20 @@ int pgrec_record_create(struct engine *e, const struct eng_scope *s, const char 
     if (rc == 0)
         rc = field_values(b, p, c.def, rec, false);
     if (rc == 0)
-        rc = buf_puts(b, ") ON CONFLICT DO NOTHING RETURNING id, version, updated_at)");
+        rc = buf_puts(b, defer ? ") RETURNING id, version, updated_at)"
+                               : ") ON CONFLICT DO NOTHING RETURNING id, version, updated_at)");
     if (rc == 0)
         rc = outbox_sql(b, c.schema, "$2::uuid, $7::text, id, 'create', version, updated_at", "ins");
     if (rc == 0)
         rc = buf_puts(b, " SELECT count(*) FROM ins");
     if (rc != 0) {
         rc = pgrec_nomem(e);
+        goto out;
+    }
+    if (defer) {
+        /* known by its text: one resource's inserts repeat it (prepared once per connection) */
+        const struct pg_stmt st = {b->p, p->n, p->v, PG_REUSE_TEXT};
+        rc = engine_pg_data_defer(e, s, DATA_PATH, &st, 1);
         goto out;
     }
     if ((rc = pgrec_call_run(e, s, &c, 1)) != 0)

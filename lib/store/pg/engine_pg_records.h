@@ -29,8 +29,25 @@ int engine_pg_data_read(struct engine *e, const struct eng_scope *s, const char 
 const struct eng_resource *engine_pg_def_known(struct engine *e, int mode, const char *service,
                                                const char *resource);
 void engine_pg_def_learn(struct engine *e, int mode, const struct eng_resource *def);
-/* Whether mode's data unit is inside an explicit transaction (a write began it). */
+/* Forgets the kept definition of (mode, service, resource): it turned out stale. */
+void engine_pg_def_forget(struct engine *e, int mode, const char *service, const char *resource);
+/* Whether mode's data unit is inside an explicit transaction (a write began
+ * it) or holds writes back (engine_pg_data_defer): either way its next
+ * statement is no read of its own. */
 bool engine_pg_data_explicit(struct engine *e, int mode);
+/* engine_pg.c: as engine_pg_data for writes whose results nobody reads, held
+ * back to go with the unit's next round trip on that pool, at the latest its
+ * commit (pg_tx_defer: a unit whose only data writes are held costs one round
+ * trip). Values are copied. */
+int engine_pg_data_defer(struct engine *e, const struct eng_scope *s, const char *search_path,
+                         const struct pg_stmt *st, size_t n) ERR_MUST_CHECK;
+/* The definition mode's unit of work holds for its writes: (service, name)
+ * at version, locked by a read under FOR KEY SHARE or by a guard held back
+ * (sql/0012_write_guard.sql). Set by the resource read of a write; a record
+ * write of the same resource in the unit then needs no read of its own.
+ * Forgotten when the unit ends. */
+void engine_pg_held_set(struct engine *e, int mode, const char *service, const char *name, int64_t version);
+bool engine_pg_held(struct engine *e, int mode, const char *service, const char *name, int64_t version);
 /* engine_pg.c: the same on the core pool. */
 int engine_pg_core(struct engine *e, const struct eng_scope *s, const struct pg_stmt *st, size_t n,
                    PGresult **res) ERR_MUST_CHECK;
@@ -42,6 +59,7 @@ int engine_pg_relayed(struct engine *e, const struct eng_scope *s, const struct 
 
 int pgrec_resource_get(struct engine *e, const struct eng_scope *s, const char *service,
                        const char *name, struct eng_resource *out);
+int pgrec_resource_hold(struct engine *e, const struct eng_scope *s, const struct eng_resource *def);
 int pgrec_resource_list(struct engine *e, const struct eng_scope *s, const char *service,
                         struct eng_resource *out, size_t max, size_t *n);
 int pgrec_resource_put(struct engine *e, const struct eng_scope *s, const struct eng_resource *def,
@@ -65,6 +83,7 @@ int pgrec_outbox_list(struct engine *e, const struct eng_scope *s, const char *s
 
 #define ENGINE_PG_RECORD_OPS                                                        \
     .resource_get = pgrec_resource_get, .resource_list = pgrec_resource_list,       \
+    .resource_hold = pgrec_resource_hold,                                           \
     .resource_put = pgrec_resource_put, .record_create = pgrec_record_create,       \
     .record_get = pgrec_record_get, .record_update = pgrec_record_update,           \
     .record_delete = pgrec_record_delete, .record_list = pgrec_record_list,         \

@@ -152,7 +152,35 @@ int pgrec_res_load(struct engine *e, const struct eng_scope *s, const char *serv
 int pgrec_resource_get(struct engine *e, const struct eng_scope *s, const char *service,
                        const char *name, struct eng_resource *out)
 {
-    return pgrec_res_load(e, s, service, name, true, out, NULL);
+    char schema[ENG_SLUG];
+    int rc;
+
+    if ((rc = pgrec_res_load(e, s, service, name, true, out, schema)) != 0)
+        return rc;
+    /* kept and held: a record write of it in this unit needs no read of its own */
+    engine_pg_def_learn(e, s->mode, out);
+    engine_pg_held_set(e, s->mode, service, name, out->version);
+    return 0;
+}
+
+/* No round trip of its own: the guard goes with the unit's first write on
+ * the data pool, at the latest its commit (engine_pg_data_defer). Its
+ * statement names no field: a write built from def follows it, so a record
+ * write needs the data schema's name kept (pgrec_call_open reads the
+ * definition when it is not). */
+int pgrec_resource_hold(struct engine *e, const struct eng_scope *s, const struct eng_resource *def)
+{
+    char ver[24];
+    const char *vals[4] = {def->service, engine_mode_name(s->mode), def->name, ver};
+    const struct pg_stmt guard = {"SELECT core.svc_resource_guard($1, $2, $3, $4::integer)", 4, vals, true};
+    int rc;
+
+    snprintf(ver, sizeof ver, "%" PRId64, def->version);
+    if ((rc = engine_pg_data_defer(e, s, DATA_PATH, &guard, 1)) != 0)
+        return rc;
+    engine_pg_def_learn(e, s->mode, def);
+    engine_pg_held_set(e, s->mode, def->service, def->name, def->version);
+    return 0;
 }
 
 int pgrec_resource_list(struct engine *e, const struct eng_scope *s, const char *service,

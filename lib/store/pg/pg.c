@@ -5,6 +5,7 @@
  * rather than deadlocked on. */
 #include "store/pg/pg.h"
 
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,6 +36,9 @@ static const char SQL_BEGIN[] = "BEGIN";
 static const char SQL_SCOPE[] =
     "SELECT set_config('tessera.org_id', $1, true), set_config('search_path', $2, true)";
 static const char SQL_ORG[] = "SELECT set_config('tessera.org_id', $1, true)";
+/* the most one round trip sends: BEGIN, a scope, the held-back statements, a
+ * scope, the caller's, COMMIT */
+#define PLAN_MAX (1 + 1 + PG_DEFER_MAX + 1 + PG_STMT_MAX + 1)
 
 int pg_sqlstate_err(const char *s)
 {
@@ -139,6 +143,19 @@ static int connect_slot(struct pg_pool *p, int i, char errstr[128])
     return 0;
 }
 
+/* Whether an idle connection has nothing to say. A server that ended it
+ * (a restart, pg_terminate_backend) has sent its FATAL and closed: the
+ * socket reads. A write sent on it would fail after leaving, and one that
+ * commits with its Sync cannot be tried again blindly, so such a connection
+ * is closed before use instead. Anything else unasked (a parameter's new
+ * value after a reload) costs a reconnect, which is cheap next to guessing. */
+static bool idle_quiet(PGconn *c)
+{
+    struct pollfd pfd = {.fd = PQsocket(c), .events = POLLIN};
+
+    return PQstatus(c) == CONNECTION_OK && pfd.fd >= 0 && poll(&pfd, 1, 0) == 0;
+}
+
 /* An idle connection's slot (opening one when none is open and the cap allows). */
 static int acquire(struct pg_pool *p, int *slot, char errstr[128])
 {
@@ -157,6 +174,10 @@ static int acquire(struct pg_pool *p, int *slot, char errstr[128])
         p->st.waits++;
         err_set(errstr, "%s pool: all %d connections are in use", p->st.label, p->limit);
         return ERR_UNAVAILABLE;
+    }
+    if (p->conn[free_slot] != NULL && !idle_quiet(p->conn[free_slot])) {
+        p->st.discards++;
+        drop(p, free_slot);
     }
     if (p->conn[free_slot] == NULL && (rc = connect_slot(p, free_slot, errstr)) != 0)
         return rc;
@@ -228,7 +249,7 @@ static int prepare_result(PGconn *c, char sqlstate[6], char errstr[128])
 static int pipeline(PGconn *c, struct pg_prepared *pp, const struct pg_stmt *st, size_t n, PGresult **res,
                     char sqlstate[6], char errstr[128])
 {
-    bool fresh[PG_STMT_MAX + 2] = {false}, any_fresh = false;
+    bool fresh[PLAN_MAX] = {false}, any_fresh = false;
     int rc = 0;
     size_t got = 0;
 
@@ -320,21 +341,144 @@ void pg_tx_init(struct pg_tx *tx, struct pg_pool *p)
     tx->slot = -1;
 }
 
-int pg_tx_run(struct pg_tx *tx, const char *org, const char *search_path, const struct pg_stmt *st,
-              size_t n, bool write, PGresult **res, char errstr[128])
+/* What one round trip sends: BEGIN, scopes and COMMIT around the statements
+ * of up to two callers (what pg_tx_defer held back, then the caller's), and
+ * the transaction's state as it will be once they ran (applied to the tx
+ * only when they did). */
+struct plan {
+    struct pg_stmt all[PLAN_MAX];
+    size_t k;
+    const char *scope[2][2];    /* the values of each part's set_config */
+    char org[2][40];
+    int parts;
+    bool explicit_tx;
+    char cur[40];               /* tessera.org_id in force once begun */
+    bool begins;                /* a part sends BEGIN */
+};
+
+static void plan_init(struct plan *pl, const struct pg_tx *tx)
+{
+    memset(pl, 0, sizeof *pl);
+    pl->explicit_tx = tx->explicit_tx;
+    snprintf(pl->cur, sizeof pl->cur, "%s", tx->org);
+}
+
+/* Appends n statements with what must go before them (lib/store/pg/pg.h's
+ * "Transactions"); returns the index of the first. org NULL: no tenant table. */
+static size_t plan_add(struct plan *pl, const char *org, const char *search_path, const struct pg_stmt *st,
+                       size_t n, bool write)
+{
+    bool begin = write && !pl->explicit_tx;
+    bool global = org == NULL;  /* no tenant table: no org to set, none to change */
+    int i = pl->parts++;
+    size_t first;
+
+    snprintf(pl->org[i], sizeof pl->org[i], "%s", global ? (pl->explicit_tx ? pl->cur : "") : org);
+    pl->scope[i][0] = pl->org[i];
+    pl->scope[i][1] = search_path;
+    if (begin) {
+        pl->all[pl->k++] = (struct pg_stmt){SQL_BEGIN, 0, NULL, true};
+        pl->begins = true;
+    }
+    if (begin || (!pl->explicit_tx && !global))
+        pl->all[pl->k++] = (struct pg_stmt){SQL_SCOPE, 2, pl->scope[i], true};
+    else if (pl->explicit_tx && strcmp(pl->org[i], pl->cur) != 0)
+        pl->all[pl->k++] = (struct pg_stmt){SQL_ORG, 1, pl->scope[i], true};
+    first = pl->k;
+    memcpy(pl->all + pl->k, st, n * sizeof *st);
+    pl->k += n;
+    if (begin)
+        pl->explicit_tx = true;
+    if (pl->explicit_tx)
+        memcpy(pl->cur, pl->org[i], sizeof pl->cur);
+    return first;
+}
+
+/* The held-back statements as pg_stmt (pointing into tx->defer). */
+static size_t deferred_stmts(const struct pg_tx *tx, struct pg_stmt *out)
+{
+    for (int i = 0; i < tx->ndefer; i++)
+        out[i] = (struct pg_stmt){tx->defer[i].sql, tx->defer[i].n, (const char *const *)tx->defer[i].vals,
+                                  tx->defer[i].reuse};
+    return (size_t)tx->ndefer;
+}
+
+static void deferred_clear(struct pg_tx *tx)
+{
+    for (int i = 0; i < tx->ndefer; i++) {
+        struct pg_deferred *d = &tx->defer[i];
+        if (d->reuse != PG_REUSE)
+            free(d->sql);
+        for (int j = 0; d->vals != NULL && j < d->n; j++)
+            free(d->vals[j]);
+        free(d->vals);
+    }
+    memset(tx->defer, 0, sizeof tx->defer);
+    tx->ndefer = 0;
+}
+
+/* Sends the plan on tx's connection (taken when it holds none): 0 and the
+ * results of all[first..first+n) into res, or the error, tx->failed set when
+ * the failure leaves the explicit transaction for rollback only. retry: a run
+ * that nothing committed, which a lost connection may repeat once on a fresh
+ * one. */
+static int plan_run(struct pg_tx *tx, struct plan *pl, size_t first, size_t n, bool retry, PGresult **res,
+                    char errstr[128])
 {
     struct pg_pool *p = tx->pool;
-    struct pg_stmt all[PG_STMT_MAX + 2];
-    PGresult *out[PG_STMT_MAX + 2];
-    bool begin = write && !tx->explicit_tx;
-    bool global = org == NULL;  /* no tenant table: no org to set, none to change */
-    const char *scope[2] = {global ? (tx->explicit_tx ? tx->org : "") : org, search_path};
-    bool retry_safe = !tx->explicit_tx; /* nothing of an explicit transaction is at stake */
-    size_t k = 0, pre;
+    PGresult *out[PLAN_MAX];
     char sqlstate[6];
     int rc;
 
-    if (n == 0 || n > PG_STMT_MAX || strlen(scope[0]) >= sizeof tx->org) {
+    tx->sqlstate[0] = '\0';
+    for (int attempt = 0;; attempt++) {
+        if (tx->slot < 0 && (rc = acquire(p, &tx->slot, errstr)) != 0)
+            return rc;
+        p->st.round_trips++;
+        p->st.statements += pl->k;
+        rc = pipeline(p->conn[tx->slot], p->prep != NULL ? &p->prep[tx->slot] : NULL, pl->all, pl->k, out,
+                      sqlstate, errstr);
+        if (rc == 0)
+            break;
+        p->st.errors++;
+        memcpy(tx->sqlstate, sqlstate, sizeof tx->sqlstate);
+        if (rc == ERR_UNAVAILABLE && sqlstate[0] == '\0') {
+            /* The connection is gone (or in an unknown state): close it, and
+             * run again on a fresh one when nothing was lost with it. */
+            drop(p, tx->slot);
+            tx->slot = -1;
+            if (retry && attempt == 0)
+                continue;
+        }
+        /* a failure inside an explicit transaction leaves it aborted: only a
+         * rollback may follow. Outside one, the batch was its own implicit
+         * transaction, which the server ended at its Sync: nothing is left
+         * to roll back and the unit may go on (a read may be tried again). */
+        if (tx->explicit_tx || pl->begins)
+            tx->failed = true;
+        return rc;
+    }
+    for (size_t i = 0; i < pl->k; i++)
+        if (res == NULL || i < first || i >= first + n)
+            PQclear(out[i]);
+    if (res != NULL)
+        memcpy(res, out + first, n * sizeof *res);
+    tx->explicit_tx = pl->explicit_tx;
+    snprintf(tx->org, sizeof tx->org, "%s", pl->explicit_tx ? pl->cur : "");
+    return 0;
+}
+
+int pg_tx_run(struct pg_tx *tx, const char *org, const char *search_path, const struct pg_stmt *st,
+              size_t n, bool write, PGresult **res, char errstr[128])
+{
+    struct pg_stmt held[PG_DEFER_MAX];
+    struct plan pl;
+    size_t first;
+    /* nothing of an explicit transaction is at stake (held writes begin one) */
+    bool retry = !tx->explicit_tx;
+    int rc;
+
+    if (n == 0 || n > PG_STMT_MAX || (org != NULL && strlen(org) >= sizeof tx->org)) {
         err_set(errstr, "pg_tx_run: bad arguments");
         return ERR_INTERNAL;
     }
@@ -342,54 +486,60 @@ int pg_tx_run(struct pg_tx *tx, const char *org, const char *search_path, const 
         err_set(errstr, "statement after a failure in the same unit of work");
         return ERR_INTERNAL;
     }
-    if (begin)
-        all[k++] = (struct pg_stmt){SQL_BEGIN, 0, NULL, true};
-    if (begin || (!tx->explicit_tx && !global))
-        all[k++] = (struct pg_stmt){SQL_SCOPE, 2, scope, true};
-    else if (tx->explicit_tx && strcmp(scope[0], tx->org) != 0)
-        all[k++] = (struct pg_stmt){SQL_ORG, 1, scope, true};
-    pre = k;
-    memcpy(all + k, st, n * sizeof *st);
-    k += n;
+    plan_init(&pl, tx);
+    if (tx->ndefer > 0)
+        plan_add(&pl, tx->defer_global ? NULL : tx->defer_org, tx->defer_path, held, deferred_stmts(tx, held),
+                 true);
+    first = plan_add(&pl, org, search_path, st, n, write);
+    rc = plan_run(tx, &pl, first, n, retry, res, errstr);
+    deferred_clear(tx); /* sent: they ran, or the unit is for rollback now */
+    return rc;
+}
 
-    for (int attempt = 0;; attempt++) {
-        if (tx->slot < 0 && (rc = acquire(p, &tx->slot, errstr)) != 0)
-            return rc;
-        p->st.round_trips++;
-        p->st.statements += k;
-        rc = pipeline(p->conn[tx->slot], p->prep != NULL ? &p->prep[tx->slot] : NULL, all, k, out, sqlstate,
-                      errstr);
-        if (rc == 0)
-            break;
-        p->st.errors++;
-        if (rc == ERR_UNAVAILABLE && sqlstate[0] == '\0') {
-            /* The connection is gone (or in an unknown state): close it, and
-             * run again on a fresh one when nothing was lost with it. */
-            drop(p, tx->slot);
-            tx->slot = -1;
-            if (retry_safe && attempt == 0)
-                continue;
-        }
-        /* a failure inside an explicit transaction leaves it aborted: only a
-         * rollback may follow. Outside one, the batch was its own implicit
-         * transaction, which the server ended at its Sync: nothing is left
-         * to roll back and the unit may go on (a read may be tried again). */
-        if (tx->explicit_tx || begin)
-            tx->failed = true;
-        return rc;
+int pg_tx_defer(struct pg_tx *tx, const char *org, const char *search_path, const struct pg_stmt *st,
+                size_t n, char errstr[128])
+{
+    int rc;
+
+    if (n == 0 || n > PG_DEFER_MAX || (org != NULL && strlen(org) >= sizeof tx->defer_org)) {
+        err_set(errstr, "pg_tx_defer: bad arguments");
+        return ERR_INTERNAL;
     }
-    for (size_t i = 0; i < pre; i++)
-        PQclear(out[i]);
-    memcpy(res, out + pre, n * sizeof *res);
-    if (begin)
-        tx->explicit_tx = true;
-    if (tx->explicit_tx)
-        snprintf(tx->org, sizeof tx->org, "%s", scope[0]);
+    if (tx->failed) {
+        err_set(errstr, "statement after a failure in the same unit of work");
+        return ERR_INTERNAL;
+    }
+    if (tx->ndefer > 0 && (tx->ndefer + (int)n > PG_DEFER_MAX || tx->defer_global != (org == NULL) ||
+                           (org != NULL && strcmp(org, tx->defer_org) != 0) || tx->defer_path != search_path))
+        return pg_tx_run(tx, org, search_path, st, n, true, NULL, errstr) /* the held ones go first */;
+    for (size_t i = 0; i < n; i++) {
+        struct pg_deferred *d = &tx->defer[tx->ndefer];
+        d->reuse = st[i].reuse;
+        d->n = st[i].n;
+        d->sql = st[i].reuse == PG_REUSE ? (char *)st[i].sql : strdup(st[i].sql);
+        d->vals = st[i].n > 0 ? calloc((size_t)st[i].n, sizeof *d->vals) : NULL;
+        tx->ndefer++; /* counted now: deferred_clear frees what was made */
+        if (d->sql == NULL || (st[i].n > 0 && d->vals == NULL))
+            goto nomem;
+        for (int j = 0; j < st[i].n; j++)
+            if (st[i].vals[j] != NULL && (d->vals[j] = strdup(st[i].vals[j])) == NULL)
+                goto nomem;
+    }
+    tx->defer_global = org == NULL;
+    snprintf(tx->defer_org, sizeof tx->defer_org, "%s", org != NULL ? org : "");
+    tx->defer_path = search_path;
     return 0;
+nomem:
+    rc = ERR_NOMEM;
+    err_set(errstr, "out of memory holding a statement back");
+    deferred_clear(tx);
+    tx->failed = true; /* a write of the unit is lost: only rollback is left */
+    return rc;
 }
 
 static void tx_end(struct pg_tx *tx)
 {
+    deferred_clear(tx);
     if (tx->slot >= 0)
         release(tx->pool, tx->slot);
     tx->slot = -1;
@@ -400,12 +550,35 @@ static void tx_end(struct pg_tx *tx)
 
 int pg_tx_commit(struct pg_tx *tx, char errstr[128])
 {
+    static const struct pg_stmt commit = {"COMMIT", 0, NULL, true};
     int rc = 0;
 
+    tx->sqlstate[0] = '\0';
     if (tx->failed) {
         err_set(errstr, "commit after a failed statement");
         pg_tx_rollback(tx);
         return ERR_INTERNAL;
+    }
+    if (tx->ndefer > 0) {
+        /* the held writes and the end of their transaction in one round
+         * trip: [them, COMMIT] in the explicit transaction, or [scope, them]
+         * as an implicit one. Not retried: once sent, whether they committed
+         * is unknown when the connection is lost. */
+        struct pg_stmt held[PG_DEFER_MAX];
+        struct plan pl;
+        size_t n = deferred_stmts(tx, held);
+        bool in_explicit = tx->explicit_tx;
+
+        plan_init(&pl, tx);
+        plan_add(&pl, tx->defer_global ? NULL : tx->defer_org, tx->defer_path, held, n, in_explicit);
+        if (in_explicit)
+            pl.all[pl.k++] = commit;
+        rc = plan_run(tx, &pl, 0, 0, false, NULL, errstr);
+        if (rc != 0)
+            pg_tx_rollback(tx);
+        else
+            tx_end(tx);
+        return rc;
     }
     if (tx->slot >= 0 && tx->explicit_tx) {
         PGconn *c = tx->pool->conn[tx->slot];
@@ -414,6 +587,7 @@ int pg_tx_commit(struct pg_tx *tx, char errstr[128])
         PGresult *r = PQexec(c, "COMMIT");
         if (PQresultStatus(r) != PGRES_COMMAND_OK) {
             const char *code = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+            snprintf(tx->sqlstate, sizeof tx->sqlstate, "%s", code != NULL ? code : "");
             err_set(errstr, "commit: %.100s", PQerrorMessage(c));
             rc = code != NULL ? pg_sqlstate_err(code) : ERR_UNAVAILABLE;
             tx->pool->st.errors++;

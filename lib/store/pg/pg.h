@@ -19,7 +19,10 @@
  * snapshot anyway, so a read before the BEGIN sees what it would have seen
  * inside. Nothing session-level is ever set, so the pool works through
  * PgBouncer in transaction mode: statements go unnamed through the extended
- * protocol, values always as $n parameters, never in the text.
+ * protocol, values always as $n parameters, never in the text. Writes whose
+ * answer nobody reads may be held back (pg_tx_defer) to go with the next
+ * round trip, at the latest the commit: a unit whose only writes are held
+ * sends [scope, them] as one implicit transaction, committed by its Sync.
  *
  * Failures. A statement that fails leaves the transaction usable only for
  * pg_tx_rollback. A connection goes back to the pool only when
@@ -27,13 +30,17 @@
  * demand. When the connection dies under a run outside the explicit
  * transaction or under the one that begins it (a restarted server), nothing
  * of the unit of work is lost, so that run is retried once on a fresh
- * connection: after a restart only requests that were in flight fail. */
+ * connection: after a restart only requests that were in flight fail. A run
+ * that commits by its Sync (held-back writes at commit) is never retried:
+ * so that a connection the server ended while it sat idle costs nothing, an
+ * idle connection with anything to read (its FATAL) is closed when taken. */
 #ifndef LIB_PG_H
 #define LIB_PG_H
 
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include <libpq-fe.h>
 
@@ -41,6 +48,7 @@
 
 #define PG_POOL_MAX 64          /* the highest connection_limit config accepts */
 #define PG_STMT_MAX 8           /* statements of one pg_tx_run */
+#define PG_DEFER_MAX 4          /* statements a transaction holds back (pg_tx_defer) */
 #define PG_LABEL 16
 #define PG_PREPARED_MAX 64      /* named statements kept per connection */
 
@@ -79,13 +87,29 @@ struct pg_stmt {
     int reuse;
 };
 
-/* A unit of work on one pooled connection; zero it (or pg_tx_init) before use. */
+/* A statement held back by pg_tx_defer: its text (owned unless reuse is
+ * PG_REUSE: a string constant) and values (owned). */
+struct pg_deferred {
+    char *sql;
+    char **vals;
+    int n;
+    int reuse;
+};
+
+/* A unit of work on one pooled connection; pg_tx_init before use. */
 struct pg_tx {
     struct pg_pool *pool;
     int slot;                   /* the connection's index; -1 while none is held */
     bool explicit_tx;           /* BEGIN sent: statements run in one transaction until commit */
     bool failed;                /* a statement failed: only rollback is left */
     char org[40];               /* tessera.org_id in force in the explicit transaction */
+    char sqlstate[6];           /* the last failure's SQLSTATE ("": none, or the connection) */
+    /* statements held back for the next round trip, all with one org and path */
+    struct pg_deferred defer[PG_DEFER_MAX];
+    int ndefer;
+    bool defer_global;          /* their org was NULL */
+    char defer_org[40];
+    const char *defer_path;     /* static storage */
 };
 
 /* Returns owned (pg_pool_free): a pool for dsn that opens at most limit
@@ -119,10 +143,38 @@ static inline bool pg_tx_active(const struct pg_tx *tx)
  * the code its SQLSTATE maps to (pg_sqlstate_err). errstr gets the reason. */
 int pg_tx_run(struct pg_tx *tx, const char *org, const char *search_path, const struct pg_stmt *st,
               size_t n, bool write, PGresult **res, char errstr[128]) ERR_MUST_CHECK;
-/* Commits (when a write began the explicit transaction) and gives the
- * connection back; on failure it was rolled back. */
+/* Holds n writes back, copied, to go with the transaction's next round trip
+ * instead of one of their own: the next pg_tx_run sends them first (as the
+ * writes they are: the explicit transaction begins with them) and fails when
+ * they fail; pg_tx_commit sends them with its COMMIT, or, when nothing began
+ * the explicit transaction, as one implicit transaction ([scope, them] then
+ * Sync: committed by the Sync, no BEGIN, no COMMIT). So a unit of work whose
+ * only writes are deferred costs one round trip. Their results are never
+ * seen: a deferred statement says what it needs by failing (an error, a
+ * unique key, a guard that raises). search_path must be static storage.
+ * Statements of another org or path than those held, or past PG_DEFER_MAX,
+ * send the held ones first. A deferred write that fails at commit leaves
+ * nothing committed; a connection lost under it leaves the outcome unknown,
+ * as a lost COMMIT does (ERR_UNAVAILABLE, not retried). */
+int pg_tx_defer(struct pg_tx *tx, const char *org, const char *search_path, const struct pg_stmt *st,
+                size_t n, char errstr[128]) ERR_MUST_CHECK;
+/* Whether the last failure is one a whole request may simply run again: a
+ * serialization failure (40001, raised by a write's guard too) or a deadlock
+ * (40P01), which kept nothing of the transaction. */
+static inline bool pg_tx_retryable(const struct pg_tx *tx)
+{
+    return strcmp(tx->sqlstate, "40001") == 0 || strcmp(tx->sqlstate, "40P01") == 0;
+}
+/* Whether statements are held back (pg_tx_defer). */
+static inline bool pg_tx_deferred(const struct pg_tx *tx)
+{
+    return tx->ndefer > 0;
+}
+/* Commits (when a write began the explicit transaction, or writes were held
+ * back) and gives the connection back; on failure it was rolled back. */
 int pg_tx_commit(struct pg_tx *tx, char errstr[128]) ERR_MUST_CHECK;
-/* Rolls back (when begun) and gives the connection back; never fails. */
+/* Rolls back (when begun), drops what was held back and gives the connection
+ * back; never fails. */
 void pg_tx_rollback(struct pg_tx *tx);
 
 /* ERR_* for a SQLSTATE: 23505 unique → CONFLICT, 23503 foreign key → NOTFOUND,
