@@ -465,20 +465,17 @@ HANDLER(handle_auth_refresh)
         goto wipe;
     if ((rc = engine_begin(w->engine, &s)) != 0)
         goto wipe;
-    struct eng_membership m;
-    rc = engine_member_get(w->engine, &s, t.user_id, &m);
-    if (rc == ERR_NOTFOUND) {
-        engine_rollback(w->engine);
-        rc = respond_error(r, ERR_UNAUTHORIZED, "no longer a member of this organization");
-        goto wipe;
-    }
-    if (rc != 0 ||
-        (rc = engine_refresh_rotate(w->engine, &s, t.id, &child, sealed, now,
-                                             w->cfg->auth.refresh_reuse_interval, &rot)) != 0)
+    /* the membership is checked, and the role read, in the rotation's step */
+    if ((rc = engine_refresh_rotate(w->engine, &s, t.id, &child, sealed, now, w->cfg->auth.refresh_reuse_interval,
+                                    &rot)) != 0)
         goto fail;
     switch (rot.outcome) {
     case ENG_ROTATE_NEW:
         break;
+    case ENG_ROTATE_NOT_MEMBER:
+        engine_rollback(w->engine);
+        rc = respond_error(r, ERR_UNAUTHORIZED, "no longer a member of this organization");
+        goto wipe;
     case ENG_ROTATE_REPLAY:
         /* the same child as the first use got: a second branch never exists */
         if ((rc = token_refresh_open(&w->ring, &t, rot.sealed, text)) != 0) {
@@ -501,7 +498,7 @@ HANDLER(handle_auth_refresh)
         rc = ERR_NOMEM;
         goto fail;
     }
-    if ((rc = token_pair_json(w, &s, t.user_id, m.role, t.family_id, text, now, root)) != 0)
+    if ((rc = token_pair_json(w, &s, t.user_id, rot.role, t.family_id, text, now, root)) != 0)
         goto fail;
     if ((rc = app_commit(w)) == 0)
         rc = respond_owned(r, 200, root);

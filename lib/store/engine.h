@@ -121,7 +121,8 @@ struct eng_refresh {
 /* ---- refresh rotation (DESIGN §3: a family has at most one live token) ----
  * refresh_rotate spends a token and stores its successor in one step, atomic
  * against every other rotation of that token (the region's lock on memory, a
- * row lock and a compare-and-set on PostgreSQL). The successor's text arrives
+ * row lock and a compare-and-set on PostgreSQL), only while its user is a
+ * member of the org, whose role it returns (the new access token's). The successor's text arrives
  * sealed by the caller (AES-GCM, AAD org|family|parent: lib/security/crypto.h), never
  * in the clear, and is kept only so that a replay of the parent within the
  * reuse interval can be given that same child. The seal is wiped as soon as
@@ -138,12 +139,14 @@ enum eng_rotate_outcome {
                                  * interval, a child that rotated since): nothing changed; the
                                  * caller revokes the family and audits in the same unit */
     ENG_ROTATE_REVOKED,         /* the parent is revoked: nothing changed */
+    ENG_ROTATE_NOT_MEMBER,      /* its user is no longer a member of the scope's org: nothing changed */
 };
 
 struct eng_rotation {
     int outcome;                /* enum eng_rotate_outcome */
     struct eng_refresh child;   /* REPLAY: the child the first use stored */
     char sealed[ENG_SEALED];    /* REPLAY: its seal, as that call gave it */
+    char role[ENG_ROLE];        /* NEW, REPLAY: the user's role in the org, read in the same step */
 };
 
 /* A session: one refresh family, from the login that began it to its

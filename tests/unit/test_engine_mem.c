@@ -174,6 +174,16 @@ static void make_world(struct engine *e, struct world *w)
     OK(e, engine_commit(e));
 }
 
+/* Alice joins acme: a rotation needs its user to be a member (role as given). */
+static void join(struct engine *e, const struct world *w, const char *role)
+{
+    struct eng_membership mb = member_rec(&w->a, &w->ua, role, 1);
+
+    OK(e, engine_begin(e, &w->sa));
+    OK(e, OP(e, member_put, &w->sa, &mb));
+    OK(e, engine_commit(e));
+}
+
 static void test_calls_outside_a_unit_of_work_are_internal_errors(void **state)
 {
     struct shm_region *r;
@@ -905,6 +915,7 @@ static void test_refresh_tokens_rotate_and_families_revoke(void **state)
 
     /* Another org can neither use nor revoke A's tokens. */
     struct eng_rotation rot;
+    join(e, &w, "member");
     OK(e, engine_begin(e, &w.sb));
     EXPECT(e, ERR_NOTFOUND, OP(e, refresh_rotate, &w.sb, t1.id, &t2, "sealed-r2", 400, 10, &rot));
     OK(e, OP(e, refresh_revoke_family, &w.sb, "fam-1", 400));   /* B has no such family */
@@ -980,6 +991,7 @@ static void test_refresh_rotation_keeps_one_live_branch(void **state)
     struct world w;
 
     make_world(e, &w);
+    join(e, &w, "admin");
     t0 = refresh_rec(&w.a, &w.ua, "fam-r", "g0");
     OK(e, engine_begin(e, &w.sa));
     OK(e, OP(e, refresh_create, &w.sa, &t0));
@@ -987,8 +999,10 @@ static void test_refresh_rotation_keeps_one_live_branch(void **state)
 
     /* The first use rotates; replays within the interval get that same child. */
     assert_int_equal(rotate(e, &w, &t0, "g1", 2000, &c1, &rot), ENG_ROTATE_NEW);
+    assert_string_equal(rot.role, "admin");         /* read in the same step */
     for (int i = 0; i < 3; i++) {
         assert_int_equal(rotate(e, &w, &t0, "g1-again", 2005 + i, &x, &rot), ENG_ROTATE_REPLAY);
+        assert_string_equal(rot.role, "admin");
         assert_string_equal(rot.child.id, c1.id);
         assert_string_equal(rot.child.token_hash, "g1");
         assert_string_equal(rot.sealed, "sealed:g1");
@@ -1014,6 +1028,18 @@ static void test_refresh_rotation_keeps_one_live_branch(void **state)
     assert_int_equal(rotate(e, &w, &c2, "g3-late", 2013 + 11, &x, &rot), ENG_ROTATE_REUSE);
     assert_int_equal(rotate(e, &w, &c1, "g2-late", 2014, &x, &rot), ENG_ROTATE_REUSE);
 
+    /* A user who left the org rotates nothing, and the token stays as it was. */
+    OK(e, engine_begin(e, &w.sa));
+    OK(e, OP(e, member_remove, &w.sa, w.ua.id));
+    OK(e, engine_commit(e));
+    assert_int_equal(rotate(e, &w, &c3, "g4-gone", 2014, &x, &rot), ENG_ROTATE_NOT_MEMBER);
+    OK(e, engine_begin(e, NULL));
+    OK(e, OP(e, refresh_resolve, c3.token_hash, &got));
+    assert_int_equal(got.used_at, 0);
+    EXPECT(e, ERR_NOTFOUND, OP(e, refresh_resolve, "g4-gone", &got));
+    OK(e, engine_commit(e));
+    join(e, &w, "admin");
+
     /* Once the family is revoked every token of it says so, and nothing replays. */
     OK(e, engine_begin(e, &w.sa));
     OK(e, OP(e, refresh_revoke_family, &w.sa, "fam-r", 2015));
@@ -1035,6 +1061,7 @@ static void test_refresh_rotation_rolled_back_leaves_the_parent_live(void **stat
     struct world w;
 
     make_world(e, &w);
+    join(e, &w, "member");
     t0 = refresh_rec(&w.a, &w.ua, "fam-rb", "b0");
     OK(e, engine_begin(e, &w.sa));
     OK(e, OP(e, refresh_create, &w.sa, &t0));

@@ -408,7 +408,8 @@ static int seal_wipe(struct engine *e, uint64_t fam)
 }
 
 /* The whole decision runs under the region's lock the unit of work holds, so
- * no other worker's rotation of the same token can come between. */
+ * no other worker's rotation of the same token, nor a change of the user's
+ * membership, can come between. */
 int mem_refresh_rotate(struct engine *e, const struct eng_scope *s, const char *parent_id,
                        const struct eng_refresh *child, const char *sealed, int64_t now,
                        int64_t reuse_interval, struct eng_rotation *out)
@@ -427,6 +428,12 @@ int mem_refresh_rotate(struct engine *e, const struct eng_scope *s, const char *
     fam = rec->family;
     f = ptr(m, fam);
     refresh_out(m, rec, &parent);
+    struct eng_membership mb;
+    if (mem_member_get(e, s, parent.user_id, &mb) != 0) {
+        out->outcome = ENG_ROTATE_NOT_MEMBER;
+        return 0;
+    }
+    snprintf(out->role, sizeof out->role, "%s", mb.role);
     if (parent.revoked_at != 0) {
         out->outcome = ENG_ROTATE_REVOKED;
         return 0;

@@ -262,8 +262,8 @@ static int mark_used(struct engine *e, const struct eng_scope *s, const char *up
     return rows == 0 ? engine_fail(e, ERR_NOTFOUND, "no such %s", what) : engine_fail(e, ERR_CONFLICT, "%s already used", what);
 }
 
-/* Rotation in one round trip when the parent is live: the UPDATE's condition
- * is the compare-and-set (a concurrent rotation holds the row's lock until it
+/* Rotation in one round trip when the parent is live and its user a member
+ * (whose role comes back with it): the UPDATE's condition is the compare-and-set (a concurrent rotation holds the row's lock until it
  * commits; this one then re-reads the row, finds it used and matches
  * nothing), and the child's INSERT and the wipe of the grandparent's seal hang
  * on its RETURNING, so all three happen or none. The wipe skips a grandparent
@@ -282,33 +282,45 @@ int pg_refresh_rotate(struct engine *e, const struct eng_scope *s, const char *p
 {
     struct ts c = ts(child->created_at), x = ts(child->expires_at), at = ts(now);
     struct eng_refresh parent, kept;
-    PGresult *res[2] = {NULL, NULL};
-    int64_t rotated, inserted;
+    PGresult *r = NULL, *res[3] = {NULL, NULL, NULL};
     int rc;
 
     memset(out, 0, sizeof *out);
-    rc = q_counts(e, s,
-                  "WITH p AS (UPDATE core.refresh_tokens SET used_at = to_timestamp($9), child_id = $1, "
-                  "           child_sealed = $11 "
-                  "         WHERE id = $10 AND org_id = $4 AND used_at IS NULL AND revoked_at IS NULL "
-                  "           AND family_id = $2 AND user_id = $3 AND mode = $5 RETURNING parent_id), "
-                  "ins AS (INSERT INTO core.refresh_tokens (id, family_id, user_id, org_id, mode, token_hash, "
-                  "        created_at, expires_at, parent_id) "
-                  "        SELECT $1, $2, $3, $4, $5, $6, to_timestamp($7), to_timestamp($8), $10 FROM p "
-                  "        RETURNING 1), "
-                  "wipe AS (UPDATE core.refresh_tokens SET child_sealed = NULL WHERE org_id = $4 AND id IN "
-                  "         (SELECT g.id FROM core.refresh_tokens g, p WHERE g.id = p.parent_id "
-                  "          AND g.org_id = $4 AND g.child_sealed IS NOT NULL FOR UPDATE OF g SKIP LOCKED)), "
-                  "sess AS (UPDATE core.sessions SET last_used_at = to_timestamp($9), expires_at = to_timestamp($8) "
-                  "         WHERE org_id = $4 AND id = $2 AND EXISTS (SELECT 1 FROM p)) "
-                  "SELECT (SELECT count(*) FROM p), (SELECT count(*) FROM ins)",
-                  11,
-                  (const char *[]){child->id, child->family_id, child->user_id, s->org_id,
-                                   engine_mode_name(child->mode), child->token_hash, c.s, x.s, at.s, parent_id,
-                                   sealed},
-                  &rotated, &inserted);
+    /* Outside the unit's explicit transaction when nothing began one: an
+     * implicit transaction of its own, committed by its Sync (a rotation
+     * whose answer is lost is what the reuse interval's replay is for). */
+    rc = q_any(e, s, true, false,
+               "WITH m AS (SELECT role FROM core.memberships WHERE org_id = $4 AND user_id = $3), "
+               "p AS (UPDATE core.refresh_tokens SET used_at = to_timestamp($9), child_id = $1, "
+               "           child_sealed = $11 "
+               "         WHERE id = $10 AND org_id = $4 AND used_at IS NULL AND revoked_at IS NULL "
+               "           AND family_id = $2 AND user_id = $3 AND mode = $5 AND EXISTS (SELECT 1 FROM m) "
+               "         RETURNING parent_id), "
+               "ins AS (INSERT INTO core.refresh_tokens (id, family_id, user_id, org_id, mode, token_hash, "
+               "        created_at, expires_at, parent_id) "
+               "        SELECT $1, $2, $3, $4, $5, $6, to_timestamp($7), to_timestamp($8), $10 FROM p "
+               "        RETURNING 1), "
+               "wipe AS (UPDATE core.refresh_tokens SET child_sealed = NULL WHERE org_id = $4 AND id IN "
+               "         (SELECT g.id FROM core.refresh_tokens g, p WHERE g.id = p.parent_id "
+               "          AND g.org_id = $4 AND g.child_sealed IS NOT NULL FOR UPDATE OF g SKIP LOCKED)), "
+               "sess AS (UPDATE core.sessions SET last_used_at = to_timestamp($9), expires_at = to_timestamp($8) "
+               "         WHERE org_id = $4 AND id = $2 AND EXISTS (SELECT 1 FROM p)) "
+               "SELECT (SELECT count(*) FROM p), (SELECT count(*) FROM ins), (SELECT role FROM m)",
+               11,
+               (const char *[]){child->id, child->family_id, child->user_id, s->org_id,
+                                engine_mode_name(child->mode), child->token_hash, c.s, x.s, at.s, parent_id,
+                                sealed},
+               &r);
     if (rc != 0)
         return rc;
+    if (PQntuples(r) != 1) {
+        int rows = PQntuples(r);
+        PQclear(r);
+        return engine_fail(e, ERR_INTERNAL, "rotation returned %d rows", rows);
+    }
+    int64_t rotated = i64(r, 0, 0), inserted = i64(r, 0, 1);
+    cpy(out->role, sizeof out->role, r, 0, 2); /* "" (NULL) when not a member: then nothing rotated */
+    PQclear(r);
     if (rotated == 1) {
         if (inserted != 1)
             return engine_fail(e, ERR_INTERNAL, "rotation stored no child");
@@ -316,20 +328,28 @@ int pg_refresh_rotate(struct engine *e, const struct eng_scope *s, const char *p
         return 0;
     }
     const char *const key[] = {parent_id, s->org_id};
-    const struct pg_stmt st[2] = {
+    const struct pg_stmt st[3] = {
         {"SELECT " REFRESH_COLS ", coalesce(child_sealed, '') FROM core.refresh_tokens "
          "WHERE id = $1 AND org_id = $2 FOR UPDATE",
          2, key, true},
         {"SELECT " REFRESH_COLS " FROM core.refresh_tokens WHERE org_id = $2 AND id = "
          "(SELECT child_id FROM core.refresh_tokens WHERE id = $1 AND org_id = $2)",
          2, key, true},
+        {"SELECT role FROM core.memberships WHERE org_id = $2 AND user_id = "
+         "(SELECT user_id FROM core.refresh_tokens WHERE id = $1 AND org_id = $2)",
+         2, key, true},
     };
-    if ((rc = engine_pg_core(e, s, st, 2, res)) != 0)
+    if ((rc = engine_pg_core(e, s, st, 3, res)) != 0)
         return rc;
     if (PQntuples(res[0]) == 0) {
         rc = engine_fail(e, ERR_NOTFOUND, "no such refresh token");
         goto out;
     }
+    if (PQntuples(res[2]) == 0) { /* the member's check comes first, as on memory */
+        out->outcome = ENG_ROTATE_NOT_MEMBER;
+        goto out;
+    }
+    cpy(out->role, sizeof out->role, res[2], 0, 0);
     refresh_row(res[0], 0, &parent);
     if (parent.revoked_at != 0) {
         out->outcome = ENG_ROTATE_REVOKED;
@@ -353,8 +373,8 @@ int pg_refresh_rotate(struct engine *e, const struct eng_scope *s, const char *p
         snprintf(out->sealed, sizeof out->sealed, "%s", PQgetvalue(res[0], 0, 10));
     }
 out:
-    PQclear(res[0]);
-    PQclear(res[1]);
+    for (int i = 0; i < 3; i++)
+        PQclear(res[i]);
     return rc;
 }
 

@@ -204,9 +204,6 @@ static void release(struct pg_pool *p, int i)
     }
 }
 
-/* Sends st[0..n) in one pipeline and reads every result into res. On any
- * failure res is cleared and *sqlstate names the failed statement's SQLSTATE
- * ("" when the connection itself broke). */
 /* The prepared name of a reuse statement on this connection, preparing it
  * (*fresh) when there is room; -1: send it unnamed. */
 static int prepared_index(struct pg_prepared *pp, const struct pg_stmt *st, bool *fresh)
@@ -246,14 +243,20 @@ static int prepare_result(PGconn *c, char sqlstate[6], char errstr[128])
     return rc;
 }
 
+/* Sends st[0..n) in one pipeline and reads every result into res. On any
+ * failure res is cleared and *sqlstate names the failed statement's SQLSTATE
+ * ("" when the connection itself broke); *refused says the server answered
+ * a statement with an error (a FATAL before it closed, too), so whatever
+ * the batch's implicit transaction did was rolled back, not committed. */
 static int pipeline(PGconn *c, struct pg_prepared *pp, const struct pg_stmt *st, size_t n, PGresult **res,
-                    char sqlstate[6], char errstr[128])
+                    char sqlstate[6], bool *refused, char errstr[128])
 {
     bool fresh[PLAN_MAX] = {false}, any_fresh = false;
     int rc = 0;
     size_t got = 0;
 
     sqlstate[0] = '\0';
+    *refused = false;
     for (size_t i = 0; i < n; i++)
         res[i] = NULL;  /* so every failure path frees exactly what arrived */
     if (PQenterPipelineMode(c) != 1)
@@ -278,6 +281,7 @@ static int pipeline(PGconn *c, struct pg_prepared *pp, const struct pg_stmt *st,
         /* after an earlier failure a Parse is only aborted: keep the first reason */
         if (fresh[got] && (prc = prepare_result(c, pstate, rc == 0 ? errstr : NULL)) != 0 && rc == 0) {
             rc = prc;
+            *refused = pstate[0] != '\0';
             memcpy(sqlstate, pstate, sizeof pstate);
             if (PQstatus(c) != CONNECTION_OK)
                 goto broken;
@@ -288,6 +292,8 @@ static int pipeline(PGconn *c, struct pg_prepared *pp, const struct pg_stmt *st,
         while ((extra = PQgetResult(c)) != NULL) /* one result per statement, then NULL */
             PQclear(extra);
         ExecStatusType s = PQresultStatus(r);
+        if (s == PGRES_FATAL_ERROR && PQresultErrorField(r, PG_DIAG_SQLSTATE) != NULL)
+            *refused = true; /* the server's own error: the batch's implicit transaction did not commit */
         if (s == PGRES_FATAL_ERROR && rc == 0) {
             const char *code = PQresultErrorField(r, PG_DIAG_SQLSTATE);
             snprintf(sqlstate, 6, "%s", code != NULL ? code : "");
@@ -417,17 +423,23 @@ static void deferred_clear(struct pg_tx *tx)
     tx->ndefer = 0;
 }
 
+/* When a run that lost its connection is sent again on a fresh one, once:
+ * never (an explicit transaction's earlier statements went with it), always
+ * (nothing it sent commits: reads, or a BEGIN's first run), or when the
+ * server refused the batch before it closed (a run that commits by its Sync:
+ * without that word, it may have committed). */
+enum again { AGAIN_NEVER, AGAIN_ALWAYS, AGAIN_IF_REFUSED };
+
 /* Sends the plan on tx's connection (taken when it holds none): 0 and the
  * results of all[first..first+n) into res, or the error, tx->failed set when
- * the failure leaves the explicit transaction for rollback only. retry: a run
- * that nothing committed, which a lost connection may repeat once on a fresh
- * one. */
-static int plan_run(struct pg_tx *tx, struct plan *pl, size_t first, size_t n, bool retry, PGresult **res,
+ * the failure leaves the explicit transaction for rollback only. */
+static int plan_run(struct pg_tx *tx, struct plan *pl, size_t first, size_t n, enum again again, PGresult **res,
                     char errstr[128])
 {
     struct pg_pool *p = tx->pool;
     PGresult *out[PLAN_MAX];
     char sqlstate[6];
+    bool refused;
     int rc;
 
     tx->sqlstate[0] = '\0';
@@ -437,7 +449,7 @@ static int plan_run(struct pg_tx *tx, struct plan *pl, size_t first, size_t n, b
         p->st.round_trips++;
         p->st.statements += pl->k;
         rc = pipeline(p->conn[tx->slot], p->prep != NULL ? &p->prep[tx->slot] : NULL, pl->all, pl->k, out,
-                      sqlstate, errstr);
+                      sqlstate, &refused, errstr);
         if (rc == 0)
             break;
         p->st.errors++;
@@ -447,7 +459,7 @@ static int plan_run(struct pg_tx *tx, struct plan *pl, size_t first, size_t n, b
              * run again on a fresh one when nothing was lost with it. */
             drop(p, tx->slot);
             tx->slot = -1;
-            if (retry && attempt == 0)
+            if (attempt == 0 && (again == AGAIN_ALWAYS || (again == AGAIN_IF_REFUSED && refused)))
                 continue;
         }
         /* a failure inside an explicit transaction leaves it aborted: only a
@@ -475,7 +487,7 @@ int pg_tx_run(struct pg_tx *tx, const char *org, const char *search_path, const 
     struct plan pl;
     size_t first;
     /* nothing of an explicit transaction is at stake (held writes begin one) */
-    bool retry = !tx->explicit_tx;
+    enum again again = tx->explicit_tx ? AGAIN_NEVER : AGAIN_ALWAYS;
     int rc;
 
     if (n == 0 || n > PG_STMT_MAX || (org != NULL && strlen(org) >= sizeof tx->org)) {
@@ -491,7 +503,7 @@ int pg_tx_run(struct pg_tx *tx, const char *org, const char *search_path, const 
         plan_add(&pl, tx->defer_global ? NULL : tx->defer_org, tx->defer_path, held, deferred_stmts(tx, held),
                  true);
     first = plan_add(&pl, org, search_path, st, n, write);
-    rc = plan_run(tx, &pl, first, n, retry, res, errstr);
+    rc = plan_run(tx, &pl, first, n, again, res, errstr);
     deferred_clear(tx); /* sent: they ran, or the unit is for rollback now */
     return rc;
 }
@@ -562,8 +574,9 @@ int pg_tx_commit(struct pg_tx *tx, char errstr[128])
     if (tx->ndefer > 0) {
         /* the held writes and the end of their transaction in one round
          * trip: [them, COMMIT] in the explicit transaction, or [scope, them]
-         * as an implicit one. Not retried: once sent, whether they committed
-         * is unknown when the connection is lost. */
+         * as an implicit one, sent again on a lost connection only when the
+         * server said it refused them (a connection it ended as the batch
+         * came): else whether they committed is unknown. */
         struct pg_stmt held[PG_DEFER_MAX];
         struct plan pl;
         size_t n = deferred_stmts(tx, held);
@@ -573,7 +586,7 @@ int pg_tx_commit(struct pg_tx *tx, char errstr[128])
         plan_add(&pl, tx->defer_global ? NULL : tx->defer_org, tx->defer_path, held, n, in_explicit);
         if (in_explicit)
             pl.all[pl.k++] = commit;
-        rc = plan_run(tx, &pl, 0, 0, false, NULL, errstr);
+        rc = plan_run(tx, &pl, 0, 0, in_explicit ? AGAIN_NEVER : AGAIN_IF_REFUSED, NULL, errstr);
         if (rc != 0)
             pg_tx_rollback(tx);
         else

@@ -31,9 +31,11 @@
  * transaction or under the one that begins it (a restarted server), nothing
  * of the unit of work is lost, so that run is retried once on a fresh
  * connection: after a restart only requests that were in flight fail. A run
- * that commits by its Sync (held-back writes at commit) is never retried:
- * so that a connection the server ended while it sat idle costs nothing, an
- * idle connection with anything to read (its FATAL) is closed when taken. */
+ * that commits by its Sync (held-back writes at commit) is sent again only
+ * when the server answered it with an error before the connection went (a
+ * FATAL: it was refused, not committed); otherwise whether it committed is
+ * unknown, as with a lost COMMIT. An idle connection with anything to read
+ * (the FATAL of a server that ended it) is closed when taken. */
 #ifndef LIB_PG_H
 #define LIB_PG_H
 
@@ -155,7 +157,8 @@ int pg_tx_run(struct pg_tx *tx, const char *org, const char *search_path, const 
  * Statements of another org or path than those held, or past PG_DEFER_MAX,
  * send the held ones first. A deferred write that fails at commit leaves
  * nothing committed; a connection lost under it leaves the outcome unknown,
- * as a lost COMMIT does (ERR_UNAVAILABLE, not retried). */
+ * as a lost COMMIT does (ERR_UNAVAILABLE; sent again only when the server
+ * refused it before it closed). */
 int pg_tx_defer(struct pg_tx *tx, const char *org, const char *search_path, const struct pg_stmt *st,
                 size_t n, char errstr[128]) ERR_MUST_CHECK;
 /* Whether the last failure is one a whole request may simply run again: a
