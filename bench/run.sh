@@ -18,10 +18,17 @@
 #   cached       Ed25519 verify + EXISTS and GET in one Redis round trip (a hit)
 #   node-plain, node-full, node-cached   the same in Node.js (cluster ×2,
 #                jose, ioredis, node-postgres) behind the same nginx
-# and one of this script's own, since the baseline has no password hash:
+# and two of this script's own, since the baseline has no password hash and
+# no vector search:
 #   scrypt-LN    the hash a login verifies (OpenSSL's scrypt through Python's
 #                hashlib, N = 2^LN, r 8, p 1), LOGIN_CONNS processes at once
 #                for SECS: hashes/s and ms per hash
+#   pgvector     the search alone: pgbench at CONNS connections straight to
+#                PostgreSQL (as the owner: no RLS, no API), each transaction
+#                the top 10 of the same SEARCH_N vectors for one of the same
+#                200 queries through the same HNSW index (pgvector's default
+#                ef_search), for SECS: what any search API over this index
+#                pays, with none of tessera's exact re-ranking
 # Tessera rows (the release build behind the baseline's nginx shape: 1 nginx
 # worker, 16 kept upstream connections; 2 API workers unless the name says):
 #   healthz            GET /healthz, memory engine
@@ -114,6 +121,7 @@ rm -f "$T/vecs.bin"
 echo "bench: pgvector's HNSW index on $search_n vectors" >&2
 hnsw_s=$(pgvector_add)
 python3 bench/search_client.py queries 200 128 >"$T/search.bodies"
+search_floor_setup
 POOL_LOGIN='{"email":"pool@bench.example","password":"bench-pool-password"}'
 code=$(curl -s -m 30 -o "$T/api.body" -w '%{http_code}' "${J[@]}" \
     -d '{"email":"pool@bench.example","password":"bench-pool-password","org_name":"Bench pool"}' "$URL/v1/auth/signup") || code=000
@@ -186,6 +194,40 @@ print(f"floor scrypt-{ln} {run} {len(lat) / wall:.2f} {lat[len(lat) // 2]:.3f} "
       f"{lat[min(len(lat) - 1, int(len(lat) * 0.99))]:.3f} 0 0")
 PY
 }
+# search_floor_run: the pgvector floor case (above). The 200 query vectors are
+# in a table of their own (made once, by search_floor_setup); pgbench logs
+# every transaction's latency, which gives the percentiles as wrk's do.
+search_floor_setup() {
+    python3 - "$T/search.bodies" >"$T/bench_q.copy" <<'PY'
+import json, sys
+for i, line in enumerate(open(sys.argv[1]), 1):
+    print(f"{i}\t[{','.join(repr(x) for x in json.loads(line)['vector'])}]")
+PY
+    local ext
+    ext=$(psql -X -At "$PG_OWNER_DSN" -c "SELECT n.nspname FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = 'vector'")
+    [ -n "$ext" ] || die "pgvector floor: no vector extension"
+    psql -X -q -v ON_ERROR_STOP=1 "$PG_OWNER_DSN" \
+        -c "CREATE TABLE bench_q (i integer PRIMARY KEY, v \"$ext\".vector(128))" \
+        -c "\\copy bench_q FROM '$T/bench_q.copy'" || die "pgvector floor: the query table"
+    printf '%s\n' '\set q random(1, 200)' \
+        "SELECT _r.id FROM svc_crm_sandbox.vecs _r ORDER BY (_r.emb::\"$ext\".vector(128)) OPERATOR(\"$ext\".<=>) (SELECT v FROM bench_q WHERE i = :q) LIMIT 10;" \
+        >"$T/search.pgbench"
+}
+search_floor_run() {
+    echo "bench: run $i/$runs: pgvector" >&2
+    rm -f "$T"/pgb.*
+    "${PG_BIN:-/usr/lib/postgresql/15/bin}/pgbench" -n -c "$conns" -j 1 -T "$secs" -f "$T/search.pgbench" \
+        -l --log-prefix="$T/pgb" "$PG_OWNER_DSN" >"$T/pgbench.out" 2>&1 ||
+        die "pgvector floor: pgbench failed: $(tail -5 "$T/pgbench.out")"
+    # each log line: client transaction latency_us script epoch epoch_us
+    cat "$T"/pgb.* | python3 -c '
+import sys
+run, secs = sys.argv[1], float(sys.argv[2])
+lat = sorted(int(l.split()[2]) / 1000 for l in sys.stdin if l.strip())
+print(f"floor pgvector {run} {len(lat) / secs:.2f} {lat[len(lat) // 2]:.3f} "
+      f"{lat[min(len(lat) - 1, int(len(lat) * 0.99))]:.3f} 0 0")' "$i" "$secs" >>"$raw"
+}
+
 # pool_make FILE: refresh bodies in FILE, enough for SECS of refreshes at 1.2×
 # the rate the previous run measured (the first run: the target, full's) and
 # a warm-up, by logins of the pool's user on a fleet at password_cost 10, for
@@ -224,6 +266,7 @@ refresh() {
 for i in $(seq 1 "$runs"); do
     baseline_run
     scrypt_run
+    search_floor_run
     fleet_up mem 2
     get healthz /healthz
     get mem-me /v1/auth/me auth
@@ -301,6 +344,8 @@ BASE_WHAT = {
     "node-plain": "Node.js peer (cluster ×2) behind the same nginx, no work",
     "node-full": "peer: jose verify + ioredis EXISTS + node-postgres transaction",
     "node-cached": "peer: jose verify + pipelined EXISTS and GET",
+    "pgvector": f"this script's: the top 10 by the same HNSW index straight from pgbench, "
+                f"{env['CONNS']} connections as the owner, the same 200 queries",
     scrypt: f"this script's: one scrypt hash at ln={cost} (r 8, p 1; OpenSSL), "
             f"{env['LOGIN_CONNS']} processes at once (the login row's connections)",
 }
@@ -324,7 +369,7 @@ ROWS = {
     "pg-refresh": ("POST /v1/auth/refresh, each token of a pool once (postgres)", "full", "node-full",
                    [("rps", "full", 1.0)]),
     "pg-search": (f"POST /v1/svc/crm/vecs/search, top 10 of {int(env['SEARCH_N']):,} 128-d vectors, "
-                  f"pgvector HNSW, 200 queries in turn", "full", "node-full", []),
+                  f"pgvector HNSW, 200 queries in turn", "pgvector", None, []),
     "login": (f"POST /v1/auth/login at password_cost {cost}, {env['LOGIN_CONNS']} connections (postgres)",
               scrypt, None, []),
     "pg-get-uncached": (f"GET {rec}, records cache off (principal on)", "full", "node-full",

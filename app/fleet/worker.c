@@ -129,7 +129,7 @@ static int run_authed_once(struct worker *w, struct http_request *r, const struc
 
 /* A commit that fails with a serialization failure or a deadlock (ERR_CONFLICT),
  * or a statement that does so before it (the engine says: retry, such as a
- * write whose definition changed under it, sql/0012_write_guard.sql), kept
+ * write whose definition changed under it, sql/0013_write_guard.sql), kept
  * nothing, so the request is run once more from its start (caller, permission,
  * handler) on a fresh copy of the body. That is safe because an authenticated
  * handler's only effect outside its unit of work is logout's blacklist entry,

@@ -603,7 +603,7 @@ struct engine_ops {
      * before (def, at def->version) instead of a read: the unit's writes of
      * that resource use def, and the engine checks def is still the one in
      * force no later than with the unit's first write (PostgreSQL: a guard in
-     * that write's round trip, sql/0012_write_guard.sql; memory: now, under
+     * that write's round trip, sql/0013_write_guard.sql; memory: now, under
      * the unit's lock). A definition changed meanwhile fails the check with
      * ERR_CONFLICT and e->retry: nothing of the unit is kept, and the request
      * runs again reading it afresh. ERR_NOTFOUND: the resource is gone. */

@@ -61,7 +61,7 @@ measure 10 "/v1/svc/crm/trips?limit=5&total=gte.3"
 check "… and the pages after it are one round trip each again ($TRIPS round trips)" test "$OKS" = 10 -a "$TRIPS" = 10
 
 # A create is one round trip too once the worker holds the resource's
-# definition (sql/0012_write_guard.sql): [scope, the definition's guard, the
+# definition (sql/0013_write_guard.sql): [scope, the definition's guard, the
 # insert with its outbox entry] as one implicit transaction, committed by the
 # pipeline's Sync: no BEGIN, no COMMIT, no read of the definition.
 owner_sql() { psql -X -At -q -v ON_ERROR_STOP=1 "$PG_DB_OWNER_DSN" "$@"; }

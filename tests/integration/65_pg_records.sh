@@ -106,7 +106,7 @@ check "tessera_app has no TRUNCATE, REFERENCES or TRIGGER on any data table" tes
 check "PUBLIC cannot even look into a data schema" test "$(owner_sql -c "
     SELECT count(*) FROM pg_namespace WHERE nspname LIKE 'svc\_%'
       AND EXISTS (SELECT 1 FROM aclexplode(nspacl) x WHERE x.grantee = 0)")" = 0
-check "the app may call svc_resource_put, svc_schema_name, the write guard (0012) and the vector index functions (0009), no other svc_ function" test "$(owner_sql -c "
+check "the app may call svc_resource_put, svc_schema_name, the write guard (0013) and the vector index functions (0009), no other svc_ function" test "$(owner_sql -c "
     SELECT string_agg(proname, ',' ORDER BY proname) FROM pg_proc
     WHERE pronamespace = 'core'::regnamespace AND proname LIKE 'svc\_%'
       AND has_function_privilege('tessera_app', oid, 'EXECUTE')")" = \
@@ -349,6 +349,6 @@ check "no request of this suite was answered 500" sh -c "! grep -q '\"status\":5
 # (a deadlock is the concurrent renames' expected 409: each read the
 # definition under a share lock, then both wanted to change it; a write
 # built from a definition a schema change replaced meanwhile is refused by its
-# guard, sql/0012, and runs again: the busy creates above)
+# guard, sql/0013, and runs again: the busy creates above)
 same "postgres logged no error of the engine's making" "$(grep -E 'ERROR' "$T/pg/server.log" |
     grep -vE 'permission denied|must be owner|row-level security|malformed|bad service|deadlock detected|changed under this request')" ""

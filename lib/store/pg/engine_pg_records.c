@@ -33,7 +33,7 @@
  * identifier in a statement is quoted here (qident) after it passed the
  * name regex; every value is a $n parameter. Round trips: a record write
  * uses the definition the handler's resource_get locked (or resource_hold
- * held: a guard, sql/0012_write_guard.sql, sent first with the write), never
+ * held: a guard, sql/0013_write_guard.sql, sent first with the write), never
  * a second read; a create is held back to its unit's commit (pg_tx_defer),
  * so a create from a held definition is one round trip, [scope, guard,
  * insert] as one implicit transaction, and an update or delete two (theirs,

@@ -43,7 +43,7 @@ int engine_pg_data_defer(struct engine *e, const struct eng_scope *s, const char
                          const struct pg_stmt *st, size_t n) ERR_MUST_CHECK;
 /* The definition mode's unit of work holds for its writes: (service, name)
  * at version, locked by a read under FOR KEY SHARE or by a guard held back
- * (sql/0012_write_guard.sql). Set by the resource read of a write; a record
+ * (sql/0013_write_guard.sql). Set by the resource read of a write; a record
  * write of the same resource in the unit then needs no read of its own.
  * Forgotten when the unit ends. */
 void engine_pg_held_set(struct engine *e, int mode, const char *service, const char *name, int64_t version);

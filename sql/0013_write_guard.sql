@@ -1,4 +1,4 @@
--- 0012_write_guard: a record write that checks the definition it was built
+-- 0013_write_guard: a record write that checks the definition it was built
 -- from in the same round trip as the write (issue 18, the bench's create).
 --
 -- A worker keeps the resource definitions it read. A write built from a kept
