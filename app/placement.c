@@ -7,6 +7,9 @@
  * under live writes, is a migration job of its own; refusing keeps every row
  * where its org looks for it.
  *
+ * A platform org (where schema changes are made from) is never placed: see
+ * the refusal below.
+ *
  * The steps, each its own unit of work:
  *   1. the org exists, has no records; the target database gets the resource
  *      definitions it lacks (as the platform org: schemas are the platform's);
@@ -167,6 +170,15 @@ int placement_org_place(const struct config *cfg, const char *org, const char *d
     engine_rollback(pl.e);
     if (rc != 0) {
         fprintf(stderr, "tessera org place: %s\n", rc == ERR_NOTFOUND ? "no such organization" : pl.e->errstr);
+        rc = 1;
+        goto out;
+    }
+    if (o.platform && strcmp(database, "shared") != 0) {
+        /* its admins' schema changes would lock the definitions in its own
+         * database before the home's, the opposite order of everyone else's:
+         * a wait across two databases that no server can see as a deadlock */
+        fprintf(stderr, "tessera org place: refused: %s is a platform organization; those stay in the shared "
+                        "database\n", org);
         rc = 1;
         goto out;
     }

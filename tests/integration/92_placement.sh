@@ -179,6 +179,9 @@ check "placing Globex back while it has records is refused" test "$RC" = 1 -a -n
 as "$BOB" GET "/v1/svc/crm/contacts/$GC"
 expect "…and its records stay found where they are" 200
 
+OUT=$(place "$ACME" tenant 2>&1); RC=$?
+check "a platform organization is not placed (schema changes start from it)" \
+    test "$RC" = 1 -a -n "$(grep 'platform organization' <<<"$OUT")"
 OUT=$(place "$GLOBEX" nowhere 2>&1); RC=$?
 check "a database the configuration does not name: exit 2" test "$RC" = 2 -a -n "$(grep 'no \[database.nowhere\]' <<<"$OUT")"
 OUT=$(env TESSERA_ENGINE=memory "$TESSERA" org place "$GLOBEX" tenant 2>&1); RC=$?

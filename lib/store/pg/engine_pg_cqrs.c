@@ -225,14 +225,20 @@ int pgc_reap(struct engine *e, const struct eng_reap_policy *p, eng_touch_fn tou
     snprintf(keep, sizeof keep, "%lld", (long long)p->changes_retention);
     snprintf(grace, sizeof grace, "%lld", (long long)p->token_grace);
     snprintf(months, sizeof months, "%d", p->audit_retention_months);
-    for (int i = 0; i < g->nst && rc == 0; i++) {
+    /* every store, each on its own (a placed database that is down keeps
+     * its own expired rows, not the others'); the first failure answers */
+    int src = 0;
+    for (int i = 0; i < g->nst; i++) {
         int m = g->st[i].mode;
         /* rounds until a store has nothing more to delete now */
-        for (int round = 0; round < 1000 && rc == 0; round++) {
+        for (int round = 0; round < 1000; round++) {
             const char *vals[4] = {engine_mode_name(m), now, max, keep};
-            if ((rc = call_json(e, &g->st[i].tx, "reap", "SELECT core.cqrs_reap($1, $2::bigint, $3::int, $4::bigint)::text",
-                                4, vals, &o)) != 0)
+            if ((src = call_json(e, &g->st[i].tx, "reap", "SELECT core.cqrs_reap($1, $2::bigint, $3::int, $4::bigint)::text",
+                                 4, vals, &o)) != 0) {
+                if (rc == 0)
+                    rc = src;
                 break;
+            }
             out->records += (uint64_t)json_int(o, "records");
             out->changes += (uint64_t)json_int(o, "changes");
             report_touched(o, m, touch, ctx);
@@ -242,24 +248,28 @@ int pgc_reap(struct engine *e, const struct eng_reap_policy *p, eng_touch_fn tou
                 break;
         }
     }
-    if (rc == 0) {
+    {
         const char *vals[3] = {now, grace, months};
-        if ((rc = call_json(e, &g->core_tx, "reap core", "SELECT core.reap_core($1::bigint, $2::bigint, $3::int)::text",
-                            3, vals, &o)) == 0) {
+        if ((src = call_json(e, &g->core_tx, "reap core", "SELECT core.reap_core($1::bigint, $2::bigint, $3::int)::text",
+                             3, vals, &o)) == 0) {
             out->refresh_tokens += (uint64_t)json_int(o, "refresh_tokens");
             out->invites += (uint64_t)json_int(o, "invites");
             out->audit_partitions += (uint64_t)json_int(o, "audit_partitions");
             cJSON_Delete(o);
+        } else if (rc == 0) {
+            rc = src;
         }
     }
-    if (rc == 0) {
+    {
         const char *vals[2] = {now, grace};
-        if ((rc = call_json(e, &g->core_tx, "reap accounts", "SELECT core.reap_accounts($1::bigint, $2::bigint)::text",
-                            2, vals, &o)) == 0) {
+        if ((src = call_json(e, &g->core_tx, "reap accounts", "SELECT core.reap_accounts($1::bigint, $2::bigint)::text",
+                             2, vals, &o)) == 0) {
             out->sessions += (uint64_t)json_int(o, "sessions");
             out->user_tokens += (uint64_t)json_int(o, "user_tokens");
             out->auth_events += (uint64_t)json_int(o, "auth_events");
             cJSON_Delete(o);
+        } else if (rc == 0) {
+            rc = src;
         }
     }
     return rc;
