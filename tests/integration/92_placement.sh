@@ -63,9 +63,9 @@ as() { # token method path [json]
     shift 3
     req "$meth" "$path" -H "Authorization: Bearer $t" ${1:+-H "$J" -d "$1"}
 }
-place() { # org database: tessera org place with the fleet's configuration
+place() { # org database [grace ms]: tessera org place with the fleet's configuration
     env TESSERA_ENGINE=postgres "TESSERA_DB_CORE_DSN=$PG_DB_APP_DSN" "TESSERA_REDIS_URL=$REDIS_URL" \
-        "${PLACE_ENV[@]}" "$TESSERA" org place "$1" "$2" --grace 300
+        "${PLACE_ENV[@]}" "$TESSERA" org place "$1" "$2" --grace "${3:-300}"
 }
 
 # --- a service in a database of its own
@@ -178,6 +178,25 @@ OUT=$(place "$GLOBEX" shared 2>&1); RC=$?
 check "placing Globex back while it has records is refused" test "$RC" = 1 -a -n "$(grep -i refused <<<"$OUT")"
 as "$BOB" GET "/v1/svc/crm/contacts/$GC"
 expect "…and its records stay found where they are" 200
+
+# During a change the org's data calls are held (503), never served from the
+# database it is leaving; then they go to the new one.
+req POST /v1/auth/signup -H "$J" -d '{"email":"founder@initech.test","password":"correct horse","org_name":"Initech"}'
+expect "a new org signs up (Initech)" 201
+INI=$(jq -r .access_token <<<"$BODY") INIORG=$(jq -r .org.id <<<"$BODY")
+place "$INIORG" tenant 3000 >"$T/place.out" 2>&1 &
+PLACER=$!
+PIDS+=("$PLACER")
+moving() { [ "$(core_sql -c "SELECT moving FROM core.org_placement WHERE org_id = '$INIORG'")" = t ]; }
+check "the change is under way (placement moving)" wait_until 10 moving
+as "$INI" POST /v1/svc/crm/contacts '{"name":"during"}'
+expect_error "…a write of the org meanwhile is held: 503, nothing written anywhere" 503 unavailable
+wait "$PLACER"; RC=$?
+check "…then the change completes" test "$RC" = 0 -a -n "$(grep 'placed organization' "$T/place.out")"
+as "$INI" POST /v1/svc/crm/contacts '{"name":"after"}'
+expect "…and the org's writes go to its new database" 201
+same "…which holds them, and the shared one none" \
+    "$(tenant_sql -c "SELECT count(*) FROM svc_crm_sandbox.contacts WHERE org_id = '$INIORG'") $(core_sql -c "SELECT count(*) FROM svc_crm_sandbox.contacts WHERE org_id = '$INIORG'")" "1 0"
 
 OUT=$(place "$ACME" tenant 2>&1); RC=$?
 check "a platform organization is not placed (schema changes start from it)" \
