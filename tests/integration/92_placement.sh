@@ -30,7 +30,9 @@ OUT=$(migrate_placed 2>&1)
 check "tessera migrate applies the migrations to each placed database (named by its owner DSN), each once" \
     grep -q "^database.tenant: [0-9]* of [0-9]* migrations applied now" <<<"$OUT"
 
-PLACE_ENV=("TESSERA_SVC_ORDERS_DSN=$ORDERS_APP" "TESSERA_DATABASE_TENANT_DSN=$PG2_APP_DSN")
+# legacy: placed in the same database as orders (one store for both)
+PLACE_ENV=("TESSERA_SVC_ORDERS_DSN=$ORDERS_APP" "TESSERA_SVC_LEGACY_DSN=$ORDERS_APP"
+    "TESSERA_DATABASE_TENANT_DSN=$PG2_APP_DSN")
 stack_up TESSERA_CQRS_POLL_MS=200 "${PLACE_ENV[@]}" || { not_ok "stack starts with the placements"; exit 1; }
 ok "stack starts on postgres with [svc.orders] and [database.tenant]"
 OUT=$(migrate_placed 2>&1)
@@ -116,6 +118,20 @@ same "RLS in database orders: the app role without tessera.org_id sees nothing" 
 same "…with another org's id, nothing of Acme's" \
     "$(app_as "$ORDERS_APP" "$GLOBEX" "SELECT count(*) FROM svc_orders_sandbox.items")" 0
 same "…with Acme's, Acme's" "$(app_as "$ORDERS_APP" "$ACME" "SELECT count(*) FROM svc_orders_sandbox.items")" 3
+
+# A service placed after it had records: they stay in the shared database,
+# and the placed service says so rather than answering as if it had none.
+as "$ADMIN" POST /v1/apps '{"name":"legacy","kind":"microservice"}'
+core_sql -c "INSERT INTO core.resources (service, mode, name, fields) VALUES ('legacy', 'test', 'things', '[]')"
+as "$ADMIN" GET /v1/svc/legacy/things
+expect_error "a placed service whose resource is still defined in the shared database: 503, not an empty 404" \
+    503 unavailable
+grep -q 'legacy.things is placed in a database of its own but still defined in the shared one' "$T/fleet.log" &&
+    ok "…the log says why" || not_ok "…the log says why" "$(grep -i legacy "$T/fleet.log" | tail -3)"
+as "$ADMIN" PUT /v1/svc/legacy/schema/things '{"fields":{"name":{"type":"string"}}}'
+expect_error "…and a schema change of it does not start afresh in the new database" 503 unavailable
+as "$ADMIN" GET /v1/svc/legacy/nothing
+expect_error "a resource defined nowhere is still a 404" 404 not_found
 
 # --- an org in a dedicated database, on another cluster
 as "$BOB" POST /v1/svc/crm/contacts '{"name":"early"}'

@@ -2,6 +2,7 @@
  * core.resources and changed through core.svc_resource_put (the DDL runs in
  * the database, as its owner). Part of the records code: engine_pg_records.c
  * opens with the design, store/pg/pgrec.h has what the three files share. */
+#include "store/pg/engine_pg_int.h"
 #include "store/pg/pgrec.h"
 
 #include <inttypes.h>
@@ -120,6 +121,57 @@ int pgrec_res_result(struct engine *e, const struct eng_scope *s, const PGresult
     return 0;
 }
 
+/* Whether store defines (service, name) in s's mode: 1, 0, or an error. */
+static int defined_in(struct engine *e, const struct eng_scope *s, int store, const char *service, const char *name)
+{
+    const char *vals[3];
+    struct pg_stmt st;
+    PGresult *r = NULL;
+    int rc;
+
+    pgrec_res_stmt(s, service, name, vals, &st);
+    if ((rc = engine_pg_data_at(e, s, store, DATA_PATH, &st, 1, false, &r)) == 0)
+        rc = PQntuples(r) > 0;
+    PQclear(r);
+    return rc;
+}
+
+/* A service placed in a database of its own ([svc.<name>]) whose resource
+ * its database lacks but the shared one still defines: its records were made
+ * there before the placement and are unseen from here. That is said
+ * (ERR_UNAVAILABLE), never taken for a resource that does not exist, on
+ * which a schema change would start afresh and new records would land apart
+ * from the old (OPERATIONS.md, placement). 0 when not so; costs round trips
+ * on a placed service's not-found and schema-change paths only. */
+static int left_behind(struct engine *e, const struct eng_scope *s, const char *service, const char *name)
+{
+    int home = engine_pg_home(e, s->mode, service), rc;
+
+    if (home == s->mode)
+        return 0;
+    if ((rc = defined_in(e, s, home, service, name)) != 0)
+        return rc < 0 ? rc : 0;
+    if ((rc = defined_in(e, s, s->mode, service, name)) <= 0)
+        return rc;
+    return engine_fail(e, ERR_UNAVAILABLE,
+                       "%.32s.%.32s is placed in a database of its own but still defined in the shared one, "
+                       "with the records made before", service, name);
+}
+
+/* After ERR_NOTFOUND in the store of (s, service): left_behind's answer, or
+ * that ERR_NOTFOUND again. */
+static int not_found(struct engine *e, const struct eng_scope *s, const char *service, const char *name)
+{
+    char why[sizeof e->errstr];
+    int store, rc;
+
+    snprintf(why, sizeof why, "%s", e->errstr);
+    if (engine_pg_route(e, s, service, &store) == 0 && store == engine_pg_home(e, s->mode, service) &&
+        (rc = left_behind(e, s, service, name)) != 0)
+        return rc;
+    return engine_fail(e, ERR_NOTFOUND, "%s", why);
+}
+
 /* The definition of (service, resource) in s's mode and its data schema;
  * with lock, FOR KEY SHARE on its row until the unit of work ends (see the
  * header comment). ERR_NOTFOUND when it has none. */
@@ -140,7 +192,7 @@ int pgrec_res_load(struct engine *e, const struct eng_scope *s, const char *serv
         return rc;
     rc = pgrec_res_result(e, s, r, service, name, out, schema);
     PQclear(r);
-    return rc;
+    return rc == ERR_NOTFOUND ? not_found(e, s, service, name) : rc;
 }
 
 /* With the lock: a handler checks a body against this definition and the
@@ -351,7 +403,7 @@ int pgrec_resource_put(struct engine *e, const struct eng_scope *s, const struct
         rc = engine_fail(e, ERR_NOMEM, "out of memory");
         goto out;
     }
-    if ((rc = platform_row_into(e, s, org, orow)) != 0 || (rc = engine_pg_fanout(e, s, def->service, stores, &nstores)) != 0)
+    if ((rc = left_behind(e, s, def->service, def->name)) != 0 || (rc = platform_row_into(e, s, org, orow)) != 0 || (rc = engine_pg_fanout(e, s, def->service, stores, &nstores)) != 0)
         goto out;
     /* every store holding the service's data, its home first: a refusal in
      * any of them refuses the change (the caller rolls the unit back, all
