@@ -574,6 +574,13 @@ int app_keys_load(const struct config *cfg, struct jwt_keyset *ks, char errstr[2
 int admin_create(struct engine *e, const struct crypto_keyring *ring, const struct password_cost *cost,
                  const char *email, const char *password, char *msg, size_t msgsz) ERR_MUST_CHECK;
 
+/* placement.c: `tessera org place ORG DATABASE` (issue 18 §7): the exit
+ * status (0 placed or already there; 1 refused or failed, said on stderr; 2
+ * a usage or configuration error, the memory engine's among them). grace_ms:
+ * how long requests already past authentication get to finish between the
+ * change and the count that confirms it. */
+int placement_org_place(const struct config *cfg, const char *org, const char *database, int grace_ms);
+
 /* path.c: creates the folders above path ("build/run/x.sock" makes build/run),
  * the last with mode, those above it 0755; existing ones are left as they are.
  * A failure is not reported here: making the file itself fails next, naming it. */

@@ -48,7 +48,15 @@ static const struct command_help {
      "(README: Signing keys and rotation).\n"},
     {"migrate", "migrate [--dry-run] apply the pending sql/ migrations (db.sql_dir, db.migrate_dsn)",
      "Applies the migrations of [db] sql_dir not yet applied, as the migration owner\n"
-     "([db] migrate_dsn, a BYPASSRLS role); --dry-run lists them.\n"},
+     "([db] migrate_dsn, a BYPASSRLS role), then to every placed database that names an owner\n"
+     "([svc.<name>] and [database.<name>] migrate_dsn, test_migrate_dsn, live_migrate_dsn);\n"
+     "--dry-run lists them.\n"},
+    {"org", "org place ORG DB  place an org's service data in a database, or back in shared (postgres)",
+     "Places organization ORG (its id) in [database.DATABASE], or back in `shared`, the pooled\n"
+     "database. Nothing is moved: refused (exit 1) while the org has records in any data\n"
+     "database. The org's data calls are refused for the change's few moments (--grace MS,\n"
+     "default 2000, lets requests in flight finish); every worker follows on its next request.\n"
+     "Exit 2 on the memory engine, which has one store.\n"},
     {"seed", "seed DIR...        load seed folders into PostgreSQL (idempotent; not in production)",
      "Loads each folder's CSV files (organizations, users, memberships, apps, schemas,\n"
      "records) through the engine; refused when env = production.\n"},
@@ -252,6 +260,65 @@ static int cmd_admin_create(const struct config *cfg, const char *email)
     return rc;
 }
 
+/* The same migrations in every placed database that names its owner (issue
+ * 18 §7): each holds its data schemas and the core functions they need
+ * (resource definitions, outbox, RLS policies), as the shared one does. Each
+ * distinct DSN once; the first failure stops the run. */
+static int migrate_places(const struct config *cfg, struct migrate_opts *o)
+{
+    const struct config_places *lists[2] = {&cfg->svc, &cfg->database};
+    const char *kinds[2] = {"svc", "database"};
+    const char *done[4 * CONFIG_PLACES_MAX + 1] = {o->dsn};
+    int ndone = 1;
+
+    for (int k = 0; k < 2; k++)
+        for (int i = 0; i < lists[k]->n; i++)
+            for (int m = 0; m < 2; m++) {
+                const struct config_place *p = &lists[k]->at[i];
+                struct migrate_report r;
+                char errstr[MIGRATE_ERRSTR];
+                bool seen = false;
+                o->dsn = config_place_migrate_dsn(p, m);
+                for (int j = 0; j < ndone; j++)
+                    seen |= strcmp(done[j], o->dsn) == 0;
+                if (o->dsn[0] == '\0' || seen)
+                    continue;
+                done[ndone++] = o->dsn;
+                if (migrate_run(o, &r, errstr) != 0) {
+                    fprintf(stderr, "tessera migrate: %s.%s (%s): %s\n", kinds[k], p->name, m ? "live" : "test",
+                            errstr);
+                    return 1;
+                }
+                if (o->dry_run)
+                    printf("%s.%s: %d of %d migrations pending\n", kinds[k], p->name, r.pending, r.files);
+                else
+                    printf("%s.%s: %d of %d migrations applied now\n", kinds[k], p->name, r.applied, r.files);
+            }
+    return 0;
+}
+
+/* `org place ORG DATABASE [--grace MS]` */
+static int cmd_org(const struct config *cfg, int argc, char **argv)
+{
+    int grace = 2000;
+
+    if (argc == 5 && strcmp(argv[3], "--grace") == 0) {
+        char *end;
+        long v = strtol(argv[4], &end, 10);
+        if (*end != '\0' || end == argv[4] || v < 0 || v > 600000) {
+            fprintf(stderr, "tessera org place: --grace: milliseconds from 0 to 600000\n");
+            return EXIT_CONFIG;
+        }
+        grace = (int)v;
+        argc = 3;
+    }
+    if (argc != 3 || strcmp(argv[0], "place") != 0) {
+        fprintf(stderr, "usage: tessera org place ORG DATABASE [--grace MS]\n");
+        return EXIT_CONFIG;
+    }
+    return placement_org_place(cfg, argv[1], argv[2], grace);
+}
+
 /* Applies db.sql_dir's pending migrations as the migration owner: db.migrate_dsn,
  * else db.core_dsn (a development database where one role does both). */
 static int cmd_migrate(const struct config *cfg, int argc, char **argv)
@@ -281,7 +348,7 @@ static int cmd_migrate(const struct config *cfg, int argc, char **argv)
     else
         printf("%d of %d migrations applied now; %d audit partitions made\n", r.applied, r.files,
                r.partitions_made);
-    return 0;
+    return migrate_places(cfg, &o);
 }
 
 /* Loads seed folders into PostgreSQL through the engine (as the app role, so
@@ -415,6 +482,8 @@ int main(int argc, char **argv)
         return cmd_migrate(&cfg, argc - i - 1, argv + i + 1);
     if (strcmp(cmd, "seed") == 0)
         return cmd_seed(&cfg, argc - i - 1, argv + i + 1);
+    if (strcmp(cmd, "org") == 0)
+        return cmd_org(&cfg, argc - i - 1, argv + i + 1);
     if (strcmp(cmd, "worker") == 0)
         return cmd_worker(&cfg);
     if (strcmp(cmd, "status") == 0) {

@@ -239,7 +239,9 @@ static int principal_render(const struct principal *p, const char *why, struct b
             cJSON_AddStringToObject(org, "slug", p->org.slug) == NULL ||
             cJSON_AddStringToObject(org, "plan", p->org.plan) == NULL ||
             cJSON_AddBoolToObject(org, "platform", p->org.platform) == NULL ||
-            cJSON_AddNumberToObject(org, "created_at", (double)p->org.created_at) == NULL)
+            cJSON_AddNumberToObject(org, "created_at", (double)p->org.created_at) == NULL ||
+            cJSON_AddStringToObject(org, "database", p->org.database) == NULL ||
+            cJSON_AddBoolToObject(org, "moving", p->org.moving) == NULL)
             goto out;
         if (p->user_id[0] != '\0' &&
             ((user = cJSON_AddObjectToObject(o, "user")) == NULL ||
@@ -267,16 +269,29 @@ static int cached_str(const cJSON *o, const char *name, char *dst, size_t size)
     return 0;
 }
 
+/* The org's placement into the request's scope: the engine routes the org's
+ * data calls by it without asking (issue 18 §7). "" (the memory engine's)
+ * stays "": no placement to follow there. */
+static void placement_into_scope(struct principal *p)
+{
+    snprintf(p->scope.db, sizeof p->scope.db, "%s", p->org.database);
+    p->scope.db_moving = p->org.moving;
+}
+
 static int cached_org(const cJSON *o, struct principal *p)
 {
     struct eng_org *g = &p->org;
 
+    /* an entry without "database" is of the shape before placement: loaded again */
     if (!cJSON_IsObject(o) || cached_str(o, "name", g->name, sizeof g->name) != 0 ||
         cached_str(o, "slug", g->slug, sizeof g->slug) != 0 || cached_str(o, "plan", g->plan, sizeof g->plan) != 0 ||
-        json_get_int(o, "created_at", 0, INT64_MAX, &g->created_at) != 0)
+        json_get_int(o, "created_at", 0, INT64_MAX, &g->created_at) != 0 ||
+        cached_str(o, "database", g->database, sizeof g->database) != 0)
         return ERR_INVAL;
     snprintf(g->id, sizeof g->id, "%s", p->scope.org_id);
     g->platform = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "platform"));
+    g->moving = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "moving"));
+    placement_into_scope(p);
     return 0;
 }
 

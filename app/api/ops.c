@@ -35,15 +35,15 @@ static bool check(cJSON *checks, const char *name, const char *kind, int rc, con
 HANDLER(handle_ops_readyz)
 {
     cJSON *root = http_own(r, cJSON_CreateObject()), *checks;
-    struct eng_pool_info pools[4];
+    struct eng_pool_info pools[48];
     bool up = true;
 
     if (root == NULL || (checks = cJSON_AddObjectToObject(root, "checks")) == NULL)
         return ERR_NOMEM;
-    size_t n = w->engine != NULL ? engine_pools(w->engine, true, pools, 4) : 0;
+    size_t n = w->engine != NULL ? engine_pools(w->engine, true, pools, 48) : 0;
     if (n > 0) {
         for (size_t i = 0; i < n; i++) {
-            char name[32];
+            char name[96];
             if (i > 0 && !pools[i].used)
                 continue; /* a mode this worker never served: nothing to check */
             snprintf(name, sizeof name, "db_%s", pools[i].name);
@@ -127,8 +127,8 @@ static int render_region(struct shm_region *data, struct buf *out)
 /* This worker's connection pools (the engine's; none on memory). */
 static int render_pools(struct engine *e, int64_t pid, struct buf *out)
 {
-    struct eng_pool_info p[4];
-    size_t n = engine_pools(e, false, p, 4);
+    struct eng_pool_info p[48];
+    size_t n = engine_pools(e, false, p, 48);
     static const char *const gauges[] = {"limit", "open", "busy"};
     static const char *const counters[] = {"connects", "connect_errors", "waits",      "errors",
                                            "discards", "round_trips",    "statements"};

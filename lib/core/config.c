@@ -13,8 +13,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 enum key_type { T_INT, T_OCTAL, T_STR, T_ENUM };
+
+extern char **environ;
 
 struct key_def {
     const char *section;        /* "" for top-level keys */
@@ -242,13 +245,13 @@ static int apply(struct config *cfg, const struct key_def *k, const char *v,
 
 /* One parsed `key = value` of the file, kept so env can be resolved first. */
 struct entry {
-    char section[32];
+    char section[80];           /* "svc.<name>" and "database.<name>" too */
     char key[64];
     char value[CONFIG_DSN_MAX];
     int line;
 };
 
-#define MAX_ENTRIES 128
+#define MAX_ENTRIES 192
 
 static char *trim(char *s)
 {
@@ -271,10 +274,230 @@ static char *unquote(char *v)
     return v;
 }
 
+/* ---- placement sections: [svc.<name>], [database.<name>] ------------------ */
+
+static const char *const PLACE_KEYS[CONFIG_PLACE_NKEYS] = {
+    "dsn", "test_dsn", "live_dsn", "migrate_dsn", "test_migrate_dsn", "live_migrate_dsn",
+    "test_listen_dsn", "live_listen_dsn",
+};
+
+const char *config_place_key_name(int key)
+{
+    return key >= 0 && key < CONFIG_PLACE_NKEYS ? PLACE_KEYS[key] : "?";
+}
+
+static int place_key_index(const char *key)
+{
+    for (int i = 0; i < CONFIG_PLACE_NKEYS; i++)
+        if (strcmp(PLACE_KEYS[i], key) == 0)
+            return i;
+    return -1;
+}
+
+/* The kind of a placement section ("svc" or "database") and where its name
+ * starts, or NULL for any other section. */
+static const char *place_kind(const char *section, const char **name)
+{
+    static const char *const kinds[] = {"svc", "database"};
+
+    for (size_t i = 0; i < 2; i++) {
+        size_t n = strlen(kinds[i]);
+        if (strncmp(section, kinds[i], n) == 0 && section[n] == '.') {
+            *name = section + n + 1;
+            return kinds[i];
+        }
+    }
+    return NULL;
+}
+
+static bool place_key_known(const char *section, const char *key)
+{
+    const char *name;
+
+    return place_kind(section, &name) != NULL && place_key_index(key) >= 0;
+}
+
+/* A service name as the API takes it (apps.name), or a database name: a
+ * letter first, at most 31 characters, and never "shared" (the pooled
+ * database every org not placed elsewhere shares). */
+static bool place_name_ok(const char *kind, const char *name)
+{
+    bool svc = strcmp(kind, "svc") == 0;
+    size_t n = strlen(name), max = svc ? 63 : 31;
+
+    if (n == 0 || n > max || (svc ? !(islower((unsigned char)name[0]) || isdigit((unsigned char)name[0]))
+                                  : !islower((unsigned char)name[0])))
+        return false;
+    for (size_t i = 1; i < n; i++)
+        if (!(islower((unsigned char)name[i]) || isdigit((unsigned char)name[i]) || name[i] == '_' || name[i] == '-'))
+            return false;
+    return svc || strcmp(name, "shared") != 0;
+}
+
+static struct config_places *place_list(struct config *cfg, const char *kind)
+{
+    return strcmp(kind, "svc") == 0 ? &cfg->svc : &cfg->database;
+}
+
+/* Sets key of the placement kind.name, making the section on first use. */
+static int place_set(struct config *cfg, const char *kind, const char *name, int key, const char *v,
+                     const struct origin *o, char errstr[256])
+{
+    struct config_places *l = place_list(cfg, kind);
+    char from[CONFIG_PATH_MAX + 32];
+    int i;
+
+    where(o, from, sizeof from);
+    if (!place_name_ok(kind, name)) {
+        snprintf(errstr, 256, "config: %s.%.64s: not a valid %s name (%s)%s", kind, name, kind,
+                 strcmp(kind, "svc") == 0 ? "[a-z0-9][a-z0-9_-]{0,62}" : "[a-z][a-z0-9_-]{0,30}, not \"shared\"",
+                 from);
+        return ERR_INVAL;
+    }
+    for (i = 0; i < l->n && strcmp(l->at[i].name, name) != 0; i++)
+        ;
+    if (i == l->n) {
+        if (l->n == CONFIG_PLACES_MAX) {
+            snprintf(errstr, 256, "config: %s.%s: more than %d [%s.*] sections%s", kind, name, CONFIG_PLACES_MAX,
+                     kind, from);
+            return ERR_INVAL;
+        }
+        memset(&l->at[i], 0, sizeof l->at[i]);
+        snprintf(l->at[i].name, sizeof l->at[i].name, "%s", name);
+        l->n++;
+    }
+    if (strlen(v) >= CONFIG_DSN_MAX) {
+        snprintf(errstr, 256, "config: %s.%s.%s: longer than %d bytes%s", kind, name, PLACE_KEYS[key],
+                 CONFIG_DSN_MAX - 1, from);
+        return ERR_INVAL;
+    }
+    memcpy(l->at[i].dsn[key], v, strlen(v) + 1);
+    return 0;
+}
+
+/* TESSERA_SVC_<NAME>_<KEY> / TESSERA_DATABASE_<NAME>_<KEY>: the longest key
+ * that ends the name wins (so a name cannot itself end in _test_dsn or
+ * such); the name is lowercased (a name with '-' is for the file only). 0
+ * when var is not such a variable; 1 with kind, name and key set; -1 when it
+ * names no key. */
+static int place_env_parse(const char *var, const char **kind, char *name, size_t cap, int *key)
+{
+    static const char *const kinds[][2] = {{"TESSERA_SVC_", "svc"}, {"TESSERA_DATABASE_", "database"}};
+    const char *rest = NULL;
+
+    for (size_t i = 0; i < 2 && rest == NULL; i++)
+        if (strncmp(var, kinds[i][0], strlen(kinds[i][0])) == 0) {
+            rest = var + strlen(kinds[i][0]);
+            *kind = kinds[i][1];
+        }
+    if (rest == NULL)
+        return 0;
+    size_t n = strlen(rest), best = 0;
+    *key = -1;
+    for (int k = 0; k < CONFIG_PLACE_NKEYS; k++) {
+        size_t kl = strlen(PLACE_KEYS[k]);
+        if (n > kl + 1 && rest[n - kl - 1] == '_' && kl > best && strncasecmp(rest + n - kl, PLACE_KEYS[k], kl) == 0) {
+            best = kl;
+            *key = k;
+        }
+    }
+    if (*key < 0 || n - best - 1 >= cap)
+        return -1;
+    for (size_t i = 0; i < n - best - 1; i++)
+        name[i] = (char)tolower((unsigned char)rest[i]);
+    name[n - best - 1] = '\0';
+    return 1;
+}
+
+/* The placement sections of the file, then their environment overrides. */
+static int apply_places(struct config *cfg, const struct entry *ents, int nents, const char *path,
+                        char errstr[256])
+{
+    int rc = 0;
+
+    for (int i = 0; rc == 0 && i < nents; i++) {
+        const char *name, *kind = place_kind(ents[i].section, &name);
+        if (kind != NULL) {
+            struct origin o = {.file = path, .line = ents[i].line};
+            rc = place_set(cfg, kind, name, place_key_index(ents[i].key), ents[i].value, &o, errstr);
+        }
+    }
+    for (char **e = environ; rc == 0 && e != NULL && *e != NULL; e++) {
+        const char *v = *e, *eq = strchr(v, '='), *kind;
+        char var[128], name[CONFIG_PLACE_NAME + 1];
+        int key, found;
+
+        if (eq == NULL || (size_t)(eq - v) >= sizeof var)
+            continue;
+        memcpy(var, v, (size_t)(eq - v));
+        var[eq - v] = '\0';
+        if ((found = place_env_parse(var, &kind, name, sizeof name, &key)) == 0)
+            continue;
+        if (found < 0) {
+            snprintf(errstr, 256, "config: %s: no such setting (TESSERA_%s_<NAME>_<KEY>, KEY one of dsn, "
+                                  "test_dsn, live_dsn, …)", var, strcmp(kind, "svc") == 0 ? "SVC" : "DATABASE");
+            return ERR_INVAL;
+        }
+        struct origin o = {.envvar = var};
+        rc = place_set(cfg, kind, name, key, eq + 1, &o, errstr);
+    }
+    return rc;
+}
+
+const char *config_place_dsn(const struct config_place *p, int mode)
+{
+    const char *own = p->dsn[mode == 1 ? CONFIG_PLACE_LIVE_DSN : CONFIG_PLACE_TEST_DSN];
+
+    return own[0] != '\0' ? own : p->dsn[CONFIG_PLACE_DSN];
+}
+
+const char *config_place_migrate_dsn(const struct config_place *p, int mode)
+{
+    const char *own = p->dsn[mode == 1 ? CONFIG_PLACE_LIVE_MIGRATE_DSN : CONFIG_PLACE_TEST_MIGRATE_DSN];
+
+    return own[0] != '\0' ? own : p->dsn[CONFIG_PLACE_MIGRATE_DSN];
+}
+
+const struct config_place *config_place_find(const struct config_places *list, const char *name)
+{
+    for (int i = 0; i < list->n; i++)
+        if (strcmp(list->at[i].name, name) == 0)
+            return &list->at[i];
+    return NULL;
+}
+
+/* A placement section must name a database (an app or a migrate DSN); app
+ * DSNs need engine = postgres: the memory engine has one store, and a
+ * setting it would silently ignore is refused instead. */
+static int check_places(const struct config *cfg, char errstr[256])
+{
+    const struct config_places *lists[2] = {&cfg->svc, &cfg->database};
+    const char *kinds[2] = {"svc", "database"};
+
+    for (int k = 0; k < 2; k++)
+        for (int i = 0; i < lists[k]->n; i++) {
+            const struct config_place *p = &lists[k]->at[i];
+            bool app = config_place_dsn(p, 0)[0] != '\0' || config_place_dsn(p, 1)[0] != '\0';
+            bool owner = config_place_migrate_dsn(p, 0)[0] != '\0' || config_place_migrate_dsn(p, 1)[0] != '\0';
+            if (!app && !owner) {
+                snprintf(errstr, 256, "config: %s.%s: names no database (set dsn, test_dsn or live_dsn)", kinds[k],
+                         p->name);
+                return ERR_INVAL;
+            }
+            if (app && cfg->engine != CONFIG_ENGINE_POSTGRES) {
+                snprintf(errstr, 256, "config: %s.%s.%s: placement needs engine = postgres (the memory engine "
+                                      "has one store)", kinds[k], p->name,
+                         p->dsn[CONFIG_PLACE_DSN][0] != '\0' ? "dsn" : p->dsn[CONFIG_PLACE_TEST_DSN][0] != '\0' ? "test_dsn" : "live_dsn");
+                return ERR_INVAL;
+            }
+        }
+    return 0;
+}
+
 static int read_file(const char *path, struct entry *ents, int *nents, char errstr[256])
 {
     FILE *f = fopen(path, "r");
-    char line[1024], section[32] = "";
+    char line[1024], section[80] = "";
     int lineno = 0, rc = 0;
 
     if (f == NULL) {
@@ -311,7 +534,7 @@ static int read_file(const char *path, struct entry *ents, int *nents, char errs
         }
         *eq = '\0';
         char *key = trim(s), *val = unquote(trim(eq + 1));
-        if (find_key(section, key) == NULL) {
+        if (find_key(section, key) == NULL && !place_key_known(section, key)) {
             snprintf(errstr, 256, "config: %s%s%s: unknown key (%s:%d)", section,
                      section[0] ? "." : "", key, path, lineno);
             rc = ERR_INVAL;
@@ -412,7 +635,6 @@ static int split_verify_keys(struct config *cfg, char errstr[256])
  * is a typo (TESSERA_FLEET_WORKER): refused as the file's unknown keys are,
  * rather than silently ignored. Variables outside the sections
  * (TESSERA_CONFIG, test hooks) are not settings and are left alone. */
-extern char **environ;
 
 static int check_env_names(char errstr[256])
 {
@@ -484,9 +706,12 @@ int config_load(struct config *cfg, const char *path, char errstr[256])
     for (size_t i = 1; i < NKEYS; i++)
         if ((rc = apply_key(cfg, &KEYS[i], ents, nents, path, errstr)) != 0)
             return rc;
-    if ((rc = split_verify_keys(cfg, errstr)) != 0 || (rc = check_env_names(errstr)) != 0)
+    if ((rc = split_verify_keys(cfg, errstr)) != 0 || (rc = check_env_names(errstr)) != 0 ||
+        (rc = apply_places(cfg, ents, nents, path, errstr)) != 0)
         return rc;
-    return cross_check(cfg, errstr);
+    if ((rc = cross_check(cfg, errstr)) != 0)
+        return rc;
+    return check_places(cfg, errstr);
 }
 
 const char *config_env_name(int env)
@@ -563,6 +788,27 @@ void config_mask_secret(const char *s, char *out, size_t outsz)
     out[o < outsz ? o : outsz - 1] = '\0';
 }
 
+/* {"<name>": {"dsn": masked, …}} under kind, the keys set only. */
+static int places_to_json(cJSON *root, const char *kind, const struct config_places *l)
+{
+    cJSON *all = cJSON_AddObjectToObject(root, kind);
+
+    for (int i = 0; all != NULL && i < l->n; i++) {
+        cJSON *o = cJSON_AddObjectToObject(all, l->at[i].name);
+        if (o == NULL)
+            return ERR_NOMEM;
+        for (int k = 0; k < CONFIG_PLACE_NKEYS; k++) {
+            char masked[CONFIG_DSN_MAX];
+            if (l->at[i].dsn[k][0] == '\0')
+                continue;
+            config_mask_secret(l->at[i].dsn[k], masked, sizeof masked);
+            if (cJSON_AddStringToObject(o, PLACE_KEYS[k], masked) == NULL)
+                return ERR_NOMEM;
+        }
+    }
+    return all != NULL ? 0 : ERR_NOMEM;
+}
+
 cJSON *config_to_json(const struct config *cfg)
 {
     cJSON *root = cJSON_CreateObject();
@@ -610,6 +856,8 @@ cJSON *config_to_json(const struct config *cfg)
             goto fail;
         }
     }
+    if (places_to_json(root, "svc", &cfg->svc) != 0 || places_to_json(root, "database", &cfg->database) != 0)
+        goto fail;
     return root;
 fail:
     cJSON_Delete(root);

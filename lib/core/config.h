@@ -18,6 +18,32 @@ enum config_engine { CONFIG_ENGINE_MEMORY, CONFIG_ENGINE_POSTGRES };
 #define CONFIG_PATH_MAX 256
 #define CONFIG_DSN_MAX 512
 #define CONFIG_VERIFY_KEYS_MAX 3     /* auth.verify_keys: previous keys kept during rotations */
+#define CONFIG_PLACES_MAX 8          /* [svc.<name>] sections; as many [database.<name>] */
+#define CONFIG_PLACE_NAME 64
+
+/* Where data lives besides the [db] databases (issue 18 §7): a [svc.<name>]
+ * section places one service's data in a database of its own; a
+ * [database.<name>] section names a database organizations are placed in
+ * (`tessera org place`). Every DSN is a libpq connection string; "" means
+ * "not set here": a mode's DSN falls back to dsn, then to the [db] data DSN
+ * of that mode (config_place_dsn). The migrate DSNs are the migration
+ * owner's, read by `tessera migrate` only (keep them in migrate.conf). */
+enum config_place_key {
+    CONFIG_PLACE_DSN, CONFIG_PLACE_TEST_DSN, CONFIG_PLACE_LIVE_DSN,
+    CONFIG_PLACE_MIGRATE_DSN, CONFIG_PLACE_TEST_MIGRATE_DSN, CONFIG_PLACE_LIVE_MIGRATE_DSN,
+    CONFIG_PLACE_TEST_LISTEN_DSN, CONFIG_PLACE_LIVE_LISTEN_DSN,
+    CONFIG_PLACE_NKEYS
+};
+
+struct config_place {
+    char name[CONFIG_PLACE_NAME];       /* the service's, or the database's */
+    char dsn[CONFIG_PLACE_NKEYS][CONFIG_DSN_MAX];   /* by enum config_place_key */
+};
+
+struct config_places {
+    int n;
+    struct config_place at[CONFIG_PLACES_MAX];
+};
 
 struct config {
     int env;                    /* enum config_env */
@@ -120,6 +146,10 @@ struct config {
         int retention_months;   /* audit kept this many whole months; 0: forever */
     } audit;
 
+    /* [svc.<name>] and [database.<name>] sections, in the order first seen */
+    struct config_places svc;
+    struct config_places database;
+
     struct {
         char data_key[CONFIG_PATH_MAX];
     } crypto;
@@ -141,6 +171,16 @@ int config_load(struct config *cfg, const char *path, char errstr[256]) ERR_MUST
 cJSON *config_to_json(const struct config *cfg);
 
 const char *config_env_name(int env);
+
+/* Borrowed (cfg's): the key names of a placement section, by enum config_place_key. */
+const char *config_place_key_name(int key);
+/* The app DSN a placement gives mode (0 test, 1 live): the mode's own, else
+ * dsn, else "" (the [db] data DSN of that mode applies). Borrowed (p's). */
+const char *config_place_dsn(const struct config_place *p, int mode);
+/* The same for the migration owner's DSN (test_/live_migrate_dsn, migrate_dsn). */
+const char *config_place_migrate_dsn(const struct config_place *p, int mode);
+/* The placement named name in list, or NULL. */
+const struct config_place *config_place_find(const struct config_places *list, const char *name);
 const char *config_engine_name(int engine);
 
 /* Copies s into out with any password in a DSN (`password=…`) or URL

@@ -172,7 +172,8 @@ static bool positive(struct chk *c, const char *what, int64_t v)
 static bool scope(struct chk *c, const struct eng_scope *s)
 {
     return ptr(c, "scope", s) && id(c, "scope org_id", s->org_id, sizeof s->org_id) &&
-           mode(c, "scope mode", s->mode);
+           mode(c, "scope mode", s->mode) &&
+           (ends_within(s->db, sizeof s->db) || bad(c, ERR_INVAL, "scope db", "unterminated"));
 }
 
 /* A record stored under a scope carries the scope's org: anything else is a
@@ -982,6 +983,38 @@ int engine_changes_list(struct engine *e, const struct eng_scope *s, const char 
         at_resource(&c, s, service, res);
     has(&c, (const void *)e->ops->changes_list);
     return RUN(changes_list, s, service, res, after, out, max, n, head);
+}
+
+int engine_org_records(struct engine *e, const struct eng_scope *s, int64_t *n, char where[80])
+{
+    CHK(org_records);
+    if (ptr(&c, "n", n) && ptr(&c, "where", where)) {
+        *n = 0;
+        where[0] = '\0';
+    }
+    scope(&c, s);
+    has(&c, (const void *)e->ops->org_records);
+    return RUN(org_records, s, n, where);
+}
+
+int engine_org_place(struct engine *e, const struct eng_scope *s, const char *database, bool moving)
+{
+    CHK(org_place);
+    if (scope(&c, s) && ptr(&c, "database", database) && (strlen(database) == 0 || strlen(database) >= ENG_DB))
+        bad(&c, ERR_INVAL, "database", "empty or too long");
+    has(&c, (const void *)e->ops->org_place);
+    return RUN(org_place, s, database, moving);
+}
+
+int engine_placement_sync(struct engine *e, const struct eng_scope *s, const char *database, int *made)
+{
+    CHK(placement_sync);
+    if (ptr(&c, "made", made))
+        *made = 0;
+    if (scope(&c, s) && ptr(&c, "database", database) && (strlen(database) == 0 || strlen(database) >= ENG_DB))
+        bad(&c, ERR_INVAL, "database", "empty or too long");
+    has(&c, (const void *)e->ops->placement_sync);
+    return RUN(placement_sync, s, database, made);
 }
 
 int engine_org_platform(struct engine *e, struct eng_org *out)

@@ -43,6 +43,7 @@
 #define ENG_PHC 256             /* password hash, PHC string */
 #define ENG_URL 256
 #define ENG_META 1024           /* audit meta, serialized JSON */
+#define ENG_DB 32               /* a data database's name: "shared" or a [database.<name>] */
 
 enum eng_mode { ENG_MODE_TEST = 0, ENG_MODE_LIVE = 1 };
 
@@ -50,6 +51,13 @@ enum eng_mode { ENG_MODE_TEST = 0, ENG_MODE_LIVE = 1 };
 struct eng_scope {
     char org_id[ENG_ID];
     int mode;                   /* enum eng_mode */
+    /* Where the org's service data lives (issue 18 §7), as the caller learnt
+     * it with the org (eng_org.database, carried in the cached principal):
+     * "shared", a [database.<name>], or "" when the caller does not know (the
+     * PostgreSQL engine then looks it up: one more round trip). The memory
+     * engine has one store and ignores it. */
+    char db[ENG_DB];
+    bool db_moving;             /* a placement change in progress: data calls are refused (ERR_UNAVAILABLE) */
 };
 
 struct eng_org {
@@ -62,6 +70,11 @@ struct eng_org {
      * (tessera admin create, seed data); signup never sets it. */
     bool platform;
     int64_t created_at;         /* unix seconds */
+    /* Its placement (PostgreSQL; `tessera org place`): "shared" or the
+     * [database.<name>] its service data lives in; moving while a change is
+     * under way. "" on the memory engine. */
+    char database[ENG_DB];
+    bool moving;
 };
 
 struct eng_user {
@@ -479,7 +492,7 @@ typedef void (*eng_touch_fn)(void *ctx, const struct eng_scope *s, const char *s
 
 /* A connection pool of an engine, for /readyz and /metrics. */
 struct eng_pool_info {
-    char name[16];              /* "core", "test", "live" */
+    char name[80];              /* "core", "test", "live", "svc.<name>.<mode>", "database.<name>.<mode>" */
     bool used;                  /* opened at least once (pools open lazily) */
     int limit, open, busy;
     uint64_t connects, connect_errors, waits, errors, discards, round_trips, statements;
@@ -705,6 +718,20 @@ struct engine_ops {
      * delivered. What it did goes into report (a line for the log; "" when
      * there was nothing to do). */
     int (*maintain)(struct engine *e, int64_t now, char report[256]);
+
+    /* Optional (NULL: one store, where placement means nothing). Placement
+     * of an org's service data (issue 18 §7), inside a unit of work:
+     * org_records counts the scope org's records in every data database the
+     * engine knows, both modes (*n; where: the first database holding any,
+     * "" when none); org_place records the org's placement ("shared" or a
+     * configured database; ERR_NOTFOUND for a name the configuration does
+     * not have), moving while data calls must be refused; placement_sync
+     * makes, in database's stores, every resource definition the services'
+     * home databases have and it lacks (*made: how many), as the platform
+     * org s (schema changes are the platform's). */
+    int (*org_records)(struct engine *e, const struct eng_scope *s, int64_t *n, char where[80]);
+    int (*org_place)(struct engine *e, const struct eng_scope *s, const char *database, bool moving);
+    int (*placement_sync)(struct engine *e, const struct eng_scope *s, const char *database, int *made);
 };
 
 /* The handle: an implementation's table and state, and the reason of the last failure. */
@@ -871,6 +898,12 @@ int engine_changes_list(struct engine *e, const struct eng_scope *s, const char 
                         uint64_t after, struct eng_change *out, size_t max, size_t *n,
                         uint64_t *head) ERR_MUST_CHECK;
 int engine_org_platform(struct engine *e, struct eng_org *out) ERR_MUST_CHECK;
+/* Placement (engine_ops.org_records, org_place, placement_sync): ERR_INTERNAL
+ * "not provided by this engine" on the memory engine. */
+int engine_org_records(struct engine *e, const struct eng_scope *s, int64_t *n, char where[80]) ERR_MUST_CHECK;
+int engine_org_place(struct engine *e, const struct eng_scope *s, const char *database, bool moving) ERR_MUST_CHECK;
+int engine_placement_sync(struct engine *e, const struct eng_scope *s, const char *database,
+                          int *made) ERR_MUST_CHECK;
 
 /* For the engines: "<engine's name>: <fmt>" into e->errstr; returns rc. The
  * one formatter of every engine failure, so each reason names its engine. */

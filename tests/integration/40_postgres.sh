@@ -126,6 +126,7 @@ INSERT INTO core.audit_log (id, org_id, actor, action, target)
     VALUES (gen_random_uuid(), '$1', '$2', 'auth.login', '$2');
 INSERT INTO core.audit_relay (id, org_id, actor, action, target, created_at)
     VALUES (gen_random_uuid(), '$1', '$2', 'schema.put', 'crm/x', now());
+INSERT INTO core.org_placement (org_id, database) VALUES ('$1', 'db_$3');
 SQL
 }
 check "fixtures for org A and org B go in as the owner" owner_sql -c "$(fixture $A $UA a; fixture $B $UB b)"

@@ -125,8 +125,8 @@ req GET /v1/orgs/current -H "$(auth "$ALICE")"
 sleep 0.3
 pg_psql postgres -c "ALTER SYSTEM RESET log_statement" -c "SELECT pg_reload_conf()" >/dev/null
 check "with prepare = on, queries run as named statements (the log says execute tpN), none unnamed" \
-    bash -c "grep -q 'execute tp[0-9]*: SELECT id, name, slug, plan' '$PG_DIR/server.log' &&
-             ! grep -q 'execute <unnamed>: SELECT id, name, slug, plan' '$PG_DIR/server.log'"
+    bash -c "grep -q 'execute tp[0-9]*: SELECT o.id, o.name, o.slug, o.plan' '$PG_DIR/server.log' &&
+             ! grep -q 'execute <unnamed>: SELECT o.id, o.name, o.slug, o.plan' '$PG_DIR/server.log'"
 
 req GET /readyz
 expect "readyz reports the core pool and Redis" 200 \

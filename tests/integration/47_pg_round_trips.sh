@@ -1,15 +1,23 @@
 #!/usr/bin/env bash
 # Issue 18 §2: one round trip to PostgreSQL per read (issue 13's work, tested
-# here), and per create (§1's profile). One api worker, no projector, the records cache off, so every read
-# reaches the database: the worker's own counters (/metrics,
+# here), and per create (§1's profile). One api worker, no projector, the
+# records cache off, so every read reaches the database: the worker's own counters (/metrics,
 # tessera_db_pool_round_trips_total and _statements_total) say one round trip
 # per GET by id and per list page, and the
 # server's log, with every statement logged for the window, counts exactly the
-# statements the worker says it sent.
+# statements the worker says it sent. Issue 18 §7: a service placed in a
+# database of its own ([svc.routes] dsn) reads in one round trip too, on its
+# own pool.
 . "$(dirname "$0")/lib.sh"
 export ENGINE=postgres
+. "$ROOT/tests/integration/pg.sh"
 
-stack_up TESSERA_FLEET_WORKERS=1 TESSERA_FLEET_PROJECTORS=0 TESSERA_CACHE_RECORDS=off ||
+pg_up && pg_createdb routes >/dev/null &&
+    TESSERA_DB_MIGRATE_DSN="host=$PG_SOCK port=$PG_PORT dbname=routes user=tessera_owner" TESSERA_DB_SQL_DIR=$ROOT/sql \
+        TESSERA_CONFIG=/dev/null "$TESSERA" migrate >>"$T/migrate.log" 2>&1 ||
+    { not_ok "a database for service routes"; exit 1; }
+stack_up TESSERA_FLEET_WORKERS=1 TESSERA_FLEET_PROJECTORS=0 TESSERA_CACHE_RECORDS=off \
+    "TESSERA_SVC_ROUTES_DSN=host=$PG_SOCK port=$PG_PORT dbname=routes user=tessera_app" ||
     { not_ok "stack starts on postgres"; exit 1; }
 ok "stack starts on postgres: one worker, no projector, no records cache"
 J='Content-Type: application/json'
@@ -21,8 +29,9 @@ for i in 1 2 3 4 5 6 7 8; do req POST /v1/svc/crm/trips "${A[@]}" -H "$J" -d "{\
 ID=$(jq -r .id <<<"$BODY")
 check "a resource and records to read" test "$STATUS" = 201 -a -n "$ID" -a "$ID" != null
 
-counter() { # NAME: the worker's sum over its pools
-    curl -s "$URL/metrics" | awk -v n="tessera_db_pool_$1_total" 'index($1, n "{") == 1 { s += $2 } END { printf "%d", s }'
+counter() { # NAME [POOL]: the worker's sum over its pools (or that pool's alone)
+    curl -s "$URL/metrics" | awk -v n="tessera_db_pool_$1_total" -v p="${2:+pool=\"$2\"}" \
+        'index($1, n "{") == 1 && index($1, p) > 0 { s += $2 } END { printf "%d", s }'
 }
 logged() { # from byte offset: statements the fleet's connections ran (application_name tessera)
     tail -c +"$(($1 + 1))" "$PG_LOG" | grep -cE 'app=tessera .*LOG:  (execute [^:]*|statement): '
@@ -103,5 +112,26 @@ req PATCH "/v1/svc/crm/trips/$NEW" "${A[@]}" -H "$J" -d '{"total":100}'
 check "an update whose held definition changed meanwhile answers 200 (its guard went first, the request again)" \
     test "$STATUS" = 200 -a "$(jq -r .total <<<"$BODY")" = 100 -a \
          "$(grep -c 'changed under this request (request.*run again)' "$T/fleet.log")" = 2
+
+# A service in a database of its own: its reads are one round trip as well,
+# on its own pool ("svc.routes.test"), and nothing else is asked (the org's
+# placement comes with the cached principal).
+req POST /v1/apps "${A[@]}" -H "$J" -d '{"name":"routes","kind":"microservice"}'
+req PUT /v1/svc/routes/schema/legs "${A[@]}" -H "$J" \
+    -d '{"fields":{"name":{"type":"string","required":true},"km":{"type":"integer","index":true}}}'
+for i in 1 2 3 4 5 6; do req POST /v1/svc/routes/legs "${A[@]}" -H "$J" -d "{\"name\":\"leg $i\",\"km\":$i}"; done
+LEG=$(jq -r .id <<<"$BODY")
+check "records of the placed service" test "$STATUS" = 201 -a -n "$LEG" -a "$LEG" != null
+for i in 1 2 3; do req GET "/v1/svc/routes/legs/$LEG" "${A[@]}"; req GET "/v1/svc/routes/legs?limit=5" "${A[@]}"; done
+own0=$(counter round_trips svc.routes.test)
+measure 20 "/v1/svc/routes/legs/$LEG"
+own=$(($(counter round_trips svc.routes.test) - own0))
+check "20 GETs by id of the placed service, all 200: one round trip each ($TRIPS in all, $own on its pool)" \
+    test "$OKS" = 20 -a "$TRIPS" = 20 -a "$own" = 20
+own0=$(counter round_trips svc.routes.test)
+measure 20 "/v1/svc/routes/legs?limit=5&km=gte.2&order=km.desc"
+own=$(($(counter round_trips svc.routes.test) - own0))
+check "20 list pages of the placed service: one round trip each ($TRIPS in all, $own on its pool)" \
+    test "$OKS" = 20 -a "$TRIPS" = 20 -a "$own" = 20
 pg_psql postgres -c "ALTER SYSTEM RESET log_statement" -c "ALTER SYSTEM RESET log_line_prefix" \
     -c "SELECT pg_reload_conf()" >/dev/null

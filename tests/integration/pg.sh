@@ -66,6 +66,38 @@ pg_down() {
     PG_DIR=
 }
 
+# pg2_up DB: a second cluster, started as pg_up starts the first (its own
+# data folder $T/pg2, port and socket), with the migration owner and an empty
+# database DB it owns: a database on another server (an org placed there,
+# 92_placement). Sets PG2_PORT, PG2_SOCK, PG2_OWNER_DSN and PG2_APP_DSN (DB's).
+PG2_DIR=
+pg2_up() {
+    PG2_PORT=$(free_port)
+    PG2_DIR=$T/pg2
+    PG2_SOCK=$T/pg2run
+    mkdir -p "$PG2_DIR" "$PG2_SOCK"
+    [ "$(id -u)" -eq 0 ] && chown postgres: "$PG2_DIR" "$PG2_SOCK"
+    chmod 700 "$PG2_DIR"
+    pg_as "$PG_BIN/initdb" -D "$PG2_DIR" -U postgres -A trust -E UTF8 --locale=C.UTF-8 \
+        --no-sync >"$T/pg2-initdb.log" 2>&1 || { sed 's/^/# /' "$T/pg2-initdb.log" | tail -20; return 1; }
+    CLEANUP_HOOKS+=("pg2_down")
+    pg_as "$PG_BIN/pg_ctl" -D "$PG2_DIR" -l "$PG2_DIR/server.log" -w -t 30 start \
+        -o "-p $PG2_PORT -k $PG2_SOCK -c listen_addresses=127.0.0.1 -c fsync=off \
+            -c synchronous_commit=off -c full_page_writes=off -c max_connections=100" \
+        >>"$T/pg-ctl.log" 2>&1 || { sed 's/^/# /' "$PG2_DIR/server.log" | tail -20; return 1; }
+    psql -X -q -v ON_ERROR_STOP=1 -h "$PG2_SOCK" -p "$PG2_PORT" -U postgres -d postgres \
+        -c "CREATE ROLE tessera_owner LOGIN CREATEROLE BYPASSRLS" -c "CREATE DATABASE \"$1\" OWNER tessera_owner" ||
+        return 1
+    PG2_OWNER_DSN="host=$PG2_SOCK port=$PG2_PORT dbname=$1 user=tessera_owner"
+    PG2_APP_DSN="host=$PG2_SOCK port=$PG2_PORT dbname=$1 user=tessera_app"
+}
+
+pg2_down() {
+    [ -n "$PG2_DIR" ] && [ -f "$PG2_DIR/postmaster.pid" ] &&
+        pg_as "$PG_BIN/pg_ctl" -D "$PG2_DIR" -m immediate -w -t 30 stop >/dev/null 2>&1
+    PG2_DIR=
+}
+
 redis_up() {
     REDIS_PORT=$(free_port)
     redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no \

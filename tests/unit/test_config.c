@@ -637,6 +637,114 @@ static void test_env_and_engine_names(void **state)
 
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 
+
+/* ---- placement sections (issue 18 §7) ---- */
+
+static void test_svc_and_database_sections_parse_with_mode_fallbacks(void **state)
+{
+    struct fixture *f = *state;
+    struct config *c = &f->cfg;
+
+    assert_int_equal(load_text(f, "engine = postgres\n[db]\ncore_dsn = host=core\n"
+                                  "[svc.orders]\ndsn = \"host=a dbname=orders password=s3cret\"\n"
+                                  "live_dsn = host=b\nmigrate_dsn = host=a user=owner\n"
+                                  "[database.eu-1]\ntest_dsn = host=eu\ntest_listen_dsn = host=eu-direct\n"
+                                  "[svc.orders]\ntest_migrate_dsn = host=a2\n"),
+                     0);
+    assert_int_equal(c->svc.n, 1);
+    assert_int_equal(c->database.n, 1);
+    const struct config_place *o = config_place_find(&c->svc, "orders");
+    assert_non_null(o);
+    assert_string_equal(config_place_dsn(o, 0), "host=a dbname=orders password=s3cret");
+    assert_string_equal(config_place_dsn(o, 1), "host=b");
+    assert_string_equal(config_place_migrate_dsn(o, 0), "host=a2");
+    assert_string_equal(config_place_migrate_dsn(o, 1), "host=a user=owner");
+    const struct config_place *d = config_place_find(&c->database, "eu-1");
+    assert_non_null(d);
+    assert_string_equal(config_place_dsn(d, 0), "host=eu");
+    assert_string_equal(config_place_dsn(d, 1), "");    /* the [db] live DSN applies */
+    assert_string_equal(d->dsn[CONFIG_PLACE_TEST_LISTEN_DSN], "host=eu-direct");
+    assert_null(config_place_find(&c->database, "orders"));
+}
+
+static void test_placement_env_overrides_make_and_change_sections(void **state)
+{
+    struct fixture *f = *state;
+    struct config *c = &f->cfg;
+
+    setenv("TESSERA_ENGINE", "postgres", 1);
+    setenv("TESSERA_DB_CORE_DSN", "host=core", 1);
+    setenv("TESSERA_SVC_BILLING_TEST_DSN", "host=t", 1);
+    setenv("TESSERA_SVC_BILLING_DSN", "host=any", 1);
+    setenv("TESSERA_DATABASE_TENANT_A_LIVE_MIGRATE_DSN", "host=o", 1);
+    setenv("TESSERA_DATABASE_TENANT_A_DSN", "host=file-loses", 1);
+    assert_int_equal(load_text(f, "[database.tenant_a]\ndsn = host=file\n"), 0);
+    const struct config_place *b = config_place_find(&c->svc, "billing");
+    assert_non_null(b);
+    assert_string_equal(config_place_dsn(b, 0), "host=t");
+    assert_string_equal(config_place_dsn(b, 1), "host=any");
+    const struct config_place *d = config_place_find(&c->database, "tenant_a");
+    assert_non_null(d);
+    assert_string_equal(config_place_dsn(d, 1), "host=file-loses");
+    assert_string_equal(config_place_migrate_dsn(d, 1), "host=o");
+}
+
+static void test_placement_mistakes_are_refused_naming_the_key(void **state)
+{
+    struct fixture *f = *state;
+    struct config *c = &f->cfg;
+    static const char base[] = "engine = postgres\n[db]\ncore_dsn = host=core\n";
+    char text[512];
+
+    snprintf(text, sizeof text, "%s[svc.orders]\ndsnn = host=a\n", base);
+    assert_refused(f, load_text(f, text), "svc.orders.dsnn", "unknown key");
+    snprintf(text, sizeof text, "%s[database.x]\ncore_dsn = host=a\n", base);
+    assert_refused(f, load_text(f, text), "database.x.core_dsn", "unknown key");
+    snprintf(text, sizeof text, "%s[database.shared]\ndsn = host=a\n", base);
+    assert_refused(f, load_text(f, text), "database.shared", "not a valid database name");
+    snprintf(text, sizeof text, "%s[svc.Orders]\ndsn = host=a\n", base);
+    assert_refused(f, load_text(f, text), "svc.Orders", "not a valid svc name");
+    snprintf(text, sizeof text, "%s[svc.orders]\nmigrate_dsn =\n", base);
+    assert_refused(f, load_text(f, text), "svc.orders", "names no database");
+    /* the memory engine has one store: a placement it would ignore is refused */
+    assert_refused(f, load_text(f, "engine = memory\n[svc.orders]\ndsn = host=a\n"), "svc.orders.dsn",
+                   "engine = postgres");
+    /* a migrate DSN alone is migrate.conf's business, on any engine */
+    assert_int_equal(load_text(f, "engine = memory\n[database.eu]\nmigrate_dsn = host=a\n"), 0);
+    assert_int_equal(c->database.n, 1);
+    setenv("TESSERA_SVC_ORDERS_DNS", "host=a", 1);
+    assert_refused(f, config_load(c, NULL, f->errstr), "TESSERA_SVC_ORDERS_DNS", "no such setting");
+    unsetenv("TESSERA_SVC_ORDERS_DNS");
+    char many[2048] = "engine = postgres\n[db]\ncore_dsn = host=core\n";
+    for (int i = 0; i <= CONFIG_PLACES_MAX; i++) {
+        char sec[64];
+        snprintf(sec, sizeof sec, "[svc.s%d]\ndsn = host=a\n", i);
+        strncat(many, sec, sizeof many - strlen(many) - 1);
+    }
+    assert_refused(f, load_text(f, many), "svc.s8", "more than");
+}
+
+static void test_placement_dsns_are_masked_in_the_dump(void **state)
+{
+    struct fixture *f = *state;
+
+    assert_int_equal(load_text(f, "engine = postgres\n[db]\ncore_dsn = host=core\n"
+                                  "[svc.orders]\ndsn = host=a password=hunter2\n"
+                                  "[database.eu]\nmigrate_dsn = postgresql://owner:pw@h/db\n"),
+                     0);
+    cJSON *j = config_to_json(&f->cfg);
+    assert_non_null(j);
+    char *text = cJSON_PrintUnformatted(j);
+    assert_non_null(text);
+    assert_null(strstr(text, "hunter2"));
+    assert_null(strstr(text, ":pw@"));
+    const cJSON *o = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(j, "svc"), "orders");
+    assert_string_equal(cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(o, "dsn")), "host=a password=***");
+    assert_non_null(strstr(text, "\"database\":{\"eu\":{\"migrate_dsn\":\"postgresql://owner:***@h/db\"}}"));
+    cJSON_free(text);
+    cJSON_Delete(j);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -676,6 +784,10 @@ int main(void)
         cmocka_unit_test(test_env_and_engine_names),
         cmocka_unit_test_setup_teardown(test_cqrs_and_audit_keys, setup, teardown),
         cmocka_unit_test_setup_teardown(test_a_mistyped_setting_variable_is_refused_naming_it, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_svc_and_database_sections_parse_with_mode_fallbacks, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_placement_env_overrides_make_and_change_sections, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_placement_mistakes_are_refused_naming_the_key, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_placement_dsns_are_masked_in_the_dump, setup, teardown),
     };
     return cmocka_run_group_tests_name("config", tests, NULL, NULL);
 }

@@ -554,7 +554,7 @@ int memrec_reap(struct engine *e, const struct eng_reap_policy *p, size_t budget
         return 0;
     while (shm_map_next(R(e), rt->svcs, &pos, &me)) {
         struct rec_svc *node = P(e, me.val);
-        struct eng_scope sc;
+        struct eng_scope sc = {0};
         char service[ENG_SLUG];
         uint64_t rpos = 0, sv = me.val;
         struct shm_map_entry re;

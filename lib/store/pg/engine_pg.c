@@ -36,8 +36,84 @@ int engine_pg_core(struct engine *e, const struct eng_scope *s, const struct pg_
     return run_on(e, &g->core_tx, org, CORE_PATH, st, n, true, res);
 }
 
-static int data_run(struct engine *e, const struct eng_scope *s, const char *search_path,
-                    const struct pg_stmt *st, size_t n, bool write, PGresult **res)
+_Static_assert(PGE_FANOUT_MAX >= PGE_STORES, "a schema change's fan-out holds every store");
+
+/* ---- placement: which store a data call goes to ------------------------------- */
+
+static const struct pge_place *place_named(const struct pge_place *p, int n, const char *name)
+{
+    for (int i = 0; name != NULL && i < n; i++)
+        if (strcmp(p[i].name, name) == 0)
+            return &p[i];
+    return NULL;
+}
+
+int engine_pg_home(struct engine *e, int mode, const char *service)
+{
+    struct pge *g = e->impl;
+    const struct pge_place *p = place_named(g->svc, g->nsvc, service);
+
+    return p != NULL ? p->store[mode] : mode;
+}
+
+/* The org's placement: as the scope carries it, else as this unit looked it
+ * up (core.org_placement; no row: shared). */
+static int placement_of(struct engine *e, const struct eng_scope *s, const char **db, bool *moving)
+{
+    struct pge *g = e->impl;
+    PGresult *r;
+    int rc;
+
+    if (s->db[0] != '\0') {
+        *db = s->db;
+        *moving = s->db_moving;
+        return 0;
+    }
+    if (strcmp(g->placed_org, s->org_id) != 0) {
+        if ((rc = q(e, s, true, "SELECT database, moving FROM core.org_placement WHERE org_id = $1", 1,
+                    (const char *[]){s->org_id}, &r)) != 0)
+            return rc;
+        snprintf(g->placed_db, sizeof g->placed_db, "%s", PQntuples(r) > 0 ? PQgetvalue(r, 0, 0) : "shared");
+        g->placed_moving = PQntuples(r) > 0 && flag(r, 0, 1);
+        snprintf(g->placed_org, sizeof g->placed_org, "%s", s->org_id);
+        PQclear(r);
+    }
+    *db = g->placed_db;
+    *moving = g->placed_moving;
+    return 0;
+}
+
+int engine_pg_route(struct engine *e, const struct eng_scope *s, const char *service, int *store)
+{
+    struct pge *g = e->impl;
+    const struct pge_place *p;
+    const char *db;
+    bool moving;
+    int rc;
+
+    if (!mode_ok(s->mode))
+        return engine_fail(e, ERR_INTERNAL, "bad mode");
+    if ((rc = placement_of(e, s, &db, &moving)) != 0)
+        return rc;
+    if (moving)
+        return engine_fail(e, ERR_UNAVAILABLE, "the organization's data is being placed in another database");
+    if (strcmp(db, "shared") != 0) {
+        /* never the shared database instead: the org's data is not there */
+        if ((p = place_named(g->db, g->ndb, db)) == NULL)
+            return engine_fail(e, ERR_UNAVAILABLE,
+                               "the organization is placed in database %.31s, which this configuration "
+                               "does not name ([database.%.31s])", db, db);
+        *store = p->store[s->mode];
+        return 0;
+    }
+    *store = engine_pg_home(e, s->mode, service);
+    return 0;
+}
+
+static void held_forget(struct pge_store *st);
+
+int engine_pg_data_at(struct engine *e, const struct eng_scope *s, int store, const char *search_path,
+                      const struct pg_stmt *st, size_t n, bool write, PGresult **res)
 {
     struct pge *g = e->impl;
     const char *org = NULL;
@@ -45,62 +121,99 @@ static int data_run(struct engine *e, const struct eng_scope *s, const char *sea
 
     if ((rc = enter(e, s, true, &org)) != 0)
         return rc;
-    if (!mode_ok(s->mode))
-        return engine_fail(e, ERR_INTERNAL, "bad mode");
-    rc = run_on(e, &g->data_tx[s->mode], org, search_path, st, n, write, res);
+    if (store < 0 || store >= g->nst)
+        return engine_fail(e, ERR_INTERNAL, "bad store");
+    rc = run_on(e, &g->st[store].tx, org, search_path, st, n, write, res);
     /* a guard held back may have found the held definition changed: the
      * request runs again, and must read it afresh */
-    if (rc != 0 && e->retry && g->held[s->mode].version > 0)
-        engine_pg_def_forget(e, s->mode, g->held[s->mode].service, g->held[s->mode].name);
+    if (rc != 0 && e->retry)
+        held_forget(&g->st[store]);
     return rc;
 }
 
-int engine_pg_data(struct engine *e, const struct eng_scope *s, const char *search_path,
+static int data_run(struct engine *e, const struct eng_scope *s, const char *service, const char *search_path,
+                    const struct pg_stmt *st, size_t n, bool write, PGresult **res)
+{
+    int store, rc;
+
+    if ((rc = enter(e, s, true, &(const char *){NULL})) != 0 || (rc = engine_pg_route(e, s, service, &store)) != 0)
+        return rc;
+    return engine_pg_data_at(e, s, store, search_path, st, n, write, res);
+}
+
+int engine_pg_data(struct engine *e, const struct eng_scope *s, const char *service, const char *search_path,
                    const struct pg_stmt *st, size_t n, PGresult **res)
 {
-    return data_run(e, s, search_path, st, n, true, res);
+    return data_run(e, s, service, search_path, st, n, true, res);
 }
 
-int engine_pg_data_read(struct engine *e, const struct eng_scope *s, const char *search_path,
+int engine_pg_data_read(struct engine *e, const struct eng_scope *s, const char *service, const char *search_path,
                         const struct pg_stmt *st, size_t n, PGresult **res)
 {
-    return data_run(e, s, search_path, st, n, false, res);
+    return data_run(e, s, service, search_path, st, n, false, res);
 }
 
-int engine_pg_data_defer(struct engine *e, const struct eng_scope *s, const char *search_path,
+int engine_pg_fanout(struct engine *e, const struct eng_scope *s, const char *service, int *stores, size_t *n)
+{
+    struct pge *g = e->impl;
+
+    *n = 0;
+    if (!mode_ok(s->mode))
+        return engine_fail(e, ERR_INTERNAL, "bad mode");
+    stores[(*n)++] = engine_pg_home(e, s->mode, service);
+    for (int i = 0; i < g->ndb; i++) {
+        int k = g->db[i].store[s->mode];
+        bool seen = false;
+        for (size_t j = 0; j < *n; j++)
+            seen |= stores[j] == k;
+        if (!seen)
+            stores[(*n)++] = k;
+    }
+    return 0;
+}
+
+int engine_pg_data_defer(struct engine *e, const struct eng_scope *s, const char *service, const char *search_path,
                          const struct pg_stmt *st, size_t n)
 {
     struct pge *g = e->impl;
     const char *org = NULL;
     char why[128] = "";
-    int rc;
+    int store, rc;
 
-    if ((rc = enter(e, s, true, &org)) != 0)
+    if ((rc = enter(e, s, true, &org)) != 0 || (rc = engine_pg_route(e, s, service, &store)) != 0)
         return rc;
-    if (!mode_ok(s->mode))
-        return engine_fail(e, ERR_INTERNAL, "bad mode");
-    if ((rc = pg_tx_defer(&g->data_tx[s->mode], org, search_path, st, n, why)) != 0)
+    if ((rc = pg_tx_defer(&g->st[store].tx, org, search_path, st, n, why)) != 0)
         return engine_fail(e, rc, "%s", why);
     return 0;
 }
 
-void engine_pg_held_set(struct engine *e, int mode, const char *service, const char *name, int64_t version)
+void engine_pg_held_set(struct engine *e, const struct eng_scope *s, const char *service, const char *name,
+                        int64_t version)
 {
     struct pge *g = e->impl;
+    struct pge_store *st;
+    int store;
 
-    if (!mode_ok(mode))
+    if (engine_pg_route(e, s, service, &store) != 0)
         return;
-    snprintf(g->held[mode].service, sizeof g->held[mode].service, "%s", service);
-    snprintf(g->held[mode].name, sizeof g->held[mode].name, "%s", name);
-    g->held[mode].version = version;
+    st = &g->st[store];
+    snprintf(st->held.service, sizeof st->held.service, "%s", service);
+    snprintf(st->held.name, sizeof st->held.name, "%s", name);
+    st->held.version = version;
 }
 
-bool engine_pg_held(struct engine *e, int mode, const char *service, const char *name, int64_t version)
+bool engine_pg_held(struct engine *e, const struct eng_scope *s, const char *service, const char *name,
+                    int64_t version)
 {
     const struct pge *g = e->impl;
+    const struct pge_store *st;
+    int store;
 
-    return mode_ok(mode) && g->in_tx && g->held[mode].version == version && version > 0 &&
-           strcmp(g->held[mode].service, service) == 0 && strcmp(g->held[mode].name, name) == 0;
+    if (!g->in_tx || version < 1 || engine_pg_route(e, s, service, &store) != 0)
+        return false;
+    st = &g->st[store];
+    return st->held.version == version && strcmp(st->held.service, service) == 0 &&
+           strcmp(st->held.name, name) == 0;
 }
 
 /* ---- data schema names ---------------------------------------------------- */
@@ -140,45 +253,49 @@ static unsigned def_slot(const char *service, const char *resource)
     return (name_slot(service) * 31u + name_slot(resource)) % PGE_DEFS;
 }
 
-const struct eng_resource *engine_pg_def_known(struct engine *e, int mode, const char *service,
+const struct eng_resource *engine_pg_def_known(struct engine *e, const struct eng_scope *s, const char *service,
                                                const char *resource)
 {
     struct pge *g = e->impl;
     const struct eng_resource *d;
+    int store;
 
-    if (!mode_ok(mode) || (d = g->defs[mode][def_slot(service, resource)]) == NULL)
+    if (engine_pg_route(e, s, service, &store) != 0 || (d = g->st[store].defs[def_slot(service, resource)]) == NULL)
         return NULL;
     return strcmp(d->service, service) == 0 && strcmp(d->name, resource) == 0 ? d : NULL;
 }
 
-void engine_pg_def_learn(struct engine *e, int mode, const struct eng_resource *def)
+void engine_pg_def_learn(struct engine *e, const struct eng_scope *s, const struct eng_resource *def)
 {
     struct pge *g = e->impl;
     struct eng_resource **slot;
+    int store;
 
-    if (!mode_ok(mode))
+    if (engine_pg_route(e, s, def->service, &store) != 0)
         return;
-    slot = &g->defs[mode][def_slot(def->service, def->name)];
+    slot = &g->st[store].defs[def_slot(def->service, def->name)];
     if (*slot == NULL && (*slot = malloc(sizeof **slot)) == NULL)
         return; /* not kept: the next list reads the definition first, as before */
     memcpy(*slot, def, sizeof **slot);
 }
 
-void engine_pg_def_forget(struct engine *e, int mode, const char *service, const char *resource)
+/* Forgets the kept definition the store's unit held: it turned out stale. */
+static void held_forget(struct pge_store *st)
 {
-    struct pge *g = e->impl;
     struct eng_resource *d;
 
-    if (mode_ok(mode) && (d = g->defs[mode][def_slot(service, resource)]) != NULL &&
-        strcmp(d->service, service) == 0 && strcmp(d->name, resource) == 0)
+    if (st->held.version > 0 && (d = st->defs[def_slot(st->held.service, st->held.name)]) != NULL &&
+        strcmp(d->service, st->held.service) == 0 && strcmp(d->name, st->held.name) == 0)
         d->service[0] = '\0'; /* matches nothing until learnt again */
 }
 
-bool engine_pg_data_explicit(struct engine *e, int mode)
+bool engine_pg_data_explicit(struct engine *e, const struct eng_scope *s, const char *service)
 {
     const struct pge *g = e->impl;
+    int store;
 
-    return mode_ok(mode) && (g->data_tx[mode].explicit_tx || pg_tx_deferred(&g->data_tx[mode]));
+    return engine_pg_route(e, s, service, &store) == 0 &&
+           (g->st[store].tx.explicit_tx || pg_tx_deferred(&g->st[store].tx));
 }
 
 /* ---- units of work ---------------------------------------------------------- */
@@ -200,20 +317,24 @@ static void end(struct pge *g)
 {
     g->in_tx = false;
     g->scoped = false;
-    g->nrelay[0] = g->nrelay[1] = 0;
-    memset(g->held, 0, sizeof g->held);
+    g->placed_org[0] = '\0';
+    for (int i = 0; i < g->nst; i++) {
+        g->st[i].nrelay = 0;
+        memset(&g->st[i].held, 0, sizeof g->st[i].held);
+    }
 }
 
-int engine_pg_relayed(struct engine *e, const struct eng_scope *s, const struct eng_audit *audit)
+int engine_pg_relayed(struct engine *e, const struct eng_scope *s, const char *service, const struct eng_audit *audit)
 {
     struct pge *g = e->impl;
+    struct pge_store *st;
     int rc;
 
-    if (!mode_ok(s->mode) || g->nrelay[s->mode] == RELAY_MAX)
+    if (!mode_ok(s->mode) || (st = &g->st[engine_pg_home(e, s->mode, service)])->nrelay == RELAY_MAX)
         return engine_fail(e, ERR_INTERNAL, "too many relayed audit entries in one unit of work");
     if ((rc = pg_audit_append(e, s, audit)) != 0)
         return rc;
-    snprintf(g->relay[s->mode][g->nrelay[s->mode]++], ENG_ID, "%s", audit->id);
+    snprintf(st->relay[st->nrelay++], ENG_ID, "%s", audit->id);
     return 0;
 }
 
@@ -231,22 +352,23 @@ static void uuid_array(char (*ids)[ENG_ID], int n, char *out, size_t cap)
 /* Drops the relay rows of mode whose entries core.audit_log now holds, on a
  * unit of its own. A failure only leaves them for the maintenance run, which
  * finds the entries already logged (ON CONFLICT DO NOTHING). */
-static int relay_done(struct engine *e, int mode, char (*ids)[ENG_ID], int n)
+static int relay_done(struct engine *e, int store, char (*ids)[ENG_ID], int n)
 {
     struct pge *g = e->impl;
+    struct pg_tx *tx = &g->st[store].tx;
     char arr[RELAY_BATCH * (ENG_ID + 1) + 4], why[128] = "";
     PGresult *r = NULL;
     int rc;
 
     uuid_array(ids, n, arr, sizeof arr);
     const struct pg_stmt st = {"SELECT core.audit_relay_done($1::uuid[])", 1, (const char *[]){arr}, true};
-    rc = pg_tx_run(&g->data_tx[mode], NULL, CORE_PATH, &st, 1, true, &r, why);
+    rc = pg_tx_run(tx, NULL, CORE_PATH, &st, 1, true, &r, why);
     PQclear(r);
     if (rc == 0)
-        rc = pg_tx_commit(&g->data_tx[mode], why);
+        rc = pg_tx_commit(tx, why);
     else
-        pg_tx_rollback(&g->data_tx[mode]);
-    return rc != 0 ? engine_fail(e, rc, "audit relay (%s): %s", engine_mode_name(mode), why) : 0;
+        pg_tx_rollback(tx);
+    return rc != 0 ? engine_fail(e, rc, "audit relay (%s): %s", g->st[store].label, why) : 0;
 }
 
 static void pg_rollback(struct engine *e)
@@ -254,8 +376,8 @@ static void pg_rollback(struct engine *e)
     struct pge *g = e->impl;
 
     pg_tx_rollback(&g->core_tx);
-    for (int m = 0; m < 2; m++)
-        pg_tx_rollback(&g->data_tx[m]);
+    for (int i = 0; i < g->nst; i++)
+        pg_tx_rollback(&g->st[i].tx);
     end(g);
 }
 
@@ -270,12 +392,17 @@ static int pg_commit(struct engine *e)
 
     if (!g->in_tx)
         return engine_fail(e, ERR_INTERNAL, "commit outside a unit of work");
-    for (int m = 0; m < 2 && rc == 0; m++)
-        if ((rc = pg_tx_commit(&g->data_tx[m], why)) != 0) {
-            engine_fail(e, rc, "commit (%s): %s", engine_mode_name(m), why);
-            e->retry = pg_tx_retryable(&g->data_tx[m]);
-            if (e->retry && g->held[m].version > 0)
-                engine_pg_def_forget(e, m, g->held[m].service, g->held[m].name);
+    /* A unit writes data in one store, but for a schema change, which runs
+     * in every store holding its service's data (engine_pg_fanout): a commit
+     * that fails after an earlier store's committed leaves them apart until
+     * the same change is made again (docs/OPERATIONS.md, placement). */
+    for (int i = 0; i < g->nst && rc == 0; i++)
+        if ((rc = pg_tx_commit(&g->st[i].tx, why)) != 0) {
+            engine_fail(e, rc, "commit (%s): %s", g->st[i].label, why);
+            /* a guard held back may have found the definition changed: the
+             * request runs again, and must read it afresh */
+            if ((e->retry = pg_tx_retryable(&g->st[i].tx)))
+                held_forget(&g->st[i]);
         }
     if (rc == 0 && (rc = pg_tx_commit(&g->core_tx, why)) != 0) {
         engine_fail(e, rc, "commit (core): %s", why);
@@ -287,9 +414,9 @@ static int pg_commit(struct engine *e)
     }
     /* both committed: the relayed entries are in the log; their relay rows may
      * go (best effort: what stays is found logged by the next maintenance) */
-    for (int m = 0; m < 2; m++)
-        if (g->nrelay[m] > 0)
-            (void)relay_done(e, m, g->relay[m], g->nrelay[m]);
+    for (int i = 0; i < g->nst; i++)
+        if (g->st[i].nrelay > 0)
+            (void)relay_done(e, i, g->st[i].relay, g->st[i].nrelay);
     end(g);
     return 0;
 }
@@ -304,11 +431,11 @@ static int pg_ping(struct engine *e)
         return 0;
     if ((rc = pg_pool_ping(g->core, why)) != 0)
         return engine_fail(e, rc, "core: %s", why);
-    for (int m = 0; m < 2; m++) {
+    for (int i = 0; i < g->nst; i++) {
         struct pg_pool_stats st;
-        pg_pool_stats(g->data[m], &st);
-        if (st.used && (rc = pg_pool_ping(g->data[m], why)) != 0)
-            return engine_fail(e, rc, "%s: %s", engine_mode_name(m), why);
+        pg_pool_stats(g->st[i].pool, &st);
+        if (st.used && (rc = pg_pool_ping(g->st[i].pool, why)) != 0)
+            return engine_fail(e, rc, "%s: %s", g->st[i].label, why);
     }
     return 0;
 }
@@ -316,10 +443,12 @@ static int pg_ping(struct engine *e)
 static size_t pg_pools(struct engine *e, bool ping, struct eng_pool_info *out, size_t max)
 {
     struct pge *g = e->impl;
-    struct pg_pool *pools[3] = {g->core, g->data[ENG_MODE_TEST], g->data[ENG_MODE_LIVE]};
-    size_t n = 0;
+    struct pg_pool *pools[1 + PGE_STORES] = {g->core};
+    size_t n = 0, npools = 1;
 
-    for (size_t i = 0; i < 3 && n < max; i++) {
+    for (int i = 0; i < g->nst; i++)
+        pools[npools++] = g->st[i].pool;
+    for (size_t i = 0; i < npools && n < max; i++) {
         struct eng_pool_info *o = &out[n++];
         struct pg_pool_stats st;
         char why[128] = "";
@@ -353,11 +482,11 @@ static void pg_free(struct engine *e)
         pg_rollback(e);
         pgc_listen_close(g);
         pg_pool_free(g->core);
-        pg_pool_free(g->data[0]);
-        pg_pool_free(g->data[1]);
-        for (int m = 0; m < 2; m++)
-            for (int i = 0; i < PGE_DEFS; i++)
-                free(g->defs[m][i]);
+        for (int i = 0; i < g->nst; i++) {
+            pg_pool_free(g->st[i].pool);
+            for (int k = 0; k < PGE_DEFS; k++)
+                free(g->st[i].defs[k]);
+        }
         free(g);
     }
     free(e);
@@ -771,9 +900,11 @@ static int pg_role_delete(struct engine *e, const struct eng_scope *s, const cha
  * each as its org with ON CONFLICT DO NOTHING (core: an entry its request
  * logged already is skipped), commit, then drop the rows (data). Exactly one
  * log row per relay row, whichever step a crash interrupts. *n: delivered. */
-static int relay_flush(struct engine *e, int mode, int *n)
+static int relay_flush(struct engine *e, int store, int *n)
 {
     struct pge *g = e->impl;
+    struct pg_tx *tx = &g->st[store].tx;
+    int mode = g->st[store].mode;
     char why[128] = "", ids[RELAY_BATCH][ENG_ID], batch[16];
     PGresult *r = NULL;
     int rc, rows;
@@ -783,10 +914,10 @@ static int relay_flush(struct engine *e, int mode, int *n)
     const struct pg_stmt st = {"SELECT id, org_id, actor, action, target, meta, created_at "
                                "FROM core.audit_relay_pending($1::int)",
                                1, (const char *[]){batch}, true};
-    rc = pg_tx_run(&g->data_tx[mode], NULL, CORE_PATH, &st, 1, false, &r, why);
-    pg_tx_rollback(&g->data_tx[mode]);
+    rc = pg_tx_run(tx, NULL, CORE_PATH, &st, 1, false, &r, why);
+    pg_tx_rollback(tx);
     if (rc != 0)
-        return engine_fail(e, rc, "audit relay (%s): %s", engine_mode_name(mode), why);
+        return engine_fail(e, rc, "audit relay (%s): %s", g->st[store].label, why);
     rows = PQntuples(r) < RELAY_BATCH ? PQntuples(r) : RELAY_BATCH;
     if (rows == 0) {
         PQclear(r);
@@ -819,31 +950,32 @@ static int relay_flush(struct engine *e, int mode, int *n)
     }
     if ((rc = pg_commit(e)) != 0)
         return rc;
-    if ((rc = relay_done(e, mode, ids, rows)) == 0)
+    if ((rc = relay_done(e, store, ids, rows)) == 0)
         *n = rows;
     return rc;
 }
 
 /* The HNSW indexes a mode's data database lacks (sql/0009: pgvector added
  * since, or a build that failed), built; *n how many. */
-static int vector_indexes(struct engine *e, int mode, int *n)
+static int vector_indexes(struct engine *e, int store, int *n)
 {
     struct pge *g = e->impl;
+    struct pg_tx *tx = &g->st[store].tx;
     char why[128] = "";
     PGresult *r = NULL;
     const struct pg_stmt st = {"SELECT core.svc_vector_indexes_all($1)", 1,
-                               (const char *[]){engine_mode_name(mode)}, true};
-    int rc = pg_tx_run(&g->data_tx[mode], NULL, CORE_PATH, &st, 1, true, &r, why);
+                               (const char *[]){engine_mode_name(g->st[store].mode)}, true};
+    int rc = pg_tx_run(tx, NULL, CORE_PATH, &st, 1, true, &r, why);
 
     *n = 0;
     if (rc == 0) {
         *n = atoi(PQgetvalue(r, 0, 0));
-        rc = pg_tx_commit(&g->data_tx[mode], why);
+        rc = pg_tx_commit(tx, why);
     } else {
-        pg_tx_rollback(&g->data_tx[mode]);
+        pg_tx_rollback(tx);
     }
     PQclear(r);
-    return rc != 0 ? engine_fail(e, rc, "vector indexes (%s): %s", engine_mode_name(mode), why) : 0;
+    return rc != 0 ? engine_fail(e, rc, "vector indexes (%s): %s", g->st[store].label, why) : 0;
 }
 
 static int pg_maintain(struct engine *e, int64_t now, char report[256])
@@ -868,10 +1000,18 @@ static int pg_maintain(struct engine *e, int64_t now, char report[256])
     PQclear(r);
     if (rc != 0)
         return engine_fail(e, rc, "audit partitions: %s", why);
-    for (int m = 0; m < 2 && rc == 0; m++)
-        rc = relay_flush(e, m, &sent[m]);
-    for (int m = 0; m < 2 && rc == 0; m++)
-        rc = vector_indexes(e, m, &built[m]);
+    /* every store, each on its own: a placed database that is down delays
+     * its own relay rows and indexes, not the others'; the first failure is
+     * what maintain answers */
+    for (int i = 0; i < g->nst; i++) {
+        int sent_here = 0, built_here = 0;
+        int frc = relay_flush(e, i, &sent_here);
+        int vrc = frc == 0 ? vector_indexes(e, i, &built_here) : frc;
+        sent[g->st[i].mode] += sent_here;
+        built[g->st[i].mode] += built_here;
+        if (rc == 0)
+            rc = vrc;
+    }
     report[0] = '\0';
     if (made > 0 || sent[0] > 0 || sent[1] > 0 || built[0] > 0 || built[1] > 0)
         snprintf(report, 256,
@@ -941,13 +1081,80 @@ static const struct engine_ops PG_OPS = {
     .view_read = pgc_view_read,
     .changes_list = pgc_changes_list,
     .org_platform = pgc_org_platform,
+    .org_records = pgp_org_records,
+    .org_place = pgp_org_place,
+    .placement_sync = pgp_placement_sync,
 };
+
+/* The store of (dsn, mode), made unless one with the same DSN and mode exists. */
+static int store_add(struct pge *g, const struct engine_pg_config *c, const char *label, int mode, const char *dsn,
+                     const char *listen, const char *key, int *idx, char errstr[128])
+{
+    struct pge_store *st;
+    char why[128];
+
+    for (int i = 0; i < g->nst; i++)
+        if (g->st[i].mode == mode && strcmp(g->st[i].dsn, dsn) == 0) {
+            *idx = i;
+            return 0;
+        }
+    if (g->nst == PGE_STORES) {
+        err_set(errstr, "%s: more than %d data stores", key, PGE_STORES);
+        return ERR_INVAL;
+    }
+    st = &g->st[g->nst];
+    if (strlen(dsn) >= sizeof st->dsn || strlen(listen) >= sizeof st->listen_dsn) {
+        err_set(errstr, "%s: too long", key);
+        return ERR_INVAL;
+    }
+    snprintf(st->label, sizeof st->label, "%s", label);
+    snprintf(st->dsn, sizeof st->dsn, "%s", dsn);
+    snprintf(st->listen_dsn, sizeof st->listen_dsn, "%s", listen);
+    st->mode = mode;
+    if ((st->pool = pg_pool_new(label, dsn, c->connection_limit, c->prepare, why)) == NULL) {
+        err_set(errstr, "%s: %s", key, why);
+        return ERR_INVAL;
+    }
+    pg_tx_init(&st->tx, st->pool);
+    *idx = g->nst++;
+    return 0;
+}
+
+static const char *or_else(const char *a, const char *b)
+{
+    return a != NULL && a[0] != '\0' ? a : b;
+}
+
+/* The stores of kind's placements (svc or database), after the shared ones. */
+static int places_add(struct pge *g, const struct engine_pg_config *c, const char *kind,
+                      const struct engine_pg_place *in, int n, struct pge_place *out, int *nout,
+                      char errstr[128])
+{
+    if (n > PGE_PLACES) {
+        err_set(errstr, "more than %d [%s.*] sections", PGE_PLACES, kind);
+        return ERR_INVAL;
+    }
+    for (int i = 0; i < n; i++) {
+        struct pge_place *p = &out[(*nout)++];
+        snprintf(p->name, sizeof p->name, "%s", in[i].name);
+        for (int m = 0; m < 2; m++) {
+            const char *dsn = or_else(in[i].dsn[m], g->st[m].dsn);
+            char label[80], key[96];
+            snprintf(label, sizeof label, "%s.%.48s.%s", kind, in[i].name, engine_mode_name(m));
+            snprintf(key, sizeof key, "%s.%.48s.%s_dsn", kind, in[i].name, engine_mode_name(m));
+            if (store_add(g, c, label, m, dsn, or_else(in[i].listen_dsn[m], dsn), key, &p->store[m], errstr) != 0)
+                return ERR_INVAL;
+        }
+    }
+    return 0;
+}
 
 struct engine *engine_pg_new(const struct engine_pg_config *c, char errstr[128])
 {
     struct engine *e = calloc(1, sizeof *e);
     struct pge *g = calloc(1, sizeof *g);
     const char *dsn[2] = {c->test_dsn, c->live_dsn};
+    const char *listen[2] = {c->listen_test_dsn, c->listen_live_dsn};
     char why[128];
 
     if (e == NULL || g == NULL) {
@@ -959,8 +1166,6 @@ struct engine *engine_pg_new(const struct engine_pg_config *c, char errstr[128])
     e->ops = &PG_OPS;
     e->impl = g;
     pg_tx_init(&g->core_tx, NULL);
-    for (int m = 0; m < 2; m++)
-        pg_tx_init(&g->data_tx[m], NULL);
     if (c->core_dsn == NULL || c->core_dsn[0] == '\0') {
         err_set(errstr, "db.core_dsn is empty");
         goto fail;
@@ -969,21 +1174,19 @@ struct engine *engine_pg_new(const struct engine_pg_config *c, char errstr[128])
         err_set(errstr, "db.core_dsn: %s", why);
         goto fail;
     }
-    for (int m = 0; m < 2; m++) {
-        const char *d = dsn[m] != NULL && dsn[m][0] != '\0' ? dsn[m] : c->core_dsn;
-        if ((g->data[m] = pg_pool_new(engine_mode_name(m), d, c->connection_limit, c->prepare, why)) == NULL) {
-            err_set(errstr, "db.%s_dsn: %s", engine_mode_name(m), why);
-            goto fail;
-        }
-        g->data_tx[m].pool = g->data[m];
-        const char *l = m == 0 ? c->listen_test_dsn : c->listen_live_dsn;
-        if (snprintf(g->listen_dsn[m], sizeof g->listen_dsn[m], "%s", l != NULL && l[0] != '\0' ? l : d) >=
-            (int)sizeof g->listen_dsn[m]) {
-            err_set(errstr, "cqrs.%s_listen_dsn: too long", engine_mode_name(m));
-            goto fail;
-        }
-    }
     g->core_tx.pool = g->core;
+    for (int m = 0; m < 2; m++) {
+        char key[32];
+        int idx;
+        const char *d = or_else(dsn[m], c->core_dsn);
+        snprintf(key, sizeof key, "db.%s_dsn", engine_mode_name(m));
+        /* the two shared stores are 0 and 1, by mode (engine_pg_home) */
+        if (store_add(g, c, engine_mode_name(m), m, d, or_else(listen[m], d), key, &idx, errstr) != 0)
+            goto fail;
+    }
+    if (places_add(g, c, "svc", c->svc, c->nsvc, g->svc, &g->nsvc, errstr) != 0 ||
+        places_add(g, c, "database", c->db, c->ndb, g->db, &g->ndb, errstr) != 0)
+        goto fail;
     return e;
 fail:
     pg_free(e);

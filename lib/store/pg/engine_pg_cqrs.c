@@ -77,8 +77,12 @@ static int call_json(struct engine *e, struct pg_tx *tx, const char *what, const
     return 0;
 }
 
-/* The data pools of both modes may be one database: a store is then named
- * by its (service, mode) in core.resources, so each mode's call sees its own. */
+/* Every data store, each its mode's: the shared ones and each placed
+ * database's (issue 18 §7), so the outbox of every database holding data is
+ * read. The data pools of both modes may be one database: a store is then
+ * named by its (service, mode) in core.resources, so each mode's call sees
+ * its own. A store that fails leaves the others' events to be applied; the
+ * first failure is the answer. */
 int pgc_project(struct engine *e, size_t max, eng_touch_fn touch, void *ctx, struct eng_projection *out)
 {
     struct pge *g = e->impl;
@@ -88,12 +92,16 @@ int pgc_project(struct engine *e, size_t max, eng_touch_fn touch, void *ctx, str
     if (g->in_tx)
         return engine_fail(e, ERR_INTERNAL, "project inside a unit of work");
     snprintf(batch, sizeof batch, "%zu", max > 100000 ? (size_t)100000 : max);
-    for (int m = 0; m < 2 && rc == 0; m++) {
+    for (int i = 0; i < g->nst; i++) {
         cJSON *o;
+        int m = g->st[i].mode, src;
         const char *vals[2] = {engine_mode_name(m), batch};
-        if ((rc = call_json(e, &g->data_tx[m], "project", "SELECT core.cqrs_project($1, $2::int)::text", 2, vals,
-                            &o)) != 0)
-            break;
+        if ((src = call_json(e, &g->st[i].tx, "project", "SELECT core.cqrs_project($1, $2::int)::text", 2, vals,
+                             &o)) != 0) {
+            if (rc == 0)
+                rc = src;
+            continue;
+        }
         int64_t pending = json_int(o, "pending_ms");
         out->applied += (uint64_t)json_int(o, "applied");
         out->rebuilt += (uint64_t)json_int(o, "rebuilt");
@@ -110,39 +118,39 @@ int pgc_project(struct engine *e, size_t max, eng_touch_fn touch, void *ctx, str
 
 void pgc_listen_close(struct pge *g)
 {
-    for (int m = 0; m < 2; m++) {
-        if (g->listen[m] != NULL)
-            PQfinish(g->listen[m]);
-        g->listen[m] = NULL;
+    for (int i = 0; i < g->nst; i++) {
+        if (g->st[i].listen != NULL)
+            PQfinish(g->st[i].listen);
+        g->st[i].listen = NULL;
     }
 }
 
-/* The mode's LISTEN connection, opened when missing; NULL when it cannot be. */
-static PGconn *listener(struct engine *e, int m)
+/* Store i's LISTEN connection, opened when missing; NULL when it cannot be. */
+static PGconn *listener(struct engine *e, int i)
 {
-    struct pge *g = e->impl;
+    struct pge_store *st = &((struct pge *)e->impl)->st[i];
     PGresult *r;
 
-    if (g->listen[m] != NULL && PQstatus(g->listen[m]) == CONNECTION_OK)
-        return g->listen[m];
-    if (g->listen[m] != NULL)
-        PQfinish(g->listen[m]);
-    g->listen[m] = PQconnectdb(g->listen_dsn[m]);
-    if (PQstatus(g->listen[m]) != CONNECTION_OK) {
-        engine_fail(e, ERR_UNAVAILABLE, "listen (%s): cannot connect", engine_mode_name(m));
+    if (st->listen != NULL && PQstatus(st->listen) == CONNECTION_OK)
+        return st->listen;
+    if (st->listen != NULL)
+        PQfinish(st->listen);
+    st->listen = PQconnectdb(st->listen_dsn);
+    if (PQstatus(st->listen) != CONNECTION_OK) {
+        engine_fail(e, ERR_UNAVAILABLE, "listen (%s): cannot connect", st->label);
         goto fail;
     }
-    r = PQexec(g->listen[m], "LISTEN tessera_outbox");
+    r = PQexec(st->listen, "LISTEN tessera_outbox");
     if (PQresultStatus(r) != PGRES_COMMAND_OK) {
         PQclear(r);
-        engine_fail(e, ERR_UNAVAILABLE, "listen (%s): LISTEN refused", engine_mode_name(m));
+        engine_fail(e, ERR_UNAVAILABLE, "listen (%s): LISTEN refused", st->label);
         goto fail;
     }
     PQclear(r);
-    return g->listen[m];
+    return st->listen;
 fail:
-    PQfinish(g->listen[m]);
-    g->listen[m] = NULL;
+    PQfinish(st->listen);
+    st->listen = NULL;
     return NULL;
 }
 
@@ -163,36 +171,39 @@ static bool drain(PGconn *c, bool *woken)
 int pgc_wait(struct engine *e, int timeout_ms)
 {
     struct pge *g = e->impl;
-    struct pollfd p[2];
-    int mode[2], n = 0, rc = 0;
+    struct pollfd p[PGE_STORES];
+    int store[PGE_STORES], n = 0, rc = 0;
     bool woken = false;
 
-    for (int m = 0; m < 2; m++) {
+    for (int i = 0; i < g->nst; i++) {
         PGconn *c;
-        if (m == 1 && strcmp(g->listen_dsn[1], g->listen_dsn[0]) == 0)
-            break; /* one database: one LISTEN hears both modes */
-        if ((c = listener(e, m)) == NULL) {
+        bool heard = false;
+        for (int j = 0; j < i; j++)
+            heard |= strcmp(g->st[j].listen_dsn, g->st[i].listen_dsn) == 0;
+        if (heard)
+            continue; /* one database: one LISTEN hears every store in it */
+        if ((c = listener(e, i)) == NULL) {
             rc = ERR_UNAVAILABLE;
             continue;
         }
         /* what came while the projector worked: go round again at once */
         if (!drain(c, &woken)) {
-            PQfinish(g->listen[m]);
-            g->listen[m] = NULL;
-            rc = engine_fail(e, ERR_UNAVAILABLE, "listen (%s): connection lost", engine_mode_name(m));
+            PQfinish(g->st[i].listen);
+            g->st[i].listen = NULL;
+            rc = engine_fail(e, ERR_UNAVAILABLE, "listen (%s): connection lost", g->st[i].label);
             continue;
         }
         p[n] = (struct pollfd){.fd = PQsocket(c), .events = POLLIN};
-        mode[n++] = m;
+        store[n++] = i;
     }
     if (woken || n == 0)
         return woken ? 0 : rc;
     /* a signal (stop) ends the wait early: poll returns EINTR */
     if (poll(p, (nfds_t)n, timeout_ms) > 0)
         for (int i = 0; i < n; i++)
-            if (p[i].revents != 0 && !drain(g->listen[mode[i]], &woken)) {
-                PQfinish(g->listen[mode[i]]);
-                g->listen[mode[i]] = NULL;
+            if (p[i].revents != 0 && !drain(g->st[store[i]].listen, &woken)) {
+                PQfinish(g->st[store[i]].listen);
+                g->st[store[i]].listen = NULL;
             }
     return 0;
 }
@@ -214,13 +225,20 @@ int pgc_reap(struct engine *e, const struct eng_reap_policy *p, eng_touch_fn tou
     snprintf(keep, sizeof keep, "%lld", (long long)p->changes_retention);
     snprintf(grace, sizeof grace, "%lld", (long long)p->token_grace);
     snprintf(months, sizeof months, "%d", p->audit_retention_months);
-    for (int m = 0; m < 2 && rc == 0; m++) {
+    /* every store, each on its own (a placed database that is down keeps
+     * its own expired rows, not the others'); the first failure answers */
+    int src = 0;
+    for (int i = 0; i < g->nst; i++) {
+        int m = g->st[i].mode;
         /* rounds until a store has nothing more to delete now */
-        for (int round = 0; round < 1000 && rc == 0; round++) {
+        for (int round = 0; round < 1000; round++) {
             const char *vals[4] = {engine_mode_name(m), now, max, keep};
-            if ((rc = call_json(e, &g->data_tx[m], "reap", "SELECT core.cqrs_reap($1, $2::bigint, $3::int, $4::bigint)::text",
-                                4, vals, &o)) != 0)
+            if ((src = call_json(e, &g->st[i].tx, "reap", "SELECT core.cqrs_reap($1, $2::bigint, $3::int, $4::bigint)::text",
+                                 4, vals, &o)) != 0) {
+                if (rc == 0)
+                    rc = src;
                 break;
+            }
             out->records += (uint64_t)json_int(o, "records");
             out->changes += (uint64_t)json_int(o, "changes");
             report_touched(o, m, touch, ctx);
@@ -230,24 +248,28 @@ int pgc_reap(struct engine *e, const struct eng_reap_policy *p, eng_touch_fn tou
                 break;
         }
     }
-    if (rc == 0) {
+    {
         const char *vals[3] = {now, grace, months};
-        if ((rc = call_json(e, &g->core_tx, "reap core", "SELECT core.reap_core($1::bigint, $2::bigint, $3::int)::text",
-                            3, vals, &o)) == 0) {
+        if ((src = call_json(e, &g->core_tx, "reap core", "SELECT core.reap_core($1::bigint, $2::bigint, $3::int)::text",
+                             3, vals, &o)) == 0) {
             out->refresh_tokens += (uint64_t)json_int(o, "refresh_tokens");
             out->invites += (uint64_t)json_int(o, "invites");
             out->audit_partitions += (uint64_t)json_int(o, "audit_partitions");
             cJSON_Delete(o);
+        } else if (rc == 0) {
+            rc = src;
         }
     }
-    if (rc == 0) {
+    {
         const char *vals[2] = {now, grace};
-        if ((rc = call_json(e, &g->core_tx, "reap accounts", "SELECT core.reap_accounts($1::bigint, $2::bigint)::text",
-                            2, vals, &o)) == 0) {
+        if ((src = call_json(e, &g->core_tx, "reap accounts", "SELECT core.reap_accounts($1::bigint, $2::bigint)::text",
+                             2, vals, &o)) == 0) {
             out->sessions += (uint64_t)json_int(o, "sessions");
             out->user_tokens += (uint64_t)json_int(o, "user_tokens");
             out->auth_events += (uint64_t)json_int(o, "auth_events");
             cJSON_Delete(o);
+        } else if (rc == 0) {
+            rc = src;
         }
     }
     return rc;

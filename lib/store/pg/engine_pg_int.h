@@ -20,39 +20,80 @@
 #define AUDIT_MONTHS_AHEAD 3    /* partitions the maintenance keeps ahead of this month */
 
 #define PGE_NAMES 32            /* services whose data schema name a worker keeps */
-#define PGE_DEFS 16             /* resource definitions a worker keeps for list pages (~70 KB each) */
+#define PGE_DEFS 16             /* resource definitions a worker keeps per store for list pages (~70 KB each) */
+#define PGE_PLACES 8            /* [svc.*] placements, and as many [database.*] (CONFIG_PLACES_MAX) */
+#define PGE_STORES (2 + 2 * 2 * PGE_PLACES)     /* the shared ones, then two per placement at most */
+#define PGE_DSN 512
+
+/* A data store: one database as one mode's data reaches it (a pool, the
+ * unit of work's transaction on it). Stores 0 and 1 are the shared ones
+ * ([db] test_dsn / live_dsn, else core_dsn), by enum eng_mode; the others
+ * are the placements' (issue 18 §7), one per distinct (DSN, mode): two
+ * placements that name the same DSN share a store, so one unit of work never
+ * holds two transactions on one database for one mode (a schema change
+ * fanned out to both would wait for itself). */
+struct pge_store {
+    char label[80];             /* the pool's: "test", "svc.orders.live", "database.eu.test" */
+    char dsn[PGE_DSN];
+    int mode;
+    struct pg_pool *pool;
+    struct pg_tx tx;
+    /* audit entries this unit relayed through core.audit_relay here: their
+     * relay rows are dropped once data and core have both committed */
+    char relay[RELAY_MAX][ENG_ID];
+    int nrelay;
+    /* definitions as last read here, for a list page's one round trip
+     * (engine_pg_def_known), direct-mapped; allocated on first use */
+    struct eng_resource *defs[PGE_DEFS];
+    /* the definition the unit holds here for its writes (engine_pg_held) */
+    struct {
+        char service[ENG_SLUG];
+        char name[ENG_FIELD];
+        int64_t version;        /* 0: none */
+    } held;
+    /* the projector's wake-up (engine_pg_cqrs.c): a LISTEN connection per
+     * distinct listen DSN, never pooled; NULL until the first wait */
+    char listen_dsn[PGE_DSN];
+    PGconn *listen;
+};
+
+/* A placement as the engine resolves it: its store per mode. */
+struct pge_place {
+    char name[64];
+    int store[2];
+};
 
 struct pge {
     struct pg_pool *core;
-    struct pg_pool *data[2];    /* by enum eng_mode; opened lazily */
     struct pg_tx core_tx;
-    struct pg_tx data_tx[2];
+    struct pge_store st[PGE_STORES];
+    int nst;
+    struct pge_place svc[PGE_PLACES];   /* [svc.<name>]: a service's data */
+    int nsvc;
+    struct pge_place db[PGE_PLACES];    /* [database.<name>]: orgs placed there */
+    int ndb;
     bool in_tx;
     bool scoped;                /* begin got a scope: tenant calls must match it */
     struct eng_scope scope;
-    /* audit entries this unit relayed through core.audit_relay, by mode: their
-     * relay rows are dropped once data and core have both committed */
-    char relay[2][RELAY_MAX][ENG_ID];
-    int nrelay[2];
+    /* an org's placement looked up in this unit (a scope that did not carry it) */
+    char placed_org[ENG_ID];
+    char placed_db[ENG_DB];
+    bool placed_moving;
     /* core.svc_schema_name's answers (pgrec_schema_known), direct-mapped */
     struct {
         char service[ENG_SLUG];
         char schema[ENG_SLUG];
     } names[2][PGE_NAMES];
-    /* definitions as last read, for a list page's one round trip
-     * (engine_pg_def_known), direct-mapped; allocated on first use */
-    struct eng_resource *defs[2][PGE_DEFS];
-    /* the definition each mode's unit holds for its writes (engine_pg_held) */
-    struct {
-        char service[ENG_SLUG];
-        char name[ENG_FIELD];
-        int64_t version;        /* 0: none */
-    } held[2];
-    /* the projector's wake-up (engine_pg_cqrs.c): a LISTEN connection per
-     * mode's listen DSN, never pooled; NULL until the first wait */
-    char listen_dsn[2][512];
-    PGconn *listen[2];
 };
+
+/* engine_pg.c: the store of (scope, service): the org's database when the org
+ * is placed (the org's placement wins over the service's), else the
+ * service's, else the shared one of the mode. ERR_UNAVAILABLE while the org's
+ * placement changes, or when it names a database this configuration lacks. */
+int engine_pg_route(struct engine *e, const struct eng_scope *s, const char *service, int *store);
+/* The store a service's schema changes start in (its own database, else the
+ * shared one), ignoring org placement: where its audit relay goes. */
+int engine_pg_home(struct engine *e, int mode, const char *service);
 
 /* ---- engine_pg_cqrs.c: the CQRS ops (lib/store/engine.h) ------------------- */
 int pgc_project(struct engine *e, size_t max, eng_touch_fn touch, void *ctx, struct eng_projection *out);
@@ -64,6 +105,10 @@ int pgc_view_read(struct engine *e, const struct eng_scope *s, const char *servi
                   const char *view, cJSON **rows, bool *more, int64_t *pending_ms);
 int pgc_changes_list(struct engine *e, const struct eng_scope *s, const char *service, const char *resource,
                      uint64_t after, struct eng_change *out, size_t max, size_t *n, uint64_t *head);
+/* engine_pg_place.c: placement (engine_ops.org_records, org_place, placement_sync). */
+int pgp_org_records(struct engine *e, const struct eng_scope *s, int64_t *n, char where[80]);
+int pgp_org_place(struct engine *e, const struct eng_scope *s, const char *database, bool moving);
+int pgp_placement_sync(struct engine *e, const struct eng_scope *s, const char *database, int *made);
 /* Closes the LISTEN connections (the handle's end). */
 void pgc_listen_close(struct pge *g);
 

@@ -384,7 +384,7 @@ static int list_sql(struct engine *e, struct buf *b, struct params *p, const cha
 static int list_fast(struct engine *e, const struct eng_scope *s, const char *service, const char *resource,
                      const struct eng_query *q, size_t max, struct pgrec_call *c, PGresult **rows)
 {
-    const struct eng_resource *kept = engine_pg_def_known(e, s->mode, service, resource);
+    const struct eng_resource *kept = engine_pg_def_known(e, s, service, resource);
     const char *schema = engine_pg_schema_known(e, s->mode, service);
     const char *vals[3];
     struct pg_stmt st[2];
@@ -392,7 +392,7 @@ static int list_fast(struct engine *e, const struct eng_scope *s, const char *se
     int rc;
 
     *rows = NULL;
-    if (kept == NULL || schema == NULL || max == 0 || engine_pg_data_explicit(e, s->mode))
+    if (kept == NULL || schema == NULL || max == 0 || engine_pg_data_explicit(e, s, service))
         return 0;
     memcpy(c->def, kept, sizeof *c->def);
     snprintf(c->schema, sizeof c->schema, "%s", schema);
@@ -400,7 +400,7 @@ static int list_fast(struct engine *e, const struct eng_scope *s, const char *se
         return rc;
     pgrec_res_stmt(s, service, resource, vals, &st[0]);
     st[1] = (struct pg_stmt){c->b[0].p, c->p[0].n, c->p[0].v, false};
-    if (engine_pg_data_read(e, s, DATA_PATH, st, 2, c->r) != 0)
+    if (engine_pg_data_read(e, s, service, DATA_PATH, st, 2, c->r) != 0)
         goto again;
     if ((read = malloc(sizeof *read)) == NULL)
         return pgrec_nomem(e);
@@ -445,12 +445,12 @@ int pgrec_record_list(struct engine *e, const struct eng_scope *s, const char *s
     if (rows == NULL) {
         if ((rc = pgrec_res_load(e, s, service, resource, false, c.def, c.schema)) != 0)
             goto out;
-        engine_pg_def_learn(e, s->mode, c.def);
+        engine_pg_def_learn(e, s, c.def);
         if ((rc = list_sql(e, &c.b[0], &c.p[0], s->org_id, c.schema, resource, c.def, q, max)) != 0)
             goto out;
         if (max == 0)
             goto out;
-        if ((rc = pgrec_run_read(e, s, (const char *[]){c.b[0].p}, c.p, 1, c.r)) != 0)
+        if ((rc = pgrec_run_read(e, s, service, (const char *[]){c.b[0].p}, c.p, 1, c.r)) != 0)
             goto out;
         rows = c.r[0];
     }
@@ -486,7 +486,7 @@ int pgrec_outbox_list(struct engine *e, const struct eng_scope *s, const char *s
 
     buf_init(&b, SQL_MAX);
     *n = 0;
-    if ((rc = engine_pg_data(e, s, DATA_PATH, &st, 1, &r)) != 0 || PQntuples(r) == 0 || max == 0)
+    if ((rc = engine_pg_data(e, s, service, DATA_PATH, &st, 1, &r)) != 0 || PQntuples(r) == 0 || max == 0)
         goto out;               /* no resource yet: no outbox yet */
     if (pgrec_param(&p, s->org_id) == 0 ||
         pgrec_param_own(&p, pgrec_fmt_i64(after_seq > (uint64_t)INT64_MAX ? INT64_MAX : (int64_t)after_seq)) == 0 ||
@@ -497,7 +497,7 @@ int pgrec_outbox_list(struct engine *e, const struct eng_scope *s, const char *s
         rc = pgrec_nomem(e);
         goto out;
     }
-    if ((rc = pgrec_run(e, s, (const char *[]){b.p}, &p, 1, &rows)) != 0)
+    if ((rc = pgrec_run(e, s, service, (const char *[]){b.p}, &p, 1, &rows)) != 0)
         goto out;
     for (int i = 0; i < PQntuples(rows) && *n < max; i++) {
         struct eng_outbox *o = &out[(*n)++];
@@ -727,7 +727,7 @@ static int hnsw_usable(struct engine *e, const struct eng_scope *s, const char *
         pgrec_param(&p, metric) == 0 || pgrec_param(&p, dim) == 0)
         rc = pgrec_nomem(e);
     if (rc == 0)
-        rc = pgrec_run(e, s,
+        rc = pgrec_run(e, s, def->service,
                        (const char *[]){"SELECT core.svc_vector_schema() WHERE to_regclass(format('%I.%I', $1::text, "
                                         "core.svc_hnsw_name($2::text, $3::text, $4::text, $5::int))) IS NOT NULL"},
                        &p, 1, &r);

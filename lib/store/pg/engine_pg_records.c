@@ -27,9 +27,11 @@
  * transaction is renaming or retyping (the memory engine's region lock gives
  * the same). The cost is a tuple lock per request on that row.
  *
- * Everything runs on the data pool of the scope's mode (engine_pg_data), the
- * metadata included: a schema change and its DDL are one transaction, and a
- * mode whose DSN points at another database keeps its schemas there. Every
+ * Everything runs on the data store of the scope and service (engine_pg_data:
+ * the org's placed database, else the service's own, else the shared one of
+ * the mode), the metadata included: a schema change and its DDL are one
+ * transaction per store, and a database that holds a service's data keeps its
+ * schemas and definitions (issue 18 §7: a schema change runs in each). Every
  * identifier in a statement is quoted here (qident) after it passed the
  * name regex; every value is a $n parameter. Round trips: a record write
  * uses the definition the handler's resource_get locked (or resource_hold
@@ -319,25 +321,25 @@ static int field_values(struct buf *b, struct params *p, const struct eng_resour
     return rc;
 }
 
-/* Runs n statements (their params in p[i]) on the data pool. */
-int pgrec_run(struct engine *e, const struct eng_scope *s, const char *const *sql, struct params *p,
-              size_t n, PGresult **res)
+/* Runs n statements (their params in p[i]) on the data store of (s, service). */
+int pgrec_run(struct engine *e, const struct eng_scope *s, const char *service, const char *const *sql,
+              struct params *p, size_t n, PGresult **res)
 {
     struct pg_stmt st[PG_STMT_MAX];
 
     for (size_t i = 0; i < n; i++)
         st[i] = (struct pg_stmt){sql[i], p[i].n, p[i].v, false}; /* built per call: never prepared */
-    return engine_pg_data(e, s, DATA_PATH, st, n, res);
+    return engine_pg_data(e, s, service, DATA_PATH, st, n, res);
 }
 
-int pgrec_run_read(struct engine *e, const struct eng_scope *s, const char *const *sql, struct params *p,
-                   size_t n, PGresult **res)
+int pgrec_run_read(struct engine *e, const struct eng_scope *s, const char *service, const char *const *sql,
+                   struct params *p, size_t n, PGresult **res)
 {
     struct pg_stmt st[PG_STMT_MAX];
 
     for (size_t i = 0; i < n; i++)
         st[i] = (struct pg_stmt){sql[i], p[i].n, p[i].v, false};
-    return engine_pg_data_read(e, s, DATA_PATH, st, n, res);
+    return engine_pg_data_read(e, s, service, DATA_PATH, st, n, res);
 }
 
 int pgrec_nomem(struct engine *e)
@@ -348,32 +350,33 @@ int pgrec_nomem(struct engine *e)
 int pgrec_call_open(struct engine *e, const struct eng_scope *s, const char *service, const char *resource,
                     bool lock, struct pgrec_call *c)
 {
-    const struct eng_resource *kept = engine_pg_def_known(e, s->mode, service, resource);
+    const struct eng_resource *kept = engine_pg_def_known(e, s, service, resource);
     const char *schema = engine_pg_schema_known(e, s->mode, service);
     int rc;
 
     memset(c, 0, sizeof *c);
+    c->service = service;
     buf_init(&c->b[0], SQL_MAX);
     buf_init(&c->b[1], SQL_MAX);
     if ((c->def = malloc(sizeof *c->def)) == NULL)
         return pgrec_nomem(e);
     /* the definition the unit's resource read locked (or guards) for its
      * writes: the handler checked the body against it; no second read */
-    if (lock && kept != NULL && schema != NULL && engine_pg_held(e, s->mode, service, resource, kept->version)) {
+    if (lock && kept != NULL && schema != NULL && engine_pg_held(e, s, service, resource, kept->version)) {
         memcpy(c->def, kept, sizeof *c->def);
         snprintf(c->schema, sizeof c->schema, "%s", schema);
         return 0;
     }
     if ((rc = pgrec_res_load(e, s, service, resource, lock, c->def, c->schema)) == 0 && lock) {
-        engine_pg_def_learn(e, s->mode, c->def);
-        engine_pg_held_set(e, s->mode, service, resource, c->def->version);
+        engine_pg_def_learn(e, s, c->def);
+        engine_pg_held_set(e, s, service, resource, c->def->version);
     }
     return rc;
 }
 
 int pgrec_call_run(struct engine *e, const struct eng_scope *s, struct pgrec_call *c, size_t n)
 {
-    return pgrec_run(e, s, (const char *[]){c->b[0].p, c->b[1].p}, c->p, n, c->r);
+    return pgrec_run(e, s, c->service, (const char *[]){c->b[0].p, c->b[1].p}, c->p, n, c->r);
 }
 
 void pgrec_call_close(struct pgrec_call *c)
@@ -453,7 +456,7 @@ int pgrec_record_create(struct engine *e, const struct eng_scope *s, const char 
     if (defer) {
         /* known by its text: one resource's inserts repeat it (prepared once per connection) */
         const struct pg_stmt st = {b->p, p->n, p->v, PG_REUSE_TEXT};
-        rc = engine_pg_data_defer(e, s, DATA_PATH, &st, 1);
+        rc = engine_pg_data_defer(e, s, service, DATA_PATH, &st, 1);
         goto out;
     }
     if ((rc = pgrec_call_run(e, s, &c, 1)) != 0)
@@ -493,6 +496,7 @@ int pgrec_record_get(struct engine *e, const struct eng_scope *s, const char *se
 
     if (known != NULL) {
         memset(&c, 0, sizeof c);
+        c.service = service;
         buf_init(&c.b[0], SQL_MAX);
         buf_init(&c.b[1], SQL_MAX);
         snprintf(c.schema, sizeof c.schema, "%s", known);
@@ -514,7 +518,7 @@ int pgrec_record_get(struct engine *e, const struct eng_scope *s, const char *se
         struct pg_stmt st[2] = {[1] = {c.b[0].p, p->n, p->v, PG_REUSE_TEXT}};
         char schema[ENG_SLUG];
         pgrec_res_stmt(s, service, resource, vals, &st[0]);
-        if ((rc = engine_pg_data_read(e, s, DATA_PATH, st, 2, c.r)) != 0 ||
+        if ((rc = engine_pg_data_read(e, s, service, DATA_PATH, st, 2, c.r)) != 0 ||
             (rc = pgrec_res_result(e, s, c.r[0], service, resource, c.def, schema)) != 0)
             goto out;
         row = &c.r[1];

@@ -2,6 +2,7 @@
  * core.resources and changed through core.svc_resource_put (the DDL runs in
  * the database, as its owner). Part of the records code: engine_pg_records.c
  * opens with the design, store/pg/pgrec.h has what the three files share. */
+#include "store/pg/engine_pg_int.h"
 #include "store/pg/pgrec.h"
 
 #include <inttypes.h>
@@ -120,6 +121,57 @@ int pgrec_res_result(struct engine *e, const struct eng_scope *s, const PGresult
     return 0;
 }
 
+/* Whether store defines (service, name) in s's mode: 1, 0, or an error. */
+static int defined_in(struct engine *e, const struct eng_scope *s, int store, const char *service, const char *name)
+{
+    const char *vals[3];
+    struct pg_stmt st;
+    PGresult *r = NULL;
+    int rc;
+
+    pgrec_res_stmt(s, service, name, vals, &st);
+    if ((rc = engine_pg_data_at(e, s, store, DATA_PATH, &st, 1, false, &r)) == 0)
+        rc = PQntuples(r) > 0;
+    PQclear(r);
+    return rc;
+}
+
+/* A service placed in a database of its own ([svc.<name>]) whose resource
+ * its database lacks but the shared one still defines: its records were made
+ * there before the placement and are unseen from here. That is said
+ * (ERR_UNAVAILABLE), never taken for a resource that does not exist, on
+ * which a schema change would start afresh and new records would land apart
+ * from the old (OPERATIONS.md, placement). 0 when not so; costs round trips
+ * on a placed service's not-found and schema-change paths only. */
+static int left_behind(struct engine *e, const struct eng_scope *s, const char *service, const char *name)
+{
+    int home = engine_pg_home(e, s->mode, service), rc;
+
+    if (home == s->mode)
+        return 0;
+    if ((rc = defined_in(e, s, home, service, name)) != 0)
+        return rc < 0 ? rc : 0;
+    if ((rc = defined_in(e, s, s->mode, service, name)) <= 0)
+        return rc;
+    return engine_fail(e, ERR_UNAVAILABLE,
+                       "%.32s.%.32s is placed in a database of its own but still defined in the shared one, "
+                       "with the records made before", service, name);
+}
+
+/* After ERR_NOTFOUND in the store of (s, service): left_behind's answer, or
+ * that ERR_NOTFOUND again. */
+static int not_found(struct engine *e, const struct eng_scope *s, const char *service, const char *name)
+{
+    char why[sizeof e->errstr];
+    int store, rc;
+
+    snprintf(why, sizeof why, "%s", e->errstr);
+    if (engine_pg_route(e, s, service, &store) == 0 && store == engine_pg_home(e, s->mode, service) &&
+        (rc = left_behind(e, s, service, name)) != 0)
+        return rc;
+    return engine_fail(e, ERR_NOTFOUND, "%s", why);
+}
+
 /* The definition of (service, resource) in s's mode and its data schema;
  * with lock, FOR KEY SHARE on its row until the unit of work ends (see the
  * header comment). ERR_NOTFOUND when it has none. */
@@ -136,11 +188,11 @@ int pgrec_res_load(struct engine *e, const struct eng_scope *s, const char *serv
         st.sql = "SELECT " RES_COLS " FROM core.resources WHERE service = $1 AND mode = $2 AND name = $3 "
                  "FOR KEY SHARE";
     /* unlocked, it is a read: outside a write, no BEGIN and no COMMIT for it */
-    if ((rc = (lock ? engine_pg_data : engine_pg_data_read)(e, s, DATA_PATH, &st, 1, &r)) != 0)
+    if ((rc = (lock ? engine_pg_data : engine_pg_data_read)(e, s, service, DATA_PATH, &st, 1, &r)) != 0)
         return rc;
     rc = pgrec_res_result(e, s, r, service, name, out, schema);
     PQclear(r);
-    return rc;
+    return rc == ERR_NOTFOUND ? not_found(e, s, service, name) : rc;
 }
 
 /* With the lock: a handler checks a body against this definition and the
@@ -158,8 +210,8 @@ int pgrec_resource_get(struct engine *e, const struct eng_scope *s, const char *
     if ((rc = pgrec_res_load(e, s, service, name, true, out, schema)) != 0)
         return rc;
     /* kept and held: a record write of it in this unit needs no read of its own */
-    engine_pg_def_learn(e, s->mode, out);
-    engine_pg_held_set(e, s->mode, service, name, out->version);
+    engine_pg_def_learn(e, s, out);
+    engine_pg_held_set(e, s, service, name, out->version);
     return 0;
 }
 
@@ -176,10 +228,10 @@ int pgrec_resource_hold(struct engine *e, const struct eng_scope *s, const struc
     int rc;
 
     snprintf(ver, sizeof ver, "%" PRId64, def->version);
-    if ((rc = engine_pg_data_defer(e, s, DATA_PATH, &guard, 1)) != 0)
+    if ((rc = engine_pg_data_defer(e, s, def->service, DATA_PATH, &guard, 1)) != 0)
         return rc;
-    engine_pg_def_learn(e, s->mode, def);
-    engine_pg_held_set(e, s->mode, def->service, def->name, def->version);
+    engine_pg_def_learn(e, s, def);
+    engine_pg_held_set(e, s, def->service, def->name, def->version);
     return 0;
 }
 
@@ -199,7 +251,7 @@ int pgrec_resource_list(struct engine *e, const struct eng_scope *s, const char 
         return 0;
     snprintf(lim, sizeof lim, "%zu", max > LIST_CAP ? (size_t)LIST_CAP : max);
     /* A read no write depends on: no transaction of its own (lib/store/pg/pg.h). */
-    if ((rc = engine_pg_data_read(e, s, DATA_PATH, &st, 1, &r)) != 0)
+    if ((rc = engine_pg_data_read(e, s, service, DATA_PATH, &st, 1, &r)) != 0)
         return rc;
     for (int i = 0; i < PQntuples(r) && *n < max && rc == 0; i++)
         if ((rc = res_row(r, i, service, &out[*n], NULL)) == 0)
@@ -329,14 +381,40 @@ static char *audit_json(struct engine *e, const struct eng_scope *s, const struc
     return text;
 }
 
+/* The scope org's row when it is a platform org (id, name, slug, plan,
+ * created_at into org[], pointing into row), else org[] all NULL: a
+ * customer's change is refused by svc_resource_put itself. */
+static int platform_row_into(struct engine *e, const struct eng_scope *s, const char *org[5], char row[5][ENG_NAME])
+{
+    const struct pg_stmt st = {"SELECT id, name, slug, plan, extract(epoch FROM created_at)::bigint "
+                               "FROM core.organizations WHERE id = $1 AND is_platform",
+                               1, (const char *[]){s->org_id}, true};
+    PGresult *r = NULL;
+    int rc = engine_pg_core(e, s, &st, 1, &r);
+
+    if (rc == 0 && PQntuples(r) == 1)
+        for (int i = 0; i < 5; i++) {
+            snprintf(row[i], ENG_NAME, "%s", PQgetvalue(r, 0, i));
+            org[i] = row[i];
+        }
+    PQclear(r);
+    return rc;
+}
+
 int pgrec_resource_put(struct engine *e, const struct eng_scope *s, const struct eng_resource *def,
                        const struct eng_rename *ren, size_t nren, int64_t now,
                        const struct eng_audit *audit, struct eng_schema_conflict *why)
 {
     struct eng_schema_conflict scratch;
-    char *dj = NULL, *rj = NULL, *aj = NULL, at[24];
+    char *dj = NULL, *rj = NULL, *aj = NULL, at[24], orow[5][ENG_NAME];
+    const char *org[5] = {NULL, NULL, NULL, NULL, NULL};
+    int stores[PGE_FANOUT_MAX];
+    size_t nstores = 0;
     PGresult *r = NULL;
     int rc;
+
+    for (int i = 0; i < 5; i++)
+        orow[i][0] = '\0';
 
     if (why == NULL)
         why = &scratch;
@@ -353,22 +431,36 @@ int pgrec_resource_put(struct engine *e, const struct eng_scope *s, const struct
         rc = engine_fail(e, ERR_NOMEM, "out of memory");
         goto out;
     }
-    {
-        const char *vals[6] = {def->service, engine_mode_name(s->mode), dj, rj, at, aj};
+    if ((rc = left_behind(e, s, def->service, def->name)) != 0 || (rc = platform_row_into(e, s, org, orow)) != 0 || (rc = engine_pg_fanout(e, s, def->service, stores, &nstores)) != 0)
+        goto out;
+    /* every store holding the service's data, its home first: a refusal in
+     * any of them refuses the change (the caller rolls the unit back, all
+     * stores with it); the audit entry is relayed from the home only */
+    for (size_t i = 0; i < nstores; i++) {
+        const char *vals[6] = {def->service, engine_mode_name(s->mode), dj, rj, at, i == 0 ? aj : NULL};
         const char *ivals[3] = {def->service, engine_mode_name(s->mode), def->name};
+        /* the platform org's row where this store's core.organizations lacks
+         * it: svc_resource_put asks that database who may change schemas */
+        const struct pg_stmt mirror = {
+            "INSERT INTO core.organizations (id, name, slug, plan, is_platform, created_at) "
+            "SELECT $1::uuid, $2, $3, $4, true, to_timestamp($5::bigint) WHERE $1 IS NOT NULL ON CONFLICT DO NOTHING",
+            5, org, true};
         /* the HNSW indexes (0009) around the change: those the new definition
          * does not keep dropped before it (an ALTER never meets an index on a
          * column's old type), the ones it asks for built after it */
-        const struct pg_stmt st[3] = {
+        const struct pg_stmt st[4] = {
+            mirror,
             {"SELECT core.svc_vector_indexes($1, $2, $3::jsonb->>'name', $3::jsonb->'fields')", 3, vals, true},
             {"SELECT core.svc_resource_put($1, $2, $3::jsonb, $4::jsonb, $5::bigint, $6::jsonb)::text", 6, vals,
              true},
             {"SELECT core.svc_vector_indexes($1, $2, $3, NULL)", 3, ivals, true}};
-        PGresult *res[3] = {NULL, NULL, NULL};
-        rc = engine_pg_data(e, s, DATA_PATH, st, 3, res);
+        PGresult *res[4] = {NULL, NULL, NULL, NULL};
+        rc = engine_pg_data_at(e, s, stores[i], DATA_PATH, st, 4, true, res);
         PQclear(res[0]);
-        PQclear(res[2]);
-        r = res[1];
+        PQclear(res[1]);
+        PQclear(res[3]);
+        PQclear(r);
+        r = res[2];
         if (rc == ERR_CONFLICT) {
             /* a deadlock or serialization failure: two changes of one resource met */
             snprintf(why->field, sizeof why->field, "*");
@@ -376,11 +468,13 @@ int pgrec_resource_put(struct engine *e, const struct eng_scope *s, const struct
         }
         if (rc != 0)
             goto out;
+        rc = PQntuples(r) == 1 ? put_answer(e, PQgetvalue(r, 0, 0), why)
+                               : engine_fail(e, ERR_INTERNAL, "svc_resource_put: no answer");
+        if (rc != 0)
+            goto out;
     }
-    rc = PQntuples(r) == 1 ? put_answer(e, PQgetvalue(r, 0, 0), why)
-                           : engine_fail(e, ERR_INTERNAL, "svc_resource_put: no answer");
-    if (rc == 0 && audit != NULL)
-        rc = engine_pg_relayed(e, s, audit);
+    if (audit != NULL)
+        rc = engine_pg_relayed(e, s, def->service, audit);
 out:
     PQclear(r);
     cJSON_free(dj);

@@ -108,11 +108,26 @@ static void org_row(const PGresult *r, int i, void *out)
     o->platform = flag(r, i, 5);
 }
 
+/* An org_row with its placement (core.org_placement; none: shared). */
+static void org_placed_row(const PGresult *r, int i, void *out)
+{
+    struct eng_org *o = out;
+
+    org_row(r, i, out);
+    cpy(o->database, sizeof o->database, r, i, 6);
+    o->moving = flag(r, i, 7);
+}
+
+/* The org with its placement in one statement: the principal carries both,
+ * so a request learns where its org's data lives with no round trip of its
+ * own (engine_pg_route). */
 int pg_org_get(struct engine *e, const struct eng_scope *s, struct eng_org *out)
 {
     return q_one(e, s, true,
-                 "SELECT id, name, slug, plan, " EPOCH("created_at") ", is_platform FROM core.organizations WHERE id = $1",
-                 1, (const char *[]){s->org_id}, "org", org_row, out);
+                 "SELECT o.id, o.name, o.slug, o.plan, " EPOCH("o.created_at") ", o.is_platform, "
+                 "coalesce(p.database, 'shared'), coalesce(p.moving, false) "
+                 "FROM core.organizations o LEFT JOIN core.org_placement p ON p.org_id = o.id WHERE o.id = $1",
+                 1, (const char *[]){s->org_id}, "org", org_placed_row, out);
 }
 
 /* Runs a write of the shape "WITH … SELECT <found>, <done>": two counts,

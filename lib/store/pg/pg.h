@@ -51,7 +51,7 @@
 #define PG_POOL_MAX 64          /* the highest connection_limit config accepts */
 #define PG_STMT_MAX 8           /* statements of one pg_tx_run */
 #define PG_DEFER_MAX 4          /* statements a transaction holds back (pg_tx_defer) */
-#define PG_LABEL 16
+#define PG_LABEL 80
 #define PG_PREPARED_MAX 64      /* named statements kept per connection */
 
 struct pg_pool;

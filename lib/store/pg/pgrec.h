@@ -41,17 +41,18 @@ char *pgrec_fmt_num(double d);
 
 /* A row as to_jsonb(_r) prints it → *out (data and bidx Returns owned), system columns left out. */
 int pgrec_row_record(const char *text, size_t len, const struct eng_resource *def, struct eng_record *out);
-/* Runs n statements (their params in p[i]) on the data pool of s's mode; results into res (owned). */
-int pgrec_run(struct engine *e, const struct eng_scope *s, const char *const *sql, struct params *p,
-              size_t n, PGresult **res);
+/* Runs n statements (their params in p[i]) on the data store of (s, service); results into res (owned). */
+int pgrec_run(struct engine *e, const struct eng_scope *s, const char *service, const char *const *sql,
+              struct params *p, size_t n, PGresult **res);
 /* The same for statements that only read (engine_pg_data_read): no BEGIN of their own. */
-int pgrec_run_read(struct engine *e, const struct eng_scope *s, const char *const *sql, struct params *p,
-                   size_t n, PGresult **res);
+int pgrec_run_read(struct engine *e, const struct eng_scope *s, const char *service, const char *const *sql,
+                   struct params *p, size_t n, PGresult **res);
 /* What a record op holds for its one or two statements: the resource's
  * definition and data schema, each statement's parameters (p[i]) and text
  * (b[i]), their results. pgrec_call_open makes it, and one pgrec_call_close
  * at the op's one exit frees all of it, whatever happened in between. */
 struct pgrec_call {
+    const char *service;        /* borrowed from the op's caller: which store (engine_pg_route) */
     struct eng_resource *def;
     char schema[ENG_SLUG];
     struct params p[2];
