@@ -25,10 +25,11 @@
 #                for SECS: hashes/s and ms per hash
 #   pgvector     the search alone: pgbench at CONNS connections straight to
 #                PostgreSQL (as the owner: no RLS, no API), each transaction
-#                the top 10 of the same SEARCH_N vectors for one of the same
-#                200 queries through the same HNSW index (pgvector's default
-#                ef_search), for SECS: what any search API over this index
-#                pays, with none of tessera's exact re-ranking
+#                the top 10 records (as JSON) of the same SEARCH_N vectors for
+#                one of the same 200 queries through the same HNSW index
+#                (pgvector's default ef_search), for SECS: what any search API
+#                answering with the records pays, with none of tessera's
+#                exact re-ranking
 # Tessera rows (the release build behind the baseline's nginx shape: 1 nginx
 # worker, 16 kept upstream connections; 2 API workers unless the name says):
 #   healthz            GET /healthz, memory engine
@@ -210,7 +211,7 @@ PY
         -c "CREATE TABLE bench_q (i integer PRIMARY KEY, v \"$ext\".vector(128))" \
         -c "\\copy bench_q FROM '$T/bench_q.copy'" || die "pgvector floor: the query table"
     printf '%s\n' '\set q random(1, 200)' \
-        "SELECT _r.id FROM svc_crm_sandbox.vecs _r ORDER BY (_r.emb::\"$ext\".vector(128)) OPERATOR(\"$ext\".<=>) (SELECT v FROM bench_q WHERE i = :q) LIMIT 10;" \
+        "SELECT to_jsonb(_r)::text FROM svc_crm_sandbox.vecs _r ORDER BY (_r.emb::\"$ext\".vector(128)) OPERATOR(\"$ext\".<=>) (SELECT v FROM bench_q WHERE i = :q) LIMIT 10;" \
         >"$T/search.pgbench"
 }
 search_floor_run() {
@@ -344,7 +345,7 @@ BASE_WHAT = {
     "node-plain": "Node.js peer (cluster ×2) behind the same nginx, no work",
     "node-full": "peer: jose verify + ioredis EXISTS + node-postgres transaction",
     "node-cached": "peer: jose verify + pipelined EXISTS and GET",
-    "pgvector": f"this script's: the top 10 by the same HNSW index straight from pgbench, "
+    "pgvector": f"this script's: the top 10 records (JSON) by the same HNSW index straight from pgbench, "
                 f"{env['CONNS']} connections as the owner, the same 200 queries",
     scrypt: f"this script's: one scrypt hash at ln={cost} (r 8, p 1; OpenSSL), "
             f"{env['LOGIN_CONNS']} processes at once (the login row's connections)",

@@ -727,7 +727,7 @@ static int hnsw_usable(struct engine *e, const struct eng_scope *s, const char *
         pgrec_param(&p, metric) == 0 || pgrec_param(&p, dim) == 0)
         rc = pgrec_nomem(e);
     if (rc == 0)
-        rc = pgrec_run(e, s, def->service,
+        rc = pgrec_run_read(e, s, def->service,
                        (const char *[]){"SELECT core.svc_vector_schema() WHERE to_regclass(format('%I.%I', $1::text, "
                                         "core.svc_hnsw_name($2::text, $3::text, $4::text, $5::int))) IS NOT NULL"},
                        &p, 1, &r);
@@ -794,7 +794,9 @@ int pgrec_record_search(struct engine *e, const struct eng_scope *s, const char 
             rc = pgrec_nomem(e);
             goto out;
         }
-        if ((rc = pgrec_call_run(e, s, &c, 2)) != 0)
+        /* a read: the settings and the query in one implicit transaction,
+         * where set_config(…, true) lasts to its end (no BEGIN, no COMMIT) */
+        if ((rc = pgrec_run_read(e, s, service, (const char *[]){c.b[0].p, c.b[1].p}, c.p, 2, c.r)) != 0)
             goto out;
         if ((all = calloc(rows, sizeof *all)) == NULL) {
             rc = pgrec_nomem(e);
@@ -819,7 +821,7 @@ int pgrec_record_search(struct engine *e, const struct eng_scope *s, const char 
         rc = pgrec_nomem(e);
         goto out;
     }
-    if ((rc = pgrec_call_run(e, s, &c, 1)) == 0)
+    if ((rc = pgrec_run_read(e, s, service, (const char *[]){c.b[0].p}, c.p, 1, c.r)) == 0)
         rc = take_hits(e, c.r[0], 1, c.def, q, out, q->k, n);
 out:
     pgrec_call_close(&c);
