@@ -58,11 +58,21 @@ stack_up() {
     else
         for d in ${SEED_DIR-$ROOT/seed/dev}; do seeds+=(--seed "$d"); done   # SEED_DIR: folders, in order
     fi
-    env "$@" "${engine_env[@]}" "$TESSERA" fleet "${seeds[@]}" >>"$T/fleet.log" 2>&1 &
+    FLEET_ENV=("$@" "${engine_env[@]}") FLEET_SEEDS=("${seeds[@]}")
+    env "${FLEET_ENV[@]}" "$TESSERA" fleet "${FLEET_SEEDS[@]}" >>"$T/fleet.log" 2>&1 &
     FLEET_PID=$!
     nginx -c "$T/nginx.conf" >>"$T/nginx.out" 2>&1 &
     NGINX_PID=$!
     wait_ready || { echo "# stack did not come up; fleet log:"; tail -20 "$T/fleet.log" | sed 's/^/# /'; return 1; }
+}
+
+# fleet_up: the fleet alone again, as the last stack_up started it (the same
+# settings and, on PostgreSQL, the same database: a restart after a stop,
+# behind the nginx that stayed up); waits until it answers.
+fleet_up() {
+    env "${FLEET_ENV[@]}" "$TESSERA" fleet "${FLEET_SEEDS[@]}" >>"$T/fleet.log" 2>&1 &
+    FLEET_PID=$!
+    wait_ready
 }
 
 wait_ready() {
