@@ -386,6 +386,9 @@ static void hand_over(struct worker *w)
  * after serving it loses nothing. Without that cut, a request nginx wrote
  * between the look and the close would be dropped (unread at close: nginx
  * reads a reset). Queued bytes stay readable, and the answer can be written.
+ * That holds for the unix socket (the default, and the package's); on TCP
+ * (fleet.listen host:port) Linux still queues what arrives after SHUT_RD, so
+ * there the loop serves it too and only the last look races the close.
  * first: a connection just accepted from the queue, whose request may still
  * be on its way: served before the cut. */
 static int drain_conn(struct worker *w, int k, bool first, int64_t until)
