@@ -72,11 +72,6 @@ check "tessera seed on the memory engine says to use fleet --seed (exit 2)" \
     test "$RC" = 2 -a -n "$(grep -- '--seed' <<<"$OUT")"
 
 # --- one worker, one connection: orgs alternate on the same pooled connection
-login() { # email → TOKEN
-    req POST /v1/auth/login -H "$J" -d "{\"email\":\"$1\",\"password\":\"tessera-dev\"}"
-    TOKEN=$(jq -r .access_token <<<"$BODY")
-}
-auth() { echo "Authorization: Bearer $1"; }
 ACME=11111111-1111-4111-8111-111111111111
 GLOBEX=22222222-2222-4222-8222-222222222222
 # The seed's members of each org (user ids end in these digits).

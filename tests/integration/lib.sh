@@ -141,6 +141,27 @@ expect_error() {
     expect "$1" "$2" ".error.code == \"$3\" and (.error.message | length > 0) and .error.request_id == \"$rid\""
 }
 
+# --- helpers for the API suites
+
+# login EMAIL [PASSWORD [USER-AGENT]]: POST /v1/auth/login (PASSWORD: the dev
+# seed's by default; USER-AGENT: "curl"); sets req's STATUS and BODY, TOKEN and
+# REFRESH ("null" when the answer carries none).
+login() {
+    req POST /v1/auth/login -H 'Content-Type: application/json' -H "User-Agent: ${3:-curl}" \
+        -d "{\"email\":\"$1\",\"password\":\"${2:-tessera-dev}\"}"
+    TOKEN=$(jq -r .access_token <<<"$BODY"); REFRESH=$(jq -r .refresh_token <<<"$BODY")
+}
+
+# auth TOKEN: the Authorization header line, for curl's -H.
+auth() { echo "Authorization: Bearer $1"; }
+
+# every_worker N TOKEN: the distinct statuses of N reads of /v1/auth/me, one
+# after the other (nginx spreads them over the workers), e.g. "200 " or "401 ".
+every_worker() {
+    local i
+    for i in $(seq 1 "$1"); do req GET /v1/auth/me -H "$(auth "$2")"; echo "$STATUS"; done | sort -u | tr '\n' ' '
+}
+
 # --- helpers for the fleet suites (load, timing, process facts)
 
 # wait_until SECONDS COMMAND...: polls every 0.1 s until the command succeeds.
