@@ -2,8 +2,10 @@
 # `make package-test`: builds the static binary, the .deb and the .rpm; installs
 # the .deb on this machine, checks its files, user and keys; runs the unit's
 # commands as systemd would (as the tessera user, no systemd here) with the
-# installed config, behind the installed nginx site, and runs tests/smoke.sh
-# through it; checks the .rpm lists the same files and its binary runs; then
+# installed config, behind the installed nginx site (whose rate limit on
+# /v1/auth/ answers a burst with 429 in the JSON envelope, other paths
+# unlimited), and runs tests/smoke.sh through it; checks the .rpm lists the
+# same files and its binary runs; then
 # `dpkg --purge` must leave nothing behind.
 #   package-test.sh [BUILD_DIR]      (root: it installs a package)
 # Prints `ok`/`not ok` lines and `N passed, N failed, N skipped`.
@@ -495,6 +497,41 @@ EOF
         <<<"{\"email\":\"ops@smoke.tessera.test\",\"password\":\"$admin_pw\"}" | jq -r '.access_token // empty')
     check "a new login is signed by the new key" \
         bash -c "[ -n '$new_tok' ] && [ '$(kid_of "$new_tok")' != '$(kid_of "$admin_tok")' ] && [[ '$prev_pub' == *'$(kid_of "$admin_tok")'* ]]"
+    # nginx's limit on /v1/auth/ (limit_req zone=tessera_auth rate=10r/s
+    # burst=20 nodelay; limit_req_status 429, the JSON envelope of
+    # tessera-errors.conf): a burst of 40 logins from one address lets the
+    # first 21 through (1 + burst, a few more as tokens come back at 10/s) and
+    # answers the rest 429 itself. The bodies lack a password: tessera answers
+    # them 400 at once (no password hashing), so every 429 is nginx's. Last in
+    # this block: the burst spends the address's allowance for two seconds.
+    mkdir -p "$T/burst"
+    # shellcheck disable=SC2086
+    seq 1 40 | xargs -P 40 -I{} curl -s $copts -o "$T/burst/{}.body" -D "$T/burst/{}.hdr" -w '%{http_code}' \
+        -H 'Content-Type: application/json' -d '{"email":"burst@example.test"}' \
+        "$https/v1/auth/login" >/dev/null 2>&1
+    n429=0 nother=0 bad429=
+    for f in "$T"/burst/*.hdr; do
+        code=$(head -1 "$f" | awk '{ print $2 }')
+        if [ "$code" = 429 ]; then
+            n429=$((n429 + 1))
+            rid=$(tr -d '\r' <"$f" | sed -n 's/^[Xx]-[Rr]equest-[Ii]d: //p')
+            ra=$(tr -d '\r' <"$f" | sed -n 's/^[Rr]etry-[Aa]fter: //p')
+            jq -e --arg rid "$rid" '.error.code == "too_many_requests" and .error.message == "too many requests" and
+                (.error.request_id | length == 32) and .error.request_id == $rid' "${f%.hdr}.body" >/dev/null 2>&1 &&
+                [ "$ra" = 1 ] || bad429="$bad429 $(basename "${f%.hdr}"): $(head -c 200 "${f%.hdr}.body")"
+        else
+            nother=$((nother + 1))
+        fi
+    done
+    check "40 concurrent logins from one address through the site: $nother let through, $n429 answered 429 by nginx's limit" \
+        test "$nother" -ge 21 -a "$n429" -ge 10 -a $((n429 + nother)) = 40
+    check "…each 429 the JSON envelope (too_many_requests, the request id of its X-Request-Id), with Retry-After: 1" \
+        test -z "$bad429"
+    [ -n "$bad429" ] && echo "#  ${bad429:0:400}"
+    # shellcheck disable=SC2086
+    codes=$(seq 1 40 | xargs -P 40 -I{} curl -s $copts -o /dev/null -w '%{http_code}\n' "$https/healthz" | sort | uniq -c | tr -s ' \n' ' ')
+    check "…while the limit holds, 40 concurrent GET /healthz from that address are not limited ($codes)" \
+        test "$codes" = " 40 200 "
 else
     not_ok "the installed site serves the installed fleet over TLS" \
         "$(tail -5 "$T/nginx-error.log" 2>/dev/null; tail -5 "$T/fleet.log")"

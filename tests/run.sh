@@ -1,26 +1,29 @@
 #!/usr/bin/env bash
 # The whole of `make test`: unit tests (ASan+UBSan builds), integration
 # suites (real nginx + fleet), then the fault suites (the same stacks broken
-# under load), then one closing line `N passed, N failed`.
+# under load), then one closing line `N passed, N failed, N skipped` (a
+# skipped case is an `ok - … # SKIP why` line: counted as skipped, not passed).
 # Usage: tests/run.sh BUILD_DIR [suite ...]
 #   (suites: tests/integration/NN_name.sh, tests/fault/NN_name.sh)
 set -uo pipefail
 build=${1:-build}; shift || true
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
-pass=0 fail=0
+pass=0 fail=0 skip=0
 failed_names=()
 export TESSERA_TEST_RUN=run$$
 
 count() { # name output-file exit-code
-    local p f
+    local p f s
     p=$(grep -cE '^ok ' "$2" || true)
+    s=$(grep -cE '^ok .*# SKIP' "$2" || true)
+    p=$((p - s))
     f=$(grep -cE '^not ok ' "$2" || true)
     if [ "$3" -ne 0 ] && [ "$f" -eq 0 ]; then
         f=1 # crashed or a sanitizer stopped it: count it, never hide it
         echo "not ok - $1 exited with status $3" | tee -a "$2"
     fi
-    pass=$((pass + p)); fail=$((fail + f))
+    pass=$((pass + p)); fail=$((fail + f)); skip=$((skip + s))
     [ "$f" -gt 0 ] && failed_names+=("$1")
     return 0
 }
@@ -75,5 +78,5 @@ fi
 if [ ${#failed_names[@]} -gt 0 ]; then
     echo "failed in: ${failed_names[*]}"
 fi
-echo "$pass passed, $fail failed"
+echo "$pass passed, $fail failed, $skip skipped"
 [ "$fail" -eq 0 ]

@@ -122,6 +122,9 @@ static void begin_stop(struct fleet *f, const char *why)
     /* Stop accepting: no new connection reaches the old socket. */
     if (listen_is_unix(f->cfg.fleet.listen))
         unlink(f->cfg.fleet.listen);
+    /* Read by each worker once it is asked to leave: with no successor, it
+     * drains its kept connections instead of handing them over (worker.c). */
+    f->sb->stopping = 1;
     fleet_signal_all(f, SIGTERM);
 }
 

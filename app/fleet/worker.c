@@ -314,15 +314,17 @@ static void handle(struct worker *w, FCGX_Request *fcgx)
 }
 
 /* Reads the next request on a connection slot (accepting first when the slot
- * has none) and serves it. fcgi2 closes the connection itself when nginx did. */
-static void serve(struct worker *w, FCGX_Request *req)
+ * has none) and serves it; false when there was none. fcgi2 closes the
+ * connection itself when nginx did. */
+static bool serve(struct worker *w, FCGX_Request *req)
 {
     if (FCGX_Accept_r(req) < 0) {
         req->ipcFd = -1;    /* closed by nginx, or nothing left to accept */
-        return;
+        return false;
     }
     handle(w, req);
     FCGX_Finish_r(req);     /* keeps the connection when nginx asked to */
+    return true;
 }
 
 static int free_conn(struct worker *w)
@@ -390,6 +392,93 @@ static void hand_over(struct worker *w)
     }
     if (moved > 0)
         log_msg(LOG_INFO, "handover", "%d kept connections passed to the successor", moved);
+}
+
+/* Serves what waits on connection k, then closes it; returns how many
+ * requests it served. Before each look the connection is shut for reading:
+ * from then on a request nginx writes on it fails at once with EPIPE, before
+ * a byte reaches us (nginx answers 502 for it, or retries a GET elsewhere),
+ * so what the look finds queued is all that will ever come, and closing
+ * after serving it loses nothing. Without that cut, a request nginx wrote
+ * between the look and the close would be dropped (unread at close: nginx
+ * reads a reset). Queued bytes stay readable, and the answer can be written.
+ * That holds for the unix socket (the default, and the package's); on TCP
+ * (fleet.listen host:port) Linux still queues what arrives after SHUT_RD, so
+ * there the loop serves it too and only the last look races the close.
+ * first: a connection just accepted from the queue, whose request may still
+ * be on its way: served before the cut. */
+static int drain_conn(struct worker *w, int k, bool first, int64_t until)
+{
+    FCGX_Request *c = &w->conn[k];
+    int served = first ? serve(w, c) : 0;
+    char b;
+
+    /* serve() may swap in a connection fcgi2 accepted when this one ended */
+    while (c->ipcFd >= 0) {
+        shutdown(c->ipcFd, SHUT_RD);
+        if (sb_now_ms() >= until || recv(c->ipcFd, &b, 1, MSG_PEEK | MSG_DONTWAIT) <= 0) {
+            close(c->ipcFd); /* nothing queued, or nginx closed it */
+            c->ipcFd = -1;
+            break;
+        }
+        served += serve(w, c);
+    }
+    return served;
+}
+
+/* Leaving for good (the fleet stops, the master is gone, or no master): no
+ * successor takes the kept connections, and closing them as they are would
+ * lose what nginx has already sent on them (nginx answers 502 for a request
+ * it sent and never had answered, and retries no POST), and what waits in
+ * the accept queue (nginx connected before the socket was unlinked). So every
+ * such request is served first: each kept connection is cut (drain_conn),
+ * served and closed, then the accept queue and the channel (connections the
+ * master forwarded from a predecessor just before the stop) are emptied the
+ * same way, until a look finds nothing. Bounded by graceful_timeout, after
+ * which the master kills the worker anyway. */
+static void drain(struct worker *w)
+{
+    int64_t until = sb_now_ms() + (int64_t)w->cfg->fleet.graceful_timeout * 1000;
+    int served = 0, conns = 0, channel = w->channel_fd;
+
+    /* the cut first, on every one at once: what nginx sends while we serve
+     * the others must fail fast rather than wait behind them */
+    for (int i = 0; i < WORKER_CONNS; i++)
+        if (w->conn[i].ipcFd >= 0) {
+            shutdown(w->conn[i].ipcFd, SHUT_RD);
+            conns++;
+        }
+    for (int i = 0; i < WORKER_CONNS; i++)
+        served += drain_conn(w, i, false, until);
+    while (sb_now_ms() < until) {
+        struct pollfd p[2];
+        int n = 0, k;
+
+        if (channel >= 0)
+            p[n++] = (struct pollfd){.fd = channel, .events = POLLIN};
+        p[n++] = (struct pollfd){.fd = w->listen_fd, .events = POLLIN};
+        if (poll(p, (nfds_t)n, 0) <= 0)
+            break;
+        if (channel >= 0 && p[0].revents) {
+            if (adopt(w) == ERR_NOTFOUND)
+                channel = -1; /* the master is gone: nothing more comes */
+            for (int i = 0; i < WORKER_CONNS; i++)
+                if (w->conn[i].ipcFd >= 0) {
+                    conns++;
+                    served += drain_conn(w, i, false, until);
+                }
+        }
+        if (p[n - 1].revents && (k = free_conn(w)) >= 0) {
+            served += drain_conn(w, k, true, until);
+            conns++;
+        }
+    }
+    struct log_line l;
+    log_begin(&l, LOG_INFO, "drained");
+    log_int(&l, "served", served);
+    log_int(&l, "connections", conns);
+    log_int(&l, "timed_out", sb_now_ms() >= until);
+    log_end(&l);
 }
 
 /* Storage and secrets: the engine, the kv, the signing keys and the data key. */
@@ -607,7 +696,11 @@ int worker_run(const struct config *cfg, int listen_fd, int channel_fd, int slot
     log_defer(false);
     if (me != NULL)
         me->state = SB_RETIRING;
-    hand_over(&w);
+    /* a successor takes our connections only on a reload or a recycle */
+    if (me != NULL && why == NULL && !w.sb->stopping)
+        hand_over(&w);
+    else
+        drain(&w);
     log_msg(LOG_INFO, "worker_exit", "leaving after %llu requests: %s",
             (unsigned long long)w.served, why != NULL ? why : "asked to stop");
     worker_cleanup(&w);

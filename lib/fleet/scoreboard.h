@@ -47,6 +47,9 @@ struct scoreboard {
     pid_t master_pid;
     int64_t started_ms;
     uint32_t generation;    /* bumped by each reload */
+    int stopping;           /* set by the master before it asks every worker to
+                             * leave for good: no successor will take a worker's
+                             * kept connections, so it serves what waits on them */
     struct sb_row row[SB_MAX_ROWS];
 };
 

@@ -4,12 +4,20 @@
 # answers 503 (the blacklist fails closed: DESIGN §3) and writes nothing;
 # nothing else fails: /healthz, and logins (their throttle fails open); once
 # it is back the same requests succeed without a restart of the fleet. Every
-# acknowledged write reads back. On PostgreSQL (the memory engine keeps its
-# kv in the shared region: no Redis to lose).
-# engines: postgres
+# acknowledged write reads back. On PostgreSQL, and on the memory engine
+# with its kv in Redis (redis.url set; without it the kv lives in the shared
+# region and there is no Redis to lose).
+# engines: postgres memory
 . "$(dirname "$0")/fault.sh"
 
-stack_up TESSERA_FLEET_WORKERS=3 || { not_ok "stack starts"; exit 1; }
+kv=()
+if [ "${ENGINE:-memory}" = memory ]; then
+    redis_up || { not_ok "redis starts"; exit 1; }
+    kv=(TESSERA_REDIS_URL="$REDIS_URL")
+fi
+stack_up TESSERA_FLEET_WORKERS=3 "${kv[@]}" || { not_ok "stack starts"; exit 1; }
+req GET /readyz
+expect "the kv is Redis (${ENGINE:-memory} engine)" 200 '.checks.kv.backend == "redis"'
 fault_setup redis || { not_ok "the fault service and its resource"; exit 1; }
 
 redis_stop() { redis-cli -p "$REDIS_PORT" shutdown nosave >/dev/null 2>&1; wait "$REDIS_PID" 2>/dev/null; REDIS_PID=; }

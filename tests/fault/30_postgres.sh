@@ -6,7 +6,9 @@
 #  6. pg_terminate_backend on every pooled connection: idle ones cost nothing
 #     (the pool reconnects before the first statement); under load only the
 #     statement in flight at a termination fails;
-#  7. PgBouncer in transaction pooling in front: writes, reads and views correct.
+#  7. PgBouncer in transaction pooling in front: writes, reads and views correct;
+#  8. PgBouncer killed -9 under load and started again: 503 while it is down
+#     (and only then), no worker crashes, the fleet serves again on its own.
 # Each case ends by reading back every acknowledged write byte for byte.
 # engines: postgres
 . "$(dirname "$0")/fault.sh"
@@ -102,38 +104,7 @@ mv "$T/fleet.log" "$T/fleet-direct.log"
 # PostgreSQL itself (README: LISTEN is session state).
 pg_engine_env || { not_ok "a database for the PgBouncer stack"; exit 1; }
 db=${PG_DB_APP_DSN##*dbname=}; db=${db%% *}
-PB_PORT=$(free_port)
-mkdir -p "$T/pgb"
-printf '"tessera_app" ""\n' >"$T/pgb/users.txt"
-cat >"$T/pgb/pgbouncer.ini" <<EOF
-[databases]
-fault = host=$PG_SOCK port=$PG_PORT dbname=$db
-[pgbouncer]
-listen_addr = 127.0.0.1
-listen_port = $PB_PORT
-unix_socket_dir =
-auth_type = trust
-auth_file = $T/pgb/users.txt
-pool_mode = transaction
-default_pool_size = 2
-max_client_conn = 100
-logfile = $T/pgb/pgbouncer.log
-pidfile = $T/pgb/pgbouncer.pid
-EOF
-[ "$(id -u)" -eq 0 ] && chown -R postgres: "$T/pgb"
-pg_as pgbouncer "$T/pgb/pgbouncer.ini" >/dev/null 2>&1 &
-PB_PID=$!
-pb_stop() {
-    local pid
-    pid=$(cat "$T/pgb/pgbouncer.pid" 2>/dev/null) && kill "$pid" 2>/dev/null
-    kill "$PB_PID" 2>/dev/null
-    wait "$PB_PID" 2>/dev/null
-    [ -n "$pid" ] && for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    return 0
-}
-CLEANUP_HOOKS+=("pb_stop")
-wait_until 10 pg_isready -q -h 127.0.0.1 -p "$PB_PORT" -d fault -U tessera_app ||
-    { not_ok "PgBouncer starts" "$(tail -5 "$T/pgb/pgbouncer.log")"; exit 1; }
+pgbouncer_up fault "$db" 2 || { not_ok "PgBouncer starts"; exit 1; }
 direct="$PG_DB_APP_DSN application_name=tessera-listen"
 SEED_DIR= ENGINE=memory stack_up TESSERA_FLEET_WORKERS=3 TESSERA_FLEET_PROJECTORS=1 TESSERA_CQRS_POLL_MS=200 \
     TESSERA_ENGINE=postgres TESSERA_DB_PREPARE=off TESSERA_REDIS_URL="$REDIS_URL" \
@@ -161,3 +132,52 @@ servers=$(psql -X -At -h "$PG_SOCK" -p "$PG_PORT" -U postgres -d "$db" -c \
     "SELECT count(*) FROM pg_stat_activity WHERE datname = '$db' AND usename = 'tessera_app'
      AND application_name <> 'tessera-listen'")
 check "…PgBouncer held at most its 2 server connections ($servers)" test "$servers" -le 2
+
+# ---- 8. PgBouncer killed under load, then started again on its port
+# What may fail: writes (and the reads beside them) while it is down, with
+# 503; a write in flight at the kill may have committed all the same (its
+# answer, not its commit, was lost: counted). Nothing else: no worker dies,
+# no answer but 201/200 and 503, and the fleet serves again on its own.
+fault_resource pgbkill || not_ok "a resource for the PgBouncer kill"
+pids0=$(fleet_json '[.slots[] | select(.role == "api") | .pid] | sort | join(" ")')
+writers_start pgbkill pgbkill --conns 6 --pause 5
+getters_start pgbkread "$ADMIN" "/v1/svc/fault/pgbkill?limit=5" --conns 2 --pause 20
+sleep 2
+t_down0=$(now_s)
+pgbouncer_down KILL
+t_down1=$(now_s)
+sleep 1
+req GET /readyz
+expect "PgBouncer killed -9: /readyz answers 503 naming the core pool" 503 \
+    '.status == "unavailable" and .checks.db_core.status == "down"'
+sleep 1
+t_up0=$(now_s)
+pgbouncer_up fault "$db" 2 || not_ok "PgBouncer starts again on its port"
+t_up1=$(now_s)
+sleep 3
+writers_stop pgbkill
+getters_stop pgbkread
+r=$(report "$T/pgbkill.jsonl")
+check "PgBouncer killed -9 under 6 writing connections ($(statuses "$T/pgbkill.jsonl"); reads $(statuses "$T/pgbkread.jsonl"))" \
+    test "$(jqr "$r" .total)" -gt 100
+check "…no answer but 201/200 and 503" \
+    test "$(jq -s '[.[] | select(.status != 201 and .status != 200 and .status != 503)] | length' \
+        "$T/pgbkill.jsonl" "$T/pgbkread.jsonl")" = 0
+down=$(jq -s --argjson a "$t_down1" --argjson b "$t_up0" '[.[] | select(.t0 >= $a and .t1 <= $b)]' "$T/pgbkill.jsonl")
+check "…while it was down every write answered 503 ($(jq length <<<"$down") of them)" \
+    test "$(jq 'length > 10 and all(.[]; .status == 503)' <<<"$down")" = true
+check "…and no 503 outside the outage (recovered within 1 s of its start)" \
+    test "$(only_in "$T/pgbkill.jsonl" 503 "$t_down0" "$(jq -n "$t_up1 + 1")")" = 0 \
+         -a "$(only_in "$T/pgbkread.jsonl" 503 "$t_down0" "$(jq -n "$t_up1 + 1")")" = 0
+last=$(jq -s --argjson b "$t_up1" '[.[] | select(.status == 503) | .t1 - $b] | max | . * 1000 | floor' "$T/pgbkill.jsonl")
+echo "# the last 503 ended ${last} ms after PgBouncer answered again"
+check "…no worker crashed or was replaced (api pids $pids0)" \
+    test "$(fleet_json '[.slots[] | select(.role == "api") | .pid] | sort | join(" ")')" = "$pids0" -a \
+         "$(fleet_json '[.slots[] | select(.role == "api" and (.restarts > 0 or .state == "backoff"))] | length')" = 0
+verify_acked "PgBouncer killed" pgbkill "$T/pgbkill.jsonl"
+echo "# of the $(jqr "$VERIFY" .unacked) writes answered 503, $(jqr "$VERIFY" .unacked_landed) committed all the same (in flight at the kill)"
+if wait_until 30 view_matches pgbkill; then
+    ok "…the view (batches through PgBouncer again) equals the records"
+else
+    not_ok "…the view (batches through PgBouncer again) equals the records" "$(cat "$T/view.out")"
+fi

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Fault suite (issue 18 item 2), clients that misbehave, on PostgreSQL:
+# Fault suite (issue 18 item 2), clients that misbehave, on both engines:
 #  8. slow bodies (a byte a second, a slowloris on the body) against a fleet of
 #     ONE worker: nginx buffers the body (fastcgi_request_buffering), so the
 #     worker never waits on it; the other clients' latency proves it (a worker
@@ -8,7 +8,7 @@
 #     -c1000 on a read: no answer but 2xx (no limit applies to these routes,
 #     so neither 429 nor 503 is allowed), no connection refused or reset, the
 #     fleet healthy after (same workers, none crashed).
-# engines: postgres
+# engines: postgres memory
 . "$(dirname "$0")/fault.sh"
 
 # ---- 8. slow bodies, one worker

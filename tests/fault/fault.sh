@@ -8,10 +8,6 @@
 LOAD=(python3 "$ROOT/tests/fault/load.py")
 J='Content-Type: application/json'
 
-login() { # email → TOKEN (the dev seed's password)
-    req POST /v1/auth/login -H "$J" -d "{\"email\":\"$1\",\"password\":\"tessera-dev\"}"
-    TOKEN=$(jq -r .access_token <<<"$BODY")
-}
 
 # fault_setup: logs in the dev seed's platform admin (ADMIN, Acme's owner),
 # registers the service `fault` and gives it the resource RESOURCE with the

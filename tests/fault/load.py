@@ -15,7 +15,8 @@ request's outcome written down, every acknowledged write read back.
        "note": text with quotes, a backslash, a newline and non-ASCII}.
       One JSON line per request in LOG, written as it ends:
       {"kind": "write", "conn", "seq", "t0", "t1" (epoch seconds), "status"
-       (0: no HTTP answer), "err", "id" (2xx), "body" (the exact bytes sent)}.
+       (0: no HTTP answer), "err", "id" (2xx), "body" (the exact bytes sent),
+       "answer" (not 2xx: the first 200 bytes of the answer)}.
   load.py get URL TOKEN PATH LOG [--conns/--count/--stop/--seconds/--pause]
       The same loop of GET PATH: {"kind": "get", …, "status", "t0", "t1"}.
       TOKEN "-": no Authorization header.
@@ -148,7 +149,7 @@ def loop(o, make_request, log, kind):
                         entry["id"] = json.loads(raw)["id"]
                     except (ValueError, KeyError, TypeError):
                         entry["err"] = "2xx without an id: %r" % raw[:200]
-            elif not 200 <= entry["status"] < 300:
+            if not 200 <= entry["status"] < 300:
                 entry["answer"] = raw[:200].decode("utf-8", "replace")
             log.write(entry)
             seq += 1

@@ -21,11 +21,6 @@ mint() {
     sig=$(openssl pkeyutl -sign -inkey "${3:-$T/keys/jwt.pem}" -rawin -in "$T/signing-input" | b64url)
     printf '%s.%s.%s' "$h" "$p" "$sig"
 }
-login() { # email [password] → sets TOKEN, REFRESH
-    req POST /v1/auth/login -H "$J" -d "{\"email\":\"$1\",\"password\":\"${2:-tessera-dev}\"}"
-    TOKEN=$(jq -r .access_token <<<"$BODY"); REFRESH=$(jq -r .refresh_token <<<"$BODY")
-}
-auth() { echo "Authorization: Bearer $1"; }
 
 # --- login and me
 login admin@example.com

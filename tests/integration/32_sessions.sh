@@ -17,16 +17,6 @@ PG=false
 [ "${ENGINE:-memory}" = postgres ] && PG=true
 owner_sql() { psql -X -At -q -v ON_ERROR_STOP=1 "$PG_DB_OWNER_DSN" "$@"; }
 
-auth() { echo "Authorization: Bearer $1"; }
-login() { # email password [user-agent] → TOKEN, REFRESH
-    req POST /v1/auth/login -H "$J" -H "User-Agent: ${3:-curl}" -d "{\"email\":\"$1\",\"password\":\"$2\"}"
-    TOKEN=$(jq -r .access_token <<<"$BODY"); REFRESH=$(jq -r .refresh_token <<<"$BODY")
-}
-# every_worker N TOKEN: the statuses of N reads of /v1/auth/me (spread over both workers)
-every_worker() {
-    local i
-    for i in $(seq 1 "$1"); do req GET /v1/auth/me -H "$(auth "$2")"; echo "$STATUS"; done | sort -u | tr '\n' ' '
-}
 refresh() { # refresh-token → STATUS, TOKEN, REFRESH of the answer
     req POST /v1/auth/refresh -H "$J" -d "{\"refresh_token\":\"$1\"}"
     TOKEN=$(jq -r .access_token <<<"$BODY"); REFRESH=$(jq -r .refresh_token <<<"$BODY")

@@ -19,21 +19,12 @@ PG=false
 [ "${ENGINE:-memory}" = postgres ] && PG=true
 owner_sql() { psql -X -At -q -v ON_ERROR_STOP=1 "$PG_DB_OWNER_DSN" "$@"; }
 
-auth() { echo "Authorization: Bearer $1"; }
-login() { # email password → STATUS, TOKEN, REFRESH
-    req POST /v1/auth/login -H "$J" -d "{\"email\":\"$1\",\"password\":\"$2\"}"
-    TOKEN=$(jq -r .access_token <<<"$BODY"); REFRESH=$(jq -r .refresh_token <<<"$BODY")
-}
 login admin@example.com tessera-dev; ADMIN=$TOKEN    # a platform admin: the mailer's reader
 CURSOR=0
 # next_event KIND EMAIL → EVENT (the newest such event's data) from the outbox
 next_event() {
     req GET "/v1/admin/events?after=$CURSOR" -H "$(auth "$ADMIN")"
     EVENT=$(jq -c --arg k "$1" --arg e "$2" '[.data[] | select(.kind == $k and .data.email == $e)] | last | .data' <<<"$BODY")
-}
-every_worker() { # N TOKEN → the statuses of N reads of /v1/auth/me
-    local i
-    for i in $(seq 1 "$1"); do req GET /v1/auth/me -H "$(auth "$2")"; echo "$STATUS"; done | sort -u | tr '\n' ' '
 }
 
 # --- verification

@@ -22,10 +22,6 @@ mint() {
     fi
     printf '%s.%s.%s' "$h" "$p" "$sig"
 }
-login() { # email → TOKEN
-    req POST /v1/auth/login -H "$J" -d "{\"email\":\"$1\",\"password\":\"tessera-dev\"}"
-    TOKEN=$(jq -r .access_token <<<"$BODY")
-}
 jwt_header() { pad "${1%%.*}" | openssl base64 -d -A; }
 # statuses TOKEN: the distinct statuses of 24 concurrent /v1/auth/me calls
 # (nginx spreads them over both workers), e.g. "200" or "401"

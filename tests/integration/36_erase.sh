@@ -16,15 +16,6 @@ PG=false
 [ "${ENGINE:-memory}" = postgres ] && PG=true
 owner_sql() { psql -X -At -q -v ON_ERROR_STOP=1 "$PG_DB_OWNER_DSN" "$@"; }
 
-auth() { echo "Authorization: Bearer $1"; }
-login() { # email password → STATUS, TOKEN
-    req POST /v1/auth/login -H "$J" -d "{\"email\":\"$1\",\"password\":\"$2\"}"
-    TOKEN=$(jq -r .access_token <<<"$BODY")
-}
-every_worker() { # N TOKEN → the statuses of N reads of /v1/auth/me
-    local i
-    for i in $(seq 1 "$1"); do req GET /v1/auth/me -H "$(auth "$2")"; echo "$STATUS"; done | sort -u | tr '\n' ' '
-}
 invite() { # inviter-token email role → INVITE
     req POST /v1/orgs/current/members -H "$(auth "$1")" -H "$J" -d "{\"email\":\"$2\",\"role\":\"$3\"}"
     INVITE=$(jq -r .invite_token <<<"$BODY")

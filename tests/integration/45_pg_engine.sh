@@ -72,11 +72,6 @@ check "tessera seed on the memory engine says to use fleet --seed (exit 2)" \
     test "$RC" = 2 -a -n "$(grep -- '--seed' <<<"$OUT")"
 
 # --- one worker, one connection: orgs alternate on the same pooled connection
-login() { # email → TOKEN
-    req POST /v1/auth/login -H "$J" -d "{\"email\":\"$1\",\"password\":\"tessera-dev\"}"
-    TOKEN=$(jq -r .access_token <<<"$BODY")
-}
-auth() { echo "Authorization: Bearer $1"; }
 ACME=11111111-1111-4111-8111-111111111111
 GLOBEX=22222222-2222-4222-8222-222222222222
 # The seed's members of each org (user ids end in these digits).
@@ -168,39 +163,7 @@ expect "PostgreSQL back: requests succeed again" 200 '.slug == "acme"'
 stack_down
 
 # --- through PgBouncer in transaction pooling: two workers share one server connection
-PB_PORT=$(free_port)
-mkdir -p "$T/pgb"
-printf '"tessera_app" ""\n' >"$T/pgb/users.txt"
-cat >"$T/pgb/pgbouncer.ini" <<EOF
-[databases]
-single = host=$PG_SOCK port=$PG_PORT dbname=single
-[pgbouncer]
-listen_addr = 127.0.0.1
-listen_port = $PB_PORT
-unix_socket_dir =
-auth_type = trust
-auth_file = $T/pgb/users.txt
-pool_mode = transaction
-default_pool_size = 1
-max_client_conn = 100
-logfile = $T/pgb/pgbouncer.log
-pidfile = $T/pgb/pgbouncer.pid
-EOF
-[ "$(id -u)" -eq 0 ] && chown -R postgres: "$T/pgb"
-pg_as pgbouncer "$T/pgb/pgbouncer.ini" >/dev/null 2>&1 &
-PB_PID=$!
-# $PB_PID is runuser's (as root), which does not pass its TERM on: stop
-# PgBouncer itself by its pid file, then reap the wrapper
-CLEANUP_HOOKS+=("pb_stop")
-pb_stop() {
-    local pid
-    pid=$(cat "$T/pgb/pgbouncer.pid" 2>/dev/null) && kill "$pid" 2>/dev/null
-    kill "$PB_PID" 2>/dev/null
-    wait "$PB_PID" 2>/dev/null
-    [ -n "$pid" ] && for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    return 0
-}
-wait_until 10 pg_isready -q -h 127.0.0.1 -p "$PB_PORT" -d single -U tessera_app
+pgbouncer_up single single 1 || { not_ok "PgBouncer starts"; exit 1; }
 TESSERA_FLEET_WORKERS=2 stack_up TESSERA_ENGINE=postgres \
     "TESSERA_DB_CORE_DSN=host=127.0.0.1 port=$PB_PORT dbname=single user=tessera_app application_name=tessera-pgb" \
     TESSERA_REDIS_URL="$REDIS_URL" TESSERA_CACHE_PRINCIPAL=off || { not_ok "a fleet behind PgBouncer starts"; exit 1; }

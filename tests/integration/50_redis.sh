@@ -11,10 +11,6 @@ redis_up || { not_ok "redis starts"; exit 1; }
 stack_up TESSERA_REDIS_URL="$REDIS_URL" TESSERA_REDIS_TIMEOUT_MS=200 || { not_ok "stack starts with Redis"; exit 1; }
 ok "stack starts with [redis] url set"
 
-login() { # email → TOKEN
-    req POST /v1/auth/login -H "$J" -d "{\"email\":\"$1\",\"password\":\"tessera-dev\"}"
-    TOKEN=$(jq -r .access_token <<<"$BODY")
-}
 req GET /readyz
 expect "readyz reports the kv on Redis" 200 '.checks.kv.backend == "redis" and .checks.kv.status == "ok"'
 login alice@acme.test; ALICE=$TOKEN

@@ -12,11 +12,6 @@ stack_up || { not_ok "stack starts"; exit 1; }
 ok "stack starts with the dev seed"
 J='Content-Type: application/json'
 
-login() { # email → TOKEN
-    req POST /v1/auth/login -H "$J" -d "{\"email\":\"$1\",\"password\":\"tessera-dev\"}"
-    TOKEN=$(jq -r .access_token <<<"$BODY")
-}
-auth() { echo "Authorization: Bearer $1"; }
 login admin@example.com; ADMIN=$TOKEN
 login bob@globex.test; BOB=$TOKEN
 login victor@acme.test; VICTOR=$TOKEN

@@ -15,11 +15,6 @@ stack_up TESSERA_FLEET_MAINTENANCE_INTERVAL=1 || { not_ok "stack starts"; exit 1
 ok "stack starts with the dev seed"
 J='Content-Type: application/json'
 
-login() { # email [password] → TOKEN
-    req POST /v1/auth/login -H "$J" -d "{\"email\":\"$1\",\"password\":\"${2:-tessera-dev}\"}"
-    TOKEN=$(jq -r .access_token <<<"$BODY")
-}
-auth() { echo "Authorization: Bearer $1"; }
 put_schema() { # token resource json
     req PUT "/v1/svc/crm/schema/$2" -H "$(auth "$1")" -H "$J" -d "$3"
 }

@@ -29,10 +29,6 @@ fails_with() { # name pattern command...
     elif grep -qiE "$pat" <<<"$out"; then ok "$name"
     else not_ok "$name" "failed for another reason: $out"; fi
 }
-login() { # email → TOKEN
-    req POST /v1/auth/login -H "$J" -d "{\"email\":\"$1\",\"password\":\"tessera-dev\"}"
-    TOKEN=$(jq -r .access_token <<<"$BODY")
-}
 login admin@example.com; ADMIN=$TOKEN
 login bob@globex.test; BOB=$TOKEN
 A=(-H "Authorization: Bearer $ADMIN")

@@ -15,11 +15,6 @@
 J='Content-Type: application/json'
 
 stack_up TESSERA_FLEET_SLOWLOG_MS=1 || { not_ok "stack starts"; exit 1; }
-auth() { printf 'Authorization: Bearer %s' "$1"; }
-login() { # email → TOKEN
-    req POST /v1/auth/login -H "$J" -d "{\"email\":\"$1\",\"password\":\"tessera-dev\"}"
-    TOKEN=$(jq -r .access_token <<<"$BODY")
-}
 # metric NAME USE: the fleet-wide value of tessera_cache_<NAME>_total{use="USE"}
 metric() {
     curl -s "$URL/metrics" | awk -v s="tessera_cache_$1_total{use=\"$2\"}" '$1 == s { print $2 }'

@@ -31,7 +31,6 @@ WORKERS=4 LOCK_MS=2000 WAIT_MS=6000 SLEEP_MS=1500 N=12
 
 stack_up TESSERA_FLEET_WORKERS=$WORKERS TESSERA_CACHE_LOCK_MS=$LOCK_MS TESSERA_CACHE_WAIT_MS=$WAIT_MS \
     TESSERA_TEST_CACHE_LOAD_SLEEP_MS=$SLEEP_MS || { not_ok "stack starts"; exit 1; }
-auth() { printf 'Authorization: Bearer %s' "$1"; }
 # metric NAME USE: the fleet-wide value of tessera_cache_<NAME>_total{use="USE"}
 metric() {
     curl -s "$URL/metrics" | awk -v s="tessera_cache_$1_total{use=\"$2\"}" '$1 == s { print $2 }'

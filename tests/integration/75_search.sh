@@ -24,10 +24,6 @@ PG=false
 case ${ENGINE:-memory} in postgres | pgvector) PG=true ;; esac
 owner_sql() { psql -X -At -q -v ON_ERROR_STOP=1 "$PG_DB_OWNER_DSN" "$@"; }
 
-login() { # email → TOKEN
-    req POST /v1/auth/login -H "$J" -d "{\"email\":\"$1\",\"password\":\"tessera-dev\"}"
-    TOKEN=$(jq -r .access_token <<<"$BODY")
-}
 login admin@example.com; ADMIN=$TOKEN     # Acme's owner, a platform admin
 login bob@globex.test; BOB=$TOKEN         # Globex's owner
 as() { # token method path [json]

@@ -27,10 +27,6 @@ check "…errors as the envelope, e.g. a record read's 404" \
 check "…and no resource of any service without a token" \
     test "$(jq '[.paths | keys[] | select(startswith("/v1/svc/") and (contains("{service}") | not))] | length' "$T/anon.json")" = 0
 
-login() {
-    req POST /v1/auth/login -H "$J" -d "{\"email\":\"$1\",\"password\":\"tessera-dev\"}"
-    TOKEN=$(jq -r .access_token <<<"$BODY")
-}
 login admin@example.com; ADMIN=$TOKEN
 req PUT /v1/svc/crm/schema/tickets -H "Authorization: Bearer $ADMIN" -H "$J" \
     -d '{"fields":{"title":{"type":"string","required":true},"prio":{"type":"integer","default":3},"who":{"type":"string","pii":true},"emb":{"type":"vector(3)"},"meta":{"type":"json"}}}'

@@ -58,11 +58,21 @@ stack_up() {
     else
         for d in ${SEED_DIR-$ROOT/seed/dev}; do seeds+=(--seed "$d"); done   # SEED_DIR: folders, in order
     fi
-    env "$@" "${engine_env[@]}" "$TESSERA" fleet "${seeds[@]}" >>"$T/fleet.log" 2>&1 &
+    FLEET_ENV=("$@" "${engine_env[@]}") FLEET_SEEDS=("${seeds[@]}")
+    env "${FLEET_ENV[@]}" "$TESSERA" fleet "${FLEET_SEEDS[@]}" >>"$T/fleet.log" 2>&1 &
     FLEET_PID=$!
     nginx -c "$T/nginx.conf" >>"$T/nginx.out" 2>&1 &
     NGINX_PID=$!
     wait_ready || { echo "# stack did not come up; fleet log:"; tail -20 "$T/fleet.log" | sed 's/^/# /'; return 1; }
+}
+
+# fleet_up: the fleet alone again, as the last stack_up started it (the same
+# settings and, on PostgreSQL, the same database: a restart after a stop,
+# behind the nginx that stayed up); waits until it answers.
+fleet_up() {
+    env "${FLEET_ENV[@]}" "$TESSERA" fleet "${FLEET_SEEDS[@]}" >>"$T/fleet.log" 2>&1 &
+    FLEET_PID=$!
+    wait_ready
 }
 
 wait_ready() {
@@ -129,6 +139,27 @@ expect_error() {
     local rid
     rid=$(header x-request-id)
     expect "$1" "$2" ".error.code == \"$3\" and (.error.message | length > 0) and .error.request_id == \"$rid\""
+}
+
+# --- helpers for the API suites
+
+# login EMAIL [PASSWORD [USER-AGENT]]: POST /v1/auth/login (PASSWORD: the dev
+# seed's by default; USER-AGENT: "curl"); sets req's STATUS and BODY, TOKEN and
+# REFRESH ("null" when the answer carries none).
+login() {
+    req POST /v1/auth/login -H 'Content-Type: application/json' -H "User-Agent: ${3:-curl}" \
+        -d "{\"email\":\"$1\",\"password\":\"${2:-tessera-dev}\"}"
+    TOKEN=$(jq -r .access_token <<<"$BODY"); REFRESH=$(jq -r .refresh_token <<<"$BODY")
+}
+
+# auth TOKEN: the Authorization header line, for curl's -H.
+auth() { echo "Authorization: Bearer $1"; }
+
+# every_worker N TOKEN: the distinct statuses of N reads of /v1/auth/me, one
+# after the other (nginx spreads them over the workers), e.g. "200 " or "401 ".
+every_worker() {
+    local i
+    for i in $(seq 1 "$1"); do req GET /v1/auth/me -H "$(auth "$2")"; echo "$STATUS"; done | sort -u | tr '\n' ' '
 }
 
 # --- helpers for the fleet suites (load, timing, process facts)

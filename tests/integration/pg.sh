@@ -115,6 +115,56 @@ redis_down() {
     REDIS_PID=
 }
 
+# pgbouncer_up ALIAS DB [POOL_SIZE]: PgBouncer in transaction pooling in
+# front of this cluster's database DB, which clients name ALIAS, with
+# POOL_SIZE (default 1) server connections, on 127.0.0.1:PB_PORT (a free
+# port the first time, the same one when it is started again); waits until
+# it answers. Trust authentication, as the cluster's. Stopped by
+# pgbouncer_down and by lib.sh's cleanup.
+PB_PORT=
+PB_PID=
+pgbouncer_up() {
+    local alias=$1 db=$2 size=${3:-1}
+    [ -n "$PB_PORT" ] || PB_PORT=$(free_port)
+    mkdir -p "$T/pgb"
+    printf '"tessera_app" ""\n' >"$T/pgb/users.txt"
+    cat >"$T/pgb/pgbouncer.ini" <<EOF
+[databases]
+$alias = host=$PG_SOCK port=$PG_PORT dbname=$db
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = $PB_PORT
+unix_socket_dir =
+auth_type = trust
+auth_file = $T/pgb/users.txt
+pool_mode = transaction
+default_pool_size = $size
+max_client_conn = 100
+logfile = $T/pgb/pgbouncer.log
+pidfile = $T/pgb/pgbouncer.pid
+EOF
+    [ "$(id -u)" -eq 0 ] && chown -R postgres: "$T/pgb"
+    pg_as pgbouncer "$T/pgb/pgbouncer.ini" >/dev/null 2>&1 &
+    PB_PID=$!
+    case " ${CLEANUP_HOOKS[*]} " in *" pgbouncer_down "*) ;; *) CLEANUP_HOOKS+=("pgbouncer_down") ;; esac
+    wait_until 10 pg_isready -q -h 127.0.0.1 -p "$PB_PORT" -d "$alias" -U tessera_app ||
+        { tail -5 "$T/pgb/pgbouncer.log" | sed 's/^/# /'; return 1; }
+}
+
+# pgbouncer_down [SIGNAL]: stops it (TERM; KILL: at once, as a crash) and
+# waits until it is gone. As root $PB_PID is runuser's, which does not pass a
+# signal on: PgBouncer itself is signalled by its pid file, then the wrapper
+# reaped.
+pgbouncer_down() {
+    local pid
+    pid=$(cat "$T/pgb/pgbouncer.pid" 2>/dev/null) && kill "-${1:-TERM}" "$pid" 2>/dev/null
+    [ -n "$PB_PID" ] && { kill "$PB_PID" 2>/dev/null; wait "$PB_PID" 2>/dev/null; }
+    [ -n "$pid" ] && for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    rm -f "$T/pgb/pgbouncer.pid"   # a killed one leaves it behind
+    PB_PID=
+    return 0
+}
+
 # pgvector_install: pgvector (the vendored source, ../shared/vendor) built
 # against Debian's postgresql-server-dev-15 and installed into the cluster's
 # library and extension folders, once per machine (a later run finds it).
