@@ -122,7 +122,6 @@ rm -f "$T/vecs.bin"
 echo "bench: pgvector's HNSW index on $search_n vectors" >&2
 hnsw_s=$(pgvector_add)
 python3 bench/search_client.py queries 200 128 >"$T/search.bodies"
-search_floor_setup
 POOL_LOGIN='{"email":"pool@bench.example","password":"bench-pool-password"}'
 code=$(curl -s -m 30 -o "$T/api.body" -w '%{http_code}' "${J[@]}" \
     -d '{"email":"pool@bench.example","password":"bench-pool-password","org_name":"Bench pool"}' "$URL/v1/auth/signup") || code=000
@@ -264,6 +263,7 @@ refresh() {
     echo "refresh-pool $i $(wc -l <"$pool.main") $(awk '/ requests in / { sub(/s,$/, "", $4); print $1, $4 }' "$T/wrk.last")" >>"$T/notes"
 }
 
+search_floor_setup
 for i in $(seq 1 "$runs"); do
     baseline_run
     scrypt_run
@@ -425,7 +425,7 @@ L = [f"# tessera bench — {doc['generated'][:16]}Z", "",
      f"`make bench` (bench/run.sh): wrk -t1 -c{env['CONNS']} -d{env['SECS']}s, "
      f"{'medians of ' + env['RUNS'] + ' runs' if env['RUNS'] != '1' else 'one run'} "
      f"(non-2xx: the sum), every case in each run, beside `../shared/baseline/run.sh` "
-     f"(ONLY=\"{' '.join(n for n in base if n != scrypt)}\" PEER=node). Machine: {env['CORES']} cores, load average "
+     f"(ONLY=\"{' '.join(n for n in base if n not in (scrypt, 'pgvector'))}\" PEER=node; scrypt and pgvector: this script's own). Machine: {env['CORES']} cores, load average "
      f"{env['LOAD_START']} at the start, {env['LOAD_END']} at the end. The same figures: `latest.json`. "
      f"**{'Every target passed.' if all_pass else 'Some targets FAILED (below).'}**", "",
      "## The table", "",

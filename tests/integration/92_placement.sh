@@ -52,10 +52,6 @@ app_as() { # dsn org sql: one query as tessera_app with tessera.org_id set (org 
 same() { # name got want
     if [ "$2" = "$3" ]; then ok "$1"; else not_ok "$1" "got:  $2"$'\n'"want: $3"; fi
 }
-login() { # email → TOKEN
-    req POST /v1/auth/login -H "$J" -d "{\"email\":\"$1\",\"password\":\"tessera-dev\"}"
-    TOKEN=$(jq -r .access_token <<<"$BODY")
-}
 login admin@example.com; ADMIN=$TOKEN     # Acme's owner, a platform admin
 login bob@globex.test; BOB=$TOKEN         # Globex's owner
 ACME=11111111-1111-4111-8111-111111111111
