@@ -29,17 +29,30 @@ pg_psql() {
     psql -X -q -v ON_ERROR_STOP=1 -h "$PG_SOCK" -p "$PG_PORT" -U postgres -d "$db" "$@"
 }
 
+# cluster_init DIR SOCK NAME / cluster_start DIR SOCK PORT: a scratch cluster
+# in DIR (initdb's log $T/NAME-initdb.log) and its server on PORT and SOCK,
+# for speed not durability; what pg_up and pg2_up share.
+cluster_init() {
+    mkdir -p "$1" "$2"
+    [ "$(id -u)" -eq 0 ] && chown postgres: "$1" "$2"
+    chmod 700 "$1"
+    pg_as "$PG_BIN/initdb" -D "$1" -U postgres -A trust -E UTF8 --locale=C.UTF-8 \
+        --no-sync >"$T/$3-initdb.log" 2>&1 || { sed 's/^/# /' "$T/$3-initdb.log" | tail -20; return 1; }
+}
+cluster_start() {
+    pg_as "$PG_BIN/pg_ctl" -D "$1" -l "$1/server.log" -w -t 30 start \
+        -o "-p $3 -k $2 -c listen_addresses=127.0.0.1 -c fsync=off \
+            -c synchronous_commit=off -c full_page_writes=off -c max_connections=100" \
+        >>"$T/pg-ctl.log" 2>&1 || { sed 's/^/# /' "$1/server.log" | tail -20; return 1; }
+}
+
 pg_up() {
     PG_PORT=$(free_port)
     PG_DIR=$T/pg
     PG_SOCK=$T/pgrun
-    mkdir -p "$PG_DIR" "$PG_SOCK"
-    [ "$(id -u)" -eq 0 ] && chown postgres: "$PG_DIR" "$PG_SOCK"
-    chmod 700 "$PG_DIR"
-    pg_as "$PG_BIN/initdb" -D "$PG_DIR" -U postgres -A trust -E UTF8 --locale=C.UTF-8 \
-        --no-sync >"$T/pg-initdb.log" 2>&1 || { sed 's/^/# /' "$T/pg-initdb.log" | tail -20; return 1; }
+    cluster_init "$PG_DIR" "$PG_SOCK" pg || return 1
     CLEANUP_HOOKS+=("pg_down")
-    pg_start || { sed 's/^/# /' "$PG_DIR/server.log" | tail -20; return 1; }
+    pg_start || return 1
     pg_psql postgres -c "CREATE ROLE tessera_owner LOGIN CREATEROLE BYPASSRLS" \
         -c "CREATE DATABASE tessera OWNER tessera_owner" || return 1
     PG_OWNER_DSN="host=$PG_SOCK port=$PG_PORT dbname=tessera user=tessera_owner"
@@ -47,12 +60,7 @@ pg_up() {
 }
 
 # pg_start / pg_stop: the cluster pg_up made, on the same port and socket.
-pg_start() {
-    pg_as "$PG_BIN/pg_ctl" -D "$PG_DIR" -l "$PG_DIR/server.log" -w -t 30 start \
-        -o "-p $PG_PORT -k $PG_SOCK -c listen_addresses=127.0.0.1 -c fsync=off \
-            -c synchronous_commit=off -c full_page_writes=off -c max_connections=100" \
-        >>"$T/pg-ctl.log" 2>&1
-}
+pg_start() { cluster_start "$PG_DIR" "$PG_SOCK" "$PG_PORT"; }
 pg_stop() { pg_as "$PG_BIN/pg_ctl" -D "$PG_DIR" -m fast -w -t 30 stop >>"$T/pg-ctl.log" 2>&1; }
 # pg_crash: stops it at once (-m immediate): every backend dies mid-statement, as in a crash.
 pg_crash() { pg_as "$PG_BIN/pg_ctl" -D "$PG_DIR" -m immediate -w -t 30 stop >>"$T/pg-ctl.log" 2>&1; }
@@ -75,16 +83,9 @@ pg2_up() {
     PG2_PORT=$(free_port)
     PG2_DIR=$T/pg2
     PG2_SOCK=$T/pg2run
-    mkdir -p "$PG2_DIR" "$PG2_SOCK"
-    [ "$(id -u)" -eq 0 ] && chown postgres: "$PG2_DIR" "$PG2_SOCK"
-    chmod 700 "$PG2_DIR"
-    pg_as "$PG_BIN/initdb" -D "$PG2_DIR" -U postgres -A trust -E UTF8 --locale=C.UTF-8 \
-        --no-sync >"$T/pg2-initdb.log" 2>&1 || { sed 's/^/# /' "$T/pg2-initdb.log" | tail -20; return 1; }
+    cluster_init "$PG2_DIR" "$PG2_SOCK" pg2 || return 1
     CLEANUP_HOOKS+=("pg2_down")
-    pg_as "$PG_BIN/pg_ctl" -D "$PG2_DIR" -l "$PG2_DIR/server.log" -w -t 30 start \
-        -o "-p $PG2_PORT -k $PG2_SOCK -c listen_addresses=127.0.0.1 -c fsync=off \
-            -c synchronous_commit=off -c full_page_writes=off -c max_connections=100" \
-        >>"$T/pg-ctl.log" 2>&1 || { sed 's/^/# /' "$PG2_DIR/server.log" | tail -20; return 1; }
+    cluster_start "$PG2_DIR" "$PG2_SOCK" "$PG2_PORT" || return 1
     psql -X -q -v ON_ERROR_STOP=1 -h "$PG2_SOCK" -p "$PG2_PORT" -U postgres -d postgres \
         -c "CREATE ROLE tessera_owner LOGIN CREATEROLE BYPASSRLS" -c "CREATE DATABASE \"$1\" OWNER tessera_owner" ||
         return 1
