@@ -111,7 +111,7 @@ static int teardown(void **state)
 /* One read that must succeed: the pool serves (again). */
 static void expect_serves(struct pg_pool *p)
 {
-    static const struct pg_stmt st = {"SELECT 41 + 1", 0, NULL, true};
+    static const struct pg_stmt st = {"SELECT 41 + 1", 0, NULL, true, false};
     char errstr[128] = "";
     PGresult *r = NULL;
     struct pg_tx tx;
@@ -141,7 +141,7 @@ static int wait_serving(struct pg_pool *p, double seconds)
 static void run_killed(struct pg_pool *p, size_t n, size_t kill_at, bool write, bool in_tx)
 {
     static const char *const SELECTS[] = {"SELECT 1", "SELECT 2", "SELECT 3", "SELECT 4", "SELECT 5"};
-    static const struct pg_stmt opener = {"SELECT 0", 0, NULL, true};
+    static const struct pg_stmt opener = {"SELECT 0", 0, NULL, true, false};
     struct pg_stmt st[5];
     PGresult *res[5] = {NULL}, *r = NULL;
     char errstr[128] = "";
@@ -150,7 +150,7 @@ static void run_killed(struct pg_pool *p, size_t n, size_t kill_at, bool write, 
 
     assert_true(n <= 5 && kill_at < n);
     for (size_t i = 0; i < n; i++)
-        st[i] = (struct pg_stmt){i == kill_at ? KILL_SELF : SELECTS[i], 0, NULL, true};
+        st[i] = (struct pg_stmt){i == kill_at ? KILL_SELF : SELECTS[i], 0, NULL, true, false};
     pg_tx_init(&tx, p);
     if (in_tx) {
         EXPECT(0, pg_tx_run(&tx, "", "pg_catalog", &opener, 1, true, &r, errstr), errstr);
@@ -236,7 +236,7 @@ static void test_server_stopped_mid_pipeline_is_unavailable_and_the_pool_serves_
         struct pg_pool *pl = p[round % 2];
         bool write = round % 4 >= 2;
         const struct pg_stmt st[3] = {
-            {"SELECT 1", 0, NULL, true}, {SLEEP, 0, NULL, true}, {"SELECT 3", 0, NULL, true}};
+            {"SELECT 1", 0, NULL, true, false}, {SLEEP, 0, NULL, true, false}, {"SELECT 3", 0, NULL, true, false}};
         PGresult *res[3] = {NULL};
         char errstr[128] = "";
         struct pg_tx tx;

@@ -133,5 +133,40 @@ measure 20 "/v1/svc/routes/legs?limit=5&km=gte.2&order=km.desc"
 own=$(($(counter round_trips svc.routes.test) - own0))
 check "20 list pages of the placed service: one round trip each ($TRIPS in all, $own on its pool)" \
     test "$OKS" = 20 -a "$TRIPS" = 20 -a "$own" = 20
+
+# Vector search through pgvector's HNSW index: once the worker has found the
+# index, a search is two round trips — [the definition, the index scan's
+# settings, the candidates with their vectors in binary] and the answer's
+# vectors as text — and its records are the ones a GET reads, vectors and
+# all (the texts PostgreSQL printed, the same numbers).
+DB=$(sed 's/.*dbname=\([^ ]*\).*/\1/' <<<"$PG_DB_OWNER_DSN")
+if pgvector_install && pg_psql "$DB" -c "CREATE EXTENSION vector" >/dev/null; then
+    req PUT /v1/svc/crm/schema/vecs "${A[@]}" -H "$J" \
+        -d '{"fields":{"emb":{"type":"vector(3)","index":true},"tag":{"type":"string"}}}'
+    for i in $(seq 1 12); do
+        req POST /v1/svc/crm/vecs "${A[@]}" -H "$J" -d "{\"emb\":[$i.25, -0.1, 0.$i],\"tag\":\"v$i\"}"
+    done
+    check "a vector field with an HNSW index, and 12 records" test "$STATUS" = 201 -a \
+        "$(owner_sql -c "SELECT count(*) FROM pg_indexes WHERE schemaname = 'svc_crm_sandbox' AND indexname LIKE 'hnsw%'")" = 1
+    Q='{"field":"emb","vector":[3.3,-0.1,0.2],"k":3}'
+    for i in 1 2; do req POST /v1/svc/crm/vecs/search "${A[@]}" -H "$J" -d "$Q"; done # the first finds the index
+    rt0=$(counter round_trips) st0=$(counter statements) at=$(wc -c <"$PG_LOG") OKS=0
+    for i in $(seq 1 20); do
+        req POST /v1/svc/crm/vecs/search "${A[@]}" -H "$J" -d "$Q"
+        [ "$STATUS" = 200 ] && [ "$(jq -r .strategy <<<"$BODY")" = hnsw ] && OKS=$((OKS + 1))
+    done
+    sleep 0.3
+    TRIPS=$(($(counter round_trips) - rt0)) SENT=$(($(counter statements) - st0)) SEEN=$(logged "$at")
+    check "20 searches through the index, all 200 hnsw: two round trips each ($TRIPS round trips)" \
+        test "$OKS" = 20 -a "$TRIPS" = 40
+    check "… the server's log counts the statements the worker sent ($SEEN logged, $SENT sent)" \
+        test "$SEEN" = "$SENT" -a "$SENT" -ge 40
+    HIT=$(jq -c '.data[0]' <<<"$BODY")
+    req GET "/v1/svc/crm/vecs/$(jq -r .id <<<"$HIT")" "${A[@]}"
+    check "a search's record is the record a GET reads (vector compared as numbers)" \
+        test "$(jq -c 'del(._score) | .emb |= map(. * 1)' <<<"$HIT")" = "$(jq -c '.emb |= map(. * 1)' <<<"$BODY")"
+else
+    not_ok "pgvector added to the stack's database"
+fi
 pg_psql postgres -c "ALTER SYSTEM RESET log_statement" -c "ALTER SYSTEM RESET log_line_prefix" \
     -c "SELECT pg_reload_conf()" >/dev/null

@@ -66,7 +66,7 @@ static void test_a_new_pool_opens_nothing(void **state)
 static void test_an_unreachable_server_is_unavailable_and_counted(void **state)
 {
     char errstr[128] = "";
-    static const struct pg_stmt one = {"SELECT 1", 0, NULL, true};
+    static const struct pg_stmt one = {"SELECT 1", 0, NULL, true, false};
     struct pg_pool_stats st;
     struct pg_tx tx;
     PGresult *r = NULL;
@@ -89,10 +89,69 @@ static void test_an_unreachable_server_is_unavailable_and_counted(void **state)
     pg_pool_free(p);
 }
 
+/* A double precision[] as array_send writes it (PostgreSQL's
+ * src/backend/utils/adt/arrayfuncs.c): ndim, has-nulls, element type, then
+ * size and lower bound per dimension, then length and big-endian bytes per
+ * element; null_at >= 0 makes that element NULL (length -1, no bytes). */
+static size_t put32(unsigned char *p, uint32_t v)
+{
+    p[0] = (unsigned char)(v >> 24), p[1] = (unsigned char)(v >> 16), p[2] = (unsigned char)(v >> 8);
+    p[3] = (unsigned char)v;
+    return 4;
+}
+
+static int float8_array(unsigned char *out, const double *v, int n, uint32_t oid, int null_at)
+{
+    size_t k = 0;
+
+    k += put32(out + k, 1);
+    k += put32(out + k, null_at >= 0);
+    k += put32(out + k, oid);
+    k += put32(out + k, (uint32_t)n);
+    k += put32(out + k, 1);
+    for (int i = 0; i < n; i++) {
+        uint64_t bits;
+        if (i == null_at) {
+            k += put32(out + k, UINT32_MAX);
+            continue;
+        }
+        memcpy(&bits, &v[i], sizeof bits);
+        k += put32(out + k, 8);
+        k += put32(out + k, (uint32_t)(bits >> 32));
+        k += put32(out + k, (uint32_t)bits);
+    }
+    return (int)k;
+}
+
+static void test_a_binary_float8_array_reads_back_exactly(void **state)
+{
+    const double v[3] = {1.5, -0.25, 1e-300};
+    unsigned char buf[128];
+    double out[4] = {0};
+    int len;
+
+    (void)state;
+    len = float8_array(buf, v, 3, 701, -1);
+    assert_int_equal(pg_binary_float8s((const char *)buf, len, out, 3), 0);
+    assert_memory_equal(out, v, sizeof v);
+    /* what it is not: another count, a short value, float4, a NULL, two dimensions */
+    assert_int_equal(pg_binary_float8s((const char *)buf, len, out, 4), ERR_INVAL);
+    assert_int_equal(pg_binary_float8s((const char *)buf, len - 1, out, 3), ERR_INVAL);
+    assert_int_equal(pg_binary_float8s(NULL, 0, out, 3), ERR_INVAL);
+    len = float8_array(buf, v, 3, 700, -1);
+    assert_int_equal(pg_binary_float8s((const char *)buf, len, out, 3), ERR_INVAL);
+    len = float8_array(buf, v, 3, 701, 1);
+    assert_int_equal(pg_binary_float8s((const char *)buf, len, out, 2), ERR_INVAL); /* 2 × 12 + 4: no count fits */
+    assert_int_equal(pg_binary_float8s((const char *)buf, len, out, 3), ERR_INVAL);
+    len = float8_array(buf, v, 3, 701, -1);
+    put32(buf, 2);
+    assert_int_equal(pg_binary_float8s((const char *)buf, len, out, 3), ERR_INVAL);
+}
+
 static void test_bad_run_arguments_are_refused(void **state)
 {
     char errstr[128] = "";
-    static const struct pg_stmt one = {"SELECT 1", 0, NULL, true};
+    static const struct pg_stmt one = {"SELECT 1", 0, NULL, true, false};
     struct pg_tx tx;
     PGresult *r[PG_STMT_MAX + 1];
     struct pg_pool *p = pg_pool_new("core", "host=/nonexistent", 1, false, errstr);
@@ -112,6 +171,7 @@ int main(void)
         cmocka_unit_test(test_a_new_pool_opens_nothing),
         cmocka_unit_test(test_an_unreachable_server_is_unavailable_and_counted),
         cmocka_unit_test(test_bad_run_arguments_are_refused),
+        cmocka_unit_test(test_a_binary_float8_array_reads_back_exactly),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

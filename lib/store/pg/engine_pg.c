@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "store/pg/engine_pg_int.h"
 #include "store/pg/engine_pg_records.h"
@@ -279,6 +280,45 @@ void engine_pg_def_learn(struct engine *e, const struct eng_scope *s, const stru
     memcpy(*slot, def, sizeof **slot);
 }
 
+const char *engine_pg_hnsw_known(struct engine *e, const struct eng_scope *s, const struct eng_resource *def,
+                                 const char *field, int metric)
+{
+    struct pge *g = e->impl;
+    const struct pge_hnsw *h;
+    int store;
+
+    if (engine_pg_route(e, s, def->service, &store) != 0 || g->st[store].hnsw == NULL)
+        return NULL;
+    h = &g->st[store].hnsw[def_slot(def->service, def->name)];
+    return h->version == def->version && h->metric == metric && h->ext[0] != '\0' &&
+                   time(NULL) - h->learnt < PGE_HNSW_SECS &&
+                   strcmp(h->service, def->service) == 0 && strcmp(h->name, def->name) == 0 &&
+                   strcmp(h->field, field) == 0
+               ? h->ext
+               : NULL;
+}
+
+void engine_pg_hnsw_learn(struct engine *e, const struct eng_scope *s, const struct eng_resource *def,
+                          const char *field, int metric, const char *ext)
+{
+    struct pge *g = e->impl;
+    struct pge_hnsw *h;
+    int store;
+
+    if (engine_pg_route(e, s, def->service, &store) != 0)
+        return;
+    if (g->st[store].hnsw == NULL && (g->st[store].hnsw = calloc(PGE_DEFS, sizeof *g->st[store].hnsw)) == NULL)
+        return; /* not kept: the next search checks the index in a round trip of its own, as before */
+    h = &g->st[store].hnsw[def_slot(def->service, def->name)];
+    snprintf(h->service, sizeof h->service, "%s", def->service);
+    snprintf(h->name, sizeof h->name, "%s", def->name);
+    snprintf(h->field, sizeof h->field, "%s", field);
+    snprintf(h->ext, sizeof h->ext, "%s", ext);
+    h->version = def->version;
+    h->metric = metric;
+    h->learnt = (int64_t)time(NULL);
+}
+
 /* Forgets the kept definition the store's unit held: it turned out stale. */
 static void held_forget(struct pge_store *st)
 {
@@ -361,7 +401,7 @@ static int relay_done(struct engine *e, int store, char (*ids)[ENG_ID], int n)
     int rc;
 
     uuid_array(ids, n, arr, sizeof arr);
-    const struct pg_stmt st = {"SELECT core.audit_relay_done($1::uuid[])", 1, (const char *[]){arr}, true};
+    const struct pg_stmt st = {"SELECT core.audit_relay_done($1::uuid[])", 1, (const char *[]){arr}, true, false};
     rc = pg_tx_run(tx, NULL, CORE_PATH, &st, 1, true, &r, why);
     PQclear(r);
     if (rc == 0)
@@ -486,6 +526,7 @@ static void pg_free(struct engine *e)
             pg_pool_free(g->st[i].pool);
             for (int k = 0; k < PGE_DEFS; k++)
                 free(g->st[i].defs[k]);
+            free(g->st[i].hnsw);
         }
         free(g);
     }
@@ -701,7 +742,7 @@ static int pg_org_create(struct engine *e, const struct eng_org *o)
         "INSERT INTO core.organizations (id, name, slug, plan, is_platform, created_at) "
         "VALUES ($1, $2, $3, $4, $5, to_timestamp($6)) ON CONFLICT DO NOTHING RETURNING 1",
         6, (const char *[]){o->id, o->name, o->slug, o->plan[0] ? o->plan : "free", o->platform ? "t" : "f", at.s},
-        true};
+        true, false};
     if ((rc = run_on(e, &g->core_tx, o->id, CORE_PATH, &st, 1, true, &r)) == 0 && PQntuples(r) == 0)
         rc = engine_fail(e, ERR_CONFLICT, "org id or slug taken");
     PQclear(r);
@@ -913,7 +954,7 @@ static int relay_flush(struct engine *e, int store, int *n)
     snprintf(batch, sizeof batch, "%d", RELAY_BATCH);
     const struct pg_stmt st = {"SELECT id, org_id, actor, action, target, meta, created_at "
                                "FROM core.audit_relay_pending($1::int)",
-                               1, (const char *[]){batch}, true};
+                               1, (const char *[]){batch}, true, false};
     rc = pg_tx_run(tx, NULL, CORE_PATH, &st, 1, false, &r, why);
     pg_tx_rollback(tx);
     if (rc != 0)
@@ -964,7 +1005,7 @@ static int vector_indexes(struct engine *e, int store, int *n)
     char why[128] = "";
     PGresult *r = NULL;
     const struct pg_stmt st = {"SELECT core.svc_vector_indexes_all($1)", 1,
-                               (const char *[]){engine_mode_name(g->st[store].mode)}, true};
+                               (const char *[]){engine_mode_name(g->st[store].mode)}, true, false};
     int rc = pg_tx_run(tx, NULL, CORE_PATH, &st, 1, true, &r, why);
 
     *n = 0;
@@ -989,7 +1030,7 @@ static int pg_maintain(struct engine *e, int64_t now, char report[256])
     if (g->in_tx)
         return engine_fail(e, ERR_INTERNAL, "maintain inside a unit of work");
     snprintf(months, sizeof months, "%d", AUDIT_MONTHS_AHEAD);
-    const struct pg_stmt st = {"SELECT core.ensure_audit_partitions($1::int)", 1, (const char *[]){months}, true};
+    const struct pg_stmt st = {"SELECT core.ensure_audit_partitions($1::int)", 1, (const char *[]){months}, true, false};
     rc = pg_tx_run(&g->core_tx, NULL, CORE_PATH, &st, 1, true, &r, why);
     if (rc == 0) {
         made = atoi(PQgetvalue(r, 0, 0));

@@ -57,7 +57,7 @@ static int call_json(struct engine *e, struct pg_tx *tx, const char *what, const
                      const char *const *vals, cJSON **out)
 {
     char why[128] = "";
-    const struct pg_stmt st = {sql, n, vals, true};
+    const struct pg_stmt st = {sql, n, vals, true, false};
     PGresult *r = NULL;
     int rc = pg_tx_run(tx, NULL, CORE_PATH, &st, 1, true, &r, why);
 

@@ -25,6 +25,25 @@
 #define PGE_STORES (2 + 2 * 2 * PGE_PLACES)     /* the shared ones, then two per placement at most */
 #define PGE_DSN 512
 
+/* How long a search trusts an HNSW index it found without checking it
+ * again: the one-round-trip search does not check it (two SQL functions that
+ * cost a sixth of the search), and an index dropped by hand, which no
+ * definition's version says, would make its scan an exact sort meanwhile
+ * (right, slow). A clock that jumps checks early or late, no worse. */
+#define PGE_HNSW_SECS 30
+
+/* An HNSW index a search found for a field of a definition at its version:
+ * pgvector's schema, so the next search of it is one round trip. */
+struct pge_hnsw {
+    char service[ENG_SLUG];
+    char name[ENG_FIELD];
+    char field[ENG_FIELD];
+    int64_t version;            /* 0: empty */
+    int metric;
+    char ext[ENG_SLUG];
+    int64_t learnt;             /* time(NULL) when found; known for PGE_HNSW_SECS */
+};
+
 /* A data store: one database as one mode's data reaches it (a pool, the
  * unit of work's transaction on it). Stores 0 and 1 are the shared ones
  * ([db] test_dsn / live_dsn, else core_dsn), by enum eng_mode; the others
@@ -45,6 +64,8 @@ struct pge_store {
     /* definitions as last read here, for a list page's one round trip
      * (engine_pg_def_known), direct-mapped; allocated on first use */
     struct eng_resource *defs[PGE_DEFS];
+    /* HNSW indexes found here (engine_pg_hnsw_known), slotted as defs; allocated on first use */
+    struct pge_hnsw *hnsw;
     /* the definition the unit holds here for its writes (engine_pg_held) */
     struct {
         char service[ENG_SLUG];
@@ -160,7 +181,7 @@ static inline int q_any(struct engine *e, const struct eng_scope *s, bool tenant
                  int n, const char *const *vals, PGresult **res)
 {
     struct pge *g = e->impl;
-    const struct pg_stmt st = {sql, n, vals, true}; /* every sql here is a string constant */
+    const struct pg_stmt st = {sql, n, vals, true, false}; /* every sql here is a string constant */
     const char *org = NULL;
     int rc;
 

@@ -399,7 +399,7 @@ static int list_fast(struct engine *e, const struct eng_scope *s, const char *se
     if ((rc = list_sql(e, &c->b[0], &c->p[0], s->org_id, c->schema, resource, c->def, q, max)) != 0)
         return rc;
     pgrec_res_stmt(s, service, resource, vals, &st[0]);
-    st[1] = (struct pg_stmt){c->b[0].p, c->p[0].n, c->p[0].v, false};
+    st[1] = (struct pg_stmt){c->b[0].p, c->p[0].n, c->p[0].v, false, false};
     if (engine_pg_data_read(e, s, service, DATA_PATH, st, 2, c->r) != 0)
         goto again;
     if ((read = malloc(sizeof *read)) == NULL)
@@ -478,7 +478,7 @@ int pgrec_outbox_list(struct engine *e, const struct eng_scope *s, const char *s
     const char *vals[2] = {service, engine_mode_name(s != NULL ? s->mode : 0)};
     const struct pg_stmt st = {"SELECT core.svc_schema_name($1, $2) WHERE EXISTS "
                                "(SELECT 1 FROM core.resources WHERE service = $1 AND mode = $2)",
-                               2, vals, true};
+                               2, vals, true, false};
     struct params p = {0};
     struct buf b;
     PGresult *r = NULL, *rows = NULL;
@@ -534,8 +534,10 @@ out:
  * With pgvector in the database and an HNSW index on the field for the
  * search's metric: the index's order (pgvector's iterative scan, relaxed, so
  * a selective filter or RLS does not starve it; its tuples bounded), the rows
- * scored exactly here and sorted; fewer than k → the exact statement, in the
- * same transaction. */
+ * scored exactly here from their vectors in binary and sorted; fewer than k
+ * → the exact statement. Once a worker has found the index, that is one
+ * round trip with the definition's read (search_fast) and one for the k
+ * vectors' text (vector_texts); the profile that led here: issue 18's note. */
 
 #define HNSW_MAX_SCAN_TUPLES "40000"
 #define HNSW_OVERSAMPLE 4       /* rows asked of the index per row answered */
@@ -628,7 +630,11 @@ static int exact_sql(struct buf *b, struct params *p, const struct eng_scope *s,
 static const char *const PGV_OPS[] = {[ENG_METRIC_COSINE] = "<=>", [ENG_METRIC_L2] = "<->",
                                       [ENG_METRIC_INNER] = "<#>"};
 
-/* The index's order: rows by the expression the index is built on (ext: pgvector's schema). */
+/* The index's order: rows by the expression the index is built on (ext:
+ * pgvector's schema), each as [its JSON without the searched field, that
+ * field's value, its id], to be read in the binary format: the vectors
+ * cross as their bits, scored here without a decimal conversion either way,
+ * and only the k records answered get theirs back as JSON (take_hits). */
 static int hnsw_sql(struct buf *b, struct params *p, const struct eng_scope *s, const char *schema,
                     const struct eng_resource *def, const struct eng_search *q, const char *ext, size_t rows)
 {
@@ -639,7 +645,11 @@ static int hnsw_sql(struct buf *b, struct params *p, const struct eng_scope *s, 
     if (rc == 0)
         rc = pgrec_qident(&x, ext);
     if (rc == 0)
-        rc = buf_puts(b, "SELECT to_jsonb(x._r)::text FROM (SELECT _r FROM ");
+        rc = buf_puts(b, "SELECT to_jsonb(j)::text, x.");
+    if (rc == 0)
+        rc = pgrec_qident(b, q->field);
+    if (rc == 0)
+        rc = buf_puts(b, ", x.id::text FROM (SELECT _r.* FROM ");
     if (rc == 0)
         rc = pgrec_qtable(b, schema, def->name);
     if (rc == 0)
@@ -651,61 +661,217 @@ static int hnsw_sql(struct buf *b, struct params *p, const struct eng_scope *s, 
     if (rc == 0)
         rc = pgrec_qident(b, q->field);
     if (rc == 0)
-        rc = buf_printf(b, "::%s.vector(%d)) OPERATOR(%s.%s) ($3::float8[]::%s.vector(%d)) LIMIT $4::bigint) x", x.p,
-                        q->dim, x.p, PGV_OPS[q->metric], x.p, q->dim);
+        rc = buf_printf(b, "::%s.vector(%d)) OPERATOR(%s.%s) ($3::float8[]::%s.vector(%d)) LIMIT $4::bigint) x "
+                           "CROSS JOIN LATERAL (SELECT x.id, x.version, x.created_at, x.updated_at, x.expires_at, "
+                           "x._bidx",
+                        x.p, q->dim, x.p, PGV_OPS[q->metric], x.p, q->dim);
+    for (int i = 0; rc == 0 && i < def->nfields; i++) {
+        if (strcmp(def->fields[i].name, q->field) == 0)
+            continue;
+        rc = buf_puts(b, ", x.");
+        if (rc == 0)
+            rc = pgrec_qident(b, def->fields[i].name);
+    }
+    if (rc == 0)
+        rc = buf_puts(b, ") j");
     buf_cleanup(&x);
     return rc;
 }
 
-static int hit_cmp(const void *x, const void *y)
+/* The rows of the exact statement (record, score) as hits, up to cap. */
+static int take_scored(struct engine *e, const PGresult *r, const struct eng_resource *def, struct eng_hit *out,
+                       size_t cap, size_t *n)
 {
-    const struct eng_hit *a = x, *b = y;
-
-    if (a->score != b->score)
-        return a->score < b->score ? -1 : 1;
-    return strcmp(a->rec.id, b->rec.id);
-}
-
-/* The rows of r as hits (up to cap): with score_col >= 0 the score from it,
- * else scored here from the record's vector (and dropped when it has no
- * score) and sorted. */
-static int take_hits(struct engine *e, const PGresult *r, int score_col, const struct eng_resource *def,
-                     const struct eng_search *q, struct eng_hit *out, size_t cap, size_t *n)
-{
-    double *v = malloc((size_t)q->dim * sizeof *v), qnorm = vec_norm(q->vector, q->dim);
     int rc = 0;
 
     *n = 0;
-    if (v == NULL)
-        return pgrec_nomem(e);
     for (int i = 0; rc == 0 && i < PQntuples(r) && *n < cap; i++) {
         struct eng_hit *h = &out[*n];
-        const cJSON *arr, *x;
-        int d = 0;
-
-        if ((rc = pgrec_row_record(PQgetvalue(r, i, 0), (size_t)PQgetlength(r, i, 0), def, &h->rec)) != 0)
-            break;
-        if (score_col >= 0) {
-            h->score = strtod(PQgetvalue(r, i, score_col), NULL);
+        if ((rc = pgrec_row_record(PQgetvalue(r, i, 0), (size_t)PQgetlength(r, i, 0), def, &h->rec)) == 0) {
+            h->score = strtod(PQgetvalue(r, i, 1), NULL);
             (*n)++;
-            continue;
         }
-        arr = cJSON_GetObjectItemCaseSensitive(h->rec.data, q->field);
-        cJSON_ArrayForEach(x, arr) if (d < q->dim) v[d++] = x->valuedouble;
-        if (d == q->dim && vec_score(q->metric, v, vec_norm(v, d), q->vector, qnorm, d, &h->score))
-            (*n)++;
-        else
-            eng_record_cleanup(&h->rec);
     }
-    free(v);
     if (rc != 0) {
         for (size_t i = 0; i < *n; i++)
             eng_record_cleanup(&out[i].rec);
         *n = 0;
         return engine_fail(e, rc, "record unreadable");
     }
-    if (score_col < 0)
-        qsort(out, *n, sizeof *out, hit_cmp);
+    return 0;
+}
+
+/* A double precision[]'s text as PostgreSQL prints it ({1.5,-0.25,1e-05}:
+ * the shortest text that reads back the same double) as the JSON array it
+ * is once its braces are brackets, kept as that text (a raw item): printing
+ * the answer's vectors with cJSON (%.15g, sscanf, %.17g per number) cost
+ * more than the search. NULL when out of memory or not such a text (NaN or
+ * Infinity, which JSON has no number for, were never written by the API). */
+static cJSON *vector_json(const char *text, int len)
+{
+    cJSON *raw;
+    char *t;
+
+    if (len < 2 || text[0] != '{' || text[len - 1] != '}' || strpbrk(text, "NnIi\"") != NULL ||
+        (t = malloc((size_t)len + 1)) == NULL)
+        return NULL;
+    memcpy(t, text, (size_t)len + 1);
+    t[0] = '[';
+    t[len - 1] = ']';
+    raw = cJSON_CreateRaw(t);
+    free(t);
+    return raw;
+}
+
+/* The answer's vectors as PostgreSQL prints them (vector_json), in a round
+ * trip of their own after the candidates': as text for the k rows answered
+ * only (its shortest-decimal printing for every candidate cost a sixth of
+ * the search). A row whose version is not the one the candidates' read saw
+ * (written meanwhile), or gone, keeps the numbers it came with, so the
+ * answer stays that read's. Best effort: when the read fails, so do the
+ * texts, not the search. */
+static void vector_texts(struct engine *e, const struct eng_scope *s, const char *service, const char *schema,
+                         const struct eng_resource *def, const struct eng_search *q, struct eng_hit *out, size_t n)
+{
+    struct params p = {0};
+    struct buf b, ids;
+    PGresult *r = NULL;
+    int rc;
+
+    buf_init(&b, 512);
+    buf_init(&ids, 40 * n + 8);
+    rc = buf_puts(&ids, "{");
+    for (size_t i = 0; rc == 0 && i < n; i++)
+        rc = buf_printf(&ids, "%s%s", i ? "," : "", out[i].rec.id);
+    if (rc == 0)
+        rc = buf_puts(&ids, "}");
+    if (rc == 0 && (pgrec_param(&p, s->org_id) == 0 || pgrec_param(&p, ids.p) == 0))
+        rc = ERR_NOMEM;
+    if (rc == 0)
+        rc = buf_puts(&b, "SELECT id::text, version, ");
+    if (rc == 0)
+        rc = pgrec_qident(&b, q->field);
+    if (rc == 0)
+        rc = buf_puts(&b, "::text FROM ");
+    if (rc == 0)
+        rc = pgrec_qtable(&b, schema, def->name);
+    if (rc == 0)
+        rc = buf_puts(&b, " WHERE org_id = $1::uuid AND id = ANY($2::uuid[])");
+    if (rc == 0) {
+        struct pg_stmt st = {b.p, p.n, p.v, PG_REUSE_TEXT, false};
+        rc = engine_pg_data_read(e, s, service, DATA_PATH, &st, 1, &r);
+    }
+    for (int i = 0; rc == 0 && i < PQntuples(r); i++) {
+        for (size_t j = 0; j < n; j++) {
+            cJSON *raw;
+            if (strcmp(out[j].rec.id, PQgetvalue(r, i, 0)) != 0)
+                continue;
+            if (out[j].rec.version == strtoll(PQgetvalue(r, i, 1), NULL, 10) && !PQgetisnull(r, i, 2) &&
+                (raw = vector_json(PQgetvalue(r, i, 2), PQgetlength(r, i, 2))) != NULL &&
+                !cJSON_ReplaceItemInObjectCaseSensitive(out[j].rec.data, q->field, raw))
+                cJSON_Delete(raw);
+            break;
+        }
+    }
+    PQclear(r);
+    pgrec_params_cleanup(&p);
+    buf_cleanup(&ids);
+    buf_cleanup(&b);
+}
+
+/* A candidate of the index's order, scored here. */
+struct cand {
+    double score;
+    const char *id;
+    int row;
+};
+
+static int cand_cmp(const void *x, const void *y)
+{
+    const struct cand *a = x, *b = y;
+
+    if (a->score != b->score)
+        return a->score < b->score ? -1 : 1;
+    return strcmp(a->id, b->id);
+}
+
+/* The rows of hnsw_sql (binary) scored exactly here from their vectors
+ * (a row without one has no score and is dropped), sorted by score and id:
+ * the first k into out as records with their vector back in them, *n of
+ * them; fewer than k candidates → *n = 0 (the caller goes exact). */
+static int take_hits(struct engine *e, const PGresult *r, const struct eng_resource *def,
+                     const struct eng_search *q, struct eng_hit *out, size_t *n)
+{
+    int rows = PQntuples(r), got = 0, rc = 0;
+    double *v = malloc((size_t)q->dim * sizeof *v), qnorm = vec_norm(q->vector, q->dim);
+    struct cand *c = calloc(rows > 0 ? (size_t)rows : 1, sizeof *c);
+
+    *n = 0;
+    if (v == NULL || c == NULL) {
+        rc = pgrec_nomem(e);
+        goto out;
+    }
+    for (int i = 0; i < rows; i++) {
+        if (PQgetisnull(r, i, 1))
+            continue;
+        if (pg_binary_float8s(PQgetvalue(r, i, 1), PQgetlength(r, i, 1), v, q->dim) != 0) {
+            rc = engine_fail(e, ERR_INTERNAL, "record unreadable: %.64s is not a vector(%d)", q->field, q->dim);
+            goto out;
+        }
+        c[got] = (struct cand){0, PQgetvalue(r, i, 2), i};
+        if (vec_score(q->metric, v, vec_norm(v, q->dim), q->vector, qnorm, q->dim, &c[got].score))
+            got++;
+    }
+    if ((size_t)got < q->k)
+        goto out;
+    qsort(c, (size_t)got, sizeof *c, cand_cmp);
+    for (size_t i = 0; i < q->k; i++) {
+        int row = c[i].row;
+        if ((rc = pg_binary_float8s(PQgetvalue(r, row, 1), PQgetlength(r, row, 1), v, q->dim)) != 0 ||
+            (rc = pgrec_row_record_plus(PQgetvalue(r, row, 0), (size_t)PQgetlength(r, row, 0), def, q->field,
+                                        cJSON_CreateDoubleArray(v, q->dim), &out[i].rec)) != 0) {
+            rc = engine_fail(e, rc, "record unreadable");
+            break;
+        }
+        out[i].score = c[i].score;
+        (*n)++;
+    }
+    if (rc != 0) {
+        for (size_t i = 0; i < *n; i++)
+            eng_record_cleanup(&out[i].rec);
+        *n = 0;
+    }
+out:
+    free(v);
+    free(c);
+    return rc;
+}
+
+/* The index's check: pgvector's schema when the HNSW index of (schema,
+ * resource, field, metric, dim) exists, no row otherwise. */
+static const char SQL_HNSW_CHECK[] =
+    "SELECT core.svc_vector_schema() WHERE to_regclass(format('%I.%I', $1::text, "
+    "core.svc_hnsw_name($2::text, $3::text, $4::text, $5::int))) IS NOT NULL";
+/* The index scan's settings for the query after it, to its transaction's end
+ * (set_config(…, true)): in one implicit transaction, no BEGIN or COMMIT. */
+static const char SQL_HNSW_SET[] =
+    "SELECT set_config('hnsw.ef_search', $1, true), set_config('hnsw.iterative_scan', 'relaxed_order', true), "
+    "set_config('hnsw.max_scan_tuples', '" HNSW_MAX_SCAN_TUPLES "', true)";
+
+/* Whether field f may have an HNSW index for q's metric (sql/0009_vector_indexes.sql). */
+static bool hnsw_may(const struct eng_field *f, const struct eng_search *q)
+{
+    return f->index && vec_metric_parse(vec_metric_name(f->metric)) == q->metric && f->dim <= 2000;
+}
+
+/* The index's check's values into p (dim holds the dimension's text). */
+static int hnsw_check_params(struct engine *e, struct params *p, const char *schema, const struct eng_resource *def,
+                             const struct eng_field *f, char dim[16])
+{
+    snprintf(dim, 16, "%d", f->dim);
+    if (pgrec_param(p, schema) == 0 || pgrec_param(p, def->name) == 0 || pgrec_param(p, f->name) == 0 ||
+        pgrec_param(p, vec_metric_name(f->metric)) == 0 || pgrec_param(p, dim) == 0)
+        return pgrec_nomem(e);
     return 0;
 }
 
@@ -713,29 +879,54 @@ static int take_hits(struct engine *e, const PGresult *r, int score_col, const s
 static int hnsw_usable(struct engine *e, const struct eng_scope *s, const char *schema, const struct eng_resource *def,
                        const struct eng_field *f, const struct eng_search *q, char ext[ENG_SLUG])
 {
-    const char *metric = vec_metric_name(f->metric);
     struct params p = {0};
     PGresult *r = NULL;
     char dim[16];
-    int rc = 0;
+    int rc;
 
     ext[0] = '\0';
-    if (!f->index || vec_metric_parse(metric) != q->metric || f->dim > 2000)
+    if (!hnsw_may(f, q))
         return 0;
-    snprintf(dim, sizeof dim, "%d", f->dim);
-    if (pgrec_param(&p, schema) == 0 || pgrec_param(&p, def->name) == 0 || pgrec_param(&p, f->name) == 0 ||
-        pgrec_param(&p, metric) == 0 || pgrec_param(&p, dim) == 0)
-        rc = pgrec_nomem(e);
-    if (rc == 0)
-        rc = pgrec_run_read(e, s, def->service,
-                       (const char *[]){"SELECT core.svc_vector_schema() WHERE to_regclass(format('%I.%I', $1::text, "
-                                        "core.svc_hnsw_name($2::text, $3::text, $4::text, $5::int))) IS NOT NULL"},
-                       &p, 1, &r);
+    if ((rc = hnsw_check_params(e, &p, schema, def, f, dim)) == 0) {
+        struct pg_stmt st = {SQL_HNSW_CHECK, p.n, p.v, PG_REUSE, false};
+        rc = engine_pg_data_read(e, s, def->service, DATA_PATH, &st, 1, &r);
+    }
     if (rc == 0 && PQntuples(r) == 1 && !PQgetisnull(r, 0, 0))
         snprintf(ext, ENG_SLUG, "%s", PQgetvalue(r, 0, 0));
     PQclear(r);
     pgrec_params_cleanup(&p);
     return rc;
+}
+
+/* NULL when q can search def (its field a vector of q's dimension, its
+ * filters on columns of def); else why not, in why. f: the field. */
+static const char *search_misfit(const struct eng_resource *def, const struct eng_search *q,
+                                 const struct eng_field **f, char why[160])
+{
+    struct column col;
+
+    if ((*f = eng_resource_field(def, q->field)) == NULL || (*f)->type != ENG_FT_VECTOR || (*f)->dim != q->dim) {
+        snprintf(why, 160, "%.64s is not a vector(%d) field", q->field, q->dim);
+        return why;
+    }
+    for (size_t i = 0; i < q->where->nfilters; i++)
+        if (!column_of(def, q->where->filters[i].field, &col)) {
+            snprintf(why, 160, "no field %.64s", q->where->filters[i].field);
+            return why;
+        }
+    return NULL;
+}
+
+/* Rows asked of the index: more than k, ranked exactly here (the index's
+ * distances are float4, and a near miss it ordered behind the k-th still
+ * makes the answer). */
+static size_t hnsw_rows(const struct eng_search *q)
+{
+    size_t rows = q->k * HNSW_OVERSAMPLE < HNSW_ROWS_MIN ? HNSW_ROWS_MIN : q->k * HNSW_OVERSAMPLE;
+
+    if (rows > ENG_SEARCH_K_MAX)
+        rows = q->k > ENG_SEARCH_K_MAX ? q->k : ENG_SEARCH_K_MAX;
+    return rows;
 }
 
 /* c's statements, parameters and results emptied for the next run (its definition kept). */
@@ -750,79 +941,133 @@ static void call_reset(struct pgrec_call *c)
     }
 }
 
+enum { SEARCH_LONG, SEARCH_DONE, SEARCH_EXACT };
+
+/* One round trip when this worker searched the field before and found its
+ * HNSW index (engine_pg_hnsw_known, for PGE_HNSW_SECS): [the definition's
+ * read, the settings, the candidates] in one implicit transaction, the
+ * statements built from the definition kept. The answer stands when the
+ * definition read is the one kept (same version): *how SEARCH_DONE (the
+ * vectors' texts then come in a round trip of their own), or SEARCH_EXACT
+ * when fewer than k candidates came (c then holds the definition for the
+ * exact statement). Otherwise, and when
+ * the server refused a statement built from a stale definition, SEARCH_LONG
+ * and nothing is kept: the long way reads afresh. Outside an explicit
+ * transaction only, as list_fast. */
+static int search_fast(struct engine *e, const struct eng_scope *s, const char *resource, const struct eng_search *q,
+                       struct pgrec_call *c, struct eng_hit *out, size_t *n, int *how)
+{
+    const struct eng_resource *kept = engine_pg_def_known(e, s, c->service, resource);
+    const char *schema = engine_pg_schema_known(e, s->mode, c->service), *known, *vals[3];
+    const struct eng_field *f;
+    char ext[ENG_SLUG], ef[16], why[160];
+    const char *efv[1] = {ef};
+    struct eng_resource *read = NULL;
+    struct pg_stmt st[3];
+    PGresult *r[3] = {NULL};
+    int rc = 0;
+
+    *how = SEARCH_LONG;
+    if (kept == NULL || schema == NULL || engine_pg_data_explicit(e, s, c->service) ||
+        (known = engine_pg_hnsw_known(e, s, kept, q->field, q->metric)) == NULL ||
+        search_misfit(kept, q, &f, why) != NULL)
+        return 0;
+    snprintf(ext, sizeof ext, "%s", known);
+    memcpy(c->def, kept, sizeof *c->def);
+    snprintf(c->schema, sizeof c->schema, "%s", schema);
+    snprintf(ef, sizeof ef, "%zu", hnsw_rows(q));
+    if (hnsw_sql(&c->b[1], &c->p[1], s, c->schema, c->def, q, ext, hnsw_rows(q)) != 0) {
+        rc = pgrec_nomem(e);
+        goto out;
+    }
+    pgrec_res_stmt(s, c->service, resource, vals, &st[0]);
+    st[1] = (struct pg_stmt){SQL_HNSW_SET, 1, efv, PG_REUSE, false};
+    st[2] = (struct pg_stmt){c->b[1].p, c->p[1].n, c->p[1].v, PG_REUSE_TEXT, true};
+    if (engine_pg_data_read(e, s, c->service, DATA_PATH, st, 3, r) != 0)
+        goto out;               /* the long way, which says what failed if it fails again */
+    if ((read = malloc(sizeof *read)) == NULL) {
+        rc = pgrec_nomem(e);
+        goto out;
+    }
+    if (pgrec_res_result(e, s, r[0], c->service, resource, read, NULL) != 0 || read->version != c->def->version)
+        goto out;
+    if ((rc = take_hits(e, r[2], c->def, q, out, n)) == 0)
+        *how = *n == q->k ? SEARCH_DONE : SEARCH_EXACT;
+    if (*how == SEARCH_DONE)
+        vector_texts(e, s, c->service, c->schema, c->def, q, out, *n);
+out:
+    free(read);
+    for (int i = 0; i < 3; i++)
+        PQclear(r[i]);
+    return rc;
+}
 int pgrec_record_search(struct engine *e, const struct eng_scope *s, const char *service, const char *resource,
                         const struct eng_search *q, struct eng_hit *out, size_t *n, int *strategy)
 {
     struct pgrec_call c;
     const struct eng_field *f;
-    char ext[ENG_SLUG] = "", ef[16];
-    int rc;
+    char ext[ENG_SLUG] = "", ef[16], why[160];
+    const char *efv[1] = {ef};
+    int rc, how = SEARCH_LONG;
 
     *n = 0;
     *strategy = ENG_STRATEGY_EXACT;
-    if ((rc = pgrec_call_open(e, s, service, resource, false, &c)) != 0)
-        goto out;
-    if ((f = eng_resource_field(c.def, q->field)) == NULL || f->type != ENG_FT_VECTOR || f->dim != q->dim) {
-        rc = engine_fail(e, ERR_INVAL, "%.64s is not a vector(%d) field", q->field, q->dim);
+    memset(&c, 0, sizeof c);
+    c.service = service;
+    buf_init(&c.b[0], SQL_MAX);
+    buf_init(&c.b[1], SQL_MAX);
+    if ((c.def = malloc(sizeof *c.def)) == NULL) {
+        rc = pgrec_nomem(e);
         goto out;
     }
-    for (size_t i = 0; i < q->where->nfilters; i++) {
-        struct column col;
-        if (!column_of(c.def, q->where->filters[i].field, &col)) {
-            rc = engine_fail(e, ERR_INVAL, "no field %.64s", q->where->filters[i].field);
-            goto out;
-        }
+    if ((rc = search_fast(e, s, resource, q, &c, out, n, &how)) != 0 || how == SEARCH_DONE) {
+        *strategy = ENG_STRATEGY_HNSW;
+        goto out;
+    }
+    if (how == SEARCH_EXACT) {
+        *strategy = ENG_STRATEGY_HNSW_EXACT;
+        call_reset(&c);
+        goto exact;
+    }
+    call_reset(&c);
+    if ((rc = pgrec_res_load(e, s, service, resource, false, c.def, c.schema)) != 0)
+        goto out;
+    engine_pg_def_learn(e, s, c.def);
+    if (search_misfit(c.def, q, &f, why) != NULL) {
+        rc = engine_fail(e, ERR_INVAL, "%s", why);
+        goto out;
     }
     if ((rc = hnsw_usable(e, s, c.schema, c.def, f, q, ext)) != 0)
         goto out;
+    if (hnsw_may(f, q))
+        engine_pg_hnsw_learn(e, s, c.def, f->name, q->metric, ext); /* "": forgotten */
     if (ext[0] != '\0') {
-        /* more rows than asked from the index's order, ranked exactly here:
-         * the index's distances are float4, and a near miss it ordered
-         * behind the k-th still makes the answer */
-        size_t rows = q->k * HNSW_OVERSAMPLE < HNSW_ROWS_MIN ? HNSW_ROWS_MIN : q->k * HNSW_OVERSAMPLE;
-        struct eng_hit *all;
-        size_t got = 0;
+        struct pg_stmt st[2];
 
-        if (rows > ENG_SEARCH_K_MAX)
-            rows = q->k > ENG_SEARCH_K_MAX ? q->k : ENG_SEARCH_K_MAX;
-        snprintf(ef, sizeof ef, "%zu", rows);
-        if (pgrec_param(&c.p[0], ef) == 0 ||
-            buf_puts(&c.b[0], "SELECT set_config('hnsw.ef_search', $1, true), "
-                              "set_config('hnsw.iterative_scan', 'relaxed_order', true), "
-                              "set_config('hnsw.max_scan_tuples', '" HNSW_MAX_SCAN_TUPLES "', true)") != 0 ||
-            hnsw_sql(&c.b[1], &c.p[1], s, c.schema, c.def, q, ext, rows) != 0) {
+        snprintf(ef, sizeof ef, "%zu", hnsw_rows(q));
+        if (hnsw_sql(&c.b[1], &c.p[1], s, c.schema, c.def, q, ext, hnsw_rows(q)) != 0) {
             rc = pgrec_nomem(e);
             goto out;
         }
-        /* a read: the settings and the query in one implicit transaction,
-         * where set_config(…, true) lasts to its end (no BEGIN, no COMMIT) */
-        if ((rc = pgrec_run_read(e, s, service, (const char *[]){c.b[0].p, c.b[1].p}, c.p, 2, c.r)) != 0)
-            goto out;
-        if ((all = calloc(rows, sizeof *all)) == NULL) {
-            rc = pgrec_nomem(e);
-            goto out;
-        }
-        rc = take_hits(e, c.r[1], -1, c.def, q, all, rows, &got);
-        for (size_t i = 0; i < got; i++) {
-            if (rc == 0 && got >= q->k && i < q->k)
-                out[(*n)++] = all[i];
-            else
-                eng_record_cleanup(&all[i].rec);
-        }
-        free(all);
-        if (rc != 0 || *n == q->k) {
+        st[0] = (struct pg_stmt){SQL_HNSW_SET, 1, efv, PG_REUSE, false};
+        st[1] = (struct pg_stmt){c.b[1].p, c.p[1].n, c.p[1].v, PG_REUSE_TEXT, true};
+        if ((rc = engine_pg_data_read(e, s, service, DATA_PATH, st, 2, c.r)) != 0 ||
+            (rc = take_hits(e, c.r[1], c.def, q, out, n)) != 0 || *n == q->k) {
+            if (rc == 0)
+                vector_texts(e, s, service, c.schema, c.def, q, out, *n);
             *strategy = ENG_STRATEGY_HNSW;
             goto out;
         }
         *strategy = ENG_STRATEGY_HNSW_EXACT;
         call_reset(&c);
     }
+exact:
     if (exact_sql(&c.b[0], &c.p[0], s, c.schema, c.def, q) != 0) {
         rc = pgrec_nomem(e);
         goto out;
     }
     if ((rc = pgrec_run_read(e, s, service, (const char *[]){c.b[0].p}, c.p, 1, c.r)) == 0)
-        rc = take_hits(e, c.r[0], 1, c.def, q, out, q->k, n);
+        rc = take_scored(e, c.r[0], c.def, out, q->k, n);
 out:
     pgrec_call_close(&c);
     return rc;

@@ -28,7 +28,7 @@ int pgp_org_records(struct engine *e, const struct eng_scope *s, int64_t *n, cha
     where[0] = '\0';
     for (int i = 0; i < g->nst; i++) {
         const struct pg_stmt st = {"SELECT core.org_records($1)", 1,
-                                   (const char *[]){engine_mode_name(g->st[i].mode)}, true};
+                                   (const char *[]){engine_mode_name(g->st[i].mode)}, true, false};
         PGresult *r = NULL;
         int64_t here;
         if ((rc = engine_pg_data_at(e, s, i, DATA_PATH, &st, 1, false, &r)) != 0)
@@ -65,7 +65,7 @@ static int home_defs(struct engine *e, const struct eng_scope *s, int from, PGre
     const struct pg_stmt st = {
         "SELECT service, jsonb_build_object('name', name, 'fields', fields, 'expire_after', expire_after, "
         "'views', options->'views')::text, name FROM core.resources WHERE mode = $1 ORDER BY service, name",
-        1, (const char *[]){engine_mode_name(s->mode)}, true};
+        1, (const char *[]){engine_mode_name(s->mode)}, true, false};
 
     return engine_pg_data_at(e, s, from, DATA_PATH, &st, 1, false, r);
 }
@@ -77,7 +77,7 @@ static int sync_one(struct engine *e, const struct eng_scope *s, int to, const c
     const char *mode = engine_mode_name(s->mode);
     const char *vals[3] = {service, mode, name};
     const struct pg_stmt has = {"SELECT 1 FROM core.resources WHERE service = $1 AND mode = $2 AND name = $3", 3,
-                                vals, true};
+                                vals, true, false};
     PGresult *r = NULL, *res[3] = {NULL, NULL, NULL};
     int rc;
 
@@ -91,10 +91,10 @@ static int sync_one(struct engine *e, const struct eng_scope *s, int to, const c
     const struct pg_stmt st[3] = {
         {"INSERT INTO core.organizations (id, name, slug, plan, is_platform, created_at) "
          "SELECT $1::uuid, $2, $3, $4, true, to_timestamp($5::bigint) ON CONFLICT DO NOTHING",
-         5, org, true},
+         5, org, true, false},
         {"SELECT core.svc_resource_put($1, $2, $3::jsonb, '[]'::jsonb, extract(epoch FROM now())::bigint + $4::bigint, "
-         "NULL)::text", 4, pv, true},
-        {"SELECT core.svc_vector_indexes($1, $2, $3::jsonb->>'name', NULL)", 3, pv, true}};
+         "NULL)::text", 4, pv, true, false},
+        {"SELECT core.svc_vector_indexes($1, $2, $3::jsonb->>'name', NULL)", 3, pv, true, false}};
     if ((rc = engine_pg_data_at(e, s, to, DATA_PATH, st, 3, true, res)) == 0) {
         const char *answer = PQntuples(res[1]) == 1 ? PQgetvalue(res[1], 0, 0) : "";
         if (strstr(answer, "\"ok\": true") == NULL && strstr(answer, "\"ok\":true") == NULL)

@@ -236,10 +236,22 @@ static cJSON *order_like(cJSON *o, const struct eng_resource *def)
  * stored record has no null members). */
 int pgrec_row_record(const char *text, size_t len, const struct eng_resource *def, struct eng_record *out)
 {
+    return pgrec_row_record_plus(text, len, def, NULL, NULL, out);
+}
+
+int pgrec_row_record_plus(const char *text, size_t len, const struct eng_resource *def, const char *name,
+                          cJSON *value, struct eng_record *out)
+{
     cJSON *o = cJSON_ParseWithLength(text, len), *x, *next;
     const cJSON *id;
 
     memset(out, 0, sizeof *out);
+    if (o != NULL && name != NULL && (value == NULL || !cJSON_AddItemToObject(o, name, value))) {
+        cJSON_Delete(o);
+        o = NULL;
+    } else if (o == NULL) {
+        cJSON_Delete(value);
+    }
     if (o == NULL)
         return ERR_NOMEM;
     id = cJSON_GetObjectItemCaseSensitive(o, "id");
@@ -328,7 +340,7 @@ int pgrec_run(struct engine *e, const struct eng_scope *s, const char *service, 
     struct pg_stmt st[PG_STMT_MAX];
 
     for (size_t i = 0; i < n; i++)
-        st[i] = (struct pg_stmt){sql[i], p[i].n, p[i].v, false}; /* built per call: never prepared */
+        st[i] = (struct pg_stmt){sql[i], p[i].n, p[i].v, false, false}; /* built per call: never prepared */
     return engine_pg_data(e, s, service, DATA_PATH, st, n, res);
 }
 
@@ -338,7 +350,7 @@ int pgrec_run_read(struct engine *e, const struct eng_scope *s, const char *serv
     struct pg_stmt st[PG_STMT_MAX];
 
     for (size_t i = 0; i < n; i++)
-        st[i] = (struct pg_stmt){sql[i], p[i].n, p[i].v, false};
+        st[i] = (struct pg_stmt){sql[i], p[i].n, p[i].v, false, false};
     return engine_pg_data_read(e, s, service, DATA_PATH, st, n, res);
 }
 
@@ -455,7 +467,7 @@ int pgrec_record_create(struct engine *e, const struct eng_scope *s, const char 
     }
     if (defer) {
         /* known by its text: one resource's inserts repeat it (prepared once per connection) */
-        const struct pg_stmt st = {b->p, p->n, p->v, PG_REUSE_TEXT};
+        const struct pg_stmt st = {b->p, p->n, p->v, PG_REUSE_TEXT, false};
         rc = engine_pg_data_defer(e, s, service, DATA_PATH, &st, 1);
         goto out;
     }

@@ -43,6 +43,15 @@ int engine_pg_data_read(struct engine *e, const struct eng_scope *s, const char 
 const struct eng_resource *engine_pg_def_known(struct engine *e, const struct eng_scope *s, const char *service,
                                                const char *resource);
 void engine_pg_def_learn(struct engine *e, const struct eng_scope *s, const struct eng_resource *def);
+/* pgvector's schema when a search in the store of (s, def's service) found an
+ * HNSW index on def's field for metric at def's version, or NULL (borrowed
+ * until the next learn); engine_pg_hnsw_learn remembers one (ext "": forgets
+ * it). A search sends its query with the definition's read and the index's
+ * check in one round trip only when it is known (pgrec_record_search). */
+const char *engine_pg_hnsw_known(struct engine *e, const struct eng_scope *s, const struct eng_resource *def,
+                                 const char *field, int metric);
+void engine_pg_hnsw_learn(struct engine *e, const struct eng_scope *s, const struct eng_resource *def,
+                          const char *field, int metric, const char *ext);
 /* Whether the data unit of (s, service)'s store is inside an explicit
  * transaction (a write began it) or holds writes back (engine_pg_data_defer):
  * either way its next statement is no read of its own. */

@@ -104,7 +104,7 @@ void pgrec_res_stmt(const struct eng_scope *s, const char *service, const char *
     vals[1] = engine_mode_name(s != NULL ? s->mode : 0);
     vals[2] = name;
     *st = (struct pg_stmt){"SELECT " RES_COLS " FROM core.resources WHERE service = $1 AND mode = $2 AND name = $3",
-                           3, vals, true};
+                           3, vals, true, false};
 }
 
 int pgrec_res_result(struct engine *e, const struct eng_scope *s, const PGresult *r, const char *service,
@@ -224,7 +224,7 @@ int pgrec_resource_hold(struct engine *e, const struct eng_scope *s, const struc
 {
     char ver[24];
     const char *vals[4] = {def->service, engine_mode_name(s->mode), def->name, ver};
-    const struct pg_stmt guard = {"SELECT core.svc_resource_guard($1, $2, $3, $4::integer)", 4, vals, true};
+    const struct pg_stmt guard = {"SELECT core.svc_resource_guard($1, $2, $3, $4::integer)", 4, vals, true, false};
     int rc;
 
     snprintf(ver, sizeof ver, "%" PRId64, def->version);
@@ -242,7 +242,7 @@ int pgrec_resource_list(struct engine *e, const struct eng_scope *s, const char 
     const char *vals[3] = {service, engine_mode_name(s != NULL ? s->mode : 0), lim};
     const struct pg_stmt st = {"SELECT " RES_COLS " FROM core.resources WHERE service = $1 AND mode = $2 "
                                "ORDER BY name COLLATE \"C\" LIMIT $3",
-                               3, vals, true};
+                               3, vals, true, false};
     PGresult *r = NULL;
     int rc;
 
@@ -388,7 +388,7 @@ static int platform_row_into(struct engine *e, const struct eng_scope *s, const 
 {
     const struct pg_stmt st = {"SELECT id, name, slug, plan, extract(epoch FROM created_at)::bigint "
                                "FROM core.organizations WHERE id = $1 AND is_platform",
-                               1, (const char *[]){s->org_id}, true};
+                               1, (const char *[]){s->org_id}, true, false};
     PGresult *r = NULL;
     int rc = engine_pg_core(e, s, &st, 1, &r);
 
@@ -444,16 +444,16 @@ int pgrec_resource_put(struct engine *e, const struct eng_scope *s, const struct
         const struct pg_stmt mirror = {
             "INSERT INTO core.organizations (id, name, slug, plan, is_platform, created_at) "
             "SELECT $1::uuid, $2, $3, $4, true, to_timestamp($5::bigint) WHERE $1 IS NOT NULL ON CONFLICT DO NOTHING",
-            5, org, true};
+            5, org, true, false};
         /* the HNSW indexes (0009) around the change: those the new definition
          * does not keep dropped before it (an ALTER never meets an index on a
          * column's old type), the ones it asks for built after it */
         const struct pg_stmt st[4] = {
             mirror,
-            {"SELECT core.svc_vector_indexes($1, $2, $3::jsonb->>'name', $3::jsonb->'fields')", 3, vals, true},
+            {"SELECT core.svc_vector_indexes($1, $2, $3::jsonb->>'name', $3::jsonb->'fields')", 3, vals, true, false},
             {"SELECT core.svc_resource_put($1, $2, $3::jsonb, $4::jsonb, $5::bigint, $6::jsonb)::text", 6, vals,
-             true},
-            {"SELECT core.svc_vector_indexes($1, $2, $3, NULL)", 3, ivals, true}};
+             true, false},
+            {"SELECT core.svc_vector_indexes($1, $2, $3, NULL)", 3, ivals, true, false}};
         PGresult *res[4] = {NULL, NULL, NULL, NULL};
         rc = engine_pg_data_at(e, s, stores[i], DATA_PATH, st, 4, true, res);
         PQclear(res[0]);

@@ -346,13 +346,13 @@ int pg_refresh_rotate(struct engine *e, const struct eng_scope *s, const char *p
     const struct pg_stmt st[3] = {
         {"SELECT " REFRESH_COLS ", coalesce(child_sealed, '') FROM core.refresh_tokens "
          "WHERE id = $1 AND org_id = $2 FOR UPDATE",
-         2, key, true},
+         2, key, true, false},
         {"SELECT " REFRESH_COLS " FROM core.refresh_tokens WHERE org_id = $2 AND id = "
          "(SELECT child_id FROM core.refresh_tokens WHERE id = $1 AND org_id = $2)",
-         2, key, true},
+         2, key, true, false},
         {"SELECT role FROM core.memberships WHERE org_id = $2 AND user_id = "
          "(SELECT user_id FROM core.refresh_tokens WHERE id = $1 AND org_id = $2)",
-         2, key, true},
+         2, key, true, false},
     };
     if ((rc = engine_pg_core(e, s, st, 3, res)) != 0)
         return rc;

@@ -268,8 +268,8 @@ static int pipeline(PGconn *c, struct pg_prepared *pp, const struct pg_stmt *st,
         any_fresh |= fresh[i];
         if (fresh[i] && PQsendPrepare(c, name, st[i].sql, st[i].n, NULL) != 1)
             goto broken;
-        if (j >= 0 ? PQsendQueryPrepared(c, name, st[i].n, st[i].vals, NULL, NULL, 0) != 1
-                   : PQsendQueryParams(c, st[i].sql, st[i].n, NULL, st[i].vals, NULL, NULL, 0) != 1)
+        if (j >= 0 ? PQsendQueryPrepared(c, name, st[i].n, st[i].vals, NULL, NULL, st[i].binary) != 1
+                   : PQsendQueryParams(c, st[i].sql, st[i].n, NULL, st[i].vals, NULL, NULL, st[i].binary) != 1)
             goto broken;
     }
     if (PQpipelineSync(c) != 1)
@@ -383,13 +383,13 @@ static size_t plan_add(struct plan *pl, const char *org, const char *search_path
     pl->scope[i][0] = pl->org[i];
     pl->scope[i][1] = search_path;
     if (begin) {
-        pl->all[pl->k++] = (struct pg_stmt){SQL_BEGIN, 0, NULL, true};
+        pl->all[pl->k++] = (struct pg_stmt){SQL_BEGIN, 0, NULL, true, false};
         pl->begins = true;
     }
     if (begin || (!pl->explicit_tx && !global))
-        pl->all[pl->k++] = (struct pg_stmt){SQL_SCOPE, 2, pl->scope[i], true};
+        pl->all[pl->k++] = (struct pg_stmt){SQL_SCOPE, 2, pl->scope[i], true, false};
     else if (pl->explicit_tx && strcmp(pl->org[i], pl->cur) != 0)
-        pl->all[pl->k++] = (struct pg_stmt){SQL_ORG, 1, pl->scope[i], true};
+        pl->all[pl->k++] = (struct pg_stmt){SQL_ORG, 1, pl->scope[i], true, false};
     first = pl->k;
     memcpy(pl->all + pl->k, st, n * sizeof *st);
     pl->k += n;
@@ -405,7 +405,7 @@ static size_t deferred_stmts(const struct pg_tx *tx, struct pg_stmt *out)
 {
     for (int i = 0; i < tx->ndefer; i++)
         out[i] = (struct pg_stmt){tx->defer[i].sql, tx->defer[i].n, (const char *const *)tx->defer[i].vals,
-                                  tx->defer[i].reuse};
+                                  tx->defer[i].reuse, false};
     return (size_t)tx->ndefer;
 }
 
@@ -562,7 +562,7 @@ static void tx_end(struct pg_tx *tx)
 
 int pg_tx_commit(struct pg_tx *tx, char errstr[128])
 {
-    static const struct pg_stmt commit = {"COMMIT", 0, NULL, true};
+    static const struct pg_stmt commit = {"COMMIT", 0, NULL, true, false};
     int rc = 0;
 
     tx->sqlstate[0] = '\0';
@@ -626,7 +626,7 @@ void pg_tx_rollback(struct pg_tx *tx)
 
 int pg_pool_ping(struct pg_pool *p, char errstr[128])
 {
-    static const struct pg_stmt one = {"SELECT 1", 0, NULL, true};
+    static const struct pg_stmt one = {"SELECT 1", 0, NULL, true, false};
     struct pg_tx tx;
     PGresult *r = NULL;
     int rc;
@@ -636,6 +636,33 @@ int pg_pool_ping(struct pg_pool *p, char errstr[128])
     PQclear(r);
     pg_tx_rollback(&tx);
     return rc;
+}
+
+/* array_send's layout: ndim, has-nulls, element type, (size, lower bound)
+ * per dimension, then each element as its length and its bytes; a float8
+ * is its IEEE bits in network order. */
+#define FLOAT8_OID 701u
+
+static uint32_t be32(const unsigned char *p)
+{
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+int pg_binary_float8s(const char *val, int len, double *out, int want)
+{
+    const unsigned char *p = (const unsigned char *)val;
+
+    if (val == NULL || want < 0 || len != 20 + want * 12 || be32(p) != 1 || be32(p + 8) != FLOAT8_OID ||
+        be32(p + 12) != (uint32_t)want)
+        return ERR_INVAL;
+    p += 20;
+    for (int i = 0; i < want; i++, p += 12) {
+        uint64_t bits = (uint64_t)be32(p + 4) << 32 | be32(p + 8);
+        if (be32(p) != 8)
+            return ERR_INVAL;   /* a NULL (-1) or not a float8 */
+        memcpy(&out[i], &bits, sizeof bits);
+    }
+    return 0;
 }
 
 const char *pg_lib_version(char buf[16])

@@ -79,7 +79,9 @@ struct pg_pool_stats {
  * again and again, so a pool made with prepare may keep it prepared on each
  * connection; PG_REUSE_TEXT: the same for a text built per call that comes
  * again (a record read of one table), known by its text, of which the pool
- * keeps a copy; false: sent unnamed. */
+ * keeps a copy; false: sent unnamed. binary: its results in PostgreSQL's
+ * binary format (a text column's bytes are the text; a double precision[]
+ * is pg_binary_float8s' to read), text otherwise. */
 #define PG_REUSE 1
 #define PG_REUSE_TEXT 2
 struct pg_stmt {
@@ -87,6 +89,7 @@ struct pg_stmt {
     int n;
     const char *const *vals;
     int reuse;
+    bool binary;
 };
 
 /* A statement held back by pg_tx_defer: its text (owned unless reuse is
@@ -184,6 +187,12 @@ void pg_tx_rollback(struct pg_tx *tx);
  * 22xxx/23514/23502 → INVAL, 40001/40P01 → CONFLICT, 42501 → FORBIDDEN,
  * 08xxx/57Pxx/53xxx/55P03/57014 → UNAVAILABLE, else INTERNAL. */
 int pg_sqlstate_err(const char *sqlstate);
+
+/* A one-dimensional double precision[] value in the binary format (a result
+ * of a binary statement: PQgetvalue, PQgetlength) into out[0..want): 0, or
+ * ERR_INVAL when it is anything else — another shape or length, another
+ * element type, a NULL element. */
+int pg_binary_float8s(const char *val, int len, double *out, int want) ERR_MUST_CHECK;
 
 /* The linked libpq's version as "major.minor" into buf (for `tessera version`:
  * only this folder includes libpq). Returns buf. */

@@ -41,6 +41,11 @@ char *pgrec_fmt_num(double d);
 
 /* A row as to_jsonb(_r) prints it → *out (data and bidx Returns owned), system columns left out. */
 int pgrec_row_record(const char *text, size_t len, const struct eng_resource *def, struct eng_record *out);
+/* The same for a row whose JSON lacks a column read apart (a vector in the
+ * binary format): value (taken, also on failure; NULL: out of memory) goes
+ * into the record as its member name. */
+int pgrec_row_record_plus(const char *text, size_t len, const struct eng_resource *def, const char *name,
+                          cJSON *value, struct eng_record *out);
 /* Runs n statements (their params in p[i]) on the data store of (s, service); results into res (owned). */
 int pgrec_run(struct engine *e, const struct eng_scope *s, const char *service, const char *const *sql,
               struct params *p, size_t n, PGresult **res);
