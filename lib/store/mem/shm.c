@@ -280,8 +280,33 @@ static int init_mutex(pthread_mutex_t *m)
     return rc;
 }
 
+/* This process's id, kept: getpid() is a system call (glibc caches it no
+ * more), and a section asks for its owner at every call (shm_locked's
+ * asserts), some ten times a request; with two workers taking turns at the
+ * lock every one of them lengthened the other's wait. pthread_atfork sets it
+ * anew in every child the fleet forks after shm_create. */
+static pid_t self_pid;
+
+static void self_pid_set(void)
+{
+    self_pid = getpid();
+}
+
+static void self_pid_init(void)
+{
+    /* without the handler a child would keep its parent's id: asked every time then */
+    if (pthread_atfork(NULL, NULL, self_pid_set) == 0)
+        self_pid_set();
+}
+
+static pid_t self(void)
+{
+    return self_pid != 0 ? self_pid : getpid();
+}
+
 struct shm_region *shm_create(size_t bytes, char errstr[128])
 {
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
     long page = sysconf(_SC_PAGESIZE);
     struct shm_region *r;
     struct shm_hdr *h;
@@ -289,6 +314,7 @@ struct shm_region *shm_create(size_t bytes, char errstr[128])
     void *base;
     int rc;
 
+    (void)pthread_once(&once, self_pid_init);
     if (bytes < SHM_MIN_BYTES || bytes > SHM_MAX_BYTES) {
         err_set(errstr, "shm: size %zu outside [%u, %llu]", bytes, SHM_MIN_BYTES,
                 (unsigned long long)SHM_MAX_BYTES);
@@ -348,7 +374,7 @@ void shm_destroy(struct shm_region *r)
 
 bool shm_locked(const struct shm_region *r)
 {
-    return r->h->owner == (int64_t)getpid();
+    return r->h->owner == (int64_t)self();
 }
 
 int shm_lock(struct shm_region *r)
@@ -369,7 +395,7 @@ int shm_lock(struct shm_region *r)
         tx_rollback(r);         /* unreachable through this API; belt and braces */
         h->recoveries++;
     }
-    h->owner = (int64_t)getpid();
+    h->owner = (int64_t)self();
     r->gen++;   /* a fork child starts with its parent's `seen` */
     return 0;
 }

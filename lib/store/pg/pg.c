@@ -480,6 +480,25 @@ static int plan_run(struct pg_tx *tx, struct plan *pl, size_t first, size_t n, e
     return 0;
 }
 
+/* What pg_tx_run and pg_tx_defer ask of their arguments (n statements, at
+ * most max; an org that fits) and of the unit (no failure yet): 0, or
+ * ERR_INTERNAL with the reason, naming who was asked. */
+static int tx_args(const struct pg_tx *tx, const char *org, size_t n, size_t max, const char *who,
+                   char errstr[128])
+{
+    _Static_assert(sizeof tx->org == sizeof tx->defer_org, "one org size for both");
+
+    if (n == 0 || n > max || (org != NULL && strlen(org) >= sizeof tx->org)) {
+        err_set(errstr, "%s: bad arguments", who);
+        return ERR_INTERNAL;
+    }
+    if (tx->failed) {
+        err_set(errstr, "statement after a failure in the same unit of work");
+        return ERR_INTERNAL;
+    }
+    return 0;
+}
+
 int pg_tx_run(struct pg_tx *tx, const char *org, const char *search_path, const struct pg_stmt *st,
               size_t n, bool write, PGresult **res, char errstr[128])
 {
@@ -490,14 +509,8 @@ int pg_tx_run(struct pg_tx *tx, const char *org, const char *search_path, const 
     enum again again = tx->explicit_tx ? AGAIN_NEVER : AGAIN_ALWAYS;
     int rc;
 
-    if (n == 0 || n > PG_STMT_MAX || (org != NULL && strlen(org) >= sizeof tx->org)) {
-        err_set(errstr, "pg_tx_run: bad arguments");
-        return ERR_INTERNAL;
-    }
-    if (tx->failed) {
-        err_set(errstr, "statement after a failure in the same unit of work");
-        return ERR_INTERNAL;
-    }
+    if ((rc = tx_args(tx, org, n, PG_STMT_MAX, "pg_tx_run", errstr)) != 0)
+        return rc;
     plan_init(&pl, tx);
     if (tx->ndefer > 0)
         plan_add(&pl, tx->defer_global ? NULL : tx->defer_org, tx->defer_path, held, deferred_stmts(tx, held),
@@ -513,14 +526,8 @@ int pg_tx_defer(struct pg_tx *tx, const char *org, const char *search_path, cons
 {
     int rc;
 
-    if (n == 0 || n > PG_DEFER_MAX || (org != NULL && strlen(org) >= sizeof tx->defer_org)) {
-        err_set(errstr, "pg_tx_defer: bad arguments");
-        return ERR_INTERNAL;
-    }
-    if (tx->failed) {
-        err_set(errstr, "statement after a failure in the same unit of work");
-        return ERR_INTERNAL;
-    }
+    if ((rc = tx_args(tx, org, n, PG_DEFER_MAX, "pg_tx_defer", errstr)) != 0)
+        return rc;
     if (tx->ndefer > 0 && (tx->ndefer + (int)n > PG_DEFER_MAX || tx->defer_global != (org == NULL) ||
                            (org != NULL && strcmp(org, tx->defer_org) != 0) || tx->defer_path != search_path))
         return pg_tx_run(tx, org, search_path, st, n, true, NULL, errstr) /* the held ones go first */;
