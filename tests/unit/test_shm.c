@@ -597,6 +597,44 @@ static void test_forked_child_writes_parent_reads(void **state)
     shm_destroy(r);
 }
 
+/* The lock's owner is the process holding it: a child that took it owns it,
+ * its parent (which made the region, and forked) does not, and has it again
+ * once the child is gone. shm.c keeps each process's id rather than asking
+ * the kernel at every call; a child must not keep its parent's. */
+static void test_the_owner_is_the_process_holding_the_lock(void **state)
+{
+    struct shm_region *r = unit_region(1 << 20);
+    int fds[2];
+    char c;
+    ssize_t got;
+    bool mine;
+    pid_t pid;
+
+    (void)state;
+    assert_int_equal(pipe(fds), 0);
+    pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        close(fds[0]);
+        if (shm_lock(r) != 0 || !shm_locked(r))
+            _exit(1);
+        unit_child_ready(fds[1]);
+    }
+    close(fds[1]);
+    got = read(fds[0], &c, 1);
+    close(fds[0]);
+    mine = shm_locked(r); /* the child holds it; asked before the child goes either way */
+    assert_int_equal(kill(pid, SIGKILL), 0);
+    unit_wait_killed(pid);
+    assert_int_equal(got, 1);
+    assert_false(mine);
+    lock(r);
+    assert_true(shm_locked(r));
+    shm_unlock(r);
+    assert_false(shm_locked(r));
+    shm_destroy(r);
+}
+
 static void test_two_processes_exclude_each_other(void **state)
 {
     struct shm_region *r = unit_region(1 << 20);
@@ -820,6 +858,7 @@ int main(void)
         cmocka_unit_test(test_map_delete_during_iteration),
         cmocka_unit_test(test_map_fills_region_then_fails_cleanly),
         cmocka_unit_test(test_forked_child_writes_parent_reads),
+        cmocka_unit_test(test_the_owner_is_the_process_holding_the_lock),
         cmocka_unit_test(test_two_processes_exclude_each_other),
         cmocka_unit_test(test_holder_killed_mid_section_is_rolled_back),
         cmocka_unit_test(test_holder_killed_at_random_points_leaves_whole_steps),
