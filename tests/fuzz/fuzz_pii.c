@@ -35,11 +35,14 @@ static void check(int ok)
  * path, as the worker does), made mode 0600 in $TMPDIR and gone at once. */
 static void load(struct crypto_keyring *r, const char *text)
 {
-    const char *dir = getenv("TMPDIR") != NULL && getenv("TMPDIR")[0] != '\0' ? getenv("TMPDIR") : "/tmp";
+    const char *dir = getenv("TMPDIR");
     char path[4096], err[128];
-    int fd;
+    int fd, n;
 
-    check(snprintf(path, sizeof path, "%s/tessera-fuzz-pii-XXXXXX", dir) < (int)sizeof path);
+    if (dir == NULL || dir[0] == '\0')
+        dir = "/tmp";
+    n = snprintf(path, sizeof path, "%s/tessera-fuzz-pii-XXXXXX", dir);
+    check(n > 0 && (size_t)n < sizeof path); /* a longer TMPDIR would cut the template */
     fd = mkstemp(path);
     check(fd >= 0 && write(fd, text, strlen(text)) == (ssize_t)strlen(text));
     close(fd);
