@@ -459,13 +459,19 @@ void token_sha256_hex(const char *s, size_t n, char out[ENG_HASH]);
  * expires_in. Inside the caller's unit of work. */
 int token_issue(struct worker *w, struct http_request *r, const struct eng_scope *s, const char *user_id,
                 const char *role, cJSON *obj) ERR_MUST_CHECK;
-#define TOKEN_REFRESH_TEXT 64   /* "rt_" + 43 base64url characters + NUL, with room */
+#define TOKEN_REFRESH_TEXT 80   /* "rt_" + 66 base64url characters (tokens.c) + NUL, with room */
 /* A new refresh token of user in scope, in family (a new one when NULL): its row
- * into t, not stored, and its text, shown once, into text. */
+ * into t, not stored, and its text, shown once, into text; the text names
+ * the scope (token_refresh_scope). */
 int token_refresh_new(const struct config *cfg, const struct eng_scope *s, const char *user_id,
                       const char *family, int64_t now, struct eng_refresh *t,
                       char text[TOKEN_REFRESH_TEXT]) ERR_MUST_CHECK;
-/* A rotation's child text sealed for replays (AAD: parent's org, family and id), and back;
+/* The scope (org and mode) a refresh token's text names; ERR_INVAL for a
+ * text that names none (one issued before, or not a token of ours). Not a
+ * proof of anything: only a row with the text's hash in that scope is. */
+int token_refresh_scope(const char *text, struct eng_scope *s) ERR_MUST_CHECK;
+/* A rotation's child text sealed for replays (AAD: parent's org and token
+ * hash; seals of older builds, AAD org, family and id, still open), and back;
  * open fails (ERR_INVAL) on any other parent's row. */
 int token_refresh_seal(const struct crypto_keyring *ring, const struct eng_refresh *parent, const char *text,
                        char out[ENG_SEALED]) ERR_MUST_CHECK;

@@ -424,6 +424,47 @@ static int refresh_reused(struct worker *w, struct http_request *r, const struct
     return respond_error(r, ERR_REVOKED, "the refresh token was already used");
 }
 
+/* The one step a live token whose text names its scope takes (tokens.c):
+ * the child made and sealed before asking, the rotation found by the token's
+ * hash in that scope, a pair. *answered false: the long way decides (a text
+ * naming no scope, or a token of that scope not live: used — a replay or a
+ * reuse —, revoked, expired, no longer a member's, or none at all). */
+static int refresh_one_step(struct worker *w, struct http_request *r, const char *tok, const char *h,
+                            int64_t now, bool *answered)
+{
+    struct eng_scope s;
+    struct eng_refresh parent = {0}, child;
+    struct eng_rotation rot;
+    char text[TOKEN_REFRESH_TEXT], sealed[ENG_SEALED];
+    int rc;
+
+    *answered = false;
+    if (token_refresh_scope(tok, &s) != 0)
+        return 0;
+    snprintf(parent.org_id, sizeof parent.org_id, "%s", s.org_id);
+    snprintf(parent.token_hash, sizeof parent.token_hash, "%s", h);
+    *answered = true;
+    if ((rc = token_refresh_new(w->cfg, &s, "", "", now, &child, text)) != 0 ||
+        (rc = token_refresh_seal(&w->ring, &parent, text, sealed)) != 0 ||
+        (rc = engine_begin(w->engine, &s)) != 0)
+        goto wipe;
+    if ((rc = engine_refresh_rotate_hash(w->engine, &s, h, &child, sealed, now, &rot)) != 0) {
+        engine_rollback(w->engine);
+        *answered = rc != ERR_NOTFOUND;
+        rc = *answered ? rc : 0;
+        goto wipe;
+    }
+    cJSON *root = http_own(r, cJSON_CreateObject());
+    if (root == NULL || (rc = token_pair_json(w, &s, child.user_id, rot.role, child.family_id, text, now, root)) != 0) {
+        engine_rollback(w->engine);
+        rc = root == NULL ? ERR_NOMEM : rc;
+    } else if ((rc = app_commit(w)) == 0)
+        rc = respond_owned(r, 200, root);
+wipe:
+    OPENSSL_cleanse(text, sizeof text);
+    return rc;
+}
+
 /* A family has at most one live token (DESIGN §3): the engine's refresh_rotate
  * decides, atomically against every other refresh of the same token, whether
  * this one rotates it (the child made here), replays it within the interval
@@ -444,6 +485,10 @@ HANDLER(handle_auth_refresh)
     if (pr.details != NULL)
         return problems_send(r, &pr);
     token_sha256_hex(tok, strlen(tok), h);
+    int64_t now = (int64_t)time(NULL);
+    bool answered;
+    if ((rc = refresh_one_step(w, r, tok, h, now, &answered)) != 0 || answered)
+        return rc;
     if ((rc = engine_begin(w->engine, NULL)) != 0)
         return rc;
     rc = engine_refresh_resolve(w->engine, h, &t);
@@ -453,7 +498,6 @@ HANDLER(handle_auth_refresh)
     if (rc != 0)
         return rc;
 
-    int64_t now = (int64_t)time(NULL);
     struct eng_scope s = {.mode = t.mode};
     snprintf(s.org_id, sizeof s.org_id, "%s", t.org_id);
     if (t.revoked_at != 0)

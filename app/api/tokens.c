@@ -1,7 +1,16 @@
 /* Credentials tessera issues: access tokens (EdDSA JWTs), refresh tokens
  * (opaque, stored as SHA-256, rotated; the child of a rotation also kept
  * sealed for replays within the reuse interval), and the email handling
- * around users (normalized, sealed with AES-GCM, found by blind index). */
+ * around users (normalized, sealed with AES-GCM, found by blind index).
+ *
+ * A refresh token's text is "rt_" and the base64url of [mode byte, org id
+ * (16 bytes), 32 random bytes]: opaque to its holder, it tells tessera the
+ * scope to rotate it in without asking storage first (one round trip on
+ * PostgreSQL instead of a resolve and then the rotation). Only the random
+ * part is a secret and the hash covers the whole text, so a text whose scope
+ * was altered matches no row. Tokens issued before this form ("rt_" and the
+ * base64url of the 32 random bytes alone) name no scope and take the long
+ * way: a resolve by hash, then the rotation. */
 #include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +23,8 @@
 #include "core/uuid.h"
 
 #define REFRESH_BYTES 32
+#define REFRESH_SCOPED (1 + 16 + REFRESH_BYTES)  /* mode, org id, secret */
+#define REFRESH_SCOPED_TEXT 69                    /* "rt_" + base64url of REFRESH_SCOPED bytes */
 
 void token_sha256_hex(const char *s, size_t n, char out[ENG_HASH])
 {
@@ -97,11 +108,13 @@ static int add_str(cJSON *o, const char *k, const char *v)
 int token_refresh_new(const struct config *cfg, const struct eng_scope *s, const char *user_id,
                       const char *family, int64_t now, struct eng_refresh *t, char text[TOKEN_REFRESH_TEXT])
 {
-    uint8_t raw[REFRESH_BYTES];
+    uint8_t raw[REFRESH_SCOPED];
     int rc;
 
     memset(t, 0, sizeof *t);
-    if ((rc = crypto_random(raw, sizeof raw)) != 0 ||
+    raw[0] = (uint8_t)s->mode;
+    if ((rc = uuid_parse(s->org_id, raw + 1)) != 0 ||
+        (rc = crypto_random(raw + 17, REFRESH_BYTES)) != 0 ||
         (rc = crypto_b64url_encode(raw, sizeof raw, text + 3, TOKEN_REFRESH_TEXT - 3, NULL)) != 0 ||
         (rc = uuid_v7(t->id)) != 0)
         goto out;
@@ -122,8 +135,34 @@ out:
     return rc;
 }
 
-/* The seal's AAD: tenant, family and the parent whose row keeps it (DESIGN §10). */
+int token_refresh_scope(const char *text, struct eng_scope *s)
+{
+    uint8_t raw[REFRESH_SCOPED];
+    size_t n = 0;
+    int rc = ERR_INVAL;
+
+    if (strlen(text) == REFRESH_SCOPED_TEXT && strncmp(text, "rt_", 3) == 0 &&
+        crypto_b64url_decode(text + 3, REFRESH_SCOPED_TEXT - 3, raw, sizeof raw, &n) == 0 &&
+        n == sizeof raw && (raw[0] == ENG_MODE_TEST || raw[0] == ENG_MODE_LIVE)) {
+        memset(s, 0, sizeof *s);
+        s->mode = raw[0];
+        uuid_format(raw + 1, s->org_id);
+        rc = 0;
+    }
+    OPENSSL_cleanse(raw, sizeof raw);
+    return rc;
+}
+
+/* The seal's AAD: the tenant and the parent whose row keeps it, by its token's
+ * hash (unique; known before the row is read, so the one-step rotation can
+ * seal). Seals made before named the parent by family and id: still opened
+ * (legacy_aad) for as long as one can be served, the reuse interval. */
 static void refresh_aad(const struct eng_refresh *parent, char aad[128])
+{
+    snprintf(aad, 128, "refresh:%s:%s", parent->org_id, parent->token_hash);
+}
+
+static void legacy_aad(const struct eng_refresh *parent, char aad[128])
 {
     snprintf(aad, 128, "refresh:%s:%s:%s", parent->org_id, parent->family_id, parent->id);
 }
@@ -154,8 +193,11 @@ int token_refresh_open(const struct crypto_keyring *ring, const struct eng_refre
     int rc;
 
     refresh_aad(parent, aad);
-    if ((rc = crypto_open_text(ring, aad, strlen(aad), sealed, strlen(sealed), &pt, &len)) != 0)
-        return rc;
+    if ((rc = crypto_open_text(ring, aad, strlen(aad), sealed, strlen(sealed), &pt, &len)) != 0) {
+        legacy_aad(parent, aad);
+        if ((rc = crypto_open_text(ring, aad, strlen(aad), sealed, strlen(sealed), &pt, &len)) != 0)
+            return rc;
+    }
     if (len >= TOKEN_REFRESH_TEXT || memchr(pt, '\0', len) != NULL)
         rc = ERR_INVAL;
     else

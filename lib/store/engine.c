@@ -663,6 +663,28 @@ int engine_refresh_rotate(struct engine *e, const struct eng_scope *s, const cha
     return RUN(refresh_rotate, s, parent_id, child, sealed, now, reuse_interval, out);
 }
 
+int engine_refresh_rotate_hash(struct engine *e, const struct eng_scope *s, const char *token_hash,
+                               struct eng_refresh *child, const char *sealed, int64_t now, struct eng_rotation *out)
+{
+    CHK(refresh_rotate_hash);
+    if (scope(&c, s) && hash(&c, "token_hash", token_hash, 0) && ptr(&c, "child", child)) {
+        same_org(&c, s, child->org_id, sizeof child->org_id);
+        id(&c, "child id", child->id, sizeof child->id);
+        hash(&c, "child token_hash", child->token_hash, sizeof child->token_hash);
+        mode(&c, "child mode", child->mode);
+        if (c.rc == 0 && child->mode != s->mode)
+            bad(&c, ERR_INVAL, "child mode", "not the scope's");
+        if (c.rc == 0 && (child->family_id[0] != '\0' || child->user_id[0] != '\0'))
+            bad(&c, ERR_INVAL, "child", "family_id and user_id come from the parent");
+        if (c.rc == 0 && (child->used_at != 0 || child->revoked_at != 0))
+            bad(&c, ERR_INVAL, "child", "already used or revoked");
+        text(&c, "sealed", sealed, ENG_SEALED, true);
+        positive(&c, "now", now);
+        ptr(&c, "out", out);
+    }
+    return RUN(refresh_rotate_hash, s, token_hash, child, sealed, now, out);
+}
+
 int engine_refresh_revoke_family(struct engine *e, const struct eng_scope *s, const char *family_id, int64_t at)
 {
     CHK(refresh_revoke_family);

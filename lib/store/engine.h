@@ -583,6 +583,18 @@ struct engine_ops {
     int (*refresh_rotate)(struct engine *e, const struct eng_scope *s, const char *parent_id,
                           const struct eng_refresh *child, const char *sealed, int64_t now,
                           int64_t reuse_interval, struct eng_rotation *out);
+    /* The rotation in one step, for a token whose text names its org and
+     * mode (s): rotates the token of s's org and mode whose hash is
+     * token_hash as refresh_rotate does (ENG_ROTATE_NEW) when it is live —
+     * unused, unrevoked, unexpired at now — and its user still a member.
+     * child comes without family_id and user_id, which the parent gives it
+     * (both filled in on return). Anything else changes nothing and is
+     * ERR_NOTFOUND, whatever the reason (no such token in s, used, revoked,
+     * expired, not a member): the caller resolves and rotates the long way,
+     * which tells those apart. */
+    int (*refresh_rotate_hash)(struct engine *e, const struct eng_scope *s, const char *token_hash,
+                               struct eng_refresh *child, const char *sealed, int64_t now,
+                               struct eng_rotation *out);
     /* also ends the family's session (revoked_at) */
     int (*refresh_revoke_family)(struct engine *e, const struct eng_scope *s, const char *family_id,
                                  int64_t at);
@@ -837,6 +849,11 @@ int engine_refresh_create(struct engine *e, const struct eng_scope *s, const str
 int engine_refresh_rotate(struct engine *e, const struct eng_scope *s, const char *parent_id,
                           const struct eng_refresh *child, const char *sealed, int64_t now,
                           int64_t reuse_interval, struct eng_rotation *out) ERR_MUST_CHECK;
+/* token_hash a SHA-256 hex; child as refresh_create wants it but with
+ * family_id and user_id empty; sealed and now as refresh_rotate's. */
+int engine_refresh_rotate_hash(struct engine *e, const struct eng_scope *s, const char *token_hash,
+                               struct eng_refresh *child, const char *sealed, int64_t now,
+                               struct eng_rotation *out) ERR_MUST_CHECK;
 /* at > 0. */
 int engine_refresh_revoke_family(struct engine *e, const struct eng_scope *s, const char *family_id,
                                  int64_t at) ERR_MUST_CHECK;

@@ -174,6 +174,31 @@ refresh "$S1"
 expect_error "after reuse detection the family's live token is dead too" 401 token_revoked
 refresh rt_unknown
 expect_error "an unknown refresh token → 401" 401 unauthorized
+# A refresh token names its scope (mode byte, org id) before its secret, so
+# its rotation is found in that scope at once; the hash covers the whole text,
+# so a text whose scope was altered is unknown, and changes nothing.
+rescope() { # TOKEN org|mode: the token with another org id, or the other mode
+    python3 - "$1" "$2" <<'PY'
+import base64, sys, uuid
+t, what = sys.argv[1], sys.argv[2]
+raw = bytearray(base64.urlsafe_b64decode(t[3:] + "=" * (-len(t[3:]) % 4)))
+if what == "org":
+    raw[1:17] = uuid.uuid4().bytes
+else:
+    raw[0] ^= 1
+print("rt_" + base64.urlsafe_b64encode(bytes(raw)).decode().rstrip("="))
+PY
+}
+login victor@acme.test
+V0=$REFRESH
+check "a refresh token is rt_ and 66 base64url characters (mode, org id, secret)" \
+    test "${#V0}" = 69 -a "${V0:0:3}" = rt_
+for what in org mode; do
+    refresh "$(rescope "$V0" "$what")"
+    expect_error "the same secret under another $what → 401 unknown" 401 unauthorized
+done
+refresh "$V0"
+expect "and the token itself still rotates: nothing changed" 200 '.refresh_token | startswith("rt_")'
 
 # 20 concurrent refreshes of one token, over both workers
 login victor@acme.test

@@ -113,6 +113,41 @@ check "an update whose held definition changed meanwhile answers 200 (its guard 
     test "$STATUS" = 200 -a "$(jq -r .total <<<"$BODY")" = 100 -a \
          "$(grep -c 'changed under this request (request.*run again)' "$T/fleet.log")" = 2
 
+# A refresh is one round trip: its token names its org and mode, so the
+# rotation — found by the token's hash in that scope — is [scope, the
+# rotation] with nothing resolved before it. A token in the form issued
+# before (the secret alone) takes the long way, a resolve and then the
+# rotation, and its child has the new form.
+refreshes() { # N: N refreshes down one family from $RT; sets TRIPS, SENT, SEEN, OKS
+    local rt0 st0 i
+    rt0=$(counter round_trips) st0=$(counter statements) AT=$(wc -c <"$PG_LOG") OKS=0
+    for i in $(seq 1 "$1"); do
+        req POST /v1/auth/refresh -H "$J" -d "{\"refresh_token\":\"$RT\"}"
+        [ "$STATUS" = 200 ] && OKS=$((OKS + 1)) && RT=$(jq -r .refresh_token <<<"$BODY")
+    done
+    sleep 0.3
+    TRIPS=$(($(counter round_trips) - rt0)) SENT=$(($(counter statements) - st0)) SEEN=$(logged "$AT")
+}
+req POST /v1/auth/login -H "$J" -d '{"email":"admin@example.com","password":"tessera-dev"}'
+RT=$(jq -r .refresh_token <<<"$BODY")
+refreshes 2 # the rotation's statement prepared
+refreshes 10
+check "10 refreshes down a family, all 200: one round trip each ($TRIPS round trips, $SENT statements)" \
+    test "$OKS" = 10 -a "$TRIPS" = 10 -a "$SENT" = 20
+check "… the server's log counts the statements the worker sent ($SEEN logged, $SENT sent)" test "$SEEN" = "$SENT"
+claims=$(jq -r '.access_token | split(".")[1] | gsub("-"; "+") | gsub("_"; "/") | . + ("=" * ((4 - length % 4) % 4)) | @base64d' <<<"$BODY")
+OLD=rt_$(head -c 32 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')
+owner_sql -c "INSERT INTO core.refresh_tokens (id, family_id, user_id, org_id, mode, token_hash, expires_at)
+    VALUES (gen_random_uuid(), gen_random_uuid(), '$(jq -r .sub <<<"$claims")', '$(jq -r .org <<<"$claims")',
+            'test', encode(sha256('$OLD'), 'hex'), now() + interval '1 day')" >/dev/null
+RT=$OLD
+refreshes 1
+check "a token of the form before (the secret alone, ${#OLD} characters) refreshes the long way: two round trips" \
+    test "$OKS" = 1 -a "$TRIPS" = 2 -a "${#OLD}" = 46
+check "… into a child of the new form (${#RT} characters), which takes one" test "${#RT}" = 69 -a "$RT" != "$OLD"
+refreshes 1
+check "… one round trip for the child's refresh ($TRIPS)" test "$OKS" = 1 -a "$TRIPS" = 1
+
 # A service in a database of its own: its reads are one round trip as well,
 # on its own pool ("svc.routes.test"), and nothing else is asked (the org's
 # placement comes with the cached principal).

@@ -62,6 +62,7 @@ struct fx {
     char ids[4][ENG_ID];
     int64_t seq;
     struct eng_rotation rot;
+    bool child_named;           /* c_rotate_hash: the child keeps the fixture's family and user */
     struct eng_record ro;
     struct eng_hit ho[2];
     int strategy;
@@ -215,6 +216,13 @@ static int c_rotate(struct engine *e, struct fx *f)
 {
     return engine_refresh_rotate(e, f->sp, f->id, &f->t, f->sealed, f->at, 10, &f->rot);
 }
+/* The one-step rotation's child comes without family and user (the parent's) */
+static int c_rotate_hash(struct engine *e, struct fx *f)
+{
+    if (!f->child_named)
+        f->t.family_id[0] = f->t.user_id[0] = '\0';
+    return engine_refresh_rotate_hash(e, f->sp, f->hash, &f->t, f->sealed, f->at, &f->rot);
+}
 static int c_revoke_family(struct engine *e, struct fx *f)
 {
     return engine_refresh_revoke_family(e, f->sp, f->id, f->at);
@@ -314,6 +322,7 @@ static void token_hash_bad(struct fx *f) { snprintf(f->t.token_hash, ENG_HASH, "
 static void token_mode_2(struct fx *f) { f->t.mode = 2; }
 static void token_used(struct fx *f) { f->t.used_at = 5; }
 static void sealed_empty(struct fx *f) { f->sealed = ""; }
+static void child_named(struct fx *f) { f->child_named = true; }
 static void sealed_long(struct fx *f)
 {
     static char big[ENG_SEALED + 1];
@@ -473,6 +482,14 @@ static const struct bad_case CASES[] = {
     {"invite_mark_used at 0", c_mark_used, at_zero, "at", ERR_INVAL},
     {"refresh_rotate now 0", c_rotate, at_zero, "now", ERR_INVAL},
     {"refresh_rotate child already used", c_rotate, token_used, "child", ERR_INVAL},
+    {"refresh_rotate_hash token_hash short", c_rotate_hash, hash_short, "token_hash", ERR_INVAL},
+    {"refresh_rotate_hash token_hash NULL", c_rotate_hash, hash_null, "token_hash", ERR_INVAL},
+    {"refresh_rotate_hash child with a family and user", c_rotate_hash, child_named, "child", ERR_INVAL},
+    {"refresh_rotate_hash child of mode 2", c_rotate_hash, token_mode_2, "child mode", ERR_INVAL},
+    {"refresh_rotate_hash child hash \"r1\"", c_rotate_hash, token_hash_bad, "child token_hash", ERR_INVAL},
+    {"refresh_rotate_hash child already used", c_rotate_hash, token_used, "child", ERR_INVAL},
+    {"refresh_rotate_hash sealed \"\"", c_rotate_hash, sealed_empty, "sealed", ERR_INVAL},
+    {"refresh_rotate_hash now 0", c_rotate_hash, at_zero, "now", ERR_INVAL},
     /* resources and records: service and resource names */
     {"record_create service \"my-crm\"", c_record_create, service_bad, "service", ERR_INVAL},
     {"record_get service NULL", c_record_get, service_null, "service", ERR_INVAL},

@@ -967,6 +967,90 @@ static void test_refresh_tokens_rotate_and_families_revoke(void **state)
     shm_destroy(r);
 }
 
+/* The one-step rotation by hash (a token whose text names its scope): only
+ * a live token of that org and mode, whose user is a member, rotates, and
+ * its child takes the parent's family and user; every other case changes
+ * nothing and is a miss (ERR_NOTFOUND), for the long way to tell apart. */
+static void test_refresh_rotation_by_hash_rotates_only_a_live_token_of_the_scope(void **state)
+{
+    struct shm_region *r;
+    struct engine *e = fresh(&r, BIG_REGION);
+    struct eng_refresh t1 = {0}, expired, revoked, child, got;
+    struct eng_rotation rot;
+    struct eng_scope live_a;
+    struct world w;
+
+    make_world(e, &w);
+    t1 = refresh_rec(&w.a, &w.ua, "fam-h", "h1");
+    expired = refresh_rec(&w.a, &w.ua, "fam-x", "hx");
+    expired.expires_at = 399;
+    revoked = refresh_rec(&w.a, &w.ua, "fam-v", "hv");
+    revoked.revoked_at = 300;
+    OK(e, engine_begin(e, &w.sa));
+    OK(e, OP(e, refresh_create, &w.sa, &t1));
+    OK(e, OP(e, refresh_create, &w.sa, &expired));
+    OK(e, OP(e, refresh_create, &w.sa, &revoked));
+    OK(e, engine_commit(e));
+
+    /* a child as the handler makes it: no family, no user */
+    child = refresh_rec(&w.a, &w.ua, "", "h2");
+    child.user_id[0] = '\0';
+    child.created_at = 400;
+
+    /* not a member yet: a miss, nothing changed */
+    OK(e, engine_begin(e, &w.sa));
+    EXPECT(e, ERR_NOTFOUND, OP(e, refresh_rotate_hash, &w.sa, "h1", &child, "sealed-h2", 400, &rot));
+    assert_string_equal(child.family_id, "");
+    assert_string_equal(child.user_id, "");
+    OK(e, engine_commit(e));
+    join(e, &w, "member");
+
+    /* another org, another mode, an expired, a revoked, an unknown token: misses */
+    live_a = w.sa;
+    live_a.mode = ENG_MODE_LIVE;
+    OK(e, engine_begin(e, &w.sb));
+    EXPECT(e, ERR_NOTFOUND, OP(e, refresh_rotate_hash, &w.sb, "h1", &child, "sealed-h2", 400, &rot));
+    OK(e, engine_commit(e));
+    OK(e, engine_begin(e, &live_a));
+    EXPECT(e, ERR_NOTFOUND, OP(e, refresh_rotate_hash, &live_a, "h1", &child, "sealed-h2", 400, &rot));
+    OK(e, engine_commit(e));
+    OK(e, engine_begin(e, &w.sa));
+    EXPECT(e, ERR_NOTFOUND, OP(e, refresh_rotate_hash, &w.sa, "hx", &child, "sealed-h2", 400, &rot));
+    EXPECT(e, ERR_NOTFOUND, OP(e, refresh_rotate_hash, &w.sa, "hv", &child, "sealed-h2", 400, &rot));
+    EXPECT(e, ERR_NOTFOUND, OP(e, refresh_rotate_hash, &w.sa, "nope", &child, "sealed-h2", 400, &rot));
+    OK(e, OP(e, refresh_resolve, "h1", &got));
+    assert_int_equal(got.used_at, 0);
+    EXPECT(e, ERR_NOTFOUND, OP(e, refresh_resolve, "h2", &got));
+    OK(e, engine_commit(e));
+
+    /* the live token of the scope rotates: the child is its family's and user's */
+    OK(e, engine_begin(e, &w.sa));
+    OK(e, OP(e, refresh_rotate_hash, &w.sa, "h1", &child, "sealed-h2", 400, &rot));
+    assert_int_equal(rot.outcome, ENG_ROTATE_NEW);
+    assert_string_equal(rot.role, "member");
+    assert_string_equal(child.family_id, "fam-h");
+    assert_string_equal(child.user_id, w.ua.id);
+    OK(e, engine_commit(e));
+    OK(e, engine_begin(e, NULL));
+    OK(e, OP(e, refresh_resolve, "h1", &got));
+    assert_int_equal(got.used_at, 400);
+    OK(e, OP(e, refresh_resolve, "h2", &got));
+    assert_string_equal(got.family_id, "fam-h");
+    assert_int_equal(got.used_at, 0);
+    OK(e, engine_commit(e));
+
+    /* used now: a second use is a miss (the long way replays or burns it) */
+    struct eng_refresh again = refresh_rec(&w.a, &w.ua, "", "h3");
+    again.user_id[0] = '\0';
+    OK(e, engine_begin(e, &w.sa));
+    EXPECT(e, ERR_NOTFOUND, OP(e, refresh_rotate_hash, &w.sa, "h1", &again, "sealed-h3", 401, &rot));
+    EXPECT(e, ERR_NOTFOUND, OP(e, refresh_resolve, "h3", &got));
+    OK(e, engine_commit(e));
+    engine_free(e);
+    unit_region_check(r);
+    shm_destroy(r);
+}
+
 /* Rotates parent at now with a fresh child named hash; returns the outcome. */
 static int rotate(struct engine *e, const struct world *w, const struct eng_refresh *parent, const char *hash,
                   int64_t now, struct eng_refresh *child, struct eng_rotation *rot)
@@ -1636,6 +1720,7 @@ int main(void)
         cmocka_unit_test(test_api_keys_per_org_and_mode),
         cmocka_unit_test(test_refresh_tokens_rotate_and_families_revoke),
         cmocka_unit_test(test_refresh_rotation_keeps_one_live_branch),
+        cmocka_unit_test(test_refresh_rotation_by_hash_rotates_only_a_live_token_of_the_scope),
         cmocka_unit_test(test_refresh_rotation_rolled_back_leaves_the_parent_live),
         cmocka_unit_test(test_invites_resolve_and_are_used_once),
         cmocka_unit_test(test_audit_newest_first_paged_by_before_id),

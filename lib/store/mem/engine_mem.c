@@ -648,6 +648,7 @@ static const struct engine_ops mem_ops = {
     .api_key_revoke = mem_api_key_revoke,
     .refresh_create = mem_refresh_create,
     .refresh_rotate = mem_refresh_rotate,
+    .refresh_rotate_hash = mem_refresh_rotate_hash,
     .refresh_revoke_family = mem_refresh_revoke_family,
     .invite_create = mem_invite_create,
     .invite_mark_used = mem_invite_mark_used,

@@ -463,6 +463,8 @@ int mem_refresh_create(struct engine *e, const struct eng_scope *s, const struct
 int mem_refresh_rotate(struct engine *e, const struct eng_scope *s, const char *parent_id,
                        const struct eng_refresh *child, const char *sealed, int64_t now,
                        int64_t reuse_interval, struct eng_rotation *out);
+int mem_refresh_rotate_hash(struct engine *e, const struct eng_scope *s, const char *token_hash,
+                            struct eng_refresh *child, const char *sealed, int64_t now, struct eng_rotation *out);
 int mem_refresh_revoke_family(struct engine *e, const struct eng_scope *s, const char *family_id,
                               int64_t at);
 int mem_invite_create(struct engine *e, const struct eng_scope *s, const struct eng_invite *i);

@@ -474,6 +474,32 @@ int mem_refresh_rotate(struct engine *e, const struct eng_scope *s, const char *
     return 0;
 }
 
+/* The one-step rotation (lib/store/engine.h): the memory engine has no round
+ * trip to save, so it is the resolve and mem_refresh_rotate under the lock
+ * the unit holds, with every refusal a miss. */
+int mem_refresh_rotate_hash(struct engine *e, const struct eng_scope *s, const char *token_hash,
+                            struct eng_refresh *child, const char *sealed, int64_t now, struct eng_rotation *out)
+{
+    struct eng_refresh parent;
+    int rc = mem_refresh_resolve(e, token_hash, &parent);
+
+    memset(out, 0, sizeof *out);
+    if (rc != 0 && rc != ERR_NOTFOUND)
+        return rc;
+    if (rc == 0 && strcmp(parent.org_id, s->org_id) == 0 && parent.mode == s->mode && parent.used_at == 0 &&
+        parent.revoked_at == 0 && parent.expires_at > now) {
+        snprintf(child->family_id, sizeof child->family_id, "%s", parent.family_id);
+        snprintf(child->user_id, sizeof child->user_id, "%s", parent.user_id);
+        if ((rc = mem_refresh_rotate(e, s, parent.id, child, sealed, now, 0, out)) != 0 ||
+            out->outcome == ENG_ROTATE_NEW)
+            return rc;
+        /* not a member: nothing changed */
+        child->family_id[0] = child->user_id[0] = '\0';
+        memset(out, 0, sizeof *out);
+    }
+    return engine_fail(e, ERR_NOTFOUND, "no live refresh token of this org by that hash");
+}
+
 /* Revokes the family of the org at node (and ends its session). */
 static int family_revoke(struct engine *e, uint64_t node, const char *family_id, int64_t at)
 {

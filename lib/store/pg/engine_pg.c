@@ -1106,6 +1106,7 @@ static const struct engine_ops PG_OPS = {
     .api_key_revoke = pg_api_key_revoke,
     .refresh_create = pg_refresh_create,
     .refresh_rotate = pg_refresh_rotate,
+    .refresh_rotate_hash = pg_refresh_rotate_hash,
     .refresh_revoke_family = pg_refresh_revoke_family,
     .session_create = pg_session_create,
     .session_list = pg_session_list,

@@ -334,6 +334,8 @@ int pg_refresh_create(struct engine *e, const struct eng_scope *s, const struct 
 int pg_refresh_rotate(struct engine *e, const struct eng_scope *s, const char *parent_id,
                       const struct eng_refresh *child, const char *sealed, int64_t now,
                       int64_t reuse_interval, struct eng_rotation *out);
+int pg_refresh_rotate_hash(struct engine *e, const struct eng_scope *s, const char *token_hash,
+                           struct eng_refresh *child, const char *sealed, int64_t now, struct eng_rotation *out);
 int pg_refresh_revoke_family(struct engine *e, const struct eng_scope *s, const char *family_id,
                              int64_t at);
 int pg_session_create(struct engine *e, const struct eng_scope *s, const struct eng_session *ss);

@@ -393,6 +393,61 @@ out:
     return rc;
 }
 
+/* The one-step rotation (lib/store/engine.h): the statement of
+ * pg_refresh_rotate's first round trip with the parent found by its hash
+ * instead of its id, so no resolve goes before it, and its family and user
+ * read from its row. The rest is the same: the UPDATE's condition is the
+ * compare-and-set (now with the expiry and the membership, joined, whose role
+ * comes back), the child's INSERT, the wipe and the session's move hang on
+ * its RETURNING. No row: nothing happened, for whatever reason. */
+int pg_refresh_rotate_hash(struct engine *e, const struct eng_scope *s, const char *token_hash,
+                           struct eng_refresh *child, const char *sealed, int64_t now, struct eng_rotation *out)
+{
+    struct ts x = ts(child->expires_at), at = ts(now);
+    PGresult *r = NULL;
+    int rc;
+
+    memset(out, 0, sizeof *out);
+    rc = q_any(e, s, true, false,
+               "WITH p AS (UPDATE core.refresh_tokens t SET used_at = to_timestamp($5), child_id = $1, "
+               "           child_sealed = $7 "
+               "         FROM core.memberships m "
+               "         WHERE t.token_hash = $8 AND t.org_id = $2 AND t.mode = $3 AND t.used_at IS NULL "
+               "           AND t.revoked_at IS NULL AND t.expires_at > to_timestamp($5) "
+               "           AND m.org_id = $2 AND m.user_id = t.user_id "
+               "         RETURNING t.id, t.family_id, t.user_id, t.parent_id, m.role), "
+               "ins AS (INSERT INTO core.refresh_tokens (id, family_id, user_id, org_id, mode, token_hash, "
+               "        created_at, expires_at, parent_id) "
+               "        SELECT $1, p.family_id, p.user_id, $2, $3, $4, to_timestamp($5), to_timestamp($6), p.id "
+               "        FROM p RETURNING 1), "
+               "wipe AS (UPDATE core.refresh_tokens SET child_sealed = NULL WHERE org_id = $2 AND id IN "
+               "         (SELECT g.id FROM core.refresh_tokens g, p WHERE g.id = p.parent_id "
+               "          AND g.org_id = $2 AND g.child_sealed IS NOT NULL FOR UPDATE OF g SKIP LOCKED)), "
+               "sess AS (UPDATE core.sessions ss SET last_used_at = to_timestamp($5), expires_at = to_timestamp($6) "
+               "         FROM p WHERE ss.org_id = $2 AND ss.id = p.family_id) "
+               "SELECT p.family_id, p.user_id, p.role, (SELECT count(*) FROM ins) FROM p",
+               8,
+               (const char *[]){child->id, s->org_id, engine_mode_name(s->mode), child->token_hash, at.s, x.s,
+                                sealed, token_hash},
+               &r);
+    if (rc != 0)
+        return rc;
+    if (PQntuples(r) == 0)
+        rc = engine_fail(e, ERR_NOTFOUND, "no live refresh token of this org by that hash");
+    else if (PQntuples(r) != 1)
+        rc = engine_fail(e, ERR_INTERNAL, "rotation returned %d rows", PQntuples(r));
+    else if (i64(r, 0, 3) != 1)
+        rc = engine_fail(e, ERR_INTERNAL, "rotation stored no child");
+    else {
+        cpy(child->family_id, sizeof child->family_id, r, 0, 0);
+        cpy(child->user_id, sizeof child->user_id, r, 0, 1);
+        cpy(out->role, sizeof out->role, r, 0, 2);
+        out->outcome = ENG_ROTATE_NEW;
+    }
+    PQclear(r);
+    return rc;
+}
+
 int pg_refresh_revoke_family(struct engine *e, const struct eng_scope *s, const char *family_id,
                              int64_t at)
 {
