@@ -25,6 +25,8 @@
 #define REFRESH_BYTES 32
 #define REFRESH_SCOPED (1 + 16 + REFRESH_BYTES)  /* mode, org id, secret */
 #define REFRESH_SCOPED_TEXT 69                    /* "rt_" + base64url of REFRESH_SCOPED bytes */
+_Static_assert(3 + CRYPTO_B64_LEN(REFRESH_SCOPED) == REFRESH_SCOPED_TEXT && REFRESH_SCOPED_TEXT < TOKEN_REFRESH_TEXT,
+               "a scoped refresh token's text and its buffer");
 
 void token_sha256_hex(const char *s, size_t n, char out[ENG_HASH])
 {

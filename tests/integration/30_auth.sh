@@ -199,6 +199,12 @@ for what in org mode; do
 done
 refresh "$V0"
 expect "and the token itself still rotates: nothing changed" 200 '.refresh_token | startswith("rt_")'
+# texts of the scoped form's length that are no token of ours: unknown, never a 500
+for bad in "rt_$(printf '%066d' 0)" "rt_$(printf 'A%.0s' $(seq 1 65))=" "xx_${V0:3}" "rt_/${V0:4}" \
+           "rt_$(python3 -c 'import base64; print(base64.urlsafe_b64encode(bytes([7]) + bytes(48)).decode().rstrip("="))')"; do
+    refresh "$bad"
+    expect_error "a malformed ${#bad}-character refresh token ${bad:0:8}… → 401 unknown" 401 unauthorized
+done
 
 # 20 concurrent refreshes of one token, over both workers
 login victor@acme.test
@@ -492,6 +498,14 @@ req DELETE /v1/orgs/current/members/aaaaaaaa-0000-4000-8000-000000000002 -H "$(a
 expect_error "nor remove an admin → 403" 403 forbidden
 req POST /v1/orgs/current/members -H "$(auth "$HR")" -H "$J" -d '{"email":"hr2@acme.test","role":"hr"}'
 expect "it can invite into its own role" 201 '.role == "hr"'
+# a member removed: its refresh token (named org, the rotation's membership
+# check) no longer rotates, and nothing of its family changed
+join_as member gone@acme.test; GONE_RT=$(jq -r .refresh_token <<<"$BODY")
+req DELETE "/v1/orgs/current/members/$NEW_ID" -H "$(auth "$ADMIN")"
+check "(gone@acme.test is removed from acme)" test "$STATUS" = 204
+refresh "$GONE_RT"
+expect_error "a removed member's refresh token → 401" 401 unauthorized
+check "… saying it is no longer a member" jq -e '.error.message | test("no longer a member")' <<<"$BODY"
 join_as keyer keyer@acme.test; KEYER=$TOKEN
 req POST /v1/auth/api-keys -H "$(auth "$KEYER")" -H "$J" -d '{"name":"k","role":"admin"}'
 expect_error "an API key cannot carry more than its creator holds → 403" 403 forbidden

@@ -147,6 +147,15 @@ check "a token of the form before (the secret alone, ${#OLD} characters) refresh
 check "… into a child of the new form (${#RT} characters), which takes one" test "${#RT}" = 69 -a "$RT" != "$OLD"
 refreshes 1
 check "… one round trip for the child's refresh ($TRIPS)" test "$OKS" = 1 -a "$TRIPS" = 1
+# A token past its expiry misses the one step (its condition) and the long
+# way answers token_expired; nothing rotated.
+owner_sql -c "UPDATE core.refresh_tokens SET expires_at = now() - interval '1 second'
+    WHERE token_hash = encode(sha256('$RT'), 'hex')" >/dev/null
+req POST /v1/auth/refresh -H "$J" -d "{\"refresh_token\":\"$RT\"}"
+check "an expired refresh token → 401 token_expired" \
+    test "$STATUS" = 401 -a "$(jq -r .error.code <<<"$BODY")" = token_expired
+check "… and it was not rotated" test "$(owner_sql -c "SELECT count(*) FROM core.refresh_tokens
+    WHERE token_hash = encode(sha256('$RT'), 'hex') AND used_at IS NULL AND child_id IS NULL")" = 1
 
 # A service in a database of its own: its reads are one round trip as well,
 # on its own pool ("svc.routes.test"), and nothing else is asked (the org's

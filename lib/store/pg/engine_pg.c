@@ -266,6 +266,17 @@ const struct eng_resource *engine_pg_def_known(struct engine *e, const struct en
     return strcmp(d->service, service) == 0 && strcmp(d->name, resource) == 0 ? d : NULL;
 }
 
+struct eng_resource *engine_pg_def_spare(struct engine *e, bool **lent)
+{
+    struct pge *g = e->impl;
+
+    if (g->spare_lent || (g->spare_def == NULL && (g->spare_def = malloc(sizeof *g->spare_def)) == NULL))
+        return NULL;
+    g->spare_lent = true;
+    *lent = &g->spare_lent;
+    return g->spare_def;
+}
+
 void engine_pg_def_learn(struct engine *e, const struct eng_scope *s, const struct eng_resource *def)
 {
     struct pge *g = e->impl;
@@ -528,6 +539,7 @@ static void pg_free(struct engine *e)
                 free(g->st[i].defs[k]);
             free(g->st[i].hnsw);
         }
+        free(g->spare_def);
         free(g);
     }
     free(e);

@@ -86,6 +86,8 @@ struct pge_place {
 
 struct pge {
     struct pg_pool *core;
+    struct eng_resource *spare_def;     /* pgrec_call_init's room, made at its first call */
+    bool spare_lent;
     struct pg_tx core_tx;
     struct pge_store st[PGE_STORES];
     int nst;

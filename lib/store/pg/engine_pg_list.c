@@ -433,13 +433,8 @@ int pgrec_record_list(struct engine *e, const struct eng_scope *s, const char *s
     int rc;
 
     *n = 0;
-    memset(&c, 0, sizeof c);
-    buf_init(&c.b[0], SQL_MAX);
-    buf_init(&c.b[1], SQL_MAX);
-    if ((c.def = malloc(sizeof *c.def)) == NULL) {
-        rc = pgrec_nomem(e);
+    if ((rc = pgrec_call_init(e, service, &c)) != 0)
         goto out;
-    }
     if ((rc = list_fast(e, s, service, resource, q, max, &c, &rows)) != 0)
         goto out;
     if (rows == NULL) {
@@ -1021,14 +1016,8 @@ int pgrec_record_search(struct engine *e, const struct eng_scope *s, const char 
 
     *n = 0;
     *strategy = ENG_STRATEGY_EXACT;
-    memset(&c, 0, sizeof c);
-    c.service = service;
-    buf_init(&c.b[0], SQL_MAX);
-    buf_init(&c.b[1], SQL_MAX);
-    if ((c.def = malloc(sizeof *c.def)) == NULL) {
-        rc = pgrec_nomem(e);
+    if ((rc = pgrec_call_init(e, service, &c)) != 0)
         goto out;
-    }
     if ((rc = search_fast(e, s, resource, q, &c, out, n, &how)) != 0 || how == SEARCH_DONE) {
         *strategy = ENG_STRATEGY_HNSW;
         goto out;

@@ -359,6 +359,17 @@ int pgrec_nomem(struct engine *e)
     return engine_fail(e, ERR_NOMEM, "out of memory building a statement");
 }
 
+int pgrec_call_init(struct engine *e, const char *service, struct pgrec_call *c)
+{
+    memset(c, 0, sizeof *c);
+    c->service = service;
+    buf_init(&c->b[0], SQL_MAX);
+    buf_init(&c->b[1], SQL_MAX);
+    if ((c->def = engine_pg_def_spare(e, &c->lent)) == NULL && (c->def = malloc(sizeof *c->def)) == NULL)
+        return pgrec_nomem(e);
+    return 0;
+}
+
 int pgrec_call_open(struct engine *e, const struct eng_scope *s, const char *service, const char *resource,
                     bool lock, struct pgrec_call *c)
 {
@@ -366,12 +377,8 @@ int pgrec_call_open(struct engine *e, const struct eng_scope *s, const char *ser
     const char *schema = engine_pg_schema_known(e, s->mode, service);
     int rc;
 
-    memset(c, 0, sizeof *c);
-    c->service = service;
-    buf_init(&c->b[0], SQL_MAX);
-    buf_init(&c->b[1], SQL_MAX);
-    if ((c->def = malloc(sizeof *c->def)) == NULL)
-        return pgrec_nomem(e);
+    if ((rc = pgrec_call_init(e, service, c)) != 0)
+        return rc;
     /* the definition the unit's resource read locked (or guards) for its
      * writes: the handler checked the body against it; no second read */
     if (lock && kept != NULL && schema != NULL && engine_pg_held(e, s, service, resource, kept->version)) {
@@ -398,7 +405,12 @@ void pgrec_call_close(struct pgrec_call *c)
         pgrec_params_cleanup(&c->p[i]);
         buf_cleanup(&c->b[i]);
     }
-    free(c->def);
+    if (c->lent != NULL)
+        *c->lent = false;
+    else
+        free(c->def);
+    c->def = NULL;
+    c->lent = NULL;
 }
 
 /* ", ob AS (INSERT INTO <schema>._outbox …)": the outbox entry of the change
@@ -507,15 +519,10 @@ int pgrec_record_get(struct engine *e, const struct eng_scope *s, const char *se
     int rc;
 
     if (known != NULL) {
-        memset(&c, 0, sizeof c);
-        c.service = service;
-        buf_init(&c.b[0], SQL_MAX);
-        buf_init(&c.b[1], SQL_MAX);
+        rc = pgrec_call_init(e, service, &c);
         snprintf(c.schema, sizeof c.schema, "%s", known);
-        if ((c.def = malloc(sizeof *c.def)) == NULL) {
-            rc = pgrec_nomem(e);
+        if (rc != 0)
             goto out;
-        }
     } else if ((rc = pgrec_call_open(e, s, service, resource, false, &c)) != 0) {
         goto out;
     }

@@ -43,6 +43,10 @@ int engine_pg_data_read(struct engine *e, const struct eng_scope *s, const char 
 const struct eng_resource *engine_pg_def_known(struct engine *e, const struct eng_scope *s, const char *service,
                                                const char *resource);
 void engine_pg_def_learn(struct engine *e, const struct eng_scope *s, const struct eng_resource *def);
+/* The engine's one spare definition (some 70 KB) lent to a record op, or NULL
+ * while another holds it (or it cannot be made): *lent is set, and the op
+ * clears it to give it back (pgrec_call_init, pgrec_call_close). */
+struct eng_resource *engine_pg_def_spare(struct engine *e, bool **lent);
 /* pgvector's schema when a search in the store of (s, def's service) found an
  * HNSW index on def's field for metric at def's version, or NULL (borrowed
  * until the next learn); engine_pg_hnsw_learn remembers one (ext "": forgets

@@ -59,6 +59,7 @@ int pgrec_run_read(struct engine *e, const struct eng_scope *s, const char *serv
 struct pgrec_call {
     const char *service;        /* borrowed from the op's caller: which store (engine_pg_route) */
     struct eng_resource *def;
+    bool *lent;                 /* def is the engine's spare (pgrec_call_init): given back at close */
     char schema[ENG_SLUG];
     struct params p[2];
     struct buf b[2];
@@ -72,6 +73,11 @@ void pgrec_res_stmt(const struct eng_scope *s, const char *service, const char *
                     struct pg_stmt *st);
 int pgrec_res_result(struct engine *e, const struct eng_scope *s, const PGresult *r, const char *service,
                      const char *name, struct eng_resource *out, char schema[ENG_SLUG]) ERR_MUST_CHECK;
+/* c emptied for an op on service, with room for a definition in c->def: the
+ * engine's spare while no other call holds it (a struct eng_resource is some
+ * 70 KB: a malloc and a free of it per read were a visible share of one), a
+ * new one otherwise. pgrec_call_close gives back or frees either. */
+int pgrec_call_init(struct engine *e, const char *service, struct pgrec_call *c) ERR_MUST_CHECK;
 /* Loads the definition of (service, resource) and its schema into c, with
  * lock as pgrec_res_load; c needs pgrec_call_close even when this fails. */
 int pgrec_call_open(struct engine *e, const struct eng_scope *s, const char *service, const char *resource,
