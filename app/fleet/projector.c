@@ -310,14 +310,18 @@ int projector_run(const struct config *cfg, int listen_fd, int channel_fd, int s
             nanosleep(&ts, NULL);
             continue;
         }
-        if (applied > 0 && !more && cfg->cqrs.gather_ms > 0) {
-            /* Under a steady write load every commit wakes us: a round per
-             * event would spend a round's fixed cost (every resource's
+        if (applied > 0 && !more) {
+            /* Under a steady write load every commit would wake us: a round
+             * per event would spend a round's fixed cost (every resource's
              * definition looked at, the pending scans) on each one. After a
              * round that found work, let the next events gather for a
-             * moment; an idle projector still answers the first at once. */
+             * moment and look again, with no wait (the engine need not wake
+             * us meanwhile); an idle projector still answers the first at
+             * once. */
             struct timespec ts = {cfg->cqrs.gather_ms / 1000, (cfg->cqrs.gather_ms % 1000) * 1000000L};
-            nanosleep(&ts, NULL);
+            if (cfg->cqrs.gather_ms > 0)
+                nanosleep(&ts, NULL);
+            continue;
         }
         if (!more && engine_wait(pj.engine, cfg->cqrs.poll_ms) != 0) {
             /* no wake-up source now (LISTEN connection down): poll instead */

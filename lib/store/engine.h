@@ -693,6 +693,9 @@ struct engine_ops {
                    struct eng_projection *out);
     /* Optional (NULL: the caller sleeps). Blocks until a record write may
      * have left events, timeout_ms passes or a signal arrives; 0 in each case.
+     * An engine may stop listening while project keeps finding work (the
+     * caller goes round again without waiting then); its next wait may
+     * return at once, for a round to run before it blocks.
      * ERR_UNAVAILABLE when the wake-up source is down (the caller sleeps and
      * polls; the next call tries again). */
     int (*wait)(struct engine *e, int timeout_ms);

@@ -76,6 +76,7 @@ struct pge_store {
      * distinct listen DSN, never pooled; NULL until the first wait */
     char listen_dsn[PGE_DSN];
     PGconn *listen;
+    bool listening;             /* LISTEN in force on it (a round that applied events ends it) */
 };
 
 /* A placement as the engine resolves it: its store per mode. */
