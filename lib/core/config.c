@@ -129,7 +129,7 @@ static const struct key_def KEYS[] = {
      * gather: one round for many under load), the reaper's period, what it keeps */
     INT("cqrs", "batch", cqrs.batch, 1, 10000, "256", NULL),
     INT("cqrs", "poll_ms", cqrs.poll_ms, 10, 60000, "1000", NULL),
-    INT("cqrs", "gather_ms", cqrs.gather_ms, 0, 1000, "10", NULL),
+    INT("cqrs", "gather_ms", cqrs.gather_ms, 0, 1000, "50", NULL),
     INT("cqrs", "reap_interval", cqrs.reap_interval, 1, 86400, "10", "60"),
     INT("cqrs", "changes_retention", cqrs.changes_retention, 60, 366 * 86400, "604800", NULL),
     INT("cqrs", "token_grace", cqrs.token_grace, 0, 366 * 86400, "86400", NULL),

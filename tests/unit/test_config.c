@@ -270,7 +270,7 @@ static void test_cqrs_and_audit_keys(void **state)
     assert_int_equal(config_load(c, NULL, f->errstr), 0);
     assert_int_equal(c->cqrs.batch, 256);
     assert_int_equal(c->cqrs.poll_ms, 1000);
-    assert_int_equal(c->cqrs.gather_ms, 10);
+    assert_int_equal(c->cqrs.gather_ms, 50);
     assert_int_equal(c->cqrs.reap_interval, 10);
     assert_int_equal(c->cqrs.changes_retention, 7 * 86400);
     assert_int_equal(c->cqrs.token_grace, 86400);
