@@ -277,6 +277,14 @@ static int mark_used(struct engine *e, const struct eng_scope *s, const char *up
     return rows == 0 ? engine_fail(e, ERR_NOTFOUND, "no such %s", what) : engine_fail(e, ERR_CONFLICT, "%s already used", what);
 }
 
+/* A rotation's wipe of the grandparent's seal (the parent's parent, p's
+ * parent_id), which can no longer be served once the parent is used; both
+ * rotations' statements end with it. org: the org's parameter. */
+#define WIPE_GRANDPARENT(org)                                                                       \
+    "wipe AS (UPDATE core.refresh_tokens SET child_sealed = NULL WHERE org_id = " org " AND id IN " \
+    "         (SELECT g.id FROM core.refresh_tokens g, p WHERE g.id = p.parent_id "                  \
+    "          AND g.org_id = " org " AND g.child_sealed IS NOT NULL FOR UPDATE OF g SKIP LOCKED)), "
+
 /* Rotation in one round trip when the parent is live and its user a member
  * (whose role comes back with it): the UPDATE's condition is the compare-and-set (a concurrent rotation holds the row's lock until it
  * commits; this one then re-reads the row, finds it used and matches
@@ -315,9 +323,7 @@ int pg_refresh_rotate(struct engine *e, const struct eng_scope *s, const char *p
                "        created_at, expires_at, parent_id) "
                "        SELECT $1, $2, $3, $4, $5, $6, to_timestamp($7), to_timestamp($8), $10 FROM p "
                "        RETURNING 1), "
-               "wipe AS (UPDATE core.refresh_tokens SET child_sealed = NULL WHERE org_id = $4 AND id IN "
-               "         (SELECT g.id FROM core.refresh_tokens g, p WHERE g.id = p.parent_id "
-               "          AND g.org_id = $4 AND g.child_sealed IS NOT NULL FOR UPDATE OF g SKIP LOCKED)), "
+               WIPE_GRANDPARENT("$4")
                "sess AS (UPDATE core.sessions SET last_used_at = to_timestamp($9), expires_at = to_timestamp($8) "
                "         WHERE org_id = $4 AND id = $2 AND EXISTS (SELECT 1 FROM p)) "
                "SELECT (SELECT count(*) FROM p), (SELECT count(*) FROM ins), (SELECT role FROM m)",
@@ -420,9 +426,7 @@ int pg_refresh_rotate_hash(struct engine *e, const struct eng_scope *s, const ch
                "        created_at, expires_at, parent_id) "
                "        SELECT $1, p.family_id, p.user_id, $2, $3, $4, to_timestamp($5), to_timestamp($6), p.id "
                "        FROM p RETURNING 1), "
-               "wipe AS (UPDATE core.refresh_tokens SET child_sealed = NULL WHERE org_id = $2 AND id IN "
-               "         (SELECT g.id FROM core.refresh_tokens g, p WHERE g.id = p.parent_id "
-               "          AND g.org_id = $2 AND g.child_sealed IS NOT NULL FOR UPDATE OF g SKIP LOCKED)), "
+               WIPE_GRANDPARENT("$2")
                "sess AS (UPDATE core.sessions ss SET last_used_at = to_timestamp($5), expires_at = to_timestamp($6) "
                "         FROM p WHERE ss.org_id = $2 AND ss.id = p.family_id) "
                "SELECT p.family_id, p.user_id, p.role, (SELECT count(*) FROM ins) FROM p",
